@@ -219,6 +219,7 @@ class Ksql(DuckDB):
 
     INDEX_OFFSET = 0  # keeps indexes as written (ksqlDB is 1-based); the compiler maps them
     NUMBERS_CAN_BE_UNDERSCORE_SEPARATED = False
+    IDENTIFIERS_CAN_START_WITH_DIGIT = True  # ksqlDB reads `AS 1R` as a name
 
     class Tokenizer(DuckDB.Tokenizer):
         IDENTIFIERS = ['"', "`"]
