@@ -1,0 +1,51 @@
+"""Serialization formats: ksqlDB's JSON, DELIMITED, KAFKA and NONE as vectorised DuckDB SQL.
+
+>>> format_for("json").name
+'JSON'
+>>> format_for("delimited", {"VALUE_DELIMITER": "TAB"}).delimiter
+'\\t'
+
+Formats that need a schema registry (AVRO, PROTOBUF, PROTOBUF_NOSR, JSON_SR) are not supported
+yet. Call :func:`register_udfs` on each DuckDB connection that evaluates format SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from nbstream.errors import FormatError, did_you_mean
+from nbstream.formats.base import Decoded, Format, register_udfs
+from nbstream.formats.delimited import DelimitedFormat, parse_delimiter
+from nbstream.formats.json import JsonFormat
+from nbstream.formats.kafka import KafkaFormat
+from nbstream.formats.none import NoneFormat
+
+__all__ = ["FORMATS", "Decoded", "Format", "format_for", "register_udfs"]
+
+#: The formats nbstream serializes itself.
+FORMATS = ("JSON", "DELIMITED", "KAFKA", "NONE")
+#: ksqlDB formats that need a schema registry.
+REGISTRY_FORMATS = ("AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
+
+
+def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key: bool = False) -> Format:
+    """The format called ``name`` (case-insensitive), configured by the source's WITH ``properties``.
+
+    ``properties`` keys are case-insensitive; DELIMITED reads ``KEY_DELIMITER`` when ``is_key``,
+    else ``VALUE_DELIMITER`` (a single character, ``TAB`` or ``SPACE``; default ``,``). Other
+    formats reject that property as ksqlDB does."""
+    upper = name.upper()
+    props = {k.upper(): v for k, v in (properties or {}).items()}
+    prop = "KEY_DELIMITER" if is_key else "VALUE_DELIMITER"
+    if upper == "DELIMITED":
+        return DelimitedFormat(parse_delimiter(props[prop], prop) if props.get(prop) is not None else ",")
+    if upper in REGISTRY_FORMATS:
+        raise FormatError(
+            f"The '{upper}' format needs a schema registry, which nbstream does not support yet"
+        )
+    if upper not in FORMATS:
+        raise FormatError(f"Unknown format: {name}.{did_you_mean(name, FORMATS)}")
+    if props.get(prop) is not None:
+        raise FormatError(f"{upper} does not support the following configs: [delimiter]")
+    return {"JSON": JsonFormat, "KAFKA": KafkaFormat, "NONE": NoneFormat}[upper]()

@@ -1,0 +1,196 @@
+"""The serialization-format contract, and SQL helpers shared by the formats.
+
+A record's key and value live in the log as bytes (DuckDB ``BLOB``). A :class:`Format` turns a
+BLOB column into typed columns (:meth:`Format.decode_sql`) and typed columns back into a BLOB
+(:meth:`Format.encode_sql`) as *SQL expressions*, so that a query's whole micro-batch is one
+vectorised DuckDB statement. ``encode_python``/``decode_python`` serve the engine's
+``produce``/``consume`` API and tests: they map ksqlDB's *logical content* of a record (what a
+query-validation test writes as ``"value"``) to bytes and back.
+
+The SQL produced here may call the macros that :func:`register_udfs` defines; run it once on every
+DuckDB connection that evaluates format SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import duckdb
+
+from nbstream.catalog.schema import Column
+from nbstream.catalog.types import SqlType
+from nbstream.errors import FormatError
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """The result of :meth:`Format.decode_sql`.
+
+    ``columns`` holds one SQL expression per requested column, typed ``column.type.duckdb()``.
+    ``error`` is a SQL boolean, true when the record cannot be deserialized (the runtime sends it
+    to the processing log and skips it), or ``None`` when decoding cannot fail.
+    ``error_message`` is a SQL VARCHAR describing the failure (meaningful where ``error`` holds).
+    """
+
+    columns: tuple[str, ...]
+    error: str | None = None
+    error_message: str | None = None
+
+
+class Format(Protocol):
+    """A ksqlDB serialization format (``JSON``, ``DELIMITED``, ``KAFKA``, ``NONE``)."""
+
+    name: str
+
+    def check_columns(
+        self, columns: Sequence[Column], *, is_key: bool, wrap_single_value: bool | None
+    ) -> None:
+        """Raise :class:`FormatError` (with ksqlDB's message) if the format cannot carry ``columns``."""
+        ...
+
+    def probe_sql(self, blob: str) -> str | None:
+        """A SQL aggregate over a batch whose result :meth:`decode_sql` needs as ``probe``, or None."""
+        ...
+
+    def decode_sql(
+        self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
+    ) -> Decoded:
+        """SQL expressions decoding the BLOB expression ``blob`` into ``columns``.
+
+        A NULL blob decodes to all-NULL columns without error."""
+        ...
+
+    def encode_sql(self, columns: Sequence[tuple[Column, str]], *, wrap_single_value: bool) -> str:
+        """A SQL BLOB expression serializing ``(column, sql_expression)`` pairs."""
+        ...
+
+    def encode_python(self, value: Any, columns: Sequence[Column]) -> bytes | None:
+        """Bytes of a record whose logical content (as in ksqlDB's QTT files) is ``value``."""
+        ...
+
+    def decode_python(self, data: bytes | None, columns: Sequence[Column], *, wrap_single_value: bool) -> Any:
+        """The logical content of the serialized record ``data`` (None for a null record)."""
+        ...
+
+
+# -- SQL helpers --------------------------------------------------------------------------------
+
+
+def sql_str(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def check_wrap(columns: Sequence[Column], wrap_single_value: bool | None) -> None:
+    """ksqlDB's rule: an explicit ``WRAP_SINGLE_VALUE`` needs exactly one column."""
+    if wrap_single_value is not None and len(columns) != 1:
+        raise FormatError("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas")
+
+
+def _has_map(t: SqlType) -> bool:
+    if t.name == "MAP":
+        return True
+    inner = [t.element] if t.element is not None else []
+    return any(_has_map(x) for x in [*inner, *(ft for _, ft in t.fields)])
+
+
+def check_key_maps(columns: Sequence[Column]) -> None:
+    """ksqlDB's rule for every key format: no MAP anywhere in a key column's type."""
+    for col in columns:
+        if _has_map(col.type):
+            raise FormatError(
+                "Map keys, including types that contain maps, are not supported as they may lead to "
+                f"unexpected behavior due to inconsistent serialization. Key column name: `{col.name}`. "
+                f"Column type: {col.type}. See https://github.com/confluentinc/ksql/issues/6621 for more."
+            )
+
+
+def unsupported_type(fmt: str, columns: Sequence[Column], bad: Column, *, is_key: bool) -> FormatError:
+    """ksqlDB's error for a column type a format cannot carry."""
+    which = "Key" if is_key else "Value"
+    schema = ", ".join(str(c) for c in columns)
+    return FormatError(
+        f"{which} format does not support schema.\nformat: {fmt}\nschema: Persistence{{columns=[{schema}], "
+        f"features=[]}}\nreason: The '{fmt}' format does not support type '{bad.type.name}', column: `{bad.name}`"
+    )
+
+
+def check_unwrapped_only(fmt: str, wrap_single_value: bool | None) -> None:
+    """ksqlDB's rule for formats that cannot wrap a single value in a record."""
+    if wrap_single_value:
+        raise FormatError(f"Format '{fmt}' does not support 'WRAP_SINGLE_VALUE' set to 'true'.")
+
+
+#: Macros used by the generated SQL. ``nbs_java_double`` renders a DOUBLE like Java's
+#: ``Double.toString`` (``1.0``, ``1.0E10``, ``1.0E-5``, ``NaN``), starting from DuckDB's shortest
+#: round-trip text (``10000000000.0``, ``1e-05``) split into significant digits and exponent.
+_MACROS = (
+    "nbs_dbl_mant(s) AS split_part(s, 'e', 1)",
+    "nbs_dbl_digits(s) AS rtrim(ltrim(replace(nbs_dbl_mant(s), '.', ''), '0'), '0')",
+    "nbs_dbl_exp(s) AS length(split_part(nbs_dbl_mant(s), '.', 1))"
+    " - (length(replace(nbs_dbl_mant(s), '.', '')) - length(ltrim(replace(nbs_dbl_mant(s), '.', ''), '0')))"
+    " - 1 + coalesce(TRY_CAST(nullif(split_part(s, 'e', 2), '') AS INTEGER), 0)",
+    "nbs_java_sci(d, n) AS CASE WHEN n BETWEEN -3 AND 6 THEN (CASE WHEN n >= 0 THEN"
+    " rpad(left(d, n + 1), n + 1, '0') || '.' || coalesce(nullif(substr(d, n + 2), ''), '0')"
+    " ELSE '0.' || repeat('0', -n - 1) || d END)"
+    " ELSE left(d, 1) || '.' || coalesce(nullif(substr(d, 2), ''), '0') || 'E' || n::VARCHAR END",
+    "nbs_java_pos(s) AS nbs_java_sci(nbs_dbl_digits(s), nbs_dbl_exp(s))",
+    "nbs_java_double(x) AS CASE WHEN isnan(x) THEN 'NaN'"
+    " WHEN isinf(x) THEN (CASE WHEN x > 0 THEN 'Infinity' ELSE '-Infinity' END)"
+    " WHEN x = 0 THEN (CASE WHEN signbit(x) THEN '-0.0' ELSE '0.0' END)"
+    " ELSE (CASE WHEN x < 0 THEN '-' ELSE '' END) || nbs_java_pos(abs(x)::VARCHAR) END",
+)
+
+
+def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
+    """Define the macros format SQL uses on ``con`` (idempotent)."""
+    for macro in _MACROS:
+        con.execute(f"CREATE OR REPLACE TEMP MACRO {macro}")
+
+
+def scalar_text_sql(expr: str, sql_type: SqlType) -> str:
+    """SQL rendering ``expr`` (a non-nested value) as ksqlDB writes it in text formats.
+
+    DOUBLE as Java's ``Double.toString``, DECIMAL with its scale, TIMESTAMP as epoch
+    milliseconds, DATE as days since the epoch, TIME as milliseconds of the day, BYTES as base64."""
+    name = sql_type.name
+    if name == "DOUBLE":
+        return f"nbs_java_double({expr})"
+    if name == "BOOLEAN":
+        return f"CASE WHEN {expr} THEN 'true' WHEN NOT {expr} THEN 'false' END"
+    if name == "TIMESTAMP":
+        return f"epoch_ms({expr})::VARCHAR"
+    if name == "DATE":
+        return f"({expr} - DATE '1970-01-01')::VARCHAR"
+    if name == "TIME":
+        return f"(epoch_us({expr}) // 1000)::VARCHAR"
+    if name == "BYTES":
+        return f"to_base64({expr})"
+    return f"({expr})::VARCHAR"
+
+
+def scalar_from_text_sql(text: str, sql_type: SqlType) -> str:
+    """SQL parsing the VARCHAR ``text`` as a non-nested ``sql_type`` (NULL when it does not parse).
+
+    The inverse of :func:`scalar_text_sql`; BOOLEAN follows Java's ``Boolean.parseBoolean``."""
+    name = sql_type.name
+    if name == "BOOLEAN":
+        return f"(lower({text}) = 'true')"
+    if name == "TIMESTAMP":
+        return f"epoch_ms(TRY_CAST({text} AS BIGINT))"
+    if name == "DATE":
+        return f"(DATE '1970-01-01' + TRY_CAST({text} AS INTEGER))"
+    if name == "TIME":
+        return f"(TIME '00:00:00' + to_milliseconds(TRY_CAST({text} AS BIGINT)))"
+    if name == "BYTES":
+        return f"TRY(from_base64({text}))"
+    if name in ("INTEGER", "BIGINT"):  # like Java's parseInt/parseLong: no fraction, no rounding
+        return f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+') THEN TRY_CAST({text} AS {sql_type.duckdb()}) END"
+    return f"TRY_CAST({text} AS {sql_type.duckdb()})"
