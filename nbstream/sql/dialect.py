@@ -38,6 +38,10 @@ SIMPLE_TYPES = {
 _WORD_TYPES = frozenset({TokenType.VAR, TokenType.IDENTIFIER})
 
 
+#: Join keywords sqlglot reserves that ksqlDB allows as struct field names after ``->``.
+_JOIN_WORDS = frozenset({"INNER", "OUTER", "LEFT", "RIGHT", "FULL", "CROSS"})
+
+
 def is_word(token: Token) -> bool:
     """Whether ``token`` reads as a name: an identifier or any keyword made of letters."""
     if token.token_type in _WORD_TYPES:
@@ -149,14 +153,6 @@ class TypeReader:
         return bool(self.pending_gt) or (token is not None and token.text in (">", ">>"))
 
 
-def _dereference(self: parser.Parser, this: exp.Expr, field: exp.Expr | None) -> exp.Expr:
-    if isinstance(field, exp.Column) and not field.table:
-        field = field.this
-    if not isinstance(field, exp.Identifier):
-        self.raise_error("Expected a field name after '->'")
-    return self.expression(Dereference(this=this, field=field.name if field.quoted else field.name.upper()))
-
-
 def _lambda(self: parser.Parser, expressions: list[exp.Expr]) -> exp.Expr:
     return self.expression(
         exp.Lambda(this=self._replace_lambda(self._parse_disjunction(), expressions), expressions=expressions)
@@ -171,10 +167,7 @@ class KsqlParser(DuckDBParser):
     NO_PAREN_FUNCTIONS: dict = {}
     NO_PAREN_FUNCTION_PARSERS = {"CASE": lambda self: self._parse_case()}
     JSON_OPERATORS: dict = {}
-    COLUMN_OPERATORS = {
-        **{k: v for k, v in DuckDBParser.COLUMN_OPERATORS.items() if k != TokenType.DCOLON},
-        TokenType.ARROW: _dereference,
-    }
+    COLUMN_OPERATORS = {k: v for k, v in DuckDBParser.COLUMN_OPERATORS.items() if k != TokenType.DCOLON}
     CAST_COLUMN_OPERATORS: set = set()
     LAMBDAS = {TokenType.FARROW: _lambda}
     PLACEHOLDER_PARSERS = {
@@ -188,6 +181,28 @@ class KsqlParser(DuckDBParser):
     def _parse_expression(self) -> exp.Expr | None:
         # Skip DuckDB's prefix aliases (``foo: 1``): ksqlDB has none.
         return self._parse_alias(self._parse_assignment())
+
+    def _parse_column(self) -> exp.Expr | None:
+        return self._parse_arrows(super()._parse_column())
+
+    def _parse_column_ops(self, this: exp.Expr | None) -> exp.Expr | None:
+        return self._parse_arrows(super()._parse_column_ops(this))
+
+    def _parse_arrows(self, this: exp.Expr | None) -> exp.Expr | None:
+        """``this->field[->field…]``, each followed by any subscripts or dots."""
+        while this is not None and self._match(TokenType.ARROW):
+            token = self._curr
+            if token is None or not self._is_field_name(token):
+                self.raise_error("Expected a field name after '->'")
+                return this
+            self._advance()
+            this = super()._parse_column_ops(self.expression(Dereference(this=this, field=word_value(token))))
+        return this
+
+    def _is_field_name(self, token: Token) -> bool:
+        if token.token_type in self.ID_VAR_TOKENS or token.token_type in _WORD_TYPES:
+            return True
+        return token.text.upper() in _JOIN_WORDS
 
     def _parse_ksql_cast(self) -> exp.Expr:
         this = self._parse_disjunction()

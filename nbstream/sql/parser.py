@@ -231,7 +231,7 @@ def parse_expression(text: str) -> exp.Expr:
     """
     tokens = tokenize(text)
     expressions = read_expressions(text, tokens)
-    if len(expressions) != 1:
+    if len(expressions) != 1 or tokens[-1].token_type == TokenType.COMMA:
         raise ParseError("expecting one expression", Span.at(text, 0, len(text)))
     result = expressions[0]
     if isinstance(result, exp.Alias):
