@@ -141,10 +141,12 @@ _MACROS = (
     " rpad(left(d, n + 1), n + 1, '0') || '.' || coalesce(nullif(substr(d, n + 2), ''), '0')"
     " ELSE '0.' || repeat('0', -n - 1) || d END)"
     " ELSE left(d, 1) || '.' || coalesce(nullif(substr(d, 2), ''), '0') || 'E' || n::VARCHAR END",
-    "nbs_java_pos(s) AS nbs_java_sci(nbs_dbl_digits(s), nbs_dbl_exp(s))",
+    "nbs_java_pos(s) AS nbs_java_sci(nbs_dbl_digits(s), nbs_dbl_exp(s)::INTEGER)",
     "nbs_java_double(x) AS CASE WHEN isnan(x) THEN 'NaN'"
     " WHEN isinf(x) THEN (CASE WHEN x > 0 THEN 'Infinity' ELSE '-Infinity' END)"
     " WHEN x = 0 THEN (CASE WHEN signbit(x) THEN '-0.0' ELSE '0.0' END)"
+    # Java writes Double.MIN_VALUE with two digits; shortest round-trip text would be 5e-324
+    " WHEN abs(x) = 4.9E-324 THEN (CASE WHEN x < 0 THEN '-' ELSE '' END) || '4.9E-324'"
     " ELSE (CASE WHEN x < 0 THEN '-' ELSE '' END) || nbs_java_pos(abs(x)::VARCHAR) END",
 )
 

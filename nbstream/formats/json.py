@@ -55,19 +55,20 @@ class JsonFormat:
     def decode_sql(
         self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
     ) -> Decoded:
-        text = f"TRY(decode({blob}))"
+        raw_text = f"TRY(decode({blob}))"
+        text = f"CASE WHEN json_valid({raw_text}) THEN {raw_text} END"
         if wrap_single_value or len(columns) != 1:
             raw = _object_fields(text, columns, probe)
             shape_ok = f"json_type({text}) = 'OBJECT'"
         else:
-            raw = [f"CASE WHEN json_valid({text}) THEN {text}::JSON END"]
+            raw = [f"({text})::JSON"]
             shape_ok = "true"
         typed = tuple(from_json_sql(r, c.type) for r, c in zip(raw, columns, strict=True))
         bad = [
             f"({r} IS NOT NULL AND json_type({r}) <> 'NULL' AND {t} IS NULL)"
             for r, t in zip(raw, typed, strict=True)
         ]
-        invalid = f"NOT coalesce(json_valid({text}), false)"
+        invalid = f"NOT coalesce(json_valid({raw_text}), false)"
         error = f"({blob} IS NOT NULL AND ({' OR '.join([invalid, f'NOT ({shape_ok})', *bad])}))"
         whens = [
             f"WHEN {invalid} THEN 'Invalid JSON or UTF-8 text'",

@@ -1,0 +1,264 @@
+"""Specifications of the serialization formats: SQL round trips in DuckDB, errors, renderings."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from nbstream.catalog.schema import Column
+from nbstream.catalog.types import parse_type
+from nbstream.errors import FormatError
+from nbstream.formats import format_for
+
+from .conftest import decode_rows, encode_rows
+
+
+def cols(*specs: str) -> list[Column]:
+    """Columns from ``"NAME TYPE"`` strings."""
+    return [Column(s.split(" ", 1)[0], parse_type(s.split(" ", 1)[1])) for s in specs]
+
+
+# -- format_for -----------------------------------------------------------------------------------
+
+
+def test_format_for_names_and_errors() -> None:
+    assert format_for("json").name == "JSON"
+    assert format_for("Delimited", {"value_delimiter": "TAB"}).delimiter == "\t"
+    with pytest.raises(FormatError, match="Unknown format: FOO"):
+        format_for("FOO")
+    with pytest.raises(FormatError, match="Did you mean `JSON`"):
+        format_for("JSNO")
+    with pytest.raises(FormatError, match="schema registry"):
+        format_for("avro")
+    with pytest.raises(FormatError, match="Delimiter must be a single character"):
+        format_for("DELIMITED", {"VALUE_DELIMITER": "<~>"})
+    with pytest.raises(FormatError, match="Delimiter cannot be empty"):
+        format_for("DELIMITED", {"VALUE_DELIMITER": " "})
+    with pytest.raises(FormatError, match=r"JSON does not support the following configs: \[delimiter\]"):
+        format_for("JSON", {"VALUE_DELIMITER": "|"})
+
+
+@pytest.mark.parametrize(
+    ("fmt", "specs", "is_key", "wrap", "message"),
+    [
+        ("KAFKA", ["K BOOLEAN"], True, None, "The 'KAFKA' format does not support type 'BOOLEAN'"),
+        ("KAFKA", ["A INT", "B INT"], False, None, "only supports a single field"),
+        ("DELIMITED", ["K ARRAY<DOUBLE>"], True, None, "does not support type 'ARRAY', column: `K`"),
+        ("DELIMITED", ["F STRUCT<A INT>"], False, None, "does not support type 'STRUCT'"),
+        ("DELIMITED", ["F INT"], False, True, "does not support 'WRAP_SINGLE_VALUE' set to 'true'"),
+        ("JSON", ["A STRING", "B STRING"], False, False, "only valid for single-field value schemas"),
+        ("JSON", ["K MAP<STRING, INT>"], True, None, "Map keys, including types that contain maps"),
+        ("NONE", ["K STRING"], True, None, "can only be used when no columns are defined"),
+    ],
+)
+def test_check_columns_rejects(
+    fmt: str, specs: list[str], is_key: bool, wrap: bool | None, message: str
+) -> None:
+    with pytest.raises(FormatError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        format_for(fmt).check_columns(cols(*specs), is_key=is_key, wrap_single_value=wrap)
+
+
+def test_check_columns_accepts() -> None:
+    format_for("KAFKA").check_columns(cols("K STRING"), is_key=True, wrap_single_value=None)
+    format_for("DELIMITED").check_columns(
+        cols("A INT", "B DECIMAL(4,2)"), is_key=False, wrap_single_value=None
+    )
+    format_for("JSON").check_columns(cols("S STRUCT<A ARRAY<INT>>"), is_key=False, wrap_single_value=False)
+    format_for("NONE").check_columns([], is_key=True, wrap_single_value=None)
+
+
+# -- JSON -----------------------------------------------------------------------------------------
+
+ALL = cols(
+    "ID BIGINT",
+    "NAME STRING",
+    "D DOUBLE",
+    "M DECIMAL(4,2)",
+    "S STRUCT<A INT, B ARRAY<STRING>>",
+    "TS TIMESTAMP",
+    "DT DATE",
+    "TM TIME",
+    "BY BYTES",
+    "MP MAP<STRING, DECIMAL(3,1)>",
+    "OK BOOLEAN",
+)
+ALL_SQL = (
+    "SELECT 1::BIGINT AS ID, 'a\"b' AS NAME, 1e10::DOUBLE AS D, 1.5::DECIMAL(4,2) AS M,"
+    " {'A': 1, 'B': ['x', NULL]} AS S, epoch_ms(1000::BIGINT) AS TS, DATE '1970-01-03' AS DT,"
+    " TIME '00:00:01.5' AS TM, 'hi'::BLOB AS \"BY\", MAP {'k': 1.2::DECIMAL(3,1)} AS MP, true AS OK"
+)
+
+
+def test_json_encode_renders_like_ksqldb(con) -> None:
+    (blob,) = encode_rows(con, format_for("JSON"), ALL_SQL, ALL)
+    assert blob == (
+        b'{"ID":1,"NAME":"a\\"b","D":1.0E10,"M":1.50,"S":{"A":1,"B":["x",null]},"TS":1000,"DT":2,'
+        b'"TM":1500,"BY":"aGk=","MP":{"k":1.2},"OK":true}'
+    )
+
+
+def test_json_round_trip(con) -> None:
+    fmt = format_for("JSON")
+    blobs = encode_rows(con, fmt, ALL_SQL, ALL)
+    (row,) = decode_rows(con, fmt, blobs, ALL)
+    expected = con.sql(ALL_SQL).fetchall()[0]
+    assert row[:-2] == expected
+    assert row[-2] is False
+
+
+def test_json_case_insensitive_keys_via_probe(con) -> None:
+    columns = cols("ID BIGINT", "NAME STRING") + [Column("q", parse_type("INT"))]
+    blobs = [b'{"id": 1, "Name": "x", "q": 7}', b'{"ID": 2, "NAME": "y", "Q": 8}', None]
+    rows = decode_rows(con, format_for("JSON"), blobs, columns)
+    assert [r[:3] for r in rows] == [(1, "x", 7), (2, "y", None), (None, None, None)]
+    assert [r[3] for r in rows] == [False, False, False]
+
+
+def test_json_nested_struct_fields_case_insensitive(con) -> None:
+    columns = cols("S STRUCT<A INT, B STRING>")
+    (row,) = decode_rows(con, format_for("JSON"), [b'{"s": {"a": 1, "B": "z"}}'], columns)
+    assert row[0] == {"A": 1, "B": "z"}
+
+
+def test_json_coercions_and_errors(con) -> None:
+    columns = cols("I INT", "S STRING", "M DECIMAL(4,2)")
+    blobs = [b'{"I": "1", "S": 5, "M": "1.5"}', b'{"I": "abc"}', b"not json", b"[1]", b'{"S": {"x": 1}}']
+    rows = decode_rows(con, format_for("JSON"), blobs, columns)
+    assert rows[0][:4] == (1, "5", Decimal("1.50"), False)
+    assert rows[1][3] is True and "requiredType: INTEGER, path: $.I" in rows[1][4]
+    assert rows[2][3] is True and rows[3][3] is True
+    assert rows[4][1] == '{"x":1}'
+
+
+def test_json_unwrapped_single_value(con) -> None:
+    fmt = format_for("JSON")
+    columns = cols("FOO STRING")
+    assert encode_rows(con, fmt, "SELECT 'bar' AS FOO UNION ALL SELECT NULL", columns, wrap=False) == [
+        b'"bar"',
+        None,
+    ]
+    rows = decode_rows(con, fmt, [b'"bar"', None], columns, wrap=False)
+    assert [r[:2] for r in rows] == [("bar", False), (None, False)]
+
+
+def test_json_python_side() -> None:
+    fmt = format_for("JSON")
+    columns = cols("M DECIMAL(4,2)", "D DOUBLE", "BY BYTES")
+    assert fmt.encode_python({"M": Decimal("1.50"), "x": [1, None]}, columns) == b'{"M":1.50,"x":[1,null]}'
+    assert fmt.encode_python(None, columns) is None
+    value = fmt.decode_python(b'{"M":1.5,"D":1,"BY":"aGk="}', columns, wrap_single_value=True)
+    assert value == {"M": Decimal("1.50"), "D": 1.0, "BY": b"hi"}
+    assert str(value["M"]) == "1.50" and isinstance(value["D"], float)
+    assert fmt.decode_python(b'{"a":1.25}', [], wrap_single_value=True) == {"a": Decimal("1.25")}
+
+
+# -- Java double rendering ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "java"),
+    [
+        ("1.0", "1.0"),
+        ("0.0", "0.0"),
+        ("-0.0", "-0.0"),
+        ("1e10", "1.0E10"),
+        ("1e7", "1.0E7"),
+        ("9999999.0", "9999999.0"),
+        ("0.001", "0.001"),
+        ("0.0001", "1.0E-4"),
+        ("123.456", "123.456"),
+        ("-1e-5", "-1.0E-5"),
+        ("4.9E-324", "4.9E-324"),
+        ("1.7976931348623157E308", "1.7976931348623157E308"),
+        ("2.2250738585072014E-308", "2.2250738585072014E-308"),
+        ("100.0", "100.0"),
+        ("1.5e300", "1.5E300"),
+        ("'nan'", "NaN"),
+        ("'inf'", "Infinity"),
+        ("'-inf'", "-Infinity"),
+    ],
+)
+def test_java_double_rendering(con, value: str, java: str) -> None:
+    assert con.sql(f"SELECT nbs_java_double({value}::DOUBLE)").fetchall()[0][0] == java
+
+
+# -- DELIMITED ------------------------------------------------------------------------------------
+
+DCOLS = cols("A INT", "B STRING", "C DOUBLE", "E DECIMAL(33,16)")
+
+
+def test_delimited_encode_quoting_and_rendering(con) -> None:
+    sql = (
+        "SELECT -1 AS A, 'a,\"b' AS B, 1e-5::DOUBLE AS C, -12345.12::DECIMAL(33,16) AS E"
+        " UNION ALL SELECT 2, NULL, 0.0, NULL UNION ALL SELECT 3, '#x', 1.0, 0"
+    )
+    assert encode_rows(con, format_for("DELIMITED"), sql, DCOLS) == [
+        b'"-1","a,""b",1.0E-5,-12345.1200000000000000',
+        b"2,,0.0,",
+        b'3,"#x",1.0,0.0000000000000000',
+    ]
+
+
+def test_delimited_decode_and_errors(con) -> None:
+    blobs = [b"1,x,0.0,.12", b'2,"a,""b",,"-12345.12"', b"3,x", b"x,y,z,1", b"1.5,y,1,1", None]
+    rows = decode_rows(con, format_for("DELIMITED"), blobs, DCOLS)
+    assert rows[0][:5] == (1, "x", 0.0, Decimal("0.12"), False)
+    assert rows[1][:5] == (2, 'a,"b', None, Decimal("-12345.12"), False)
+    assert rows[2][4] is True and "csvFields:2" in rows[2][5]
+    assert rows[3][4] is True and rows[4][4] is True
+    assert rows[5][4] is False
+
+
+def test_delimited_custom_delimiter_round_trip(con) -> None:
+    fmt = format_for("DELIMITED", {"VALUE_DELIMITER": "TAB"})
+    columns = cols("ID BIGINT", "NAME STRING")
+    blobs = encode_rows(con, fmt, "SELECT 0::BIGINT AS ID, 'zero' AS NAME", columns)
+    assert blobs == [b"0\tzero"]
+    assert decode_rows(con, fmt, blobs, columns)[0][:3] == (0, "zero", False)
+
+
+def test_delimited_single_null_key_is_null() -> None:
+    fmt = format_for("DELIMITED")
+    assert fmt.encode_sql([(cols("K STRING")[0], "k")], wrap_single_value=False).startswith(
+        "CASE WHEN k IS NOT NULL"
+    )
+    assert fmt.decode_python(b"a,b", [], wrap_single_value=False) == "a,b"
+
+
+# -- KAFKA and NONE -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "sql_value", "python_value"),
+    [
+        ("K INT", "-2", -2),
+        ("K BIGINT", "998877665544332211", 998877665544332211),
+        ("K DOUBLE", "1.5", 1.5),
+        ("K STRING", "'héllo'", "héllo"),
+        ("K BYTES", "'\\x01\\x02'::BLOB", b"\x01\x02"),
+    ],
+)
+def test_kafka_round_trip(con, spec: str, sql_value: str, python_value: object) -> None:
+    fmt = format_for("KAFKA")
+    columns = cols(spec)
+    blobs = encode_rows(con, fmt, f"SELECT {sql_value}::{columns[0].type.duckdb()} AS K", columns)
+    assert blobs == [fmt.encode_python(python_value, columns)]
+    assert decode_rows(con, fmt, blobs, columns)[0][:2] == (python_value, False)
+    assert fmt.decode_python(blobs[0], columns, wrap_single_value=False) == python_value
+
+
+def test_kafka_wrong_size_is_an_error(con) -> None:
+    rows = decode_rows(con, format_for("KAFKA"), [b"\x01", None], cols("K INT"))
+    assert rows[0][1:] == (True, "Size of data received by IntegerDeserializer is not 4")
+    assert rows[1][:2] == (None, False)
+
+
+def test_kafka_bytes_given_as_base64_text() -> None:
+    assert format_for("KAFKA").encode_python("aGk=", cols("K BYTES")) == b"hi"
+
+
+def test_none_format() -> None:
+    fmt = format_for("NONE")
+    assert fmt.decode_sql("b", [], None, wrap_single_value=False).columns == ()
+    assert fmt.encode_python("x", []) is None and fmt.decode_python(b"x", [], wrap_single_value=False) is None
