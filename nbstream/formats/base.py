@@ -118,7 +118,8 @@ def unsupported_type(fmt: str, columns: Sequence[Column], bad: Column, *, is_key
     schema = ", ".join(str(c) for c in columns)
     return FormatError(
         f"{which} format does not support schema.\nformat: {fmt}\nschema: Persistence{{columns=[{schema}], "
-        f"features=[]}}\nreason: The '{fmt}' format does not support type '{bad.type.name}', column: `{bad.name}`"
+        f"features=[]}}\nreason: The '{fmt}' format does not support type '{bad.type.name}', "
+        f"column: `{bad.name}`"
     )
 
 
@@ -194,5 +195,6 @@ def scalar_from_text_sql(text: str, sql_type: SqlType) -> str:
     if name == "BYTES":
         return f"TRY(from_base64({text}))"
     if name in ("INTEGER", "BIGINT"):  # like Java's parseInt/parseLong: no fraction, no rounding
-        return f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+') THEN TRY_CAST({text} AS {sql_type.duckdb()}) END"
+        cast = f"TRY_CAST({text} AS {sql_type.duckdb()})"
+        return f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+') THEN {cast} END"
     return f"TRY_CAST({text} AS {sql_type.duckdb()})"

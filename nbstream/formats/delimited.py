@@ -121,7 +121,8 @@ class DelimitedFormat:
         tail = f"right({text}, 1) <= ' '"
         head = f"left({text}, 1) <= '#'"
         if first:
-            rule = f"{text} = '' OR NOT regexp_matches(left({text}, 1), '^[0-9A-Za-z]$') OR {head} OR {special} OR {tail}"
+            alnum = f"regexp_matches(left({text}, 1), '^[0-9A-Za-z]$')"
+            rule = f"{text} = '' OR NOT {alnum} OR {head} OR {special} OR {tail}"
         else:
             rule = f"{text} <> '' AND ({head} OR {special} OR {tail})"
         quoted = f"'\"' || replace({text}, '\"', '\"\"') || '\"'"

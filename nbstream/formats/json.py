@@ -189,7 +189,8 @@ def to_json_sql(expr: str, t: SqlType, depth: int = 0) -> str:
     if t.name == "STRING":
         return f"to_json({expr})::VARCHAR"
     if t.name == "DOUBLE":
-        return f"CASE WHEN isfinite({expr}) THEN nbs_java_double({expr}) ELSE '\"' || nbs_java_double({expr}) || '\"' END"
+        text = f"nbs_java_double({expr})"
+        return f"CASE WHEN isfinite({expr}) THEN {text} ELSE '\"' || {text} || '\"' END"
     if t.name == "BYTES":
         return f"'\"' || to_base64({expr}) || '\"'"
     if t.name == "ARRAY":

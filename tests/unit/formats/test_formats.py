@@ -108,7 +108,7 @@ def test_json_round_trip(con) -> None:
 
 
 def test_json_case_insensitive_keys_via_probe(con) -> None:
-    columns = cols("ID BIGINT", "NAME STRING") + [Column("q", parse_type("INT"))]
+    columns = [*cols("ID BIGINT", "NAME STRING"), Column("q", parse_type("INT"))]
     blobs = [b'{"id": 1, "Name": "x", "q": 7}', b'{"ID": 2, "NAME": "y", "Q": 8}', None]
     rows = decode_rows(con, format_for("JSON"), blobs, columns)
     assert [r[:3] for r in rows] == [(1, "x", 7), (2, "y", None), (None, None, None)]
