@@ -1,0 +1,95 @@
+"""The event log contract shared by the embedded log and the Kafka backend.
+
+A log holds *topics*; a topic has a fixed number of *partitions*; each partition is an append-only
+sequence of records addressed by *offset* (0, 1, 2, … per partition). A record carries a key and a
+value as serialized bytes (either may be ``None``: a null key, a tombstone), a timestamp in epoch
+milliseconds, headers, and — for the output of windowed aggregations — the window of its key.
+
+Queries never see which backend they run on: they read batches of records as Arrow tables (or, on
+the embedded log, as a SQL relation over the same columns) and append encoded batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+#: The columns of a batch of records, in order. ``win_start``/``win_end`` are NULL unless the key
+#: is windowed; ``win_type`` is 'TIME' or 'SESSION' then.
+RECORD_SCHEMA = pa.schema(
+    [
+        ("partition", pa.int32()),
+        ("offset", pa.int64()),
+        ("ts", pa.int64()),
+        ("key", pa.binary()),
+        ("value", pa.binary()),
+        ("headers", pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))),
+        ("win_start", pa.int64()),
+        ("win_end", pa.int64()),
+        ("win_type", pa.string()),
+    ]
+)
+
+#: The same columns as DuckDB column definitions.
+RECORD_COLUMNS_SQL = (
+    '"partition" INTEGER, "offset" BIGINT, ts BIGINT, "key" BLOB, "value" BLOB, '
+    'headers STRUCT("key" VARCHAR, "value" BLOB)[], win_start BIGINT, win_end BIGINT, win_type VARCHAR'
+)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One record as :meth:`Engine.consume` returns it: ``key``/``value`` are decoded with the
+    format of the stream or table over the topic (raw bytes when there is none)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: Any
+    value: Any
+    headers: list[tuple[str, bytes | None]] = field(default_factory=list)
+    window: tuple[int, int] | None = None
+    window_type: str | None = None
+
+
+@dataclass(frozen=True)
+class TopicInfo:
+    """A topic's name, partition count and the end offset of each partition."""
+
+    name: str
+    partitions: int
+    end_offsets: Mapping[int, int]
+
+    @property
+    def size(self) -> int:
+        return sum(self.end_offsets.values())
+
+
+class Log(Protocol):
+    """What the engine needs from an event log."""
+
+    def create_topic(self, name: str, partitions: int = 1) -> TopicInfo:
+        """Create ``name`` or, if it exists, return it (partition count must then match)."""
+        ...
+
+    def delete_topic(self, name: str) -> None: ...
+
+    def topic(self, name: str) -> TopicInfo | None:
+        """The topic called ``name``, or None."""
+        ...
+
+    def topics(self) -> Sequence[TopicInfo]: ...
+
+    def append(self, topic: str, batch: pa.Table) -> None:
+        """Append records (``RECORD_SCHEMA`` columns; ``offset`` is ignored and assigned; a null
+        ``partition`` is chosen from the key) and make them durable before returning."""
+        ...
+
+    def read(self, topic: str, start: Mapping[int, int], limit: int | None = None) -> pa.Table:
+        """Records of ``topic`` from ``start[partition]`` on (missing partitions from 0), ordered
+        by partition and offset; at most ``limit`` per partition."""
+        ...

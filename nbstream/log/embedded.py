@@ -1,0 +1,187 @@
+"""The embedded event log: topics as append-only DuckDB tables, in memory or durable on disk.
+
+Each topic is one table (``RECORD_COLUMNS_SQL``) in the engine's DuckDB database, so a query's
+micro-batch reads its input, writes its output and commits its input offsets in *one* DuckDB
+transaction (see :mod:`nbstream.runtime.checkpoint`). With a database file, a commit is durable
+when it returns: DuckDB syncs its write-ahead log on commit, so an acknowledged append survives
+``kill -9``.
+
+Keyed partitioning: a record without an explicit partition goes to ``hash(key) % partitions`` (the
+same key always lands in the same partition); null keys are spread round-robin.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from nbstream.errors import LogError, did_you_mean
+from nbstream.log.base import RECORD_COLUMNS_SQL, RECORD_SCHEMA, TopicInfo
+
+#: Columns an appended relation must have, besides ``partition`` (NULL = choose from the key).
+APPEND_COLUMNS = ("ts", '"key"', '"value"', "headers", "win_start", "win_end", "win_type")
+
+
+def topic_table(name: str) -> str:
+    """The quoted DuckDB table name holding topic ``name``."""
+    return '"log$' + name.replace('"', '""') + '"'
+
+
+class EmbeddedLog:
+    """The :class:`~nbstream.log.base.Log` of an embedded engine, over a DuckDB connection.
+
+    Methods that write take ``commit=False`` when the caller holds a transaction open (the
+    checkpoint does); the in-memory end offsets then change only after :meth:`confirm`.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+        self._lock = threading.RLock()
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS __topics (name VARCHAR PRIMARY KEY, partitions INTEGER NOT NULL)"
+        )
+        self._ends: dict[str, dict[int, int]] = {}
+        for name, partitions in con.execute("SELECT name, partitions FROM __topics").fetchall():
+            self._ends[name] = self._scan_ends(name, partitions)
+
+    # -- topics ---------------------------------------------------------------------------------
+    def create_topic(self, name: str, partitions: int = 1) -> TopicInfo:
+        if partitions < 1:
+            raise LogError(f"topic {name}: PARTITIONS must be at least 1, got {partitions}")
+        with self._lock:
+            existing = self.topic(name)
+            if existing is not None:
+                if existing.partitions != partitions:
+                    raise LogError(
+                        f"topic '{name}' exists with {existing.partitions} partitions, "
+                        f"not {partitions}"
+                    )
+                return existing
+            self._con.execute(f"CREATE TABLE IF NOT EXISTS {topic_table(name)} ({RECORD_COLUMNS_SQL})")
+            self._con.execute("INSERT INTO __topics VALUES (?, ?)", [name, partitions])
+            self._ends[name] = dict.fromkeys(range(partitions), 0)
+            return self.topic(name)  # type: ignore[return-value]
+
+    def delete_topic(self, name: str) -> None:
+        with self._lock:
+            self.require(name)
+            self._con.execute(f"DROP TABLE {topic_table(name)}")
+            self._con.execute("DELETE FROM __topics WHERE name = ?", [name])
+            del self._ends[name]
+
+    def topic(self, name: str) -> TopicInfo | None:
+        ends = self._ends.get(name)
+        if ends is None:
+            return None
+        return TopicInfo(name, len(ends), dict(ends))
+
+    def require(self, name: str) -> TopicInfo:
+        """The topic ``name``, or a :class:`LogError` naming the near miss."""
+        info = self.topic(name)
+        if info is None:
+            raise LogError(f"topic '{name}' does not exist.{did_you_mean(name, self._ends)}")
+        return info
+
+    def topics(self) -> Sequence[TopicInfo]:
+        return [self.topic(name) for name in sorted(self._ends)]  # type: ignore[misc]
+
+    # -- writing --------------------------------------------------------------------------------
+    def append(self, topic: str, batch: pa.Table) -> None:
+        """Append an Arrow batch (``RECORD_SCHEMA`` columns, ``offset`` ignored) durably."""
+        with self._lock:
+            con = self._con
+            staged = batch.select([n for n in RECORD_SCHEMA.names if n != "offset"])
+            con.register("__append_arrow", staged)
+            try:
+                con.execute("BEGIN")
+                try:
+                    written = self.append_relation(topic, "__append_arrow", commit=False)
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            finally:
+                con.unregister("__append_arrow")
+            self.confirm(topic, written)
+
+    def append_relation(self, topic: str, relation: str, *, commit: bool = True) -> dict[int, int]:
+        """Append the rows of table/view ``relation`` (columns ``partition`` and APPEND_COLUMNS, plus
+        an optional ``__seq`` giving their order) to ``topic``; returns rows written per partition.
+
+        With ``commit=False`` the caller owns the open transaction and calls :meth:`confirm` after
+        committing it.
+        """
+        info = self.require(topic)
+        con = self._con
+        n = info.partitions
+        cols = {r[0] for r in con.execute(f"DESCRIBE {relation}").fetchall()}
+        order = "__seq" if "__seq" in cols else "NULL"
+        con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __routed AS
+            SELECT CASE WHEN "partition" IS NOT NULL THEN "partition"
+                        WHEN "key" IS NULL THEN ((row_number() OVER (ORDER BY {order}) - 1) % {n})::INTEGER
+                        ELSE (hash("key") % {n})::INTEGER END AS p,
+                   row_number() OVER (ORDER BY {order}) AS __n, {", ".join(APPEND_COLUMNS)}
+            FROM {relation}"""
+        )
+        bad = con.execute(f"SELECT min(p), max(p) FROM __routed WHERE p < 0 OR p >= {n}").fetchone()
+        if bad and bad[0] is not None:
+            raise LogError(f"topic '{topic}' has {n} partitions; no partition {bad[0]}")
+        counts = dict(con.execute("SELECT p, count(*) FROM __routed GROUP BY p").fetchall())
+        if counts:
+            ends = ", ".join(f"({p}, {e})" for p, e in info.end_offsets.items())
+            con.execute(
+                f"""INSERT INTO {topic_table(topic)}
+                SELECT r.p, e.end_offset + row_number() OVER (PARTITION BY r.p ORDER BY r.__n) - 1,
+                       {", ".join("r." + c for c in APPEND_COLUMNS)}
+                FROM __routed r JOIN (VALUES {ends}) e(part, end_offset) ON r.p = e.part
+                ORDER BY r.p, r.__n"""
+            )
+        con.execute("DROP TABLE __routed")
+        if commit:
+            self.confirm(topic, counts)
+        return counts
+
+    def confirm(self, topic: str, written: Mapping[int, int]) -> None:
+        """Advance the known end offsets after a transaction that appended ``written`` committed."""
+        with self._lock:
+            ends = self._ends.get(topic)
+            if ends is None:
+                return
+            for partition, count in written.items():
+                ends[partition] += count
+
+    def reload(self) -> None:
+        """Re-read all end offsets from the tables (after a rolled-back transaction)."""
+        with self._lock:
+            for name, ends in self._ends.items():
+                self._ends[name] = self._scan_ends(name, len(ends))
+
+    # -- reading --------------------------------------------------------------------------------
+    def relation(self, topic: str, ranges: Mapping[int, tuple[int, int]]) -> str:
+        """SQL selecting the records of ``topic`` in ``ranges`` {partition: (start, end)}."""
+        conds = " OR ".join(
+            f'("partition" = {p} AND "offset" >= {a} AND "offset" < {b})' for p, (a, b) in ranges.items() if b > a
+        )
+        return f"(SELECT * FROM {topic_table(topic)} WHERE {conds or 'FALSE'})"
+
+    def read(self, topic: str, start: Mapping[int, int] | None = None, limit: int | None = None) -> pa.Table:
+        info = self.require(topic)
+        start = start or {}
+        ranges = {p: (start.get(p, 0), end) for p, end in info.end_offsets.items()}
+        if limit is not None:
+            ranges = {p: (a, min(b, a + limit)) for p, (a, b) in ranges.items()}
+        with self._lock:
+            sql = f'SELECT * FROM {self.relation(topic, ranges)} ORDER BY "partition", "offset"'
+            return self._con.sql(sql).to_arrow_table()
+
+    def _scan_ends(self, name: str, partitions: int) -> dict[int, int]:
+        ends = dict.fromkeys(range(partitions), 0)
+        rows = self._con.execute(
+            f'SELECT "partition", max("offset") + 1 FROM {topic_table(name)} GROUP BY "partition"'
+        ).fetchall()
+        ends.update({p: e for p, e in rows})
+        return ends

@@ -1,0 +1,171 @@
+"""Lowering of a plan to the DuckDB SQL of one micro-batch.
+
+A micro-batch is one SELECT over a relation of raw records (``RECORD_COLUMNS_SQL``): it decodes
+keys and values, computes ROWTIME, filters, projects and encodes the output — all inside DuckDB,
+so no record passes through Python. :func:`result_sql` yields typed rows (what a transient query
+returns); :func:`encoded_sql` turns them into records for a sink topic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from nbstream.catalog.schema import Column
+from nbstream.errors import PlanError
+from nbstream.formats import Decoded, format_for
+from nbstream.physical.expressions import quote
+from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
+
+#: How a TIMESTAMP column's value becomes ROWTIME (epoch ms), by the column's type.
+_ROWTIME_OF = {
+    "BIGINT": "{col}",
+    "INTEGER": "{col}::BIGINT",
+    "TIMESTAMP": "epoch_ms({col})",
+}
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What the formats' probes saw in a batch (e.g. JSON field spellings), by side."""
+
+    key: Any = None
+    value: Any = None
+
+
+def probe_sql(scan: Scan) -> tuple[str | None, str | None]:
+    """The aggregate SQL each side's format wants evaluated over a batch (or None)."""
+    key_fmt = format_for(scan.key_format, scan.key_properties, is_key=True)
+    value_fmt = format_for(scan.value_format, scan.value_properties)
+    key = key_fmt.probe_sql('"key"') if scan.schema.key else None
+    value = value_fmt.probe_sql('"value"') if scan.schema.value else None
+    return key, value
+
+
+def decode_select(scan: Scan, probes: Probes, relation: str) -> str:
+    """SELECT decoding ``relation`` into the scan's columns plus pseudo- and control columns."""
+    key = _decode_side(scan.key_format, scan.key_properties, '"key"', scan.schema.key, probes.key, is_key=True)
+    value = _decode_side(scan.value_format, scan.value_properties, '"value"', scan.schema.value, probes.value,
+                         is_key=False)
+    parts = ['"partition" AS "ROWPARTITION"', '"offset" AS "ROWOFFSET"', "ts AS __ts",
+             'headers AS __headers', '"value" IS NULL AS __tomb',
+             'win_start AS __win_start', 'win_end AS __win_end', 'win_type AS __win_type']
+    for col, sql in zip(scan.schema.key, key.columns, strict=True):
+        parts.append(f"{sql} AS {quote(col.name)}")
+    for col, sql in zip(scan.schema.value, value.columns, strict=True):
+        parts.append(f'CASE WHEN "value" IS NULL THEN NULL ELSE {sql} END AS {quote(col.name)}')
+    for col in scan.schema.headers:
+        parts.append(f"{_header_sql(col)} AS {quote(col.name)}")
+    errors = [f"({e})" for e in (key.error, value.error and f'"value" IS NOT NULL AND ({value.error})') if e]
+    messages = [m for m in (key.error_message, value.error_message) if m]
+    parts.append(f"coalesce({' OR '.join(errors)}, FALSE) AS __err" if errors else "FALSE AS __err")
+    parts.append(f"coalesce({', '.join(messages)}) AS __errmsg" if messages else "NULL::VARCHAR AS __errmsg")
+    return f"SELECT {', '.join(parts)} FROM {relation}"
+
+
+def _decode_side(name: str, props: Mapping[str, Any], blob: str, columns: Sequence[Column], probe: Any,
+                 *, is_key: bool) -> Decoded:
+    if not columns:
+        return Decoded((), None, None)
+    fmt = format_for(name, props, is_key=is_key)
+    return fmt.decode_sql(blob, columns, probe, wrap_single_value=not is_key and _wrap(props))
+
+
+def _wrap(props: Mapping[str, Any]) -> bool:
+    wrap = props.get("WRAP_SINGLE_VALUE")
+    return True if wrap is None else bool(wrap)
+
+
+def _header_sql(col: Column) -> str:
+    if col.role == "HEADERS":
+        return 'headers'
+    key = col.header_key.replace("'", "''") if col.header_key else ""
+    return f"list_filter(headers, lambda h: h.key = '{key}')[-1].value"
+
+
+def rowtime_sql(scan: Scan) -> str:
+    """ROWTIME over the decoded relation: the record time, or the TIMESTAMP column's value."""
+    if scan.timestamp is None:
+        return "__ts"
+    col = scan.schema.get(scan.timestamp, source=scan.source)
+    name = quote(col.name)
+    if col.type.name == "STRING":
+        if not scan.timestamp_format:
+            return f"epoch_ms(TRY_CAST({name} AS TIMESTAMP))"
+        from nbstream.catalog.functions import java_format_to_strptime
+
+        fmt = java_format_to_strptime(scan.timestamp_format).replace("'", "''")
+        return f"epoch_ms(TRY_STRPTIME({name}, '{fmt}'))"
+    template = _ROWTIME_OF.get(col.type.name)
+    if template is None:
+        raise PlanError(f"TIMESTAMP column {col.name} has type {col.type}; it must be BIGINT, TIMESTAMP or STRING")
+    return template.format(col=name)
+
+
+def result_sql(plan: StatelessPlan, probes: Probes, relation: str) -> str:
+    """The micro-batch SELECT of a stateless plan over ``relation``, with typed output columns.
+
+    Besides the plan's columns (named as in the result) it yields ``__err``/``__errmsg``,
+    ``__in_partition``/``__in_offset``, ``__ts`` (the output record time) and ``__deleted``
+    (the output is a tombstone: a deleted or filtered-out table row).
+    """
+    scan = plan.scan
+    where = f"coalesce({plan.where}, FALSE)" if plan.where else "TRUE"
+    outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
+    if scan.is_table:
+        deleted, keep = f"(__tomb OR NOT {where})", f"__err OR ({_key_present(scan)})"
+    else:
+        deleted, keep = "FALSE", f"__err OR {where}"
+    return f"""WITH __d0 AS ({decode_select(scan, probes, relation)}),
+__d AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0)
+SELECT __err, __errmsg, "ROWPARTITION" AS __in_partition, "ROWOFFSET" AS __in_offset,
+       {_output_ts(plan)} AS __ts, {deleted} AS __deleted, __headers, {outputs}
+FROM __d WHERE {keep}"""
+
+
+def encoded_sql(plan: StatelessPlan, result: str) -> str:
+    """SELECT turning the good rows of ``result`` (see :func:`result_sql`) into sink records."""
+    if plan.sink is None:
+        raise PlanError("a query without a sink has nothing to encode")
+    return encode_rows_sql(plan.sink, plan.columns, result)
+
+
+def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str) -> str:
+    """SELECT encoding rows of ``result`` — named ``columns`` plus ``__ts``, ``__deleted``,
+    ``__headers``, ``__err`` and an order (``__in_partition``, ``__in_offset``) — for ``sink``."""
+    refs = [replace(c, sql=quote(c.name)) for c in columns]
+    key_blob = _encode_side(sink.key_format, sink.key_properties, [c for c in refs if c.role == "KEY"], is_key=True)
+    value_blob = _encode_side(sink.value_format, sink.value_properties, [c for c in refs if c.role != "KEY"],
+                              is_key=False)
+    return f"""SELECT NULL::INTEGER AS "partition", __ts AS ts, {key_blob} AS "key",
+       CASE WHEN __deleted THEN NULL ELSE {value_blob} END AS "value", __headers AS headers,
+       NULL::BIGINT AS win_start, NULL::BIGINT AS win_end, NULL::VARCHAR AS win_type,
+       row_number() OVER (ORDER BY __in_partition, __in_offset) AS __seq
+FROM {result} WHERE NOT __err"""
+
+
+def _key_present(scan: Scan) -> str:
+    if not scan.schema.key:
+        return "TRUE"
+    return " AND ".join(f"{quote(c.name)} IS NOT NULL" for c in scan.schema.key)
+
+
+def _encode_side(name: str, props: Mapping[str, Any], cols: Sequence[OutputColumn], *, is_key: bool) -> str:
+    if not cols:
+        return "NULL::BLOB"
+    fmt = format_for(name, props, is_key=is_key)
+    pairs = [(c.column(), f"({c.sql})") for c in cols]
+    return fmt.encode_sql(pairs, wrap_single_value=not is_key and _wrap(props))
+
+
+def _output_ts(plan: StatelessPlan) -> str:
+    sink = plan.sink
+    if sink is None or sink.timestamp is None:
+        return '"ROWTIME"'
+    col = next((c for c in plan.columns if c.name == sink.timestamp), None)
+    if col is None:
+        raise PlanError(f"TIMESTAMP column {sink.timestamp} is not in the result of the query")
+    if col.type.name == "TIMESTAMP":
+        return f"epoch_ms({col.sql})"
+    return f"({col.sql})::BIGINT"

@@ -1,0 +1,111 @@
+"""Query plans: immutable, self-checking values, serializable as versioned JSON.
+
+A plan holds everything the runtime needs to run a query and nothing it must look up again: the
+source's topic, formats and columns, the compiled DuckDB expressions of the filter and of each
+output column, and the sink's topic and formats. The exporter stores plans; the runner runs them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from nbstream.catalog.schema import Column, LogicalSchema
+from nbstream.catalog.types import SqlType, parse_type
+from nbstream.errors import PlanError
+
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Scan:
+    """Read a source's topic and decode its records into the source's columns."""
+
+    source: str
+    topic: str
+    schema: LogicalSchema
+    key_format: str
+    value_format: str
+    key_properties: dict[str, Any] = field(default_factory=dict)
+    value_properties: dict[str, Any] = field(default_factory=dict)
+    timestamp: str | None = None
+    timestamp_format: str | None = None
+    is_table: bool = False
+
+    def __post_init__(self) -> None:
+        if self.timestamp is not None and self.schema.find(self.timestamp) is None:
+            raise PlanError(f"TIMESTAMP column {self.timestamp} is not a column of {self.source}")
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """One column of a query's result: its name, type, role and DuckDB expression."""
+
+    name: str
+    type: SqlType
+    sql: str
+    role: str = "VALUE"  # KEY | VALUE
+
+    def column(self) -> Column:
+        return Column(self.name, self.type, "KEY" if self.role == "KEY" else "VALUE")
+
+
+@dataclass(frozen=True)
+class Sink:
+    """Where a persistent query writes: a topic, its formats and partition count."""
+
+    name: str
+    topic: str
+    key_format: str
+    value_format: str
+    partitions: int
+    key_properties: dict[str, Any] = field(default_factory=dict)
+    value_properties: dict[str, Any] = field(default_factory=dict)
+    timestamp: str | None = None
+    timestamp_format: str | None = None
+
+
+@dataclass(frozen=True)
+class StatelessPlan:
+    """Scan → filter → project (→ re-key) → sink: a query with no state between records."""
+
+    scan: Scan
+    columns: tuple[OutputColumn, ...]
+    where: str | None = None
+    sink: Sink | None = None
+    emits_table: bool = False
+    limit: int | None = None
+    version: int = PLAN_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.columns:
+            raise PlanError("a query must select at least one column")
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise PlanError(f"duplicate column name(s) in the projection: {', '.join(dupes)}; use AS to rename")
+
+    @property
+    def schema(self) -> LogicalSchema:
+        return LogicalSchema(tuple(c.column() for c in self.columns))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), default=_encode)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, SqlType):
+        return {"__type__": str(value)}
+    raise TypeError(type(value).__name__)
+
+
+def plan_types(data: Any) -> Any:
+    """Inverse of the SqlType encoding in :meth:`StatelessPlan.to_json`."""
+    if isinstance(data, dict):
+        if set(data) == {"__type__"}:
+            return parse_type(data["__type__"])
+        return {k: plan_types(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [plan_types(v) for v in data]
+    return data

@@ -1,0 +1,165 @@
+"""From a parsed query to a plan: resolve names against the catalog, type-check, compile.
+
+``plan_query`` is the one entry point: it never changes its inputs and returns a frozen plan.
+Streaming rules ksqlDB enforces are checked here and raised as errors that name the user's
+columns and sources.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import duckdb
+from sqlglot import exp
+
+from nbstream.catalog.catalog import Catalog, Source
+from nbstream.catalog.schema import Column, LogicalSchema
+from nbstream.catalog.types import BIGINT, INTEGER, SqlType
+from nbstream.errors import BindError, UnsupportedError
+from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
+from nbstream.sql.ast import Dereference, Query
+
+#: Pseudo-columns and the decoded-relation columns they read.
+PSEUDO_SCOPE = (("ROWTIME", BIGINT), ("ROWPARTITION", INTEGER), ("ROWOFFSET", BIGINT))
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a persistent query writes to, as the statement and catalog say."""
+
+    sink: Sink
+    kind: str  # STREAM | TABLE
+
+
+def scan_of(source: Source) -> Scan:
+    """The scan step reading ``source``."""
+    return Scan(
+        source=source.name, topic=source.topic, schema=source.schema, key_format=source.key_format,
+        value_format=source.value_format, key_properties=dict(source.key_properties),
+        value_properties=dict(source.value_properties), timestamp=source.timestamp,
+        timestamp_format=source.timestamp_format, is_table=source.is_table,
+    )
+
+
+def source_scope(source: Source) -> Scope:
+    """Every name a query over ``source`` may reference, as decoded-relation columns."""
+    cols = [ScopeColumn(c.name, quote(c.name), c.type) for c in source.schema.columns]
+    cols += [ScopeColumn(name, quote(name), t) for name, t in PSEUDO_SCOPE]
+    return Scope(cols, source=source.name)
+
+
+def plan_query(
+    query: Query,
+    catalog: Catalog,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    target: Target | None = None,
+    params: Mapping[str, object] | None = None,
+) -> StatelessPlan:
+    """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink)."""
+    select = query.select
+    _reject_stateful(query)
+    source = catalog.get(_source_name(select))
+    scope = source_scope(source)
+    compiler = ExpressionCompiler(scope, TypeProbe(con, scope), params=params)
+    where = select.args.get("where")
+    where_sql = None
+    if where is not None:
+        compiled = compiler.compile(where.this)
+        kind = compiler.type_of(compiled)
+        if kind.name not in ("BOOLEAN", "NULL"):
+            raise BindError(f"WHERE must be a BOOLEAN expression, not {kind}: {where.this.sql()}")
+        where_sql = compiled.sql("duckdb")
+    columns = _project(select, source, compiler, query)
+    if target is None:
+        sink = None
+        emits_table = source.is_table
+    else:
+        sink = target.sink
+        emits_table = target.kind == "TABLE"
+        _check_key_projection(source, columns, target)
+    return StatelessPlan(
+        scan=scan_of(source), columns=tuple(columns), where=where_sql, sink=sink,
+        emits_table=emits_table, limit=query.limit,
+    )
+
+
+def _reject_stateful(query: Query) -> None:
+    select = query.select
+    if select.args.get("joins"):
+        raise UnsupportedError("joins are not supported yet (they come with stateful streaming)")
+    if query.window is not None or select.args.get("group") or select.args.get("having"):
+        raise UnsupportedError("aggregations and windows are not supported yet (stateful streaming)")
+    if query.partition_by:
+        raise UnsupportedError("PARTITION BY is not supported yet")
+
+
+def _source_name(select: exp.Select) -> str:
+    from_ = select.args.get("from") or select.args.get("from_")
+    if from_ is None:
+        raise BindError("a query needs a FROM clause")
+    table = from_.this
+    if not isinstance(table, exp.Table):
+        raise UnsupportedError(f"FROM {table.sql()}: only a stream or table name is supported")
+    return table.name
+
+
+def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler, query: Query) -> list[OutputColumn]:
+    columns: list[OutputColumn] = []
+    generated = 0
+    for item in select.expressions:
+        if _is_star(item):
+            columns += [_passthrough(c) for c in source.schema.columns]
+            continue
+        node = item.this if isinstance(item, exp.Alias) else item
+        if isinstance(item, exp.Alias):
+            name = item.alias
+        elif isinstance(node, exp.Column):
+            name = compiler.scope.resolve(node.name).name
+        elif isinstance(node, Dereference):
+            name = str(node.args["field"])
+        else:
+            name = f"KSQL_COL_{generated}"
+            generated += 1
+        compiled = compiler.compile(node)
+        sql_type = compiler.type_of(compiled)
+        if sql_type.name == "NULL":
+            raise BindError(f"cannot infer a type for `{node.sql()}`: CAST it to a type")
+        role = "VALUE"
+        if isinstance(node, exp.Column):
+            ref = source.schema.find(compiler.scope.resolve(node.name).name)
+            role = "KEY" if ref is not None and ref.role == "KEY" else "VALUE"
+        columns.append(OutputColumn(name, sql_type, compiled.sql("duckdb"), role))
+    return columns
+
+
+def _is_star(item: exp.Expression) -> bool:
+    return isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star))
+
+
+def _passthrough(column: Column) -> OutputColumn:
+    role = "KEY" if column.role == "KEY" else "VALUE"
+    return OutputColumn(column.name, column.type, quote(column.name), role)
+
+
+def _check_key_projection(source: Source, columns: list[OutputColumn], target: Target) -> None:
+    keys = [c.name for c in source.schema.key]
+    projected = {c.name for c in columns if c.role == "KEY"}
+    if len(projected) < len([c for c in columns if c.role == "KEY"]):
+        raise BindError("a key column is selected twice; select it once")
+    if keys and not projected:
+        raise BindError(
+            f"Key missing from projection (ie, SELECT). The query used to build `{target.sink.name}` "
+            f"must include the key column{'s' if len(keys) > 1 else ''} {', '.join(keys)} in its projection."
+        )
+
+
+def sink_schema(plan: StatelessPlan) -> LogicalSchema:
+    """The schema of the stream or table a plan's sink creates."""
+    return plan.schema
+
+
+def default_type(value: SqlType | None) -> SqlType:
+    return value or BIGINT

@@ -1,0 +1,328 @@
+"""Statement execution: one ``exec_<Statement>`` function per statement kind.
+
+Each function checks the statement against the catalog, then changes the catalog, the log and
+the running queries. The engine records every statement that changes the catalog, so a durable
+engine replays them on restart (``restoring=True``: topics and offsets already exist).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from nbstream.catalog import functions
+from nbstream.catalog.catalog import PersistentQuery, Source
+from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
+from nbstream.errors import BindError, CatalogError, NbstreamError, UnsupportedError
+from nbstream.formats import format_for
+from nbstream.plan.logical import Sink
+from nbstream.plan.planner import Target, plan_query
+from nbstream.runtime.results import StatementResult
+from nbstream.sql import ast
+
+if TYPE_CHECKING:
+    from nbstream.runtime.engine import Engine
+
+Handler = Callable[["Engine", Any], StatementResult]
+
+
+def execute_statement(engine: Engine, statement: ast.Statement) -> StatementResult:
+    """Run one parsed statement on ``engine``."""
+    handler: Handler | None = globals().get(f"exec_{type(statement).__name__}")
+    if handler is None:
+        raise UnsupportedError(f"{type(statement).__name__} statements are not supported yet")
+    return handler(engine, statement)
+
+
+# -- CREATE STREAM / TABLE ---------------------------------------------------------------------------
+
+
+def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult:
+    existing = engine.catalog.find(stmt.name)
+    if existing is not None and stmt.if_not_exists:
+        return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
+    if existing is not None and not stmt.or_replace:
+        raise CatalogError(f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} "
+                           "with the same name already exists")
+    if not stmt.columns:
+        raise UnsupportedError(f"{stmt.name}: a column list is needed (schema inference needs a schema registry)")
+    props = dict(stmt.properties)
+    schema = _schema_of(stmt)
+    key_format, value_format = _formats(engine, props, stmt.name)
+    topic = _require_topic_name(props, stmt.name)
+    partitions = _int_prop(props, "PARTITIONS")
+    source = Source(
+        name=stmt.name, kind=stmt.kind, schema=schema, topic=topic, key_format=key_format,
+        value_format=value_format, key_properties=_side_props(props, "KEY"),
+        value_properties=_side_props(props, "VALUE"), timestamp=_timestamp(props, schema, stmt.name),
+        timestamp_format=_str_prop(props, "TIMESTAMP_FORMAT"), is_source=stmt.is_source, sql=stmt.text,
+    )
+    _check_formats(source)
+    info = engine.log.topic(topic)
+    if info is None:
+        if partitions is None:
+            raise CatalogError(
+                f"Topic '{topic}' does not exist. If you want to create a new topic for the "
+                f"{stmt.kind.lower()} please re-run the statement providing the required 'PARTITIONS' "
+                "configuration in the WITH clause (and optionally 'REPLICAS')."
+            )
+        engine.log.create_topic(topic, partitions)
+    elif partitions is not None and partitions != info.partitions:
+        raise CatalogError(f"A Kafka topic with the name '{topic}' already exists, with different "
+                           f"partition count: {info.partitions} (the statement asks for {partitions})")
+    engine.catalog.add(source, replace=stmt.or_replace)
+    engine.on_source_added(source)
+    return StatementResult(stmt.text, f"{stmt.kind.title()} created", source=source.name)
+
+
+def _schema_of(stmt: ast.CreateSource) -> LogicalSchema:
+    seen: set[str] = set()
+    columns = []
+    for col in stmt.columns:
+        if col.name.upper() in PSEUDO_COLUMNS + WINDOW_BOUNDS:
+            raise BindError(f"'{col.name}' is a reserved column name. You cannot use it as a column name.",
+                            col.span)
+        if col.name in seen:
+            raise BindError(f"Duplicate column names: {col.name}", col.span)
+        seen.add(col.name)
+        role = col.role
+        if role == "PRIMARY KEY" and stmt.kind == "STREAM":
+            raise BindError(f"Column `{col.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\n"
+                            "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
+                            "Streams have KEYs, which have no uniqueness or NON NULL constraints.", col.span)
+        if role == "KEY" and stmt.kind == "TABLE":
+            raise BindError(f"Column `{col.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n"
+                            "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
+                            "Streams have KEYs, which have no uniqueness or NON NULL constraints.", col.span)
+        columns.append(Column(col.name, col.type, "KEY" if role in ("KEY", "PRIMARY KEY") else role,
+                              col.header_key))
+    keys = [c for c in columns if c.role == "KEY"]
+    values = [c for c in columns if c.role not in ("KEY", "HEADER", "HEADERS")]
+    if stmt.kind == "TABLE" and not keys:
+        raise BindError(f"Tables require a PRIMARY KEY. Please define the PRIMARY KEY of {stmt.name}.")
+    return LogicalSchema(tuple(keys + values + [c for c in columns if c.role in ("HEADER", "HEADERS")]))
+
+
+def _formats(engine: Engine, props: Mapping[str, Any], name: str) -> tuple[str, str]:
+    fmt = _str_prop(props, "FORMAT")
+    key_format = _str_prop(props, "KEY_FORMAT")
+    value_format = _str_prop(props, "VALUE_FORMAT")
+    if fmt and (key_format or value_format):
+        which = "KEY_FORMAT" if key_format else "VALUE_FORMAT"
+        raise CatalogError(f"Cannot supply both 'FORMAT' and '{which}' properties, as 'FORMAT' sets both "
+                           f"key and value formats. Either use just 'FORMAT', or use '{which}'.")
+    key_format = (fmt or key_format or engine.property("ksql.persistence.default.format.key") or "KAFKA").upper()
+    value_format = fmt or value_format or engine.property("ksql.persistence.default.format.value")
+    if not value_format:
+        raise CatalogError(f"{name}: missing required property 'VALUE_FORMAT' (or 'FORMAT') in the WITH clause")
+    return key_format, str(value_format).upper()
+
+
+def _side_props(props: Mapping[str, Any], side: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    delimiter = props.get(f"{side}_DELIMITER")
+    if delimiter is not None:
+        out[f"{side}_DELIMITER"] = delimiter
+    if side == "VALUE" and "WRAP_SINGLE_VALUE" in props:
+        out["WRAP_SINGLE_VALUE"] = _bool(props["WRAP_SINGLE_VALUE"])
+    return out
+
+
+def _check_formats(source: Source) -> None:
+    key_fmt = format_for(source.key_format, source.key_properties, is_key=True)
+    value_fmt = format_for(source.value_format, source.value_properties)
+    key_fmt.check_columns(source.schema.key, is_key=True, wrap_single_value=None)
+    wrap = source.value_properties.get("WRAP_SINGLE_VALUE")
+    value_fmt.check_columns(source.schema.value, is_key=False, wrap_single_value=wrap)
+
+
+def _timestamp(props: Mapping[str, Any], schema: LogicalSchema, name: str) -> str | None:
+    ts = _str_prop(props, "TIMESTAMP")
+    if ts is None:
+        return None
+    col = schema.get(ts.upper() if schema.find(ts) is None else ts, source=name)
+    if col.type.name not in ("BIGINT", "TIMESTAMP", "STRING"):
+        raise BindError(f"Timestamp column, `{col.name}`, should be LONG(INT64), TIMESTAMP, or a String with a "
+                        f"timestamp_format specified, not {col.type}.")
+    if col.type.name == "STRING" and not props.get("TIMESTAMP_FORMAT"):
+        raise BindError(f"Timestamp column, `{col.name}`, is a STRING: add a TIMESTAMP_FORMAT.")
+    return col.name
+
+
+def _require_topic_name(props: Mapping[str, Any], name: str) -> str:
+    topic = _str_prop(props, "KAFKA_TOPIC")
+    if not topic:
+        raise CatalogError(f"Missing required property \"KAFKA_TOPIC\" which has no default value ({name}).")
+    return topic
+
+
+def _str_prop(props: Mapping[str, Any], key: str) -> str | None:
+    value = props.get(key)
+    return None if value is None else str(value)
+
+
+def _int_prop(props: Mapping[str, Any], key: str) -> int | None:
+    value = props.get(key)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise CatalogError(f"Invalid value for property {key}: {value!r} is not a number") from None
+
+
+def _bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).strip().lower() == "true"
+
+
+# -- CREATE … AS SELECT, INSERT INTO -------------------------------------------------------------------
+
+
+def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementResult:
+    existing = engine.catalog.find(stmt.name)
+    if existing is not None and stmt.if_not_exists:
+        return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
+    if existing is not None and not stmt.or_replace:
+        raise CatalogError(f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} "
+                           "with the same name already exists")
+    source = engine.catalog.get(_from_name(stmt.query))
+    _check_result_kind(stmt.kind, source)
+    props = dict(stmt.properties)
+    sink = _sink_for_new(engine, stmt.name, props, source)
+    plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, stmt.kind),
+                      params=engine.params)
+    created = Source(
+        name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=sink.topic, key_format=sink.key_format,
+        value_format=sink.value_format, key_properties=sink.key_properties,
+        value_properties=sink.value_properties, timestamp=sink.timestamp,
+        timestamp_format=sink.timestamp_format, sql=stmt.text,
+    )
+    _check_formats(created)
+    if existing is not None:
+        _replace_query_of(engine, stmt.name)
+    engine.log.create_topic(sink.topic, sink.partitions) if engine.log.topic(sink.topic) is None else None
+    engine.catalog.add(created, replace=stmt.or_replace)
+    engine.on_source_added(created)
+    prefix = "CTAS" if stmt.kind == "TABLE" else "CSAS"
+    query_id = engine.catalog.next_query_id(prefix, stmt.name)
+    engine.start_query(PersistentQuery(query_id, stmt.text, stmt.name, (source.name,)), plan)
+    return StatementResult(stmt.text, f"Created query with ID {query_id}", query_id=query_id, source=stmt.name)
+
+
+def _replace_query_of(engine: Engine, sink: str) -> None:
+    for query in engine.catalog.running():
+        if query.sink == sink and query.id.startswith(("CSAS", "CTAS")):
+            engine.stop_query(query)
+
+
+def _check_result_kind(kind: str, source: Source) -> None:
+    produced = "TABLE" if source.is_table else "STREAM"
+    if produced != kind:
+        raise BindError(f"Invalid result type. Your SELECT query produces a {produced}. "
+                        f"Please use CREATE {produced} AS SELECT statement instead.")
+
+
+def _from_name(query: ast.Query) -> str:
+    from_ = query.select.args.get("from") or query.select.args.get("from_")
+    if from_ is None:
+        raise BindError("a query needs a FROM clause")
+    return from_.this.name
+
+
+def _sink_for_new(engine: Engine, name: str, props: dict[str, Any], source: Source) -> Sink:
+    fmt = _str_prop(props, "FORMAT")
+    key_format = (fmt or _str_prop(props, "KEY_FORMAT") or source.key_format).upper()
+    value_format = (fmt or _str_prop(props, "VALUE_FORMAT") or source.value_format).upper()
+    topic = _str_prop(props, "KAFKA_TOPIC") or name
+    existing = engine.log.topic(topic)
+    partitions = _int_prop(props, "PARTITIONS") or (existing.partitions if existing else None) \
+        or engine.log.require(source.topic).partitions
+    value_props = _side_props(props, "VALUE")
+    if "DELIMITER" not in value_props and value_format == source.value_format:
+        value_props.update({k: v for k, v in source.value_properties.items() if "DELIMITER" in k})
+    key_props = _side_props(props, "KEY")
+    if "DELIMITER" not in key_props and key_format == source.key_format:
+        key_props.update({k: v for k, v in source.key_properties.items() if "DELIMITER" in k})
+    return Sink(
+        name=name, topic=topic, key_format=key_format, value_format=value_format, partitions=partitions,
+        key_properties=key_props, value_properties=value_props,
+        timestamp=_str_prop(props, "TIMESTAMP"), timestamp_format=_str_prop(props, "TIMESTAMP_FORMAT"),
+    )
+
+
+def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
+    target = engine.catalog.get(stmt.target)
+    if target.is_table:
+        raise BindError(f"INSERT INTO can only be used to insert into a stream. {target.name} is a table.")
+    source = engine.catalog.get(_from_name(stmt.query))
+    _check_result_kind("STREAM", source)
+    sink = Sink(name=target.name, topic=target.topic, key_format=target.key_format,
+                value_format=target.value_format, partitions=engine.log.require(target.topic).partitions,
+                key_properties=dict(target.key_properties), value_properties=dict(target.value_properties),
+                timestamp=target.timestamp, timestamp_format=target.timestamp_format)
+    plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM"), params=engine.params)
+    if [(c.name, str(c.type), c.role) for c in plan.schema.columns] != \
+            [(c.name, str(c.type), c.role) for c in target.schema.columns]:
+        raise BindError(f"Incompatible schema between results and sink.\nResult schema is {plan.schema}\n"
+                        f"Sink schema is {target.schema}")
+    query_id = engine.catalog.next_query_id("INSERTQUERY", None)
+    engine.start_query(PersistentQuery(query_id, stmt.text, target.name, (source.name,)), plan)
+    return StatementResult(stmt.text, f"Created query with ID {query_id}", query_id=query_id, source=target.name)
+
+
+# -- the rest --------------------------------------------------------------------------------------
+
+
+def exec_InsertValues(engine: Engine, stmt: ast.InsertValues) -> StatementResult:
+    from nbstream.runtime.insert_values import insert_values
+
+    insert_values(engine, stmt)
+    return StatementResult(stmt.text, "Inserted 1 row")
+
+
+def exec_Drop(engine: Engine, stmt: ast.Drop) -> StatementResult:
+    source = engine.catalog.find(stmt.name)
+    if source is None:
+        if stmt.if_exists:
+            return StatementResult(stmt.text, f"{stmt.name} does not exist")
+        engine.catalog.get(stmt.name)  # raises with the near miss
+        raise AssertionError("unreachable")
+    if source.kind != stmt.kind:
+        raise CatalogError(f"Incompatible data source type is {source.kind}, but statement was DROP {stmt.kind}. "
+                           f"Use DROP {source.kind} to delete {stmt.name}.")
+    engine.catalog.drop(stmt.name)
+    engine.on_source_dropped(source)
+    if stmt.delete_topic and not engine.catalog.sources_on_topic(source.topic):
+        engine.log.delete_topic(source.topic)
+    return StatementResult(stmt.text, f"Source `{stmt.name}` (topic: {source.topic}) was dropped.")
+
+
+def exec_Terminate(engine: Engine, stmt: ast.Terminate) -> StatementResult:
+    queries = engine.catalog.running() if stmt.query_id is None else [engine.catalog.get_query(stmt.query_id)]
+    for query in queries:
+        engine.stop_query(query)
+    return StatementResult(stmt.text, "Query terminated." if queries else "No running queries.")
+
+
+def exec_SetProperty(engine: Engine, stmt: ast.SetProperty) -> StatementResult:
+    engine.properties[stmt.name] = stmt.value
+    return StatementResult(stmt.text, f"Successfully changed local property '{stmt.name}' to '{stmt.value}'.")
+
+
+def exec_UnsetProperty(engine: Engine, stmt: ast.UnsetProperty) -> StatementResult:
+    engine.properties.pop(stmt.name, None)
+    return StatementResult(stmt.text, f"Successfully unset local property '{stmt.name}'.")
+
+
+def exec_Select(engine: Engine, stmt: ast.Select) -> StatementResult:
+    if stmt.query.emit is not None:
+        raise NbstreamError("push queries (EMIT CHANGES) stream rows: use Engine.push() or the %%stream magic")
+    frame = engine.query(stmt.text)
+    return StatementResult(stmt.text, f"{len(frame)} rows", tuple(frame.columns),
+                           tuple(tuple(r) for r in frame.itertuples(index=False)))
+
+
+def exec_DescribeFunction(engine: Engine, stmt: ast.DescribeFunction) -> StatementResult:
+    info = functions.describe_function(stmt.name)
+    rows = tuple((k, str(v)) for k, v in info.items())
+    return StatementResult(stmt.text, f"Function {stmt.name}", ("property", "value"), rows)

@@ -1,0 +1,65 @@
+"""Bulk ingest: a DataFrame or Arrow table encoded into records inside DuckDB, appended at once."""
+
+from __future__ import annotations
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+
+from nbstream.catalog.catalog import Source
+from nbstream.errors import BindError, did_you_mean
+from nbstream.log.embedded import EmbeddedLog
+from nbstream.physical.compile import encode_rows_sql
+from nbstream.physical.expressions import quote
+from nbstream.plan.logical import OutputColumn, Sink
+
+
+def encode_frame(con: duckdb.DuckDBPyConnection, log: EmbeddedLog, source: Source,
+                 data: pd.DataFrame | pa.Table, *, key: str | None, timestamp: str | None) -> int:
+    """Append every row of ``data`` to ``source``'s topic; returns the number of rows.
+
+    Frame columns match the source's columns case-insensitively; ``key`` names the frame column
+    holding the (single) key, ``timestamp`` the one holding epoch-ms record times.
+    """
+    table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
+    by_upper = {name.upper(): name for name in table.column_names}
+    columns = []
+    for col in source.schema.columns:
+        if col.role in ("HEADER", "HEADERS"):
+            continue
+        frame_name = key if (col.role == "KEY" and key is not None) else by_upper.get(col.name.upper())
+        if frame_name is None or frame_name not in table.column_names:
+            if col.role == "KEY":
+                raise BindError(f"no column for key {col.name} of {source.name}: pass key='<column>'"
+                                f"{did_you_mean(col.name, table.column_names)}")
+            sql = f"NULL::{col.type.duckdb()}"
+        else:
+            sql = f"CAST(__frame.{quote(frame_name)} AS {col.type.duckdb()})"
+        columns.append((col, sql))
+    ts = f"CAST(__frame.{quote(timestamp)} AS BIGINT)" if timestamp else "epoch_ms(now())"
+    projected = ", ".join(f"{sql} AS {quote(col.name)}" for col, sql in columns)
+    con.register("__frame", table)
+    try:
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW __rows AS SELECT FALSE AS __err, FALSE AS __deleted,
+            NULL AS __headers, {ts} AS __ts, 0 AS __in_partition, row_number() OVER () AS __in_offset,
+            {projected} FROM __frame"""
+        )
+        sink = Sink(source.name, source.topic, source.key_format, source.value_format, 0,
+                    dict(source.key_properties), dict(source.value_properties))
+        outputs = [OutputColumn(c.name, c.type, quote(c.name), "KEY" if c.role == "KEY" else "VALUE")
+                   for c, _ in columns]
+        con.execute(f"CREATE OR REPLACE TEMP VIEW __encoded AS {encode_rows_sql(sink, outputs, '__rows')}")
+        con.execute("BEGIN")
+        try:
+            written = log.append_relation(source.topic, "__encoded", commit=False)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        log.confirm(source.topic, written)
+        return sum(written.values())
+    finally:
+        con.execute("DROP VIEW IF EXISTS __encoded")
+        con.execute("DROP VIEW IF EXISTS __rows")
+        con.unregister("__frame")

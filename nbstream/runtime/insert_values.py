@@ -1,0 +1,54 @@
+"""``INSERT INTO s (cols) VALUES (…)``: one row evaluated and encoded in DuckDB, then appended."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nbstream.catalog import functions
+from nbstream.errors import BindError, did_you_mean
+from nbstream.physical.compile import encode_rows_sql
+from nbstream.physical.expressions import ExpressionCompiler, Scope, TypeProbe, quote
+from nbstream.plan.logical import OutputColumn, Sink
+from nbstream.sql.ast import InsertValues
+
+if TYPE_CHECKING:
+    from nbstream.runtime.engine import Engine
+
+
+def insert_values(engine: Engine, stmt: InsertValues) -> None:
+    """Append the row of ``stmt`` to its target's topic, durably."""
+    target = engine.catalog.get(stmt.target)
+    writable = [c for c in target.schema.columns if c.role not in ("HEADER", "HEADERS")]
+    names = list(stmt.columns) if stmt.columns is not None else [c.name for c in writable]
+    if len(names) != len(stmt.values):
+        raise BindError(f"Expected number columns and values to match: {len(names)} columns, "
+                        f"{len(stmt.values)} values")
+    scope = Scope([], source=target.name)
+    compiler = ExpressionCompiler(scope, TypeProbe(engine.con, scope), params=engine.params)
+    given: dict[str, str] = {}
+    ts = "epoch_ms(now())"
+    for name, value in zip(names, stmt.values, strict=True):
+        compiled = compiler.compile(value)
+        if name.upper() == "ROWTIME":
+            ts = f"CAST({compiled.sql('duckdb')} AS BIGINT)"
+            continue
+        col = target.schema.find(name)
+        if col is None or col.role in ("HEADER", "HEADERS"):
+            raise BindError(f"Column name {name} does not exist.{did_you_mean(name, [c.name for c in writable])}")
+        cast = functions.compile_cast(compiled, compiler.type_of(compiled), col.type)
+        given[col.name] = cast.sql("duckdb")
+    projected = ", ".join(f"{given.get(c.name, f'NULL::{c.type.duckdb()}')} AS {quote(c.name)}" for c in writable)
+    row = (f"(SELECT FALSE AS __err, FALSE AS __deleted, NULL AS __headers, {ts} AS __ts, "
+           f"0 AS __in_partition, 0 AS __in_offset, {projected})")
+    sink = Sink(target.name, target.topic, target.key_format, target.value_format, 0,
+                dict(target.key_properties), dict(target.value_properties))
+    outputs = [OutputColumn(c.name, c.type, quote(c.name), "KEY" if c.role == "KEY" else "VALUE") for c in writable]
+    con = engine.con
+    con.execute("BEGIN")
+    try:
+        written = engine.log.append_relation(target.topic, f"({encode_rows_sql(sink, outputs, row)})", commit=False)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    engine.log.confirm(target.topic, written)

@@ -1,0 +1,197 @@
+"""A running query: reads micro-batches of its source topic and commits each one atomically.
+
+The commit order of one micro-batch (:meth:`QueryRunner.step`), all in ONE DuckDB transaction:
+
+1. evaluate the batch into a temporary result (decode, filter, project — in DuckDB);
+2. append the good rows, encoded, to the sink topic;
+3. append one processing-log record per input record that failed to deserialize;
+4. store the next input offset of every partition read.
+
+A crash before the commit loses the whole batch and it is read again on restart; a crash after it
+leaves nothing to redo — so every input record reaches the sink exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import duckdb
+import pyarrow as pa
+
+from nbstream.log.embedded import EmbeddedLog
+from nbstream.physical.compile import Probes, encoded_sql, probe_sql, result_sql
+from nbstream.plan.logical import StatelessPlan
+
+PROCESSING_LOG_TOPIC = "KSQL_PROCESSING_LOG"
+
+#: Batch sizing: start small for latency, double while batches come back full (throughput).
+MIN_BATCH, MAX_BATCH = 1_000, 200_000
+
+
+@dataclass
+class QueryStats:
+    """Counters of a query: ``consumed == processed + logged`` after every commit."""
+
+    consumed: int = 0
+    processed: int = 0
+    logged: int = 0
+    emitted: int = 0
+    batches: int = 0
+    busy_seconds: float = 0.0
+    last_error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class QueryRunner:
+    """Runs one plan over the embedded log, persistently (a sink) or transiently (rows out)."""
+
+    def __init__(self, query_id: str, plan: StatelessPlan, con: duckdb.DuckDBPyConnection,
+                 log: EmbeddedLog, *, start_at_end: bool = False) -> None:
+        self.query_id = query_id
+        self.plan = plan
+        self.con = con
+        self.log = log
+        self.stats = QueryStats()
+        self.batch_size = MIN_BATCH
+        self._sql_cache: dict[str, str] = {}
+        self._probes = probe_sql(plan.scan)
+        self.offsets = self._load_offsets()
+        if start_at_end and not self.offsets:
+            self.offsets = dict(self.log.require(plan.scan.topic).end_offsets)
+
+    # -- offsets ---------------------------------------------------------------------------------
+    @property
+    def persistent(self) -> bool:
+        """Whether input offsets are committed (a transient push query keeps them in memory)."""
+        return self.plan.sink is not None
+
+    def _load_offsets(self) -> dict[int, int]:
+        if not self.persistent:
+            return {}
+        rows = self.con.execute(
+            "SELECT \"partition\", next_offset FROM __offsets WHERE query_id = ?", [self.query_id]
+        ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def pending(self) -> int:
+        """Input records not yet processed."""
+        info = self.log.topic(self.plan.scan.topic)
+        if info is None:
+            return 0
+        return sum(max(0, end - self.offsets.get(p, 0)) for p, end in info.end_offsets.items())
+
+    def _ranges(self) -> dict[int, tuple[int, int]]:
+        info = self.log.require(self.plan.scan.topic)
+        per_partition = max(1, self.batch_size // max(1, info.partitions))
+        return {
+            p: (self.offsets.get(p, 0), min(end, self.offsets.get(p, 0) + per_partition))
+            for p, end in info.end_offsets.items()
+        }
+
+    # -- one micro-batch ---------------------------------------------------------------------------
+    def _result_sql(self, relation: str) -> str:
+        key_probe, value_probe = self._probes
+        probes = Probes()
+        if key_probe or value_probe:
+            row = self.con.execute(
+                f"SELECT {key_probe or 'NULL'}, {value_probe or 'NULL'} FROM {relation}"
+            ).fetchone()
+            probes = Probes(*(row or (None, None)))
+        cache_key = repr(probes)
+        if cache_key not in self._sql_cache:
+            self._sql_cache[cache_key] = result_sql(self.plan, probes, "__batch")
+        return self._sql_cache[cache_key]
+
+    def step(self) -> int:
+        """Process one micro-batch; returns the number of input records consumed (0: idle)."""
+        ranges = self._ranges()
+        count = sum(b - a for a, b in ranges.values())
+        if count == 0:
+            return 0
+        started = time.perf_counter()
+        relation = self.log.relation(self.plan.scan.topic, ranges)
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP VIEW __batch AS {relation}")
+        sql = self._result_sql("__batch")
+        con.execute("BEGIN")
+        try:
+            written = self._commit_batch(sql, ranges)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            self.log.reload()
+            raise
+        for topic, counts in written.items():
+            self.log.confirm(topic, counts)
+        self.offsets.update({p: b for p, (_, b) in ranges.items()})
+        self._adapt(count)
+        self.stats.busy_seconds += time.perf_counter() - started
+        return count
+
+    def _commit_batch(self, sql: str, ranges: dict[int, tuple[int, int]]) -> dict[str, dict[int, int]]:
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {sql}")
+        bad, good = con.execute(
+            "SELECT count(*) FILTER (__err), count(*) FILTER (NOT __err AND NOT __deleted) FROM __result"
+        ).fetchone() or (0, 0)
+        written = self._write_output()
+        if bad:
+            written[PROCESSING_LOG_TOPIC] = self._log_errors()
+        if self.persistent:
+            con.executemany(
+                "INSERT OR REPLACE INTO __offsets VALUES (?, ?, ?)",
+                [[self.query_id, p, b] for p, (_, b) in ranges.items()],
+            )
+        consumed = sum(b - a for a, b in ranges.values())
+        self.stats.consumed += consumed
+        self.stats.logged += bad
+        self.stats.processed += consumed - bad
+        self.stats.emitted += good
+        self.stats.batches += 1
+        return written
+
+    def _write_output(self) -> dict[str, dict[int, int]]:
+        """Write the good rows of ``__result`` where the query's output goes; rows per topic."""
+        if self.plan.sink is None:
+            return {}
+        counts = self.log.append_relation(
+            self.plan.sink.topic, f"({encoded_sql(self.plan, '__result')})", commit=False
+        )
+        return {self.plan.sink.topic: counts}
+
+    def _log_errors(self) -> dict[int, int]:
+        topic = self.plan.scan.topic.replace("'", "''")
+        qid = self.query_id.replace("'", "''")
+        return self.log.append_relation(
+            PROCESSING_LOG_TOPIC,
+            f"""(SELECT NULL::INTEGER AS "partition", epoch_ms(now()) AS ts, NULL::BLOB AS "key",
+                 encode(to_json({{'LOGGER': '{qid}', 'LEVEL': 'ERROR', 'TIME': epoch_ms(now()),
+                   'MESSAGE': {{'TYPE': 0, 'ERRORMESSAGE': __errmsg, 'TOPIC': '{topic}',
+                                'PARTITION': __in_partition, 'OFFSET': __in_offset}}}})::VARCHAR) AS "value",
+                 NULL AS headers, NULL::BIGINT AS win_start, NULL::BIGINT AS win_end,
+                 NULL::VARCHAR AS win_type, __in_offset AS __seq FROM __result WHERE __err)""",
+            commit=False,
+        )
+
+    def fetch_rows(self) -> pa.Table | None:
+        """For a transient query: process one batch and return its result rows (None: idle)."""
+        ranges = self._ranges()
+        if sum(b - a for a, b in ranges.values()) == 0:
+            return None
+        relation = self.log.relation(self.plan.scan.topic, ranges)
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW __batch AS {relation}")
+        sql = self._result_sql("__batch")
+        names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in self.plan.columns)
+        table = self.con.execute(
+            f"SELECT __ts AS ROWTIME, __deleted, {names} FROM ({sql}) WHERE NOT __err "
+            "ORDER BY __in_partition, __in_offset"
+        ).to_arrow_table()
+        self.offsets.update({p: b for p, (_, b) in ranges.items()})
+        return table
+
+    def _adapt(self, consumed: int) -> None:
+        if consumed >= self.batch_size:
+            self.batch_size = min(MAX_BATCH, self.batch_size * 2)
+        elif consumed < self.batch_size // 4:
+            self.batch_size = max(MIN_BATCH, self.batch_size // 2)
