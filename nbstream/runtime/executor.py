@@ -17,6 +17,7 @@ from nbstream.errors import BindError, CatalogError, NbstreamError, UnsupportedE
 from nbstream.formats import format_for
 from nbstream.plan.logical import Sink
 from nbstream.plan.planner import Target, plan_query
+from nbstream.runtime import metadata
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
 
@@ -28,7 +29,8 @@ Handler = Callable[["Engine", Any], StatementResult]
 
 def execute_statement(engine: Engine, statement: ast.Statement) -> StatementResult:
     """Run one parsed statement on ``engine``."""
-    handler: Handler | None = globals().get(f"exec_{type(statement).__name__}")
+    name = f"exec_{type(statement).__name__}"
+    handler: Handler | None = globals().get(name) or getattr(metadata, name, None)
     if handler is None:
         raise UnsupportedError(f"{type(statement).__name__} statements are not supported yet")
     return handler(engine, statement)
