@@ -264,7 +264,8 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
     ("REGEXP_EXTRACT_ALL", "STRING, STRING, INT?", "ARRAY<STRING>",
      {2: "regexp_extract_all({1}, {0})", 3: "regexp_extract_all({1}, {0}, {2})"},
      "All matches of a pattern (or of one of its groups), in order."),
-    ("REGEXP_SPLIT_TO_ARRAY", "STRING, STRING", "ARRAY<STRING>", "regexp_split_to_array({0}, {1})",
+    ("REGEXP_SPLIT_TO_ARRAY", "STRING, STRING", "ARRAY<STRING>",
+     "CASE WHEN {1} IS NOT NULL THEN regexp_split_to_array({0}, {1}) END",
      "Splits a string around matches of a pattern."),
     ("CHR", "INT", "STRING", "chr(CAST({0} AS INTEGER))", "The character with the given Unicode code point."),
     ("UUID", "", "STRING", "CAST(uuid() AS VARCHAR)", "A random type-4 UUID."),
@@ -453,8 +454,8 @@ def _instr(call: Call) -> exp.Expression:
     occurrence = call[3] if len(call.args) > 3 else exp.Literal.number(1)
     hits = sql("list_filter(range(0, length({0})), lambda __i: substr({0}, __i + 1, length({1})) = {1})",
                call[0], call[1])
-    forward = sql("list_filter({0}, lambda __i: __i >= {1} - 1)[{2}]", hits, position, occurrence)
-    backward = sql("list_reverse(list_filter({0}, lambda __i: __i <= length({1}) + {2}))[{3}]",
+    forward = sql("list_extract(list_filter({0}, lambda __i: __i >= {1} - 1), {2})", hits, position, occurrence)
+    backward = sql("list_extract(list_reverse(list_filter({0}, lambda __i: __i <= length({1}) + {2})), {3})",
                    hits, call[0], position, occurrence)
     found = sql("CASE WHEN {0} < 0 THEN {1} ELSE {2} END", position, backward, forward)
     return sql("CASE WHEN {0} IS NULL OR {1} IS NULL OR {2} IS NULL OR {3} IS NULL THEN NULL "
@@ -462,13 +463,13 @@ def _instr(call: Call) -> exp.Expression:
 
 
 def _pad(call: Call, fn: str) -> exp.Expression:
-    if _is_bytes(call):
+    if _is_bytes(call):  # pad the hex digits: two per byte, so padding stays byte-aligned
         padded = sql(f"unhex({fn}(hex({{0}}), {{1}} * 2, hex({{2}})))", *call.args)
+        empty = sql("octet_length({0}) = 0", call[2])
     else:
         padded = call.fill(f"{fn}({{0}}, {{1}}, {{2}})")
-    return sql("CASE WHEN {1} < 0 OR length({2}) = 0 OR octet_length({2}) = 0 THEN NULL ELSE {3} END",
-               call[0], call[1], sql("CAST({0} AS VARCHAR)" if not _is_bytes(call) else "hex({0})", call[2]),
-               padded)
+        empty = sql("length({0}) = 0", call[2])
+    return sql("CASE WHEN {0} < 0 OR {1} THEN NULL ELSE {2} END", call[1], empty, padded)
 
 
 @scalar("LPAD", "STRING|BYTES, INT, STRING|BYTES", "STRING|BYTES",
@@ -767,21 +768,24 @@ def _json_concat(call: Call) -> exp.Expression:
                "ELSE CAST(to_json(flatten({3})) AS VARCHAR) END", valid, objects, merged, lists)
 
 
-#: Java URI parts: 1 scheme, 2 user info, 3 host, 4 port, 5 path, 6 query, 7 fragment.
-_URL = "^(([a-zA-Z][a-zA-Z0-9+.-]*):)?(//(([^@/?#]*)@)?([^:/?#]*)(:([0-9]*))?)?([^?#]*)([?]([^#]*))?(#(.*))?$"
-_URL_GROUPS = {"PROTOCOL": 2, "HOST": 6, "PORT": 8, "PATH": 9, "QUERY": 11, "FRAGMENT": 13}
-_URL_PRESENT = {"PROTOCOL": 1, "HOST": 3, "PORT": 7, "PATH": 0, "QUERY": 10, "FRAGMENT": 12}
+#: Java URI parts: 1 scheme, 2 host, 3 port, 4 path, 5 query, 6 fragment (RE2 allows 9 groups).
+_URL = "^(?:([a-zA-Z][a-zA-Z0-9+.-]*):)?(?://(?:[^@/?#]*@)?([^:/?#]*)(?::([0-9]*))?)?([^?#]*)(?:[?]([^#]*))?(?:#(.*))?$"
+_URL_GROUPS = {"PROTOCOL": 1, "HOST": 2, "PORT": 3, "PATH": 4, "QUERY": 5, "FRAGMENT": 6}
+#: How each part's value becomes null when the part is absent ({0} the URL, {1} the part).
+_URL_ABSENT = {
+    "PROTOCOL": "nullif({1}, '')",
+    "HOST": "nullif({1}, '')",
+    "PORT": "TRY_CAST(nullif({1}, '') AS INTEGER)",
+    "PATH": "{1}",
+    "QUERY": "CASE WHEN regexp_matches({0}, '^[^#]*[?]') THEN {1} END",
+    "FRAGMENT": "CASE WHEN strpos({0}, '#') > 0 THEN {1} END",
+}
 
 
 def _url_part(call: Call, part: str) -> exp.Expression:
-    pattern = literal_string(_URL)
-    present = sql("regexp_extract({0}, {1}, {2}) <> ''", call[0], pattern, exp.Literal.number(_URL_PRESENT[part]))
-    value = sql("regexp_extract({0}, {1}, {2})", call[0], pattern, exp.Literal.number(_URL_GROUPS[part]))
-    if part == "PORT":
-        value = sql("TRY_CAST({0} AS INTEGER)", value)
-    if part == "HOST":
-        value = sql("nullif({0}, '')", value)
-    return sql("CASE WHEN {0} THEN {1} END", present, value) if part != "PATH" else value
+    group = exp.Literal.number(_URL_GROUPS[part])
+    value = sql("regexp_extract({0}, {1}, {2})", call[0], literal_string(_URL), group)
+    return sql(_URL_ABSENT[part], call[0], value)
 
 
 for _part in _URL_GROUPS:
