@@ -34,7 +34,7 @@ _ATOMS = (exp.Column, exp.Literal, exp.Func, exp.Paren, exp.Null, exp.Boolean, e
 
 #: Java's ``Double.toString`` switches to scientific notation outside [1e-3, 1e7).
 _JAVA_DOUBLE = (
-    "CASE WHEN isnan({0}) THEN 'NaN' WHEN isinf({0}) AND {0} > 0 THEN 'Infinity' "
+    "CASE WHEN {0} IS NULL THEN NULL WHEN isnan({0}) THEN 'NaN' WHEN isinf({0}) AND {0} > 0 THEN 'Infinity' "
     "WHEN isinf({0}) THEN '-Infinity' "
     "WHEN {0} = 0 OR (abs({0}) >= 0.001 AND abs({0}) < 10000000) THEN CAST({0} AS VARCHAR) "
     "ELSE {1} END"

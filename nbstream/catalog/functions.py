@@ -443,6 +443,7 @@ def _substring(call: Call) -> exp.Expression:
     else:
         count = sql("{1} - {0}", start, length)
     part = sql(f"substr({{0}}, {{1}} * {width} + 1, {{2}} * {width})", text, start, count)
+    part = sql("CASE WHEN {1} IS NOT NULL THEN {0} END", part, call[1])  # greatest() skips nulls
     return sql("unhex({0})", part) if _is_bytes(call) else part
 
 
