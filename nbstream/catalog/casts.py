@@ -29,8 +29,22 @@ from nbstream.catalog.types import SqlType
 from nbstream.errors import SqlTypeError
 
 _ARG = re.compile(r"\{(\d+)\}")
-_ATOMS = (exp.Column, exp.Literal, exp.Func, exp.Paren, exp.Null, exp.Boolean, exp.Cast, exp.Bracket,
-          exp.Dot, exp.Identifier, exp.Array, exp.Struct, exp.Placeholder, exp.Lambda)
+_ATOMS = (
+    exp.Column,
+    exp.Literal,
+    exp.Func,
+    exp.Paren,
+    exp.Null,
+    exp.Boolean,
+    exp.Cast,
+    exp.Bracket,
+    exp.Dot,
+    exp.Identifier,
+    exp.Array,
+    exp.Struct,
+    exp.Placeholder,
+    exp.Lambda,
+)
 
 #: Java's ``Double.toString`` switches to scientific notation outside [1e-3, 1e7).
 _JAVA_DOUBLE = (
@@ -104,8 +118,9 @@ def java_double_string(expr: exp.Expression) -> exp.Expression:
     mantissa = sql("split_part({0}, 'e', 1)", text)
     exponent = sql("coalesce(TRY_CAST(split_part({0}, 'e', 2) AS INTEGER), 0)", text)
     digits = sql("replace({0}, '.', '')", mantissa)
-    before_point = sql("CASE WHEN strpos({0}, '.') > 0 THEN strpos({0}, '.') - 1 ELSE length({0}) END",
-                       mantissa)
+    before_point = sql(
+        "CASE WHEN strpos({0}, '.') > 0 THEN strpos({0}, '.') - 1 ELSE length({0}) END", mantissa
+    )
     leading_zeros = sql("length({0}) - length(ltrim({0}, '0'))", digits)
     sci = sql(_JAVA_SCI, mantissa, exponent, digits, before_point, leading_zeros, expr)
     return sql(_JAVA_DOUBLE, expr, sci)
@@ -162,8 +177,9 @@ def to_string(expr: exp.Expression, t: SqlType, depth: int = 0) -> exp.Expressio
 
 def struct_of(fields: list[tuple[str, exp.Expression]]) -> exp.Expression:
     """A DuckDB struct literal ``{'name': value, …}``."""
-    return exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier(n, quoted=True), expression=v)
-                                   for n, v in fields])
+    return exp.Struct(
+        expressions=[exp.PropertyEQ(this=exp.to_identifier(n, quoted=True), expression=v) for n, v in fields]
+    )
 
 
 def struct_field(expr: exp.Expression, name: str) -> exp.Expression:
@@ -182,21 +198,27 @@ _TEMPORAL = ("TIMESTAMP", "DATE", "TIME")
 
 def _string_to_integer(expr: exp.Expression, target: SqlType) -> exp.Expression:
     trimmed = sql("trim({0})", expr)
-    return sql("CASE WHEN regexp_full_match({0}, '[+-]?[0-9]+') THEN {1} END", trimmed,
-               typed_cast(trimmed, target, safe=True))
+    return sql(
+        "CASE WHEN regexp_full_match({0}, '[+-]?[0-9]+') THEN {1} END",
+        trimmed,
+        typed_cast(trimmed, target, safe=True),
+    )
 
 
 def _string_to_boolean(expr: exp.Expression, _target: SqlType) -> exp.Expression:
     return sql(
         "CASE WHEN lower(trim({0})) IN ('true', 't', 'yes', 'y') THEN TRUE "
-        "WHEN lower(trim({0})) IN ('false', 'f', 'no', 'n') THEN FALSE END", expr)
+        "WHEN lower(trim({0})) IN ('false', 'f', 'no', 'n') THEN FALSE END",
+        expr,
+    )
 
 
 def _string_to_timestamp(expr: exp.Expression, _target: SqlType) -> exp.Expression:
     return sql(
         "CASE WHEN regexp_matches(trim({0}), '([+-][0-9][0-9]:?[0-9][0-9]|Z)$') "
         "THEN timezone('UTC', TRY_CAST(trim({0}) AS TIMESTAMPTZ)) ELSE TRY_CAST(trim({0}) AS TIMESTAMP) END",
-        expr)
+        expr,
+    )
 
 
 def _string_parse(expr: exp.Expression, target: SqlType) -> exp.Expression:
@@ -237,7 +259,8 @@ def _cast_struct(expr: exp.Expression, source: SqlType, target: SqlType, depth: 
     fields: list[tuple[str, exp.Expression]] = []
     for name, ftype in target.fields:
         match = next((n for n, _ in source.fields if n == name), None) or next(
-            (n for n, _ in source.fields if n.upper() == name.upper()), None)
+            (n for n, _ in source.fields if n.upper() == name.upper()), None
+        )
         if match is None:
             value: exp.Expression = typed_cast(exp.Null(), ftype)
         else:

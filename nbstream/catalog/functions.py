@@ -162,7 +162,9 @@ class Call:
         """The value of argument ``i`` if it is a literal; raises SqlTypeError otherwise."""
         value = _constant(self.args[i])
         if value is _NOT_CONSTANT:
-            raise SqlTypeError(f"{self.name}: argument {i + 1} must be a literal, got `{self.args[i].sql('duckdb')}`")
+            raise SqlTypeError(
+                f"{self.name}: argument {i + 1} must be a literal, got `{self.args[i].sql('duckdb')}`"
+            )
         return value
 
     def string_constant(self, i: int) -> str:
@@ -188,7 +190,9 @@ class FunctionDef:
 
     @property
     def signature(self) -> str:
-        return f"{self.name}({', '.join(str(p) for p in self.params)})" + (f" -> {self.returns}" if self.returns else "")
+        return f"{self.name}({', '.join(str(p) for p in self.params)})" + (
+            f" -> {self.returns}" if self.returns else ""
+        )
 
     def arity_ok(self, n: int) -> bool:
         required = sum(1 for p in self.params if not p.optional)
@@ -255,18 +259,35 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
     ("TRIM", "STRING", "STRING", "trim({0})", "Removes leading and trailing whitespace."),
     ("LTRIM", "STRING", "STRING", "ltrim({0})", "Removes leading whitespace."),
     ("RTRIM", "STRING", "STRING", "rtrim({0})", "Removes trailing whitespace."),
-    ("INITCAP", "STRING", "STRING",
-     "array_to_string(list_transform(regexp_split_to_array(lower({0}), '[[:space:]]'), "
-     "lambda __w: upper(substr(__w, 1, 1)) || substr(__w, 2)), ' ')",
-     "Capitalizes the first letter of each word and lower-cases the rest."),
-    ("REPLACE", "STRING, STRING, STRING", "STRING", "replace({0}, {1}, {2})",
-     "Replaces every occurrence of a substring."),
-    ("REGEXP_EXTRACT_ALL", "STRING, STRING, INT?", "ARRAY<STRING>",
-     {2: "regexp_extract_all({1}, {0})", 3: "regexp_extract_all({1}, {0}, {2})"},
-     "All matches of a pattern (or of one of its groups), in order."),
-    ("REGEXP_SPLIT_TO_ARRAY", "STRING, STRING", "ARRAY<STRING>",
-     "CASE WHEN {1} IS NOT NULL THEN regexp_split_to_array({0}, {1}) END",
-     "Splits a string around matches of a pattern."),
+    (
+        "INITCAP",
+        "STRING",
+        "STRING",
+        "array_to_string(list_transform(regexp_split_to_array(lower({0}), '[[:space:]]'), "
+        "lambda __w: upper(substr(__w, 1, 1)) || substr(__w, 2)), ' ')",
+        "Capitalizes the first letter of each word and lower-cases the rest.",
+    ),
+    (
+        "REPLACE",
+        "STRING, STRING, STRING",
+        "STRING",
+        "replace({0}, {1}, {2})",
+        "Replaces every occurrence of a substring.",
+    ),
+    (
+        "REGEXP_EXTRACT_ALL",
+        "STRING, STRING, INT?",
+        "ARRAY<STRING>",
+        {2: "regexp_extract_all({1}, {0})", 3: "regexp_extract_all({1}, {0}, {2})"},
+        "All matches of a pattern (or of one of its groups), in order.",
+    ),
+    (
+        "REGEXP_SPLIT_TO_ARRAY",
+        "STRING, STRING",
+        "ARRAY<STRING>",
+        "CASE WHEN {1} IS NOT NULL THEN regexp_split_to_array({0}, {1}) END",
+        "Splits a string around matches of a pattern.",
+    ),
     ("CHR", "INT", "STRING", "chr(CAST({0} AS INTEGER))", "The character with the given Unicode code point."),
     ("UUID", "", "STRING", "CAST(uuid() AS VARCHAR)", "A random type-4 UUID."),
     # math
@@ -278,89 +299,211 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
     ("CBRT", "NUMBER", "DOUBLE", "cbrt(CAST({0} AS DOUBLE))", "Cube root."),
     ("EXP", "NUMBER", "DOUBLE", "exp(CAST({0} AS DOUBLE))", "e raised to the value."),
     ("LN", "NUMBER", "DOUBLE", "ln(CAST({0} AS DOUBLE))", "Natural logarithm."),
-    ("LOG", "NUMBER, NUMBER?", "DOUBLE",
-     {1: "log10(CAST({0} AS DOUBLE))", 2: "ln(CAST({1} AS DOUBLE)) / ln(CAST({0} AS DOUBLE))"},
-     "LOG(x): base-10 logarithm; LOG(base, x): logarithm in the given base."),
-    ("POWER", "NUMBER, NUMBER", "DOUBLE", "pow(CAST({0} AS DOUBLE), CAST({1} AS DOUBLE))", "Base raised to exponent."),
+    (
+        "LOG",
+        "NUMBER, NUMBER?",
+        "DOUBLE",
+        {1: "log10(CAST({0} AS DOUBLE))", 2: "ln(CAST({1} AS DOUBLE)) / ln(CAST({0} AS DOUBLE))"},
+        "LOG(x): base-10 logarithm; LOG(base, x): logarithm in the given base.",
+    ),
+    (
+        "POWER",
+        "NUMBER, NUMBER",
+        "DOUBLE",
+        "pow(CAST({0} AS DOUBLE), CAST({1} AS DOUBLE))",
+        "Base raised to exponent.",
+    ),
     ("RANDOM", "", "DOUBLE", "random()", "A random DOUBLE in [0, 1)."),
     ("PI", "", "DOUBLE", "pi()", "The constant pi."),
     ("DEGREES", "NUMBER", "DOUBLE", "degrees(CAST({0} AS DOUBLE))", "Radians to degrees."),
     ("RADIANS", "NUMBER", "DOUBLE", "radians(CAST({0} AS DOUBLE))", "Degrees to radians."),
-    ("ATAN2", "NUMBER, NUMBER", "DOUBLE", "atan2(CAST({0} AS DOUBLE), CAST({1} AS DOUBLE))",
-     "Angle of the point (x, y) given as ATAN2(y, x)."),
+    (
+        "ATAN2",
+        "NUMBER, NUMBER",
+        "DOUBLE",
+        "atan2(CAST({0} AS DOUBLE), CAST({1} AS DOUBLE))",
+        "Angle of the point (x, y) given as ATAN2(y, x).",
+    ),
     # arrays
     ("ARRAY_LENGTH", "ARRAY", "INTEGER", "CAST(len({0}) AS INTEGER)", "Number of elements."),
     ("ARRAY_MAX", "ARRAY", "element type", "list_max({0})", "Largest non-null element."),
     ("ARRAY_MIN", "ARRAY", "element type", "list_min({0})", "Smallest non-null element."),
-    ("ARRAY_CONTAINS", "ARRAY, ANY", "BOOLEAN", "list_position({0}, {1}) IS NOT NULL",
-     "Whether the array holds the value (false for a null array)."),
-    ("ARRAY_DISTINCT", "ARRAY", "ARRAY",
-     "list_filter({0}, lambda __x, __i: list_position({0}, __x) = __i)",
-     "The distinct elements, in order of first appearance (null kept once)."),
-    ("ARRAY_EXCEPT", "ARRAY, ARRAY", "ARRAY",
-     "CASE WHEN {1} IS NULL THEN NULL ELSE list_filter({0}, lambda __x, __i: "
-     "list_position({0}, __x) = __i AND list_position({1}, __x) IS NULL) END",
-     "Distinct elements of the first array that are not in the second."),
-    ("ARRAY_INTERSECT", "ARRAY, ARRAY", "ARRAY",
-     "CASE WHEN {1} IS NULL THEN NULL ELSE list_filter({0}, lambda __x, __i: "
-     "list_position({0}, __x) = __i AND list_position({1}, __x) IS NOT NULL) END",
-     "Distinct elements that are in both arrays."),
-    ("ARRAY_UNION", "ARRAY, ARRAY", "ARRAY",
-     "CASE WHEN {0} IS NULL OR {1} IS NULL THEN NULL ELSE list_filter(list_concat({0}, {1}), "
-     "lambda __x, __i: list_position(list_concat({0}, {1}), __x) = __i) END",
-     "Distinct elements of both arrays."),
+    (
+        "ARRAY_CONTAINS",
+        "ARRAY, ANY",
+        "BOOLEAN",
+        "list_position({0}, {1}) IS NOT NULL",
+        "Whether the array holds the value (false for a null array).",
+    ),
+    (
+        "ARRAY_DISTINCT",
+        "ARRAY",
+        "ARRAY",
+        "list_filter({0}, lambda __x, __i: list_position({0}, __x) = __i)",
+        "The distinct elements, in order of first appearance (null kept once).",
+    ),
+    (
+        "ARRAY_EXCEPT",
+        "ARRAY, ARRAY",
+        "ARRAY",
+        "CASE WHEN {1} IS NULL THEN NULL ELSE list_filter({0}, lambda __x, __i: "
+        "list_position({0}, __x) = __i AND list_position({1}, __x) IS NULL) END",
+        "Distinct elements of the first array that are not in the second.",
+    ),
+    (
+        "ARRAY_INTERSECT",
+        "ARRAY, ARRAY",
+        "ARRAY",
+        "CASE WHEN {1} IS NULL THEN NULL ELSE list_filter({0}, lambda __x, __i: "
+        "list_position({0}, __x) = __i AND list_position({1}, __x) IS NOT NULL) END",
+        "Distinct elements that are in both arrays.",
+    ),
+    (
+        "ARRAY_UNION",
+        "ARRAY, ARRAY",
+        "ARRAY",
+        "CASE WHEN {0} IS NULL OR {1} IS NULL THEN NULL ELSE list_filter(list_concat({0}, {1}), "
+        "lambda __x, __i: list_position(list_concat({0}, {1}), __x) = __i) END",
+        "Distinct elements of both arrays.",
+    ),
     ("ARRAY_CONCAT", "ARRAY, ARRAY", "ARRAY", "list_concat({0}, {1})", "The elements of both arrays."),
-    ("ARRAY_REMOVE", "ARRAY, ANY", "ARRAY", "list_filter({0}, lambda __x: __x IS DISTINCT FROM {1})",
-     "The array without the elements equal to the value."),
-    ("SLICE", "ARRAY, INT, INT", "ARRAY", "list_slice({0}, {1}, {2})",
-     "Elements from position `from` to `to`, 1-based and inclusive."),
+    (
+        "ARRAY_REMOVE",
+        "ARRAY, ANY",
+        "ARRAY",
+        "list_filter({0}, lambda __x: __x IS DISTINCT FROM {1})",
+        "The array without the elements equal to the value.",
+    ),
+    (
+        "SLICE",
+        "ARRAY, INT, INT",
+        "ARRAY",
+        "list_slice({0}, {1}, {2})",
+        "Elements from position `from` to `to`, 1-based and inclusive.",
+    ),
     # maps
     ("MAP_KEYS", "MAP", "ARRAY", "map_keys({0})", "The keys of a map."),
     ("MAP_VALUES", "MAP", "ARRAY", "map_values({0})", "The values of a map."),
-    ("MAP_UNION", "MAP, MAP", "MAP",
-     "CASE WHEN {0} IS NULL AND {1} IS NULL THEN NULL ELSE map_concat(coalesce({0}, {1}), coalesce({1}, {0})) END",
-     "Both maps merged; the second wins on duplicate keys."),
-    ("AS_MAP", "ARRAY, ARRAY", "MAP", "map({0}, list_resize({1}, len({0})))",
-     "A map from a keys array and a values array (missing values are null)."),
+    (
+        "MAP_UNION",
+        "MAP, MAP",
+        "MAP",
+        "CASE WHEN {0} IS NULL AND {1} IS NULL THEN NULL "
+        "ELSE map_concat(coalesce({0}, {1}), coalesce({1}, {0})) END",
+        "Both maps merged; the second wins on duplicate keys.",
+    ),
+    (
+        "AS_MAP",
+        "ARRAY, ARRAY",
+        "MAP",
+        "map({0}, list_resize({1}, len({0})))",
+        "A map from a keys array and a values array (missing values are null).",
+    ),
     # json
-    ("IS_JSON_STRING", "STRING", "BOOLEAN", "coalesce(json_valid({0}), FALSE)", "Whether the string is valid JSON."),
-    ("EXTRACTJSONFIELD", "STRING, STRING", "STRING",
-     "CASE WHEN json_valid({0}) THEN json_extract_string({0}, {1}) END",
-     "The value at a JSONPath, as a string (null when missing or not JSON)."),
-    ("JSON_ARRAY_LENGTH", "STRING", "INTEGER",
-     "CASE WHEN json_valid({0}) AND json_type({0}) = 'ARRAY' THEN CAST(json_array_length({0}) AS INTEGER) END",
-     "Number of elements of a JSON array."),
-    ("JSON_KEYS", "STRING", "ARRAY<STRING>",
-     "CASE WHEN json_valid({0}) AND json_type({0}) = 'OBJECT' THEN json_keys({0}) END",
-     "The keys of a JSON object."),
-    ("JSON_RECORDS", "STRING", "MAP<STRING, STRING>",
-     "CASE WHEN json_valid({0}) AND json_type({0}) = 'OBJECT' "
-     "THEN CAST(CAST(CAST({0} AS JSON) AS MAP(VARCHAR, JSON)) AS MAP(VARCHAR, VARCHAR)) END",
-     "The fields of a JSON object as a map of key to JSON text."),
-    ("JSON_ARRAY_CONTAINS", "STRING, ANY", "BOOLEAN",
-     "CASE WHEN json_valid({0}) AND json_type({0}) = 'ARRAY' THEN coalesce(list_contains("
-     "CAST(json_extract({0}, '$[*]') AS VARCHAR[]), coalesce(CAST(to_json({1}) AS VARCHAR), 'null')), FALSE) "
-     "ELSE FALSE END",
-     "Whether a JSON array holds the value."),
+    (
+        "IS_JSON_STRING",
+        "STRING",
+        "BOOLEAN",
+        "coalesce(json_valid({0}), FALSE)",
+        "Whether the string is valid JSON.",
+    ),
+    (
+        "EXTRACTJSONFIELD",
+        "STRING, STRING",
+        "STRING",
+        "CASE WHEN json_valid({0}) THEN json_extract_string({0}, {1}) END",
+        "The value at a JSONPath, as a string (null when missing or not JSON).",
+    ),
+    (
+        "JSON_ARRAY_LENGTH",
+        "STRING",
+        "INTEGER",
+        "CASE WHEN json_valid({0}) AND json_type({0}) = 'ARRAY' "
+        "THEN CAST(json_array_length({0}) AS INTEGER) END",
+        "Number of elements of a JSON array.",
+    ),
+    (
+        "JSON_KEYS",
+        "STRING",
+        "ARRAY<STRING>",
+        "CASE WHEN json_valid({0}) AND json_type({0}) = 'OBJECT' THEN json_keys({0}) END",
+        "The keys of a JSON object.",
+    ),
+    (
+        "JSON_RECORDS",
+        "STRING",
+        "MAP<STRING, STRING>",
+        "CASE WHEN json_valid({0}) AND json_type({0}) = 'OBJECT' "
+        "THEN CAST(CAST(CAST({0} AS JSON) AS MAP(VARCHAR, JSON)) AS MAP(VARCHAR, VARCHAR)) END",
+        "The fields of a JSON object as a map of key to JSON text.",
+    ),
+    (
+        "JSON_ARRAY_CONTAINS",
+        "STRING, ANY",
+        "BOOLEAN",
+        "CASE WHEN json_valid({0}) AND json_type({0}) = 'ARRAY' THEN coalesce(list_contains("
+        "CAST(json_extract({0}, '$[*]') AS VARCHAR[]), "
+        "coalesce(CAST(to_json({1}) AS VARCHAR), 'null')), FALSE) "
+        "ELSE FALSE END",
+        "Whether a JSON array holds the value.",
+    ),
     # urls
-    ("URL_ENCODE_PARAM", "STRING", "STRING",
-     "replace(replace(replace(url_encode({0}), '%20', '+'), '~', '%7E'), '%2A', '*')",
-     "Encodes a string as application/x-www-form-urlencoded (Java URLEncoder)."),
-    ("URL_DECODE_PARAM", "STRING", "STRING", "url_decode(replace({0}, '+', ' '))",
-     "Decodes an application/x-www-form-urlencoded string."),
+    (
+        "URL_ENCODE_PARAM",
+        "STRING",
+        "STRING",
+        "replace(replace(replace(url_encode({0}), '%20', '+'), '~', '%7E'), '%2A', '*')",
+        "Encodes a string as application/x-www-form-urlencoded (Java URLEncoder).",
+    ),
+    (
+        "URL_DECODE_PARAM",
+        "STRING",
+        "STRING",
+        "url_decode(replace({0}, '+', ' '))",
+        "Decodes an application/x-www-form-urlencoded string.",
+    ),
     # null handling
     ("IFNULL", "ANY, ANY", "ANY", "coalesce({0}, {1})", "The first argument, or the second when it is null."),
     ("NULLIF", "ANY, ANY", "ANY", "nullif({0}, {1})", "Null when both arguments are equal, else the first."),
     # dates and times
-    ("UNIX_TIMESTAMP", "TIMESTAMP?", "BIGINT", {0: "epoch_ms(current_timestamp)", 1: "epoch_ms({0})"},
-     "Milliseconds since the epoch, of now or of a TIMESTAMP."),
-    ("UNIX_DATE", "DATE?", "INTEGER",
-     {0: "CAST(current_date - DATE '1970-01-01' AS INTEGER)", 1: "CAST({0} - DATE '1970-01-01' AS INTEGER)"},
-     "Days since the epoch, of today or of a DATE."),
-    ("FROM_UNIXTIME", "INT", "TIMESTAMP", "epoch_ms(CAST({0} AS BIGINT))", "The TIMESTAMP of epoch milliseconds."),
-    ("FROM_DAYS", "INT", "DATE", "DATE '1970-01-01' + CAST({0} AS INTEGER)", "The DATE of days since the epoch."),
-    ("CONVERT_TZ", "TIMESTAMP, STRING, STRING", "TIMESTAMP", "timezone({2}, timezone({1}, {0}))",
-     "Converts a TIMESTAMP from one time zone to another."),
+    (
+        "UNIX_TIMESTAMP",
+        "TIMESTAMP?",
+        "BIGINT",
+        {0: "epoch_ms(current_timestamp)", 1: "epoch_ms({0})"},
+        "Milliseconds since the epoch, of now or of a TIMESTAMP.",
+    ),
+    (
+        "UNIX_DATE",
+        "DATE?",
+        "INTEGER",
+        {
+            0: "CAST(current_date - DATE '1970-01-01' AS INTEGER)",
+            1: "CAST({0} - DATE '1970-01-01' AS INTEGER)",
+        },
+        "Days since the epoch, of today or of a DATE.",
+    ),
+    (
+        "FROM_UNIXTIME",
+        "INT",
+        "TIMESTAMP",
+        "epoch_ms(CAST({0} AS BIGINT))",
+        "The TIMESTAMP of epoch milliseconds.",
+    ),
+    (
+        "FROM_DAYS",
+        "INT",
+        "DATE",
+        "DATE '1970-01-01' + CAST({0} AS INTEGER)",
+        "The DATE of days since the epoch.",
+    ),
+    (
+        "CONVERT_TZ",
+        "TIMESTAMP, STRING, STRING",
+        "TIMESTAMP",
+        "timezone({2}, timezone({1}, {0}))",
+        "Converts a TIMESTAMP from one time zone to another.",
+    ),
 ]
 
 for _name, _spec, _returns, _template_, _description in _TEMPLATES:
@@ -368,8 +511,13 @@ for _name, _spec, _returns, _template_, _description in _TEMPLATES:
 
 _MATH_DOUBLE = ["ACOS", "ASIN", "ATAN", "COS", "COSH", "COT", "SIN", "SINH", "TAN", "TANH"]
 for _name in _MATH_DOUBLE:
-    _register(_name, "NUMBER", "DOUBLE", f"The {_name.lower()} of a value (radians).",
-              _templated(f"{_name.lower()}(CAST({{0}} AS DOUBLE))"))
+    _register(
+        _name,
+        "NUMBER",
+        "DOUBLE",
+        f"The {_name.lower()} of a value (radians).",
+        _templated(f"{_name.lower()}(CAST({{0}} AS DOUBLE))"),
+    )
 
 
 @scalar("COALESCE", "ANY, ANY...", "ANY", "The first non-null argument.")
@@ -388,7 +536,9 @@ def _is_bytes(call: Call, i: int = 0) -> bool:
 
 @scalar("LEN", "STRING|BYTES", "INTEGER", "Length in characters (bytes for BYTES).")
 def _len(call: Call) -> exp.Expression:
-    return call.fill("CAST(octet_length({0}) AS INTEGER)" if _is_bytes(call) else "CAST(length({0}) AS INTEGER)")
+    return call.fill(
+        "CAST(octet_length({0}) AS INTEGER)" if _is_bytes(call) else "CAST(length({0}) AS INTEGER)"
+    )
 
 
 @scalar("CONCAT", "STRING|BYTES...", "STRING|BYTES", "Concatenates the arguments, skipping nulls.")
@@ -400,15 +550,26 @@ def _concat(call: Call) -> exp.Expression:
     return exp.Anonymous(this="concat", expressions=[a.copy() for a in call.args])
 
 
-@scalar("CONCAT_WS", "STRING|BYTES, STRING|BYTES...", "STRING|BYTES",
-        "Joins the non-null arguments with a separator (null separator: null).")
+@scalar(
+    "CONCAT_WS",
+    "STRING|BYTES, STRING|BYTES...",
+    "STRING|BYTES",
+    "Joins the non-null arguments with a separator (null separator: null).",
+)
 def _concat_ws(call: Call) -> exp.Expression:
     _same_family(call, range(len(call.args)))
     if not any(t.name == "BYTES" for t in call.types):
         return exp.Anonymous(this="concat_ws", expressions=[a.copy() for a in call.args])
-    items = sql("list_filter({0}, lambda __x: __x IS NOT NULL)", exp.Array(expressions=[a.copy() for a in call.args[1:]]))
-    return sql("CASE WHEN {0} IS NULL THEN NULL WHEN len({1}) = 0 THEN CAST('' AS BLOB) "
-               "ELSE list_reduce({1}, lambda __a, __b: __a || {0} || __b) END", call[0], items)
+    items = sql(
+        "list_filter({0}, lambda __x: __x IS NOT NULL)",
+        exp.Array(expressions=[a.copy() for a in call.args[1:]]),
+    )
+    return sql(
+        "CASE WHEN {0} IS NULL THEN NULL WHEN len({1}) = 0 THEN CAST('' AS BLOB) "
+        "ELSE list_reduce({1}, lambda __a, __b: __a || {0} || __b) END",
+        call[0],
+        items,
+    )
 
 
 def _chain(parts: Sequence[exp.Expression], op: str) -> exp.Expression:
@@ -426,20 +587,29 @@ def _same_family(call: Call, positions: range) -> None:
 
 def _substring_start(length: exp.Expression, pos: exp.Expression) -> exp.Expression:
     """ksqlDB's 0-based start index of SUBSTRING (negative positions count from the end)."""
-    return sql("CASE WHEN {1} < 0 THEN greatest({0} + {1}, 0) ELSE greatest(least({1} - 1, {0}), 0) END",
-               length, pos)
+    return sql(
+        "CASE WHEN {1} < 0 THEN greatest({0} + {1}, 0) ELSE greatest(least({1} - 1, {0}), 0) END", length, pos
+    )
 
 
-@scalar("SUBSTRING", "STRING|BYTES, INT, INT?", "STRING|BYTES",
-        "The part of a string from a 1-based position (negative: from the end), optionally of a length.")
+@scalar(
+    "SUBSTRING",
+    "STRING|BYTES, INT, INT?",
+    "STRING|BYTES",
+    "The part of a string from a 1-based position (negative: from the end), optionally of a length.",
+)
 def _substring(call: Call) -> exp.Expression:
     text = sql("hex({0})", call[0]) if _is_bytes(call) else call[0]
     width = 2 if _is_bytes(call) else 1
     length = sql(f"length({{0}}) // {width}", text)
     start = _substring_start(length, call[1])
     if len(call.args) == 3:
-        count = sql("CASE WHEN {2} IS NULL THEN NULL ELSE greatest(least({0} + {2}, {1}), {0}) - {0} END",
-                    start, length, call[2])
+        count = sql(
+            "CASE WHEN {2} IS NULL THEN NULL ELSE greatest(least({0} + {2}, {1}), {0}) - {0} END",
+            start,
+            length,
+            call[2],
+        )
     else:
         count = sql("{1} - {0}", start, length)
     part = sql(f"substr({{0}}, {{1}} * {width} + 1, {{2}} * {width})", text, start, count)
@@ -447,20 +617,41 @@ def _substring(call: Call) -> exp.Expression:
     return sql("unhex({0})", part) if _is_bytes(call) else part
 
 
-@scalar("INSTR", "STRING, STRING, INT?, INT?", "INTEGER",
-        "1-based position of the n-th occurrence of a substring, searching from a position "
-        "(negative: backwards from the end); 0 when not found.")
+@scalar(
+    "INSTR",
+    "STRING, STRING, INT?, INT?",
+    "INTEGER",
+    "1-based position of the n-th occurrence of a substring, searching from a position "
+    "(negative: backwards from the end); 0 when not found.",
+)
 def _instr(call: Call) -> exp.Expression:
     position = call[2] if len(call.args) > 2 else exp.Literal.number(1)
     occurrence = call[3] if len(call.args) > 3 else exp.Literal.number(1)
-    hits = sql("list_filter(range(0, length({0})), lambda __i: substr({0}, __i + 1, length({1})) = {1})",
-               call[0], call[1])
-    forward = sql("list_extract(list_filter({0}, lambda __i: __i >= {1} - 1), {2})", hits, position, occurrence)
-    backward = sql("list_extract(list_reverse(list_filter({0}, lambda __i: __i <= length({1}) + {2})), {3})",
-                   hits, call[0], position, occurrence)
+    hits = sql(
+        "list_filter(range(0, length({0})), lambda __i: substr({0}, __i + 1, length({1})) = {1})",
+        call[0],
+        call[1],
+    )
+    forward = sql(
+        "list_extract(list_filter({0}, lambda __i: __i >= {1} - 1), {2})", hits, position, occurrence
+    )
+    backward = sql(
+        "list_extract(list_reverse(list_filter({0}, lambda __i: __i <= length({1}) + {2})), {3})",
+        hits,
+        call[0],
+        position,
+        occurrence,
+    )
     found = sql("CASE WHEN {0} < 0 THEN {1} ELSE {2} END", position, backward, forward)
-    return sql("CASE WHEN {0} IS NULL OR {1} IS NULL OR {2} IS NULL OR {3} IS NULL THEN NULL "
-               "ELSE CAST(coalesce({4} + 1, 0) AS INTEGER) END", call[0], call[1], position, occurrence, found)
+    return sql(
+        "CASE WHEN {0} IS NULL OR {1} IS NULL OR {2} IS NULL OR {3} IS NULL THEN NULL "
+        "ELSE CAST(coalesce({4} + 1, 0) AS INTEGER) END",
+        call[0],
+        call[1],
+        position,
+        occurrence,
+        found,
+    )
 
 
 def _pad(call: Call, fn: str) -> exp.Expression:
@@ -473,43 +664,71 @@ def _pad(call: Call, fn: str) -> exp.Expression:
     return sql("CASE WHEN {0} < 0 OR {1} THEN NULL ELSE {2} END", call[1], empty, padded)
 
 
-@scalar("LPAD", "STRING|BYTES, INT, STRING|BYTES", "STRING|BYTES",
-        "Pads on the left with a padding string to a length (truncates longer input).")
+@scalar(
+    "LPAD",
+    "STRING|BYTES, INT, STRING|BYTES",
+    "STRING|BYTES",
+    "Pads on the left with a padding string to a length (truncates longer input).",
+)
 def _lpad(call: Call) -> exp.Expression:
     return _pad(call, "lpad")
 
 
-@scalar("RPAD", "STRING|BYTES, INT, STRING|BYTES", "STRING|BYTES",
-        "Pads on the right with a padding string to a length (truncates longer input).")
+@scalar(
+    "RPAD",
+    "STRING|BYTES, INT, STRING|BYTES",
+    "STRING|BYTES",
+    "Pads on the right with a padding string to a length (truncates longer input).",
+)
 def _rpad(call: Call) -> exp.Expression:
     return _pad(call, "rpad")
 
 
-@scalar("SPLIT", "STRING|BYTES, STRING|BYTES", "ARRAY<STRING|BYTES>",
-        "Splits around a delimiter; an empty delimiter splits into characters.")
+@scalar(
+    "SPLIT",
+    "STRING|BYTES, STRING|BYTES",
+    "ARRAY<STRING|BYTES>",
+    "Splits around a delimiter; an empty delimiter splits into characters.",
+)
 def _split(call: Call) -> exp.Expression:
     if _is_bytes(call) or _is_bytes(call, 1):
         return call.fill(f"{SPLIT_BYTES}({{0}}, {{1}})")
     return call.fill("string_split({0}, {1})")
 
 
-@scalar("SPLIT_TO_MAP", "STRING, STRING, STRING", "MAP<STRING, STRING>",
-        "Splits into entries by one delimiter and each entry into key and value by another.")
+@scalar(
+    "SPLIT_TO_MAP",
+    "STRING, STRING, STRING",
+    "MAP<STRING, STRING>",
+    "Splits into entries by one delimiter and each entry into key and value by another.",
+)
 def _split_to_map(call: Call) -> exp.Expression:
     return call.fill(
-        "map_from_entries(list_transform(list_filter(string_split({0}, {1}), lambda __e: strpos(__e, {2}) > 0), "
-        "lambda __e: {'key': split_part(__e, {2}, 1), 'value': split_part(__e, {2}, 2)}))")
+        "map_from_entries(list_transform("
+        "list_filter(string_split({0}, {1}), lambda __e: strpos(__e, {2}) > 0), "
+        "lambda __e: {'key': split_part(__e, {2}, 1), 'value': split_part(__e, {2}, 2)}))"
+    )
 
 
-@scalar("REGEXP_EXTRACT", "STRING, STRING, INT?", "STRING",
-        "The first match of a pattern (or of one of its groups); null when there is none.")
+@scalar(
+    "REGEXP_EXTRACT",
+    "STRING, STRING, INT?",
+    "STRING",
+    "The first match of a pattern (or of one of its groups); null when there is none.",
+)
 def _regexp_extract(call: Call) -> exp.Expression:
     group = call[2] if len(call.args) > 2 else exp.Literal.number(0)
-    return sql("CASE WHEN regexp_matches({1}, {0}) THEN regexp_extract({1}, {0}, {2}) END", call[0], call[1], group)
+    return sql(
+        "CASE WHEN regexp_matches({1}, {0}) THEN regexp_extract({1}, {0}, {2}) END", call[0], call[1], group
+    )
 
 
-@scalar("REGEXP_REPLACE", "STRING, STRING, STRING", "STRING",
-        "Replaces every match of a pattern; `$n` in the replacement is group n.")
+@scalar(
+    "REGEXP_REPLACE",
+    "STRING, STRING, STRING",
+    "STRING",
+    "Replaces every match of a pattern; `$n` in the replacement is group n.",
+)
 def _regexp_replace(call: Call) -> exp.Expression:
     replacement = call[2]
     value = _constant(replacement)
@@ -561,25 +780,56 @@ def _mask(call: Call, chars_from: int, condition: str) -> exp.Expression:
         "CASE WHEN NOT ({5}) THEN __c "
         "WHEN __c <> lower(__c) THEN coalesce({1}, __c) WHEN __c <> upper(__c) THEN coalesce({2}, __c) "
         "WHEN __c BETWEEN '0' AND '9' THEN coalesce({3}, __c) ELSE coalesce({4}, __c) END",
-        call[1] if len(call.args) > 1 else exp.null(), *masks, sql(condition, call[0], *call.args[1:2]))
-    return sql("array_to_string(list_transform(string_split({0}, ''), {1}), '')", call[0], lam(char, "__c", "__i"))
+        call[1] if len(call.args) > 1 else exp.null(),
+        *masks,
+        sql(condition, call[0], *call.args[1:2]),
+    )
+    return sql(
+        "array_to_string(list_transform(string_split({0}, ''), {1}), '')", call[0], lam(char, "__c", "__i")
+    )
 
 
 _MASKS = [
-    ("MASK", "STRING, STRING?, STRING?, STRING?, STRING?", 1, "TRUE",
-     "Masks every character: upper X, lower x, digit n, other - (or the given characters)."),
-    ("MASK_KEEP_LEFT", "STRING, INT, STRING?, STRING?, STRING?, STRING?", 2, "__i > {1}",
-     "Masks all but the first n characters."),
-    ("MASK_KEEP_RIGHT", "STRING, INT, STRING?, STRING?, STRING?, STRING?", 2, "__i <= length({0}) - {1}",
-     "Masks all but the last n characters."),
-    ("MASK_LEFT", "STRING, INT, STRING?, STRING?, STRING?, STRING?", 2, "__i <= {1}",
-     "Masks the first n characters."),
-    ("MASK_RIGHT", "STRING, INT, STRING?, STRING?, STRING?, STRING?", 2, "__i > length({0}) - {1}",
-     "Masks the last n characters."),
+    (
+        "MASK",
+        "STRING, STRING?, STRING?, STRING?, STRING?",
+        1,
+        "TRUE",
+        "Masks every character: upper X, lower x, digit n, other - (or the given characters).",
+    ),
+    (
+        "MASK_KEEP_LEFT",
+        "STRING, INT, STRING?, STRING?, STRING?, STRING?",
+        2,
+        "__i > {1}",
+        "Masks all but the first n characters.",
+    ),
+    (
+        "MASK_KEEP_RIGHT",
+        "STRING, INT, STRING?, STRING?, STRING?, STRING?",
+        2,
+        "__i <= length({0}) - {1}",
+        "Masks all but the last n characters.",
+    ),
+    (
+        "MASK_LEFT",
+        "STRING, INT, STRING?, STRING?, STRING?, STRING?",
+        2,
+        "__i <= {1}",
+        "Masks the first n characters.",
+    ),
+    (
+        "MASK_RIGHT",
+        "STRING, INT, STRING?, STRING?, STRING?, STRING?",
+        2,
+        "__i > length({0}) - {1}",
+        "Masks the last n characters.",
+    ),
 ]
 for _name, _spec, _first, _cond, _description in _MASKS:
-    _register(_name, _spec, "STRING", _description,
-              lambda call, first=_first, cond=_cond: _mask(call, first, cond))
+    _register(
+        _name, _spec, "STRING", _description, lambda call, first=_first, cond=_cond: _mask(call, first, cond)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -599,14 +849,22 @@ def _round_like(call: Call, fn: str, double_whole: str) -> exp.Expression:
     return rounded if t.name == "DOUBLE" else typed_cast(rounded, t)
 
 
-@scalar("ROUND", "NUMBER, INT?", "BIGINT for DOUBLE, DECIMAL(p, 0) for DECIMAL; with digits: input type",
-        "Rounds half up, to an integer value or to a number of decimal places (negative: left of the point).")
+@scalar(
+    "ROUND",
+    "NUMBER, INT?",
+    "BIGINT for DOUBLE, DECIMAL(p, 0) for DECIMAL; with digits: input type",
+    "Rounds half up, to an integer value or to a number of decimal places (negative: left of the point).",
+)
 def _round(call: Call) -> exp.Expression:
     return _round_like(call, "round", "CAST(floor({0} + 0.5) AS BIGINT)")
 
 
-@scalar("TRUNC", "NUMBER, INT?", "BIGINT for DOUBLE, DECIMAL(p, 0) for DECIMAL; with digits: input type",
-        "Truncates toward zero, to an integer value or to a number of decimal places.")
+@scalar(
+    "TRUNC",
+    "NUMBER, INT?",
+    "BIGINT for DOUBLE, DECIMAL(p, 0) for DECIMAL; with digits: input type",
+    "Truncates toward zero, to an integer value or to a number of decimal places.",
+)
 def _trunc(call: Call) -> exp.Expression:
     return _round_like(call, "trunc", "CAST(trunc({0}) AS BIGINT)")
 
@@ -622,8 +880,10 @@ def _comparable_type(call: Call) -> SqlType:
     present = [t for t in call.types if t.name != "NULL"]
     names = {t.name for t in present}
     if not present:
-        raise SqlTypeError(f"Function '{call.name.lower()}' cannot be resolved due to ambiguous method "
-                           f"parameters ({_type_list(call)}).")
+        raise SqlTypeError(
+            f"Function '{call.name.lower()}' cannot be resolved due to ambiguous method "
+            f"parameters ({_type_list(call)})."
+        )
     if names == {"DECIMAL"}:
         return _widest_decimal(present)
     if len(names) == 1:
@@ -631,8 +891,10 @@ def _comparable_type(call: Call) -> SqlType:
     if names <= {"INTEGER", "BIGINT", "DECIMAL", "DOUBLE"}:
         if "DOUBLE" in names:
             return SqlType("DOUBLE")
-        raise SqlTypeError(f"Function '{call.name.lower()}' cannot be resolved due to ambiguous method "
-                           f"parameters ({_type_list(call)}).")
+        raise SqlTypeError(
+            f"Function '{call.name.lower()}' cannot be resolved due to ambiguous method "
+            f"parameters ({_type_list(call)})."
+        )
     temporal = names & {"DATE", "TIME", "TIMESTAMP"}
     if len(temporal) == 1 and names - temporal == {"STRING"}:
         return SqlType(temporal.pop())
@@ -641,8 +903,10 @@ def _comparable_type(call: Call) -> SqlType:
 
 def _extreme(call: Call, fn: str) -> exp.Expression:
     target = _comparable_type(call)
-    args = [compile_cast(a, t, target) if t.name != "NULL" else typed_cast(a, target)
-            for a, t in zip(call.args, call.types, strict=True)]
+    args = [
+        compile_cast(a, t, target) if t.name != "NULL" else typed_cast(a, target)
+        for a, t in zip(call.args, call.types, strict=True)
+    ]
     return exp.Anonymous(this=fn, expressions=args)
 
 
@@ -661,7 +925,9 @@ def _least(call: Call) -> exp.Expression:
 # ---------------------------------------------------------------------------------------------
 
 
-@scalar("ARRAY_JOIN", "ARRAY, STRING?", "STRING", "The elements as strings joined by a delimiter (default ',').")
+@scalar(
+    "ARRAY_JOIN", "ARRAY, STRING?", "STRING", "The elements as strings joined by a delimiter (default ',')."
+)
 def _array_join(call: Call) -> exp.Expression:
     element = call.types[0].element or SqlType("STRING")
     text = lam(sql("coalesce({0}, 'null')", to_string(exp.column("__x"), element)), "__x")
@@ -677,14 +943,25 @@ def _array_sort(call: Call) -> exp.Expression:
     return sql(f"list_sort({{0}}, '{direction}', 'NULLS LAST')", call[0])
 
 
-@scalar("ENTRIES", "MAP, BOOLEAN", "ARRAY<STRUCT<K, V>>", "The entries of a map as structs K, V; optionally sorted.")
+@scalar(
+    "ENTRIES",
+    "MAP, BOOLEAN",
+    "ARRAY<STRUCT<K, V>>",
+    "The entries of a map as structs K, V; optionally sorted.",
+)
 def _entries(call: Call) -> exp.Expression:
-    entries = sql("list_transform(map_entries({0}), lambda __e: {'K': __e['key'], 'V': __e['value']})", call[0])
+    entries = sql(
+        "list_transform(map_entries({0}), lambda __e: {'K': __e['key'], 'V': __e['value']})", call[0]
+    )
     return sql("CASE WHEN {1} THEN list_sort({0}) ELSE {0} END", entries, call[1])
 
 
-@scalar("GENERATE_SERIES", "INT, INT, INT?", "ARRAY<INTEGER|BIGINT>",
-        "The integers from start to end inclusive, by a step (default 1 or -1).")
+@scalar(
+    "GENERATE_SERIES",
+    "INT, INT, INT?",
+    "ARRAY<INTEGER|BIGINT>",
+    "The integers from start to end inclusive, by a step (default 1 or -1).",
+)
 def _generate_series(call: Call) -> exp.Expression:
     step = call[2] if len(call.args) > 2 else sql("CASE WHEN {1} >= {0} THEN 1 ELSE -1 END", call[0], call[1])
     element = "BIGINT" if any(t.name == "BIGINT" for t in call.types) else "INTEGER"
@@ -716,8 +993,12 @@ def _bind(fn: exp.Lambda, values: Sequence[exp.Expression]) -> exp.Expression:
 _KEY, _VALUE = sql("__e['key']"), sql("__e['value']")
 
 
-@scalar("TRANSFORM", "ARRAY|MAP, LAMBDA, LAMBDA?", "ARRAY|MAP",
-        "Applies a lambda to each element (arrays) or lambdas to each key and value (maps).")
+@scalar(
+    "TRANSFORM",
+    "ARRAY|MAP, LAMBDA, LAMBDA?",
+    "ARRAY|MAP",
+    "Applies a lambda to each element (arrays) or lambdas to each key and value (maps).",
+)
 def _transform(call: Call) -> exp.Expression:
     if call.types[0].name == "ARRAY":
         return sql("list_transform({0}, {1})", call[0], _lambda(call, 1, 1))
@@ -737,8 +1018,12 @@ def _filter(call: Call) -> exp.Expression:
     return sql("map_from_entries(list_filter(map_entries({0}), {1}))", call[0], keep)
 
 
-@scalar("REDUCE", "ARRAY|MAP, ANY, LAMBDA", "type of the initial state",
-        "Folds the elements (or map entries) into a state with a lambda, from an initial state.")
+@scalar(
+    "REDUCE",
+    "ARRAY|MAP, ANY, LAMBDA",
+    "type of the initial state",
+    "Folds the elements (or map entries) into a state with a lambda, from an initial state.",
+)
 def _reduce(call: Call) -> exp.Expression:
     if call.types[0].name == "ARRAY":
         return sql("list_reduce({0}, {1}, {2})", call[0], _lambda(call, 2, 2), call[1])
@@ -756,17 +1041,34 @@ def _to_json_string(call: Call) -> exp.Expression:
     return sql("coalesce(CAST(to_json({0}) AS VARCHAR), 'null')", json_value(call[0], call.types[0]))
 
 
-@scalar("JSON_CONCAT", "STRING, STRING...", "STRING",
-        "Merges JSON objects (later keys win) or concatenates JSON arrays (non-arrays become elements).")
+@scalar(
+    "JSON_CONCAT",
+    "STRING, STRING...",
+    "STRING",
+    "Merges JSON objects (later keys win) or concatenates JSON arrays (non-arrays become elements).",
+)
 def _json_concat(call: Call) -> exp.Expression:
     valid = _chain([sql("coalesce(json_valid({0}), FALSE)", a) for a in call.args], "AND")
     objects = _chain([sql("json_type({0}) = 'OBJECT'", a) for a in call.args], "AND")
     merged = exp.Anonymous(this="json_merge_patch", expressions=[a.copy() for a in call.args])
-    lists = exp.Array(expressions=[
-        sql("CASE WHEN json_type({0}) = 'ARRAY' THEN CAST(json_extract({0}, '$[*]') AS JSON[]) "
-            "ELSE [CAST({0} AS JSON)] END", a) for a in call.args])
-    return sql("CASE WHEN NOT ({0}) THEN NULL WHEN {1} THEN CAST({2} AS VARCHAR) "
-               "ELSE CAST(to_json(flatten({3})) AS VARCHAR) END", valid, objects, merged, lists)
+    lists = exp.Array(
+        expressions=[
+            sql(
+                "CASE WHEN json_type({0}) = 'ARRAY' THEN CAST(json_extract({0}, '$[*]') AS JSON[]) "
+                "ELSE [CAST({0} AS JSON)] END",
+                a,
+            )
+            for a in call.args
+        ]
+    )
+    return sql(
+        "CASE WHEN NOT ({0}) THEN NULL WHEN {1} THEN CAST({2} AS VARCHAR) "
+        "ELSE CAST(to_json(flatten({3})) AS VARCHAR) END",
+        valid,
+        objects,
+        merged,
+        lists,
+    )
 
 
 #: Java URI parts: 1 scheme, 2 host, 3 port, 4 path, 5 query, 6 fragment (RE2 allows 9 groups).
@@ -790,12 +1092,21 @@ def _url_part(call: Call, part: str) -> exp.Expression:
 
 
 for _part in _URL_GROUPS:
-    _register(f"URL_EXTRACT_{_part}", "STRING", "INTEGER" if _part == "PORT" else "STRING",
-              f"The {_part.lower()} of a URL (null when absent).", lambda call, p=_part: _url_part(call, p))
+    _register(
+        f"URL_EXTRACT_{_part}",
+        "STRING",
+        "INTEGER" if _part == "PORT" else "STRING",
+        f"The {_part.lower()} of a URL (null when absent).",
+        lambda call, p=_part: _url_part(call, p),
+    )
 
 
-@scalar("URL_EXTRACT_PARAMETER", "STRING, STRING", "STRING",
-        "The value of the first query parameter of that name (still URL-encoded).")
+@scalar(
+    "URL_EXTRACT_PARAMETER",
+    "STRING, STRING",
+    "STRING",
+    "The value of the first query parameter of that name (still URL-encoded).",
+)
 def _url_parameter(call: Call) -> exp.Expression:
     query = _url_part(call, "QUERY")
     pattern = sql("'(^|&)' || {0} || '=([^&]*)'", call[1])
@@ -808,15 +1119,41 @@ def _url_parameter(call: Call) -> exp.Expression:
 
 #: Java DateTimeFormatter letters → strftime (format) / strptime (parse) codes, by run length.
 _JAVA_DATE: dict[str, tuple[str, str]] = {
-    "yyyy": ("%Y", "%Y"), "uuuu": ("%Y", "%Y"), "yy": ("%y", "%y"), "y": ("%Y", "%Y"),
-    "MMMM": ("%B", "%B"), "MMM": ("%b", "%b"), "MM": ("%m", "%m"), "M": ("%-m", "%m"),
-    "dd": ("%d", "%d"), "d": ("%-d", "%d"), "DDD": ("%j", "%j"),
-    "HH": ("%H", "%H"), "H": ("%-H", "%H"), "hh": ("%I", "%I"), "h": ("%-I", "%I"),
-    "mm": ("%M", "%M"), "m": ("%-M", "%M"), "ss": ("%S", "%S"), "s": ("%-S", "%S"),
-    "S": ("%g", "%f"), "SS": ("%g", "%f"), "SSS": ("%g", "%f"), "SSSSSS": ("%f", "%f"), "SSSSSSSSS": ("%n", "%n"),
-    "a": ("%p", "%p"), "EEEE": ("%A", "%A"), "EEE": ("%a", "%a"), "E": ("%a", "%a"),
-    "X": ("%z", "%z"), "XX": ("%z", "%z"), "XXX": ("%z", "%z"), "Z": ("%z", "%z"), "ZZ": ("%z", "%z"),
-    "z": ("%Z", "%Z"), "VV": ("%Z", "%Z"),
+    "yyyy": ("%Y", "%Y"),
+    "uuuu": ("%Y", "%Y"),
+    "yy": ("%y", "%y"),
+    "y": ("%Y", "%Y"),
+    "MMMM": ("%B", "%B"),
+    "MMM": ("%b", "%b"),
+    "MM": ("%m", "%m"),
+    "M": ("%-m", "%m"),
+    "dd": ("%d", "%d"),
+    "d": ("%-d", "%d"),
+    "DDD": ("%j", "%j"),
+    "HH": ("%H", "%H"),
+    "H": ("%-H", "%H"),
+    "hh": ("%I", "%I"),
+    "h": ("%-I", "%I"),
+    "mm": ("%M", "%M"),
+    "m": ("%-M", "%M"),
+    "ss": ("%S", "%S"),
+    "s": ("%-S", "%S"),
+    "S": ("%g", "%f"),
+    "SS": ("%g", "%f"),
+    "SSS": ("%g", "%f"),
+    "SSSSSS": ("%f", "%f"),
+    "SSSSSSSSS": ("%n", "%n"),
+    "a": ("%p", "%p"),
+    "EEEE": ("%A", "%A"),
+    "EEE": ("%a", "%a"),
+    "E": ("%a", "%a"),
+    "X": ("%z", "%z"),
+    "XX": ("%z", "%z"),
+    "XXX": ("%z", "%z"),
+    "Z": ("%z", "%z"),
+    "ZZ": ("%z", "%z"),
+    "z": ("%Z", "%Z"),
+    "VV": ("%Z", "%Z"),
 }
 _JAVA_TOKEN = re.compile(r"'((?:[^']|'')*)'|([A-Za-z])\2*|(.)", re.S)
 
@@ -865,35 +1202,83 @@ def _format(call: Call, value: exp.Expression, tz_arg: int | None = None) -> exp
 
 _EPOCH_DATE = "DATE '1970-01-01'"
 _DATETIME: list[tuple[str, str, str, Builder, str]] = [
-    ("STRINGTOTIMESTAMP", "STRING, STRING, STRING?", "BIGINT",
-     lambda c: sql("epoch_ms({0})", _parse(c, 2)), "Parses a string with a pattern to epoch milliseconds."),
-    ("PARSE_TIMESTAMP", "STRING, STRING, STRING?", "TIMESTAMP",
-     lambda c: _parse(c, 2), "Parses a string with a pattern to a TIMESTAMP."),
-    ("TIMESTAMPTOSTRING", "INT, STRING, STRING?", "STRING",
-     lambda c: _format(c, sql("epoch_ms(CAST({0} AS BIGINT))", c[0]), 2),
-     "Formats epoch milliseconds with a pattern (optionally in a time zone)."),
-    ("FORMAT_TIMESTAMP", "TIMESTAMP, STRING, STRING?", "STRING",
-     lambda c: _format(c, c[0], 2), "Formats a TIMESTAMP with a pattern (optionally in a time zone)."),
-    ("STRINGTODATE", "STRING, STRING", "INTEGER",
-     lambda c: sql(f"CAST(CAST({{0}} AS DATE) - {_EPOCH_DATE} AS INTEGER)", _parse(c)),
-     "Parses a string with a pattern to days since the epoch."),
-    ("DATETOSTRING", "INT, STRING", "STRING",
-     lambda c: _format(c, sql(f"{_EPOCH_DATE} + CAST({{0}} AS INTEGER)", c[0])),
-     "Formats days since the epoch with a pattern."),
-    ("PARSE_DATE", "STRING, STRING", "DATE", lambda c: sql("CAST({0} AS DATE)", _parse(c)),
-     "Parses a string with a pattern to a DATE."),
+    (
+        "STRINGTOTIMESTAMP",
+        "STRING, STRING, STRING?",
+        "BIGINT",
+        lambda c: sql("epoch_ms({0})", _parse(c, 2)),
+        "Parses a string with a pattern to epoch milliseconds.",
+    ),
+    (
+        "PARSE_TIMESTAMP",
+        "STRING, STRING, STRING?",
+        "TIMESTAMP",
+        lambda c: _parse(c, 2),
+        "Parses a string with a pattern to a TIMESTAMP.",
+    ),
+    (
+        "TIMESTAMPTOSTRING",
+        "INT, STRING, STRING?",
+        "STRING",
+        lambda c: _format(c, sql("epoch_ms(CAST({0} AS BIGINT))", c[0]), 2),
+        "Formats epoch milliseconds with a pattern (optionally in a time zone).",
+    ),
+    (
+        "FORMAT_TIMESTAMP",
+        "TIMESTAMP, STRING, STRING?",
+        "STRING",
+        lambda c: _format(c, c[0], 2),
+        "Formats a TIMESTAMP with a pattern (optionally in a time zone).",
+    ),
+    (
+        "STRINGTODATE",
+        "STRING, STRING",
+        "INTEGER",
+        lambda c: sql(f"CAST(CAST({{0}} AS DATE) - {_EPOCH_DATE} AS INTEGER)", _parse(c)),
+        "Parses a string with a pattern to days since the epoch.",
+    ),
+    (
+        "DATETOSTRING",
+        "INT, STRING",
+        "STRING",
+        lambda c: _format(c, sql(f"{_EPOCH_DATE} + CAST({{0}} AS INTEGER)", c[0])),
+        "Formats days since the epoch with a pattern.",
+    ),
+    (
+        "PARSE_DATE",
+        "STRING, STRING",
+        "DATE",
+        lambda c: sql("CAST({0} AS DATE)", _parse(c)),
+        "Parses a string with a pattern to a DATE.",
+    ),
     ("FORMAT_DATE", "DATE, STRING", "STRING", lambda c: _format(c, c[0]), "Formats a DATE with a pattern."),
-    ("PARSE_TIME", "STRING, STRING", "TIME", lambda c: sql("CAST({0} AS TIME)", _parse(c)),
-     "Parses a string with a pattern to a TIME."),
-    ("FORMAT_TIME", "TIME, STRING", "STRING", lambda c: _format(c, sql(f"{_EPOCH_DATE} + {{0}}", c[0])),
-     "Formats a TIME with a pattern."),
+    (
+        "PARSE_TIME",
+        "STRING, STRING",
+        "TIME",
+        lambda c: sql("CAST({0} AS TIME)", _parse(c)),
+        "Parses a string with a pattern to a TIME.",
+    ),
+    (
+        "FORMAT_TIME",
+        "TIME, STRING",
+        "STRING",
+        lambda c: _format(c, sql(f"{_EPOCH_DATE} + {{0}}", c[0])),
+        "Formats a TIME with a pattern.",
+    ),
 ]
 for _name, _spec, _returns, _build, _description in _DATETIME:
     _register(_name, _spec, _returns, _description, _build)
 
 #: ksqlDB's time units (java.util.concurrent.TimeUnit names) → DuckDB interval constructors.
-_UNITS = {"MILLISECONDS": "to_milliseconds", "SECONDS": "to_seconds", "MINUTES": "to_minutes",
-          "HOURS": "to_hours", "DAYS": "to_days", "MICROSECONDS": "to_microseconds"}
+_UNITS = {
+    "MILLISECONDS": "to_milliseconds",
+    "SECONDS": "to_seconds",
+    "MINUTES": "to_minutes",
+    "HOURS": "to_hours",
+    "DAYS": "to_days",
+    "MICROSECONDS": "to_microseconds",
+}
 
 
 def _interval(call: Call) -> exp.Expression:
@@ -905,12 +1290,23 @@ def _interval(call: Call) -> exp.Expression:
     return sql(f"{fn}(CAST({{0}} AS BIGINT))", call[1])
 
 
-_ADD_SUB = [("DATEADD", "DATE", "+"), ("DATESUB", "DATE", "-"), ("TIMESTAMPADD", "TIMESTAMP", "+"),
-            ("TIMESTAMPSUB", "TIMESTAMP", "-"), ("TIMEADD", "TIME", "+"), ("TIMESUB", "TIME", "-")]
+_ADD_SUB = [
+    ("DATEADD", "DATE", "+"),
+    ("DATESUB", "DATE", "-"),
+    ("TIMESTAMPADD", "TIMESTAMP", "+"),
+    ("TIMESTAMPSUB", "TIMESTAMP", "-"),
+    ("TIMEADD", "TIME", "+"),
+    ("TIMESUB", "TIME", "-"),
+]
 for _name, _kind, _op in _ADD_SUB:
-    _register(_name, f"UNIT, INT, {_kind}", _kind, f"{'Adds' if _op == '+' else 'Subtracts'} an interval "
-              f"(unit, amount) {'to' if _op == '+' else 'from'} a {_kind}.",
-              lambda call, kind=_kind, op=_op: sql(f"CAST({{0}} {op} {{1}} AS {kind})", call[2], _interval(call)))
+    _register(
+        _name,
+        f"UNIT, INT, {_kind}",
+        _kind,
+        f"{'Adds' if _op == '+' else 'Subtracts'} an interval "
+        f"(unit, amount) {'to' if _op == '+' else 'from'} a {_kind}.",
+        lambda call, kind=_kind, op=_op: sql(f"CAST({{0}} {op} {{1}} AS {kind})", call[2], _interval(call)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -958,18 +1354,23 @@ def _type_list(call: Call) -> str:
 
 def _type_error(call: Call, detail: str) -> SqlTypeError:
     signature = _REGISTRY[call.name].signature
-    return SqlTypeError(f"Function '{call.name}' does not accept parameters ({_type_list(call)}): {detail}. "
-                        f"Signature: {signature}")
+    return SqlTypeError(
+        f"Function '{call.name}' does not accept parameters ({_type_list(call)}): {detail}. "
+        f"Signature: {signature}"
+    )
 
 
 def _typed_call(fdef: FunctionDef, args: list[exp.Expression], types: TypeOracle) -> Call:
     if not fdef.arity_ok(len(args)):
-        raise SqlTypeError(f"Function '{fdef.name}' does not accept {len(args)} parameter(s). "
-                           f"Signature: {fdef.signature}")
+        raise SqlTypeError(
+            f"Function '{fdef.name}' does not accept {len(args)} parameter(s). Signature: {fdef.signature}"
+        )
     arg_types = []
     for i, arg in enumerate(args):
         family = fdef.param_for(i).family
-        arg_types.append(_LAMBDA_TYPE if family in _UNTYPED or isinstance(arg, exp.Lambda) else types.type_of(arg))
+        arg_types.append(
+            _LAMBDA_TYPE if family in _UNTYPED or isinstance(arg, exp.Lambda) else types.type_of(arg)
+        )
     call = Call(fdef.name, tuple(args), tuple(arg_types))
     for i, arg in enumerate(args):
         _check_arg(call, fdef.param_for(i).family, i, arg)
@@ -1020,4 +1421,3 @@ def describe_function(name: str) -> dict[str, object]:
         raise UnknownNameError(f"unknown function `{name}`.{did_you_mean(name, _REGISTRY)}")
     signatures = [fdef.signature] if fdef.params or fdef.kind == "scalar" else []
     return {"name": fdef.name, "kind": fdef.kind, "signatures": signatures, "description": fdef.description}
-

@@ -20,7 +20,7 @@ def _split_one(value: bytes | None, delimiter: bytes | None) -> list[bytes] | No
     if value is None or delimiter is None:
         return None
     if delimiter == b"":
-        return [value[i:i + 1] for i in range(len(value))] or [b""]
+        return [value[i : i + 1] for i in range(len(value))] or [b""]
     return value.split(delimiter)
 
 

@@ -102,12 +102,19 @@ def test_cast(con: duckdb.DuckDBPyConnection, value: str, target: str, expected:
     assert cast(con, value, target) == expected
 
 
-@pytest.mark.parametrize(("value", "target", "message"), [
-    ("'x'", "ARRAY<INTEGER>", "Cast of STRING to ARRAY<INTEGER> is not supported"),
-    ("'x'", "MAP<VARCHAR, INTEGER>", "Cast of STRING to MAP<STRING, INTEGER> is not supported"),
-    ("'x'", "STRUCT<F0 VARCHAR, F1 INTEGER>", r"Cast of STRING to STRUCT<`F0` STRING, `F1` INTEGER> is not supported"),
-    ("TRUE", "INTEGER", "Cast of BOOLEAN to INTEGER is not supported"),
-])
+@pytest.mark.parametrize(
+    ("value", "target", "message"),
+    [
+        ("'x'", "ARRAY<INTEGER>", "Cast of STRING to ARRAY<INTEGER> is not supported"),
+        ("'x'", "MAP<VARCHAR, INTEGER>", "Cast of STRING to MAP<STRING, INTEGER> is not supported"),
+        (
+            "'x'",
+            "STRUCT<F0 VARCHAR, F1 INTEGER>",
+            r"Cast of STRING to STRUCT<`F0` STRING, `F1` INTEGER> is not supported",
+        ),
+        ("TRUE", "INTEGER", "Cast of BOOLEAN to INTEGER is not supported"),
+    ],
+)
 def test_unsupported_casts(con: duckdb.DuckDBPyConnection, value: str, target: str, message: str) -> None:
     with pytest.raises(SqlTypeError, match=message):
         cast(con, value, target)
