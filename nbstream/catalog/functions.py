@@ -52,6 +52,7 @@ __all__ = [
     "describe_function",
     "function_names",
     "is_aggregate",
+    "java_format_to_strptime",
     "java_pattern",
     "register_udfs",
 ]
@@ -447,6 +448,15 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "ELSE FALSE END",
         "Whether a JSON array holds the value.",
     ),
+    (
+        "JSON_ITEMS",
+        "STRING",
+        "ARRAY<STRING>",
+        "CASE WHEN json_valid({0}) AND json_type({0}) = 'ARRAY' "
+        "THEN CAST(json_extract({0}, '$[*]') AS VARCHAR[]) END",
+        "The elements of a JSON array, each as JSON text.",
+    ),
+    ("AS_VALUE", "ANY", "ANY", "{0}", "The value itself (copies a key column into the value)."),
     # urls
     (
         "URL_ENCODE_PARAM",
@@ -832,6 +842,26 @@ for _name, _spec, _first, _cond, _description in _MASKS:
     )
 
 
+@scalar("ELT", "INT, STRING, STRING...", "STRING", "The n-th (1-based) of the string arguments.")
+def _elt(call: Call) -> exp.Expression:
+    return sql("list_extract({0}, {1})", exp.Array(expressions=[a.copy() for a in call.args[1:]]), call[0])
+
+
+@scalar(
+    "FIELD",
+    "STRING, STRING...",
+    "INTEGER",
+    "1-based position of the first argument among the others; 0 if absent.",
+)
+def _field(call: Call) -> exp.Expression:
+    others = exp.Array(expressions=[a.copy() for a in call.args[1:]])
+    return sql(
+        "CASE WHEN {0} IS NULL THEN 0 ELSE CAST(coalesce(list_position({1}, {0}), 0) AS INTEGER) END",
+        call[0],
+        others,
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Math
 # ---------------------------------------------------------------------------------------------
@@ -867,6 +897,26 @@ def _round(call: Call) -> exp.Expression:
 )
 def _trunc(call: Call) -> exp.Expression:
     return _round_like(call, "trunc", "CAST(trunc({0}) AS BIGINT)")
+
+
+_EARTH_RADIUS = {"KM": 6371.0, "KILOMETERS": 6371.0, "MI": 3959.0, "MILES": 3959.0}
+
+
+@scalar(
+    "GEO_DISTANCE",
+    "NUMBER, NUMBER, NUMBER, NUMBER, STRING?",
+    "DOUBLE",
+    "Great-circle distance between two lat/lon points, in 'KM' (default) or 'MILES'.",
+)
+def _geo_distance(call: Call) -> exp.Expression:
+    unit = call.string_constant(4).upper() if len(call.args) > 4 else "KM"
+    if unit not in _EARTH_RADIUS:
+        raise _type_error(call, f"unknown distance unit '{unit}' (KM, MILES)")
+    return sql(
+        f"2 * {_EARTH_RADIUS[unit]} * asin(sqrt(pow(sin(radians({{2}} - {{0}}) / 2), 2) + "
+        "cos(radians({0})) * cos(radians({2})) * pow(sin(radians({3} - {1}) / 2), 2)))",
+        *call.args[:4],
+    )
 
 
 def _widest_decimal(types: list[SqlType]) -> SqlType:
@@ -1173,6 +1223,11 @@ def java_pattern(pattern: str, *, parse: bool) -> str:
         else:
             out.append("%%" if other == "%" else other)
     return "".join(out)
+
+
+def java_format_to_strptime(pattern: str) -> str:
+    """The strptime format of a Java ``DateTimeFormatter`` pattern (e.g. a TIMESTAMP_FORMAT)."""
+    return java_pattern(pattern, parse=True)
 
 
 def _pattern(call: Call, i: int, *, parse: bool) -> tuple[exp.Expression, bool]:

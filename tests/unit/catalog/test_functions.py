@@ -163,6 +163,11 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("FROM_BYTES", ("CAST('hi' AS BLOB)", "'utf8'"), "hi"),
     ("ENCODE", ("'hi'", "'utf8'", "'base64'"), "aGk="),
     ("ENCODE", ("'6869'", "'hex'", "'ascii'"), "hi"),
+    ("ELT", ("2", "'a'", "'b'"), "b"),
+    ("ELT", ("3", "'a'", "'b'"), None),
+    ("FIELD", ("'b'", "'a'", "'b'"), 2),
+    ("FIELD", ("'c'", "'a'", "'b'"), 0),
+    ("AS_VALUE", ("'k'",), "k"),
     # -- url.json --------------------------------------------------------------------------------
     ("URL_ENCODE_PARAM", ("'?foo $bar'",), "%3Ffoo+%24bar"),
     ("URL_ENCODE_PARAM", ("'hello&world'",), "hello%26world"),
@@ -258,6 +263,8 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("LOG", ("15", "0"), -math.inf),
     ("COT", ("0",), math.inf),
     ("PI", (), math.pi),
+    ("GEO_DISTANCE", ("0", "0", "0", "1"), 6371 * math.pi / 180),
+    ("GEO_DISTANCE", ("0", "0", "1", "0", "'MILES'"), 3959 * math.pi / 180),
     ("ATAN2", ("-2", "0"), -1.5707963267949),
     # -- arrays, maps (array.json, map.json, create_map.json) -------------------------------------
     ("ARRAY_LENGTH", ("[1, 2]",), 2),
@@ -312,6 +319,7 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("JSON_ARRAY_CONTAINS", ("'[1, 2, 3]'", "2"), True),
     ("JSON_ARRAY_CONTAINS", ("'[\"a\", null]'", "'a'"), True),
     ("JSON_ARRAY_CONTAINS", ("'[1, 2]'", "5"), False),
+    ("JSON_ITEMS", ("'[1, {\"a\": 2}]'",), ["1", '{"a":2}']),
     ("JSON_KEYS", ('\'{"a": 1, "b": 2}\'',), ["a", "b"]),
     ("JSON_RECORDS", ('\'{"a": 1, "b": "x"}\'',), {"a": "1", "b": '"x"'}),
     ("JSON_CONCAT", ("'{\"a\": 1}'", "'{\"b\": 2}'"), '{"a":1,"b":2}'),
