@@ -127,7 +127,7 @@ class EmbeddedLog:
                    row_number() OVER (ORDER BY {order}) AS __n, {", ".join(APPEND_COLUMNS)}
             FROM {relation}"""
         )
-        bad = con.execute(f"SELECT min(p), max(p) FROM __routed WHERE p < 0 OR p >= {n}").fetchone()
+        bad = con.execute(f"SELECT min(p), max(p) FROM __routed WHERE p < 0 OR p >= {n}").fetchall()[0]
         if bad and bad[0] is not None:
             raise LogError(f"topic '{topic}' has {n} partitions; no partition {bad[0]}")
         counts = dict(con.execute("SELECT p, count(*) FROM __routed GROUP BY p").fetchall())

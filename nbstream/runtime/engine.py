@@ -93,7 +93,7 @@ class Engine:
     def _record(self, sql: str) -> None:
         if self.path is None:
             return
-        seq = self.con.execute("SELECT coalesce(max(seq), -1) + 1 FROM __statements").fetchone()[0]  # type: ignore[index]
+        seq = self.con.execute("SELECT coalesce(max(seq), -1) + 1 FROM __statements").fetchall()[0][0]
         self.con.execute("INSERT INTO __statements VALUES (?, ?)", [seq, sql])
 
     def _restore(self) -> None:

@@ -2,10 +2,122 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
+from nbstream.catalog import functions
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
 
 if TYPE_CHECKING:
     from nbstream.runtime.engine import Engine
+
+
+def exec_Show(engine: Engine, stmt: ast.Show) -> StatementResult:
+    handler = _SHOW.get(stmt.what)
+    if handler is None:
+        from nbstream.errors import UnsupportedError
+
+        raise UnsupportedError(f"SHOW {stmt.what} is not supported yet")
+    columns, rows = handler(engine, stmt.extended)
+    return StatementResult(stmt.text, f"{len(rows)} {stmt.what.lower()}", columns, tuple(rows))
+
+
+def _show_sources(kind: str) -> Any:
+    def show(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+        rows = [(s.name, s.topic, s.key_format, s.value_format, s.window.kind if s.window else "")
+                for s in sorted(engine.catalog.sources.values(), key=lambda s: s.name) if s.kind == kind]
+        kind_name = kind.title()
+        return (f"{kind_name} Name", "Kafka Topic", "Key Format", "Value Format", "Windowed"), rows
+    return show
+
+
+def _show_topics(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    rows = [(t.name, t.partitions, t.size) for t in engine.log.topics()]
+    return ("Kafka Topic", "Partitions", "Records"), rows
+
+
+def _show_queries(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    rows = []
+    for query in engine.catalog.queries.values():
+        stats = query.runner.stats if query.runner is not None else None
+        rows.append((query.id, query.state, query.sink, stats.consumed if stats else 0,
+                     stats.logged if stats else 0, query.sql))
+    return ("Query ID", "Status", "Sink Name", "Consumed", "Errors", "Query String"), rows
+
+
+def _show_functions(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    rows = [(name, "AGGREGATE" if functions.is_aggregate(name) else "SCALAR") for name in functions.function_names()]
+    return ("Function Name", "Type"), rows
+
+
+def _show_properties(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    return ("Property", "Value"), sorted((k, str(v)) for k, v in engine.properties.items())
+
+
+_SHOW: dict[str, Callable[[Engine, bool], tuple[tuple[str, ...], list[tuple[Any, ...]]]]] = {
+    "STREAMS": _show_sources("STREAM"),
+    "TABLES": _show_sources("TABLE"),
+    "TOPICS": _show_topics,
+    "QUERIES": _show_queries,
+    "FUNCTIONS": _show_functions,
+    "PROPERTIES": _show_properties,
+}
+
+
+def exec_Describe(engine: Engine, stmt: ast.Describe) -> StatementResult:
+    if stmt.name is None:
+        kind = "STREAM" if stmt.all_of == "STREAMS" else "TABLE"
+        names = sorted(s.name for s in engine.catalog.sources.values() if s.kind == kind)
+        rows = [row for name in names for row in _describe_rows(engine, name, stmt.extended)]
+    else:
+        rows = _describe_rows(engine, stmt.name, stmt.extended)
+    return StatementResult(stmt.text, f"{stmt.name or stmt.all_of}", ("Source", "Field", "Type"), tuple(rows))
+
+
+def _describe_rows(engine: Engine, name: str, extended: bool) -> list[tuple[Any, ...]]:
+    source = engine.catalog.get(name)
+    rows: list[tuple[Any, ...]] = [(source.name, "ROWTIME", "BIGINT (system)")]
+    for col in source.schema.columns:
+        role = {"KEY": " (primary key)" if source.is_table else " (key)", "VALUE": ""}.get(col.role, f" ({col.role.lower()})")
+        rows.append((source.name, col.name, f"{col.type}{role}"))
+    if extended:
+        topic = engine.log.require(source.topic)
+        rows += [(source.name, "(type)", source.kind), (source.name, "(topic)", source.topic),
+                 (source.name, "(partitions)", topic.partitions), (source.name, "(records)", topic.size),
+                 (source.name, "(key format)", source.key_format),
+                 (source.name, "(value format)", source.value_format),
+                 (source.name, "(timestamp)", source.timestamp or "ROWTIME"),
+                 (source.name, "(statement)", source.sql)]
+        for query in engine.catalog.running():
+            if source.name == query.sink or source.name in query.sources:
+                role = "writes" if source.name == query.sink else "reads"
+                rows.append((source.name, f"(query {role})", query.id))
+    return rows
+
+
+def exec_Explain(engine: Engine, stmt: ast.Explain) -> StatementResult:
+    if stmt.query_id is not None:
+        query = engine.catalog.get_query(stmt.query_id)
+        plan = query.runner.plan if query.runner is not None else None
+        text = query.sql
+    else:
+        from nbstream.plan.planner import plan_query
+
+        inner = stmt.statement
+        query_ast = getattr(inner, "query", None)
+        if query_ast is None:
+            from nbstream.errors import UnsupportedError
+
+            raise UnsupportedError("EXPLAIN takes a query, a CREATE … AS SELECT, an INSERT INTO … SELECT or a query id")
+        plan = plan_query(query_ast, engine.catalog, engine.con, params=engine.params)
+        text = inner.text if inner is not None else ""
+    rows = [("statement", text)]
+    if plan is not None:
+        rows += [("source", f"{plan.scan.source} (topic {plan.scan.topic}, {plan.scan.value_format})")]
+        if plan.where:
+            rows.append(("filter", plan.where))
+        rows += [("column", f"{c.name} {c.type}{' KEY' if c.role == 'KEY' else ''} := {c.sql}") for c in plan.columns]
+        if plan.sink is not None:
+            rows.append(("sink", f"{plan.sink.name} (topic {plan.sink.topic}, {plan.sink.value_format})"))
+    return StatementResult(stmt.text, "Query plan", ("step", "detail"), tuple(rows))

@@ -36,7 +36,7 @@ def run_pull_query(engine: Engine, query: Query, params: Mapping[str, object]) -
         info = engine.log.require(plan.scan.topic)
         relation = engine.log.relation(plan.scan.topic, {p: (0, e) for p, e in info.end_offsets.items()})
         key_probe, value_probe = probe_sql(plan.scan)
-        row = con.execute(f"SELECT {key_probe or 'NULL'}, {value_probe or 'NULL'} FROM {relation}").fetchone()
+        row = con.execute(f"SELECT {key_probe or 'NULL'}, {value_probe or 'NULL'} FROM {relation}").fetchall()[0]
         names = ", ".join(quote(c.name) for c in plan.columns)
         sql = (f"SELECT {names} FROM ({result_sql(plan, Probes(*(row or (None, None))), relation)}) "
                f"WHERE NOT __err ORDER BY __in_partition, __in_offset{limit}")

@@ -1,0 +1,98 @@
+"""``nbstream sql``: run ksqlDB statements on the embedded engine, like ksqlDB's CLI.
+
+    nbstream sql FILE [--state DIR]       run a script
+    nbstream sql -e "SHOW STREAMS;"       run statements given inline
+    nbstream sql                          read statements from standard input
+
+Results print as tables. A push query (``EMIT CHANGES``) streams its rows until its ``LIMIT`` or
+Ctrl-C, while persistent queries keep running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nbstream.errors import NbstreamError
+from nbstream.runtime.engine import Engine
+from nbstream.sql import ast, parse
+
+#: Push-query rows print as they arrive, so column widths cannot be fitted to the data.
+PUSH_COLUMN_WIDTH = 12
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="nbstream", description="ksqlDB SQL on an embedded engine")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sql = commands.add_parser("sql", help="run statements on the embedded engine")
+    sql.add_argument("file", nargs="?", help="a .sql script (default: standard input)")
+    sql.add_argument("-e", "--execute", help="statements to run instead of a file")
+    sql.add_argument("--state", help="state directory: a durable engine that resumes where it stopped")
+    args = parser.parse_args(argv)
+    script = args.execute if args.execute is not None else _read(args.file)
+    with Engine(path=args.state) as engine:
+        try:
+            return run_script(engine, script)
+        except KeyboardInterrupt:
+            return 130
+
+
+def _read(file: str | None) -> str:
+    return Path(file).read_text() if file else sys.stdin.read()
+
+
+def run_script(engine: Engine, script: str, out: object = None) -> int:
+    """Run every statement of ``script``, printing results; returns the exit status."""
+    stream = out or sys.stdout
+    try:
+        statements = parse(script)
+    except NbstreamError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for statement in statements:
+        try:
+            engine.run_until_idle()
+            if isinstance(statement, ast.Select) and statement.query.emit is not None:
+                asyncio.run(_stream_rows(engine, statement.text, stream))
+            else:
+                for result in engine.execute(statement.text):
+                    print(result, file=stream)  # type: ignore[call-overload]
+        except NbstreamError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    engine.run_until_idle()
+    return 0
+
+
+async def _stream_rows(engine: Engine, sql: str, stream: object) -> None:
+    """Print a push query's rows as they come, keeping persistent queries running meanwhile."""
+    header: list[str] | None = None
+    widths: list[int] = []
+
+    async def drive() -> None:
+        while True:
+            await asyncio.to_thread(engine.run_until_idle, 0.5)
+            await asyncio.sleep(0.05)
+
+    driver = asyncio.create_task(drive())
+    try:
+        async for row in engine.push(sql):
+            if header is None:
+                header = list(row)
+                widths = [max(len(h), PUSH_COLUMN_WIDTH) for h in header]
+                print(_row_line(header, widths), file=stream)  # type: ignore[call-overload]
+            print(_row_line(["" if row[c] is None else str(row[c]) for c in header], widths),
+                  file=stream, flush=True)  # type: ignore[call-overload]
+    finally:
+        driver.cancel()
+
+
+def _row_line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "|" + "|".join(f" {c:<{w}} " for c, w in zip(cells, widths, strict=True)) + "|"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,45 @@
+"""ksqlDB's own query-validation tests, run against nbstream by the shared conformance runner.
+
+The files and the runner live in ``../shared/conformance`` beside the checkout (they are not
+copied into the project). The test skips only when that folder is absent, and fails when the pass
+count falls below the floor recorded in ``floor.json`` — raise the floor as the engine improves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+SHARED = HERE.parents[1].parent / "shared" / "conformance"
+FLOOR = json.loads((HERE / "floor.json").read_text())
+
+pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
+
+
+def _run(files: list[str], report: Path) -> tuple[int, int, int]:
+    args = [sys.executable, str(SHARED / "qtt_run.py"), "--jobs", "2", "--timeout", "30", "--json-report", str(report)]
+    for name in files:
+        args += ["--files", str(SHARED / "ksql-qtt" / name)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
+    last = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else ""
+    match = re.fullmatch(r"(\d+) passed, (\d+) failed, (\d+) skipped", last)
+    assert match, f"runner did not finish:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    passed, failed, skipped = (int(g) for g in match.groups())
+    return passed, failed, skipped
+
+
+@pytest.mark.parametrize("suite", sorted(FLOOR))
+def test_conformance_pass_count_does_not_drop(suite: str, tmp_path: Path) -> None:
+    spec = FLOOR[suite]
+    passed, failed, _ = _run(spec["files"], tmp_path / "report.json")
+    runnable = passed + failed
+    print(f"{suite}: {passed}/{runnable} passed ({passed / runnable:.1%})")
+    assert passed >= spec["min_passed"], (
+        f"{suite}: {passed} of {runnable} runnable cases pass; the floor is {spec['min_passed']}"
+    )
