@@ -703,7 +703,7 @@ def _rpad(call: Call) -> exp.Expression:
 def _split(call: Call) -> exp.Expression:
     if _is_bytes(call) or _is_bytes(call, 1):
         return call.fill(f"{SPLIT_BYTES}({{0}}, {{1}})")
-    return call.fill("string_split({0}, {1})")
+    return call.fill("CASE WHEN {0} = '' THEN [{0}] ELSE string_split({0}, {1}) END")  # '' -> ['']
 
 
 @scalar(
@@ -867,26 +867,34 @@ def _field(call: Call) -> exp.Expression:
 # ---------------------------------------------------------------------------------------------
 
 
-def _round_like(call: Call, fn: str, double_whole: str) -> exp.Expression:
-    """ROUND/TRUNC: integers unchanged; DOUBLE to a BIGINT (no digits) or a DOUBLE; DECIMAL to
-    scale 0 (no digits) or keeping its type."""
+def _round_like(call: Call, fn: str, double_whole: str, double_digits: str) -> exp.Expression:
+    """ROUND/TRUNC: integers unchanged; DOUBLE to a BIGINT (no digits) or a DOUBLE; DECIMAL(p, s)
+    to DECIMAL(p - s, 0) (no digits) or keeping its type."""
     t = call.types[0]
     if t.name in ("INTEGER", "BIGINT"):
         return call[0].copy()
+    if t.name == "DOUBLE":
+        return call.fill(double_whole if len(call.args) == 1 else double_digits)
     if len(call.args) == 1:
-        return call.fill(double_whole if t.name == "DOUBLE" else f"{fn}({{0}})")
-    rounded = call.fill(f"{fn}({{0}}, {{1}})")
-    return rounded if t.name == "DOUBLE" else typed_cast(rounded, t)
+        whole = SqlType.decimal(max((t.precision or 1) - (t.scale or 0), 1), 0)
+        return typed_cast(call.fill(f"{fn}({{0}})"), whole)
+    return typed_cast(call.fill(f"{fn}({{0}}, {{1}})"), t)
 
 
 @scalar(
     "ROUND",
     "NUMBER, INT?",
-    "BIGINT for DOUBLE, DECIMAL(p, 0) for DECIMAL; with digits: input type",
-    "Rounds half up, to an integer value or to a number of decimal places (negative: left of the point).",
+    "BIGINT for DOUBLE, DECIMAL(p - s, 0) for DECIMAL; with digits: input type",
+    "Rounds half up (DOUBLE: toward positive infinity, like Java's Math.round; DECIMAL: away from zero), "
+    "to an integer value or to a number of decimal places (negative: left of the point).",
 )
 def _round(call: Call) -> exp.Expression:
-    return _round_like(call, "round", "CAST(floor({0} + 0.5) AS BIGINT)")
+    return _round_like(
+        call,
+        "round",
+        "CAST(floor({0} + 0.5) AS BIGINT)",
+        "floor({0} * pow(10, {1}) + 0.5) / pow(10, {1})",
+    )
 
 
 @scalar(
@@ -896,7 +904,7 @@ def _round(call: Call) -> exp.Expression:
     "Truncates toward zero, to an integer value or to a number of decimal places.",
 )
 def _trunc(call: Call) -> exp.Expression:
-    return _round_like(call, "trunc", "CAST(trunc({0}) AS BIGINT)")
+    return _round_like(call, "trunc", "CAST(trunc({0}) AS BIGINT)", "trunc({0}, {1})")
 
 
 _EARTH_RADIUS = {"KM": 6371.0, "KILOMETERS": 6371.0, "MI": 3959.0, "MILES": 3959.0}

@@ -113,6 +113,7 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("SPLIT", ("''", "'.'"), [""]),
     ("SPLIT", ("'a$$b.c'", "'$$'"), ["a", "b.c"]),
     ("SPLIT", ("'a.b.c'", "''"), ["a", ".", "b", ".", "c"]),
+    ("SPLIT", ("''", "''"), [""]),
     ("SPLIT", ("CAST('.abc.' AS BLOB)", "CAST('.' AS BLOB)"), [b"", b"abc", b""]),
     ("SPLIT", ("CAST('abc' AS BLOB)", "CAST('' AS BLOB)"), [b"a", b"b", b"c"]),
     ("SPLIT", ("CAST('' AS BLOB)", "CAST('' AS BLOB)"), [b""]),
@@ -237,6 +238,10 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("ROUND", ("1.5::DOUBLE", "0"), 2.0),
     ("ROUND", ("1.234567::DOUBLE", "2"), 1.23),
     ("ROUND", ("1.7::DOUBLE", "-1"), 0.0),
+    ("ROUND", ("-1.5::DOUBLE",), -1),
+    ("ROUND", ("-1.5::DOUBLE", "0"), -1.0),
+    ("ROUND", ("-1.5::DOUBLE", "-1"), 0.0),
+    ("ROUND", ("1.25::DECIMAL(3,2)", "1"), Decimal("1.30")),
     ("ROUND", ("3",), 3),
     ("ROUND", ("12345678987654321.2345678987654321::DECIMAL(33,16)",), Decimal("12345678987654321")),
     (
