@@ -58,7 +58,7 @@ class SqlType:
     # -- constructors -------------------------------------------------------------------------
     @classmethod
     def decimal(cls, precision: int, scale: int) -> SqlType:
-        if not 1 <= precision or not 0 <= scale <= precision:
+        if not precision >= 1 or not 0 <= scale <= precision:
             raise SqlTypeError(f"DECIMAL({precision}, {scale}): need 1 <= precision and 0 <= scale <= precision")
         return cls("DECIMAL", precision=precision, scale=scale)
 
