@@ -79,7 +79,8 @@ def _describe_rows(engine: Engine, name: str, extended: bool) -> list[tuple[Any,
     source = engine.catalog.get(name)
     rows: list[tuple[Any, ...]] = [(source.name, "ROWTIME", "BIGINT (system)")]
     for col in source.schema.columns:
-        role = {"KEY": " (primary key)" if source.is_table else " (key)", "VALUE": ""}.get(col.role, f" ({col.role.lower()})")
+        key = " (primary key)" if source.is_table else " (key)"
+        role = {"KEY": key, "VALUE": ""}.get(col.role, f" ({col.role.lower()})")
         rows.append((source.name, col.name, f"{col.type}{role}"))
     if extended:
         topic = engine.log.require(source.topic)
