@@ -29,7 +29,9 @@ from nbstream.runtime import pull
 from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
 from nbstream.runtime.materialize import Materializer
-from nbstream.runtime.query import PROCESSING_LOG_TOPIC, QueryRunner
+from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
+from nbstream.runtime.processing_log import processing_log_source
+from nbstream.runtime.query import QueryRunner
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast, parse
 
@@ -66,6 +68,7 @@ class Engine:
                          "next_offset BIGINT, PRIMARY KEY (query_id, \"partition\"))")
         self.con.execute("CREATE TABLE IF NOT EXISTS __statements (seq INTEGER PRIMARY KEY, sql VARCHAR)")
         self.log.create_topic(PROCESSING_LOG_TOPIC, 1)
+        self.catalog.add(processing_log_source())
         self._restore()
 
     @staticmethod

@@ -67,7 +67,10 @@ def test_a_bad_record_goes_to_the_processing_log_and_the_query_goes_on(eng: Engi
     eng.run_until_idle()
     assert len(eng.consume("home")) == 1
     [logged] = eng.consume("KSQL_PROCESSING_LOG")
-    assert b"CSAS_HOME_0" in logged.value
+    assert logged.value["LOGGER"] == "CSAS_HOME_0"
+    assert logged.value["MESSAGE"]["TOPIC"] == "pageviews"
+    errors = eng.query("SELECT MESSAGE->ERRORMESSAGE AS error FROM KSQL_PROCESSING_LOG")
+    assert len(errors) == 1 and errors["ERROR"][0]
     stats = eng.catalog.get_query("CSAS_HOME_0").runner.stats
     assert stats.consumed == stats.processed + stats.logged == 2
 
