@@ -12,11 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nbstream.catalog.schema import Column
+from nbstream.catalog.schema import PSEUDO_COLUMNS, Column
 from nbstream.errors import PlanError
 from nbstream.formats import Decoded, format_for
 from nbstream.physical.expressions import quote
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
+from nbstream.plan.repartition import TOMBSTONE_NULL_PREFIX
 
 #: How a TIMESTAMP column's value becomes ROWTIME (epoch ms), by the column's type.
 _ROWTIME_OF = {
@@ -57,10 +58,16 @@ def decode_select(scan: Scan, probes: Probes, relation: str) -> str:
         parts.append(f'CASE WHEN "value" IS NULL THEN NULL ELSE {sql} END AS {quote(col.name)}')
     for col in scan.schema.headers:
         parts.append(f"{_header_sql(col)} AS {quote(col.name)}")
-    errors = [f"({e})" for e in (key.error, value.error and f'"value" IS NOT NULL AND ({value.error})') if e]
-    messages = [m for m in (key.error_message, value.error_message) if m]
-    parts.append(f"coalesce({' OR '.join(errors)}, FALSE) AS __err" if errors else "FALSE AS __err")
-    parts.append(f"coalesce({', '.join(messages)}) AS __errmsg" if messages else "NULL::VARCHAR AS __errmsg")
+    value_error = value.error and f'"value" IS NOT NULL AND ({value.error})'
+    failures = [(f"coalesce({e}, FALSE)", m or "'deserialization error'")
+                for e, m in ((key.error, key.error_message), (value_error, value.error_message)) if e]
+    if failures:
+        parts.append(f"({' OR '.join(e for e, _ in failures)}) AS __err")
+        cases = " ".join(f"WHEN {e} THEN {m}" for e, m in failures)
+        parts.append(f"CASE {cases} END AS __errmsg")
+    else:
+        parts.append("FALSE AS __err")
+        parts.append("NULL::VARCHAR AS __errmsg")
     return f"SELECT {', '.join(parts)} FROM {relation}"
 
 
@@ -116,12 +123,20 @@ def result_sql(plan: StatelessPlan, probes: Probes, relation: str) -> str:
     if scan.is_table:
         deleted, keep = f"(__tomb OR NOT {where})", f"__err OR ({_key_present(scan)})"
     else:
-        deleted, keep = "FALSE", f"__err OR {where}"
+        # A stream's tombstone passes through a projection as a tombstone; a WHERE drops it.
+        deleted, keep = "__tomb", (f"__err OR (NOT __tomb AND {where})" if plan.where else "TRUE")
     return f"""WITH __d0 AS ({decode_select(scan, probes, relation)}),
-__d AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0)
+__d1 AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0),
+__d AS (SELECT *, {_tombstone_null_pseudo()} FROM __d1)
 SELECT __err, __errmsg, "ROWPARTITION" AS __in_partition, "ROWOFFSET" AS __in_offset,
        {_output_ts(plan)} AS __ts, {deleted} AS __deleted, __headers, {outputs}
 FROM __d WHERE {keep}"""
+
+
+def _tombstone_null_pseudo() -> str:
+    """Pseudo-columns as a PARTITION BY key reads them: NULL on tombstones (see plan.repartition)."""
+    return ", ".join(f'CASE WHEN __tomb THEN NULL ELSE {quote(name)} END AS {quote(TOMBSTONE_NULL_PREFIX + name)}'
+                     for name in PSEUDO_COLUMNS)
 
 
 def encoded_sql(plan: StatelessPlan, result: str) -> str:

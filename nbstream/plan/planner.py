@@ -19,6 +19,7 @@ from nbstream.catalog.types import BIGINT, INTEGER, SqlType
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
+from nbstream.plan.repartition import Item, Repartition, bind_partition_by, key_projection, star_columns
 from nbstream.sql.ast import Dereference, Query
 
 #: Pseudo-columns and the decoded-relation columns they read.
@@ -72,14 +73,20 @@ def plan_query(
         if kind.name not in ("BOOLEAN", "NULL"):
             raise BindError(f"WHERE must be a BOOLEAN expression, not {kind}: {where.this.sql()}")
         where_sql = compiled.sql("duckdb")
-    columns = _project(select, source, compiler, query)
+    repartition = _repartition(query, source, compiler, con)
+    items = _project(select, source, compiler, repartition)
+    if repartition is None:
+        columns = [item.column for item in items]
+    else:
+        columns = key_projection(items, repartition, None if target is None else target.sink.name)
     if target is None:
         sink = None
         emits_table = source.is_table
     else:
         sink = target.sink
         emits_table = target.kind == "TABLE"
-        _check_key_projection(source, columns, target)
+        if repartition is None:
+            _check_key_projection(source, columns, target)
     return StatelessPlan(
         scan=scan_of(source), columns=tuple(columns), where=where_sql, sink=sink,
         emits_table=emits_table, limit=query.limit,
@@ -92,8 +99,6 @@ def _reject_stateful(query: Query) -> None:
         raise UnsupportedError("joins are not supported yet (they come with stateful streaming)")
     if query.window is not None or select.args.get("group") or select.args.get("having"):
         raise UnsupportedError("aggregations and windows are not supported yet (stateful streaming)")
-    if query.partition_by:
-        raise UnsupportedError("PARTITION BY is not supported yet")
 
 
 def _source_name(select: exp.Select) -> str:
@@ -106,12 +111,27 @@ def _source_name(select: exp.Select) -> str:
     return table.name
 
 
-def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler, query: Query) -> list[OutputColumn]:
-    columns: list[OutputColumn] = []
+def _repartition(query: Query, source: Source, compiler: ExpressionCompiler,
+                 con: duckdb.DuckDBPyConnection) -> Repartition | None:
+    if not query.partition_by:
+        return None
+    if source.is_table:
+        raise BindError(f"PARTITION BY is only supported on streams, and {source.name} is a table. "
+                        "Use GROUP BY to re-key a table.")
+    aliases = {item.alias for item in query.select.expressions if isinstance(item, exp.Alias)}
+    return bind_partition_by(query.partition_by, source, compiler, con, aliases)
+
+
+def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
+             repartition: Repartition | None) -> list[Item]:
+    """The projected columns in order; with PARTITION BY, ``*`` expands to the re-keyed input."""
+    columns: list[Item] = []
     generated = 0
     for item in select.expressions:
         if _is_star(item):
-            columns += [_passthrough(c) for c in source.schema.columns]
+            expanded = [_passthrough(c) for c in source.schema.columns] if repartition is None \
+                else star_columns(source, repartition)
+            columns += [Item(c, from_star=True) for c in expanded]
             continue
         node = item.this if isinstance(item, exp.Alias) else item
         if isinstance(item, exp.Alias):
@@ -131,7 +151,7 @@ def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler, q
         if isinstance(node, exp.Column):
             ref = source.schema.find(compiler.scope.resolve(node.name).name)
             role = "KEY" if ref is not None and ref.role == "KEY" else "VALUE"
-        columns.append(OutputColumn(name, sql_type, compiled.sql("duckdb"), role))
+        columns.append(Item(OutputColumn(name, sql_type, compiled.sql("duckdb"), role)))
     return columns
 
 

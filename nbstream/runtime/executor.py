@@ -8,6 +8,7 @@ engine replays them on restart (``restoring=True``: topics and offsets already e
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nbstream.catalog import functions
@@ -15,7 +16,7 @@ from nbstream.catalog.catalog import PersistentQuery, Source
 from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
 from nbstream.errors import BindError, CatalogError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for
-from nbstream.plan.logical import Sink
+from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.plan.planner import Target, plan_query
 from nbstream.runtime import metadata
 from nbstream.runtime.results import StatementResult
@@ -193,6 +194,9 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     sink = _sink_for_new(engine, stmt.name, props, source)
     plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, stmt.kind),
                       params=engine.params)
+    plan = _fit_key_format(engine, plan, props)
+    sink = plan.sink
+    assert sink is not None
     created = Source(
         name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=sink.topic, key_format=sink.key_format,
         value_format=sink.value_format, key_properties=sink.key_properties,
@@ -250,6 +254,22 @@ def _sink_for_new(engine: Engine, name: str, props: dict[str, Any], source: Sour
         key_properties=key_props, value_properties=value_props,
         timestamp=_str_prop(props, "TIMESTAMP"), timestamp_format=_str_prop(props, "TIMESTAMP_FORMAT"),
     )
+
+
+def _fit_key_format(engine: Engine, plan: StatelessPlan, props: Mapping[str, Any]) -> StatelessPlan:
+    """The sink's key format follows the result's key: NONE without key columns, the default key
+    format when the input had none (NONE) but the result has key columns."""
+    sink = plan.sink
+    assert sink is not None
+    explicit = _str_prop(props, "KEY_FORMAT") or _str_prop(props, "FORMAT")
+    if not plan.schema.key and sink.key_format != "NONE" and plan.scan.schema.key:
+        if explicit:
+            raise BindError("Key format specified for stream without key columns.")
+        return replace(plan, sink=replace(sink, key_format="NONE", key_properties={}))
+    if plan.schema.key and sink.key_format == "NONE":
+        default = str(engine.property("ksql.persistence.default.format.key") or "KAFKA").upper()
+        return replace(plan, sink=replace(sink, key_format=default, key_properties={}))
+    return plan
 
 
 def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
