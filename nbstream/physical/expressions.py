@@ -8,6 +8,8 @@ compiler checks ksqlDB's typing rules where DuckDB's differ (integer division, c
 
 from __future__ import annotations
 
+import decimal
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -16,7 +18,14 @@ from sqlglot import exp
 
 from nbstream.catalog import functions
 from nbstream.catalog.types import SqlType, parse_type
-from nbstream.errors import NbstreamError, SqlTypeError, UnknownNameError, UnsupportedError, did_you_mean
+from nbstream.errors import (
+    NbstreamError,
+    ParseError,
+    SqlTypeError,
+    UnknownNameError,
+    UnsupportedError,
+    did_you_mean,
+)
 from nbstream.sql.ast import Dereference
 
 
@@ -97,13 +106,16 @@ def _duckdb_message(e: Exception) -> str:
 
 
 _PASS_THROUGH = (
-    exp.And, exp.Or, exp.Not, exp.Paren, exp.Neg, exp.Is, exp.Like, exp.ILike, exp.Between, exp.In,
-    exp.Case, exp.If, exp.Boolean, exp.Null, exp.Add, exp.Sub, exp.Mul, exp.Mod, exp.Array,
+    exp.And, exp.Or, exp.Not, exp.Paren, exp.Is, exp.Like, exp.ILike, exp.Between, exp.In,
+    exp.Case, exp.If, exp.Boolean, exp.Null, exp.Sub, exp.Mul, exp.Mod, exp.Array,
     exp.Escape, exp.Tuple,
 )
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
 _COMPARISON_NAMES = {exp.EQ: "EQUAL", exp.NEQ: "NOT_EQUAL", exp.GT: "GREATER_THAN",
-                     exp.GTE: "GREATER_THAN_OR_EQUAL", exp.LT: "LESS_THAN", exp.LTE: "LESS_THAN_OR_EQUAL"}
+                     exp.GTE: "GREATER_THAN_OR_EQUAL", exp.LT: "LESS_THAN", exp.LTE: "LESS_THAN_OR_EQUAL",
+                     exp.NullSafeEQ: "IS_NOT_DISTINCT_FROM", exp.NullSafeNEQ: "IS_DISTINCT_FROM"}
+#: Comparisons that ARRAY, MAP and STRUCT values support.
+_EQUALITIES = ("EQUAL", "NOT_EQUAL", "IS_NOT_DISTINCT_FROM", "IS_DISTINCT_FROM")
 
 
 class ExpressionCompiler:
@@ -141,15 +153,20 @@ class ExpressionCompiler:
         return copy
 
     def _comparison(self, node: exp.Expression) -> exp.Expression:
+        """ksqlDB comparisons: typed operands only, and a null operand makes the result false."""
         compiled = self._children(node)
         left, right = compiled.this, compiled.expression
         lt, rt = self.type_of(left), self.type_of(right)
-        if not comparable(lt, rt):
-            op = _COMPARISON_NAMES.get(type(node), type(node).__name__.upper())
+        op = _COMPARISON_NAMES.get(type(node), type(node).__name__.upper())
+        if "NULL" in (lt.name, rt.name):
+            raise SqlTypeError(f"Comparison with NULL not supported: {node.sql()}")
+        if not comparable(lt, rt, op):
             raise SqlTypeError(
                 f"Cannot compare {node.this.sql()} ({lt}) to {node.expression.sql()} ({rt}) with {op}."
             )
-        return compiled
+        if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ):
+            return compiled
+        return exp.func("coalesce", compiled, exp.false())
 
     # -- leaves ----------------------------------------------------------------------------------
     def visit_Column(self, node: exp.Column) -> exp.Expression:
@@ -168,15 +185,12 @@ class ExpressionCompiler:
     def visit_Literal(self, node: exp.Literal) -> exp.Expression:
         if node.is_string:
             return node.copy()
-        text = node.this
-        if "e" in text.lower():
-            return exp.cast(exp.Literal.number(text), "DOUBLE")
-        if "." in text:
-            return exp.Literal.number(text)  # DuckDB types 1.50 as DECIMAL(3,2), as ksqlDB does
-        value = int(text)
-        if -(2**31) <= value < 2**31:
-            return exp.Literal.number(text)
-        return exp.cast(exp.Literal.number(text), "BIGINT")
+        return numeric_literal(node.this)
+
+    def visit_Neg(self, node: exp.Neg) -> exp.Expression:
+        if isinstance(node.this, exp.Literal) and not node.this.is_string:
+            return numeric_literal("-" + node.this.this)
+        return self._children(node)
 
     def visit_Placeholder(self, node: exp.Placeholder) -> exp.Expression:
         name = node.name
@@ -191,6 +205,12 @@ class ExpressionCompiler:
         if lt.name in ("INTEGER", "BIGINT") and rt.name in ("INTEGER", "BIGINT"):
             return exp.IntDiv(this=left, expression=right)
         return exp.Div(this=left, expression=right)
+
+    def visit_Add(self, node: exp.Add) -> exp.Expression:
+        left, right = self.compile(node.this), self.compile(node.expression)
+        if self.type_of(left).name == "STRING" and self.type_of(right).name == "STRING":
+            return exp.DPipe(this=left, expression=right)  # ksqlDB's `+` concatenates strings
+        return exp.Add(this=left, expression=right)
 
     def visit_DPipe(self, node: exp.DPipe) -> exp.Expression:
         return self._children(node)
@@ -226,12 +246,14 @@ class ExpressionCompiler:
 
     def visit_Anonymous(self, node: exp.Anonymous) -> exp.Expression:
         name = str(node.this).upper()
+        if name == "STRUCT" and all(isinstance(a, exp.PropertyEQ) for a in node.expressions):
+            return self._struct(node.expressions)
         args = [self.compile(a) for a in node.expressions]
         return functions.compile_function(name, args, self)
 
     def visit_Lambda(self, node: exp.Lambda) -> exp.Expression:
-        names = {p.name for p in node.expressions}
-        self._lambda_vars.append(names)
+        names = [p.name for p in node.expressions]  # in order: (k, v) => … binds by position
+        self._lambda_vars.append(set(names))
         try:
             body = self.compile(node.this)
         finally:
@@ -239,32 +261,194 @@ class ExpressionCompiler:
         return exp.Lambda(this=body, expressions=[exp.to_identifier(lambda_var(n)) for n in names])
 
     def visit_VarMap(self, node: exp.VarMap) -> exp.Expression:
-        keys = [self.compile(k) for k in node.args["keys"].expressions]
-        values = [self.compile(v) for v in node.args["values"].expressions]
+        key_nodes = node.args["keys"].expressions
+        value_nodes = node.args["values"].expressions
+        if not key_nodes:
+            raise SqlTypeError("Map constructor cannot be empty. Please supply at least one key value pair "
+                               "(see https://github.com/confluentinc/ksql/issues/4239).")
+        keys = self._coerced(key_nodes, "MAP key")
+        values = self._coerced(value_nodes, "MAP value")
+        if all(isinstance(k, exp.Null) for k in key_nodes):
+            raise SqlTypeError("Cannot construct a map with all NULL keys")
+        if all(isinstance(v, exp.Null) for v in value_nodes):
+            raise SqlTypeError("Cannot construct a map with all NULL values")
+        if any(_is_null(k) for k in key_nodes):
+            raise UnsupportedError("MAP keys cannot be NULL in nbstream (DuckDB maps have no NULL keys)")
         return exp.func("map", exp.Array(expressions=keys), exp.Array(expressions=values))
 
+    def visit_Array(self, node: exp.Array) -> exp.Expression:
+        return exp.Array(expressions=self._coerced(node.expressions, "ARRAY element"))
+
     def visit_Struct(self, node: exp.Struct) -> exp.Expression:
-        items = []
-        for item in node.expressions:
+        return self._struct(node.expressions)
+
+    def _struct(self, items: list[exp.Expression]) -> exp.Expression:
+        if not items:
+            raise UnsupportedError("an empty STRUCT() is not supported yet")
+        fields: list[exp.Expression] = []
+        seen: set[str] = set()
+        for item in items:
             if not isinstance(item, exp.PropertyEQ):
                 raise SqlTypeError(f"STRUCT fields need names: `{item.sql()}`")
-            items.append(exp.PropertyEQ(this=exp.to_identifier(item.this.name, quoted=True),
-                                        expression=self.compile(item.expression)))
-        return exp.Struct(expressions=items)
+            ident = item.this
+            name = ident.name if getattr(ident, "quoted", False) else ident.name.upper()
+            if name in seen:
+                raise SqlTypeError(f"Duplicate field names found in STRUCT: `{name}`")
+            if name.upper() in {n.upper() for n in seen}:
+                raise UnsupportedError(f"STRUCT fields `{name}` differing only in case are not supported yet")
+            seen.add(name)
+            fields.append(exp.PropertyEQ(this=exp.to_identifier(name, quoted=True),
+                                         expression=self.compile(item.expression)))
+        return exp.Struct(expressions=fields)
+
+    def _coerced(self, nodes: list[exp.Expression], what: str) -> list[exp.Expression]:
+        """``nodes`` compiled and cast to one common type, with ksqlDB's literal coercion rules."""
+        compiled = [self.compile(n) for n in nodes]
+        types = [self.type_of(c) for c in compiled]
+        target = common_type(nodes, types, what)
+        if target is None:
+            return compiled
+        return [c if t == target else functions.compile_cast(c, t, target)
+                for c, t in zip(compiled, types, strict=True)]
 
 
-def comparable(left: SqlType, right: SqlType) -> bool:
-    """ksqlDB's rule for which types may be compared with =, <, …"""
-    if "NULL" in (left.name, right.name):
-        return True
+_COMPLEX = ("ARRAY", "MAP", "STRUCT")
+_TEMPORAL = ("TIMESTAMP", "DATE", "TIME")
+
+
+def comparable(left: SqlType, right: SqlType, op: str = "EQUAL") -> bool:
+    """ksqlDB's rule for which types may be compared with ``op`` (=, <, …).
+
+    Numbers compare with numbers, temporal types with each other and with strings; ARRAY, MAP
+    and STRUCT values only for (in)equality with the same kind; anything else with its own type."""
     if left.is_numeric and right.is_numeric:
         return True
-    temporal = {"TIMESTAMP", "DATE", "TIME"}
-    if left.name in temporal and right.name in temporal | {"STRING"}:
+    if left.name in _TEMPORAL and right.name in (*_TEMPORAL, "STRING"):
         return True
-    if right.name in temporal and left.name == "STRING":
+    if right.name in _TEMPORAL and left.name == "STRING":
         return True
+    if left.name in _COMPLEX:
+        return op in _EQUALITIES and left.name == right.name
     return left.name == right.name
+
+
+_WIDENING = ("INTEGER", "BIGINT", "DECIMAL", "DOUBLE")
+#: The DECIMAL an integer type widens to (digits of its largest value).
+_INT_DIGITS = {"INTEGER": 10, "BIGINT": 19}
+_BOOLEAN_TEXT = ("true", "false", "t", "f", "yes", "no", "y", "n")
+
+
+def _is_null(node: exp.Expression) -> bool:
+    """``NULL`` or ``CAST(NULL AS t)``."""
+    inner = node.this if isinstance(node, exp.Cast) else node
+    return isinstance(inner, exp.Null)
+
+
+def _is_literal(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Neg):
+        return _is_literal(node.this)
+    return isinstance(node, exp.Literal | exp.Boolean)
+
+
+def widen(left: SqlType, right: SqlType) -> SqlType | None:
+    """The narrowest numeric type both numeric types widen to (INT → BIGINT → DECIMAL → DOUBLE)."""
+    if left == right:
+        return left
+    rank = max(_WIDENING.index(left.name), _WIDENING.index(right.name))
+    if _WIDENING[rank] != "DECIMAL":
+        return SqlType(_WIDENING[rank])
+    l_p, l_s = _as_decimal(left)
+    r_p, r_s = _as_decimal(right)
+    scale = max(l_s, r_s)
+    return SqlType.decimal(min(max(l_p - l_s, r_p - r_s) + scale, 38), scale)
+
+
+def _as_decimal(t: SqlType) -> tuple[int, int]:
+    if t.name == "DECIMAL":
+        return t.precision or 38, t.scale or 0
+    return _INT_DIGITS[t.name], 0
+
+
+def common_type(nodes: list[exp.Expression], types: list[SqlType], what: str) -> SqlType | None:
+    """The type a list of expressions (array elements, map keys or values) is coerced to.
+
+    Non-literal expressions must already share a type up to numeric widening; literals follow
+    ksqlDB's looser rules: any literal becomes a STRING, a STRING literal holding a number or a
+    boolean becomes that type. ``None`` when every expression is NULL."""
+    typed = [(n, t) for n, t in zip(nodes, types, strict=True) if t.name != "NULL"]
+    if not typed:
+        return None
+    exprs = [t for n, t in typed if not _is_literal(n)]
+    target = exprs[0] if exprs else typed[0][1]
+    for t in exprs[1:]:
+        target = _unify(target, t, what)
+    for n, t in typed:
+        if _is_literal(n) and t != target:
+            target = _coerce_literal(n, t, target, what)
+    return target
+
+
+def _unify(target: SqlType, t: SqlType, what: str) -> SqlType:
+    if t == target:
+        return target
+    if t.is_numeric and target.is_numeric:
+        result = widen(target, t)
+        if result is not None:
+            return result
+    raise SqlTypeError(f"invalid {what}: expected {target}, got {t}")
+
+
+def _coerce_literal(node: exp.Expression, t: SqlType, target: SqlType, what: str) -> SqlType:
+    if target.name == "STRING":
+        return target
+    if t.is_numeric and target.is_numeric:
+        return widen(target, t) or target
+    if t.name == "STRING" and isinstance(node, exp.Literal):
+        text = node.this.strip()
+        if target.name == "BOOLEAN" and text.lower() in _BOOLEAN_TEXT:
+            return target
+        if target.is_numeric:
+            try:
+                parsed = decimal.Decimal(text)
+            except decimal.InvalidOperation:
+                parsed = None
+            if parsed is not None and parsed.is_finite():
+                return widen(target, _literal_type(text))
+        raise SqlTypeError(f'invalid input syntax for type {target}: "{node.this}".')
+    raise SqlTypeError(f"invalid {what}: expected {target}, got {t} ({node.sql()})")
+
+
+def _literal_type(text: str) -> SqlType:
+    """The ksqlDB type of a numeric literal's text."""
+    if "e" in text.lower():
+        return SqlType("DOUBLE")
+    if "." in text:
+        digits = text.lstrip("+-").split(".")
+        scale = len(digits[1])
+        return SqlType.decimal(max(len(digits[0].lstrip("0")) + scale, 1, scale), scale)
+    return SqlType("INTEGER") if -(2**31) <= int(text) < 2**31 else SqlType("BIGINT")
+
+
+#: The largest finite DOUBLE, exactly (literals above it are rejected like ksqlDB's parser does).
+_DOUBLE_MAX = decimal.Decimal(sys.float_info.max)
+
+
+def numeric_literal(text: str) -> exp.Expression:
+    """A numeric literal with ksqlDB's type: INTEGER, else BIGINT; ``1.5`` a DECIMAL; ``1E2`` a DOUBLE.
+
+    Raises :class:`ParseError` for integers beyond BIGINT and numbers beyond DOUBLE."""
+    if "e" in text.lower():
+        if abs(decimal.Decimal(text)) > _DOUBLE_MAX:
+            raise ParseError(f"Number overflows DOUBLE: {text}")
+        return exp.cast(exp.Literal.number(text), "DOUBLE")
+    if "." in text:
+        return exp.Literal.number(text)  # DuckDB types 1.50 as DECIMAL(3,2), as ksqlDB does
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise ParseError(f"Invalid numeric literal: {text}")
+    if -(2**31) <= value < 2**31:
+        return exp.Literal.number(text)
+    return exp.cast(exp.Literal.number(text), "BIGINT")
 
 
 def literal(value: object) -> exp.Expression:
