@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sqlglot import exp
+
 from nbstream.catalog import functions
+from nbstream.catalog.casts import struct_of
+from nbstream.catalog.types import SqlType
 from nbstream.errors import BindError, did_you_mean
 from nbstream.physical.compile import encode_rows_sql
 from nbstream.physical.expressions import ExpressionCompiler, Scope, TypeProbe, quote
@@ -28,15 +32,13 @@ def insert_values(engine: Engine, stmt: InsertValues) -> None:
     given: dict[str, str] = {}
     ts = "epoch_ms(now())"
     for name, value in zip(names, stmt.values, strict=True):
-        compiled = compiler.compile(value)
         if name.upper() == "ROWTIME":
-            ts = f"CAST({compiled.sql('duckdb')} AS BIGINT)"
+            ts = f"CAST({compiler.compile(value).sql('duckdb')} AS BIGINT)"
             continue
         col = target.schema.find(name)
         if col is None or col.role in ("HEADER", "HEADERS"):
             raise BindError(f"Column name {name} does not exist.{did_you_mean(name, [c.name for c in writable])}")
-        cast = functions.compile_cast(compiled, compiler.type_of(compiled), col.type)
-        given[col.name] = cast.sql("duckdb")
+        given[col.name] = _value_sql(compiler, value, col.type)
     projected = ", ".join(f"{given.get(c.name, f'NULL::{c.type.duckdb()}')} AS {quote(c.name)}" for c in writable)
     row = (f"(SELECT FALSE AS __err, FALSE AS __deleted, NULL AS __headers, {ts} AS __ts, "
            f"0 AS __in_partition, 0 AS __in_offset, {projected})")
@@ -52,3 +54,15 @@ def insert_values(engine: Engine, stmt: InsertValues) -> None:
         con.execute("ROLLBACK")
         raise
     engine.log.confirm(target.topic, written)
+
+
+def _value_sql(compiler: ExpressionCompiler, value: exp.Expression, column_type: SqlType) -> str:
+    """``value`` as DuckDB SQL of the column's type, coerced as ksqlDB coerces inserted values.
+
+    An empty ``STRUCT()`` (which DuckDB cannot represent) becomes a struct whose fields are all
+    NULL, as ksqlDB's coercion of an empty struct to the column's struct type gives."""
+    if isinstance(value, exp.Struct) and not value.expressions and column_type.name == "STRUCT":
+        nulls = [(n, exp.cast(exp.Null(), t.duckdb())) for n, t in column_type.fields]
+        return exp.cast(struct_of(nulls), column_type.duckdb()).sql("duckdb")
+    compiled = compiler.compile(value)
+    return functions.compile_cast(compiled, compiler.type_of(compiled), column_type).sql("duckdb")
