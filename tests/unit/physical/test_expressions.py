@@ -1,0 +1,127 @@
+"""Expression lowering follows ksqlDB's typing and null rules, evaluated by DuckDB."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import duckdb
+import pytest
+
+from nbstream.catalog.types import SqlType, parse_type
+from nbstream.errors import ParseError, SqlTypeError, UnsupportedError
+from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.sql import parse_expression
+
+COLUMNS = {"I": "INTEGER", "N": "INTEGER", "B": "BIGINT", "S": "STRING", "A": "ARRAY<INTEGER>",
+           "M": "MAP<STRING, INTEGER>", "T": "STRUCT<ID INTEGER>", "FLAG": "BOOLEAN"}
+ROW = {"I": "1", "N": "NULL", "B": "2", "S": "'x'", "A": "[1, 2]", "M": "MAP {'k': 1}", "T": "{'ID': 1}",
+       "FLAG": "TRUE"}
+
+
+@pytest.fixture(scope="module")
+def con() -> duckdb.DuckDBPyConnection:
+    return duckdb.connect()
+
+
+def compiler(con: duckdb.DuckDBPyConnection) -> ExpressionCompiler:
+    scope = Scope([ScopeColumn(n, quote(n), parse_type(t)) for n, t in COLUMNS.items()], source="S1")
+    return ExpressionCompiler(scope, TypeProbe(con, scope))
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, text: str) -> tuple[object, SqlType]:
+    """The value of ``text`` over one row of ``ROW``, and its ksqlDB type."""
+    comp = compiler(con)
+    compiled = comp.compile(parse_expression(text))
+    row = ", ".join(f"CAST({v} AS {parse_type(COLUMNS[n]).duckdb()}) AS {quote(n)}" for n, v in ROW.items())
+    value = con.execute(f"SELECT {compiled.sql('duckdb')} FROM (SELECT {row})").fetchone()[0]
+    return value, comp.type_of(compiled)
+
+
+# -- comparisons ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("text", ["N = I", "I <> N", "N > 0", "NOT (N = I) = FALSE"])
+def test_a_comparison_with_a_null_operand_is_false_not_null(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    assert evaluate(con, text)[0] is False
+
+
+def test_comparing_with_the_null_literal_is_an_error(con: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(SqlTypeError, match="Comparison with NULL not supported"):
+        evaluate(con, "NULL <> NULL")
+
+
+@pytest.mark.parametrize("column", ["A", "M", "T"])
+def test_arrays_maps_and_structs_compare_only_for_equality(con: duckdb.DuckDBPyConnection, column: str) -> None:
+    assert evaluate(con, f"{column} = {column}")[0] is True
+    assert evaluate(con, f"{column} IS NOT DISTINCT FROM {column}")[0] is True
+    with pytest.raises(SqlTypeError, match=f"Cannot compare {column} .* with LESS_THAN"):
+        evaluate(con, f"{column} < {column}")
+
+
+def test_a_string_does_not_compare_with_a_number(con: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(SqlTypeError, match=r"Cannot compare S \(STRING\) to 1 \(INTEGER\)"):
+        evaluate(con, "S = 1")
+
+
+# -- literals ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "kind"), [
+    ("1", "INTEGER"), ("2147483648", "BIGINT"), ("-2147483649", "BIGINT"), ("1.50", "DECIMAL(3, 2)"),
+    ("1.5E0", "DOUBLE"), ("-9223372036854775808", "BIGINT"),
+])
+def test_numeric_literals_have_ksqldb_types(con: duckdb.DuckDBPyConnection, text: str, kind: str) -> None:
+    assert str(evaluate(con, text)[1]) == kind
+
+
+@pytest.mark.parametrize("text", ["9223372036854775808", "-9223372036854775809"])
+def test_integer_literals_beyond_bigint_are_rejected(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    with pytest.raises(ParseError, match="Invalid numeric literal"):
+        evaluate(con, text)
+
+
+@pytest.mark.parametrize("text", ["1.7976931348623159E308", "-1.7976931348623160E308"])
+def test_double_literals_beyond_double_are_rejected(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    with pytest.raises(ParseError, match="Number overflows DOUBLE"):
+        evaluate(con, text)
+
+
+# -- operators -----------------------------------------------------------------------------------
+def test_plus_concatenates_strings(con: duckdb.DuckDBPyConnection) -> None:
+    assert evaluate(con, "'a-' + S + '-b'") == ("a-x-b", SqlType("STRING"))
+
+
+def test_integer_division_stays_integral(con: duckdb.DuckDBPyConnection) -> None:
+    assert evaluate(con, "7 / 2") == (3, SqlType("INTEGER"))
+
+
+# -- constructors --------------------------------------------------------------------------------
+def test_map_keys_and_values_are_coerced_by_the_literal_rules(con: duckdb.DuckDBPyConnection) -> None:
+    value, kind = evaluate(con, "MAP(S := FLAG, 'b' := 'true', 10 := 'no')")
+    assert str(kind) == "MAP<STRING, BOOLEAN>"
+    assert value == {"x": True, "b": True, "10": False}
+
+
+def test_array_elements_widen_to_a_common_numeric_type(con: duckdb.DuckDBPyConnection) -> None:
+    value, kind = evaluate(con, "ARRAY[I, B, 1.5]")
+    assert str(kind) == "ARRAY<DECIMAL(20, 1)>"
+    assert value == [Decimal("1.0"), Decimal("2.0"), Decimal("1.5")]
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("MAP(S := I, 'k' := 'hello')", 'invalid input syntax for type INTEGER: "hello"'),
+    ("MAP(S := NULL)", "all NULL values"),
+    ("MAP(NULL := I)", "all NULL keys"),
+    ("MAP()", "Map constructor cannot be empty"),
+    ("STRUCT(a := 1, a := 2)", "Duplicate field names"),
+])
+def test_constructor_errors(con: duckdb.DuckDBPyConnection, text: str, message: str) -> None:
+    with pytest.raises(SqlTypeError, match=message):
+        evaluate(con, text)
+
+
+def test_null_map_keys_are_reported_as_unsupported(con: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(UnsupportedError, match="MAP keys cannot be NULL"):
+        evaluate(con, "MAP(S := I, CAST(NULL AS STRING) := I)")
+
+
+def test_nested_structs_upper_case_unquoted_field_names(con: duckdb.DuckDBPyConnection) -> None:
+    value, kind = evaluate(con, "STRUCT(f1 := STRUCT(c1 := S, `q` := I))")
+    assert str(kind) == "STRUCT<`F1` STRUCT<`C1` STRING, `q` INTEGER>>"
+    assert value == {"F1": {"C1": "x", "q": 1}}
