@@ -107,7 +107,7 @@ def _duckdb_message(e: Exception) -> str:
 
 _PASS_THROUGH = (
     exp.And, exp.Or, exp.Not, exp.Paren, exp.Is, exp.Like, exp.ILike, exp.Between, exp.In,
-    exp.Case, exp.If, exp.Boolean, exp.Null, exp.Sub, exp.Mul, exp.Mod, exp.Array,
+    exp.Case, exp.If, exp.Boolean, exp.Null, exp.Array,
     exp.Escape, exp.Tuple,
 )
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
@@ -199,18 +199,50 @@ class ExpressionCompiler:
         return literal(self.params[name])
 
     # -- operators -------------------------------------------------------------------------------
+    def visit_Add(self, node: exp.Add) -> exp.Expression:
+        return self._arithmetic(node)
+
+    def visit_Sub(self, node: exp.Sub) -> exp.Expression:
+        return self._arithmetic(node)
+
+    def visit_Mul(self, node: exp.Mul) -> exp.Expression:
+        return self._arithmetic(node)
+
     def visit_Div(self, node: exp.Div) -> exp.Expression:
+        return self._arithmetic(node)
+
+    def visit_Mod(self, node: exp.Mod) -> exp.Expression:
+        return self._arithmetic(node)
+
+    def _arithmetic(self, node: exp.Expression) -> exp.Expression:
+        """``+ - * / %`` with ksqlDB's result types (see :func:`arithmetic_type`).
+
+        INTEGER results wrap around like Java's ``int``; integer and DECIMAL division or modulo
+        by zero give NULL (ksqlDB logs the record and emits NULL); ``+`` of two strings concatenates."""
         left, right = self.compile(node.this), self.compile(node.expression)
         lt, rt = self.type_of(left), self.type_of(right)
-        if lt.name in ("INTEGER", "BIGINT") and rt.name in ("INTEGER", "BIGINT"):
-            return exp.IntDiv(this=left, expression=right)
-        return exp.Div(this=left, expression=right)
-
-    def visit_Add(self, node: exp.Add) -> exp.Expression:
-        left, right = self.compile(node.this), self.compile(node.expression)
-        if self.type_of(left).name == "STRING" and self.type_of(right).name == "STRING":
-            return exp.DPipe(this=left, expression=right)  # ksqlDB's `+` concatenates strings
-        return exp.Add(this=left, expression=right)
+        op = type(node)
+        if op is exp.Add and lt.name == rt.name == "STRING":
+            return exp.DPipe(this=left, expression=right)
+        result = arithmetic_type(op, lt, rt)
+        if result is None:
+            return op(this=left, expression=right)
+        if op in (exp.Div, exp.Mod) and result.name != "DOUBLE":
+            right = exp.func("nullif", right, exp.Literal.number(0))
+        if result.name in ("INTEGER", "BIGINT"):
+            if op is exp.Div:
+                return exp.IntDiv(this=left, expression=right)
+            if op is exp.Mod or result.name == "BIGINT":
+                return op(this=left, expression=right)
+            wide = op(this=exp.cast(left, "BIGINT"), expression=right)
+            return functions.compile_cast(wide, SqlType("BIGINT"), result)
+        if result.name == "DECIMAL":
+            if op is exp.Div:  # DuckDB divides decimals as DOUBLE; round to ksqlDB's scale
+                computed: exp.Expression = exp.Div(this=exp.cast(left, "DOUBLE"), expression=exp.cast(right, "DOUBLE"))
+            else:
+                computed = op(this=left, expression=right)
+            return exp.cast(computed, exp.DataType.build(result.duckdb(), dialect="duckdb"))
+        return op(this=left, expression=right)
 
     def visit_DPipe(self, node: exp.DPipe) -> exp.Expression:
         return self._children(node)
@@ -361,6 +393,32 @@ def widen(left: SqlType, right: SqlType) -> SqlType | None:
     r_p, r_s = _as_decimal(right)
     scale = max(l_s, r_s)
     return SqlType.decimal(min(max(l_p - l_s, r_p - r_s) + scale, 38), scale)
+
+
+def arithmetic_type(op: type[exp.Expression], left: SqlType, right: SqlType) -> SqlType | None:
+    """ksqlDB's result type of ``left op right`` for numbers (None: not two numbers).
+
+    Integers stay integers (BIGINT if either is); DOUBLE wins; otherwise both sides are DECIMALs
+    (INTEGER as DECIMAL(10, 0), BIGINT as DECIMAL(19, 0)) with ksqlDB's precision and scale rules."""
+    if not (left.is_numeric and right.is_numeric):
+        return None
+    names = {left.name, right.name}
+    if "DOUBLE" in names:
+        return SqlType("DOUBLE")
+    if "DECIMAL" not in names:
+        return SqlType("BIGINT" if "BIGINT" in names else "INTEGER")
+    (p1, s1), (p2, s2) = _as_decimal(left), _as_decimal(right)
+    if op is exp.Mul:
+        precision, scale = p1 + p2 + 1, s1 + s2
+    elif op is exp.Div:
+        scale = max(6, s1 + p2 + 1)
+        precision = p1 - s1 + s2 + scale
+    elif op is exp.Mod:
+        precision, scale = min(p1 - s1, p2 - s2) + max(s1, s2), max(s1, s2)
+    else:
+        precision, scale = max(s1, s2) + max(p1 - s1, p2 - s2) + 1, max(s1, s2)
+    precision = min(precision, 38)  # DuckDB's widest DECIMAL
+    return SqlType.decimal(precision, min(scale, precision))
 
 
 def _as_decimal(t: SqlType) -> tuple[int, int]:

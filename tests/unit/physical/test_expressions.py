@@ -125,3 +125,27 @@ def test_nested_structs_upper_case_unquoted_field_names(con: duckdb.DuckDBPyConn
     value, kind = evaluate(con, "STRUCT(f1 := STRUCT(c1 := S, `q` := I))")
     assert str(kind) == "STRUCT<`F1` STRUCT<`C1` STRING, `q` INTEGER>>"
     assert value == {"F1": {"C1": "x", "q": 1}}
+
+
+# -- arithmetic ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    ("1.25 + 1.25", "DECIMAL(4, 2)", Decimal("2.50")),
+    ("1.25 * 1.25", "DECIMAL(7, 4)", Decimal("1.5625")),
+    ("I * 1.25", "DECIMAL(14, 2)", Decimal("1.25")),
+    ("2.0 / 3.0", "DECIMAL(8, 6)", Decimal("0.666667")),
+    ("I % 1.25", "DECIMAL(3, 2)", Decimal("1.00")),
+    ("B - I", "BIGINT", 1),
+    ("1.5 + 1.5E0", "DOUBLE", 3.0),
+])
+def test_arithmetic_result_types_follow_ksqldb(con: duckdb.DuckDBPyConnection, text: str, kind: str,
+                                               value: object) -> None:
+    assert evaluate(con, text) == (value, parse_type(kind))
+
+
+def test_integer_arithmetic_wraps_around_like_java(con: duckdb.DuckDBPyConnection) -> None:
+    assert evaluate(con, "2147483647 + I") == (-2147483648, SqlType("INTEGER"))
+
+
+@pytest.mark.parametrize("text", ["I / 0", "I % 0", "1.5 / 0", "B / (I - 1)"])
+def test_division_by_zero_is_null(con: duckdb.DuckDBPyConnection, text: str) -> None:
+    assert evaluate(con, text)[0] is None
