@@ -27,6 +27,10 @@ _ROWTIME_OF = {
 }
 
 
+#: The processing-log message of a record with an invalid (NULL or negative) timestamp.
+_INVALID_TS = "'Invalid timestamp: the record time is NULL or negative'"
+
+
 @dataclass(frozen=True)
 class Probes:
     """What the formats' probes saw in a batch (e.g. JSON field spellings), by side."""
@@ -103,6 +107,8 @@ def rowtime_sql(scan: Scan) -> str:
         from nbstream.catalog.functions import java_format_to_strptime
 
         fmt = java_format_to_strptime(scan.timestamp_format).replace("'", "''")
+        if "%z" in fmt or "%Z" in fmt:  # Java's X accepts 'Z' for UTC; strptime's %z wants digits
+            return f"epoch_ms(timezone('UTC', TRY_STRPTIME(regexp_replace({name}, 'Z$', '+0000'), '{fmt}')))"
         return f"epoch_ms(TRY_STRPTIME({name}, '{fmt}'))"
     template = _ROWTIME_OF.get(col.type.name)
     if template is None:
@@ -120,6 +126,15 @@ def result_sql(plan: StatelessPlan, probes: Probes, relation: str) -> str:
     scan = plan.scan
     where = f"coalesce({plan.where}, FALSE)" if plan.where else "TRUE"
     outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
+    # A record whose time (ROWTIME from a TIMESTAMP column, or the sink's TIMESTAMP column) is
+    # NULL or negative is invalid: it goes to the processing log, as in ksqlDB.
+    bad_ts = '("ROWTIME" IS NULL OR "ROWTIME" < 0)' if scan.timestamp else "FALSE"
+    out_ts = _output_ts(plan)
+    out_err, out_errmsg = "__err", "__errmsg"
+    if plan.sink is not None and plan.sink.timestamp is not None:
+        out_bad = f"({out_ts} IS NULL OR {out_ts} < 0)"
+        out_err = f"(__err OR {out_bad})"
+        out_errmsg = f"CASE WHEN __err THEN __errmsg WHEN {out_bad} THEN {_INVALID_TS} END"
     if scan.is_table:
         deleted, keep = f"(__tomb OR NOT {where})", f"__err OR ({_key_present(scan)})"
     else:
@@ -127,9 +142,12 @@ def result_sql(plan: StatelessPlan, probes: Probes, relation: str) -> str:
         deleted, keep = "__tomb", (f"__err OR (NOT __tomb AND {where})" if plan.where else "TRUE")
     return f"""WITH __d0 AS ({decode_select(scan, probes, relation)}),
 __d1 AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0),
-__d AS (SELECT *, {_tombstone_null_pseudo()} FROM __d1)
-SELECT __err, __errmsg, "ROWPARTITION" AS __in_partition, "ROWOFFSET" AS __in_offset,
-       {_output_ts(plan)} AS __ts, {deleted} AS __deleted, __headers, {outputs}
+__d AS (SELECT * REPLACE (__err OR {bad_ts} AS __err,
+                          CASE WHEN __err THEN __errmsg WHEN {bad_ts} THEN {_INVALID_TS} END AS __errmsg),
+               {bad_ts} AS __bad_ts, {_tombstone_null_pseudo()} FROM __d1)
+SELECT {out_err} AS __err, {out_errmsg} AS __errmsg, __bad_ts,
+       "ROWPARTITION" AS __in_partition, "ROWOFFSET" AS __in_offset,
+       {out_ts} AS __ts, {deleted} AS __deleted, __headers, {outputs}
 FROM __d WHERE {keep}"""
 
 
@@ -178,7 +196,8 @@ def _output_ts(plan: StatelessPlan) -> str:
     sink = plan.sink
     if sink is None or sink.timestamp is None:
         return '"ROWTIME"'
-    col = next((c for c in plan.columns if c.name == sink.timestamp), None)
+    col = next((c for c in plan.columns if c.name == sink.timestamp), None) or \
+        next((c for c in plan.columns if c.name.upper() == sink.timestamp.upper()), None)
     if col is None:
         raise PlanError(f"TIMESTAMP column {sink.timestamp} is not in the result of the query")
     if col.type.name == "TIMESTAMP":

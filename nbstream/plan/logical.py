@@ -32,6 +32,7 @@ class Scan:
     timestamp: str | None = None
     timestamp_format: str | None = None
     is_table: bool = False
+    throw_on_invalid_timestamp: bool = False  # ksql.timestamp.throw.on.invalid: fail, don't log and skip
 
     def __post_init__(self) -> None:
         if self.timestamp is not None and self.schema.find(self.timestamp) is None:

@@ -169,11 +169,15 @@ def _check_key_projection(source: Source, columns: list[OutputColumn], target: T
     projected = {c.name for c in columns if c.role == "KEY"}
     if len(projected) < len([c for c in columns if c.role == "KEY"]):
         raise BindError("a key column is selected twice; select it once")
-    if keys and not projected:
+    if keys and len(projected) < len(keys):
+        plural = len(keys) > 1
         raise BindError(
             f"Key missing from projection (ie, SELECT). The query used to build `{target.sink.name}` "
-            f"must include the key column{'s' if len(keys) > 1 else ''} {', '.join(keys)} in its projection."
+            f"must include the key column{'s' if plural else ''} {' and '.join(keys)} in its projection "
+            f"(eg, SELECT {', '.join(keys)}...)."
         )
+    if not any(c.role != "KEY" for c in columns):
+        raise BindError("The projection contains no value columns.")
 
 
 def sink_schema(plan: StatelessPlan) -> LogicalSchema:

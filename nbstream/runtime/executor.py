@@ -195,6 +195,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, stmt.kind),
                       params=engine.params)
     plan = _fit_key_format(engine, plan, props)
+    plan = _with_runtime_config(engine, plan)
     sink = plan.sink
     assert sink is not None
     created = Source(
@@ -272,6 +273,12 @@ def _fit_key_format(engine: Engine, plan: StatelessPlan, props: Mapping[str, Any
     return plan
 
 
+def _with_runtime_config(engine: Engine, plan: StatelessPlan) -> StatelessPlan:
+    """``plan`` with the engine properties that change how it runs."""
+    throw = _bool(engine.property("ksql.timestamp.throw.on.invalid") or False)
+    return replace(plan, scan=replace(plan.scan, throw_on_invalid_timestamp=throw)) if throw else plan
+
+
 def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
     target = engine.catalog.get(stmt.target)
     if target.is_table:
@@ -283,6 +290,7 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
                 key_properties=dict(target.key_properties), value_properties=dict(target.value_properties),
                 timestamp=target.timestamp, timestamp_format=target.timestamp_format)
     plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM"), params=engine.params)
+    plan = _with_runtime_config(engine, plan)
     if [(c.name, str(c.type), c.role) for c in plan.schema.columns] != \
             [(c.name, str(c.type), c.role) for c in target.schema.columns]:
         raise BindError(f"Incompatible schema between results and sink.\nResult schema is {plan.schema}\n"

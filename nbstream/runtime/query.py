@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
+from nbstream.errors import ExecutionError
 from nbstream.log.embedded import EmbeddedLog
 from nbstream.physical.compile import Probes, encoded_sql, probe_sql, result_sql
 from nbstream.plan.logical import StatelessPlan
@@ -96,7 +97,7 @@ class QueryRunner:
         if key_probe or value_probe:
             row = self.con.execute(
                 f"SELECT {key_probe or 'NULL'}, {value_probe or 'NULL'} FROM {relation}"
-            ).fetchone()
+            ).fetchall()[0]
             probes = Probes(*(row or (None, None)))
         cache_key = repr(probes)
         if cache_key not in self._sql_cache:
@@ -132,9 +133,13 @@ class QueryRunner:
     def _commit_batch(self, sql: str, ranges: dict[int, tuple[int, int]]) -> dict[str, dict[int, int]]:
         con = self.con
         con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {sql}")
-        bad, good = con.execute(
-            "SELECT count(*) FILTER (__err), count(*) FILTER (NOT __err AND NOT __deleted) FROM __result"
-        ).fetchone() or (0, 0)
+        bad, good, bad_ts = con.execute(
+            "SELECT count(*) FILTER (__err), count(*) FILTER (NOT __err AND NOT __deleted), "
+            "count(*) FILTER (__bad_ts) FROM __result"
+        ).fetchall()[0] or (0, 0, 0)
+        if bad_ts and self.plan.scan.throw_on_invalid_timestamp:
+            raise ExecutionError(f"Fatal user code error in TimestampExtractor callback for record of "
+                                 f"{self.plan.scan.topic}: the timestamp is NULL or negative")
         written = self._write_output()
         if bad:
             written[PROCESSING_LOG_TOPIC] = self._log_errors()
@@ -183,7 +188,7 @@ class QueryRunner:
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW __batch AS {relation}")
         sql = self._result_sql("__batch")
         names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in self.plan.columns)
-        table = self.con.execute(
+        table = self.con.sql(
             f"SELECT __ts AS ROWTIME, __deleted, {names} FROM ({sql}) WHERE NOT __err "
             "ORDER BY __in_partition, __in_offset"
         ).to_arrow_table()
