@@ -130,25 +130,38 @@ def check_unwrapped_only(fmt: str, wrap_single_value: bool | None) -> None:
 
 
 #: Macros used by the generated SQL. ``nbs_java_double`` renders a DOUBLE like Java's
-#: ``Double.toString`` (``1.0``, ``1.0E10``, ``1.0E-5``, ``NaN``), starting from DuckDB's shortest
-#: round-trip text (``10000000000.0``, ``1e-05``) split into significant digits and exponent.
+#: ``Double.toString``: plain notation with at least one fraction digit for 1e-3 <= |x| < 1e7,
+#: else ``d.dddE[-]n`` (``1.0E7``, ``1.2345E-4``); ``NaN``, ``Infinity``, ``-0.0``. It starts from
+#: ``to_json``'s shortest round-trip text, which is already Java's in the common range (one cheap
+#: call); the rare range rewrites that text, which yyjson writes plainly for 1e-6 <= |x| < 1e21
+#: and as ``1.5e-7``/``1e21`` outside. Each macro names its argument at most twice, so DuckDB's
+#: textual macro expansion stays small.
 _MACROS = (
-    "nbs_dbl_mant(s) AS split_part(s, 'e', 1)",
-    "nbs_dbl_digits(s) AS rtrim(ltrim(replace(nbs_dbl_mant(s), '.', ''), '0'), '0')",
-    "nbs_dbl_exp(s) AS length(split_part(nbs_dbl_mant(s), '.', 1))"
-    " - (length(replace(nbs_dbl_mant(s), '.', '')) - length(ltrim(replace(nbs_dbl_mant(s), '.', ''), '0')))"
-    " - 1 + coalesce(TRY_CAST(nullif(split_part(s, 'e', 2), '') AS INTEGER), 0)",
-    "nbs_java_sci(d, n) AS CASE WHEN n BETWEEN -3 AND 6 THEN (CASE WHEN n >= 0 THEN"
-    " rpad(left(d, n + 1), n + 1, '0') || '.' || coalesce(nullif(substr(d, n + 2), ''), '0')"
-    " ELSE '0.' || repeat('0', -n - 1) || d END)"
-    " ELSE left(d, 1) || '.' || coalesce(nullif(substr(d, 2), ''), '0') || 'E' || n::VARCHAR END",
-    "nbs_java_pos(s) AS nbs_java_sci(nbs_dbl_digits(s), nbs_dbl_exp(s)::INTEGER)",
-    "nbs_java_double(x) AS CASE WHEN isnan(x) THEN 'NaN'"
+    # significant digits "12345" -> "1.2345", "1" -> "1.0"
+    r"nbs_sci_mantissa(d) AS regexp_replace(regexp_replace(d, '^(.)', '\1.'), '\.$', '.0')",
+    # plain text of a number >= 1e7, e.g. "123456789012345680.0" -> "1.2345678901234568E17"
+    "nbs_sci_large(t) AS nbs_sci_mantissa(rtrim(replace(t, '.', ''), '0'))"
+    " || 'E' || (strpos(t, '.') - 2)::VARCHAR",
+    # plain text of a number < 1e-3, e.g. "0.00012345" -> "1.2345E-4"
+    "nbs_sci_small(t) AS nbs_sci_mantissa(ltrim(t, '0.'))"
+    " || 'E' || (1 - length(t) + length(ltrim(t, '0.')))::VARCHAR",
+    # yyjson's exponent text, e.g. "1.5e-7" -> "1.5E-7", "1e21" -> "1.0E21"
+    r"nbs_sci_exp(t) AS regexp_replace(replace(t, 'e', 'E'), '^([0-9])E', '\1.0E')",
+    "nbs_java_abs_rare(a) AS CASE"
+    " WHEN a >= 1e7 AND a < 1e21 THEN nbs_sci_large(to_json(a)::VARCHAR)"
+    " WHEN a < 1e-3 AND a >= 1e-6 THEN nbs_sci_small(to_json(a)::VARCHAR)"
+    # Java writes Double.MIN_VALUE with two digits; shortest round-trip text would be 5e-324
+    " WHEN a = 4.9E-324 THEN '4.9E-324'"
+    " ELSE nbs_sci_exp(to_json(a)::VARCHAR) END",
+    "nbs_java_double_rare(x) AS CASE WHEN isnan(x) THEN 'NaN'"
     " WHEN isinf(x) THEN (CASE WHEN x > 0 THEN 'Infinity' ELSE '-Infinity' END)"
     " WHEN x = 0 THEN (CASE WHEN signbit(x) THEN '-0.0' ELSE '0.0' END)"
-    # Java writes Double.MIN_VALUE with two digits; shortest round-trip text would be 5e-324
-    " WHEN abs(x) = 4.9E-324 THEN (CASE WHEN x < 0 THEN '-' ELSE '' END) || '4.9E-324'"
-    " ELSE (CASE WHEN x < 0 THEN '-' ELSE '' END) || nbs_java_pos(abs(x)::VARCHAR) END",
+    " WHEN x < 0 THEN '-' || nbs_java_abs_rare(-x) ELSE nbs_java_abs_rare(x) END",
+    "nbs_java_double(x) AS CASE WHEN abs(x) >= 1e-3 AND abs(x) < 1e7 THEN to_json(x)::VARCHAR"
+    " ELSE nbs_java_double_rare(x) END",
+    # in JSON, NaN and the infinities are strings (Jackson writes them quoted)
+    "nbs_json_double(x) AS CASE WHEN abs(x) >= 1e-3 AND abs(x) < 1e7 THEN to_json(x)::VARCHAR"
+    " WHEN isfinite(x) THEN nbs_java_double_rare(x) ELSE concat('\"', nbs_java_double_rare(x), '\"') END",
 )
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nbstream.catalog.schema import Column
+from nbstream.catalog.types import SqlType
 from nbstream.errors import FormatError
 from nbstream.formats.base import (
     Decoded,
@@ -95,10 +96,9 @@ class DelimitedFormat:
         return Decoded(typed, error, f"CASE {' '.join(whens)} END")
 
     def encode_sql(self, columns: Sequence[tuple[Column, str]], *, wrap_single_value: bool) -> str:
-        parts = [
-            self._field_sql(scalar_text_sql(e, c.type), first=i == 0) for i, (c, e) in enumerate(columns)
-        ]
-        line = f" || {sql_str(self.delimiter)} || ".join(parts) if parts else "''"
+        parts = [self._field_sql(e, c.type, first=i == 0) for i, (c, e) in enumerate(columns)]
+        separator = sql_str(self.delimiter)
+        line = f"concat_ws({separator}, {', '.join(parts)})" if parts else "''"
         if len(columns) == 1:
             return f"CASE WHEN {columns[0][1]} IS NOT NULL THEN encode({line}) END"
         return f"encode({line})"
@@ -114,7 +114,21 @@ class DelimitedFormat:
         d = re.escape(self.delimiter)
         return f'(?:^|{d})("(?:[^"]|"")*"|[^{d}"]*)'
 
-    def _field_sql(self, text: str, *, first: bool) -> str:
+    def _field_sql(self, expr: str, sql_type: SqlType, *, first: bool) -> str:
+        """SQL writing ``expr`` as one CSV field: '' for NULL, quoted when commons-csv would.
+
+        Numbers and booleans never hold a quote, CR, LF or trailing space, so unless the delimiter
+        could occur in their text only a leading ``-`` in the first field needs quotes."""
+        text = scalar_text_sql(expr, sql_type)
+        alphabet = _SAFE_ALPHABETS.get(sql_type.name)
+        if alphabet is None or self.delimiter in alphabet:
+            return f"coalesce({self._quoted_sql(text, first=first)}, '')"
+        if first and sql_type.name != "BOOLEAN":
+            negative = f"starts_with({text}, '-')" if sql_type.name == "DOUBLE" else f"{expr} < 0"
+            text = f"CASE WHEN {negative} THEN concat('\"', {text}, '\"') ELSE {text} END"
+        return f"coalesce({text}, '')"
+
+    def _quoted_sql(self, text: str, *, first: bool) -> str:
         """SQL writing the VARCHAR ``text`` as one CSV field (quoted when commons-csv would)."""
         specials = sql_str('[\r\n"' + re.escape(self.delimiter) + "]")
         special = f"regexp_matches({text}, {specials})"
@@ -125,8 +139,22 @@ class DelimitedFormat:
             rule = f"{text} = '' OR NOT {alnum} OR {head} OR {special} OR {tail}"
         else:
             rule = f"{text} <> '' AND ({head} OR {special} OR {tail})"
-        quoted = f"'\"' || replace({text}, '\"', '\"\"') || '\"'"
-        return f"(CASE WHEN {text} IS NULL THEN '' WHEN {rule} THEN {quoted} ELSE {text} END)"
+        quoted = f"concat('\"', replace({text}, '\"', '\"\"'), '\"')"
+        return f"(CASE WHEN {rule} THEN {quoted} ELSE {text} END)"
+
+
+#: Characters the text of a number or boolean can hold, by type (see ``scalar_text_sql``).
+_NUMBER = "0123456789-."
+_SAFE_ALPHABETS = {
+    "INTEGER": _NUMBER,
+    "BIGINT": _NUMBER,
+    "DECIMAL": _NUMBER,
+    "TIMESTAMP": _NUMBER,
+    "DATE": _NUMBER,
+    "TIME": _NUMBER,
+    "DOUBLE": _NUMBER + "EInfinityNa",
+    "BOOLEAN": "truefalse",
+}
 
 
 def _unquote_sql(field: str) -> str:

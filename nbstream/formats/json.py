@@ -31,9 +31,6 @@ from nbstream.formats.base import (
     sql_str,
 )
 
-#: Types ``json_transform`` converts the way ksqlDB's JSON deserializer does.
-_NATIVE = frozenset({"BOOLEAN", "INTEGER", "BIGINT", "DOUBLE", "STRING"})
-
 
 class JsonFormat:
     """The ``JSON`` format (schema-less JSON; no schema registry)."""
@@ -55,30 +52,30 @@ class JsonFormat:
     def decode_sql(
         self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
     ) -> Decoded:
-        raw_text = f"TRY(decode({blob}))"
-        text = f"CASE WHEN json_valid({raw_text}) THEN {raw_text} END"
+        # DuckDB evaluates a subexpression shared by several expressions once (the record's parse),
+        # but only where it is always evaluated: not inside AND/OR operands, nor CASE branches
+        # after the first condition. Hence greatest() for "any", and checks up front.
+        text = f"TRY(decode({blob}))"
+        valid = f"coalesce(json_valid({text}), false)"  # false: not UTF-8 or not JSON
         if wrap_single_value or len(columns) != 1:
-            raw = _object_fields(text, columns, probe)
-            shape_ok = f"json_type({text}) = 'OBJECT'"
+            shape_ok = f"starts_with(ltrim({text}, ' \t\n\r'), '{{')"
+            raw = _object_fields(f"CASE WHEN {valid} THEN (CASE WHEN {shape_ok} THEN {text} END) END", columns,
+                                 probe)
         else:
-            raw = [f"({text})::JSON"]
             shape_ok = "true"
+            raw = [f"json_extract(CASE WHEN {valid} THEN {text} END, '$')"]
         typed = tuple(from_json_sql(r, c.type) for r, c in zip(raw, columns, strict=True))
-        bad = [
-            f"({r} IS NOT NULL AND json_type({r}) <> 'NULL' AND {t} IS NULL)"
-            for r, t in zip(raw, typed, strict=True)
-        ]
-        invalid = f"NOT coalesce(json_valid({raw_text}), false)"
-        error = f"({blob} IS NOT NULL AND ({' OR '.join([invalid, f'NOT ({shape_ok})', *bad])}))"
+        bad = [_bad_sql(r, t, c.type) for r, t, c in zip(raw, typed, columns, strict=True)]
+        failed = f"greatest(NOT {valid}, NOT coalesce({shape_ok}, false), {', '.join(bad)})"
+        error = f"(CASE WHEN {failed} THEN {blob} IS NOT NULL ELSE false END)"
         whens = [
-            f"WHEN {invalid} THEN 'Invalid JSON or UTF-8 text'",
-            f"WHEN NOT ({shape_ok}) THEN 'Can''t convert type. sourceType: ' || json_type({text})"
+            f"WHEN NOT {valid} THEN 'Invalid JSON or UTF-8 text'",
+            f"WHEN NOT ({shape_ok}) THEN 'Can''t convert type. sourceType: ' || {_node_sql(text)}"
             " || ', requiredType: STRUCT'",
         ]
         for b, r, c in zip(bad, raw, columns, strict=True):
-            path = sql_str(f", requiredType: {c.type}, path: $.{c.name}")
-            whens.append(f"WHEN {b} THEN 'Can''t convert type. sourceType: ' || json_type({r}) || {path}")
-        return Decoded(typed, error, f"CASE {' '.join(whens)} END")
+            whens.append(f"WHEN {b} THEN {_error_message_sql(r, c)}")
+        return Decoded(typed, error, f"CASE WHEN {error} THEN (CASE {' '.join(whens)} END) END")
 
     def encode_sql(self, columns: Sequence[tuple[Column, str]], *, wrap_single_value: bool) -> str:
         if not wrap_single_value and len(columns) == 1:
@@ -129,38 +126,116 @@ def _coalesce(exprs: list[str]) -> str:
     return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
 
 
-def _is_native(t: SqlType) -> bool:
-    if t.name == "ARRAY":
-        return t.element is not None and _is_native(t.element)
-    if t.name == "MAP":
-        return t.key == SqlType("STRING") and t.element is not None and _is_native(t.element)
-    return t.name in _NATIVE
-
-
 def from_json_sql(expr: str, t: SqlType, depth: int = 0) -> str:
-    """SQL converting the JSON expression ``expr`` to ``t`` (NULL where it does not convert)."""
-    if _is_native(t):
-        return f"json_transform({expr}, {sql_str(json.dumps(t.duckdb()))})"
+    """SQL converting the JSON text ``expr`` to ``t`` like ksqlDB's ``KsqlJsonDeserializer``.
+
+    NULL where the value is JSON ``null``, absent, or does not convert (see :func:`_bad_sql`).
+    Scalars dispatch on the text's first character instead of ``json_type`` (which re-parses):
+    JSON numbers convert to numeric types (truncated toward zero for INT/BIGINT), strings are
+    parsed as Java does (``Integer.parseInt``, ``Double.parseDouble``, ``new BigDecimal``), a
+    BOOLEAN accepts only ``true``/``false``, and a STRING takes any value's text (objects as
+    compact JSON, arrays as Java's ``List.toString``)."""
     var = f"nbs_j{depth}"
     if t.name == "ARRAY":
         assert t.element is not None
         inner = from_json_sql(var, t.element, depth + 1)
-        return f"list_transform(json_transform({expr}, '[\"JSON\"]'), lambda {var}: {inner})"
+        items = f"json_transform({expr}, '[\"JSON\"]')"
+        return f"CASE WHEN starts_with({expr}, '[') THEN list_transform({items}, lambda {var}: {inner}) END"
     if t.name == "MAP":
         assert t.key is not None and t.element is not None
         key = scalar_from_text_sql(f"{var}.key", t.key)
         value = from_json_sql(f"{var}.value", t.element, depth + 1)
         entries = f"map_entries(json_transform({expr}, '\"MAP(VARCHAR, JSON)\"'))"
-        return (
-            f"map_from_entries(list_transform({entries}, lambda {var}: {{'key': {key}, 'value': {value}}}))"
-        )
+        pairs = f"list_transform({entries}, lambda {var}: {{'key': {key}, 'value': {value}}})"
+        return f"CASE WHEN starts_with({expr}, '{{') THEN map_from_entries({pairs}) END"
     if t.name == "STRUCT":
         fields = ", ".join(
             f"{sql_ident(n)} := {from_json_sql(_field_sql(expr, n, depth), ft, depth + 1)}"
             for n, ft in t.fields
         )
-        return f"CASE WHEN json_type({expr}) = 'OBJECT' THEN struct_pack({fields}) END"
-    return scalar_from_text_sql(f"json_transform({expr}, '\"VARCHAR\"')", t)
+        return f"CASE WHEN starts_with({expr}, '{{') THEN struct_pack({fields}) END"
+    return _scalar_sql(f"({expr})::VARCHAR", t)
+
+
+def _scalar_sql(c: str, t: SqlType) -> str:
+    """SQL converting the JSON text ``c`` of a scalar field to the non-nested ``t``."""
+    string = f"json_extract_string({c}, '$')"
+    name = t.name
+    if name == "BOOLEAN":
+        return f"CASE {c} WHEN 'true' THEN true WHEN 'false' THEN false END"
+    if name == "STRING":
+        items = f"list_transform(json_transform({c}, '[\"VARCHAR\"]'), lambda nbs_s: coalesce(nbs_s, 'null'))"
+        return (
+            f"CASE WHEN starts_with({c}, '\"') THEN {string} WHEN {c} = 'null' THEN NULL"
+            f" WHEN starts_with({c}, '[') THEN concat('[', array_to_string({items}, ', '), ']') ELSE {c} END"
+        )
+    number = _number_sql(c, t)
+    if number is None:  # TIMESTAMP, DATE, TIME, BYTES: from a string or a number's text
+        return scalar_from_text_sql(f"CASE WHEN starts_with({c}, '\"') THEN {string} ELSE {c} END", t)
+    return f"CASE WHEN starts_with({c}, '\"') THEN {scalar_from_text_sql(string, t)} ELSE {number} END"
+
+
+def _number_sql(c: str, t: SqlType) -> str | None:
+    """SQL converting the text ``c`` of a JSON number to the numeric ``t`` (NULL for non-numbers)."""
+    if t.name in ("INTEGER", "BIGINT"):  # Jackson's intValue/asLong truncate a fraction
+        fraction = f"regexp_matches({c}, '[.eE]')"
+        truncated = f"TRY_CAST(trunc(TRY_CAST({c} AS DOUBLE)) AS {t.duckdb()})"
+        return f"CASE WHEN {fraction} THEN {truncated} ELSE TRY_CAST({c} AS {t.duckdb()}) END"
+    if t.name in ("DOUBLE", "DECIMAL"):  # 'true', 'null', '[..]', '{..}' do not cast
+        return f"TRY_CAST({c} AS {t.duckdb()})"
+    return None
+
+
+def _bad_sql(raw: str, typed: str, t: SqlType, depth: int = 0) -> str:
+    """SQL true when the JSON text ``raw`` is present and not ``null`` but does not convert to
+    ``t`` — also when an element, value or field nested inside it does not (as in ksqlDB)."""
+    absent = f"WHEN {raw} IS NULL THEN false WHEN ({raw})::VARCHAR = 'null' THEN false"
+    var = f"nbs_e{depth}"
+    nested = None
+    if t.name == "ARRAY" and t.element is not None:
+        check = _bad_sql(var, from_json_sql(var, t.element, depth + 1), t.element, depth + 1)
+        nested = f"list_bool_or(list_transform({typed_items(raw)}, lambda {var}: {check}))"
+    elif t.name == "MAP" and t.element is not None:
+        value = f"{var}.value"
+        check = _bad_sql(value, from_json_sql(value, t.element, depth + 1), t.element, depth + 1)
+        entries = f"map_entries(json_transform({raw}, '\"MAP(VARCHAR, JSON)\"'))"
+        nested = f"list_bool_or(list_transform({entries}, lambda {var}: {check}))"
+    elif t.name == "STRUCT":
+        checks = []
+        for n, ft in t.fields:
+            field = _field_sql(raw, n, depth)
+            checks.append(_bad_sql(field, from_json_sql(field, ft, depth + 1), ft, depth + 1))
+        nested = f"greatest({', '.join(checks)})" if checks else None
+    if nested is None:
+        return f"(CASE {absent} ELSE {typed} IS NULL END)"
+    return f"(CASE {absent} WHEN {typed} IS NULL THEN true ELSE coalesce({nested}, false) END)"
+
+
+def typed_items(raw: str) -> str:
+    """SQL listing the elements of the JSON array text ``raw`` as JSON values."""
+    return f"json_transform({raw}, '[\"JSON\"]')"
+
+
+def _node_sql(c: str) -> str:
+    """SQL naming the Jackson node class ksqlDB's errors report for the JSON text ``c``."""
+    return (
+        f"CASE left({c}, 1) WHEN '\"' THEN 'TextNode' WHEN '[' THEN 'ArrayNode' WHEN '{{' THEN 'ObjectNode'"
+        f" WHEN 't' THEN 'BooleanNode' WHEN 'f' THEN 'BooleanNode' WHEN 'n' THEN 'NullNode'"
+        f" ELSE (CASE WHEN regexp_matches({c}, '[.eE]') THEN 'DecimalNode' ELSE 'LongNode' END) END"
+    )
+
+
+def _error_message_sql(raw: str, col: Column) -> str:
+    """SQL of ksqlDB's message for the column ``col`` whose JSON text ``raw`` does not convert."""
+    path = sql_str(f", path: $.{col.name}")
+    coerce = sql_str(f"Can't coerce string to type. targetType: {col.type.name}")
+    convert = sql_str(f", requiredType: {col.type}")
+    text = f"({raw})::VARCHAR"
+    parses_strings = col.type.name in ("INTEGER", "BIGINT", "DOUBLE")  # those parse strings
+    convert_message = f"'Can''t convert type. sourceType: ' || {_node_sql(text)} || {convert}"
+    if parses_strings:
+        return f"(CASE WHEN starts_with({text}, '\"') THEN {coerce} ELSE {convert_message} END) || {path}"
+    return f"{convert_message} || {path}"
 
 
 def _field_sql(obj: str, name: str, depth: int) -> str:
@@ -176,34 +251,38 @@ def _field_sql(obj: str, name: str, depth: int) -> str:
 
 
 def object_json_sql(fields: Sequence[tuple[str, str, SqlType]]) -> str:
-    """SQL building a JSON object text from ``(name, sql_expression, type)`` triples."""
+    """SQL building a JSON object text from ``(name, sql_expression, type)`` triples.
+
+    One ``concat`` call (a single allocation per row, NULL arguments skipped) rather than a chain
+    of ``||``, which copies the growing prefix once per field."""
     if not fields:
         return "'{}'"
-    parts = [f"{sql_str(json.dumps(n) + ':')} || coalesce({to_json_sql(e, t)}, 'null')" for n, e, t in fields]
-    return "'{' || " + " || ',' || ".join(parts) + " || '}'"
+    parts: list[str] = []
+    for i, (name, expr, t) in enumerate(fields):
+        parts.append(sql_str(("{" if i == 0 else ",") + json.dumps(name) + ":"))
+        parts.append(f"coalesce({to_json_sql(expr, t)}, 'null')")
+    return f"concat({', '.join(parts)}, '}}')"
 
 
 def to_json_sql(expr: str, t: SqlType, depth: int = 0) -> str:
     """SQL rendering ``expr`` of type ``t`` as JSON text as ksqlDB writes it (NULL for NULL)."""
     var = f"nbs_v{depth}"
-    if t.name == "STRING":
+    if t.name in ("STRING", "INTEGER", "BIGINT"):
         return f"to_json({expr})::VARCHAR"
     if t.name == "DOUBLE":
-        text = f"nbs_java_double({expr})"
-        return f"CASE WHEN isfinite({expr}) THEN {text} ELSE '\"' || {text} || '\"' END"
+        return f"nbs_json_double({expr})"
     if t.name == "BYTES":
-        return f"'\"' || to_base64({expr}) || '\"'"
+        return f"concat('\"', to_base64({expr}), '\"')"
     if t.name == "ARRAY":
         assert t.element is not None
         inner = f"coalesce({to_json_sql(var, t.element, depth + 1)}, 'null')"
-        return f"'[' || array_to_string(list_transform({expr}, lambda {var}: {inner}), ',') || ']'"
+        return f"concat('[', array_to_string(list_transform({expr}, lambda {var}: {inner}), ','), ']')"
     if t.name == "MAP":
         assert t.element is not None
         value = f"coalesce({to_json_sql(f'{var}.value', t.element, depth + 1)}, 'null')"
-        pair = f"to_json({var}.key::VARCHAR)::VARCHAR || ':' || {value}"
-        return (
-            f"'{{' || array_to_string(list_transform(map_entries({expr}), lambda {var}: {pair}), ',') || '}}'"
-        )
+        pair = f"concat(to_json({var}.key::VARCHAR)::VARCHAR, ':', {value})"
+        entries = f"list_transform(map_entries({expr}), lambda {var}: {pair})"
+        return f"concat('{{', array_to_string({entries}, ','), '}}')"
     if t.name == "STRUCT":
         fields = [(n, f"struct_extract({expr}, {sql_str(n)})", ft) for n, ft in t.fields]
         return f"CASE WHEN {expr} IS NOT NULL THEN {object_json_sql(fields)} END"

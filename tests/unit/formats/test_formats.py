@@ -126,9 +126,57 @@ def test_json_coercions_and_errors(con) -> None:
     blobs = [b'{"I": "1", "S": 5, "M": "1.5"}', b'{"I": "abc"}', b"not json", b"[1]", b'{"S": {"x": 1}}']
     rows = decode_rows(con, format_for("JSON"), blobs, columns)
     assert rows[0][:4] == (1, "5", Decimal("1.50"), False)
-    assert rows[1][3] is True and "requiredType: INTEGER, path: $.I" in rows[1][4]
+    assert rows[1][3] is True
+    assert rows[1][4] == "Can't coerce string to type. targetType: INTEGER, path: $.I"
     assert rows[2][3] is True and rows[3][3] is True
     assert rows[4][1] == '{"x":1}'
+
+
+def test_json_numbers_truncate_into_integers(con) -> None:
+    columns = cols("I INT", "L BIGINT")
+    rows = decode_rows(con, format_for("JSON"), [b'{"I": 1.7, "L": -2.9}', b'{"I": 1e2, "L": 12}'], columns)
+    assert [r[:3] for r in rows] == [(1, -2, False), (100, 12, False)]
+
+
+def test_json_strings_parse_like_java(con) -> None:
+    columns = cols("I INT", "D DOUBLE", "M DECIMAL(4,2)")
+    good = b'{"I": "-12", "D": "1e3", "M": "1.255"}'
+    rows = decode_rows(con, format_for("JSON"), [good, b'{"I": "1.5"}', b'{"I": " 1"}', b'{"D": "x"}'], columns)
+    assert rows[0][:4] == (-12, 1000.0, Decimal("1.26"), False)
+    assert [r[3] for r in rows[1:]] == [True, True, True]
+    assert rows[3][4] == "Can't coerce string to type. targetType: DOUBLE, path: $.D"
+
+
+@pytest.mark.parametrize(
+    ("value", "node"), [(b"1", "LongNode"), (b"1.5", "DecimalNode"), (b'"true"', "TextNode"), (b"[]", "ArrayNode")]
+)
+def test_json_boolean_accepts_only_booleans(con, value: bytes, node: str) -> None:
+    rows = decode_rows(con, format_for("JSON"), [b'{"B": ' + value + b"}", b'{"B": false}'], cols("B BOOLEAN"))
+    assert rows[0][1] is True
+    assert rows[0][2] == f"Can't convert type. sourceType: {node}, requiredType: BOOLEAN, path: $.B"
+    assert rows[1][:2] == (False, False)
+
+
+def test_json_booleans_and_objects_do_not_convert_to_numbers(con) -> None:
+    columns = cols("I INT", "D DOUBLE", "M DECIMAL(4,2)")
+    for value in (b"true", b"{}", b"[1]"):
+        rows = decode_rows(con, format_for("JSON"), [b'{"I": ' + value + b"}", b'{"D": ' + value + b"}"], columns)
+        assert [r[3] for r in rows] == [True, True]
+
+
+def test_json_any_value_converts_to_string(con) -> None:
+    blobs = [b'{"S": 1.5}', b'{"S": true}', b'{"S": {"a": [1, "x"]}}', b'{"S": ["a", 1, null]}', b'{"S": null}']
+    rows = decode_rows(con, format_for("JSON"), blobs, cols("S STRING"))
+    assert [r[0] for r in rows] == ["1.5", "true", '{"a":[1,"x"]}', "[a, 1, null]", None]
+    assert not any(r[1] for r in rows)
+
+
+def test_json_nested_element_errors_fail_the_record(con) -> None:
+    columns = cols("A ARRAY<INT>", "M MAP<STRING, BOOLEAN>", "S STRUCT<X DOUBLE>")
+    blobs = [b'{"A": [1, "x"]}', b'{"M": {"k": 1}}', b'{"S": {"x": "y"}}', b'{"A": [1, null], "M": {"k": true}}']
+    rows = decode_rows(con, format_for("JSON"), blobs, columns)
+    assert [r[3] for r in rows] == [True, True, True, False]
+    assert rows[3][:3] == ([1, None], {"k": True}, None)
 
 
 def test_json_unwrapped_single_value(con) -> None:

@@ -1,0 +1,80 @@
+"""Throughput of the formats' SQL: encode and decode of typical rows, one DuckDB thread.
+
+Run: ``python benchmarks/bench_formats.py [rows]``. Each measurement is one DuckDB query over an
+in-memory table (best of three, in process CPU time so that other load on the machine matters
+less), materialised with ``CREATE TEMP TABLE ... AS`` so DuckDB cannot
+skip work; rows/s are printed per format and direction.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+import duckdb
+
+from nbstream.catalog.schema import Column
+from nbstream.catalog.types import SqlType, parse_type
+from nbstream.formats import Format, format_for, register_udfs
+
+#: A typical value schema: BIGINT, VARCHAR, DOUBLE, DECIMAL, BOOLEAN (+ TIMESTAMP for decode).
+COLUMNS = tuple(
+    Column(name, parse_type(t))
+    for name, t in [
+        ("ID", "BIGINT"),
+        ("NAME", "VARCHAR"),
+        ("PRICE", "DOUBLE"),
+        ("AMOUNT", "DECIMAL(10, 2)"),
+        ("OK", "BOOLEAN"),
+        ("TS", "TIMESTAMP"),
+    ]
+)
+
+_ROWS_SQL = """SELECT i::BIGINT AS "ID", 'name-' || (i % 1000) AS "NAME",
+  (i % 100000) / 7.0 * (CASE WHEN i % 10 = 0 THEN 1e12 ELSE 1 END) AS "PRICE",
+  ((i % 100000) / 100)::DECIMAL(10, 2) AS "AMOUNT", i % 2 = 0 AS "OK",
+  make_timestamp(1700000000000000 + i * 1000) AS "TS"
+FROM range({n}) r(i)"""
+
+
+def _best(run: Callable[[], None], repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.process_time()
+        run()
+        best = min(best, time.process_time() - start)
+    return best
+
+
+def bench(con: duckdb.DuckDBPyConnection, fmt: Format, n: int) -> tuple[float, float]:
+    """(encode rows/s, probe+decode rows/s) of ``fmt`` over ``n`` typical rows."""
+    enc = fmt.encode_sql([(c, f'"{c.name}"') for c in COLUMNS], wrap_single_value=True)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE blobs AS SELECT {enc} AS b FROM rows")
+
+    def encode() -> None:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE out AS SELECT {enc} AS b FROM rows")
+
+    def decode() -> None:
+        probe_sql = fmt.probe_sql("b")
+        probe = con.execute(f"SELECT {probe_sql} FROM blobs").fetchone()[0] if probe_sql else None
+        dec = fmt.decode_sql("b", COLUMNS, probe, wrap_single_value=True)
+        exprs = ", ".join([*dec.columns, dec.error or "false", dec.error_message or "NULL"])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE dec AS SELECT {exprs} FROM blobs")
+
+    return n / _best(encode), n / _best(decode)
+
+
+def main(n: int = 500_000) -> None:
+    con = duckdb.connect()
+    con.execute("SET threads=1")
+    register_udfs(con)
+    con.execute(f"CREATE TEMP TABLE rows AS {_ROWS_SQL.format(n=n)}")
+    for name in ("JSON", "DELIMITED"):
+        enc, dec = bench(con, format_for(name), n)
+        print(f"{name:10s} encode {enc / 1e6:6.2f}M rows/s   decode {dec / 1e6:6.2f}M rows/s")
+    _ = SqlType  # re-exported for ad-hoc experiments
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 500_000)
