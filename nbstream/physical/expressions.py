@@ -107,7 +107,7 @@ def _duckdb_message(e: Exception) -> str:
 
 _PASS_THROUGH = (
     exp.And, exp.Or, exp.Not, exp.Paren, exp.Is, exp.Like, exp.ILike, exp.Between, exp.In,
-    exp.Case, exp.If, exp.Boolean, exp.Null, exp.Array,
+    exp.If, exp.Boolean, exp.Null, exp.Array,
     exp.Escape, exp.Tuple,
 )
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
@@ -291,6 +291,27 @@ class ExpressionCompiler:
         finally:
             self._lambda_vars.pop()
         return exp.Lambda(this=body, expressions=[exp.to_identifier(lambda_var(n)) for n in names])
+
+    def visit_Case(self, node: exp.Case) -> exp.Expression:
+        """CASE: searched WHENs must be BOOLEAN; THEN/ELSE results coerce to one type."""
+        operand = node.args.get("this")
+        ifs: list[exp.If] = node.args.get("ifs") or []
+        conditions = [self.compile(i.this) for i in ifs]
+        if operand is None:
+            for when, compiled in zip(ifs, conditions, strict=True):
+                kind = self.type_of(compiled)
+                if kind.name not in ("BOOLEAN", "NULL"):
+                    raise SqlTypeError(f"WHEN operand type should be boolean. Type for '{when.this.sql()}' is {kind}")
+        default = node.args.get("default")
+        result_nodes = [i.args["true"] for i in ifs] + ([default] if default is not None else [])
+        try:
+            results = self._coerced(result_nodes, "THEN result")
+        except SqlTypeError as e:
+            raise SqlTypeError(f"Invalid Case expression. Type for all 'THEN' clauses should be the same. "
+                               f"{e.message}") from e
+        whens = [exp.If(this=c, true=r) for c, r in zip(conditions, results, strict=False)]
+        return exp.Case(this=self.compile(operand) if operand is not None else None, ifs=whens,
+                        default=results[len(ifs)] if default is not None else None)
 
     def visit_VarMap(self, node: exp.VarMap) -> exp.Expression:
         key_nodes = node.args["keys"].expressions

@@ -149,3 +149,17 @@ def test_integer_arithmetic_wraps_around_like_java(con: duckdb.DuckDBPyConnectio
 @pytest.mark.parametrize("text", ["I / 0", "I % 0", "1.5 / 0", "B / (I - 1)"])
 def test_division_by_zero_is_null(con: duckdb.DuckDBPyConnection, text: str) -> None:
     assert evaluate(con, text)[0] is None
+
+
+# -- CASE ----------------------------------------------------------------------------------------
+def test_case_results_coerce_to_one_type(con: duckdb.DuckDBPyConnection) -> None:
+    assert evaluate(con, "CASE WHEN I = 1 THEN I WHEN FLAG THEN B ELSE 2.5 END") == (Decimal("1.0"),
+                                                                                     parse_type("DECIMAL(20, 1)"))
+    assert evaluate(con, "CASE I WHEN 1 THEN 'one' ELSE 'other' END")[0] == "one"
+
+
+def test_case_rejects_non_boolean_conditions_and_mixed_result_types(con: duckdb.DuckDBPyConnection) -> None:
+    with pytest.raises(SqlTypeError, match="WHEN operand type should be boolean"):
+        evaluate(con, "CASE WHEN I THEN 1 END")
+    with pytest.raises(SqlTypeError, match="Invalid Case expression"):
+        evaluate(con, "CASE WHEN FLAG THEN S ELSE I END")
