@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 def insert_values(engine: Engine, stmt: InsertValues) -> None:
     """Append the row of ``stmt`` to its target's topic, durably."""
     target = engine.catalog.get(stmt.target)
+    if target.is_source:
+        kind = "table" if target.is_table else "stream"
+        raise BindError(f"Cannot insert values into read-only {kind}: {target.name}")
     writable = [c for c in target.schema.columns if c.role not in ("HEADER", "HEADERS")]
     names = list(stmt.columns) if stmt.columns is not None else [c.name for c in writable]
     if len(names) != len(stmt.values):
