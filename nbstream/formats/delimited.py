@@ -1,7 +1,7 @@
 """ksqlDB's ``DELIMITED`` format: one CSV line per record, decoded and encoded by DuckDB SQL.
 
 Parsing: fields split on the delimiter, ``"``-quoted fields may hold the delimiter and doubled
-quotes, an empty field is NULL, a wrong field count is a deserialization error. Writing follows
+quotes, an empty field (quoted or not) is NULL, a wrong field count is a deserialization error. Writing follows
 Apache commons-csv's minimal quoting as ksqlDB uses it: a field is quoted when it contains the
 delimiter, a quote, CR or LF, ends in a space or control character, starts with a character
 ``<= '#'``, or — the first field of a line only — starts with anything but a letter or digit
@@ -77,13 +77,15 @@ class DelimitedFormat:
     def decode_sql(
         self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
     ) -> Decoded:
+        # Like the JSON decoder: greatest() and checks up front, so that DuckDB splits a line once.
         text = f"TRY(decode({blob}))"
-        fields = f"regexp_extract_all({text}, {sql_str(self._field_regex())}, 1)"
-        raw = [_unquote_sql(f"{fields}[{i + 1}]") for i in range(len(columns))]
+        fields = self._fields_sql(text)
+        raw = [f"nullif({fields}[{i + 1}], '')" for i in range(len(columns))]
         typed = tuple(scalar_from_text_sql(r, c.type) for r, c in zip(raw, columns, strict=True))
-        bad = [f"({r} IS NOT NULL AND {t} IS NULL)" for r, t in zip(raw, typed, strict=True)]
+        bad = [f"(CASE WHEN {r} IS NULL THEN false ELSE {t} IS NULL END)" for r, t in zip(raw, typed, strict=True)]
         count = f"len({fields}) <> {len(columns)}"
-        error = f"({blob} IS NOT NULL AND ({' OR '.join([f'{text} IS NULL', count, *bad])}))"
+        failed = f"greatest({text} IS NULL, {count}, {', '.join(bad)})"
+        error = f"(CASE WHEN {failed} THEN {blob} IS NOT NULL ELSE false END)"
         whens = [
             f"WHEN {text} IS NULL THEN 'Invalid UTF-8 text'",
             f"WHEN {count} THEN 'Unexpected field count, csvFields:' || len({fields}) || "
@@ -93,7 +95,7 @@ class DelimitedFormat:
             whens.append(
                 f"WHEN {b} THEN 'Failed to parse ' || {r} || {sql_str(f' as {c.type} for `{c.name}`')}"
             )
-        return Decoded(typed, error, f"CASE {' '.join(whens)} END")
+        return Decoded(typed, error, f"CASE WHEN {error} THEN (CASE {' '.join(whens)} END) END")
 
     def encode_sql(self, columns: Sequence[tuple[Column, str]], *, wrap_single_value: bool) -> str:
         parts = [self._field_sql(e, c.type, first=i == 0) for i, (c, e) in enumerate(columns)]
@@ -110,9 +112,16 @@ class DelimitedFormat:
         return None if data is None else data.decode()
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _field_regex(self) -> str:
+    def _fields_sql(self, text: str) -> str:
+        """SQL splitting the line ``text`` into its fields' texts (quotes removed).
+
+        A line without quotes is split literally (fast); otherwise a regular expression finds the
+        fields, quoted ones holding delimiters and doubled quotes."""
         d = re.escape(self.delimiter)
-        return f'(?:^|{d})("(?:[^"]|"")*"|[^{d}"]*)'
+        regex = sql_str(f'(?:^|{d})("(?:[^"]|"")*"|[^{d}"]*)')
+        quoted = f"list_transform(regexp_extract_all({text}, {regex}, 1), lambda nbs_f: {_unquote_sql('nbs_f')})"
+        plain = f"string_split({text}, {sql_str(self.delimiter)})"
+        return f"(CASE WHEN contains({text}, '\"') THEN {quoted} ELSE {plain} END)"
 
     def _field_sql(self, expr: str, sql_type: SqlType, *, first: bool) -> str:
         """SQL writing ``expr`` as one CSV field: '' for NULL, quoted when commons-csv would.
@@ -158,8 +167,5 @@ _SAFE_ALPHABETS = {
 
 
 def _unquote_sql(field: str) -> str:
-    """SQL turning a raw CSV field into its text: quotes removed, an empty unquoted field NULL."""
-    return (
-        f"CASE WHEN starts_with({field}, '\"') THEN replace({field}[2:-2], '\"\"', '\"') "
-        f"ELSE nullif({field}, '') END"
-    )
+    """SQL turning a raw CSV field into its text: enclosing quotes removed, doubled quotes undone."""
+    return f"CASE WHEN starts_with({field}, '\"') THEN replace({field}[2:-2], '\"\"', '\"') ELSE {field} END"

@@ -45,8 +45,7 @@ class JsonFormat:
             check_key_maps(columns)
 
     def probe_sql(self, blob: str) -> str:
-        text = f"TRY(decode({blob}))"
-        keys = f"CASE WHEN json_valid({text}) THEN json_keys({text}) END"
+        keys = f"TRY(json_keys(TRY(decode({blob}))))"  # NULL for text that is not JSON
         return f"list_distinct(flatten(list(DISTINCT {keys})))"
 
     def decode_sql(
@@ -149,11 +148,12 @@ def from_json_sql(expr: str, t: SqlType, depth: int = 0) -> str:
         pairs = f"list_transform({entries}, lambda {var}: {{'key': {key}, 'value': {value}}})"
         return f"CASE WHEN starts_with({expr}, '{{') THEN map_from_entries({pairs}) END"
     if t.name == "STRUCT":
+        obj, field = f"nbs_o{depth}", f"nbs_f{depth}"
         fields = ", ".join(
-            f"{sql_ident(n)} := {from_json_sql(_field_sql(expr, n, depth), ft, depth + 1)}"
+            f"{sql_ident(n)} := {_let(_member_sql(obj, n, depth), field, from_json_sql(field, ft, depth + 1))}"
             for n, ft in t.fields
         )
-        return f"CASE WHEN starts_with({expr}, '{{') THEN struct_pack({fields}) END"
+        return _let(_object_map_sql(expr), obj, f"CASE WHEN {obj} IS NOT NULL THEN struct_pack({fields}) END")
     return _scalar_sql(f"({expr})::VARCHAR", t)
 
 
@@ -178,9 +178,12 @@ def _scalar_sql(c: str, t: SqlType) -> str:
 def _number_sql(c: str, t: SqlType) -> str | None:
     """SQL converting the text ``c`` of a JSON number to the numeric ``t`` (NULL for non-numbers)."""
     if t.name in ("INTEGER", "BIGINT"):  # Jackson's intValue/asLong truncate a fraction
-        fraction = f"regexp_matches({c}, '[.eE]')"
+        # yyjson writes every non-integral number with a '.' or an exponent
         truncated = f"TRY_CAST(trunc(TRY_CAST({c} AS DOUBLE)) AS {t.duckdb()})"
-        return f"CASE WHEN {fraction} THEN {truncated} ELSE TRY_CAST({c} AS {t.duckdb()}) END"
+        return (
+            f"CASE WHEN contains({c}, '.') THEN {truncated} WHEN contains({c}, 'e') THEN {truncated}"
+            f" ELSE TRY_CAST({c} AS {t.duckdb()}) END"
+        )
     if t.name in ("DOUBLE", "DECIMAL"):  # 'true', 'null', '[..]', '{..}' do not cast
         return f"TRY_CAST({c} AS {t.duckdb()})"
     return None
@@ -200,12 +203,13 @@ def _bad_sql(raw: str, typed: str, t: SqlType, depth: int = 0) -> str:
         check = _bad_sql(value, from_json_sql(value, t.element, depth + 1), t.element, depth + 1)
         entries = f"map_entries(json_transform({raw}, '\"MAP(VARCHAR, JSON)\"'))"
         nested = f"list_bool_or(list_transform({entries}, lambda {var}: {check}))"
-    elif t.name == "STRUCT":
-        checks = []
-        for n, ft in t.fields:
-            field = _field_sql(raw, n, depth)
-            checks.append(_bad_sql(field, from_json_sql(field, ft, depth + 1), ft, depth + 1))
-        nested = f"greatest({', '.join(checks)})" if checks else None
+    elif t.name == "STRUCT" and t.fields:
+        obj, field = f"nbs_p{depth}", f"nbs_g{depth}"
+        checks = [
+            _let(_member_sql(obj, n, depth), field, _bad_sql(field, from_json_sql(field, ft, depth + 1), ft, depth + 1))
+            for n, ft in t.fields
+        ]
+        nested = _let(_object_map_sql(raw), obj, f"greatest({', '.join(checks)})")
     if nested is None:
         return f"(CASE {absent} ELSE {typed} IS NULL END)"
     return f"(CASE {absent} WHEN {typed} IS NULL THEN true ELSE coalesce({nested}, false) END)"
@@ -238,13 +242,22 @@ def _error_message_sql(raw: str, col: Column) -> str:
     return f"{convert_message} || {path}"
 
 
-def _field_sql(obj: str, name: str, depth: int) -> str:
-    """The field ``name`` of the JSON object ``obj``: exact key, else a key whose upper case is ``name``."""
-    var = f"nbs_k{depth}"
-    exact = f"json_extract({obj}, {sql_str(_path(name))})"
-    other = f"list_filter(json_keys({obj}), lambda {var}: upper({var}) = {sql_str(name)})[1]"
-    fallback = f"json_extract({obj}, '$.\"' || replace(replace({other}, '\\', '\\\\'), '\"', '\\\"') || '\"')"
-    return f"coalesce({exact}, {fallback})"
+def _let(value: str, var: str, body: str) -> str:
+    """SQL evaluating ``body`` with ``var`` bound to ``value``, so that ``value`` is written once
+    (nested conversions would otherwise repeat their input's text at every level)."""
+    return f"list_transform([{value}], lambda {var}: {body})[1]"
+
+
+def _object_map_sql(expr: str) -> str:
+    """SQL reading the JSON object text ``expr`` as a ``MAP(VARCHAR, JSON)`` (NULL if no object)."""
+    return f"CASE WHEN starts_with(({expr})::VARCHAR, '{{') THEN json_transform({expr}, '\"MAP(VARCHAR, JSON)\"') END"
+
+
+def _member_sql(obj: str, name: str, depth: int) -> str:
+    """The field ``name`` of the object map ``obj``: exact key, else a key whose upper case is ``name``."""
+    var = f"nbs_u{depth}"
+    other = f"list_filter(map_entries({obj}), lambda {var}: upper({var}.key) = {sql_str(name)})[-1].value"
+    return f"coalesce(map_extract_value({obj}, {sql_str(name)}), {other})"
 
 
 # -- encoding -----------------------------------------------------------------------------------

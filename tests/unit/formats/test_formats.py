@@ -258,6 +258,18 @@ def test_delimited_decode_and_errors(con) -> None:
     assert rows[5][4] is False
 
 
+def test_delimited_quoted_fields_and_empty_fields(con) -> None:
+    columns = cols("A STRING", "B STRING", "C INT")
+    blobs = [b'"x,y","say ""hi""",3', b'"",,', b'a,"",1']
+    rows = decode_rows(con, format_for("DELIMITED"), blobs, columns)
+    assert [r[:4] for r in rows] == [("x,y", 'say "hi"', 3, False), (None, None, None, False), ("a", None, 1, False)]
+
+
+def test_delimited_booleans_parse_like_java(con) -> None:
+    rows = decode_rows(con, format_for("DELIMITED"), [b"TRUE", b"yes", b"false"], cols("B BOOLEAN"))
+    assert [r[:2] for r in rows] == [(True, False), (False, False), (False, False)]
+
+
 def test_delimited_custom_delimiter_round_trip(con) -> None:
     fmt = format_for("DELIMITED", {"VALUE_DELIMITER": "TAB"})
     columns = cols("ID BIGINT", "NAME STRING")
