@@ -63,13 +63,9 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
     _check_formats(source)
     info = engine.log.topic(topic)
     if info is None:
-        if partitions is None:
-            raise CatalogError(
-                f"Topic '{topic}' does not exist. If you want to create a new topic for the "
-                f"{stmt.kind.lower()} please re-run the statement providing the required 'PARTITIONS' "
-                "configuration in the WITH clause (and optionally 'REPLICAS')."
-            )
-        engine.log.create_topic(topic, partitions)
+        # The embedded log belongs to the engine: a declared topic is created (ksqlDB would ask
+        # for PARTITIONS because its topics live in a Kafka cluster; the Kafka backend will).
+        engine.log.create_topic(topic, partitions or 1)
     elif partitions is not None and partitions != info.partitions:
         raise CatalogError(f"A Kafka topic with the name '{topic}' already exists, with different "
                            f"partition count: {info.partitions} (the statement asks for {partitions})")
