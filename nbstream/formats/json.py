@@ -191,7 +191,8 @@ def _number_sql(c: str, t: SqlType) -> str | None:
 
 def _bad_sql(raw: str, typed: str, t: SqlType, depth: int = 0) -> str:
     """SQL true when the JSON text ``raw`` is present and not ``null`` but does not convert to
-    ``t`` — also when an element, value or field nested inside it does not (as in ksqlDB)."""
+    ``t`` — also when an element, value or field nested inside it does not (as in ksqlDB).
+    ``typed`` comes first, where DuckDB shares it with the column's own expression."""
     absent = f"WHEN {raw} IS NULL THEN false WHEN ({raw})::VARCHAR = 'null' THEN false"
     var = f"nbs_e{depth}"
     nested = None
@@ -211,8 +212,8 @@ def _bad_sql(raw: str, typed: str, t: SqlType, depth: int = 0) -> str:
         ]
         nested = _let(_object_map_sql(raw), obj, f"greatest({', '.join(checks)})")
     if nested is None:
-        return f"(CASE {absent} ELSE {typed} IS NULL END)"
-    return f"(CASE {absent} WHEN {typed} IS NULL THEN true ELSE coalesce({nested}, false) END)"
+        return f"(CASE WHEN {typed} IS NOT NULL THEN false {absent} ELSE true END)"
+    return f"(CASE WHEN {typed} IS NOT NULL THEN coalesce({nested}, false) {absent} ELSE true END)"
 
 
 def typed_items(raw: str) -> str:
