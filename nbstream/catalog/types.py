@@ -120,7 +120,7 @@ class SqlType:
             return f"MAP({self.key.duckdb()}, {self.element.duckdb()})"
         if self.name == "STRUCT":
             inner = ", ".join(f'"{n}" {t.duckdb()}' for n, t in self.fields)
-            return f"STRUCT({inner})"
+            return f"STRUCT({inner})" if self.fields else "STRUCT"
         if self.name == "NULL":
             return '"NULL"'
         raise SqlTypeError(f"no DuckDB type for {self}")
@@ -223,6 +223,8 @@ class _TypeParser:
             self.take(close)
             return SqlType.map(key, value)
         if word == "STRUCT":
+            if self.peek() not in ("<", "("):  # DuckDB's spelling of the empty struct
+                return SqlType.struct([])
             close = self._open()
             fields: list[tuple[str, SqlType]] = []
             while self.peek() != close:

@@ -336,8 +336,6 @@ class ExpressionCompiler:
         return self._struct(node.expressions)
 
     def _struct(self, items: list[exp.Expression]) -> exp.Expression:
-        if not items:
-            raise UnsupportedError("an empty STRUCT() is not supported yet")
         fields: list[exp.Expression] = []
         seen: set[str] = set()
         for item in items:

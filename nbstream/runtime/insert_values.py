@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 from nbstream.catalog import functions
-from nbstream.catalog.casts import struct_of
 from nbstream.catalog.types import SqlType
 from nbstream.errors import BindError, did_you_mean
 from nbstream.physical.compile import encode_rows_sql
@@ -60,12 +59,6 @@ def insert_values(engine: Engine, stmt: InsertValues) -> None:
 
 
 def _value_sql(compiler: ExpressionCompiler, value: exp.Expression, column_type: SqlType) -> str:
-    """``value`` as DuckDB SQL of the column's type, coerced as ksqlDB coerces inserted values.
-
-    An empty ``STRUCT()`` (which DuckDB cannot represent) becomes a struct whose fields are all
-    NULL, as ksqlDB's coercion of an empty struct to the column's struct type gives."""
-    if isinstance(value, exp.Struct) and not value.expressions and column_type.name == "STRUCT":
-        nulls = [(n, exp.cast(exp.Null(), t.duckdb())) for n, t in column_type.fields]
-        return exp.cast(struct_of(nulls), column_type.duckdb()).sql("duckdb")
+    """``value`` as DuckDB SQL of the column's type, coerced as ksqlDB coerces inserted values."""
     compiled = compiler.compile(value)
     return functions.compile_cast(compiled, compiler.type_of(compiled), column_type).sql("duckdb")

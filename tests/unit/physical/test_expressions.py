@@ -163,3 +163,7 @@ def test_case_rejects_non_boolean_conditions_and_mixed_result_types(con: duckdb.
         evaluate(con, "CASE WHEN I THEN 1 END")
     with pytest.raises(SqlTypeError, match="Invalid Case expression"):
         evaluate(con, "CASE WHEN FLAG THEN S ELSE I END")
+
+
+def test_an_empty_struct_is_a_struct_without_fields(con: duckdb.DuckDBPyConnection) -> None:
+    assert evaluate(con, "STRUCT()") == ({}, SqlType.struct([]))
