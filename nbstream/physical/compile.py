@@ -59,10 +59,10 @@ def decode_select(scan: Scan, probes: Probes, relation: str) -> str:
     for col, sql in zip(scan.schema.key, key.columns, strict=True):
         parts.append(f"{sql} AS {quote(col.name)}")
     for col, sql in zip(scan.schema.value, value.columns, strict=True):
-        parts.append(f'CASE WHEN "value" IS NULL THEN NULL ELSE {sql} END AS {quote(col.name)}')
+        parts.append(f"{sql} AS {quote(col.name)}")  # formats decode a NULL blob to NULL columns
     for col in scan.schema.headers:
         parts.append(f"{_header_sql(col)} AS {quote(col.name)}")
-    value_error = value.error and f'"value" IS NOT NULL AND ({value.error})'
+    value_error = value.error
     failures = [(f"coalesce({e}, FALSE)", m or "'deserialization error'")
                 for e, m in ((key.error, key.error_message), (value_error, value.error_message)) if e]
     if failures:
@@ -140,7 +140,8 @@ def result_sql(plan: StatelessPlan, probes: Probes, relation: str) -> str:
     else:
         # A stream's tombstone passes through a projection as a tombstone; a WHERE drops it.
         deleted, keep = "__tomb", (f"__err OR (NOT __tomb AND {where})" if plan.where else "TRUE")
-    return f"""WITH __d0 AS ({decode_select(scan, probes, relation)}),
+    # MATERIALIZED: decode once; otherwise DuckDB inlines the decoding into every later use.
+    return f"""WITH __d0 AS MATERIALIZED ({decode_select(scan, probes, relation)}),
 __d1 AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0),
 __d AS (SELECT * REPLACE (__err OR {bad_ts} AS __err,
                           CASE WHEN __err THEN __errmsg WHEN {bad_ts} THEN {_INVALID_TS} END AS __errmsg),
