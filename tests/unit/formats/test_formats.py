@@ -322,3 +322,16 @@ def test_none_format() -> None:
     fmt = format_for("NONE")
     assert fmt.decode_sql("b", [], None, wrap_single_value=False).columns == ()
     assert fmt.encode_python("x", []) is None and fmt.decode_python(b"x", [], wrap_single_value=False) is None
+
+
+def test_a_null_double_is_written_as_json_null() -> None:
+    import duckdb
+
+    from nbstream.catalog.schema import Column
+    from nbstream.catalog.types import DOUBLE
+    from nbstream.formats import format_for, register_udfs
+
+    con = duckdb.connect()
+    register_udfs(con)
+    blob = format_for("JSON").encode_sql([(Column("D", DOUBLE), "NULL::DOUBLE")], wrap_single_value=True)
+    assert con.execute(f"SELECT decode({blob})").fetchall() == [('{"D":null}',)]
