@@ -286,17 +286,18 @@ def to_json_sql(expr: str, t: SqlType, depth: int = 0) -> str:
     if t.name == "DOUBLE":
         return f"nbs_json_double({expr})"
     if t.name == "BYTES":
-        return f"concat('\"', to_base64({expr}), '\"')"
+        return f"CASE WHEN {expr} IS NOT NULL THEN concat('\"', to_base64({expr}), '\"') END"
     if t.name == "ARRAY":
         assert t.element is not None
         inner = f"coalesce({to_json_sql(var, t.element, depth + 1)}, 'null')"
-        return f"concat('[', array_to_string(list_transform({expr}, lambda {var}: {inner}), ','), ']')"
+        return (f"CASE WHEN {expr} IS NOT NULL THEN "
+                f"concat('[', array_to_string(list_transform({expr}, lambda {var}: {inner}), ','), ']') END")
     if t.name == "MAP":
         assert t.element is not None
         value = f"coalesce({to_json_sql(f'{var}.value', t.element, depth + 1)}, 'null')"
         pair = f"concat(to_json({var}.key::VARCHAR)::VARCHAR, ':', {value})"
         entries = f"list_transform(map_entries({expr}), lambda {var}: {pair})"
-        return f"concat('{{', array_to_string({entries}, ','), '}}')"
+        return f"CASE WHEN {expr} IS NOT NULL THEN concat('{{', array_to_string({entries}, ','), '}}') END"
     if t.name == "STRUCT":
         fields = [(n, f"struct_extract({expr}, {sql_str(n)})", ft) for n, ft in t.fields]
         return f"CASE WHEN {expr} IS NOT NULL THEN {object_json_sql(fields)} END"

@@ -335,3 +335,18 @@ def test_a_null_double_is_written_as_json_null() -> None:
     register_udfs(con)
     blob = format_for("JSON").encode_sql([(Column("D", DOUBLE), "NULL::DOUBLE")], wrap_single_value=True)
     assert con.execute(f"SELECT decode({blob})").fetchall() == [('{"D":null}',)]
+
+
+@pytest.mark.parametrize("sql_type", ["ARRAY<INTEGER>", "MAP<STRING, INTEGER>", "BYTES"])
+def test_null_nested_and_bytes_values_are_written_as_json_null(sql_type: str) -> None:
+    import duckdb
+
+    from nbstream.catalog.schema import Column
+    from nbstream.catalog.types import parse_type
+    from nbstream.formats import format_for, register_udfs
+
+    con = duckdb.connect()
+    register_udfs(con)
+    t = parse_type(sql_type)
+    blob = format_for("JSON").encode_sql([(Column("V", t), f"NULL::{t.duckdb()}")], wrap_single_value=True)
+    assert con.execute(f"SELECT decode({blob})").fetchall() == [('{"V":null}',)]
