@@ -346,7 +346,7 @@ def _apply_scalar(value: Any, t: SqlType) -> Any:
     try:
         if t.name == "DECIMAL":
             return decimal.Decimal(str(value)).quantize(decimal.Decimal(1).scaleb(-(t.scale or 0)))
-        if t.name == "DOUBLE" and not isinstance(value, bool):
+        if t.name == "DOUBLE" and not isinstance(value, bool | str):  # "NaN"/"Infinity" stay as written
             return float(value)
         if t.name in ("INTEGER", "BIGINT", "TIMESTAMP", "DATE", "TIME") and not isinstance(value, bool):
             return int(value)
