@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nbstream.errors import LogError, did_you_mean
 from nbstream.log.base import RECORD_COLUMNS_SQL, RECORD_SCHEMA, TopicInfo
@@ -92,8 +93,14 @@ class EmbeddedLog:
     def append(self, topic: str, batch: pa.Table) -> None:
         """Append an Arrow batch (``RECORD_SCHEMA`` columns, ``offset`` ignored) durably."""
         with self._lock:
+            info = self.require(topic)
+            explicit = pc.drop_null(batch.column("partition"))
+            if len(explicit) and not pc.all(pc.less(explicit, info.partitions)).as_py():
+                raise LogError(f"topic '{topic}' has {info.partitions} partitions; "
+                               f"no partition {pc.max(explicit).as_py()}")
             con = self._con
             staged = batch.select([n for n in RECORD_SCHEMA.names if n != "offset"])
+            staged = staged.append_column("__seq", pa.array(range(1, batch.num_rows + 1), pa.int64()))
             con.register("__append_arrow", staged)
             try:
                 con.execute("BEGIN")
@@ -108,37 +115,32 @@ class EmbeddedLog:
             self.confirm(topic, written)
 
     def append_relation(self, topic: str, relation: str, *, commit: bool = True) -> dict[int, int]:
-        """Append the rows of table/view ``relation`` (columns ``partition`` and APPEND_COLUMNS, plus
-        an optional ``__seq`` giving their order) to ``topic``; returns rows written per partition.
+        """Append the rows of table/view ``relation`` to ``topic``; returns rows written per partition.
 
+        ``relation`` has the columns ``partition`` (NULL: chosen from the key; otherwise a valid
+        partition), APPEND_COLUMNS and ``__seq``, the order of the rows (distinct, ascending).
         With ``commit=False`` the caller owns the open transaction and calls :meth:`confirm` after
         committing it.
         """
         info = self.require(topic)
         con = self._con
         n = info.partitions
-        cols = {r[0] for r in con.execute(f"DESCRIBE {relation}").fetchall()}
-        order = "__seq" if "__seq" in cols else "NULL"
         con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __routed AS
             SELECT CASE WHEN "partition" IS NOT NULL THEN "partition"
-                        WHEN "key" IS NULL THEN ((row_number() OVER (ORDER BY {order}) - 1) % {n})::INTEGER
+                        WHEN "key" IS NULL THEN (__seq % {n})::INTEGER
                         ELSE (hash("key") % {n})::INTEGER END AS p,
-                   row_number() OVER (ORDER BY {order}) AS __n, {", ".join(APPEND_COLUMNS)}
+                   __seq, {", ".join(APPEND_COLUMNS)}
             FROM {relation}"""
         )
-        bad = con.execute(f"SELECT min(p), max(p) FROM __routed WHERE p < 0 OR p >= {n}").fetchall()[0]
-        if bad and bad[0] is not None:
-            raise LogError(f"topic '{topic}' has {n} partitions; no partition {bad[0]}")
         counts = dict(con.execute("SELECT p, count(*) FROM __routed GROUP BY p").fetchall())
         if counts:
-            ends = ", ".join(f"({p}, {e})" for p, e in info.end_offsets.items())
+            ends = " ".join(f"WHEN {p} THEN {e}" for p, e in info.end_offsets.items())
             con.execute(
                 f"""INSERT INTO {topic_table(topic)}
-                SELECT r.p, e.end_offset + row_number() OVER (PARTITION BY r.p ORDER BY r.__n) - 1,
-                       {", ".join("r." + c for c in APPEND_COLUMNS)}
-                FROM __routed r JOIN (VALUES {ends}) e(part, end_offset) ON r.p = e.part
-                ORDER BY r.p, r.__n"""
+                SELECT p, (CASE p {ends} END) + row_number() OVER (PARTITION BY p ORDER BY __seq) - 1,
+                       {", ".join(APPEND_COLUMNS)}
+                FROM __routed"""
             )
         con.execute("DROP TABLE __routed")
         if commit:

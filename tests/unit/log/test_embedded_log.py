@@ -1,0 +1,76 @@
+"""The embedded log: topics, partitions, offsets, keyed partitioning, durability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from nbstream.errors import LogError
+from nbstream.log.base import RECORD_SCHEMA
+from nbstream.log.embedded import EmbeddedLog
+
+
+def batch(keys: list[bytes | None], partition: int | None = None) -> pa.Table:
+    rows = [{"partition": partition, "offset": 0, "ts": i, "key": k, "value": b"v%d" % i, "headers": [],
+             "win_start": None, "win_end": None, "win_type": None} for i, k in enumerate(keys)]
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+
+
+def test_offsets_count_up_per_partition_in_append_order() -> None:
+    log = EmbeddedLog(duckdb.connect())
+    log.create_topic("t", 3)
+    log.append("t", batch([b"a", b"b", b"c", b"a", b"a"]))
+    log.append("t", batch([b"a"]))
+    records = log.read("t").to_pylist()
+    for partition in range(3):
+        offsets = [r["offset"] for r in records if r["partition"] == partition]
+        assert offsets == list(range(len(offsets)))
+    assert log.require("t").size == 6
+
+
+def test_the_same_key_always_lands_in_the_same_partition() -> None:
+    log = EmbeddedLog(duckdb.connect())
+    log.create_topic("t", 4)
+    for _ in range(3):
+        log.append("t", batch([b"k1", b"k2", b"k3"]))
+    by_key: dict[bytes, set[int]] = {}
+    for r in log.read("t").to_pylist():
+        by_key.setdefault(r["key"], set()).add(r["partition"])
+    assert all(len(p) == 1 for p in by_key.values())
+
+
+def test_an_explicit_partition_must_exist() -> None:
+    log = EmbeddedLog(duckdb.connect())
+    log.create_topic("t", 2)
+    with pytest.raises(LogError, match="no partition 5"):
+        log.append("t", batch([b"k"], partition=5))
+    assert log.require("t").size == 0
+
+
+def test_a_topic_cannot_change_its_partition_count() -> None:
+    log = EmbeddedLog(duckdb.connect())
+    log.create_topic("t", 2)
+    with pytest.raises(LogError, match="2 partitions"):
+        log.create_topic("t", 3)
+
+
+def test_unknown_topics_are_named_with_the_near_miss() -> None:
+    log = EmbeddedLog(duckdb.connect())
+    log.create_topic("orders", 1)
+    with pytest.raises(LogError, match="Did you mean `orders`"):
+        log.read("order")
+
+
+def test_appended_records_survive_reopening_the_database(tmp_path: Path) -> None:
+    path = str(tmp_path / "log.duckdb")
+    con = duckdb.connect(path)
+    log = EmbeddedLog(con)
+    log.create_topic("t", 2)
+    log.append("t", batch([b"a", b"b", None]))
+    con.close()
+    reopened = EmbeddedLog(duckdb.connect(path))
+    assert reopened.require("t").size == 3
+    assert sorted(r["value"] for r in reopened.read("t").to_pylist()) == [b"v0", b"v1", b"v2"]
