@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 from pathlib import Path
 
 from nbstream.errors import NbstreamError
@@ -44,7 +45,7 @@ def _read(file: str | None) -> str:
     return Path(file).read_text() if file else sys.stdin.read()
 
 
-def run_script(engine: Engine, script: str, out: object = None) -> int:
+def run_script(engine: Engine, script: str, out: TextIO | None = None) -> int:
     """Run every statement of ``script``, printing results; returns the exit status."""
     stream = out or sys.stdout
     try:
@@ -59,7 +60,7 @@ def run_script(engine: Engine, script: str, out: object = None) -> int:
                 asyncio.run(_stream_rows(engine, statement.text, stream))
             else:
                 for result in engine.execute(statement.text):
-                    print(result, file=stream)  # type: ignore[call-overload]
+                    print(result, file=stream)
         except NbstreamError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
@@ -67,7 +68,7 @@ def run_script(engine: Engine, script: str, out: object = None) -> int:
     return 0
 
 
-async def _stream_rows(engine: Engine, sql: str, stream: object) -> None:
+async def _stream_rows(engine: Engine, sql: str, stream: TextIO) -> None:
     """Print a push query's rows as they come, keeping persistent queries running meanwhile."""
     header: list[str] | None = None
     widths: list[int] = []
@@ -83,9 +84,9 @@ async def _stream_rows(engine: Engine, sql: str, stream: object) -> None:
             if header is None:
                 header = list(row)
                 widths = [max(len(h), PUSH_COLUMN_WIDTH) for h in header]
-                print(_row_line(header, widths), file=stream)  # type: ignore[call-overload]
+                print(_row_line(header, widths), file=stream)
             print(_row_line(["" if row[c] is None else str(row[c]) for c in header], widths),
-                  file=stream, flush=True)  # type: ignore[call-overload]
+                  file=stream, flush=True)
     finally:
         driver.cancel()
 

@@ -232,7 +232,8 @@ class Engine:
         sources = self.catalog.sources_on_topic(topic)
         written = {q.sink for q in self.catalog.queries.values()}
         preferred = [s for s in sources if s.name in written]
-        return (preferred or sources or [None])[0]
+        candidates = preferred or sources
+        return candidates[0] if candidates else None
 
     @staticmethod
     def _decode_record(topic: str, row: dict[str, Any], source: Source | None) -> Record:
@@ -290,7 +291,7 @@ class Engine:
         source = self.catalog.find(name)
         if source is None:
             return None
-        return {"type": source.kind, "schema": str(source.schema), "key_format": source.key_format,
+        return {"type": source.kind, "schema": _render_schema(source), "key_format": source.key_format,
                 "value_format": source.value_format,
                 "window_type": source.window.kind if source.window else None}
 
@@ -302,6 +303,14 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _render_schema(source: Source) -> str:
+    """The schema as ksqlDB's DESCRIBE renders it: a table's key columns are ``PRIMARY KEY``."""
+    if not source.is_table:
+        return str(source.schema)
+    return ", ".join(str(c).removesuffix(" KEY") + " PRIMARY KEY" if c.role == "KEY" else str(c)
+                     for c in source.schema.columns)
 
 
 def _single_select(sql: str) -> ast.Select:
