@@ -14,8 +14,8 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Sequence
-from typing import TextIO
 from pathlib import Path
+from typing import TextIO
 
 from nbstream.errors import NbstreamError
 from nbstream.runtime.engine import Engine
