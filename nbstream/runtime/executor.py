@@ -47,6 +47,8 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
     if existing is not None and not stmt.or_replace:
         raise CatalogError(f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} "
                            "with the same name already exists")
+    replaces_source = stmt.is_source or (existing is not None and existing.is_source)
+    _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and replaces_source)
     if not stmt.columns:
         raise UnsupportedError(f"{stmt.name}: a column list is needed (schema inference needs a schema registry)")
     props = dict(stmt.properties)
@@ -72,6 +74,13 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
     engine.catalog.add(source, replace=stmt.or_replace)
     engine.on_source_added(source)
     return StatementResult(stmt.text, f"{stmt.kind.title()} created", source=source.name)
+
+
+def _check_replace_source(kind: str, name: str, replaces_source: bool) -> None:
+    """ksqlDB: CREATE OR REPLACE never creates or replaces a read-only (SOURCE) stream or table."""
+    if replaces_source:
+        raise CatalogError(f"Cannot add {kind.lower()} '{name}': CREATE OR REPLACE is not supported on "
+                           f"source {kind.lower()}s.")
 
 
 def _schema_of(stmt: ast.CreateSource) -> LogicalSchema:
@@ -184,6 +193,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     if existing is not None and not stmt.or_replace:
         raise CatalogError(f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} "
                            "with the same name already exists")
+    _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and existing is not None and existing.is_source)
     source = engine.catalog.get(_from_name(stmt.query))
     _check_result_kind(stmt.kind, source)
     props = dict(stmt.properties)
@@ -316,6 +326,8 @@ def exec_Drop(engine: Engine, stmt: ast.Drop) -> StatementResult:
     if source.kind != stmt.kind:
         raise CatalogError(f"Incompatible data source type is {source.kind}, but statement was DROP {stmt.kind}. "
                            f"Use DROP {source.kind} to delete {stmt.name}.")
+    if stmt.delete_topic and source.is_source:
+        raise CatalogError(f"Cannot delete topic for read-only source: {source.name}")
     engine.catalog.drop(stmt.name)
     engine.on_source_dropped(source)
     if stmt.delete_topic and not engine.catalog.sources_on_topic(source.topic):
