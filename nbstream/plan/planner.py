@@ -32,6 +32,7 @@ class Target:
 
     sink: Sink
     kind: str  # STREAM | TABLE
+    new_planner: bool = False  # ksql.new.query.planner.enabled (see _check_new_planner)
 
 
 def scan_of(source: Source) -> Scan:
@@ -62,6 +63,8 @@ def plan_query(
     """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink)."""
     select = query.select
     _reject_stateful(query)
+    if target is not None and target.new_planner:
+        _check_new_planner(query)
     source = catalog.get(_source_name(select))
     scope = source_scope(source)
     compiler = ExpressionCompiler(scope, TypeProbe(con, scope), params=params)
@@ -86,6 +89,7 @@ def plan_query(
         sink = target.sink
         emits_table = target.kind == "TABLE"
         if repartition is None:
+            columns = _sink_columns(items, source, target)
             _check_key_projection(source, columns, target)
     return StatelessPlan(
         scan=scan_of(source), columns=tuple(columns), where=where_sql, sink=sink,
@@ -99,6 +103,30 @@ def _reject_stateful(query: Query) -> None:
         raise UnsupportedError("joins are not supported yet (they come with stateful streaming)")
     if query.window is not None or select.args.get("group") or select.args.get("having"):
         raise UnsupportedError("aggregations and windows are not supported yet (stateful streaming)")
+
+
+def _check_new_planner(query: Query) -> None:
+    """ksqlDB's new planner (``ksql.new.query.planner.enabled``) plans only a projection of one
+    source: it rejects every other clause."""
+    clauses = (("WHERE", query.select.args.get("where")), ("PARTITION BY", query.partition_by),
+               ("LIMIT", query.limit))
+    for clause, present in clauses:
+        if present:
+            raise UnsupportedError(f"New query planner does not support {clause}. "
+                                   "Set ksql.new.query.planner.enabled=false.")
+
+
+def _sink_columns(items: list[Item], source: Source, target: Target) -> list[OutputColumn]:
+    """The result of a persistent query without PARTITION BY: key columns, then values.
+
+    ksqlDB's old planner keeps the source's key order; the new planner keeps the projection's
+    order and makes a key column only of what the projection selects (a stream may drop its key).
+    """
+    keys = [item for item in items if item.column.role == "KEY"]
+    if not target.new_planner:
+        order = [c.name for c in source.schema.key]
+        keys.sort(key=lambda item: order.index(item.source_column) if item.source_column in order else len(order))
+    return [item.column for item in keys] + [item.column for item in items if item.column.role != "KEY"]
 
 
 def _source_name(select: exp.Select) -> str:
@@ -131,7 +159,8 @@ def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
         if _is_star(item):
             expanded = [_passthrough(c) for c in source.schema.columns] if repartition is None \
                 else star_columns(source, repartition)
-            columns += [Item(c, from_star=True) for c in expanded]
+            columns += [Item(c, from_star=True, source_column=c.name if repartition is None else None)
+                        for c in expanded]
             continue
         node = item.this if isinstance(item, exp.Alias) else item
         if isinstance(item, exp.Alias):
@@ -147,11 +176,12 @@ def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
         sql_type = compiler.type_of(compiled)
         if sql_type.name == "NULL":
             raise BindError(f"cannot infer a type for `{node.sql()}`: CAST it to a type")
-        role = "VALUE"
+        role, ref = "VALUE", None
         if isinstance(node, exp.Column):
             ref = source.schema.find(compiler.scope.resolve(node.name).name)
             role = "KEY" if ref is not None and ref.role == "KEY" else "VALUE"
-        columns.append(Item(OutputColumn(name, sql_type, compiled.sql("duckdb"), role)))
+        columns.append(Item(OutputColumn(name, sql_type, compiled.sql("duckdb"), role),
+                            source_column=None if ref is None else ref.name))
     return columns
 
 
@@ -169,7 +199,8 @@ def _check_key_projection(source: Source, columns: list[OutputColumn], target: T
     projected = {c.name for c in columns if c.role == "KEY"}
     if len(projected) < len([c for c in columns if c.role == "KEY"]):
         raise BindError("a key column is selected twice; select it once")
-    if keys and len(projected) < len(keys):
+    dropped_key_allowed = target.new_planner and target.kind == "STREAM"
+    if keys and len(projected) < len(keys) and not dropped_key_allowed:
         plural = len(keys) > 1
         raise BindError(
             f"Key missing from projection (ie, SELECT). The query used to build `{target.sink.name}` "

@@ -197,6 +197,7 @@ class Item:
 
     column: OutputColumn
     from_star: bool = False
+    source_column: str | None = None  # the source column a bare column reference selects
 
 
 def key_projection(items: list[Item], repartition: Repartition, sink: str | None) -> list[OutputColumn]:

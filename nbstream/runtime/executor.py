@@ -198,8 +198,8 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     _check_result_kind(stmt.kind, source)
     props = dict(stmt.properties)
     sink = _sink_for_new(engine, stmt.name, props, source)
-    plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, stmt.kind),
-                      params=engine.params)
+    plan = plan_query(stmt.query, engine.catalog, engine.con,
+                      target=Target(sink, stmt.kind, _new_planner(engine)), params=engine.params)
     plan = _fit_key_format(engine, plan, props)
     plan = _with_runtime_config(engine, plan)
     sink = plan.sink
@@ -279,6 +279,10 @@ def _fit_key_format(engine: Engine, plan: StatelessPlan, props: Mapping[str, Any
     return plan
 
 
+def _new_planner(engine: Engine) -> bool:
+    return _bool(engine.property("ksql.new.query.planner.enabled") or False)
+
+
 def _with_runtime_config(engine: Engine, plan: StatelessPlan) -> StatelessPlan:
     """``plan`` with the engine properties that change how it runs."""
     throw = _bool(engine.property("ksql.timestamp.throw.on.invalid") or False)
@@ -295,7 +299,8 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
                 value_format=target.value_format, partitions=engine.log.require(target.topic).partitions,
                 key_properties=dict(target.key_properties), value_properties=dict(target.value_properties),
                 timestamp=target.timestamp, timestamp_format=target.timestamp_format)
-    plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM"), params=engine.params)
+    plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM", _new_planner(engine)),
+                      params=engine.params)
     plan = _with_runtime_config(engine, plan)
     if [(c.name, str(c.type), c.role) for c in plan.schema.columns] != \
             [(c.name, str(c.type), c.role) for c in target.schema.columns]:
