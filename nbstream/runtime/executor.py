@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import PersistentQuery, Source
 from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
-from nbstream.errors import BindError, CatalogError, NbstreamError, UnsupportedError
+from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for
 from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.plan.planner import Target, plan_query
@@ -56,10 +56,11 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
     key_format, value_format = _formats(engine, props, stmt.name)
     topic = _require_topic_name(props, stmt.name)
     partitions = _int_prop(props, "PARTITIONS")
+    value_props = _wrap_default(engine, value_format, _side_props(props, "VALUE"), schema.value)
     source = Source(
         name=stmt.name, kind=stmt.kind, schema=schema, topic=topic, key_format=key_format,
-        value_format=value_format, key_properties=_side_props(props, "KEY"),
-        value_properties=_side_props(props, "VALUE"), timestamp=_timestamp(props, schema, stmt.name),
+        value_format=value_format, key_properties=_side_props(props, "KEY"), value_properties=value_props,
+        timestamp=_timestamp(props, schema, stmt.name),
         timestamp_format=_str_prop(props, "TIMESTAMP_FORMAT"), is_source=stmt.is_source, sql=stmt.text,
     )
     _check_formats(source)
@@ -136,6 +137,24 @@ def _side_props(props: Mapping[str, Any], side: str) -> dict[str, Any]:
     return out
 
 
+def _wrap_default(engine: Engine, value_format: str, value_props: dict[str, Any],
+                  columns: tuple[Column, ...]) -> dict[str, Any]:
+    """``value_props`` with ``WRAP_SINGLE_VALUE`` defaulted from ``ksql.persistence.wrap.single.values``.
+
+    As in ksqlDB, the configuration applies only where the property could be given: a single value
+    column in a format that may wrap it (KAFKA, DELIMITED and NONE never wrap; they reject ``true``).
+    """
+    config = engine.property("ksql.persistence.wrap.single.values")
+    if config is None or "WRAP_SINGLE_VALUE" in value_props or len(columns) != 1:
+        return value_props
+    wrap = _bool(config)
+    try:
+        format_for(value_format, value_props).check_columns(columns, is_key=False, wrap_single_value=wrap)
+    except FormatError:
+        return value_props
+    return {**value_props, "WRAP_SINGLE_VALUE": wrap}
+
+
 def _check_formats(source: Source) -> None:
     key_fmt = format_for(source.key_format, source.key_properties, is_key=True)
     value_fmt = format_for(source.value_format, source.value_properties)
@@ -204,6 +223,9 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     plan = _with_runtime_config(engine, plan)
     sink = plan.sink
     assert sink is not None
+    sink = replace(sink, value_properties=_wrap_default(engine, sink.value_format, sink.value_properties,
+                                                        plan.schema.value))
+    plan = replace(plan, sink=sink)
     created = Source(
         name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=sink.topic, key_format=sink.key_format,
         value_format=sink.value_format, key_properties=sink.key_properties,

@@ -40,3 +40,15 @@ def test_describe_renders_table_keys_as_primary_key() -> None:
     eng.execute(SOURCE + "CREATE STREAM s (k INT KEY, v STRING) WITH (kafka_topic='s', value_format='JSON');")
     assert eng.describe_source("INPUT")["schema"] == "`K` INTEGER PRIMARY KEY, `TEXT` STRING"
     assert eng.describe_source("S")["schema"] == "`K` INTEGER KEY, `V` STRING"
+
+
+def test_wrap_single_values_config_is_the_default_of_wrap_single_value() -> None:
+    eng = Engine(properties={"ksql.persistence.wrap.single.values": "false"})
+    eng.execute("CREATE STREAM i (k STRING KEY, foo STRING) WITH (kafka_topic='i', value_format='JSON');"
+                "CREATE STREAM o AS SELECT k, foo, foo AS foo2 FROM i;"
+                "CREATE STREAM o1 AS SELECT k, foo FROM i;"
+                "CREATE STREAM d (k STRING KEY, foo STRING) WITH (kafka_topic='d', value_format='DELIMITED');")
+    eng.produce("i", "bar", key="a")
+    eng.run_until_idle()
+    assert [r.value for r in eng.consume("O")] == [{"FOO": "bar", "FOO2": "bar"}]
+    assert [r.value for r in eng.consume("O1")] == ["bar"]
