@@ -18,6 +18,7 @@ from nbstream.catalog.schema import Column, LogicalSchema
 from nbstream.catalog.types import BIGINT, INTEGER, SqlType
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.plan.repartition import Item, Repartition, bind_partition_by, key_projection, star_columns
 from nbstream.sql.ast import Dereference, Query
@@ -154,7 +155,7 @@ def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
              repartition: Repartition | None) -> list[Item]:
     """The projected columns in order; with PARTITION BY, ``*`` expands to the re-keyed input."""
     columns: list[Item] = []
-    generated = 0
+    aliases = AliasGenerator(c.name for c in source.schema.columns)
     for item in select.expressions:
         if _is_star(item):
             expanded = [_passthrough(c) for c in source.schema.columns] if repartition is None \
@@ -168,10 +169,9 @@ def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
         elif isinstance(node, exp.Column):
             name = compiler.scope.resolve(node.name).name
         elif isinstance(node, Dereference):
-            name = str(node.args["field"])
+            name = aliases.field(str(node.args["field"]))
         else:
-            name = f"KSQL_COL_{generated}"
-            generated += 1
+            name = aliases.next_generated()
         compiled = compiler.compile(node)
         sql_type = compiler.type_of(compiled)
         if sql_type.name == "NULL":
