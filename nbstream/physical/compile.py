@@ -102,18 +102,24 @@ def rowtime_sql(scan: Scan) -> str:
     col = scan.schema.get(scan.timestamp, source=scan.source)
     name = quote(col.name)
     if col.type.name == "STRING":
-        if not scan.timestamp_format:
-            return f"epoch_ms(TRY_CAST({name} AS TIMESTAMP))"
-        from nbstream.catalog.functions import java_format_to_strptime
-
-        fmt = java_format_to_strptime(scan.timestamp_format).replace("'", "''")
-        if "%z" in fmt or "%Z" in fmt:  # Java's X accepts 'Z' for UTC; strptime's %z wants digits
-            return f"epoch_ms(timezone('UTC', TRY_STRPTIME(regexp_replace({name}, 'Z$', '+0000'), '{fmt}')))"
-        return f"epoch_ms(TRY_STRPTIME({name}, '{fmt}'))"
+        return string_ts_sql(name, scan.timestamp_format)
     template = _ROWTIME_OF.get(col.type.name)
     if template is None:
         raise PlanError(f"TIMESTAMP column {col.name} has type {col.type}; it must be BIGINT, TIMESTAMP or STRING")
     return template.format(col=name)
+
+
+def string_ts_sql(value: str, timestamp_format: str | None) -> str:
+    """Epoch ms of the STRING ``value`` parsed with the Java ``timestamp_format`` (NULL if it does
+    not parse)."""
+    if not timestamp_format:
+        return f"epoch_ms(TRY_CAST({value} AS TIMESTAMP))"
+    from nbstream.catalog.functions import java_format_to_strptime
+
+    fmt = java_format_to_strptime(timestamp_format).replace("'", "''")
+    if "%z" in fmt or "%Z" in fmt:  # Java's X accepts 'Z' for UTC; strptime's %z wants digits
+        return f"epoch_ms(timezone('UTC', TRY_STRPTIME(regexp_replace({value}, 'Z$', '+0000'), '{fmt}')))"
+    return f"epoch_ms(TRY_STRPTIME({value}, '{fmt}'))"
 
 
 def result_sql(plan: StatelessPlan, probes: Probes, relation: str) -> str:
@@ -203,4 +209,8 @@ def _output_ts(plan: StatelessPlan) -> str:
         raise PlanError(f"TIMESTAMP column {sink.timestamp} is not in the result of the query")
     if col.type.name == "TIMESTAMP":
         return f"epoch_ms({col.sql})"
+    if col.type.name == "STRING":
+        return string_ts_sql(f"({col.sql})", sink.timestamp_format)
+    if col.type.name not in ("BIGINT", "INTEGER"):
+        raise PlanError(f"TIMESTAMP column {col.name} has type {col.type}; it must be BIGINT, TIMESTAMP or STRING")
     return f"({col.sql})::BIGINT"

@@ -224,7 +224,8 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     sink = plan.sink
     assert sink is not None
     sink = replace(sink, value_properties=_wrap_default(engine, sink.value_format, sink.value_properties,
-                                                        plan.schema.value))
+                                                        plan.schema.value),
+                   timestamp=_timestamp(props, plan.schema, stmt.name))
     plan = replace(plan, sink=sink)
     created = Source(
         name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=sink.topic, key_format=sink.key_format,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import CatalogError
+from nbstream.errors import BindError, CatalogError
 
 SOURCE = ("CREATE SOURCE TABLE input (k INT PRIMARY KEY, text STRING) "
           "WITH (kafka_topic='t', value_format='DELIMITED');")
@@ -52,3 +52,22 @@ def test_wrap_single_values_config_is_the_default_of_wrap_single_value() -> None
     eng.run_until_idle()
     assert [r.value for r in eng.consume("O")] == [{"FOO": "bar", "FOO2": "bar"}]
     assert [r.value for r in eng.consume("O1")] == ["bar"]
+
+
+def test_a_string_sink_timestamp_is_parsed_with_timestamp_format() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM t (k STRING KEY, id BIGINT, ts VARCHAR) WITH (kafka_topic='t', value_format='JSON');"
+                "CREATE STREAM o WITH (timestamp='ts', timestamp_format='yyyy-MM-dd''T''HH:mm:ssX') "
+                "AS SELECT k, id, ts FROM t;")
+    eng.produce("t", {"ID": 1, "TS": "2018-05-11T21:58:33Z"}, timestamp=10)
+    eng.produce("t", {"ID": 2, "TS": "not a timestamp"}, timestamp=10)
+    eng.run_until_idle()
+    assert [(r.value["ID"], r.timestamp) for r in eng.consume("O")] == [(1, 1526075913000)]
+    assert len(eng.consume("KSQL_PROCESSING_LOG")) == 1
+
+
+def test_a_sink_timestamp_column_must_be_a_time() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM t (k STRING KEY, id BIGINT, ts INT) WITH (kafka_topic='t', value_format='JSON');")
+    with pytest.raises(BindError, match="Timestamp column, `TS`, should be LONG"):
+        eng.execute("CREATE STREAM o WITH (timestamp='ts') AS SELECT k, id, ts FROM t;")
