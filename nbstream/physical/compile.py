@@ -12,12 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from nbstream.catalog.schema import PSEUDO_COLUMNS, Column
+from nbstream.catalog.schema import Column
 from nbstream.errors import PlanError
 from nbstream.formats import Decoded, format_for
 from nbstream.physical.expressions import quote
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
-from nbstream.plan.repartition import TOMBSTONE_NULL_PREFIX
 
 #: How a TIMESTAMP column's value becomes ROWTIME (epoch ms), by the column's type.
 _ROWTIME_OF = {
@@ -151,17 +150,11 @@ def result_sql(plan: StatelessPlan, probes: Probes, relation: str) -> str:
 __d1 AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0),
 __d AS (SELECT * REPLACE (__err OR {bad_ts} AS __err,
                           CASE WHEN __err THEN __errmsg WHEN {bad_ts} THEN {_INVALID_TS} END AS __errmsg),
-               {bad_ts} AS __bad_ts, {_tombstone_null_pseudo()} FROM __d1)
+               {bad_ts} AS __bad_ts FROM __d1)
 SELECT {out_err} AS __err, {out_errmsg} AS __errmsg, __bad_ts,
        "ROWPARTITION" AS __in_partition, "ROWOFFSET" AS __in_offset,
        {out_ts} AS __ts, {deleted} AS __deleted, __headers, {outputs}
 FROM __d WHERE {keep}"""
-
-
-def _tombstone_null_pseudo() -> str:
-    """Pseudo-columns as a PARTITION BY key reads them: NULL on tombstones (see plan.repartition)."""
-    return ", ".join(f'CASE WHEN __tomb THEN NULL ELSE {quote(name)} END AS {quote(TOMBSTONE_NULL_PREFIX + name)}'
-                     for name in PSEUDO_COLUMNS)
 
 
 def encoded_sql(plan: StatelessPlan, result: str) -> str:

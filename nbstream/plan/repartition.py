@@ -12,8 +12,9 @@ PARTITION BY expression selects that key column (keeping the item's name); every
 value. A persistent query must select each key column exactly once. ``PARTITION BY NULL`` gives a
 result without key columns (a null record key).
 
-The key is computed for every record, tombstones included: on a tombstone the value columns and
-the pseudo-columns (ROWTIME, …) read as NULL, the key columns of the input keep their values.
+The key is computed for every record, tombstones included. As in ksqlDB's results, an expression
+that reads only key columns is computed from the record key (a tombstone keeps that key part);
+any other expression is computed from the value, so on a tombstone (no value) its key part is NULL.
 """
 
 from __future__ import annotations
@@ -27,12 +28,9 @@ from nbstream.catalog.catalog import Source
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.errors import BindError, ParseError, UnknownNameError
-from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.physical.expressions import ExpressionCompiler, Scope, quote
 from nbstream.plan.logical import OutputColumn
 from nbstream.sql.ast import Dereference
-
-#: The decoded-relation column holding a pseudo-column's value, NULL on tombstones.
-TOMBSTONE_NULL_PREFIX = "__K"
 
 #: Top-level nodes ksqlDB's grammar rejects in PARTITION BY (conditions, not value expressions).
 _CONDITIONS = (exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is,
@@ -63,15 +61,13 @@ class Repartition:
         return {k.column for k in self.keys if k.column is not None}
 
 
-def key_scope(source_scope: Scope) -> Scope:
-    """``source_scope`` with pseudo-columns that read as NULL on tombstones."""
-    cols = [ScopeColumn(c.name, quote(TOMBSTONE_NULL_PREFIX + c.name), c.type) if _is_pseudo(c) else c
-            for c in source_scope.columns]
-    return Scope(cols, source=source_scope.source)
-
-
-def _is_pseudo(col: ScopeColumn) -> bool:
-    return col.name in ("ROWTIME", "ROWPARTITION", "ROWOFFSET") and col.sql == quote(col.name)
+def _reads_key_only(node: exp.Expression, source: Source, scope: Scope) -> bool:
+    """Whether every column a PARTITION BY expression reads is a key column of ``source``: the key
+    part is then computed from the record key, otherwise from the value (NULL on tombstones)."""
+    keys = {c.name for c in source.schema.key}
+    lambda_vars = {p.name for lam in node.find_all(exp.Lambda) for p in lam.expressions}
+    return all(scope.resolve(col.name).name in keys for col in node.find_all(exp.Column)
+               if not isinstance(col.this, exp.Star) and col.name not in lambda_vars)
 
 
 def bind_partition_by(exprs: tuple[exp.Expression, ...], source: Source, compiler: ExpressionCompiler,
@@ -88,20 +84,21 @@ def bind_partition_by(exprs: tuple[exp.Expression, ...], source: Source, compile
         if len(flat) > 1:
             raise BindError("Cannot PARTITION BY multiple columns including NULL")
         return Repartition(())
-    keyed = key_scope(compiler.scope)
-    key_compiler = ExpressionCompiler(keyed, TypeProbe(con, keyed), params=compiler.params)
+    for node in flat:
+        _check_resolvable(node, compiler.scope, aliases)
     taken = {c.name for c in source.schema.columns}
     keys: list[PartitionKey] = []
     for node in flat:
-        _check_resolvable(node, compiler.scope, aliases)
         match = compiler.compile(node)
         sql_type = compiler.type_of(match)
         _check_key_type(node, sql_type)
         column = compiler.scope.resolve(node.name).name if isinstance(node, exp.Column) else None
         name = column or _field_name(node, sql_type, compiler) or _generated_name(taken)
         taken.add(name)
-        keys.append(PartitionKey(name, sql_type, key_compiler.compile(node).sql("duckdb"),
-                                 match.sql("duckdb"), expression_text(node, source.name), column))
+        sql = match.sql("duckdb")
+        key_only = _reads_key_only(node, source, compiler.scope)
+        key_sql = sql if key_only else f"CASE WHEN __tomb THEN NULL ELSE {sql} END"
+        keys.append(PartitionKey(name, sql_type, key_sql, sql, expression_text(node, source.name), column))
     return Repartition(tuple(keys))
 
 

@@ -65,3 +65,11 @@ def test_a_map_cannot_be_a_key() -> None:
     eng.execute("CREATE STREAM M (ID INT KEY, V MAP<STRING, INT>) WITH (kafka_topic='m', format='JSON', partitions=1);")
     with pytest.raises(BindError, match="Map keys"):
         eng.execute("CREATE STREAM OUTPUT AS SELECT * FROM M PARTITION BY V;")
+
+
+def test_on_tombstones_only_key_only_expressions_keep_their_key_part() -> None:
+    _, out = run("CREATE STREAM OUTPUT AS SELECT * FROM INPUT PARTITION BY UCASE(NAME);", (1, None))
+    assert out == [(None, None)]
+    _, out = run("CREATE STREAM OUTPUT WITH (key_format='JSON') AS SELECT * FROM INPUT PARTITION BY ID, NAME;",
+                 (1, None))
+    assert out == [({"ID": 1, "NAME": None}, None)]
