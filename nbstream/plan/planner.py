@@ -63,7 +63,7 @@ def plan_query(
 ) -> StatelessPlan:
     """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink)."""
     select = query.select
-    _reject_stateful(query)
+    reject_stateful(query)
     if target is not None and target.new_planner:
         _check_new_planner(query)
     source = catalog.get(_source_name(select))
@@ -98,7 +98,8 @@ def plan_query(
     )
 
 
-def _reject_stateful(query: Query) -> None:
+def reject_stateful(query: Query) -> None:
+    """Raise UnsupportedError for what needs state between records (joins, GROUP BY, windows)."""
     select = query.select
     if select.args.get("joins"):
         raise UnsupportedError("joins are not supported yet (they come with stateful streaming)")

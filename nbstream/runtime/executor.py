@@ -17,7 +17,7 @@ from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, Logic
 from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for
 from nbstream.plan.logical import Sink, StatelessPlan
-from nbstream.plan.planner import Target, plan_query
+from nbstream.plan.planner import Target, plan_query, reject_stateful
 from nbstream.runtime import metadata
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
@@ -213,6 +213,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
         raise CatalogError(f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} "
                            "with the same name already exists")
     _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and existing is not None and existing.is_source)
+    reject_stateful(stmt.query)
     source = engine.catalog.get(_from_name(stmt.query))
     _check_result_kind(stmt.kind, source)
     props = dict(stmt.properties)
@@ -316,6 +317,7 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
     target = engine.catalog.get(stmt.target)
     if target.is_table:
         raise BindError(f"INSERT INTO can only be used to insert into a stream. {target.name} is a table.")
+    reject_stateful(stmt.query)
     source = engine.catalog.get(_from_name(stmt.query))
     _check_result_kind("STREAM", source)
     sink = Sink(name=target.name, topic=target.topic, key_format=target.key_format,

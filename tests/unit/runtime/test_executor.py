@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import BindError, CatalogError
+from nbstream.errors import BindError, CatalogError, UnsupportedError
 
 SOURCE = ("CREATE SOURCE TABLE input (k INT PRIMARY KEY, text STRING) "
           "WITH (kafka_topic='t', value_format='DELIMITED');")
@@ -71,3 +71,12 @@ def test_a_sink_timestamp_column_must_be_a_time() -> None:
     eng.execute("CREATE STREAM t (k STRING KEY, id BIGINT, ts INT) WITH (kafka_topic='t', value_format='JSON');")
     with pytest.raises(BindError, match="Timestamp column, `TS`, should be LONG"):
         eng.execute("CREATE STREAM o WITH (timestamp='ts') AS SELECT k, id, ts FROM t;")
+
+
+@pytest.mark.parametrize("query", ["CREATE TABLE o AS SELECT k, COUNT(*) FROM t GROUP BY k;",
+                                   "CREATE STREAM o AS SELECT k, COUNT(*) FROM t GROUP BY k;"])
+def test_stateful_queries_are_unsupported_whatever_their_result_kind(query: str) -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM t (k STRING KEY, v INT) WITH (kafka_topic='t', value_format='JSON');")
+    with pytest.raises(UnsupportedError):
+        eng.execute(query)
