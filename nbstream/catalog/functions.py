@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import duckdb
@@ -1256,6 +1256,51 @@ def _parse(call: Call, tz_arg: int | None = None) -> exp.Expression:
     return parsed
 
 
+#: Java pattern letters that read digits (FastDateParser reads a fixed width when another
+#: number follows directly, else all the digits there are).
+_NUMERIC_LETTERS = frozenset("yuMdDHhkKmsSwWF")
+_ZONE_REGEX = {"X": "(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)", "Z": "(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)"}
+
+
+def _is_number(run: str | None) -> bool:
+    return bool(run) and run[0] in _NUMERIC_LETTERS and not (run[0] == "M" and len(run) > 2)
+
+
+def _letters_regex(run: str, number_follows: bool) -> str:
+    if _is_number(run):
+        return f"[0-9]{{{len(run)}}}" if number_follows else "[0-9]+"
+    if run[0] == "a":
+        return "[AaPp][Mm]"
+    return _ZONE_REGEX.get(run[0], "[A-Za-z_/]+")
+
+
+def java_prefix_regex(pattern: str) -> str:
+    """An RE2 pattern for the text a Java ``DateFormat``-style parser reads at the start of a
+    string with ``pattern`` (``DateFormat.parse`` ignores whatever follows)."""
+    tokens = list(_JAVA_TOKEN.finditer(pattern))
+    out = []
+    for i, m in enumerate(tokens):
+        quoted, letters, other = m.groups()
+        if quoted is not None:
+            out.append(re.escape(quoted.replace("''", "'") or "'"))
+        elif letters is not None:
+            following = tokens[i + 1].group(2) and tokens[i + 1].group(0) if i + 1 < len(tokens) else None
+            out.append(_letters_regex(m.group(0), _is_number(following)))
+        else:
+            out.append(re.escape(other))
+    return "^" + "".join(out)
+
+
+def _parse_date(call: Call) -> exp.Expression:
+    """PARSE_DATE: ksqlDB parses with a ``FastDateFormat`` in GMT, which reads a prefix of the
+    text (trailing text is ignored, missing fields default to the start of the year) and rejects a
+    result with a time of day."""
+    regex = literal_string(java_prefix_regex(call.string_constant(1)))
+    prefix = sql("nullif(regexp_extract({0}, {1}), '')", call[0], regex)
+    parsed = _parse(replace(call, args=(prefix, *call.args[1:])))
+    return sql("CASE WHEN CAST({0} AS TIME) = TIME '00:00:00' THEN CAST({0} AS DATE) END", parsed)
+
+
 def _format(call: Call, value: exp.Expression, tz_arg: int | None = None) -> exp.Expression:
     fmt, _ = _pattern(call, 1, parse=False)
     if tz_arg is not None and len(call.args) > tz_arg:
@@ -1311,8 +1356,9 @@ _DATETIME: list[tuple[str, str, str, Builder, str]] = [
         "PARSE_DATE",
         "STRING, STRING",
         "DATE",
-        lambda c: sql("CAST({0} AS DATE)", _parse(c)),
-        "Parses a string with a pattern to a DATE.",
+        _parse_date,
+        "Parses the start of a string with a pattern to a DATE (trailing text is ignored; "
+        "null if the pattern yields a time of day).",
     ),
     ("FORMAT_DATE", "DATE, STRING", "STRING", lambda c: _format(c, c[0]), "Formats a DATE with a pattern."),
     (

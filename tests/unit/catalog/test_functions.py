@@ -349,6 +349,15 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ),
     ("PARSE_DATE", ("'2022-02-02'", "'yyyy-MM-dd'"), dt.date(2022, 2, 2)),
     ("PARSE_DATE", ("'abcd'", "'yyyy-MM-dd'"), None),
+    # ksqlDB parses with FastDateFormat: trailing text is ignored, missing fields default
+    ("PARSE_DATE", ("'2003-12-24-01-01'", "'yyyy-MM-dd'"), dt.date(2003, 12, 24)),
+    ("PARSE_DATE", ("'2004'", "'yyyy-MM-dd'"), None),
+    ("PARSE_DATE", ("'2004'", "'yyyy'"), dt.date(2004, 1, 1)),
+    ("PARSE_DATE", ("'20220304x'", "'yyyyMMdd'"), dt.date(2022, 3, 4)),
+    ("PARSE_DATE", ("'2018-05-11Lit'", "'yyyy-MM-dd''Lit'''"), dt.date(2018, 5, 11)),
+    ("PARSE_DATE", ("'01-JAN-2022'", "'dd-MMM-yyyy'"), dt.date(2022, 1, 1)),
+    ("PARSE_DATE", ("'2022-01-01 10:00'", "'yyyy-MM-dd HH:mm'"), None),  # has a time of day
+    ("PARSE_DATE", (NULL_STR, "'yyyy-MM-dd'"), None),
     ("FORMAT_DATE", ("DATE '2022-02-02'", "'dd.MM.yyyy'"), "02.02.2022"),
     ("PARSE_TIME", ("'10:11:12'", "'HH:mm:ss'"), dt.time(10, 11, 12)),
     ("FORMAT_TIME", ("TIME '10:11:12'", "'HH.mm'"), "10.11"),
