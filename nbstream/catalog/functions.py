@@ -304,8 +304,13 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "LOG",
         "NUMBER, NUMBER?",
         "DOUBLE",
-        {1: "log10(CAST({0} AS DOUBLE))", 2: "ln(CAST({1} AS DOUBLE)) / ln(CAST({0} AS DOUBLE))"},
-        "LOG(x): base-10 logarithm; LOG(base, x): logarithm in the given base.",
+        {
+            1: "ln(CAST({0} AS DOUBLE))",
+            2: "CASE WHEN {0} <= 0 OR {0} = 1 THEN CAST('NaN' AS DOUBLE) "
+            "ELSE ln(CAST({1} AS DOUBLE)) / ln(CAST({0} AS DOUBLE)) END",
+        },
+        "LOG(x): natural logarithm (Java's Math.log); LOG(base, x): logarithm in the given base "
+        "(NaN for a base <= 0 or 1).",
     ),
     (
         "POWER",

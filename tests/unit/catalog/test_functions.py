@@ -263,9 +263,12 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("POWER", ("15", "-1"), 0.06666666666666667),
     ("POWER", ("0", "0"), 1.0),
     ("POWER", (NULL_INT, "13"), None),
-    ("LOG", ("13",), 1.1139433523068367),
+    ("LOG", ("13",), 2.5649493574615367),  # ksqlDB's LOG(x) is Math.log: the natural logarithm
+    ("LOG", ("0",), -math.inf),
     ("LOG", ("15", "13"), 0.9471572411831843),
     ("LOG", ("15", "0"), -math.inf),
+    ("LOG", (NULL_INT, "13"), None),
+    ("LOG", ("15", NULL_INT), None),
     ("COT", ("0",), math.inf),
     ("PI", (), math.pi),
     ("GEO_DISTANCE", ("0", "0", "0", "1"), 6371 * math.pi / 180),
@@ -401,7 +404,9 @@ def test_function(con: duckdb.DuckDBPyConnection, name: str, args: tuple, expect
 
 
 def test_nan_results(con: duckdb.DuckDBPyConnection) -> None:
-    for name, args in [("LN", ("-1",)), ("SQRT", ("-2",)), ("ACOS", ("2",)), ("LOG", ("15", "-13"))]:
+    cases = [("LN", ("-1",)), ("SQRT", ("-2",)), ("ACOS", ("2",)), ("LOG", ("15", "-13")), ("LOG", ("-13",))]
+    cases += [("LOG", (base, "13")) for base in ("-15", "0", "1", "CAST(0.0 AS DOUBLE)")]
+    for name, args in cases:
         assert math.isnan(evaluate(con, name, *args)), name
 
 
