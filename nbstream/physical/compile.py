@@ -53,7 +53,7 @@ def decode_select(scan: Scan, probes: Probes, relation: str) -> str:
     value = _decode_side(scan.value_format, scan.value_properties, '"value"', scan.schema.value, probes.value,
                          is_key=False)
     parts = ['"partition" AS "ROWPARTITION"', '"offset" AS "ROWOFFSET"', "ts AS __ts",
-             'headers AS __headers', '"value" IS NULL AS __tomb',
+             'headers AS __headers', '"value" IS NULL AS __tomb', '"key" IS NULL AS __key_null',
              'win_start AS __win_start', 'win_end AS __win_end', 'win_type AS __win_type']
     for col, sql in zip(scan.schema.key, key.columns, strict=True):
         parts.append(f"{sql} AS {quote(col.name)}")
@@ -153,7 +153,7 @@ __d AS (SELECT * REPLACE (__err OR {bad_ts} AS __err,
                {bad_ts} AS __bad_ts FROM __d1)
 SELECT {out_err} AS __err, {out_errmsg} AS __errmsg, __bad_ts,
        "ROWPARTITION" AS __in_partition, "ROWOFFSET" AS __in_offset,
-       {out_ts} AS __ts, {deleted} AS __deleted, __headers, {outputs}
+       {out_ts} AS __ts, {deleted} AS __deleted, __key_null, __headers, {outputs}
 FROM __d WHERE {keep}"""
 
 
@@ -161,14 +161,19 @@ def encoded_sql(plan: StatelessPlan, result: str) -> str:
     """SELECT turning the good rows of ``result`` (see :func:`result_sql`) into sink records."""
     if plan.sink is None:
         raise PlanError("a query without a sink has nothing to encode")
-    return encode_rows_sql(plan.sink, plan.columns, result)
+    return encode_rows_sql(plan.sink, plan.columns, result, null_key="__key_null" if plan.key_from_source else None)
 
 
-def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str) -> str:
+def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str, *, null_key: str | None = None) -> str:
     """SELECT encoding rows of ``result`` — named ``columns`` plus ``__ts``, ``__deleted``,
-    ``__headers``, ``__err`` and an order (``__in_partition``, ``__in_offset``) — for ``sink``."""
+    ``__headers``, ``__err`` and an order (``__in_partition``, ``__in_offset``) — for ``sink``.
+
+    ``null_key``: a condition of ``result`` under which the record key is NULL whatever its columns
+    (the input record had no key: its key columns are NULL, but it is not a key of NULL columns)."""
     refs = [replace(c, sql=quote(c.name)) for c in columns]
     key_blob = _encode_side(sink.key_format, sink.key_properties, [c for c in refs if c.role == "KEY"], is_key=True)
+    if null_key is not None and key_blob != "NULL::BLOB":
+        key_blob = f"CASE WHEN {null_key} THEN NULL ELSE {key_blob} END"
     value_blob = _encode_side(sink.value_format, sink.value_properties, [c for c in refs if c.role != "KEY"],
                               is_key=False)
     return f"""SELECT NULL::INTEGER AS "partition", __ts AS ts, {key_blob} AS "key",

@@ -77,6 +77,7 @@ class StatelessPlan:
     sink: Sink | None = None
     emits_table: bool = False
     limit: int | None = None
+    key_from_source: bool = False  # the result's key columns are the input's: no input key, no output key
     version: int = PLAN_VERSION
 
     def __post_init__(self) -> None:

@@ -94,7 +94,7 @@ def plan_query(
             _check_key_projection(source, columns, target)
     return StatelessPlan(
         scan=scan_of(source), columns=tuple(columns), where=where_sql, sink=sink,
-        emits_table=emits_table, limit=query.limit,
+        emits_table=emits_table, limit=query.limit, key_from_source=repartition is None,
     )
 
 

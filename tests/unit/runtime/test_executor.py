@@ -80,3 +80,13 @@ def test_stateful_queries_are_unsupported_whatever_their_result_kind(query: str)
     eng.execute("CREATE STREAM t (k STRING KEY, v INT) WITH (kafka_topic='t', value_format='JSON');")
     with pytest.raises(UnsupportedError):
         eng.execute(query)
+
+
+def test_a_record_without_key_keeps_no_key_through_a_projection() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM i (k1 STRING KEY, k2 STRING KEY, v INT) WITH (kafka_topic='i', format='DELIMITED');"
+                "CREATE STREAM o WITH (key_format='JSON') AS SELECT * FROM i;")
+    eng.produce("i", "0", key="foo,bar")
+    eng.produce("i", "1")
+    eng.run_until_idle()
+    assert [r.key for r in eng.consume("O")] == [{"K1": "foo", "K2": "bar"}, None]
