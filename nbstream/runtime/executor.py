@@ -275,11 +275,11 @@ def _sink_for_new(engine: Engine, name: str, props: dict[str, Any], source: Sour
     partitions = _int_prop(props, "PARTITIONS") or (existing.partitions if existing else None) \
         or engine.log.require(source.topic).partitions
     value_props = _side_props(props, "VALUE")
-    if "DELIMITER" not in value_props and value_format == source.value_format:
-        value_props.update({k: v for k, v in source.value_properties.items() if "DELIMITER" in k})
+    if "VALUE_DELIMITER" not in value_props and value_format == source.value_format:
+        value_props.update({k: v for k, v in source.value_properties.items() if k == "VALUE_DELIMITER"})
     key_props = _side_props(props, "KEY")
-    if "DELIMITER" not in key_props and key_format == source.key_format:
-        key_props.update({k: v for k, v in source.key_properties.items() if "DELIMITER" in k})
+    if "KEY_DELIMITER" not in key_props and key_format == source.key_format:
+        key_props.update({k: v for k, v in source.key_properties.items() if k == "KEY_DELIMITER"})
     return Sink(
         name=name, topic=topic, key_format=key_format, value_format=value_format, partitions=partitions,
         key_properties=key_props, value_properties=value_props,

@@ -90,3 +90,15 @@ def test_a_record_without_key_keeps_no_key_through_a_projection() -> None:
     eng.produce("i", "1")
     eng.run_until_idle()
     assert [r.key for r in eng.consume("O")] == [{"K1": "foo", "K2": "bar"}, None]
+
+
+def test_a_sink_delimiter_overrides_the_inherited_one() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM t (k STRING KEY, id BIGINT, name STRING) "
+                "WITH (kafka_topic='t', value_format='DELIMITED', value_delimiter='|');"
+                "CREATE STREAM s1 AS SELECT * FROM t;"
+                "CREATE STREAM s2 WITH (value_delimiter='$') AS SELECT * FROM t;")
+    eng.produce("t", "0|zero", key="0")
+    eng.run_until_idle()
+    assert [r.value for r in eng.consume("S1")] == ["0|zero"]
+    assert [r.value for r in eng.consume("S2")] == ["0$zero"]
