@@ -7,6 +7,9 @@ The commit order of one micro-batch (:meth:`QueryRunner.step`), all in ONE DuckD
 3. append one processing-log record per input record that failed to deserialize;
 4. store the next input offset of every partition read.
 
+A batch DuckDB cannot evaluate (an expression failing on some record) is split until the failing
+record is alone; that record is logged as a processing error and skipped.
+
 A crash before the commit loses the whole batch and it is read again on restart; a crash after it
 leaves nothing to redo — so every input record reaches the sink exactly once.
 """
@@ -14,6 +17,7 @@ leaves nothing to redo — so every input record reaches the sink exactly once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import duckdb
@@ -23,8 +27,8 @@ from nbstream.errors import ExecutionError
 from nbstream.log.embedded import EmbeddedLog
 from nbstream.physical.compile import Probes, encoded_sql, probe_sql, result_sql
 from nbstream.plan.logical import StatelessPlan
-
-PROCESSING_LOG_TOPIC = "KSQL_PROCESSING_LOG"
+from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
+from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 
 #: Batch sizing: start small for latency, double while batches come back full (throughput).
 MIN_BATCH, MAX_BATCH = 1_000, 200_000
@@ -107,17 +111,40 @@ class QueryRunner:
     def step(self) -> int:
         """Process one micro-batch; returns the number of input records consumed (0: idle)."""
         ranges = self._ranges()
-        count = sum(b - a for a, b in ranges.values())
+        count = _size(ranges)
         if count == 0:
             return 0
         started = time.perf_counter()
-        relation = self.log.relation(self.plan.scan.topic, ranges)
+        self._process(ranges)
+        self._adapt(count)
+        self.stats.busy_seconds += time.perf_counter() - started
+        return count
+
+    def _process(self, ranges: Ranges) -> None:
+        """Commit ``ranges`` as one batch. If DuckDB fails to evaluate it, split it in halves until
+        each failing record is alone, and log that record instead: a bad record never stops the
+        query. (Only failing batches are split, so the hot path stays one statement per batch.)"""
+        try:
+            self._transaction(lambda: self._commit_batch(self._prepare(ranges), ranges))
+        except duckdb.Error as error:
+            if _size(ranges) > 1:
+                for half in _halves(ranges):
+                    self._process(half)
+                return
+            message = _duckdb_message(error)
+            self._transaction(lambda: self._commit_failed_record(ranges, message))
+        self.offsets.update({p: b for p, (_, b) in ranges.items()})
+
+    def _prepare(self, ranges: Ranges) -> str:
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW __batch AS {self.log.relation(self.plan.scan.topic, ranges)}")
+        return self._result_sql("__batch")
+
+    def _transaction(self, work: Callable[[], dict[str, dict[int, int]]]) -> None:
+        """Run ``work`` in one transaction; confirm the appends it made once committed."""
         con = self.con
-        con.execute(f"CREATE OR REPLACE TEMP VIEW __batch AS {relation}")
-        sql = self._result_sql("__batch")
         con.execute("BEGIN")
         try:
-            written = self._commit_batch(sql, ranges)
+            written = work()
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -125,10 +152,20 @@ class QueryRunner:
             raise
         for topic, counts in written.items():
             self.log.confirm(topic, counts)
-        self.offsets.update({p: b for p, (_, b) in ranges.items()})
-        self._adapt(count)
-        self.stats.busy_seconds += time.perf_counter() - started
-        return count
+
+    def _commit_failed_record(self, ranges: Ranges, message: str) -> dict[str, dict[int, int]]:
+        [(partition, (offset, _))] = [(p, r) for p, r in ranges.items() if r[1] > r[0]]
+        self.con.execute(
+            f"""CREATE OR REPLACE TEMP TABLE __result AS SELECT TRUE AS __err, ? AS __errmsg,
+                {partition} AS __in_partition, {offset}::BIGINT AS __in_offset""",
+            [message],
+        )
+        written = {PROCESSING_LOG_TOPIC: self._log_errors(RECORD_PROCESSING_ERROR)}
+        self._commit_offsets(ranges)
+        self.stats.consumed += 1
+        self.stats.logged += 1
+        self.stats.last_error = message
+        return written
 
     def _commit_batch(self, sql: str, ranges: dict[int, tuple[int, int]]) -> dict[str, dict[int, int]]:
         con = self.con
@@ -142,12 +179,8 @@ class QueryRunner:
                                  f"{self.plan.scan.topic}: the timestamp is NULL or negative")
         written = self._write_output()
         if bad:
-            written[PROCESSING_LOG_TOPIC] = self._log_errors()
-        if self.persistent:
-            con.executemany(
-                "INSERT OR REPLACE INTO __offsets VALUES (?, ?, ?)",
-                [[self.query_id, p, b] for p, (_, b) in ranges.items()],
-            )
+            written[PROCESSING_LOG_TOPIC] = self._log_errors(DESERIALIZATION_ERROR)
+        self._commit_offsets(ranges)
         consumed = sum(b - a for a, b in ranges.values())
         self.stats.consumed += consumed
         self.stats.logged += bad
@@ -155,6 +188,13 @@ class QueryRunner:
         self.stats.emitted += good
         self.stats.batches += 1
         return written
+
+    def _commit_offsets(self, ranges: Ranges) -> None:
+        if self.persistent:
+            self.con.executemany(
+                "INSERT OR REPLACE INTO __offsets VALUES (?, ?, ?)",
+                [[self.query_id, p, b] for p, (_, b) in ranges.items()],
+            )
 
     def _write_output(self) -> dict[str, dict[int, int]]:
         """Write the good rows of ``__result`` where the query's output goes; rows per topic."""
@@ -165,14 +205,14 @@ class QueryRunner:
         )
         return {self.plan.sink.topic: counts}
 
-    def _log_errors(self) -> dict[int, int]:
+    def _log_errors(self, error_type: int) -> dict[int, int]:
         topic = self.plan.scan.topic.replace("'", "''")
         qid = self.query_id.replace("'", "''")
         return self.log.append_relation(
             PROCESSING_LOG_TOPIC,
             f"""(SELECT NULL::INTEGER AS "partition", epoch_ms(now()) AS ts, NULL::BLOB AS "key",
                  encode(to_json({{'LOGGER': '{qid}', 'LEVEL': 'ERROR', 'TIME': epoch_ms(now()),
-                   'MESSAGE': {{'TYPE': 0, 'ERRORMESSAGE': __errmsg, 'TOPIC': '{topic}',
+                   'MESSAGE': {{'TYPE': {error_type}, 'ERRORMESSAGE': __errmsg, 'TOPIC': '{topic}',
                                 'PARTITION': __in_partition, 'OFFSET': __in_offset}}}})::VARCHAR) AS "value",
                  NULL AS headers, NULL::BIGINT AS win_start, NULL::BIGINT AS win_end,
                  NULL::VARCHAR AS win_type, __in_offset AS __seq FROM __result WHERE __err)""",
@@ -196,7 +236,30 @@ class QueryRunner:
         return table
 
     def _adapt(self, consumed: int) -> None:
+        """Grow the batch while batches come back full (throughput), shrink it when input is sparse."""
         if consumed >= self.batch_size:
             self.batch_size = min(MAX_BATCH, self.batch_size * 2)
         elif consumed < self.batch_size // 4:
             self.batch_size = max(MIN_BATCH, self.batch_size // 2)
+
+
+Ranges = dict[int, tuple[int, int]]
+
+
+def _size(ranges: Ranges) -> int:
+    return sum(b - a for a, b in ranges.values())
+
+
+def _halves(ranges: Ranges) -> tuple[Ranges, Ranges]:
+    """Two batches that cover ``ranges`` in order: partitions split in two, or one range halved."""
+    busy = [p for p, (a, b) in ranges.items() if b > a]
+    if len(busy) > 1:
+        first = set(busy[: len(busy) // 2])
+        return ({p: ranges[p] for p in busy if p in first}, {p: ranges[p] for p in busy if p not in first})
+    a, b = ranges[busy[0]]
+    middle = (a + b) // 2
+    return {busy[0]: (a, middle)}, {busy[0]: (middle, b)}
+
+
+def _duckdb_message(error: Exception) -> str:
+    return str(error).split("\n")[0]

@@ -1,0 +1,36 @@
+"""A bad record never stops a query: it is skipped and described in the processing log."""
+
+from __future__ import annotations
+
+from nbstream import Engine
+
+SOURCE = "CREATE STREAM s (k VARCHAR KEY, pattern VARCHAR) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', PARTITIONS=2);"
+
+
+def test_a_record_duckdb_cannot_evaluate_is_isolated_and_logged() -> None:
+    eng = Engine()
+    eng.execute(SOURCE + "CREATE STREAM t AS SELECT k, REGEXP_EXTRACT(pattern, 'abc') AS m FROM s;")
+    patterns = ["a.c", "b", "(", "abc", "[0-9]", "x"]  # "(" is not a valid regular expression
+    for i, pattern in enumerate(patterns):
+        eng.produce("s", {"pattern": pattern}, key=f"k{i}")
+    eng.run_until_idle()
+
+    assert sorted(r.key for r in eng.consume("t")) == ["k0", "k1", "k3", "k4", "k5"]
+    [logged] = eng.consume("KSQL_PROCESSING_LOG")
+    assert logged.value["MESSAGE"]["TYPE"] == 1  # a record processing error
+    assert "missing )" in logged.value["MESSAGE"]["ERRORMESSAGE"]
+    stats = eng.catalog.get_query("CSAS_T_0").runner.stats
+    assert (stats.consumed, stats.processed, stats.logged) == (6, 5, 1)
+
+
+def test_undecodable_records_are_logged_as_deserialization_errors() -> None:
+    eng = Engine()
+    eng.execute(SOURCE + "CREATE STREAM t AS SELECT * FROM s;")
+    eng.produce("s", {"pattern": "ok"}, key="a")
+    eng.produce("s", "not an object", key="b")
+    eng.produce("s", {"pattern": ["an", "array"]}, key="c")  # ksqlDB reads any JSON value into a STRING
+    eng.run_until_idle()
+    assert sorted((r.key, r.value["PATTERN"]) for r in eng.consume("t")) == [("a", "ok"), ("c", "[an, array]")]
+    [logged] = eng.consume("KSQL_PROCESSING_LOG")
+    assert logged.value["MESSAGE"]["TYPE"] == 0  # a deserialization error
+    assert logged.value["MESSAGE"]["TOPIC"] == "s"
