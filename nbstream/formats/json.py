@@ -44,37 +44,44 @@ class JsonFormat:
         if is_key:
             check_key_maps(columns)
 
-    def probe_sql(self, blob: str) -> str:
-        keys = f"TRY(json_keys(TRY(decode({blob}))))"  # NULL for text that is not JSON
-        return f"list_distinct(flatten(list(DISTINCT {keys})))"
+    def probe_sql(self, blob: str) -> None:
+        # Fields are matched per record (see decode_sql), which needs no pass over the batch.
+        return None
 
     def decode_sql(
         self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
     ) -> Decoded:
-        # DuckDB evaluates a subexpression shared by several expressions once (the record's parse),
-        # but only where it is always evaluated: not inside AND/OR operands, nor CASE branches
-        # after the first condition. Hence greatest() for "any", and checks up front.
+        # Two paths. The fast path reads each column's field by its exact name in one parse of the
+        # record (json_extract with a list of paths) and converts values of the column's natural
+        # JSON kind (a number for numeric types, a string for STRING, true/false for BOOLEAN) as the
+        # slow path would: where it yields a value, that value is exact (an exact key wins over
+        # other spellings in ksqlDB). A record takes the slow path unless every field is present and
+        # converts or is JSON null: invalid JSON, not an object, a field absent or spelled otherwise,
+        # a field to coerce or in error. The slow path is one lambda over the record's text,
+        # evaluated only for those records (its list is NULL otherwise), yielding every column, the
+        # error flag and message; it is shared by all output expressions, as DuckDB evaluates a
+        # subexpression named by several always-evaluated expressions (function arguments, a CASE's
+        # first condition; not later CASE branches) once. Keeping the SQL small matters as much:
+        # DuckDB plans every micro-batch, and planning grows with the size of the expressions.
         text = f"TRY(decode({blob}))"
-        valid = f"coalesce(json_valid({text}), false)"  # false: not UTF-8 or not JSON
-        if wrap_single_value or len(columns) != 1:
-            shape_ok = f"starts_with(ltrim({text}, ' \t\n\r'), '{{')"
-            raw = _object_fields(f"CASE WHEN {valid} THEN (CASE WHEN {shape_ok} THEN {text} END) END", columns,
-                                 probe)
+        obj = wrap_single_value or len(columns) != 1
+        if obj:
+            paths = ", ".join(sql_str(_path(c.name)) for c in columns)
+            fields = f"TRY(json_extract({text}, [{paths}]))"  # NULL: not JSON; [i] NULL: absent
+            exact = [f"{fields}[{i}]" for i in range(1, len(columns) + 1)]
         else:
-            shape_ok = "true"
-            raw = [f"json_extract(CASE WHEN {valid} THEN {text} END, '$')"]
-        typed = tuple(from_json_sql(r, c.type) for r, c in zip(raw, columns, strict=True))
-        bad = [_bad_sql(r, t, c.type) for r, t, c in zip(raw, typed, columns, strict=True)]
-        failed = f"greatest(NOT {valid}, NOT coalesce({shape_ok}, false), {', '.join(bad)})"
-        error = f"(CASE WHEN {failed} THEN {blob} IS NOT NULL ELSE false END)"
-        whens = [
-            f"WHEN NOT {valid} THEN 'Invalid JSON or UTF-8 text'",
-            f"WHEN NOT ({shape_ok}) THEN 'Can''t convert type. sourceType: ' || {_node_sql(text)}"
-            " || ', requiredType: STRUCT'",
-        ]
-        for b, r, c in zip(bad, raw, columns, strict=True):
-            whens.append(f"WHEN {b} THEN {_error_message_sql(r, c)}")
-        return Decoded(typed, error, f"CASE WHEN {error} THEN (CASE {' '.join(whens)} END) END")
+            exact = [f"TRY(json_extract({text}, '$'))"]
+        # As VARCHAR: a cast from JSON would convert like json_transform (a string to a number).
+        fast_typed = [_fast_sql(f"({r})::VARCHAR", c.type) for r, c in zip(exact, columns, strict=True)]
+        oks = [_fast_ok_sql(r, t) for r, t in zip(exact, fast_typed, strict=True)]
+        fast = f"least({', '.join(oks)})" if len(oks) > 1 else oks[0]
+        fast = f"coalesce({fast}, false)"
+        slow = _slow_decode(blob, text, exact, columns, obj)
+        # A fast value is exact wherever it is not NULL, whatever the other fields hold.
+        typed = tuple(f"CASE WHEN {f} IS NOT NULL THEN {f} ELSE {s} END"
+                      for f, s in zip(fast_typed, slow.columns, strict=True))
+        error = f"CASE WHEN {fast} THEN false ELSE {slow.error} END"
+        return Decoded(typed, error, f"CASE WHEN {fast} THEN NULL ELSE {slow.error_message} END")
 
     def encode_sql(self, columns: Sequence[tuple[Column, str]], *, wrap_single_value: bool) -> str:
         if not wrap_single_value and len(columns) == 1:
@@ -99,22 +106,71 @@ class JsonFormat:
 # -- decoding -----------------------------------------------------------------------------------
 
 
-def _object_fields(text: str, columns: Sequence[Column], probe: Any) -> list[str]:
-    """One JSON expression per column: its field of the object ``text``, matched like ksqlDB."""
-    seen = [k for k in (probe or []) if isinstance(k, str)]
-    spellings: list[str] = []
-    per_column: list[list[int]] = []
-    for col in columns:
-        names = [col.name] + [k for k in seen if k != col.name and k.upper() == col.name]
-        idx = []
-        for name in names:
-            if name not in spellings:
-                spellings.append(name)
-            idx.append(spellings.index(name) + 1)
-        per_column.append(idx)
-    paths = ", ".join(sql_str(_path(s)) for s in spellings)
-    fields = f"json_extract({text}, [{paths}])"
-    return [_coalesce([f"{fields}[{i}]" for i in idx]) for idx in per_column]
+def _slow_decode(blob: str, text: str, exact: list[str], columns: Sequence[Column], obj: bool) -> Decoded:
+    """The columns, error and message of records decoded like ksqlDB's KsqlJsonDeserializer, where
+    ``text`` is the record's text (NULL if not UTF-8) and ``exact`` each column's field read by its
+    exact name. Each field's text is bound once (a lambda over a one-element list): the conversions
+    name their input many times, and the SQL would grow with every level otherwise."""
+    valid = f"coalesce(json_valid({text}), false)"  # false: not UTF-8 or not JSON
+    var = "nbs_r"
+    if obj:
+        shape_ok = f"starts_with(ltrim({text}, ' \t\n\r'), '{{')"
+        record = f"CASE WHEN {valid} THEN (CASE WHEN {shape_ok} THEN {text} END) END"
+        raw = [_object_field_sql(record, e, c.name) for e, c in zip(exact, columns, strict=True)]
+    else:
+        shape_ok = "true"
+        raw = [f"json_extract(CASE WHEN {valid} THEN {text} END, '$')"]
+    typed = tuple(_let(r, var, from_json_sql(var, c.type)) for r, c in zip(raw, columns, strict=True))
+    bad = [_let(r, var, _bad_sql(var, from_json_sql(var, c.type), c.type)) for r, c in zip(raw, columns, strict=True)]
+    failed = f"greatest(NOT {valid}, NOT coalesce({shape_ok}, false), {', '.join(bad)})"
+    error = f"(CASE WHEN {failed} THEN {blob} IS NOT NULL ELSE false END)"
+    whens = [
+        f"WHEN NOT {valid} THEN 'Invalid JSON or UTF-8 text'",
+        f"WHEN NOT ({shape_ok}) THEN 'Can''t convert type. sourceType: ' || {_node_sql(text)}"
+        " || ', requiredType: STRUCT'",
+    ]
+    messages = [_let(r, var, f"CASE WHEN {_bad_sql(var, from_json_sql(var, c.type), c.type)} THEN "
+                             f"{_error_message_sql(var, c)} END") for r, c in zip(raw, columns, strict=True)]
+    return Decoded(typed, error, f"CASE {' '.join(whens)} ELSE {_coalesce(messages)} END")
+
+
+def _object_field_sql(obj: str, exact: str, name: str) -> str:
+    """The JSON text of the field ``name`` of the object text ``obj`` (NULL when no object), matched
+    like ksqlDB: the exact key (``exact``, its value read by the fast path), else the last key whose
+    upper case is ``name``."""
+    var = "nbs_k"
+    entries = f"map_entries(json_transform({obj}, '\"MAP(VARCHAR, JSON)\"'))"
+    other = f"list_filter({entries}, lambda {var}: upper({var}.key) = {sql_str(name)})[-1].value"
+    return f"CASE WHEN {exact} IS NOT NULL THEN {exact} ELSE {other} END"  # exact: an object's field
+
+
+def _fast_sql(raw: str, t: SqlType) -> str:
+    """SQL converting the exact field text ``raw`` like :func:`from_json_sql` where the field holds
+    a JSON value of the type's natural kind (number, string, boolean), else NULL. Short: it is
+    written once per column in every output expression."""
+    name = t.name
+    # A string does not cast (its quote), nor 'true' or 'null'. A fraction takes the slow path
+    # (the cast would round where Jackson truncates); yyjson writes a '.' in every non-integral
+    # number but tiny ones such as 1e-7, which round and truncate to 0 alike.
+    if name in ("INTEGER", "BIGINT"):
+        return f"CASE WHEN NOT contains({raw}, '.') THEN TRY_CAST({raw} AS {t.duckdb()}) END"
+    if name in ("DOUBLE", "DECIMAL"):
+        return f"TRY_CAST({raw} AS {t.duckdb()})"
+    if name == "BOOLEAN":
+        return f"CASE {raw} WHEN 'true' THEN true WHEN 'false' THEN false END"
+    if name == "STRING":
+        return f"CASE WHEN starts_with({raw}, '\"') THEN json_extract_string({raw}, '$') END"
+    if name == "BYTES":  # base64 text
+        text = scalar_from_text_sql(f"json_extract_string({raw}, '$')", t)
+        return f"CASE WHEN starts_with({raw}, '\"') THEN {text} END"
+    if name in ("TIMESTAMP", "DATE", "TIME"):  # a number
+        return f"CASE WHEN starts_with({raw}, '\"') OR {raw} = 'null' THEN NULL ELSE {scalar_from_text_sql(raw, t)} END"
+    return f"NULL::{t.duckdb()}"  # nested values take the slow path (their SQL is large)
+
+
+def _fast_ok_sql(raw: str, typed: str) -> str:
+    """SQL true when the exact field text ``raw`` is JSON null, or converts (``typed``) without error."""
+    return f"greatest({typed} IS NOT NULL, ({raw})::VARCHAR = 'null')"
 
 
 def _path(key: str) -> str:
@@ -171,7 +227,8 @@ def _scalar_sql(c: str, t: SqlType) -> str:
         )
     number = _number_sql(c, t)
     if number is None:  # TIMESTAMP, DATE, TIME, BYTES: from a string or a number's text
-        return scalar_from_text_sql(f"CASE WHEN starts_with({c}, '\"') THEN {string} ELSE {c} END", t)
+        text = f"CASE WHEN starts_with({c}, '\"') THEN {string} WHEN {c} <> 'null' THEN {c} END"
+        return scalar_from_text_sql(text, t)
     return f"CASE WHEN starts_with({c}, '\"') THEN {scalar_from_text_sql(string, t)} ELSE {number} END"
 
 
