@@ -161,7 +161,8 @@ _MACROS = (
     " ELSE nbs_java_double_rare(x) END",
     # in JSON, NaN and the infinities are strings (Jackson writes them quoted)
     "nbs_json_double(x) AS CASE WHEN abs(x) >= 1e-3 AND abs(x) < 1e7 THEN to_json(x)::VARCHAR"
-    " WHEN x IS NULL THEN NULL WHEN isfinite(x) THEN nbs_java_double_rare(x) ELSE concat('\"', nbs_java_double_rare(x), '\"') END",
+    " WHEN x IS NULL THEN NULL WHEN isfinite(x) THEN nbs_java_double_rare(x)"
+    " ELSE concat('\"', nbs_java_double_rare(x), '\"') END",
 )
 
 
