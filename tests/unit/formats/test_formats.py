@@ -350,3 +350,15 @@ def test_null_nested_and_bytes_values_are_written_as_json_null(sql_type: str) ->
     t = parse_type(sql_type)
     blob = format_for("JSON").encode_sql([(Column("V", t), f"NULL::{t.duckdb()}")], wrap_single_value=True)
     assert con.execute(f"SELECT decode({blob})").fetchall() == [('{"V":null}',)]
+
+
+def test_json_fields_match_per_record_and_paths_agree(con) -> None:
+    # Records on the fast path (exact names, natural kinds) and on the slow path in one batch.
+    columns = cols("ID BIGINT", "BY BYTES", "S STRING")
+    blobs = [b'{"ID": 5, "BY": "aGk=", "S": "a"}', b'{"Id": 1, "iD": 2}', b'{"id": 7, "ID": null, "BY": null}',
+             b'{"ID": 1.7, "S": 3}', b'{"ID": true, "S": "x"}']
+    rows = decode_rows(con, format_for("JSON"), blobs, columns)
+    assert [r[:4] for r in rows[:4]] == [(5, b"hi", "a", False), (2, None, None, False), (None, None, None, False),
+                                         (1, None, "3", False)]
+    assert rows[4][3] is True
+    assert rows[4][4] == "Can't convert type. sourceType: BooleanNode, requiredType: BIGINT, path: $.ID"
