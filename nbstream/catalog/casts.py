@@ -64,7 +64,9 @@ _JAVA_SCI = (
 
 @functools.lru_cache(maxsize=512)
 def _template(text: str) -> exp.Expression:
-    return sqlglot.parse_one(_ARG.sub(r"__arg\1", text), read="duckdb")
+    parsed = sqlglot.parse_one(_ARG.sub(r"__arg\1", text), read="duckdb")
+    assert isinstance(parsed, exp.Expression)
+    return parsed
 
 
 def wrap(arg: exp.Expression) -> exp.Expression:
@@ -149,7 +151,7 @@ def _struct_to_string(expr: exp.Expression, t: SqlType, depth: int) -> exp.Expre
         sql("{0} || '=' || {1}", literal_string(name), to_string(struct_field(expr, name), ftype, depth + 1))
         for name, ftype in t.fields
     ]
-    joined = exp.Anonymous(this="concat_ws", expressions=[literal_string(","), *parts])
+    joined: exp.Expression = exp.Anonymous(this="concat_ws", expressions=[literal_string(","), *parts])
     if not parts:
         joined = literal_string("")
     return sql("CASE WHEN {0} IS NULL THEN NULL ELSE 'Struct{' || {1} || '}' END", expr, joined)

@@ -23,6 +23,7 @@ description; :func:`describe_function` and :func:`function_names` read the same 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -843,7 +844,7 @@ _MASKS = [
 ]
 for _name, _spec, _first, _cond, _description in _MASKS:
     _register(
-        _name, _spec, "STRING", _description, lambda call, first=_first, cond=_cond: _mask(call, first, cond)
+        _name, _spec, "STRING", _description, functools.partial(_mask, chars_from=_first, condition=_cond)
     )
 
 
@@ -1160,7 +1161,7 @@ for _part in _URL_GROUPS:
         "STRING",
         "INTEGER" if _part == "PORT" else "STRING",
         f"The {_part.lower()} of a URL (null when absent).",
-        lambda call, p=_part: _url_part(call, p),
+        functools.partial(_url_part, part=_part),
     )
 
 
@@ -1268,7 +1269,9 @@ _ZONE_REGEX = {"X": "(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)", "Z": "(?:Z|[+-][0-9]{2}
 
 
 def _is_number(run: str | None) -> bool:
-    return bool(run) and run[0] in _NUMERIC_LETTERS and not (run[0] == "M" and len(run) > 2)
+    if not run:
+        return False
+    return run[0] in _NUMERIC_LETTERS and not (run[0] == "M" and len(run) > 2)
 
 
 def _letters_regex(run: str, number_follows: bool) -> str:
@@ -1289,8 +1292,9 @@ def java_prefix_regex(pattern: str) -> str:
         if quoted is not None:
             out.append(re.escape(quoted.replace("''", "'") or "'"))
         elif letters is not None:
-            following = tokens[i + 1].group(2) and tokens[i + 1].group(0) if i + 1 < len(tokens) else None
-            out.append(_letters_regex(m.group(0), _is_number(following)))
+            following = tokens[i + 1] if i + 1 < len(tokens) else None
+            number_follows = following is not None and following.group(2) is not None and _is_number(following.group(0))
+            out.append(_letters_regex(m.group(0), number_follows))
         else:
             out.append(re.escape(other))
     return "^" + "".join(out)
@@ -1404,6 +1408,10 @@ def _interval(call: Call) -> exp.Expression:
     return sql(f"{fn}(CAST({{0}} AS BIGINT))", call[1])
 
 
+def _add_sub(call: Call, kind: str, op: str) -> exp.Expression:
+    return sql(f"CAST({{0}} {op} {{1}} AS {kind})", call[2], _interval(call))
+
+
 _ADD_SUB = [
     ("DATEADD", "DATE", "+"),
     ("DATESUB", "DATE", "-"),
@@ -1419,7 +1427,7 @@ for _name, _kind, _op in _ADD_SUB:
         _kind,
         f"{'Adds' if _op == '+' else 'Subtracts'} an interval "
         f"(unit, amount) {'to' if _op == '+' else 'from'} a {_kind}.",
-        lambda call, kind=_kind, op=_op: sql(f"CAST({{0}} {op} {{1}} AS {kind})", call[2], _interval(call)),
+        functools.partial(_add_sub, kind=_kind, op=_op),
     )
 
 

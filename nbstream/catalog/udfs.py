@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import duckdb
 import pyarrow as pa
+from duckdb.func import ARROW, SPECIAL
 
 #: SPLIT(BYTES, BYTES): split a BLOB around a BLOB delimiter (empty delimiter: single bytes).
 SPLIT_BYTES = "nbstream_split_bytes"
@@ -40,4 +41,4 @@ def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
     known = {row[0] for row in con.execute("SELECT function_name FROM duckdb_functions()").fetchall()}
     for name, fn, params, returns in _UDFS:
         if name not in known:
-            con.create_function(name, fn, params, returns, type="arrow", null_handling="special")
+            con.create_function(name, fn, list(params), returns, type=ARROW, null_handling=SPECIAL)
