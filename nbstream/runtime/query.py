@@ -30,8 +30,10 @@ from nbstream.plan.logical import StatelessPlan
 from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 
-#: Batch sizing: start small for latency, double while batches come back full (throughput).
-MIN_BATCH, MAX_BATCH = 1_000, 200_000
+#: Batch sizing: a batch takes what is pending, at least MIN_BATCH records' room and at most
+#: MAX_BATCH. Planning one batch statement costs tens of milliseconds whatever its size, so a
+#: backlog is worked off in few large batches (throughput) and sparse input in small ones (latency).
+MIN_BATCH, MAX_BATCH = 1_000, 500_000
 
 
 @dataclass
@@ -88,6 +90,7 @@ class QueryRunner:
 
     def _ranges(self) -> dict[int, tuple[int, int]]:
         info = self.log.require(self.plan.scan.topic)
+        self.batch_size = min(MAX_BATCH, max(MIN_BATCH, self.pending()))
         per_partition = max(1, self.batch_size // max(1, info.partitions))
         return {
             p: (self.offsets.get(p, 0), min(end, self.offsets.get(p, 0) + per_partition))
@@ -116,7 +119,6 @@ class QueryRunner:
             return 0
         started = time.perf_counter()
         self._process(ranges)
-        self._adapt(count)
         self.stats.busy_seconds += time.perf_counter() - started
         return count
 
@@ -235,12 +237,6 @@ class QueryRunner:
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
         return table
 
-    def _adapt(self, consumed: int) -> None:
-        """Grow the batch while batches come back full (throughput), shrink it when input is sparse."""
-        if consumed >= self.batch_size:
-            self.batch_size = min(MAX_BATCH, self.batch_size * 2)
-        elif consumed < self.batch_size // 4:
-            self.batch_size = max(MIN_BATCH, self.batch_size // 2)
 
 
 Ranges = dict[int, tuple[int, int]]
