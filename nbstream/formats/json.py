@@ -78,7 +78,7 @@ class JsonFormat:
         fast = f"coalesce({fast}, false)"
         slow = _slow_decode(blob, text, exact, columns, obj)
         # A fast value is exact wherever it is not NULL, whatever the other fields hold.
-        typed = tuple(f"CASE WHEN {f} IS NOT NULL THEN {f} ELSE {s} END"
+        typed = tuple(f"coalesce({f}, {s})"  # evaluates the slow path only where the fast one is NULL
                       for f, s in zip(fast_typed, slow.columns, strict=True))
         error = f"CASE WHEN {fast} THEN false ELSE {slow.error} END"
         return Decoded(typed, error, f"CASE WHEN {fast} THEN NULL ELSE {slow.error_message} END")
