@@ -40,13 +40,20 @@ def execute_statement(engine: Engine, statement: ast.Statement) -> StatementResu
 # -- CREATE STREAM / TABLE ---------------------------------------------------------------------------
 
 
-def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult:
+def _existing(engine: Engine, stmt: ast.CreateSource | ast.CreateAsSelect) -> Source | None:
+    """The source called like the one ``stmt`` creates, if any; an error when the statement may
+    neither replace it (OR REPLACE) nor skip it (IF NOT EXISTS)."""
     existing = engine.catalog.find(stmt.name)
-    if existing is not None and stmt.if_not_exists:
-        return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
-    if existing is not None and not stmt.or_replace:
+    if existing is not None and not (stmt.or_replace or stmt.if_not_exists):
         raise CatalogError(f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} "
                            "with the same name already exists")
+    return existing
+
+
+def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult:
+    existing = _existing(engine, stmt)
+    if existing is not None and stmt.if_not_exists:
+        return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
     replaces_source = stmt.is_source or (existing is not None and existing.is_source)
     _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and replaces_source)
     if not stmt.columns:
@@ -206,12 +213,9 @@ def _bool(value: Any) -> bool:
 
 
 def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementResult:
-    existing = engine.catalog.find(stmt.name)
+    existing = _existing(engine, stmt)
     if existing is not None and stmt.if_not_exists:
         return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
-    if existing is not None and not stmt.or_replace:
-        raise CatalogError(f"Cannot add {stmt.kind.lower()} '{stmt.name}': A {existing.kind.lower()} "
-                           "with the same name already exists")
     _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and existing is not None and existing.is_source)
     reject_stateful(stmt.query)
     source = engine.catalog.get(_from_name(stmt.query))
