@@ -164,6 +164,11 @@ def encoded_sql(plan: StatelessPlan, result: str) -> str:
     return encode_rows_sql(plan.sink, plan.columns, result, null_key="__key_null" if plan.key_from_source else None)
 
 
+#: The order of output rows: input partition, then offset, as one number (no sort needed: offsets
+#: stay below 2^40 per partition).
+SEQ_SQL = "(__in_partition::BIGINT << 40) + __in_offset"
+
+
 def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str, *, null_key: str | None = None) -> str:
     """SELECT encoding rows of ``result`` — named ``columns`` plus ``__ts``, ``__deleted``,
     ``__headers``, ``__err`` and an order (``__in_partition``, ``__in_offset``) — for ``sink``.
@@ -179,7 +184,7 @@ def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str, *,
     return f"""SELECT NULL::INTEGER AS "partition", __ts AS ts, {key_blob} AS "key",
        CASE WHEN __deleted THEN NULL ELSE {value_blob} END AS "value", __headers AS headers,
        NULL::BIGINT AS win_start, NULL::BIGINT AS win_end, NULL::VARCHAR AS win_type,
-       row_number() OVER (ORDER BY __in_partition, __in_offset) AS __seq
+       {SEQ_SQL} AS __seq
 FROM {result} WHERE NOT __err"""
 
 

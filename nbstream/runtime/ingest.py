@@ -38,11 +38,12 @@ def encode_frame(con: duckdb.DuckDBPyConnection, log: EmbeddedLog, source: Sourc
         columns.append((col, sql))
     ts = f"CAST(__frame.{quote(timestamp)} AS BIGINT)" if timestamp else "epoch_ms(now())"
     projected = ", ".join(f"{sql} AS {quote(col.name)}" for col, sql in columns)
-    con.register("__frame", table)
+    # The row's position in the frame orders the records (DuckDB may scan the frame in parallel).
+    con.register("__frame", table.append_column("__position", pa.array(range(table.num_rows), pa.int64())))
     try:
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW __rows AS SELECT FALSE AS __err, FALSE AS __deleted,
-            NULL AS __headers, {ts} AS __ts, 0 AS __in_partition, row_number() OVER () AS __in_offset,
+            NULL AS __headers, {ts} AS __ts, 0 AS __in_partition, __position AS __in_offset,
             {projected} FROM __frame"""
         )
         sink = Sink(source.name, source.topic, source.key_format, source.value_format, 0,

@@ -144,3 +144,13 @@ def test_errors_share_one_root_and_name_the_users_thing(eng: Engine) -> None:
     with pytest.raises(LogError, match="pageviews"):
         eng.produce("pageview", {"viewtime": 1})
     assert all(issubclass(e, NbstreamError) for e in (ParseError, UnknownNameError, BindError, LogError))
+
+
+def test_produce_batch_keeps_the_frame_order_within_a_partition(eng: Engine) -> None:
+    n = 300_000  # several DuckDB row groups, so a parallel scan could reorder them
+    frame = pd.DataFrame({"viewtime": range(n), "userid": ["same"] * n, "pageid": ["home"] * n})
+    eng.produce_batch("pageviews", frame, key="userid", timestamp="viewtime")
+    eng.run_until_idle()
+    for topic in ("pageviews", "home"):
+        times = [r.timestamp for r in eng.consume(topic)]
+        assert times == list(range(n)), topic
