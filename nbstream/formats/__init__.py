@@ -11,7 +11,7 @@ yet. Call :func:`register_udfs` on each DuckDB connection that evaluates format 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from nbstream.errors import FormatError, did_you_mean
@@ -48,4 +48,5 @@ def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key
         raise FormatError(f"Unknown format: {name}.{did_you_mean(name, FORMATS)}")
     if props.get(prop) is not None:
         raise FormatError(f"{upper} does not support the following configs: [delimiter]")
-    return {"JSON": JsonFormat, "KAFKA": KafkaFormat, "NONE": NoneFormat}[upper]()
+    simple: dict[str, Callable[[], Format]] = {"JSON": JsonFormat, "KAFKA": KafkaFormat, "NONE": NoneFormat}
+    return simple[upper]()

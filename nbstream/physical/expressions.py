@@ -12,6 +12,7 @@ import decimal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import cast
 
 import duckdb
 from sqlglot import exp
@@ -111,11 +112,16 @@ _PASS_THROUGH = (
     exp.Escape, exp.Tuple,
 )
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ)
-_COMPARISON_NAMES = {exp.EQ: "EQUAL", exp.NEQ: "NOT_EQUAL", exp.GT: "GREATER_THAN",
+_COMPARISON_NAMES: dict[type[exp.Expression], str] = {exp.EQ: "EQUAL", exp.NEQ: "NOT_EQUAL", exp.GT: "GREATER_THAN",
                      exp.GTE: "GREATER_THAN_OR_EQUAL", exp.LT: "LESS_THAN", exp.LTE: "LESS_THAN_OR_EQUAL",
                      exp.NullSafeEQ: "IS_NOT_DISTINCT_FROM", exp.NullSafeNEQ: "IS_DISTINCT_FROM"}
 #: Comparisons that ARRAY, MAP and STRUCT values support.
 _EQUALITIES = ("EQUAL", "NOT_EQUAL", "IS_NOT_DISTINCT_FROM", "IS_DISTINCT_FROM")
+
+
+def _func(name: str, *args: exp.Expression) -> exp.Expression:
+    """``exp.func``, typed as what it returns: a concrete node (sqlglot types it as the ``Func`` trait)."""
+    return cast(exp.Expression, exp.func(name, *args))
 
 
 class ExpressionCompiler:
@@ -166,7 +172,7 @@ class ExpressionCompiler:
             )
         if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ):
             return compiled
-        return exp.func("coalesce", compiled, exp.false())
+        return _func("coalesce", compiled, exp.false())
 
     # -- leaves ----------------------------------------------------------------------------------
     def visit_Column(self, node: exp.Column) -> exp.Expression:
@@ -228,7 +234,7 @@ class ExpressionCompiler:
         if result is None:
             return op(this=left, expression=right)
         if op in (exp.Div, exp.Mod) and result.name != "DOUBLE":
-            right = exp.func("nullif", right, exp.Literal.number(0))
+            right = _func("nullif", right, exp.Literal.number(0))
         if result.name in ("INTEGER", "BIGINT"):
             if op is exp.Div:
                 return exp.IntDiv(this=left, expression=right)
@@ -264,14 +270,14 @@ class ExpressionCompiler:
                 f"struct `{node.this.sql()}` has no field `{field_name}`.{did_you_mean(field_name, names)}"
             )
         exact = next(n for n, _ in struct.fields if n == field_name or n.upper() == field_name.upper())
-        return exp.func("struct_extract", inner, exp.Literal.string(exact))
+        return _func("struct_extract", inner, exp.Literal.string(exact))
 
     def visit_Bracket(self, node: exp.Bracket) -> exp.Expression:
         inner = self.compile(node.this)
         index = self.compile(node.expressions[0])
         kind = self.type_of(inner).name
         if kind == "ARRAY":
-            return exp.func("list_extract", inner, index)
+            return _func("list_extract", inner, index)
         if kind == "MAP":
             return exp.Bracket(this=inner, expressions=[index])
         raise SqlTypeError(f"`{node.this.sql()}` is {self.type_of(inner)}: only ARRAY and MAP can be subscripted")
@@ -327,7 +333,7 @@ class ExpressionCompiler:
             raise SqlTypeError("Cannot construct a map with all NULL values")
         if any(_is_null(k) for k in key_nodes):
             raise UnsupportedError("MAP keys cannot be NULL in nbstream (DuckDB maps have no NULL keys)")
-        return exp.func("map", exp.Array(expressions=keys), exp.Array(expressions=values))
+        return _func("map", exp.Array(expressions=keys), exp.Array(expressions=values))
 
     def visit_Array(self, node: exp.Array) -> exp.Expression:
         return exp.Array(expressions=self._coerced(node.expressions, "ARRAY element"))
@@ -401,7 +407,7 @@ def _is_literal(node: exp.Expression) -> bool:
     return isinstance(node, exp.Literal | exp.Boolean)
 
 
-def widen(left: SqlType, right: SqlType) -> SqlType | None:
+def widen(left: SqlType, right: SqlType) -> SqlType:
     """The narrowest numeric type both numeric types widen to (INT → BIGINT → DECIMAL → DOUBLE)."""
     if left == right:
         return left
@@ -469,9 +475,7 @@ def _unify(target: SqlType, t: SqlType, what: str) -> SqlType:
     if t == target:
         return target
     if t.is_numeric and target.is_numeric:
-        result = widen(target, t)
-        if result is not None:
-            return result
+        return widen(target, t)
     raise SqlTypeError(f"invalid {what}: expected {target}, got {t}")
 
 
@@ -479,7 +483,7 @@ def _coerce_literal(node: exp.Expression, t: SqlType, target: SqlType, what: str
     if target.name == "STRING":
         return target
     if t.is_numeric and target.is_numeric:
-        return widen(target, t) or target
+        return widen(target, t)
     if t.name == "STRING" and isinstance(node, exp.Literal):
         text = node.this.strip()
         if target.name == "BOOLEAN" and text.lower() in _BOOLEAN_TEXT:

@@ -110,8 +110,7 @@ def _schema_of(stmt: ast.CreateSource) -> LogicalSchema:
             raise BindError(f"Column `{col.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n"
                             "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
                             "Streams have KEYs, which have no uniqueness or NON NULL constraints.", col.span)
-        columns.append(Column(col.name, col.type, "KEY" if role in ("KEY", "PRIMARY KEY") else role,
-                              col.header_key))
+        columns.append(Column(col.name, col.type, "KEY" if role == "PRIMARY KEY" else role, col.header_key))
     keys = [c for c in columns if c.role == "KEY"]
     values = [c for c in columns if c.role not in ("KEY", "HEADER", "HEADERS")]
     if stmt.kind == "TABLE" and not keys:
@@ -226,10 +225,10 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
                       target=Target(sink, stmt.kind, _new_planner(engine)), params=engine.params)
     plan = _fit_key_format(engine, plan, props)
     plan = _with_runtime_config(engine, plan)
-    sink = plan.sink
-    assert sink is not None
-    sink = replace(sink, value_properties=_wrap_default(engine, sink.value_format, sink.value_properties,
-                                                        plan.schema.value),
+    planned = plan.sink
+    assert planned is not None  # planned with a target, so it has a sink
+    sink = replace(planned, value_properties=_wrap_default(engine, planned.value_format, planned.value_properties,
+                                                           plan.schema.value),
                    timestamp=_timestamp(props, plan.schema, stmt.name))
     plan = replace(plan, sink=sink)
     created = Source(

@@ -17,7 +17,7 @@ out by :mod:`nbstream.sql.statements` before sqlglot sees the query.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlglot import exp, parser, tokens
 from sqlglot.dialects.duckdb import DuckDB
@@ -162,13 +162,13 @@ def _lambda(self: parser.Parser, expressions: list[exp.Expr]) -> exp.Expr:
 class KsqlParser(DuckDBParser):
     """DuckDB's parser with ksqlDB's operators and no function-name mapping."""
 
-    FUNCTIONS: dict[str, Callable] = {}
-    FUNCTION_PARSERS: dict[str, Callable] = {"CAST": lambda self: self._parse_ksql_cast()}
-    NO_PAREN_FUNCTIONS: dict = {}
+    FUNCTIONS: ClassVar[dict[str, Callable]] = {}
+    FUNCTION_PARSERS: ClassVar[dict[str, Callable]] = {"CAST": lambda self: self._parse_ksql_cast()}
+    NO_PAREN_FUNCTIONS: ClassVar[dict] = {}
     NO_PAREN_FUNCTION_PARSERS = {"CASE": lambda self: self._parse_case()}
-    JSON_OPERATORS: dict = {}
+    JSON_OPERATORS: ClassVar[dict] = {}
     COLUMN_OPERATORS = {k: v for k, v in DuckDBParser.COLUMN_OPERATORS.items() if k != TokenType.DCOLON}
-    CAST_COLUMN_OPERATORS: set = set()
+    CAST_COLUMN_OPERATORS: ClassVar[set] = set()
     LAMBDAS = {TokenType.FARROW: _lambda}
     PLACEHOLDER_PARSERS = {
         TokenType.COLON: lambda self: (
@@ -241,18 +241,18 @@ class Ksql(DuckDB):
         QUOTES = ["'"]
         STRING_ESCAPES = ["'"]
         IDENTIFIER_ESCAPES = ['"', "`"]
-        BYTE_STRINGS: list = []
-        HEREDOC_STRINGS: list = []
-        NUMERIC_ESCAPES: dict = {}
+        BYTE_STRINGS: ClassVar[list] = []
+        HEREDOC_STRINGS: ClassVar[list] = []
+        NUMERIC_ESCAPES: ClassVar[dict] = {}
         SINGLE_TOKENS = {k: v for k, v in DuckDB.Tokenizer.SINGLE_TOKENS.items() if k != "$"}
-        VAR_SINGLE_TOKENS: set = set()
+        VAR_SINGLE_TOKENS: ClassVar[set] = set()
         KEYWORDS = {
             **{k: v for k, v in tokens.Tokenizer.KEYWORDS.items() if k not in ("/*+",)},
             "STRING": TokenType.TEXT,
             "VARCHAR": TokenType.TEXT,
             "TIMESTAMP": TokenType.TIMESTAMPNTZ,
         }
-        COMMANDS: set = set()
+        COMMANDS: ClassVar[set] = set()
 
     Parser = KsqlParser
 

@@ -10,6 +10,7 @@ ksqlDB's streaming clauses (``WINDOW``, ``WITHIN … [GRACE PERIOD …]``, ``PAR
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import sqlglot.errors
 from sqlglot import exp
@@ -189,10 +190,10 @@ def run_sqlglot(script: str, tokens: list[Token]) -> exp.Expr:
     except (sqlglot.errors.SqlglotError, ValueError, TypeError, AttributeError, LookupError) as error:
         span = token_span(script, tokens[0]) if tokens else None
         raise ParseError(f"cannot parse: {error}", span) from None
-    trees = [t for t in trees if t is not None]
-    if len(trees) != 1:
+    found = [t for t in trees if t is not None]
+    if len(found) != 1:
         raise ParseError("expecting one query", token_span(script, tokens[0]) if tokens else None)
-    return normalize(trees[0])
+    return normalize(found[0])
 
 
 def _convert(script: str, tokens: list[Token], error: sqlglot.errors.ParseError) -> ParseError:
@@ -213,17 +214,18 @@ def _select_token(at: Token) -> Token:
     return Token(TokenType.SELECT, "SELECT", at.line, at.col, at.start, at.start - 1)
 
 
-def read_expressions(script: str, tokens: list[Token]) -> list[exp.Expr]:
+def read_expressions(script: str, tokens: list[Token]) -> list[exp.Expression]:
     """A comma-separated expression list; ``tokens`` must hold just that list."""
     if not tokens:
         raise ParseError("expecting an expression", Span.at(script, len(script)))
     select = run_sqlglot(script, [_select_token(tokens[0]), *tokens])
     if not isinstance(select, exp.Select) or any(v for k, v in select.args.items() if k != "expressions"):
         raise ParseError("expecting an expression", token_span(script, tokens[0]))
-    return list(select.expressions)
+    # sqlglot types the list as its ``Expr`` trait; the parser builds concrete ``Expression`` nodes.
+    return cast(list[exp.Expression], list(select.expressions))
 
 
-def parse_expression(text: str) -> exp.Expr:
+def parse_expression(text: str) -> exp.Expression:
     """One ksqlDB expression, under the conventions of :mod:`nbstream.sql.ast`.
 
     >>> parse_expression("ucase(name)").sql()
@@ -267,7 +269,7 @@ def read_query(cursor: Cursor) -> Query:
         joins = select.args.get("joins") or []
         if index < len(joins):
             joins[index].meta["within"] = within
-    partition_by: tuple[exp.Expr, ...] = ()
+    partition_by: tuple[exp.Expression, ...] = ()
     if lifted.partition_tokens is not None:
         partition_by = tuple(read_expressions(cursor.script, lifted.partition_tokens))
     limit = _lift_limit(cursor, select)

@@ -228,7 +228,7 @@ class StatementReader(Cursor):
         properties = self._with_properties(upper_keys=True)
         return ast.InsertInto(target=target, query=read_query(self), properties=properties)
 
-    def _values(self) -> tuple[exp.Expr, ...]:
+    def _values(self) -> tuple[exp.Expression, ...]:
         open_at = self.pos
         self.expect_text("(")
         depth, close_at = 1, self.pos
