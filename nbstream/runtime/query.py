@@ -16,6 +16,7 @@ leaves nothing to redo — so every input record reaches the sink exactly once.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,10 +31,10 @@ from nbstream.plan.logical import StatelessPlan
 from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 
-#: Batch sizing: a batch takes what is pending, at least MIN_BATCH records' room and at most
-#: MAX_BATCH. Planning one batch statement costs tens of milliseconds whatever its size, so a
-#: backlog is worked off in few large batches (throughput) and sparse input in small ones (latency).
-MIN_BATCH, MAX_BATCH = 1_000, 500_000
+#: Batch sizing: a batch takes what is pending, at most MAX_BATCH records. Planning one batch
+#: statement costs tens of milliseconds whatever its size, so a backlog is worked off in few large
+#: batches (throughput) and sparse input in small ones as it arrives (latency).
+MAX_BATCH = 500_000
 
 
 @dataclass
@@ -60,7 +61,7 @@ class QueryRunner:
         self.con = con
         self.log = log
         self.stats = QueryStats()
-        self.batch_size = MIN_BATCH
+        self.batch_size = 0
         self._sql_cache: dict[str, str] = {}
         self._probes = probe_sql(plan.scan)
         self.offsets = self._load_offsets()
@@ -89,12 +90,18 @@ class QueryRunner:
         return sum(max(0, end - self.offsets.get(p, 0)) for p, end in info.end_offsets.items())
 
     def _ranges(self) -> dict[int, tuple[int, int]]:
+        """The next batch: each partition's backlog, scaled down to MAX_BATCH records in all.
+
+        Shares follow the backlogs, so uneven partitions drain in the same batches rather than
+        leaving a tail of small ones (each batch pays for planning its statement)."""
         info = self.log.require(self.plan.scan.topic)
-        self.batch_size = min(MAX_BATCH, max(MIN_BATCH, self.pending()))
-        per_partition = max(1, self.batch_size // max(1, info.partitions))
+        backlog = {p: max(0, end - self.offsets.get(p, 0)) for p, end in info.end_offsets.items()}
+        total = sum(backlog.values())
+        self.batch_size = min(MAX_BATCH, total)
+        scale = 1.0 if total <= MAX_BATCH else MAX_BATCH / total
         return {
-            p: (self.offsets.get(p, 0), min(end, self.offsets.get(p, 0) + per_partition))
-            for p, end in info.end_offsets.items()
+            p: (self.offsets.get(p, 0), self.offsets.get(p, 0) + math.ceil(n * scale))
+            for p, n in backlog.items()
         }
 
     # -- one micro-batch ---------------------------------------------------------------------------
