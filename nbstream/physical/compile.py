@@ -53,8 +53,7 @@ def decode_select(scan: Scan, probes: Probes, relation: str) -> str:
     value = _decode_side(scan.value_format, scan.value_properties, '"value"', scan.schema.value, probes.value,
                          is_key=False)
     parts = ['"partition" AS "ROWPARTITION"', '"offset" AS "ROWOFFSET"', "ts AS __ts",
-             'headers AS __headers', '"value" IS NULL AS __tomb', '"key" IS NULL AS __key_null',
-             'win_start AS __win_start', 'win_end AS __win_end', 'win_type AS __win_type']
+             'headers AS __headers', '"value" IS NULL AS __tomb', '"key" IS NULL AS __key_null']
     for col, sql in zip(scan.schema.key, key.columns, strict=True):
         parts.append(f"{sql} AS {quote(col.name)}")
     for col, sql in zip(scan.schema.value, value.columns, strict=True):
