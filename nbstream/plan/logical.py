@@ -2,17 +2,17 @@
 
 A plan holds everything the runtime needs to run a query and nothing it must look up again: the
 source's topic, formats and columns, the compiled DuckDB expressions of the filter and of each
-output column, and the sink's topic and formats. The exporter stores plans; the runner runs them.
+output column, and the sink's topic and formats. The exporter stores plans (as JSON, see
+:mod:`nbstream.plan.serde`); the runner runs them.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from nbstream.catalog.schema import Column, LogicalSchema
-from nbstream.catalog.types import SqlType, parse_type
+from nbstream.catalog.types import SqlType
 from nbstream.errors import PlanError
 
 PLAN_VERSION = 1
@@ -91,23 +91,3 @@ class StatelessPlan:
     @property
     def schema(self) -> LogicalSchema:
         return LogicalSchema(tuple(c.column() for c in self.columns))
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), default=_encode)
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, SqlType):
-        return {"__type__": str(value)}
-    raise TypeError(type(value).__name__)
-
-
-def plan_types(data: Any) -> Any:
-    """Inverse of the SqlType encoding in :meth:`StatelessPlan.to_json`."""
-    if isinstance(data, dict):
-        if set(data) == {"__type__"}:
-            return parse_type(data["__type__"])
-        return {k: plan_types(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [plan_types(v) for v in data]
-    return data
