@@ -157,10 +157,14 @@ FROM __d WHERE {keep}"""
 
 
 def encoded_sql(plan: StatelessPlan, result: str) -> str:
-    """SELECT turning the good rows of ``result`` (see :func:`result_sql`) into sink records."""
+    """SELECT turning the rows of ``result`` (see :func:`result_sql`) into sink records, keeping the
+    control columns (``__err``, ``__errmsg``, ``__bad_ts``, ``__deleted``, ``__in_partition``,
+    ``__in_offset``): the runner materializes this once, appends the rows without ``__err`` and
+    logs the others, so the typed result is never stored on its own."""
     if plan.sink is None:
         raise PlanError("a query without a sink has nothing to encode")
-    return encode_rows_sql(plan.sink, plan.columns, result, null_key="__key_null" if plan.key_from_source else None)
+    null_key = "__key_null" if plan.key_from_source else None
+    return encode_rows_sql(plan.sink, plan.columns, result, null_key=null_key, control=CONTROL_COLUMNS)
 
 
 #: The order of output rows: input partition, then offset, as one number (no sort needed: offsets
@@ -168,23 +172,30 @@ def encoded_sql(plan: StatelessPlan, result: str) -> str:
 SEQ_SQL = "(__in_partition::BIGINT << 40) + __in_offset"
 
 
-def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str, *, null_key: str | None = None) -> str:
+#: The columns of a result that say what to do with each row, besides writing it.
+CONTROL_COLUMNS = ("__err", "__errmsg", "__bad_ts", "__deleted", "__in_partition", "__in_offset")
+
+
+def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str, *, null_key: str | None = None,
+                    control: Sequence[str] = ()) -> str:
     """SELECT encoding rows of ``result`` — named ``columns`` plus ``__ts``, ``__deleted``,
     ``__headers``, ``__err`` and an order (``__in_partition``, ``__in_offset``) — for ``sink``.
 
     ``null_key``: a condition of ``result`` under which the record key is NULL whatever its columns
-    (the input record had no key: its key columns are NULL, but it is not a key of NULL columns)."""
+    (the input record had no key: its key columns are NULL, but it is not a key of NULL columns).
+    With ``control`` columns, they are kept and rows in error too; without, those rows are dropped."""
     refs = [replace(c, sql=quote(c.name)) for c in columns]
     key_blob = _encode_side(sink.key_format, sink.key_properties, [c for c in refs if c.role == "KEY"], is_key=True)
     if null_key is not None and key_blob != "NULL::BLOB":
         key_blob = f"CASE WHEN {null_key} THEN NULL ELSE {key_blob} END"
     value_blob = _encode_side(sink.value_format, sink.value_properties, [c for c in refs if c.role != "KEY"],
                               is_key=False)
-    return f"""SELECT NULL::INTEGER AS "partition", __ts AS ts, {key_blob} AS "key",
+    kept = "".join(f"{c}, " for c in control)
+    return f"""SELECT {kept}NULL::INTEGER AS "partition", __ts AS ts, {key_blob} AS "key",
        CASE WHEN __deleted THEN NULL ELSE {value_blob} END AS "value", __headers AS headers,
        NULL::BIGINT AS win_start, NULL::BIGINT AS win_end, NULL::VARCHAR AS win_type,
        {SEQ_SQL} AS __seq
-FROM {result} WHERE NOT __err"""
+FROM {result}{"" if control else " WHERE NOT __err"}"""
 
 
 def _key_present(scan: Scan) -> str:

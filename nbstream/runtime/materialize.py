@@ -40,6 +40,9 @@ class Materializer(QueryRunner):
     def persistent(self) -> bool:
         return True
 
+    def _stage_sql(self, sql: str) -> str:
+        return sql  # the state table takes typed rows
+
     def _write_output(self) -> dict[str, dict[int, int]]:
         keys = ", ".join(self.keys)
         match = " AND ".join(f"{self.table}.{k} IS NOT DISTINCT FROM latest.{k}" for k in self.keys)

@@ -178,7 +178,7 @@ class QueryRunner:
 
     def _commit_batch(self, sql: str, ranges: dict[int, tuple[int, int]]) -> dict[str, dict[int, int]]:
         con = self.con
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {sql}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._stage_sql(sql)}")
         bad, good, bad_ts = con.execute(
             "SELECT count(*) FILTER (__err), count(*) FILTER (NOT __err AND NOT __deleted), "
             "count(*) FILTER (__bad_ts) FROM __result"
@@ -205,12 +205,17 @@ class QueryRunner:
                 [[self.query_id, p, b] for p, (_, b) in ranges.items()],
             )
 
+    def _stage_sql(self, sql: str) -> str:
+        """What ``__result`` holds for a batch evaluated by ``sql``: for a sink, the rows already
+        encoded as records (one pass less than storing typed rows and encoding them after)."""
+        return sql if self.plan.sink is None else encoded_sql(self.plan, f"({sql})")
+
     def _write_output(self) -> dict[str, dict[int, int]]:
         """Write the good rows of ``__result`` where the query's output goes; rows per topic."""
         if self.plan.sink is None:
             return {}
         counts = self.log.append_relation(
-            self.plan.sink.topic, f"({encoded_sql(self.plan, '__result')})", commit=False
+            self.plan.sink.topic, "(SELECT * FROM __result WHERE NOT __err)", commit=False
         )
         return {self.plan.sink.topic: counts}
 
