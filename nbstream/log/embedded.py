@@ -26,6 +26,14 @@ from nbstream.log.base import RECORD_COLUMNS_SQL, RECORD_SCHEMA, TopicInfo
 APPEND_COLUMNS = ("ts", '"key"', '"value"', "headers", "win_start", "win_end", "win_type")
 
 
+def route_sql(partitions: int) -> str:
+    """The partition of a record among ``partitions``: its own if set, else from its key (nulls
+    round-robin by ``__seq``)."""
+    return (f'CASE WHEN "partition" IS NOT NULL THEN "partition" '
+            f'WHEN "key" IS NULL THEN (__seq % {partitions})::INTEGER '
+            f'ELSE (hash("key") % {partitions})::INTEGER END')
+
+
 def topic_table(name: str) -> str:
     """The quoted DuckDB table name holding topic ``name``."""
     return '"log$' + name.replace('"', '""') + '"'
@@ -122,27 +130,27 @@ class EmbeddedLog:
         With ``commit=False`` the caller owns the open transaction and calls :meth:`confirm` after
         committing it.
         """
+        n = self.require(topic).partitions
+        self._con.execute(f"CREATE OR REPLACE TEMP TABLE __routed AS SELECT {route_sql(n)} AS p, * FROM {relation}")
+        try:
+            return self.append_routed(topic, "__routed", commit=commit)
+        finally:
+            self._con.execute("DROP TABLE __routed")
+
+    def append_routed(self, topic: str, table: str, *, where: str = "TRUE", commit: bool = True) -> dict[int, int]:
+        """Like :meth:`append_relation` for the rows of ``table`` matching ``where``, whose column
+        ``p`` already holds their partition (:func:`route_sql`)."""
         info = self.require(topic)
         con = self._con
-        n = info.partitions
-        con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE __routed AS
-            SELECT CASE WHEN "partition" IS NOT NULL THEN "partition"
-                        WHEN "key" IS NULL THEN (__seq % {n})::INTEGER
-                        ELSE (hash("key") % {n})::INTEGER END AS p,
-                   __seq, {", ".join(APPEND_COLUMNS)}
-            FROM {relation}"""
-        )
-        counts = dict(con.execute("SELECT p, count(*) FROM __routed GROUP BY p").fetchall())
+        counts = dict(con.execute(f"SELECT p, count(*) FROM {table} WHERE {where} GROUP BY p").fetchall())
         if counts:
             ends = " ".join(f"WHEN {p} THEN {e}" for p, e in info.end_offsets.items())
             con.execute(
                 f"""INSERT INTO {topic_table(topic)}
                 SELECT p, (CASE p {ends} END) + row_number() OVER (PARTITION BY p ORDER BY __seq) - 1,
                        {", ".join(APPEND_COLUMNS)}
-                FROM __routed"""
+                FROM {table} WHERE {where}"""
             )
-        con.execute("DROP TABLE __routed")
         if commit:
             self.confirm(topic, counts)
         return counts

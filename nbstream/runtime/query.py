@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from nbstream.errors import ExecutionError
-from nbstream.log.embedded import EmbeddedLog
+from nbstream.log.embedded import EmbeddedLog, route_sql
 from nbstream.physical.compile import Probes, encoded_sql, probe_sql, result_sql
 from nbstream.plan.logical import StatelessPlan
 from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
@@ -207,16 +207,17 @@ class QueryRunner:
 
     def _stage_sql(self, sql: str) -> str:
         """What ``__result`` holds for a batch evaluated by ``sql``: for a sink, the rows already
-        encoded as records (one pass less than storing typed rows and encoding them after)."""
-        return sql if self.plan.sink is None else encoded_sql(self.plan, f"({sql})")
+        encoded as records and routed to partitions (one pass, not three)."""
+        if self.plan.sink is None:
+            return sql
+        partitions = self.log.require(self.plan.sink.topic).partitions
+        return f"SELECT {route_sql(partitions)} AS p, * FROM ({encoded_sql(self.plan, f'({sql})')})"
 
     def _write_output(self) -> dict[str, dict[int, int]]:
         """Write the good rows of ``__result`` where the query's output goes; rows per topic."""
         if self.plan.sink is None:
             return {}
-        counts = self.log.append_relation(
-            self.plan.sink.topic, "(SELECT * FROM __result WHERE NOT __err)", commit=False
-        )
+        counts = self.log.append_routed(self.plan.sink.topic, "__result", where="NOT __err", commit=False)
         return {self.plan.sink.topic: counts}
 
     def _log_errors(self, error_type: int) -> dict[int, int]:
