@@ -48,7 +48,7 @@ def _best(run: Callable[[], None], repeat: int = 3) -> float:
 
 
 def bench(con: duckdb.DuckDBPyConnection, fmt: Format, n: int) -> tuple[float, float]:
-    """(encode rows/s, probe+decode rows/s) of ``fmt`` over ``n`` typical rows."""
+    """(encode rows/s, decode rows/s) of ``fmt`` over ``n`` typical rows."""
     enc = fmt.encode_sql([(c, f'"{c.name}"') for c in COLUMNS], wrap_single_value=True)
     con.execute(f"CREATE OR REPLACE TEMP TABLE blobs AS SELECT {enc} AS b FROM rows")
 
@@ -56,9 +56,7 @@ def bench(con: duckdb.DuckDBPyConnection, fmt: Format, n: int) -> tuple[float, f
         con.execute(f"CREATE OR REPLACE TEMP TABLE out AS SELECT {enc} AS b FROM rows")
 
     def decode() -> None:
-        probe_sql = fmt.probe_sql("b")
-        probe = con.execute(f"SELECT {probe_sql} FROM blobs").fetchone()[0] if probe_sql else None
-        dec = fmt.decode_sql("b", COLUMNS, probe, wrap_single_value=True)
+        dec = fmt.decode_sql("b", COLUMNS, wrap_single_value=True)
         exprs = ", ".join([*dec.columns, dec.error or "false", dec.error_message or "NULL"])
         con.execute(f"CREATE OR REPLACE TEMP TABLE dec AS SELECT {exprs} FROM blobs")
 

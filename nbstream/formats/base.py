@@ -50,12 +50,8 @@ class Format(Protocol):
         """Raise :class:`FormatError` (with ksqlDB's message) if the format cannot carry ``columns``."""
         ...
 
-    def probe_sql(self, blob: str) -> str | None:
-        """A SQL aggregate over a batch whose result :meth:`decode_sql` needs as ``probe``, or None."""
-        ...
-
     def decode_sql(
-        self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
+        self, blob: str, columns: Sequence[Column], *, wrap_single_value: bool
     ) -> Decoded:
         """SQL expressions decoding the BLOB expression ``blob`` into ``columns``.
 

@@ -71,11 +71,8 @@ class DelimitedFormat:
             if col.type.is_nested:
                 raise unsupported_type(self.name, columns, col, is_key=is_key)
 
-    def probe_sql(self, blob: str) -> None:
-        return None
-
     def decode_sql(
-        self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
+        self, blob: str, columns: Sequence[Column], *, wrap_single_value: bool
     ) -> Decoded:
         # Like the JSON decoder: greatest() and checks up front, so that DuckDB splits a line once.
         text = f"TRY(decode({blob}))"

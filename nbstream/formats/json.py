@@ -2,9 +2,7 @@
 
 Decoding follows ksqlDB's ``KsqlJsonDeserializer``: an object's fields match column names exactly
 first, then by the upper-cased JSON key (so unquoted, upper-case column names match any spelling
-and quoted names only their own). DuckDB's ``json_transform`` matches keys case-sensitively, so
-the runtime first runs :meth:`JsonFormat.probe_sql` over the batch and passes the key spellings
-seen to :meth:`JsonFormat.decode_sql`. Nested STRUCT fields are matched per row instead.
+and quoted names only their own), per record, so decoding needs no pass over the batch first.
 
 Encoding builds the JSON text directly (DuckDB's ``to_json`` would drop a DECIMAL's scale and
 render DOUBLE ``1.0`` as ``1``): DOUBLE as Java's ``Double.toString``, DECIMAL with its scale,
@@ -44,12 +42,8 @@ class JsonFormat:
         if is_key:
             check_key_maps(columns)
 
-    def probe_sql(self, blob: str) -> None:
-        # Fields are matched per record (see decode_sql), which needs no pass over the batch.
-        return None
-
     def decode_sql(
-        self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
+        self, blob: str, columns: Sequence[Column], *, wrap_single_value: bool
     ) -> Decoded:
         # Two paths. The fast path reads each column's field by its exact name in one parse of the
         # record (json_extract with a list of paths) and converts values of the column's natural

@@ -38,11 +38,8 @@ class KafkaFormat:
             if col.type.name not in _SUPPORTED:
                 raise FormatError(f"The '{self.name}' format does not support type '{col.type.name}'")
 
-    def probe_sql(self, blob: str) -> None:
-        return None
-
     def decode_sql(
-        self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
+        self, blob: str, columns: Sequence[Column], *, wrap_single_value: bool
     ) -> Decoded:
         if not columns:
             return Decoded(())

@@ -24,11 +24,8 @@ class NoneFormat:
         if wrap_single_value is not None:
             raise FormatError("Format 'NONE' does not support 'WRAP_SINGLE_VALUE'.")
 
-    def probe_sql(self, blob: str) -> None:
-        return None
-
     def decode_sql(
-        self, blob: str, columns: Sequence[Column], probe: Any, *, wrap_single_value: bool
+        self, blob: str, columns: Sequence[Column], *, wrap_single_value: bool
     ) -> Decoded:
         return Decoded(())
 

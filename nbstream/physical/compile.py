@@ -9,7 +9,7 @@ returns); :func:`encoded_sql` turns them into records for a sink topic.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from nbstream.catalog.schema import Column
@@ -30,28 +30,10 @@ _ROWTIME_OF = {
 _INVALID_TS = "'Invalid timestamp: the record time is NULL or negative'"
 
 
-@dataclass(frozen=True)
-class Probes:
-    """What the formats' probes saw in a batch (e.g. JSON field spellings), by side."""
-
-    key: Any = None
-    value: Any = None
-
-
-def probe_sql(scan: Scan) -> tuple[str | None, str | None]:
-    """The aggregate SQL each side's format wants evaluated over a batch (or None)."""
-    key_fmt = format_for(scan.key_format, scan.key_properties, is_key=True)
-    value_fmt = format_for(scan.value_format, scan.value_properties)
-    key = key_fmt.probe_sql('"key"') if scan.schema.key else None
-    value = value_fmt.probe_sql('"value"') if scan.schema.value else None
-    return key, value
-
-
-def decode_select(scan: Scan, probes: Probes, relation: str) -> str:
+def decode_select(scan: Scan, relation: str) -> str:
     """SELECT decoding ``relation`` into the scan's columns plus pseudo- and control columns."""
-    key = _decode_side(scan.key_format, scan.key_properties, '"key"', scan.schema.key, probes.key, is_key=True)
-    value = _decode_side(scan.value_format, scan.value_properties, '"value"', scan.schema.value, probes.value,
-                         is_key=False)
+    key = _decode_side(scan.key_format, scan.key_properties, '"key"', scan.schema.key, is_key=True)
+    value = _decode_side(scan.value_format, scan.value_properties, '"value"', scan.schema.value, is_key=False)
     parts = ['"partition" AS "ROWPARTITION"', '"offset" AS "ROWOFFSET"', "ts AS __ts",
              'headers AS __headers', '"value" IS NULL AS __tomb', '"key" IS NULL AS __key_null']
     for col, sql in zip(scan.schema.key, key.columns, strict=True):
@@ -60,9 +42,8 @@ def decode_select(scan: Scan, probes: Probes, relation: str) -> str:
         parts.append(f"{sql} AS {quote(col.name)}")  # formats decode a NULL blob to NULL columns
     for col in scan.schema.headers:
         parts.append(f"{_header_sql(col)} AS {quote(col.name)}")
-    value_error = value.error
     failures = [(f"coalesce({e}, FALSE)", m or "'deserialization error'")
-                for e, m in ((key.error, key.error_message), (value_error, value.error_message)) if e]
+                for e, m in ((key.error, key.error_message), (value.error, value.error_message)) if e]
     if failures:
         parts.append(f"({' OR '.join(e for e, _ in failures)}) AS __err")
         cases = " ".join(f"WHEN {e} THEN {m}" for e, m in failures)
@@ -73,12 +54,12 @@ def decode_select(scan: Scan, probes: Probes, relation: str) -> str:
     return f"SELECT {', '.join(parts)} FROM {relation}"
 
 
-def _decode_side(name: str, props: Mapping[str, Any], blob: str, columns: Sequence[Column], probe: Any,
-                 *, is_key: bool) -> Decoded:
+def _decode_side(name: str, props: Mapping[str, Any], blob: str, columns: Sequence[Column], *,
+                 is_key: bool) -> Decoded:
     if not columns:
         return Decoded((), None, None)
     fmt = format_for(name, props, is_key=is_key)
-    return fmt.decode_sql(blob, columns, probe, wrap_single_value=not is_key and _wrap(props))
+    return fmt.decode_sql(blob, columns, wrap_single_value=not is_key and _wrap(props))
 
 
 def _wrap(props: Mapping[str, Any]) -> bool:
@@ -120,7 +101,7 @@ def string_ts_sql(value: str, timestamp_format: str | None) -> str:
     return f"epoch_ms(TRY_STRPTIME({value}, '{fmt}'))"
 
 
-def result_sql(plan: StatelessPlan, probes: Probes, relation: str) -> str:
+def result_sql(plan: StatelessPlan, relation: str) -> str:
     """The micro-batch SELECT of a stateless plan over ``relation``, with typed output columns.
 
     Besides the plan's columns (named as in the result) it yields ``__err``/``__errmsg``,
@@ -145,7 +126,7 @@ def result_sql(plan: StatelessPlan, probes: Probes, relation: str) -> str:
         # A stream's tombstone passes through a projection as a tombstone; a WHERE drops it.
         deleted, keep = "__tomb", (f"__err OR (NOT __tomb AND {where})" if plan.where else "TRUE")
     # MATERIALIZED: decode once; otherwise DuckDB inlines the decoding into every later use.
-    return f"""WITH __d0 AS MATERIALIZED ({decode_select(scan, probes, relation)}),
+    return f"""WITH __d0 AS MATERIALIZED ({decode_select(scan, relation)}),
 __d1 AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0),
 __d AS (SELECT * REPLACE (__err OR {bad_ts} AS __err,
                           CASE WHEN __err THEN __errmsg WHEN {bad_ts} THEN {_INVALID_TS} END AS __errmsg),

@@ -13,7 +13,7 @@ import duckdb
 import pandas as pd
 
 from nbstream.errors import ExecutionError
-from nbstream.physical.compile import Probes, probe_sql, result_sql
+from nbstream.physical.compile import result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.planner import plan_query
 from nbstream.runtime.materialize import state_table
@@ -35,10 +35,8 @@ def run_pull_query(engine: Engine, query: Query, params: Mapping[str, object]) -
     else:
         info = engine.log.require(plan.scan.topic)
         relation = engine.log.relation(plan.scan.topic, {p: (0, e) for p, e in info.end_offsets.items()})
-        key_probe, value_probe = probe_sql(plan.scan)
-        row = con.execute(f"SELECT {key_probe or 'NULL'}, {value_probe or 'NULL'} FROM {relation}").fetchall()[0]
         names = ", ".join(quote(c.name) for c in plan.columns)
-        sql = (f"SELECT {names} FROM ({result_sql(plan, Probes(*(row or (None, None))), relation)}) "
+        sql = (f"SELECT {names} FROM ({result_sql(plan, relation)}) "
                f"WHERE NOT __err ORDER BY __in_partition, __in_offset{limit}")
     try:
         return con.execute(sql).df()

@@ -26,7 +26,8 @@ import pyarrow as pa
 
 from nbstream.errors import ExecutionError
 from nbstream.log.embedded import EmbeddedLog, route_sql
-from nbstream.physical.compile import Probes, encoded_sql, probe_sql, result_sql
+from nbstream.physical.compile import encoded_sql, result_sql
+from nbstream.physical.expressions import quote
 from nbstream.plan.logical import StatelessPlan
 from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
@@ -62,8 +63,7 @@ class QueryRunner:
         self.log = log
         self.stats = QueryStats()
         self.batch_size = 0
-        self._sql_cache: dict[str, str] = {}
-        self._probes = probe_sql(plan.scan)
+        self._batch_sql = result_sql(plan, "__batch")  # the batch view's contents change, not its SQL
         self.offsets = self._load_offsets()
         if start_at_end and not self.offsets:
             self.offsets = dict(self.log.require(plan.scan.topic).end_offsets)
@@ -89,7 +89,7 @@ class QueryRunner:
             return 0
         return sum(max(0, end - self.offsets.get(p, 0)) for p, end in info.end_offsets.items())
 
-    def _ranges(self) -> dict[int, tuple[int, int]]:
+    def _ranges(self) -> Ranges:
         """The next batch: each partition's backlog, scaled down to MAX_BATCH records in all.
 
         Shares follow the backlogs, so uneven partitions drain in the same batches rather than
@@ -105,19 +105,6 @@ class QueryRunner:
         }
 
     # -- one micro-batch ---------------------------------------------------------------------------
-    def _result_sql(self, relation: str) -> str:
-        key_probe, value_probe = self._probes
-        probes = Probes()
-        if key_probe or value_probe:
-            row = self.con.execute(
-                f"SELECT {key_probe or 'NULL'}, {value_probe or 'NULL'} FROM {relation}"
-            ).fetchall()[0]
-            probes = Probes(*(row or (None, None)))
-        cache_key = repr(probes)
-        if cache_key not in self._sql_cache:
-            self._sql_cache[cache_key] = result_sql(self.plan, probes, "__batch")
-        return self._sql_cache[cache_key]
-
     def step(self) -> int:
         """Process one micro-batch; returns the number of input records consumed (0: idle)."""
         ranges = self._ranges()
@@ -145,8 +132,9 @@ class QueryRunner:
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
 
     def _prepare(self, ranges: Ranges) -> str:
+        """Point the ``__batch`` view at ``ranges``; returns the SQL evaluating the batch."""
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW __batch AS {self.log.relation(self.plan.scan.topic, ranges)}")
-        return self._result_sql("__batch")
+        return self._batch_sql
 
     def _transaction(self, work: Callable[[], dict[str, dict[int, int]]]) -> None:
         """Run ``work`` in one transaction; confirm the appends it made once committed."""
@@ -176,7 +164,7 @@ class QueryRunner:
         self.stats.last_error = message
         return written
 
-    def _commit_batch(self, sql: str, ranges: dict[int, tuple[int, int]]) -> dict[str, dict[int, int]]:
+    def _commit_batch(self, sql: str, ranges: Ranges) -> dict[str, dict[int, int]]:
         con = self.con
         con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._stage_sql(sql)}")
         bad, good, bad_ts = con.execute(
@@ -190,7 +178,7 @@ class QueryRunner:
         if bad:
             written[PROCESSING_LOG_TOPIC] = self._log_errors(DESERIALIZATION_ERROR)
         self._commit_offsets(ranges)
-        consumed = sum(b - a for a, b in ranges.values())
+        consumed = _size(ranges)
         self.stats.consumed += consumed
         self.stats.logged += bad
         self.stats.processed += consumed - bad
@@ -237,12 +225,10 @@ class QueryRunner:
     def fetch_rows(self) -> pa.Table | None:
         """For a transient query: process one batch and return its result rows (None: idle)."""
         ranges = self._ranges()
-        if sum(b - a for a, b in ranges.values()) == 0:
+        if _size(ranges) == 0:
             return None
-        relation = self.log.relation(self.plan.scan.topic, ranges)
-        self.con.execute(f"CREATE OR REPLACE TEMP VIEW __batch AS {relation}")
-        sql = self._result_sql("__batch")
-        names = ", ".join('"' + c.name.replace('"', '""') + '"' for c in self.plan.columns)
+        sql = self._prepare(ranges)
+        names = ", ".join(quote(c.name) for c in self.plan.columns)
         table = self.con.sql(
             f"SELECT __ts AS ROWTIME, __deleted, {names} FROM ({sql}) WHERE NOT __err "
             "ORDER BY __in_partition, __in_offset"

@@ -30,9 +30,7 @@ def decode_rows(
     """Decode ``blobs`` in DuckDB: each row is (*columns, error, error_message)."""
     con.execute("CREATE OR REPLACE TEMP TABLE t (i INTEGER, b BLOB)")
     con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(blobs)))
-    probe_sql = fmt.probe_sql("b")
-    probe = con.sql(f"SELECT {probe_sql} FROM t").fetchall()[0][0] if probe_sql else None
-    dec = fmt.decode_sql("b", columns, probe, wrap_single_value=wrap)
+    dec = fmt.decode_sql("b", columns, wrap_single_value=wrap)
     exprs = [*dec.columns, dec.error or "false", dec.error_message or "NULL"]
     return con.sql(f"SELECT {', '.join(exprs)} FROM t ORDER BY i").fetchall()
 

@@ -107,7 +107,7 @@ def test_json_round_trip(con) -> None:
     assert row[-2] is False
 
 
-def test_json_case_insensitive_keys_via_probe(con) -> None:
+def test_json_keys_match_case_insensitively(con) -> None:
     columns = [*cols("ID BIGINT", "NAME STRING"), Column("q", parse_type("INT"))]
     blobs = [b'{"id": 1, "Name": "x", "q": 7}', b'{"ID": 2, "NAME": "y", "Q": 8}', None]
     rows = decode_rows(con, format_for("JSON"), blobs, columns)
@@ -320,7 +320,7 @@ def test_kafka_bytes_given_as_base64_text() -> None:
 
 def test_none_format() -> None:
     fmt = format_for("NONE")
-    assert fmt.decode_sql("b", [], None, wrap_single_value=False).columns == ()
+    assert fmt.decode_sql("b", [], wrap_single_value=False).columns == ()
     assert fmt.encode_python("x", []) is None and fmt.decode_python(b"x", [], wrap_single_value=False) is None
 
 
