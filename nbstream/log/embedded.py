@@ -13,7 +13,7 @@ same key always lands in the same partition); null keys are spread round-robin.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -111,35 +111,44 @@ class EmbeddedLog:
             staged = staged.append_column("__seq", pa.array(range(1, batch.num_rows + 1), pa.int64()))
             con.register("__append_arrow", staged)
             try:
-                con.execute("BEGIN")
-                try:
-                    written = self.append_relation(topic, "__append_arrow", commit=False)
-                    con.execute("COMMIT")
-                except BaseException:
-                    con.execute("ROLLBACK")
-                    raise
+                self.append_relation(topic, "__append_arrow")
             finally:
                 con.unregister("__append_arrow")
-            self.confirm(topic, written)
 
     def append_relation(self, topic: str, relation: str, *, commit: bool = True) -> dict[int, int]:
         """Append the rows of table/view ``relation`` to ``topic``; returns rows written per partition.
 
         ``relation`` has the columns ``partition`` (NULL: chosen from the key; otherwise a valid
         partition), APPEND_COLUMNS and ``__seq``, the order of the rows (distinct, ascending).
-        With ``commit=False`` the caller owns the open transaction and calls :meth:`confirm` after
-        committing it.
+        With ``commit`` (the default) the append is a transaction of its own, durable when this
+        returns; with ``commit=False`` the caller owns the open transaction and calls
+        :meth:`confirm` after committing it.
         """
+        if commit:
+            with self._lock:
+                written = self._in_transaction(lambda: self.append_relation(topic, relation, commit=False))
+                self.confirm(topic, written)
+            return written
         n = self.require(topic).partitions
         self._con.execute(f"CREATE OR REPLACE TEMP TABLE __routed AS SELECT {route_sql(n)} AS p, * FROM {relation}")
         try:
-            return self.append_routed(topic, "__routed", commit=commit)
+            return self.append_routed(topic, "__routed")
         finally:
             self._con.execute("DROP TABLE __routed")
 
-    def append_routed(self, topic: str, table: str, *, where: str = "TRUE", commit: bool = True) -> dict[int, int]:
-        """Like :meth:`append_relation` for the rows of ``table`` matching ``where``, whose column
-        ``p`` already holds their partition (:func:`route_sql`)."""
+    def _in_transaction(self, work: Callable[[], dict[int, int]]) -> dict[int, int]:
+        self._con.execute("BEGIN")
+        try:
+            result = work()
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        return result
+
+    def append_routed(self, topic: str, table: str, *, where: str = "TRUE") -> dict[int, int]:
+        """Like :meth:`append_relation` with ``commit=False``, for the rows of ``table`` matching
+        ``where``, whose column ``p`` already holds their partition (:func:`route_sql`)."""
         info = self.require(topic)
         con = self._con
         counts = dict(con.execute(f"SELECT p, count(*) FROM {table} WHERE {where} GROUP BY p").fetchall())
@@ -151,8 +160,6 @@ class EmbeddedLog:
                        {", ".join(APPEND_COLUMNS)}
                 FROM {table} WHERE {where}"""
             )
-        if commit:
-            self.confirm(topic, counts)
         return counts
 
     def confirm(self, topic: str, written: Mapping[int, int]) -> None:

@@ -14,8 +14,8 @@ import duckdb
 from sqlglot import exp
 
 from nbstream.catalog.catalog import Catalog, Source
-from nbstream.catalog.schema import Column, LogicalSchema
-from nbstream.catalog.types import BIGINT, INTEGER, SqlType
+from nbstream.catalog.schema import Column
+from nbstream.catalog.types import BIGINT, INTEGER
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
 from nbstream.plan.aliases import AliasGenerator
@@ -43,6 +43,16 @@ def scan_of(source: Source) -> Scan:
         value_format=source.value_format, key_properties=dict(source.key_properties),
         value_properties=dict(source.value_properties), timestamp=source.timestamp,
         timestamp_format=source.timestamp_format, is_table=source.is_table,
+    )
+
+
+def sink_of(source: Source, partitions: int) -> Sink:
+    """The sink writing into the existing stream or table ``source`` (whose topic has ``partitions``)."""
+    return Sink(
+        name=source.name, topic=source.topic, key_format=source.key_format, value_format=source.value_format,
+        partitions=partitions, key_properties=dict(source.key_properties),
+        value_properties=dict(source.value_properties), timestamp=source.timestamp,
+        timestamp_format=source.timestamp_format,
     )
 
 
@@ -159,7 +169,7 @@ def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
     aliases = AliasGenerator(c.name for c in source.schema.columns)
     for item in select.expressions:
         if _is_star(item):
-            expanded = [_passthrough(c) for c in source.schema.columns] if repartition is None \
+            expanded = [passthrough(c) for c in source.schema.columns] if repartition is None \
                 else star_columns(source, repartition)
             columns += [Item(c, from_star=True, source_column=c.name if repartition is None else None)
                         for c in expanded]
@@ -190,7 +200,8 @@ def _is_star(item: exp.Expression) -> bool:
     return isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star))
 
 
-def _passthrough(column: Column) -> OutputColumn:
+def passthrough(column: Column) -> OutputColumn:
+    """An output column that is ``column`` of the input as it is."""
     role = "KEY" if column.role == "KEY" else "VALUE"
     return OutputColumn(column.name, column.type, quote(column.name), role)
 
@@ -211,11 +222,3 @@ def _check_key_projection(source: Source, columns: list[OutputColumn], target: T
     if not any(c.role != "KEY" for c in columns):
         raise BindError("The projection contains no value columns.")
 
-
-def sink_schema(plan: StatelessPlan) -> LogicalSchema:
-    """The schema of the stream or table a plan's sink creates."""
-    return plan.schema
-
-
-def default_type(value: SqlType | None) -> SqlType:
-    return value or BIGINT

@@ -17,7 +17,7 @@ from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, Logic
 from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for
 from nbstream.plan.logical import Sink, StatelessPlan
-from nbstream.plan.planner import Target, plan_query, reject_stateful
+from nbstream.plan.planner import Target, plan_query, reject_stateful, sink_of
 from nbstream.runtime import metadata
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
@@ -323,10 +323,7 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
     reject_stateful(stmt.query)
     source = engine.catalog.get(_from_name(stmt.query))
     _check_result_kind("STREAM", source)
-    sink = Sink(name=target.name, topic=target.topic, key_format=target.key_format,
-                value_format=target.value_format, partitions=engine.log.require(target.topic).partitions,
-                key_properties=dict(target.key_properties), value_properties=dict(target.value_properties),
-                timestamp=target.timestamp, timestamp_format=target.timestamp_format)
+    sink = sink_of(target, engine.log.require(target.topic).partitions)
     plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM", _new_planner(engine)),
                       params=engine.params)
     plan = _with_runtime_config(engine, plan)

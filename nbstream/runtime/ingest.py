@@ -11,7 +11,7 @@ from nbstream.errors import BindError, did_you_mean
 from nbstream.log.embedded import EmbeddedLog
 from nbstream.physical.compile import encode_rows_sql
 from nbstream.physical.expressions import quote
-from nbstream.plan.logical import OutputColumn, Sink
+from nbstream.plan.planner import passthrough, sink_of
 
 
 def encode_frame(con: duckdb.DuckDBPyConnection, log: EmbeddedLog, source: Source,
@@ -46,20 +46,10 @@ def encode_frame(con: duckdb.DuckDBPyConnection, log: EmbeddedLog, source: Sourc
             NULL AS __headers, {ts} AS __ts, 0 AS __in_partition, __position AS __in_offset,
             {projected} FROM __frame"""
         )
-        sink = Sink(source.name, source.topic, source.key_format, source.value_format, 0,
-                    dict(source.key_properties), dict(source.value_properties))
-        outputs = [OutputColumn(c.name, c.type, quote(c.name), "KEY" if c.role == "KEY" else "VALUE")
-                   for c, _ in columns]
+        sink = sink_of(source, log.require(source.topic).partitions)
+        outputs = [passthrough(c) for c, _ in columns]
         con.execute(f"CREATE OR REPLACE TEMP VIEW __encoded AS {encode_rows_sql(sink, outputs, '__rows')}")
-        con.execute("BEGIN")
-        try:
-            written = log.append_relation(source.topic, "__encoded", commit=False)
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-        log.confirm(source.topic, written)
-        return sum(written.values())
+        return sum(log.append_relation(source.topic, "__encoded").values())
     finally:
         con.execute("DROP VIEW IF EXISTS __encoded")
         con.execute("DROP VIEW IF EXISTS __rows")

@@ -11,7 +11,7 @@ from nbstream.catalog.types import SqlType
 from nbstream.errors import BindError, did_you_mean
 from nbstream.physical.compile import encode_rows_sql
 from nbstream.physical.expressions import ExpressionCompiler, Scope, TypeProbe, quote
-from nbstream.plan.logical import OutputColumn, Sink
+from nbstream.plan.planner import passthrough, sink_of
 from nbstream.sql.ast import InsertValues
 
 if TYPE_CHECKING:
@@ -44,18 +44,9 @@ def insert_values(engine: Engine, stmt: InsertValues) -> None:
     projected = ", ".join(f"{given.get(c.name, f'NULL::{c.type.duckdb()}')} AS {quote(c.name)}" for c in writable)
     row = (f"(SELECT FALSE AS __err, FALSE AS __deleted, NULL AS __headers, {ts} AS __ts, "
            f"0 AS __in_partition, 0 AS __in_offset, {projected})")
-    sink = Sink(target.name, target.topic, target.key_format, target.value_format, 0,
-                dict(target.key_properties), dict(target.value_properties))
-    outputs = [OutputColumn(c.name, c.type, quote(c.name), "KEY" if c.role == "KEY" else "VALUE") for c in writable]
-    con = engine.con
-    con.execute("BEGIN")
-    try:
-        written = engine.log.append_relation(target.topic, f"({encode_rows_sql(sink, outputs, row)})", commit=False)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    engine.log.confirm(target.topic, written)
+    sink = sink_of(target, engine.log.require(target.topic).partitions)
+    outputs = [passthrough(c) for c in writable]
+    engine.log.append_relation(target.topic, f"({encode_rows_sql(sink, outputs, row)})")
 
 
 def _value_sql(compiler: ExpressionCompiler, value: exp.Expression, column_type: SqlType) -> str:

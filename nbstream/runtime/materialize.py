@@ -12,8 +12,8 @@ import duckdb
 from nbstream.catalog.catalog import Source
 from nbstream.log.embedded import EmbeddedLog
 from nbstream.physical.expressions import quote
-from nbstream.plan.logical import OutputColumn, StatelessPlan
-from nbstream.plan.planner import scan_of
+from nbstream.plan.logical import StatelessPlan
+from nbstream.plan.planner import passthrough, scan_of
 from nbstream.runtime.query import QueryRunner
 
 
@@ -26,9 +26,7 @@ class Materializer(QueryRunner):
     """Keeps ``state$<TABLE>`` equal to the last row per key of the table's topic."""
 
     def __init__(self, source: Source, con: duckdb.DuckDBPyConnection, log: EmbeddedLog) -> None:
-        columns = tuple(OutputColumn(c.name, c.type, quote(c.name), "KEY" if c.role == "KEY" else "VALUE")
-                        for c in source.schema.columns)
-        plan = StatelessPlan(scan=scan_of(source), columns=columns)
+        plan = StatelessPlan(scan=scan_of(source), columns=tuple(passthrough(c) for c in source.schema.columns))
         self.source = source
         self.table = state_table(source.name)
         self.keys = [quote(c.name) for c in source.schema.key]

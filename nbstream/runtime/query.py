@@ -205,7 +205,7 @@ class QueryRunner:
         """Write the good rows of ``__result`` where the query's output goes; rows per topic."""
         if self.plan.sink is None:
             return {}
-        counts = self.log.append_routed(self.plan.sink.topic, "__result", where="NOT __err", commit=False)
+        counts = self.log.append_routed(self.plan.sink.topic, "__result", where="NOT __err")
         return {self.plan.sink.topic: counts}
 
     def _log_errors(self, error_type: int) -> dict[int, int]:
