@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from nbstream.catalog.functions import java_format_to_strptime
 from nbstream.catalog.schema import Column
 from nbstream.errors import PlanError
 from nbstream.formats import Decoded, format_for
@@ -93,7 +94,6 @@ def string_ts_sql(value: str, timestamp_format: str | None) -> str:
     not parse)."""
     if not timestamp_format:
         return f"epoch_ms(TRY_CAST({value} AS TIMESTAMP))"
-    from nbstream.catalog.functions import java_format_to_strptime
 
     fmt = java_format_to_strptime(timestamp_format).replace("'", "''")
     if "%z" in fmt or "%Z" in fmt:  # Java's X accepts 'Z' for UTC; strptime's %z wants digits

@@ -19,6 +19,7 @@ from nbstream.formats import format_for
 from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.plan.planner import Target, plan_query, reject_stateful, sink_of
 from nbstream.runtime import metadata
+from nbstream.runtime.insert_values import insert_values
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
 
@@ -340,8 +341,6 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
 
 
 def exec_InsertValues(engine: Engine, stmt: ast.InsertValues) -> StatementResult:
-    from nbstream.runtime.insert_values import insert_values
-
     insert_values(engine, stmt)
     return StatementResult(stmt.text, "Inserted 1 row")
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nbstream.catalog import functions
+from nbstream.errors import UnsupportedError
+from nbstream.plan.planner import plan_query
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
 
@@ -16,8 +18,6 @@ if TYPE_CHECKING:
 def exec_Show(engine: Engine, stmt: ast.Show) -> StatementResult:
     handler = _SHOW.get(stmt.what)
     if handler is None:
-        from nbstream.errors import UnsupportedError
-
         raise UnsupportedError(f"SHOW {stmt.what} is not supported yet")
     columns, rows = handler(engine, stmt.extended)
     return StatementResult(stmt.text, f"{len(rows)} {stmt.what.lower()}", columns, tuple(rows))
@@ -103,13 +103,9 @@ def exec_Explain(engine: Engine, stmt: ast.Explain) -> StatementResult:
         plan = query.runner.plan if query.runner is not None else None
         text = query.sql
     else:
-        from nbstream.plan.planner import plan_query
-
         inner = stmt.statement
         query_ast = getattr(inner, "query", None)
         if query_ast is None:
-            from nbstream.errors import UnsupportedError
-
             raise UnsupportedError("EXPLAIN takes a query, a CREATE … AS SELECT, an INSERT INTO … SELECT or a query id")
         plan = plan_query(query_ast, engine.catalog, engine.con, params=engine.params)
         text = inner.text if inner is not None else ""
