@@ -8,6 +8,11 @@ when it returns: DuckDB syncs its write-ahead log on commit, so an acknowledged 
 
 Keyed partitioning: a record without an explicit partition goes to ``hash(key) % partitions`` (the
 same key always lands in the same partition); null keys are spread round-robin.
+
+Arrival order across topics: every row also stores ``append_no`` (a counter over all appends to the
+log) and ``append_seq`` (its order within that append). Together they order records of different
+topics as they arrived, which is the order in which a join processes its inputs (ksqlDB's test
+driver processes records as they are piped in).
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from nbstream.log.base import RECORD_COLUMNS_SQL, RECORD_SCHEMA, TopicInfo
 
 #: Columns an appended relation must have, besides ``partition`` (NULL = choose from the key).
 APPEND_COLUMNS = ("ts", '"key"', '"value"', "headers", "win_start", "win_end", "win_type")
+
+#: The columns of a topic table beyond the record's: its place in the arrival order of the log.
+ORDER_COLUMNS_SQL = "append_no BIGINT, append_seq BIGINT"
+
+#: The arrival order of a record among all records of the log, as one sortable expression.
+ARRIVAL_ORDER = "append_no, append_seq"
 
 
 def route_sql(partitions: int) -> str:
@@ -53,8 +64,11 @@ class EmbeddedLog:
             "CREATE TABLE IF NOT EXISTS __topics (name VARCHAR PRIMARY KEY, partitions INTEGER NOT NULL)"
         )
         self._ends: dict[str, dict[int, int]] = {}
+        self._appends = 0  # the append_no of the last append
         for name, partitions in con.execute("SELECT name, partitions FROM __topics").fetchall():
             self._ends[name] = self._scan_ends(name, partitions)
+            last = con.execute(f"SELECT max(append_no) FROM {topic_table(name)}").fetchall()[0][0]
+            self._appends = max(self._appends, last or 0)
 
     # -- topics ---------------------------------------------------------------------------------
     def create_topic(self, name: str, partitions: int = 1) -> TopicInfo:
@@ -69,7 +83,8 @@ class EmbeddedLog:
                         f"not {partitions}"
                     )
                 return existing
-            self._con.execute(f"CREATE TABLE IF NOT EXISTS {topic_table(name)} ({RECORD_COLUMNS_SQL})")
+            columns = f"{RECORD_COLUMNS_SQL}, {ORDER_COLUMNS_SQL}"
+            self._con.execute(f"CREATE TABLE IF NOT EXISTS {topic_table(name)} ({columns})")
             self._con.execute("INSERT INTO __topics VALUES (?, ?)", [name, partitions])
             self._ends[name] = dict.fromkeys(range(partitions), 0)
             return self.topic(name)  # type: ignore[return-value]
@@ -154,10 +169,11 @@ class EmbeddedLog:
         counts = dict(con.execute(f"SELECT p, count(*) FROM {table} WHERE {where} GROUP BY p").fetchall())
         if counts:
             ends = " ".join(f"WHEN {p} THEN {e}" for p, e in info.end_offsets.items())
+            self._appends += 1  # never reused, even if the transaction rolls back: only the order matters
             con.execute(
                 f"""INSERT INTO {topic_table(topic)}
                 SELECT p, (CASE p {ends} END) + row_number() OVER (PARTITION BY p ORDER BY __seq) - 1,
-                       {", ".join(APPEND_COLUMNS)}
+                       {", ".join(APPEND_COLUMNS)}, {self._appends}, __seq
                 FROM {table} WHERE {where}"""
             )
         return counts
@@ -192,7 +208,8 @@ class EmbeddedLog:
         if limit is not None:
             ranges = {p: (a, min(b, a + limit)) for p, (a, b) in ranges.items()}
         with self._lock:
-            sql = f'SELECT * FROM {self.relation(topic, ranges)} ORDER BY "partition", "offset"'
+            sql = (f'SELECT * EXCLUDE (append_no, append_seq) FROM {self.relation(topic, ranges)} '
+                   'ORDER BY "partition", "offset"')
             return self._con.sql(sql).to_arrow_table()
 
     def _scan_ends(self, name: str, partitions: int) -> dict[int, int]:

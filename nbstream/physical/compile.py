@@ -16,6 +16,7 @@ from nbstream.catalog.functions import java_format_to_strptime
 from nbstream.catalog.schema import Column
 from nbstream.errors import PlanError
 from nbstream.formats import Decoded, format_for
+from nbstream.formats.base import let_relation
 from nbstream.physical.expressions import quote
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 
@@ -52,7 +53,7 @@ def decode_select(scan: Scan, relation: str) -> str:
     else:
         parts.append("FALSE AS __err")
         parts.append("NULL::VARCHAR AS __errmsg")
-    return f"SELECT {', '.join(parts)} FROM {relation}"
+    return f"SELECT {', '.join(parts)} FROM {let_relation(relation, key, value)}"
 
 
 def _decode_side(name: str, props: Mapping[str, Any], blob: str, columns: Sequence[Column], *,
@@ -158,13 +159,15 @@ CONTROL_COLUMNS = ("__err", "__errmsg", "__bad_ts", "__deleted", "__in_partition
 
 
 def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str, *, null_key: str | None = None,
-                    control: Sequence[str] = ()) -> str:
+                    control: Sequence[str] = (), window_type: str | None = None, order: str = SEQ_SQL) -> str:
     """SELECT encoding rows of ``result`` — named ``columns`` plus ``__ts``, ``__deleted``,
-    ``__headers``, ``__err`` and an order (``__in_partition``, ``__in_offset``) — for ``sink``.
+    ``__headers``, ``__err`` and an ``order`` (by default ``__in_partition``, ``__in_offset``) — for
+    ``sink``.
 
     ``null_key``: a condition of ``result`` under which the record key is NULL whatever its columns
     (the input record had no key: its key columns are NULL, but it is not a key of NULL columns).
-    With ``control`` columns, they are kept and rows in error too; without, those rows are dropped."""
+    With ``control`` columns, they are kept and rows in error too; without, those rows are dropped.
+    With ``window_type`` ('TIME' or 'SESSION') the keys are windowed by ``__ws``/``__we``."""
     refs = [replace(c, sql=quote(c.name)) for c in columns]
     key_blob = _encode_side(sink.key_format, sink.key_properties, [c for c in refs if c.role == "KEY"], is_key=True)
     if null_key is not None and key_blob != "NULL::BLOB":
@@ -174,9 +177,15 @@ def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str, *,
     kept = "".join(f"{c}, " for c in control)
     return f"""SELECT {kept}NULL::INTEGER AS "partition", __ts AS ts, {key_blob} AS "key",
        CASE WHEN __deleted THEN NULL ELSE {value_blob} END AS "value", __headers AS headers,
-       NULL::BIGINT AS win_start, NULL::BIGINT AS win_end, NULL::VARCHAR AS win_type,
-       {SEQ_SQL} AS __seq
+       {_window_sql(window_type)},
+       {order} AS __seq
 FROM {result}{"" if control else " WHERE NOT __err"}"""
+
+
+def _window_sql(window_type: str | None) -> str:
+    if window_type is None:
+        return "NULL::BIGINT AS win_start, NULL::BIGINT AS win_end, NULL::VARCHAR AS win_type"
+    return f"__ws AS win_start, __we AS win_end, '{window_type}' AS win_type"
 
 
 def _key_present(scan: Scan) -> str:

@@ -18,10 +18,14 @@ from nbstream.catalog.schema import Column
 from nbstream.catalog.types import BIGINT, INTEGER
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggregate
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.plan.repartition import Item, Repartition, bind_partition_by, key_projection, star_columns
 from nbstream.sql.ast import Dereference, Query
+
+#: What a query plans into.
+Plan = StatelessPlan | AggregatePlan
 
 #: Pseudo-columns and the decoded-relation columns they read.
 PSEUDO_SCOPE = (("ROWTIME", BIGINT), ("ROWPARTITION", INTEGER), ("ROWOFFSET", BIGINT))
@@ -70,14 +74,17 @@ def plan_query(
     *,
     target: Target | None = None,
     params: Mapping[str, object] | None = None,
-) -> StatelessPlan:
+) -> Plan:
     """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink)."""
     select = query.select
-    reject_stateful(query)
+    reject_joins(query)
     if target is not None and target.new_planner:
         _check_new_planner(query)
     source = catalog.get(_source_name(select))
     scope = source_scope(source)
+    if is_aggregate_query(query):
+        return plan_aggregate(query, source, scope, con, scan=scan_of(source),
+                              sink=None if target is None else target.sink, params=params)
     compiler = ExpressionCompiler(scope, TypeProbe(con, scope), params=params)
     where = select.args.get("where")
     where_sql = None
@@ -108,13 +115,10 @@ def plan_query(
     )
 
 
-def reject_stateful(query: Query) -> None:
-    """Raise UnsupportedError for what needs state between records (joins, GROUP BY, windows)."""
-    select = query.select
-    if select.args.get("joins"):
-        raise UnsupportedError("joins are not supported yet (they come with stateful streaming)")
-    if query.window is not None or select.args.get("group") or select.args.get("having"):
-        raise UnsupportedError("aggregations and windows are not supported yet (stateful streaming)")
+def reject_joins(query: Query) -> None:
+    """Raise UnsupportedError for joins (not planned yet)."""
+    if query.select.args.get("joins"):
+        raise UnsupportedError("joins are not supported yet")
 
 
 def _check_new_planner(query: Query) -> None:

@@ -19,13 +19,16 @@ import pyarrow as pa
 
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import Catalog, PersistentQuery, Source
-from nbstream.errors import ExecutionError, LogError, NbstreamError
+from nbstream.errors import ExecutionError, LogError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for, register_udfs
 from nbstream.log.base import RECORD_SCHEMA, Record
 from nbstream.log.embedded import EmbeddedLog
+from nbstream.physical import aggregates
+from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import StatelessPlan
-from nbstream.plan.planner import plan_query
+from nbstream.plan.planner import Plan, plan_query
 from nbstream.runtime import pull
+from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
 from nbstream.runtime.materialize import Materializer
@@ -80,6 +83,8 @@ class Engine:
         con.execute("SET error_on_division_by_zero = false")
         functions.register_udfs(con)
         register_udfs(con)
+        for macro in aggregates.MACROS:
+            con.execute(macro)
 
     # -- statements ------------------------------------------------------------------------------
     def execute(self, sql: str, params: Mapping[str, object] | None = None) -> list[StatementResult]:
@@ -110,9 +115,12 @@ class Engine:
         return self.properties.get(name)
 
     # -- queries -----------------------------------------------------------------------------------
-    def start_query(self, query: PersistentQuery, plan: StatelessPlan) -> None:
+    def start_query(self, query: PersistentQuery, plan: Plan) -> None:
         """Register ``query`` and start running ``plan`` for it."""
-        query.runner = QueryRunner(query.id, plan, self.con, self.log)
+        if isinstance(plan, AggregatePlan):
+            query.runner = AggregateRunner(query.id, plan, self.con, self.log)
+        else:
+            query.runner = QueryRunner(query.id, plan, self.con, self.log)
         self.catalog.add_query(query)
         self._runners[query.id] = query.runner
 
@@ -270,6 +278,9 @@ class Engine:
         cursor = self.con.cursor()
         self._configure(cursor)
         plan = plan_query(statement.query, self.catalog, cursor, params=params)
+        if not isinstance(plan, StatelessPlan):
+            raise UnsupportedError("push queries that aggregate are not supported yet: "
+                                   "CREATE TABLE … AS SELECT the aggregate, then push-query the table")
         earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
         runner = QueryRunner("transient", plan, cursor, self.log, start_at_end=not earliest)
         emitted = 0

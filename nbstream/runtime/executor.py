@@ -12,12 +12,13 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nbstream.catalog import functions
-from nbstream.catalog.catalog import PersistentQuery, Source
+from nbstream.catalog.catalog import PersistentQuery, Source, WindowInfo
 from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
 from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for
-from nbstream.plan.logical import Sink, StatelessPlan
-from nbstream.plan.planner import Target, plan_query, reject_stateful, sink_of
+from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
+from nbstream.plan.logical import Sink
+from nbstream.plan.planner import Plan, Target, plan_query, reject_joins, sink_of
 from nbstream.runtime import metadata
 from nbstream.runtime.insert_values import insert_values
 from nbstream.runtime.results import StatementResult
@@ -217,9 +218,9 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     if existing is not None and stmt.if_not_exists:
         return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
     _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and existing is not None and existing.is_source)
-    reject_stateful(stmt.query)
+    reject_joins(stmt.query)
     source = engine.catalog.get(_from_name(stmt.query))
-    _check_result_kind(stmt.kind, source)
+    _check_result_kind(stmt.kind, source, stmt.query)
     props = dict(stmt.properties)
     sink = _sink_for_new(engine, stmt.name, props, source)
     plan = plan_query(stmt.query, engine.catalog, engine.con,
@@ -236,7 +237,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
         name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=sink.topic, key_format=sink.key_format,
         value_format=sink.value_format, key_properties=sink.key_properties,
         value_properties=sink.value_properties, timestamp=sink.timestamp,
-        timestamp_format=sink.timestamp_format, sql=stmt.text,
+        timestamp_format=sink.timestamp_format, sql=stmt.text, window=_window_of(plan),
     )
     _check_formats(created)
     if existing is not None:
@@ -256,8 +257,14 @@ def _replace_query_of(engine: Engine, sink: str) -> None:
             engine.stop_query(query)
 
 
-def _check_result_kind(kind: str, source: Source) -> None:
-    produced = "TABLE" if source.is_table else "STREAM"
+def _window_of(plan: Plan) -> WindowInfo | None:
+    if not isinstance(plan, AggregatePlan) or plan.window is None:
+        return None
+    return WindowInfo(plan.window.kind, plan.window.size_ms)
+
+
+def _check_result_kind(kind: str, source: Source, query: ast.Query) -> None:
+    produced = "TABLE" if source.is_table or is_aggregate_query(query) else "STREAM"
     if produced != kind:
         raise BindError(f"Invalid result type. Your SELECT query produces a {produced}. "
                         f"Please use CREATE {produced} AS SELECT statement instead.")
@@ -291,7 +298,7 @@ def _sink_for_new(engine: Engine, name: str, props: dict[str, Any], source: Sour
     )
 
 
-def _fit_key_format(engine: Engine, plan: StatelessPlan, props: Mapping[str, Any]) -> StatelessPlan:
+def _fit_key_format(engine: Engine, plan: Plan, props: Mapping[str, Any]) -> Plan:
     """The sink's key format follows the result's key: NONE without key columns, the default key
     format when the input had none (NONE) but the result has key columns."""
     sink = plan.sink
@@ -311,19 +318,23 @@ def _new_planner(engine: Engine) -> bool:
     return _bool(engine.property("ksql.new.query.planner.enabled") or False)
 
 
-def _with_runtime_config(engine: Engine, plan: StatelessPlan) -> StatelessPlan:
+def _with_runtime_config(engine: Engine, plan: Plan) -> Plan:
     """``plan`` with the engine properties that change how it runs."""
     throw = _bool(engine.property("ksql.timestamp.throw.on.invalid") or False)
-    return replace(plan, scan=replace(plan.scan, throw_on_invalid_timestamp=throw)) if throw else plan
+    if not throw:
+        return plan
+    if isinstance(plan, AggregatePlan):
+        return replace(plan, pre=replace(plan.pre, scan=replace(plan.scan, throw_on_invalid_timestamp=True)))
+    return replace(plan, scan=replace(plan.scan, throw_on_invalid_timestamp=True))
 
 
 def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
     target = engine.catalog.get(stmt.target)
     if target.is_table:
         raise BindError(f"INSERT INTO can only be used to insert into a stream. {target.name} is a table.")
-    reject_stateful(stmt.query)
+    reject_joins(stmt.query)
     source = engine.catalog.get(_from_name(stmt.query))
-    _check_result_kind("STREAM", source)
+    _check_result_kind("STREAM", source, stmt.query)
     sink = sink_of(target, engine.log.require(target.topic).partitions)
     plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM", _new_planner(engine)),
                       params=engine.params)

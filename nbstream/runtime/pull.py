@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 import duckdb
 import pandas as pd
 
-from nbstream.errors import ExecutionError
+from nbstream.errors import ExecutionError, UnsupportedError
 from nbstream.physical.compile import result_sql
 from nbstream.physical.expressions import quote
+from nbstream.plan.logical import StatelessPlan
 from nbstream.plan.planner import plan_query
 from nbstream.runtime.materialize import state_table
 from nbstream.sql.ast import Query
@@ -27,6 +28,8 @@ def run_pull_query(engine: Engine, query: Query, params: Mapping[str, object]) -
     """Evaluate ``query`` against the engine's current state."""
     con = engine.con
     plan = plan_query(query, engine.catalog, con, params=params)
+    if not isinstance(plan, StatelessPlan):
+        raise UnsupportedError("Pull queries don't support GROUP BY clauses or aggregate functions.")
     outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
     limit = f" LIMIT {plan.limit}" if plan.limit is not None else ""
     if plan.scan.is_table:

@@ -28,7 +28,7 @@ from nbstream.errors import ExecutionError
 from nbstream.log.embedded import EmbeddedLog, route_sql
 from nbstream.physical.compile import encoded_sql, result_sql
 from nbstream.physical.expressions import quote
-from nbstream.plan.logical import StatelessPlan
+from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 
@@ -46,6 +46,7 @@ class QueryStats:
     processed: int = 0
     logged: int = 0
     emitted: int = 0
+    late: int = 0  # records dropped because their window had closed
     batches: int = 0
     busy_seconds: float = 0.0
     last_error: str | None = None
@@ -70,9 +71,14 @@ class QueryRunner:
 
     # -- offsets ---------------------------------------------------------------------------------
     @property
+    def sink(self) -> Sink | None:
+        """Where the query writes (None: a transient query, whose rows are fetched)."""
+        return self.plan.sink
+
+    @property
     def persistent(self) -> bool:
         """Whether input offsets are committed (a transient push query keeps them in memory)."""
-        return self.plan.sink is not None
+        return self.sink is not None
 
     def _load_offsets(self) -> dict[int, int]:
         if not self.persistent:
@@ -166,7 +172,7 @@ class QueryRunner:
 
     def _commit_batch(self, sql: str, ranges: Ranges) -> dict[str, dict[int, int]]:
         con = self.con
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._stage_sql(sql)}")
+        self._evaluate(sql)
         bad, good, bad_ts = con.execute(
             "SELECT count(*) FILTER (__err), count(*) FILTER (NOT __err AND NOT __deleted), "
             "count(*) FILTER (__bad_ts) FROM __result"
@@ -193,6 +199,12 @@ class QueryRunner:
                 [[self.query_id, p, b] for p, (_, b) in ranges.items()],
             )
 
+    def _evaluate(self, sql: str) -> None:
+        """Fill the temp table ``__result`` with what the batch evaluated by ``sql`` yields: the
+        rows to append (and, with ``__err``, the records to log). Runs inside the batch's
+        transaction, so a stateful subclass may update its state here too."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._stage_sql(sql)}")
+
     def _stage_sql(self, sql: str) -> str:
         """What ``__result`` holds for a batch evaluated by ``sql``: for a sink, the rows already
         encoded as records and routed to partitions (one pass, not three)."""
@@ -203,10 +215,10 @@ class QueryRunner:
 
     def _write_output(self) -> dict[str, dict[int, int]]:
         """Write the good rows of ``__result`` where the query's output goes; rows per topic."""
-        if self.plan.sink is None:
+        if self.sink is None:
             return {}
-        counts = self.log.append_routed(self.plan.sink.topic, "__result", where="NOT __err")
-        return {self.plan.sink.topic: counts}
+        counts = self.log.append_routed(self.sink.topic, "__result", where="NOT __err")
+        return {self.sink.topic: counts}
 
     def _log_errors(self, error_type: int) -> dict[int, int]:
         topic = self.plan.scan.topic.replace("'", "''")

@@ -1,0 +1,213 @@
+"""ksqlDB's aggregate functions as DuckDB SQL over micro-batches merged with stored state.
+
+An aggregate keeps one or more *slots* per group (COUNT one, AVG a sum and a count). A slot is:
+
+* ``batch``: a DuckDB aggregate (cast to ``type`` by the caller) over the batch's rows of a group
+  (``{0}``, ``{1}``… are the call's arguments, ``__ord`` the arrival order). The same text runs
+  as a running aggregate ``… OVER (PARTITION BY group ORDER BY __ord)`` — one value per input
+  row, what EMIT CHANGES emits — or once per group with GROUP BY (EMIT FINAL);
+* ``merge``: the slot of the rows stored before (``{s}``) combined with the batch's (``{b}``);
+  either may be NULL (a new group, a batch without rows of the group);
+* ``signed`` (TABLE input only): like ``batch`` for rows carrying ``__sign`` -1 (a retracted row
+  of a table) or +1 (an added one). A function without it cannot aggregate a TABLE, as in ksqlDB.
+
+``result`` turns the merged slots (``{s0}``, ``{s1}``…) into the function's value. Placeholders
+are replaced textually (:func:`fill`), so braces of DuckDB struct and map literals need no escaping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from nbstream.catalog.types import BIGINT, DOUBLE, SqlType, parse_type
+from nbstream.errors import BindError, SqlTypeError
+
+ADD = "CASE WHEN {s} IS NULL THEN {b} WHEN {b} IS NULL THEN {s} ELSE {s} + {b} END"
+#: ksqlDB's COLLECT_LIST/COLLECT_SET keep at most this many values (ksql.functions.collect_*.limit).
+COLLECT_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class Slot:
+    batch: str
+    merge: str
+    type: str  # DuckDB type of the stored slot; "{t}" is the first argument's type
+    signed: str | None = None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A resolved aggregate call: slots, result and type, with its arguments bound."""
+
+    name: str
+    slots: tuple[Slot, ...]
+    result: str
+    type: SqlType
+
+
+@dataclass(frozen=True)
+class _Function:
+    slots: Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]
+    result: str
+    type: Callable[[SqlType], SqlType]
+    arity: tuple[int, ...] = (1,)  # column arguments accepted (literal parameters follow)
+    accepts: Callable[[SqlType], bool] = lambda t: True
+
+
+def _numeric(t: SqlType) -> bool:
+    return t.name in ("INTEGER", "BIGINT", "DOUBLE", "DECIMAL")
+
+
+def _sum_type(t: SqlType) -> SqlType:
+    return t
+
+
+def _comparable(t: SqlType) -> bool:
+    return t.name not in ("ARRAY", "MAP", "STRUCT", "BYTES") or t.name == "BYTES"
+
+
+def _count_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+    return (Slot("count({0})", ADD, "BIGINT", "sum(CASE WHEN {0} IS NULL THEN 0 ELSE __sign END)"),)
+
+
+def _sum_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+    return (Slot("sum({0})", ADD, "{t}", "sum(__sign * {0})"),)
+
+
+def _avg_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+    return (Slot("sum({0}::DOUBLE)", ADD, "DOUBLE", "sum(__sign * {0}::DOUBLE)"),
+            Slot("count({0})", ADD, "BIGINT", "sum(CASE WHEN {0} IS NULL THEN 0 ELSE __sign END)"))
+
+
+def _stddev_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+    return (*_avg_slots(t, params),
+            Slot("sum({0}::DOUBLE * {0}::DOUBLE)", ADD, "DOUBLE", "sum(__sign * {0}::DOUBLE * {0}::DOUBLE)"))
+
+
+def _extreme_slots(op: str) -> Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]:
+    def slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+        return (Slot(f"{op}({{0}})", f"{'least' if op == 'min' else 'greatest'}({{s}}, {{b}})", "{t}"),)
+    return slots
+
+
+def _offset_slots(latest: bool) -> Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]:
+    """LATEST_BY_OFFSET / EARLIEST_BY_OFFSET (col [, n] [, ignore_nulls]): one value, or the n
+    latest/earliest as a list."""
+    def slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+        n = params[0] if params and not isinstance(params[0], bool) else None
+        ignore_nulls = params[-1] if params and isinstance(params[-1], bool) else True
+        keep = "WHERE {0} IS NOT NULL" if ignore_nulls else "WHERE TRUE"
+        if n is None:
+            pick = "arg_max" if latest else "arg_min"
+            merge = "CASE WHEN {b} IS NULL THEN {s} ELSE {b} END" if latest else \
+                "CASE WHEN {s} IS NULL THEN {b} ELSE {s} END"
+            # a struct wraps the value, so a NULL value kept (ignore_nulls false) differs from "none"
+            return (Slot(f"{pick}({{'v': {{0}}}}, __ord) FILTER ({keep})", merge, "STRUCT(v {t})"),)
+        both = "list_concat(coalesce({s}, []), coalesce({b}, []))"
+        merge = f"nbs_last_n({both}, {n})" if latest else f"list_slice({both}, 1, {n})"
+        return (Slot(f"list({{0}} ORDER BY __ord) FILTER ({keep})", merge, "{t}[]"),)
+    return slots
+
+
+def _collect_slots(distinct: bool) -> Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]:
+    def slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+        both = "list_concat(coalesce({s}, []), coalesce({b}, []))"
+        merged = f"nbs_distinct_in_order({both})" if distinct else both
+        return (Slot("list({0} ORDER BY __ord) FILTER (WHERE {0} IS NOT NULL)",
+                     f"list_slice({merged}, 1, {COLLECT_LIMIT})", "{t}[]"),)
+    return slots
+
+
+def _topk_slots(distinct: bool) -> Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]:
+    def slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+        if not params or not isinstance(params[0], int) or params[0] < 1:
+            raise BindError("TOPK needs a positive integer literal as its second argument")
+        both = "list_concat(coalesce({s}, []), coalesce({b}, []))"
+        values = f"list_distinct({both})" if distinct else both
+        return (Slot("list({0}) FILTER (WHERE {0} IS NOT NULL)",
+                     f"list_slice(list_reverse_sort({values}), 1, {params[0]})", "{t}[]"),)
+    return slots
+
+
+def _histogram_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+    return (Slot("map_from_entries(list({'key': {0}, 'value': 1::BIGINT}) FILTER (WHERE {0} IS NOT NULL))",
+                 "nbs_map_add({s}, {b})", "MAP(VARCHAR, BIGINT)"),)
+
+
+def _count_distinct_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+    return (Slot("list(DISTINCT {0}) FILTER (WHERE {0} IS NOT NULL)",
+                 "list_distinct(list_concat(coalesce({s}, []), coalesce({b}, [])))", "{t}[]"),)
+
+
+_FUNCTIONS: dict[str, _Function] = {
+    "COUNT": _Function(_count_slots, "coalesce({s0}, 0)", lambda t: BIGINT, arity=(0, 1)),
+    "SUM": _Function(_sum_slots, "coalesce({s0}, 0)", _sum_type, accepts=_numeric),
+    "AVG": _Function(_avg_slots, "CASE WHEN coalesce({s1}, 0) = 0 THEN 0 ELSE {s0} / {s1} END", lambda t: DOUBLE,
+                     accepts=_numeric),
+    "STDDEV_SAMP": _Function(_stddev_slots, "CASE WHEN coalesce({s1}, 0) < 2 THEN 0 ELSE "
+                             "sqrt(greatest(({s2} - {s0} * {s0} / {s1}) / ({s1} - 1), 0)) END",
+                             lambda t: DOUBLE, accepts=_numeric),
+    "MIN": _Function(_extreme_slots("min"), "{s0}", lambda t: t, accepts=_comparable),
+    "MAX": _Function(_extreme_slots("max"), "{s0}", lambda t: t, accepts=_comparable),
+    "LATEST_BY_OFFSET": _Function(_offset_slots(True), "{s0}", lambda t: t),
+    "EARLIEST_BY_OFFSET": _Function(_offset_slots(False), "{s0}", lambda t: t),
+    "COLLECT_LIST": _Function(_collect_slots(False), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
+    "COLLECT_SET": _Function(_collect_slots(True), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
+    "TOPK": _Function(_topk_slots(False), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
+    "TOPKDISTINCT": _Function(_topk_slots(True), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
+    "HISTOGRAM": _Function(_histogram_slots, "coalesce({s0}, MAP {})", lambda t: parse_type("MAP<STRING, BIGINT>"),
+                           accepts=lambda t: t.name == "STRING"),
+    "COUNT_DISTINCT": _Function(_count_distinct_slots, "len(coalesce({s0}, []))::BIGINT", lambda t: BIGINT),
+}
+
+#: Functions whose single value is wrapped in a struct slot (see _offset_slots) and unwrapped here.
+_UNWRAP = {"LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET"}
+
+
+def resolve(name: str, arg_type: SqlType | None, params: Sequence[object]) -> Aggregate:
+    """The aggregate ``name`` applied to a column of ``arg_type`` (None: ``COUNT(*)``), with the
+    literal ``params`` that follow the column; a :class:`BindError` for what ksqlDB rejects."""
+    function = _FUNCTIONS.get(name.upper())
+    if function is None:
+        raise BindError(f"Unknown aggregate function {name}")
+    if arg_type is None:
+        if 0 not in function.arity:
+            raise BindError(f"{name} needs an argument")
+        arg_type = BIGINT
+    elif not function.accepts(arg_type):
+        raise SqlTypeError(f"Function '{name}' does not accept parameters ({arg_type}).")
+    t = arg_type.duckdb()
+    slots = tuple(Slot(s.batch.replace("{t}", t), s.merge, s.type.replace("{t}", t),
+                       None if s.signed is None else s.signed.replace("{t}", t))
+                  for s in function.slots(arg_type, params))
+    result = function.result
+    result_type = function.type(arg_type)
+    if name.upper() in _UNWRAP and not (params and not isinstance(params[0], bool)):
+        result = "({s0}).v"
+    elif name.upper() in _UNWRAP:
+        result_type = SqlType.array(arg_type)
+    return Aggregate(name.upper(), slots, result, result_type)
+
+
+def fill(template: str, **values: str) -> str:
+    """``template`` with each ``{name}`` replaced by ``values[name]`` (``{0}`` as ``_0``)."""
+    for name, value in values.items():
+        template = template.replace("{" + name.removeprefix("_") + "}", value)
+    return template
+
+
+def names() -> list[str]:
+    """The aggregate functions the engine can run."""
+    return sorted(_FUNCTIONS)
+
+
+#: DuckDB macros the slots use; registered on every connection with the scalar UDFs.
+MACROS = (
+    "CREATE OR REPLACE TEMP MACRO nbs_distinct_in_order(l) AS "
+    "list_filter(l, lambda x, i: list_position(l, x) = i)",
+    "CREATE OR REPLACE TEMP MACRO nbs_last_n(l, n) AS list_slice(l, greatest(len(l) - n + 1, 1), len(l))",
+    "CREATE OR REPLACE TEMP MACRO nbs_map_add(a, b) AS CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE "
+    "map_from_entries(list_transform(list_distinct(list_concat(map_keys(a), map_keys(b))), "
+    "lambda k: {'key': k, 'value': coalesce(a[k], 0) + coalesce(b[k], 0)})) END",
+)

@@ -1,0 +1,298 @@
+"""Planning of ``GROUP BY`` queries: a stateless pre-projection, aggregate calls, a post-projection.
+
+A query ``SELECT g, COUNT(*), SUM(x) + 1 FROM s WINDOW … WHERE … GROUP BY g HAVING …`` becomes:
+
+* ``pre``: a :class:`StatelessPlan` over the source computing the group expressions (``__g0``…)
+  and the aggregates' column arguments (``__a0``…) after ``WHERE``;
+* ``calls``: each distinct aggregate call, reading its argument column, kept in slots
+  (:mod:`nbstream.physical.aggregates`) and read as ``__agg0``…;
+* ``columns`` / ``having``: the projection and HAVING compiled over ``__g*``, ``__agg*``,
+  ``WINDOWSTART`` and ``WINDOWEND`` — the result's key columns are the group expressions.
+
+ksqlDB's rules are checked here: every group expression is selected (it becomes a key column);
+every other column is read inside an aggregate or through a group expression.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import duckdb
+from sqlglot import exp
+
+from nbstream.catalog import functions
+from nbstream.catalog.catalog import Source
+from nbstream.catalog.schema import LogicalSchema
+from nbstream.catalog.types import BIGINT
+from nbstream.errors import BindError, UnsupportedError
+from nbstream.physical.aggregates import Aggregate, resolve
+from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.plan.aliases import AliasGenerator
+from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
+from nbstream.sql.ast import Dereference, Query, WindowSpec
+
+#: ksqlDB's grace period when a window names none: 24 hours.
+DEFAULT_GRACE_MS = 24 * 60 * 60 * 1000
+
+
+@dataclass(frozen=True)
+class AggregateCall:
+    """One aggregate of the query: reads pre column ``arg`` (None for ``COUNT(*)``)."""
+
+    arg: str | None
+    aggregate: Aggregate
+
+
+@dataclass(frozen=True)
+class AggregatePlan:
+    """Source → pre-projection → group + aggregate (windowed) → projection/HAVING → sink."""
+
+    pre: StatelessPlan
+    groups: tuple[OutputColumn, ...]
+    calls: tuple[AggregateCall, ...]
+    columns: tuple[OutputColumn, ...]
+    having: str | None = None
+    window: WindowSpec | None = None
+    emit_final: bool = False
+    sink: Sink | None = None
+    limit: int | None = None
+    table_keys: tuple[str, ...] = ()  # TABLE input: the pre columns holding the input row's key
+    emits_table: bool = True
+
+    @property
+    def scan(self) -> Scan:
+        return self.pre.scan
+
+    @property
+    def schema(self) -> LogicalSchema:
+        return LogicalSchema(tuple(c.column() for c in self.columns))
+
+    @property
+    def grace_ms(self) -> int:
+        if self.window is None or self.window.grace_ms is None:
+            return DEFAULT_GRACE_MS
+        return self.window.grace_ms
+
+
+def is_aggregate_query(query: Query) -> bool:
+    """Whether ``query`` aggregates: GROUP BY, a WINDOW, HAVING or an aggregate function call."""
+    select = query.select
+    if select.args.get("group") or select.args.get("having") or query.window is not None:
+        return True
+    return any(_aggregate_calls(item) for item in select.expressions)
+
+
+def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckDBPyConnection, *,
+                   scan: Scan, sink: Sink | None, params: Mapping[str, object] | None = None) -> AggregatePlan:
+    """Plan the aggregating ``query`` over ``source`` (``scope``: the names it may reference)."""
+    select = query.select
+    if query.partition_by:
+        raise BindError("PARTITION BY is not valid with GROUP BY: the result is keyed by the GROUP BY")
+    if query.emit == "FINAL" and query.window is None:
+        raise BindError("EMIT FINAL is only supported for windowed aggregations.")
+    compiler = ExpressionCompiler(scope, TypeProbe(con, scope), params=params)
+    group_nodes = _group_nodes(select)
+    if not group_nodes:
+        raise BindError("Aggregate query without GROUP BY: add a GROUP BY clause (ksqlDB does not support "
+                        "aggregating a whole stream into one row).")
+    where = _where_sql(select, compiler)
+    groups = [_compiled(compiler, node, f"__g{i}") for i, node in enumerate(group_nodes)]
+    having_node = select.args["having"].this if select.args.get("having") else None
+    items = list(select.expressions)
+    call_nodes = _distinct_calls([*items, *([having_node] if having_node is not None else [])])
+    calls, args = _plan_calls(call_nodes, compiler)
+    table_keys = _table_key_columns(source) if source.is_table else []
+    pre = StatelessPlan(scan=scan, columns=tuple(groups + args + table_keys), where=where, emits_table=source.is_table)
+    post_scope = _post_scope(groups, calls, query.window is not None)
+    rewrite = _Rewriter(group_nodes, call_nodes, scope)
+    post = ExpressionCompiler(post_scope, TypeProbe(con, post_scope), params=params)
+    columns = _project(items, rewrite, post, source, len(groups))
+    having = None
+    if having_node is not None:
+        compiled = post.compile(rewrite(having_node, "HAVING"))
+        having = compiled.sql("duckdb")
+    return AggregatePlan(
+        pre=pre, groups=tuple(groups), calls=tuple(calls), columns=tuple(columns), having=having,
+        window=query.window, emit_final=query.emit == "FINAL", sink=sink, limit=query.limit,
+        table_keys=tuple(c.name for c in table_keys),
+    )
+
+
+# -- parts --------------------------------------------------------------------------------------
+
+
+def _group_nodes(select: exp.Select) -> list[exp.Expression]:
+    group = select.args.get("group")
+    if group is None:
+        return []
+    if group.args.get("grouping_sets") or group.args.get("cube") or group.args.get("rollup"):
+        raise UnsupportedError("GROUPING SETS, CUBE and ROLLUP are not supported")
+    nodes: list[exp.Expression] = []
+    for node in group.expressions:
+        if isinstance(node, exp.Tuple | exp.Paren):  # GROUP BY (a, b)
+            nodes += list(node.expressions) if isinstance(node, exp.Tuple) else [node.this]
+        else:
+            nodes.append(node)
+    seen: list[str] = []
+    for node in nodes:
+        key = _normalized(node)
+        if key in seen:
+            raise BindError(f"Duplicate GROUP BY expression: {node.sql()}")
+        seen.append(key)
+    return nodes
+
+
+def _where_sql(select: exp.Select, compiler: ExpressionCompiler) -> str | None:
+    where = select.args.get("where")
+    if where is None:
+        return None
+    compiled = compiler.compile(where.this)
+    if compiler.type_of(compiled).name not in ("BOOLEAN", "NULL"):
+        raise BindError(f"WHERE must be a BOOLEAN expression: {where.this.sql()}")
+    return compiled.sql("duckdb")
+
+
+def _compiled(compiler: ExpressionCompiler, node: exp.Expression, name: str) -> OutputColumn:
+    if _aggregate_calls(node):
+        raise BindError(f"GROUP BY does not support aggregate functions: {node.sql()}")
+    compiled = compiler.compile(node)
+    sql_type = compiler.type_of(compiled)
+    if sql_type.name == "NULL":
+        raise BindError(f"GROUP BY expression has no type: {node.sql()}")
+    return OutputColumn(name, sql_type, compiled.sql("duckdb"))
+
+
+def _aggregate_calls(node: exp.Expression) -> list[exp.Anonymous]:
+    return [n for n in node.find_all(exp.Anonymous) if functions.is_aggregate(str(n.this))]
+
+
+def _distinct_calls(nodes: list[exp.Expression]) -> list[exp.Anonymous]:
+    calls: dict[str, exp.Anonymous] = {}
+    for node in nodes:
+        for call in _aggregate_calls(node):
+            if any(_aggregate_calls(arg) for arg in call.expressions):
+                raise BindError(f"Aggregate functions can not be nested: {call.sql()}")
+            calls.setdefault(_normalized(call), call)
+    return list(calls.values())
+
+
+def _plan_calls(calls: list[exp.Anonymous], compiler: ExpressionCompiler
+                ) -> tuple[list[AggregateCall], list[OutputColumn]]:
+    planned, args = [], []
+    for j, call in enumerate(calls):
+        name = str(call.this).upper()
+        operands = list(call.expressions)
+        if not operands or isinstance(operands[0], exp.Star):
+            planned.append(AggregateCall(None, resolve(name, None, [])))
+            continue
+        arg = _compiled(compiler, operands[0], f"__a{j}")
+        params = [_literal(p, name) for p in operands[1:]]
+        planned.append(AggregateCall(arg.name, resolve(name, arg.type, params)))
+        args.append(arg)
+    return planned, args
+
+
+def _literal(node: exp.Expression, function: str) -> object:
+    if isinstance(node, exp.Boolean):
+        return bool(node.this)
+    if isinstance(node, exp.Literal) and not node.is_string:
+        return int(node.this) if node.this.lstrip("-").isdigit() else float(node.this)
+    if isinstance(node, exp.Literal):
+        return str(node.this)
+    raise BindError(f"{function}: parameters after the first argument must be literals, not {node.sql()}")
+
+
+def _table_key_columns(source: Source) -> list[OutputColumn]:
+    return [OutputColumn(f"__k{i}", c.type, quote(c.name)) for i, c in enumerate(source.schema.key)]
+
+
+def _post_scope(groups: list[OutputColumn], calls: list[AggregateCall], windowed: bool) -> Scope:
+    cols = [ScopeColumn(g.name, quote(g.name), g.type) for g in groups]
+    cols += [ScopeColumn(f"__agg{j}", quote(f"__agg{j}"), c.aggregate.type) for j, c in enumerate(calls)]
+    if windowed:
+        cols += [ScopeColumn("WINDOWSTART", quote("WINDOWSTART"), BIGINT),
+                 ScopeColumn("WINDOWEND", quote("WINDOWEND"), BIGINT)]
+    return Scope(cols)
+
+
+class _Rewriter:
+    """Rewrites a projection item or HAVING to read ``__g*`` and ``__agg*`` instead of the source."""
+
+    def __init__(self, groups: list[exp.Expression], calls: list[exp.Anonymous], scope: Scope) -> None:
+        self.groups = {_normalized(g): i for i, g in enumerate(groups)}
+        self.calls = {_normalized(c): j for j, c in enumerate(calls)}
+        self.scope = scope
+
+    def __call__(self, node: exp.Expression, clause: str) -> exp.Expression:
+        def replace(n: exp.Expression) -> exp.Expression:
+            key = _normalized(n)
+            if key in self.calls:
+                return exp.column(f"__agg{self.calls[key]}", quoted=True)
+            if key in self.groups:
+                return exp.column(f"__g{self.groups[key]}", quoted=True)
+            return n
+
+        rewritten = node.copy().transform(replace)
+        left = [c for c in rewritten.find_all(exp.Column)
+                if not c.name.startswith(("__g", "__agg")) and c.name.upper() not in ("WINDOWSTART", "WINDOWEND")]
+        if left:
+            names = ", ".join(sorted({self.scope.resolve(c.name).name for c in left}))
+            where = "SELECT expression(s)" if clause == "SELECT" else "HAVING expression(s)"
+            raise BindError(f"Non-aggregate {where} not part of GROUP BY: {names}")
+        return rewritten
+
+
+def _project(items: list[exp.Expression], rewrite: _Rewriter, post: ExpressionCompiler, source: Source,
+             group_count: int) -> list[OutputColumn]:
+    """The result columns: one key column per group expression (in GROUP BY order), then values."""
+    aliases = AliasGenerator(c.name for c in source.schema.columns)
+    keys: dict[int, OutputColumn] = {}
+    values: list[OutputColumn] = []
+    for item in items:
+        if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)):
+            raise BindError("SELECT * is not supported with GROUP BY: select the columns")
+        node = item.this if isinstance(item, exp.Alias) else item
+        rewritten = rewrite(node, "SELECT")
+        name = _item_name(item, node, aliases, rewrite.scope)
+        compiled = post.compile(rewritten)
+        column = OutputColumn(name, post.type_of(compiled), compiled.sql("duckdb"))
+        group = _group_index(rewritten)
+        if group is not None and group not in keys:
+            keys[group] = OutputColumn(name, column.type, column.sql, "KEY")
+        elif group is not None:
+            raise BindError(f"The projection contains a key column more than once: {name}")
+        else:
+            values.append(column)
+    missing = [i for i in range(group_count) if i not in keys]
+    if missing:
+        raise BindError("Key missing from projection (ie, SELECT). The query used to build the result must "
+                        "include the GROUP BY expressions in its projection.")
+    if not values:
+        raise BindError("The projection contains no value columns.")
+    return [keys[i] for i in range(group_count)] + values
+
+
+def _item_name(item: exp.Expression, node: exp.Expression, aliases: AliasGenerator, scope: Scope) -> str:
+    if isinstance(item, exp.Alias):
+        return item.alias
+    if isinstance(node, exp.Column):
+        return scope.resolve(node.name).name
+    if isinstance(node, Dereference):
+        return aliases.field(str(node.args["field"]))
+    return aliases.next_generated()
+
+
+def _group_index(node: exp.Expression) -> int | None:
+    if isinstance(node, exp.Column) and node.name.startswith("__g"):
+        return int(node.name[3:])
+    return None
+
+
+def _normalized(node: exp.Expression) -> str:
+    """``node`` as text without source qualifiers, so ``s.x`` and ``x`` match."""
+    bare = node.copy()
+    for column in bare.find_all(exp.Column):
+        column.set("table", None)
+    return bare.sql()
+

@@ -1,0 +1,257 @@
+"""A running aggregation: micro-batches folded into per-group state, with ksqlDB's changelog.
+
+Each batch, inside the one transaction of :class:`~nbstream.runtime.query.QueryRunner`:
+
+1. ``__pre``: the source's records decoded, filtered (WHERE) and projected to group values and
+   aggregate arguments (the plan's ``pre``);
+2. ``__rows``: the rows to fold, in arrival order (``__pos``). A TABLE's change becomes a retraction
+   of its previous row (``__sign`` -1) and the addition of the new one (+1). Windows are assigned
+   (a hopping window repeats a row per window) and rows whose window closed before they arrived —
+   by the query's stream time, the largest record time seen — are dropped and counted late;
+3. ``__out``: the changelog. EMIT CHANGES: one row per input row and window, the running aggregate
+   of the batch (DuckDB window functions ordered by ``__pos``) merged with the stored state.
+   EMIT FINAL: the batch is grouped, merged into the state, and windows that closed are emitted
+   once. HAVING turns a row into a tombstone if the group's previous result passed, else drops it;
+4. the state table ``agg$<query>`` takes each group's last value; closed windows leave it.
+
+Nothing here loops over records in Python: every step is one DuckDB statement over the batch.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from nbstream.errors import UnsupportedError
+from nbstream.log.embedded import EmbeddedLog, route_sql
+from nbstream.physical.aggregates import fill
+from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql
+from nbstream.physical.expressions import quote
+from nbstream.plan.aggregate import AggregatePlan
+from nbstream.plan.logical import Sink
+from nbstream.runtime.query import QueryRunner
+
+
+class AggregateRunner(QueryRunner):
+    """Runs an :class:`AggregatePlan`; its state lives in ``agg$<query_id>`` and ``__stream_time``."""
+
+    def __init__(self, query_id: str, plan: AggregatePlan, con: duckdb.DuckDBPyConnection, log: EmbeddedLog) -> None:
+        if plan.window is not None and plan.window.kind == "SESSION":
+            raise UnsupportedError("SESSION windows are not supported yet")
+        self.aggregate = plan
+        self.state = quote(f"agg${query_id}")
+        self.previous = quote(f"prev${query_id}")
+        super().__init__(query_id, plan.pre, con, log)
+        self._groups = [g.name for g in plan.groups]
+        self._slots = [(j, k, slot) for j, call in enumerate(plan.calls) for k, slot in enumerate(call.aggregate.slots)]
+        self._create_state()
+
+    @property
+    def sink(self) -> Sink | None:
+        return self.aggregate.sink
+
+    # -- state -----------------------------------------------------------------------------------------
+    def _create_state(self) -> None:
+        con = self.con
+        groups = ", ".join(f"{quote(g.name)} {g.type.duckdb()}" for g in self.aggregate.groups)
+        slots = ", ".join(f"__s{j}_{k} {slot.type}" for j, k, slot in self._slots)
+        con.execute(f"CREATE TABLE IF NOT EXISTS {self.state} ({groups}, __ws BIGINT, __we BIGINT, {slots}, "
+                    "__ts BIGINT, __pass BOOLEAN)")
+        con.execute("CREATE TABLE IF NOT EXISTS __stream_time (query_id VARCHAR PRIMARY KEY, st BIGINT)")
+        if self.aggregate.table_keys:
+            cols = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in self.plan.columns)
+            con.execute(f"CREATE TABLE IF NOT EXISTS {self.previous} ({cols})")
+
+    def _stream_time(self) -> int:
+        row = self.con.execute("SELECT st FROM __stream_time WHERE query_id = ?", [self.query_id]).fetchall()
+        return int(row[0][0]) if row else -(2**62)
+
+    def drop_state(self) -> None:
+        """Forget this query's state (the query was dropped)."""
+        self.con.execute(f"DROP TABLE IF EXISTS {self.state}")
+        self.con.execute(f"DROP TABLE IF EXISTS {self.previous}")
+        self.con.execute("DELETE FROM __stream_time WHERE query_id = ?", [self.query_id])
+
+    # -- one batch ----------------------------------------------------------------------------------------
+    def _evaluate(self, sql: str) -> None:
+        con = self.con
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __pre AS {sql}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __in AS {self._input_sql()}")
+        if self.aggregate.table_keys:
+            self._remember_rows()
+        before = self._stream_time()
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before)}")
+        late, after = con.execute("SELECT count(*) FILTER (__late), max(__st) FROM __rows").fetchall()[0]
+        self.stats.late += late or 0
+        st = before if after is None else max(before, int(after))
+        if self.aggregate.emit_final:
+            self._fold_final(st)
+        else:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._running_sql()}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql()}")
+        if not self.aggregate.emit_final:
+            self._store_last()
+        self._close_windows(st)
+        con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [self.query_id, st])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._result_sql()}")
+
+    # step 2: the rows to fold --------------------------------------------------------------------------
+    def _input_sql(self) -> str:
+        """Rows of ``__pre`` to fold, with ``__ord`` (arrival), ``__sub`` and ``__sign``."""
+        null_group = f" AND {quote(self._groups[0])} IS NOT NULL" if len(self._groups) == 1 else ""
+        if not self.aggregate.table_keys:
+            return (f"SELECT *, {SEQ_SQL} AS __ord, 0 AS __sub, 1 AS __sign FROM __pre "
+                    f"WHERE NOT __err AND NOT __deleted{null_group}")
+        return self._table_changes_sql(null_group)
+
+    def _table_changes_sql(self, null_group: str) -> str:
+        """A TABLE's changes as retractions of the previous row of each key and additions of the new."""
+        keys = ", ".join(quote(k) for k in self.aggregate.table_keys)
+        names = [c.name for c in self.plan.columns]
+        cols = ", ".join(quote(n) for n in names)
+        lags = ", ".join(f"lag({quote(n)}) OVER k AS {quote('__p' + n)}" for n in names)
+        previous = ", ".join(f"{quote('__p' + n)} AS {quote(n)}" for n in names)
+        history = f"""SELECT {cols}, FALSE AS __deleted, -1 AS __ord, NULL::BIGINT AS __ts,
+                             NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset FROM {self.previous}
+                      UNION ALL
+                      SELECT {cols}, __deleted, {SEQ_SQL}, __ts, __in_partition, __in_offset
+                      FROM __pre WHERE NOT __err"""
+        previous_group = null_group.replace(quote(self._groups[0]), quote("__p" + self._groups[0]))
+        return f"""WITH h AS (SELECT *, {lags}, lag(__deleted) OVER k AS __pdeleted, lag(__ord) OVER k AS __pord
+                          FROM ({history}) WINDOW k AS (PARTITION BY {keys} ORDER BY __ord)),
+            changes AS (SELECT * FROM h WHERE __ord >= 0)
+        SELECT {previous}, __ts, __in_partition, __in_offset, __ord, 0 AS __sub, -1 AS __sign FROM changes
+        WHERE __pord IS NOT NULL AND NOT __pdeleted{previous_group}
+        UNION ALL
+        SELECT {cols}, __ts, __in_partition, __in_offset, __ord, 1 AS __sub, 1 AS __sign FROM changes
+        WHERE NOT __deleted{null_group}"""
+
+    def _remember_rows(self) -> None:
+        """Keep each table key's newest row (or forget a deleted key) for the next retraction."""
+        keys = [quote(k) for k in self.aggregate.table_keys]
+        match = " AND ".join(f"{self.previous}.{k} IS NOT DISTINCT FROM n.{k}" for k in keys)
+        cols = ", ".join(quote(c.name) for c in self.plan.columns)
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __newest AS SELECT * FROM __pre WHERE NOT __err
+            QUALIFY row_number() OVER (PARTITION BY {", ".join(keys)} ORDER BY {SEQ_SQL} DESC) = 1""")
+        self.con.execute(f"DELETE FROM {self.previous} USING __newest AS n WHERE {match}")
+        self.con.execute(f"INSERT INTO {self.previous} SELECT {cols} FROM __newest WHERE NOT __deleted")
+
+    def _rows_sql(self, stream_time: int) -> str:
+        """``__in`` with windows (``__ws``, ``__we``), stream time ``__st``, ``__late`` and ``__pos``."""
+        window = self.aggregate.window
+        if window is None:
+            return ("SELECT *, 0::BIGINT AS __ws, 0::BIGINT AS __we, NULL::BIGINT AS __st, FALSE AS __late, "
+                    "row_number() OVER (ORDER BY __ord, __sub) AS __pos FROM __in")
+        size = window.size_ms
+        advance = window.advance_ms or size
+        starts = (f"unnest(generate_series(greatest(0, (__ts - {size} + {advance}) // {advance} * {advance}), "
+                  f"__ts // {advance} * {advance}, {advance}))" if advance != size else f"__ts - __ts % {size}")
+        return f"""WITH w AS (SELECT *, {starts} AS __ws FROM __in),
+            t AS (SELECT *, __ws + {size} AS __we,
+                         greatest({stream_time},
+                                  max(__ts) OVER (ORDER BY __ord, __sub ROWS UNBOUNDED PRECEDING)) AS __st
+                  FROM w)
+        SELECT *, __we + {self.aggregate.grace_ms} <= __st AS __late,
+               row_number() OVER (ORDER BY __ord, __sub, __ws) AS __pos FROM t"""
+
+    # step 3: the changelog ---------------------------------------------------------------------------------
+    def _group_match(self, left: str, right: str) -> str:
+        conds = [f"{left}.{quote(g)} IS NOT DISTINCT FROM {right}.{quote(g)}" for g in self._groups]
+        return " AND ".join([*conds, f"{left}.__ws = {right}.__ws"])
+
+    def _slot_batch(self, slot_index: tuple[int, int]) -> str:
+        j, k = slot_index
+        call = self.aggregate.calls[j]
+        slot = call.aggregate.slots[k]
+        template = slot.signed if self.aggregate.table_keys else slot.batch
+        if template is None:
+            raise UnsupportedError(f"{call.aggregate.name} cannot aggregate a TABLE (it cannot undo a value)")
+        arg = quote(call.arg) if call.arg is not None else "1"
+        return fill(template, _0=arg).replace("__ord", "__pos")
+
+    def _running_sql(self) -> str:
+        """EMIT CHANGES: per row, the batch's running slots merged with the stored ones."""
+        groups = ", ".join(quote(g) for g in self._groups)
+        running = ", ".join(f"CAST({self._slot_batch((j, k))} OVER win AS {slot.type}) AS __r{j}_{k}"
+                            for j, k, slot in self._slots)
+        merged = ", ".join(f"{fill(slot.merge, s=f's.__s{j}_{k}', b=f'r.__r{j}_{k}')} AS __m{j}_{k}"
+                           for j, k, slot in self._slots)
+        return f"""WITH r AS (SELECT *, {running}, max(__ts) OVER win AS __rts FROM __rows WHERE NOT __late
+                          WINDOW win AS (PARTITION BY {groups}, __ws ORDER BY __pos
+                                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
+        SELECT r.*, {merged}, greatest(s.__ts, r.__rts) AS __out_ts, coalesce(s.__pass, FALSE) AS __stored_pass
+        FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}"""
+
+    def _fold_final(self, st: int) -> None:
+        """EMIT FINAL: fold the batch into the state; ``__changes`` holds the windows that closed."""
+        con = self.con
+        groups = ", ".join(quote(g) for g in self._groups)
+        partial = ", ".join(f"CAST({self._slot_batch((j, k))} AS {slot.type}) AS __r{j}_{k}"
+                            for j, k, slot in self._slots)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __partials AS
+            SELECT {groups}, __ws, any_value(__we) AS __we, {partial}, max(__ts) AS __rts, min(__pos) AS __pos
+            FROM __rows WHERE NOT __late GROUP BY {groups}, __ws""")
+        merged = ", ".join(f"{fill(slot.merge, s=f's.__s{j}_{k}', b=f'p.__r{j}_{k}')} AS __s{j}_{k}"
+                           for j, k, slot in self._slots)
+        keys = ", ".join(f"coalesce(s.{quote(g)}, p.{quote(g)}) AS {quote(g)}" for g in self._groups)
+        con.execute(f"""CREATE OR REPLACE TABLE {self.state} AS
+            SELECT {keys}, coalesce(s.__ws, p.__ws) AS __ws, coalesce(s.__we, p.__we) AS __we, {merged},
+                   greatest(s.__ts, p.__rts) AS __ts, s.__pass
+            FROM {self.state} s FULL JOIN __partials p ON {self._group_match('s', 'p')}""")
+        slots = ", ".join(f"__s{j}_{k} AS __m{j}_{k}" for j, k, _ in self._slots)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
+            SELECT *, {slots}, __ts AS __out_ts, FALSE AS __stored_pass, NULL::INTEGER AS __in_partition,
+                   NULL::BIGINT AS __in_offset, row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
+            FROM {self.state} WHERE __we + {self.aggregate.grace_ms} <= {st}""")
+
+    def _projected_sql(self) -> str:
+        """``__changes`` through the projection and HAVING: the output rows and what HAVING said."""
+        plan = self.aggregate
+        groups = ", ".join(quote(g) for g in self._groups)
+        results = []
+        for j, call in enumerate(plan.calls):
+            merged = {f"s{k}": f"__m{j}_{k}" for k in range(len(call.aggregate.slots))}
+            results.append(f"{fill(call.aggregate.result, **merged)} AS {quote(f'__agg{j}')}")
+        outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
+        passes = f"coalesce({plan.having}, FALSE)" if plan.having else "TRUE"
+        slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
+        return f"""WITH a AS (SELECT *, {", ".join(results) or "NULL AS __none"}, __ws AS "WINDOWSTART",
+                              __we AS "WINDOWEND" FROM __changes),
+            p AS (SELECT {groups}, __ws, __we, {slots}, __out_ts, __stored_pass, __pos, __in_partition,
+                         __in_offset, {outputs}, {passes} AS __pass FROM a)
+        SELECT *, coalesce(lag(__pass) OVER (PARTITION BY {groups}, __ws ORDER BY __pos), __stored_pass)
+                  AS __passed_before
+        FROM p"""
+
+    def _store_last(self) -> None:
+        """EMIT CHANGES: each group's last merged value becomes its stored state."""
+        groups = ", ".join(quote(g) for g in self._groups)
+        slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __last AS
+            SELECT {groups}, __ws, __we, {slots}, __out_ts, __pass FROM __out
+            QUALIFY row_number() OVER (PARTITION BY {groups}, __ws ORDER BY __pos DESC) = 1""")
+        self.con.execute(f"DELETE FROM {self.state} USING __last AS l WHERE {self._group_match(self.state, 'l')}")
+        self.con.execute(f"INSERT INTO {self.state} SELECT * FROM __last")
+
+    def _close_windows(self, st: int) -> None:
+        """Windows whose end + grace is at or before stream time take no more records: drop them."""
+        if self.aggregate.window is not None:
+            self.con.execute(f"DELETE FROM {self.state} WHERE __we + {self.aggregate.grace_ms} <= {st}")
+
+    # step 4: records -------------------------------------------------------------------------------------------
+    def _result_sql(self) -> str:
+        """``__result``: the changelog encoded for the sink (or typed rows), then the input's errors."""
+        plan = self.aggregate
+        rows = """(SELECT *, FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, NOT __pass AS __deleted,
+                           __out_ts AS __ts, NULL AS __headers
+                    FROM __out WHERE __pass OR coalesce(__passed_before, FALSE))"""
+        errors = ("SELECT TRUE AS __err, __errmsg, __bad_ts, FALSE AS __deleted, __in_partition, __in_offset "
+                  "FROM __pre WHERE __err")
+        if plan.sink is None:
+            return f"SELECT * FROM {rows} UNION ALL BY NAME {errors}"
+        window_type = None if plan.window is None else "TIME"
+        encoded = encode_rows_sql(plan.sink, plan.columns, rows, control=CONTROL_COLUMNS, window_type=window_type,
+                                  order="__pos")
+        partitions = self.log.require(plan.sink.topic).partitions
+        return (f"SELECT {route_sql(partitions)} AS p, * FROM ({encoded}) "
+                f"UNION ALL BY NAME SELECT *, NULL::INTEGER AS p FROM ({errors})")
+
