@@ -23,6 +23,9 @@ from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.errors import FormatError
 
+#: One layer of :attr:`Decoded.lets`: ``(name, sql)`` pairs.
+Layer = tuple[tuple[str, str], ...]
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -32,11 +35,32 @@ class Decoded:
     ``error`` is a SQL boolean, true when the record cannot be deserialized (the runtime sends it
     to the processing log and skips it), or ``None`` when decoding cannot fail.
     ``error_message`` is a SQL VARCHAR describing the failure (meaningful where ``error`` holds).
+    ``lets`` are layers of named SQL values that those expressions may name, so that what they
+    share is computed once per record: the values of a layer may name the columns of the blob's
+    relation and the names of earlier layers. Evaluate the expressions over
+    :func:`let_relation` of that relation. A format names its lets with :func:`let_name`, so that
+    those of the key and of the value differ.
     """
 
     columns: tuple[str, ...]
     error: str | None = None
     error_message: str | None = None
+    lets: tuple[Layer, ...] = ()
+
+
+def let_name(blob: str, name: str) -> str:
+    """The column name of the let ``name`` of the decoding of the BLOB expression ``blob``."""
+    return "__let_" + "".join(ch for ch in blob if ch.isalnum() or ch == "_") + "_" + name
+
+
+def let_relation(relation: str, *decoded: Decoded) -> str:
+    """``relation`` (a table name or parenthesized query) with the lets of ``decoded`` as extra
+    columns, one nested SELECT per layer, where the decoded expressions can be evaluated."""
+    depth = max((len(d.lets) for d in decoded), default=0)
+    for i in range(depth):
+        values = [f"{sql} AS {name}" for d in decoded if i < len(d.lets) for name, sql in d.lets[i]]
+        relation = f"(SELECT *, {', '.join(values)} FROM {relation})"
+    return relation
 
 
 class Format(Protocol):

@@ -14,15 +14,18 @@ from __future__ import annotations
 import base64
 import decimal
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.formats.base import (
     Decoded,
+    Layer,
     check_key_maps,
     check_wrap,
+    let_name,
     scalar_from_text_sql,
     scalar_text_sql,
     sql_ident,
@@ -50,32 +53,35 @@ class JsonFormat:
         # JSON kind (a number for numeric types, a string for STRING, true/false for BOOLEAN) as the
         # slow path would: where it yields a value, that value is exact (an exact key wins over
         # other spellings in ksqlDB). A record takes the slow path unless every field is present and
-        # converts or is JSON null: invalid JSON, not an object, a field absent or spelled otherwise,
-        # a field to coerce or in error. The slow path is one lambda over the record's text,
-        # evaluated only for those records (its list is NULL otherwise), yielding every column, the
-        # error flag and message; it is shared by all output expressions, as DuckDB evaluates a
-        # subexpression named by several always-evaluated expressions (function arguments, a CASE's
-        # first condition; not later CASE branches) once. Keeping the SQL small matters as much:
-        # DuckDB plans every micro-batch, and planning grows with the size of the expressions.
-        text = f"TRY(decode({blob}))"
-        obj = wrap_single_value or len(columns) != 1
+        # converts or is JSON null (``ok``): invalid JSON, not an object, a field absent or spelled
+        # otherwise, a field to coerce or in error. Every value used more than once is a let, so
+        # DuckDB computes it once per record; the slow path's lets are CASEs evaluated only where
+        # the record is not ok. The SQL is small too: DuckDB plans every micro-batch, and planning
+        # grows with the size of the expressions.
+        name = partial(let_name, blob)
+        text, n = name("text"), len(columns)
+        layers: list[Layer] = [((text, f"TRY(decode({blob}))"),)]
+        obj = wrap_single_value or n != 1
+        exact = [name(f"exact{i}") for i in range(1, n + 1)]
         if obj:
-            paths = ", ".join(sql_str(_path(c.name)) for c in columns)
-            fields = f"TRY(json_extract({text}, [{paths}]))"  # NULL: not JSON; [i] NULL: absent
-            exact = [f"{fields}[{i}]" for i in range(1, len(columns) + 1)]
+            paths, fields = ", ".join(sql_str(_path(c.name)) for c in columns), name("fields")
+            layers.append(((fields, f"TRY(json_extract({text}, [{paths}]))"),))  # NULL: not JSON
+            layers.append(tuple((e, f"{fields}[{i}]") for i, e in enumerate(exact, 1)))  # NULL: absent
         else:
-            exact = [f"TRY(json_extract({text}, '$'))"]
+            layers.append(((exact[0], f"TRY(json_extract({text}, '$'))"),))
         # As VARCHAR: a cast from JSON would convert like json_transform (a string to a number).
-        fast_typed = [_fast_sql(f"({r})::VARCHAR", c.type) for r, c in zip(exact, columns, strict=True)]
-        oks = [_fast_ok_sql(r, t) for r, t in zip(exact, fast_typed, strict=True)]
-        fast = f"least({', '.join(oks)})" if len(oks) > 1 else oks[0]
-        fast = f"coalesce({fast}, false)"
-        slow = _slow_decode(blob, text, exact, columns, obj)
+        fast = [name(f"fast{i}") for i in range(1, n + 1)]
+        layers.append(tuple((f, _fast_sql(f"{e}::VARCHAR", c.type))
+                            for f, e, c in zip(fast, exact, columns, strict=True)))
+        ok = name("ok")
+        oks = [f"greatest({f} IS NOT NULL, {e}::VARCHAR = 'null')" for f, e in zip(fast, exact, strict=True)]
+        layers.append(((ok, f"coalesce({_least(oks)}, false)"),))
+        slow = _slow_decode(blob, name, exact, columns, obj)
         # A fast value is exact wherever it is not NULL, whatever the other fields hold.
-        typed = tuple(f"coalesce({f}, {s})"  # evaluates the slow path only where the fast one is NULL
-                      for f, s in zip(fast_typed, slow.columns, strict=True))
-        error = f"CASE WHEN {fast} THEN false ELSE {slow.error} END"
-        return Decoded(typed, error, f"CASE WHEN {fast} THEN NULL ELSE {slow.error_message} END")
+        typed = tuple(f"coalesce({f}, {s})" for f, s in zip(fast, slow.columns, strict=True))
+        error = f"CASE WHEN {ok} THEN false ELSE {slow.error} END"
+        message = f"CASE WHEN {ok} THEN NULL ELSE {slow.error_message} END"
+        return Decoded(typed, error, message, (*layers, *slow.lets))
 
     def encode_sql(self, columns: Sequence[tuple[Column, str]], *, wrap_single_value: bool) -> str:
         if not wrap_single_value and len(columns) == 1:
@@ -100,48 +106,64 @@ class JsonFormat:
 # -- decoding -----------------------------------------------------------------------------------
 
 
-def _slow_decode(blob: str, text: str, exact: list[str], columns: Sequence[Column], obj: bool) -> Decoded:
-    """The columns, error and message of records decoded like ksqlDB's KsqlJsonDeserializer, where
-    ``text`` is the record's text (NULL if not UTF-8) and ``exact`` each column's field read by its
-    exact name. Each field's text is bound once (a lambda over a one-element list): the conversions
-    name their input many times, and the SQL would grow with every level otherwise."""
-    valid = f"coalesce(json_valid({text}), false)"  # false: not UTF-8 or not JSON
-    var = "nbs_r"
+def _slow_decode(blob: str, name: Callable[[str], str], exact: list[str], columns: Sequence[Column],
+                 obj: bool) -> Decoded:
+    """The columns, error and message of records decoded like ksqlDB's KsqlJsonDeserializer, as
+    lets after those of :meth:`JsonFormat.decode_sql` (``name``, its lets: ``text``, the record's
+    text, NULL if not UTF-8; ``ok``, whether the fast path decoded the record; ``exact``, each
+    column's field read by its exact name), computed only where the record is not ok."""
+    text, ok = name("text"), name("ok")
+    valid, shape = name("valid"), name("shape")
+    checks = [(valid, f"CASE WHEN {ok} THEN true ELSE coalesce(json_valid({text}), false) END")]
     if obj:
-        shape_ok = f"starts_with(ltrim({text}, ' \t\n\r'), '{{')"
-        record = f"CASE WHEN {valid} THEN (CASE WHEN {shape_ok} THEN {text} END) END"
-        raw = [_object_field_sql(record, e, c.name) for e, c in zip(exact, columns, strict=True)]
-    else:
-        shape_ok = "true"
-        raw = [f"json_extract(CASE WHEN {valid} THEN {text} END, '$')"]
-    typed = tuple(_let(r, var, from_json_sql(var, c.type)) for r, c in zip(raw, columns, strict=True))
-    bad = [_let(r, var, _bad_sql(var, from_json_sql(var, c.type), c.type)) for r, c in zip(raw, columns, strict=True)]
-    failed = f"greatest(NOT {valid}, NOT coalesce({shape_ok}, false), {', '.join(bad)})"
+        is_object = f"starts_with(ltrim({text}, ' \t\n\r'), '{{')"
+        checks.append((shape, f"CASE WHEN {ok} THEN true ELSE coalesce({is_object}, false) END"))
+    layers: list[Layer] = [tuple(checks)]
+    raw = exact
+    if obj:
+        raw = [name(f"raw{i}") for i in range(1, len(columns) + 1)]
+        layers.extend(_object_fields(name, raw, exact, columns))
+    slow = [name(f"slow{i}") for i in range(1, len(columns) + 1)]
+    layers.append(tuple((s, f"CASE WHEN {ok} THEN NULL ELSE {from_json_sql(r, c.type)} END")
+                        for s, r, c in zip(slow, raw, columns, strict=True)))
+    bad = [name(f"bad{i}") for i in range(1, len(columns) + 1)]
+    layers.append(tuple((b, f"CASE WHEN {ok} THEN false ELSE {_bad_sql(r, s, c.type)} END")
+                        for b, r, s, c in zip(bad, raw, slow, columns, strict=True)))
+    shape_ok = shape if obj else "true"
+    failed = f"greatest(NOT {valid}, NOT {shape_ok}, {', '.join(bad)})"
     error = f"(CASE WHEN {failed} THEN {blob} IS NOT NULL ELSE false END)"
     whens = [
         f"WHEN NOT {valid} THEN 'Invalid JSON or UTF-8 text'",
-        f"WHEN NOT ({shape_ok}) THEN 'Can''t convert type. sourceType: ' || {_node_sql(text)}"
+        f"WHEN NOT {shape_ok} THEN 'Can''t convert type. sourceType: ' || {_node_sql(text)}"
         " || ', requiredType: STRUCT'",
     ]
-    messages = [_let(r, var, f"CASE WHEN {_bad_sql(var, from_json_sql(var, c.type), c.type)} THEN "
-                             f"{_error_message_sql(var, c)} END") for r, c in zip(raw, columns, strict=True)]
-    return Decoded(typed, error, f"CASE {' '.join(whens)} ELSE {_coalesce(messages)} END")
+    messages = [f"CASE WHEN {b} THEN {_error_message_sql(r, c)} END" for b, r, c in zip(bad, raw, columns, strict=True)]
+    return Decoded(tuple(slow), error, f"CASE {' '.join(whens)} ELSE {_coalesce(messages)} END", tuple(layers))
 
 
-def _object_field_sql(obj: str, exact: str, name: str) -> str:
-    """The JSON text of the field ``name`` of the object text ``obj`` (NULL when no object), matched
-    like ksqlDB: the exact key (``exact``, its value read by the fast path), else the last key whose
-    upper case is ``name``."""
+def _object_fields(name: Callable[[str], str], raw: list[str], exact: list[str],
+                   columns: Sequence[Column]) -> list[Layer]:
+    """Lets binding ``raw`` to each column's field of the record, an object (NULL when not): the
+    ``exact`` one, else, read only where some field is not exact, one spelled otherwise."""
+    text, valid, shape, entries = name("text"), name("valid"), name("shape"), name("entries")
+    all_exact = _least([f"{e} IS NOT NULL" for e in exact])
+    read = f"map_entries(json_transform({text}, '\"MAP(VARCHAR, JSON)\"'))"
+    return [((entries, f"CASE WHEN {valid} AND {shape} AND NOT {all_exact} THEN {read} END"),),
+            tuple((r, _object_field_sql(entries, e, c.name)) for r, e, c in zip(raw, exact, columns, strict=True))]
+
+
+def _object_field_sql(entries: str, exact: str, name: str) -> str:
+    """The JSON text of the field ``name`` of an object, matched like ksqlDB: the exact key
+    (``exact``, its value read by the fast path), else the last of the object's ``entries`` whose
+    key's upper case is ``name``."""
     var = "nbs_k"
-    entries = f"map_entries(json_transform({obj}, '\"MAP(VARCHAR, JSON)\"'))"
     other = f"list_filter({entries}, lambda {var}: upper({var}.key) = {sql_str(name)})[-1].value"
-    return f"CASE WHEN {exact} IS NOT NULL THEN {exact} ELSE {other} END"  # exact: an object's field
+    return f"CASE WHEN {exact} IS NOT NULL THEN {exact} ELSE {other} END"
 
 
 def _fast_sql(raw: str, t: SqlType) -> str:
     """SQL converting the exact field text ``raw`` like :func:`from_json_sql` where the field holds
-    a JSON value of the type's natural kind (number, string, boolean), else NULL. Short: it is
-    written once per column in every output expression."""
+    a JSON value of the type's natural kind (number, string, boolean), else NULL."""
     name = t.name
     # A string does not cast (its quote), nor 'true' or 'null'. A fraction takes the slow path
     # (the cast would round where Jackson truncates); yyjson writes a '.' in every non-integral
@@ -162,17 +184,16 @@ def _fast_sql(raw: str, t: SqlType) -> str:
     return f"NULL::{t.duckdb()}"  # nested values take the slow path (their SQL is large)
 
 
-def _fast_ok_sql(raw: str, typed: str) -> str:
-    """SQL true when the exact field text ``raw`` is JSON null, or converts (``typed``) without error."""
-    return f"greatest({typed} IS NOT NULL, ({raw})::VARCHAR = 'null')"
-
-
 def _path(key: str) -> str:
     return '$."' + key.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _coalesce(exprs: list[str]) -> str:
     return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+
+
+def _least(exprs: list[str]) -> str:
+    return exprs[0] if len(exprs) == 1 else f"least({', '.join(exprs)})"
 
 
 def from_json_sql(expr: str, t: SqlType, depth: int = 0) -> str:

@@ -10,6 +10,7 @@ import pytest
 
 from nbstream.catalog.schema import Column
 from nbstream.formats import Format, register_udfs
+from nbstream.formats.base import let_relation
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def decode_rows(
     con.executemany("INSERT INTO t VALUES (?, ?)", list(enumerate(blobs)))
     dec = fmt.decode_sql("b", columns, wrap_single_value=wrap)
     exprs = [*dec.columns, dec.error or "false", dec.error_message or "NULL"]
-    return con.sql(f"SELECT {', '.join(exprs)} FROM t ORDER BY i").fetchall()
+    return con.sql(f"SELECT {', '.join(exprs)} FROM {let_relation('t', dec)} ORDER BY i").fetchall()
 
 
 def encode_rows(

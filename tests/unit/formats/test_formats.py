@@ -9,7 +9,8 @@ import pytest
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import parse_type
 from nbstream.errors import FormatError
-from nbstream.formats import format_for
+from nbstream.formats import Decoded, format_for
+from nbstream.formats.base import let_relation
 
 from .conftest import decode_rows, encode_rows
 
@@ -362,3 +363,26 @@ def test_json_fields_match_per_record_and_paths_agree(con) -> None:
                                          (1, None, "3", False)]
     assert rows[4][3] is True
     assert rows[4][4] == "Can't convert type. sourceType: BooleanNode, requiredType: BIGINT, path: $.ID"
+
+
+def test_json_key_and_value_lets_do_not_clash(con) -> None:
+    # decode_select evaluates both sides over one relation: each names its lets after its blob.
+    fmt = format_for("JSON")
+    key = fmt.decode_sql('"key"', cols("K STRING"), wrap_single_value=False)
+    value = fmt.decode_sql('"value"', cols("K STRING", "V INT"), wrap_single_value=True)
+    assert key.lets and value.lets
+    assert not {n for layer in key.lets for n, _ in layer} & {n for layer in value.lets for n, _ in layer}
+    con.execute("""CREATE OR REPLACE TEMP TABLE kv AS SELECT * FROM (VALUES
+        (encode('"a"'), encode('{"K": "b", "V": 1}')),
+        (encode('"c"'), encode('{"k": "d", "v": "x"}'))) t("key", "value")""")
+    exprs = [*key.columns, *value.columns, value.error or "false", value.error_message or "NULL"]
+    rows = con.sql(f"SELECT {', '.join(exprs)} FROM {let_relation('kv', key, value)} ORDER BY 1").fetchall()
+    assert rows == [("a", "b", 1, False, None),
+                    ("c", "d", None, True, "Can't coerce string to type. targetType: INTEGER, path: $.V")]
+
+
+def test_let_relation_nests_one_select_per_layer() -> None:
+    first = Decoded(("a",), lets=((("__x", "1"),), (("__y", "__x + 1"),)))
+    second = Decoded(("b",), lets=((("__z", "2"),),))
+    assert let_relation("t", Decoded(())) == "t"
+    assert let_relation("t", first, second) == "(SELECT *, __x + 1 AS __y FROM (SELECT *, 1 AS __x, 2 AS __z FROM t))"
