@@ -42,15 +42,15 @@ def encode_frame(con: duckdb.DuckDBPyConnection, log: EmbeddedLog, source: Sourc
     con.register("__frame", table.append_column("__position", pa.array(range(table.num_rows), pa.int64())))
     try:
         con.execute(
-            f"""CREATE OR REPLACE TEMP VIEW __rows AS SELECT FALSE AS __err, FALSE AS __deleted,
+            f"""CREATE OR REPLACE TEMP VIEW __frame_rows AS SELECT FALSE AS __err, FALSE AS __deleted,
             NULL AS __headers, {ts} AS __ts, 0 AS __in_partition, __position AS __in_offset,
             {projected} FROM __frame"""
         )
         sink = sink_of(source, log.require(source.topic).partitions)
         outputs = [passthrough(c) for c, _ in columns]
-        con.execute(f"CREATE OR REPLACE TEMP VIEW __encoded AS {encode_rows_sql(sink, outputs, '__rows')}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW __encoded AS {encode_rows_sql(sink, outputs, '__frame_rows')}")
         return sum(log.append_relation(source.topic, "__encoded").values())
     finally:
         con.execute("DROP VIEW IF EXISTS __encoded")
-        con.execute("DROP VIEW IF EXISTS __rows")
+        con.execute("DROP VIEW IF EXISTS __frame_rows")
         con.unregister("__frame")

@@ -1,0 +1,240 @@
+"""Differential tests: the engine's incremental results equal one batch DuckDB query over all input.
+
+Each test produces a randomized, seeded input — out of order, with records late enough to be
+dropped — in chunks of random size, running the engine between chunks so that every result is
+built incrementally across micro-batches. The reference is plain DuckDB SQL over the whole input,
+written here independently of the engine's code, with ksqlDB's rules:
+
+- stream time is the largest record time seen so far, in arrival order (a running max);
+- a record is dropped from a window when window end + grace ≤ stream time (its own time included);
+- tumbling/hopping windows are ``[start, start + size)`` with starts at multiples of the advance;
+- EMIT CHANGES writes one changelog record per accepted (record, window), carrying the running
+  aggregate and, as timestamp, the largest record time folded in; EMIT FINAL writes each window
+  once, when stream time closes it;
+- an aggregate over a TABLE equals GROUP BY over the table's final contents.
+
+Inputs go to one partition: arrival order is then the log's order, which stream time follows.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+import pytest
+
+from nbstream import Engine
+from nbstream.log.base import Record
+
+SEEDS = [1, 42, 2026]
+
+#: Window size, hop and grace (ms) small enough that random inputs close windows and drop records.
+SIZE, ADVANCE, GRACE = 20, 5, 10
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window clause and the same window for the reference SQL."""
+
+    clause: str
+    size: int
+    advance: int
+    grace: int
+
+
+TUMBLING = Window(f"TUMBLING (SIZE {SIZE} MILLISECONDS, GRACE PERIOD {GRACE} MILLISECONDS)", SIZE, SIZE, GRACE)
+HOPPING = Window(f"HOPPING (SIZE {SIZE} MILLISECONDS, ADVANCE BY {ADVANCE} MILLISECONDS, "
+                 f"GRACE PERIOD {GRACE} MILLISECONDS)", SIZE, ADVANCE, GRACE)
+
+STREAM = ("CREATE STREAM events (k VARCHAR KEY, v BIGINT) "
+          "WITH (KAFKA_TOPIC='events', VALUE_FORMAT='JSON', PARTITIONS=1);")
+
+
+# -- inputs -----------------------------------------------------------------------------------------
+def stream_events(seed: int, n: int = 600, keys: int = 6) -> pd.DataFrame:
+    """Records in arrival order (``arrival``): mostly in time order, some out of order within the
+    grace period, some far enough back to be late."""
+    rng = random.Random(seed)
+    now = 0
+    rows = []
+    for arrival in range(n):
+        now += rng.randint(0, 3)
+        draw = rng.random()
+        back = rng.randint(25, 90) if draw < 0.08 else rng.randint(1, 15) if draw < 0.3 else 0
+        rows.append({"arrival": arrival, "k": f"k{rng.randrange(keys)}", "v": rng.randint(-50, 100),
+                     "ts": max(0, now - back)})
+    return pd.DataFrame(rows)
+
+
+def chunks(frame: pd.DataFrame, rng: random.Random) -> Iterator[pd.DataFrame]:
+    """``frame`` cut into consecutive pieces of random size (1 to 80 rows)."""
+    start = 0
+    while start < len(frame):
+        stop = start + rng.randint(1, 80)
+        yield frame.iloc[start:stop]
+        start = stop
+
+
+def feed_stream(eng: Engine, frame: pd.DataFrame, seed: int) -> None:
+    """Produce ``frame`` to ``events`` in random chunks, processing after each one."""
+    for piece in chunks(frame, random.Random(seed)):
+        eng.produce_batch("events", piece[["k", "v", "ts"]], key="k", timestamp="ts")
+        eng.run_until_idle()
+
+
+# -- the reference ------------------------------------------------------------------------------------
+def accepted_sql(window: Window) -> str:
+    """Every (record, window) pair the windowed aggregate must fold, with its stream time ``st``."""
+    return f"""
+        WITH timed AS (SELECT *, max(ts) OVER (ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                                 AS st FROM events),
+             starts AS (SELECT unnest(generate_series(0, (SELECT max(ts) FROM events), {window.advance})) AS ws),
+             windowed AS (SELECT timed.*, ws, ws + {window.size} AS we
+                          FROM timed JOIN starts ON ws <= ts AND ts < ws + {window.size})
+        SELECT * FROM windowed WHERE we + {window.grace} > st"""
+
+
+def reference(events: pd.DataFrame, sql: str) -> list[tuple]:
+    """Run ``sql`` over ``events`` on a fresh DuckDB connection; rows sorted."""
+    con = duckdb.connect()
+    con.register("events", events)
+    return sorted(con.execute(sql).fetchall())
+
+
+def reference_changelog(events: pd.DataFrame, window: Window) -> list[tuple]:
+    """EMIT CHANGES: per accepted (record, window), the running COUNT, SUM and max time."""
+    return reference(events, f"""
+        WITH accepted AS ({accepted_sql(window)})
+        SELECT k, ws, we,
+               count(*) OVER w AS n, sum(v) OVER w AS total, max(ts) OVER w AS rowtime
+        FROM accepted
+        WINDOW w AS (PARTITION BY k, ws ORDER BY arrival ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)""")
+
+
+def reference_final(events: pd.DataFrame, window: Window, *, closed_only: bool = False) -> list[tuple]:
+    """Per key and window: COUNT, SUM and max time of the accepted records (closed windows only)."""
+    closed = f"HAVING max(we) + {window.grace} <= (SELECT max(ts) FROM events)" if closed_only else ""
+    return reference(events, f"""
+        WITH accepted AS ({accepted_sql(window)})
+        SELECT k, ws, we, count(*), sum(v), max(ts) FROM accepted GROUP BY k, ws, we {closed}""")
+
+
+# -- the engine's output ----------------------------------------------------------------------------------
+def windowed_rows(records: list[Record]) -> list[tuple]:
+    """Changelog records as (key, start, end, N, TOTAL, timestamp), in log order."""
+    rows = []
+    for r in records:
+        assert r.window is not None, f"a windowed aggregate wrote an unwindowed key: {r}"
+        assert r.value is not None, f"no HAVING, so no tombstones: {r}"
+        rows.append((r.key, r.window[0], r.window[1], r.value["N"], r.value["TOTAL"], r.timestamp))
+    return rows
+
+
+def last_per_window(rows: list[tuple]) -> list[tuple]:
+    """The last changelog row of each key and window: the final table."""
+    return sorted({(k, ws, we): (k, ws, we, *rest) for k, ws, we, *rest in rows}.values())
+
+
+def windowed_engine(window: Window, emit: str) -> Engine:
+    eng = Engine()
+    eng.execute(STREAM + f"""CREATE TABLE counts AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events
+                             WINDOW {window.clause} GROUP BY k EMIT {emit};""")
+    return eng
+
+
+# -- windowed aggregates over a stream ---------------------------------------------------------------------
+@pytest.mark.parametrize("seed", SEEDS)
+def test_inputs_hold_out_of_order_and_late_records(seed: int) -> None:
+    events = stream_events(seed)
+    out_of_order, accepted = reference(events, f"""
+        SELECT (SELECT count(*) FROM events WHERE ts < (SELECT max(ts) FROM events e WHERE e.arrival < events.arrival)),
+               (SELECT count(*) FROM ({accepted_sql(TUMBLING)}))""")[0]
+    assert out_of_order > len(events) // 10
+    assert 0 < len(events) - accepted < len(events) // 5, "some records, not most, are late"
+
+
+@pytest.mark.parametrize("window", [TUMBLING, HOPPING], ids=["tumbling", "hopping"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_emit_changes_equals_batch_group_by_with_one_record_per_accepted_record(window: Window, seed: int) -> None:
+    events = stream_events(seed)
+    eng = windowed_engine(window, "CHANGES")
+    feed_stream(eng, events, seed)
+
+    rows = windowed_rows(eng.consume("COUNTS"))
+    assert last_per_window(rows) == reference_final(events, window), "the final table"
+    expected = reference_changelog(events, window)
+    assert len(rows) == len(expected), "one changelog record per accepted record and window"
+    assert sorted(rows) == expected
+    # per key and window the running COUNT goes 1, 2, 3, … in log order: no gap, no repeat
+    seen: dict[tuple, int] = {}
+    for k, ws, _we, n, *_ in rows:
+        assert n == seen.get((k, ws), 0) + 1, f"COUNT of {k} in window {ws} jumped to {n}"
+        seen[(k, ws)] = n
+
+
+@pytest.mark.parametrize("window", [TUMBLING, HOPPING], ids=["tumbling", "hopping"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_emit_final_writes_each_closed_window_once(window: Window, seed: int) -> None:
+    events = stream_events(seed)
+    eng = windowed_engine(window, "FINAL")
+    feed_stream(eng, events, seed)
+
+    rows = windowed_rows(eng.consume("COUNTS"))
+    windows = [(k, ws) for k, ws, *_ in rows]
+    assert len(windows) == len(set(windows)), "EMIT FINAL writes a window once"
+    assert sorted(rows) == reference_final(events, window, closed_only=True)
+
+
+# -- an aggregate over a TABLE -----------------------------------------------------------------------------
+def table_changes(seed: int, n: int = 500, ids: int = 15, groups: int = 4) -> pd.DataFrame:
+    """Upserts that move rows between groups, and deletes (some of keys that do not exist)."""
+    rng = random.Random(seed)
+    rows = []
+    for arrival in range(n):
+        deleted = rng.random() < 0.25
+        rows.append({"arrival": arrival, "id": f"u{rng.randrange(ids)}", "deleted": deleted,
+                     "grp": None if deleted else f"g{rng.randrange(groups)}",
+                     "amount": None if deleted else rng.randint(-20, 60), "ts": arrival})
+    return pd.DataFrame(rows)
+
+
+def feed_table(eng: Engine, changes: pd.DataFrame, seed: int) -> None:
+    rng = random.Random(seed)
+    for row in changes.itertuples():
+        value = None if row.deleted else {"grp": row.grp, "amount": row.amount}
+        eng.produce("users", value, key=row.id, timestamp=row.ts)
+        if rng.random() < 0.05:
+            eng.run_until_idle()
+    eng.run_until_idle()
+
+
+FINAL_USERS = """SELECT * FROM events
+                 QUALIFY row_number() OVER (PARTITION BY id ORDER BY arrival DESC) = 1"""
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_table_aggregate_equals_group_by_over_final_table(seed: int) -> None:
+    changes = table_changes(seed)
+    eng = Engine()
+    eng.execute("""
+        CREATE TABLE users (id VARCHAR PRIMARY KEY, grp VARCHAR, amount BIGINT)
+          WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=1);
+        CREATE TABLE per_grp AS SELECT grp, COUNT(*) AS n, SUM(amount) AS total FROM users GROUP BY grp EMIT CHANGES;
+    """)
+    feed_table(eng, changes, seed)
+
+    expected = reference(changes, f"""SELECT grp, count(*), sum(amount) FROM ({FINAL_USERS})
+                                      WHERE NOT deleted GROUP BY grp""")
+    last = {r.key: r.value for r in eng.consume("PER_GRP")}
+    # a group left empty may end as a tombstone or as COUNT 0: either way it is not in the table
+    from_changelog = sorted((g, v["N"], v["TOTAL"]) for g, v in last.items() if v is not None and v["N"] > 0)
+    assert from_changelog == expected
+    pulled = eng.query("SELECT * FROM per_grp")
+    from_pull = sorted((g, n, t) for g, n, t in pulled[["GRP", "N", "TOTAL"]].itertuples(index=False) if n > 0)
+    assert from_pull == expected
+    users = eng.query("SELECT * FROM users")
+    assert sorted(users[["ID", "GRP", "AMOUNT"]].itertuples(index=False, name=None)) == reference(
+        changes, f"SELECT id, grp, amount FROM ({FINAL_USERS}) WHERE NOT deleted")
