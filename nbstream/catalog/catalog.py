@@ -19,10 +19,14 @@ SourceKind = Literal["STREAM", "TABLE"]
 
 @dataclass(frozen=True)
 class WindowInfo:
-    """The window type of a windowed source's key: TUMBLING/HOPPING/SESSION and size (ms)."""
+    """The window type of a windowed source's key: TUMBLING/HOPPING/SESSION and size (ms).
+
+    ``retention_ms``: how long (by stream time, from a window's start) the source's materialized
+    state keeps a window; None: for ever (a source declared with a window type)."""
 
     kind: str
     size_ms: int | None = None
+    retention_ms: int | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ def decode_select(scan: Scan, relation: str) -> str:
     value = _decode_side(scan.value_format, scan.value_properties, '"value"', scan.schema.value, is_key=False)
     parts = ['"partition" AS "ROWPARTITION"', '"offset" AS "ROWOFFSET"', "ts AS __ts",
              'headers AS __headers', '"value" IS NULL AS __tomb', '"key" IS NULL AS __key_null']
+    if scan.windowed:
+        parts += ['win_start AS "WINDOWSTART"', 'win_end AS "WINDOWEND"']
     for col, sql in zip(scan.schema.key, key.columns, strict=True):
         parts.append(f"{sql} AS {quote(col.name)}")
     for col, sql in zip(scan.schema.value, value.columns, strict=True):

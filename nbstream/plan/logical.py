@@ -32,6 +32,7 @@ class Scan:
     timestamp: str | None = None
     timestamp_format: str | None = None
     is_table: bool = False
+    windowed: bool = False  # the keys are windowed: records carry WINDOWSTART/WINDOWEND
     throw_on_invalid_timestamp: bool = False  # ksql.timestamp.throw.on.invalid: fail, don't log and skip
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ import duckdb
 from sqlglot import exp
 
 from nbstream.catalog.catalog import Catalog, Source
-from nbstream.catalog.schema import Column
+from nbstream.catalog.schema import WINDOW_BOUNDS, Column
 from nbstream.catalog.types import BIGINT, INTEGER
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
@@ -46,7 +46,7 @@ def scan_of(source: Source) -> Scan:
         source=source.name, topic=source.topic, schema=source.schema, key_format=source.key_format,
         value_format=source.value_format, key_properties=dict(source.key_properties),
         value_properties=dict(source.value_properties), timestamp=source.timestamp,
-        timestamp_format=source.timestamp_format, is_table=source.is_table,
+        timestamp_format=source.timestamp_format, is_table=source.is_table, windowed=source.window is not None,
     )
 
 
@@ -64,6 +64,8 @@ def source_scope(source: Source) -> Scope:
     """Every name a query over ``source`` may reference, as decoded-relation columns."""
     cols = [ScopeColumn(c.name, quote(c.name), c.type) for c in source.schema.columns]
     cols += [ScopeColumn(name, quote(name), t) for name, t in PSEUDO_SCOPE]
+    if source.window is not None:
+        cols += [ScopeColumn(name, quote(name), BIGINT) for name in WINDOW_BOUNDS]
     return Scope(cols, source=source.name)
 
 

@@ -262,10 +262,7 @@ class Engine:
     # -- pull and push queries -----------------------------------------------------------------------
     def query(self, sql: str, params: Mapping[str, object] | None = None) -> pd.DataFrame:
         """Run a pull query on a materialized table and return its rows."""
-        statement = _single_select(sql)
-        if statement.query.emit is not None:
-            raise NbstreamError("EMIT CHANGES makes a push query: use Engine.push()")
-        return pull.run_pull_query(self, statement.query, params or {})
+        return pull.pull(self, sql, params or {})
 
     async def push(self, sql: str, params: Mapping[str, object] | None = None,
                    poll_interval: float = 0.01) -> AsyncIterator[dict[str, Any]]:

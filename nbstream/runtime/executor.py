@@ -260,7 +260,8 @@ def _replace_query_of(engine: Engine, sink: str) -> None:
 def _window_of(plan: Plan) -> WindowInfo | None:
     if not isinstance(plan, AggregatePlan) or plan.window is None:
         return None
-    return WindowInfo(plan.window.kind, plan.window.size_ms)
+    retention = plan.window.retention_ms or plan.window.size_ms + plan.grace_ms  # ksqlDB's default: size + grace
+    return WindowInfo(plan.window.kind, plan.window.size_ms, retention)
 
 
 def _check_result_kind(kind: str, source: Source, query: ast.Query) -> None:

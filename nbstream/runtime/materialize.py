@@ -3,6 +3,14 @@
 Every TABLE (declared or created by CTAS) has a materializer: a query over the table's changelog
 topic that upserts each key's newest row and deletes keys on tombstones, committing the state and
 its input offsets in one transaction like any query. Pull queries read the state table.
+
+A windowed table (a windowed aggregation's output) is materialized per key and window: its state
+has ``WINDOWSTART``/``WINDOWEND`` columns after the key, and windows that started more than the
+window retention before the table's stream time (the largest ROWTIME seen) are purged, so the
+state stays bounded on an endless stream.
+
+The key columns (and ``WINDOWSTART``) are the state table's PRIMARY KEY: DuckDB's ART index makes
+a pull query's point lookup sub-millisecond and the upsert one ``INSERT OR REPLACE``.
 """
 
 from __future__ import annotations
@@ -10,9 +18,11 @@ from __future__ import annotations
 import duckdb
 
 from nbstream.catalog.catalog import Source
+from nbstream.catalog.schema import WINDOW_BOUNDS, Column
+from nbstream.catalog.types import BIGINT
 from nbstream.log.embedded import EmbeddedLog
 from nbstream.physical.expressions import quote
-from nbstream.plan.logical import StatelessPlan
+from nbstream.plan.logical import OutputColumn, StatelessPlan
 from nbstream.plan.planner import passthrough, scan_of
 from nbstream.runtime.query import QueryRunner
 
@@ -22,39 +32,74 @@ def state_table(name: str) -> str:
     return quote("state$" + name)
 
 
+def state_columns(source: Source) -> list[Column]:
+    """The columns of ``source``'s state (ROWTIME aside): keys, window bounds if windowed, values."""
+    bounds = [Column(name, BIGINT, "KEY") for name in WINDOW_BOUNDS] if source.window is not None else []
+    return [*source.schema.key, *bounds, *(c for c in source.schema.columns if c.role != "KEY")]
+
+
 class Materializer(QueryRunner):
-    """Keeps ``state$<TABLE>`` equal to the last row per key of the table's topic."""
+    """Keeps ``state$<TABLE>`` equal to the last row per key (and window) of the table's topic."""
 
     def __init__(self, source: Source, con: duckdb.DuckDBPyConnection, log: EmbeddedLog) -> None:
-        plan = StatelessPlan(scan=scan_of(source), columns=tuple(passthrough(c) for c in source.schema.columns))
+        columns = state_columns(source)
+        plan = StatelessPlan(scan=scan_of(source), columns=tuple(_output(c) for c in columns))
         self.source = source
         self.table = state_table(source.name)
         self.keys = [quote(c.name) for c in source.schema.key]
-        defs = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in source.schema.columns)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({defs}, \"ROWTIME\" BIGINT)")
+        if source.window is not None:
+            self.keys.append(quote("WINDOWSTART"))
+        self.columns = ", ".join(quote(c.name) for c in columns)
+        defs = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in columns)
+        primary_key = f", PRIMARY KEY ({', '.join(self.keys)})" if source.schema.key else ""
+        con.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({defs}, \"ROWTIME\" BIGINT{primary_key})")
         super().__init__(f"MATERIALIZE_{source.name}", plan, con, log)
 
     @property
     def persistent(self) -> bool:
         return True
 
+    @property
+    def retention_ms(self) -> int | None:
+        """How long a window stays in the state (None: not windowed, or kept for ever)."""
+        return None if self.source.window is None else self.source.window.retention_ms
+
     def _stage_sql(self, sql: str) -> str:
         return sql  # the state table takes typed rows
 
     def _write_output(self) -> dict[str, dict[int, int]]:
-        keys = ", ".join(self.keys)
-        match = " AND ".join(f"{self.table}.{k} IS NOT DISTINCT FROM latest.{k}" for k in self.keys)
-        cols = ", ".join(quote(c.name) for c in self.source.schema.columns)
+        partition = f"PARTITION BY {', '.join(self.keys)} " if self.keys else ""
         self.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __latest AS
-            SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY {keys}
-                                     ORDER BY __in_partition DESC, __in_offset DESC) AS __rank
-                           FROM __result WHERE NOT __err) WHERE __rank = 1"""
+            SELECT * FROM __result WHERE NOT __err
+            QUALIFY row_number() OVER ({partition}ORDER BY __in_partition DESC, __in_offset DESC) = 1"""
         )
-        self.con.execute(f"DELETE FROM {self.table} USING __latest AS latest WHERE {match}")
-        self.con.execute(f"INSERT INTO {self.table} SELECT {cols}, __ts FROM __latest WHERE NOT __deleted")
+        if self.source.schema.key:
+            match = " AND ".join(f"{self.table}.{k} = latest.{k}" for k in self.keys)
+            self.con.execute(f"DELETE FROM {self.table} USING __latest AS latest WHERE latest.__deleted AND {match}")
+            self.con.execute(f"INSERT OR REPLACE INTO {self.table} "
+                             f"SELECT {self.columns}, __ts FROM __latest WHERE NOT __deleted")
+        else:  # a keyless table holds one row
+            self.con.execute(f"DELETE FROM {self.table}")
+            self.con.execute(f"INSERT INTO {self.table} SELECT {self.columns}, __ts FROM __latest WHERE NOT __deleted")
+        self._purge_expired()
         return {}
+
+    def _purge_expired(self) -> None:
+        """Drop the windows that started ``retention`` or more before the stream time (as Kafka
+        Streams' window stores do)."""
+        retention = self.retention_ms
+        if retention is None:
+            return
+        self.con.execute(f"""DELETE FROM {self.table}
+            WHERE "WINDOWSTART" <= (SELECT max("ROWTIME") FROM {self.table}) - {int(retention)}""")
 
     def drop(self) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {self.table}")
         self.con.execute("DELETE FROM __offsets WHERE query_id = ?", [self.query_id])
+
+
+def _output(column: Column) -> OutputColumn:
+    if column.name in WINDOW_BOUNDS:
+        return OutputColumn(column.name, column.type, quote(column.name), "KEY")
+    return passthrough(column)

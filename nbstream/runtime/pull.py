@@ -1,46 +1,206 @@
 """Pull queries: a SELECT answered once from the current state, returned as a DataFrame.
 
-On a TABLE the query reads the table's materialized state (the latest row per key); on a STREAM
-it scans every record of the stream's topic.
+On a TABLE the query reads the table's materialized state (the latest row per key; on a windowed
+table, per key and window, with ``WINDOWSTART``/``WINDOWEND`` columns after the key as in
+ksqlDB); on a STREAM it scans every record of the stream's topic.
+
+Planning a query costs milliseconds (parsing, and DuckDB typing its expressions) while a point
+lookup on a table's state takes a fraction of one, so the SQL a pull query on a TABLE compiles to is
+cached per engine, by the query's text and the types of its ``:name`` parameters. The plan is made
+with a stand-in value for each string and integer parameter and each call puts the actual values'
+literals in their place: a lookup repeated with other parameter values is not planned again. An
+entry is used only while the table it reads is still the same catalog object (a dropped and
+re-created table is planned anew).
 """
 
 from __future__ import annotations
 
+import re
+import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, cast
 
 import duckdb
 import pandas as pd
+import sqlglot
+from sqlglot import exp
 
-from nbstream.errors import ExecutionError, UnsupportedError
+from nbstream.catalog.catalog import Source
+from nbstream.errors import BindError, ExecutionError, NbstreamError, UnsupportedError
 from nbstream.physical.compile import result_sql
-from nbstream.physical.expressions import quote
+from nbstream.physical.expressions import literal, quote
 from nbstream.plan.logical import StatelessPlan
 from nbstream.plan.planner import plan_query
-from nbstream.runtime.materialize import state_table
-from nbstream.sql.ast import Query
+from nbstream.runtime.materialize import state_columns, state_table
+from nbstream.sql import ast, parse
 
 if TYPE_CHECKING:
     from nbstream.runtime.engine import Engine
 
+#: Compiled pull queries kept per engine (least recently used dropped first).
+CACHE_SIZE = 256
 
-def run_pull_query(engine: Engine, query: Query, params: Mapping[str, object]) -> pd.DataFrame:
-    """Evaluate ``query`` against the engine's current state."""
-    con = engine.con
-    plan = plan_query(query, engine.catalog, con, params=params)
+
+@dataclass(frozen=True)
+class _Compiled:
+    """The DuckDB SQL of a pull query on a table, with stand-ins where parameter values go."""
+
+    sql: str
+    source: Source
+    stand_ins: Mapping[str, str]  # parameter name -> the literal standing for it in ``sql``
+
+    def bind(self, params: Mapping[str, object]) -> str:
+        sql = self.sql
+        for name, stand_in in self.stand_ins.items():
+            value = literal(params[name]).sql("duckdb")
+            sql = _literal_pattern(stand_in).sub(lambda _match: value, sql)  # noqa: B023 (used at once)
+        return sql
+
+
+_caches: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[object, ...], _Compiled]] = weakref.WeakKeyDictionary()
+
+
+def pull(engine: Engine, sql: str, params: Mapping[str, object]) -> pd.DataFrame:
+    """Run the pull query ``sql`` (one SELECT without EMIT) against the engine's current state."""
+    cache = _caches.setdefault(engine, OrderedDict())
+    key = (sql, *sorted((name, _shape(value)) for name, value in params.items()))
+    compiled = cache.get(key)
+    if compiled is not None and engine.catalog.find(compiled.source.name) is compiled.source:
+        cache.move_to_end(key)
+        return _execute(engine.con, compiled.bind(params))
+    query = _parse_select(sql)
+    source = engine.catalog.get(_source_name(query))
+    if not source.is_table:
+        return run_pull_query(engine, query, params)
+    compiled = _compile_table_query(engine, query, source, params)
+    if compiled is None:
+        return run_pull_query(engine, query, params)
+    cache[key] = compiled
+    if len(cache) > CACHE_SIZE:
+        cache.popitem(last=False)
+    return _execute(engine.con, compiled.bind(params))
+
+
+def run_pull_query(engine: Engine, query: ast.Query, params: Mapping[str, object]) -> pd.DataFrame:
+    """Evaluate ``query`` against the engine's current state (planned for this call only)."""
+    source = engine.catalog.get(_source_name(query))
+    if source.is_table:
+        return _execute(engine.con, _table_sql(engine, query, source, params))
+    plan = _plan(engine, query, params)
+    limit = f" LIMIT {plan.limit}" if plan.limit is not None else ""
+    info = engine.log.require(plan.scan.topic)
+    relation = engine.log.relation(plan.scan.topic, {p: (0, e) for p, e in info.end_offsets.items()})
+    names = ", ".join(quote(c.name) for c in plan.columns)
+    return _execute(engine.con, f"SELECT {names} FROM ({result_sql(plan, relation)}) "
+                                f"WHERE NOT __err ORDER BY __in_partition, __in_offset{limit}")
+
+
+def _plan(engine: Engine, query: ast.Query, params: Mapping[str, object]) -> StatelessPlan:
+    plan = plan_query(query, engine.catalog, engine.con, params=params)
     if not isinstance(plan, StatelessPlan):
         raise UnsupportedError("Pull queries don't support GROUP BY clauses or aggregate functions.")
+    return plan
+
+
+def _table_sql(engine: Engine, query: ast.Query, source: Source, params: Mapping[str, object]) -> str:
+    """The SELECT over the table's state; a windowed table's rows in key, then window order."""
+    if source.window is not None:
+        query = _expand_star(query, source)
+    plan = _plan(engine, query, params)
     outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
+    where = f" WHERE {_sargable(plan.where)}" if plan.where else ""
+    order = ""
+    if source.window is not None:
+        order = " ORDER BY " + ", ".join([*(quote(c.name) for c in source.schema.key), '"WINDOWSTART"'])
     limit = f" LIMIT {plan.limit}" if plan.limit is not None else ""
-    if plan.scan.is_table:
-        where = f" WHERE {plan.where}" if plan.where else ""
-        sql = f"SELECT {outputs} FROM {state_table(plan.scan.source)}{where}{limit}"
-    else:
-        info = engine.log.require(plan.scan.topic)
-        relation = engine.log.relation(plan.scan.topic, {p: (0, e) for p, e in info.end_offsets.items()})
-        names = ", ".join(quote(c.name) for c in plan.columns)
-        sql = (f"SELECT {names} FROM ({result_sql(plan, relation)}) "
-               f"WHERE NOT __err ORDER BY __in_partition, __in_offset{limit}")
+    return f"SELECT {outputs} FROM {state_table(source.name)}{where}{order}{limit}"
+
+
+def _sargable(where: str) -> str:
+    """``where`` with its top-level conjuncts ``coalesce(c, FALSE)`` written ``c`` (the same filter
+    in a WHERE clause), so DuckDB sees ``key = literal`` and looks the key up in the state's index."""
+    def strip(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Paren):
+            return exp.Paren(this=strip(node.this))
+        if isinstance(node, exp.And):
+            return exp.And(this=strip(node.this), expression=strip(node.expression))
+        rest = node.expressions if isinstance(node, exp.Coalesce) else None
+        if rest is not None and len(rest) == 1 and rest[0] == exp.false():
+            return strip(node.this)
+        return node
+    return strip(cast(exp.Expression, sqlglot.parse_one(where, read="duckdb"))).sql("duckdb")
+
+
+def _compile_table_query(engine: Engine, query: ast.Query, source: Source,
+                         params: Mapping[str, object]) -> _Compiled | None:
+    """The cacheable SQL of a pull query on a table, or None if its parameters can't be stood in for."""
+    stand_ins = {name: _stand_in(i, value) for i, (name, value) in enumerate(params.items())}
+    stand_ins = {name: s for name, s in stand_ins.items() if s is not None}
+    rendered = {name: literal(value).sql("duckdb") for name, value in stand_ins.items()}
+    sql = _table_sql(engine, query, source, {**params, **stand_ins})
+    for name, stand_in in stand_ins.items():  # a stand-in must only appear as its own literal
+        if query.select.sql().count(str(stand_in)) or \
+                len(_literal_pattern(rendered[name]).findall(sql)) != sql.count(str(stand_in)):
+            return None
+    return _Compiled(sql, source, rendered)
+
+
+def _stand_in(index: int, value: object) -> object | None:
+    """A value planned in place of a parameter's: of the same SQL type, and found nowhere else."""
+    if isinstance(value, str):
+        return f"__nbstream_param_{index}__"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (2_147_000_000 if -(2**31) <= value < 2**31 else 9_000_000_000_000_000_000) + index
+    return None
+
+
+def _shape(value: object) -> object:
+    """What of a parameter's value a compiled query depends on: its type (for stood-in values)."""
+    if isinstance(value, str):
+        return str
+    if isinstance(value, int) and not isinstance(value, bool):
+        return (int, -(2**31) <= value < 2**31)
+    return (type(value), repr(value))
+
+
+def _literal_pattern(rendered: str) -> re.Pattern[str]:
+    return re.compile(r"(?<![\w.'-])" + re.escape(rendered) + r"(?![\w.'])")
+
+
+def _expand_star(query: ast.Query, source: Source) -> ast.Query:
+    """``SELECT *`` on a windowed table: keys, ``WINDOWSTART``, ``WINDOWEND``, then values."""
+    select = query.select
+    if not any(isinstance(item, exp.Star) for item in select.expressions):
+        return query
+    names = [c.name for c in state_columns(source)]
+    items: list[exp.Expression] = []
+    for item in select.expressions:
+        items += [exp.column(n, quoted=True) for n in names] if isinstance(item, exp.Star) else [item]
+    return replace(query, select=select.copy().select(*items, append=False))
+
+
+def _parse_select(sql: str) -> ast.Query:
+    statements = parse(sql)
+    if len(statements) != 1 or not isinstance(statements[0], ast.Select):
+        raise NbstreamError("expected exactly one SELECT statement")
+    query = statements[0].query
+    if query.emit is not None:
+        raise NbstreamError("EMIT CHANGES makes a push query: use Engine.push()")
+    return query
+
+
+def _source_name(query: ast.Query) -> str:
+    from_ = query.select.args.get("from") or query.select.args.get("from_")
+    if from_ is None:
+        raise BindError("a query needs a FROM clause")
+    if not isinstance(from_.this, exp.Table):
+        raise UnsupportedError(f"FROM {from_.this.sql()}: only a stream or table name is supported")
+    return str(from_.this.name)
+
+
+def _execute(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
     try:
         return con.execute(sql).df()
     except duckdb.Error as e:

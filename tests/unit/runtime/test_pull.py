@@ -1,0 +1,133 @@
+"""Pull queries on materialized tables: point lookups, windowed tables, retention, plan caching."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from nbstream import Engine
+from nbstream.runtime import pull
+
+USERS = """
+CREATE TABLE users (userid VARCHAR PRIMARY KEY, name VARCHAR, level INT)
+  WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=1);
+"""
+CLICKS = """
+CREATE STREAM clicks (userid VARCHAR KEY, amount INT)
+  WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON', PARTITIONS=1);
+"""
+PER_SECOND = CLICKS + """
+CREATE TABLE per_second AS SELECT userid, COUNT(*) AS n, SUM(amount) AS total FROM clicks
+  WINDOW TUMBLING (SIZE 1 SECOND{options}) GROUP BY userid;
+"""
+
+
+@pytest.fixture
+def users() -> Engine:
+    eng = Engine()
+    eng.execute(USERS)
+    for key, name, level in [("u1", "ann", 1), ("u2", "bob", 2), ("o'neil", "pat", 3)]:
+        eng.produce("users", {"name": name, "level": level}, key=key, timestamp=1)
+    eng.run_until_idle()
+    return eng
+
+
+def clicks(eng: Engine, events: list[tuple[str, int, int]]) -> None:
+    """Produce ``(user, amount, time)`` clicks and run the engine until idle."""
+    for user, amount, ts in events:
+        eng.produce("clicks", {"amount": amount}, key=user, timestamp=ts)
+    eng.run_until_idle()
+
+
+def test_a_point_lookup_returns_the_latest_row_of_the_key(users: Engine) -> None:
+    users.produce("users", {"name": "ann", "level": 5}, key="u1", timestamp=2)
+    users.run_until_idle()
+    rows = users.query("SELECT * FROM users WHERE userid = 'u1'")
+    assert rows.to_dict("records") == [{"USERID": "u1", "NAME": "ann", "LEVEL": 5}]
+
+
+def test_a_tombstone_removes_the_key(users: Engine) -> None:
+    users.produce("users", None, key="u2", timestamp=2)
+    users.run_until_idle()
+    assert users.query("SELECT * FROM users WHERE userid = 'u2'").empty
+    assert sorted(users.query("SELECT userid FROM users")["USERID"]) == ["o'neil", "u1"]
+
+
+def test_a_lookup_repeated_with_other_parameter_values_is_planned_once(users: Engine) -> None:
+    sql = "SELECT name, level FROM users WHERE userid = :id"
+    names = [users.query(sql, {"id": key})["NAME"].tolist() for key in ("u1", "u2", "o'neil", "nobody")]
+    assert names == [["ann"], ["bob"], ["pat"], []]
+    assert len(pull._caches[users]) == 1
+
+
+def test_integer_parameters_are_bound_including_negative_ones(users: Engine) -> None:
+    assert users.query("SELECT userid FROM users WHERE level = :l", {"l": 2})["USERID"].tolist() == ["u2"]
+    assert users.query("SELECT userid FROM users WHERE level = :l", {"l": 3})["USERID"].tolist() == ["o'neil"]
+    assert users.query("SELECT userid FROM users WHERE -level = :l", {"l": -1})["USERID"].tolist() == ["u1"]
+    assert users.query("SELECT userid FROM users WHERE level = -:l", {"l": -1})["USERID"].tolist() == ["u1"]
+
+
+def test_a_re_created_table_is_planned_anew(users: Engine) -> None:
+    sql = "SELECT * FROM users WHERE userid = 'u1'"
+    assert list(users.query(sql).columns) == ["USERID", "NAME", "LEVEL"]
+    users.execute("DROP TABLE users; CREATE TABLE users (userid VARCHAR PRIMARY KEY, age INT) "
+                  "WITH (KAFKA_TOPIC='users2', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    users.produce("users2", {"age": 40}, key="u1", timestamp=1)
+    users.run_until_idle()
+    assert users.query(sql).to_dict("records") == [{"USERID": "u1", "AGE": 40}]
+
+
+def test_the_state_of_a_table_has_its_key_as_primary_key(users: Engine) -> None:
+    [(columns,)] = users.con.execute("SELECT constraint_column_names FROM duckdb_constraints() "
+                                     "WHERE table_name = 'state$USERS' AND constraint_type = 'PRIMARY KEY'").fetchall()
+    assert columns == ["USERID"]
+
+
+def test_a_windowed_table_is_materialized_per_key_and_window() -> None:
+    eng = Engine()
+    eng.execute(PER_SECOND.format(options=""))
+    clicks(eng, [("a", 1, 100), ("a", 2, 900), ("b", 5, 1500), ("a", 3, 1999), ("a", 4, 2500)])
+    rows = eng.query("SELECT * FROM per_second WHERE userid = 'a'")
+    assert list(rows.columns) == ["USERID", "WINDOWSTART", "WINDOWEND", "N", "TOTAL"]
+    assert rows.to_dict("records") == [
+        {"USERID": "a", "WINDOWSTART": 0, "WINDOWEND": 1000, "N": 2, "TOTAL": 3},
+        {"USERID": "a", "WINDOWSTART": 1000, "WINDOWEND": 2000, "N": 1, "TOTAL": 3},
+        {"USERID": "a", "WINDOWSTART": 2000, "WINDOWEND": 3000, "N": 1, "TOTAL": 4},
+    ]
+
+
+def test_window_bounds_restrict_a_pull_query_on_a_windowed_table() -> None:
+    eng = Engine()
+    eng.execute(PER_SECOND.format(options=""))
+    clicks(eng, [("a", 1, 100), ("a", 3, 1999), ("a", 4, 2500)])
+    rows = eng.query("SELECT userid, WINDOWSTART, WINDOWEND, total FROM per_second "
+                     "WHERE userid = :u AND WINDOWSTART >= :start AND WINDOWEND <= :end",
+                     {"u": "a", "start": 1000, "end": 3000})
+    assert rows.values.tolist() == [["a", 1000, 2000, 3], ["a", 2000, 3000, 4]]
+
+
+def test_windows_older_than_the_retention_leave_the_state() -> None:
+    eng = Engine()
+    eng.execute(PER_SECOND.format(options=", RETENTION 3 SECONDS, GRACE PERIOD 0 SECONDS"))
+    clicks(eng, [("a", 1, 100), ("b", 1, 1100), ("a", 1, 2100)])
+    assert eng.query("SELECT userid, WINDOWSTART FROM per_second").values.tolist() == [["a", 0], ["a", 2000],
+                                                                                      ["b", 1000]]
+    clicks(eng, [("a", 1, 3100)])  # stream time 3100: the windows that started at or before 100 expire
+    assert eng.query("SELECT WINDOWSTART FROM per_second")["WINDOWSTART"].tolist() == [2000, 3000, 1000]
+    clicks(eng, [("a", 1, 4100)])  # and at 4100, those that started at or before 1100
+    starts = eng.query("SELECT userid, WINDOWSTART FROM per_second").values.tolist()
+    assert starts == [["a", 2000], ["a", 3000], ["a", 4000]]
+
+
+def test_the_default_retention_is_the_window_size_plus_the_grace_period() -> None:
+    eng = Engine()
+    eng.execute(PER_SECOND.format(options=", GRACE PERIOD 1 SECOND"))
+    assert eng.catalog.get("PER_SECOND").window.retention_ms == 2000  # type: ignore[union-attr]
+
+
+def test_a_pull_query_on_a_stream_scans_its_records() -> None:
+    eng = Engine()
+    eng.execute(CLICKS)
+    clicks(eng, [("a", 1, 100), ("b", 2, 200)])
+    frame = eng.query("SELECT userid, amount FROM clicks WHERE amount > :min", {"min": 1})
+    pd.testing.assert_frame_equal(frame, pd.DataFrame({"USERID": ["b"], "AMOUNT": [2]}), check_dtype=False)
