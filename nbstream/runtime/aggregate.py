@@ -29,20 +29,23 @@ from nbstream.physical.expressions import quote
 from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import Sink
 from nbstream.runtime.query import QueryRunner
+from nbstream.runtime.session import SessionFold
 
 
 class AggregateRunner(QueryRunner):
     """Runs an :class:`AggregatePlan`; its state lives in ``agg$<query_id>`` and ``__stream_time``."""
 
     def __init__(self, query_id: str, plan: AggregatePlan, con: duckdb.DuckDBPyConnection, log: EmbeddedLog) -> None:
-        if plan.window is not None and plan.window.kind == "SESSION":
-            raise UnsupportedError("SESSION windows are not supported yet")
         self.aggregate = plan
         self.state = quote(f"agg${query_id}")
         self.previous = quote(f"prev${query_id}")
         super().__init__(query_id, plan.pre, con, log)
         self._groups = [g.name for g in plan.groups]
         self._slots = [(j, k, slot) for j, call in enumerate(plan.calls) for k, slot in enumerate(call.aggregate.slots)]
+        self._sessions: SessionFold | None = None
+        if plan.window is not None and plan.window.kind == "SESSION":
+            types = {c.name: c.type.duckdb() for c in plan.pre.columns}
+            self._sessions = SessionFold(query_id, plan, con, self.state, types)
         self._create_state()
 
     @property
@@ -52,11 +55,14 @@ class AggregateRunner(QueryRunner):
     # -- state -----------------------------------------------------------------------------------------
     def _create_state(self) -> None:
         con = self.con
+        con.execute("CREATE TABLE IF NOT EXISTS __stream_time (query_id VARCHAR PRIMARY KEY, st BIGINT)")
+        if self._sessions is not None:
+            self._sessions.create_state()
+            return
         groups = ", ".join(f"{quote(g.name)} {g.type.duckdb()}" for g in self.aggregate.groups)
         slots = ", ".join(f"__s{j}_{k} {slot.type}" for j, k, slot in self._slots)
         con.execute(f"CREATE TABLE IF NOT EXISTS {self.state} ({groups}, __ws BIGINT, __we BIGINT, {slots}, "
                     "__ts BIGINT, __pass BOOLEAN)")
-        con.execute("CREATE TABLE IF NOT EXISTS __stream_time (query_id VARCHAR PRIMARY KEY, st BIGINT)")
         if self.aggregate.table_keys:
             cols = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in self.plan.columns)
             con.execute(f"CREATE TABLE IF NOT EXISTS {self.previous} ({cols})")
@@ -69,6 +75,8 @@ class AggregateRunner(QueryRunner):
         """Forget this query's state (the query was dropped)."""
         self.con.execute(f"DROP TABLE IF EXISTS {self.state}")
         self.con.execute(f"DROP TABLE IF EXISTS {self.previous}")
+        if self._sessions is not None:
+            self._sessions.drop_state()
         self.con.execute("DELETE FROM __stream_time WHERE query_id = ?", [self.query_id])
 
     # -- one batch ----------------------------------------------------------------------------------------
@@ -79,6 +87,11 @@ class AggregateRunner(QueryRunner):
         if self.aggregate.table_keys:
             self._remember_rows()
         before = self._stream_time()
+        if self._sessions is not None:
+            late, st = self._sessions.fold(before, self.aggregate.emit_final)
+            self.stats.late += late
+            self._emit(st)
+            return
         con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before)}")
         late, after = con.execute("SELECT count(*) FILTER (__late), max(__st) FROM __rows").fetchall()[0]
         self.stats.late += late or 0
@@ -91,17 +104,30 @@ class AggregateRunner(QueryRunner):
         if not self.aggregate.emit_final:
             self._store_last()
         self._close_windows(st)
-        con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [self.query_id, st])
+        self._save_stream_time(st)
         con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._result_sql()}")
+
+    def _emit(self, st: int) -> None:
+        """``__changes`` (session windows) through projection and HAVING into ``__result``."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql()}")
+        self._save_stream_time(st)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._result_sql()}")
+
+    def _save_stream_time(self, st: int) -> None:
+        self.con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [self.query_id, st])
 
     # step 2: the rows to fold --------------------------------------------------------------------------
     def _input_sql(self) -> str:
         """Rows of ``__pre`` to fold, with ``__ord`` (arrival), ``__sub`` and ``__sign``."""
-        null_group = f" AND {quote(self._groups[0])} IS NOT NULL" if len(self._groups) == 1 else ""
+        null_group = self._groups_present("")
         if not self.aggregate.table_keys:
             return (f"SELECT *, {SEQ_SQL} AS __ord, 0 AS __sub, 1 AS __sign FROM __pre "
                     f"WHERE NOT __err AND NOT __deleted{null_group}")
         return self._table_changes_sql(null_group)
+
+    def _groups_present(self, prefix: str) -> str:
+        """`` AND`` conditions keeping rows whose every group value is present (ksqlDB drops the others)."""
+        return "".join(f" AND {quote(prefix + g)} IS NOT NULL" for g in self._groups)
 
     def _table_changes_sql(self, null_group: str) -> str:
         """A TABLE's changes as retractions of the previous row of each key and additions of the new."""
@@ -115,7 +141,7 @@ class AggregateRunner(QueryRunner):
                       UNION ALL
                       SELECT {cols}, __deleted, {SEQ_SQL}, __ts, __in_partition, __in_offset
                       FROM __pre WHERE NOT __err"""
-        previous_group = null_group.replace(quote(self._groups[0]), quote("__p" + self._groups[0]))
+        previous_group = self._groups_present("__p")
         return f"""WITH h AS (SELECT *, {lags}, lag(__deleted) OVER k AS __pdeleted, lag(__ord) OVER k AS __pord
                           FROM ({history}) WINDOW k AS (PARTITION BY {keys} ORDER BY __ord)),
             changes AS (SELECT * FROM h WHERE __ord >= 0)
@@ -178,7 +204,8 @@ class AggregateRunner(QueryRunner):
         return f"""WITH r AS (SELECT *, {running}, max(__ts) OVER win AS __rts FROM __rows WHERE NOT __late
                           WINDOW win AS (PARTITION BY {groups}, __ws ORDER BY __pos
                                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
-        SELECT r.*, {merged}, greatest(s.__ts, r.__rts) AS __out_ts, coalesce(s.__pass, FALSE) AS __stored_pass
+        SELECT r.*, {merged}, greatest(s.__ts, r.__rts) AS __out_ts, coalesce(s.__pass, FALSE) AS __stored_pass,
+               FALSE AS __tomb
         FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}"""
 
     def _fold_final(self, st: int) -> None:
@@ -199,8 +226,9 @@ class AggregateRunner(QueryRunner):
             FROM {self.state} s FULL JOIN __partials p ON {self._group_match('s', 'p')}""")
         slots = ", ".join(f"__s{j}_{k} AS __m{j}_{k}" for j, k, _ in self._slots)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
-            SELECT *, {slots}, __ts AS __out_ts, FALSE AS __stored_pass, NULL::INTEGER AS __in_partition,
-                   NULL::BIGINT AS __in_offset, row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
+            SELECT *, {slots}, __ts AS __out_ts, FALSE AS __stored_pass, FALSE AS __tomb,
+                   NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset,
+                   row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
             FROM {self.state} WHERE __we + {self.aggregate.grace_ms} <= {st}""")
 
     def _projected_sql(self) -> str:
@@ -216,7 +244,7 @@ class AggregateRunner(QueryRunner):
         slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
         return f"""WITH a AS (SELECT *, {", ".join(results) or "NULL AS __none"}, __ws AS "WINDOWSTART",
                               __we AS "WINDOWEND" FROM __changes),
-            p AS (SELECT {groups}, __ws, __we, {slots}, __out_ts, __stored_pass, __pos, __in_partition,
+            p AS (SELECT {groups}, __ws, __we, {slots}, __out_ts, __stored_pass, __tomb, __pos, __in_partition,
                          __in_offset, {outputs}, {passes} AS __pass FROM a)
         SELECT *, coalesce(lag(__pass) OVER (PARTITION BY {groups}, __ws ORDER BY __pos), __stored_pass)
                   AS __passed_before
@@ -241,14 +269,14 @@ class AggregateRunner(QueryRunner):
     def _result_sql(self) -> str:
         """``__result``: the changelog encoded for the sink (or typed rows), then the input's errors."""
         plan = self.aggregate
-        rows = """(SELECT *, FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, NOT __pass AS __deleted,
-                           __out_ts AS __ts, NULL AS __headers
-                    FROM __out WHERE __pass OR coalesce(__passed_before, FALSE))"""
+        rows = """(SELECT *, FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts,
+                           __tomb OR NOT __pass AS __deleted, __out_ts AS __ts, NULL AS __headers
+                    FROM __out WHERE __tomb OR __pass OR coalesce(__passed_before, FALSE))"""
         errors = ("SELECT TRUE AS __err, __errmsg, __bad_ts, FALSE AS __deleted, __in_partition, __in_offset "
                   "FROM __pre WHERE __err")
         if plan.sink is None:
             return f"SELECT * FROM {rows} UNION ALL BY NAME {errors}"
-        window_type = None if plan.window is None else "TIME"
+        window_type = None if plan.window is None else "SESSION" if plan.window.kind == "SESSION" else "TIME"
         encoded = encode_rows_sql(plan.sink, plan.columns, rows, control=CONTROL_COLUMNS, window_type=window_type,
                                   order="__pos")
         partitions = self.log.require(plan.sink.topic).partitions

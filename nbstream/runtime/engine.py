@@ -24,7 +24,7 @@ from nbstream.formats import format_for, register_udfs
 from nbstream.log.base import RECORD_SCHEMA, Record
 from nbstream.log.embedded import EmbeddedLog
 from nbstream.physical import aggregates
-from nbstream.plan.aggregate import AggregatePlan
+from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
 from nbstream.plan.logical import StatelessPlan
 from nbstream.plan.planner import Plan, plan_query
 from nbstream.runtime import pull
@@ -316,11 +316,19 @@ class Engine:
 
 
 def _render_schema(source: Source) -> str:
-    """The schema as ksqlDB's DESCRIBE renders it: a table's key columns are ``PRIMARY KEY``."""
-    if not source.is_table:
+    """The schema as ksqlDB's DESCRIBE renders it: a table's declared key columns (and their copies
+    through a projection) are ``PRIMARY KEY``; keys a GROUP BY or a join creates are ``KEY``."""
+    if not source.is_table or _creates_key(source):
         return str(source.schema)
     return ", ".join(str(c).removesuffix(" KEY") + " PRIMARY KEY" if c.role == "KEY" else str(c)
                      for c in source.schema.columns)
+
+
+def _creates_key(source: Source) -> bool:
+    """Whether the statement that created ``source`` makes a new key (aggregation or join)."""
+    statements = parse(source.sql) if source.sql else []
+    query = statements[0].query if statements and isinstance(statements[0], ast.CreateAsSelect) else None
+    return query is not None and (is_aggregate_query(query) or bool(query.select.args.get("joins")))
 
 
 def _single_select(sql: str) -> ast.Select:
