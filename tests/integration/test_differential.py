@@ -138,10 +138,24 @@ def last_per_window(rows: list[tuple]) -> list[tuple]:
     return sorted({(k, ws, we): (k, ws, we, *rest) for k, ws, we, *rest in rows}.values())
 
 
-def windowed_engine(window: Window, emit: str) -> Engine:
+def pulled_windows(eng: Engine) -> list[tuple]:
+    """The windowed table ``counts`` read by a pull query."""
+    pulled = eng.query("SELECT K, WINDOWSTART, WINDOWEND, N, TOTAL, ROWTIME FROM counts")
+    return sorted(pulled.itertuples(index=False, name=None))
+
+
+def retained(final: list[tuple], events: pd.DataFrame, window: Window) -> list[tuple]:
+    """The windows a pull query still sees: started less than the retention (size + grace, ksqlDB's
+    default) before stream time."""
+    stream_time = int(events["ts"].max())
+    return [row for row in final if row[1] > stream_time - (window.size + window.grace)]
+
+
+def windowed_engine(window: Window, emit: str, partitions: int = 1) -> Engine:
     eng = Engine()
-    eng.execute(STREAM + f"""CREATE TABLE counts AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events
-                             WINDOW {window.clause} GROUP BY k EMIT {emit};""")
+    eng.execute(STREAM.replace("PARTITIONS=1", f"PARTITIONS={partitions}"))
+    eng.execute(f"""CREATE TABLE counts AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events
+                    WINDOW {window.clause} GROUP BY k EMIT {emit};""")
     return eng
 
 
@@ -164,7 +178,9 @@ def test_emit_changes_equals_batch_group_by_with_one_record_per_accepted_record(
     feed_stream(eng, events, seed)
 
     rows = windowed_rows(eng.consume("COUNTS"))
-    assert last_per_window(rows) == reference_final(events, window), "the final table"
+    final = reference_final(events, window)
+    assert last_per_window(rows) == final, "the final table"
+    assert pulled_windows(eng) == retained(final, events, window), "the materialized table"
     expected = reference_changelog(events, window)
     assert len(rows) == len(expected), "one changelog record per accepted record and window"
     assert sorted(rows) == expected
@@ -173,6 +189,23 @@ def test_emit_changes_equals_batch_group_by_with_one_record_per_accepted_record(
     for k, ws, _we, n, *_ in rows:
         assert n == seen.get((k, ws), 0) + 1, f"COUNT of {k} in window {ws} jumped to {n}"
         seen[(k, ws)] = n
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_two_input_partitions_without_late_records(seed: int) -> None:
+    """Keys spread over partitions; each key's records keep their order, and a grace of an hour
+    leaves nothing late, so the changelog does not depend on how partitions interleave."""
+    window = Window(f"TUMBLING (SIZE {SIZE} MILLISECONDS, GRACE PERIOD 1 HOUR)", SIZE, SIZE, 3_600_000)
+    events = stream_events(seed)
+    eng = windowed_engine(window, "CHANGES", partitions=2)
+    feed_stream(eng, events, seed)
+
+    records = eng.consume("COUNTS")
+    assert {r.partition for r in records} == {0, 1}
+    rows = windowed_rows(records)
+    assert len(rows) == len(events), "nothing is late"
+    assert sorted(rows) == reference_changelog(events, window)
+    assert last_per_window(rows) == reference_final(events, window)
 
 
 @pytest.mark.parametrize("window", [TUMBLING, HOPPING], ids=["tumbling", "hopping"])
