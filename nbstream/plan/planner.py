@@ -20,12 +20,13 @@ from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggregate
 from nbstream.plan.aliases import AliasGenerator
+from nbstream.plan.join import JoinPlan, is_join_query, plan_join
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.plan.repartition import Item, Repartition, bind_partition_by, key_projection, star_columns
 from nbstream.sql.ast import Dereference, Query
 
 #: What a query plans into.
-Plan = StatelessPlan | AggregatePlan
+Plan = StatelessPlan | AggregatePlan | JoinPlan
 
 #: Pseudo-columns and the decoded-relation columns they read.
 PSEUDO_SCOPE = (("ROWTIME", BIGINT), ("ROWPARTITION", INTEGER), ("ROWOFFSET", BIGINT))
@@ -79,9 +80,14 @@ def plan_query(
 ) -> Plan:
     """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink)."""
     select = query.select
-    reject_joins(query)
     if target is not None and target.new_planner:
         _check_new_planner(query)
+    if is_join_query(query):
+        if is_aggregate_query(query):
+            raise UnsupportedError("GROUP BY over a join is not supported yet: create the join as a stream or "
+                                   "table first, then aggregate that")
+        return plan_join(query, catalog, con, scan_of=scan_of, sink=None if target is None else target.sink,
+                         params=params)
     source = catalog.get(_source_name(select))
     scope = source_scope(source)
     if is_aggregate_query(query):
@@ -115,12 +121,6 @@ def plan_query(
         scan=scan_of(source), columns=tuple(columns), where=where_sql, sink=sink,
         emits_table=emits_table, limit=query.limit, key_from_source=repartition is None,
     )
-
-
-def reject_joins(query: Query) -> None:
-    """Raise UnsupportedError for joins (not planned yet)."""
-    if query.select.args.get("joins"):
-        raise UnsupportedError("joins are not supported yet")
 
 
 def _check_new_planner(query: Query) -> None:

@@ -17,8 +17,9 @@ from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, Logic
 from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
+from nbstream.plan.join import JoinPlan, join_produces_table, join_sources
 from nbstream.plan.logical import Sink
-from nbstream.plan.planner import Plan, Target, plan_query, reject_joins, sink_of
+from nbstream.plan.planner import Plan, Target, plan_query, sink_of
 from nbstream.runtime import metadata
 from nbstream.runtime.insert_values import insert_values
 from nbstream.runtime.results import StatementResult
@@ -218,9 +219,8 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     if existing is not None and stmt.if_not_exists:
         return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
     _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and existing is not None and existing.is_source)
-    reject_joins(stmt.query)
     source = engine.catalog.get(_from_name(stmt.query))
-    _check_result_kind(stmt.kind, source, stmt.query)
+    _check_result_kind(stmt.kind, source, stmt.query, engine)
     props = dict(stmt.properties)
     sink = _sink_for_new(engine, stmt.name, props, source)
     plan = plan_query(stmt.query, engine.catalog, engine.con,
@@ -247,7 +247,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     engine.on_source_added(created)
     prefix = "CTAS" if stmt.kind == "TABLE" else "CSAS"
     query_id = engine.catalog.next_query_id(prefix, stmt.name)
-    engine.start_query(PersistentQuery(query_id, stmt.text, stmt.name, (source.name,)), plan)
+    engine.start_query(PersistentQuery(query_id, stmt.text, stmt.name, join_sources(stmt.query)), plan)
     return StatementResult(stmt.text, f"Created query with ID {query_id}", query_id=query_id, source=stmt.name)
 
 
@@ -264,8 +264,9 @@ def _window_of(plan: Plan) -> WindowInfo | None:
     return WindowInfo(plan.window.kind, plan.window.size_ms, retention)
 
 
-def _check_result_kind(kind: str, source: Source, query: ast.Query) -> None:
-    produced = "TABLE" if source.is_table or is_aggregate_query(query) else "STREAM"
+def _check_result_kind(kind: str, source: Source, query: ast.Query, engine: Engine) -> None:
+    table = join_produces_table(engine.catalog, query) if query.select.args.get("joins") else source.is_table
+    produced = "TABLE" if table or is_aggregate_query(query) else "STREAM"
     if produced != kind:
         raise BindError(f"Invalid result type. Your SELECT query produces a {produced}. "
                         f"Please use CREATE {produced} AS SELECT statement instead.")
@@ -322,7 +323,7 @@ def _new_planner(engine: Engine) -> bool:
 def _with_runtime_config(engine: Engine, plan: Plan) -> Plan:
     """``plan`` with the engine properties that change how it runs."""
     throw = _bool(engine.property("ksql.timestamp.throw.on.invalid") or False)
-    if not throw:
+    if not throw or isinstance(plan, JoinPlan):
         return plan
     if isinstance(plan, AggregatePlan):
         return replace(plan, pre=replace(plan.pre, scan=replace(plan.scan, throw_on_invalid_timestamp=True)))
@@ -333,9 +334,8 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
     target = engine.catalog.get(stmt.target)
     if target.is_table:
         raise BindError(f"INSERT INTO can only be used to insert into a stream. {target.name} is a table.")
-    reject_joins(stmt.query)
     source = engine.catalog.get(_from_name(stmt.query))
-    _check_result_kind("STREAM", source, stmt.query)
+    _check_result_kind("STREAM", source, stmt.query, engine)
     sink = sink_of(target, engine.log.require(target.topic).partitions)
     plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM", _new_planner(engine)),
                       params=engine.params)
@@ -345,7 +345,7 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
         raise BindError(f"Incompatible schema between results and sink.\nResult schema is {plan.schema}\n"
                         f"Sink schema is {target.schema}")
     query_id = engine.catalog.next_query_id("INSERTQUERY", None)
-    engine.start_query(PersistentQuery(query_id, stmt.text, target.name, (source.name,)), plan)
+    engine.start_query(PersistentQuery(query_id, stmt.text, target.name, join_sources(stmt.query)), plan)
     return StatementResult(stmt.text, f"Created query with ID {query_id}", query_id=query_id, source=target.name)
 
 

@@ -157,10 +157,11 @@ class QueryRunner:
             self.log.confirm(topic, counts)
 
     def _commit_failed_record(self, ranges: Ranges, message: str) -> dict[str, dict[int, int]]:
-        [(partition, (offset, _))] = [(p, r) for p, r in ranges.items() if r[1] > r[0]]
+        [(slot, (offset, _))] = [(p, r) for p, r in ranges.items() if r[1] > r[0]]
+        side, partition = self._locate(slot)
         self.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __result AS SELECT TRUE AS __err, ? AS __errmsg,
-                {partition} AS __in_partition, {offset}::BIGINT AS __in_offset""",
+                {partition} AS __in_partition, {offset}::BIGINT AS __in_offset, {side} AS __side""",
             [message],
         )
         written = {PROCESSING_LOG_TOPIC: self._log_errors(RECORD_PROCESSING_ERROR)}
@@ -220,14 +221,22 @@ class QueryRunner:
         counts = self.log.append_routed(self.sink.topic, "__result", where="NOT __err")
         return {self.sink.topic: counts}
 
+    def _locate(self, slot: int) -> tuple[int, int]:
+        """The (input, partition) a key of :data:`Ranges` stands for: one input, keyed by partition."""
+        return 0, slot
+
+    def _error_topic_sql(self) -> str:
+        """SQL naming the input topic of a row of ``__result`` in error (for the processing log)."""
+        return "'" + self.plan.scan.topic.replace("'", "''") + "'"
+
     def _log_errors(self, error_type: int) -> dict[int, int]:
-        topic = self.plan.scan.topic.replace("'", "''")
+        topic = self._error_topic_sql()
         qid = self.query_id.replace("'", "''")
         return self.log.append_relation(
             PROCESSING_LOG_TOPIC,
             f"""(SELECT NULL::INTEGER AS "partition", epoch_ms(now()) AS ts, NULL::BLOB AS "key",
                  encode(to_json({{'LOGGER': '{qid}', 'LEVEL': 'ERROR', 'TIME': epoch_ms(now()),
-                   'MESSAGE': {{'TYPE': {error_type}, 'ERRORMESSAGE': __errmsg, 'TOPIC': '{topic}',
+                   'MESSAGE': {{'TYPE': {error_type}, 'ERRORMESSAGE': __errmsg, 'TOPIC': {topic},
                                 'PARTITION': __in_partition, 'OFFSET': __in_offset}}}})::VARCHAR) AS "value",
                  NULL AS headers, NULL::BIGINT AS win_start, NULL::BIGINT AS win_end,
                  NULL::VARCHAR AS win_type, __in_offset AS __seq FROM __result WHERE __err)""",

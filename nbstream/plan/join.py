@@ -1,0 +1,455 @@
+"""Planning of joins: two sources, each decoded and keyed by its join expression, then joined.
+
+A query ``SELECT … FROM a [LEFT|RIGHT|FULL] JOIN b [WITHIN …] ON e(a) = f(b) [WHERE …]`` becomes:
+
+* one :class:`JoinSide` per source: a :class:`StatelessPlan` (``pre``) decoding the source's
+  records into its columns renamed ``<ALIAS>_<COLUMN>`` (ksqlDB's names inside a join) plus the
+  join key ``__jk`` (the side's ON expression);
+* the join itself (:class:`JoinPlan`): its kind, the WITHIN window of a stream-stream join, and
+  the projection and WHERE compiled over the joined row (both sides' renamed columns and ``__jk``).
+
+A RIGHT join is planned as the LEFT join of the swapped sides (the projection reads columns by
+name, so the order of the sides does not show). ksqlDB's rules are checked here, with its
+messages: the join order, a WITHIN clause exactly for stream-stream joins, table-table joins on
+primary keys, join key types, and the join key in the projection (the result's key column).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import duckdb
+from sqlglot import exp
+
+from nbstream.catalog.catalog import Catalog, Source
+from nbstream.catalog.schema import LogicalSchema
+from nbstream.catalog.types import BIGINT, SqlType
+from nbstream.errors import BindError, UnknownNameError, UnsupportedError
+from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.plan.aliases import AliasGenerator
+from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
+from nbstream.sql.ast import Dereference, Query, Within
+
+#: ksqlDB's grace period of a stream-stream join that names none: 24 hours.
+DEFAULT_JOIN_GRACE_MS = 24 * 60 * 60 * 1000
+
+#: The column of a join side, and of the joined row, holding the join key.
+JOIN_KEY = "__jk"
+
+#: The name of a synthetic join key (FULL OUTER joins, or joins on expressions of both sides),
+#: suffixed ``_<n>`` past every ``ROWKEY_<n>`` column of the sources.
+SYNTHETIC_KEY = "ROWKEY"
+
+
+@dataclass(frozen=True)
+class JoinSide:
+    """One input of a join: its alias, whether it is a TABLE, and its decoding plan."""
+
+    alias: str
+    pre: StatelessPlan
+    is_table: bool
+    key_columns: tuple[str, ...] = ()  # a TABLE's primary key columns, renamed
+
+    @property
+    def scan(self) -> Scan:
+        return self.pre.scan
+
+    @property
+    def value_columns(self) -> tuple[OutputColumn, ...]:
+        """The side's renamed columns (everything but the join key)."""
+        return tuple(c for c in self.pre.columns if c.name != JOIN_KEY)
+
+
+@dataclass(frozen=True)
+class JoinPlan:
+    """left ⋈ right → WHERE → projection → sink.
+
+    ``kind``: INNER, LEFT or FULL (RIGHT is planned as LEFT with the sides swapped).
+    ``within``: the window of a stream-stream join. ``columns`` and ``where`` read the joined
+    row: both sides' columns and ``__jk``."""
+
+    left: JoinSide
+    right: JoinSide
+    kind: str
+    columns: tuple[OutputColumn, ...]
+    key_type: SqlType
+    where: str | None = None
+    within: Within | None = None
+    sink: Sink | None = None
+    emits_table: bool = False
+    limit: int | None = None
+
+    @property
+    def sides(self) -> tuple[JoinSide, JoinSide]:
+        return (self.left, self.right)
+
+    @property
+    def scan(self) -> Scan:
+        """The left source's scan (its formats are the result's defaults, as in ksqlDB)."""
+        return self.left.scan
+
+    @property
+    def schema(self) -> LogicalSchema:
+        return LogicalSchema(tuple(c.column() for c in self.columns))
+
+    @property
+    def grace_ms(self) -> int:
+        if self.within is None or self.within.grace_ms is None:
+            return DEFAULT_JOIN_GRACE_MS
+        return self.within.grace_ms
+
+    @property
+    def has_grace(self) -> bool:
+        """Whether the WITHIN clause names a GRACE PERIOD (null-padded rows wait for the window)."""
+        return self.within is not None and self.within.grace_ms is not None
+
+
+def is_join_query(query: Query) -> bool:
+    """Whether ``query`` joins sources."""
+    return bool(query.select.args.get("joins"))
+
+
+def join_sources(query: Query) -> tuple[str, ...]:
+    """The names of the sources ``query`` reads, FROM first."""
+    select = query.select
+    from_ = select.args.get("from") or select.args.get("from_")
+    tables = [from_.this if from_ is not None else None, *(j.this for j in select.args.get("joins") or [])]
+    return tuple(t.name for t in tables if isinstance(t, exp.Table))
+
+
+def join_produces_table(catalog: Catalog, query: Query) -> bool:
+    """A join of tables produces a TABLE; any join with a stream, a STREAM."""
+    return all(catalog.get(name).is_table for name in join_sources(query))
+
+
+@dataclass(frozen=True)
+class _Source:
+    alias: str
+    source: Source
+
+
+def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *, scan_of: object,
+              sink: Sink | None, params: Mapping[str, object] | None = None) -> JoinPlan:
+    """Plan the joining ``query`` (``scan_of``: the planner's Source → Scan function)."""
+    select = query.select
+    joins = select.args["joins"]
+    if len(joins) > 1:
+        raise UnsupportedError("joins of more than two sources are not supported yet")
+    if query.partition_by:
+        raise UnsupportedError("PARTITION BY on a join is not supported yet")
+    join = joins[0]
+    from_ = select.args.get("from") or select.args.get("from_")
+    if from_ is None:
+        raise BindError("a query needs a FROM clause")
+    left, right = _source(catalog, from_), _source(catalog, join)
+    if left.source.name == right.source.name:
+        raise BindError(f"Can not join '{left.source.name}' to '{right.source.name}': self joins are not yet "
+                        "supported.")
+    kind = _kind(join)
+    within: Within | None = join.meta.get("within")
+    _check_order(left, right, kind, within)
+    scope = _JoinScope([left, right])
+    on = join.args.get("on")
+    if not isinstance(on, exp.EQ):
+        raise BindError(f"Unsupported join expression: {on.sql() if on is not None else '(none)'}. "
+                        "Only equality joins between a column of each source are supported.")
+    operands = [scope.rewrite(on.this), scope.rewrite(on.expression)]
+    owners = [scope.owner(o, on) for o in operands]
+    if owners[0] == owners[1]:
+        raise BindError(f"Each side of the join comparison must contain references from exactly one source: "
+                        f"{on.sql()}")
+    if owners[0] != left.alias:
+        operands.reverse()
+    sides = [_side(s, operand, scope, con, scan_of, params) for s, operand in zip((left, right), operands,
+                                                                                   strict=True)]
+    key_types = [next(c.type for c in s.pre.columns if c.name == JOIN_KEY) for s in sides]
+    if key_types[0] != key_types[1]:
+        raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{key_types[0]}}} = "
+                        f"{on.expression.sql()}{{{key_types[1]}}}.")
+    if left.source.is_table and right.source.is_table:
+        _check_primary_keys(sides, operands, on)
+    elif right.source.is_table and not _is_key(sides[1], operands[1]):
+        raise BindError(f"Cannot repartition a TABLE source. If this is a join, make sure that the criteria uses "
+                        f"the TABLE's key column {' '.join(sides[1].key_columns)} instead of "
+                        f"{operands[1].sql()}")
+    if kind == "FULL" or not any(isinstance(o, exp.Column) for o in operands):
+        scope.synthetic = _synthetic_name([left.source, right.source])
+    candidates = [] if scope.synthetic else [o.name for o in operands if isinstance(o, exp.Column)]
+    joined = scope.joined_scope(key_types[0])
+    compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
+    where = _where(select, scope, compiler)
+    columns = _project(select, scope, compiler, candidates, key_types[0],
+                       None if sink is None else sink.name)
+    if kind == "RIGHT":
+        sides.reverse()
+        kind = "LEFT"
+    return JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=tuple(columns), key_type=key_types[0],
+                    where=where, within=within, sink=sink, emits_table=left.source.is_table and right.source.is_table,
+                    limit=query.limit)
+
+
+# -- sources and join kind ----------------------------------------------------------------------
+
+
+def _source(catalog: Catalog, node: exp.Expression) -> _Source:
+    table = node.this
+    if not isinstance(table, exp.Table):
+        raise UnsupportedError(f"JOIN {table.sql()}: only a stream or table name can be joined")
+    source = catalog.get(table.name)
+    alias = table.alias or source.name
+    return _Source(alias.upper() if not _quoted_alias(table) else alias, source)
+
+
+def _quoted_alias(table: exp.Table) -> bool:
+    alias = table.args.get("alias")
+    return bool(alias is not None and isinstance(alias.this, exp.Identifier) and alias.this.quoted)
+
+
+def _kind(join: exp.Join) -> str:
+    side = (join.side or "").upper()
+    if side in ("LEFT", "RIGHT"):
+        return side
+    if side == "FULL" or (join.kind or "").upper() == "OUTER":
+        return "FULL"
+    return "INNER"
+
+
+def _check_order(left: _Source, right: _Source, kind: str, within: Within | None) -> None:
+    lt, rt = left.source.is_table, right.source.is_table
+    if lt and not rt:
+        raise BindError(f"Invalid join order: table-stream joins are not supported; only stream-table joins. "
+                        f"Got {left.source.name} {kind} JOIN {right.source.name}.")
+    if not lt and rt and kind in ("FULL", "RIGHT"):
+        word = "Full outer" if kind == "FULL" else "Right"
+        raise BindError(f"{word} joins between streams and tables are not supported.")
+    if not lt and not rt and within is None:
+        raise BindError("Stream-Stream joins must have a WITHIN clause specified. None was provided. To learn "
+                        "about how to specify a WITHIN clause with a stream-stream join, please visit: "
+                        "https://docs.confluent.io/current/ksql/docs/syntax-reference.html"
+                        "#create-stream-as-select")
+    if (lt or rt) and within is not None:
+        raise BindError("A window definition was provided for a Stream-Table join. These joins are not "
+                        "windowed. Please drop the window definition (ie, the WITHIN clause) and try to "
+                        "re-execute your join.")
+
+
+def _is_key(side: JoinSide, operand: exp.Expression) -> bool:
+    return isinstance(operand, exp.Column) and operand.name in side.key_columns
+
+
+def _check_primary_keys(sides: list[JoinSide], operands: list[exp.Expression], on: exp.EQ) -> None:
+    for side, operand in zip(sides, operands, strict=True):
+        if not _is_key(side, operand):
+            if side is sides[0]:
+                raise UnsupportedError(f"foreign-key table-table joins are not supported yet: {on.sql()}")
+            raise BindError(f"Invalid join condition: table-table joins require to join on the primary key of "
+                            f"the right input table. Got {on.this.sql()} = {on.expression.sql()}.")
+
+
+def _side(src: _Source, operand: exp.Expression, scope: _JoinScope, con: duckdb.DuckDBPyConnection,
+          scan_of: object, params: Mapping[str, object] | None) -> JoinSide:
+    """The decoding plan of one side: its renamed columns and its join key ``__jk``."""
+    own = scope.own_scope(src)
+    compiler = ExpressionCompiler(own, TypeProbe(con, own), params=params)
+    compiled = compiler.compile(operand)
+    key_type = compiler.type_of(compiled)
+    if src.source.schema.key and not key_type:
+        raise BindError(f"join key {operand.sql()} has no type")
+    columns = [OutputColumn(scope.renamed(src, c.name), c.type, quote(c.name)) for c in src.source.schema.columns]
+    columns.append(OutputColumn(scope.renamed(src, "ROWTIME"), BIGINT, '"ROWTIME"'))
+    columns.append(OutputColumn(JOIN_KEY, key_type, compiled.sql("duckdb")))
+    pre = StatelessPlan(scan=scan_of(src.source), columns=tuple(columns),  # type: ignore[operator]
+                        emits_table=src.source.is_table)
+    keys = tuple(scope.renamed(src, c.name) for c in src.source.schema.key)
+    return JoinSide(src.alias, pre, src.source.is_table, keys)
+
+
+# -- names --------------------------------------------------------------------------------------
+
+
+class _JoinScope:
+    """Resolves the names of a join: ``alias.column`` or an unambiguous ``column`` of one source,
+    rewritten to the renamed column ``ALIAS_COLUMN``."""
+
+    def __init__(self, sources: list[_Source]) -> None:
+        self.sources = sources
+        self._by_alias = {s.alias.upper(): s for s in sources}
+        self._renamed: dict[str, _Source] = {}
+        self.original: dict[str, str] = {}  # renamed column -> the source's column name
+        self.synthetic: str | None = None  # the synthetic join key's name, if the join has one
+
+    def is_unique(self, column: str) -> bool:
+        """Whether only one source has a column named ``column``."""
+        return sum(1 for s in self.sources if s.source.schema.find(column) is not None) == 1
+
+    @staticmethod
+    def renamed(src: _Source, column: str) -> str:
+        return f"{src.alias}_{column}"
+
+    def _columns(self, src: _Source) -> Scope:
+        from nbstream.plan.planner import source_scope
+
+        return source_scope(src.source)
+
+    def own_scope(self, src: _Source) -> Scope:
+        """The side's columns by their renamed names, read from its decoded relation."""
+        return Scope([ScopeColumn(self.renamed(src, c.name), quote(c.name), c.type)
+                      for c in self._columns(src).columns], source=src.source.name)
+
+    def joined_scope(self, key_type: SqlType) -> Scope:
+        cols = [ScopeColumn(self.renamed(s, c.name), quote(self.renamed(s, c.name)), c.type)
+                for s in self.sources for c in self._columns(s).columns if c.name in _kept(s)]
+        if self.synthetic:
+            cols.append(ScopeColumn(self.synthetic, quote(JOIN_KEY), key_type))
+        return Scope(cols)
+
+    def resolve(self, column: exp.Column) -> tuple[_Source, str]:
+        """The source and the column name a reference ``column`` reads."""
+        qualifier = column.table
+        if qualifier:
+            src = self._by_alias.get(qualifier.upper())
+            if src is None:
+                raise UnknownNameError(f"Line: 1, Col: 1: '{qualifier}' is not a valid stream/table name or alias.")
+            return src, self._columns(src).resolve(column.name).name
+        found = []
+        for src in self.sources:
+            try:
+                found.append((src, self._columns(src).resolve(column.name).name))
+            except UnknownNameError:
+                continue
+        if not found:
+            raise UnknownNameError(f"Column '{column.name}' cannot be resolved.")
+        if len(found) > 1:
+            names = " and ".join(f"{s.alias}.{n}" for s, n in found)
+            raise BindError(f"Column '{column.name}' is ambiguous. Could be any of: {names}.")
+        return found[0]
+
+    def rewrite(self, node: exp.Expression) -> exp.Expression:
+        """``node`` reading renamed columns (the synthetic key, if there is one, keeps its name)."""
+        def replace(n: exp.Expression) -> exp.Expression:
+            if isinstance(n, exp.Column) and not isinstance(n.this, exp.Star):
+                if self.synthetic and not n.table and n.name.upper() == self.synthetic:
+                    return exp.column(self.synthetic, quoted=True)
+                src, name = self.resolve(n)
+                renamed = self.renamed(src, name)
+                self._renamed[renamed] = src
+                self.original[renamed] = name
+                return exp.column(renamed, quoted=True)
+            return n
+
+        return node.copy().transform(replace)
+
+    def owner(self, node: exp.Expression, on: exp.Expression) -> str:
+        """The alias of the one source ``node`` (a rewritten join operand) reads."""
+        owners = {self._renamed[c.name].alias for c in node.find_all(exp.Column) if c.name in self._renamed}
+        if len(owners) != 1:
+            raise BindError(f"Invalid comparison expression '{node.sql()}' in join '{on.sql()}'. Each side of the "
+                            "join comparision must contain references from exactly one source.")
+        return owners.pop()
+
+    def star(self, qualifier: str | None) -> list[tuple[_Source, str]]:
+        """The columns ``*`` (or ``alias.*``) selects, in order."""
+        if qualifier is None:
+            return [(s, c.name) for s in self.sources for c in s.source.schema.columns]
+        src = self._by_alias.get(qualifier.upper())
+        if src is None:
+            raise UnknownNameError(f"'{qualifier}' is not a valid stream/table name or alias.")
+        return [(src, c.name) for c in src.source.schema.columns]
+
+
+def _kept(src: _Source) -> set[str]:
+    return {c.name for c in src.source.schema.columns} | {"ROWTIME"}
+
+
+# -- WHERE and projection -----------------------------------------------------------------------
+
+
+def _where(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler) -> str | None:
+    where = select.args.get("where")
+    if where is None:
+        return None
+    compiled = compiler.compile(scope.rewrite(where.this))
+    if compiler.type_of(compiled).name not in ("BOOLEAN", "NULL"):
+        raise BindError(f"WHERE must be a BOOLEAN expression: {where.this.sql()}")
+    return compiled.sql("duckdb")
+
+
+def _project(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler, candidates: list[str],
+             key_type: SqlType, sink_name: str | None) -> list[OutputColumn]:
+    """The result's columns: the key column (the join key, named as projected), then the values.
+
+    The key is the first projection of the left join column, else of the right one (or of the
+    synthetic key); projecting it again is an error, projecting the other join column is a value."""
+    synthetic = scope.synthetic
+    items: list[tuple[str, exp.Expression]] = []
+    aliases = AliasGenerator(c.name for s in scope.sources for c in s.source.schema.columns)
+    for item in select.expressions:
+        star = _star_qualifier(item)
+        if star is not None:
+            if synthetic and star == "":
+                items.append((synthetic, exp.column(synthetic, quoted=True)))
+            for src, name in scope.star(star or None):
+                renamed = scope.renamed(src, name)
+                items.append((renamed, exp.column(renamed, quoted=True)))
+            continue
+        node = item.this if isinstance(item, exp.Alias) else item
+        rewritten = scope.rewrite(node)
+        items.append((_item_name(item, node, rewritten, aliases, scope), rewritten))
+    projected = {n.name for _, n in items if isinstance(n, exp.Column)}
+    chosen = synthetic or next((c for c in candidates if c in projected), None)
+    key: OutputColumn | None = None
+    values: list[OutputColumn] = []
+    for name, node in items:
+        if isinstance(node, exp.Column) and node.name == chosen:
+            if key is not None:
+                raise BindError(f"The projection contains a key column (`{chosen}`) more than once, aliased as: "
+                                f"{' and '.join(sorted([key.name, name]))}.")
+            key = OutputColumn(name, key_type, quote(JOIN_KEY), "KEY")
+            continue
+        compiled = compiler.compile(node)
+        values.append(OutputColumn(name, compiler.type_of(compiled), compiled.sql("duckdb")))
+    if key is None:
+        expected = synthetic if synthetic else " or ".join(c.replace("_", ".", 1) for c in candidates)
+        target = f"`{sink_name}`" if sink_name else "the result"
+        raise BindError(f"Key missing from projection (ie, SELECT). The query used to build {target} must "
+                        f"include the join expression{'s' if len(candidates) > 1 else ''} {expected} in its "
+                        f"projection (eg, SELECT {expected.split(' or ')[0]}...).")
+    names = [key.name] + [v.name for v in values]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise BindError(f"The projection contains a column more than once: {', '.join(dupes)}")
+    if not values:
+        raise BindError("The projection contains no value columns.")
+    return [key, *values]
+
+
+def _synthetic_name(sources: list[Source]) -> str:
+    """ROWKEY, or ROWKEY_<n> past the largest ``n`` of the sources' ROWKEY[_n] columns."""
+    taken = [0 if c.name == SYNTHETIC_KEY else int(c.name[len(SYNTHETIC_KEY) + 1:])
+             for s in sources for c in s.schema.columns
+             if c.name == SYNTHETIC_KEY or re.fullmatch(f"{SYNTHETIC_KEY}_[0-9]+", c.name)]
+    return f"{SYNTHETIC_KEY}_{max(taken) + 1}" if taken else SYNTHETIC_KEY
+
+
+def _star_qualifier(item: exp.Expression) -> str | None:
+    """'' for ``*``, the alias for ``alias.*``, None if ``item`` is no star."""
+    if isinstance(item, exp.Star):
+        return ""
+    if isinstance(item, exp.Column) and isinstance(item.this, exp.Star):
+        return item.table or ""
+    return None
+
+
+def _item_name(item: exp.Expression, node: exp.Expression, rewritten: exp.Expression,
+               aliases: AliasGenerator, scope: _JoinScope) -> str:
+    """A column reference keeps its column's name if no other source has that name."""
+    if isinstance(item, exp.Alias):
+        return item.alias
+    if isinstance(node, exp.Column):
+        original = scope.original.get(rewritten.name)
+        return original if original is not None and scope.is_unique(original) else rewritten.name
+    if isinstance(node, Dereference):
+        return aliases.field(str(node.args["field"]))
+    return aliases.next_generated()

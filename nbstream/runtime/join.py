@@ -1,0 +1,259 @@
+"""A running join: micro-batches of two topics, joined in their arrival order, state in DuckDB.
+
+Each batch, inside the one transaction of :class:`~nbstream.runtime.query.QueryRunner`:
+
+1. ``__side0``/``__side1``: each side's records decoded into its renamed columns and join key
+   ``__jk`` (the side's ``pre`` plan), with the record's place in the log's arrival order;
+2. ``__ev``: the good records of both sides, numbered by arrival (``__arr``): ksqlDB processes
+   the records of a join's inputs one at a time in the order they were produced;
+3. ``__joined``: the joined rows, ``__pos`` their output order:
+
+   * stream-table: each stream record looks up the table row current at its arrival — the
+     latest change of its key that arrived before it in the batch (an ``ASOF`` join on
+     ``__arr``), else the table's stored state (``join$<query>$1``);
+   * table-table: each change of either side looks up the other side the same way and emits the
+     joined row, or a tombstone when the join no longer holds;
+   * stream-stream: each record joins the other side's records that arrived before it (stored
+     in ``join$<query>$<side>`` or earlier in the batch) whose times are within the window;
+     unmatched records of an outer side are emitted null-padded at once, or — with a GRACE
+     PERIOD — when their window closes, unless a match arrived first;
+4. the state tables take the batch's changes (tables: the latest row per key; streams: the
+   records still inside the window retention).
+
+Nothing loops over records in Python: every step is one DuckDB statement over the batch.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from nbstream.log.embedded import EmbeddedLog, route_sql
+from nbstream.physical.compile import CONTROL_COLUMNS, encode_rows_sql, result_sql
+from nbstream.physical.expressions import quote
+from nbstream.plan.join import JOIN_KEY, JoinPlan, JoinSide
+from nbstream.plan.logical import Sink
+from nbstream.runtime.join_window import WindowJoin
+from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges
+
+#: Input slots of a join runner: slot = side * SIDE_STRIDE + partition (see :meth:`JoinRunner._locate`).
+SIDE_STRIDE = 1 << 20
+
+
+class JoinRunner(QueryRunner):
+    """Runs a :class:`JoinPlan`; input offsets are kept per side (``<query>#<side>`` in ``__offsets``)."""
+
+    def __init__(self, query_id: str, plan: JoinPlan, con: duckdb.DuckDBPyConnection, log: EmbeddedLog) -> None:
+        self.join = plan
+        self._states = [quote(f"join${query_id}${i}") for i in range(2)]
+        self._outer = quote(f"joinouter${query_id}")
+        super().__init__(query_id, plan.left.pre, con, log)
+        self._side_sql = [result_sql(s.pre, f"__jin{i}") for i, s in enumerate(plan.sides)]
+        self._create_state()
+
+    @property
+    def sink(self) -> Sink | None:
+        return self.join.sink
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def _offset_id(self, side: int) -> str:
+        return f"{self.query_id}#{side}"
+
+    def _load_offsets(self) -> dict[int, int]:
+        offsets: dict[int, int] = {}
+        for side in range(2):
+            rows = self.con.execute("SELECT \"partition\", next_offset FROM __offsets WHERE query_id = ?",
+                                    [self._offset_id(side)]).fetchall()
+            offsets.update({side * SIDE_STRIDE + int(p): int(o) for p, o in rows})
+        return offsets
+
+    def _locate(self, slot: int) -> tuple[int, int]:
+        """The (side, partition) of an input slot."""
+        return divmod(slot, SIDE_STRIDE)
+
+    def _topic_of(self, side: int) -> str:
+        return self.join.sides[side].scan.topic
+
+    def _ends(self) -> dict[int, int]:
+        ends = {}
+        for side in range(2):
+            info = self.log.topic(self._topic_of(side))
+            if info is not None:
+                ends.update({side * SIDE_STRIDE + p: e for p, e in info.end_offsets.items()})
+        return ends
+
+    def pending(self) -> int:
+        return sum(max(0, end - self.offsets.get(s, 0)) for s, end in self._ends().items())
+
+    def _ranges(self) -> Ranges:
+        """All pending records of both inputs; past MAX_BATCH, a prefix of them in arrival order (so
+        no record is joined before one that arrived earlier)."""
+        ends = self._ends()
+        ranges = {s: (self.offsets.get(s, 0), e) for s, e in ends.items()}
+        total = sum(max(0, b - a) for a, b in ranges.values())
+        self.batch_size = min(MAX_BATCH, total)
+        if total <= MAX_BATCH:
+            return ranges
+        return self._arrival_prefix(ranges)
+
+    def _arrival_prefix(self, ranges: Ranges) -> Ranges:
+        pending = " UNION ALL ".join(
+            f"SELECT {side} * {SIDE_STRIDE} + \"partition\" AS slot, \"offset\", append_no, append_seq "
+            f"FROM {self.log.relation(self._topic_of(side), self._side_ranges(ranges, side))}"
+            for side in range(2))
+        rows = self.con.execute(f"""SELECT slot, max("offset") + 1 FROM (SELECT * FROM ({pending})
+            ORDER BY append_no, append_seq LIMIT {MAX_BATCH}) GROUP BY slot""").fetchall()
+        cut = {int(s): int(e) for s, e in rows}
+        return {s: (a, cut.get(s, a)) for s, (a, _) in ranges.items()}
+
+    @staticmethod
+    def _side_ranges(ranges: Ranges, side: int) -> Ranges:
+        return {s - side * SIDE_STRIDE: r for s, r in ranges.items() if s // SIDE_STRIDE == side}
+
+    def _prepare(self, ranges: Ranges) -> str:
+        for side in range(2):
+            relation = self.log.relation(self._topic_of(side), self._side_ranges(ranges, side))
+            self.con.execute(f"CREATE OR REPLACE TEMP VIEW __jin{side} AS {relation}")
+        return ""
+
+    def _commit_offsets(self, ranges: Ranges) -> None:
+        rows = []
+        for slot, (_, end) in ranges.items():
+            side, partition = self._locate(slot)
+            rows.append([self._offset_id(side), partition, end])
+        if rows:
+            self.con.executemany("INSERT OR REPLACE INTO __offsets VALUES (?, ?, ?)", rows)
+
+    def _error_topic_sql(self) -> str:
+        topics = [self._topic_of(side).replace("'", "''") for side in range(2)]
+        return f"CASE __side WHEN 0 THEN '{topics[0]}' ELSE '{topics[1]}' END"
+
+    # -- state -------------------------------------------------------------------------------------
+    def _create_state(self) -> None:
+        for side, state in zip(self.join.sides, self._states, strict=True):
+            self.con.execute(f"CREATE TABLE IF NOT EXISTS {state} ({_columns_ddl(side)}, __ts BIGINT, "
+                             "__arr BIGINT)")
+        if self._outer_store:
+            values = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for s in self.join.sides for c in s.value_columns)
+            self.con.execute(f"CREATE TABLE IF NOT EXISTS {self._outer} ({values}, {quote(JOIN_KEY)} "
+                             f"{self.join.key_type.duckdb()}, __side INTEGER, __ts BIGINT, __arr BIGINT)")
+        self.con.execute("CREATE TABLE IF NOT EXISTS __stream_time (query_id VARCHAR PRIMARY KEY, st BIGINT)")
+
+    @property
+    def _outer_store(self) -> bool:
+        return self._windowed and self.join.has_grace and self.join.kind != "INNER"
+
+    @property
+    def _windowed(self) -> bool:
+        return self.join.within is not None
+
+    def drop_state(self) -> None:
+        """Forget this query's state (the query was dropped)."""
+        for state in self._states:
+            self.con.execute(f"DROP TABLE IF EXISTS {state}")
+        self.con.execute(f"DROP TABLE IF EXISTS {self._outer}")
+        self.con.execute("DELETE FROM __stream_time WHERE query_id = ?", [self.query_id])
+        self.con.execute("DELETE FROM __offsets WHERE query_id IN (?, ?)", [self._offset_id(0), self._offset_id(1)])
+
+    # -- one batch ---------------------------------------------------------------------------------
+    def _evaluate(self, sql: str) -> None:
+        con = self.con
+        for side in range(2):
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE __side{side} AS
+                SELECT r.*, {side} AS __side, a.append_no AS __an, a.append_seq AS __as
+                FROM ({self._side_sql[side]}) r JOIN __jin{side} a
+                  ON r.__in_partition = a."partition" AND r.__in_offset = a."offset" """)
+        con.execute("""CREATE OR REPLACE TEMP TABLE __ev AS
+            SELECT *, row_number() OVER (ORDER BY __an, __as) AS __arr
+            FROM (SELECT * FROM __side0 UNION ALL BY NAME SELECT * FROM __side1) WHERE NOT __err""")
+        if self._windowed:
+            WindowJoin(self).evaluate()
+        elif self.join.left.is_table:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS {self._table_table_sql()}")
+        else:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS {self._stream_table_sql()}")
+        for side, info in enumerate(self.join.sides):
+            if info.is_table:
+                self._store_table_changes(side)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._result_sql()}")
+
+    def changes(self, side: int) -> str:
+        """The batch's good records of ``side``: its columns, ``__jk``, ``__deleted``, ``__ts``, ``__arr``."""
+        cols = ", ".join(quote(c.name) for c in self.join.sides[side].value_columns)
+        return (f"SELECT {cols}, {quote(JOIN_KEY)}, __deleted, __ts, __arr FROM __ev "
+                f"WHERE __side = {side} AND {quote(JOIN_KEY)} IS NOT NULL")
+
+    def lookup_sql(self, probe: str, other: int) -> str:
+        """``probe`` (rows with ``__jk`` and ``__arr``) with the ``other`` side's row current at each
+        row's arrival: its columns, ``__op`` (present) and ``__ots`` (its time)."""
+        cols = [quote(c.name) for c in self.join.sides[other].value_columns]
+        pick = ", ".join(f"CASE WHEN c.__arr IS NULL THEN s.{c} ELSE c.{c} END AS {c}" for c in cols)
+        jk = quote(JOIN_KEY)
+        return f"""SELECT p.* EXCLUDE ({", ".join(cols)}), {pick},
+                   CASE WHEN c.__arr IS NULL THEN s.{jk} IS NOT NULL ELSE NOT c.__deleted END AS __op,
+                   CASE WHEN c.__arr IS NULL THEN s.__ts ELSE c.__ts END AS __ots
+            FROM ({probe}) p
+            ASOF LEFT JOIN ({self.changes(other)}) c ON p.{jk} = c.{jk} AND p.__arr > c.__arr
+            LEFT JOIN {self._states[other]} s ON p.{jk} = s.{jk}"""
+
+    def _stream_table_sql(self) -> str:
+        """Each stream record joined with the table row current at its arrival."""
+        stream = "SELECT * FROM __ev WHERE __side = 0 AND NOT __deleted"
+        keep = "__op" if self.join.kind == "INNER" else "TRUE"
+        return f"""SELECT *, FALSE AS __out_deleted, __ts AS __out_ts, __arr AS __pos
+            FROM ({self.lookup_sql(stream, 1)}) WHERE {keep}"""
+
+    def _table_table_sql(self) -> str:
+        """Each change of either table joined with the other's row current at its arrival."""
+        kind = self.join.kind
+        parts = []
+        for side in range(2):
+            probe = f"SELECT * FROM __ev WHERE __side = {side}"
+            this, other = "NOT __deleted", "__op"
+            lp, rp = (this, other) if side == 0 else (other, this)
+            valid = {"INNER": f"{lp} AND {rp}", "LEFT": lp, "FULL": f"{lp} OR {rp}"}[kind]
+            emit = {"INNER": "__op", "LEFT": "TRUE" if side == 0 else "__op", "FULL": "TRUE"}[kind]
+            parts.append(f"""SELECT *, NOT ({valid}) AS __out_deleted,
+                                    CASE WHEN __op THEN greatest(__ts, __ots) ELSE __ts END AS __out_ts,
+                                    __arr AS __pos
+                             FROM ({self.lookup_sql(probe, 1 - side)}) WHERE {emit}""")
+        return " UNION ALL BY NAME ".join(parts)
+
+    def _store_table_changes(self, side: int) -> None:
+        """A table side's state takes the latest change of each key in the batch."""
+        state, jk = self._states[side], quote(JOIN_KEY)
+        cols = ", ".join(quote(c.name) for c in self.join.sides[side].value_columns)
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __latest AS SELECT * FROM ({self.changes(side)})
+            QUALIFY row_number() OVER (PARTITION BY {jk} ORDER BY __arr DESC) = 1""")
+        self.con.execute(f"DELETE FROM {state} USING __latest l WHERE {state}.{jk} = l.{jk}")
+        self.con.execute(f"INSERT INTO {state} SELECT {cols}, {jk}, __ts, __arr FROM __latest WHERE NOT __deleted")
+
+    # -- output --------------------------------------------------------------------------------------
+    def _projected_sql(self) -> str:
+        plan = self.join
+        outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
+        where = f"coalesce({plan.where}, FALSE)" if plan.where else "TRUE"
+        if plan.emits_table:
+            deleted, keep = f"(__out_deleted OR NOT {where})", "TRUE"
+        else:
+            deleted, keep = "FALSE", where
+        return f"""(SELECT {outputs}, __out_ts AS __ts, {deleted} AS __deleted, __pos, FALSE AS __err,
+                    NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, NULL AS __headers,
+                    NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset
+             FROM __joined WHERE {keep})"""
+
+    def _result_sql(self) -> str:
+        plan = self.join
+        errors = ("SELECT TRUE AS __err, __errmsg, __bad_ts, FALSE AS __deleted, __in_partition, __in_offset, "
+                  "__side FROM __side0 WHERE __err UNION ALL SELECT TRUE, __errmsg, __bad_ts, FALSE, "
+                  "__in_partition, __in_offset, __side FROM __side1 WHERE __err")
+        rows = self._projected_sql()
+        if plan.sink is None:
+            return f"SELECT * FROM {rows} UNION ALL BY NAME {errors}"
+        encoded = encode_rows_sql(plan.sink, plan.columns, rows, control=CONTROL_COLUMNS, order="__pos")
+        partitions = self.log.require(plan.sink.topic).partitions
+        return (f"SELECT {route_sql(partitions)} AS p, * FROM ({encoded}) "
+                f"UNION ALL BY NAME SELECT *, NULL::INTEGER AS p FROM ({errors})")
+
+
+def _columns_ddl(side: JoinSide) -> str:
+    return ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in side.pre.columns)

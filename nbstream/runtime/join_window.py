@@ -1,0 +1,146 @@
+"""The stream-stream (windowed) join of one batch, for :class:`~nbstream.runtime.join.JoinRunner`.
+
+A record of the left side at time ``t`` joins the right records with times in
+``[t - before, t + after]`` that arrived before it (a right record symmetrically). Stream time is
+the query's largest record time, shared by both sides. Unmatched records of an outer side are
+emitted null-padded at once — or, with a GRACE PERIOD, once their window has closed (stream time
+past ``t + after + grace`` for a left record, ``t + before + grace`` for a right one) unless a
+match arrived first; until then they wait in the outer store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nbstream.physical.expressions import quote
+from nbstream.plan.join import JOIN_KEY
+
+if TYPE_CHECKING:
+    from nbstream.runtime.join import JoinRunner
+
+_NO_TIME = -(2**62)
+
+
+class WindowJoin:
+    """Fills ``__joined`` for one batch and updates the window state of a stream-stream join."""
+
+    def __init__(self, runner: JoinRunner) -> None:
+        self.runner = runner
+        self.plan = runner.join
+        within = self.plan.within
+        assert within is not None
+        self.before, self.after, self.grace = within.before_ms, within.after_ms, self.plan.grace_ms
+        self.retention = self.before + self.after + self.grace
+        self.cols = [[quote(c.name) for c in s.value_columns] for s in self.plan.sides]
+
+    def _stream_time(self) -> int:
+        rows = self.runner.con.execute("SELECT st FROM __stream_time WHERE query_id = ?",
+                                       [self.runner.query_id]).fetchall()
+        return int(rows[0][0]) if rows else _NO_TIME
+
+    def _span(self, side: str) -> str:
+        """How long after its time a record of ``side`` (SQL: 0 left, 1 right) can still be matched."""
+        return f"CASE WHEN {side} = 0 THEN {self.after} ELSE {self.before} END"
+
+    def evaluate(self) -> None:
+        con, jk = self.runner.con, quote(JOIN_KEY)
+        st0 = self._stream_time()
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __sev AS
+            WITH t AS (SELECT *, greatest({st0}, max(__ts) OVER (ORDER BY __arr ROWS BETWEEN UNBOUNDED PRECEDING
+                                                                  AND 1 PRECEDING)) AS __stb
+                       FROM __ev WHERE NOT __deleted AND {jk} IS NOT NULL)
+            SELECT *, greatest(__stb, __ts) AS __sta,
+                   __ts + {self._span('__side')} + {self.grace} < __stb AS __late FROM t""")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __sm AS {self._matches_sql()}")
+        parts = [self._joined_sql()]
+        if self.plan.kind != "INNER":
+            if self.plan.has_grace:
+                self._outer_candidates()
+                parts.append(self._closed_sql())
+            else:
+                parts.append(self._padded_sql("(SELECT * FROM __sev WHERE NOT __late AND NOT __matched "
+                                              f"AND __side IN {self._outer_sides()})", "__arr", "1", "0", "0"))
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __joined AS
+            SELECT * EXCLUDE (__k1, __k2, __k3, __k4),
+                   row_number() OVER (ORDER BY __k1, __k2, __k3, __k4) AS __pos
+            FROM ({" UNION ALL BY NAME ".join(parts)})""")
+        st = con.execute(f"SELECT greatest({st0}, max(__ts)) FROM __sev").fetchall()[0][0]
+        self._store(int(st))
+
+    def _outer_sides(self) -> str:
+        return "(0, 1)" if self.plan.kind == "FULL" else "(0)"
+
+    def _window_match(self, e: str, o: str) -> str:
+        """Whether record ``o`` of the other side is within the window of record ``e``."""
+        return (f"(({e}.__side = 0 AND {o}.__ts BETWEEN {e}.__ts - {self.before} AND {e}.__ts + {self.after}) OR "
+                f"({e}.__side = 1 AND {o}.__ts BETWEEN {e}.__ts - {self.after} AND {e}.__ts + {self.before}))")
+
+    def _others_sql(self) -> str:
+        """Every record a batch record may join: the stored ones (``__arr`` 0) and the batch's."""
+        parts = [f"SELECT *, {side} AS __side FROM {state}" for side, state in enumerate(self.runner._states)]
+        parts.append("SELECT * EXCLUDE (__stb, __sta, __late) FROM __sev WHERE NOT __late")
+        return " UNION ALL BY NAME ".join(parts)
+
+    def _matches_sql(self) -> str:
+        jk = quote(JOIN_KEY)
+        picks = [f"CASE WHEN e.__side = {side} THEN e.{c} ELSE o.{c} END AS {c}"
+                 for side in range(2) for c in self.cols[side]]
+        return f"""SELECT e.__arr AS __earr, e.__side AS __eside, e.{jk} AS {jk}, {", ".join(picks)},
+                   greatest(e.__ts, o.__ts) AS __out_ts, o.__ts AS __ots, o.__arr AS __oarr, o.__side AS __oside,
+                   e.__ts AS __ets
+            FROM __sev e JOIN ({self._others_sql()}) o
+              ON e.{jk} = o.{jk} AND e.__side <> o.__side AND o.__arr < e.__arr AND {self._window_match('e', 'o')}
+            WHERE NOT e.__late"""
+
+    def _joined_sql(self) -> str:
+        self.runner.con.execute("""CREATE OR REPLACE TEMP TABLE __sev AS
+            SELECT *, __arr IN (SELECT __earr FROM __sm) AS __matched FROM __sev""")
+        return ("SELECT * EXCLUDE (__earr, __eside, __ots, __oarr, __oside, __ets), FALSE AS __out_deleted, "
+                "__earr AS __k1, 1 AS __k2, __ots AS __k3, __oarr AS __k4 FROM __sm")
+
+    def _padded_sql(self, rows: str, k1: str, k2: str, k3: str, k4: str) -> str:
+        """``rows`` (records of one side) as joined rows without the other side."""
+        picks = [f"CASE WHEN __side = {side} THEN {c} END AS {c}" for side in range(2) for c in self.cols[side]]
+        return (f"SELECT {quote(JOIN_KEY)}, {', '.join(picks)}, __ts AS __out_ts, FALSE AS __out_deleted, "
+                f"{k1} AS __k1, {k2} AS __k2, {k3} AS __k3, {k4} AS __k4 FROM {rows}")
+
+    def _outer_candidates(self) -> None:
+        """``__oc``: records waiting for a match (stored, or unmatched in the batch) with the arrival of
+        their first later match (``__m``) and of the record that closes their window (``__c``)."""
+        jk = quote(JOIN_KEY)
+        cols = ", ".join(c for side in self.cols for c in side)
+        self.runner.con.execute(f"""CREATE OR REPLACE TEMP TABLE __oc AS
+            WITH u AS (SELECT {cols}, {jk}, __side, __ts, 0 AS __arr FROM {self.runner._outer}
+                       UNION ALL SELECT {cols}, {jk}, __side, __ts, __arr FROM __sev
+                       WHERE NOT __late AND NOT __matched AND __side IN {self._outer_sides()}),
+                 m AS (SELECT u.__side, u.__arr, u.__ts, u.{jk}, min(e.__arr) AS __m FROM u JOIN __sev e
+                       ON e.{jk} = u.{jk} AND e.__side <> u.__side AND e.__arr > u.__arr AND NOT e.__late
+                          AND {self._window_match('e', 'u')}
+                       GROUP BY ALL),
+                 c AS (SELECT u.__side, u.__arr, u.__ts, u.{jk}, min(e.__arr) AS __c FROM u JOIN __sev e
+                       ON e.__arr > u.__arr AND e.__ts >= e.__stb
+                          AND e.__sta > u.__ts + {self._span('u.__side')} + {self.grace}
+                       GROUP BY ALL)
+            SELECT u.*, m.__m, c.__c FROM u
+            LEFT JOIN m ON m.__side = u.__side AND m.__arr = u.__arr AND m.__ts = u.__ts
+                       AND m.{jk} IS NOT DISTINCT FROM u.{jk}
+            LEFT JOIN c ON c.__side = u.__side AND c.__arr = u.__arr AND c.__ts = u.__ts
+                       AND c.{jk} IS NOT DISTINCT FROM u.{jk}""")
+
+    def _closed_sql(self) -> str:
+        return self._padded_sql("(SELECT * FROM __oc WHERE __c IS NOT NULL AND (__m IS NULL OR __c < __m))",
+                                "__c", "0", "__ts", "__arr")
+
+    def _store(self, st: int) -> None:
+        con, runner = self.runner.con, self.runner
+        for side, state in enumerate(runner._states):
+            cols = ", ".join(self.cols[side])
+            con.execute(f"INSERT INTO {state} SELECT {cols}, {quote(JOIN_KEY)}, __ts, 0 FROM __sev "
+                        f"WHERE __side = {side} AND NOT __late")
+            con.execute(f"DELETE FROM {state} WHERE __ts < {st} - {self.retention}")
+        if self.plan.kind != "INNER" and self.plan.has_grace:
+            cols = ", ".join(c for s in self.cols for c in s)
+            con.execute(f"DELETE FROM {runner._outer}")
+            con.execute(f"INSERT INTO {runner._outer} BY NAME SELECT {cols}, {quote(JOIN_KEY)}, __side, __ts, "
+                        "0 AS __arr FROM __oc WHERE __m IS NULL AND __c IS NULL")
+        con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [runner.query_id, st])
