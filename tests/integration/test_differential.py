@@ -271,3 +271,50 @@ def test_table_aggregate_equals_group_by_over_final_table(seed: int) -> None:
     users = eng.query("SELECT * FROM users")
     assert sorted(users[["ID", "GRP", "AMOUNT"]].itertuples(index=False, name=None)) == reference(
         changes, f"SELECT id, grp, amount FROM ({FINAL_USERS}) WHERE NOT deleted")
+
+
+# -- session windows ---------------------------------------------------------------------------------------
+GAP = 8
+
+
+def reference_sessions(events: pd.DataFrame) -> list[tuple]:
+    """Sessions as islands: per key, records in time order, a new session after a gap above ``GAP``;
+    each with its start, end, COUNT, SUM and time (its end)."""
+    return reference(events, f"""
+        WITH ordered AS (SELECT *, ts - lag(ts) OVER by_time AS since FROM events
+                         WINDOW by_time AS (PARTITION BY k ORDER BY ts, arrival)),
+             numbered AS (SELECT *, count(*) FILTER (since IS NULL OR since > {GAP})
+                                       OVER (PARTITION BY k ORDER BY ts, arrival ROWS UNBOUNDED PRECEDING) AS session
+                          FROM ordered)
+        SELECT k, min(ts), max(ts), count(*), sum(v), max(ts) FROM numbered GROUP BY k, session""")
+
+
+def replay_sessions(records: list[Record]) -> dict[tuple, tuple]:
+    """The live sessions after the changelog: a tombstone removes a live session, a value sets one."""
+    live: dict[tuple, tuple] = {}
+    for r in records:
+        assert r.window is not None, r
+        session = (r.key, *r.window)
+        if r.value is None:
+            assert live.pop(session, None) is not None, f"tombstone for a session that is not live: {session}"
+        else:
+            live[session] = (r.value["N"], r.value["TOTAL"], r.timestamp)
+    return live
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_session_windows_equal_islands_of_the_batch(seed: int) -> None:
+    """Out-of-order records extend, bridge and merge sessions; a grace of an hour keeps them all."""
+    events = stream_events(seed)
+    eng = Engine()
+    eng.execute(STREAM + f"""CREATE TABLE counts AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events
+                             WINDOW SESSION ({GAP} MILLISECONDS, GRACE PERIOD 1 HOUR) GROUP BY k EMIT CHANGES;""")
+    feed_stream(eng, events, seed)
+
+    records = eng.consume("COUNTS")
+    expected = reference_sessions(events)
+    live = replay_sessions(records)
+    assert sorted((*session, *value) for session, value in live.items()) == expected
+    assert sum(r.value is not None for r in records) == len(events), "one value per record"
+    assert sum(r.value is None for r in records) > 0, "some sessions should have merged"
+    assert pulled_windows(eng) == expected, "the materialized table"
