@@ -1439,6 +1439,7 @@ _AGGREGATES = {
     "COUNT": "Number of rows (or of non-null values).",
     "COUNT_DISTINCT": "Number of distinct non-null values.",
     "SUM": "Sum of the values.",
+    "SUM_LIST": "Sum of the elements of every array value.",
     "AVG": "Average of the values.",
     "MIN": "Smallest value.",
     "MAX": "Largest value.",

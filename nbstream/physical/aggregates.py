@@ -114,25 +114,32 @@ def _collect_slots(distinct: bool) -> Callable[[SqlType, Sequence[object]], tupl
     def slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
         both = "list_concat(coalesce({s}, []), coalesce({b}, []))"
         merged = f"nbs_distinct_in_order({both})" if distinct else both
-        return (Slot("list({0} ORDER BY __ord) FILTER (WHERE {0} IS NOT NULL)",
-                     f"list_slice({merged}, 1, {COLLECT_LIMIT})", "{t}[]"),)
+        return (Slot("list({0} ORDER BY __ord)", f"list_slice({merged}, 1, {COLLECT_LIMIT})", "{t}[]"),)
     return slots
 
 
 def _topk_slots(distinct: bool) -> Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]:
     def slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
         if not params or not isinstance(params[0], int) or params[0] < 1:
-            raise BindError("TOPK needs a positive integer literal as its second argument")
+            raise BindError("TOPK needs a positive integer literal as its last argument")
         both = "list_concat(coalesce({s}, []), coalesce({b}, []))"
         values = f"list_distinct({both})" if distinct else both
+        if t.name == "STRUCT":  # TOPK(sort_col, col…, k): by sort_col, ties in arrival order
+            ranked = (f"[x.v FOR x IN list_reverse_sort(list_transform({values}, "
+                      "lambda v, i: {'k': v.sort_col, 'n': -i, 'v': v}))]")
+            return (Slot("list({0} ORDER BY __ord) FILTER (WHERE {0}.sort_col IS NOT NULL)",
+                         f"list_slice({ranked}, 1, {params[0]})", "{t}[]"),)
         return (Slot("list({0}) FILTER (WHERE {0} IS NOT NULL)",
                      f"list_slice(list_reverse_sort({values}), 1, {params[0]})", "{t}[]"),)
     return slots
 
 
+def _sum_list_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+    return (Slot("sum(list_sum({0}))", ADD, "{e}", "sum(__sign * list_sum({0}))"),)
+
+
 def _histogram_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
-    return (Slot("map_from_entries(list({'key': {0}, 'value': 1::BIGINT}) FILTER (WHERE {0} IS NOT NULL))",
-                 "nbs_map_add({s}, {b})", "MAP(VARCHAR, BIGINT)"),)
+    return (Slot("histogram({0})", "nbs_map_add({s}, {b})", "MAP(VARCHAR, BIGINT)"),)
 
 
 def _count_distinct_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
@@ -156,6 +163,8 @@ _FUNCTIONS: dict[str, _Function] = {
     "COLLECT_SET": _Function(_collect_slots(True), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
     "TOPK": _Function(_topk_slots(False), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
     "TOPKDISTINCT": _Function(_topk_slots(True), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
+    "SUM_LIST": _Function(_sum_list_slots, "coalesce({s0}, 0)", lambda t: t.element or t,
+                          accepts=lambda t: t.name == "ARRAY" and t.element is not None and _numeric(t.element)),
     "HISTOGRAM": _Function(_histogram_slots, "coalesce({s0}, MAP {})", lambda t: parse_type("MAP<STRING, BIGINT>"),
                            accepts=lambda t: t.name == "STRING"),
     "COUNT_DISTINCT": _Function(_count_distinct_slots, "len(coalesce({s0}, []))::BIGINT", lambda t: BIGINT),
@@ -178,7 +187,8 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object]) -> Ag
     elif not function.accepts(arg_type):
         raise SqlTypeError(f"Function '{name}' does not accept parameters ({arg_type}).")
     t = arg_type.duckdb()
-    slots = tuple(Slot(s.batch.replace("{t}", t), s.merge, s.type.replace("{t}", t),
+    element = arg_type.element.duckdb() if arg_type.name == "ARRAY" and arg_type.element else t
+    slots = tuple(Slot(s.batch.replace("{t}", t), s.merge, s.type.replace("{t}", t).replace("{e}", element),
                        None if s.signed is None else s.signed.replace("{t}", t))
                   for s in function.slots(arg_type, params))
     result = function.result
@@ -186,7 +196,7 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object]) -> Ag
     if name.upper() in _UNWRAP and not (params and not isinstance(params[0], bool)):
         result = "({s0}).v"
     elif name.upper() in _UNWRAP:
-        result_type = SqlType.array(arg_type)
+        result, result_type = "coalesce({s0}, [])", SqlType.array(arg_type)
     return Aggregate(name.upper(), slots, result, result_type)
 
 

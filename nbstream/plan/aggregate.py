@@ -24,7 +24,7 @@ from sqlglot import exp
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import Source
 from nbstream.catalog.schema import LogicalSchema
-from nbstream.catalog.types import BIGINT
+from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.aggregates import Aggregate, resolve
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
@@ -103,6 +103,8 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
     call_nodes = _distinct_calls([*items, *([having_node] if having_node is not None else [])])
     calls, args = _plan_calls(call_nodes, compiler)
     table_keys = _table_key_columns(source) if source.is_table else []
+    if source.is_table:
+        _check_undoable(calls)
     pre = StatelessPlan(scan=scan, columns=tuple(groups + args + table_keys), where=where, emits_table=source.is_table)
     post_scope = _post_scope(groups, calls, query.window is not None)
     rewrite = _Rewriter(group_nodes, call_nodes, scope)
@@ -186,11 +188,34 @@ def _plan_calls(calls: list[exp.Anonymous], compiler: ExpressionCompiler
         if not operands or isinstance(operands[0], exp.Star):
             planned.append(AggregateCall(None, resolve(name, None, [])))
             continue
+        columns = _topk_columns(operands) if name in ("TOPK", "TOPKDISTINCT") else 1
         arg = _compiled(compiler, operands[0], f"__a{j}")
-        params = [_literal(p, name) for p in operands[1:]]
+        if columns > 1:
+            arg = _sort_struct(arg, [_compiled(compiler, o, arg.name) for o in operands[1:columns]])
+        params = [_literal(p, name) for p in operands[columns:]]
         planned.append(AggregateCall(arg.name, resolve(name, arg.type, params)))
         args.append(arg)
     return planned, args
+
+
+def _topk_columns(operands: list[exp.Expression]) -> int:
+    """TOPK(sort_col, [col…,] k): how many column arguments precede the literal ``k``."""
+    return next((i for i, o in enumerate(operands) if i and isinstance(o, exp.Literal)), len(operands))
+
+
+def _sort_struct(sort: OutputColumn, others: list[OutputColumn]) -> OutputColumn:
+    """TOPK over several columns ranks ``STRUCT<sort_col, col0, …>`` values by ``sort_col``."""
+    fields = [("sort_col", sort), *((f"col{i}", c) for i, c in enumerate(others))]
+    sql = "{" + ", ".join(f"'{n}': ({c.sql})" for n, c in fields) + "}"
+    return OutputColumn(sort.name, SqlType.struct([(n, c.type) for n, c in fields]), sql)
+
+
+def _check_undoable(calls: list[AggregateCall]) -> None:
+    """A TABLE's updates retract old rows: every function must be able to undo a value (ksqlDB's TableUdaf)."""
+    for call in calls:
+        if any(slot.signed is None for slot in call.aggregate.slots):
+            raise BindError(f"The aggregation function {call.aggregate.name} cannot be applied to a table source, "
+                            "only to a stream source.")
 
 
 def _literal(node: exp.Expression, function: str) -> object:

@@ -1,0 +1,106 @@
+"""GROUP BY queries follow ksqlDB's changelog: one output per input that changes a result, windows
+assigned by record time, late records dropped, sessions merged with tombstones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nbstream import Engine
+
+CLICKS = ("CREATE STREAM clicks (user VARCHAR KEY, page VARCHAR, n INT) "
+          "WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON');")
+
+
+def _run(sql: str, records: list[tuple[str | None, dict[str, Any] | None, int]], topic: str = "clicks",
+         eng: Engine | None = None) -> Engine:
+    eng = eng or Engine()
+    eng.execute(sql)
+    for key, value, ts in records:
+        eng.produce(topic, value, key=key, timestamp=ts)
+    eng.run_until_idle()
+    return eng
+
+
+def _changes(eng: Engine, topic: str, column: str) -> list[tuple[Any, ...]]:
+    """(key, window, value of ``column`` or None for a tombstone) for every record of ``topic``."""
+    return [(r.key, r.window, None if r.value is None else r.value[column]) for r in eng.consume(topic)]
+
+
+def test_emit_changes_writes_the_running_count_of_each_key() -> None:
+    eng = _run(CLICKS + "CREATE TABLE counts AS SELECT user, COUNT(*) AS c FROM clicks GROUP BY user;",
+               [("a", {"page": "p"}, 1), ("b", {"page": "p"}, 2), ("a", {"page": "q"}, 3)])
+    assert _changes(eng, "COUNTS", "C") == [("a", None, 1), ("b", None, 1), ("a", None, 2)]
+
+
+def test_having_writes_a_tombstone_only_once_a_passing_value_was_written() -> None:
+    eng = _run(CLICKS + "CREATE TABLE big AS SELECT user, SUM(n) AS total FROM clicks GROUP BY user "
+               "HAVING SUM(n) > 5;",
+               [("a", {"n": 1}, 1), ("a", {"n": 10}, 2), ("a", {"n": -20}, 3), ("a", {"n": -1}, 4)])
+    # 1 never passed: nothing; 11 passes; -9 fails after a pass: tombstone; -10 fails again: nothing
+    assert _changes(eng, "BIG", "TOTAL") == [("a", None, 11), ("a", None, None)]
+
+
+def test_a_table_row_that_changes_group_is_retracted_from_the_old_group_then_added_to_the_new() -> None:
+    eng = _run("CREATE TABLE users (id INT PRIMARY KEY, region VARCHAR) WITH (KAFKA_TOPIC='users', "
+               "VALUE_FORMAT='JSON');"
+               "CREATE TABLE per_region AS SELECT region, COUNT(*) AS c FROM users GROUP BY region;",
+               [(1, {"region": "eu"}, 1), (2, {"region": "eu"}, 2), (1, {"region": "us"}, 3)], topic="users")
+    assert _changes(eng, "PER_REGION", "C") == [("eu", None, 1), ("eu", None, 2), ("eu", None, 1), ("us", None, 1)]
+
+
+def test_a_tumbling_window_holds_the_records_between_its_start_and_end() -> None:
+    eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks WINDOW TUMBLING (SIZE 10 SECONDS) "
+               "GROUP BY user;",
+               [("a", {}, 0), ("a", {}, 9_999), ("a", {}, 10_000)])
+    assert _changes(eng, "W", "C") == [("a", (0, 10_000), 1), ("a", (0, 10_000), 2), ("a", (10_000, 20_000), 1)]
+
+
+def test_a_hopping_window_counts_a_record_once_in_every_window_that_contains_it() -> None:
+    eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks "
+               "WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 5 SECONDS) GROUP BY user;",
+               [("a", {}, 7_000)])
+    assert _changes(eng, "W", "C") == [("a", (0, 10_000), 1), ("a", (5_000, 15_000), 1)]
+
+
+def test_a_record_after_window_end_plus_grace_is_dropped_and_counted_late() -> None:
+    eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks "
+               "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 5 SECONDS) GROUP BY user;",
+               [("a", {}, 1_000), ("a", {}, 30_000), ("a", {}, 2_000)])  # window [0, 10 s) closed at 15 s
+    assert _changes(eng, "W", "C") == [("a", (0, 10_000), 1), ("a", (30_000, 40_000), 1)]
+    assert eng.catalog.get_query("CTAS_W_0").runner.stats.late == 1
+
+
+def test_emit_final_writes_each_window_once_when_it_closes() -> None:
+    eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks "
+               "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY user EMIT FINAL;",
+               [("a", {}, 1_000), ("a", {}, 2_000), ("a", {}, 12_000)])
+    assert _changes(eng, "W", "C") == [("a", (0, 10_000), 2)]  # [10 s, 20 s) is still open
+
+
+def test_a_record_bridging_two_sessions_replaces_them_with_tombstones_then_the_merged_session() -> None:
+    eng = _run(CLICKS + "CREATE TABLE s AS SELECT user, COUNT(*) AS c FROM clicks WINDOW SESSION (10 SECONDS) "
+               "GROUP BY user;",
+               [("a", {}, 0), ("a", {}, 15_000), ("a", {}, 8_000)])
+    assert _changes(eng, "S", "C") == [
+        ("a", (0, 0), 1), ("a", (15_000, 15_000), 1),
+        ("a", (0, 0), None), ("a", (15_000, 15_000), None), ("a", (0, 15_000), 3),
+    ]
+
+
+def test_a_record_inside_an_open_session_extends_it_across_batches() -> None:
+    eng = _run(CLICKS + "CREATE TABLE s AS SELECT user, COUNT(*) AS c FROM clicks WINDOW SESSION (10 SECONDS) "
+               "GROUP BY user;", [("a", {}, 0)])
+    eng.produce("clicks", {}, key="a", timestamp=5_000)
+    eng.run_until_idle()
+    assert _changes(eng, "S", "C") == [("a", (0, 0), 1), ("a", (0, 0), None), ("a", (0, 5_000), 2)]
+
+
+def test_aggregate_state_survives_an_engine_restart(tmp_path: Path) -> None:
+    eng = _run(CLICKS + "CREATE TABLE counts AS SELECT user, COUNT(*) AS c FROM clicks GROUP BY user;",
+               [("a", {}, 1)], eng=Engine(path=tmp_path / "db"))
+    eng.close()
+    eng = Engine(path=tmp_path / "db")
+    eng.produce("clicks", {}, key="a", timestamp=2)
+    eng.run_until_idle()
+    assert _changes(eng, "COUNTS", "C") == [("a", None, 1), ("a", None, 2)]
