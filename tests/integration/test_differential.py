@@ -19,7 +19,7 @@ Inputs go to one partition: arrival order is then the log's order, which stream 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -97,11 +97,17 @@ def accepted_sql(window: Window) -> str:
         SELECT * FROM windowed WHERE we + {window.grace} > st"""
 
 
+def ordered(rows: Iterable[tuple]) -> list[tuple]:
+    """``rows`` sorted, NULLs (None or pandas' NA) last and as None."""
+    plain = [tuple(None if v is None or v is pd.NA else v for v in row) for row in rows]
+    return sorted(plain, key=lambda row: tuple((v is None, v) for v in row))
+
+
 def reference(events: pd.DataFrame, sql: str) -> list[tuple]:
     """Run ``sql`` over ``events`` on a fresh DuckDB connection; rows sorted."""
     con = duckdb.connect()
     con.register("events", events)
-    return sorted(con.execute(sql).fetchall())
+    return ordered(con.execute(sql).fetchall())
 
 
 def reference_changelog(events: pd.DataFrame, window: Window) -> list[tuple]:
@@ -318,3 +324,124 @@ def test_session_windows_equal_islands_of_the_batch(seed: int) -> None:
     assert sum(r.value is not None for r in records) == len(events), "one value per record"
     assert sum(r.value is None for r in records) > 0, "some sessions should have merged"
     assert pulled_windows(eng) == expected, "the materialized table"
+
+
+# -- joins ---------------------------------------------------------------------------------------------------
+JOIN_SOURCES = """
+    CREATE STREAM clicks (uid VARCHAR KEY, page VARCHAR) WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON', PARTITIONS=1);
+    CREATE STREAM views (uid VARCHAR KEY, page VARCHAR) WITH (KAFKA_TOPIC='views', VALUE_FORMAT='JSON', PARTITIONS=1);
+    CREATE TABLE users (uid VARCHAR PRIMARY KEY, name VARCHAR, age BIGINT)
+      WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=1);
+    CREATE TABLE accounts (uid VARCHAR PRIMARY KEY, balance BIGINT)
+      WITH (KAFKA_TOPIC='accounts', VALUE_FORMAT='JSON', PARTITIONS=1);
+"""
+WITHIN = 10
+
+
+def join_inputs(seed: int, topics: tuple[str, ...], n: int = 300, keys: int = 6) -> pd.DataFrame:
+    """Records of ``topics`` interleaved in arrival order. Streams get a unique ``page`` and a time
+    that wanders ±8 ms around the arrival; tables get upserts and (one in four) deletes."""
+    rng = random.Random(seed)
+    rows = []
+    for arrival in range(n):
+        topic = rng.choice(topics)
+        deleted = topic in ("users", "accounts") and rng.random() < 0.25
+        rows.append({"arrival": arrival, "topic": topic, "uid": f"u{rng.randrange(keys)}", "deleted": deleted,
+                     "page": f"p{arrival}", "name": None if deleted else f"n{rng.randrange(100)}",
+                     "age": None if deleted else rng.randrange(100),
+                     "balance": None if deleted else rng.randint(-100, 100),
+                     "ts": max(0, arrival + rng.randint(-8, 8))})
+    return pd.DataFrame(rows)
+
+
+VALUE_COLUMNS = {"clicks": ("page",), "views": ("page",), "users": ("name", "age"), "accounts": ("balance",)}
+
+
+def feed_joins(eng: Engine, inputs: pd.DataFrame, seed: int) -> None:
+    """Produce every input record in arrival order, processing at random points."""
+    rng = random.Random(seed)
+    for row in inputs.to_dict("records"):
+        value = None if row["deleted"] else {c: row[c] for c in VALUE_COLUMNS[row["topic"]]}
+        eng.produce(row["topic"], value, key=row["uid"], timestamp=row["ts"])
+        if rng.random() < 0.05:
+            eng.run_until_idle()
+    eng.run_until_idle()
+
+
+def stream_rows(records: list[Record], columns: tuple[str, ...]) -> list[tuple]:
+    """A stream's records as (key, *columns, timestamp), sorted."""
+    return ordered((r.key, *(r.value[c] for c in columns), r.timestamp) for r in records)
+
+
+def final_table(records: list[Record], columns: tuple[str, ...]) -> list[tuple]:
+    """A table's changelog replayed: the last value per key, tombstones deleting."""
+    last = {r.key: r.value for r in records}
+    return ordered((k, *(v[c] for c in columns)) for k, v in last.items() if v is not None)
+
+
+@pytest.mark.parametrize("kind", ["INNER", "LEFT"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_stream_table_join_looks_up_the_row_current_at_each_arrival(kind: str, seed: int) -> None:
+    inputs = join_inputs(seed, ("clicks", "users"))
+    eng = Engine()
+    eng.execute(JOIN_SOURCES + f"""CREATE STREAM enriched AS
+        SELECT c.uid AS uid, c.page AS page, u.name AS name, u.age AS age
+        FROM clicks c {kind} JOIN users u ON c.uid = u.uid;""")
+    feed_joins(eng, inputs, seed)
+
+    matched = "" if kind == "LEFT" else "WHERE NOT coalesce(deleted, TRUE)"
+    expected = reference(inputs, f"""
+        WITH clicks AS (SELECT * FROM events WHERE topic = 'clicks'),
+             users AS (SELECT * FROM events WHERE topic = 'users'),
+             current AS (SELECT clicks.uid, clicks.page, clicks.ts, users.name, users.age, users.deleted
+                         FROM clicks LEFT JOIN users ON users.uid = clicks.uid AND users.arrival < clicks.arrival
+                         QUALIFY row_number() OVER (PARTITION BY clicks.arrival
+                                                    ORDER BY users.arrival DESC NULLS LAST) = 1)
+        SELECT uid, page, name, age, ts FROM current {matched}""")
+    assert stream_rows(eng.consume("ENRICHED"), ("PAGE", "NAME", "AGE")) == expected
+
+
+@pytest.mark.parametrize("kind", ["INNER", "LEFT"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_table_table_join_equals_the_join_of_the_final_tables(kind: str, seed: int) -> None:
+    inputs = join_inputs(seed, ("users", "accounts"))
+    eng = Engine()
+    eng.execute(JOIN_SOURCES + f"""CREATE TABLE joined AS
+        SELECT u.uid AS uid, u.name AS name, a.balance AS balance
+        FROM users u {kind} JOIN accounts a ON u.uid = a.uid;""")
+    feed_joins(eng, inputs, seed)
+
+    expected = reference(inputs, f"""
+        WITH final AS (SELECT * FROM events
+                       QUALIFY row_number() OVER (PARTITION BY topic, uid ORDER BY arrival DESC) = 1),
+             users AS (SELECT * FROM final WHERE topic = 'users' AND NOT deleted),
+             accounts AS (SELECT * FROM final WHERE topic = 'accounts' AND NOT deleted)
+        SELECT users.uid, users.name, accounts.balance FROM users {kind} JOIN accounts USING (uid)""")
+    assert final_table(eng.consume("JOINED"), ("NAME", "BALANCE")) == expected
+    pulled = eng.query("SELECT UID, NAME, BALANCE FROM joined")
+    assert ordered(pulled.astype(object).itertuples(index=False, name=None)) == expected
+
+
+@pytest.mark.parametrize("kind", ["INNER", "LEFT"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_stream_stream_join_pairs_records_within_the_window(kind: str, seed: int) -> None:
+    """Out-of-order records (default grace: nothing is late). A LEFT join without GRACE PERIOD
+    also writes a left record null-padded when nothing on the right matched it on arrival."""
+    inputs = join_inputs(seed, ("clicks", "views"))
+    eng = Engine()
+    eng.execute(JOIN_SOURCES + f"""CREATE STREAM paired AS
+        SELECT c.uid AS uid, c.page AS page, v.page AS viewed
+        FROM clicks c {kind} JOIN views v WITHIN {WITHIN} MILLISECONDS ON c.uid = v.uid;""")
+    feed_joins(eng, inputs, seed)
+
+    unmatched = f"""UNION ALL
+        SELECT uid, page, NULL, ts FROM clicks c
+        WHERE NOT EXISTS (SELECT 1 FROM views v WHERE v.uid = c.uid AND v.arrival < c.arrival
+                          AND v.ts BETWEEN c.ts - {WITHIN} AND c.ts + {WITHIN})""" if kind == "LEFT" else ""
+    expected = reference(inputs, f"""
+        WITH clicks AS (SELECT * FROM events WHERE topic = 'clicks'),
+             views AS (SELECT * FROM events WHERE topic = 'views')
+        SELECT c.uid, c.page, v.page, greatest(c.ts, v.ts) FROM clicks c JOIN views v
+          ON v.uid = c.uid AND v.ts BETWEEN c.ts - {WITHIN} AND c.ts + {WITHIN}
+        {unmatched}""")
+    assert stream_rows(eng.consume("PAIRED"), ("PAGE", "VIEWED")) == expected
