@@ -17,6 +17,7 @@ import duckdb
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType, parse_type
 from nbstream.formats import Format, format_for, register_udfs
+from nbstream.formats.base import let_relation
 
 #: A typical value schema: BIGINT, VARCHAR, DOUBLE, DECIMAL, BOOLEAN (+ TIMESTAMP for decode).
 COLUMNS = tuple(
@@ -58,7 +59,7 @@ def bench(con: duckdb.DuckDBPyConnection, fmt: Format, n: int) -> tuple[float, f
     def decode() -> None:
         dec = fmt.decode_sql("b", COLUMNS, wrap_single_value=True)
         exprs = ", ".join([*dec.columns, dec.error or "false", dec.error_message or "NULL"])
-        con.execute(f"CREATE OR REPLACE TEMP TABLE dec AS SELECT {exprs} FROM blobs")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE dec AS SELECT {exprs} FROM {let_relation('blobs', dec)}")
 
     return n / _best(encode), n / _best(decode)
 
