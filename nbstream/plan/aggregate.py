@@ -89,6 +89,9 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
     select = query.select
     if query.partition_by:
         raise BindError("PARTITION BY is not valid with GROUP BY: the result is keyed by the GROUP BY")
+    if source.value_format == "KAFKA":
+        raise BindError(f"Source(s) {source.name} are using the 'KAFKA' value format. "
+                        "This format does not yet support GROUP BY.")
     if query.emit == "FINAL" and query.window is None:
         raise BindError("EMIT FINAL is only supported for windowed aggregations.")
     compiler = ExpressionCompiler(scope, TypeProbe(con, scope), params=params)
@@ -274,9 +277,7 @@ def _project(items: list[exp.Expression], rewrite: _Rewriter, post: ExpressionCo
     aliases = AliasGenerator(c.name for c in source.schema.columns)
     keys: dict[int, OutputColumn] = {}
     values: list[OutputColumn] = []
-    for item in items:
-        if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)):
-            raise BindError("SELECT * is not supported with GROUP BY: select the columns")
+    for item in _expand_star(items, source):
         node = item.this if isinstance(item, exp.Alias) else item
         rewritten = rewrite(node, "SELECT")
         name = _item_name(item, node, aliases, rewrite.scope)
@@ -298,6 +299,17 @@ def _project(items: list[exp.Expression], rewrite: _Rewriter, post: ExpressionCo
     return [keys[i] for i in range(group_count)] + values
 
 
+def _expand_star(items: list[exp.Expression], source: Source) -> list[exp.Expression]:
+    """``*`` as the source's key and value columns (valid when every one of them is grouped by)."""
+    expanded: list[exp.Expression] = []
+    for item in items:
+        if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and isinstance(item.this, exp.Star)):
+            expanded += [exp.column(c.name, quoted=True) for c in (*source.schema.key, *source.schema.value)]
+        else:
+            expanded.append(item)
+    return expanded
+
+
 def _item_name(item: exp.Expression, node: exp.Expression, aliases: AliasGenerator, scope: Scope) -> str:
     if isinstance(item, exp.Alias):
         return item.alias
@@ -315,9 +327,21 @@ def _group_index(node: exp.Expression) -> int | None:
 
 
 def _normalized(node: exp.Expression) -> str:
-    """``node`` as text without source qualifiers, so ``s.x`` and ``x`` match."""
+    """``node`` as text without source qualifiers, so ``s.x``, ``x`` and ``"X"`` match."""
     bare = node.copy()
     for column in bare.find_all(exp.Column):
         column.set("table", None)
-    return bare.sql()
+        ident = column.this
+        if isinstance(ident, exp.Identifier) and not ident.quoted:
+            column.set("this", exp.to_identifier(ident.name.upper(), quoted=True))
+    return bare.transform(_printable).sql()
+
+
+def _printable(node: exp.Expression) -> exp.Expression:
+    """``struct->field`` as a call sqlglot can print (only to compare expressions as text); no parentheses."""
+    if isinstance(node, exp.Paren):
+        return node.this
+    if isinstance(node, Dereference):
+        return exp.Anonymous(this="__DEREF", expressions=[node.this, exp.Literal.string(str(node.args["field"]))])
+    return node
 

@@ -199,7 +199,8 @@ class AggregateRunner(QueryRunner):
         return fill(template, _0=arg).replace("__ord", "__pos")
 
     def _running_sql(self) -> str:
-        """EMIT CHANGES: per row, the batch's running slots merged with the stored ones."""
+        """EMIT CHANGES: per row, the batch's running slots merged with the stored ones. A table row that
+        stays in its group changes it once: its retraction writes nothing, its addition the new value."""
         groups = ", ".join(quote(g) for g in self._groups)
         running = ", ".join(f"CAST({self._slot_batch((j, k))} OVER win AS {slot.type}) AS __r{j}_{k}"
                             for j, k, slot in self._slots)
@@ -210,7 +211,9 @@ class AggregateRunner(QueryRunner):
                                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
         SELECT r.*, {merged}, greatest(s.__ts, r.__rts) AS __out_ts, coalesce(s.__pass, FALSE) AS __stored_pass,
                FALSE AS __tomb
-        FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}"""
+        FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}
+        QUALIFY __sign > 0 OR count(*) OVER (PARTITION BY {", ".join(f"r.{quote(g)}" for g in self._groups)},
+                                                         r.__ws, r.__ord) = 1"""
 
     def _fold_final(self, st: int) -> None:
         """EMIT FINAL: fold the batch into the state; ``__changes`` holds the windows that closed."""
