@@ -31,6 +31,7 @@ from nbstream.catalog.catalog import Source
 from nbstream.errors import BindError, ExecutionError, NbstreamError, UnsupportedError
 from nbstream.physical.compile import result_sql
 from nbstream.physical.expressions import literal, quote
+from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import StatelessPlan
 from nbstream.plan.planner import plan_query
 from nbstream.runtime.materialize import state_columns, state_table
@@ -99,8 +100,10 @@ def run_pull_query(engine: Engine, query: ast.Query, params: Mapping[str, object
 
 def _plan(engine: Engine, query: ast.Query, params: Mapping[str, object]) -> StatelessPlan:
     plan = plan_query(query, engine.catalog, engine.con, params=params)
-    if not isinstance(plan, StatelessPlan):
+    if isinstance(plan, AggregatePlan):
         raise UnsupportedError("Pull queries don't support GROUP BY clauses or aggregate functions.")
+    if not isinstance(plan, StatelessPlan):
+        raise UnsupportedError("Pull queries don't support JOIN clauses.")
     return plan
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from nbstream import Engine
+from nbstream.errors import UnsupportedError
 from nbstream.runtime import pull
 
 USERS = """
@@ -131,3 +132,8 @@ def test_a_pull_query_on_a_stream_scans_its_records() -> None:
     clicks(eng, [("a", 1, 100), ("b", 2, 200)])
     frame = eng.query("SELECT userid, amount FROM clicks WHERE amount > :min", {"min": 1})
     pd.testing.assert_frame_equal(frame, pd.DataFrame({"USERID": ["b"], "AMOUNT": [2]}), check_dtype=False)
+
+
+def test_a_pull_query_cannot_aggregate(users: Engine) -> None:
+    with pytest.raises(UnsupportedError, match="Pull queries don't support GROUP BY"):
+        users.query("SELECT level, COUNT(*) FROM users GROUP BY level")
