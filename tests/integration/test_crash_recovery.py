@@ -17,11 +17,12 @@ from nbstream import Engine
 from nbstream.log.base import Record
 
 sys.path.insert(0, str(Path(__file__).parent))
-from crash_worker import WINDOWED  # the worker is a script beside this test
+from crash_worker import JOIN, WINDOWED  # the worker is a script beside this test
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 KILLS = 24
 WINDOWED_KILLS = 12
+JOIN_KILLS = 12
 
 
 def _run_and_kill(state: Path, start: int, rng: random.Random, workload: str = "csas") -> tuple[int, int]:
@@ -104,3 +105,43 @@ def test_sigkill_during_a_windowed_aggregation_changes_no_result(tmp_path: Path)
         assert records == expected[window], f"{window}: the changelog differs from a run without crash"
     accepted = sum(len(records) for records in changelog.values())
     assert len(inputs) > accepted, "some records should have come too late for their window"
+
+
+def _frame(records: list[Record], key: str, columns: tuple[str, ...]) -> pd.DataFrame:
+    return pd.DataFrame({key: [r.key for r in records], **{c: [r.value[c.upper()] for r in records] for c in columns}})
+
+
+def test_sigkill_during_a_stream_table_join_changes_no_result(tmp_path: Path) -> None:
+    rng = random.Random(2711)
+    state = tmp_path / "state"
+    acknowledged: list[range] = []
+    start = 0
+    for _ in range(JOIN_KILLS):
+        last, next_start = _run_and_kill(state, start, rng, "join")
+        acknowledged.append(range(start, last + 1))
+        start = next_start
+
+    eng = Engine(path=state)
+    eng.run_until_idle()
+    prices, orders = eng.consume("PRICES"), eng.consume("ORDERS")
+    priced = {r.value["ID"]: (r.key, r.value["QTY"], r.value["PRICE"]) for r in eng.consume("PRICED")}
+    output_count = len(eng.consume("PRICED"))
+    eng.close()
+    assert output_count == len(priced) == len(orders), "one output per order: none lost, none repeated"
+    assert {i for r in acknowledged for i in r} <= priced.keys(), "every acknowledged order is joined"
+    assert sum(len(r) for r in acknowledged) > 1_000, "the workers should have acknowledged real work"
+
+    # the same input, in the same order (per batch: its prices, then its orders), through one that never crashed
+    never_crashed = Engine()
+    never_crashed.execute(JOIN.setup)
+    price_frame = _frame(prices, "sku", ("price", "batch"))
+    order_frame = _frame(orders, "sku", ("id", "qty", "batch"))
+    for batch in sorted(set(order_frame["batch"]) | set(price_frame["batch"])):
+        in_batch = price_frame[price_frame["batch"] == batch].sort_values("price")
+        never_crashed.produce_batch("PRICES", in_batch, key="sku")
+        in_batch = order_frame[order_frame["batch"] == batch].sort_values("id")
+        never_crashed.produce_batch("ORDERS", in_batch, key="sku")
+    never_crashed.run_until_idle()
+    expected = {r.value["ID"]: (r.key, r.value["QTY"], r.value["PRICE"]) for r in never_crashed.consume("PRICED")}
+    assert priced == expected
+    assert sum(price is not None for _, _, price in priced.values()) > len(priced) // 2, "most orders find a price"
