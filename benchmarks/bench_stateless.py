@@ -16,11 +16,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from _common import rate
 
 from nbstream import Engine
 from nbstream.log.embedded import topic_table
@@ -52,12 +51,6 @@ def events(n: int) -> pd.DataFrame:
         "pageid": pages[rng.integers(0, len(pages), n)],
         "duration": rng.random(n).round(3),
     })
-
-
-def rate(events: int, work: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    work()
-    return events / (time.perf_counter() - started)
 
 
 def main() -> None:

@@ -1,0 +1,163 @@
+"""Windowed aggregation and pull-query benchmarks over JSON records in the durable log.
+
+Measures, in one run, each engine figure beside DuckDB doing the same work as ONE statement over
+all the data (the lower bound of per-batch overhead):
+  1. a 1-second tumbling COUNT/SUM per key over 1,000 keys, EMIT FINAL and EMIT CHANGES
+     (events/s of the aggregation query, records already in the log → output committed);
+  2. a 10 s / 1 s hopping AVG per category, EMIT FINAL (events/s);
+  3. pull-query point lookups on a 1M-key table: p50/p99 latency of ``Engine.query`` with a
+     ``:key`` parameter (planned once, then cached), of a literal query text planned per call,
+     and of DuckDB's own lookup on the state table (the same SQL text, as a DataFrame);
+  4. a stream-table join, if the engine supports joins.
+Event times advance 1 ms per 2 events (1M events span 500 s of event time) with no grace period, so
+windows close; the stream has one partition (with two, arrival order across partitions would make
+one partition's records late by the other's stream time).
+
+    python benchmarks/bench_windowed.py [--events 1000000] [--keys 1000000] [--lookups 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import numpy as np
+import pandas as pd
+from _common import percentile, rate
+
+from nbstream import Engine
+from nbstream.errors import UnsupportedError
+from nbstream.log.embedded import topic_table
+
+CLICKS = """
+CREATE STREAM clicks (userid VARCHAR KEY, category VARCHAR, amount DOUBLE, ts BIGINT)
+  WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON', PARTITIONS=1, TIMESTAMP='ts');
+"""
+TUMBLING = """
+CREATE TABLE per_second_{emit} AS SELECT userid, COUNT(*) AS n, SUM(amount) AS total FROM clicks
+  WINDOW TUMBLING (SIZE 1 SECOND, GRACE PERIOD 0 SECONDS) GROUP BY userid EMIT {emit};
+"""
+HOPPING = """
+CREATE TABLE avg_by_category AS SELECT category, AVG(amount) AS avg_amount FROM clicks
+  WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 1 SECOND, GRACE PERIOD 0 SECONDS) GROUP BY category EMIT FINAL;
+"""
+#: DuckDB alone: decode, window, aggregate and encode the output, as one statement.
+DECODED = """(SELECT decode("key") AS k, v.* FROM (SELECT "key", json_transform(decode("value"),
+              '{{"category":"VARCHAR","amount":"DOUBLE","ts":"BIGINT"}}') AS v FROM {table}))"""
+ONE_BATCH_TUMBLING = """CREATE OR REPLACE TABLE one_batch AS
+    SELECT k, ts - ts % 1000 AS ws, encode(to_json({{'N': count(*), 'TOTAL': sum(amount)}})::VARCHAR) AS value
+    FROM {decoded} GROUP BY ALL"""
+ONE_BATCH_HOPPING = """CREATE OR REPLACE TABLE one_batch AS
+    SELECT category, ws, encode(to_json({{'AVG_AMOUNT': avg(amount)}})::VARCHAR) AS value
+    FROM (SELECT *, unnest(generate_series(greatest(0, (ts - 9000) // 1000 * 1000), ts // 1000 * 1000, 1000)) AS ws
+          FROM {decoded}) GROUP BY ALL"""
+USERS = """
+CREATE TABLE users (userid VARCHAR PRIMARY KEY, name VARCHAR, level INT)
+  WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=2);
+"""
+JOIN = """
+CREATE STREAM enriched AS SELECT c.userid AS userid, u.name, c.amount FROM clicks c
+  JOIN users u ON c.userid = u.userid;
+"""
+START = 1_700_000_000_000
+
+
+def clicks(n: int, keys: int = 1000) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    categories = np.array([f"cat{i}" for i in range(20)])
+    return pd.DataFrame({
+        "userid": pd.Series(rng.integers(0, keys, n)).map("u{}".format),
+        "category": categories[rng.integers(0, len(categories), n)],
+        "amount": rng.random(n).round(2),
+        "ts": START + np.arange(n, dtype=np.int64) // 2,
+    })
+
+
+def drain_query(eng: Engine, statement: str) -> int:
+    """Create the query of ``statement`` and run only it until its input is consumed."""
+    [result] = eng.execute(statement)
+    runner = eng.catalog.get_query(result.query_id).runner
+    while runner.step():
+        pass
+    return runner.stats.emitted
+
+
+def aggregation(eng: Engine, n: int, statement: str, one_batch: str) -> tuple[float, float, int]:
+    """(engine events/s, DuckDB one-batch events/s, output records) of an aggregation."""
+    out: list[int] = []
+    engine = rate(n, lambda: out.append(drain_query(eng, statement)))
+    duckdb = rate(n, lambda: eng.con.execute(one_batch.format(decoded=DECODED.format(table=topic_table("clicks")))))
+    return engine, duckdb, out[0]
+
+
+def point_lookups(keys: int, lookups: int) -> dict[str, list[float]]:
+    """Latencies (ms) of point lookups on a ``keys``-key table, three ways."""
+    with tempfile.TemporaryDirectory() as state:
+        eng = Engine(path=state)
+        eng.execute(USERS)
+        eng.produce_batch("users", pd.DataFrame({"userid": [f"u{i}" for i in range(keys)],
+                                                  "name": [f"name{i}" for i in range(keys)],
+                                                  "level": np.arange(keys) % 10}), key="userid")
+        eng.run_until_idle()
+        rng = np.random.default_rng(3)
+        picks = [f"u{i}" for i in rng.integers(0, keys, lookups)]
+        ways = {
+            "Engine.query, :key parameter": lambda k: eng.query("SELECT * FROM users WHERE userid = :k", {"k": k}),
+            "Engine.query, literal text": lambda k: eng.query(f"SELECT * FROM users WHERE userid = '{k}'"),
+            "DuckDB on the state table": lambda k: eng.con.execute(
+                f"SELECT * FROM \"state$USERS\" WHERE \"USERID\" = '{k}'").df(),
+        }
+        latencies: dict[str, list[float]] = {}
+        for name, lookup in ways.items():
+            assert len(lookup(picks[0])) == 1
+            samples = []
+            for k in picks:
+                started = time.perf_counter()
+                lookup(k)
+                samples.append((time.perf_counter() - started) * 1000)
+            latencies[name] = samples
+        eng.close()
+    return latencies
+
+
+def stream_table_join(eng: Engine, n: int) -> float:
+    """Events/s of a stream-table join of the clicks with 1,000 users (UnsupportedError: no joins)."""
+    eng.execute(USERS)
+    eng.produce_batch("users", pd.DataFrame({"userid": [f"u{i}" for i in range(1000)],
+                                              "name": [f"name{i}" for i in range(1000)],
+                                              "level": np.arange(1000) % 10}), key="userid")
+    return rate(n, lambda: drain_query(eng, JOIN))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--lookups", type=int, default=2000)
+    args = parser.parse_args()
+    n = args.events
+    with tempfile.TemporaryDirectory() as state:
+        eng = Engine(path=state)
+        eng.execute(CLICKS)
+        eng.produce_batch("clicks", clicks(n), key="userid", timestamp="ts")
+        print(f"events: {n:,} over 1,000 keys and {n // 2000:,} s of event time")
+        for emit in ("FINAL", "CHANGES"):
+            engine, duckdb, out = aggregation(eng, n, TUMBLING.format(emit=emit), ONE_BATCH_TUMBLING)
+            print(f"tumbling 1 s COUNT/SUM per key, EMIT {emit:<7}: {engine:>11,.0f} events/s "
+                  f"(output {out:,}); DuckDB one batch {duckdb:,.0f} events/s, ratio {engine / duckdb:.2f}")
+        engine, duckdb, out = aggregation(eng, n, HOPPING, ONE_BATCH_HOPPING)
+        print(f"hopping 10 s / 1 s AVG per category, FINAL:{engine:>11,.0f} events/s "
+              f"(output {out:,}); DuckDB one batch {duckdb:,.0f} events/s, ratio {engine / duckdb:.2f}")
+        try:
+            print(f"stream-table join (1,000 users):         {stream_table_join(eng, n):>11,.0f} events/s")
+        except UnsupportedError as e:
+            print(f"stream-table join: skipped ({e})")
+        eng.close()
+    for name, samples in point_lookups(args.keys, args.lookups).items():
+        print(f"point lookup, {args.keys:,}-key table, {name:<30}: p50 {percentile(samples, 0.5):.3f} ms, "
+              f"p99 {percentile(samples, 0.99):.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
