@@ -70,8 +70,9 @@ class AggregatePlan:
 
     @property
     def grace_ms(self) -> int:
+        """The window's grace period; without GRACE PERIOD, 24 hours (none with EMIT FINAL, as in ksqlDB)."""
         if self.window is None or self.window.grace_ms is None:
-            return DEFAULT_GRACE_MS
+            return 0 if self.emit_final else DEFAULT_GRACE_MS
         return self.window.grace_ms
 
 

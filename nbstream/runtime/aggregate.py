@@ -97,7 +97,7 @@ class AggregateRunner(QueryRunner):
         self.stats.late += late or 0
         st = before if after is None else max(before, int(after))
         if self.aggregate.emit_final:
-            self._fold_final(st)
+            self._fold_final(before)
         else:
             con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._running_sql()}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql()}")
@@ -215,9 +215,14 @@ class AggregateRunner(QueryRunner):
         QUALIFY __sign > 0 OR count(*) OVER (PARTITION BY {", ".join(f"r.{quote(g)}" for g in self._groups)},
                                                          r.__ws, r.__ord) = 1"""
 
-    def _fold_final(self, st: int) -> None:
-        """EMIT FINAL: fold the batch into the state; ``__changes`` holds the windows that closed."""
+    def _fold_final(self, before: int) -> None:
+        """EMIT FINAL: fold the batch into the state; ``__changes`` holds the windows that closed.
+
+        As Kafka Streams' emit-on-window-close, each record whose stream time moves the close time
+        (stream time - grace) forward emits the windows that end exactly then: a window whose end the
+        close time jumps over is never emitted (it is dropped when it closes)."""
         con = self.con
+        grace = self.aggregate.grace_ms
         groups = ", ".join(quote(g) for g in self._groups)
         partial = ", ".join(f"CAST({self._slot_batch((j, k))} AS {slot.type}) AS __r{j}_{k}"
                             for j, k, slot in self._slots)
@@ -236,7 +241,8 @@ class AggregateRunner(QueryRunner):
             SELECT *, {slots}, __ts AS __out_ts, FALSE AS __stored_pass, FALSE AS __tomb,
                    NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset,
                    row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
-            FROM {self.state} WHERE __we + {self.aggregate.grace_ms} <= {st}""")
+            FROM {self.state}
+            WHERE __we > {before - grace} AND __we IN (SELECT DISTINCT __st - {grace} FROM __rows)""")
 
     def _projected_sql(self) -> str:
         """``__changes`` through the projection and HAVING: the output rows and what HAVING said."""

@@ -6,7 +6,7 @@ within ``gap`` of ``t`` into one session ``[min(t, starts), max(t, ends)]``. The
 ``close`` are gone, and a record whose merged session would end before ``close`` is late (dropped,
 counted). EMIT CHANGES writes, per accepted record, a tombstone for each session it replaced (unless the
 merged session is the record's own ``[t, t]``), then the merged session's aggregate. EMIT FINAL writes a
-session once, when ``end + grace <= st``; replaced sessions vanish silently.
+session once, when it closes (``end <= close``); replaced sessions vanish silently.
 
 State, per query: ``agg$<q>`` holds the live sessions (group, ``__ws``, ``__we``) and ``rows$<q>`` the
 accepted rows (group, time ``__t``, aggregate arguments, arrival ``__ord``). A session's aggregate is
@@ -104,15 +104,14 @@ class SessionFold:
                        FROM {self.state} GROUP BY ALL) s ON {match}
             UNION ALL
             SELECT __key, __n,
-                   CASE WHEN __late THEN __live ELSE list_append(__kept, {{'ws': __mws, 'we': __mwe}}) END,
+                   CASE WHEN __late THEN __sessions ELSE list_append(__kept, {{'ws': __mws, 'we': __mwe}}) END,
                    __touched, __mws, __mwe, __late
             FROM (SELECT *, __mwe < __close AS __late
                   FROM (SELECT *, least(__t, list_min([s.ws FOR s IN __touched])) AS __mws,
                                greatest(__t, list_max([s.we FOR s IN __touched])) AS __mwe
-                        FROM (SELECT e.__key, e.__n, e.__ts AS __t, e.__close,
-                                     list_filter(w.__sessions, lambda s: s.we >= e.__close) AS __live,
+                        FROM (SELECT e.__key, e.__n, e.__ts AS __t, e.__close, w.__sessions,
                                      list_filter(w.__sessions, lambda s: s.we >= e.__close AND {near}) AS __touched,
-                                     list_filter(w.__sessions, lambda s: s.we >= e.__close AND NOT ({near})) AS __kept
+                                     list_filter(w.__sessions, lambda s: s.we < e.__close OR NOT ({near})) AS __kept
                               FROM walk w JOIN __events e ON e.__key = w.__key AND e.__n = w.__n + 1)))
         )
         SELECT * FROM walk"""
@@ -135,9 +134,13 @@ class SessionFold:
     def _expire(self, st: int) -> None:
         """Sessions that ended before ``st - grace - gap`` expire with their rows."""
         con = self.con
-        close = st - self.plan.grace_ms - self.gap
+        close = self._close(st)
         con.execute(f"DELETE FROM {self.state} WHERE __we < {close}")
         self._drop_orphan_rows(f"r.__t < {close}")
+
+    def _close(self, st: int) -> int:
+        """The close time at stream time ``st``: sessions that end before it take no more records."""
+        return st - self.plan.grace_ms - self.gap
 
     def _drop_orphan_rows(self, where: str) -> None:
         covered = " AND ".join([*(f"s.{g} IS NOT DISTINCT FROM r.{g}" for g in self.groups),
@@ -162,16 +165,16 @@ class SessionFold:
         return self._with_slots(emitted, "u.__ord <= c.__ord AND NOT c.__tomb")
 
     def _closed(self, st: int) -> None:
-        """EMIT FINAL: ``__changes`` holds the sessions that closed (``end + grace <= st``); they leave."""
+        """EMIT FINAL: ``__changes`` holds the sessions that closed (``end <= st - grace - gap``); they leave."""
         con = self.con
         groups = ", ".join(self.groups)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __closing AS
             SELECT {groups}, __ws, __we, __we AS __out_ts, FALSE AS __tomb, NULL::INTEGER AS __in_partition,
                    NULL::BIGINT AS __in_offset, NULL::BIGINT AS __ord,
                    row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
-            FROM {self.state} WHERE __we + {self.plan.grace_ms} <= {st}""")
+            FROM {self.state} WHERE __we <= {self._close(st)}""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._with_slots('SELECT * FROM __closing', 'TRUE')}")
-        con.execute(f"DELETE FROM {self.state} WHERE __we + {self.plan.grace_ms} <= {st}")
+        con.execute(f"DELETE FROM {self.state} WHERE __we <= {self._close(st)}")
         self._drop_orphan_rows("TRUE")
 
     def _with_slots(self, emitted: str, rows_filter: str) -> str:

@@ -73,9 +73,24 @@ def test_a_record_after_window_end_plus_grace_is_dropped_and_counted_late() -> N
 
 def test_emit_final_writes_each_window_once_when_it_closes() -> None:
     eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks "
-               "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY user EMIT FINAL;",
-               [("a", {}, 1_000), ("a", {}, 2_000), ("a", {}, 12_000)])
-    assert _changes(eng, "W", "C") == [("a", (0, 10_000), 2)]  # [10 s, 20 s) is still open
+               "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 1 SECONDS) GROUP BY user EMIT FINAL;",
+               [("a", {}, 1_000), ("a", {}, 2_000), ("a", {}, 10_500), ("a", {}, 11_000), ("a", {}, 12_000)])
+    assert _changes(eng, "W", "C") == [("a", (0, 10_000), 2)]  # closed at 11 s; [10 s, 20 s) is still open
+
+
+def test_emit_final_never_writes_a_window_whose_close_time_stream_time_jumped_over() -> None:
+    # Kafka Streams' emit-on-window-close emits the windows ending exactly at the new close time
+    eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks "
+               "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY user EMIT FINAL;",  # no grace period: 0
+               [("a", {}, 1_000), ("a", {}, 25_000)])
+    assert _changes(eng, "W", "C") == []
+
+
+def test_emit_final_writes_a_session_once_it_closes() -> None:
+    eng = _run(CLICKS + "CREATE TABLE s AS SELECT user, COUNT(*) AS c FROM clicks "
+               "WINDOW SESSION (5 SECONDS, GRACE PERIOD 1 SECONDS) GROUP BY user EMIT FINAL;",
+               [("a", {}, 0), ("a", {}, 3_000), ("a", {}, 6_000), ("a", {}, 20_000)])
+    assert _changes(eng, "S", "C") == [("a", (0, 6_000), 3)]  # closed at 6 s + 1 s + 5 s
 
 
 def test_a_record_bridging_two_sessions_replaces_them_with_tombstones_then_the_merged_session() -> None:
