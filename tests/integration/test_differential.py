@@ -326,6 +326,56 @@ def test_session_windows_equal_islands_of_the_batch(seed: int) -> None:
     assert pulled_windows(eng) == expected, "the materialized table"
 
 
+SESSION_GRACE = 10
+
+
+def reference_sessions_with_late(events: pd.DataFrame) -> list[tuple]:
+    """Sessions folded record by record in arrival order (a recursive CTE), with ksqlDB's rules:
+    stream time ``st`` includes the record; ``close = st - grace - gap``; sessions that ended before
+    ``close`` are gone; a record merges the live sessions of its key within ``gap`` of its time, and
+    is late (dropped) if the merged session would end before ``close``."""
+    session = "STRUCT(k VARCHAR, ws BIGINT, we BIGINT, n BIGINT, total BIGINT)"
+    return reference(events, f"""
+        WITH RECURSIVE fold(i, st, sessions) AS (
+            SELECT -1::BIGINT, -1::BIGINT, []::{session}[]
+            UNION ALL
+            SELECT arrival, st,
+                   CASE WHEN late THEN sessions
+                        ELSE list_filter(sessions, lambda s: NOT list_contains(merging, s))
+                             || [struct_pack(k := k, ws := least(ts, list_min(list_transform(merging, lambda s: s.ws))),
+                                             we := greatest(ts, list_max(list_transform(merging, lambda s: s.we))),
+                                             n := 1 + coalesce(list_sum(list_transform(merging, lambda s: s.n)), 0),
+                                             total := v + coalesce(list_sum(list_transform(merging, lambda s: s.total)),
+                                                                   0))] END
+            FROM (SELECT *, greatest(ts, list_max(list_transform(merging, lambda s: s.we)))
+                            < st - {SESSION_GRACE} - {GAP} AS late
+                  FROM (SELECT e.arrival, e.k, e.ts, e.v, f.sessions, greatest(f.st, e.ts) AS st,
+                               list_filter(f.sessions, lambda s: s.k = e.k AND s.we >= e.ts - {GAP}
+                                           AND s.ws <= e.ts + {GAP}
+                                           AND s.we >= greatest(f.st, e.ts) - {SESSION_GRACE} - {GAP}) AS merging
+                        FROM fold f JOIN events e ON e.arrival = f.i + 1)))
+        SELECT s.k, s.ws, s.we, s.n, s.total, s.we
+        FROM (SELECT unnest(sessions) AS s FROM fold WHERE i = (SELECT max(arrival) FROM events))""")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_session_windows_drop_late_records(seed: int) -> None:
+    events = stream_events(seed)
+    eng = Engine()
+    eng.execute(STREAM + f"""CREATE TABLE counts AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events
+                             WINDOW SESSION ({GAP} MILLISECONDS, GRACE PERIOD {SESSION_GRACE} MILLISECONDS)
+                             GROUP BY k EMIT CHANGES;""")
+    feed_stream(eng, events, seed)
+
+    records = eng.consume("COUNTS")
+    expected = reference_sessions_with_late(events)
+    accepted = sum(n for *_, n, _total, _ts in expected)
+    assert len(events) > accepted, "some records should be late"
+    assert sum(r.value is not None for r in records) == accepted, "one value per accepted record"
+    live = replay_sessions(records)
+    assert sorted((*session, *value) for session, value in live.items()) == expected
+
+
 # -- joins ---------------------------------------------------------------------------------------------------
 JOIN_SOURCES = """
     CREATE STREAM clicks (uid VARCHAR KEY, page VARCHAR) WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON', PARTITIONS=1);
