@@ -113,7 +113,8 @@ def _offset_slots(latest: bool) -> Callable[[SqlType, Sequence[object]], tuple[S
 def _collect_slots(distinct: bool) -> Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]:
     def slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
         both = "list_concat(coalesce({s}, []), coalesce({b}, []))"
-        merged = f"nbs_distinct_in_order({both})" if distinct else both
+        unique = "nbs_distinct_maps_in_order" if t.name == "MAP" else "nbs_distinct_in_order"
+        merged = f"{unique}({both})" if distinct else both
         return (Slot("list({0} ORDER BY __ord)", f"list_slice({merged}, 1, {COLLECT_LIMIT})", "{t}[]"),)
     return slots
 
@@ -216,6 +217,9 @@ def names() -> list[str]:
 MACROS = (
     "CREATE OR REPLACE TEMP MACRO nbs_distinct_in_order(l) AS "
     "list_filter(l, lambda x, i: list_position(l, x) = i)",
+    "CREATE OR REPLACE TEMP MACRO nbs_distinct_maps_in_order(l) AS "  # maps are equal whatever their order
+    "list_filter(l, lambda x, i: list_position(list_transform(l, lambda y: list_sort(map_entries(y))), "
+    "list_sort(map_entries(x))) = i)",
     "CREATE OR REPLACE TEMP MACRO nbs_last_n(l, n) AS list_slice(l, greatest(len(l) - n + 1, 1), len(l))",
     "CREATE OR REPLACE TEMP MACRO nbs_map_add(a, b) AS CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE "
     "map_from_entries(list_transform(list_distinct(list_concat(map_keys(a), map_keys(b))), "

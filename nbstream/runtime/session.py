@@ -190,6 +190,9 @@ class SessionFold:
                    GROUP BY ALL"""
 
     def _slot_sql(self, j: int, k: int) -> str:
+        """Slot ``k`` of call ``j`` over the joined rows ``u``, through its merge (which applies limits)."""
         call = self.plan.calls[j]
+        slot = call.aggregate.slots[k]
         arg = f"u.{quote(call.arg)}" if call.arg is not None else "CASE WHEN u.__t IS NULL THEN NULL ELSE 1 END"
-        return fill(call.aggregate.slots[k].batch, _0=arg).replace("__ord", "u.__ord")
+        batch = fill(slot.batch, _0=arg).replace("__ord", "u.__ord")
+        return fill(slot.merge, s=f"NULL::{slot.type}", b=f"CAST({batch} AS {slot.type})")
