@@ -6,7 +6,7 @@ within ``gap`` of ``t`` into one session ``[min(t, starts), max(t, ends)]``. The
 ``close`` are gone, and a record whose merged session would end before ``close`` is late (dropped,
 counted). EMIT CHANGES writes, per accepted record, a tombstone for each session it replaced (unless the
 merged session is the record's own ``[t, t]``), then the merged session's aggregate. EMIT FINAL writes a
-session once, when it closes (``end <= close``); replaced sessions vanish silently.
+session once, when it closes (``end < close``); replaced sessions vanish silently.
 
 State, per query: ``agg$<q>`` holds the live sessions (group, ``__ws``, ``__we``) and ``rows$<q>`` the
 accepted rows (group, time ``__t``, aggregate arguments, arrival ``__ord``). A session's aggregate is
@@ -165,16 +165,17 @@ class SessionFold:
         return self._with_slots(emitted, "u.__ord <= c.__ord AND NOT c.__tomb")
 
     def _closed(self, st: int) -> None:
-        """EMIT FINAL: ``__changes`` holds the sessions that closed (``end <= st - grace - gap``); they leave."""
+        """EMIT FINAL: ``__changes`` holds the sessions that closed (``end < st - grace - gap``: a session
+        ending at the close time still takes records, as in Kafka Streams); they leave."""
         con = self.con
         groups = ", ".join(self.groups)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __closing AS
             SELECT {groups}, __ws, __we, __we AS __out_ts, FALSE AS __tomb, NULL::INTEGER AS __in_partition,
                    NULL::BIGINT AS __in_offset, NULL::BIGINT AS __ord,
                    row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
-            FROM {self.state} WHERE __we <= {self._close(st)}""")
+            FROM {self.state} WHERE __we < {self._close(st)}""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._with_slots('SELECT * FROM __closing', 'TRUE')}")
-        con.execute(f"DELETE FROM {self.state} WHERE __we <= {self._close(st)}")
+        con.execute(f"DELETE FROM {self.state} WHERE __we < {self._close(st)}")
         self._drop_orphan_rows("TRUE")
 
     def _with_slots(self, emitted: str, rows_filter: str) -> str:
