@@ -80,6 +80,7 @@ class JoinPlan:
     sink: Sink | None = None
     emits_table: bool = False
     limit: int | None = None
+    foreign_key: bool = False  # table-table on left.expr = right.pk: keyed by the left table's key
 
     @property
     def sides(self) -> tuple[JoinSide, JoinSide]:
@@ -150,6 +151,8 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     kind = _kind(join)
     within: Within | None = join.meta.get("within")
     _check_order(left, right, kind, within)
+    _check_formats(left, right)
+    _check_windows(left, right)
     scope = _JoinScope([left, right])
     on = join.args.get("on")
     if not isinstance(on, exp.EQ):
@@ -164,30 +167,33 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
         operands.reverse()
     sides = [_side(s, operand, scope, con, scan_of, params) for s, operand in zip((left, right), operands,
                                                                                    strict=True)]
+    if left.source.window is not None:
+        _check_windowed_keys(sides, operands)
     key_types = [next(c.type for c in s.pre.columns if c.name == JOIN_KEY) for s in sides]
     if key_types[0] != key_types[1]:
         raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{key_types[0]}}} = "
                         f"{on.expression.sql()}{{{key_types[1]}}}.")
-    if left.source.is_table and right.source.is_table:
-        _check_primary_keys(sides, operands, on)
-    elif right.source.is_table and not _is_key(sides[1], operands[1]):
+    foreign_key = left.source.is_table and right.source.is_table and _is_foreign_key(sides, operands, on, kind)
+    if right.source.is_table and not left.source.is_table and not _is_key(sides[1], operands[1]):
         raise BindError(f"Cannot repartition a TABLE source. If this is a join, make sure that the criteria uses "
                         f"the TABLE's key column {' '.join(sides[1].key_columns)} instead of "
                         f"{operands[1].sql()}")
     if kind == "FULL" or not any(isinstance(o, exp.Column) for o in operands):
         scope.synthetic = _synthetic_name([left.source, right.source])
     candidates = [] if scope.synthetic else [o.name for o in operands if isinstance(o, exp.Column)]
+    key_sql, key_type = quote(JOIN_KEY), key_types[0]
+    if foreign_key:  # the result is keyed by the left table's primary key
+        candidates, key_sql, key_type = _left_key(sides[0], left)
     joined = scope.joined_scope(key_types[0])
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where = _where(select, scope, compiler)
-    columns = _project(select, scope, compiler, candidates, key_types[0],
-                       None if sink is None else sink.name)
+    columns = _project(select, scope, compiler, candidates, key_type, key_sql, None if sink is None else sink.name)
     if kind == "RIGHT":
         sides.reverse()
         kind = "LEFT"
     return JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=tuple(columns), key_type=key_types[0],
                     where=where, within=within, sink=sink, emits_table=left.source.is_table and right.source.is_table,
-                    limit=query.limit)
+                    limit=query.limit, foreign_key=foreign_key)
 
 
 # -- sources and join kind ----------------------------------------------------------------------
@@ -239,13 +245,63 @@ def _is_key(side: JoinSide, operand: exp.Expression) -> bool:
     return isinstance(operand, exp.Column) and operand.name in side.key_columns
 
 
-def _check_primary_keys(sides: list[JoinSide], operands: list[exp.Expression], on: exp.EQ) -> None:
-    for side, operand in zip(sides, operands, strict=True):
-        if not _is_key(side, operand):
-            if side is sides[0]:
-                raise UnsupportedError(f"foreign-key table-table joins are not supported yet: {on.sql()}")
-            raise BindError(f"Invalid join condition: table-table joins require to join on the primary key of "
-                            f"the right input table. Got {on.this.sql()} = {on.expression.sql()}.")
+def _check_formats(left: _Source, right: _Source) -> None:
+    kafka = [s.source.name for s in (left, right) if s.source.value_format.upper() == "KAFKA"]
+    if kafka:
+        raise BindError(f"Source(s) {', '.join(kafka)} are using the 'KAFKA' value format. This format does not yet "
+                        "support JOIN.")
+
+
+def _check_windows(left: _Source, right: _Source) -> None:
+    """ksqlDB joins windowed sources only to sources windowed alike (and nbstream not yet at all)."""
+    windows = [s.source.window for s in (left, right)]
+    if windows[0] is None and windows[1] is None:
+        return
+    if windows[0] is None or windows[1] is None:
+        windowed, plain = (left, right) if windows[0] is not None else (right, left)
+        assert windowed.source.window is not None
+        raise BindError(f"Can not join windowed source to non-windowed source.\n`{windowed.source.name}` is "
+                        f"{windowed.source.window.kind} windowed\n`{plain.source.name}` is not windowed")
+    kinds = [w.kind for w in windows if w is not None]
+    if ("SESSION" in kinds) != (kinds[0] == kinds[1] == "SESSION"):
+        raise BindError(f"Incompatible windowed sources.\nLeft source: {kinds[0]}\nRight source: {kinds[1]}\n"
+                        "Session windowed sources can only be joined to other session windowed sources, and may "
+                        "still not result in expected behaviour as session bounds must be an exact match for the "
+                        "join to work\nHopping and tumbling windowed sources can only be joined to other hopping "
+                        "and tumbling windowed sources")
+    if windows[0] != windows[1]:
+        raise BindError("Implicit repartitioning of windowed sources is not supported.")
+
+
+def _check_windowed_keys(sides: list[JoinSide], operands: list[exp.Expression]) -> None:
+    if not all(_is_key(side, operand) for side, operand in zip(sides, operands, strict=True)):
+        raise BindError("Implicit repartitioning of windowed sources is not supported. "
+                        "See https://github.com/confluentinc/ksql/issues/4385.")
+    raise UnsupportedError("joins of windowed sources are not supported yet")
+
+
+def _is_foreign_key(sides: list[JoinSide], operands: list[exp.Expression], on: exp.EQ, kind: str) -> bool:
+    """Whether a table-table join is a foreign-key join: the right table's primary key equals an
+    expression of the left table other than its primary key (INNER and LEFT joins only)."""
+    if not _is_key(sides[1], operands[1]):
+        raise BindError(f"Invalid join condition: table-table joins require to join on the primary key of "
+                        f"the right input table. Got {on.this.sql()} = {on.expression.sql()}.")
+    if _is_key(sides[0], operands[0]):
+        return False
+    if kind not in ("INNER", "LEFT"):
+        raise BindError(f"Invalid join type: {kind} OUTER join not supported for foreign key table-table join. "
+                        "Got " + on.sql() + ".")
+    return True
+
+
+def _left_key(side: JoinSide, src: _Source) -> tuple[list[str], str, SqlType]:
+    """The key of a foreign-key join's result: the left table's primary key column."""
+    if len(side.key_columns) != 1:
+        raise UnsupportedError(f"foreign-key joins of a table with {len(side.key_columns)} key columns "
+                               f"({src.source.name}) are not supported yet")
+    [name] = side.key_columns
+    column = next(c for c in side.pre.columns if c.name == name)
+    return [name], quote(name), column.type
 
 
 def _side(src: _Source, operand: exp.Expression, scope: _JoinScope, con: duckdb.DuckDBPyConnection,
@@ -377,7 +433,7 @@ def _where(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler) 
 
 
 def _project(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler, candidates: list[str],
-             key_type: SqlType, sink_name: str | None) -> list[OutputColumn]:
+             key_type: SqlType, key_sql: str, sink_name: str | None) -> list[OutputColumn]:
     """The result's columns: the key column (the join key, named as projected), then the values.
 
     The key is the first projection of the left join column, else of the right one (or of the
@@ -406,7 +462,7 @@ def _project(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler
             if key is not None:
                 raise BindError(f"The projection contains a key column (`{chosen}`) more than once, aliased as: "
                                 f"{' and '.join(sorted([key.name, name]))}.")
-            key = OutputColumn(name, key_type, quote(JOIN_KEY), "KEY")
+            key = OutputColumn(name, key_type, key_sql, "KEY")
             continue
         compiled = compiler.compile(node)
         values.append(OutputColumn(name, compiler.type_of(compiled), compiled.sql("duckdb")))

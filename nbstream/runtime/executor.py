@@ -24,6 +24,7 @@ from nbstream.runtime import metadata
 from nbstream.runtime.insert_values import insert_values
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
+from nbstream.sql.parser import UNIT_MS
 
 if TYPE_CHECKING:
     from nbstream.runtime.engine import Engine
@@ -72,6 +73,7 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
         value_format=value_format, key_properties=_side_props(props, "KEY"), value_properties=value_props,
         timestamp=_timestamp(props, schema, stmt.name),
         timestamp_format=_str_prop(props, "TIMESTAMP_FORMAT"), is_source=stmt.is_source, sql=stmt.text,
+        window=_declared_window(props),
     )
     _check_formats(source)
     info = engine.log.topic(topic)
@@ -85,6 +87,21 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
     engine.catalog.add(source, replace=stmt.or_replace)
     engine.on_source_added(source)
     return StatementResult(stmt.text, f"{stmt.kind.title()} created", source=source.name)
+
+
+def _declared_window(props: Mapping[str, Any]) -> WindowInfo | None:
+    """The window of a source declared with ``WINDOW_TYPE`` (and ``WINDOW_SIZE``: ``n UNIT``)."""
+    kind = _str_prop(props, "WINDOW_TYPE")
+    if kind is None:
+        return None
+    size = _str_prop(props, "WINDOW_SIZE")
+    size_ms = None
+    if size is not None:
+        count, _, unit = size.strip().partition(" ")
+        if not count.isdigit() or unit.strip().upper() not in UNIT_MS:
+            raise CatalogError(f"Invalid WINDOW_SIZE {size!r}: expected a duration such as '10 SECONDS'")
+        size_ms = int(count) * UNIT_MS[unit.strip().upper()]
+    return WindowInfo(kind.upper(), size_ms)
 
 
 def _check_replace_source(kind: str, name: str, replaces_source: bool) -> None:

@@ -46,6 +46,7 @@ class JoinRunner(QueryRunner):
         self.join = plan
         self._states = [quote(f"join${query_id}${i}") for i in range(2)]
         self._outer = quote(f"joinouter${query_id}")
+        self._rows = quote(f"joinrows${query_id}")
         super().__init__(query_id, plan.left.pre, con, log)
         self._side_sql = [result_sql(s.pre, f"__jin{i}") for i, s in enumerate(plan.sides)]
         self._create_state()
@@ -132,6 +133,9 @@ class JoinRunner(QueryRunner):
         for side, state in zip(self.join.sides, self._states, strict=True):
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {state} ({_columns_ddl(side)}, __ts BIGINT, "
                              "__arr BIGINT)")
+        if self.join.emits_table:
+            key = next(c for c in self.join.columns if c.role == "KEY")
+            self.con.execute(f"CREATE TABLE IF NOT EXISTS {self._rows} (__okey {key.type.duckdb()})")
         if self._outer_store:
             values = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for s in self.join.sides for c in s.value_columns)
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {self._outer} ({values}, {quote(JOIN_KEY)} "
@@ -151,8 +155,10 @@ class JoinRunner(QueryRunner):
         for state in self._states:
             self.con.execute(f"DROP TABLE IF EXISTS {state}")
         self.con.execute(f"DROP TABLE IF EXISTS {self._outer}")
-        self.con.execute("DELETE FROM __stream_time WHERE query_id = ?", [self.query_id])
-        self.con.execute("DELETE FROM __offsets WHERE query_id IN (?, ?)", [self._offset_id(0), self._offset_id(1)])
+        self.con.execute(f"DROP TABLE IF EXISTS {self._rows}")
+        ids = [self.query_id, self._offset_id(0), self._offset_id(1)]
+        self.con.execute("DELETE FROM __stream_time WHERE query_id IN (?, ?, ?)", ids)
+        self.con.execute("DELETE FROM __offsets WHERE query_id IN (?, ?)", ids[1:])
 
     # -- one batch ---------------------------------------------------------------------------------
     def _evaluate(self, sql: str) -> None:
@@ -167,6 +173,8 @@ class JoinRunner(QueryRunner):
             FROM (SELECT * FROM __side0 UNION ALL BY NAME SELECT * FROM __side1) WHERE NOT __err""")
         if self._windowed:
             WindowJoin(self).evaluate()
+        elif self.join.foreign_key:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS {self._foreign_key_sql()}")
         elif self.join.left.is_table:
             con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS {self._table_table_sql()}")
         else:
@@ -176,11 +184,12 @@ class JoinRunner(QueryRunner):
                 self._store_table_changes(side)
         con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._result_sql()}")
 
-    def changes(self, side: int) -> str:
-        """The batch's good records of ``side``: its columns, ``__jk``, ``__deleted``, ``__ts``, ``__arr``."""
+    def changes(self, side: int, *, keyed: bool = True) -> str:
+        """The batch's good records of ``side``: its columns, ``__jk``, ``__deleted``, ``__ts``, ``__arr``
+        (``keyed``: only those with a join key)."""
         cols = ", ".join(quote(c.name) for c in self.join.sides[side].value_columns)
-        return (f"SELECT {cols}, {quote(JOIN_KEY)}, __deleted, __ts, __arr FROM __ev "
-                f"WHERE __side = {side} AND {quote(JOIN_KEY)} IS NOT NULL")
+        keyed_sql = f" AND {quote(JOIN_KEY)} IS NOT NULL" if keyed else ""
+        return f"SELECT {cols}, {quote(JOIN_KEY)}, __deleted, __ts, __arr FROM __ev WHERE __side = {side}{keyed_sql}"
 
     def lookup_sql(self, probe: str, other: int) -> str:
         """``probe`` (rows with ``__jk`` and ``__arr``) with the ``other`` side's row current at each
@@ -218,28 +227,97 @@ class JoinRunner(QueryRunner):
                              FROM ({self.lookup_sql(probe, 1 - side)}) WHERE {emit}""")
         return " UNION ALL BY NAME ".join(parts)
 
+    def _identity(self, side: int) -> list[str]:
+        """The columns identifying a row of a table side: its join key, or the left table's primary
+        key in a foreign-key join (many left rows share a join key)."""
+        if self.join.foreign_key and side == 0:
+            return [quote(c) for c in self.join.left.key_columns]
+        return [quote(JOIN_KEY)]
+
     def _store_table_changes(self, side: int) -> None:
-        """A table side's state takes the latest change of each key in the batch."""
-        state, jk = self._states[side], quote(JOIN_KEY)
+        """A table side's state takes the latest change of each row in the batch."""
+        state, jk, ids = self._states[side], quote(JOIN_KEY), self._identity(side)
         cols = ", ".join(quote(c.name) for c in self.join.sides[side].value_columns)
-        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __latest AS SELECT * FROM ({self.changes(side)})
-            QUALIFY row_number() OVER (PARTITION BY {jk} ORDER BY __arr DESC) = 1""")
-        self.con.execute(f"DELETE FROM {state} USING __latest l WHERE {state}.{jk} = l.{jk}")
+        changes = self.changes(side, keyed=side == 1 or not self.join.foreign_key)
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __latest AS SELECT * FROM ({changes})
+            QUALIFY row_number() OVER (PARTITION BY {", ".join(ids)} ORDER BY __arr DESC) = 1""")
+        match = " AND ".join(f"{state}.{c} = l.{c}" for c in ids)
+        self.con.execute(f"DELETE FROM {state} USING __latest l WHERE {match}")
         self.con.execute(f"INSERT INTO {state} SELECT {cols}, {jk}, __ts, __arr FROM __latest WHERE NOT __deleted")
+
+    def _foreign_key_sql(self) -> str:
+        """A foreign-key join: each left change looks up its right row; each right change updates
+        every left row referencing it at its arrival (in left key order)."""
+        left_changes = self._fk_left_changes_sql()
+        right_changes = self._fk_right_changes_sql()
+        return f"""SELECT * EXCLUDE (__sub), row_number() OVER (ORDER BY __arr, __sub) AS __pos
+            FROM (SELECT * FROM ({left_changes}) UNION ALL BY NAME SELECT * FROM ({right_changes}))"""
+
+    def _fk_left_changes_sql(self) -> str:
+        ids = ", ".join(self._identity(0))
+        probe = f"""SELECT *, coalesce(lag(NOT __deleted) OVER (PARTITION BY {ids} ORDER BY __arr),
+                                   ({ids}) IN (SELECT ({ids}) FROM {self._states[0]})) AS __prev
+                    FROM __ev WHERE __side = 0"""
+        row = "NOT __deleted AND __op" if self.join.kind == "INNER" else "NOT __deleted"
+        return f"""SELECT *, NOT ({row}) AS __out_deleted,
+                          CASE WHEN __op THEN greatest(__ts, __ots) ELSE __ts END AS __out_ts, 0 AS __sub
+                   FROM ({self.lookup_sql(probe, 1)}) WHERE ({row}) OR __prev"""
+
+    def _fk_right_changes_sql(self) -> str:
+        jk, ids = quote(JOIN_KEY), self._identity(0)
+        left_cols = [quote(c.name) for c in self.join.left.value_columns]
+        right_cols = [quote(c.name) for c in self.join.right.value_columns]
+        cols = ", ".join(left_cols)
+        versions = (f"SELECT {cols}, {jk}, FALSE AS __deleted, __ts, 0 AS __arr FROM {self._states[0]} "
+                    f"UNION ALL {self.changes(0, keyed=False)}")
+        key_match = " AND ".join(f"p.{c} = v.{c}" for c in ids)
+        deleted = "r.__deleted" if self.join.kind == "INNER" else "FALSE"
+        right = ", ".join(f"CASE WHEN r.__deleted THEN NULL ELSE r.{c} END AS {c}" for c in right_cols)
+        return f"""WITH v AS ({versions}), r AS ({self.changes(1)}),
+                p AS (SELECT DISTINCT r.__arr AS __rarr, r.{jk} AS __rjk, {", ".join(f"v.{c}" for c in ids)}
+                      FROM r JOIN v ON v.{jk} = r.{jk} AND v.__arr < r.__arr),
+                cur AS (SELECT p.__rarr, {", ".join(f"v.{c}" for c in left_cols)}, v.{jk}, v.__ts AS __lts
+                        FROM p ASOF JOIN v ON {key_match} AND p.__rarr > v.__arr
+                        WHERE NOT v.__deleted AND v.{jk} = p.__rjk)
+            SELECT cur.* EXCLUDE (__rarr, __lts), {right}, {deleted} AS __out_deleted,
+                   greatest(r.__ts, cur.__lts) AS __out_ts, r.__arr AS __arr,
+                   row_number() OVER (PARTITION BY r.__arr ORDER BY {", ".join(f"cur.{c}" for c in ids)}) AS __sub
+            FROM cur JOIN r ON r.__arr = cur.__rarr"""
 
     # -- output --------------------------------------------------------------------------------------
     def _projected_sql(self) -> str:
+        """``__joined`` through WHERE and the projection. A TABLE result's row that is deleted, or
+        fails WHERE, is a tombstone if its key's previous output was a row, else nothing."""
         plan = self.join
         outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
         where = f"coalesce({plan.where}, FALSE)" if plan.where else "TRUE"
-        if plan.emits_table:
-            deleted, keep = f"(__out_deleted OR NOT {where})", "TRUE"
-        else:
-            deleted, keep = "FALSE", where
-        return f"""(SELECT {outputs}, __out_ts AS __ts, {deleted} AS __deleted, __pos, FALSE AS __err,
-                    NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, NULL AS __headers,
-                    NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset
-             FROM __joined WHERE {keep})"""
+        control = ("FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, NULL AS __headers, "
+                   "NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset")
+        if not plan.emits_table:
+            return (f"(SELECT {outputs}, __out_ts AS __ts, FALSE AS __deleted, __pos, {control} "
+                    f"FROM __joined WHERE {where})")
+        self._emit_table_changes(where)
+        return f"(SELECT {outputs}, __out_ts AS __ts, __deleted, __pos, {control} FROM __changes)"
+
+    def _emit_table_changes(self, where: str) -> None:
+        """``__changes``: the joined rows a TABLE result emits. The join's own changes all go out; a
+        WHERE (ksqlDB's table filter) turns a row that fails into a tombstone only if the key's last
+        output was a row — ``joinrows$<query>`` keeps the keys whose last output is a row."""
+        if self.join.where is None:
+            self.con.execute("CREATE OR REPLACE TEMP TABLE __changes AS "
+                             "SELECT * REPLACE (__out_deleted AS __deleted) FROM __joined")
+            return
+        key = next(c.sql for c in self.join.columns if c.role == "KEY")
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
+            WITH p AS (SELECT * REPLACE ((__out_deleted OR NOT {where}) AS __deleted), {key} AS __okey
+                       FROM __joined),
+                 q AS (SELECT *, coalesce(lag(NOT __deleted) OVER (PARTITION BY __okey ORDER BY __pos),
+                                          __okey IN (SELECT __okey FROM {self._rows})) AS __before FROM p)
+            SELECT * FROM q WHERE NOT __deleted OR __before""")
+        self.con.execute("""CREATE OR REPLACE TEMP TABLE __last AS SELECT __okey, __deleted FROM __changes
+            QUALIFY row_number() OVER (PARTITION BY __okey ORDER BY __pos DESC) = 1""")
+        self.con.execute(f"DELETE FROM {self._rows} WHERE __okey IN (SELECT __okey FROM __last)")
+        self.con.execute(f"INSERT INTO {self._rows} SELECT __okey FROM __last WHERE NOT __deleted")
 
     def _result_sql(self) -> str:
         plan = self.join

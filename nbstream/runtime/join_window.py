@@ -33,9 +33,13 @@ class WindowJoin:
         self.retention = self.before + self.after + self.grace
         self.cols = [[quote(c.name) for c in s.value_columns] for s in self.plan.sides]
 
-    def _stream_time(self) -> int:
+    def _clock(self, side: int | None) -> str:
+        """The ``__stream_time`` entry of the query (``side`` None) or of one side's window store."""
+        return self.runner.query_id if side is None else f"{self.runner.query_id}#{side}"
+
+    def _stream_time(self, side: int | None = None) -> int:
         rows = self.runner.con.execute("SELECT st FROM __stream_time WHERE query_id = ?",
-                                       [self.runner.query_id]).fetchall()
+                                       [self._clock(side)]).fetchall()
         return int(rows[0][0]) if rows else _NO_TIME
 
     def _span(self, side: str) -> str:
@@ -43,29 +47,33 @@ class WindowJoin:
         return f"CASE WHEN {side} = 0 THEN {self.after} ELSE {self.before} END"
 
     def evaluate(self) -> None:
+        """Stream time ``__stb``/``__sta`` before/after each record is shared by both sides; a
+        record is kept in its side's window store (``__late`` if not) while its time is within the
+        retention (before + after + grace) of the largest time that store has seen."""
         con, jk = self.runner.con, quote(JOIN_KEY)
-        st0 = self._stream_time()
+        st0, own = self._stream_time(), [self._stream_time(side) for side in range(2)]
+        preceding = "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __sev AS
-            WITH t AS (SELECT *, greatest({st0}, max(__ts) OVER (ORDER BY __arr ROWS BETWEEN UNBOUNDED PRECEDING
-                                                                  AND 1 PRECEDING)) AS __stb
+            WITH t AS (SELECT *, greatest({st0}, max(__ts) OVER (ORDER BY __arr {preceding})) AS __stb,
+                              greatest(CASE __side WHEN 0 THEN {own[0]} ELSE {own[1]} END, __ts,
+                                       max(__ts) OVER (PARTITION BY __side ORDER BY __arr {preceding})) AS __own
                        FROM __ev WHERE NOT __deleted AND {jk} IS NOT NULL)
-            SELECT *, greatest(__stb, __ts) AS __sta,
-                   __ts + {self._span('__side')} + {self.grace} < __stb AS __late FROM t""")
+            SELECT * EXCLUDE (__own), greatest(__stb, __ts) AS __sta, __ts <= __own - {self.retention} AS __late,
+                   __ts + {self._span('__side')} < greatest(__stb, __ts) AS __closed FROM t""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __sm AS {self._matches_sql()}")
         parts = [self._joined_sql()]
         if self.plan.kind != "INNER":
+            at_once = "__closed" if self.plan.has_grace else "TRUE"
             if self.plan.has_grace:
                 self._outer_candidates()
                 parts.append(self._closed_sql())
-            else:
-                parts.append(self._padded_sql("(SELECT * FROM __sev WHERE NOT __late AND NOT __matched "
-                                              f"AND __side IN {self._outer_sides()})", "__arr", "1", "0", "0"))
+            parts.append(self._padded_sql(f"(SELECT * FROM __sev WHERE NOT __matched AND {at_once} "
+                                          f"AND __side IN {self._outer_sides()})", "__arr", "1", "0", "0"))
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __joined AS
             SELECT * EXCLUDE (__k1, __k2, __k3, __k4),
                    row_number() OVER (ORDER BY __k1, __k2, __k3, __k4) AS __pos
             FROM ({" UNION ALL BY NAME ".join(parts)})""")
-        st = con.execute(f"SELECT greatest({st0}, max(__ts)) FROM __sev").fetchall()[0][0]
-        self._store(int(st))
+        self._store(st0, own)
 
     def _outer_sides(self) -> str:
         return "(0, 1)" if self.plan.kind == "FULL" else "(0)"
@@ -78,7 +86,7 @@ class WindowJoin:
     def _others_sql(self) -> str:
         """Every record a batch record may join: the stored ones (``__arr`` 0) and the batch's."""
         parts = [f"SELECT *, {side} AS __side FROM {state}" for side, state in enumerate(self.runner._states)]
-        parts.append("SELECT * EXCLUDE (__stb, __sta, __late) FROM __sev WHERE NOT __late")
+        parts.append("SELECT * EXCLUDE (__stb, __sta, __late, __closed) FROM __sev WHERE NOT __late")
         return " UNION ALL BY NAME ".join(parts)
 
     def _matches_sql(self) -> str:
@@ -89,8 +97,7 @@ class WindowJoin:
                    greatest(e.__ts, o.__ts) AS __out_ts, o.__ts AS __ots, o.__arr AS __oarr, o.__side AS __oside,
                    e.__ts AS __ets
             FROM __sev e JOIN ({self._others_sql()}) o
-              ON e.{jk} = o.{jk} AND e.__side <> o.__side AND o.__arr < e.__arr AND {self._window_match('e', 'o')}
-            WHERE NOT e.__late"""
+              ON e.{jk} = o.{jk} AND e.__side <> o.__side AND o.__arr < e.__arr AND {self._window_match('e', 'o')}"""
 
     def _joined_sql(self) -> str:
         self.runner.con.execute("""CREATE OR REPLACE TEMP TABLE __sev AS
@@ -112,9 +119,9 @@ class WindowJoin:
         self.runner.con.execute(f"""CREATE OR REPLACE TEMP TABLE __oc AS
             WITH u AS (SELECT {cols}, {jk}, __side, __ts, 0 AS __arr FROM {self.runner._outer}
                        UNION ALL SELECT {cols}, {jk}, __side, __ts, __arr FROM __sev
-                       WHERE NOT __late AND NOT __matched AND __side IN {self._outer_sides()}),
+                       WHERE NOT __late AND NOT __closed AND NOT __matched AND __side IN {self._outer_sides()}),
                  m AS (SELECT u.__side, u.__arr, u.__ts, u.{jk}, min(e.__arr) AS __m FROM u JOIN __sev e
-                       ON e.{jk} = u.{jk} AND e.__side <> u.__side AND e.__arr > u.__arr AND NOT e.__late
+                       ON e.{jk} = u.{jk} AND e.__side <> u.__side AND e.__arr > u.__arr
                           AND {self._window_match('e', 'u')}
                        GROUP BY ALL),
                  c AS (SELECT u.__side, u.__arr, u.__ts, u.{jk}, min(e.__arr) AS __c FROM u JOIN __sev e
@@ -131,13 +138,17 @@ class WindowJoin:
         return self._padded_sql("(SELECT * FROM __oc WHERE __c IS NOT NULL AND (__m IS NULL OR __c < __m))",
                                 "__c", "0", "__ts", "__arr")
 
-    def _store(self, st: int) -> None:
+    def _store(self, st0: int, own: list[int]) -> None:
         con, runner = self.runner.con, self.runner
         for side, state in enumerate(runner._states):
             cols = ", ".join(self.cols[side])
             con.execute(f"INSERT INTO {state} SELECT {cols}, {quote(JOIN_KEY)}, __ts, 0 FROM __sev "
                         f"WHERE __side = {side} AND NOT __late")
-            con.execute(f"DELETE FROM {state} WHERE __ts < {st} - {self.retention}")
+            side_st = con.execute(f"SELECT greatest({own[side]}, max(__ts)) FROM __sev WHERE __side = {side}"
+                                  ).fetchall()[0][0]
+            con.execute(f"DELETE FROM {state} WHERE __ts <= {side_st} - {self.retention}")
+            con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [self._clock(side), side_st])
+        st = con.execute(f"SELECT greatest({st0}, max(__ts)) FROM __sev").fetchall()[0][0]
         if self.plan.kind != "INNER" and self.plan.has_grace:
             cols = ", ".join(c for s in self.cols for c in s)
             con.execute(f"DELETE FROM {runner._outer}")

@@ -1,0 +1,181 @@
+"""Joins follow ksqlDB: records of both inputs are processed in the order they arrived; a stream
+looks up a table as it was at the stream record's arrival; tables join change by change with
+tombstones; streams join within a window, null-padding unmatched rows of an outer side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nbstream import Engine
+from nbstream.errors import BindError, NbstreamError
+
+ORDERS = ("CREATE STREAM orders (id INT KEY, item VARCHAR, user_id INT) "
+          "WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON');")
+USERS = "CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR) WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON');"
+CARTS = "CREATE TABLE carts (id INT PRIMARY KEY, n INT) WITH (KAFKA_TOPIC='carts', VALUE_FORMAT='JSON');"
+LEFT = "CREATE STREAM l (id INT KEY, a VARCHAR) WITH (KAFKA_TOPIC='l', VALUE_FORMAT='JSON');"
+RIGHT = "CREATE STREAM r (id INT KEY, b VARCHAR) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');"
+
+Record = tuple[str, Any, dict[str, Any] | None, int]  # topic, key, value (None: tombstone), timestamp
+
+
+def _run(sql: str, records: list[Record], eng: Engine | None = None) -> Engine:
+    eng = eng or Engine()
+    eng.execute(sql)
+    for topic, key, value, ts in records:
+        eng.produce(topic, value, key=key, timestamp=ts)
+    eng.run_until_idle()
+    return eng
+
+
+def _out(eng: Engine, topic: str, *columns: str) -> list[tuple[Any, ...]]:
+    """(key, timestamp, the values of ``columns``…) per record; a tombstone has no values."""
+    return [(r.key, r.timestamp, *((None,) * len(columns) if r.value is None else (r.value[c] for c in columns)))
+            for r in eng.consume(topic)]
+
+
+# -- stream-table --------------------------------------------------------------------------------------
+
+
+def test_a_stream_record_joins_the_table_row_current_at_its_arrival() -> None:
+    eng = _run(ORDERS + USERS + "CREATE STREAM enriched AS SELECT o.user_id, item, name FROM orders o "
+               "JOIN users u ON o.user_id = u.id;",
+               [("users", 7, {"name": "ann"}, 1), ("orders", 1, {"item": "x", "user_id": 7}, 2),
+                ("users", 7, {"name": "bob"}, 3), ("orders", 2, {"item": "y", "user_id": 7}, 4)])
+    # the result is keyed by the join key; the second order sees the update that arrived before it
+    assert _out(eng, "ENRICHED", "ITEM", "NAME") == [(7, 2, "x", "ann"), (7, 4, "y", "bob")]
+
+
+def test_a_table_change_arriving_after_a_stream_record_does_not_join_it() -> None:
+    eng = _run(ORDERS + USERS + "CREATE STREAM enriched AS SELECT o.user_id, name FROM orders o "
+               "JOIN users u ON o.user_id = u.id;",
+               [("orders", 1, {"user_id": 7}, 5), ("users", 7, {"name": "ann"}, 1)])
+    assert _out(eng, "ENRICHED", "NAME") == []
+
+
+def test_a_left_stream_table_join_pads_a_missing_table_row_with_nulls() -> None:
+    eng = _run(ORDERS + USERS + "CREATE STREAM enriched AS SELECT o.user_id, item, name FROM orders o "
+               "LEFT JOIN users u ON o.user_id = u.id;",
+               [("users", 7, {"name": "ann"}, 1), ("users", 7, None, 2), ("orders", 1, {"item": "x", "user_id": 7}, 3)])
+    # the tombstone deleted user 7 before the order arrived
+    assert _out(eng, "ENRICHED", "ITEM", "NAME") == [(7, 3, "x", None)]
+
+
+def test_the_table_state_outlives_the_batch_that_wrote_it() -> None:
+    eng = _run(ORDERS + USERS + "CREATE STREAM enriched AS SELECT o.user_id, name FROM orders o "
+               "JOIN users u ON o.user_id = u.id;", [("users", 7, {"name": "ann"}, 1)])
+    _run("", [("orders", 1, {"user_id": 7}, 2)], eng)
+    assert _out(eng, "ENRICHED", "NAME") == [(7, 2, "ann")]
+
+
+def test_stream_table_join_state_and_offsets_survive_a_restart(tmp_path: Path) -> None:
+    eng = _run(ORDERS + USERS + "CREATE STREAM enriched AS SELECT o.user_id, name FROM orders o "
+               "JOIN users u ON o.user_id = u.id;",
+               [("users", 7, {"name": "ann"}, 1), ("orders", 1, {"user_id": 7}, 2)], Engine(tmp_path))
+    eng.con.close()
+    again = _run("", [("orders", 2, {"user_id": 7}, 3)], Engine(tmp_path))
+    assert _out(again, "ENRICHED", "NAME") == [(7, 2, "ann"), (7, 3, "ann")]
+
+
+# -- table-table ---------------------------------------------------------------------------------------
+
+
+def test_an_inner_table_join_emits_a_row_once_both_sides_exist_and_a_tombstone_when_one_is_deleted() -> None:
+    eng = _run(USERS + CARTS + "CREATE TABLE both_ AS SELECT u.id, name, n FROM users u JOIN carts c "
+               "ON u.id = c.id;",
+               [("users", 1, {"name": "ann"}, 1), ("carts", 1, {"n": 3}, 5), ("carts", 1, None, 7)])
+    # the output time is the larger of the two rows' times
+    assert _out(eng, "BOTH_", "NAME", "N") == [(1, 5, "ann", 3), (1, 7, None, None)]
+
+
+def test_a_full_outer_table_join_keeps_rows_of_either_side() -> None:
+    eng = _run(USERS + CARTS + "CREATE TABLE any_ AS SELECT ROWKEY, name, n FROM users u FULL OUTER JOIN carts c "
+               "ON u.id = c.id;",
+               [("carts", 2, {"n": 3}, 1), ("users", 2, {"name": "bob"}, 2), ("carts", 2, None, 3)])
+    assert _out(eng, "ANY_", "NAME", "N") == [(2, 1, None, 3), (2, 2, "bob", 3), (2, 3, "bob", None)]
+
+
+def test_a_where_on_a_table_join_writes_a_tombstone_only_after_a_row_passed() -> None:
+    eng = _run(USERS + CARTS + "CREATE TABLE big AS SELECT u.id, n FROM users u JOIN carts c ON u.id = c.id "
+               "WHERE c.n > 2;",
+               [("users", 1, {"name": "a"}, 1), ("carts", 1, {"n": 1}, 2), ("carts", 1, {"n": 5}, 3),
+                ("carts", 1, {"n": 0}, 4)])
+    assert _out(eng, "BIG", "N") == [(1, 3, 5), (1, 4, None)]
+
+
+# -- stream-stream -------------------------------------------------------------------------------------
+
+
+def test_stream_records_join_within_the_window_before_and_after() -> None:
+    eng = _run(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN r WITHIN (1 SECOND, 2 SECONDS) "
+               "ON l.id = r.id;",
+               [("l", 1, {"a": "x"}, 10_000), ("r", 1, {"b": "early"}, 8_999), ("r", 1, {"b": "before"}, 9_000),
+                ("r", 1, {"b": "after"}, 12_000), ("r", 1, {"b": "late"}, 12_001)])
+    assert _out(eng, "J", "A", "B") == [(1, 10_000, "x", "before"), (1, 12_000, "x", "after")]
+
+
+def test_a_left_stream_join_without_grace_emits_the_null_padded_row_at_once() -> None:
+    eng = _run(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, a, b FROM l LEFT JOIN r WITHIN 10 SECONDS "
+               "ON l.id = r.id;",
+               [("l", 1, {"a": "x"}, 1), ("r", 1, {"b": "y"}, 2)])
+    assert _out(eng, "J", "A", "B") == [(1, 1, "x", None), (1, 2, "x", "y")]
+
+
+def test_with_a_grace_period_null_padded_rows_wait_for_their_window_to_close() -> None:
+    eng = _run(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, a, b FROM l LEFT JOIN r WITHIN 10 SECONDS "
+               "GRACE PERIOD 5 SECONDS ON l.id = r.id;",
+               [("l", 1, {"a": "matched"}, 0), ("l", 2, {"a": "alone"}, 0), ("r", 1, {"b": "y"}, 5_000),
+                ("l", 3, {"a": "tick"}, 16_000)])
+    # record 2's window closes at 0 + 10 s + 5 s: the record at 16 s emits it; record 1 found a match
+    assert _out(eng, "J", "A", "B") == [(1, 5_000, "matched", "y"), (2, 0, "alone", None)]
+
+
+def test_a_record_older_than_the_window_retention_is_not_kept_for_later_matches() -> None:
+    eng = _run(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN r WITHIN 1 SECOND "
+               "GRACE PERIOD 1 SECOND ON l.id = r.id;",
+               [("l", 9, {"a": "new"}, 10_000), ("l", 1, {"a": "old"}, 1_000), ("r", 1, {"b": "y"}, 1_000)])
+    assert _out(eng, "J", "A", "B") == []
+
+
+# -- planning ------------------------------------------------------------------------------------------
+
+
+def test_select_star_names_columns_by_source_alias_and_keys_by_the_left_join_column() -> None:
+    eng = Engine()
+    eng.execute(LEFT + RIGHT + "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 SECOND ON l.id = r.id;")
+    schema = eng.catalog.get("J").schema
+    assert [(c.name, c.role) for c in schema.columns] == [
+        ("L_ID", "KEY"), ("L_A", "VALUE"), ("R_ID", "VALUE"), ("R_B", "VALUE")]
+
+
+def test_the_projection_must_include_the_join_key() -> None:
+    with pytest.raises(BindError, match=r"must include the join expressions L\.ID or R\.ID"):
+        Engine().execute(LEFT + RIGHT + "CREATE STREAM j AS SELECT a, b FROM l JOIN r WITHIN 1 SECOND "
+                         "ON l.id = r.id;")
+
+
+def test_a_stream_stream_join_needs_a_within_clause() -> None:
+    with pytest.raises(BindError, match="WITHIN clause"):
+        Engine().execute(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN r ON l.id = r.id;")
+
+
+def test_join_keys_of_different_types_are_rejected() -> None:
+    with pytest.raises(BindError, match="types don't match"):
+        Engine().execute(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, b FROM l JOIN r WITHIN 1 SECOND "
+                         "ON l.id = r.b;")
+
+
+def test_an_ambiguous_unqualified_column_is_rejected() -> None:
+    with pytest.raises(NbstreamError, match="ambiguous"):
+        Engine().execute(LEFT + RIGHT + "CREATE STREAM j AS SELECT id, a FROM l JOIN r WITHIN 1 SECOND "
+                         "ON l.id = r.id;")
+
+
+def test_a_windowed_source_cannot_join_a_non_windowed_one() -> None:
+    with pytest.raises(BindError, match="Can not join windowed source to non-windowed source"):
+        Engine().execute("CREATE STREAM w (id INT KEY, v INT) WITH (KAFKA_TOPIC='w', VALUE_FORMAT='JSON', "
+                         "WINDOW_TYPE='SESSION');" + RIGHT +
+                         "CREATE STREAM j AS SELECT * FROM w JOIN r WITHIN 1 SECOND ON w.id = r.id;")
