@@ -261,6 +261,26 @@ FINAL_USERS = """SELECT * FROM events
                  QUALIFY row_number() OVER (PARTITION BY id ORDER BY arrival DESC) = 1"""
 
 
+def table_aggregate_changelog(changes: pd.DataFrame) -> dict[str, list[tuple]]:
+    """Per group, the (COUNT, SUM) after each change touching it, in arrival order: a change retracts
+    its key's previous row from that row's group and adds the new row to its group; one record per
+    change and group (a row that stays in its group writes one update); an empty group shows 0, 0."""
+    rows = reference(changes, """
+        WITH history AS (SELECT *, lag(grp) OVER by_key AS old_grp, lag(amount) OVER by_key AS old_amount
+                         FROM events WINDOW by_key AS (PARTITION BY id ORDER BY arrival)),
+             deltas AS (SELECT arrival, old_grp AS grp, -1 AS dn, -old_amount AS dv FROM history
+                        WHERE old_grp IS NOT NULL
+                        UNION ALL
+                        SELECT arrival, grp, 1, amount FROM history WHERE NOT deleted),
+             net AS (SELECT arrival, grp, sum(dn) AS dn, sum(dv) AS dv FROM deltas GROUP BY arrival, grp)
+        SELECT grp, arrival, sum(dn) OVER running, sum(dv) OVER running FROM net
+        WINDOW running AS (PARTITION BY grp ORDER BY arrival ROWS UNBOUNDED PRECEDING)""")
+    changelog: dict[str, list[tuple]] = {}
+    for grp, _arrival, n, total in rows:
+        changelog.setdefault(grp, []).append((n, total))
+    return changelog
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_table_aggregate_equals_group_by_over_final_table(seed: int) -> None:
     changes = table_changes(seed)
@@ -274,7 +294,12 @@ def test_table_aggregate_equals_group_by_over_final_table(seed: int) -> None:
 
     expected = reference(changes, f"""SELECT grp, count(*), sum(amount) FROM ({FINAL_USERS})
                                       WHERE NOT deleted GROUP BY grp""")
-    last = {r.key: r.value for r in eng.consume("PER_GRP")}
+    records = eng.consume("PER_GRP")
+    changelog: dict[str, list[tuple]] = {}
+    for r in records:
+        changelog.setdefault(r.key, []).append((r.value["N"], r.value["TOTAL"]))
+    assert changelog == table_aggregate_changelog(changes)
+    last = {r.key: r.value for r in records}
     # a group left empty may end as a tombstone or as COUNT 0: either way it is not in the table
     from_changelog = sorted((g, v["N"], v["TOTAL"]) for g, v in last.items() if v is not None and v["N"] > 0)
     assert from_changelog == expected
