@@ -54,7 +54,7 @@ ONE_BATCH_HOPPING = """CREATE OR REPLACE TABLE one_batch AS
           FROM {decoded}) GROUP BY ALL"""
 USERS = """
 CREATE TABLE users (userid VARCHAR PRIMARY KEY, name VARCHAR, level INT)
-  WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=2);
+  WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=1);
 """
 JOIN = """
 CREATE STREAM enriched AS SELECT c.userid AS userid, u.name, c.amount FROM clicks c
