@@ -9,11 +9,17 @@ written here independently of the engine's code, with ksqlDB's rules:
 - a record is dropped from a window when window end + grace ≤ stream time (its own time included);
 - tumbling/hopping windows are ``[start, start + size)`` with starts at multiples of the advance;
 - EMIT CHANGES writes one changelog record per accepted (record, window), carrying the running
-  aggregate and, as timestamp, the largest record time folded in; EMIT FINAL writes each window
-  once, when stream time closes it;
-- an aggregate over a TABLE equals GROUP BY over the table's final contents.
+  aggregate and, as timestamp, the largest record time folded in; EMIT FINAL writes a window once,
+  when stream time reaches exactly its end + grace (ksqlDB skips a close that stream time jumps over);
+- session windows merge the live sessions within the gap of a record; ``close = st - grace - gap``
+  (folded record by record in a recursive CTE);
+- an aggregate over a TABLE equals GROUP BY over the table's final contents;
+- a stream-table join looks up the table row current at the stream record's arrival, a
+  table-table join equals the join of the final tables, a stream-stream join writes every pair
+  within the window (LEFT: and, at once, a left record nothing matched on arrival).
 
-Inputs go to one partition: arrival order is then the log's order, which stream time follows.
+Inputs go to one partition unless said: arrival order is then the log's order, which stream time
+follows.
 """
 
 from __future__ import annotations
