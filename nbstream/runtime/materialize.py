@@ -47,8 +47,8 @@ class Materializer(QueryRunner):
         self.source = source
         self.table = state_table(source.name)
         self.keys = [quote(c.name) for c in source.schema.key]
-        if source.window is not None:
-            self.keys.append(quote("WINDOWSTART"))
+        if source.window is not None:  # a session's start may be another session's too (merged, then replaced)
+            self.keys += [quote(b) for b in WINDOW_BOUNDS[: 2 if source.window.kind == "SESSION" else 1]]
         self.columns = ", ".join(quote(c.name) for c in columns)
         defs = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in columns)
         primary_key = f", PRIMARY KEY ({', '.join(self.keys)})" if source.schema.key else ""
@@ -86,13 +86,14 @@ class Materializer(QueryRunner):
         return {}
 
     def _purge_expired(self) -> None:
-        """Drop the windows that started ``retention`` or more before the stream time (as Kafka
-        Streams' window stores do)."""
+        """Drop the windows that started (sessions: ended) ``retention`` or more before the stream
+        time, as Kafka Streams' window and session stores do."""
         retention = self.retention_ms
-        if retention is None:
+        if retention is None or self.source.window is None:
             return
+        bound = quote("WINDOWEND" if self.source.window.kind == "SESSION" else "WINDOWSTART")
         self.con.execute(f"""DELETE FROM {self.table}
-            WHERE "WINDOWSTART" <= (SELECT max("ROWTIME") FROM {self.table}) - {int(retention)}""")
+            WHERE {bound} <= (SELECT max("ROWTIME") FROM {self.table}) - {int(retention)}""")
 
     def drop(self) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {self.table}")

@@ -120,6 +120,15 @@ def test_windows_older_than_the_retention_leave_the_state() -> None:
     assert starts == [["a", 2000], ["a", 3000], ["a", 4000]]
 
 
+def test_a_session_windowed_table_keeps_each_session_of_a_key() -> None:
+    eng = Engine()
+    eng.execute(CLICKS + "CREATE TABLE sessions AS SELECT userid, COUNT(*) AS n FROM clicks "
+                         "WINDOW SESSION (5 SECONDS) GROUP BY userid;")
+    clicks(eng, [("a", 1, 0), ("a", 1, 1000), ("a", 1, 20000)])
+    rows = eng.query("SELECT WINDOWSTART, WINDOWEND, n FROM sessions WHERE userid = 'a'")
+    assert rows.values.tolist() == [[0, 1000, 2], [20000, 20000, 1]]
+
+
 def test_the_default_retention_is_the_window_size_plus_the_grace_period() -> None:
     eng = Engine()
     eng.execute(PER_SECOND.format(options=", GRACE PERIOD 1 SECOND"))
