@@ -17,7 +17,7 @@ primary keys, join key types, and the join key in the projection (the result's k
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -81,6 +81,7 @@ class JoinPlan:
     emits_table: bool = False
     limit: int | None = None
     foreign_key: bool = False  # table-table on left.expr = right.pk: keyed by the left table's key
+    on_keys: bool = False  # both sides join on their key: ksqlDB reads them without repartitioning
 
     @property
     def sides(self) -> tuple[JoinSide, JoinSide]:
@@ -105,6 +106,20 @@ class JoinPlan:
     def has_grace(self) -> bool:
         """Whether the WITHIN clause names a GRACE PERIOD (null-padded rows wait for the window)."""
         return self.within is not None and self.within.grace_ms is not None
+
+
+def check_copartitioned(plan: JoinPlan, partitions: Callable[[str], int]) -> None:
+    """ksqlDB joins sources on their keys only if their topics have as many partitions (a join on
+    an expression repartitions, and a foreign-key join needs no co-partitioning)."""
+    if not plan.on_keys or plan.foreign_key:
+        return
+    left, right = plan.left, plan.right
+    counts = [partitions(side.scan.topic) for side in plan.sides]
+    if counts[0] != counts[1]:
+        raise BindError(f"Can't join `{left.scan.source}` with `{right.scan.source}` since the number of "
+                        f"partitions don't match. `{left.scan.source}` partitions = {counts[0]}; "
+                        f"`{right.scan.source}` partitions = {counts[1]}. Please repartition either one so "
+                        "that the number of partitions match.")
 
 
 def is_join_query(query: Query) -> bool:
@@ -193,7 +208,8 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
         kind = "LEFT"
     return JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=tuple(columns), key_type=key_types[0],
                     where=where, within=within, sink=sink, emits_table=left.source.is_table and right.source.is_table,
-                    limit=query.limit, foreign_key=foreign_key)
+                    limit=query.limit, foreign_key=foreign_key,
+                    on_keys=all(_is_key(side, o) for side, o in zip(sides, operands, strict=True)))
 
 
 # -- sources and join kind ----------------------------------------------------------------------
@@ -242,7 +258,8 @@ def _check_order(left: _Source, right: _Source, kind: str, within: Within | None
 
 
 def _is_key(side: JoinSide, operand: exp.Expression) -> bool:
-    return isinstance(operand, exp.Column) and operand.name in side.key_columns
+    """Whether ``operand`` is the side's whole key (its one key column)."""
+    return isinstance(operand, exp.Column) and side.key_columns == (operand.name,)
 
 
 def _check_formats(left: _Source, right: _Source) -> None:

@@ -17,7 +17,7 @@ from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, Logic
 from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
-from nbstream.plan.join import JoinPlan, join_produces_table, join_sources
+from nbstream.plan.join import JoinPlan, check_copartitioned, join_produces_table, join_sources
 from nbstream.plan.logical import Sink
 from nbstream.plan.planner import Plan, Target, plan_query, sink_of
 from nbstream.runtime import metadata
@@ -242,6 +242,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     sink = _sink_for_new(engine, stmt.name, props, source)
     plan = plan_query(stmt.query, engine.catalog, engine.con,
                       target=Target(sink, stmt.kind, _new_planner(engine)), params=engine.params)
+    _check_copartitioned(engine, plan)
     plan = _fit_key_format(engine, plan, props)
     plan = _with_runtime_config(engine, plan)
     planned = plan.sink
@@ -333,6 +334,11 @@ def _fit_key_format(engine: Engine, plan: Plan, props: Mapping[str, Any]) -> Pla
     return plan
 
 
+def _check_copartitioned(engine: Engine, plan: Plan) -> None:
+    if isinstance(plan, JoinPlan):
+        check_copartitioned(plan, lambda topic: engine.log.require(topic).partitions)
+
+
 def _new_planner(engine: Engine) -> bool:
     return _bool(engine.property("ksql.new.query.planner.enabled") or False)
 
@@ -356,6 +362,7 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
     sink = sink_of(target, engine.log.require(target.topic).partitions)
     plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM", _new_planner(engine)),
                       params=engine.params)
+    _check_copartitioned(engine, plan)
     plan = _with_runtime_config(engine, plan)
     if [(c.name, str(c.type), c.role) for c in plan.schema.columns] != \
             [(c.name, str(c.type), c.role) for c in target.schema.columns]:

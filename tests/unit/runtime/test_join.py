@@ -179,3 +179,33 @@ def test_a_windowed_source_cannot_join_a_non_windowed_one() -> None:
         Engine().execute("CREATE STREAM w (id INT KEY, v INT) WITH (KAFKA_TOPIC='w', VALUE_FORMAT='JSON', "
                          "WINDOW_TYPE='SESSION');" + RIGHT +
                          "CREATE STREAM j AS SELECT * FROM w JOIN r WITHIN 1 SECOND ON w.id = r.id;")
+
+
+def test_sources_joined_on_their_keys_must_have_as_many_partitions() -> None:
+    with pytest.raises(BindError, match="number of partitions don't match"):
+        Engine().execute(LEFT + "CREATE STREAM r (id INT KEY, b VARCHAR) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON', "
+                         "PARTITIONS=2);"
+                         "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN r WITHIN 1 SECOND ON l.id = r.id;")
+
+
+def test_a_join_followed_by_group_by_is_a_clear_unsupported_error() -> None:
+    with pytest.raises(NbstreamError, match="GROUP BY over a join is not supported yet"):
+        Engine().execute(ORDERS + USERS + "CREATE TABLE per_name AS SELECT name, COUNT(*) AS c FROM orders o "
+                         "JOIN users u ON o.user_id = u.id GROUP BY name;")
+
+
+def test_a_foreign_key_join_updates_every_left_row_referencing_a_changed_right_row() -> None:
+    eng = _run("CREATE TABLE items (id INT PRIMARY KEY, owner INT) WITH (KAFKA_TOPIC='items', VALUE_FORMAT='JSON');"
+               + USERS + "CREATE TABLE owned AS SELECT i.id, name FROM items i JOIN users u ON i.owner = u.id;",
+               [("users", 7, {"name": "ann"}, 1), ("items", 1, {"owner": 7}, 2), ("items", 2, {"owner": 7}, 3),
+                ("users", 7, {"name": "bob"}, 4)])
+    # keyed by the left table's key; the user's update reaches both items, in key order
+    assert _out(eng, "OWNED", "NAME") == [(1, 2, "ann"), (2, 3, "ann"), (1, 4, "bob"), (2, 4, "bob")]
+
+
+def test_stream_stream_window_state_survives_a_restart(tmp_path: Path) -> None:
+    eng = _run(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN r WITHIN 10 SECONDS ON l.id = r.id;",
+               [("l", 1, {"a": "x"}, 1_000)], Engine(tmp_path))
+    eng.con.close()
+    again = _run("", [("r", 1, {"b": "y"}, 2_000)], Engine(tmp_path))
+    assert _out(again, "J", "A", "B") == [(1, 2_000, "x", "y")]
