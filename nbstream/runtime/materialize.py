@@ -51,7 +51,10 @@ class Materializer(QueryRunner):
             self.keys += [quote(b) for b in WINDOW_BOUNDS[: 2 if source.window.kind == "SESSION" else 1]]
         self.columns = ", ".join(quote(c.name) for c in columns)
         defs = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in columns)
-        primary_key = f", PRIMARY KEY ({', '.join(self.keys)})" if source.schema.key else ""
+        # DuckDB indexes no STRUCT, ARRAY or MAP: such keys are replaced by delete + insert instead
+        self.indexed = bool(source.schema.key) and all(c.type.name not in ("STRUCT", "ARRAY", "MAP")
+                                                       for c in source.schema.key)
+        primary_key = f", PRIMARY KEY ({', '.join(self.keys)})" if self.indexed else ""
         con.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({defs}, \"ROWTIME\" BIGINT{primary_key})")
         super().__init__(f"MATERIALIZE_{source.name}", plan, con, log)
 
@@ -76,8 +79,9 @@ class Materializer(QueryRunner):
         )
         if self.source.schema.key:
             match = " AND ".join(f"{self.table}.{k} = latest.{k}" for k in self.keys)
-            self.con.execute(f"DELETE FROM {self.table} USING __latest AS latest WHERE latest.__deleted AND {match}")
-            self.con.execute(f"INSERT OR REPLACE INTO {self.table} "
+            replaced = "latest.__deleted AND " if self.indexed else ""
+            self.con.execute(f"DELETE FROM {self.table} USING __latest AS latest WHERE {replaced}{match}")
+            self.con.execute(f"INSERT {'OR REPLACE ' if self.indexed else ''}INTO {self.table} "
                              f"SELECT {self.columns}, __ts FROM __latest WHERE NOT __deleted")
         else:  # a keyless table holds one row
             self.con.execute(f"DELETE FROM {self.table}")
