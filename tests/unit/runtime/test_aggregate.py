@@ -119,3 +119,14 @@ def test_aggregate_state_survives_an_engine_restart(tmp_path: Path) -> None:
     eng.produce("clicks", {}, key="a", timestamp=2)
     eng.run_until_idle()
     assert _changes(eng, "COUNTS", "C") == [("a", None, 1), ("a", None, 2)]
+
+
+def test_open_sessions_survive_an_engine_restart(tmp_path: Path) -> None:
+    sql = CLICKS + ("CREATE TABLE s AS SELECT user, SUM(n) AS total FROM clicks WINDOW SESSION (10 SECONDS) "
+                    "GROUP BY user;")
+    eng = _run(sql, [("a", {"n": 1}, 0)], eng=Engine(path=tmp_path / "db"))
+    eng.close()
+    eng = Engine(path=tmp_path / "db")
+    eng.produce("clicks", {"n": 2}, key="a", timestamp=4_000)
+    eng.run_until_idle()
+    assert _changes(eng, "S", "TOTAL") == [("a", (0, 0), 1), ("a", (0, 0), None), ("a", (0, 4_000), 3)]
