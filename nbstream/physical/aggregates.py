@@ -17,7 +17,7 @@ are replaced textually (:func:`fill`), so braces of DuckDB struct and map litera
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nbstream.catalog.types import BIGINT, DOUBLE, SqlType, parse_type
@@ -111,11 +111,12 @@ def _offset_slots(latest: bool) -> Callable[[SqlType, Sequence[object]], tuple[S
 
 
 def _collect_slots(distinct: bool) -> Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]:
+    """COLLECT_LIST/COLLECT_SET: the first values, at most ``{limit}`` of them."""
     def slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
         both = "list_concat(coalesce({s}, []), coalesce({b}, []))"
         unique = "nbs_distinct_maps_in_order" if t.name == "MAP" else "nbs_distinct_in_order"
         merged = f"{unique}({both})" if distinct else both
-        return (Slot("list({0} ORDER BY __ord)", f"list_slice({merged}, 1, {COLLECT_LIMIT})", "{t}[]"),)
+        return (Slot("list({0} ORDER BY __ord)", f"list_slice({merged}, 1, {{limit}})", "{t}[]"),)
     return slots
 
 
@@ -175,9 +176,11 @@ _FUNCTIONS: dict[str, _Function] = {
 _UNWRAP = {"LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET"}
 
 
-def resolve(name: str, arg_type: SqlType | None, params: Sequence[object]) -> Aggregate:
+def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
+            properties: Mapping[str, object] | None = None) -> Aggregate:
     """The aggregate ``name`` applied to a column of ``arg_type`` (None: ``COUNT(*)``), with the
-    literal ``params`` that follow the column; a :class:`BindError` for what ksqlDB rejects."""
+    literal ``params`` that follow the column; a :class:`BindError` for what ksqlDB rejects.
+    ``properties``: the ksqlDB configuration (``ksql.functions.<name>.limit``)."""
     function = _FUNCTIONS.get(name.upper())
     if function is None:
         raise BindError(f"Unknown aggregate function {name}")
@@ -189,7 +192,9 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object]) -> Ag
         raise SqlTypeError(f"Function '{name}' does not accept parameters ({arg_type}).")
     t = arg_type.duckdb()
     element = arg_type.element.duckdb() if arg_type.name == "ARRAY" and arg_type.element else t
-    slots = tuple(Slot(s.batch.replace("{t}", t), s.merge, s.type.replace("{t}", t).replace("{e}", element),
+    limit = str(_limit(name, properties or {}))
+    slots = tuple(Slot(s.batch.replace("{t}", t), s.merge.replace("{limit}", limit),
+                       s.type.replace("{t}", t).replace("{e}", element),
                        None if s.signed is None else s.signed.replace("{t}", t))
                   for s in function.slots(arg_type, params))
     result = function.result
@@ -199,6 +204,14 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object]) -> Ag
     elif name.upper() in _UNWRAP:
         result, result_type = "coalesce({s0}, [])", SqlType.array(arg_type)
     return Aggregate(name.upper(), slots, result, result_type)
+
+
+def _limit(name: str, properties: Mapping[str, object]) -> int:
+    value = properties.get(f"ksql.functions.{name.lower()}.limit", COLLECT_LIMIT)
+    try:
+        return int(str(value))
+    except ValueError:
+        raise BindError(f"ksql.functions.{name.lower()}.limit must be an integer, not {value!r}") from None
 
 
 def fill(template: str, **values: str) -> str:

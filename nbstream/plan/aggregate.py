@@ -85,8 +85,10 @@ def is_aggregate_query(query: Query) -> bool:
 
 
 def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckDBPyConnection, *,
-                   scan: Scan, sink: Sink | None, params: Mapping[str, object] | None = None) -> AggregatePlan:
-    """Plan the aggregating ``query`` over ``source`` (``scope``: the names it may reference)."""
+                   scan: Scan, sink: Sink | None, params: Mapping[str, object] | None = None,
+                   properties: Mapping[str, object] | None = None) -> AggregatePlan:
+    """Plan the aggregating ``query`` over ``source`` (``scope``: the names it may reference;
+    ``properties``: the ksqlDB configuration, e.g. ``ksql.functions.collect_list.limit``)."""
     select = query.select
     if query.partition_by:
         raise BindError("PARTITION BY is not valid with GROUP BY: the result is keyed by the GROUP BY")
@@ -105,7 +107,7 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
     having_node = select.args["having"].this if select.args.get("having") else None
     items = list(select.expressions)
     call_nodes = _distinct_calls([*items, *([having_node] if having_node is not None else [])])
-    calls, args = _plan_calls(call_nodes, compiler)
+    calls, args = _plan_calls(call_nodes, compiler, properties or {})
     table_keys = _table_key_columns(source) if source.is_table else []
     if source.is_table:
         _check_undoable(calls)
@@ -183,21 +185,21 @@ def _distinct_calls(nodes: list[exp.Expression]) -> list[exp.Anonymous]:
     return list(calls.values())
 
 
-def _plan_calls(calls: list[exp.Anonymous], compiler: ExpressionCompiler
+def _plan_calls(calls: list[exp.Anonymous], compiler: ExpressionCompiler, properties: Mapping[str, object]
                 ) -> tuple[list[AggregateCall], list[OutputColumn]]:
     planned, args = [], []
     for j, call in enumerate(calls):
         name = str(call.this).upper()
         operands = list(call.expressions)
         if not operands or isinstance(operands[0], exp.Star):
-            planned.append(AggregateCall(None, resolve(name, None, [])))
+            planned.append(AggregateCall(None, resolve(name, None, [], properties)))
             continue
         columns = _topk_columns(operands) if name in ("TOPK", "TOPKDISTINCT") else 1
         arg = _compiled(compiler, operands[0], f"__a{j}")
         if columns > 1:
             arg = _sort_struct(arg, [_compiled(compiler, o, arg.name) for o in operands[1:columns]])
         params = [_literal(p, name) for p in operands[columns:]]
-        planned.append(AggregateCall(arg.name, resolve(name, arg.type, params)))
+        planned.append(AggregateCall(arg.name, resolve(name, arg.type, params, properties)))
         args.append(arg)
     return planned, args
 

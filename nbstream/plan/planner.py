@@ -8,7 +8,7 @@ columns and sources.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import duckdb
 from sqlglot import exp
@@ -39,6 +39,7 @@ class Target:
     sink: Sink
     kind: str  # STREAM | TABLE
     new_planner: bool = False  # ksql.new.query.planner.enabled (see _check_new_planner)
+    properties: Mapping[str, object] = field(default_factory=dict)  # the engine's ksqlDB configuration
 
 
 def scan_of(source: Source) -> Scan:
@@ -92,7 +93,8 @@ def plan_query(
     scope = source_scope(source)
     if is_aggregate_query(query):
         return plan_aggregate(query, source, scope, con, scan=scan_of(source),
-                              sink=None if target is None else target.sink, params=params)
+                              sink=None if target is None else target.sink, params=params,
+                              properties=None if target is None else target.properties)
     compiler = ExpressionCompiler(scope, TypeProbe(con, scope), params=params)
     where = select.args.get("where")
     where_sql = None

@@ -241,7 +241,8 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     props = dict(stmt.properties)
     sink = _sink_for_new(engine, stmt.name, props, source)
     plan = plan_query(stmt.query, engine.catalog, engine.con,
-                      target=Target(sink, stmt.kind, _new_planner(engine)), params=engine.params)
+                      target=Target(sink, stmt.kind, _new_planner(engine), engine.properties),
+                      params=engine.params)
     _check_copartitioned(engine, plan)
     plan = _fit_key_format(engine, plan, props)
     plan = _with_runtime_config(engine, plan)
@@ -360,7 +361,8 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
     source = engine.catalog.get(_from_name(stmt.query))
     _check_result_kind("STREAM", source, stmt.query, engine)
     sink = sink_of(target, engine.log.require(target.topic).partitions)
-    plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM", _new_planner(engine)),
+    plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM", _new_planner(engine),
+                                                                                 engine.properties),
                       params=engine.params)
     _check_copartitioned(engine, plan)
     plan = _with_runtime_config(engine, plan)
