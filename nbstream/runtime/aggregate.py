@@ -9,10 +9,15 @@ Each batch, inside the one transaction of :class:`~nbstream.runtime.query.QueryR
    (a hopping window repeats a row per window) and rows whose window closed before they arrived —
    by the query's stream time, the largest record time seen — are dropped and counted late;
 3. ``__out``: the changelog. EMIT CHANGES: one row per input row and window, the running aggregate
-   of the batch (DuckDB window functions ordered by ``__pos``) merged with the stored state.
-   EMIT FINAL: the batch is grouped, merged into the state, and windows that closed are emitted
-   once. HAVING turns a row into a tombstone if the group's previous result passed, else drops it;
+   of the batch (DuckDB window functions ordered by ``__pos``) merged with the stored state; a
+   table row that stays in its group writes only its addition. EMIT FINAL: the batch is grouped,
+   merged into the state, and each record that moves the close time (stream time - grace) forward
+   emits the windows ending exactly then (Kafka Streams' emit-on-window-close). HAVING turns a row
+   into a tombstone if the group's previous result passed, else drops it;
 4. the state table ``agg$<query>`` takes each group's last value; closed windows leave it.
+
+SESSION windows fold differently (:mod:`nbstream.runtime.session`): their state is the live sessions
+and their rows, and ``__changes`` comes from an ordered merge instead of steps 2-3's running windows.
 
 Nothing here loops over records in Python: every step is one DuckDB statement over the batch.
 """

@@ -19,7 +19,8 @@ emitted session is a range join of the emitted sessions with the rows. Limitatio
 the recursion runs as many steps as the batch's largest number of records for one group, and a
 session's aggregate re-reads all its rows for every record emitted into it, so the cost grows with the
 square of a session's records within one batch (plus its stored rows). The rows of a session are kept
-until it expires (``end < st - grace - gap``; ksqlDB's default grace is 24 hours).
+until it expires (``end < st - grace - gap``; ksqlDB's default grace is 24 hours). HAVING sees each
+emitted session on its own: a merged session starts a new "passed before" history.
 """
 
 from __future__ import annotations
