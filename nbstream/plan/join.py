@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import duckdb
 from sqlglot import exp
 
 from nbstream.catalog.catalog import Catalog, Source
-from nbstream.catalog.schema import LogicalSchema
+from nbstream.catalog.schema import Column, LogicalSchema
 from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import BindError, UnknownNameError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggregate
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.sql.ast import Dereference, Query, Within
@@ -122,6 +123,50 @@ def check_copartitioned(plan: JoinPlan, partitions: Callable[[str], int]) -> Non
                         "that the number of partitions match.")
 
 
+@dataclass(frozen=True)
+class JoinAggregatePlan(AggregatePlan):
+    """A GROUP BY over a join: the aggregate folds the joined rows of ``join`` (its ``pre`` reads
+    the joined row's columns, ``ALIAS_COLUMN``, instead of decoding a topic)."""
+
+    join: JoinPlan | None = None
+
+
+def _plan_join_aggregate(query: Query, scope: _JoinScope, joined: Scope, join: JoinPlan,
+                         con: duckdb.DuckDBPyConnection, scan_of: object, sink: Sink | None,
+                         params: Mapping[str, object] | None) -> JoinAggregatePlan:
+    """The aggregate of a join's rows: the query's names rewritten to the joined row's columns."""
+    if join.left.is_table and join.right.is_table:
+        raise UnsupportedError("GROUP BY over a table-table join is not supported yet: create the join as a "
+                               "table first, then aggregate that")
+    select = query.select.copy()
+    select.set("joins", None)
+    aliases = AliasGenerator(c.name for s in scope.sources for c in s.source.schema.columns)
+    items = []
+    for item in select.expressions:
+        node = item.this if isinstance(item, exp.Alias) else item
+        if _star_qualifier(item) is not None:
+            items.append(item)
+            continue
+        rewritten = scope.rewrite(node)
+        name = _item_name(item, node, rewritten, aliases, scope)
+        items.append(exp.alias_(rewritten, name, quoted=True))
+    select.set("expressions", items)
+    group = select.args.get("group")
+    if group is not None:
+        group.set("expressions", [scope.rewrite(n) for n in group.expressions])
+    for clause in ("where", "having"):
+        if select.args.get(clause) is not None:
+            select.args[clause].set("this", scope.rewrite(select.args[clause].this))
+    columns = tuple(Column(c.name, c.type, "VALUE") for c in joined.columns if c.sql != quote(JOIN_KEY))
+    left = join.left.scan
+    rows = Source(name=f"{join.left.alias}_{join.right.alias}_JOIN", kind="STREAM",
+                  schema=LogicalSchema(columns), topic=left.topic, key_format=left.key_format,
+                  value_format="JSON")
+    planned = plan_aggregate(replace(query, select=select), rows, joined, con,
+                             scan=scan_of(rows), sink=sink, params=params)  # type: ignore[operator]
+    return JoinAggregatePlan(**{f.name: getattr(planned, f.name) for f in fields(planned)}, join=join)
+
+
 def is_join_query(query: Query) -> bool:
     """Whether ``query`` joins sources."""
     return bool(query.select.args.get("joins"))
@@ -147,7 +192,7 @@ class _Source:
 
 
 def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *, scan_of: object,
-              sink: Sink | None, params: Mapping[str, object] | None = None) -> JoinPlan:
+              sink: Sink | None, params: Mapping[str, object] | None = None) -> JoinPlan | JoinAggregatePlan:
     """Plan the joining ``query`` (``scan_of``: the planner's Source → Scan function)."""
     select = query.select
     joins = select.args["joins"]
@@ -200,6 +245,11 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     if foreign_key:  # the result is keyed by the left table's primary key
         candidates, key_sql, key_type = _left_key(sides[0], left)
     joined = scope.joined_scope(key_types[0])
+    if is_aggregate_query(query):
+        join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=key_types[0], within=within)
+        if kind == "RIGHT":
+            join_plan = replace(join_plan, left=sides[1], right=sides[0], kind="LEFT")
+        return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where = _where(select, scope, compiler)
     columns = _project(select, scope, compiler, candidates, key_type, key_sql, None if sink is None else sink.name)

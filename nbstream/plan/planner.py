@@ -84,9 +84,6 @@ def plan_query(
     if target is not None and target.new_planner:
         _check_new_planner(query)
     if is_join_query(query):
-        if is_aggregate_query(query):
-            raise UnsupportedError("GROUP BY over a join is not supported yet: create the join as a stream or "
-                                   "table first, then aggregate that")
         return plan_join(query, catalog, con, scan_of=scan_of, sink=None if target is None else target.sink,
                          params=params)
     source = catalog.get(_source_name(select))

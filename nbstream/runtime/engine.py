@@ -25,14 +25,14 @@ from nbstream.log.base import RECORD_SCHEMA, Record
 from nbstream.log.embedded import EmbeddedLog
 from nbstream.physical import aggregates
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
-from nbstream.plan.join import JoinPlan
+from nbstream.plan.join import JoinAggregatePlan, JoinPlan
 from nbstream.plan.logical import StatelessPlan
 from nbstream.plan.planner import Plan, plan_query
 from nbstream.runtime import pull
 from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
-from nbstream.runtime.join import JoinRunner
+from nbstream.runtime.join import JoinAggregateRunner, JoinRunner
 from nbstream.runtime.materialize import Materializer
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 from nbstream.runtime.processing_log import processing_log_source
@@ -119,7 +119,9 @@ class Engine:
     # -- queries -----------------------------------------------------------------------------------
     def start_query(self, query: PersistentQuery, plan: Plan) -> None:
         """Register ``query`` and start running ``plan`` for it."""
-        if isinstance(plan, AggregatePlan):
+        if isinstance(plan, JoinAggregatePlan):
+            query.runner = JoinAggregateRunner(query.id, plan, self.con, self.log)
+        elif isinstance(plan, AggregatePlan):
             query.runner = AggregateRunner(query.id, plan, self.con, self.log)
         elif isinstance(plan, JoinPlan):
             query.runner = JoinRunner(query.id, plan, self.con, self.log)

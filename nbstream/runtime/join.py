@@ -30,8 +30,9 @@ import duckdb
 from nbstream.log.embedded import EmbeddedLog, route_sql
 from nbstream.physical.compile import CONTROL_COLUMNS, encode_rows_sql, result_sql
 from nbstream.physical.expressions import quote
-from nbstream.plan.join import JOIN_KEY, JoinPlan, JoinSide
+from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide
 from nbstream.plan.logical import Sink
+from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.join_window import WindowJoin
 from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges
 
@@ -96,13 +97,19 @@ class JoinRunner(QueryRunner):
             return ranges
         return self._arrival_prefix(ranges)
 
-    def _arrival_prefix(self, ranges: Ranges) -> Ranges:
+    def _halves(self, ranges: Ranges) -> tuple[Ranges, Ranges]:
+        """The first half of ``ranges`` in arrival order, and the rest (a join must never see a
+        record before one that arrived earlier, even while isolating a failing record)."""
+        first = self._arrival_prefix(ranges, sum(b - a for a, b in ranges.values()) // 2)
+        return first, {s: (first[s][1], b) for s, (_, b) in ranges.items()}
+
+    def _arrival_prefix(self, ranges: Ranges, limit: int = MAX_BATCH) -> Ranges:
         pending = " UNION ALL ".join(
             f"SELECT {side} * {SIDE_STRIDE} + \"partition\" AS slot, \"offset\", append_no, append_seq "
             f"FROM {self.log.relation(self._topic_of(side), self._side_ranges(ranges, side))}"
             for side in range(2))
         rows = self.con.execute(f"""SELECT slot, max("offset") + 1 FROM (SELECT * FROM ({pending})
-            ORDER BY append_no, append_seq LIMIT {MAX_BATCH}) GROUP BY slot""").fetchall()
+            ORDER BY append_no, append_seq LIMIT {limit}) GROUP BY slot""").fetchall()
         cut = {int(s): int(e) for s, e in rows}
         return {s: (a, cut.get(s, a)) for s, (a, _) in ranges.items()}
 
@@ -162,6 +169,12 @@ class JoinRunner(QueryRunner):
 
     # -- one batch ---------------------------------------------------------------------------------
     def _evaluate(self, sql: str) -> None:
+        self.join_batch()
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._result_sql()}")
+
+    def join_batch(self) -> None:
+        """Steps 1-4 for the prepared batch: ``__side0``/``__side1`` (with the records in error),
+        ``__joined`` (the joined rows, ``__pos`` ordered, ``__out_ts`` their time), state updated."""
         con = self.con
         for side in range(2):
             con.execute(f"""CREATE OR REPLACE TEMP TABLE __side{side} AS
@@ -182,7 +195,6 @@ class JoinRunner(QueryRunner):
         for side, info in enumerate(self.join.sides):
             if info.is_table:
                 self._store_table_changes(side)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._result_sql()}")
 
     def changes(self, side: int, *, keyed: bool = True) -> str:
         """The batch's good records of ``side``: its columns, ``__jk``, ``__deleted``, ``__ts``, ``__arr``
@@ -335,3 +347,69 @@ class JoinRunner(QueryRunner):
 
 def _columns_ddl(side: JoinSide) -> str:
     return ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in side.pre.columns)
+
+
+class JoinAggregateRunner(AggregateRunner):
+    """Runs a GROUP BY over a join: each batch is joined (a :class:`JoinRunner` over the same
+    transaction, its state and input offsets), then the joined rows are folded by the aggregate."""
+
+    def __init__(self, query_id: str, plan: JoinAggregatePlan, con: duckdb.DuckDBPyConnection,
+                 log: EmbeddedLog) -> None:
+        assert plan.join is not None
+        self._join = JoinRunner(query_id, plan.join, con, log)
+        super().__init__(query_id, plan, con, log)
+        self._join.offsets = self.offsets  # one dict: the batch loop advances both
+
+    def _load_offsets(self) -> dict[int, int]:
+        return self._join._load_offsets()
+
+    def pending(self) -> int:
+        return self._join.pending()
+
+    def _ranges(self) -> Ranges:
+        ranges = self._join._ranges()
+        self.batch_size = self._join.batch_size
+        return ranges
+
+    def _prepare(self, ranges: Ranges) -> str:
+        self._join._prepare(ranges)
+        return self._pre_sql()
+
+    def _commit_offsets(self, ranges: Ranges) -> None:
+        self._join._commit_offsets(ranges)
+
+    def _locate(self, slot: int) -> tuple[int, int]:
+        return self._join._locate(slot)
+
+    def _halves(self, ranges: Ranges) -> tuple[Ranges, Ranges]:
+        return self._join._halves(ranges)
+
+    def _error_topic_sql(self) -> str:
+        """The topic of a record in error: its side is found by its place (``__pre_errors``)."""
+        topics = [self._join._topic_of(side).replace("'", "''") for side in range(2)]
+        side = ("coalesce((SELECT any_value(e.__side) FROM __pre_errors e WHERE e.__in_partition = "
+                "__result.__in_partition AND e.__in_offset = __result.__in_offset), __side)")
+        return f"CASE {side} WHEN 0 THEN '{topics[0]}' ELSE '{topics[1]}' END"
+
+    def _evaluate(self, sql: str) -> None:
+        self._join.join_batch()
+        self.con.execute("""CREATE OR REPLACE TEMP TABLE __pre_errors AS
+            SELECT __side, __in_partition, __in_offset FROM __side0 WHERE __err
+            UNION ALL SELECT __side, __in_partition, __in_offset FROM __side1 WHERE __err""")
+        super()._evaluate(sql)
+
+    def _pre_sql(self) -> str:
+        """The aggregate's pre-projection over the joined rows (in their order), then the records in
+        error of both inputs."""
+        pre = self.aggregate.pre
+        cols = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in pre.columns)
+        where = f"coalesce({pre.where}, FALSE)" if pre.where else "TRUE"
+        errors = ", ".join(quote(c.name) for c in pre.columns)
+        return f"""SELECT FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, 0 AS __in_partition,
+                   __pos AS __in_offset, __out_ts AS __ts, FALSE AS __deleted, FALSE AS __key_null,
+                   NULL AS __headers, {cols}
+            FROM __joined WHERE {where}
+            UNION ALL BY NAME
+            SELECT TRUE AS __err, __errmsg, __bad_ts, __in_partition, __in_offset, __ts, FALSE AS __deleted,
+                   FALSE AS __key_null, NULL AS __headers, {", ".join(f"NULL AS {c}" for c in errors.split(", "))}
+            FROM (SELECT * FROM __side0 WHERE __err UNION ALL BY NAME SELECT * FROM __side1 WHERE __err)"""

@@ -130,12 +130,16 @@ class QueryRunner:
             self._transaction(lambda: self._commit_batch(self._prepare(ranges), ranges))
         except duckdb.Error as error:
             if _size(ranges) > 1:
-                for half in _halves(ranges):
+                for half in self._halves(ranges):
                     self._process(half)
                 return
             message = _duckdb_message(error)
             self._transaction(lambda: self._commit_failed_record(ranges, message))
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
+
+    def _halves(self, ranges: Ranges) -> tuple[Ranges, Ranges]:
+        """Two batches covering ``ranges`` in processing order (to isolate a failing record)."""
+        return _halves(ranges)
 
     def _prepare(self, ranges: Ranges) -> str:
         """Point the ``__batch`` view at ``ranges``; returns the SQL evaluating the batch."""

@@ -188,10 +188,21 @@ def test_sources_joined_on_their_keys_must_have_as_many_partitions() -> None:
                          "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN r WITHIN 1 SECOND ON l.id = r.id;")
 
 
-def test_a_join_followed_by_group_by_is_a_clear_unsupported_error() -> None:
-    with pytest.raises(NbstreamError, match="GROUP BY over a join is not supported yet"):
-        Engine().execute(ORDERS + USERS + "CREATE TABLE per_name AS SELECT name, COUNT(*) AS c FROM orders o "
-                         "JOIN users u ON o.user_id = u.id GROUP BY name;")
+def test_a_windowed_count_over_a_stream_table_join_groups_by_the_table_row_current_at_arrival() -> None:
+    eng = _run(ORDERS + "CREATE TABLE regions (id INT PRIMARY KEY, region VARCHAR) WITH (KAFKA_TOPIC='regions', "
+               "VALUE_FORMAT='JSON');"
+               "CREATE TABLE per_region AS SELECT region, COUNT(*) AS c FROM orders o JOIN regions r "
+               "ON o.user_id = r.id WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY region;",
+               [("regions", 7, {"region": "eu"}, 1), ("orders", 1, {"user_id": 7}, 2), ("orders", 2, {"user_id": 7}, 3),
+                ("regions", 7, {"region": "us"}, 4), ("orders", 3, {"user_id": 7}, 1_500)])
+    assert [(r.key, r.window, r.value["C"]) for r in eng.consume("PER_REGION")] == [
+        ("eu", (0, 1_000), 1), ("eu", (0, 1_000), 2), ("us", (1_000, 2_000), 1)]
+
+
+def test_group_by_over_a_table_table_join_is_a_clear_unsupported_error() -> None:
+    with pytest.raises(NbstreamError, match="GROUP BY over a table-table join is not supported yet"):
+        Engine().execute(USERS + CARTS + "CREATE TABLE per_name AS SELECT name, COUNT(*) AS c FROM users u "
+                         "JOIN carts c ON u.id = c.id GROUP BY name;")
 
 
 def test_a_foreign_key_join_updates_every_left_row_referencing_a_changed_right_row() -> None:
