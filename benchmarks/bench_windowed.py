@@ -9,7 +9,8 @@ all the data (the lower bound of per-batch overhead):
      ``:key`` parameter (planned once, then cached), of a literal query text planned per call,
      and of DuckDB's own lookup on the state table (the same SQL text, as a DataFrame);
   4. a stream-table join, if the engine supports joins.
-Event times advance 1 ms per 2 events (1M events span 500 s of event time) with no grace period, so
+Event times advance 1 ms per 10 events (1M events span 100 s of event time: 10,000 events/s, about 10
+per key and second) with no grace period, so
 windows close; the stream has one partition (with two, arrival order across partitions would make
 one partition's records late by the other's stream time).
 
@@ -61,6 +62,7 @@ CREATE STREAM enriched AS SELECT c.userid AS userid, u.name, c.amount FROM click
   JOIN users u ON c.userid = u.userid;
 """
 START = 1_700_000_000_000
+EVENTS_PER_MS = 10  # event-time density: 10,000 events per second of event time
 
 
 def clicks(n: int, keys: int = 1000) -> pd.DataFrame:
@@ -70,7 +72,7 @@ def clicks(n: int, keys: int = 1000) -> pd.DataFrame:
         "userid": pd.Series(rng.integers(0, keys, n)).map("u{}".format),
         "category": categories[rng.integers(0, len(categories), n)],
         "amount": rng.random(n).round(2),
-        "ts": START + np.arange(n, dtype=np.int64) // 2,
+        "ts": START + np.arange(n, dtype=np.int64) // EVENTS_PER_MS,
     })
 
 
@@ -141,7 +143,7 @@ def main() -> None:
         eng = Engine(path=state)
         eng.execute(CLICKS)
         eng.produce_batch("clicks", clicks(n), key="userid", timestamp="ts")
-        print(f"events: {n:,} over 1,000 keys and {n // 2000:,} s of event time")
+        print(f"events: {n:,} over 1,000 keys and {n // (EVENTS_PER_MS * 1000):,} s of event time")
         for emit in ("FINAL", "CHANGES"):
             engine, duckdb, out = aggregation(eng, n, TUMBLING.format(emit=emit), ONE_BATCH_TUMBLING)
             print(f"tumbling 1 s COUNT/SUM per key, EMIT {emit:<7}: {engine:>11,.0f} events/s "

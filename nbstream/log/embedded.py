@@ -174,7 +174,7 @@ class EmbeddedLog:
                 f"""INSERT INTO {topic_table(topic)}
                 SELECT p, (CASE p {ends} END) + row_number() OVER (PARTITION BY p ORDER BY __seq) - 1,
                        {", ".join(APPEND_COLUMNS)}, {self._appends}, __seq
-                FROM {table} WHERE {where}"""
+                FROM {table} WHERE {where} ORDER BY p, __seq"""  # offset order: see AggregateRunner._arrival_sql
             )
         return counts
 

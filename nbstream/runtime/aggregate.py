@@ -33,7 +33,7 @@ from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import Sink
-from nbstream.runtime.query import QueryRunner
+from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges
 from nbstream.runtime.session import SessionFold
 
 
@@ -47,6 +47,7 @@ class AggregateRunner(QueryRunner):
         super().__init__(query_id, plan.pre, con, log)
         self._groups = [g.name for g in plan.groups]
         self._slots = [(j, k, slot) for j, call in enumerate(plan.calls) for k, slot in enumerate(call.aggregate.slots)]
+        self._partition = 0  # the input partition of the current batch (see _ranges)
         self._sessions: SessionFold | None = None
         if plan.window is not None and plan.window.kind == "SESSION":
             types = {c.name: c.type.duckdb() for c in plan.pre.columns}
@@ -72,8 +73,25 @@ class AggregateRunner(QueryRunner):
             cols = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in self.plan.columns)
             con.execute(f"CREATE TABLE IF NOT EXISTS {self.previous} ({cols})")
 
+    # -- batches: one input partition at a time ------------------------------------------------------
+    def _ranges(self) -> Ranges:
+        """The next batch: the backlog of ONE input partition (the largest), up to MAX_BATCH records.
+
+        Stream time is kept per input partition, as Kafka Streams keeps it per task, so records of
+        one partition are never judged late by another's clock; and a one-partition batch is stored
+        in arrival order, which lets stream time be a running max without a sort (see _rows_sql)."""
+        info = self.log.require(self.plan.scan.topic)
+        start = {p: self.offsets.get(p, 0) for p in info.end_offsets}
+        backlog = {p: end - start[p] for p, end in info.end_offsets.items()}
+        self._partition = max(backlog, key=lambda p: (backlog[p], -p))
+        self.batch_size = min(MAX_BATCH, backlog[self._partition])
+        return {p: (a, a + (self.batch_size if p == self._partition else 0)) for p, a in start.items()}
+
+    def _stream_time_key(self) -> str:
+        return f"{self.query_id}/{self._partition}"
+
     def _stream_time(self) -> int:
-        row = self.con.execute("SELECT st FROM __stream_time WHERE query_id = ?", [self.query_id]).fetchall()
+        row = self.con.execute("SELECT st FROM __stream_time WHERE query_id = ?", [self._stream_time_key()]).fetchall()
         return int(row[0][0]) if row else -(2**62)
 
     def drop_state(self) -> None:
@@ -82,13 +100,17 @@ class AggregateRunner(QueryRunner):
         self.con.execute(f"DROP TABLE IF EXISTS {self.previous}")
         if self._sessions is not None:
             self._sessions.drop_state()
-        self.con.execute("DELETE FROM __stream_time WHERE query_id = ?", [self.query_id])
+        self.con.execute("DELETE FROM __stream_time WHERE starts_with(query_id, ?)", [f"{self.query_id}/"])
 
     # -- one batch ----------------------------------------------------------------------------------------
     def _evaluate(self, sql: str) -> None:
         con = self.con
         con.execute(f"CREATE OR REPLACE TEMP TABLE __pre AS {sql}")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __in AS {self._input_sql()}")
+        if self.aggregate.table_keys:  # they read the rows remembered so far: materialized before the update
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __table_changes AS {self._input_sql()}")
+            con.execute("CREATE OR REPLACE TEMP VIEW __in AS SELECT * FROM __table_changes")
+        else:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW __in AS {self._input_sql()}")
         if self.aggregate.table_keys:
             self._remember_rows()
         before = self._stream_time()
@@ -97,12 +119,16 @@ class AggregateRunner(QueryRunner):
             self.stats.late += late
             self._emit(st)
             return
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before)}")
-        late, after = con.execute("SELECT count(*) FILTER (__late), max(__st) FROM __rows").fetchall()[0]
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before, streamed=True)}")
+        late, after, unordered = con.execute(
+            "SELECT count(*) FILTER (__late), max(__st), count(*) FILTER (__step <= 0) FROM __rows").fetchall()[0]
+        if unordered:  # not stored in arrival order after all: sort
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before, streamed=False)}")
+            late, after = con.execute("SELECT count(*) FILTER (__late), max(__st) FROM __rows").fetchall()[0]
         self.stats.late += late or 0
         st = before if after is None else max(before, int(after))
         if self.aggregate.emit_final:
-            self._fold_final(before)
+            self._fold_final(before, st)
         else:
             con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._running_sql()}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql()}")
@@ -119,15 +145,16 @@ class AggregateRunner(QueryRunner):
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._result_sql()}")
 
     def _save_stream_time(self, st: int) -> None:
-        self.con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [self.query_id, st])
+        self.con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [self._stream_time_key(), st])
 
     # step 2: the rows to fold --------------------------------------------------------------------------
     def _input_sql(self) -> str:
         """Rows of ``__pre`` to fold, with ``__ord`` (arrival), ``__sub`` and ``__sign``."""
         null_group = self._groups_present("")
         if not self.aggregate.table_keys:
-            return (f"SELECT *, {SEQ_SQL} AS __ord, 0 AS __sub, 1 AS __sign FROM __pre "
-                    f"WHERE NOT __err AND NOT __deleted{null_group}")
+            cols = ", ".join(quote(c.name) for c in self.plan.columns)
+            return (f"SELECT {cols}, __ts, __in_partition, __in_offset, {SEQ_SQL} AS __ord, 0 AS __sub, "
+                    f"1 AS __sign FROM __pre WHERE NOT __err AND NOT __deleted{null_group}")
         return self._table_changes_sql(null_group)
 
     def _groups_present(self, prefix: str) -> str:
@@ -166,30 +193,41 @@ class AggregateRunner(QueryRunner):
         self.con.execute(f"DELETE FROM {self.previous} USING __newest AS n WHERE {match}")
         self.con.execute(f"INSERT INTO {self.previous} SELECT {cols} FROM __newest WHERE NOT __deleted")
 
-    def _rows_sql(self, stream_time: int) -> str:
-        """``__in`` with windows (``__ws``, ``__we``), stream time ``__st``, ``__late`` and ``__pos``."""
+    def _rows_sql(self, stream_time: int, *, streamed: bool) -> str:
+        """``__in`` with windows (``__ws``, ``__we``), stream time ``__st``, ``__late``, ``__pos`` and
+        ``__step`` (``streamed``: see :meth:`_arrival_sql`)."""
         window = self.aggregate.window
         if window is None:
             return ("SELECT *, 0::BIGINT AS __ws, 0::BIGINT AS __we, NULL::BIGINT AS __st, FALSE AS __late, "
-                    "row_number() OVER (ORDER BY __ord, __sub) AS __pos FROM __in")
+                    "row_number() OVER (ORDER BY __ord, __sub) AS __pos, 1 AS __step FROM __in")
         size = window.size_ms
         advance = window.advance_ms or size
         first = f"greatest(0, (__ts - {size} + {advance}) // {advance} * {advance})"
         starts = (f"unnest(generate_series({first}, __ts // {advance} * {advance}, {advance}))"
                   if advance != size else f"__ts - __ts % {size}")
-        # Performance: ONE sort, of the input rows rather than of their (hopping: size/advance
-        # times as many) windows, and of their order and time only (joined back: cheaper than
-        # sorting whole rows), gives the stream time and the arrival rank; a row's windows then
-        # follow by start within its rank (__pos stays unique and in that order, not dense).
         per_row = -(-size // advance)  # the most windows a record falls in
+        late = f"__ws + {size} + {self.aggregate.grace_ms} <= __st"
+        pos = f"(__rank - 1) * {per_row} + (__ws - {first}) // {advance}"
+        arrival = self._arrival_sql(stream_time, streamed=streamed and not self.aggregate.table_keys)
+        return f"""WITH o AS ({arrival}), w AS (SELECT *, {starts} AS __ws FROM o)
+        SELECT * EXCLUDE (__rank), __ws + {size} AS __we, {late} AS __late, {pos} AS __pos FROM w"""
+
+    def _arrival_sql(self, stream_time: int, *, streamed: bool) -> str:
+        """``__in`` with its stream time ``__st``, arrival rank ``__rank`` and ``__step``.
+
+        ``streamed``: a stream's batch is one partition's records, stored in offset order, so running
+        window functions over the rows as they come (DuckDB streams those, no sort) give both —
+        if the offsets indeed ascend: ``__step`` (offset minus the previous row's) shows it, and the
+        caller sorts instead when one is not positive. Otherwise (and for a table's retractions)
+        ONE narrow sort, of order and time only, joined back: cheaper than sorting whole rows."""
+        if streamed:
+            return f"""SELECT *, greatest({stream_time}, max(__ts) OVER (ROWS UNBOUNDED PRECEDING)) AS __st,
+                              row_number() OVER (ROWS UNBOUNDED PRECEDING) AS __rank,
+                              __ord - lag(__ord) OVER (ROWS UNBOUNDED PRECEDING) AS __step FROM __in"""
         return f"""WITH o AS (SELECT __ord, __sub, greatest({stream_time}, max(__ts) OVER o) AS __st,
                                  row_number() OVER o AS __rank
-                          FROM __in WINDOW o AS (ORDER BY __ord, __sub ROWS UNBOUNDED PRECEDING)),
-            r AS (SELECT * FROM __in JOIN o USING (__ord, __sub)),
-            w AS (SELECT *, {starts} AS __ws FROM r)
-        SELECT * EXCLUDE (__st, __rank), __ws + {size} AS __we, __st,
-               __ws + {size} + {self.aggregate.grace_ms} <= __st AS __late,
-               (__rank - 1) * {per_row} + (__ws - {first}) // {advance} AS __pos FROM w"""
+                          FROM __in WINDOW o AS (ORDER BY __ord, __sub ROWS UNBOUNDED PRECEDING))
+        SELECT *, 1 AS __step FROM __in JOIN o USING (__ord, __sub)"""
 
     # step 3: the changelog ---------------------------------------------------------------------------------
     def _group_match(self, left: str, right: str) -> str:
@@ -223,12 +261,13 @@ class AggregateRunner(QueryRunner):
         QUALIFY __sign > 0 OR count(*) OVER (PARTITION BY {", ".join(f"r.{quote(g)}" for g in self._groups)},
                                                          r.__ws, r.__ord) = 1"""
 
-    def _fold_final(self, before: int) -> None:
+    def _fold_final(self, before: int, st: int) -> None:
         """EMIT FINAL: fold the batch into the state; ``__changes`` holds the windows that closed.
 
-        As Kafka Streams' emit-on-window-close, each record whose stream time moves the close time
-        (stream time - grace) forward emits the windows that end exactly then: a window whose end the
-        close time jumps over is never emitted (it is dropped when it closes)."""
+        As Kafka Streams' emit-on-window-close: when stream time moves the close time (stream time -
+        grace) past window ends, those windows are emitted once — if the window store still keeps
+        them then: a window whose start is before ``stream time - retention`` at that moment expired
+        unseen (a jump of stream time beyond the retention skips it, as in ksqlDB)."""
         con = self.con
         grace = self.aggregate.grace_ms
         groups = ", ".join(quote(g) for g in self._groups)
@@ -244,13 +283,26 @@ class AggregateRunner(QueryRunner):
             SELECT {keys}, coalesce(s.__ws, p.__ws) AS __ws, coalesce(s.__we, p.__we) AS __we, {merged},
                    greatest(s.__ts, p.__rts) AS __ts, s.__pass
             FROM {self.state} s FULL JOIN __partials p ON {self._group_match('s', 'p')}""")
-        slots = ", ".join(f"__s{j}_{k} AS __m{j}_{k}" for j, k, _ in self._slots)
+        slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
+        renamed = ", ".join(f"__s{j}_{k} AS __m{j}_{k}" for j, k, _ in self._slots)
+        # the stream time at which each closing window closed: the first reached at or past end + grace
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
-            SELECT *, {slots}, __ts AS __out_ts, FALSE AS __stored_pass, FALSE AS __tomb,
+            WITH closing AS (SELECT *, {renamed} FROM {self.state}
+                             WHERE __we > {before - grace} AND __we <= {st - grace}),
+                 reached AS (SELECT DISTINCT __st FROM __rows),
+                 ends AS (SELECT DISTINCT __we FROM closing),
+                 closed_at AS (SELECT e.__we, r.__st FROM ends e ASOF JOIN reached r ON e.__we + {grace} <= r.__st)
+            SELECT {groups}, __ws, __we, {slots}, __ts AS __out_ts, FALSE AS __stored_pass, FALSE AS __tomb,
                    NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset,
                    row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
-            FROM {self.state}
-            WHERE __we > {before - grace} AND __we IN (SELECT DISTINCT __st - {grace} FROM __rows)""")
+            FROM closing JOIN closed_at USING (__we)
+            WHERE __ws >= __st - {self._retention_ms()}""")
+
+    def _retention_ms(self) -> int:
+        """How long (by stream time, from a window's start) the window store keeps a window."""
+        window = self.aggregate.window
+        assert window is not None
+        return max(window.retention_ms or 0, window.size_ms + self.aggregate.grace_ms)
 
     def _projected_sql(self) -> str:
         """``__changes`` through the projection and HAVING: the output rows and what HAVING said."""
@@ -267,9 +319,15 @@ class AggregateRunner(QueryRunner):
                               __we AS "WINDOWEND" FROM __changes),
             p AS (SELECT {groups}, __ws, __we, {slots}, __out_ts, __stored_pass, __tomb, __pos, __in_partition,
                          __in_offset, {outputs}, {passes} AS __pass FROM a)
-        SELECT *, coalesce(lag(__pass) OVER (PARTITION BY {groups}, __ws ORDER BY __pos), __stored_pass)
-                  AS __passed_before
-        FROM p"""
+        SELECT *, {self._passed_before_sql()} AS __passed_before FROM p"""
+
+    def _passed_before_sql(self) -> str:
+        """Whether a row's group passed HAVING before it (its HAVING failing then makes a tombstone).
+        EMIT FINAL writes each window once: nothing came before."""
+        if self.aggregate.emit_final and self._sessions is None:
+            return "FALSE"
+        groups = ", ".join(quote(g) for g in self._groups)
+        return f"coalesce(lag(__pass) OVER (PARTITION BY {groups}, __ws ORDER BY __pos), __stored_pass)"
 
     def _store_last(self) -> None:
         """EMIT CHANGES: each group's last merged value becomes its stored state."""
