@@ -119,13 +119,13 @@ class AggregateRunner(QueryRunner):
             self.stats.late += late
             self._emit(st)
             return
+        stats = "SELECT sum(__nlate), max(__st), count(*) FILTER (__step <= 0) FROM __rows"
         con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before, streamed=True)}")
-        late, after, unordered = con.execute(
-            "SELECT count(*) FILTER (__late), max(__st), count(*) FILTER (__step <= 0) FROM __rows").fetchall()[0]
+        late, after, unordered = con.execute(stats).fetchall()[0]
         if unordered:  # not stored in arrival order after all: sort
             con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before, streamed=False)}")
-            late, after = con.execute("SELECT count(*) FILTER (__late), max(__st) FROM __rows").fetchall()[0]
-        self.stats.late += late or 0
+            late, after, _ = con.execute(stats).fetchall()[0]
+        self.stats.late += int(late or 0)
         st = before if after is None else max(before, int(after))
         if self.aggregate.emit_final:
             self._fold_final(before, st)
@@ -194,23 +194,32 @@ class AggregateRunner(QueryRunner):
         self.con.execute(f"INSERT INTO {self.previous} SELECT {cols} FROM __newest WHERE NOT __deleted")
 
     def _rows_sql(self, stream_time: int, *, streamed: bool) -> str:
-        """``__in`` with windows (``__ws``, ``__we``), stream time ``__st``, ``__late``, ``__pos`` and
-        ``__step`` (``streamed``: see :meth:`_arrival_sql`)."""
+        """``__in`` with stream time ``__st``, ``__step`` (``streamed``: see :meth:`_arrival_sql`) and
+        ``__nlate`` (windows the row came too late for), for each row's windows (``__ws``, ``__we``,
+        ``__late``, ``__pos``) — or, for EMIT FINAL, once per row with the range of window starts it
+        still counts in (``__from`` to ``__last``): grouping expands them, never materialized."""
         window = self.aggregate.window
         if window is None:
             return ("SELECT *, 0::BIGINT AS __ws, 0::BIGINT AS __we, NULL::BIGINT AS __st, FALSE AS __late, "
-                    "row_number() OVER (ORDER BY __ord, __sub) AS __pos, 1 AS __step FROM __in")
+                    "0 AS __nlate, row_number() OVER (ORDER BY __ord, __sub) AS __pos, 1 AS __step FROM __in")
         size = window.size_ms
         advance = window.advance_ms or size
-        first = f"greatest(0, (__ts - {size} + {advance}) // {advance} * {advance})"
-        starts = (f"unnest(generate_series({first}, __ts // {advance} * {advance}, {advance}))"
-                  if advance != size else f"__ts - __ts % {size}")
-        per_row = -(-size // advance)  # the most windows a record falls in
-        late = f"__ws + {size} + {self.aggregate.grace_ms} <= __st"
-        pos = f"(__rank - 1) * {per_row} + (__ws - {first}) // {advance}"
         arrival = self._arrival_sql(stream_time, streamed=streamed and not self.aggregate.table_keys)
+        first = f"greatest(0, (__ts - {size} + {advance}) // {advance} * {advance})"
+        closed = f"(__st - {size + self.aggregate.grace_ms})"  # a window starting at or before this closed
+        open_from = f"greatest({first}, CASE WHEN {closed} < 0 THEN 0 ELSE ({closed} // {advance} + 1) * {advance} END)"
+        last = f"__ts // {advance} * {advance}"
+        if self.aggregate.emit_final:
+            return f"""WITH o AS ({arrival}), b AS (SELECT *, {open_from} AS __from, {last} AS __last FROM o)
+            SELECT * EXCLUDE (__rank), __rank AS __pos, __from > __last AS __late,
+                   greatest(0, (least(__from, __last + {advance}) - {first}) // {advance}) AS __nlate FROM b"""
+        starts = (f"unnest(generate_series({first}, {last}, {advance}))" if advance != size else last)
+        per_row = -(-size // advance)  # the most windows a record falls in
+        late = f"__ws <= {closed}"
+        pos = f"(__rank - 1) * {per_row} + (__ws - {first}) // {advance}"
         return f"""WITH o AS ({arrival}), w AS (SELECT *, {starts} AS __ws FROM o)
-        SELECT * EXCLUDE (__rank), __ws + {size} AS __we, {late} AS __late, {pos} AS __pos FROM w"""
+        SELECT * EXCLUDE (__rank), __ws + {size} AS __we, {late} AS __late, ({late})::INTEGER AS __nlate,
+               {pos} AS __pos FROM w"""
 
     def _arrival_sql(self, stream_time: int, *, streamed: bool) -> str:
         """``__in`` with its stream time ``__st``, arrival rank ``__rank`` and ``__step``.
@@ -273,9 +282,13 @@ class AggregateRunner(QueryRunner):
         groups = ", ".join(quote(g) for g in self._groups)
         partial = ", ".join(f"CAST({self._slot_batch((j, k))} AS {slot.type}) AS __r{j}_{k}"
                             for j, k, slot in self._slots)
+        window = self.aggregate.window
+        assert window is not None
+        advance = window.advance_ms or window.size_ms
+        windows = f"SELECT *, unnest(generate_series(__from, __last, {advance})) AS __ws FROM __rows"
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __partials AS
-            SELECT {groups}, __ws, any_value(__we) AS __we, {partial}, max(__ts) AS __rts, min(__pos) AS __pos
-            FROM __rows WHERE NOT __late GROUP BY {groups}, __ws""")
+            SELECT {groups}, __ws, __ws + {window.size_ms} AS __we, {partial}, max(__ts) AS __rts, min(__pos) AS __pos
+            FROM ({windows}) GROUP BY {groups}, __ws""")
         merged = ", ".join(f"{fill(slot.merge, s=f's.__s{j}_{k}', b=f'p.__r{j}_{k}')} AS __s{j}_{k}"
                            for j, k, slot in self._slots)
         keys = ", ".join(f"coalesce(s.{quote(g)}, p.{quote(g)}) AS {quote(g)}" for g in self._groups)
