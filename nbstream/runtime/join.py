@@ -28,7 +28,7 @@ from __future__ import annotations
 import duckdb
 
 from nbstream.log.embedded import EmbeddedLog, route_sql
-from nbstream.physical.compile import CONTROL_COLUMNS, encode_rows_sql, result_sql
+from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql, result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide
 from nbstream.plan.logical import Sink
@@ -176,11 +176,11 @@ class JoinRunner(QueryRunner):
         """Steps 1-4 for the prepared batch: ``__side0``/``__side1`` (with the records in error),
         ``__joined`` (the joined rows, ``__pos`` ordered, ``__out_ts`` their time), state updated."""
         con = self.con
+        if self._table_changes_came_first():
+            self._look_up_after_table_changes()
+            return
         for side in range(2):
-            con.execute(f"""CREATE OR REPLACE TEMP TABLE __side{side} AS
-                SELECT r.*, {side} AS __side, a.append_no AS __an, a.append_seq AS __as
-                FROM ({self._side_sql[side]}) r JOIN __jin{side} a
-                  ON r.__in_partition = a."partition" AND r.__in_offset = a."offset" """)
+            self._decode_side(side)
         con.execute("""CREATE OR REPLACE TEMP TABLE __ev AS
             SELECT *, row_number() OVER (ORDER BY __an, __as) AS __arr
             FROM (SELECT * FROM __side0 UNION ALL BY NAME SELECT * FROM __side1) WHERE NOT __err""")
@@ -195,6 +195,42 @@ class JoinRunner(QueryRunner):
         for side, info in enumerate(self.join.sides):
             if info.is_table:
                 self._store_table_changes(side)
+
+    def _decode_side(self, side: int) -> None:
+        """``__side<side>``: the side's records decoded, with their place in the arrival order."""
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __side{side} AS
+            SELECT r.*, {side} AS __side, a.append_no AS __an, a.append_seq AS __as
+            FROM ({self._side_sql[side]}) r JOIN __jin{side} a
+              ON r.__in_partition = a."partition" AND r.__in_offset = a."offset" """)
+
+    def _table_changes_came_first(self) -> bool:
+        """Whether this is a stream-table join whose batch holds no table change that arrived after
+        a stream record (the usual case: the table changes rarely): then each stream record sees
+        the table as it is after the batch's table changes, and a plain lookup does."""
+        if self._windowed or self.join.foreign_key or self.join.left.is_table:
+            return False
+        last_change, first_record = self.con.execute(
+            "SELECT (SELECT max(append_no) FROM __jin1), (SELECT min(append_no) FROM __jin0)").fetchall()[0]
+        return last_change is None or first_record is None or last_change < first_record
+
+    def _look_up_after_table_changes(self) -> None:
+        """The batch's table changes go into the table's state, then every stream record is joined
+        with the state by a hash join — no ordering of the stream records by arrival needed."""
+        con = self.con
+        self._decode_side(1)
+        con.execute("CREATE OR REPLACE TEMP TABLE __ev AS "
+                    "SELECT *, row_number() OVER (ORDER BY __an, __as) AS __arr FROM __side1 WHERE NOT __err")
+        self._store_table_changes(1)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __side0 AS SELECT *, 0 AS __side FROM ({self._side_sql[0]})")
+        jk, state = quote(JOIN_KEY), self._states[1]
+        table_cols = ", ".join(f"t.{quote(c.name)}" for c in self.join.right.value_columns)
+        found = "" if self.join.kind != "INNER" else f" AND t.{jk} IS NOT NULL"
+        stream_cols = ", ".join(f"s.{quote(c.name)}" for c in self.join.left.value_columns)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __joined AS
+            SELECT {stream_cols}, s.{jk}, s.__ts, {table_cols}, FALSE AS __out_deleted, s.__ts AS __out_ts,
+                   {SEQ_SQL} AS __pos
+            FROM __side0 s LEFT JOIN {state} t ON s.{jk} = t.{jk}
+            WHERE NOT s.__err AND NOT s.__deleted{found} ORDER BY __pos""")
 
     def changes(self, side: int, *, keyed: bool = True) -> str:
         """The batch's good records of ``side``: its columns, ``__jk``, ``__deleted``, ``__ts``, ``__arr``
