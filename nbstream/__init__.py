@@ -1,11 +1,13 @@
 """nbstream: ksqlDB inside a Jupyter notebook.
 
-``Engine`` is the embedded streaming engine; the notebook layer (``%load_ext nbstream``) and the
-Kafka backend are imported on first use.
+``Engine`` is the embedded streaming engine; ``%load_ext nbstream`` registers the ``%%stream``
+magics (IPython is imported then), ``current_engine()`` is the engine they run on, and the Kafka
+backend is imported on first use.
 """
 
 from nbstream.errors import NbstreamError
+from nbstream.notebook import current_engine, load_ipython_extension
 from nbstream.runtime.engine import Engine
 
-__all__ = ["Engine", "NbstreamError"]
+__all__ = ["Engine", "NbstreamError", "current_engine", "load_ipython_extension"]
 __version__ = "0.1.0"

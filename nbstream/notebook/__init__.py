@@ -1,0 +1,17 @@
+"""The notebook layer: ``%load_ext nbstream`` registers the ``%%stream`` / ``%stream`` magics;
+:func:`current_engine` is the engine they use, its persistent queries running in the background."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nbstream.notebook.session import connect, current_engine
+
+__all__ = ["connect", "current_engine", "load_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics with IPython (``%load_ext nbstream``)."""
+    from nbstream.notebook.magics import StreamMagic
+
+    ipython.register_magics(StreamMagic)

@@ -1,0 +1,134 @@
+"""The notebook's engine: persistent queries run in a background thread while the kernel is free.
+
+:class:`NotebookEngine` is an :class:`~nbstream.Engine` whose public methods hold one lock, and
+:class:`BackgroundLoop` steps its queries and table materializations in a daemon thread under the
+same lock, one micro-batch at a time, sleeping briefly when nothing has input. So a ``%%stream``
+statement and the loop never use the DuckDB connection at once, and a statement waits at most one
+micro-batch. A query whose step raises is marked ``ERROR`` with the message on its stats (and
+shown by ``%stream queries``); it is never retried silently and never swallowed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from nbstream.catalog.catalog import PersistentQuery
+from nbstream.runtime.engine import Engine
+
+IDLE_SLEEP_SECONDS = 0.02
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[P, R]) -> Callable[P, R]:
+    """``method`` run while holding the engine's lock (its first argument is the engine)."""
+
+    @wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        engine = args[0]
+        assert isinstance(engine, NotebookEngine)
+        with engine.lock:
+            return method(*args, **kwargs)
+
+    return run
+
+
+class NotebookEngine(Engine):
+    """An engine safe to use from the kernel while :class:`BackgroundLoop` runs its queries."""
+
+    def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None) -> None:
+        self.lock = threading.RLock()
+        super().__init__(path, properties=properties)
+        self.background = BackgroundLoop(self)
+
+    execute = _locked(Engine.execute)
+    query = _locked(Engine.query)
+    produce = _locked(Engine.produce)
+    produce_batch = _locked(Engine.produce_batch)
+    consume = _locked(Engine.consume)
+    run_until_idle = _locked(Engine.run_until_idle)
+
+    def step_all(self) -> int:
+        """One round: every running query and every materialization processes one micro-batch,
+        each under the lock. Returns the records consumed; failing queries are marked ``ERROR``."""
+        consumed = 0
+        for query_id, worker in self._workers():
+            with self.lock:
+                if not self._still_running(query_id):
+                    continue
+                try:
+                    consumed += worker.step()
+                except Exception as error:
+                    self._fail(query_id, worker, error)
+        return consumed
+
+    def _workers(self) -> list[tuple[str | None, Any]]:
+        with self.lock:
+            return [*self._runners.items(), *((None, m) for m in self._materializers.values())]
+
+    def _still_running(self, query_id: str | None) -> bool:
+        return query_id is None or query_id in self._runners
+
+    def _fail(self, query_id: str | None, worker: Any, error: Exception) -> None:
+        worker.stats.last_error = f"{type(error).__name__}: {error}"
+        if query_id is not None:
+            self._runners.pop(query_id, None)
+            self.catalog.queries[query_id].state = "ERROR"
+        else:
+            self._materializers = {k: v for k, v in self._materializers.items() if v is not worker}
+        self.background.failures.append(f"{query_id or 'materialization'}: {worker.stats.last_error}")
+
+    def persistent_queries(self) -> list[PersistentQuery]:
+        """Every persistent query the catalog knows, in creation order."""
+        with self.lock:
+            return list(self.catalog.queries.values())
+
+    def close(self) -> None:
+        self.background.stop()
+        with self.lock:
+            super().close()
+
+
+class BackgroundLoop:
+    """A daemon thread stepping an engine's queries until stopped."""
+
+    def __init__(self, engine: NotebookEngine, idle_sleep: float = IDLE_SLEEP_SECONDS) -> None:
+        self.engine = engine
+        self.idle_sleep = idle_sleep
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread (a no-op when it runs already)."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="nbstream-background", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop after its current micro-batch, and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                progressed = self.engine.step_all()
+            except Exception as error:  # the loop itself broke: record it, keep the kernel informed
+                self.failures.append(f"background loop: {type(error).__name__}: {error}")
+                progressed = 0
+            if progressed == 0:
+                self._stop.wait(self.idle_sleep)

@@ -1,0 +1,225 @@
+"""``%%stream`` and ``%stream``: ksqlDB statements in a notebook (thin: parsing of the magic line,
+parameters, rendering; the engine does the rest).
+
+``%%stream [NAME <<]`` runs a script of statements; pull queries and SHOW/DESCRIBE/EXPLAIN render as
+tables, other statements print what they did, and ``NAME <<`` assigns the last statement's result
+(a DataFrame for a table result). ``%stream`` runs one command (``queries``, ``stop ID|all``,
+``status``, ``connect memory|PATH``) or else statements like the cell magic. Python values enter
+only as bound parameters ``:name`` looked up in the user's namespace, never as SQL text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import pandas as pd
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.display import display
+from sqlglot import exp
+from traitlets import Integer
+
+from nbstream.errors import NbstreamError, UnknownNameError, UnsupportedError
+from nbstream.notebook import session
+from nbstream.notebook.background import NotebookEngine
+from nbstream.notebook.display import stream_error
+from nbstream.runtime.results import StatementResult
+from nbstream.sql import ast, parse
+
+_ASSIGN = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*(.*)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class CellLine:
+    """What the ``%%stream`` line says: the variable ``NAME <<`` assigns, if any."""
+
+    target: str | None
+
+
+def parse_cell_line(line: str) -> CellLine:
+    """Read the ``%%stream`` line; unknown options are a :class:`UsageError`."""
+    match = _ASSIGN.match(line)
+    target, rest = (match.group(1), match.group(2)) if match else (None, line)
+    if rest.strip():
+        raise UsageError(f"%%stream: unknown options {rest.strip()!r} (expected: [NAME <<])")
+    return CellLine(target)
+
+
+@magics_class
+class StreamMagic(Magics):
+    """The ``%%stream`` / ``%stream`` magics (configure with ``%config StreamMagic.<option>``)."""
+
+    max_rows = Integer(200, help="Rows of a table result shown in the cell (the assigned value has all).").tag(
+        config=True)
+
+    @no_var_expand
+    @line_cell_magic
+    def stream(self, line: str, cell: str | None = None) -> Any:
+        """``%%stream [NAME <<]`` runs the cell's statements (``NAME <<`` assigns the last result);
+        ``%stream queries | stop ID|all | status | connect memory|PATH`` or statements."""
+        if cell is None:
+            return self._line(line)
+        options = parse_cell_line(line)
+        value = self._run_script(cell)
+        if options.target is not None:
+            self._user_ns()[options.target] = value
+        return None
+
+    def _line(self, line: str) -> Any:
+        command, _, argument = line.strip().partition(" ")
+        handler = getattr(self, f"_command_{command.lower()}", None)
+        if handler is not None:
+            return handler(argument.strip())
+        self._run_script(line)
+        return None
+
+    def _user_ns(self) -> dict[str, Any]:
+        assert self.shell is not None  # registered magics always have a shell
+        return self.shell.user_ns
+
+    # -- statements --------------------------------------------------------------------------------
+    def _run_script(self, script: str) -> Any:
+        """Run each statement of ``script`` in order, showing its result; returns the last value."""
+        engine = session.current_engine()
+        try:
+            statements = parse(script)
+        except NbstreamError as error:
+            raise stream_error(error, None, script) from None
+        value: Any = None
+        for statement in statements:
+            try:
+                value = self._run_statement(engine, statement)
+            except (NbstreamError, duckdb.Error) as error:
+                raise stream_error(error, statement, script) from None
+        return value
+
+    def _run_statement(self, engine: NotebookEngine, statement: ast.Statement) -> Any:
+        params = bound_parameters(statement, self._user_ns())
+        if isinstance(statement, ast.Select):
+            return self._select(engine, statement, params)
+        unchanged = unchanged_message(engine, statement)
+        if unchanged is not None:
+            print(unchanged)
+            return None
+        (result,) = engine.execute(statement.text, params)
+        return self._show(result)
+
+    def _select(self, engine: NotebookEngine, statement: ast.Select, params: Mapping[str, object]) -> pd.DataFrame:
+        if statement.query.emit is not None:
+            raise UnsupportedError("push queries (EMIT CHANGES) in %%stream need the live table view, which "
+                                   "is not built yet: use Engine.push() from Python", statement.query.span)
+        frame = engine.query(statement.text, params)
+        display(frame.head(self.max_rows))
+        return frame
+
+    def _show(self, result: StatementResult) -> Any:
+        if result.columns:
+            frame = result.to_pandas()
+            display(frame.head(self.max_rows))
+            return frame
+        print(result.message)
+        return result
+
+    # -- commands ----------------------------------------------------------------------------------
+    def _command_queries(self, argument: str) -> pd.DataFrame:
+        _no_argument("queries", argument)
+        return queries_frame(session.current_engine())
+
+    def _command_stop(self, argument: str) -> None:
+        if not argument:
+            raise UsageError("%stream stop ID|all")
+        engine = session.current_engine()
+        with engine.lock:
+            everything = argument.lower() == "all"
+            queries = engine.catalog.running() if everything else [engine.catalog.get_query(argument)]
+            for query in queries:
+                engine.stop_query(query)
+        print(f"Stopped {', '.join(q.id for q in queries)}." if queries else "No running queries.")
+
+    def _command_status(self, argument: str) -> None:
+        _no_argument("status", argument)
+        engine = session.current_engine()
+        running = sum(q.state == "RUNNING" for q in engine.persistent_queries())
+        print(f"engine: {engine.path or 'in memory'}; background loop: "
+              f"{'running' if engine.background.running else 'stopped'}; running queries: {running}")
+        for failure in engine.background.failures:
+            print(f"failed: {failure}")
+
+    def _command_connect(self, argument: str) -> None:
+        if not argument:
+            raise UsageError("%stream connect memory|PATH")
+        try:
+            engine = session.connect(argument)
+        except NbstreamError as error:
+            raise stream_error(error, None, argument) from None
+        print(f"Connected to {engine.path or 'an in-memory engine'}.")
+
+
+def _no_argument(command: str, argument: str) -> None:
+    if argument:
+        raise UsageError(f"%stream {command} takes no argument")
+
+
+def queries_frame(engine: NotebookEngine) -> pd.DataFrame:
+    """One row per persistent query: id, state, sink, counters, input rate and its last error."""
+    rows = []
+    for query in engine.persistent_queries():
+        stats = getattr(query.runner, "stats", None)
+        busy = stats.busy_seconds if stats else 0.0
+        rows.append({
+            "id": query.id, "state": query.state, "sink": query.sink,
+            "consumed": stats.consumed if stats else 0, "emitted": stats.emitted if stats else 0,
+            "logged": stats.logged if stats else 0,
+            "events/s (busy)": round(stats.consumed / busy) if stats and busy > 0 else 0,
+            "error": stats.last_error if stats else None, "sql": query.sql,
+        })
+    return pd.DataFrame(rows, columns=["id", "state", "sink", "consumed", "emitted", "logged",
+                                       "events/s (busy)", "error", "sql"])
+
+
+def unchanged_message(engine: NotebookEngine, statement: ast.Statement) -> str | None:
+    """A message when ``statement`` re-creates a stream or table exactly as it exists (a re-run
+    cell), else None. OR REPLACE and IF NOT EXISTS keep their own meaning."""
+    if not isinstance(statement, ast.CreateSource | ast.CreateAsSelect):
+        return None
+    if statement.or_replace or statement.if_not_exists:
+        return None
+    with engine.lock:
+        existing = engine.catalog.find(statement.name)
+    if existing is None or existing.sql is None or _normal(existing.sql) != _normal(statement.text):
+        return None
+    return f"{existing.kind.capitalize()} {statement.name} exists with the same definition: nothing to do."
+
+
+def _normal(sql: str) -> str:
+    return " ".join(sql.split())
+
+
+def bound_parameters(statement: ast.Statement, namespace: Mapping[str, Any]) -> dict[str, object]:
+    """The values of the ``:name`` parameters ``statement`` uses, from ``namespace``."""
+    params: dict[str, object] = {}
+    for name in sorted(placeholders(statement)):
+        if name not in namespace:
+            raise UnknownNameError(f"no Python variable `{name}` for the parameter :{name}")
+        params[name] = namespace[name]
+    return params
+
+
+def placeholders(node: object) -> Iterator[str]:
+    """The names of the ``:name`` parameters in a statement (or any part of one)."""
+    if isinstance(node, exp.Expression):
+        yield from (p.name for p in node.find_all(exp.Placeholder))
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            yield from placeholders(getattr(node, f.name))
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from placeholders(item)
+    elif isinstance(node, dict):
+        for item in node.values():
+            yield from placeholders(item)
