@@ -39,7 +39,7 @@ def decode_select(scan: Scan, relation: str) -> str:
     parts = ['"partition" AS "ROWPARTITION"', '"offset" AS "ROWOFFSET"', "ts AS __ts",
              'headers AS __headers', '"value" IS NULL AS __tomb', '"key" IS NULL AS __key_null']
     if scan.windowed:
-        parts += ['win_start AS "WINDOWSTART"', 'win_end AS "WINDOWEND"']
+        parts += ['win_start AS "WINDOWSTART"', 'win_end AS "WINDOWEND"', "win_type AS __wtype"]
     for col, sql in zip(scan.schema.key, key.columns, strict=True):
         parts.append(f"{sql} AS {quote(col.name)}")
     for col, sql in zip(scan.schema.value, value.columns, strict=True):
@@ -136,8 +136,16 @@ __d AS (SELECT * REPLACE (__err OR {bad_ts} AS __err,
                {bad_ts} AS __bad_ts FROM __d1)
 SELECT {out_err} AS __err, {out_errmsg} AS __errmsg, __bad_ts,
        "ROWPARTITION" AS __in_partition, "ROWOFFSET" AS __in_offset,
-       {out_ts} AS __ts, {deleted} AS __deleted, __key_null, __headers, {outputs}
+       {out_ts} AS __ts, {deleted} AS __deleted, __key_null, __headers,{_input_window(plan)} {outputs}
 FROM __d WHERE {keep}"""
+
+
+def _input_window(plan: StatelessPlan) -> str:
+    """The input key's window (``__ws``, ``__we``, ``__wtype``) kept for the output key, when the
+    source is windowed and the result keeps its key (a projection of a windowed table or stream)."""
+    if not (plan.scan.windowed and plan.key_from_source):
+        return ""
+    return ' "WINDOWSTART" AS __ws, "WINDOWEND" AS __we, __wtype,'
 
 
 def encoded_sql(plan: StatelessPlan, result: str) -> str:
@@ -148,7 +156,9 @@ def encoded_sql(plan: StatelessPlan, result: str) -> str:
     if plan.sink is None:
         raise PlanError("a query without a sink has nothing to encode")
     null_key = "__key_null" if plan.key_from_source else None
-    return encode_rows_sql(plan.sink, plan.columns, result, null_key=null_key, control=CONTROL_COLUMNS)
+    window = "__wtype" if plan.scan.windowed and plan.key_from_source else None
+    return encode_rows_sql(plan.sink, plan.columns, result, null_key=null_key, control=CONTROL_COLUMNS,
+                           window_type=window)
 
 
 #: The order of output rows: input partition, then offset, as one number (no sort needed: offsets
@@ -169,7 +179,7 @@ def encode_rows_sql(sink: Sink, columns: Sequence[OutputColumn], result: str, *,
     ``null_key``: a condition of ``result`` under which the record key is NULL whatever its columns
     (the input record had no key: its key columns are NULL, but it is not a key of NULL columns).
     With ``control`` columns, they are kept and rows in error too; without, those rows are dropped.
-    With ``window_type`` ('TIME' or 'SESSION') the keys are windowed by ``__ws``/``__we``."""
+    With ``window_type`` (SQL giving 'TIME' or 'SESSION') the keys are windowed by ``__ws``/``__we``."""
     refs = [replace(c, sql=quote(c.name)) for c in columns]
     key_blob = _encode_side(sink.key_format, sink.key_properties, [c for c in refs if c.role == "KEY"], is_key=True)
     if null_key is not None and key_blob != "NULL::BLOB":
@@ -187,7 +197,7 @@ FROM {result}{"" if control else " WHERE NOT __err"}"""
 def _window_sql(window_type: str | None) -> str:
     if window_type is None:
         return "NULL::BIGINT AS win_start, NULL::BIGINT AS win_end, NULL::VARCHAR AS win_type"
-    return f"__ws AS win_start, __we AS win_end, '{window_type}' AS win_type"
+    return f"__ws AS win_start, __we AS win_end, {window_type} AS win_type"
 
 
 def _key_present(scan: Scan) -> str:

@@ -368,7 +368,7 @@ class AggregateRunner(QueryRunner):
                   "FROM __pre WHERE __err")
         if plan.sink is None:
             return f"SELECT * FROM {rows} UNION ALL BY NAME {errors}"
-        window_type = None if plan.window is None else "SESSION" if plan.window.kind == "SESSION" else "TIME"
+        window_type = None if plan.window is None else "'SESSION'" if plan.window.kind == "SESSION" else "'TIME'"
         encoded = encode_rows_sql(plan.sink, plan.columns, rows, control=CONTROL_COLUMNS, window_type=window_type,
                                   order="__pos")
         partitions = self.log.require(plan.sink.topic).partitions

@@ -18,7 +18,7 @@ from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError,
 from nbstream.formats import format_for
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
 from nbstream.plan.join import JoinPlan, check_copartitioned, join_produces_table, join_sources
-from nbstream.plan.logical import Sink
+from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.plan.planner import Plan, Target, plan_query, sink_of
 from nbstream.runtime import metadata
 from nbstream.runtime.insert_values import insert_values
@@ -256,7 +256,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
         name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=sink.topic, key_format=sink.key_format,
         value_format=sink.value_format, key_properties=sink.key_properties,
         value_properties=sink.value_properties, timestamp=sink.timestamp,
-        timestamp_format=sink.timestamp_format, sql=stmt.text, window=_window_of(plan),
+        timestamp_format=sink.timestamp_format, sql=stmt.text, window=_window_of(plan, source),
     )
     _check_formats(created)
     if existing is not None:
@@ -276,7 +276,11 @@ def _replace_query_of(engine: Engine, sink: str) -> None:
             engine.stop_query(query)
 
 
-def _window_of(plan: Plan) -> WindowInfo | None:
+def _window_of(plan: Plan, source: Source) -> WindowInfo | None:
+    """The window of the result's keys: the aggregation's, or a windowed source's that the result
+    keeps its key from."""
+    if isinstance(plan, StatelessPlan):
+        return source.window if plan.key_from_source else None
     if not isinstance(plan, AggregatePlan) or plan.window is None:
         return None
     retention = plan.window.retention_ms or plan.window.size_ms + plan.grace_ms  # ksqlDB's default: size + grace
