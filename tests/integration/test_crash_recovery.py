@@ -38,15 +38,20 @@ def _run_and_kill(state: Path, start: int, rng: random.Random, workload: str = "
     return (acked[-1] if acked else start - 1), start + 1_000_000
 
 
-def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    rng = random.Random(20261127)
-    state = tmp_path / "state"
+def _kill_repeatedly(state: Path, kills: int, rng: random.Random, workload: str) -> list[range]:
+    """Run and SIGKILL a worker ``kills`` times; the input numbers each run acknowledged."""
     acknowledged: list[range] = []
     start = 0
-    for _ in range(KILLS):
-        last, next_start = _run_and_kill(state, start, rng)
+    for _ in range(kills):
+        last, next_start = _run_and_kill(state, start, rng, workload)
         acknowledged.append(range(start, last + 1))
         start = next_start
+    return acknowledged
+
+
+def test_sigkill_at_random_points_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    acknowledged = _kill_repeatedly(state, KILLS, random.Random(20261127), "csas")
 
     eng = Engine(path=state)
     eng.run_until_idle()
@@ -73,14 +78,8 @@ def _changelog_per_window(records: list[Record]) -> dict[tuple, list[tuple]]:
 
 
 def test_sigkill_during_a_windowed_aggregation_changes_no_result(tmp_path: Path) -> None:
-    rng = random.Random(1127)
     state = tmp_path / "state"
-    acknowledged = 0
-    start = 0
-    for _ in range(WINDOWED_KILLS):
-        last, next_start = _run_and_kill(state, start, rng, "windowed")
-        acknowledged += last + 1 - start
-        start = next_start
+    acknowledged = sum(len(r) for r in _kill_repeatedly(state, WINDOWED_KILLS, random.Random(1127), "windowed"))
 
     eng = Engine(path=state)
     eng.run_until_idle()
@@ -112,14 +111,8 @@ def _frame(records: list[Record], key: str, columns: tuple[str, ...]) -> pd.Data
 
 
 def test_sigkill_during_a_stream_table_join_changes_no_result(tmp_path: Path) -> None:
-    rng = random.Random(2711)
     state = tmp_path / "state"
-    acknowledged: list[range] = []
-    start = 0
-    for _ in range(JOIN_KILLS):
-        last, next_start = _run_and_kill(state, start, rng, "join")
-        acknowledged.append(range(start, last + 1))
-        start = next_start
+    acknowledged = _kill_repeatedly(state, JOIN_KILLS, random.Random(2711), "join")
 
     eng = Engine(path=state)
     eng.run_until_idle()
