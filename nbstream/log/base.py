@@ -89,7 +89,38 @@ class Log(Protocol):
         ``partition`` is chosen from the key) and make them durable before returning."""
         ...
 
-    def read(self, topic: str, start: Mapping[int, int], limit: int | None = None) -> pa.Table:
+    def read(self, topic: str, start: Mapping[int, int] | None = None, limit: int | None = None) -> pa.Table:
         """Records of ``topic`` from ``start[partition]`` on (missing partitions from 0), ordered
         by partition and offset; at most ``limit`` per partition."""
+        ...
+
+
+class SqlLog(Log, Protocol):
+    """A log the SQL micro-batch path runs on: batches are read and appended as DuckDB relations
+    (the embedded log's tables, or Kafka records staged in DuckDB)."""
+
+    def require(self, name: str) -> TopicInfo:
+        """The topic ``name``, or a LogError naming the near miss."""
+        ...
+
+    def relation(self, topic: str, ranges: Mapping[int, tuple[int, int]]) -> str:
+        """SQL selecting the records of ``topic`` in ``ranges`` {partition: (start, end)}, with the
+        record columns and the arrival order columns ``append_no``, ``append_seq``."""
+        ...
+
+    def append_relation(self, topic: str, relation: str, *, commit: bool = True) -> dict[int, int]:
+        """Append the rows of ``relation`` (``partition``, the record columns but ``offset``, and
+        ``__seq``); returns the records written per partition."""
+        ...
+
+    def append_routed(self, topic: str, table: str, *, where: str = "TRUE") -> dict[int, int]:
+        """Append the rows of ``table`` matching ``where`` inside the caller's transaction."""
+        ...
+
+    def confirm(self, topic: str, written: Mapping[int, int]) -> None:
+        """Called after the caller's transaction that appended ``written`` committed."""
+        ...
+
+    def reload(self) -> None:
+        """Called after the caller's transaction rolled back."""
         ...

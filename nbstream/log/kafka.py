@@ -47,7 +47,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from nbstream.errors import LogError, did_you_mean
 from nbstream.log.base import RECORD_SCHEMA, TopicInfo
@@ -90,6 +90,8 @@ class KafkaLog:
         if unknown:
             raise LogError(f"unknown Kafka client option(s): {', '.join(sorted(unknown))}")
         options = {"bootstrap_servers": bootstrap, **client_options}
+        self._options = options
+        self._groups: dict[str, AIOKafkaConsumer] = {}
         self._lock = threading.RLock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"nbstream-kafka {bootstrap}",
@@ -132,7 +134,8 @@ class KafkaLog:
         """Stop the clients and the loop thread (idempotent)."""
         if not self._loop.is_running():
             return
-        for client in (getattr(self, n, None) for n in ("_consumer", "_producer", "_admin")):
+        clients = [*self._groups.values(), *(getattr(self, n, None) for n in ("_consumer", "_producer", "_admin"))]
+        for client in clients:
             stop: Callable[[], Awaitable[None]] | None = getattr(client, "stop", None) or getattr(client, "close", None)
             if stop is not None:  # best effort: a client that never started may refuse to stop
                 with contextlib.suppress(Exception):
@@ -232,17 +235,18 @@ class KafkaLog:
         return ends
 
     # -- writing --------------------------------------------------------------------------------
-    def append(self, topic: str, batch: pa.Table) -> None:
+    def append(self, topic: str, batch: pa.Table) -> dict[int, int]:
         """Produce the records of ``batch`` (``RECORD_SCHEMA`` columns, ``offset`` ignored) and
-        wait until the broker acknowledged them all."""
+        wait until the broker acknowledged them all; returns the records written per partition."""
         with self._lock:
             info = self.require(topic)
             if batch.num_rows == 0:
-                return
+                return {}
             if batch.column("win_start").null_count != batch.num_rows:
                 raise LogError(f"topic '{topic}': writing windowed keys to Kafka is not supported yet")
             partitions = self._route(topic, batch, info.partitions)
             self._call(self._produce(topic, batch, partitions), f"produce to '{topic}'")
+            return {p: partitions.count(p) for p in sorted(set(partitions))}
 
     @staticmethod
     def _route(topic: str, batch: pa.Table, partitions: int) -> list[int]:
@@ -291,8 +295,44 @@ class KafkaLog:
             start = start or {}
             bounds = {p: (start.get(p, 0), end if limit is None else min(end, start.get(p, 0) + limit))
                       for p, end in info.end_offsets.items()}
-            records = self._call(self._fetch(topic, bounds), f"read '{topic}'")
+            return self.read_ranges(topic, bounds)
+
+    def read_ranges(self, topic: str, ranges: Mapping[int, tuple[int, int]]) -> pa.Table:
+        """The records of ``topic`` in ``ranges`` {partition: (start, end)}, which must lie below
+        the end offsets, ordered by partition and offset."""
+        with self._lock:
+            records = self._call(self._fetch(topic, ranges), f"read '{topic}'")
         return _to_arrow(records)
+
+    # -- consumer groups ------------------------------------------------------------------------
+    def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """The offsets consumer group ``group`` committed for the partitions of ``topic``."""
+        with self._lock:
+            info = self.require(topic)
+            tps = [TopicPartition(topic, p) for p in range(info.partitions)]
+            consumer = self._group_consumer(group)
+            committed = {tp.partition: self._call(consumer.committed(tp), f"read the offsets of group '{group}'")
+                         for tp in tps}
+        return {p: o for p, o in committed.items() if o is not None}
+
+    def commit_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+        """Commit ``offsets`` {partition: next offset to read} of ``topic`` for ``group``."""
+        if not offsets:
+            return
+        with self._lock:
+            consumer = self._group_consumer(group)
+            self._call(_commit(consumer, {TopicPartition(topic, p): o for p, o in offsets.items()}),
+                       f"commit the offsets of group '{group}'")
+
+    def _group_consumer(self, group: str) -> AIOKafkaConsumer:
+        """A consumer of ``group`` that only commits and looks up offsets (it never joins)."""
+        consumer = self._groups.get(group)
+        if consumer is None:
+            consumer = self._construct(AIOKafkaConsumer, {
+                **self._options, "group_id": group, "enable_auto_commit": False})
+            self._call(consumer.start(), f"start a consumer of group '{group}'")
+            self._groups[group] = consumer
+        return consumer
 
     async def _fetch(self, topic: str, bounds: Mapping[int, tuple[int, int]]) -> list[ConsumerRecord]:
         consumer = self._consumer
@@ -309,6 +349,15 @@ class KafkaLog:
             pending = {tp for tp in pending if await consumer.position(tp) < wanted[tp][1]}
         consumer.assign([])
         return [m for tp in sorted(fetched, key=lambda t: t.partition) for m in fetched[tp]]
+
+
+async def _commit(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> None:
+    """Commit ``offsets`` for ``consumer``'s group: aiokafka commits only assigned partitions, so
+    they are assigned first, paused (nothing is fetched)."""
+    if not set(offsets) <= consumer.assignment():
+        consumer.assign(sorted({*consumer.assignment(), *offsets}))
+        consumer.pause(*consumer.assignment())
+    await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
 
 
 def _to_arrow(records: Sequence[ConsumerRecord]) -> pa.Table:

@@ -21,11 +21,13 @@ from nbstream.catalog import functions
 from nbstream.catalog.catalog import Catalog, PersistentQuery, Source
 from nbstream.errors import ExecutionError, LogError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for, register_udfs
-from nbstream.log.base import RECORD_SCHEMA, Record
+from nbstream.log.base import RECORD_SCHEMA, Record, SqlLog
 from nbstream.log.embedded import EmbeddedLog
+from nbstream.log.kafka import KafkaLog
+from nbstream.log.staged import StagedKafkaLog
 from nbstream.physical import aggregates
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
-from nbstream.plan.join import JoinAggregatePlan, JoinPlan
+from nbstream.plan.join import JoinAggregatePlan
 from nbstream.plan.logical import StatelessPlan
 from nbstream.plan.planner import Plan, plan_query
 from nbstream.runtime import pull
@@ -33,6 +35,7 @@ from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
 from nbstream.runtime.join import JoinAggregateRunner, JoinRunner
+from nbstream.runtime.kafka_query import KafkaQueryRunner
 from nbstream.runtime.materialize import Materializer
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 from nbstream.runtime.processing_log import processing_log_source
@@ -54,9 +57,16 @@ class Engine:
     ``Engine()`` keeps everything in memory; ``Engine(path="state/")`` keeps the log, state and
     catalog in ``state/`` and resumes where it stopped, even after ``kill -9``.
     ``properties`` are ksqlDB configuration values (``ksql.persistence.default.format.key``, …).
+
+    ``Engine(kafka="host:port", **client_options)`` keeps topics in that Kafka cluster instead
+    (:class:`~nbstream.log.kafka.KafkaLog`; ``client_options`` such as ``security_protocol`` or
+    ``sasl_mechanism`` go to aiokafka). Stateless persistent queries (filters, projections) run
+    on it at-least-once, their offsets in a consumer group per query; aggregations, joins and push
+    queries on Kafka raise :class:`UnsupportedError` for now.
     """
 
-    def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None,
+                 kafka: str | None = None, **client_options: Any) -> None:
         self.path = Path(path) if path is not None else None
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
@@ -64,7 +74,8 @@ class Engine:
         else:
             self.con = duckdb.connect(":memory:")
         self._configure(self.con)
-        self.log = EmbeddedLog(self.con)
+        self.log: SqlLog = (EmbeddedLog(self.con) if kafka is None
+                            else StagedKafkaLog(KafkaLog(kafka, **client_options), self.con))
         self.catalog = Catalog()
         self.properties: dict[str, Any] = dict(properties or {})
         self.params: dict[str, object] = {}
@@ -117,18 +128,31 @@ class Engine:
         return self.properties.get(name)
 
     # -- queries -----------------------------------------------------------------------------------
+    def check_runnable(self, plan: Plan) -> None:
+        """Raise UnsupportedError if this engine's log cannot run ``plan`` (before it is registered)."""
+        if not isinstance(plan, StatelessPlan) and not isinstance(self.log, EmbeddedLog):
+            raise UnsupportedError("aggregations and joins between Kafka topics are not supported yet: "
+                                   "only stateless queries (filters, projections) run on Kafka")
+
     def start_query(self, query: PersistentQuery, plan: Plan) -> None:
         """Register ``query`` and start running ``plan`` for it."""
-        if isinstance(plan, JoinAggregatePlan):
-            query.runner = JoinAggregateRunner(query.id, plan, self.con, self.log)
-        elif isinstance(plan, AggregatePlan):
-            query.runner = AggregateRunner(query.id, plan, self.con, self.log)
-        elif isinstance(plan, JoinPlan):
-            query.runner = JoinRunner(query.id, plan, self.con, self.log)
-        else:
-            query.runner = QueryRunner(query.id, plan, self.con, self.log)
+        query.runner = self._runner_for(query.id, plan)
         self.catalog.add_query(query)
         self._runners[query.id] = query.runner
+
+    def _runner_for(self, query_id: str, plan: Plan) -> QueryRunner:
+        log = self.log
+        if isinstance(plan, StatelessPlan):
+            if isinstance(log, StagedKafkaLog):
+                return KafkaQueryRunner(query_id, plan, self.con, log)
+            return QueryRunner(query_id, plan, self.con, log)
+        self.check_runnable(plan)
+        assert isinstance(log, EmbeddedLog)  # checked: stateful plans run on the embedded log only
+        if isinstance(plan, JoinAggregatePlan):
+            return JoinAggregateRunner(query_id, plan, self.con, log)
+        if isinstance(plan, AggregatePlan):
+            return AggregateRunner(query_id, plan, self.con, log)
+        return JoinRunner(query_id, plan, self.con, log)
 
     def stop_query(self, query: PersistentQuery) -> None:
         query.state = "TERMINATED"
@@ -277,15 +301,8 @@ class Engine:
         Starts at the end of the input unless ``auto.offset.reset`` is ``earliest``. Stops after
         ``LIMIT`` rows, or when the consumer stops iterating or cancels.
         """
-        statement = _single_select(sql)
-        cursor = self.con.cursor()
-        self._configure(cursor)
-        plan = plan_query(statement.query, self.catalog, cursor, params=params)
-        if not isinstance(plan, StatelessPlan):
-            raise UnsupportedError("push queries that aggregate are not supported yet: "
-                                   "CREATE TABLE … AS SELECT the aggregate, then push-query the table")
-        earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
-        runner = QueryRunner("transient", plan, cursor, self.log, start_at_end=not earliest)
+        runner = self.transient_runner(sql, params)
+        plan, cursor = runner.plan, runner.con
         emitted = 0
         try:
             while plan.limit is None or emitted < plan.limit:
@@ -302,6 +319,24 @@ class Engine:
         finally:
             cursor.close()
 
+    def transient_runner(self, sql: str, params: Mapping[str, object] | None = None) -> QueryRunner:
+        """A runner for the push query ``sql`` on its own DuckDB cursor (close ``runner.con`` when
+        done); ``runner.fetch_rows()`` returns each next batch of result rows."""
+        statement = _single_select(sql)
+        cursor = self.con.cursor()
+        self._configure(cursor)
+        plan = plan_query(statement.query, self.catalog, cursor, params=params)
+        if isinstance(self.log, StagedKafkaLog):
+            cursor.close()
+            raise UnsupportedError("push queries on Kafka topics are not supported yet: "
+                                   "CREATE STREAM … AS SELECT into a topic and consume it")
+        if not isinstance(plan, StatelessPlan):
+            cursor.close()
+            raise UnsupportedError("push queries that aggregate are not supported yet: "
+                                   "CREATE TABLE … AS SELECT the aggregate, then push-query the table")
+        earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
+        return QueryRunner("transient", plan, cursor, self.log, start_at_end=not earliest)
+
     # -- metadata hooks used by the conformance runner --------------------------------------------------
     def describe_source(self, name: str) -> dict[str, Any] | None:
         source = self.catalog.find(name)
@@ -312,6 +347,8 @@ class Engine:
                 "window_type": source.window.kind if source.window else None}
 
     def close(self) -> None:
+        if isinstance(self.log, StagedKafkaLog):
+            self.log.close()
         self.con.close()
 
     def __enter__(self) -> Engine:

@@ -246,6 +246,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     _check_copartitioned(engine, plan)
     plan = _fit_key_format(engine, plan, props)
     plan = _with_runtime_config(engine, plan)
+    engine.check_runnable(plan)
     planned = plan.sink
     assert planned is not None  # planned with a target, so it has a sink
     sink = replace(planned, value_properties=_wrap_default(engine, planned.value_format, planned.value_properties,

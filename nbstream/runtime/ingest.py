@@ -8,13 +8,13 @@ import pyarrow as pa
 
 from nbstream.catalog.catalog import Source
 from nbstream.errors import BindError, did_you_mean
-from nbstream.log.embedded import EmbeddedLog
+from nbstream.log.base import SqlLog
 from nbstream.physical.compile import encode_rows_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.planner import passthrough, sink_of
 
 
-def encode_frame(con: duckdb.DuckDBPyConnection, log: EmbeddedLog, source: Source,
+def encode_frame(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source,
                  data: pd.DataFrame | pa.Table, *, key: str | None, timestamp: str | None) -> int:
     """Append every row of ``data`` to ``source``'s topic; returns the number of rows.
 

@@ -20,7 +20,7 @@ import duckdb
 from nbstream.catalog.catalog import Source
 from nbstream.catalog.schema import WINDOW_BOUNDS, Column
 from nbstream.catalog.types import BIGINT
-from nbstream.log.embedded import EmbeddedLog
+from nbstream.log.base import SqlLog
 from nbstream.physical.expressions import quote
 from nbstream.plan.logical import OutputColumn, StatelessPlan
 from nbstream.plan.planner import passthrough, scan_of
@@ -41,7 +41,7 @@ def state_columns(source: Source) -> list[Column]:
 class Materializer(QueryRunner):
     """Keeps ``state$<TABLE>`` equal to the last row per key (and window) of the table's topic."""
 
-    def __init__(self, source: Source, con: duckdb.DuckDBPyConnection, log: EmbeddedLog) -> None:
+    def __init__(self, source: Source, con: duckdb.DuckDBPyConnection, log: SqlLog) -> None:
         columns = state_columns(source)
         plan = StatelessPlan(scan=scan_of(source), columns=tuple(_output(c) for c in columns))
         self.source = source

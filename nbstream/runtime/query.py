@@ -25,7 +25,8 @@ import duckdb
 import pyarrow as pa
 
 from nbstream.errors import ExecutionError
-from nbstream.log.embedded import EmbeddedLog, route_sql
+from nbstream.log.base import SqlLog
+from nbstream.log.embedded import route_sql
 from nbstream.physical.compile import encoded_sql, result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.logical import Sink, StatelessPlan
@@ -57,7 +58,7 @@ class QueryRunner:
     """Runs one plan over the embedded log, persistently (a sink) or transiently (rows out)."""
 
     def __init__(self, query_id: str, plan: StatelessPlan, con: duckdb.DuckDBPyConnection,
-                 log: EmbeddedLog, *, start_at_end: bool = False) -> None:
+                 log: SqlLog, *, start_at_end: bool = False) -> None:
         self.query_id = query_id
         self.plan = plan
         self.con = con

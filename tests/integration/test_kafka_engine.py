@@ -1,0 +1,119 @@
+"""The engine on Kafka: a stateless CREATE STREAM AS SELECT between topics of a real broker, its
+output checked with an independent aiokafka consumer, and a restart that neither loses nor repeats."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
+
+from nbstream import Engine
+from nbstream.errors import UnsupportedError
+from nbstream.runtime.kafka_query import consumer_group
+
+_runs = itertools.count()
+
+#: Tansu 0.6 refuses idempotent producers (InitProducerId): see test_kafka_log.
+CLIENT_OPTIONS = {"enable_idempotence": False}
+
+
+def ddl(n: int) -> str:
+    return f"""
+        CREATE STREAM orders (id VARCHAR KEY, amount INT, region VARCHAR)
+          WITH (kafka_topic='orders-{n}', value_format='JSON', partitions=3);
+        CREATE STREAM big WITH (kafka_topic='big-{n}', partitions=2) AS
+          SELECT id, amount * 2 AS doubled, region FROM orders WHERE amount > 10;
+    """
+
+
+@pytest.fixture
+def run() -> Iterator[int]:
+    """A number naming this test's topics (the broker lives for the whole session)."""
+    yield next(_runs)
+
+
+def produce(engine: Engine, rows: list[tuple[str, int, str, int]]) -> None:
+    frame = pd.DataFrame(rows, columns=["id", "amount", "region", "ts"])
+    engine.produce_batch("ORDERS", frame, key="id", timestamp="ts")
+
+
+def read_topic(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, bytes, dict[str, object], int]]:
+    """(partition, key, value, timestamp) of every record of ``topic``, by a plain aiokafka consumer."""
+    async def consume() -> list[tuple[int, bytes, dict[str, object], int]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in range(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            out = []
+            for _ in range(50):
+                for messages in (await consumer.getmany(timeout_ms=200)).values():
+                    out.extend((m.partition, m.key, json.loads(m.value), m.timestamp) for m in messages)
+                highwaters = [consumer.highwater(tp) for tp in tps]
+                if None not in highwaters and all([await consumer.position(tp) >= hw
+                                                   for tp, hw in zip(tps, highwaters, strict=True)]):
+                    return out
+            raise AssertionError(f"could not read {topic} to its end")
+        finally:
+            await consumer.stop()
+    return asyncio.run(consume())
+
+
+def test_csas_filters_and_projects_between_kafka_topics(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(ddl(run))
+        produce(engine, [("a", 5, "eu", 1000), ("b", 20, "us", 1001), ("c", 30, "eu", 1002), ("a", 11, "eu", 1003)])
+        assert engine.run_until_idle() > 0
+    out = read_topic(kafka_bootstrap, f"big-{run}", 2)
+    assert sorted((k, v["DOUBLED"], v["REGION"], ts) for _p, k, v, ts in out) == [
+        (b"a", 22, "eu", 1003), (b"b", 40, "us", 1001), (b"c", 60, "eu", 1002)]
+    partitioner = DefaultPartitioner()
+    assert all(p == partitioner(k, [0, 1], [0, 1]) for p, k, _v, _ts in out)
+
+
+def test_input_offsets_are_committed_to_a_consumer_group_per_query(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(ddl(run))
+        produce(engine, [(f"k{i}", 50, "eu", 1000 + i) for i in range(12)])
+        engine.run_until_idle()
+        [query_id] = [q.id for q in engine.catalog.running()]
+        kafka = engine.log.kafka  # type: ignore[attr-defined]
+        committed = kafka.committed_offsets(consumer_group(query_id), f"orders-{run}")
+        assert committed == dict(kafka.require(f"orders-{run}").end_offsets)
+        assert sum(committed.values()) == 12
+
+
+def test_a_restarted_engine_resumes_from_the_committed_offsets(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as first:
+        first.execute(ddl(run))
+        produce(first, [(f"k{i}", 50 + i, "eu", 1000 + i) for i in range(10)])
+        first.run_until_idle()
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as second:  # same statements, same query id
+        second.execute(ddl(run))
+        produce(second, [(f"k{i}", 50 + i, "eu", 1000 + i) for i in range(10, 15)])
+        second.run_until_idle()
+    out = read_topic(kafka_bootstrap, f"big-{run}", 2)
+    assert sorted(v["DOUBLED"] for _p, _k, v, _ts in out) == [2 * (50 + i) for i in range(15)]
+
+
+def test_aggregations_on_kafka_are_refused_before_anything_is_created(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(ddl(run))
+        with pytest.raises(UnsupportedError, match="aggregations and joins between Kafka topics"):
+            engine.execute("CREATE TABLE totals AS SELECT region, SUM(amount) AS s FROM orders GROUP BY region;")
+        assert engine.catalog.find("TOTALS") is None
+        assert engine.log.topic("TOTALS") is None
+
+
+def test_push_queries_on_kafka_are_refused(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(ddl(run))
+        with pytest.raises(UnsupportedError, match="push queries on Kafka"):
+            engine.transient_runner("SELECT * FROM orders EMIT CHANGES;")
