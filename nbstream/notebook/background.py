@@ -5,7 +5,9 @@
 same lock, one micro-batch at a time, sleeping briefly when nothing has input. So a ``%%stream``
 statement and the loop never use the DuckDB connection at once, and a statement waits at most one
 micro-batch. A query whose step raises is marked ``ERROR`` with the message on its stats (and
-shown by ``%stream queries``); it is never retried silently and never swallowed.
+shown by ``%stream queries``); it is never retried silently and never swallowed. Push queries
+started with :meth:`NotebookEngine.start_push` are fed by the same loop (see
+:mod:`nbstream.notebook.live`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import threading
 from collections.abc import Callable, Mapping
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from nbstream.catalog.catalog import PersistentQuery
 from nbstream.runtime.engine import Engine
+
+if TYPE_CHECKING:
+    from nbstream.notebook.live import Deliver, PushQuery
 
 IDLE_SLEEP_SECONDS = 0.02
 
@@ -45,6 +50,7 @@ class NotebookEngine(Engine):
         self.lock = threading.RLock()
         super().__init__(path, properties=properties)
         self.background = BackgroundLoop(self)
+        self.push_queries: dict[str, PushQuery] = {}
 
     execute = _locked(Engine.execute)
     query = _locked(Engine.query)
@@ -66,6 +72,29 @@ class NotebookEngine(Engine):
                 except Exception as error:
                     self._fail(query_id, worker, error)
         return consumed
+
+    def start_push(self, sql: str, params: Mapping[str, object], deliver: Deliver, cap: int) -> PushQuery:
+        """Start the push query ``sql``; the background loop feeds its view (the last ``cap``
+        rows) until it stops."""
+        from nbstream.notebook.live import PushQuery
+
+        with self.lock:
+            query = PushQuery(self.transient_runner(sql, params), sql, deliver, cap)
+            self.push_queries[query.id] = query
+        return query
+
+    def step_pushes(self) -> int:
+        """One batch for every running push query, a view update where one is due, and the
+        cursors of stopped ones closed. Returns the result rows produced."""
+        produced = 0
+        for query in list(self.push_queries.values()):
+            with self.lock:
+                produced += query.step()
+                if query.state != "RUNNING":
+                    del self.push_queries[query.id]
+                    query.runner.con.close()
+            query.flush()
+        return produced
 
     def _workers(self) -> list[tuple[str | None, Any]]:
         with self.lock:
@@ -90,6 +119,9 @@ class NotebookEngine(Engine):
 
     def close(self) -> None:
         self.background.stop()
+        for query in self.push_queries.values():
+            query.stop()
+            query.runner.con.close()
         with self.lock:
             super().close()
 
@@ -126,7 +158,7 @@ class BackgroundLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                progressed = self.engine.step_all()
+                progressed = self.engine.step_all() + self.engine.step_pushes()
             except Exception as error:  # the loop itself broke: record it, keep the kernel informed
                 self.failures.append(f"background loop: {type(error).__name__}: {error}")
                 progressed = 0

@@ -24,10 +24,11 @@ from IPython.display import display
 from sqlglot import exp
 from traitlets import Integer
 
-from nbstream.errors import NbstreamError, UnknownNameError, UnsupportedError
+from nbstream.errors import NbstreamError, UnknownNameError
 from nbstream.notebook import session
 from nbstream.notebook.background import NotebookEngine
 from nbstream.notebook.display import stream_error
+from nbstream.notebook.live import kernel_deliverer
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast, parse
 
@@ -56,6 +57,7 @@ class StreamMagic(Magics):
 
     max_rows = Integer(200, help="Rows of a table result shown in the cell (the assigned value has all).").tag(
         config=True)
+    live_rows = Integer(200, help="Rows a push query's live table keeps (the latest ones).").tag(config=True)
 
     @no_var_expand
     @line_cell_magic
@@ -109,10 +111,11 @@ class StreamMagic(Magics):
         (result,) = engine.execute(statement.text, params)
         return self._show(result)
 
-    def _select(self, engine: NotebookEngine, statement: ast.Select, params: Mapping[str, object]) -> pd.DataFrame:
+    def _select(self, engine: NotebookEngine, statement: ast.Select, params: Mapping[str, object]) -> Any:
         if statement.query.emit is not None:
-            raise UnsupportedError("push queries (EMIT CHANGES) in %%stream need the live table view, which "
-                                   "is not built yet: use Engine.push() from Python", statement.query.span)
+            push = engine.start_push(statement.text, params, kernel_deliverer(), self.live_rows)
+            display(push.view)
+            return push
         frame = engine.query(statement.text, params)
         display(frame.head(self.max_rows))
         return frame
@@ -135,11 +138,8 @@ class StreamMagic(Magics):
             raise UsageError("%stream stop ID|all")
         engine = session.current_engine()
         with engine.lock:
-            everything = argument.lower() == "all"
-            queries = engine.catalog.running() if everything else [engine.catalog.get_query(argument)]
-            for query in queries:
-                engine.stop_query(query)
-        print(f"Stopped {', '.join(q.id for q in queries)}." if queries else "No running queries.")
+            stopped = stop_queries(engine, argument)
+        print(f"Stopped {', '.join(stopped)}." if stopped else "No running queries.")
 
     def _command_status(self, argument: str) -> None:
         _no_argument("status", argument)
@@ -165,8 +165,25 @@ def _no_argument(command: str, argument: str) -> None:
         raise UsageError(f"%stream {command} takes no argument")
 
 
+def stop_queries(engine: NotebookEngine, which: str) -> list[str]:
+    """Stop the persistent or push query with id ``which``, or every running one (``all``);
+    returns the ids stopped."""
+    if which.lower() == "all":
+        persistent = engine.catalog.running()
+        pushes = [q for q in engine.push_queries.values() if q.state == "RUNNING"]
+    elif which.upper() in engine.push_queries:
+        persistent, pushes = [], [engine.push_queries[which.upper()]]
+    else:
+        persistent, pushes = [engine.catalog.get_query(which)], []
+    for query in persistent:
+        engine.stop_query(query)
+    for push in pushes:
+        push.stop()
+    return [q.id for q in persistent] + [p.id for p in pushes]
+
+
 def queries_frame(engine: NotebookEngine) -> pd.DataFrame:
-    """One row per persistent query: id, state, sink, counters, input rate and its last error."""
+    """One row per query, persistent then push: id, state, sink, counters, input rate, last error."""
     rows = []
     for query in engine.persistent_queries():
         stats = getattr(query.runner, "stats", None)
@@ -178,8 +195,16 @@ def queries_frame(engine: NotebookEngine) -> pd.DataFrame:
             "events/s (busy)": round(stats.consumed / busy) if stats and busy > 0 else 0,
             "error": stats.last_error if stats else None, "sql": query.sql,
         })
-    return pd.DataFrame(rows, columns=["id", "state", "sink", "consumed", "emitted", "logged",
-                                       "events/s (busy)", "error", "sql"])
+    with engine.lock:
+        pushes = list(engine.push_queries.values())
+    for push in pushes:
+        rows.append({"id": push.id, "state": push.state, "sink": None, "consumed": None,
+                     "emitted": push.rows_seen, "logged": None, "events/s (busy)": None,
+                     "error": push.error, "sql": push.sql})
+    return pd.DataFrame(rows, columns=list(_QUERY_COLUMNS))
+
+
+_QUERY_COLUMNS = ("id", "state", "sink", "consumed", "emitted", "logged", "events/s (busy)", "error", "sql")
 
 
 def unchanged_message(engine: NotebookEngine, statement: ast.Statement) -> str | None:

@@ -1,0 +1,142 @@
+"""Push queries in ``%%stream`` render a live table fed by the background loop (its Python side:
+the widget's traitlets; the browser side is tested end to end)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import eventually, run
+from IPython.core.interactiveshell import InteractiveShell
+
+from nbstream.notebook.background import NotebookEngine
+from nbstream.notebook.live import LiveTable, PushQuery
+
+SOURCES = """%%stream
+CREATE STREAM pageviews (userid VARCHAR KEY, pageid VARCHAR)
+  WITH (KAFKA_TOPIC='pageviews', VALUE_FORMAT='JSON', PARTITIONS=1);
+CREATE TABLE users (userid VARCHAR PRIMARY KEY, name VARCHAR)
+  WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=1);
+"""
+
+
+def push(shell: InteractiveShell, sql: str) -> PushQuery:
+    """Run a push-query cell that assigns its handle to ``live``."""
+    result, out = run(shell, f"%%stream live <<\n{sql}")
+    assert result.success, result.error_in_exec
+    assert isinstance(out.outputs[0].data, dict)  # the widget was displayed
+    handle = shell.user_ns["live"]
+    assert isinstance(handle, PushQuery) and isinstance(handle.view, LiveTable)
+    return handle
+
+
+def shows_rows(live: PushQuery, count: int) -> bool:
+    """Whether the view's status line reports ``count`` result rows so far."""
+    return f" · {count} rows · " in live.view.status
+
+
+@pytest.fixture
+def sources(shell: InteractiveShell, engine: NotebookEngine) -> NotebookEngine:
+    assert run(shell, SOURCES)[0].success
+    return engine
+
+
+def test_a_stream_push_query_appends_rows_to_its_live_table(shell: InteractiveShell, sources: NotebookEngine) -> None:
+    live = push(shell, "SELECT userid, pageid FROM pageviews EMIT CHANGES;")
+    assert live.view.columns == ["USERID", "PAGEID"]
+
+    for page in ("home", "cart", "home"):
+        sources.produce("pageviews", {"pageid": page}, key="u1")
+
+    eventually(lambda: len(live.view.rows) == 3)
+    assert live.view.rows == [["u1", "home"], ["u1", "cart"], ["u1", "home"]]
+    assert eventually(lambda: shows_rows(live, 3))
+    assert live.view.status.startswith(f"{live.id} · RUNNING")
+
+
+def test_the_live_table_keeps_the_latest_rows_of_a_stream(shell: InteractiveShell, sources: NotebookEngine) -> None:
+    run(shell, "%config StreamMagic.live_rows = 2")
+    try:
+        live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES;")
+    finally:
+        run(shell, "%config StreamMagic.live_rows = 200")
+    for page in ("a", "b", "c"):
+        sources.produce("pageviews", {"pageid": page}, key="u1")
+
+    eventually(lambda: shows_rows(live, 3))
+    assert live.view.rows == [["b"], ["c"]]
+
+
+def test_a_table_push_query_upserts_by_key_and_tombstones_remove_rows(
+        shell: InteractiveShell, sources: NotebookEngine) -> None:
+    live = push(shell, "SELECT * FROM users EMIT CHANGES;")
+
+    sources.produce("users", {"name": "Ann"}, key="u1")
+    sources.produce("users", {"name": "Bob"}, key="u2")
+    sources.produce("users", {"name": "Annie"}, key="u1")
+    eventually(lambda: shows_rows(live, 3))
+    assert sorted(live.view.rows) == [["u1", "Annie"], ["u2", "Bob"]]
+
+    sources.produce("users", None, key="u2")
+    eventually(lambda: shows_rows(live, 4))
+    assert live.view.rows == [["u1", "Annie"]]
+
+
+def test_limit_ends_the_push_query(shell: InteractiveShell, sources: NotebookEngine) -> None:
+    live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES LIMIT 2;")
+    for page in ("a", "b", "c"):
+        sources.produce("pageviews", {"pageid": page}, key="u1")
+
+    eventually(lambda: live.view.state == "DONE")
+    assert live.view.rows == [["a"], ["b"]]
+
+
+def test_the_stop_button_stops_the_query(shell: InteractiveShell, sources: NotebookEngine) -> None:
+    live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES;")
+    assert shell.run_line_magic("stream", "queries")["id"].tolist() == [live.id]
+
+    live.view._handle_custom_msg({"type": "stop"}, [])  # what the button's click sends
+
+    assert eventually(lambda: live.view.state == "STOPPED")
+    sources.produce("pageviews", {"pageid": "late"}, key="u1")
+    eventually(lambda: live.id not in sources.push_queries)
+    assert live.view.rows == []
+    assert shell.run_line_magic("stream", "queries").empty
+
+
+def test_stream_stop_all_stops_push_queries_too(shell: InteractiveShell, sources: NotebookEngine) -> None:
+    live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES;")
+    shell.run_line_magic("stream", "stop all")
+    assert live.state == "STOPPED"
+
+
+def test_a_failing_push_query_shows_its_error_in_the_view(shell: InteractiveShell, sources: NotebookEngine) -> None:
+    live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES;")
+    with sources.lock:
+        live.runner.con.close()  # the query's cursor is gone: its next batch fails
+    sources.produce("pageviews", {"pageid": "a"}, key="u1")
+
+    assert eventually(lambda: live.view.state == "ERROR")
+    assert live.error is not None and live.error in live.view.status
+
+
+def test_a_failing_persistent_query_is_marked_and_reported(
+        shell: InteractiveShell, sources: NotebookEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(shell, "%%stream\nCREATE STREAM homes AS SELECT * FROM pageviews WHERE pageid = 'home';")
+    runner = sources.catalog.get_query("CSAS_HOMES_0").runner
+
+    def broken_batch() -> int:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(runner, "step", broken_batch)
+
+    listed = eventually(lambda: (frame := shell.run_line_magic("stream", "queries"))[
+        frame["state"] == "ERROR"].to_dict("records"))
+    assert listed[0]["id"] == "CSAS_HOMES_0" and listed[0]["error"] == "RuntimeError: disk on fire"
+    _, out = run(shell, "%stream status")
+    assert "failed: CSAS_HOMES_0: RuntimeError: disk on fire" in out.stdout
+
+
+def test_the_widget_javascript_is_inline_with_stable_css_hooks() -> None:
+    esm = LiveTable._esm
+    assert isinstance(esm, str) and "export default" in esm
+    assert "nbstream-table" in esm and "nbstream-status" in esm
+    assert "http" not in esm  # nothing is loaded from a CDN
