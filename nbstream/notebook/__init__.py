@@ -11,7 +11,10 @@ __all__ = ["connect", "current_engine", "load_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics with IPython (``%load_ext nbstream``)."""
+    """Register the magics with IPython (``%load_ext nbstream``); they learn each cell's id before
+    it runs, so re-running a cell stops the push queries it started."""
     from nbstream.notebook.magics import StreamMagic
 
-    ipython.register_magics(StreamMagic)
+    magics = StreamMagic(ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.remember_cell)

@@ -28,7 +28,7 @@ from nbstream.errors import NbstreamError, UnknownNameError
 from nbstream.notebook import session
 from nbstream.notebook.background import NotebookEngine
 from nbstream.notebook.display import stream_error
-from nbstream.notebook.live import kernel_deliverer
+from nbstream.notebook.live import PushQuery, kernel_deliverer
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast, parse
 
@@ -59,6 +59,15 @@ class StreamMagic(Magics):
         config=True)
     live_rows = Integer(200, help="Rows a push query's live table keeps (the latest ones).").tag(config=True)
 
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self._cell_id: str | None = None
+        self._pushes_by_cell: dict[str, list[PushQuery]] = {}
+
+    def remember_cell(self, info: Any) -> None:
+        """IPython's ``pre_run_cell`` hook: the id of the cell about to run (None outside a notebook)."""
+        self._cell_id = getattr(info, "cell_id", None)
+
     @no_var_expand
     @line_cell_magic
     def stream(self, line: str, cell: str | None = None) -> Any:
@@ -86,8 +95,10 @@ class StreamMagic(Magics):
 
     # -- statements --------------------------------------------------------------------------------
     def _run_script(self, script: str) -> Any:
-        """Run each statement of ``script`` in order, showing its result; returns the last value."""
+        """Run each statement of ``script`` in order, showing its result; returns the last value.
+        The push queries this cell started when it last ran stop first."""
         engine = session.current_engine()
+        self._stop_cell_pushes()
         try:
             statements = parse(script)
         except NbstreamError as error:
@@ -114,11 +125,20 @@ class StreamMagic(Magics):
     def _select(self, engine: NotebookEngine, statement: ast.Select, params: Mapping[str, object]) -> Any:
         if statement.query.emit is not None:
             push = engine.start_push(statement.text, params, kernel_deliverer(), self.live_rows)
+            if self._cell_id is not None:
+                self._pushes_by_cell.setdefault(self._cell_id, []).append(push)
             display(push.view)
             return push
         frame = engine.query(statement.text, params)
         display(frame.head(self.max_rows))
         return frame
+
+    def _stop_cell_pushes(self) -> None:
+        previous = [p for p in self._pushes_by_cell.pop(self._cell_id or "", []) if p.state == "RUNNING"]
+        for push in previous:
+            push.stop()
+        if previous:
+            print(f"Stopped {', '.join(p.id for p in previous)} (started by this cell before).")
 
     def _show(self, result: StatementResult) -> Any:
         if result.columns:

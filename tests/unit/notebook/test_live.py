@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import eventually, run
 from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
 from nbstream.notebook.background import NotebookEngine
 from nbstream.notebook.live import LiveTable, PushQuery
@@ -140,3 +141,21 @@ def test_the_widget_javascript_is_inline_with_stable_css_hooks() -> None:
     assert isinstance(esm, str) and "export default" in esm
     assert "nbstream-table" in esm and "nbstream-status" in esm
     assert "http" not in esm  # nothing is loaded from a CDN
+
+
+def test_rerunning_a_push_query_cell_stops_the_query_it_started(
+        shell: InteractiveShell, sources: NotebookEngine) -> None:
+    cell = "%%stream live <<\nSELECT pageid FROM pageviews EMIT CHANGES;"
+    with capture_output():
+        shell.run_cell(cell, cell_id="cell-7")
+    first = shell.user_ns["live"]
+    with capture_output() as again:
+        shell.run_cell(cell, cell_id="cell-7")
+
+    assert first.state == "STOPPED"
+    assert f"Stopped {first.id} (started by this cell before)." in again.stdout
+    assert shell.user_ns["live"].state == "RUNNING"
+    with capture_output():
+        shell.run_cell(cell, cell_id="another-cell")
+    assert shell.user_ns["live"].state == "RUNNING"
+    assert len([q for q in sources.push_queries.values() if q.state == "RUNNING"]) == 2
