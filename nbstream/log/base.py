@@ -72,8 +72,9 @@ class TopicInfo:
 class Log(Protocol):
     """What the engine needs from an event log."""
 
-    def create_topic(self, name: str, partitions: int = 1) -> TopicInfo:
-        """Create ``name`` or, if it exists, return it (partition count must then match)."""
+    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1) -> TopicInfo:
+        """Create ``name`` with ``replicas`` copies of each partition or, if it exists, return it
+        (partition count must then match)."""
         ...
 
     def delete_topic(self, name: str) -> None: ...

@@ -71,7 +71,11 @@ class EmbeddedLog:
             self._appends = max(self._appends, last or 0)
 
     # -- topics ---------------------------------------------------------------------------------
-    def create_topic(self, name: str, partitions: int = 1) -> TopicInfo:
+    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1) -> TopicInfo:
+        """Create topic ``name`` (see :class:`~nbstream.log.base.Log`); the embedded log keeps one
+        copy of everything, so ``replicas`` is only checked to be positive."""
+        if replicas < 1:
+            raise LogError(f"topic {name}: REPLICAS must be at least 1, got {replicas}")
         if partitions < 1:
             raise LogError(f"topic {name}: PARTITIONS must be at least 1, got {partitions}")
         with self._lock:

@@ -80,7 +80,7 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
     if info is None:
         # The embedded log belongs to the engine: a declared topic is created (ksqlDB would ask
         # for PARTITIONS because its topics live in a Kafka cluster; the Kafka backend will).
-        engine.log.create_topic(topic, partitions or 1)
+        engine.log.create_topic(topic, partitions or 1, _int_prop(props, "REPLICAS") or 1)
     elif partitions is not None and partitions != info.partitions:
         raise CatalogError(f"A Kafka topic with the name '{topic}' already exists, with different "
                            f"partition count: {info.partitions} (the statement asks for {partitions})")

@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from nbstream import Engine
-from nbstream.errors import UnsupportedError
+from nbstream.errors import CatalogError, UnsupportedError
 from nbstream.runtime.kafka_query import consumer_group
 
 _runs = itertools.count()
@@ -117,3 +117,14 @@ def test_push_queries_on_kafka_are_refused(kafka_bootstrap: str, run: int) -> No
         engine.execute(ddl(run))
         with pytest.raises(UnsupportedError, match="push queries on Kafka"):
             engine.transient_runner("SELECT * FROM orders EMIT CHANGES;")
+
+
+def test_create_stream_creates_its_kafka_topic_or_validates_an_existing_one(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(f"CREATE STREAM a (x INT) WITH (kafka_topic='decl-{run}', value_format='JSON', "
+                       "partitions=4, replicas=1);")
+        assert engine.log.require(f"decl-{run}").partitions == 4
+        engine.execute(f"CREATE STREAM b (x INT) WITH (kafka_topic='decl-{run}', value_format='JSON', partitions=4);")
+        with pytest.raises(CatalogError, match="different partition count: 4"):
+            engine.execute(f"CREATE STREAM c (x INT) WITH (kafka_topic='decl-{run}', value_format='JSON', "
+                           "partitions=2);")

@@ -74,3 +74,10 @@ def test_appended_records_survive_reopening_the_database(tmp_path: Path) -> None
     reopened = EmbeddedLog(duckdb.connect(path))
     assert reopened.require("t").size == 3
     assert sorted(r["value"] for r in reopened.read("t").to_pylist()) == [b"v0", b"v1", b"v2"]
+
+
+def test_the_embedded_log_keeps_one_copy_but_refuses_a_replica_count_below_one() -> None:
+    log = EmbeddedLog(duckdb.connect())
+    assert log.create_topic("t", 2, replicas=3).partitions == 2
+    with pytest.raises(LogError, match="REPLICAS must be at least 1"):
+        log.create_topic("u", 1, replicas=0)
