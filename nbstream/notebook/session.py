@@ -25,17 +25,17 @@ def current_engine() -> NotebookEngine:
 def connect(target: str) -> NotebookEngine:
     """Replace the current engine: ``memory`` for an in-memory one, else a state directory path.
 
-    The previous engine's background loop stops and its connection closes.
+    The previous engine's background loop stops and its connection closes first (so connecting
+    to the directory it uses again reopens it, with its streams, tables and queries).
     """
     global _current
     if target.lower().startswith("kafka://"):
         raise UnsupportedError("%stream connect kafka://… is not supported yet: the notebook runs on "
                                "the embedded log (connect memory or a state directory)")
+    disconnect()
     engine = NotebookEngine() if target.lower() == "memory" else NotebookEngine(Path(target).expanduser())
     with _lock:
-        previous, _current = _current, _started(engine)
-    if previous is not None:
-        previous.close()
+        _current = _started(engine)
     return engine
 
 

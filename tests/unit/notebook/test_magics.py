@@ -135,6 +135,18 @@ def test_stream_status_and_connect(shell: InteractiveShell, tmp_path: object) ->
     assert "not supported yet" in str(unsupported.error_in_exec)
 
 
+def test_connecting_to_a_state_directory_again_reopens_its_streams(shell: InteractiveShell, tmp_path: object) -> None:
+    run(shell, f"%stream connect {tmp_path}")
+    run(shell, PAGEVIEWS)
+
+    run(shell, f"%stream connect {tmp_path}")
+
+    assert shell.run_line_magic("stream", "queries")[["id", "state"]].to_dict("records") == [
+        {"id": "CTAS_VIEWS_PER_USER_0", "state": "RUNNING"}]
+    _, out = run(shell, "%stream SHOW STREAMS;")
+    assert "PAGEVIEWS" in displayed_text(out)
+
+
 def test_magics_do_not_expand_python_variables(shell: InteractiveShell) -> None:
     shell.user_ns["name"] = "pageviews"
     result, _ = run(shell, "%stream DESCRIBE $name;")
