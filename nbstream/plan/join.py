@@ -64,12 +64,24 @@ class JoinSide:
 
 
 @dataclass(frozen=True)
+class TableLookup:
+    """A table a stream record looks up: the table's side, the join kind (INNER or LEFT), and
+    ``probe``, the SQL over the joined row so far (the stream's and earlier tables' renamed
+    columns, ``__jk``) of the key the table's ``__jk`` (its primary key) must equal."""
+
+    side: JoinSide
+    kind: str
+    probe: str
+
+
+@dataclass(frozen=True)
 class JoinPlan:
-    """left ⋈ right → WHERE → projection → sink.
+    """left ⋈ right [⋈ chain…] → WHERE → projection → sink.
 
     ``kind``: INNER, LEFT or FULL (RIGHT is planned as LEFT with the sides swapped).
-    ``within``: the window of a stream-stream join. ``columns`` and ``where`` read the joined
-    row: both sides' columns and ``__jk``."""
+    ``within``: the window of a stream-stream join. ``chain``: the further tables of a multi-way
+    join (a stream joined to two or more tables), looked up in order after ``right``. ``columns``
+    and ``where`` read the joined row: every side's columns and ``__jk`` (the last lookup's key)."""
 
     left: JoinSide
     right: JoinSide
@@ -83,10 +95,17 @@ class JoinPlan:
     limit: int | None = None
     foreign_key: bool = False  # table-table on left.expr = right.pk: keyed by the left table's key
     on_keys: bool = False  # both sides join on their key: ksqlDB reads them without repartitioning
+    chain: tuple[TableLookup, ...] = ()
 
     @property
-    def sides(self) -> tuple[JoinSide, JoinSide]:
-        return (self.left, self.right)
+    def sides(self) -> tuple[JoinSide, ...]:
+        """Every input: left, right, then the chain's tables (a side's number is its place here)."""
+        return (self.left, self.right, *(t.side for t in self.chain))
+
+    @property
+    def lookups(self) -> tuple[TableLookup, ...]:
+        """A stream-table join's tables in lookup order (the right one by the stream's ``__jk``)."""
+        return (TableLookup(self.right, self.kind, quote(JOIN_KEY)), *self.chain)
 
     @property
     def scan(self) -> Scan:
@@ -196,14 +215,15 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     """Plan the joining ``query`` (``scan_of``: the planner's Source → Scan function)."""
     select = query.select
     joins = select.args["joins"]
-    if len(joins) > 1:
-        raise UnsupportedError("joins of more than two sources are not supported yet")
     if query.partition_by:
         raise UnsupportedError("PARTITION BY on a join is not supported yet")
-    join = joins[0]
     from_ = select.args.get("from") or select.args.get("from_")
     if from_ is None:
         raise BindError("a query needs a FROM clause")
+    if len(joins) > 1:
+        return _plan_chain(query, [_source(catalog, from_), *(_source(catalog, j) for j in joins)], joins, con,
+                           scan_of=scan_of, sink=sink, params=params)
+    join = joins[0]
     left, right = _source(catalog, from_), _source(catalog, join)
     if left.source.name == right.source.name:
         raise BindError(f"Can not join '{left.source.name}' to '{right.source.name}': self joins are not yet "
@@ -211,7 +231,7 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     kind = _kind(join)
     within: Within | None = join.meta.get("within")
     _check_order(left, right, kind, within)
-    _check_formats(left, right)
+    _check_formats([left, right])
     _check_windows(left, right)
     scope = _JoinScope([left, right])
     on = join.args.get("on")
@@ -229,7 +249,7 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
                                                                                    strict=True)]
     if left.source.window is not None:
         _check_windowed_keys(sides, operands)
-    key_types = [next(c.type for c in s.pre.columns if c.name == JOIN_KEY) for s in sides]
+    key_types = [_key_type(s) for s in sides]
     if key_types[0] != key_types[1]:
         raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{key_types[0]}}} = "
                         f"{on.expression.sql()}{{{key_types[1]}}}.")
@@ -260,6 +280,106 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
                     where=where, within=within, sink=sink, emits_table=left.source.is_table and right.source.is_table,
                     limit=query.limit, foreign_key=foreign_key,
                     on_keys=all(_is_key(side, o) for side, o in zip(sides, operands, strict=True)))
+
+
+# -- multi-way joins ----------------------------------------------------------------------------
+
+
+def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con: duckdb.DuckDBPyConnection, *,
+                scan_of: object, sink: Sink | None,
+                params: Mapping[str, object] | None) -> JoinPlan | JoinAggregatePlan:
+    """A multi-way join ``s JOIN t1 ON … [LEFT] JOIN t2 ON …``: a stream looking up tables one after
+    another, each ON equating a table's primary key to an expression of the stream or of a table
+    joined before it. As in ksqlDB (nested joins, each repartitioned on its ON expression), the
+    result is keyed by the last ON's expression."""
+    _check_chain_sources(sources, joins)
+    scope = _JoinScope(sources)
+    pairs = [_chain_operands(scope, join, sources[:i], table)
+             for i, (table, join) in enumerate(zip(sources[1:], joins, strict=True), start=1)]
+    stream = _side(sources[0], pairs[0][0], scope, con, scan_of, params)
+    tables = [_side(t, key, scope, con, scan_of, params) for t, (_, key) in zip(sources[1:], pairs, strict=True)]
+    joined = scope.joined_scope(BIGINT)
+    compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
+    compiled = [compiler.compile(probe) for probe, _ in pairs[1:]]
+    probes = [quote(JOIN_KEY), *(c.sql("duckdb") for c in compiled)]
+    probe_types = [_key_type(stream), *(compiler.type_of(c) for c in compiled)]
+    for join, side, probe_type in zip(joins, tables, probe_types, strict=True):
+        if probe_type != _key_type(side):
+            on = join.args["on"]
+            raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{probe_type}}} = "
+                            f"{on.expression.sql()}{{{_key_type(side)}}}.")
+    kinds = [_kind(j) for j in joins]
+    key_type = probe_types[-1]
+    plan = JoinPlan(left=stream, right=tables[0], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
+                    limit=query.limit,
+                    chain=tuple(TableLookup(side, kind, probe)
+                                for side, kind, probe in zip(tables[1:], kinds[1:], probes[1:], strict=True)))
+    if is_aggregate_query(query):
+        return _plan_join_aggregate(query, scope, scope.joined_scope(key_type), plan, con, scan_of, sink, params)
+    where = _where(query.select, scope, compiler)
+    columns = _project(query.select, scope, compiler, _key_candidates(pairs), key_type, quote(JOIN_KEY),
+                       None if sink is None else sink.name)
+    return replace(plan, columns=tuple(columns), where=where)
+
+
+def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
+    """A multi-way join must be a stream joined to tables (INNER or LEFT), each source once."""
+    names = [s.source.name for s in sources]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise BindError(f"Can not join '{name}' to '{name}': self joins are not yet supported.")
+    aliases = [s.alias for s in sources]
+    if len(set(aliases)) != len(aliases):
+        raise BindError(f"Each source of a join needs its own alias: {', '.join(aliases)}")
+    stream, tables = sources[0], sources[1:]
+    for table, join in zip(tables, joins, strict=True):
+        _check_order(stream, table, _kind(join), join.meta.get("within"))
+        _check_windows(stream, table)
+    kinds = ", ".join(f"{s.source.name} ({'TABLE' if s.source.is_table else 'STREAM'})" for s in sources)
+    if stream.source.is_table or not all(t.source.is_table for t in tables):
+        raise UnsupportedError(f"joins of more than two sources are supported only as a STREAM joined to "
+                               f"TABLEs (stream-table-table…); got {kinds}")
+    _check_formats(sources)
+    if stream.source.window is not None:
+        raise UnsupportedError("joins of windowed sources are not supported yet")
+
+
+def _chain_operands(scope: _JoinScope, join: exp.Join, earlier: list[_Source],
+                    table: _Source) -> tuple[exp.Expression, exp.Expression]:
+    """The (probe, table key) operands of one ON of a multi-way join, rewritten to renamed columns:
+    the probe reads one earlier source, the other operand is the table's primary key."""
+    on = join.args.get("on")
+    if not isinstance(on, exp.EQ):
+        raise BindError(f"Unsupported join expression: {on.sql() if on is not None else '(none)'}. "
+                        "Only equality joins between a column of each source are supported.")
+    operands = [scope.rewrite(on.this), scope.rewrite(on.expression)]
+    owners = [scope.owner(o, on) for o in operands]
+    if owners[1] != table.alias:
+        operands.reverse()
+        owners.reverse()
+    if owners[1] != table.alias or owners[0] not in {s.alias for s in earlier}:
+        raise BindError(f"Invalid join condition {on.sql()}: a JOIN of {table.source.name} must compare a column "
+                        f"of {table.alias} with an expression of one source joined before it")
+    key_columns = tuple(scope.renamed(table, c.name) for c in table.source.schema.key)
+    key = operands[1]
+    if not (isinstance(key, exp.Column) and key_columns == (key.name,)):
+        raise BindError(f"Cannot repartition a TABLE source. If this is a join, make sure that the criteria uses "
+                        f"the TABLE's key column {' '.join(key_columns)} instead of {key.sql()}")
+    return operands[0], key
+
+
+def _key_type(side: JoinSide) -> SqlType:
+    return next(c.type for c in side.pre.columns if c.name == JOIN_KEY)
+
+
+def _key_candidates(pairs: list[tuple[exp.Expression, exp.Expression]]) -> list[str]:
+    """The columns a multi-way join's result key may be projected as: the last ON's columns, and the
+    columns of earlier ONs on the same key (their probe is a column already equal to the key)."""
+    group: list[str] = []
+    for probe, key in pairs:
+        names = [o.name for o in (probe, key) if isinstance(o, exp.Column)]
+        group = [*group, key.name] if isinstance(probe, exp.Column) and probe.name in group else names
+    return group
 
 
 # -- sources and join kind ----------------------------------------------------------------------
@@ -312,8 +432,8 @@ def _is_key(side: JoinSide, operand: exp.Expression) -> bool:
     return isinstance(operand, exp.Column) and side.key_columns == (operand.name,)
 
 
-def _check_formats(left: _Source, right: _Source) -> None:
-    kafka = [s.source.name for s in (left, right) if s.source.value_format.upper() == "KAFKA"]
+def _check_formats(sources: list[_Source]) -> None:
+    kafka = [s.source.name for s in sources if s.source.value_format.upper() == "KAFKA"]
     if kafka:
         raise BindError(f"Source(s) {', '.join(kafka)} are using the 'KAFKA' value format. This format does not yet "
                         "support JOIN.")

@@ -1,16 +1,20 @@
-"""A running join: micro-batches of two topics, joined in their arrival order, state in DuckDB.
+"""A running join: micro-batches of its topics, joined in their arrival order, state in DuckDB.
 
 Each batch, inside the one transaction of :class:`~nbstream.runtime.query.QueryRunner`:
 
-1. ``__side0``/``__side1``: each side's records decoded into its renamed columns and join key
-   ``__jk`` (the side's ``pre`` plan), with the record's place in the log's arrival order;
-2. ``__ev``: the good records of both sides, numbered by arrival (``__arr``): ksqlDB processes
+1. ``__side<n>``: each side's records decoded into its renamed columns and join key ``__jk``
+   (the side's ``pre`` plan), with the record's place in the log's arrival order (side 0 the
+   left input, 1 the right one, 2… the further tables of a multi-way join);
+2. ``__ev``: the good records of all sides, numbered by arrival (``__arr``): ksqlDB processes
    the records of a join's inputs one at a time in the order they were produced;
 3. ``__joined``: the joined rows, ``__pos`` their output order:
 
-   * stream-table: each stream record looks up the table row current at its arrival — the
-     latest change of its key that arrived before it in the batch (an ``ASOF`` join on
-     ``__arr``), else the table's stored state (``join$<query>$1``);
+   * stream-table (and stream-table-table…): each stream record looks up each table's row
+     current at its arrival — the latest change of its key that arrived before it in the batch
+     (an ``ASOF`` join on ``__arr``), else the table's stored state (``join$<query>$<side>``);
+     tables are looked up one after another, each by its ON expression over the row so far.
+     When all the batch's table changes arrived before its stream records, the tables' state
+     takes them first and the stream records are looked up by plain hash joins;
    * table-table: each change of either side looks up the other side the same way and emits the
      joined row, or a tombstone when the join no longer holds;
    * stream-stream: each record joins the other side's records that arrived before it (stored
@@ -24,6 +28,8 @@ Nothing loops over records in Python: every step is one DuckDB statement over th
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import duckdb
 
@@ -45,7 +51,7 @@ class JoinRunner(QueryRunner):
 
     def __init__(self, query_id: str, plan: JoinPlan, con: duckdb.DuckDBPyConnection, log: EmbeddedLog) -> None:
         self.join = plan
-        self._states = [quote(f"join${query_id}${i}") for i in range(2)]
+        self._states = [quote(f"join${query_id}${i}") for i in range(len(plan.sides))]
         self._outer = quote(f"joinouter${query_id}")
         self._rows = quote(f"joinrows${query_id}")
         super().__init__(query_id, plan.left.pre, con, log)
@@ -57,12 +63,17 @@ class JoinRunner(QueryRunner):
         return self.join.sink
 
     # -- inputs ------------------------------------------------------------------------------------
+    @property
+    def side_numbers(self) -> range:
+        """The join's inputs, by number: 0 the left one, then the right one and a chain's tables."""
+        return range(len(self.join.sides))
+
     def _offset_id(self, side: int) -> str:
         return f"{self.query_id}#{side}"
 
     def _load_offsets(self) -> dict[int, int]:
         offsets: dict[int, int] = {}
-        for side in range(2):
+        for side in self.side_numbers:
             rows = self.con.execute("SELECT \"partition\", next_offset FROM __offsets WHERE query_id = ?",
                                     [self._offset_id(side)]).fetchall()
             offsets.update({side * SIDE_STRIDE + int(p): int(o) for p, o in rows})
@@ -77,7 +88,7 @@ class JoinRunner(QueryRunner):
 
     def _ends(self) -> dict[int, int]:
         ends = {}
-        for side in range(2):
+        for side in self.side_numbers:
             info = self.log.topic(self._topic_of(side))
             if info is not None:
                 ends.update({side * SIDE_STRIDE + p: e for p, e in info.end_offsets.items()})
@@ -107,7 +118,7 @@ class JoinRunner(QueryRunner):
         pending = " UNION ALL ".join(
             f"SELECT {side} * {SIDE_STRIDE} + \"partition\" AS slot, \"offset\", append_no, append_seq "
             f"FROM {self.log.relation(self._topic_of(side), self._side_ranges(ranges, side))}"
-            for side in range(2))
+            for side in self.side_numbers)
         rows = self.con.execute(f"""SELECT slot, max("offset") + 1 FROM (SELECT * FROM ({pending})
             ORDER BY append_no, append_seq LIMIT {limit}) GROUP BY slot""").fetchall()
         cut = {int(s): int(e) for s, e in rows}
@@ -118,7 +129,7 @@ class JoinRunner(QueryRunner):
         return {s - side * SIDE_STRIDE: r for s, r in ranges.items() if s // SIDE_STRIDE == side}
 
     def _prepare(self, ranges: Ranges) -> str:
-        for side in range(2):
+        for side in self.side_numbers:
             relation = self.log.relation(self._topic_of(side), self._side_ranges(ranges, side))
             self.con.execute(f"CREATE OR REPLACE TEMP VIEW __jin{side} AS {relation}")
         return ""
@@ -132,8 +143,17 @@ class JoinRunner(QueryRunner):
             self.con.executemany("INSERT OR REPLACE INTO __offsets VALUES (?, ?, ?)", rows)
 
     def _error_topic_sql(self) -> str:
-        topics = [self._topic_of(side).replace("'", "''") for side in range(2)]
-        return f"CASE __side WHEN 0 THEN '{topics[0]}' ELSE '{topics[1]}' END"
+        return self.topic_case_sql("__side")
+
+    def topic_case_sql(self, side: str) -> str:
+        """The topic of the input numbered by the SQL ``side``."""
+        topics = " ".join(f"WHEN {i} THEN '{self._topic_of(i).replace(chr(39), chr(39) * 2)}'"
+                          for i in self.side_numbers)
+        return f"CASE {side} {topics} END"
+
+    def errors_sql(self, columns: str) -> str:
+        """``columns`` of the batch's records in error, of every input."""
+        return " UNION ALL BY NAME ".join(f"SELECT {columns} FROM __side{i} WHERE __err" for i in self.side_numbers)
 
     # -- state -------------------------------------------------------------------------------------
     def _create_state(self) -> None:
@@ -163,9 +183,10 @@ class JoinRunner(QueryRunner):
             self.con.execute(f"DROP TABLE IF EXISTS {state}")
         self.con.execute(f"DROP TABLE IF EXISTS {self._outer}")
         self.con.execute(f"DROP TABLE IF EXISTS {self._rows}")
-        ids = [self.query_id, self._offset_id(0), self._offset_id(1)]
-        self.con.execute("DELETE FROM __stream_time WHERE query_id IN (?, ?, ?)", ids)
-        self.con.execute("DELETE FROM __offsets WHERE query_id IN (?, ?)", ids[1:])
+        ids = [self.query_id, *(self._offset_id(side) for side in self.side_numbers)]
+        marks = ", ".join("?" for _ in ids)
+        self.con.execute(f"DELETE FROM __stream_time WHERE query_id IN ({marks})", ids)
+        self.con.execute(f"DELETE FROM __offsets WHERE query_id IN ({marks})", ids)
 
     # -- one batch ---------------------------------------------------------------------------------
     def _evaluate(self, sql: str) -> None:
@@ -179,11 +200,9 @@ class JoinRunner(QueryRunner):
         if self._table_changes_came_first():
             self._look_up_after_table_changes()
             return
-        for side in range(2):
+        for side in self.side_numbers:
             self._decode_side(side)
-        con.execute("""CREATE OR REPLACE TEMP TABLE __ev AS
-            SELECT *, row_number() OVER (ORDER BY __an, __as) AS __arr
-            FROM (SELECT * FROM __side0 UNION ALL BY NAME SELECT * FROM __side1) WHERE NOT __err""")
+        self._number_by_arrival(self.side_numbers)
         if self._windowed:
             WindowJoin(self).evaluate()
         elif self.join.foreign_key:
@@ -203,34 +222,61 @@ class JoinRunner(QueryRunner):
             FROM ({self._side_sql[side]}) r JOIN __jin{side} a
               ON r.__in_partition = a."partition" AND r.__in_offset = a."offset" """)
 
+    def _number_by_arrival(self, sides: range) -> None:
+        """``__ev``: the good records of the decoded ``sides``, numbered by arrival (``__arr``)."""
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM __side{side}" for side in sides)
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __ev AS
+            SELECT *, row_number() OVER (ORDER BY __an, __as) AS __arr FROM ({union}) WHERE NOT __err""")
+
     def _table_changes_came_first(self) -> bool:
         """Whether this is a stream-table join whose batch holds no table change that arrived after
-        a stream record (the usual case: the table changes rarely): then each stream record sees
-        the table as it is after the batch's table changes, and a plain lookup does."""
+        a stream record (the usual case: the tables change rarely): then each stream record sees
+        the tables as they are after the batch's table changes, and a plain lookup does."""
         if self._windowed or self.join.foreign_key or self.join.left.is_table:
             return False
+        tables = " UNION ALL ".join(f"SELECT append_no FROM __jin{side}" for side in self.side_numbers[1:])
         last_change, first_record = self.con.execute(
-            "SELECT (SELECT max(append_no) FROM __jin1), (SELECT min(append_no) FROM __jin0)").fetchall()[0]
+            f"SELECT (SELECT max(append_no) FROM ({tables})), (SELECT min(append_no) FROM __jin0)").fetchall()[0]
         return last_change is None or first_record is None or last_change < first_record
 
     def _look_up_after_table_changes(self) -> None:
-        """The batch's table changes go into the table's state, then every stream record is joined
-        with the state by a hash join — no ordering of the stream records by arrival needed."""
+        """The batch's table changes go into the tables' state, then every stream record is joined
+        with the state by hash joins — no ordering of the stream records by arrival needed."""
         con = self.con
-        self._decode_side(1)
-        con.execute("CREATE OR REPLACE TEMP TABLE __ev AS "
-                    "SELECT *, row_number() OVER (ORDER BY __an, __as) AS __arr FROM __side1 WHERE NOT __err")
-        self._store_table_changes(1)
+        tables = self.side_numbers[1:]
+        for side in tables:
+            self._decode_side(side)
+        self._number_by_arrival(tables)
+        for side in tables:
+            self._store_table_changes(side)
         con.execute(f"CREATE OR REPLACE TEMP TABLE __side0 AS SELECT *, 0 AS __side FROM ({self._side_sql[0]})")
-        jk, state = quote(JOIN_KEY), self._states[1]
-        table_cols = ", ".join(f"t.{quote(c.name)}" for c in self.join.right.value_columns)
-        found = "" if self.join.kind != "INNER" else f" AND t.{jk} IS NOT NULL"
-        stream_cols = ", ".join(f"s.{quote(c.name)}" for c in self.join.left.value_columns)
+        stream_cols = ", ".join(quote(c.name) for c in self.join.left.value_columns)
+        stream = (f"SELECT {stream_cols}, {quote(JOIN_KEY)}, __ts, {SEQ_SQL} AS __pos FROM __side0 "
+                  "WHERE NOT __err AND NOT __deleted")
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __joined AS
-            SELECT {stream_cols}, s.{jk}, s.__ts, {table_cols}, FALSE AS __out_deleted, s.__ts AS __out_ts,
-                   {SEQ_SQL} AS __pos
-            FROM __side0 s LEFT JOIN {state} t ON s.{jk} = t.{jk}
-            WHERE NOT s.__err AND NOT s.__deleted{found} ORDER BY __pos""")
+            SELECT * EXCLUDE (__op, __ots), FALSE AS __out_deleted, __ts AS __out_ts
+            FROM ({self._lookups_sql(stream, self._state_lookup_sql)}) ORDER BY __pos""")
+
+    def _state_lookup_sql(self, probe: str, side: int) -> str:
+        """``probe`` (rows with ``__jk``) with the table ``side``'s stored row of that key: its columns,
+        ``__op`` (found) and ``__ots`` (its time)."""
+        jk = quote(JOIN_KEY)
+        cols = ", ".join(f"t.{quote(c.name)}" for c in self.join.sides[side].value_columns)
+        return f"""SELECT p.*, {cols}, t.{jk} IS NOT NULL AS __op, t.__ts AS __ots
+            FROM ({probe}) p LEFT JOIN {self._states[side]} t ON p.{jk} = t.{jk}"""
+
+    def _lookups_sql(self, rows: str, lookup: Callable[[str, int], str]) -> str:
+        """Stream ``rows`` with each table of the join looked up in turn, ``lookup(probe, side)``
+        adding a table's columns, ``__op`` and ``__ots``, by the probe's ``__jk``. The first table is
+        probed by the stream's join key, each further one by its own probe over the row so far; an
+        INNER lookup drops the rows it finds nothing for."""
+        jk = quote(JOIN_KEY)
+        for side, step in enumerate(self.join.lookups, start=1):
+            probe = rows if side == 1 else (f"SELECT * EXCLUDE (__op, __ots) REPLACE ({step.probe} AS {jk}) "
+                                            f"FROM ({rows})")
+            keep = "__op" if step.kind == "INNER" else "TRUE"
+            rows = f"SELECT * FROM ({lookup(probe, side)}) WHERE {keep}"
+        return rows
 
     def changes(self, side: int, *, keyed: bool = True) -> str:
         """The batch's good records of ``side``: its columns, ``__jk``, ``__deleted``, ``__ts``, ``__arr``
@@ -253,11 +299,9 @@ class JoinRunner(QueryRunner):
             LEFT JOIN {self._states[other]} s ON p.{jk} = s.{jk}"""
 
     def _stream_table_sql(self) -> str:
-        """Each stream record joined with the table row current at its arrival."""
-        stream = "SELECT * FROM __ev WHERE __side = 0 AND NOT __deleted"
-        keep = "__op" if self.join.kind == "INNER" else "TRUE"
-        return f"""SELECT *, FALSE AS __out_deleted, __ts AS __out_ts, __arr AS __pos
-            FROM ({self.lookup_sql(stream, 1)}) WHERE {keep}"""
+        """Each stream record joined with each table's row current at its arrival."""
+        rows = self._lookups_sql("SELECT * FROM __ev WHERE __side = 0 AND NOT __deleted", self.lookup_sql)
+        return f"SELECT *, FALSE AS __out_deleted, __ts AS __out_ts, __arr AS __pos FROM ({rows})"
 
     def _table_table_sql(self) -> str:
         """Each change of either table joined with the other's row current at its arrival."""
@@ -369,9 +413,8 @@ class JoinRunner(QueryRunner):
 
     def _result_sql(self) -> str:
         plan = self.join
-        errors = ("SELECT TRUE AS __err, __errmsg, __bad_ts, FALSE AS __deleted, __in_partition, __in_offset, "
-                  "__side FROM __side0 WHERE __err UNION ALL SELECT TRUE, __errmsg, __bad_ts, FALSE, "
-                  "__in_partition, __in_offset, __side FROM __side1 WHERE __err")
+        errors = self.errors_sql("TRUE AS __err, __errmsg, __bad_ts, FALSE AS __deleted, __in_partition, "
+                                 "__in_offset, __side")
         rows = self._projected_sql()
         if plan.sink is None:
             return f"SELECT * FROM {rows} UNION ALL BY NAME {errors}"
@@ -422,16 +465,14 @@ class JoinAggregateRunner(AggregateRunner):
 
     def _error_topic_sql(self) -> str:
         """The topic of a record in error: its side is found by its place (``__pre_errors``)."""
-        topics = [self._join._topic_of(side).replace("'", "''") for side in range(2)]
         side = ("coalesce((SELECT any_value(e.__side) FROM __pre_errors e WHERE e.__in_partition = "
                 "__result.__in_partition AND e.__in_offset = __result.__in_offset), __side)")
-        return f"CASE {side} WHEN 0 THEN '{topics[0]}' ELSE '{topics[1]}' END"
+        return self._join.topic_case_sql(side)
 
     def _evaluate(self, sql: str) -> None:
         self._join.join_batch()
-        self.con.execute("""CREATE OR REPLACE TEMP TABLE __pre_errors AS
-            SELECT __side, __in_partition, __in_offset FROM __side0 WHERE __err
-            UNION ALL SELECT __side, __in_partition, __in_offset FROM __side1 WHERE __err""")
+        self.con.execute("CREATE OR REPLACE TEMP TABLE __pre_errors AS "
+                         f"{self._join.errors_sql('__side, __in_partition, __in_offset')}")
         super()._evaluate(sql)
 
     def _pre_sql(self) -> str:
@@ -448,4 +489,4 @@ class JoinAggregateRunner(AggregateRunner):
             UNION ALL BY NAME
             SELECT TRUE AS __err, __errmsg, __bad_ts, __in_partition, __in_offset, __ts, FALSE AS __deleted,
                    FALSE AS __key_null, NULL AS __headers, {", ".join(f"NULL AS {c}" for c in errors.split(", "))}
-            FROM (SELECT * FROM __side0 WHERE __err UNION ALL BY NAME SELECT * FROM __side1 WHERE __err)"""
+            FROM ({self._join.errors_sql("*")})"""

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import BindError, NbstreamError
+from nbstream.errors import BindError, NbstreamError, UnsupportedError
 
 ORDERS = ("CREATE STREAM orders (id INT KEY, item VARCHAR, user_id INT) "
           "WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON');")
@@ -220,3 +220,102 @@ def test_stream_stream_window_state_survives_a_restart(tmp_path: Path) -> None:
     eng.con.close()
     again = _run("", [("r", 1, {"b": "y"}, 2_000)], Engine(tmp_path))
     assert _out(again, "J", "A", "B") == [(1, 2_000, "x", "y")]
+
+
+# -- multi-way: a stream joined to two or more tables ------------------------------------------------
+
+MEMBERS = ("CREATE TABLE members (id INT PRIMARY KEY, name VARCHAR, region_id INT) "
+           "WITH (KAFKA_TOPIC='members', VALUE_FORMAT='JSON');")
+REGIONS = "CREATE TABLE regions (id INT PRIMARY KEY, rname VARCHAR) WITH (KAFKA_TOPIC='regions', VALUE_FORMAT='JSON');"
+THREE_WAY = ORDERS + MEMBERS + REGIONS + ("CREATE STREAM enriched AS SELECT m.region_id, item, name, rname "
+                                          "FROM orders o {0} JOIN members m ON o.user_id = m.id "
+                                          "{1} JOIN regions r ON m.region_id = r.id;")
+ANN_IN_EU: list[Record] = [("regions", 1, {"rname": "eu"}, 1), ("members", 7, {"name": "ann", "region_id": 1}, 2)]
+
+
+def test_a_stream_joined_to_two_tables_is_keyed_by_the_last_join_expression() -> None:
+    eng = _run(THREE_WAY.format("", ""), [*ANN_IN_EU, ("orders", 1, {"item": "x", "user_id": 7}, 5),
+                                          ("orders", 2, {"item": "y", "user_id": 8}, 6)])
+    # order 2's member does not exist: an inner join drops it
+    assert _out(eng, "ENRICHED", "ITEM", "NAME", "RNAME") == [(1, 5, "x", "ann", "eu")]
+
+
+def test_a_left_multi_way_join_pads_each_missing_table_row_with_nulls() -> None:
+    eng = _run(THREE_WAY.format("LEFT", "LEFT"),
+               [*ANN_IN_EU, ("members", 8, {"name": "bob", "region_id": 2}, 3),
+                ("orders", 1, {"item": "x", "user_id": 7}, 5), ("orders", 2, {"item": "y", "user_id": 8}, 6),
+                ("orders", 3, {"item": "z", "user_id": 9}, 7)])
+    # bob's region does not exist; member 9 does not exist (so neither does its region key)
+    assert _out(eng, "ENRICHED", "ITEM", "NAME", "RNAME") == [
+        (1, 5, "x", "ann", "eu"), (2, 6, "y", "bob", None), (None, 7, "z", None, None)]
+
+
+def test_an_inner_join_after_a_left_join_drops_records_the_later_table_does_not_match() -> None:
+    eng = _run(THREE_WAY.format("LEFT", ""), [*ANN_IN_EU, ("orders", 1, {"item": "x", "user_id": 7}, 5),
+                                              ("orders", 2, {"item": "y", "user_id": 9}, 6)])
+    assert _out(eng, "ENRICHED", "ITEM", "RNAME") == [(1, 5, "x", "eu")]
+
+
+def test_a_change_of_a_later_table_between_stream_records_is_seen_by_later_records_only() -> None:
+    eng = _run(THREE_WAY.format("", "LEFT"),
+               [*ANN_IN_EU, ("orders", 1, {"item": "x", "user_id": 7}, 5), ("regions", 1, {"rname": "EU"}, 6),
+                ("orders", 2, {"item": "y", "user_id": 7}, 7), ("members", 7, {"name": "ann", "region_id": 2}, 8),
+                ("orders", 3, {"item": "z", "user_id": 7}, 9), ("regions", 2, {"rname": "us"}, 10)])
+    # each stream record sees every table as it was at its arrival; the output time is the stream record's
+    assert _out(eng, "ENRICHED", "ITEM", "RNAME") == [(1, 5, "x", "eu"), (1, 7, "y", "EU"), (2, 9, "z", None)]
+
+
+def test_table_changes_of_earlier_batches_and_of_the_batch_before_its_stream_records_are_seen() -> None:
+    eng = _run(THREE_WAY.format("", ""), ANN_IN_EU)
+    _run("", [("regions", 1, {"rname": "EU"}, 3), ("orders", 1, {"item": "x", "user_id": 7}, 5)], eng)
+    assert _out(eng, "ENRICHED", "ITEM", "NAME", "RNAME") == [(1, 5, "x", "ann", "EU")]
+
+
+def test_every_join_may_read_the_stream_and_the_key_is_any_column_equal_to_the_last_join_key() -> None:
+    eng = _run(ORDERS + USERS + CARTS + "CREATE STREAM enriched AS SELECT c.id AS cart, name, n FROM orders o "
+               "JOIN users u ON o.user_id = u.id JOIN carts c ON o.user_id = c.id;",
+               [("users", 7, {"name": "ann"}, 1), ("carts", 7, {"n": 3}, 2), ("orders", 1, {"user_id": 7}, 5)])
+    assert _out(eng, "ENRICHED", "NAME", "N") == [(7, 5, "ann", 3)]
+    assert [c.name for c in eng.catalog.get("ENRICHED").schema.key] == ["CART"]
+
+
+def test_select_star_over_a_multi_way_join_names_every_column_by_its_source_alias() -> None:
+    eng = _run(THREE_WAY.format("", "").replace("m.region_id, item, name, rname", "*"),
+               [*ANN_IN_EU, ("orders", 1, {"item": "x", "user_id": 7}, 5)])
+    [row] = eng.consume("ENRICHED")
+    assert row.value == {"O_ID": 1, "O_ITEM": "x", "O_USER_ID": 7, "M_ID": 7, "M_NAME": "ann", "R_ID": 1,
+                         "R_RNAME": "eu"}
+
+
+def test_multi_way_join_state_and_offsets_survive_a_restart(tmp_path: Path) -> None:
+    eng = _run(THREE_WAY.format("", ""), [*ANN_IN_EU, ("orders", 1, {"item": "x", "user_id": 7}, 5)],
+               Engine(tmp_path))
+    eng.con.close()
+    again = _run("", [("regions", 1, {"rname": "EU"}, 6), ("orders", 2, {"item": "y", "user_id": 7}, 7)],
+                 Engine(tmp_path))
+    assert _out(again, "ENRICHED", "ITEM", "RNAME") == [(1, 5, "x", "eu"), (1, 7, "y", "EU")]
+
+
+def test_a_count_over_a_multi_way_join_groups_by_the_rows_current_at_arrival() -> None:
+    eng = _run(ORDERS + MEMBERS + REGIONS + "CREATE TABLE per_region AS SELECT rname, COUNT(*) AS n FROM orders o "
+               "JOIN members m ON o.user_id = m.id JOIN regions r ON m.region_id = r.id GROUP BY rname;",
+               [*ANN_IN_EU, ("orders", 1, {"user_id": 7}, 5), ("regions", 1, {"rname": "EU"}, 6),
+                ("orders", 2, {"user_id": 7}, 7), ("orders", 3, {"user_id": 7}, 8)])
+    assert _out(eng, "PER_REGION", "N") == [("eu", 5, 1), ("EU", 7, 1), ("EU", 8, 2)]
+
+
+def test_a_join_must_compare_the_joined_table_with_a_source_joined_before_it() -> None:
+    with pytest.raises(BindError, match="a JOIN of REGIONS must compare a column of R"):
+        Engine().execute(ORDERS + MEMBERS + REGIONS + "CREATE STREAM e AS SELECT o.user_id, name FROM orders o "
+                         "JOIN members m ON o.user_id = m.id JOIN regions r ON o.id = m.id;")
+
+
+@pytest.mark.parametrize(("kind", "sources"), [
+    ("TABLE", "members m JOIN regions r ON m.region_id = r.id JOIN users u ON m.id = u.id"),
+    ("STREAM", "orders o JOIN l ON o.id = l.id WITHIN 1 SECOND JOIN members m ON o.user_id = m.id"),
+])
+def test_multi_way_joins_other_than_stream_to_tables_are_a_clear_unsupported_error(kind: str, sources: str) -> None:
+    eng = Engine()
+    eng.execute(ORDERS + USERS + MEMBERS + REGIONS + LEFT)
+    with pytest.raises(UnsupportedError, match="supported only as a STREAM joined to TABLEs"):
+        eng.execute(f"CREATE {kind} e AS SELECT * FROM {sources};")
