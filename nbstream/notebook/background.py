@@ -18,7 +18,10 @@ from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import pandas as pd
+
 from nbstream.catalog.catalog import PersistentQuery
+from nbstream.errors import ExecutionError
 from nbstream.runtime.engine import Engine
 
 if TYPE_CHECKING:
@@ -43,17 +46,40 @@ def _locked(method: Callable[P, R]) -> Callable[P, R]:
     return run
 
 
+class EngineLock:
+    """A reentrant lock that knows whether the calling thread holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> EngineLock:
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+        self._lock.release()
+
+    def held(self) -> bool:
+        return self._owner == threading.get_ident()
+
+
 class NotebookEngine(Engine):
     """An engine safe to use from the kernel while :class:`BackgroundLoop` runs its queries."""
 
     def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None) -> None:
-        self.lock = threading.RLock()
+        self.lock = EngineLock()
         super().__init__(path, properties=properties)
         self.background = BackgroundLoop(self)
         self.push_queries: dict[str, PushQuery] = {}
 
     execute = _locked(Engine.execute)
-    query = _locked(Engine.query)
     produce = _locked(Engine.produce)
     produce_batch = _locked(Engine.produce_batch)
     consume = _locked(Engine.consume)
@@ -72,6 +98,13 @@ class NotebookEngine(Engine):
                 except Exception as error:
                     self._fail(query_id, worker, error)
         return consumed
+
+    def query(self, sql: str, params: Mapping[str, object] | None = None) -> pd.DataFrame:
+        """A pull query, run in a worker thread so that Ctrl-C (a ``KeyboardInterrupt`` in the
+        waiting thread) interrupts it inside DuckDB; it then raises :class:`ExecutionError`."""
+        if self.lock.held():  # a statement of this thread runs it (execute): no worker can take the lock
+            return Engine.query(self, sql, params)
+        return _InterruptiblePull(self, sql, params).result()
 
     def start_push(self, sql: str, params: Mapping[str, object], deliver: Deliver, cap: int) -> PushQuery:
         """Start the push query ``sql``; the background loop feeds its view (the last ``cap``
@@ -124,6 +157,54 @@ class NotebookEngine(Engine):
             query.runner.con.close()
         with self.lock:
             super().close()
+
+
+class _InterruptiblePull:
+    """One pull query on a worker thread. DuckDB ignores signals, but ``con.interrupt()`` from
+    another thread stops a running statement; it is called only while the worker holds the engine
+    lock, so it can never hit a background micro-batch on the same connection."""
+
+    def __init__(self, engine: NotebookEngine, sql: str, params: Mapping[str, object] | None) -> None:
+        self.engine, self.sql, self.params = engine, sql, params
+        self.frame: pd.DataFrame | None = None
+        self.error: BaseException | None = None
+        self.cancelled = threading.Event()
+        self.running = threading.Event()  # set while the worker holds the lock
+        self.guard = threading.Lock()  # orders interrupt() before the worker lets the lock go
+        self.thread = threading.Thread(target=self._work, name="nbstream-pull", daemon=True)
+
+    def result(self) -> pd.DataFrame:
+        self.thread.start()
+        try:
+            while self.thread.is_alive():
+                self.thread.join(0.05)
+        except KeyboardInterrupt:
+            self._cancel()
+            raise ExecutionError("pull query cancelled") from None
+        if self.error is not None:
+            raise self.error
+        assert self.frame is not None
+        return self.frame
+
+    def _work(self) -> None:
+        with self.engine.lock:
+            if self.cancelled.is_set():
+                return
+            self.running.set()
+            try:
+                self.frame = Engine.query(self.engine, self.sql, self.params)
+            except BaseException as error:
+                self.error = error
+            finally:
+                with self.guard:
+                    self.running.clear()
+
+    def _cancel(self) -> None:
+        with self.guard:
+            self.cancelled.set()
+            if self.running.is_set():
+                self.engine.con.interrupt()
+        self.thread.join()
 
 
 class BackgroundLoop:

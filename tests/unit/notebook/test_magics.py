@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import _thread
+import threading
+import time
+
 import pandas as pd
 import pytest
 from conftest import displayed_text, eventually, run
@@ -11,6 +15,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from nbstream.notebook.background import NotebookEngine
 from nbstream.notebook.display import StreamError
 from nbstream.notebook.magics import StreamMagic, parse_cell_line
+from nbstream.runtime.engine import Engine
 
 PAGEVIEWS = """%%stream
 CREATE STREAM pageviews (userid VARCHAR KEY, pageid VARCHAR)
@@ -190,3 +195,31 @@ def test_the_background_loop_runs_persistent_queries_while_the_kernel_is_free(
 
     homes = eventually(lambda: engine.consume("homes"))  # nobody called run_until_idle
     assert [(r.key, r.value) for r in homes] == [("u1", {"PAGEID": "home"})]
+
+
+def test_ctrl_c_cancels_a_long_pull_query_inside_duckdb(
+        shell: InteractiveShell, engine: NotebookEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(shell, PAGEVIEWS)
+
+    def slow_pull(self: Engine, sql: str, params: object) -> pd.DataFrame:
+        """A pull query that scans for minutes (a stand-in for a huge table)."""
+        return self.con.execute("SELECT count(*) FROM range(100000000000) r WHERE r.range % 7 = 3").df()
+
+    monkeypatch.setattr(Engine, "query", slow_pull)
+    threading.Timer(0.3, _thread.interrupt_main).start()  # what the kernel's interrupt does
+    started = time.monotonic()
+
+    result, _ = run(shell, "%%stream\nSELECT * FROM views_per_user WHERE userid = 'u1';")
+
+    assert time.monotonic() - started < 5
+    assert "pull query cancelled" in str(result.error_in_exec)
+    engine.produce("pageviews", {"pageid": "home"}, key="u1")  # the background loop goes on
+    monkeypatch.undo()
+    assert eventually(lambda: views_of(shell, "u1") == 1)
+
+
+def test_a_pull_query_through_execute_runs_in_the_calling_thread(
+        shell: InteractiveShell, engine: NotebookEngine) -> None:
+    run(shell, PAGEVIEWS)
+    (result,) = engine.execute("SELECT * FROM views_per_user WHERE userid = 'nobody';")
+    assert result.message == "0 rows"
