@@ -12,9 +12,11 @@ __all__ = ["connect", "current_engine", "load_ipython_extension"]
 
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics with IPython (``%load_ext nbstream``); they learn each cell's id before
-    it runs, so re-running a cell stops the push queries it started."""
+    it runs, so re-running a cell stops the push queries it started; tab completion learns SQL."""
+    from nbstream.notebook.completion import stream_matcher
     from nbstream.notebook.magics import StreamMagic
 
     magics = StreamMagic(ipython)
     ipython.register_magics(magics)
     ipython.events.register("pre_run_cell", magics.remember_cell)
+    ipython.Completer.custom_matchers.append(stream_matcher)
