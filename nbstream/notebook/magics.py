@@ -65,8 +65,11 @@ class StreamMagic(Magics):
         self._pushes_by_cell: dict[str, list[PushQuery]] = {}
 
     def remember_cell(self, info: Any) -> None:
-        """IPython's ``pre_run_cell`` hook: the id of the cell about to run (None outside a notebook)."""
+        """IPython's ``pre_run_cell`` hook: the id of the cell about to run (None outside a
+        notebook). Its output, live views included, is about to be replaced, so the push queries
+        it started when it last ran stop."""
         self._cell_id = getattr(info, "cell_id", None)
+        self._stop_cell_pushes()
 
     @no_var_expand
     @line_cell_magic
@@ -95,10 +98,8 @@ class StreamMagic(Magics):
 
     # -- statements --------------------------------------------------------------------------------
     def _run_script(self, script: str) -> Any:
-        """Run each statement of ``script`` in order, showing its result; returns the last value.
-        The push queries this cell started when it last ran stop first."""
+        """Run each statement of ``script`` in order, showing its result; returns the last value."""
         engine = session.current_engine()
-        self._stop_cell_pushes()
         try:
             statements = parse(script)
         except NbstreamError as error:
@@ -134,7 +135,9 @@ class StreamMagic(Magics):
         return frame
 
     def _stop_cell_pushes(self) -> None:
-        previous = [p for p in self._pushes_by_cell.pop(self._cell_id or "", []) if p.state == "RUNNING"]
+        if self._cell_id is None:
+            return
+        previous = [p for p in self._pushes_by_cell.pop(self._cell_id, []) if p.state == "RUNNING"]
         for push in previous:
             push.stop()
         if previous:

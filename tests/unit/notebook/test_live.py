@@ -159,3 +159,10 @@ def test_rerunning_a_push_query_cell_stops_the_query_it_started(
         shell.run_cell(cell, cell_id="another-cell")
     assert shell.user_ns["live"].state == "RUNNING"
     assert len([q for q in sources.push_queries.values() if q.state == "RUNNING"]) == 2
+
+
+def test_one_cell_may_start_several_push_queries(shell: InteractiveShell, sources: NotebookEngine) -> None:
+    with capture_output():
+        shell.run_cell("%stream SELECT pageid FROM pageviews EMIT CHANGES;\n"
+                       "%stream SELECT userid FROM pageviews EMIT CHANGES;", cell_id="python-cell")
+    assert [q.state for q in sources.push_queries.values()] == ["RUNNING", "RUNNING"]
