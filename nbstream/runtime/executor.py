@@ -427,7 +427,7 @@ def exec_UnsetProperty(engine: Engine, stmt: ast.UnsetProperty) -> StatementResu
 def exec_Select(engine: Engine, stmt: ast.Select) -> StatementResult:
     if stmt.query.emit is not None:
         raise NbstreamError("push queries (EMIT CHANGES) stream rows: use Engine.push() or the %%stream magic")
-    frame = engine.query(stmt.text)
+    frame = engine.query(stmt.text, engine.params)
     return StatementResult(stmt.text, f"{len(frame)} rows", tuple(frame.columns),
                            tuple(tuple(r) for r in frame.itertuples(index=False)))
 

@@ -100,3 +100,13 @@ def test_a_sink_delimiter_overrides_the_inherited_one() -> None:
     eng.run_until_idle()
     assert [r.value for r in eng.consume("S1")] == ["0|zero"]
     assert [r.value for r in eng.consume("S2")] == ["0$zero"]
+
+
+def test_a_pull_query_run_by_execute_binds_its_parameters() -> None:
+    eng = Engine()
+    eng.execute("CREATE TABLE t (k STRING PRIMARY KEY, v INT) WITH (kafka_topic='t', value_format='JSON');")
+    eng.produce("t", {"V": 1}, key="a")
+    eng.produce("t", {"V": 2}, key="b")
+    eng.run_until_idle()
+    [result] = eng.execute("SELECT v FROM t WHERE k = :key;", {"key": "b"})
+    assert result.rows == ((2,),)
