@@ -4,6 +4,7 @@ tombstones; streams join within a window, null-padding unmatched rows of an oute
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -319,3 +320,51 @@ def test_multi_way_joins_other_than_stream_to_tables_are_a_clear_unsupported_err
     eng.execute(ORDERS + USERS + MEMBERS + REGIONS + LEFT)
     with pytest.raises(UnsupportedError, match="supported only as a STREAM joined to TABLEs"):
         eng.execute(f"CREATE {kind} e AS SELECT * FROM {sources};")
+
+
+def test_a_bad_record_of_a_later_table_is_logged_with_its_topic_and_the_join_goes_on() -> None:
+    eng = _run(THREE_WAY.format("", ""), [*ANN_IN_EU, ("regions", 1, "not an object", 3),
+                                          ("orders", 1, {"item": "x", "user_id": 7}, 5)])
+    assert _out(eng, "ENRICHED", "ITEM", "RNAME") == [(1, 5, "x", "eu")]
+    [logged] = [r.value for r in eng.consume("KSQL_PROCESSING_LOG") if r.value["LOGGER"].startswith("CSAS_ENRICHED")]
+    assert (logged["MESSAGE"]["TOPIC"], logged["MESSAGE"]["OFFSET"]) == ("regions", 1)
+
+
+def _expected_three_way(records: list[Record], kinds: tuple[str, str]) -> list[tuple[Any, ...]]:
+    """What ksqlDB emits for THREE_WAY, record by record: each order sees the tables as they are."""
+    tables: dict[str, dict[int, dict[str, Any]]] = {"members": {}, "regions": {}}
+    out = []
+    for topic, key, value, ts in records:
+        if topic != "orders":
+            if value is None:
+                tables[topic].pop(key, None)
+            else:
+                tables[topic][key] = value
+            continue
+        member = tables["members"].get(value["user_id"])
+        region_id = None if member is None else member["region_id"]
+        region = tables["regions"].get(region_id) if region_id is not None else None
+        if (member is None and kinds[0] == "") or (region is None and kinds[1] == ""):
+            continue
+        out.append((region_id, ts, value["item"], member and member["name"], region and region["rname"]))
+    return out
+
+
+@pytest.mark.parametrize("kinds", [("", ""), ("LEFT", ""), ("", "LEFT"), ("LEFT", "LEFT")])
+def test_a_multi_way_join_over_random_batches_equals_processing_record_by_record(kinds: tuple[str, str]) -> None:
+    rng = random.Random(f"three-way {kinds}")
+    records: list[Record] = []
+    for ts in range(120):
+        topic = rng.choice(["orders", "orders", "members", "regions"])
+        key = rng.randrange(4)
+        value: dict[str, Any] | None = {
+            "orders": {"item": f"i{ts}", "user_id": key},
+            "members": {"name": f"m{ts}", "region_id": rng.randrange(3)},
+            "regions": {"rname": f"r{ts}"}}[topic]
+        records.append((topic, ts if topic == "orders" else key, None if rng.random() < 0.15 and topic != "orders"
+                        else value, ts))
+    cuts = sorted(rng.sample(range(1, len(records)), 20))
+    eng = _run(THREE_WAY.format(*kinds), records[:cuts[0]])
+    for start, end in zip(cuts, [*cuts[1:], len(records)], strict=True):
+        _run("", records[start:end], eng)
+    assert _out(eng, "ENRICHED", "ITEM", "NAME", "RNAME") == _expected_three_way(records, kinds)
