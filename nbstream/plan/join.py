@@ -104,7 +104,10 @@ class JoinPlan:
 
     @property
     def lookups(self) -> tuple[TableLookup, ...]:
-        """A stream-table join's tables in lookup order (the right one by the stream's ``__jk``)."""
+        """The tables stream records look up, in order: a stream-table join's right one (by the
+        stream's ``__jk``), then the chain's; after a stream-stream join, the chain's."""
+        if self.within is not None:
+            return self.chain
         return (TableLookup(self.right, self.kind, quote(JOIN_KEY)), *self.chain)
 
     @property
@@ -290,8 +293,9 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
                 params: Mapping[str, object] | None) -> JoinPlan | JoinAggregatePlan:
     """A multi-way join ``s JOIN t1 ON … [LEFT] JOIN t2 ON …``: a stream looking up tables one after
     another, each ON equating a table's primary key to an expression of the stream or of a table
-    joined before it. As in ksqlDB (nested joins, each repartitioned on its ON expression), the
-    result is keyed by the last ON's expression."""
+    joined before it (the first join may also be a stream-stream one, ``s JOIN s2 WITHIN … ON …``,
+    whose rows look up the tables). As in ksqlDB (nested joins, each repartitioned on its ON
+    expression), the result is keyed by the last ON's expression."""
     _check_chain_sources(sources, joins)
     scope = _JoinScope(sources)
     pairs = [_chain_operands(scope, join, sources[:i], table)
@@ -311,7 +315,7 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     kinds = [_kind(j) for j in joins]
     key_type = probe_types[-1]
     plan = JoinPlan(left=stream, right=tables[0], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
-                    limit=query.limit,
+                    limit=query.limit, within=joins[0].meta.get("within"),
                     chain=tuple(TableLookup(side, kind, probe)
                                 for side, kind, probe in zip(tables[1:], kinds[1:], probes[1:], strict=True)))
     if is_aggregate_query(query):
@@ -323,7 +327,8 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
 
 
 def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
-    """A multi-way join must be a stream joined to tables (INNER or LEFT), each source once."""
+    """A multi-way join must be a stream joined to tables (INNER or LEFT), each source once; its
+    first join may be an INNER or LEFT stream-stream join."""
     names = [s.source.name for s in sources]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -336,9 +341,12 @@ def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
         _check_order(stream, table, _kind(join), join.meta.get("within"))
         _check_windows(stream, table)
     kinds = ", ".join(f"{s.source.name} ({'TABLE' if s.source.is_table else 'STREAM'})" for s in sources)
-    if stream.source.is_table or not all(t.source.is_table for t in tables):
+    if stream.source.is_table or not all(t.source.is_table for t in tables[1:]):
         raise UnsupportedError(f"joins of more than two sources are supported only as a STREAM joined to "
-                               f"TABLEs (stream-table-table…); got {kinds}")
+                               f"TABLEs (stream-table-table…, or stream-stream-table…); got {kinds}")
+    if not tables[0].source.is_table and _kind(joins[0]) not in ("INNER", "LEFT"):
+        raise UnsupportedError(f"a {_kind(joins[0])} stream-stream join followed by further joins is not "
+                               "supported yet (only INNER and LEFT)")
     _check_formats(sources)
     if stream.source.window is not None:
         raise UnsupportedError("joins of windowed sources are not supported yet")
@@ -347,7 +355,8 @@ def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
 def _chain_operands(scope: _JoinScope, join: exp.Join, earlier: list[_Source],
                     table: _Source) -> tuple[exp.Expression, exp.Expression]:
     """The (probe, table key) operands of one ON of a multi-way join, rewritten to renamed columns:
-    the probe reads one earlier source, the other operand is the table's primary key."""
+    the probe reads one earlier source, the other operand is the table's primary key (or, for the
+    stream of a first stream-stream join, any expression of it)."""
     on = join.args.get("on")
     if not isinstance(on, exp.EQ):
         raise BindError(f"Unsupported join expression: {on.sql() if on is not None else '(none)'}. "
@@ -362,7 +371,7 @@ def _chain_operands(scope: _JoinScope, join: exp.Join, earlier: list[_Source],
                         f"of {table.alias} with an expression of one source joined before it")
     key_columns = tuple(scope.renamed(table, c.name) for c in table.source.schema.key)
     key = operands[1]
-    if not (isinstance(key, exp.Column) and key_columns == (key.name,)):
+    if table.source.is_table and not (isinstance(key, exp.Column) and key_columns == (key.name,)):
         raise BindError(f"Cannot repartition a TABLE source. If this is a join, make sure that the criteria uses "
                         f"the TABLE's key column {' '.join(key_columns)} instead of {key.sql()}")
     return operands[0], key

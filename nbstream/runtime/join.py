@@ -164,7 +164,8 @@ class JoinRunner(QueryRunner):
             key = next(c for c in self.join.columns if c.role == "KEY")
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {self._rows} (__okey {key.type.duckdb()})")
         if self._outer_store:
-            values = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for s in self.join.sides for c in s.value_columns)
+            values = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for s in self.join.sides[:2]
+                               for c in s.value_columns)
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {self._outer} ({values}, {quote(JOIN_KEY)} "
                              f"{self.join.key_type.duckdb()}, __side INTEGER, __ts BIGINT, __arr BIGINT)")
         self.con.execute("CREATE TABLE IF NOT EXISTS __stream_time (query_id VARCHAR PRIMARY KEY, st BIGINT)")
@@ -205,6 +206,8 @@ class JoinRunner(QueryRunner):
         self._number_by_arrival(self.side_numbers)
         if self._windowed:
             WindowJoin(self).evaluate()
+            if self.join.chain:
+                self._look_up_chain_after_window_join()
         elif self.join.foreign_key:
             con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS {self._foreign_key_sql()}")
         elif self.join.left.is_table:
@@ -221,6 +224,12 @@ class JoinRunner(QueryRunner):
             SELECT r.*, {side} AS __side, a.append_no AS __an, a.append_seq AS __as
             FROM ({self._side_sql[side]}) r JOIN __jin{side} a
               ON r.__in_partition = a."partition" AND r.__in_offset = a."offset" """)
+
+    def _look_up_chain_after_window_join(self) -> None:
+        """The rows of a stream-stream join look up the chain's tables as they were when the record
+        that produced each row arrived (``__trig``)."""
+        rows = self._lookups_sql("SELECT * RENAME (__trig AS __arr) FROM __joined", self.lookup_sql)
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS SELECT * FROM ({rows}) ORDER BY __pos")
 
     def _number_by_arrival(self, sides: range) -> None:
         """``__ev``: the good records of the decoded ``sides``, numbered by arrival (``__arr``)."""
@@ -254,7 +263,7 @@ class JoinRunner(QueryRunner):
         stream = (f"SELECT {stream_cols}, {quote(JOIN_KEY)}, __ts, {SEQ_SQL} AS __pos FROM __side0 "
                   "WHERE NOT __err AND NOT __deleted")
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __joined AS
-            SELECT * EXCLUDE (__op, __ots), FALSE AS __out_deleted, __ts AS __out_ts
+            SELECT *, FALSE AS __out_deleted, __ts AS __out_ts
             FROM ({self._lookups_sql(stream, self._state_lookup_sql)}) ORDER BY __pos""")
 
     def _state_lookup_sql(self, probe: str, side: int) -> str:
@@ -271,11 +280,11 @@ class JoinRunner(QueryRunner):
         probed by the stream's join key, each further one by its own probe over the row so far; an
         INNER lookup drops the rows it finds nothing for."""
         jk = quote(JOIN_KEY)
-        for side, step in enumerate(self.join.lookups, start=1):
-            probe = rows if side == 1 else (f"SELECT * EXCLUDE (__op, __ots) REPLACE ({step.probe} AS {jk}) "
-                                            f"FROM ({rows})")
+        lookups = self.join.lookups
+        for side, step in enumerate(lookups, start=len(self.join.sides) - len(lookups)):
+            probe = rows if step.probe == jk else f"SELECT * REPLACE ({step.probe} AS {jk}) FROM ({rows})"
             keep = "__op" if step.kind == "INNER" else "TRUE"
-            rows = f"SELECT * FROM ({lookup(probe, side)}) WHERE {keep}"
+            rows = f"SELECT * EXCLUDE (__op, __ots) FROM ({lookup(probe, side)}) WHERE {keep}"
         return rows
 
     def changes(self, side: int, *, keyed: bool = True) -> str:
@@ -285,13 +294,19 @@ class JoinRunner(QueryRunner):
         keyed_sql = f" AND {quote(JOIN_KEY)} IS NOT NULL" if keyed else ""
         return f"SELECT {cols}, {quote(JOIN_KEY)}, __deleted, __ts, __arr FROM __ev WHERE __side = {side}{keyed_sql}"
 
+    def own_rows(self, side: int) -> str:
+        """The batch's good records of ``side`` with its own columns only (``__ev`` holds every side's)."""
+        others = [quote(c.name) for i, s in enumerate(self.join.sides) if i != side for c in s.value_columns]
+        return f"SELECT * EXCLUDE ({', '.join(others)}) FROM __ev WHERE __side = {side}"
+
     def lookup_sql(self, probe: str, other: int) -> str:
-        """``probe`` (rows with ``__jk`` and ``__arr``) with the ``other`` side's row current at each
-        row's arrival: its columns, ``__op`` (present) and ``__ots`` (its time)."""
+        """``probe`` (rows with ``__jk`` and ``__arr``, without the ``other`` side's columns) with the
+        ``other`` side's row current at each row's arrival: its columns, ``__op`` (present) and
+        ``__ots`` (its time)."""
         cols = [quote(c.name) for c in self.join.sides[other].value_columns]
         pick = ", ".join(f"CASE WHEN c.__arr IS NULL THEN s.{c} ELSE c.{c} END AS {c}" for c in cols)
         jk = quote(JOIN_KEY)
-        return f"""SELECT p.* EXCLUDE ({", ".join(cols)}), {pick},
+        return f"""SELECT p.*, {pick},
                    CASE WHEN c.__arr IS NULL THEN s.{jk} IS NOT NULL ELSE NOT c.__deleted END AS __op,
                    CASE WHEN c.__arr IS NULL THEN s.__ts ELSE c.__ts END AS __ots
             FROM ({probe}) p
@@ -300,7 +315,7 @@ class JoinRunner(QueryRunner):
 
     def _stream_table_sql(self) -> str:
         """Each stream record joined with each table's row current at its arrival."""
-        rows = self._lookups_sql("SELECT * FROM __ev WHERE __side = 0 AND NOT __deleted", self.lookup_sql)
+        rows = self._lookups_sql(f"{self.own_rows(0)} AND NOT __deleted", self.lookup_sql)
         return f"SELECT *, FALSE AS __out_deleted, __ts AS __out_ts, __arr AS __pos FROM ({rows})"
 
     def _table_table_sql(self) -> str:
@@ -308,7 +323,7 @@ class JoinRunner(QueryRunner):
         kind = self.join.kind
         parts = []
         for side in range(2):
-            probe = f"SELECT * FROM __ev WHERE __side = {side}"
+            probe = self.own_rows(side)
             this, other = "NOT __deleted", "__op"
             lp, rp = (this, other) if side == 0 else (other, this)
             valid = {"INNER": f"{lp} AND {rp}", "LEFT": lp, "FULL": f"{lp} OR {rp}"}[kind]
@@ -349,7 +364,7 @@ class JoinRunner(QueryRunner):
         ids = ", ".join(self._identity(0))
         probe = f"""SELECT *, coalesce(lag(NOT __deleted) OVER (PARTITION BY {ids} ORDER BY __arr),
                                    ({ids}) IN (SELECT ({ids}) FROM {self._states[0]})) AS __prev
-                    FROM __ev WHERE __side = 0"""
+                    FROM ({self.own_rows(0)})"""
         row = "NOT __deleted AND __op" if self.join.kind == "INNER" else "NOT __deleted"
         return f"""SELECT *, NOT ({row}) AS __out_deleted,
                           CASE WHEN __op THEN greatest(__ts, __ots) ELSE __ts END AS __out_ts, 0 AS __sub

@@ -22,7 +22,8 @@ _NO_TIME = -(2**62)
 
 
 class WindowJoin:
-    """Fills ``__joined`` for one batch and updates the window state of a stream-stream join."""
+    """Fills ``__joined`` for one batch (``__trig``: the arrival of the record that produced each
+    row) and updates the window state of a stream-stream join."""
 
     def __init__(self, runner: JoinRunner) -> None:
         self.runner = runner
@@ -31,7 +32,8 @@ class WindowJoin:
         assert within is not None
         self.before, self.after, self.grace = within.before_ms, within.after_ms, self.plan.grace_ms
         self.retention = self.before + self.after + self.grace
-        self.cols = [[quote(c.name) for c in s.value_columns] for s in self.plan.sides]
+        self.cols = [[quote(c.name) for c in s.value_columns] for s in self.plan.sides[:2]]
+        self.states = runner._states[:2]  # the two streams' window stores (a chain's tables follow)
 
     def _clock(self, side: int | None) -> str:
         """The ``__stream_time`` entry of the query (``side`` None) or of one side's window store."""
@@ -57,7 +59,7 @@ class WindowJoin:
             WITH t AS (SELECT *, greatest({st0}, max(__ts) OVER (ORDER BY __arr {preceding})) AS __stb,
                               greatest(CASE __side WHEN 0 THEN {own[0]} ELSE {own[1]} END, __ts,
                                        max(__ts) OVER (PARTITION BY __side ORDER BY __arr {preceding})) AS __own
-                       FROM __ev WHERE NOT __deleted AND {jk} IS NOT NULL)
+                       FROM __ev WHERE __side < 2 AND NOT __deleted AND {jk} IS NOT NULL)
             SELECT * EXCLUDE (__own), greatest(__stb, __ts) AS __sta, __ts <= __own - {self.retention} AS __late,
                    __ts + {self._span('__side')} < greatest(__stb, __ts) AS __closed FROM t""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __sm AS {self._matches_sql()}")
@@ -70,7 +72,7 @@ class WindowJoin:
             parts.append(self._padded_sql(f"(SELECT * FROM __sev WHERE NOT __matched AND {at_once} "
                                           f"AND __side IN {self._outer_sides()})", "__arr", "1", "0", "0"))
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __joined AS
-            SELECT * EXCLUDE (__k1, __k2, __k3, __k4),
+            SELECT * EXCLUDE (__k1, __k2, __k3, __k4), __k1 AS __trig,
                    row_number() OVER (ORDER BY __k1, __k2, __k3, __k4) AS __pos
             FROM ({" UNION ALL BY NAME ".join(parts)})""")
         self._store(st0, own)
@@ -85,7 +87,7 @@ class WindowJoin:
 
     def _others_sql(self) -> str:
         """Every record a batch record may join: the stored ones (``__arr`` 0) and the batch's."""
-        parts = [f"SELECT *, {side} AS __side FROM {state}" for side, state in enumerate(self.runner._states)]
+        parts = [f"SELECT *, {side} AS __side FROM {state}" for side, state in enumerate(self.states)]
         parts.append("SELECT * EXCLUDE (__stb, __sta, __late, __closed) FROM __sev WHERE NOT __late")
         return " UNION ALL BY NAME ".join(parts)
 
@@ -140,7 +142,7 @@ class WindowJoin:
 
     def _store(self, st0: int, own: list[int]) -> None:
         con, runner = self.runner.con, self.runner
-        for side, state in enumerate(runner._states):
+        for side, state in enumerate(self.states):
             cols = ", ".join(self.cols[side])
             con.execute(f"INSERT INTO {state} SELECT {cols}, {quote(JOIN_KEY)}, __ts, 0 FROM __sev "
                         f"WHERE __side = {side} AND NOT __late")
