@@ -386,3 +386,13 @@ def test_a_multi_way_join_over_random_batches_equals_processing_record_by_record
     for start, end in zip(cuts, [*cuts[1:], len(records)], strict=True):
         _run("", records[start:end], eng)
     assert _out(eng, "ENRICHED", "ITEM", "NAME", "RNAME") == _expected_three_way(records, kinds)
+
+
+def test_a_stream_stream_table_join_keeps_window_and_table_state_over_a_restart(tmp_path: Path) -> None:
+    sql = (ORDERS + MEMBERS + LEFT + "CREATE STREAM e AS SELECT o.user_id, a, name FROM orders o "
+           "JOIN l WITHIN 1 SECOND ON o.id = l.id JOIN members m ON o.user_id = m.id;")
+    eng = _run(sql, [("members", 7, {"name": "ann", "region_id": 1}, 0), ("orders", 1, {"user_id": 7}, 1000)],
+               Engine(tmp_path))
+    eng.con.close()
+    again = _run("", [("l", 1, {"a": "A"}, 1500)], Engine(tmp_path))
+    assert _out(again, "E", "A", "NAME") == [(7, 1500, "A", "ann")]
