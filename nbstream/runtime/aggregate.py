@@ -101,6 +101,7 @@ class AggregateRunner(QueryRunner):
         if self._sessions is not None:
             self._sessions.drop_state()
         self.con.execute("DELETE FROM __stream_time WHERE starts_with(query_id, ?)", [f"{self.query_id}/"])
+        super().drop_state()
 
     # -- one batch ----------------------------------------------------------------------------------------
     def _evaluate(self, sql: str) -> None:

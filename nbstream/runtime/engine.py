@@ -156,7 +156,9 @@ class Engine:
 
     def stop_query(self, query: PersistentQuery) -> None:
         query.state = "TERMINATED"
-        self._runners.pop(query.id, None)
+        runner = self._runners.pop(query.id, None)
+        if runner is not None:
+            runner.drop_state()
 
     def on_source_added(self, source: Source) -> None:
         """Tables are materialized, so pull queries can read them."""

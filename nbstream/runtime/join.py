@@ -454,6 +454,10 @@ class JoinAggregateRunner(AggregateRunner):
         super().__init__(query_id, plan, con, log)
         self._join.offsets = self.offsets  # one dict: the batch loop advances both
 
+    def drop_state(self) -> None:
+        self._join.drop_state()
+        super().drop_state()
+
     def _load_offsets(self) -> dict[int, int]:
         return self._join._load_offsets()
 

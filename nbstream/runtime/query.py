@@ -89,6 +89,11 @@ class QueryRunner:
         ).fetchall()
         return {int(p): int(o) for p, o in rows}
 
+    def drop_state(self) -> None:
+        """Forget what this query kept (it was terminated or replaced): its input offsets here;
+        stateful runners drop their state tables too."""
+        self.con.execute("DELETE FROM __offsets WHERE query_id = ?", [self.query_id])
+
     def pending(self) -> int:
         """Input records not yet processed."""
         info = self.log.topic(self.plan.scan.topic)

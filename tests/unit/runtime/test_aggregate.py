@@ -130,3 +130,22 @@ def test_open_sessions_survive_an_engine_restart(tmp_path: Path) -> None:
     eng.produce("clicks", {"n": 2}, key="a", timestamp=4_000)
     eng.run_until_idle()
     assert _changes(eng, "S", "TOTAL") == [("a", (0, 0), 1), ("a", (0, 0), None), ("a", (0, 4_000), 3)]
+
+
+def test_terminating_a_query_drops_its_state_and_offsets() -> None:
+    eng = Engine()
+    [_, created] = eng.execute(
+        "CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');"
+        "CREATE TABLE t AS SELECT k, COUNT(*) AS n FROM s WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY k;")
+    eng.produce("s", {"V": 1}, key="a", timestamp=10)
+    eng.run_until_idle()
+
+    def kept() -> tuple[int, int]:
+        tables = eng.con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, 'agg$')")
+        n_tables = tables.fetchall()[0][0]
+        offsets = eng.con.execute("SELECT count(*) FROM __offsets WHERE query_id = ?", [created.query_id])
+        return n_tables, offsets.fetchall()[0][0]
+
+    assert kept() == (1, 1)
+    eng.execute(f"TERMINATE {created.query_id};")
+    assert kept() == (0, 0)
