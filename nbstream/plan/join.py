@@ -237,12 +237,7 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     _check_formats([left, right])
     _check_windows(left, right)
     scope = _JoinScope([left, right])
-    on = join.args.get("on")
-    if not isinstance(on, exp.EQ):
-        raise BindError(f"Unsupported join expression: {on.sql() if on is not None else '(none)'}. "
-                        "Only equality joins between a column of each source are supported.")
-    operands = [scope.rewrite(on.this), scope.rewrite(on.expression)]
-    owners = [scope.owner(o, on) for o in operands]
+    on, operands, owners = _equality(scope, join)
     if owners[0] == owners[1]:
         raise BindError(f"Each side of the join comparison must contain references from exactly one source: "
                         f"{on.sql()}")
@@ -352,17 +347,23 @@ def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
         raise UnsupportedError("joins of windowed sources are not supported yet")
 
 
-def _chain_operands(scope: _JoinScope, join: exp.Join, earlier: list[_Source],
-                    table: _Source) -> tuple[exp.Expression, exp.Expression]:
-    """The (probe, table key) operands of one ON of a multi-way join, rewritten to renamed columns:
-    the probe reads one earlier source, the other operand is the table's primary key (or, for the
-    stream of a first stream-stream join, any expression of it)."""
+def _equality(scope: _JoinScope, join: exp.Join) -> tuple[exp.EQ, list[exp.Expression], list[str]]:
+    """A join's ON ``a = b``: the comparison, its two operands rewritten to renamed columns, and the
+    alias of the source each reads (a BindError for any other kind of condition)."""
     on = join.args.get("on")
     if not isinstance(on, exp.EQ):
         raise BindError(f"Unsupported join expression: {on.sql() if on is not None else '(none)'}. "
                         "Only equality joins between a column of each source are supported.")
     operands = [scope.rewrite(on.this), scope.rewrite(on.expression)]
-    owners = [scope.owner(o, on) for o in operands]
+    return on, operands, [scope.owner(o, on) for o in operands]
+
+
+def _chain_operands(scope: _JoinScope, join: exp.Join, earlier: list[_Source],
+                    table: _Source) -> tuple[exp.Expression, exp.Expression]:
+    """The (probe, table key) operands of one ON of a multi-way join, rewritten to renamed columns:
+    the probe reads one earlier source, the other operand is the table's primary key (or, for the
+    stream of a first stream-stream join, any expression of it)."""
+    on, operands, owners = _equality(scope, join)
     if owners[1] != table.alias:
         operands.reverse()
         owners.reverse()

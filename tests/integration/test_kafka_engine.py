@@ -3,15 +3,14 @@ output checked with an independent aiokafka consumer, and a restart that neither
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from collections.abc import Iterator
 
 import pandas as pd
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
+from kafka_reader import read_all
 
 from nbstream import Engine
 from nbstream.errors import CatalogError, UnsupportedError
@@ -45,25 +44,7 @@ def produce(engine: Engine, rows: list[tuple[str, int, str, int]]) -> None:
 
 def read_topic(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, bytes, dict[str, object], int]]:
     """(partition, key, value, timestamp) of every record of ``topic``, by a plain aiokafka consumer."""
-    async def consume() -> list[tuple[int, bytes, dict[str, object], int]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            out = []
-            for _ in range(50):
-                for messages in (await consumer.getmany(timeout_ms=200)).values():
-                    out.extend((m.partition, m.key, json.loads(m.value), m.timestamp) for m in messages)
-                highwaters = [consumer.highwater(tp) for tp in tps]
-                if None not in highwaters and all([await consumer.position(tp) >= hw
-                                                   for tp, hw in zip(tps, highwaters, strict=True)]):
-                    return out
-            raise AssertionError(f"could not read {topic} to its end")
-        finally:
-            await consumer.stop()
-    return asyncio.run(consume())
+    return [(m.partition, m.key, json.loads(m.value), m.timestamp) for m in read_all(bootstrap, topic, partitions)]
 
 
 def test_csas_filters_and_projects_between_kafka_topics(kafka_bootstrap: str, run: int) -> None:

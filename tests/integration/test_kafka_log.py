@@ -9,8 +9,9 @@ from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
+from kafka_reader import read_all
 
 from nbstream.errors import LogError
 from nbstream.log.base import RECORD_SCHEMA
@@ -39,25 +40,7 @@ def batch(rows: list[dict[str, object]]) -> pa.Table:
 
 def consume_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int, bytes | None, bytes | None]]:
     """(partition, offset, key, value) of every record, read by a plain aiokafka consumer."""
-    async def run() -> list[tuple[int, int, bytes | None, bytes | None]]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topic, p) for p in range(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            out = []
-            for _ in range(50):  # until every partition is read up to its high watermark
-                for messages in (await consumer.getmany(timeout_ms=200)).values():
-                    out.extend((m.partition, m.offset, m.key, m.value) for m in messages)
-                highwaters = [consumer.highwater(tp) for tp in tps]
-                if None not in highwaters and all([await consumer.position(tp) >= hw
-                                                   for tp, hw in zip(tps, highwaters, strict=True)]):
-                    return sorted(out)
-            raise AssertionError(f"could not read {topic} to its end")
-        finally:
-            await consumer.stop()
-    return asyncio.run(run())
+    return sorted((m.partition, m.offset, m.key, m.value) for m in read_all(bootstrap, topic, partitions))
 
 
 def test_create_topic_creates_it_with_its_partitions(log: KafkaLog) -> None:
