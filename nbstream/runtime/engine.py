@@ -334,8 +334,8 @@ class Engine:
                                    "CREATE STREAM … AS SELECT into a topic and consume it")
         if not isinstance(plan, StatelessPlan):
             cursor.close()
-            raise UnsupportedError("push queries that aggregate are not supported yet: "
-                                   "CREATE TABLE … AS SELECT the aggregate, then push-query the table")
+            raise UnsupportedError("push queries that aggregate or join are not supported yet: "
+                                   "CREATE TABLE/STREAM … AS SELECT it, then push-query the result")
         earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
         return QueryRunner("transient", plan, cursor, self.log, start_at_end=not earliest)
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from nbstream import Engine
+from nbstream.errors import UnsupportedError
 
 CLICKS = ("CREATE STREAM clicks (user VARCHAR KEY, page VARCHAR, n INT) "
           "WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON');")
@@ -149,3 +152,10 @@ def test_terminating_a_query_drops_its_state_and_offsets() -> None:
     assert kept() == (1, 1)
     eng.execute(f"TERMINATE {created.query_id};")
     assert kept() == (0, 0)
+
+
+def test_a_push_query_that_aggregates_says_to_create_a_table_first() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');")
+    with pytest.raises(UnsupportedError, match="CREATE TABLE/STREAM … AS SELECT it"):
+        eng.transient_runner("SELECT k, COUNT(*) FROM s GROUP BY k EMIT CHANGES;")
