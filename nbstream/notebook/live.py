@@ -153,10 +153,9 @@ class PushQuery:
         self.id = f"PUSH_{next(self._ids)}"
         self.sql = sql
         self.runner = runner
-        plan = runner.plan
-        columns = [c.name for c in plan.columns]
-        keys = [c.name for c in plan.columns if c.role == "KEY"]
-        self.buffer = ResultBuffer(columns, keys, plan.emits_table and bool(keys), cap)
+        shape = runner.result_shape
+        columns = list(shape.columns)
+        self.buffer = ResultBuffer(columns, list(shape.keys), shape.is_table, cap)
         self.state = "RUNNING"
         self.error: str | None = None
         self.rows_seen = 0
@@ -180,7 +179,7 @@ class PushQuery:
             return 0
         if batch is None or batch.num_rows == 0:
             return 0
-        limit = self.runner.plan.limit
+        limit = self.runner.result_shape.limit
         if limit is not None:
             batch = batch.slice(0, max(0, limit - self.rows_seen))
         with self._lock:

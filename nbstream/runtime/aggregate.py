@@ -25,26 +25,34 @@ Nothing here loops over records in Python: every step is one DuckDB statement ov
 from __future__ import annotations
 
 import duckdb
+import pyarrow as pa
 
 from nbstream.errors import UnsupportedError
-from nbstream.log.embedded import EmbeddedLog, route_sql
+from nbstream.log.base import SqlLog
+from nbstream.log.embedded import route_sql
 from nbstream.physical.aggregates import fill
 from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import Sink
-from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges
+from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape
 from nbstream.runtime.session import SessionFold
 
 
 class AggregateRunner(QueryRunner):
     """Runs an :class:`AggregatePlan`; its state lives in ``agg$<query_id>`` and ``__stream_time``."""
 
-    def __init__(self, query_id: str, plan: AggregatePlan, con: duckdb.DuckDBPyConnection, log: EmbeddedLog) -> None:
+    def __init__(self, query_id: str, plan: AggregatePlan, con: duckdb.DuckDBPyConnection, log: SqlLog, *,
+                 start_at_end: bool = False) -> None:
         self.aggregate = plan
         self.state = quote(f"agg${query_id}")
         self.previous = quote(f"prev${query_id}")
-        super().__init__(query_id, plan.pre, con, log)
+        # a push query's state lives only as long as its connection: temporary tables
+        self._table = "TABLE" if plan.sink is not None else "TEMP TABLE"
+        if plan.sink is None and plan.window is not None and plan.window.kind == "SESSION":
+            raise UnsupportedError("push queries over SESSION windows are not supported yet: "
+                                   "CREATE TABLE … AS SELECT it, then push-query the table")
+        super().__init__(query_id, plan.pre, con, log, start_at_end=start_at_end)
         self._groups = [g.name for g in plan.groups]
         self._slots = [(j, k, slot) for j, call in enumerate(plan.calls) for k, slot in enumerate(call.aggregate.slots)]
         self._partition = 0  # the input partition of the current batch (see _ranges)
@@ -61,17 +69,47 @@ class AggregateRunner(QueryRunner):
     # -- state -----------------------------------------------------------------------------------------
     def _create_state(self) -> None:
         con = self.con
-        con.execute("CREATE TABLE IF NOT EXISTS __stream_time (query_id VARCHAR PRIMARY KEY, st BIGINT)")
+        con.execute(f"CREATE {self._table} IF NOT EXISTS __stream_time (query_id VARCHAR PRIMARY KEY, st BIGINT)")
         if self._sessions is not None:
             self._sessions.create_state()
             return
         groups = ", ".join(f"{quote(g.name)} {g.type.duckdb()}" for g in self.aggregate.groups)
         slots = ", ".join(f"__s{j}_{k} {slot.type}" for j, k, slot in self._slots)
-        con.execute(f"CREATE TABLE IF NOT EXISTS {self.state} ({groups}, __ws BIGINT, __we BIGINT, {slots}, "
+        con.execute(f"CREATE {self._table} IF NOT EXISTS {self.state} ({groups}, __ws BIGINT, __we BIGINT, {slots}, "
                     "__ts BIGINT, __pass BOOLEAN)")
         if self.aggregate.table_keys:
             cols = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in self.plan.columns)
-            con.execute(f"CREATE TABLE IF NOT EXISTS {self.previous} ({cols})")
+            con.execute(f"CREATE {self._table} IF NOT EXISTS {self.previous} ({cols})")
+
+    @property
+    def result_shape(self) -> ResultShape:
+        window = ("WINDOWSTART", "WINDOWEND") if self.aggregate.window is not None else ()
+        keys = tuple(c.name for c in self.aggregate.columns if c.role == "KEY") + window
+        values = tuple(c.name for c in self.aggregate.columns if c.role != "KEY")
+        return ResultShape(keys + values, keys, True, self.aggregate.limit)
+
+    def fetch_rows(self) -> pa.Table | None:
+        """For a push query: fold one batch and return its changelog rows (``ROWTIME``, ``__deleted``
+        — a tombstone —, the result's key columns, WINDOWSTART/WINDOWEND if windowed, then its
+        values), in changelog order; None when idle."""
+        ranges = self._ranges()
+        if not any(b > a for a, b in ranges.values()):
+            return None
+        sql = self._prepare(ranges)
+        window = ', __ws AS "WINDOWSTART", __we AS "WINDOWEND"' if self.aggregate.window is not None else ""
+        keys = [quote(c.name) for c in self.aggregate.columns if c.role == "KEY"]
+        values = [quote(c.name) for c in self.aggregate.columns if c.role != "KEY"]
+        self.con.execute("BEGIN")
+        try:
+            self._evaluate(sql)
+            table = self.con.sql(f"""SELECT __ts AS ROWTIME, __deleted, {", ".join(keys)}{window}, {", ".join(values)}
+                                     FROM __result WHERE NOT __err ORDER BY __pos""").to_arrow_table()
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.offsets.update({p: b for p, (_, b) in ranges.items()})
+        return table
 
     # -- batches: one input partition at a time ------------------------------------------------------
     def _ranges(self) -> Ranges:
@@ -293,7 +331,7 @@ class AggregateRunner(QueryRunner):
         merged = ", ".join(f"{fill(slot.merge, s=f's.__s{j}_{k}', b=f'p.__r{j}_{k}')} AS __s{j}_{k}"
                            for j, k, slot in self._slots)
         keys = ", ".join(f"coalesce(s.{quote(g)}, p.{quote(g)}) AS {quote(g)}" for g in self._groups)
-        con.execute(f"""CREATE OR REPLACE TABLE {self.state} AS
+        con.execute(f"""CREATE OR REPLACE {self._table} {self.state} AS
             SELECT {keys}, coalesce(s.__ws, p.__ws) AS __ws, coalesce(s.__we, p.__we) AS __we, {merged},
                    greatest(s.__ts, p.__rts) AS __ts, s.__pass
             FROM {self.state} s FULL JOIN __partials p ON {self._group_match('s', 'p')}""")

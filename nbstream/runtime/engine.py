@@ -332,11 +332,17 @@ class Engine:
             cursor.close()
             raise UnsupportedError("push queries on Kafka topics are not supported yet: "
                                    "CREATE STREAM … AS SELECT into a topic and consume it")
+        earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
+        if isinstance(plan, AggregatePlan) and not isinstance(plan, JoinAggregatePlan):
+            try:
+                return AggregateRunner(f"transient_{id(cursor)}", plan, cursor, self.log, start_at_end=not earliest)
+            except BaseException:
+                cursor.close()
+                raise
         if not isinstance(plan, StatelessPlan):
             cursor.close()
-            raise UnsupportedError("push queries that aggregate or join are not supported yet: "
+            raise UnsupportedError("push queries that join are not supported yet: "
                                    "CREATE TABLE/STREAM … AS SELECT it, then push-query the result")
-        earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
         return QueryRunner("transient", plan, cursor, self.log, start_at_end=not earliest)
 
     # -- metadata hooks used by the conformance runner --------------------------------------------------

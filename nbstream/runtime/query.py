@@ -54,6 +54,18 @@ class QueryStats:
     started: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True)
+class ResultShape:
+    """The rows a push query's :meth:`QueryRunner.fetch_rows` returns, besides ``ROWTIME`` and
+    ``__deleted``: their columns in order, the key columns, whether they are a table's changes
+    (keyed upserts and tombstones) and the query's LIMIT."""
+
+    columns: tuple[str, ...]
+    keys: tuple[str, ...]
+    is_table: bool
+    limit: int | None
+
+
 class QueryRunner:
     """Runs one plan over the embedded log, persistently (a sink) or transiently (rows out)."""
 
@@ -252,6 +264,12 @@ class QueryRunner:
                  NULL::VARCHAR AS win_type, __in_offset AS __seq FROM __result WHERE __err)""",
             commit=False,
         )
+
+    @property
+    def result_shape(self) -> ResultShape:
+        plan = self.plan
+        keys = tuple(c.name for c in plan.columns if c.role == "KEY")
+        return ResultShape(tuple(c.name for c in plan.columns), keys, plan.emits_table and bool(keys), plan.limit)
 
     def fetch_rows(self) -> pa.Table | None:
         """For a transient query: process one batch and return its result rows (None: idle)."""

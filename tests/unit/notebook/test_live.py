@@ -81,6 +81,18 @@ def test_a_table_push_query_upserts_by_key_and_tombstones_remove_rows(
     assert live.view.rows == [["u1", "Annie"]]
 
 
+def test_an_aggregating_push_query_keeps_one_row_per_key_and_window(
+        shell: InteractiveShell, sources: NotebookEngine) -> None:
+    live = push(shell, "SELECT userid, COUNT(*) AS n FROM pageviews WINDOW TUMBLING (SIZE 1 SECOND) "
+                       "GROUP BY userid EMIT CHANGES;")
+    assert live.view.columns == ["USERID", "WINDOWSTART", "WINDOWEND", "N"]
+
+    for ts in (100, 200, 1100):
+        sources.produce("pageviews", {"pageid": "home"}, key="u1", timestamp=ts)
+    eventually(lambda: shows_rows(live, 3))
+    assert sorted(live.view.rows) == [["u1", 0, 1000, 2], ["u1", 1000, 2000, 1]]
+
+
 def test_limit_ends_the_push_query(shell: InteractiveShell, sources: NotebookEngine) -> None:
     live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES LIMIT 2;")
     for page in ("a", "b", "c"):

@@ -154,8 +154,29 @@ def test_terminating_a_query_drops_its_state_and_offsets() -> None:
     assert kept() == (0, 0)
 
 
-def test_a_push_query_that_aggregates_says_to_create_a_table_first() -> None:
-    eng = Engine()
+def test_a_push_query_that_aggregates_streams_its_changelog() -> None:
+    eng = Engine(properties={"auto.offset.reset": "earliest"})
     eng.execute("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');")
-    with pytest.raises(UnsupportedError, match="CREATE TABLE/STREAM … AS SELECT it"):
-        eng.transient_runner("SELECT k, COUNT(*) FROM s GROUP BY k EMIT CHANGES;")
+    for key, v, ts in [("a", 1, 100), ("b", 5, 200), ("a", 2, 1500)]:
+        eng.produce("s", {"V": v}, key=key, timestamp=ts)
+    runner = eng.transient_runner(
+        "SELECT k, COUNT(*) AS n, SUM(v) AS total FROM s WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY k EMIT CHANGES;")
+    rows = runner.fetch_rows()
+    assert rows is not None
+    assert [(r["K"], r["WINDOWSTART"], r["N"], r["TOTAL"], r["ROWTIME"]) for r in rows.to_pylist()] == [
+        ("a", 0, 1, 1, 100), ("b", 0, 1, 5, 200), ("a", 1000, 1, 2, 1500)]
+    eng.produce("s", {"V": 3}, key="a", timestamp=1600)
+    more = runner.fetch_rows()
+    assert more is not None and [(r["K"], r["N"], r["TOTAL"]) for r in more.to_pylist()] == [("a", 2, 5)]
+    assert runner.fetch_rows() is None
+    runner.con.close()
+    assert not eng.con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, 'agg$')"
+                               ).fetchall()[0][0], "a push query keeps no state in the database"
+
+
+def test_a_push_query_that_joins_says_to_create_a_stream_first() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');"
+                "CREATE TABLE t (k STRING PRIMARY KEY, w INT) WITH (kafka_topic='t', value_format='JSON');")
+    with pytest.raises(UnsupportedError, match="push queries that join"):
+        eng.transient_runner("SELECT s.k, v, w FROM s JOIN t ON s.k = t.k EMIT CHANGES;")
