@@ -304,10 +304,10 @@ class Engine:
         ``LIMIT`` rows, or when the consumer stops iterating or cancels.
         """
         runner = self.transient_runner(sql, params)
-        plan, cursor = runner.plan, runner.con
+        limit, cursor = runner.result_shape.limit, runner.con
         emitted = 0
         try:
-            while plan.limit is None or emitted < plan.limit:
+            while limit is None or emitted < limit:
                 batch = await asyncio.to_thread(runner.fetch_rows)
                 if batch is None:
                     await asyncio.sleep(poll_interval)
@@ -316,7 +316,7 @@ class Engine:
                     row.pop("__deleted", None)
                     yield row
                     emitted += 1
-                    if plan.limit is not None and emitted >= plan.limit:
+                    if limit is not None and emitted >= limit:
                         return
         finally:
             cursor.close()

@@ -3,6 +3,7 @@ assigned by record time, late records dropped, sessions merged with tombstones."
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,16 @@ def test_a_push_query_that_joins_says_to_create_a_stream_first() -> None:
                 "CREATE TABLE t (k STRING PRIMARY KEY, w INT) WITH (kafka_topic='t', value_format='JSON');")
     with pytest.raises(UnsupportedError, match="push queries that join"):
         eng.transient_runner("SELECT s.k, v, w FROM s JOIN t ON s.k = t.k EMIT CHANGES;")
+
+
+def test_engine_push_streams_an_aggregation_until_its_limit() -> None:
+    eng = Engine(properties={"auto.offset.reset": "earliest"})
+    eng.execute("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');")
+    for v in (1, 2, 3):
+        eng.produce("s", {"V": v}, key="a", timestamp=v)
+
+    async def first_two() -> list[tuple[str, int]]:
+        return [(row["K"], row["TOTAL"]) async for row in
+                eng.push("SELECT k, SUM(v) AS total FROM s GROUP BY k EMIT CHANGES LIMIT 2;")]
+
+    assert asyncio.run(first_two()) == [("a", 1), ("a", 3)]
