@@ -12,6 +12,9 @@ A RIGHT join is planned as the LEFT join of the swapped sides (the projection re
 name, so the order of the sides does not show). ksqlDB's rules are checked here, with its
 messages: the join order, a WITHIN clause exactly for stream-stream joins, table-table joins on
 primary keys, join key types, and the join key in the projection (the result's key column).
+
+A multi-way join is a stream looking up tables one after another (:func:`_plan_chain`), or a
+chain of INNER and LEFT joined tables on their primary keys (:func:`_plan_table_chain`).
 """
 
 from __future__ import annotations
@@ -80,8 +83,9 @@ class JoinPlan:
 
     ``kind``: INNER, LEFT or FULL (RIGHT is planned as LEFT with the sides swapped).
     ``within``: the window of a stream-stream join. ``chain``: the further tables of a multi-way
-    join (a stream joined to two or more tables), looked up in order after ``right``. ``columns``
-    and ``where`` read the joined row: every side's columns and ``__jk`` (the last lookup's key)."""
+    join (a stream joined to two or more tables, or a chain of tables on one key), looked up in
+    order after ``right``. ``columns`` and ``where`` read the joined row: every side's columns and
+    ``__jk`` (the last lookup's key)."""
 
     left: JoinSide
     right: JoinSide
@@ -291,6 +295,8 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     joined before it (the first join may also be a stream-stream one, ``s JOIN s2 WITHIN … ON …``,
     whose rows look up the tables). As in ksqlDB (nested joins, each repartitioned on its ON
     expression), the result is keyed by the last ON's expression."""
+    if sources[0].source.is_table:
+        return _plan_table_chain(query, sources, joins, con, scan_of=scan_of, sink=sink, params=params)
     _check_chain_sources(sources, joins)
     scope = _JoinScope(sources)
     pairs = [_chain_operands(scope, join, sources[:i], table)
@@ -321,9 +327,71 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     return replace(plan, columns=tuple(columns), where=where)
 
 
-def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
-    """A multi-way join must be a stream joined to tables (INNER or LEFT), each source once; its
-    first join may be an INNER or LEFT stream-stream join."""
+def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con: duckdb.DuckDBPyConnection,
+                      *, scan_of: object, sink: Sink | None, params: Mapping[str, object] | None) -> JoinPlan:
+    """A chain of TABLEs joined on their primary keys, ``t0 JOIN t1 ON t0.k = t1.k [LEFT] JOIN t2 ON
+    t1.k = t2.k …``: every table is keyed alike, so the result is a TABLE of the same key, each row
+    the nested join of the tables' rows of its key (ksqlDB's nested table-table joins)."""
+    _check_table_chain(sources, joins)
+    scope = _JoinScope(sources)
+    pairs = [_chain_operands(scope, join, sources[:i], table)
+             for i, (table, join) in enumerate(zip(sources[1:], joins, strict=True), start=1)]
+    kinds = [_kind(j) for j in joins]
+    _check_primary_key_chain(sources, joins, pairs, kinds)
+    sides = [_side(s, operand, scope, con, scan_of, params)
+             for s, operand in zip(sources, [pairs[0][0], *(key for _, key in pairs)], strict=True)]
+    key_type = _key_type(sides[0])
+    for join, side in zip(joins, sides[1:], strict=True):
+        if _key_type(side) != key_type:
+            on = join.args["on"]
+            raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{key_type}}} = "
+                            f"{on.expression.sql()}{{{_key_type(side)}}}.")
+    if is_aggregate_query(query):
+        raise UnsupportedError("GROUP BY over a table-table join is not supported yet: create the join as a "
+                               "table first, then aggregate that")
+    joined = scope.joined_scope(key_type)
+    compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
+    where = _where(query.select, scope, compiler)
+    columns = _project(query.select, scope, compiler, _key_candidates(pairs), key_type, quote(JOIN_KEY),
+                       None if sink is None else sink.name)
+    return JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=tuple(columns), key_type=key_type,
+                    where=where, sink=sink, emits_table=True, limit=query.limit, on_keys=True,
+                    chain=tuple(TableLookup(side, kind, quote(JOIN_KEY))
+                                for side, kind in zip(sides[2:], kinds[1:], strict=True)))
+
+
+def _check_table_chain(sources: list[_Source], joins: list[exp.Join]) -> None:
+    """A chain of tables: INNER and LEFT joins of unwindowed tables, each source once."""
+    _check_distinct(sources)
+    for table, join in zip(sources[1:], joins, strict=True):
+        _check_order(sources[0], table, _kind(join), join.meta.get("within"))
+        if _kind(join) not in ("INNER", "LEFT"):
+            raise UnsupportedError(f"a {_kind(join)} join of {table.source.name} in a chain of more than two tables "
+                                   "is not supported yet (only INNER and LEFT)")
+    _check_formats(sources)
+    if any(s.source.window is not None for s in sources):
+        raise UnsupportedError("joins of windowed sources are not supported yet")
+
+
+def _check_primary_key_chain(sources: list[_Source], joins: list[exp.Join],
+                             pairs: list[tuple[exp.Expression, exp.Expression]], kinds: list[str]) -> None:
+    """Each ON of a chain of tables must compare the table's primary key with a key column of the
+    joined row: the first table's, or that of a table INNER joined before (as in ksqlDB, a LEFT
+    joined table's key is a value of the joined row, and joining on it a foreign-key join)."""
+    keys = {_JoinScope.renamed(sources[0], c.name) for c in sources[0].source.schema.key}
+    if len(keys) != 1:
+        raise UnsupportedError(f"joins of a table with {len(keys)} key columns ({sources[0].source.name}) in a "
+                               "chain of tables are not supported yet")
+    for join, (probe, key), kind in zip(joins, pairs, kinds, strict=True):
+        if not (isinstance(probe, exp.Column) and probe.name in keys):
+            raise UnsupportedError(f"foreign-key joins in a chain of more than two tables are not supported yet: "
+                                   f"{join.args['on'].sql()} must compare primary keys")
+        if kind == "INNER":
+            keys.add(key.name)
+
+
+def _check_distinct(sources: list[_Source]) -> None:
+    """Each source of a join once, each with its own alias."""
     names = [s.source.name for s in sources]
     for i, name in enumerate(names):
         if name in names[:i]:
@@ -331,6 +399,12 @@ def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
     aliases = [s.alias for s in sources]
     if len(set(aliases)) != len(aliases):
         raise BindError(f"Each source of a join needs its own alias: {', '.join(aliases)}")
+
+
+def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
+    """A multi-way join must be a stream joined to tables (INNER or LEFT), each source once; its
+    first join may be an INNER or LEFT stream-stream join (a chain of tables is planned apart)."""
+    _check_distinct(sources)
     stream, tables = sources[0], sources[1:]
     for table, join in zip(tables, joins, strict=True):
         _check_order(stream, table, _kind(join), join.meta.get("within"))
@@ -338,7 +412,8 @@ def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
     kinds = ", ".join(f"{s.source.name} ({'TABLE' if s.source.is_table else 'STREAM'})" for s in sources)
     if stream.source.is_table or not all(t.source.is_table for t in tables[1:]):
         raise UnsupportedError(f"joins of more than two sources are supported only as a STREAM joined to "
-                               f"TABLEs (stream-table-table…, or stream-stream-table…); got {kinds}")
+                               f"TABLEs (stream-table-table…, or stream-stream-table…), or as TABLEs joined to "
+                               f"TABLEs; got {kinds}")
     if not tables[0].source.is_table and _kind(joins[0]) not in ("INNER", "LEFT"):
         raise UnsupportedError(f"a {_kind(joins[0])} stream-stream join followed by further joins is not "
                                "supported yet (only INNER and LEFT)")

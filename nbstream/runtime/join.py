@@ -15,8 +15,9 @@ Each batch, inside the one transaction of :class:`~nbstream.runtime.query.QueryR
      tables are looked up one after another, each by its ON expression over the row so far.
      When all the batch's table changes arrived before its stream records, the tables' state
      takes them first and the stream records are looked up by plain hash joins;
-   * table-table: each change of either side looks up the other side the same way and emits the
-     joined row, or a tombstone when the join no longer holds;
+   * table-table (and chains of tables on one key): each change of a table looks up the other
+     tables' rows of its key the same way and emits the joined row, or a tombstone when the join
+     no longer holds — if the change reaches the result through the nested joins;
    * stream-stream: each record joins the other side's records that arrived before it (stored
      in ``join$<query>$<side>`` or earlier in the batch) whose times are within the window;
      unmatched records of an outer side are emitted null-padded at once, or — with a GRACE
@@ -299,10 +300,10 @@ class JoinRunner(QueryRunner):
         others = [quote(c.name) for i, s in enumerate(self.join.sides) if i != side for c in s.value_columns]
         return f"SELECT * EXCLUDE ({', '.join(others)}) FROM __ev WHERE __side = {side}"
 
-    def lookup_sql(self, probe: str, other: int) -> str:
+    def lookup_sql(self, probe: str, other: int, *, inclusive: bool = False) -> str:
         """``probe`` (rows with ``__jk`` and ``__arr``, without the ``other`` side's columns) with the
         ``other`` side's row current at each row's arrival: its columns, ``__op`` (present) and
-        ``__ots`` (its time)."""
+        ``__ots`` (its time); ``inclusive``: the row as of the change arriving at ``__arr`` itself."""
         cols = [quote(c.name) for c in self.join.sides[other].value_columns]
         pick = ", ".join(f"CASE WHEN c.__arr IS NULL THEN s.{c} ELSE c.{c} END AS {c}" for c in cols)
         jk = quote(JOIN_KEY)
@@ -310,7 +311,7 @@ class JoinRunner(QueryRunner):
                    CASE WHEN c.__arr IS NULL THEN s.{jk} IS NOT NULL ELSE NOT c.__deleted END AS __op,
                    CASE WHEN c.__arr IS NULL THEN s.__ts ELSE c.__ts END AS __ots
             FROM ({probe}) p
-            ASOF LEFT JOIN ({self.changes(other)}) c ON p.{jk} = c.{jk} AND p.__arr > c.__arr
+            ASOF LEFT JOIN ({self.changes(other)}) c ON p.{jk} = c.{jk} AND p.__arr {'>=' if inclusive else '>'} c.__arr
             LEFT JOIN {self._states[other]} s ON p.{jk} = s.{jk}"""
 
     def _stream_table_sql(self) -> str:
@@ -319,20 +320,41 @@ class JoinRunner(QueryRunner):
         return f"SELECT *, FALSE AS __out_deleted, __ts AS __out_ts, __arr AS __pos FROM ({rows})"
 
     def _table_table_sql(self) -> str:
-        """Each change of either table joined with the other's row current at its arrival."""
-        kind = self.join.kind
-        parts = []
-        for side in range(2):
-            probe = self.own_rows(side)
-            this, other = "NOT __deleted", "__op"
-            lp, rp = (this, other) if side == 0 else (other, this)
-            valid = {"INNER": f"{lp} AND {rp}", "LEFT": lp, "FULL": f"{lp} OR {rp}"}[kind]
-            emit = {"INNER": "__op", "LEFT": "TRUE" if side == 0 else "__op", "FULL": "TRUE"}[kind]
-            parts.append(f"""SELECT *, NOT ({valid}) AS __out_deleted,
-                                    CASE WHEN __op THEN greatest(__ts, __ots) ELSE __ts END AS __out_ts,
-                                    __arr AS __pos
-                             FROM ({self.lookup_sql(probe, 1 - side)}) WHERE {emit}""")
-        return " UNION ALL BY NAME ".join(parts)
+        """Each change of any table joined with the other tables' rows of its key current at its
+        arrival (the changed table's row is the change itself), as ksqlDB's nested table-table
+        joins: the joined row, or a tombstone when the join no longer holds, emitted if the change
+        reached the result (see :meth:`_table_emits_sql`); its time is the largest of the change's
+        and the present rows' times."""
+        sides = self.side_numbers
+        changes = " UNION ALL ".join(f"SELECT {quote(JOIN_KEY)}, __deleted, __ts, __arr, {side} AS __chg FROM __ev "
+                                     f"WHERE __side = {side} AND {quote(JOIN_KEY)} IS NOT NULL" for side in sides)
+        rows = changes
+        for side in sides:
+            rows = (f"SELECT * RENAME (__op AS __op{side}, __ots AS __ots{side}) "
+                    f"FROM ({self.lookup_sql(rows, side, inclusive=True)})")
+        needed = [0, *self._inner_sides()] if self.join.kind != "FULL" else []
+        valid = " AND ".join(f"__op{side}" for side in needed) or " OR ".join(f"__op{side}" for side in sides)
+        times = ", ".join(f"CASE WHEN __op{side} THEN __ots{side} END" for side in sides)
+        return f"""SELECT * EXCLUDE ({", ".join(f"__op{s}, __ots{s}" for s in sides)}),
+                          NOT ({valid}) AS __out_deleted, greatest(__ts, {times}) AS __out_ts, __arr AS __pos
+                   FROM ({rows}) WHERE {self._table_emits_sql()}"""
+
+    def _inner_sides(self) -> list[int]:
+        """The tables INNER joined to the tables before them."""
+        return [side for side, step in enumerate(self.join.lookups, start=1) if step.kind == "INNER"]
+
+    def _table_emits_sql(self) -> str:
+        """Whether a change (of table ``__chg``) of a table-table join reaches the result, as in
+        Kafka Streams' nested joins: a change of a later table needs the joined row of the tables
+        before it (the first table's row and the INNER joined ones'), and every INNER join after
+        the changed table needs its table's row (a FULL join emits every change)."""
+        if self.join.kind == "FULL":
+            return "TRUE"
+        cases = []
+        for changed in self.side_numbers:
+            needed = [f"__op{side}" for side in [0, *self._inner_sides()] if side != changed]
+            cases.append(f"WHEN {changed} THEN {' AND '.join(needed) or 'TRUE'}")
+        return f"CASE __chg {' '.join(cases)} END"
 
     def _identity(self, side: int) -> list[str]:
         """The columns identifying a row of a table side: its join key, or the left table's primary

@@ -107,6 +107,104 @@ def test_a_where_on_a_table_join_writes_a_tombstone_only_after_a_row_passed() ->
     assert _out(eng, "BIG", "N") == [(1, 3, 5), (1, 4, None)]
 
 
+# -- chains of tables ----------------------------------------------------------------------------------
+
+
+ADDRS = "CREATE TABLE addrs (id INT PRIMARY KEY, city VARCHAR) WITH (KAFKA_TOPIC='addrs', VALUE_FORMAT='JSON');"
+TABLE_CHAIN = USERS + CARTS + ADDRS + ("CREATE TABLE j AS SELECT u.id, name, n, city FROM users u "
+                                       "{0} JOIN carts c ON u.id = c.id {1} JOIN addrs a ON u.id = a.id;")
+
+
+def test_an_inner_chain_of_tables_emits_once_every_table_has_the_key_and_a_tombstone_when_one_deletes_it() -> None:
+    eng = _run(TABLE_CHAIN.format("", ""),
+               [("users", 1, {"name": "ann"}, 1), ("carts", 1, {"n": 3}, 5), ("addrs", 1, {"city": "x"}, 3),
+                ("users", 1, {"name": "bob"}, 4), ("carts", 1, None, 7), ("addrs", 1, None, 8)])
+    # the row appears with the last table's row; its time is the largest of the three rows' times; deleting
+    # the cart deletes the row; deleting the address after that reaches no row (the carts join holds none)
+    assert _out(eng, "J", "NAME", "N", "CITY") == [
+        (1, 5, "ann", 3, "x"), (1, 5, "bob", 3, "x"), (1, 7, None, None, None)]
+
+
+def test_a_left_chain_of_tables_pads_missing_rows_and_follows_each_change() -> None:
+    eng = _run(TABLE_CHAIN.format("LEFT", "LEFT"),
+               [("carts", 1, {"n": 3}, 1), ("users", 1, {"name": "ann"}, 2), ("addrs", 1, {"city": "x"}, 6),
+                ("carts", 1, None, 7), ("users", 1, None, 8), ("addrs", 1, {"city": "y"}, 9)])
+    # a cart without its user reaches nothing; a user's deletion is a tombstone; a later address of a
+    # deleted user reaches nothing
+    assert _out(eng, "J", "NAME", "N", "CITY") == [
+        (1, 2, "ann", 3, None), (1, 6, "ann", 3, "x"), (1, 7, "ann", None, "x"), (1, 8, None, None, None)]
+
+
+def test_an_inner_join_after_a_left_join_of_tables_needs_the_later_table_only() -> None:
+    eng = _run(TABLE_CHAIN.format("LEFT", ""),
+               [("users", 1, {"name": "ann"}, 1), ("addrs", 1, {"city": "x"}, 2), ("carts", 1, {"n": 3}, 3),
+                ("addrs", 1, None, 4), ("carts", 1, None, 5)])
+    assert _out(eng, "J", "NAME", "N", "CITY") == [
+        (1, 2, "ann", None, "x"), (1, 3, "ann", 3, "x"), (1, 4, None, None, None)]
+
+
+def test_a_chain_of_tables_keeps_its_state_over_a_restart(tmp_path: Path) -> None:
+    eng = _run(TABLE_CHAIN.format("", ""), [("users", 1, {"name": "ann"}, 1), ("carts", 1, {"n": 3}, 2)],
+               Engine(tmp_path))
+    eng.con.close()
+    again = _run("", [("addrs", 1, {"city": "x"}, 3), ("users", 1, None, 4)], Engine(tmp_path))
+    assert _out(again, "J", "NAME", "N", "CITY") == [(1, 3, "ann", 3, "x"), (1, 4, None, None, None)]
+
+
+@pytest.mark.parametrize(("on", "message"), [
+    ("LEFT JOIN carts c ON u.id = c.id JOIN addrs a ON c.id = a.id", "must compare primary keys"),
+    ("JOIN carts c ON u.id = c.id FULL OUTER JOIN addrs a ON u.id = a.id", "FULL join of ADDRS in a chain"),
+    ("JOIN members m ON u.id = m.id JOIN regions r ON m.region_id = r.id", "foreign-key joins in a chain"),
+])
+def test_chains_of_tables_other_than_inner_and_left_joins_on_primary_keys_are_unsupported(on: str,
+                                                                                        message: str) -> None:
+    eng = Engine()
+    eng.execute(USERS + CARTS + ADDRS + MEMBERS + REGIONS)
+    with pytest.raises(UnsupportedError, match=message):
+        eng.execute(f"CREATE TABLE e AS SELECT * FROM users u {on};")
+
+
+def _expected_table_chain(records: list[Record], kinds: tuple[str, str]) -> list[tuple[Any, ...]]:
+    """What Kafka Streams' nested table-table joins emit for TABLE_CHAIN, change by change: a change
+    passes a join if the join's other input has the key (an INNER join, or the change of a later table),
+    then reaches the next join; it emits the joined row (or a tombstone), timed by the latest row."""
+    names = ["users", "carts", "addrs"]
+    tables: dict[str, dict[int, tuple[dict[str, Any], int]]] = {t: {} for t in names}
+    inner = [i for i, kind in enumerate(kinds, start=1) if kind == ""]
+    out = []
+    for topic, key, value, ts in records:
+        if value is None:
+            tables[topic].pop(key, None)
+        else:
+            tables[topic][key] = (value, ts)
+        changed = names.index(topic)
+        if any(key not in tables[names[i]] for i in [0, *inner] if i != changed):
+            continue
+        rows = [tables[t].get(key) for t in names]
+        times = [ts, *(r[1] for r in rows if r is not None)]
+        if rows[0] is None or any(rows[i] is None for i in inner):
+            out.append((key, max(times), None, None, None))
+            continue
+        values = [r[0] if r is not None else {} for r in rows]
+        out.append((key, max(times), values[0]["name"], values[1].get("n"), values[2].get("city")))
+    return out
+
+
+@pytest.mark.parametrize("kinds", [("", ""), ("LEFT", ""), ("", "LEFT"), ("LEFT", "LEFT")])
+def test_a_chain_of_tables_over_random_batches_equals_processing_change_by_change(kinds: tuple[str, str]) -> None:
+    rng = random.Random(f"table chain {kinds}")
+    records: list[Record] = []
+    for ts in range(150):
+        topic = rng.choice(["users", "carts", "addrs"])
+        value = {"users": {"name": f"u{ts}"}, "carts": {"n": ts}, "addrs": {"city": f"c{ts}"}}[topic]
+        records.append((topic, rng.randrange(4), None if rng.random() < 0.2 else value, rng.randrange(100)))
+    cuts = sorted(rng.sample(range(1, len(records)), 20))
+    eng = _run(TABLE_CHAIN.format(*kinds), records[:cuts[0]])
+    for start, end in zip(cuts, [*cuts[1:], len(records)], strict=True):
+        _run("", records[start:end], eng)
+    assert _out(eng, "J", "NAME", "N", "CITY") == _expected_table_chain(records, kinds)
+
+
 # -- stream-stream -------------------------------------------------------------------------------------
 
 
@@ -312,7 +410,6 @@ def test_a_join_must_compare_the_joined_table_with_a_source_joined_before_it() -
 
 
 @pytest.mark.parametrize(("kind", "sources"), [
-    ("TABLE", "members m JOIN regions r ON m.region_id = r.id JOIN users u ON m.id = u.id"),
     ("STREAM", "orders o JOIN members m ON o.user_id = m.id JOIN l WITHIN 1 SECOND ON o.id = l.id"),
 ])
 def test_multi_way_joins_other_than_stream_to_tables_are_a_clear_unsupported_error(kind: str, sources: str) -> None:
