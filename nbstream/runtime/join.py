@@ -30,7 +30,7 @@ Nothing loops over records in Python: every step is one DuckDB statement over th
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import duckdb
 
@@ -45,6 +45,12 @@ from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges
 
 #: Input slots of a join runner: slot = side * SIDE_STRIDE + partition (see :meth:`JoinRunner._locate`).
 SIDE_STRIDE = 1 << 20
+
+
+#: An input's decoded records when its batch has none: the control columns only.
+_NO_RECORDS = ("SELECT NULL::BOOLEAN AS __err, NULL::VARCHAR AS __errmsg, NULL::BOOLEAN AS __bad_ts, "
+               "NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset, NULL::BIGINT AS __ts, "
+               "NULL::BOOLEAN AS __deleted, {side} AS __side WHERE FALSE")
 
 
 class JoinRunner(QueryRunner):
@@ -232,7 +238,7 @@ class JoinRunner(QueryRunner):
         rows = self._lookups_sql("SELECT * RENAME (__trig AS __arr) FROM __joined", self.lookup_sql)
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS SELECT * FROM ({rows}) ORDER BY __pos")
 
-    def _number_by_arrival(self, sides: range) -> None:
+    def _number_by_arrival(self, sides: Sequence[int]) -> None:
         """``__ev``: the good records of the decoded ``sides``, numbered by arrival (``__arr``)."""
         union = " UNION ALL BY NAME ".join(f"SELECT * FROM __side{side}" for side in sides)
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __ev AS
@@ -254,11 +260,17 @@ class JoinRunner(QueryRunner):
         with the state by hash joins — no ordering of the stream records by arrival needed."""
         con = self.con
         tables = self.side_numbers[1:]
+        changed = [side for side in tables
+                   if con.execute(f"SELECT EXISTS (SELECT 1 FROM __jin{side})").fetchall()[0][0]]
         for side in tables:
-            self._decode_side(side)
-        self._number_by_arrival(tables)
-        for side in tables:
-            self._store_table_changes(side)
+            if side in changed:
+                self._decode_side(side)
+            else:  # nothing to decode (a table rarely changes): only the shape the error union reads
+                con.execute(f"CREATE OR REPLACE TEMP TABLE __side{side} AS {_NO_RECORDS.format(side=side)}")
+        if changed:
+            self._number_by_arrival(changed)
+            for side in changed:
+                self._store_table_changes(side)
         con.execute(f"CREATE OR REPLACE TEMP TABLE __side0 AS SELECT *, 0 AS __side FROM ({self._side_sql[0]})")
         stream_cols = ", ".join(quote(c.name) for c in self.join.left.value_columns)
         stream = (f"SELECT {stream_cols}, {quote(JOIN_KEY)}, __ts, {SEQ_SQL} AS __pos FROM __side0 "

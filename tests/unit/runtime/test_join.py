@@ -493,3 +493,11 @@ def test_a_stream_stream_table_join_keeps_window_and_table_state_over_a_restart(
     eng.con.close()
     again = _run("", [("l", 1, {"a": "A"}, 1500)], Engine(tmp_path))
     assert _out(again, "E", "A", "NAME") == [(7, 1500, "A", "ann")]
+
+
+def test_a_bad_stream_record_in_a_batch_without_table_changes_is_logged_and_the_join_goes_on() -> None:
+    eng = _run(THREE_WAY.format("", ""), ANN_IN_EU)  # the tables' changes: a batch of their own
+    _run("", [("orders", 1, "not an object", 5), ("orders", 2, {"item": "x", "user_id": 7}, 6)], eng)
+    assert _out(eng, "ENRICHED", "ITEM", "RNAME") == [(1, 6, "x", "eu")]
+    [logged] = [r.value for r in eng.consume("KSQL_PROCESSING_LOG") if r.value["LOGGER"].startswith("CSAS_ENRICHED")]
+    assert (logged["MESSAGE"]["TOPIC"], logged["MESSAGE"]["OFFSET"]) == ("orders", 0)
