@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
+from nbstream.errors import LogError
+
 #: The columns of a batch of records, in order. ``win_start``/``win_end`` are NULL unless the key
 #: is windowed; ``win_type`` is 'TIME' or 'SESSION' then.
 RECORD_SCHEMA = pa.schema(
@@ -67,6 +69,21 @@ class TopicInfo:
     @property
     def size(self) -> int:
         return sum(self.end_offsets.values())
+
+
+def check_topic_request(name: str, partitions: int, replicas: int) -> None:
+    """A LogError unless ``partitions`` and ``replicas`` of a topic to create are positive."""
+    if partitions < 1:
+        raise LogError(f"topic {name}: PARTITIONS must be at least 1, got {partitions}")
+    if replicas < 1:
+        raise LogError(f"topic {name}: REPLICAS must be at least 1, got {replicas}")
+
+
+def check_existing_topic(existing: TopicInfo, partitions: int) -> TopicInfo:
+    """``existing``, if it has the ``partitions`` a CREATE asks for; else a LogError saying both."""
+    if existing.partitions != partitions:
+        raise LogError(f"topic '{existing.name}' exists with {existing.partitions} partitions, not {partitions}")
+    return existing
 
 
 class Log(Protocol):

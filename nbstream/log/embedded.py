@@ -25,7 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbstream.errors import LogError, did_you_mean
-from nbstream.log.base import RECORD_COLUMNS_SQL, RECORD_SCHEMA, TopicInfo
+from nbstream.log.base import (
+    RECORD_COLUMNS_SQL,
+    RECORD_SCHEMA,
+    TopicInfo,
+    check_existing_topic,
+    check_topic_request,
+)
 
 #: Columns an appended relation must have, besides ``partition`` (NULL = choose from the key).
 APPEND_COLUMNS = ("ts", '"key"', '"value"', "headers", "win_start", "win_end", "win_type")
@@ -74,19 +80,11 @@ class EmbeddedLog:
     def create_topic(self, name: str, partitions: int = 1, replicas: int = 1) -> TopicInfo:
         """Create topic ``name`` (see :class:`~nbstream.log.base.Log`); the embedded log keeps one
         copy of everything, so ``replicas`` is only checked to be positive."""
-        if replicas < 1:
-            raise LogError(f"topic {name}: REPLICAS must be at least 1, got {replicas}")
-        if partitions < 1:
-            raise LogError(f"topic {name}: PARTITIONS must be at least 1, got {partitions}")
+        check_topic_request(name, partitions, replicas)
         with self._lock:
             existing = self.topic(name)
             if existing is not None:
-                if existing.partitions != partitions:
-                    raise LogError(
-                        f"topic '{name}' exists with {existing.partitions} partitions, "
-                        f"not {partitions}"
-                    )
-                return existing
+                return check_existing_topic(existing, partitions)
             columns = f"{RECORD_COLUMNS_SQL}, {ORDER_COLUMNS_SQL}"
             self._con.execute(f"CREATE TABLE IF NOT EXISTS {topic_table(name)} ({columns})")
             self._con.execute("INSERT INTO __topics VALUES (?, ?)", [name, partitions])

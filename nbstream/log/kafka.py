@@ -50,7 +50,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from nbstream.errors import LogError, did_you_mean
-from nbstream.log.base import RECORD_SCHEMA, TopicInfo
+from nbstream.log.base import RECORD_SCHEMA, TopicInfo, check_existing_topic, check_topic_request
 
 T = TypeVar("T")
 
@@ -154,10 +154,7 @@ class KafkaLog:
     def create_topic(self, name: str, partitions: int = 1, replicas: int = 1) -> TopicInfo:
         """Create ``name`` with ``partitions`` and ``replicas`` or, if it exists, check its
         partition count and return it."""
-        if partitions < 1:
-            raise LogError(f"topic {name}: PARTITIONS must be at least 1, got {partitions}")
-        if replicas < 1:
-            raise LogError(f"topic {name}: REPLICAS must be at least 1, got {replicas}")
+        check_topic_request(name, partitions, replicas)
         with self._lock:
             existing = self.topic(name)
             if existing is None:
@@ -169,9 +166,7 @@ class KafkaLog:
                                        f"with {partitions} partitions and {replicas} replicas: "
                                        f"error {code} {message or ''}".rstrip())
                 existing = self.require(name)
-            if existing.partitions != partitions:
-                raise LogError(f"topic '{name}' exists with {existing.partitions} partitions, not {partitions}")
-            return existing
+            return check_existing_topic(existing, partitions)
 
     def delete_topic(self, name: str) -> None:
         with self._lock:
