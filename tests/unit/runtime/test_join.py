@@ -32,6 +32,15 @@ def _run(sql: str, records: list[Record], eng: Engine | None = None) -> Engine:
     return eng
 
 
+def _run_in_random_batches(sql: str, records: list[Record], rng: random.Random) -> Engine:
+    """``_run`` with ``records`` fed in 21 batches cut at random, each run until idle."""
+    cuts = sorted(rng.sample(range(1, len(records)), 20))
+    eng = _run(sql, records[:cuts[0]])
+    for start, end in zip(cuts, [*cuts[1:], len(records)], strict=True):
+        _run("", records[start:end], eng)
+    return eng
+
+
 def _out(eng: Engine, topic: str, *columns: str) -> list[tuple[Any, ...]]:
     """(key, timestamp, the values of ``columns``…) per record; a tombstone has no values."""
     return [(r.key, r.timestamp, *((None,) * len(columns) if r.value is None else (r.value[c] for c in columns)))
@@ -198,10 +207,7 @@ def test_a_chain_of_tables_over_random_batches_equals_processing_change_by_chang
         topic = rng.choice(["users", "carts", "addrs"])
         value = {"users": {"name": f"u{ts}"}, "carts": {"n": ts}, "addrs": {"city": f"c{ts}"}}[topic]
         records.append((topic, rng.randrange(4), None if rng.random() < 0.2 else value, rng.randrange(100)))
-    cuts = sorted(rng.sample(range(1, len(records)), 20))
-    eng = _run(TABLE_CHAIN.format(*kinds), records[:cuts[0]])
-    for start, end in zip(cuts, [*cuts[1:], len(records)], strict=True):
-        _run("", records[start:end], eng)
+    eng = _run_in_random_batches(TABLE_CHAIN.format(*kinds), records, rng)
     assert _out(eng, "J", "NAME", "N", "CITY") == _expected_table_chain(records, kinds)
 
 
@@ -478,10 +484,7 @@ def test_a_multi_way_join_over_random_batches_equals_processing_record_by_record
             "regions": {"rname": f"r{ts}"}}[topic]
         records.append((topic, ts if topic == "orders" else key, None if rng.random() < 0.15 and topic != "orders"
                         else value, ts))
-    cuts = sorted(rng.sample(range(1, len(records)), 20))
-    eng = _run(THREE_WAY.format(*kinds), records[:cuts[0]])
-    for start, end in zip(cuts, [*cuts[1:], len(records)], strict=True):
-        _run("", records[start:end], eng)
+    eng = _run_in_random_batches(THREE_WAY.format(*kinds), records, rng)
     assert _out(eng, "ENRICHED", "ITEM", "NAME", "RNAME") == _expected_three_way(records, kinds)
 
 
