@@ -35,6 +35,7 @@ from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import Sink
+from nbstream.runtime import stream_time
 from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape
 from nbstream.runtime.session import SessionFold
 
@@ -69,7 +70,7 @@ class AggregateRunner(QueryRunner):
     # -- state -----------------------------------------------------------------------------------------
     def _create_state(self) -> None:
         con = self.con
-        con.execute(f"CREATE {self._table} IF NOT EXISTS __stream_time (query_id VARCHAR PRIMARY KEY, st BIGINT)")
+        stream_time.create_clocks(con, temporary=self.aggregate.sink is None)
         if self._sessions is not None:
             self._sessions.create_state()
             return
@@ -129,8 +130,7 @@ class AggregateRunner(QueryRunner):
         return f"{self.query_id}/{self._partition}"
 
     def _stream_time(self) -> int:
-        row = self.con.execute("SELECT st FROM __stream_time WHERE query_id = ?", [self._stream_time_key()]).fetchall()
-        return int(row[0][0]) if row else -(2**62)
+        return stream_time.load(self.con, self._stream_time_key())
 
     def drop_state(self) -> None:
         """Forget this query's state (the query was dropped)."""
@@ -184,7 +184,7 @@ class AggregateRunner(QueryRunner):
         self.con.execute(f"CREATE OR REPLACE TEMP TABLE __result AS {self._result_sql()}")
 
     def _save_stream_time(self, st: int) -> None:
-        self.con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [self._stream_time_key(), st])
+        stream_time.save(self.con, self._stream_time_key(), st)
 
     # step 2: the rows to fold --------------------------------------------------------------------------
     def _input_sql(self) -> str:

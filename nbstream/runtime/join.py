@@ -39,6 +39,7 @@ from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql,
 from nbstream.physical.expressions import quote
 from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide
 from nbstream.plan.logical import Sink
+from nbstream.runtime import stream_time
 from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.join_window import WindowJoin
 from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges
@@ -175,7 +176,7 @@ class JoinRunner(QueryRunner):
                                for c in s.value_columns)
             self.con.execute(f"CREATE TABLE IF NOT EXISTS {self._outer} ({values}, {quote(JOIN_KEY)} "
                              f"{self.join.key_type.duckdb()}, __side INTEGER, __ts BIGINT, __arr BIGINT)")
-        self.con.execute("CREATE TABLE IF NOT EXISTS __stream_time (query_id VARCHAR PRIMARY KEY, st BIGINT)")
+        stream_time.create_clocks(self.con)
 
     @property
     def _outer_store(self) -> bool:

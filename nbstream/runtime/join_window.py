@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from nbstream.physical.expressions import quote
 from nbstream.plan.join import JOIN_KEY
+from nbstream.runtime import stream_time
 
 if TYPE_CHECKING:
     from nbstream.runtime.join import JoinRunner
 
-_NO_TIME = -(2**62)
 
 
 class WindowJoin:
@@ -40,9 +40,7 @@ class WindowJoin:
         return self.runner.query_id if side is None else f"{self.runner.query_id}#{side}"
 
     def _stream_time(self, side: int | None = None) -> int:
-        rows = self.runner.con.execute("SELECT st FROM __stream_time WHERE query_id = ?",
-                                       [self._clock(side)]).fetchall()
-        return int(rows[0][0]) if rows else _NO_TIME
+        return stream_time.load(self.runner.con, self._clock(side))
 
     def _span(self, side: str) -> str:
         """How long after its time a record of ``side`` (SQL: 0 left, 1 right) can still be matched."""
@@ -149,11 +147,11 @@ class WindowJoin:
             side_st = con.execute(f"SELECT greatest({own[side]}, max(__ts)) FROM __sev WHERE __side = {side}"
                                   ).fetchall()[0][0]
             con.execute(f"DELETE FROM {state} WHERE __ts <= {side_st} - {self.retention}")
-            con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [self._clock(side), side_st])
+            stream_time.save(con, self._clock(side), side_st)
         st = con.execute(f"SELECT greatest({st0}, max(__ts)) FROM __sev").fetchall()[0][0]
         if self.plan.kind != "INNER" and self.plan.has_grace:
             cols = ", ".join(c for s in self.cols for c in s)
             con.execute(f"DELETE FROM {runner._outer}")
             con.execute(f"INSERT INTO {runner._outer} BY NAME SELECT {cols}, {quote(JOIN_KEY)}, __side, __ts, "
                         "0 AS __arr FROM __oc WHERE __m IS NULL AND __c IS NULL")
-        con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [runner.query_id, st])
+        stream_time.save(con, runner.query_id, st)
