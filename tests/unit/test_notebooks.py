@@ -1,20 +1,40 @@
-"""Every example notebook runs top to bottom on the embedded engine (its code cells, in order)."""
+"""Every example notebook runs top to bottom without an error in an IPython shell (magics included)
+on a fresh embedded engine, each code cell as the kernel would run it. Their live views are checked
+in a real browser by tests/e2e."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.testing.globalipapp import get_ipython
+from IPython.utils.capture import capture_output
+
+from nbstream.notebook import session
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 
 
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    ip = get_ipython()
+    if "stream" not in ip.magics_manager.magics["cell"]:
+        ip.run_line_magic("load_ext", "nbstream")
+    session.connect("memory")
+    yield ip
+    session.disconnect()
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_top_to_bottom(notebook: Path) -> None:
-    cells = json.loads(notebook.read_text())["cells"]
-    namespace: dict[str, object] = {}
-    for cell in cells:
-        if cell["cell_type"] == "code":
-            source = "".join(cell["source"])
-            exec(compile(source, f"{notebook.name}:{cell.get('id')}", "exec"), namespace)
+def test_notebook_runs_top_to_bottom(notebook: Path, shell: InteractiveShell) -> None:
+    cells = [c for c in json.loads(notebook.read_text())["cells"] if c["cell_type"] == "code"]
+    for number, cell in enumerate(cells, 1):
+        source = "".join(cell["source"])
+        with capture_output() as captured:
+            result = shell.run_cell(source, store_history=True, cell_id=cell.get("id"))
+        assert result.success, f"code cell {number} failed: {result.error_before_exec or result.error_in_exec}\n" \
+                               f"{source}\n{captured.stdout}{captured.stderr}"
+        assert captured.stderr == "", f"code cell {number} wrote to stderr:\n{captured.stderr}"
