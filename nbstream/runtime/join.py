@@ -7,7 +7,9 @@ Each batch, inside the one transaction of :class:`~nbstream.runtime.query.QueryR
    left input, 1 the right one, 2… the further tables of a multi-way join);
 2. ``__ev``: the good records of all sides, numbered by arrival (``__arr``): ksqlDB processes
    the records of a join's inputs one at a time in the order they were produced;
-3. ``__joined``: the joined rows, ``__pos`` their output order:
+3. ``__joined``: the joined rows, ``__pos`` their output order (a view: over the rows computed
+   into ``__joined_rows``, or — for the plain lookups of the fast path — over the lookup itself,
+   so that its single reader computes only the columns it needs, unsorted):
 
    * stream-table (and stream-table-table…): each stream record looks up each table's row
      current at its arrival — the latest change of its key that arrived before it in the batch
@@ -34,7 +36,8 @@ from collections.abc import Callable, Sequence
 
 import duckdb
 
-from nbstream.log.embedded import EmbeddedLog, route_sql
+from nbstream.log.base import SqlLog
+from nbstream.log.embedded import route_sql
 from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql, result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide
@@ -57,7 +60,7 @@ _NO_RECORDS = ("SELECT NULL::BOOLEAN AS __err, NULL::VARCHAR AS __errmsg, NULL::
 class JoinRunner(QueryRunner):
     """Runs a :class:`JoinPlan`; input offsets are kept per side (``<query>#<side>`` in ``__offsets``)."""
 
-    def __init__(self, query_id: str, plan: JoinPlan, con: duckdb.DuckDBPyConnection, log: EmbeddedLog) -> None:
+    def __init__(self, query_id: str, plan: JoinPlan, con: duckdb.DuckDBPyConnection, log: SqlLog) -> None:
         self.join = plan
         self._states = [quote(f"join${query_id}${i}") for i in range(len(plan.sides))]
         self._outer = quote(f"joinouter${query_id}")
@@ -217,11 +220,11 @@ class JoinRunner(QueryRunner):
             if self.join.chain:
                 self._look_up_chain_after_window_join()
         elif self.join.foreign_key:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS {self._foreign_key_sql()}")
+            self.set_joined(self._foreign_key_sql())
         elif self.join.left.is_table:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS {self._table_table_sql()}")
+            self.set_joined(self._table_table_sql())
         else:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS {self._stream_table_sql()}")
+            self.set_joined(self._stream_table_sql())
         for side, info in enumerate(self.join.sides):
             if info.is_table:
                 self._store_table_changes(side)
@@ -237,7 +240,7 @@ class JoinRunner(QueryRunner):
         """The rows of a stream-stream join look up the chain's tables as they were when the record
         that produced each row arrived (``__trig``)."""
         rows = self._lookups_sql("SELECT * RENAME (__trig AS __arr) FROM __joined", self.lookup_sql)
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE __joined AS SELECT * FROM ({rows}) ORDER BY __pos")
+        self.set_joined(f"SELECT * FROM ({rows}) ORDER BY __pos")
 
     def _number_by_arrival(self, sides: Sequence[int]) -> None:
         """``__ev``: the good records of the decoded ``sides``, numbered by arrival (``__arr``)."""
@@ -276,9 +279,17 @@ class JoinRunner(QueryRunner):
         stream_cols = ", ".join(quote(c.name) for c in self.join.left.value_columns)
         stream = (f"SELECT {stream_cols}, {quote(JOIN_KEY)}, __ts, {SEQ_SQL} AS __pos FROM __side0 "
                   "WHERE NOT __err AND NOT __deleted")
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE __joined AS
-            SELECT *, FALSE AS __out_deleted, __ts AS __out_ts
-            FROM ({self._lookups_sql(stream, self._state_lookup_sql)}) ORDER BY __pos""")
+        self.set_joined(f"""SELECT *, FALSE AS __out_deleted, __ts AS __out_ts
+            FROM ({self._lookups_sql(stream, self._state_lookup_sql)})""", lazy=True)
+
+    def set_joined(self, sql: str, *, lazy: bool = False) -> None:
+        """Point the ``__joined`` view at the batch's joined rows ``sql``: computed now into
+        ``__joined_rows``, or (``lazy``) where the view is read — which must then be once, before
+        the join's state changes again. Readers order rows by ``__pos`` themselves."""
+        if not lazy:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE __joined_rows AS {sql}")
+            sql = "SELECT * FROM __joined_rows"
+        self.con.execute(f"CREATE OR REPLACE TEMP VIEW __joined AS {sql}")
 
     def _state_lookup_sql(self, probe: str, side: int) -> str:
         """``probe`` (rows with ``__jk``) with the table ``side``'s stored row of that key: its columns,
@@ -483,7 +494,7 @@ class JoinAggregateRunner(AggregateRunner):
     transaction, its state and input offsets), then the joined rows are folded by the aggregate."""
 
     def __init__(self, query_id: str, plan: JoinAggregatePlan, con: duckdb.DuckDBPyConnection,
-                 log: EmbeddedLog) -> None:
+                 log: SqlLog) -> None:
         assert plan.join is not None
         self._join = JoinRunner(query_id, plan.join, con, log)
         super().__init__(query_id, plan, con, log)
@@ -530,8 +541,8 @@ class JoinAggregateRunner(AggregateRunner):
         super()._evaluate(sql)
 
     def _pre_sql(self) -> str:
-        """The aggregate's pre-projection over the joined rows (in their order), then the records in
-        error of both inputs."""
+        """The aggregate's pre-projection over the joined rows and the records in error of both inputs,
+        in the joined rows' order (sorted here, narrow, rather than the wide joined rows)."""
         pre = self.aggregate.pre
         cols = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in pre.columns)
         where = f"coalesce({pre.where}, FALSE)" if pre.where else "TRUE"
@@ -543,4 +554,5 @@ class JoinAggregateRunner(AggregateRunner):
             UNION ALL BY NAME
             SELECT TRUE AS __err, __errmsg, __bad_ts, __in_partition, __in_offset, __ts, FALSE AS __deleted,
                    FALSE AS __key_null, NULL AS __headers, {", ".join(f"NULL AS {c}" for c in errors.split(", "))}
-            FROM ({self._join.errors_sql("*")})"""
+            FROM ({self._join.errors_sql("*")})
+            ORDER BY __in_offset"""

@@ -69,8 +69,7 @@ class WindowJoin:
                 parts.append(self._closed_sql())
             parts.append(self._padded_sql(f"(SELECT * FROM __sev WHERE NOT __matched AND {at_once} "
                                           f"AND __side IN {self._outer_sides()})", "__arr", "1", "0", "0"))
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE __joined AS
-            SELECT * EXCLUDE (__k1, __k2, __k3, __k4), __k1 AS __trig,
+        self.runner.set_joined(f"""SELECT * EXCLUDE (__k1, __k2, __k3, __k4), __k1 AS __trig,
                    row_number() OVER (ORDER BY __k1, __k2, __k3, __k4) AS __pos
             FROM ({" UNION ALL BY NAME ".join(parts)})""")
         self._store(st0, own)
