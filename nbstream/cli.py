@@ -4,8 +4,8 @@
     nbstream sql -e "SHOW STREAMS;"       run statements given inline
     nbstream sql                          read statements from standard input
 
-Results print as tables. A push query (``EMIT CHANGES``) streams its rows until its ``LIMIT`` or
-Ctrl-C, while persistent queries keep running.
+Results print as tables. A push query (``EMIT CHANGES``) and ``PRINT topic`` stream their rows until
+their ``LIMIT`` or Ctrl-C, while persistent queries keep running.
 """
 
 from __future__ import annotations
@@ -13,16 +13,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from nbstream.errors import NbstreamError
 from nbstream.runtime.engine import Engine
+from nbstream.runtime.topics import POLL_INTERVAL_S, TopicPrinter, format_header
 from nbstream.sql import ast, parse
 
 #: Push-query rows print as they arrive, so column widths cannot be fitted to the data.
 PUSH_COLUMN_WIDTH = 12
+
+#: Seconds PRINT lets persistent queries run between polls of its topic.
+PRINT_IDLE_S = 0.5
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,6 +63,8 @@ def run_script(engine: Engine, script: str, out: TextIO | None = None) -> int:
             engine.run_until_idle()
             if isinstance(statement, ast.Select) and statement.query.emit is not None:
                 asyncio.run(_stream_rows(engine, statement.text, stream))
+            elif isinstance(statement, ast.PrintTopic):
+                _print_topic(engine, statement, stream)
             else:
                 for result in engine.execute(statement.text):
                     print(result, file=stream)
@@ -89,6 +96,23 @@ async def _stream_rows(engine: Engine, sql: str, stream: TextIO) -> None:
                   file=stream, flush=True)
     finally:
         driver.cancel()
+
+
+def _print_topic(engine: Engine, statement: ast.PrintTopic, stream: TextIO) -> None:
+    """Print a topic's records as ksqlDB's CLI does (the guessed formats, then one line per
+    record) until LIMIT or Ctrl-C, running persistent queries while waiting."""
+    printer = TopicPrinter(engine, statement)
+    header = None
+    while not printer.done:
+        records = printer.poll()
+        if records and format_header(printer) != header:
+            header = format_header(printer)
+            print(header, file=stream)
+        for record in records:
+            print(record.line(), file=stream, flush=True)
+        if not records:
+            engine.run_until_idle(PRINT_IDLE_S)
+            time.sleep(POLL_INTERVAL_S)
 
 
 def _row_line(cells: Sequence[str], widths: Sequence[int]) -> str:

@@ -319,6 +319,27 @@ class KafkaLog:
             self._call(_commit(consumer, {TopicPartition(topic, p): o for p, o in offsets.items()}),
                        f"commit the offsets of group '{group}'")
 
+    def replicas(self) -> dict[str, int]:
+        """The replica count of every topic that is not internal (its largest partition's)."""
+        described = self._call(self._admin.describe_topics(), "list topics")
+        return {t["topic"]: max((len(p["replicas"]) for p in t["partitions"]), default=0)
+                for t in described if not t["is_internal"]}
+
+    def consumer_groups(self, partitions: Mapping[str, int]) -> dict[str, list[str]]:
+        """For each topic of ``partitions`` {topic: partition count}, the consumer groups that
+        committed an offset for one of its partitions (the test broker cannot list a group's
+        offsets without naming the partitions, so they are named)."""
+        tps = [TopicPartition(t, p) for t, n in partitions.items() for p in range(n)]
+        readers: dict[str, list[str]] = {t: [] for t in partitions}
+        with self._lock:
+            groups = self._call(self._admin.list_consumer_groups(), "list consumer groups")
+            for group, _protocol in sorted(groups):
+                committed = self._call(self._admin.list_consumer_group_offsets(group, partitions=tps),
+                                       f"read the offsets of group '{group}'")
+                for topic in sorted({tp.topic for tp, o in committed.items() if o.offset >= 0}):
+                    readers[topic].append(group)
+        return readers
+
     def _group_consumer(self, group: str) -> AIOKafkaConsumer:
         """A consumer of ``group`` that only commits and looks up offsets (it never joins)."""
         consumer = self._groups.get(group)

@@ -30,7 +30,7 @@ from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
 from nbstream.plan.join import JoinAggregatePlan
 from nbstream.plan.logical import StatelessPlan
 from nbstream.plan.planner import Plan, plan_query
-from nbstream.runtime import pull
+from nbstream.runtime import pull, topics
 from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
@@ -292,6 +292,22 @@ class Engine:
                       [(h["key"], h["value"]) for h in row["headers"] or []], window, row["win_type"])
 
     # -- pull and push queries -----------------------------------------------------------------------
+    def print_topic(self, sql: str, wait_s: float = 0.0) -> pd.DataFrame | topics.TopicPrinter:
+        """Run ``PRINT topic [FROM BEGINNING] [INTERVAL n] [LIMIT n]``.
+
+        With LIMIT: a DataFrame of the records in the topic now and those arriving within
+        ``wait_s`` seconds, until LIMIT (``attrs`` name the guessed key and value formats).
+        Without: a :class:`~nbstream.runtime.topics.TopicPrinter`, whose ``poll()`` returns the
+        records that arrived since and whose iteration waits for them (until stopped).
+        """
+        statements = parse(sql)
+        if len(statements) != 1 or not isinstance(statements[0], ast.PrintTopic):
+            raise NbstreamError("expected exactly one PRINT statement")
+        statement = statements[0]
+        if statement.limit is None:
+            return topics.TopicPrinter(self, statement)
+        return topics.print_frame(self, statement, wait_s)
+
     def query(self, sql: str, params: Mapping[str, object] | None = None) -> pd.DataFrame:
         """Run a pull query on a materialized table and return its rows."""
         return pull.pull(self, sql, params or {})

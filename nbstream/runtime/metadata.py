@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from nbstream.catalog import functions
 from nbstream.errors import UnsupportedError
 from nbstream.plan.planner import plan_query
+from nbstream.runtime import topics
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
 
@@ -32,11 +33,6 @@ def _show_sources(kind: str) -> Any:
     return show
 
 
-def _show_topics(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-    rows = [(t.name, t.partitions, t.size) for t in engine.log.topics()]
-    return ("Kafka Topic", "Partitions", "Records"), rows
-
-
 def _show_queries(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     rows = []
     for query in engine.catalog.queries.values():
@@ -58,11 +54,15 @@ def _show_properties(engine: Engine, extended: bool) -> tuple[tuple[str, ...], l
 _SHOW: dict[str, Callable[[Engine, bool], tuple[tuple[str, ...], list[tuple[Any, ...]]]]] = {
     "STREAMS": _show_sources("STREAM"),
     "TABLES": _show_sources("TABLE"),
-    "TOPICS": _show_topics,
+    "TOPICS": topics.show_topics,
     "QUERIES": _show_queries,
     "FUNCTIONS": _show_functions,
     "PROPERTIES": _show_properties,
 }
+
+
+def exec_PrintTopic(engine: Engine, stmt: ast.PrintTopic) -> StatementResult:
+    return topics.print_result(engine, stmt)
 
 
 def exec_Describe(engine: Engine, stmt: ast.Describe) -> StatementResult:
