@@ -127,4 +127,5 @@ class Catalog:
         return query
 
     def running(self) -> list[PersistentQuery]:
-        return [q for q in self.queries.values() if q.state == "RUNNING"]
+        """The queries still running: RUNNING, or STALLED while their Kafka broker is away."""
+        return [q for q in self.queries.values() if q.state in ("RUNNING", "STALLED")]

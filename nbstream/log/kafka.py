@@ -16,8 +16,11 @@ returns once the broker acknowledged every record. A record without a partition 
 client's default partitioner puts it: ``murmur2(key) & 0x7fffffff % partitions`` (aiokafka's
 ``murmur2`` is a port of the Java one), so other Kafka clients agree; records with a null key are
 spread round-robin (the Java client's sticky partitioner also spreads them, not necessarily alike).
-Keys of windowed aggregations are not written yet (their serialized form is not settled):
-appending a record with a window raises :class:`~nbstream.errors.LogError`.
+Windowed keys are serialized as Kafka Streams does: the key's bytes then the window start as an
+8-byte big-endian integer (TUMBLING/HOPPING), or the window end then its start (SESSION), and
+routed by the key without its window (Kafka Streams' ``WindowedStreamPartitioner``). Reading
+splits them back for the topics :meth:`declare_window` named (a time window's end is its start
+plus the size, which is not in the bytes).
 
 Reading: :meth:`read` assigns the partitions to a consumer without a group, seeks, and collects
 ``getmany`` batches until each partition reaches its end (or ``limit``); only committed records
@@ -29,6 +32,10 @@ answers ``base offset of the last record batch + 1`` instead of the log end offs
 produce held several records, so end offsets are confirmed by the high watermark of a one-record
 fetch at the listed offset - 1 (correct on Apache Kafka too, at the cost of a fetch). Tansu refuses
 idempotent producers (InitProducerId fails), so tests run with ``enable_idempotence=False``.
+
+A broker that does not answer (connection refused or reset, request timed out, no answer within
+``call_timeout_s``) raises :class:`BrokerUnavailable`, a LogError the query runners treat as a
+stall to retry rather than a failure.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import struct
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
@@ -45,7 +53,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
@@ -65,6 +73,18 @@ CALL_TIMEOUT_S = 60.0
 READ_FETCH_MAX_WAIT_MS = 10
 
 
+class BrokerUnavailable(LogError):
+    """The cluster did not answer: the call may succeed once it is back (nothing was done, or a
+    produce may have been partly acknowledged)."""
+
+
+def _unreachable(error: KafkaError) -> bool:
+    """Whether ``error`` says the broker could not be reached in time (rather than refusing)."""
+    if isinstance(error, UnknownTopicOrPartitionError):
+        return False
+    return isinstance(error, KafkaTimeoutError) or bool(getattr(error, "retriable", False))
+
+
 def java_partition(key: bytes, partitions: int) -> int:
     """The partition the Java client's default partitioner picks for a non-null ``key``."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions
@@ -82,8 +102,11 @@ class KafkaLog:
     Call :meth:`close` (or use it as a context manager) to stop its clients and thread.
     """
 
-    def __init__(self, bootstrap: str, *, enable_idempotence: bool = True, **client_options: Any) -> None:
+    def __init__(self, bootstrap: str, *, enable_idempotence: bool = True, call_timeout_s: float = CALL_TIMEOUT_S,
+                 **client_options: Any) -> None:
         self.bootstrap = bootstrap
+        self.call_timeout_s = call_timeout_s
+        self._windows: dict[str, tuple[str, int | None]] = {}
         unknown = [k for k in client_options
                    if not any(_accepted(c, {k: None}) for c in (AIOKafkaAdminClient, AIOKafkaProducer,
                                                                 AIOKafkaConsumer))]
@@ -123,11 +146,15 @@ class KafkaLog:
         """Run ``coro`` on the log's loop and wait for it; Kafka errors become LogError."""
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
-            return future.result(CALL_TIMEOUT_S)
+            return future.result(self.call_timeout_s)
         except TimeoutError as e:
             future.cancel()
-            raise LogError(f"Kafka at {self.bootstrap}: no answer within {CALL_TIMEOUT_S:.0f} s to {what}") from e
+            raise BrokerUnavailable(f"Kafka at {self.bootstrap}: no answer within {self.call_timeout_s:g} s "
+                                    f"to {what}") from e
         except KafkaError as e:
+            if _unreachable(e):
+                raise BrokerUnavailable(f"Kafka at {self.bootstrap}: could not {what}: "
+                                        f"{type(e).__name__} {e}".rstrip()) from e
             raise LogError(f"Kafka at {self.bootstrap}: could not {what}: {e}") from e
 
     def close(self) -> None:
@@ -237,8 +264,6 @@ class KafkaLog:
             info = self.require(topic)
             if batch.num_rows == 0:
                 return {}
-            if batch.column("win_start").null_count != batch.num_rows:
-                raise LogError(f"topic '{topic}': writing windowed keys to Kafka is not supported yet")
             partitions = self._route(topic, batch, info.partitions)
             self._call(self._produce(topic, batch, partitions), f"produce to '{topic}'")
             return {p: partitions.count(p) for p in sorted(set(partitions))}
@@ -263,7 +288,7 @@ class KafkaLog:
     async def _produce(self, topic: str, batch: pa.Table, partitions: list[int]) -> None:
         """Send the records grouped into producer batches per partition, in order."""
         producer = self._producer
-        rows = zip(partitions, batch.column("ts").to_pylist(), batch.column("key").to_pylist(),
+        rows = zip(partitions, batch.column("ts").to_pylist(), _windowed_keys(batch),
                    batch.column("value").to_pylist(), batch.column("headers").to_pylist(), strict=True)
         sent = []
         for partition, records in itertools.groupby(sorted(rows, key=lambda r: r[0]), key=lambda r: r[0]):
@@ -282,6 +307,11 @@ class KafkaLog:
         await asyncio.gather(*sent)
 
     # -- reading --------------------------------------------------------------------------------
+    def declare_window(self, topic: str, kind: str, size_ms: int | None) -> None:
+        """Read the keys of ``topic`` as windowed keys of window type ``kind`` (TUMBLING, HOPPING or
+        SESSION) and size ``size_ms`` (time windows): their window goes to ``win_start``/``win_end``."""
+        self._windows[topic] = ("SESSION" if kind == "SESSION" else "TIME", size_ms)
+
     def read(self, topic: str, start: Mapping[int, int] | None = None, limit: int | None = None) -> pa.Table:
         """Committed records of ``topic`` from ``start[partition]`` (missing: 0) up to the end
         offsets at the call, at most ``limit`` per partition, ordered by partition and offset."""
@@ -297,7 +327,7 @@ class KafkaLog:
         the end offsets, ordered by partition and offset."""
         with self._lock:
             records = self._call(self._fetch(topic, ranges), f"read '{topic}'")
-        return _to_arrow(records)
+        return _to_arrow(records, self._windows.get(topic))
 
     # -- consumer groups ------------------------------------------------------------------------
     def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
@@ -376,19 +406,62 @@ async def _commit(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, i
     await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
 
 
-def _to_arrow(records: Sequence[ConsumerRecord]) -> pa.Table:
-    """Fetched records as a ``RECORD_SCHEMA`` table (bytes untouched, no window)."""
+_LONG = struct.Struct(">q")
+
+
+def _windowed_keys(batch: pa.Table) -> list[bytes | None]:
+    """The key bytes to produce: a windowed key gets its window appended as Kafka Streams'
+    windowed serializers write it (TIME: start; SESSION: end, start; 8-byte big-endian each)."""
+    keys = batch.column("key").to_pylist()
+    if batch.column("win_start").null_count == batch.num_rows:
+        return keys  # type: ignore[no-any-return]
+    windows = zip(batch.column("win_start").to_pylist(), batch.column("win_end").to_pylist(),
+                  batch.column("win_type").to_pylist(), strict=True)
+    out: list[bytes | None] = []
+    for key, (start, end, kind) in zip(keys, windows, strict=True):
+        if start is None or key is None:
+            out.append(key)
+        elif kind == "SESSION":
+            out.append(key + _LONG.pack(end) + _LONG.pack(start))
+        else:
+            out.append(key + _LONG.pack(start))
+    return out
+
+
+def _split_window(key: bytes | None, window: tuple[str, int | None]) -> tuple[bytes | None, int | None, int | None]:
+    """A windowed key's (key, window start, window end), as :func:`_windowed_keys` wrote it."""
+    kind, size = window
+    width = 16 if kind == "SESSION" else 8
+    if key is None or len(key) < width:
+        return key, None, None
+    if kind == "SESSION":
+        return key[:-16], _LONG.unpack(key[-8:])[0], _LONG.unpack(key[-16:-8])[0]
+    start = _LONG.unpack(key[-8:])[0]
+    return key[:-8], start, None if size is None else start + size
+
+
+def _to_arrow(records: Sequence[ConsumerRecord], window: tuple[str, int | None] | None = None) -> pa.Table:
+    """Fetched records as a ``RECORD_SCHEMA`` table: bytes untouched but for a windowed key
+    (``window``: its kind and size), whose window is split off into the window columns."""
     n = len(records)
+    keys = [m.key for m in records]
+    starts: list[int | None] = [None] * n
+    ends: list[int | None] = [None] * n
+    if window is not None:
+        split = [_split_window(k, window) for k in keys]
+        keys = [k for k, _s, _e in split]
+        starts = [s for _k, s, _e in split]
+        ends = [e for _k, _s, e in split]
     columns = {
         "partition": [m.partition for m in records],
         "offset": [m.offset for m in records],
         "ts": [m.timestamp for m in records],
-        "key": [m.key for m in records],
+        "key": keys,
         "value": [m.value for m in records],
         "headers": _headers(records),
-        "win_start": [None] * n,
-        "win_end": [None] * n,
-        "win_type": [None] * n,
+        "win_start": starts,
+        "win_end": ends,
+        "win_type": [None if s is None else window[0] for s in starts] if window else [None] * n,
     }
     return pa.Table.from_pydict(columns, schema=RECORD_SCHEMA)
 

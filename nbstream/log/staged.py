@@ -3,8 +3,13 @@
 The query runners read their input as a SQL relation (:meth:`relation`) and append SQL relations
 (:meth:`append_relation`, :meth:`append_routed`), as over the embedded log. :class:`StagedKafkaLog`
 gives them the same methods over a :class:`~nbstream.log.kafka.KafkaLog`: a relation is the
-fetched records staged into a DuckDB temporary table with the embedded log's columns, and an
-appended relation is read out of DuckDB as one Arrow table and produced.
+fetched records staged into a DuckDB temporary table per topic with the embedded log's columns,
+and an appended relation is read out of DuckDB as one Arrow table and produced.
+
+Arrival order (``append_no``, ``append_seq``), which a join follows across its inputs: Kafka has
+no order across partitions or topics, so a record's ``append_no`` is the largest timestamp of its
+partition up to and including it — records are taken in timestamp order, each partition's in
+offset order, as Kafka Streams picks the partition whose next record is the oldest.
 
 Unlike the embedded log, producing is not part of the caller's DuckDB transaction: records are
 acknowledged by the broker when :meth:`append_relation` returns, even if the caller then rolls
@@ -21,8 +26,11 @@ import pyarrow as pa
 from nbstream.log.base import RECORD_SCHEMA, TopicInfo
 from nbstream.log.kafka import KafkaLog
 
-#: The DuckDB temporary table holding the last fetched batch.
-STAGE_TABLE = '"kafka$batch"'
+
+def stage_table(topic: str) -> str:
+    """The DuckDB temporary table holding the last fetched batch of ``topic``."""
+    return '"kafka$batch$' + topic.replace('"', '""') + '"'
+
 
 #: SELECT list turning a relation with ``partition`` and APPEND_COLUMNS into RECORD_SCHEMA columns.
 _RECORD_SELECT = (
@@ -40,7 +48,12 @@ class StagedKafkaLog:
     def __init__(self, kafka: KafkaLog, con: duckdb.DuckDBPyConnection) -> None:
         self.kafka = kafka
         self._con = con
-        self._staged: tuple[str, dict[int, tuple[int, int]]] | None = None
+        self._staged: dict[str, dict[int, tuple[int, int]]] = {}
+
+    def on(self, con: duckdb.DuckDBPyConnection) -> StagedKafkaLog:
+        """The same Kafka log staging into ``con`` (a cursor has its own temporary tables); closing
+        the Kafka log stays the owner's business."""
+        return StagedKafkaLog(self.kafka, con)
 
     # -- the Log contract, delegated ------------------------------------------------------------
     def create_topic(self, name: str, partitions: int = 1, replicas: int = 1) -> TopicInfo:
@@ -70,33 +83,33 @@ class StagedKafkaLog:
     # -- reading as SQL ---------------------------------------------------------------------------
     def relation(self, topic: str, ranges: Ranges) -> str:
         """SQL selecting the records of ``topic`` in ``ranges``, fetched from Kafka into a DuckDB
-        temporary table (refetched only when ``ranges`` are not within the last fetch, so a
-        batch split to isolate a bad record is not fetched again)."""
+        temporary table per topic (refetched only when ``ranges`` are not within the last fetch of
+        the topic, so a batch split to isolate a bad record is not fetched again)."""
         wanted = {p: r for p, r in ranges.items() if r[1] > r[0]}
         if not self._holds(topic, wanted):
             self._stage(topic, wanted)
         conds = " OR ".join(f'("partition" = {p} AND "offset" >= {a} AND "offset" < {b})'
                             for p, (a, b) in wanted.items())
-        return f"(SELECT * FROM {STAGE_TABLE} WHERE {conds or 'FALSE'})"
+        return f"(SELECT * FROM {stage_table(topic)} WHERE {conds or 'FALSE'})"
 
     def _holds(self, topic: str, ranges: Ranges) -> bool:
-        if self._staged is None or self._staged[0] != topic:
+        staged = self._staged.get(topic)
+        if staged is None:
             return False
-        staged = self._staged[1]
         return all(p in staged and staged[p][0] <= a and b <= staged[p][1] for p, (a, b) in ranges.items())
 
     def _stage(self, topic: str, ranges: Ranges) -> None:
         fetched = self.kafka.read_ranges(topic, ranges)
         self._con.register("__kafka_fetched", fetched)
         try:
-            # arrival order within a topic: its offset order (Kafka has none across topics)
             self._con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE {STAGE_TABLE} AS
-                SELECT *, 0::BIGINT AS append_no, row_number() OVER (ORDER BY "partition", "offset") AS append_seq
+                f"""CREATE OR REPLACE TEMP TABLE {stage_table(topic)} AS
+                SELECT *, max(ts) OVER (PARTITION BY "partition" ORDER BY "offset") AS append_no,
+                       row_number() OVER (ORDER BY "partition", "offset") AS append_seq
                 FROM __kafka_fetched""")
         finally:
             self._con.unregister("__kafka_fetched")
-        self._staged = (topic, dict(ranges))
+        self._staged[topic] = dict(ranges)
 
     # -- writing SQL relations --------------------------------------------------------------------
     def append_relation(self, topic: str, relation: str, *, commit: bool = True) -> dict[int, int]:
@@ -119,5 +132,5 @@ class StagedKafkaLog:
         """Nothing to confirm: Kafka keeps the end offsets."""
 
     def reload(self) -> None:
-        """After the caller's transaction rolled back: the staged batch may have rolled back too."""
-        self._staged = None
+        """After the caller's transaction rolled back: the staged batches may have rolled back too."""
+        self._staged.clear()

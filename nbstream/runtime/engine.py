@@ -35,7 +35,14 @@ from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
 from nbstream.runtime.join import JoinAggregateRunner, JoinRunner
-from nbstream.runtime.kafka_query import KafkaQueryRunner
+from nbstream.runtime.kafka_query import (
+    KafkaAggregateRunner,
+    KafkaInput,
+    KafkaJoinAggregateRunner,
+    KafkaJoinRunner,
+    KafkaMaterializer,
+    KafkaQueryRunner,
+)
 from nbstream.runtime.materialize import Materializer
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 from nbstream.runtime.processing_log import processing_log_source
@@ -60,9 +67,10 @@ class Engine:
 
     ``Engine(kafka="host:port", **client_options)`` keeps topics in that Kafka cluster instead
     (:class:`~nbstream.log.kafka.KafkaLog`; ``client_options`` such as ``security_protocol`` or
-    ``sasl_mechanism`` go to aiokafka). Stateless persistent queries (filters, projections) run
-    on it at-least-once, their offsets in a consumer group per query; aggregations, joins and push
-    queries on Kafka raise :class:`UnsupportedError` for now.
+    ``sasl_mechanism`` go to aiokafka). Persistent queries run on it at-least-once, their input
+    offsets in a consumer group per query and (with their state) in the engine's database; push
+    queries read Kafka topics and pull queries the tables materialized from them
+    (:mod:`nbstream.runtime.kafka_query`).
     """
 
     def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None,
@@ -130,29 +138,40 @@ class Engine:
     # -- queries -----------------------------------------------------------------------------------
     def check_runnable(self, plan: Plan) -> None:
         """Raise UnsupportedError if this engine's log cannot run ``plan`` (before it is registered)."""
-        if not isinstance(plan, StatelessPlan) and not isinstance(self.log, EmbeddedLog):
-            raise UnsupportedError("aggregations and joins between Kafka topics are not supported yet: "
-                                   "only stateless queries (filters, projections) run on Kafka")
+        if (isinstance(self.log, StagedKafkaLog) and isinstance(plan, AggregatePlan) and plan.window is not None
+                and plan.window.kind == "SESSION"):
+            raise UnsupportedError("SESSION windows between Kafka topics are not supported yet "
+                                   "(TUMBLING and HOPPING windows are)")
 
     def start_query(self, query: PersistentQuery, plan: Plan) -> None:
         """Register ``query`` and start running ``plan`` for it."""
         query.runner = self._runner_for(query.id, plan)
+        if isinstance(query.runner, KafkaInput):
+            query.runner.report_to(query)
         self.catalog.add_query(query)
         self._runners[query.id] = query.runner
 
     def _runner_for(self, query_id: str, plan: Plan) -> QueryRunner:
         log = self.log
-        if isinstance(plan, StatelessPlan):
-            if isinstance(log, StagedKafkaLog):
-                return KafkaQueryRunner(query_id, plan, self.con, log)
-            return QueryRunner(query_id, plan, self.con, log)
         self.check_runnable(plan)
-        assert isinstance(log, EmbeddedLog)  # checked: stateful plans run on the embedded log only
+        if isinstance(log, StagedKafkaLog):
+            return self._kafka_runner_for(query_id, plan, log)
+        if isinstance(plan, StatelessPlan):
+            return QueryRunner(query_id, plan, self.con, log)
         if isinstance(plan, JoinAggregatePlan):
             return JoinAggregateRunner(query_id, plan, self.con, log)
         if isinstance(plan, AggregatePlan):
             return AggregateRunner(query_id, plan, self.con, log)
         return JoinRunner(query_id, plan, self.con, log)
+
+    def _kafka_runner_for(self, query_id: str, plan: Plan, log: StagedKafkaLog) -> KafkaInput:
+        if isinstance(plan, StatelessPlan):
+            return KafkaQueryRunner(query_id, plan, self.con, log)
+        if isinstance(plan, JoinAggregatePlan):
+            return KafkaJoinAggregateRunner(query_id, plan, self.con, log)
+        if isinstance(plan, AggregatePlan):
+            return KafkaAggregateRunner(query_id, plan, self.con, log)
+        return KafkaJoinRunner(query_id, plan, self.con, log)
 
     def stop_query(self, query: PersistentQuery) -> None:
         query.state = "TERMINATED"
@@ -161,9 +180,13 @@ class Engine:
             runner.drop_state()
 
     def on_source_added(self, source: Source) -> None:
-        """Tables are materialized, so pull queries can read them."""
+        """Tables are materialized, so pull queries can read them. Kafka learns which topics hold
+        windowed keys (their window is split off when read)."""
+        if source.window is not None and isinstance(self.log, StagedKafkaLog):
+            self.log.kafka.declare_window(source.topic, source.window.kind, source.window.size_ms)
         if source.is_table:
-            self._materializers[source.name] = Materializer(source, self.con, self.log)
+            materializer = KafkaMaterializer if isinstance(self.log, StagedKafkaLog) else Materializer
+            self._materializers[source.name] = materializer(source, self.con, self.log)
 
     def on_source_dropped(self, source: Source) -> None:
         materializer = self._materializers.pop(source.name, None)
@@ -344,14 +367,11 @@ class Engine:
         cursor = self.con.cursor()
         self._configure(cursor)
         plan = plan_query(statement.query, self.catalog, cursor, params=params)
-        if isinstance(self.log, StagedKafkaLog):
-            cursor.close()
-            raise UnsupportedError("push queries on Kafka topics are not supported yet: "
-                                   "CREATE STREAM … AS SELECT into a topic and consume it")
+        log = self.log.on(cursor) if isinstance(self.log, StagedKafkaLog) else self.log
         earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
         if isinstance(plan, AggregatePlan) and not isinstance(plan, JoinAggregatePlan):
             try:
-                return AggregateRunner(f"transient_{id(cursor)}", plan, cursor, self.log, start_at_end=not earliest)
+                return AggregateRunner(f"transient_{id(cursor)}", plan, cursor, log, start_at_end=not earliest)
             except BaseException:
                 cursor.close()
                 raise
@@ -359,7 +379,7 @@ class Engine:
             cursor.close()
             raise UnsupportedError("push queries that join are not supported yet: "
                                    "CREATE TABLE/STREAM … AS SELECT it, then push-query the result")
-        return QueryRunner("transient", plan, cursor, self.log, start_at_end=not earliest)
+        return QueryRunner("transient", plan, cursor, log, start_at_end=not earliest)
 
     # -- metadata hooks used by the conformance runner --------------------------------------------------
     def describe_source(self, name: str) -> dict[str, Any] | None:

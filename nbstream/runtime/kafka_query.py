@@ -1,23 +1,51 @@
-"""A persistent query between Kafka topics, with its input offsets in a consumer group.
+"""Persistent queries between Kafka topics: the engine's runners over the staged Kafka log.
 
-It is the SQL micro-batch path of :class:`~nbstream.runtime.query.QueryRunner` unchanged: each
-batch is fetched from Kafka into a DuckDB temporary table (:class:`~nbstream.log.staged.StagedKafkaLog`),
-evaluated, and its output produced to the sink topic (acks=all) before the batch's DuckDB
-transaction commits; then the next input offsets are committed to the query's consumer group
-``nbstream-<query id>``.
+Every runner — stateless (:class:`KafkaQueryRunner`), aggregation (:class:`KafkaAggregateRunner`),
+join (:class:`KafkaJoinRunner`), aggregation over a join (:class:`KafkaJoinAggregateRunner`), and
+the materialization of a TABLE over a Kafka topic (:class:`KafkaMaterializer`) — is the SQL
+micro-batch runner of the embedded log unchanged: each batch is fetched from Kafka into DuckDB
+(:class:`~nbstream.log.staged.StagedKafkaLog`) and evaluated; its output is produced to the sink
+topic (acks=all) *inside* the batch's DuckDB transaction, which then commits the query's state
+and its input offsets together. Once it committed, the input offsets are committed to the
+query's consumer group ``nbstream-<query id>`` too (so Kafka tools see the query's lag).
 
 Delivery is **at-least-once**: a crash (or a failed batch that is retried) after the output was
-produced but before the offsets were committed produces that output again when the query resumes.
-Output is not transactional (the test broker refuses transactional and idempotent producers).
+produced but before the DuckDB transaction committed produces that batch's output again when the
+query resumes — the same records, since the state they were computed from rolled back with the
+offsets. A consumer that needs each change once deduplicates by key (and window) and input
+position; a TABLE's changelog needs nothing, a repeated upsert being harmless. Output is not
+transactional (the test broker refuses transactional and idempotent producers).
+
+Where a query resumes: the offsets in the engine's database, committed with the state. A stateless
+query with none there (a new in-memory engine) resumes from its consumer group; a stateful one
+starts from the beginning of its inputs, since its state was lost with the database (an engine
+with ``path=`` keeps both).
+
+Failures: a broker that does not answer stalls the query — its state is ``STALLED`` and its error
+says why — and it retries (at most every :data:`RETRY_SECONDS`), resuming where it stopped once the
+broker is back. A topic of the query that no longer exists fails it: state ``ERROR``, an
+:class:`~nbstream.errors.ExecutionError` naming the topic, and no further batches.
 """
 
 from __future__ import annotations
 
-import duckdb
+import time
+from collections.abc import Mapping
 
+from nbstream.catalog.catalog import PersistentQuery
+from nbstream.errors import ExecutionError, LogError
+from nbstream.log.kafka import BrokerUnavailable, KafkaLog
 from nbstream.log.staged import StagedKafkaLog
-from nbstream.plan.logical import StatelessPlan
+from nbstream.runtime.aggregate import AggregateRunner
+from nbstream.runtime.join import SIDE_STRIDE, JoinAggregateRunner, JoinRunner
+from nbstream.runtime.materialize import Materializer
 from nbstream.runtime.query import QueryRunner
+
+#: Seconds a stalled query waits before trying the broker again.
+RETRY_SECONDS = 1.0
+
+#: The state of a query waiting for an unreachable broker.
+STALLED = "STALLED"
 
 
 def consumer_group(query_id: str) -> str:
@@ -25,24 +53,131 @@ def consumer_group(query_id: str) -> str:
     return f"nbstream-{query_id}"
 
 
-class KafkaQueryRunner(QueryRunner):
-    """Runs a stateless persistent query from one Kafka topic to another (at-least-once)."""
+class KafkaInput(QueryRunner):
+    """What every runner over Kafka adds to its batches: the consumer group commit after each
+    one, stalls while the broker is away, and failure when a topic of the query is gone."""
 
-    def __init__(self, query_id: str, plan: StatelessPlan, con: duckdb.DuckDBPyConnection,
-                 log: StagedKafkaLog) -> None:
-        self.kafka = log.kafka
-        self.group = consumer_group(query_id)
-        super().__init__(query_id, plan, con, log)
+    query: PersistentQuery | None = None
+    #: Whether input offsets go to a consumer group (a table's materialization keeps them here only).
+    commits_group = True
+    _failure: str | None = None
+    _retry_at = 0.0
+    _group_behind = False
+
+    @property
+    def kafka(self) -> KafkaLog:
+        assert isinstance(self.log, StagedKafkaLog)
+        return self.log.kafka
+
+    @property
+    def group(self) -> str:
+        return consumer_group(self.query_id)
+
+    def report_to(self, query: PersistentQuery) -> None:
+        """Show stalls and failures in ``query``'s state (what SHOW QUERIES and status list)."""
+        self.query = query
+
+    def positions(self) -> dict[str, dict[int, int]]:
+        """The next input offset of every partition read, by topic."""
+        return {self.plan.scan.topic: dict(self.offsets)}
+
+    def topics(self) -> list[str]:
+        """The topics the query reads and writes."""
+        sink = self.sink
+        return [*self.positions(), *([sink.topic] if sink is not None else [])]
+
+    def step(self) -> int:
+        """One micro-batch (0 while stalled or failed); its input offsets go to the consumer group
+        once its output is in Kafka and its state committed."""
+        if self._failure is not None or time.monotonic() < self._retry_at:
+            return 0
+        try:
+            consumed = super().step()
+            if self.commits_group and (consumed or self._group_behind):
+                self._group_behind = True
+                for topic, offsets in self.positions().items():
+                    self.kafka.commit_offsets(self.group, topic, offsets)
+                self._group_behind = False
+        except BrokerUnavailable as error:
+            self._stall(error)
+            return 0
+        except LogError as error:
+            self._fail_if_topic_gone(error)
+            raise
+        self._resume()
+        return consumed
+
+    def _stall(self, error: BrokerUnavailable) -> None:
+        self._retry_at = time.monotonic() + RETRY_SECONDS
+        self.stats.last_error = f"waiting for Kafka (retrying): {error}"
+        if self.query is not None and self.query.state == "RUNNING":
+            self.query.state = STALLED
+
+    def _resume(self) -> None:
+        if self.query is not None and self.query.state == STALLED:
+            self.query.state = "RUNNING"
+            self.stats.last_error = None
+
+    def _fail_if_topic_gone(self, error: LogError) -> None:
+        """Fail the query for good if one of its topics was deleted (else ``error`` is raised as is)."""
+        try:
+            gone = [t for t in self.topics() if self.kafka.topic(t) is None]
+        except BrokerUnavailable as unavailable:
+            self._stall(unavailable)
+            return
+        if not gone:
+            return
+        self._failure = (f"query {self.query_id} stopped: topic '{gone[0]}' was deleted from Kafka at "
+                         f"{self.kafka.bootstrap} while it ran (TERMINATE {self.query_id}, or recreate the "
+                         "topic and the query)")
+        self.stats.last_error = self._failure
+        if self.query is not None:
+            self.query.state = "ERROR"
+        raise ExecutionError(self._failure) from error
+
+
+class KafkaQueryRunner(KafkaInput):
+    """A stateless persistent query from one Kafka topic to another."""
 
     def _load_offsets(self) -> dict[int, int]:
         """The group's committed offsets; offsets the engine's own database holds take precedence
         (they are committed first, so they are never behind the group's)."""
-        committed = self.kafka.committed_offsets(self.group, self.plan.scan.topic)
+        assert isinstance(self.log, StagedKafkaLog)
+        committed = self.log.kafka.committed_offsets(consumer_group(self.query_id), self.plan.scan.topic)
         return {**committed, **super()._load_offsets()}
 
-    def step(self) -> int:
-        """One micro-batch; its input offsets are committed to the group once its output is in Kafka."""
-        consumed = super().step()
-        if consumed:
-            self.kafka.commit_offsets(self.group, self.plan.scan.topic, self.offsets)
-        return consumed
+
+class KafkaAggregateRunner(KafkaInput, AggregateRunner):
+    """A GROUP BY (windowed or not) over a Kafka topic, its state in the engine's DuckDB."""
+
+
+def _join_positions(join: JoinRunner, offsets: Mapping[int, int]) -> dict[str, dict[int, int]]:
+    """The join's input offsets by topic; a topic read by two sides (a self-join) commits the
+    lesser offset of each partition (nothing unprocessed is ever marked consumed)."""
+    out: dict[str, dict[int, int]] = {}
+    for slot, offset in offsets.items():
+        side, partition = divmod(slot, SIDE_STRIDE)
+        topic = out.setdefault(join.join.sides[side].scan.topic, {})
+        topic[partition] = min(offset, topic.get(partition, offset))
+    return out
+
+
+class KafkaJoinRunner(KafkaInput, JoinRunner):
+    """A join of Kafka topics, its tables' and windows' state in the engine's DuckDB."""
+
+    def positions(self) -> dict[str, dict[int, int]]:
+        return _join_positions(self, self.offsets)
+
+
+class KafkaJoinAggregateRunner(KafkaInput, JoinAggregateRunner):
+    """A GROUP BY over a join of Kafka topics."""
+
+    def positions(self) -> dict[str, dict[int, int]]:
+        return _join_positions(self._join, self.offsets)
+
+
+class KafkaMaterializer(KafkaInput, Materializer):
+    """The materialized state of a TABLE over a Kafka topic (what pull queries read); its offsets
+    live in the engine's database only."""
+
+    commits_group = False

@@ -1,5 +1,6 @@
 """The engine on Kafka: a stateless CREATE STREAM AS SELECT between topics of a real broker, its
-output checked with an independent aiokafka consumer, and a restart that neither loses nor repeats."""
+output checked with an independent aiokafka consumer, and a restart that neither loses nor repeats.
+Stateful queries, push and pull queries and failures: test_kafka_stateful."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from kafka_reader import read_all
 
 from nbstream import Engine
-from nbstream.errors import CatalogError, UnsupportedError
+from nbstream.errors import CatalogError
 from nbstream.runtime.kafka_query import consumer_group
 
 _runs = itertools.count()
@@ -82,22 +83,6 @@ def test_a_restarted_engine_resumes_from_the_committed_offsets(kafka_bootstrap: 
         second.run_until_idle()
     out = read_topic(kafka_bootstrap, f"big-{run}", 2)
     assert sorted(v["DOUBLED"] for _p, _k, v, _ts in out) == [2 * (50 + i) for i in range(15)]
-
-
-def test_aggregations_on_kafka_are_refused_before_anything_is_created(kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
-        engine.execute(ddl(run))
-        with pytest.raises(UnsupportedError, match="aggregations and joins between Kafka topics"):
-            engine.execute("CREATE TABLE totals AS SELECT region, SUM(amount) AS s FROM orders GROUP BY region;")
-        assert engine.catalog.find("TOTALS") is None
-        assert engine.log.topic("TOTALS") is None
-
-
-def test_push_queries_on_kafka_are_refused(kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
-        engine.execute(ddl(run))
-        with pytest.raises(UnsupportedError, match="push queries on Kafka"):
-            engine.transient_runner("SELECT * FROM orders EMIT CHANGES;")
 
 
 def test_create_stream_creates_its_kafka_topic_or_validates_an_existing_one(kafka_bootstrap: str, run: int) -> None:

@@ -148,11 +148,29 @@ def test_another_client_producing_the_same_keys_agrees_on_partitions(log: KafkaL
     assert all(partition_of[(k, b"nbstream")] == partition_of[(k, b"aiokafka")] for k in keys)
 
 
-def test_windowed_keys_are_refused_until_their_kafka_form_is_settled(log: KafkaLog) -> None:
-    name = fresh()
-    log.create_topic(name, 1)
-    with pytest.raises(LogError, match="windowed keys"):
-        log.append(name, batch([{"key": b"k", "value": b"v", "win_start": 0, "win_end": 10, "win_type": "TIME"}]))
+def test_windowed_keys_are_written_as_kafka_streams_does_and_read_back(log: KafkaLog, kafka_bootstrap: str) -> None:
+    time_topic, session_topic = fresh(), fresh()
+    log.create_topic(time_topic, 4)
+    log.create_topic(session_topic, 4)
+    keys = [f"key-{i}".encode() for i in range(12)]
+    log.append(time_topic, batch([{"key": k, "value": b"v", "win_start": 1000 * i, "win_end": 1000 * i + 500,
+                                   "win_type": "TIME"} for i, k in enumerate(keys)]))
+    log.append(session_topic, batch([{"key": b"s", "value": b"v", "win_start": 7, "win_end": 9,
+                                      "win_type": "SESSION"}]))
+    # an independent consumer sees Kafka Streams' form: key, then the window start (session: end, start)
+    partitioner = DefaultPartitioner()
+    seen = {m.key: m.partition for m in read_all(kafka_bootstrap, time_topic, 4)}
+    assert seen == {k + (1000 * i).to_bytes(8, "big"): partitioner(k, [0, 1, 2, 3], [0, 1, 2, 3])
+                    for i, k in enumerate(keys)}
+    [session] = read_all(kafka_bootstrap, session_topic, 4)
+    assert session.key == b"s" + (9).to_bytes(8, "big") + (7).to_bytes(8, "big")
+    log.declare_window(time_topic, "TUMBLING", 500)
+    log.declare_window(session_topic, "SESSION", None)
+    back = log.read(time_topic).to_pylist()
+    assert sorted((r["key"], r["win_start"], r["win_end"], r["win_type"]) for r in back) == sorted(
+        (k, 1000 * i, 1000 * i + 500, "TIME") for i, k in enumerate(keys))
+    [row] = log.read(session_topic).to_pylist()
+    assert (row["key"], row["win_start"], row["win_end"], row["win_type"]) == (b"s", 7, 9, "SESSION")
 
 
 def test_the_test_broker_refuses_idempotent_producers(kafka_bootstrap: str) -> None:

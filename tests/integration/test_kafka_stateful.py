@@ -1,0 +1,322 @@
+"""Stateful queries between topics of a real Kafka-compatible broker: windowed aggregations and
+joins over several partitions, push and pull queries, restarts and crashes of the engine, a broker
+that goes away and a topic deleted under a running query. Output is checked with an independent
+aiokafka consumer (:mod:`kafka_reader`), keys and partitions as the Java client and Kafka Streams
+write them."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from kafka_broker import free_port, tansu_binary, wait_for_port
+from kafka_reader import read_all
+
+from nbstream import Engine
+from nbstream.errors import ExecutionError
+from nbstream.runtime.kafka_query import RETRY_SECONDS, STALLED, KafkaAggregateRunner, consumer_group
+
+#: Tansu 0.6 refuses idempotent producers (InitProducerId): see test_kafka_log.
+CLIENT_OPTIONS: dict[str, Any] = {"enable_idempotence": False}
+
+MINUTE = 60_000
+_runs = itertools.count()
+
+
+@pytest.fixture
+def run() -> Iterator[int]:
+    """A number naming this test's topics (the broker lives for the whole session)."""
+    yield next(_runs)
+
+
+def orders_ddl(n: int) -> str:
+    return f"""CREATE STREAM orders (id VARCHAR KEY, amount INT, region VARCHAR)
+                 WITH (kafka_topic='s-orders-{n}', value_format='JSON', partitions=3);"""
+
+
+def windowed_ddl(n: int) -> str:
+    return orders_ddl(n) + f"""
+        CREATE TABLE per_minute WITH (kafka_topic='s-per-minute-{n}', partitions=2) AS
+          SELECT region, COUNT(*) AS n, SUM(amount) AS total FROM orders
+          WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY region EMIT CHANGES;"""
+
+
+def order_rows(first: int, count: int) -> list[tuple[str, int, str, int]]:
+    """Orders ``first`` … ``first + count - 1``: (id, amount, region, ts), ten seconds apart."""
+    return [(f"o{i}", i % 17, ("eu", "us", "apac")[i % 3], 1_000 + 10_000 * i) for i in range(first, first + count)]
+
+
+def produce_orders(engine: Engine, rows: list[tuple[str, int, str, int]]) -> None:
+    engine.produce_batch("ORDERS", pd.DataFrame(rows, columns=["id", "amount", "region", "ts"]),
+                         key="id", timestamp="ts")
+
+
+def expected_windows(rows: list[tuple[str, int, str, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(region, window start) -> (count, total) of one-minute tumbling windows."""
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for _id, amount, region, ts in rows:
+        n, total = out.get((region, ts // MINUTE * MINUTE), (0, 0))
+        out[(region, ts // MINUTE * MINUTE)] = (n + 1, total + amount)
+    return out
+
+
+def windowed_output(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, str, int, int, int]]:
+    """(partition, region, window start, N, TOTAL) of every record, in each partition's order, as
+    an independent consumer reads them: the key is the region then the window start (8 bytes,
+    big-endian), as Kafka Streams' TimeWindowedSerializer writes it."""
+    out = []
+    for m in read_all(bootstrap, topic, partitions):
+        value = json.loads(m.value)
+        out.append((m.partition, m.key[:-8].decode(), int.from_bytes(m.key[-8:], "big"), value["N"], value["TOTAL"]))
+    return out
+
+
+def last_per_window(records: list[tuple[int, str, int, int, int]]) -> dict[tuple[str, int], tuple[int, int]]:
+    """The latest value of each (region, window): a table's changelog read into its state."""
+    return {(region, start): (n, total) for _p, region, start, n, total in records}
+
+
+# -- windowed aggregation ------------------------------------------------------------------------------
+
+
+def test_a_windowed_aggregation_writes_kafka_streams_windowed_keys_partitioned_like_the_java_client(
+        kafka_bootstrap: str, run: int) -> None:
+    rows = order_rows(0, 60)
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(windowed_ddl(run))
+        produce_orders(engine, rows)
+        assert engine.run_until_idle() >= len(rows)
+        [query] = engine.catalog.running()
+        kafka = engine.log.kafka  # type: ignore[attr-defined]
+        input_ends = dict(kafka.require(f"s-orders-{run}").end_offsets)
+        assert len([p for p, end in input_ends.items() if end > 0]) == 3  # the input spans partitions
+        assert kafka.committed_offsets(consumer_group(query.id), f"s-orders-{run}") == input_ends
+    out = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
+    assert len(out) == len(rows)  # EMIT CHANGES: one change per order
+    assert last_per_window(out) == expected_windows(rows)
+    partitioner = DefaultPartitioner()
+    assert all(p == partitioner(region.encode(), [0, 1], [0, 1]) for p, region, *_ in out)
+    # each window's changes count up in order within its partition
+    for key, changes in itertools.groupby(sorted(out, key=lambda r: (r[1], r[2])), key=lambda r: (r[1], r[2])):
+        assert [n for *_k, n, _t in changes] == list(range(1, expected_windows(rows)[key][0] + 1))
+
+
+def test_a_pull_query_reads_a_windowed_table_materialized_from_kafka(kafka_bootstrap: str, run: int) -> None:
+    rows = order_rows(0, 30)
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(windowed_ddl(run))
+        produce_orders(engine, rows)
+        engine.run_until_idle()
+        frame = engine.query("SELECT region, windowstart, n, total FROM per_minute WHERE region = 'eu';")
+    expected = {(r, s): v for (r, s), v in expected_windows(rows).items() if r == "eu"}
+    assert {("eu", ws): (n, t) for ws, n, t in zip(frame["WINDOWSTART"], frame["N"], frame["TOTAL"],
+                                                   strict=True)} == expected
+
+
+# -- joins ---------------------------------------------------------------------------------------------
+
+
+def test_a_stream_table_join_looks_each_order_up_in_the_table_as_it_was_when_the_order_came(
+        kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(orders_ddl(run) + f"""
+            CREATE TABLE managers (region VARCHAR PRIMARY KEY, manager VARCHAR)
+              WITH (kafka_topic='s-managers-{run}', value_format='JSON', partitions=2);
+            CREATE STREAM enriched WITH (kafka_topic='s-enriched-{run}', partitions=2) AS
+              SELECT o.region, o.id, o.amount, m.manager FROM orders o JOIN managers m ON o.region = m.region;""")
+        managers = pd.DataFrame([("eu", "ann", 0), ("us", "bob", 0)], columns=["region", "manager", "ts"])
+        engine.produce_batch("MANAGERS", managers, key="region", timestamp="ts")
+        produce_orders(engine, order_rows(0, 12))
+        engine.run_until_idle()
+        # a later change of the table: orders after it see the new row, none before it change
+        engine.produce_batch("MANAGERS", pd.DataFrame([("eu", "eve", 200_000)], columns=["region", "manager", "ts"]),
+                             key="region", timestamp="ts")
+        produce_orders(engine, order_rows(12, 12))
+        engine.run_until_idle()
+    out = read_all(kafka_bootstrap, f"s-enriched-{run}", 2)
+    joined = sorted((json.loads(m.value)["ID"], m.key, json.loads(m.value)["MANAGER"]) for m in out)
+    expected = sorted((order, region.encode(), {"eu": "ann" if ts < 200_000 else "eve", "us": "bob"}[region])
+                      for order, _a, region, ts in order_rows(0, 24) if region != "apac")  # INNER: apac has none
+    assert joined == expected
+    partitioner = DefaultPartitioner()
+    assert all(m.partition == partitioner(m.key, [0, 1], [0, 1]) for m in out)
+
+
+def test_a_stream_stream_join_pairs_records_within_the_window_across_partitions(
+        kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(orders_ddl(run) + f"""
+            CREATE STREAM shipments (id VARCHAR KEY, carrier VARCHAR)
+              WITH (kafka_topic='s-shipments-{run}', value_format='JSON', partitions=3);
+            CREATE STREAM shipped WITH (kafka_topic='s-shipped-{run}', partitions=3) AS
+              SELECT o.id, o.amount, s.carrier FROM orders o
+              JOIN shipments s WITHIN 1 MINUTE ON o.id = s.id;""")
+        orders = order_rows(0, 10)
+        produce_orders(engine, orders)
+        # o0..o4 ship 30 s after their order (inside the window), o5..o9 ten minutes later (outside)
+        ships = [(f"o{i}", f"c{i}", ts + (30_000 if i < 5 else 600_000)) for i, (_id, _a, _r, ts) in enumerate(orders)]
+        engine.produce_batch("SHIPMENTS", pd.DataFrame(ships, columns=["id", "carrier", "ts"]), key="id",
+                             timestamp="ts")
+        engine.run_until_idle()
+    out = read_all(kafka_bootstrap, f"s-shipped-{run}", 3)
+    assert sorted((m.key, json.loads(m.value)["CARRIER"]) for m in out) == [(f"o{i}".encode(), f"c{i}")
+                                                                             for i in range(5)]
+    partitioner = DefaultPartitioner()
+    assert all(m.partition == partitioner(m.key, [0, 1, 2], [0, 1, 2]) for m in out)
+
+
+# -- push queries --------------------------------------------------------------------------------------
+
+
+async def _collect(engine: Engine, sql: str) -> list[dict[str, Any]]:
+    return [row async for row in engine.push(sql)]
+
+
+def test_a_push_query_streams_the_rows_of_a_kafka_topic(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, properties={"auto.offset.reset": "earliest"}, **CLIENT_OPTIONS) as engine:
+        engine.execute(orders_ddl(run))
+        produce_orders(engine, order_rows(0, 9))
+        rows = asyncio.run(_collect(engine, "SELECT id, amount FROM orders WHERE region = 'eu' EMIT CHANGES LIMIT 3;"))
+    assert sorted(r["ID"] for r in rows) == ["o0", "o3", "o6"]
+
+
+def test_an_aggregating_push_query_streams_the_changes_of_a_kafka_topic(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, properties={"auto.offset.reset": "earliest"}, **CLIENT_OPTIONS) as engine:
+        engine.execute(orders_ddl(run))
+        produce_orders(engine, order_rows(0, 9))
+        rows = asyncio.run(_collect(engine, "SELECT region, COUNT(*) AS n FROM orders GROUP BY region "
+                                            "EMIT CHANGES LIMIT 9;"))
+    assert sorted((r["REGION"], r["N"]) for r in rows) == sorted((region, n) for region in ("eu", "us", "apac")
+                                                                 for n in (1, 2, 3))
+
+
+# -- restarts and crashes ------------------------------------------------------------------------------
+
+
+def test_a_restarted_engine_continues_a_windowed_aggregation_without_loss_or_duplicates(
+        kafka_bootstrap: str, run: int, tmp_path: Path) -> None:
+    rows = order_rows(0, 40)
+    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as first:
+        first.execute(windowed_ddl(run))
+        produce_orders(first, rows[:25])
+        first.run_until_idle()
+    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as second:  # state and offsets restored
+        produce_orders(second, rows[25:])
+        second.run_until_idle()
+    out = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
+    assert len(out) == len(rows)
+    assert last_per_window(out) == expected_windows(rows)
+
+
+class _Crash(BaseException):
+    """Stands for the process dying (not an error any code handles)."""
+
+
+def test_a_crash_after_the_output_was_produced_repeats_only_that_batch_on_restart(
+        kafka_bootstrap: str, run: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = order_rows(0, 30)
+    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as first:
+        first.execute(windowed_ddl(run))
+        produce_orders(first, rows)
+        [runner] = first._runners.values()
+        assert isinstance(runner, KafkaAggregateRunner)
+        assert runner.step() > 0  # one partition's batch, committed
+        done = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
+
+        def die(self: KafkaAggregateRunner, ranges: Any) -> None:
+            raise _Crash  # the output of this batch is in Kafka; its state and offsets are not committed
+
+        monkeypatch.setattr(KafkaAggregateRunner, "_commit_offsets", die)
+        with pytest.raises(_Crash):
+            runner.step()
+        monkeypatch.undo()
+        after = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
+        interrupted = list((collections.Counter(after) - collections.Counter(done)).elements())
+        assert interrupted  # the crash came after the batch's output was acknowledged
+    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as second:
+        second.run_until_idle()
+    out = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
+    # no loss: the table read from the topic is the aggregation of every order
+    assert last_per_window(out) == expected_windows(rows)
+    # duplicates only as documented: the interrupted batch's records, written again alike
+    repeats = collections.Counter(out) - collections.Counter(set(out))
+    assert sorted(repeats.elements()) == sorted(interrupted)
+    assert len(out) == len(rows) + len(interrupted)
+
+
+# -- failures ------------------------------------------------------------------------------------------
+
+
+def test_a_topic_deleted_under_a_running_query_fails_that_query_with_a_clear_error(
+        kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(windowed_ddl(run))
+        produce_orders(engine, order_rows(0, 6))
+        engine.run_until_idle()
+        [query] = engine.catalog.running()
+        engine.log.kafka.delete_topic(f"s-orders-{run}")  # type: ignore[attr-defined]
+        with pytest.raises(ExecutionError, match=f"topic 's-orders-{run}' was deleted"):
+            engine.run_until_idle()
+        assert query.state == "ERROR"
+        assert f"s-orders-{run}" in (query.runner.stats.last_error or "")
+        assert engine.run_until_idle() == 0  # a failed query takes no more batches
+
+
+@pytest.fixture
+def own_broker() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A broker of this test alone, and its process (to stop and continue it)."""
+    port = free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    process = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url",
+                                url, "--storage-engine", "memory://tansu/"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield f"127.0.0.1:{port}", process
+    finally:
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_broker_that_goes_away_stalls_the_query_in_its_status_and_it_resumes_without_loss(
+        own_broker: tuple[str, subprocess.Popen[bytes]]) -> None:
+    # The broker is stopped (SIGSTOP) rather than killed: Tansu's in-memory storage would come back
+    # empty after a restart — to a query, that is its topics deleted (the test above).
+    bootstrap, broker = own_broker
+    rows = order_rows(0, 30)
+    with Engine(kafka=bootstrap, request_timeout_ms=1000, call_timeout_s=3, **CLIENT_OPTIONS) as engine:
+        engine.execute(windowed_ddl(0))
+        produce_orders(engine, rows[:15])
+        engine.run_until_idle()
+        [query] = engine.catalog.running()
+        produce_orders(engine, rows[15:])  # pending when the broker goes away
+        broker.send_signal(signal.SIGSTOP)
+        try:
+            assert engine.run_until_idle() == 0
+            [show] = engine.execute("SHOW QUERIES;")
+            assert {row[0]: row[1] for row in show.rows}[query.id] == STALLED
+            assert "waiting for Kafka" in (query.runner.stats.last_error or "")
+            assert engine.catalog.running() == [query]  # stalled, not stopped
+        finally:
+            broker.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while query.state == STALLED and time.monotonic() < deadline:
+            time.sleep(RETRY_SECONDS)
+            engine.run_until_idle()
+        assert (query.state, query.runner.stats.last_error) == ("RUNNING", None)
+        engine.run_until_idle()
+    out = windowed_output(bootstrap, "s-per-minute-0", 2)
+    assert last_per_window(out) == expected_windows(rows)
+    assert len(out) == len(rows)  # it stalled before producing anything: no duplicates either
