@@ -84,11 +84,15 @@ class NotebookEngine(Engine):
     produce_batch = _locked(Engine.produce_batch)
     consume = _locked(Engine.consume)
     run_until_idle = _locked(Engine.run_until_idle)
+    source = _locked(Engine.source)
 
     def step_all(self) -> int:
-        """One round: every running query and every materialization processes one micro-batch,
-        each under the lock. Returns the records consumed; failing queries are marked ``ERROR``."""
-        consumed = 0
+        """One round: connectors and Python sources write the records due, then every running
+        query and every materialization processes one micro-batch, each under the lock. Returns
+        the records written and consumed; failing queries are marked ``ERROR``, failing
+        connectors ``FAILED``."""
+        with self.lock:
+            consumed = self.connectors.step(on_error=self._connector_failed)
         for query_id, worker in self._workers():
             with self.lock:
                 if not self._still_running(query_id):
@@ -144,6 +148,9 @@ class NotebookEngine(Engine):
         else:
             self._materializers = {k: v for k, v in self._materializers.items() if v is not worker}
         self.background.failures.append(f"{query_id or 'materialization'}: {worker.stats.last_error}")
+
+    def _connector_failed(self, what: str, error: Exception) -> None:
+        self.background.failures.append(f"connector {what}: {type(error).__name__}: {error}")
 
     def persistent_queries(self) -> list[PersistentQuery]:
         """Every persistent query the catalog knows, in creation order."""

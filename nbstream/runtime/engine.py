@@ -19,6 +19,8 @@ import pyarrow as pa
 
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import Catalog, PersistentQuery, Source
+from nbstream.connectors.python_source import Data, PythonSource
+from nbstream.connectors.running import Connectors
 from nbstream.errors import ExecutionError, LogError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for, register_udfs
 from nbstream.log.base import RECORD_SCHEMA, Record, SqlLog
@@ -55,7 +57,7 @@ DUCKDB_THREADS = 2
 
 #: Statements replayed on restart (they define the catalog and the queries).
 _DURABLE = (ast.CreateSource, ast.CreateAsSelect, ast.InsertInto, ast.Drop, ast.Terminate,
-            ast.SetProperty, ast.UnsetProperty)
+            ast.SetProperty, ast.UnsetProperty, ast.CreateConnector, ast.DropConnector)
 
 
 class Engine:
@@ -94,6 +96,7 @@ class Engine:
         self.con.execute("CREATE TABLE IF NOT EXISTS __statements (seq INTEGER PRIMARY KEY, sql VARCHAR)")
         self.log.create_topic(PROCESSING_LOG_TOPIC, 1)
         self.catalog.add(processing_log_source())
+        self.connectors = Connectors(self.con, self.log)
         self._restore()
 
     @staticmethod
@@ -197,12 +200,14 @@ class Engine:
         """Process all pending input of every query, in creation order; returns records consumed.
 
         Like ksqlDB's test driver, each query drains its input before the next one runs, and the
-        round repeats until no query has input left (or ``max_seconds`` passed).
+        round repeats until no query has input left (or ``max_seconds`` passed). Each round starts
+        with connectors and Python sources writing the records due at the time of the call.
         """
         deadline = None if max_seconds is None else time.monotonic() + max_seconds
         total = 0
+        now = self.connectors.clock()
         while deadline is None or time.monotonic() < deadline:
-            progressed = 0
+            progressed = self.connectors.step(now)
             for worker in [*self._runners.values(), *self._materializers.values()]:
                 while (n := worker.step()) > 0:
                     progressed += n
@@ -260,6 +265,26 @@ class Engine:
         if source is None:
             raise LogError(f"produce_batch needs a stream or table over topic '{topic}' to know its format")
         return encode_frame(self.con, self.log, source, data, key=key, timestamp=timestamp)
+
+    def source(self, topic: str, data: Data, *, rate: float | None = None, key: str | None = None,
+               timestamp: str | None = None) -> PythonSource:
+        """Feed ``data`` (a DataFrame, Arrow table, iterable or async iterable of dicts) into
+        ``topic`` from the engine's loop, ``rate`` records per second or as fast as it steps;
+        ``key``/``timestamp`` name the columns holding the key and epoch-ms record times (default:
+        the time of the step). Returns the source's handle (``.stop()``, ``.status``,
+        ``.produced``); see :mod:`nbstream.connectors.python_source`. The topic needs a stream
+        or table over it, whose format the records are written in; sources are not durable.
+        """
+        topic = self.resolve_topic(topic)
+        stream = self._format_source(topic)
+        if stream is None:
+            raise LogError(f"source needs a stream or table over topic '{topic}' to know its format")
+
+        def append(batch: pa.Table, key_column: str | None, ts_column: str | None) -> int:
+            return encode_frame(self.con, self.log, stream, batch, key=key_column, timestamp=ts_column)
+
+        return self.connectors.add_python_source(
+            PythonSource(topic, data, append, rate=rate, key=key, timestamp=timestamp))
 
     def resolve_topic(self, name: str) -> str:
         """``name`` if it is a topic, else the topic of the stream or table called ``name``."""

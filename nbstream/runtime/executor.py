@@ -61,7 +61,7 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
     replaces_source = stmt.is_source or (existing is not None and existing.is_source)
     _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and replaces_source)
     if not stmt.columns:
-        raise UnsupportedError(f"{stmt.name}: a column list is needed (schema inference needs a schema registry)")
+        stmt = _with_connector_columns(engine, stmt)
     props = dict(stmt.properties)
     schema = _schema_of(stmt)
     key_format, value_format = _formats(engine, props, stmt.name)
@@ -87,6 +87,23 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
     engine.catalog.add(source, replace=stmt.or_replace)
     engine.on_source_added(source)
     return StatementResult(stmt.text, f"{stmt.kind.title()} created", source=source.name)
+
+
+def _with_connector_columns(engine: Engine, stmt: ast.CreateSource) -> ast.CreateSource:
+    """``stmt`` with the columns of the connector writing its topic (a CREATE without columns)."""
+    topic = _require_topic_name(stmt.properties, stmt.name)
+    found = engine.connectors.schema_for_topic(topic, stmt.kind)
+    if found is None:
+        raise CatalogError(f"{stmt.kind} {stmt.name} has no columns, and no schema is known for topic '{topic}' "
+                           "(only a connector's topic has one): declare the columns, e.g. "
+                           f"CREATE {stmt.kind} {stmt.name} (ID VARCHAR KEY, …) WITH (…)")
+    connector, schema = found
+    if schema is None:
+        raise CatalogError(f"TABLE {stmt.name} has no columns, and the records connector {connector} writes to "
+                           f"'{topic}' have no string key for its PRIMARY KEY: declare the columns")
+    key_role: ast.ColumnRole = "PRIMARY KEY" if stmt.kind == "TABLE" else "KEY"
+    columns = tuple(ast.ColumnDef(c.name, c.type, key_role if c.role == "KEY" else "VALUE") for c in schema.columns)
+    return replace(stmt, columns=columns)
 
 
 def _declared_window(props: Mapping[str, Any]) -> WindowInfo | None:
@@ -246,7 +263,6 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     _check_copartitioned(engine, plan)
     plan = _fit_key_format(engine, plan, props)
     plan = _with_runtime_config(engine, plan)
-    engine.check_runnable(plan)
     planned = plan.sink
     assert planned is not None  # planned with a target, so it has a sink
     sink = replace(planned, value_properties=_wrap_default(engine, planned.value_format, planned.value_properties,
@@ -405,6 +421,16 @@ def exec_Drop(engine: Engine, stmt: ast.Drop) -> StatementResult:
     if stmt.delete_topic and not engine.catalog.sources_on_topic(source.topic):
         engine.log.delete_topic(source.topic)
     return StatementResult(stmt.text, f"Source `{stmt.name}` (topic: {source.topic}) was dropped.")
+
+
+def exec_CreateConnector(engine: Engine, stmt: ast.CreateConnector) -> StatementResult:
+    if stmt.if_not_exists and stmt.name in engine.connectors.running:
+        return StatementResult(stmt.text, f"Connector {stmt.name} exists already")
+    return StatementResult(stmt.text, engine.connectors.create(stmt.kind, stmt.name, stmt.properties, stmt.text))
+
+
+def exec_DropConnector(engine: Engine, stmt: ast.DropConnector) -> StatementResult:
+    return StatementResult(stmt.text, engine.connectors.drop(stmt.name, stmt.if_exists))
 
 
 def exec_Terminate(engine: Engine, stmt: ast.Terminate) -> StatementResult:

@@ -18,8 +18,18 @@ def encode_frame(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source,
                  data: pd.DataFrame | pa.Table, *, key: str | None, timestamp: str | None) -> int:
     """Append every row of ``data`` to ``source``'s topic; returns the number of rows.
 
+    See :func:`append_frame`, which this calls in a transaction of its own.
+    """
+    return sum(append_frame(con, log, source, data, key=key, timestamp=timestamp).values())
+
+
+def append_frame(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source, data: pd.DataFrame | pa.Table, *,
+                 key: str | None, timestamp: str | None, commit: bool = True) -> dict[int, int]:
+    """Append every row of ``data`` to ``source``'s topic; returns the records written per partition.
+
     Frame columns match the source's columns case-insensitively; ``key`` names the frame column
-    holding the (single) key, ``timestamp`` the one holding epoch-ms record times.
+    holding the (single) key, ``timestamp`` the one holding epoch-ms record times. With
+    ``commit=False`` the caller's open transaction holds the append (see ``SqlLog.append_relation``).
     """
     table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(data, preserve_index=False)
     by_upper = {name.upper(): name for name in table.column_names}
@@ -49,7 +59,7 @@ def encode_frame(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source,
         sink = sink_of(source, log.require(source.topic).partitions)
         outputs = [passthrough(c) for c, _ in columns]
         con.execute(f"CREATE OR REPLACE TEMP VIEW __encoded AS {encode_rows_sql(sink, outputs, '__frame_rows')}")
-        return sum(log.append_relation(source.topic, "__encoded").values())
+        return log.append_relation(source.topic, "__encoded", commit=commit)
     finally:
         con.execute("DROP VIEW IF EXISTS __encoded")
         con.execute("DROP VIEW IF EXISTS __frame_rows")

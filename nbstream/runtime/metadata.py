@@ -51,6 +51,10 @@ def _show_properties(engine: Engine, extended: bool) -> tuple[tuple[str, ...], l
     return ("Property", "Value"), sorted((k, str(v)) for k, v in engine.properties.items())
 
 
+def _show_connectors(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    return ("Connector Name", "Type", "Class", "Status", "Kafka Topic", "Records"), engine.connectors.show_rows()
+
+
 _SHOW: dict[str, Callable[[Engine, bool], tuple[tuple[str, ...], list[tuple[Any, ...]]]]] = {
     "STREAMS": _show_sources("STREAM"),
     "TABLES": _show_sources("TABLE"),
@@ -58,6 +62,7 @@ _SHOW: dict[str, Callable[[Engine, bool], tuple[tuple[str, ...], list[tuple[Any,
     "QUERIES": _show_queries,
     "FUNCTIONS": _show_functions,
     "PROPERTIES": _show_properties,
+    "CONNECTORS": _show_connectors,
 }
 
 
@@ -95,6 +100,11 @@ def _describe_rows(engine: Engine, name: str, extended: bool) -> list[tuple[Any,
                 role = "writes" if source.name == query.sink else "reads"
                 rows.append((source.name, f"(query {role})", query.id))
     return rows
+
+
+def exec_DescribeConnector(engine: Engine, stmt: ast.DescribeConnector) -> StatementResult:
+    rows = tuple(engine.connectors.describe_rows(stmt.name))
+    return StatementResult(stmt.text, f"Connector {stmt.name}", ("Field", "Value"), rows)
 
 
 def exec_Explain(engine: Engine, stmt: ast.Explain) -> StatementResult:

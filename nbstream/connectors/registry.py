@@ -1,0 +1,89 @@
+"""The connector classes nbstream runs in-process, keyed by ``'connector.class'``.
+
+``CREATE SOURCE|SINK CONNECTOR name WITH ('connector.class'='…', …)`` looks its class up here:
+:func:`connector_class` accepts the class's short name or any alias (Kafka Connect's Java class
+names, so statements copied from ksqlDB tutorials run), case-insensitively, and an unknown name is
+a :class:`CatalogError` listing the known classes with the nearest one. A sink connector class
+(file, parquet, DuckDB, …) is added by calling :func:`register` with ``kind="SINK"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from nbstream.catalog.schema import LogicalSchema
+from nbstream.connectors.datagen import DatagenConnector
+from nbstream.errors import CatalogError, did_you_mean
+from nbstream.sql.ast import PropertyValue
+
+ConnectorKind = Literal["SOURCE", "SINK"]
+
+
+class Connector(Protocol):
+    """What the engine needs from a running connector (see :class:`DatagenConnector`)."""
+
+    name: str
+    topic: str
+    connector_class: str
+    kind: str
+
+    @property
+    def finished(self) -> bool: ...
+
+    def schema(self, kind: str) -> LogicalSchema | None:
+        """The columns of a STREAM/TABLE over :attr:`topic` declared without columns, if known."""
+        ...
+
+    def describe(self) -> list[tuple[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class ConnectorClass:
+    """A connector class: its name, kind, the aliases it answers to and how to create one."""
+
+    name: str
+    kind: ConnectorKind
+    create: Callable[[str, Mapping[str, PropertyValue]], Any]
+    aliases: tuple[str, ...] = ()
+
+
+_CLASSES: dict[str, ConnectorClass] = {}
+
+
+def register(cls: ConnectorClass) -> None:
+    """Make ``cls`` available under its name and aliases (case-insensitive)."""
+    for alias in (cls.name, *cls.aliases):
+        _CLASSES[alias.lower()] = cls
+
+
+def known_classes() -> list[ConnectorClass]:
+    """Every registered class once, in registration order."""
+    return list({id(c): c for c in _CLASSES.values()}.values())
+
+
+def connector_class(class_name: PropertyValue, kind: ConnectorKind, connector: str) -> ConnectorClass:
+    """The class ``'connector.class'`` names for a ``kind`` connector called ``connector``."""
+    if not isinstance(class_name, str) or not class_name:
+        raise CatalogError(f"connector {connector}: 'connector.class' is missing{_known_list(kind)}")
+    found = _CLASSES.get(class_name.lower())
+    if found is None:
+        names = [c.name for c in known_classes()]
+        raise CatalogError(f"connector {connector}: unknown connector.class '{class_name}'{_known_list(kind)}."
+                           f"{did_you_mean(class_name, names)}".rstrip("."))
+    if found.kind != kind:
+        raise CatalogError(f"connector {connector}: '{class_name}' is a {found.kind.lower()} connector class, "
+                           f"not a {kind.lower()} one{_known_list(kind)}")
+    return found
+
+
+def _known_list(kind: ConnectorKind) -> str:
+    names = [c.name for c in known_classes() if c.kind == kind]
+    if not names:
+        return f" (nbstream has no {kind.lower()} connector classes yet)"
+    return f" (known {kind.lower()} connector classes: {', '.join(names)})"
+
+
+register(ConnectorClass("datagen", "SOURCE", DatagenConnector,
+                        aliases=("DatagenSource", "io.confluent.kafka.connect.datagen.DatagenConnector")))
