@@ -139,13 +139,6 @@ class Engine:
         return self.properties.get(name)
 
     # -- queries -----------------------------------------------------------------------------------
-    def check_runnable(self, plan: Plan) -> None:
-        """Raise UnsupportedError if this engine's log cannot run ``plan`` (before it is registered)."""
-        if (isinstance(self.log, StagedKafkaLog) and isinstance(plan, AggregatePlan) and plan.window is not None
-                and plan.window.kind == "SESSION"):
-            raise UnsupportedError("SESSION windows between Kafka topics are not supported yet "
-                                   "(TUMBLING and HOPPING windows are)")
-
     def start_query(self, query: PersistentQuery, plan: Plan) -> None:
         """Register ``query`` and start running ``plan`` for it."""
         query.runner = self._runner_for(query.id, plan)
@@ -156,7 +149,6 @@ class Engine:
 
     def _runner_for(self, query_id: str, plan: Plan) -> QueryRunner:
         log = self.log
-        self.check_runnable(plan)
         if isinstance(log, StagedKafkaLog):
             return self._kafka_runner_for(query_id, plan, log)
         if isinstance(plan, StatelessPlan):

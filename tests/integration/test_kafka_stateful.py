@@ -112,6 +112,32 @@ def test_a_windowed_aggregation_writes_kafka_streams_windowed_keys_partitioned_l
         assert [n for *_k, n, _t in changes] == list(range(1, expected_windows(rows)[key][0] + 1))
 
 
+def test_a_session_window_aggregation_writes_session_keys_whose_merges_replace_the_merged_sessions(
+        kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(f"""CREATE STREAM clicks (id VARCHAR KEY, region VARCHAR)
+                             WITH (kafka_topic='s-clicks-{run}', value_format='JSON', partitions=1);
+            CREATE TABLE visits WITH (kafka_topic='s-visits-{run}', partitions=2) AS
+              SELECT region, COUNT(*) AS n FROM clicks WINDOW SESSION (30 SECONDS) GROUP BY region EMIT CHANGES;""")
+        clicks = [("c0", "eu", 1_000), ("c1", "us", 2_000), ("c2", "eu", 3_000), ("c3", "eu", 100_000)]
+        engine.produce_batch("CLICKS", pd.DataFrame(clicks, columns=["id", "region", "ts"]), key="id", timestamp="ts")
+        engine.run_until_idle()
+        pulled = engine.query("SELECT region, windowstart, windowend, n FROM visits;")
+    # Kafka Streams' session key: the key, then the session's end and start (8 bytes big-endian each);
+    # a session that grows is a tombstone of its old key and the new one
+    table: dict[bytes, int] = {}
+    for m in read_all(kafka_bootstrap, f"s-visits-{run}", 2):
+        if m.value is None:
+            del table[m.key]
+        else:
+            table[m.key] = json.loads(m.value)["N"]
+    sessions = {(k[:-16].decode(), int.from_bytes(k[-8:], "big"), int.from_bytes(k[-16:-8], "big")): n
+                for k, n in table.items()}
+    expected = {("eu", 1_000, 3_000): 2, ("us", 2_000, 2_000): 1, ("eu", 100_000, 100_000): 1}
+    assert sessions == expected
+    assert {(r, s, e): n for r, s, e, n in pulled.itertuples(index=False)} == expected
+
+
 def test_a_pull_query_reads_a_windowed_table_materialized_from_kafka(kafka_bootstrap: str, run: int) -> None:
     rows = order_rows(0, 30)
     with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
