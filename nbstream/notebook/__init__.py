@@ -3,11 +3,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from nbstream.notebook.session import connect, current_engine
 
-__all__ = ["connect", "current_engine", "load_ipython_extension"]
+if TYPE_CHECKING:
+    from nbstream.notebook.live import PushQuery
+
+__all__ = ["connect", "current_engine", "load_ipython_extension", "push_query"]
+
+
+def push_query(sql: str, params: Mapping[str, object] | None = None, *, cap: int = 200) -> PushQuery:
+    """Start the push query ``sql`` on :func:`current_engine` and return its handle (what
+    ``%%stream NAME <<`` assigns): ``.stop()``, ``.status``, ``.to_pandas()``, ``.chart(...)``,
+    ``async for frame in handle``; shown as a live table keeping ``cap`` rows when displayed."""
+    from nbstream.notebook.live import kernel_deliverer
+
+    return current_engine().start_push(sql, params or {}, kernel_deliverer(), cap)
 
 
 def load_ipython_extension(ipython: Any) -> None:

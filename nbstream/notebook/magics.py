@@ -27,6 +27,7 @@ from traitlets import Integer
 from nbstream.errors import NbstreamError, UnknownNameError
 from nbstream.notebook import session
 from nbstream.notebook.background import NotebookEngine
+from nbstream.notebook.chart import ChartOption, ChartOptionError, split_chart_option
 from nbstream.notebook.display import stream_error
 from nbstream.notebook.live import PushQuery, kernel_deliverer
 from nbstream.runtime.results import StatementResult
@@ -37,18 +38,25 @@ _ASSIGN = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*(.*)$", re.DOTALL)
 
 @dataclass(frozen=True)
 class CellLine:
-    """What the ``%%stream`` line says: the variable ``NAME <<`` assigns, if any."""
+    """What the ``%%stream`` line says: the variable ``NAME <<`` assigns, if any, and the live chart
+    ``--chart KIND x=COL y=COL [color=COL]`` asks for."""
 
     target: str | None
+    chart: ChartOption | None = None
 
 
 def parse_cell_line(line: str) -> CellLine:
-    """Read the ``%%stream`` line; unknown options are a :class:`UsageError`."""
+    """Read the ``%%stream`` line; unknown or malformed options are a :class:`UsageError`."""
+    try:
+        line, chart = split_chart_option(line)
+    except (ChartOptionError, ValueError) as error:
+        raise UsageError(f"%%stream: {error}") from None
     match = _ASSIGN.match(line)
     target, rest = (match.group(1), match.group(2)) if match else (None, line)
     if rest.strip():
-        raise UsageError(f"%%stream: unknown options {rest.strip()!r} (expected: [NAME <<])")
-    return CellLine(target)
+        raise UsageError(f"%%stream: unknown options {rest.strip()!r} (expected: [NAME <<] "
+                         "[--chart KIND x=COL y=COL [color=COL]])")
+    return CellLine(target, chart)
 
 
 @magics_class
@@ -63,6 +71,7 @@ class StreamMagic(Magics):
         super().__init__(shell, **kwargs)
         self._cell_id: str | None = None
         self._pushes_by_cell: dict[str, list[PushQuery]] = {}
+        self._cell_chart: ChartOption | None = None
 
     def remember_cell(self, info: Any) -> None:
         """IPython's ``pre_run_cell`` hook: the id of the cell about to run (None outside a
@@ -79,7 +88,13 @@ class StreamMagic(Magics):
         if cell is None:
             return self._line(line)
         options = parse_cell_line(line)
-        value = self._run_script(cell)
+        if options.chart is not None and not _has_push_query(cell):
+            raise UsageError("%%stream --chart draws a push query's rows: the cell has no SELECT … EMIT CHANGES")
+        self._cell_chart = options.chart
+        try:
+            value = self._run_script(cell)
+        finally:
+            self._cell_chart = None
         if options.target is not None:
             self._user_ns()[options.target] = value
         return None
@@ -128,7 +143,14 @@ class StreamMagic(Magics):
             push = engine.start_push(statement.text, params, kernel_deliverer(), self.live_rows)
             if self._cell_id is not None:
                 self._pushes_by_cell.setdefault(self._cell_id, []).append(push)
-            display(push.view)
+            chart, self._cell_chart = self._cell_chart, None  # the cell's first push query draws it
+            if chart is not None:
+                try:
+                    push.chart_with(chart)
+                except BaseException:
+                    push.stop()
+                    raise
+            push.display()
             return push
         frame = engine.query(statement.text, params)
         display(frame.head(self.max_rows))
@@ -181,6 +203,16 @@ class StreamMagic(Magics):
         except NbstreamError as error:
             raise stream_error(error, None, argument) from None
         print(f"Connected to {engine.path or 'an in-memory engine'}.")
+
+
+def _has_push_query(cell: str) -> bool:
+    """Whether ``cell`` has a push query (a cell that does not parse answers yes: running it
+    reports the parse error)."""
+    try:
+        statements = parse(cell)
+    except NbstreamError:
+        return True
+    return any(isinstance(s, ast.Select) and s.query.emit is not None for s in statements)
 
 
 def _no_argument(command: str, argument: str) -> None:

@@ -3,6 +3,9 @@ the widget's traitlets; the browser side is tested end to end)."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 from conftest import eventually, run
 from IPython.core.interactiveshell import InteractiveShell
@@ -29,6 +32,11 @@ def push(shell: InteractiveShell, sql: str) -> PushQuery:
     return handle
 
 
+def shown(live: PushQuery) -> list[list[Any]]:
+    """The rows every view of ``live`` holds (the published snapshot)."""
+    return [row for _, row in live.buffer.snapshot().rows]
+
+
 def shows_rows(live: PushQuery, count: int) -> bool:
     """Whether the view's status line reports ``count`` result rows so far."""
     return f" · {count} rows · " in live.view.status
@@ -47,8 +55,8 @@ def test_a_stream_push_query_appends_rows_to_its_live_table(shell: InteractiveSh
     for page in ("home", "cart", "home"):
         sources.produce("pageviews", {"pageid": page}, key="u1")
 
-    eventually(lambda: len(live.view.rows) == 3)
-    assert live.view.rows == [["u1", "home"], ["u1", "cart"], ["u1", "home"]]
+    eventually(lambda: len(shown(live)) == 3)
+    assert shown(live) == [["u1", "home"], ["u1", "cart"], ["u1", "home"]]
     assert eventually(lambda: shows_rows(live, 3))
     assert live.view.status.startswith(f"{live.id} · RUNNING")
 
@@ -63,7 +71,7 @@ def test_the_live_table_keeps_the_latest_rows_of_a_stream(shell: InteractiveShel
         sources.produce("pageviews", {"pageid": page}, key="u1")
 
     eventually(lambda: shows_rows(live, 3))
-    assert live.view.rows == [["b"], ["c"]]
+    assert shown(live) == [["b"], ["c"]]
 
 
 def test_a_table_push_query_upserts_by_key_and_tombstones_remove_rows(
@@ -74,11 +82,11 @@ def test_a_table_push_query_upserts_by_key_and_tombstones_remove_rows(
     sources.produce("users", {"name": "Bob"}, key="u2")
     sources.produce("users", {"name": "Annie"}, key="u1")
     eventually(lambda: shows_rows(live, 3))
-    assert sorted(live.view.rows) == [["u1", "Annie"], ["u2", "Bob"]]
+    assert sorted(shown(live)) == [["u1", "Annie"], ["u2", "Bob"]]
 
     sources.produce("users", None, key="u2")
     eventually(lambda: shows_rows(live, 4))
-    assert live.view.rows == [["u1", "Annie"]]
+    assert shown(live) == [["u1", "Annie"]]
 
 
 def test_an_aggregating_push_query_keeps_one_row_per_key_and_window(
@@ -90,7 +98,7 @@ def test_an_aggregating_push_query_keeps_one_row_per_key_and_window(
     for ts in (100, 200, 1100):
         sources.produce("pageviews", {"pageid": "home"}, key="u1", timestamp=ts)
     eventually(lambda: shows_rows(live, 3))
-    assert sorted(live.view.rows) == [["u1", 0, 1000, 2], ["u1", 1000, 2000, 1]]
+    assert sorted(shown(live)) == [["u1", 0, 1000, 2], ["u1", 1000, 2000, 1]]
 
 
 def test_limit_ends_the_push_query(shell: InteractiveShell, sources: NotebookEngine) -> None:
@@ -99,7 +107,7 @@ def test_limit_ends_the_push_query(shell: InteractiveShell, sources: NotebookEng
         sources.produce("pageviews", {"pageid": page}, key="u1")
 
     eventually(lambda: live.view.state == "DONE")
-    assert live.view.rows == [["a"], ["b"]]
+    assert shown(live) == [["a"], ["b"]]
 
 
 def test_the_stop_button_stops_the_query(shell: InteractiveShell, sources: NotebookEngine) -> None:
@@ -111,7 +119,7 @@ def test_the_stop_button_stops_the_query(shell: InteractiveShell, sources: Noteb
     assert eventually(lambda: live.view.state == "STOPPED")
     sources.produce("pageviews", {"pageid": "late"}, key="u1")
     eventually(lambda: live.id not in sources.push_queries)
-    assert live.view.rows == []
+    assert shown(live) == []
     assert shell.run_line_magic("stream", "queries").empty
 
 
@@ -148,11 +156,13 @@ def test_a_failing_persistent_query_is_marked_and_reported(
     assert "failed: CSAS_HOMES_0: RuntimeError: disk on fire" in out.stdout
 
 
-def test_the_widget_javascript_is_inline_with_stable_css_hooks() -> None:
+def test_the_widget_javascript_ships_with_the_package_with_stable_css_hooks() -> None:
     esm = LiveTable._esm
     assert isinstance(esm, str) and "export default" in esm
-    assert "nbstream-table" in esm and "nbstream-status" in esm
-    assert "http" not in esm  # nothing is loaded from a CDN
+    for hook in ("nbstream-table", "nbstream-status", "nbstream-chart", "nbstream-stop"):
+        assert f'"{hook}"' in esm
+    assert not re.search(r"https?://", esm)  # nothing is loaded from a CDN
+    assert not re.search(r"https?://", str(LiveTable._css))
 
 
 def test_rerunning_a_push_query_cell_stops_the_query_it_started(
@@ -178,3 +188,17 @@ def test_one_cell_may_start_several_push_queries(shell: InteractiveShell, source
         shell.run_cell("%stream SELECT pageid FROM pageviews EMIT CHANGES;\n"
                        "%stream SELECT userid FROM pageviews EMIT CHANGES;", cell_id="python-cell")
     assert [q.state for q in sources.push_queries.values()] == ["RUNNING", "RUNNING"]
+
+
+def test_the_python_api_starts_a_push_query_on_the_engine_the_magics_use(
+        shell: InteractiveShell, sources: NotebookEngine) -> None:
+    from nbstream.notebook import current_engine, push_query
+
+    assert current_engine() is sources
+    live = push_query("SELECT pageid FROM pageviews WHERE userid = :who EMIT CHANGES;", {"who": "u2"})
+    for user in ("u1", "u2"):
+        sources.produce("pageviews", {"pageid": f"p-{user}"}, key=user)
+    eventually(lambda: shows_rows(live, 1))
+    assert live.to_pandas().to_dict("records") == [{"PAGEID": "p-u2"}]
+    live.stop()
+    assert live.status["state"] == "STOPPED"

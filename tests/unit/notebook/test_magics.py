@@ -158,11 +158,11 @@ def test_magics_do_not_expand_python_variables(shell: InteractiveShell) -> None:
     assert not result.success  # `$name` reached the SQL parser as text, not as `pageviews`
 
 
-def test_the_cell_line_accepts_only_an_assignment() -> None:
+def test_the_cell_line_accepts_only_an_assignment_and_a_chart() -> None:
     assert parse_cell_line("top <<").target == "top"
     assert parse_cell_line("  ").target is None
     with pytest.raises(UsageError, match="unknown options"):
-        parse_cell_line("--chart bar")
+        parse_cell_line("--table wide")
 
 
 def test_options_are_traitlets_settable_with_config(shell: InteractiveShell) -> None:
