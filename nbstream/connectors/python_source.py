@@ -40,7 +40,8 @@ class PythonSource:
     """A running Python source: a handle with :meth:`stop`, :attr:`status` and :attr:`produced`."""
 
     def __init__(self, topic: str, data: Data, append: Append, *, rate: float | None = None,
-                 key: str | None = None, timestamp: str | None = None) -> None:
+                 key: str | None = None, timestamp: str | None = None, start_ms: int | None = None) -> None:
+        """``start_ms``: when the source started (the clock its steps get); default: its first step."""
         if rate is not None and not rate > 0:
             raise ValueError(f"source {topic}: rate must be a positive number of records per second, not {rate!r}")
         self.topic, self.rate, self.key, self.timestamp = topic, rate, key, timestamp
@@ -48,7 +49,7 @@ class PythonSource:
         self.error: str | None = None
         self._append = append
         self._stopped = threading.Event()
-        self._started_ms: int | None = None
+        self._started_ms = start_ms
         self._reader = _reader_for(data, self._stopped)
 
     @property

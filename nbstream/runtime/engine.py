@@ -21,7 +21,7 @@ from nbstream.catalog import functions
 from nbstream.catalog.catalog import Catalog, PersistentQuery, Source
 from nbstream.connectors.python_source import Data, PythonSource
 from nbstream.connectors.running import Connectors
-from nbstream.errors import ExecutionError, LogError, NbstreamError, UnsupportedError
+from nbstream.errors import ExecutionError, LogError, NbstreamError
 from nbstream.formats import format_for, register_udfs
 from nbstream.log.base import RECORD_SCHEMA, Record, SqlLog
 from nbstream.log.embedded import EmbeddedLog
@@ -29,7 +29,7 @@ from nbstream.log.kafka import KafkaLog
 from nbstream.log.staged import StagedKafkaLog
 from nbstream.physical import aggregates
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
-from nbstream.plan.join import JoinAggregatePlan
+from nbstream.plan.join import JoinAggregatePlan, JoinPlan
 from nbstream.plan.logical import StatelessPlan
 from nbstream.plan.planner import Plan, plan_query
 from nbstream.runtime import pull, topics
@@ -276,7 +276,8 @@ class Engine:
             return encode_frame(self.con, self.log, stream, batch, key=key_column, timestamp=ts_column)
 
         return self.connectors.add_python_source(
-            PythonSource(topic, data, append, rate=rate, key=key, timestamp=timestamp))
+            PythonSource(topic, data, append, rate=rate, key=key, timestamp=timestamp,
+                         start_ms=self.connectors.clock()))
 
     def resolve_topic(self, name: str) -> str:
         """``name`` if it is a topic, else the topic of the stream or table called ``name``."""
@@ -383,20 +384,21 @@ class Engine:
         statement = _single_select(sql)
         cursor = self.con.cursor()
         self._configure(cursor)
-        plan = plan_query(statement.query, self.catalog, cursor, params=params)
         log = self.log.on(cursor) if isinstance(self.log, StagedKafkaLog) else self.log
         earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
-        if isinstance(plan, AggregatePlan) and not isinstance(plan, JoinAggregatePlan):
-            try:
-                return AggregateRunner(f"transient_{id(cursor)}", plan, cursor, log, start_at_end=not earliest)
-            except BaseException:
-                cursor.close()
-                raise
-        if not isinstance(plan, StatelessPlan):
+        query_id, start_at_end = f"transient_{id(cursor)}", not earliest
+        try:
+            plan = plan_query(statement.query, self.catalog, cursor, params=params)
+            if isinstance(plan, JoinAggregatePlan):
+                return JoinAggregateRunner(query_id, plan, cursor, log, start_at_end=start_at_end)
+            if isinstance(plan, AggregatePlan):
+                return AggregateRunner(query_id, plan, cursor, log, start_at_end=start_at_end)
+            if isinstance(plan, JoinPlan):
+                return JoinRunner(query_id, plan, cursor, log, transient=True, start_at_end=start_at_end)
+            return QueryRunner("transient", plan, cursor, log, start_at_end=start_at_end)
+        except BaseException:
             cursor.close()
-            raise UnsupportedError("push queries that join are not supported yet: "
-                                   "CREATE TABLE/STREAM … AS SELECT it, then push-query the result")
-        return QueryRunner("transient", plan, cursor, log, start_at_end=not earliest)
+            raise
 
     # -- metadata hooks used by the conformance runner --------------------------------------------------
     def describe_source(self, name: str) -> dict[str, Any] | None:

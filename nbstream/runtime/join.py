@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import duckdb
+import pyarrow as pa
 
 from nbstream.log.base import SqlLog
 from nbstream.log.embedded import route_sql
@@ -45,7 +46,7 @@ from nbstream.plan.logical import Sink
 from nbstream.runtime import stream_time
 from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.join_window import WindowJoin
-from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges
+from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape
 
 #: Input slots of a join runner: slot = side * SIDE_STRIDE + partition (see :meth:`JoinRunner._locate`).
 SIDE_STRIDE = 1 << 20
@@ -58,20 +59,56 @@ _NO_RECORDS = ("SELECT NULL::BOOLEAN AS __err, NULL::VARCHAR AS __errmsg, NULL::
 
 
 class JoinRunner(QueryRunner):
-    """Runs a :class:`JoinPlan`; input offsets are kept per side (``<query>#<side>`` in ``__offsets``)."""
+    """Runs a :class:`JoinPlan`; input offsets are kept per side (``<query>#<side>`` in ``__offsets``).
 
-    def __init__(self, query_id: str, plan: JoinPlan, con: duckdb.DuckDBPyConnection, log: SqlLog) -> None:
+    ``transient``: for a push query — its state is temporary tables of its own connection and its
+    offsets stay in memory; ``start_at_end``: its streams are read from their end, while its tables
+    are read from the beginning, so that stream records find the tables' current rows (ksqlDB would
+    read the tables from the end too, and find nothing until they change)."""
+
+    def __init__(self, query_id: str, plan: JoinPlan, con: duckdb.DuckDBPyConnection, log: SqlLog, *,
+                 transient: bool = False, start_at_end: bool = False) -> None:
         self.join = plan
+        self.transient = transient
         self._states = [quote(f"join${query_id}${i}") for i in range(len(plan.sides))]
         self._outer = quote(f"joinouter${query_id}")
         self._rows = quote(f"joinrows${query_id}")
         super().__init__(query_id, plan.left.pre, con, log)
+        if start_at_end and not self.offsets:
+            self.offsets = {slot: end for slot, end in self._ends().items()
+                            if not plan.sides[self._locate(slot)[0]].is_table}
         self._side_sql = [result_sql(s.pre, f"__jin{i}") for i, s in enumerate(plan.sides)]
         self._create_state()
 
     @property
     def sink(self) -> Sink | None:
         return self.join.sink
+
+    @property
+    def result_shape(self) -> ResultShape:
+        plan = self.join
+        keys = tuple(c.name for c in plan.columns if c.role == "KEY")
+        return ResultShape(tuple(c.name for c in plan.columns), keys, plan.emits_table and bool(keys), plan.limit)
+
+    def fetch_rows(self) -> pa.Table | None:
+        """For a push query: join one batch and return its result rows (``ROWTIME``, ``__deleted``,
+        then the columns) in output order; None when idle."""
+        ranges = self._ranges()
+        if not any(b > a for a, b in ranges.values()):
+            return None
+        self._prepare(ranges)
+        names = ", ".join(quote(c.name) for c in self.join.columns)
+        rows: list[pa.Table] = []
+
+        def join() -> dict[str, dict[int, int]]:
+            self.join_batch()
+            rows.append(self.con.sql(f"SELECT __ts AS ROWTIME, __deleted, {names} FROM {self._projected_sql()} "
+                                     "ORDER BY __pos").to_arrow_table())
+            return {}
+
+        self._transaction(join)
+        self.offsets.update({p: b for p, (_, b) in ranges.items()})
+        return rows[0]
 
     # -- inputs ------------------------------------------------------------------------------------
     @property
@@ -84,6 +121,8 @@ class JoinRunner(QueryRunner):
 
     def _load_offsets(self) -> dict[int, int]:
         offsets: dict[int, int] = {}
+        if self.transient:
+            return offsets
         for side in self.side_numbers:
             rows = self.con.execute("SELECT \"partition\", next_offset FROM __offsets WHERE query_id = ?",
                                     [self._offset_id(side)]).fetchall()
@@ -168,18 +207,19 @@ class JoinRunner(QueryRunner):
 
     # -- state -------------------------------------------------------------------------------------
     def _create_state(self) -> None:
+        table = "TEMP TABLE" if self.transient else "TABLE"
         for side, state in zip(self.join.sides, self._states, strict=True):
-            self.con.execute(f"CREATE TABLE IF NOT EXISTS {state} ({_columns_ddl(side)}, __ts BIGINT, "
+            self.con.execute(f"CREATE {table} IF NOT EXISTS {state} ({_columns_ddl(side)}, __ts BIGINT, "
                              "__arr BIGINT)")
         if self.join.emits_table:
             key = next(c for c in self.join.columns if c.role == "KEY")
-            self.con.execute(f"CREATE TABLE IF NOT EXISTS {self._rows} (__okey {key.type.duckdb()})")
+            self.con.execute(f"CREATE {table} IF NOT EXISTS {self._rows} (__okey {key.type.duckdb()})")
         if self._outer_store:
             values = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for s in self.join.sides[:2]
                                for c in s.value_columns)
-            self.con.execute(f"CREATE TABLE IF NOT EXISTS {self._outer} ({values}, {quote(JOIN_KEY)} "
+            self.con.execute(f"CREATE {table} IF NOT EXISTS {self._outer} ({values}, {quote(JOIN_KEY)} "
                              f"{self.join.key_type.duckdb()}, __side INTEGER, __ts BIGINT, __arr BIGINT)")
-        stream_time.create_clocks(self.con)
+        stream_time.create_clocks(self.con, temporary=self.transient)
 
     @property
     def _outer_store(self) -> bool:
@@ -207,8 +247,7 @@ class JoinRunner(QueryRunner):
 
     def join_batch(self) -> None:
         """Steps 1-4 for the prepared batch: ``__side0``/``__side1`` (with the records in error),
-        ``__joined`` (the joined rows, ``__pos`` ordered, ``__out_ts`` their time), state updated."""
-        con = self.con
+        ``__joined`` (the joined rows, ``__pos`` their order, ``__out_ts`` their time), state updated."""
         if self._table_changes_came_first():
             self._look_up_after_table_changes()
             return
@@ -494,9 +533,10 @@ class JoinAggregateRunner(AggregateRunner):
     transaction, its state and input offsets), then the joined rows are folded by the aggregate."""
 
     def __init__(self, query_id: str, plan: JoinAggregatePlan, con: duckdb.DuckDBPyConnection,
-                 log: SqlLog) -> None:
+                 log: SqlLog, *, start_at_end: bool = False) -> None:
         assert plan.join is not None
-        self._join = JoinRunner(query_id, plan.join, con, log)
+        self._join = JoinRunner(query_id, plan.join, con, log, transient=plan.sink is None,
+                                start_at_end=start_at_end)
         super().__init__(query_id, plan, con, log)
         self._join.offsets = self.offsets  # one dict: the batch loop advances both
 
@@ -505,7 +545,7 @@ class JoinAggregateRunner(AggregateRunner):
         super().drop_state()
 
     def _load_offsets(self) -> dict[int, int]:
-        return self._join._load_offsets()
+        return self._join.offsets
 
     def pending(self) -> int:
         return self._join.pending()

@@ -92,17 +92,17 @@ def test_a_source_class_is_no_sink_connector() -> None:
 
 
 def test_missing_connector_class_is_an_error() -> None:
-    with pytest.raises(CatalogError, match="'connector.class' is missing"):
+    with pytest.raises(CatalogError, match=r"'connector\.class' is missing"):
         Engine().execute("CREATE SOURCE CONNECTOR s WITH ('kafka.topic'='t')")
 
 
 def test_missing_kafka_topic_is_an_error() -> None:
-    with pytest.raises(CatalogError, match="needs 'kafka.topic'"):
+    with pytest.raises(CatalogError, match=r"needs 'kafka\.topic'"):
         Engine().execute("CREATE SOURCE CONNECTOR s WITH ('connector.class'='datagen', 'quickstart'='users')")
 
 
 def test_unknown_quickstart_suggests_the_nearest() -> None:
-    with pytest.raises(CatalogError, match="unknown quickstart 'pageview'.*Did you mean `pageviews`"):
+    with pytest.raises(CatalogError, match=r"unknown quickstart 'pageview'.*Did you mean `pageviews`"):
         Engine().execute("CREATE SOURCE CONNECTOR s WITH ('connector.class'='datagen', 'kafka.topic'='t', "
                          "'quickstart'='pageview')")
 
@@ -145,7 +145,7 @@ def test_describe_connector_shows_its_configuration_and_progress() -> None:
 def test_describe_unknown_connector_suggests_the_nearest() -> None:
     eng = Engine()
     eng.execute(connector_sql("rides_gen", "rides", "rides"))
-    with pytest.raises(CatalogError, match="Connector RIDE_GEN does not exist. Did you mean `RIDES_GEN`"):
+    with pytest.raises(CatalogError, match=r"Connector RIDE_GEN does not exist\. Did you mean `RIDES_GEN`"):
         eng.execute("DESCRIBE CONNECTOR ride_gen")
 
 

@@ -30,7 +30,7 @@ def drain(connector: DatagenConnector, until_ms: int, step_ms: int) -> np.ndarra
 
 
 def test_missing_kafka_topic_is_an_error_naming_the_property() -> None:
-    with pytest.raises(CatalogError, match="connector GEN: datagen needs 'kafka.topic'"):
+    with pytest.raises(CatalogError, match=r"connector GEN: datagen needs 'kafka\.topic'"):
         DatagenConnector("GEN", {"connector.class": "datagen", "quickstart": "users"})
 
 
@@ -41,18 +41,18 @@ def test_unknown_quickstart_lists_the_known_ones_and_suggests_the_nearest() -> N
 
 
 def test_misspelt_property_is_an_error_with_a_suggestion() -> None:
-    with pytest.raises(CatalogError, match="unknown datagen property 'max.intervall'. Did you mean `max.interval`"):
+    with pytest.raises(CatalogError, match=r"unknown datagen property 'max\.intervall'\. Did you mean `max\.interval`"):
         datagen(**{"max.intervall": 50})
 
 
 @pytest.mark.parametrize("value", ["fast", 1.5, True])
 def test_non_integer_max_interval_is_an_error(value: object) -> None:
-    with pytest.raises(CatalogError, match="'max.interval' must be an integer"):
+    with pytest.raises(CatalogError, match=r"'max\.interval' must be an integer"):
         datagen(**{"max.interval": value})
 
 
 def test_negative_max_interval_is_an_error() -> None:
-    with pytest.raises(CatalogError, match="'max.interval' must be at least 0"):
+    with pytest.raises(CatalogError, match=r"'max\.interval' must be at least 0"):
         datagen(**{"max.interval": -5})
 
 

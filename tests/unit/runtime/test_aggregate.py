@@ -7,10 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from nbstream import Engine
-from nbstream.errors import UnsupportedError
 
 CLICKS = ("CREATE STREAM clicks (user VARCHAR KEY, page VARCHAR, n INT) "
           "WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON');")
@@ -173,14 +170,6 @@ def test_a_push_query_that_aggregates_streams_its_changelog() -> None:
     runner.con.close()
     assert not eng.con.execute("SELECT count(*) FROM duckdb_tables() WHERE starts_with(table_name, 'agg$')"
                                ).fetchall()[0][0], "a push query keeps no state in the database"
-
-
-def test_a_push_query_that_joins_says_to_create_a_stream_first() -> None:
-    eng = Engine()
-    eng.execute("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');"
-                "CREATE TABLE t (k STRING PRIMARY KEY, w INT) WITH (kafka_topic='t', value_format='JSON');")
-    with pytest.raises(UnsupportedError, match="push queries that join"):
-        eng.transient_runner("SELECT s.k, v, w FROM s JOIN t ON s.k = t.k EMIT CHANGES;")
 
 
 def test_engine_push_streams_an_aggregation_until_its_limit() -> None:
