@@ -11,9 +11,11 @@ query's consumer group ``nbstream-<query id>`` too (so Kafka tools see the query
 
 Delivery is **at-least-once**: a crash (or a failed batch that is retried) after the output was
 produced but before the DuckDB transaction committed produces that batch's output again when the
-query resumes — the same records, since the state they were computed from rolled back with the
-offsets. A consumer that needs each change once deduplicates by key (and window) and input
-position; a TABLE's changelog needs nothing, a repeated upsert being harmless. Output is not
+query resumes, recomputed from the state before it (which rolled back with the offsets): the same
+records, unless input arrived meanwhile and the repeated batch covers more of it — an aggregation
+may then write a window's intermediate changes twice with other values, its last change being
+right. A consumer that needs each change of a stream once deduplicates by key and input position;
+a TABLE's changelog needs nothing, its latest record per key (and window) being its value. Output is not
 transactional (the test broker refuses transactional and idempotent producers).
 
 Where a query resumes: the offsets in the engine's database, committed with the state. A stateless
