@@ -181,6 +181,32 @@ def test_a_stream_table_join_looks_each_order_up_in_the_table_as_it_was_when_the
     assert all(m.partition == partitioner(m.key, [0, 1], [0, 1]) for m in out)
 
 
+def test_a_table_table_join_emits_each_change_and_a_tombstone_when_a_row_is_deleted(
+        kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(f"""
+            CREATE TABLE accounts (id VARCHAR PRIMARY KEY, owner VARCHAR)
+              WITH (kafka_topic='s-accounts-{run}', value_format='JSON', partitions=2);
+            CREATE TABLE balances (id VARCHAR PRIMARY KEY, balance INT)
+              WITH (kafka_topic='s-balances-{run}', value_format='JSON', partitions=2);
+            CREATE TABLE statements WITH (kafka_topic='s-statements-{run}', partitions=2) AS
+              SELECT a.id AS id, a.owner, b.balance FROM accounts a JOIN balances b ON a.id = b.id;""")
+        engine.produce("ACCOUNTS", {"OWNER": "ann"}, key="a1", timestamp=1)
+        engine.produce("ACCOUNTS", {"OWNER": "bob"}, key="a2", timestamp=2)
+        engine.produce("BALANCES", {"BALANCE": 10}, key="a1", timestamp=3)
+        engine.produce("BALANCES", {"BALANCE": 20}, key="a2", timestamp=4)
+        engine.run_until_idle()
+        engine.produce("BALANCES", {"BALANCE": 11}, key="a1", timestamp=5)
+        engine.produce("ACCOUNTS", None, key="a2", timestamp=6)  # a2 closed: the joined row goes
+        engine.run_until_idle()
+        pulled = engine.query("SELECT id, owner, balance FROM statements;")
+    out = read_all(kafka_bootstrap, f"s-statements-{run}", 2)
+    by_key = {k: [None if m.value is None else json.loads(m.value)["BALANCE"] for m in out if m.key == k]
+              for k in (b"a1", b"a2")}
+    assert by_key == {b"a1": [10, 11], b"a2": [20, None]}
+    assert [tuple(r) for r in pulled.itertuples(index=False)] == [("a1", "ann", 11)]
+
+
 def test_a_stream_stream_join_pairs_records_within_the_window_across_partitions(
         kafka_bootstrap: str, run: int) -> None:
     with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
