@@ -26,13 +26,15 @@ import numpy as np
 import pyarrow as pa
 
 from nbstream.catalog.schema import LogicalSchema
+from nbstream.catalog.types import SqlType
+from nbstream.connectors.base import Generated
 from nbstream.connectors.quickstarts import QUICKSTARTS, Batch, Quickstart, State
 from nbstream.errors import CatalogError, did_you_mean
 from nbstream.sql.ast import PropertyValue
 
 DEFAULT_MAX_INTERVAL_MS = 500  # kafka-connect-datagen's defaults
 DEFAULT_ITERATIONS = 1_000_000
-MAX_BATCH = 50_000  # records per step: a catch-up never holds the engine's loop for long
+MAX_BATCH = 10_000  # records per step: ~0.1 s of generating and appending, so a catch-up never holds the loop long
 
 #: The properties datagen reads; the others kafka-connect accepts are listed so that ksqlDB
 #: statements copied from tutorials run (their converters are what nbstream does anyway).
@@ -92,21 +94,9 @@ def _integer(name: str, props: Mapping[str, Any], key: str, default: int, minimu
     return number
 
 
-@dataclass(frozen=True)
-class Generated:
-    """One step's records: ``times`` (epoch ms), ``keys`` (strings) and the value ``columns``."""
-
-    times: np.ndarray
-    keys: pa.Array
-    columns: dict[str, pa.Array]
-
-    @property
-    def size(self) -> int:
-        return len(self.times)
-
-
 class DatagenConnector:
-    """A running datagen connector: paces and generates records; writes nothing itself."""
+    """A running datagen connector (a :class:`~nbstream.connectors.base.SourceConnector`): paces
+    and generates records; writes nothing itself."""
 
     connector_class = "datagen"
     kind = "SOURCE"
@@ -124,6 +114,10 @@ class DatagenConnector:
     @property
     def finished(self) -> bool:
         return self.config.iterations is not None and self.produced >= self.config.iterations
+
+    @property
+    def fields(self) -> tuple[tuple[str, SqlType], ...]:
+        return self.config.quickstart.fields
 
     def progress(self) -> str:
         """The connector's progress as JSON (stored with the records it counts)."""

@@ -11,32 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Literal
 
-from nbstream.catalog.schema import LogicalSchema
+from nbstream.connectors.base import SourceConnector
 from nbstream.connectors.datagen import DatagenConnector
 from nbstream.errors import CatalogError, did_you_mean
 from nbstream.sql.ast import PropertyValue
 
 ConnectorKind = Literal["SOURCE", "SINK"]
-
-
-class Connector(Protocol):
-    """What the engine needs from a running connector (see :class:`DatagenConnector`)."""
-
-    name: str
-    topic: str
-    connector_class: str
-    kind: str
-
-    @property
-    def finished(self) -> bool: ...
-
-    def schema(self, kind: str) -> LogicalSchema | None:
-        """The columns of a STREAM/TABLE over :attr:`topic` declared without columns, if known."""
-        ...
-
-    def describe(self) -> list[tuple[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -45,7 +27,8 @@ class ConnectorClass:
 
     name: str
     kind: ConnectorKind
-    create: Callable[[str, Mapping[str, PropertyValue]], Any]
+    create: Callable[[str, Mapping[str, PropertyValue]], SourceConnector]  # (name, properties); a sink
+    # class will need its own protocol (what it reads, how it commits) beside SourceConnector
     aliases: tuple[str, ...] = ()
 
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 from nbstream.catalog.catalog import Source
 from nbstream.catalog.schema import Column, LogicalSchema
 from nbstream.catalog.types import STRING
-from nbstream.connectors.datagen import DatagenConnector, Generated
+from nbstream.connectors.base import Generated, SourceConnector
 from nbstream.connectors.python_source import PythonSource
 from nbstream.connectors.registry import ConnectorKind, connector_class
 from nbstream.errors import CatalogError, UnsupportedError, did_you_mean
@@ -45,7 +45,7 @@ def wall_clock_ms() -> int:
 class RunningConnector:
     """A connector with its place in the engine: incarnation, state and last error."""
 
-    connector: DatagenConnector
+    connector: SourceConnector
     incarnation: int
     sql: str
     encoding: Source  # how its records are serialized (KAFKA string keys, JSON values)
@@ -195,10 +195,9 @@ def _drop_hint(name: str) -> str:
     return f" DROP CONNECTOR {name} first, or use IF NOT EXISTS"
 
 
-def _encoding(connector: DatagenConnector) -> Source:
-    """A stream over the connector's topic with its quickstart's fields, as datagen writes them."""
-    fields = connector.config.quickstart.fields
-    columns = (Column("KEY", STRING, "KEY"), *(Column(name, sql_type) for name, sql_type in fields))
+def _encoding(connector: SourceConnector) -> Source:
+    """A stream over the connector's topic with its fields as written: string keys, JSON values."""
+    columns = (Column("KEY", STRING, "KEY"), *(Column(name, sql_type) for name, sql_type in connector.fields))
     return Source(name=connector.name, kind="STREAM", schema=LogicalSchema(columns), topic=connector.topic,
                   key_format="KAFKA", value_format="JSON")
 
