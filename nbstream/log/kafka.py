@@ -44,11 +44,11 @@ import asyncio
 import contextlib
 import inspect
 import itertools
-import struct
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -406,52 +406,63 @@ async def _commit(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, i
     await consumer.commit({tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()})
 
 
-_LONG = struct.Struct(">q")
-
-
 def _windowed_keys(batch: pa.Table) -> list[bytes | None]:
     """The key bytes to produce: a windowed key gets its window appended as Kafka Streams'
     windowed serializers write it (TIME: start; SESSION: end, start; 8-byte big-endian each)."""
-    keys = batch.column("key").to_pylist()
-    if batch.column("win_start").null_count == batch.num_rows:
-        return keys  # type: ignore[no-any-return]
-    windows = zip(batch.column("win_start").to_pylist(), batch.column("win_end").to_pylist(),
-                  batch.column("win_type").to_pylist(), strict=True)
-    out: list[bytes | None] = []
-    for key, (start, end, kind) in zip(keys, windows, strict=True):
-        if start is None or key is None:
-            out.append(key)
-        elif kind == "SESSION":
-            out.append(key + _LONG.pack(end) + _LONG.pack(start))
-        else:
-            out.append(key + _LONG.pack(start))
-    return out
+    keys = batch.column("key").combine_chunks()
+    starts = batch.column("win_start").combine_chunks()
+    if starts.null_count == len(starts):
+        return keys.to_pylist()  # type: ignore[no-any-return]
+    ends = batch.column("win_end").combine_chunks()
+    session = pc.fill_null(pc.equal(batch.column("win_type").combine_chunks(), "SESSION"), False)
+    suffix = pc.if_else(session, pc.binary_join_element_wise(_long_bytes(ends), _long_bytes(starts), b""),
+                        _long_bytes(starts))
+    windowed = pc.binary_join_element_wise(keys, suffix, b"")
+    return pc.if_else(pc.is_null(starts), keys, windowed).to_pylist()  # type: ignore[no-any-return]
 
 
-def _split_window(key: bytes | None, window: tuple[str, int | None]) -> tuple[bytes | None, int | None, int | None]:
-    """A windowed key's (key, window start, window end), as :func:`_windowed_keys` wrote it."""
+def _long_bytes(values: pa.Array) -> pa.Array:
+    """Each integer of ``values`` as 8 big-endian bytes (a null as zeros)."""
+    longs = pc.fill_null(values, 0).to_numpy(zero_copy_only=False).astype(">i8")
+    fixed = pa.FixedSizeBinaryArray.from_buffers(pa.binary(8), len(values), [None, pa.py_buffer(longs.tobytes())])
+    return fixed.cast(pa.binary())
+
+
+def _longs(values: pa.Array) -> pa.Array:
+    """The 8 big-endian bytes of each element of ``values`` (all of length 8) as int64."""
+    fixed = values.cast(pa.binary(8))
+    return pa.array(np.frombuffer(fixed.buffers()[1], dtype=">i8", count=len(fixed), offset=fixed.offset * 8)
+                    .astype(np.int64))
+
+
+def _split_windows(keys: pa.Array, window: tuple[str, int | None]) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """Windowed keys as :func:`_windowed_keys` wrote them, split into (key, window start, window
+    end); a key too short to hold a window is kept whole, without one."""
     kind, size = window
     width = 16 if kind == "SESSION" else 8
-    if key is None or len(key) < width:
-        return key, None, None
+    holds = pc.fill_null(pc.greater_equal(pc.binary_length(keys), width), False)
+    padding = pa.scalar(b"\0" * width, pa.binary())
+    padded = pc.if_else(holds, keys, padding)
+    starts = _longs(pc.binary_slice(padded, -8))
     if kind == "SESSION":
-        return key[:-16], _LONG.unpack(key[-8:])[0], _LONG.unpack(key[-16:-8])[0]
-    start = _LONG.unpack(key[-8:])[0]
-    return key[:-8], start, None if size is None else start + size
+        ends = _longs(pc.binary_slice(padded, -16, -8))
+    else:
+        ends = pa.nulls(len(keys), pa.int64()) if size is None else pc.add(starts, size)
+    no_window = pa.scalar(None, pa.int64())
+    return (pc.if_else(holds, pc.binary_slice(padded, 0, -width), keys),
+            pc.if_else(holds, starts, no_window), pc.if_else(holds, ends, no_window))
 
 
 def _to_arrow(records: Sequence[ConsumerRecord], window: tuple[str, int | None] | None = None) -> pa.Table:
     """Fetched records as a ``RECORD_SCHEMA`` table: bytes untouched but for a windowed key
     (``window``: its kind and size), whose window is split off into the window columns."""
     n = len(records)
-    keys = [m.key for m in records]
-    starts: list[int | None] = [None] * n
-    ends: list[int | None] = [None] * n
+    keys = pa.array([m.key for m in records], pa.binary())
+    starts = ends = pa.nulls(n, pa.int64())
+    kinds = pa.nulls(n, pa.string())
     if window is not None:
-        split = [_split_window(k, window) for k in keys]
-        keys = [k for k, _s, _e in split]
-        starts = [s for _k, s, _e in split]
-        ends = [e for _k, _s, e in split]
+        keys, starts, ends = _split_windows(keys, window)
+        kinds = pc.if_else(pc.is_null(starts), pa.scalar(None, pa.string()), pa.scalar(window[0], pa.string()))
     columns = {
         "partition": [m.partition for m in records],
         "offset": [m.offset for m in records],
@@ -461,7 +472,7 @@ def _to_arrow(records: Sequence[ConsumerRecord], window: tuple[str, int | None] 
         "headers": _headers(records),
         "win_start": starts,
         "win_end": ends,
-        "win_type": [None if s is None else window[0] for s in starts] if window else [None] * n,
+        "win_type": kinds,
     }
     return pa.Table.from_pydict(columns, schema=RECORD_SCHEMA)
 
