@@ -35,7 +35,8 @@ idempotent producers (InitProducerId fails), so tests run with ``enable_idempote
 
 A broker that does not answer (connection refused or reset, request timed out, no answer within
 ``call_timeout_s``) raises :class:`BrokerUnavailable`, a LogError the query runners treat as a
-stall to retry rather than a failure.
+stall to retry rather than a failure; for ``retry_after_s`` after that, every call raises it at
+once, so a stalled engine retries about once a second instead of waiting a timeout per query.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import contextlib
 import inspect
 import itertools
 import threading
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -67,6 +69,9 @@ TOPIC_ALREADY_EXISTS = 36
 
 #: Seconds to wait for any one call to the cluster before giving up with a LogError.
 CALL_TIMEOUT_S = 60.0
+
+#: Seconds after the cluster was found unreachable during which calls fail at once.
+RETRY_AFTER_S = 1.0
 
 #: How long the reading consumer lets the broker hold a fetch (the test broker holds it this long
 #: even when data arrives), unless ``fetch_max_wait_ms`` is passed.
@@ -103,9 +108,11 @@ class KafkaLog:
     """
 
     def __init__(self, bootstrap: str, *, enable_idempotence: bool = True, call_timeout_s: float = CALL_TIMEOUT_S,
-                 **client_options: Any) -> None:
+                 retry_after_s: float = RETRY_AFTER_S, **client_options: Any) -> None:
         self.bootstrap = bootstrap
         self.call_timeout_s = call_timeout_s
+        self.retry_after_s = retry_after_s
+        self._unreachable: tuple[float, str] | None = None  # (until when, why): see _call
         self._windows: dict[str, tuple[str, int | None]] = {}
         unknown = [k for k in client_options
                    if not any(_accepted(c, {k: None}) for c in (AIOKafkaAdminClient, AIOKafkaProducer,
@@ -143,7 +150,22 @@ class KafkaLog:
         return self._call(make(), "create a client")
 
     def _call(self, coro: Coroutine[Any, Any, T], what: str) -> T:
-        """Run ``coro`` on the log's loop and wait for it; Kafka errors become LogError."""
+        """Run ``coro`` on the log's loop and wait for it; Kafka errors become LogError. For
+        ``retry_after_s`` after the cluster was found unreachable, calls fail at once with the
+        same :class:`BrokerUnavailable` (so the queries of a stalled engine do not each wait for
+        a timeout)."""
+        if self._unreachable is not None and time.monotonic() < self._unreachable[0]:
+            coro.close()
+            raise BrokerUnavailable(self._unreachable[1])
+        try:
+            result = self._wait(coro, what)
+        except BrokerUnavailable as e:
+            self._unreachable = (time.monotonic() + self.retry_after_s, str(e))
+            raise
+        self._unreachable = None
+        return result
+
+    def _wait(self, coro: Coroutine[Any, Any, T], what: str) -> T:
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result(self.call_timeout_s)

@@ -24,14 +24,14 @@ starts from the beginning of its inputs, since its state was lost with the datab
 with ``path=`` keeps both).
 
 Failures: a broker that does not answer stalls the query — its state is ``STALLED`` and its error
-says why — and it retries (at most every :data:`RETRY_SECONDS`), resuming where it stopped once the
+says why — and it retries on each step (the Kafka log fails at once for a second after it found
+the broker unreachable, so retries are about a second apart), resuming where it stopped once the
 broker is back. A topic of the query that no longer exists fails it: state ``ERROR``, an
 :class:`~nbstream.errors.ExecutionError` naming the topic, and no further batches.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 from nbstream.catalog.catalog import PersistentQuery
@@ -42,9 +42,6 @@ from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.join import SIDE_STRIDE, JoinAggregateRunner, JoinRunner
 from nbstream.runtime.materialize import Materializer
 from nbstream.runtime.query import QueryRunner
-
-#: Seconds a stalled query waits before trying the broker again.
-RETRY_SECONDS = 1.0
 
 #: The state of a query waiting for an unreachable broker.
 STALLED = "STALLED"
@@ -63,7 +60,6 @@ class KafkaInput(QueryRunner):
     #: Whether input offsets go to a consumer group (a table's materialization keeps them here only).
     commits_group = True
     _failure: str | None = None
-    _retry_at = 0.0
     _group_behind = False
 
     @property
@@ -91,7 +87,7 @@ class KafkaInput(QueryRunner):
     def step(self) -> int:
         """One micro-batch (0 while stalled or failed); its input offsets go to the consumer group
         once its output is in Kafka and its state committed."""
-        if self._failure is not None or time.monotonic() < self._retry_at:
+        if self._failure is not None:
             return 0
         try:
             consumed = super().step()
@@ -110,7 +106,6 @@ class KafkaInput(QueryRunner):
         return consumed
 
     def _stall(self, error: BrokerUnavailable) -> None:
-        self._retry_at = time.monotonic() + RETRY_SECONDS
         self.stats.last_error = f"waiting for Kafka (retrying): {error}"
         if self.query is not None and self.query.state == "RUNNING":
             self.query.state = STALLED

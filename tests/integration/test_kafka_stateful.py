@@ -27,7 +27,8 @@ from kafka_reader import read_all
 
 from nbstream import Engine
 from nbstream.errors import ExecutionError
-from nbstream.runtime.kafka_query import RETRY_SECONDS, STALLED, KafkaAggregateRunner, consumer_group
+from nbstream.log.kafka import RETRY_AFTER_S
+from nbstream.runtime.kafka_query import STALLED, KafkaAggregateRunner, consumer_group
 
 #: Tansu 0.6 refuses idempotent producers (InitProducerId): see test_kafka_log.
 CLIENT_OPTIONS: dict[str, Any] = {"enable_idempotence": False}
@@ -403,7 +404,7 @@ def test_a_broker_that_goes_away_stalls_the_query_in_its_status_and_it_resumes_w
             broker.send_signal(signal.SIGCONT)
         deadline = time.monotonic() + 30
         while query.state == STALLED and time.monotonic() < deadline:
-            time.sleep(RETRY_SECONDS)
+            time.sleep(RETRY_AFTER_S)
             engine.run_until_idle()
         assert (query.state, query.runner.stats.last_error) == ("RUNNING", None)
         engine.run_until_idle()
