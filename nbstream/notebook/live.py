@@ -21,7 +21,8 @@ the empty result):
   ``{"type": "vega_request"}`` (once per page), ``{"type": "stop"}`` (the Stop button).
 
 Traits: ``columns``, ``status`` (the status line), ``state`` (RUNNING, STOPPED, DONE, ERROR),
-``spec`` (a Vega-Lite spec over the dataset ``nbstream``, empty: no chart) and ``show_table``.
+``spec`` (a Vega-Lite spec over the dataset ``nbstream``, empty: no chart), ``show_table`` and
+``keyed`` (a TABLE result: its rows are shown in key order, a STREAM's in arrival order).
 Keys are the JSON text of a TABLE row's key values, or ``#n`` for the n-th row of a STREAM; chart
 rows carry theirs in ``__key``. CSS hooks: root ``nbstream-table``, ``nbstream-status``,
 ``nbstream-stop``, ``nbstream-chart``, ``nbstream-error``, rows table ``nbstream-rows``.
@@ -74,6 +75,7 @@ class LiveTable(anywidget.AnyWidget):
     state = Unicode("RUNNING").tag(sync=True)
     spec = Dict().tag(sync=True)
     show_table = Bool(True).tag(sync=True)
+    keyed = Bool(False).tag(sync=True)
 
     def __init__(self, fallback: Callable[[], str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -272,7 +274,7 @@ class PushQuery:
     # -- internals ---------------------------------------------------------------------------------
     def _new_view(self, **traits: Any) -> LiveTable:
         view = LiveTable(fallback=self._static_html, columns=self.columns, status=self.status_line(),
-                         state=self.state, **traits)
+                         state=self.state, keyed=self.buffer.is_table, **traits)
         view.on_msg(self._on_message)
         self.views.append(view)
         return view

@@ -4,9 +4,12 @@
 //                 {type: "vega"} with the Vega runtime as buffers[0]
 // view -> kernel: {type: "snapshot_request", seq}, {type: "vega_request"}, {type: "stop"}
 
+const VEGA_RETRY_MS = 15000;
+
 function vegaRuntime(model) {
   // The Vega runtime is loaded once per page: the first view that needs it asks its kernel, every
-  // view (of any widget) waits for the same promise.
+  // view (of any widget) waits for the same promise. A view still waiting after VEGA_RETRY_MS asks
+  // again itself (the first asker's output may have been cleared before the answer came).
   const page = globalThis;
   if (page.nbstreamVega) return Promise.resolve(page.nbstreamVega);
   if (!page.nbstreamVegaLoading) {
@@ -15,7 +18,10 @@ function vegaRuntime(model) {
     page.nbstreamVegaLoading = { promise, resolve, reject, evaluating: false };
     model.send({ type: "vega_request" });
   }
-  return page.nbstreamVegaLoading.promise;
+  const loading = page.nbstreamVegaLoading;
+  const retry = setTimeout(() => { if (!page.nbstreamVega) model.send({ type: "vega_request" }); }, VEGA_RETRY_MS);
+  loading.promise.finally(() => clearTimeout(retry)).catch(() => {});
+  return loading.promise;
 }
 
 async function loadVegaRuntime(buffer) {
@@ -47,6 +53,16 @@ function shown(value) {
   return String(value);
 }
 
+function compareKeys(a, b) {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (a[i] === b[i]) continue;
+    if (a[i] === null) return -1;
+    if (b[i] === null) return 1;
+    return a[i] < b[i] ? -1 : 1;
+  }
+  return a.length - b.length;
+}
+
 function render({ model, el }) {
   const root = element("div", "nbstream-table", el);
   const bar = element("div", "nbstream-bar", root);
@@ -71,14 +87,24 @@ function render({ model, el }) {
   }
 
   function drawRows() {
+    const following = table.scrollTop + table.clientHeight >= table.scrollHeight - 4; // stay at the newest rows
     head.replaceChildren();
     const header = head.insertRow();
     for (const name of model.get("columns")) element("th", "", header).textContent = name;
     body.replaceChildren();
-    for (const row of rows.values()) {
+    for (const row of displayOrder()) {
       const tr = body.insertRow();
       for (const value of row) tr.insertCell().textContent = shown(value);
     }
+    if (following) table.scrollTop = table.scrollHeight;
+  }
+
+  function displayOrder() {
+    // A table's rows stay in key order (an update does not move a row); a stream's in arrival order.
+    if (!model.get("keyed")) return rows.values();
+    const entries = [...rows.entries()].map(([key, row]) => [JSON.parse(key), row]);
+    entries.sort((a, b) => compareKeys(a[0], b[0]));
+    return entries.map(([, row]) => row);
   }
 
   function records(entries) {
@@ -129,6 +155,9 @@ function render({ model, el }) {
     if (message.type === "snapshot") onSnapshot(message);
     else if (message.type === "delta") onDelta(message);
     else if (message.type === "vega" && buffers && buffers.length) loadVegaRuntime(buffers[0]);
+    else if (message.type === "vega_error" && globalThis.nbstreamVegaLoading) {
+      globalThis.nbstreamVegaLoading.reject(new Error(message.message));
+    }
   }
 
   async function embedChart() {
