@@ -364,28 +364,47 @@ def test_a_topic_deleted_under_a_running_query_fails_that_query_with_a_clear_err
         assert engine.run_until_idle() == 0  # a failed query takes no more batches
 
 
+class OwnBroker:
+    """A broker of one test alone on a fixed port: it can be paused, stopped and started again."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", url,
+                                         "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.process)
+
+    def signal(self, number: int) -> None:
+        assert self.process is not None
+        self.process.send_signal(number)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 @pytest.fixture
-def own_broker() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A broker of this test alone, and its process (to stop and continue it)."""
-    port = free_port()
-    url = f"tcp://127.0.0.1:{port}"
-    process = subprocess.Popen([str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url",
-                                url, "--storage-engine", "memory://tansu/"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def own_broker() -> Iterator[OwnBroker]:
+    broker = OwnBroker()
     try:
-        wait_for_port(port, process)
-        yield f"127.0.0.1:{port}", process
+        broker.start()
+        yield broker
     finally:
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        process.wait(timeout=10)
+        broker.stop()
 
 
 def test_a_broker_that_goes_away_stalls_the_query_in_its_status_and_it_resumes_without_loss(
-        own_broker: tuple[str, subprocess.Popen[bytes]]) -> None:
-    # The broker is stopped (SIGSTOP) rather than killed: Tansu's in-memory storage would come back
-    # empty after a restart — to a query, that is its topics deleted (the test above).
-    bootstrap, broker = own_broker
+        own_broker: OwnBroker) -> None:
+    # The broker is paused (SIGSTOP) rather than restarted: Tansu's in-memory storage comes back
+    # empty after a restart (the next test).
+    bootstrap = own_broker.bootstrap
     rows = order_rows(0, 30)
     with Engine(kafka=bootstrap, request_timeout_ms=1000, call_timeout_s=3, **CLIENT_OPTIONS) as engine:
         engine.execute(windowed_ddl(0))
@@ -393,7 +412,7 @@ def test_a_broker_that_goes_away_stalls_the_query_in_its_status_and_it_resumes_w
         engine.run_until_idle()
         [query] = engine.catalog.running()
         produce_orders(engine, rows[15:])  # pending when the broker goes away
-        broker.send_signal(signal.SIGSTOP)
+        own_broker.signal(signal.SIGSTOP)
         try:
             assert engine.run_until_idle() == 0
             [show] = engine.execute("SHOW QUERIES;")
@@ -401,7 +420,7 @@ def test_a_broker_that_goes_away_stalls_the_query_in_its_status_and_it_resumes_w
             assert "waiting for Kafka" in (query.runner.stats.last_error or "")
             assert engine.catalog.running() == [query]  # stalled, not stopped
         finally:
-            broker.send_signal(signal.SIGCONT)
+            own_broker.signal(signal.SIGCONT)
         deadline = time.monotonic() + 30
         while query.state == STALLED and time.monotonic() < deadline:
             time.sleep(RETRY_AFTER_S)
@@ -411,3 +430,22 @@ def test_a_broker_that_goes_away_stalls_the_query_in_its_status_and_it_resumes_w
     out = windowed_output(bootstrap, "s-per-minute-0", 2)
     assert last_per_window(out) == expected_windows(rows)
     assert len(out) == len(rows)  # it stalled before producing anything: no duplicates either
+
+
+def test_a_broker_restarted_empty_stalls_the_query_while_down_then_fails_it_for_its_lost_topics(
+        own_broker: OwnBroker) -> None:
+    with Engine(kafka=own_broker.bootstrap, request_timeout_ms=1000, call_timeout_s=3, **CLIENT_OPTIONS) as engine:
+        engine.execute(windowed_ddl(0))
+        produce_orders(engine, order_rows(0, 6))
+        engine.run_until_idle()
+        [query] = engine.catalog.running()
+        own_broker.stop()  # connections refused
+        assert engine.run_until_idle() == 0
+        assert query.state == STALLED
+        own_broker.start()  # Tansu keeps topics in memory: it comes back without them
+        deadline = time.monotonic() + 30
+        with pytest.raises(ExecutionError, match="topic 's-orders-0' was deleted"):
+            while time.monotonic() < deadline:
+                time.sleep(RETRY_AFTER_S)
+                engine.run_until_idle()
+        assert query.state == "ERROR"
