@@ -78,8 +78,7 @@ class Connectors:
         connector = cls.create(name, properties)
         if not isinstance(self.log, EmbeddedLog):
             raise UnsupportedError(f"connector {name}: connectors run on the embedded log only for now")
-        incarnation = self._incarnations.get(name, 0) + 1
-        self._incarnations[name] = incarnation
+        incarnation = self._incarnations.get(name, 0) + 1  # counted once it exists: as replays count
         self._ensure_topic(connector.topic)
         stored = self.con.execute("SELECT progress FROM __connectors WHERE name = ? AND incarnation = ?",
                                   [name, incarnation]).fetchall()
@@ -88,6 +87,7 @@ class Connectors:
         else:
             self.con.execute("INSERT INTO __connectors VALUES (?, ?, ?)", [name, incarnation, connector.progress()])
         self.running[name] = RunningConnector(connector, incarnation, sql, _encoding(connector))
+        self._incarnations[name] = incarnation
         return f"Created connector {name}"
 
     def drop(self, name: str, if_exists: bool) -> str:
@@ -173,6 +173,12 @@ class Connectors:
     def _ensure_topic(self, topic: str) -> None:
         if self.log.topic(topic) is None:
             self.log.create_topic(topic, 1)
+
+    def close(self) -> None:
+        """Stop the Python sources (their feeding threads end); connectors just stop being stepped."""
+        for source in self.python_sources:
+            source.stop()
+        self.python_sources.clear()
 
     # -- SHOW / DESCRIBE -------------------------------------------------------------------------
     def show_rows(self) -> list[tuple[Any, ...]]:

@@ -410,6 +410,7 @@ class Engine:
                 "window_type": source.window.kind if source.window else None}
 
     def close(self) -> None:
+        self.connectors.close()
         if isinstance(self.log, StagedKafkaLog):
             self.log.close()
         self.con.close()

@@ -155,3 +155,22 @@ def test_records_that_are_not_dicts_are_a_type_error(eng: Engine) -> None:
 def test_rate_must_be_positive(eng: Engine, rate: float) -> None:
     with pytest.raises(ValueError, match="rate must be a positive number"):
         eng.source("clicks", rows(1), rate=rate)
+
+
+def test_closing_the_engine_stops_its_sources_and_their_threads() -> None:
+    eng = Engine()
+    eng.execute(STREAM)
+
+    async def endless() -> AsyncIterator[dict[str, object]]:
+        i = 0
+        while True:
+            i += 1
+            yield {"user": "u", "page": "p", "n": i}
+
+    handle = eng.source("clicks", endless())
+    eng.close()
+    assert handle.status == "STOPPED"
+    reader = handle._reader
+    assert hasattr(reader, "thread")
+    reader.thread.join(5)
+    assert not reader.thread.is_alive()
