@@ -75,6 +75,8 @@ class Connectors:
         if name in self.running:
             raise CatalogError(f"Connector {name} already exists.{_drop_hint(name)}")
         cls = connector_class(properties.get("connector.class"), kind, name)
+        if cls.kind != "SOURCE":  # a sink class registers its own way of being run here
+            raise UnsupportedError(f"connector {name}: running {cls.kind.lower()} connectors is not implemented yet")
         connector = cls.create(name, properties)
         if not isinstance(self.log, EmbeddedLog):
             raise UnsupportedError(f"connector {name}: connectors run on the embedded log only for now")

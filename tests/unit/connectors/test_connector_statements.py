@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
+import duckdb
 import pandas as pd
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import CatalogError, ParseError
+from nbstream.connectors.running import Connectors
+from nbstream.errors import CatalogError, ParseError, UnsupportedError
+from nbstream.log.base import SqlLog
 from nbstream.sql import ast, parse
 
 START = 1_700_000_000_000
@@ -266,3 +270,10 @@ def test_datagen_rides_to_a_tumbling_count_per_driver() -> None:
     assert len(merged) == len(expected) == len(result)
     assert (merged["n_x"] == merged["n_y"]).all()
     assert ((merged["total_x"] - merged["total_y"]).abs() < 1e-6).all()
+
+
+def test_connectors_on_a_kafka_log_are_a_clear_unsupported_error() -> None:
+    connectors = Connectors(duckdb.connect(), cast(SqlLog, object()))
+    with pytest.raises(UnsupportedError, match="connector G: connectors run on the embedded log only"):
+        connectors.create("SOURCE", "G", {"connector.class": "datagen", "kafka.topic": "t", "quickstart": "users"},
+                          "CREATE SOURCE CONNECTOR g …")
