@@ -287,8 +287,14 @@ class PushQuery:
                 _put(loop, queue, None)
         self.flush(force=True)
         if self._display is not None:
-            handle = self._display
-            self._deliver(lambda: handle.update(self.view))
+            self._deliver(self._refresh_static_picture)
+
+    def _refresh_static_picture(self) -> None:
+        """Update the cell's output (its static HTML). JupyterLab applies the update only while it
+        waits for the request it answers: a query ending in a cell (LIMIT, ``%stream stop``, a
+        re-run) refreshes it, the Stop button (a widget message) does not."""
+        assert self._display is not None
+        self._display.update(self.view)
 
     def _publish(self, batch: pa.Table) -> None:
         """Hand ``batch`` to every ``async for`` over this query."""
