@@ -14,9 +14,11 @@ produced but before the DuckDB transaction committed produces that batch's outpu
 query resumes, recomputed from the state before it (which rolled back with the offsets): the same
 records, unless input arrived meanwhile and the repeated batch covers more of it — an aggregation
 may then write a window's intermediate changes twice with other values, its last change being
-right. A consumer that needs each change of a stream once deduplicates by key and input position;
-a TABLE's changelog needs nothing, its latest record per key (and window) being its value. Output is not
-transactional (the test broker refuses transactional and idempotent producers).
+right. A TABLE's changelog needs nothing: its latest record per key (and window) is its value. A
+STREAM's repeats are the records of the repeated batch again (same key, value and timestamp, after
+the ones the batch wrote before the crash); records carry no input position, so a consumer that
+must see each once deduplicates on its own key — or reads a TABLE. Output is not transactional
+(the test broker refuses transactional and idempotent producers).
 
 Where a query resumes: the offsets in the engine's database, committed with the state. A stateless
 query with none there (a new in-memory engine) resumes from its consumer group; a stateful one

@@ -28,7 +28,7 @@ from kafka_reader import read_all
 from nbstream import Engine
 from nbstream.errors import ExecutionError
 from nbstream.log.kafka import RETRY_AFTER_S
-from nbstream.runtime.kafka_query import STALLED, KafkaAggregateRunner, consumer_group
+from nbstream.runtime.kafka_query import STALLED, KafkaAggregateRunner, KafkaQueryRunner, consumer_group
 
 #: Tansu 0.6 refuses idempotent producers (InitProducerId): see test_kafka_log.
 CLIENT_OPTIONS: dict[str, Any] = {"enable_idempotence": False}
@@ -344,6 +344,39 @@ def test_a_crash_after_the_output_was_produced_repeats_only_that_batch_on_restar
     repeats = collections.Counter(out) - collections.Counter(set(out))
     assert sorted(repeats.elements()) == sorted(interrupted)
     assert len(out) == len(rows) + len(interrupted)
+
+
+def test_a_crash_after_a_stream_batch_was_produced_writes_exactly_that_batch_again(
+        kafka_bootstrap: str, run: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ddl = orders_ddl(run) + f"""CREATE STREAM big WITH (kafka_topic='s-big-{run}', partitions=2) AS
+                                  SELECT id, amount, region FROM orders WHERE amount > 3;"""
+    rows = order_rows(0, 40)
+
+    def records() -> collections.Counter[tuple[bytes, bytes, int]]:
+        return collections.Counter((m.key, m.value, m.timestamp) for m in read_all(kafka_bootstrap, f"s-big-{run}", 2))
+
+    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as first:
+        first.execute(ddl)
+        produce_orders(first, rows[:20])
+        first.run_until_idle()
+        done = records()
+        produce_orders(first, rows[20:])
+
+        def die(self: KafkaQueryRunner, ranges: Any) -> None:
+            raise _Crash
+
+        monkeypatch.setattr(KafkaQueryRunner, "_commit_offsets", die)
+        with pytest.raises(_Crash):
+            first.run_until_idle()
+        monkeypatch.undo()
+        interrupted = records() - done
+    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as second:
+        second.run_until_idle()
+    out = records()
+    expected = {(order.encode(), amount) for order, amount, _r, _ts in rows if amount > 3}
+    assert {(key, json.loads(value)["AMOUNT"]) for key, value, _ts in out} == expected  # no loss
+    assert out - collections.Counter(set(out)) == interrupted  # the repeats: the interrupted batch
+    assert sum(interrupted.values()) == len([r for r in rows[20:] if r[1] > 3])
 
 
 # -- failures ------------------------------------------------------------------------------------------
