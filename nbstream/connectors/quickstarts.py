@@ -71,9 +71,16 @@ class Quickstart:
         if kind == "TABLE" and not keyed:
             return None
         columns = [Column(self.key_field.upper(), STRING, "KEY")] if keyed else []
-        columns += [Column(name.upper(), sql_type) for name, sql_type in self.fields
+        columns += [Column(name.upper(), upper_case_fields(sql_type)) for name, sql_type in self.fields
                     if not (keyed and name == self.key_field)]
         return LogicalSchema(tuple(columns))
+
+
+def upper_case_fields(sql_type: SqlType) -> SqlType:
+    """``sql_type`` with STRUCT field names upper-cased, as ksqlDB derives them from a schema."""
+    if sql_type.name != "STRUCT":
+        return sql_type
+    return SqlType.struct([(name.upper(), upper_case_fields(t)) for name, t in sql_type.fields])
 
 
 # -- vectorised helpers ------------------------------------------------------------------------

@@ -190,7 +190,7 @@ def test_stream_over_a_numeric_key_field_keeps_it_as_a_typed_value_column() -> N
     eng.execute("CREATE STREAM orders WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON')")
     assert eng.describe_source("ORDERS")["schema"] == (  # type: ignore[index]
         "`ORDERTIME` BIGINT, `ORDERID` INTEGER, `ITEMID` STRING, `ORDERUNITS` DOUBLE, "
-        "`ADDRESS` STRUCT<`city` STRING, `state` STRING, `zipcode` BIGINT>")
+        "`ADDRESS` STRUCT<`CITY` STRING, `STATE` STRING, `ZIPCODE` BIGINT>")
 
 
 def test_table_without_columns_gets_the_key_field_as_primary_key_and_reads_the_records() -> None:
@@ -277,3 +277,13 @@ def test_connectors_on_a_kafka_log_are_a_clear_unsupported_error() -> None:
     with pytest.raises(UnsupportedError, match="connector G: connectors run on the embedded log only"):
         connectors.create("SOURCE", "G", {"connector.class": "datagen", "kafka.topic": "t", "quickstart": "users"},
                           "CREATE SOURCE CONNECTOR g …")
+
+
+def test_struct_fields_of_a_column_less_stream_read_datagens_lower_case_json() -> None:
+    eng, clock = engine_with_clock()
+    eng.execute(connector_sql("g", "orders", "orders", interval=0, iterations=3) + ";"
+                "CREATE STREAM orders WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON');"
+                "CREATE STREAM cities AS SELECT ORDERID, ADDRESS->CITY AS CITY FROM orders;")
+    run_for(eng, clock, 1)
+    cities = [r.value["CITY"] for r in eng.consume("CITIES")]
+    assert len(cities) == 3 and all(c.startswith("City_") for c in cities)
