@@ -202,3 +202,16 @@ def test_the_python_api_starts_a_push_query_on_the_engine_the_magics_use(
     assert live.to_pandas().to_dict("records") == [{"PAGEID": "p-u2"}]
     live.stop()
     assert live.status["state"] == "STOPPED"
+
+
+def test_when_the_query_ends_the_cell_output_is_refreshed_with_a_static_picture_of_its_rows(
+        shell: InteractiveShell, sources: NotebookEngine) -> None:
+    with capture_output() as out:
+        shell.run_cell("%%stream live <<\nSELECT pageid FROM pageviews EMIT CHANGES LIMIT 2;")
+        for page in ("a", "b"):
+            sources.produce("pageviews", {"pageid": page}, key="u1")
+        eventually(lambda: any(output.update for output in out.outputs))
+    first, update = out.outputs[0], [output for output in out.outputs if output.update][-1]
+    assert "widget-view" in str(first.data.keys()) and "0 rows" in first.data["text/html"]
+    assert update.transient == first.transient  # the same display, updated
+    assert "DONE · 2 rows" in update.data["text/html"] and "<td>b</td>" in update.data["text/html"]
