@@ -107,6 +107,10 @@ class KafkaInput(QueryRunner):
         self._resume()
         return consumed
 
+    def describe(self) -> tuple[str, str]:
+        """What this runner is, for an error, and how a user ends it once it failed."""
+        return f"query {self.query_id}", f"TERMINATE {self.query_id}, or recreate the topic and the query"
+
     def _stall(self, error: BrokerUnavailable) -> None:
         self.stats.last_error = f"waiting for Kafka (retrying): {error}"
         if self.query is not None and self.query.state == "RUNNING":
@@ -126,9 +130,9 @@ class KafkaInput(QueryRunner):
             return
         if not gone:
             return
-        self._failure = (f"query {self.query_id} stopped: topic '{gone[0]}' was deleted from Kafka at "
-                         f"{self.kafka.bootstrap} while it ran (TERMINATE {self.query_id}, or recreate the "
-                         "topic and the query)")
+        what, remedy = self.describe()
+        self._failure = (f"{what} stopped: topic '{gone[0]}' was deleted from Kafka at {self.kafka.bootstrap} "
+                         f"while it ran ({remedy})")
         self.stats.last_error = self._failure
         if self.query is not None:
             self.query.state = "ERROR"
@@ -178,5 +182,9 @@ class KafkaJoinAggregateRunner(KafkaInput, JoinAggregateRunner):
 class KafkaMaterializer(KafkaInput, Materializer):
     """The materialized state of a TABLE over a Kafka topic (what pull queries read); its offsets
     live in the engine's database only."""
+
+    def describe(self) -> tuple[str, str]:
+        name = self.source.name
+        return f"the materialization of table {name}", f"DROP TABLE {name}, or recreate the topic and the table"
 
     commits_group = False

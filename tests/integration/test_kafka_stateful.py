@@ -395,6 +395,10 @@ def test_a_topic_deleted_under_a_running_query_fails_that_query_with_a_clear_err
         assert query.state == "ERROR"
         assert f"s-orders-{run}" in (query.runner.stats.last_error or "")
         assert engine.run_until_idle() == 0  # a failed query takes no more batches
+        engine.log.kafka.delete_topic(f"s-per-minute-{run}")  # type: ignore[attr-defined]
+        with pytest.raises(ExecutionError, match="the materialization of table PER_MINUTE stopped: topic "
+                                                 f"'s-per-minute-{run}' was deleted .*DROP TABLE PER_MINUTE"):
+            engine.run_until_idle()
 
 
 class OwnBroker:
