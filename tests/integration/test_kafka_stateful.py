@@ -182,6 +182,28 @@ def test_a_stream_table_join_looks_each_order_up_in_the_table_as_it_was_when_the
     assert all(m.partition == partitioner(m.key, [0, 1], [0, 1]) for m in out)
 
 
+def test_an_aggregation_over_a_join_of_kafka_topics_commits_both_inputs_to_its_group(
+        kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(orders_ddl(run) + f"""
+            CREATE TABLE managers (region VARCHAR PRIMARY KEY, manager VARCHAR)
+              WITH (kafka_topic='s-managers-{run}', value_format='JSON', partitions=2);
+            CREATE TABLE per_manager WITH (kafka_topic='s-per-manager-{run}', partitions=2) AS
+              SELECT m.manager, COUNT(*) AS n FROM orders o JOIN managers m ON o.region = m.region
+              GROUP BY m.manager;""")
+        managers = pd.DataFrame([("eu", "ann", 0), ("us", "ann", 0), ("apac", "bob", 0)],
+                                columns=["region", "manager", "ts"])
+        engine.produce_batch("MANAGERS", managers, key="region", timestamp="ts")
+        produce_orders(engine, order_rows(0, 30))
+        engine.run_until_idle()
+        [query] = engine.catalog.running()
+        kafka = engine.log.kafka  # type: ignore[attr-defined]
+        for topic in (f"s-orders-{run}", f"s-managers-{run}"):
+            assert kafka.committed_offsets(consumer_group(query.id), topic) == dict(kafka.require(topic).end_offsets)
+    out = read_all(kafka_bootstrap, f"s-per-manager-{run}", 2)
+    assert {m.key: json.loads(m.value)["N"] for m in out} == {b"ann": 20, b"bob": 10}
+
+
 def test_a_table_table_join_emits_each_change_and_a_tombstone_when_a_row_is_deleted(
         kafka_bootstrap: str, run: int) -> None:
     with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
