@@ -63,6 +63,7 @@ class KafkaInput(QueryRunner):
     commits_group = True
     _failure: str | None = None
     _group_behind = False
+    _stalled = False
 
     @property
     def kafka(self) -> KafkaLog:
@@ -81,10 +82,14 @@ class KafkaInput(QueryRunner):
         """The next input offset of every partition read, by topic."""
         return {self.plan.scan.topic: dict(self.offsets)}
 
+    def inputs(self) -> list[str]:
+        """The topics the query reads."""
+        return [self.plan.scan.topic]
+
     def topics(self) -> list[str]:
         """The topics the query reads and writes."""
         sink = self.sink
-        return [*self.positions(), *([sink.topic] if sink is not None else [])]
+        return [*dict.fromkeys(self.inputs()), *([sink.topic] if sink is not None else [])]
 
     def step(self) -> int:
         """One micro-batch (0 while stalled or failed); its input offsets go to the consumer group
@@ -112,14 +117,18 @@ class KafkaInput(QueryRunner):
         return f"query {self.query_id}", f"TERMINATE {self.query_id}, or recreate the topic and the query"
 
     def _stall(self, error: BrokerUnavailable) -> None:
+        self._stalled = True
         self.stats.last_error = f"waiting for Kafka (retrying): {error}"
         if self.query is not None and self.query.state == "RUNNING":
             self.query.state = STALLED
 
     def _resume(self) -> None:
+        if not self._stalled:
+            return
+        self._stalled = False
+        self.stats.last_error = None
         if self.query is not None and self.query.state == STALLED:
             self.query.state = "RUNNING"
-            self.stats.last_error = None
 
     def _fail_if_topic_gone(self, error: LogError) -> None:
         """Fail the query for good if one of its topics was deleted (else ``error`` is raised as is)."""
@@ -168,12 +177,18 @@ def _join_positions(join: JoinRunner, offsets: Mapping[int, int]) -> dict[str, d
 class KafkaJoinRunner(KafkaInput, JoinRunner):
     """A join of Kafka topics, its tables' and windows' state in the engine's DuckDB."""
 
+    def inputs(self) -> list[str]:
+        return [side.scan.topic for side in self.join.sides]
+
     def positions(self) -> dict[str, dict[int, int]]:
         return _join_positions(self, self.offsets)
 
 
 class KafkaJoinAggregateRunner(KafkaInput, JoinAggregateRunner):
     """A GROUP BY over a join of Kafka topics."""
+
+    def inputs(self) -> list[str]:
+        return [side.scan.topic for side in self._join.join.sides]
 
     def positions(self) -> dict[str, dict[int, int]]:
         return _join_positions(self._join, self.offsets)
@@ -183,8 +198,8 @@ class KafkaMaterializer(KafkaInput, Materializer):
     """The materialized state of a TABLE over a Kafka topic (what pull queries read); its offsets
     live in the engine's database only."""
 
+    commits_group = False
+
     def describe(self) -> tuple[str, str]:
         name = self.source.name
         return f"the materialization of table {name}", f"DROP TABLE {name}, or recreate the topic and the table"
-
-    commits_group = False
