@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 import pandas as pd
 import pyarrow as pa
 
-from nbstream.errors import ExecutionError
+from nbstream.errors import BindError, ExecutionError, SqlTypeError
 
 MAX_STEP = 10_000  # records per step without a rate: bounded work per loop turn
 QUEUE_SIZE = 2 * MAX_STEP  # records an async source may read ahead
@@ -43,7 +43,7 @@ class PythonSource:
                  key: str | None = None, timestamp: str | None = None, start_ms: int | None = None) -> None:
         """``start_ms``: when the source started (the clock its steps get); default: its first step."""
         if rate is not None and not rate > 0:
-            raise ValueError(f"source {topic}: rate must be a positive number of records per second, not {rate!r}")
+            raise BindError(f"source {topic}: rate must be a positive number of records per second, not {rate!r}")
         self.topic, self.rate, self.key, self.timestamp = topic, rate, key, timestamp
         self.produced = 0
         self.error: str | None = None
@@ -194,7 +194,7 @@ def _reader_for(data: Data, stopped: threading.Event) -> _Reader:
         return _AsyncReader(data, stopped)
     if isinstance(data, Iterable) and not isinstance(data, str | bytes | dict):
         return _IterableReader(data)
-    raise TypeError(f"a source takes a DataFrame, an Arrow table, an iterable or an async iterable of dicts, "
+    raise SqlTypeError(f"a source takes a DataFrame, an Arrow table, an iterable or an async iterable of dicts, "
                     f"not {type(data).__name__}")
 
 
@@ -203,5 +203,5 @@ def _records_table(items: list[Any]) -> pa.Table | None:
         return None
     bad = next((item for item in items if not isinstance(item, dict)), None)
     if bad is not None:
-        raise TypeError(f"a source's records must be dicts of column values, not {type(bad).__name__}: {bad!r}")
+        raise SqlTypeError(f"a source's records must be dicts of column values, not {type(bad).__name__}: {bad!r}")
     return pa.Table.from_pylist(items)

@@ -94,11 +94,10 @@ class Connectors:
 
     def drop(self, name: str, if_exists: bool) -> str:
         """Stop connector ``name`` and forget its progress; its topic and records stay."""
-        running = self.running.pop(name, None)
-        if running is None:
-            if if_exists:
-                return f"Connector {name} does not exist"
-            raise CatalogError(f"Connector {name} does not exist.{did_you_mean(name, self.running)}".rstrip("."))
+        if if_exists and name not in self.running:
+            return f"Connector {name} does not exist"
+        running = self.get(name)
+        del self.running[name]
         self.con.execute("DELETE FROM __connectors WHERE name = ? AND incarnation = ?", [name, running.incarnation])
         return f"Dropped connector {name}"
 

@@ -12,7 +12,7 @@ import pytest
 
 from nbstream import Engine
 from nbstream.connectors.python_source import MAX_STEP
-from nbstream.errors import LogError
+from nbstream.errors import BindError, LogError, SqlTypeError
 
 START = 1_700_000_000_000
 STREAM = """CREATE STREAM clicks (user VARCHAR KEY, page VARCHAR, n INT)
@@ -147,13 +147,13 @@ def test_a_source_without_a_stream_over_its_topic_is_an_error() -> None:
 
 def test_records_that_are_not_dicts_are_a_type_error(eng: Engine) -> None:
     eng.source("clicks", [1, 2, 3])
-    with pytest.raises(TypeError, match="must be dicts of column values, not int"):
+    with pytest.raises(SqlTypeError, match="must be dicts of column values, not int"):
         eng.run_until_idle()
 
 
 @pytest.mark.parametrize("rate", [0, -1])
 def test_rate_must_be_positive(eng: Engine, rate: float) -> None:
-    with pytest.raises(ValueError, match="rate must be a positive number"):
+    with pytest.raises(BindError, match="rate must be a positive number"):
         eng.source("clicks", rows(1), rate=rate)
 
 
@@ -174,3 +174,9 @@ def test_closing_the_engine_stops_its_sources_and_their_threads() -> None:
     assert hasattr(reader, "thread")
     reader.thread.join(5)
     assert not reader.thread.is_alive()
+
+
+def test_data_that_is_no_frame_or_iterable_is_a_type_error(eng: Engine) -> None:
+    with pytest.raises(SqlTypeError, match="a source takes a DataFrame, an Arrow table, an iterable or an async "
+                                           "iterable of dicts, not int"):
+        eng.source("clicks", 42)  # type: ignore[arg-type]
