@@ -37,6 +37,7 @@ class SourceConnector(Protocol):
 
     name: str
     topic: str
+    partitions: int  # of the topic, when the connector creates it
     connector_class: str
     kind: str
     produced: int

@@ -38,7 +38,8 @@ MAX_BATCH = 10_000  # records per step: ~0.1 s of generating and appending, so a
 
 #: The properties datagen reads; the others kafka-connect accepts are listed so that ksqlDB
 #: statements copied from tutorials run (their converters are what nbstream does anyway).
-PROPERTIES = ("connector.class", "kafka.topic", "quickstart", "max.interval", "iterations", "random.seed")
+PROPERTIES = ("connector.class", "kafka.topic", "quickstart", "max.interval", "iterations", "random.seed",
+              "topic.creation.default.partitions")
 IGNORED_PROPERTIES = ("tasks.max", "key.converter", "value.converter", "value.converter.schemas.enable",
                       "key.converter.schemas.enable", "format")
 
@@ -52,6 +53,7 @@ class DatagenConfig:
     max_interval_ms: int
     iterations: int | None  # None: unlimited
     seed: int
+    partitions: int  # of the topic, if the connector creates it (Kafka Connect's topic.creation.…)
 
     @classmethod
     def parse(cls, name: str, properties: Mapping[str, PropertyValue]) -> DatagenConfig:
@@ -68,7 +70,8 @@ class DatagenConfig:
         return cls(topic=topic, quickstart=_quickstart(name, props.get("quickstart")),
                    max_interval_ms=_integer(name, props, "max.interval", DEFAULT_MAX_INTERVAL_MS, minimum=0),
                    iterations=iterations if iterations >= 1 else None,
-                   seed=_integer(name, props, "random.seed", zlib.crc32(name.encode())))
+                   seed=_integer(name, props, "random.seed", zlib.crc32(name.encode())),
+                   partitions=_integer(name, props, "topic.creation.default.partitions", 1, minimum=1))
 
 
 def _quickstart(name: str, value: PropertyValue) -> Quickstart:
@@ -104,7 +107,7 @@ class DatagenConnector:
     def __init__(self, name: str, properties: Mapping[str, PropertyValue]) -> None:
         self.name = name
         self.config = DatagenConfig.parse(name, properties)
-        self.topic = self.config.topic
+        self.topic, self.partitions = self.config.topic, self.config.partitions
         self.produced = 0
         self.next_due_ms: int | None = None  # None: the first record is due one interval after the first step
         self.state: State = self.config.quickstart.initial_state(np.random.default_rng([self.config.seed, 0]))

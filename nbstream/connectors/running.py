@@ -81,7 +81,7 @@ class Connectors:
         if not isinstance(self.log, EmbeddedLog):
             raise UnsupportedError(f"connector {name}: connectors run on the embedded log only for now")
         incarnation = self._incarnations.get(name, 0) + 1  # counted once it exists: as replays count
-        self._ensure_topic(connector.topic)
+        self._ensure_topic(connector)
         stored = self.con.execute("SELECT progress FROM __connectors WHERE name = ? AND incarnation = ?",
                                   [name, incarnation]).fetchall()
         if stored:
@@ -155,7 +155,7 @@ class Connectors:
         generated = connector.step(now)
         if generated is None:
             return 0
-        self._ensure_topic(connector.topic)
+        self._ensure_topic(connector)
         self.con.execute("BEGIN")
         try:
             written = append_frame(self.con, self.log, running.encoding, _frame(generated),
@@ -171,9 +171,9 @@ class Connectors:
         self.log.confirm(connector.topic, written)
         return generated.size
 
-    def _ensure_topic(self, topic: str) -> None:
-        if self.log.topic(topic) is None:
-            self.log.create_topic(topic, 1)
+    def _ensure_topic(self, connector: SourceConnector) -> None:
+        if self.log.topic(connector.topic) is None:
+            self.log.create_topic(connector.topic, connector.partitions)
 
     def close(self) -> None:
         """Stop the Python sources (their feeding threads end); connectors just stop being stepped."""

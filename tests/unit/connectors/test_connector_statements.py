@@ -287,3 +287,11 @@ def test_struct_fields_of_a_column_less_stream_read_datagens_lower_case_json() -
     run_for(eng, clock, 1)
     cities = [r.value["CITY"] for r in eng.consume("CITIES")]
     assert len(cities) == 3 and all(c.startswith("City_") for c in cities)
+
+
+def test_the_topic_a_connector_creates_takes_the_partitions_asked_for() -> None:
+    eng = Engine()
+    eng.execute("CREATE SOURCE CONNECTOR g WITH ('connector.class'='datagen', 'kafka.topic'='rides', "
+                "'quickstart'='rides', 'topic.creation.default.partitions'=4)")
+    eng.execute("CREATE STREAM rides WITH (KAFKA_TOPIC='rides', VALUE_FORMAT='JSON', PARTITIONS=4)")
+    assert eng.log.require("rides").partitions == 4
