@@ -295,3 +295,18 @@ def test_the_topic_a_connector_creates_takes_the_partitions_asked_for() -> None:
                 "'quickstart'='rides', 'topic.creation.default.partitions'=4)")
     eng.execute("CREATE STREAM rides WITH (KAFKA_TOPIC='rides', VALUE_FORMAT='JSON', PARTITIONS=4)")
     assert eng.log.require("rides").partitions == 4
+
+
+def test_a_column_less_stream_and_its_query_come_back_after_a_restart(tmp_path: Path) -> None:
+    eng, clock = engine_with_clock(tmp_path)
+    eng.execute(connector_sql("g", "users", "users", interval=20, iterations=400) + ";"
+                "CREATE STREAM users WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON');"
+                "CREATE TABLE per_region AS SELECT regionid, COUNT(*) AS n FROM users GROUP BY regionid;")
+    run_for(eng, clock, 2)
+    eng.close()
+    eng, clock = engine_with_clock(tmp_path)
+    assert eng.describe_source("USERS")["schema"].startswith("`USERID` STRING KEY")  # type: ignore[index]
+    while dict(eng.execute("DESCRIBE CONNECTOR g")[0].rows)["State"] != "FINISHED":
+        run_for(eng, clock, 5)
+    assert eng.query("SELECT * FROM per_region")["N"].sum() == 400
+    eng.close()
