@@ -77,7 +77,7 @@ class LiveTable(anywidget.AnyWidget):
     show_table = Bool(True).tag(sync=True)
     keyed = Bool(False).tag(sync=True)
 
-    def __init__(self, fallback: Callable[[], str] | None = None, **kwargs: Any) -> None:
+    def __init__(self, fallback: Callable[[LiveTable], str] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._fallback = fallback
 
@@ -87,7 +87,7 @@ class LiveTable(anywidget.AnyWidget):
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle  # anywidget: (data, metadata)
         if self._fallback is not None and data is not None:
-            data["text/html"] = self._fallback()
+            data["text/html"] = self._fallback(self)
         return bundle
 
 
@@ -344,15 +344,15 @@ class PushQuery:
             else:
                 view.send({"type": "vega"}, buffers=[bundle])
 
-    def _static_html(self) -> str:
-        """The status line, chart and rows as plain HTML (what a notebook shows without a kernel)."""
+    def _static_html(self, view: LiveTable) -> str:
+        """What ``view`` shows (status line, chart, rows) as plain HTML, for a notebook shown
+        without a kernel."""
         entries = self.buffer.entries()
         rows = [jsonable_row(row) for _, row in entries]
         parts = [f'<div class="nbstream-status">{html.escape(self.status_line())}</div>']
-        for view in self.views if rows else []:  # no chart of nothing (and no second's wait for it)
-            if view.spec:
-                parts.append(self._static_chart(view.spec, entries))
-        if rows:
+        if view.spec and rows:  # no chart of nothing (and no second's wait for it)
+            parts.append(self._static_chart(view.spec, entries))
+        if view.show_table and rows:
             table = pd.DataFrame(rows[-FALLBACK_ROWS:], columns=self.columns)
             parts.append(table.to_html(index=False, na_rep=""))
         return '<div class="nbstream-table">' + "".join(parts) + "</div>"

@@ -245,12 +245,14 @@ def test_the_view_is_a_live_table_widget() -> None:
     assert isinstance(query.view, LiveTable) and query.view.columns == ["PAGE"] and query.view.show_table
 
 
-def test_the_static_fallback_draws_each_chart_of_the_rows() -> None:
+def test_the_static_fallback_of_each_view_shows_its_chart_or_its_table() -> None:
     import altair as alt
 
     query, runner, _ = handle(TABLE)
-    query.chart(alt.Chart().mark_bar().encode(x="ID:N", y="N:Q"))
+    chart = query.chart(alt.Chart().mark_bar().encode(x="ID:N", y="N:Q"))
     runner.feed([{"ID": "a", "N": 1}, {"ID": "b", "N": 2}])
     query.step()
-    bundle, _ = query.view._repr_mimebundle_()
-    assert '<div class="nbstream-chart"><svg' in bundle["text/html"]
+    chart_only, _ = chart._repr_mimebundle_()
+    assert '<div class="nbstream-chart"><svg' in chart_only["text/html"] and "<table" not in chart_only["text/html"]
+    table_only, _ = query.view._repr_mimebundle_()
+    assert "<svg" not in table_only["text/html"] and "<table" in table_only["text/html"]
