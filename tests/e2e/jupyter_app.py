@@ -34,8 +34,8 @@ CHROMIUM_ARGS = [  # Playwright adds --headless and --user-data-dir itself
 ]
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
-LIVE_TABLE = ".nbstream-table"
-CHART_MARKS = ".vega-embed svg.marks, .vega-embed canvas.marks, .nbstream-chart svg.marks, .nbstream-chart canvas.marks"
+LIVE_VIEW = ".nbstream-table"  # a live table, or a chart of a push query
+CHART_MARKS = ".nbstream-chart svg.marks, .nbstream-chart canvas.marks"
 
 
 def free_port() -> int:
@@ -54,8 +54,9 @@ class JupyterServer:
     process: subprocess.Popen[bytes]
 
     def url(self, app: str, notebook: str) -> str:
-        path = "lab/tree" if app == "lab" else "notebooks"
-        return f"{self.base}/{path}/{urllib.parse.quote(notebook)}?token={self.token}"
+        if app == "lab":  # reset: no tabs restored from the previous test's workspace
+            return f"{self.base}/lab/tree/{urllib.parse.quote(notebook)}?token={self.token}&reset"
+        return f"{self.base}/notebooks/{urllib.parse.quote(notebook)}?token={self.token}"
 
     def api(self, method: str, path: str) -> Any:
         request = urllib.request.Request(f"{self.base}/api/{path}", method=method,
@@ -93,7 +94,8 @@ def start_jupyter(root: Path, workdir: Path, log: Path) -> JupyterServer:
         # no "get Jupyter news?" toast over the outputs; every cell attached to the DOM
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
                                                                             "checkForUpdates": False},
-        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+        "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none",
+                                                                         "recordTiming": True},
     }.items():
         (settings / relative).parent.mkdir(parents=True, exist_ok=True)
         (settings / relative).write_text(json.dumps(body))
@@ -166,6 +168,19 @@ _CELLS_DONE = """() => {
   return p.length > 0 && p.every(t => /^\\[\\d+\\]:$/.test(t));
 }"""
 
+# Per code cell: seconds from the kernel starting it to its reply, from recordTiming's metadata.
+_CELL_SECONDS = """() => {
+  const cells = window.jupyterapp.shell.currentWidget.content.model.cells, out = [];
+  for (let i = 0; i < cells.length; i++) {
+    const c = cells.get(i);
+    if (c.type !== 'code') continue;
+    const t = c.getMetadata('execution') || {};
+    const start = Date.parse(t['iopub.execute_input']), end = Date.parse(t['shell.execute_reply']);
+    out.push(isNaN(start) || isNaN(end) ? null : Math.round(end - start) / 1000);
+  }
+  return out;
+}"""
+
 _CELL_ERRORS = """() => {
   const w = window.jupyterapp.shell.currentWidget, cells = w.content.model.cells, errors = [];
   for (let i = 0; i < cells.length; i++) {
@@ -178,18 +193,27 @@ _CELL_ERRORS = """() => {
   return errors;
 }"""
 
-# Every 40 ms, each live table's text (its rows, not the status line) and the kernel's status
-# when it changed: window.__liveLog[i] = [{v, kernel, t}, ...].
-_RECORD_LIVE = """([selector, kernelStatus]) => {
+# Every 40 ms, the content of each live view's rows and of each drawn chart, logged when it changed
+# together with the kernel's status: window.__liveLog = {views: [[{v, kernel, t}, ...], ...], charts: [...]}.
+_RECORD_LIVE = """([viewSelector, chartSelector, kernelStatus]) => {
   const status = eval(kernelStatus);
-  window.__liveLog = [];
+  const digest = (text) => {  // a short fingerprint of a chart's SVG (they are large)
+    let h = 0;
+    for (let i = 0; i < text.length; i++) h = (h * 31 + text.charCodeAt(i)) | 0;
+    return `${text.length}:${h}`;
+  };
+  const record = (logs, i, v) => {
+    const log = (logs[i] = logs[i] || []);
+    if (log.length === 0 || log[log.length - 1].v !== v) log.push({v, kernel: status(), t: performance.now()});
+  };
+  window.__liveLog = {views: [], charts: []};
   const sample = () => {
-    document.querySelectorAll(selector).forEach((el, i) => {
-      const table = el.querySelector('table');
-      const v = table ? table.textContent.trim() : '(no <table>)';
-      const log = (window.__liveLog[i] = window.__liveLog[i] || []);
-      if (log.length === 0 || log[log.length - 1].v !== v) log.push({v, kernel: status(), t: performance.now()});
+    document.querySelectorAll(viewSelector).forEach((el, i) => {
+      const rows = el.querySelector('table');
+      record(window.__liveLog.views, i, rows ? rows.textContent.trim() : '(no <table>)');
     });
+    document.querySelectorAll(chartSelector)
+      .forEach((el, i) => record(window.__liveLog.charts, i, digest(el.outerHTML)));
   };
   clearInterval(window.__liveTimer);
   window.__liveTimer = setInterval(sample, 40);
@@ -218,10 +242,19 @@ class NotebookPage:
 
     def __init__(self, page: Page, server: JupyterServer, notebook: str, app: str = "lab") -> None:
         self.page, self.server, self.notebook, self.app = page, server, notebook, app
+        self.timings: dict[str, float] = {}  # seconds per step, printed as they happen
+        self._last = time.monotonic()
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.timings[step] = round(now - self._last, 2)
+        self._last = now
+        print(f"{self.app} {self.notebook}: {step} {self.timings[step]:.2f} s", flush=True)
 
     def open(self, timeout: float = 30) -> None:
         self.page.goto(self.server.url(self.app, self.notebook), timeout=timeout * 1000)
         self.wait_ready(timeout)
+        self.lap("open, kernel idle")
 
     def wait_ready(self, timeout: float = 30) -> None:
         """The notebook is shown and its kernel connected and idle."""
@@ -241,24 +274,29 @@ class NotebookPage:
         self.page.wait_for_function(_CELLS_DONE, polling=100, timeout=timeout * 1000)
         self.page.wait_for_function(f"() => ({_KERNEL_STATUS})() === 'idle/connected'", polling=100,
                                     timeout=timeout * 1000)
+        self.lap("run all cells")
+        print(f"    seconds per code cell: {self.page.evaluate(_CELL_SECONDS)}", flush=True)
 
     def cell_errors(self) -> list[str]:
         return list(self.page.evaluate(_CELL_ERRORS))
 
-    def live_table_count(self) -> int:
-        return int(self.page.locator(LIVE_TABLE).count())
+    def live_view_count(self) -> int:
+        return int(self.page.locator(LIVE_VIEW).count())
 
-    def watch_live_tables(self, changes: int, timeout: float) -> list[list[dict[str, Any]]]:
-        """Record every live table's successive contents until each changed ``changes`` times (or
-        ``timeout`` passes); returns, per table, its values with the kernel's status at each change."""
-        self.page.evaluate(_RECORD_LIVE, [LIVE_TABLE, _KERNEL_STATUS])
+    def watch_live(self, changes: int, timeout: float) -> dict[str, list[list[dict[str, Any]]]]:
+        """Record the successive contents of every live view and chart until each changed ``changes``
+        times (or ``timeout`` passes); returns, per view and per chart, its values with the kernel's
+        status at each change: ``{"views": [...], "charts": [...]}``."""
+        self.page.evaluate(_RECORD_LIVE, [LIVE_VIEW, CHART_MARKS, _KERNEL_STATUS])
         deadline = time.monotonic() + timeout
         while True:
-            logs: list[list[dict[str, Any]]] = self.page.evaluate("() => window.__liveLog")
-            if (logs and all(len(log) > changes for log in logs)) or time.monotonic() > deadline:
+            logs: dict[str, list[list[dict[str, Any]]]] = self.page.evaluate("() => window.__liveLog")
+            done = all(len(log) > changes for log in logs["views"] + logs["charts"])
+            if (done and logs["views"]) or time.monotonic() > deadline:
                 break
             self.page.wait_for_timeout(200)
         self.page.evaluate("() => clearInterval(window.__liveTimer)")
+        self.lap(f"watch {changes} changes")
         return logs
 
     def charts_drawn(self, at_least: int, timeout: float) -> int:
@@ -266,6 +304,7 @@ class NotebookPage:
         with contextlib.suppress(PlaywrightError):  # the count below is what the test checks
             self.page.wait_for_function(f"() => ({_CHARTS_DRAWN})({json.dumps(CHART_MARKS)}) >= {at_least}",
                                         polling=100, timeout=timeout * 1000)
+        self.lap("charts drawn")
         return int(self.page.evaluate(_CHARTS_DRAWN, CHART_MARKS))
 
     def screenshot(self, path: Path) -> None:
@@ -273,10 +312,12 @@ class NotebookPage:
         height = int(self.page.evaluate(_COLLAPSE_AND_MEASURE))
         viewport = self.page.viewport_size or {"width": 1280, "height": 900}
         self.page.set_viewport_size({"width": viewport["width"], "height": min(max(height + 250, 900), 6000)})
-        self.page.wait_for_timeout(300)
+        self.page.wait_for_timeout(500)  # let the layout settle and paint (else: black, unpainted bands)
+        self.page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path))
         self.page.set_viewport_size(viewport)
+        self.lap("screenshot")
 
 
 OpenNotebook = Callable[..., NotebookPage]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.testing.globalipapp import get_ipython
+from IPython.testing import globalipapp
 from IPython.utils.capture import capture_output
 
 from nbstream.notebook import session
@@ -18,9 +18,16 @@ from nbstream.notebook import session
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 
 
+EXAMPLES = {"quickstart", "ride_sharing_map", "stock_prices", "game_scoreboard", "marketplace_inventory"}
+
+
+def test_the_example_notebooks_are_there() -> None:
+    assert {n.stem for n in NOTEBOOKS} >= EXAMPLES
+
+
 @pytest.fixture
 def shell() -> Iterator[InteractiveShell]:
-    ip = get_ipython()
+    ip = globalipapp.get_ipython()  # the module's attribute: the same shell on every call
     if "stream" not in ip.magics_manager.magics["cell"]:
         ip.run_line_magic("load_ext", "nbstream")
     session.connect("memory")
