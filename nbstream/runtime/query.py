@@ -146,13 +146,16 @@ class QueryRunner:
         query. (Only failing batches are split, so the hot path stays one statement per batch.)"""
         try:
             self._transaction(lambda: self._commit_batch(self._prepare(ranges), ranges))
-        except duckdb.Error as error:
+        except RECORD_ERRORS as error:
             if _size(ranges) > 1:
                 for half in self._halves(ranges):
                     self._process(half)
                 return
             message = _duckdb_message(error)
             self._transaction(lambda: self._commit_failed_record(ranges, message))
+        except duckdb.Error as error:
+            raise ExecutionError(f"query {self.query_id} failed; its batch was not committed and will be "
+                                 f"retried: {_duckdb_message(error)}") from error
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
 
     def _halves(self, ranges: Ranges) -> tuple[Ranges, Ranges]:
@@ -288,6 +291,12 @@ class QueryRunner:
 
 
 Ranges = dict[int, tuple[int, int]]
+
+#: DuckDB errors a record's values cause (a failed cast, a number out of range, a function refusing
+#: its argument): the batch is split to find the record, which goes to the processing log. Any other
+#: error (binding, catalog, internal) is not the record's doing and fails the query instead — else
+#: every record would be logged as bad and the query would look healthy.
+RECORD_ERRORS = (duckdb.DataError, duckdb.InvalidInputException)
 
 
 def _size(ranges: Ranges) -> int:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from nbstream import Engine
+from nbstream.errors import ExecutionError
 
 SOURCE = "CREATE STREAM s (k VARCHAR KEY, pattern VARCHAR) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', PARTITIONS=2);"
 
@@ -34,3 +37,17 @@ def test_undecodable_records_are_logged_as_deserialization_errors() -> None:
     [logged] = eng.consume("KSQL_PROCESSING_LOG")
     assert logged.value["MESSAGE"]["TYPE"] == 0  # a deserialization error
     assert logged.value["MESSAGE"]["TOPIC"] == "s"
+
+
+def test_an_error_of_the_querys_own_sql_fails_the_query_and_logs_no_record() -> None:
+    """A binding error is no record's fault: logging every record as bad would hide it."""
+    eng = Engine()
+    eng.execute(SOURCE + "CREATE STREAM t AS SELECT * FROM s;")
+    eng.produce("s", {"pattern": "ok"}, key="a")
+    runner = eng.catalog.get_query("CSAS_T_0").runner
+    runner._batch_sql = runner._batch_sql.replace('"PATTERN"', '"NO_SUCH_COLUMN"', 1)  # an engine bug
+
+    with pytest.raises(ExecutionError, match=r"query CSAS_T_0 failed.*Binder Error"):
+        eng.run_until_idle()
+    assert runner.pending() == 1, "the batch stays to be retried"
+    assert eng.consume("KSQL_PROCESSING_LOG") == []
