@@ -278,6 +278,19 @@ def test_an_aggregating_push_query_streams_the_changes_of_a_kafka_topic(kafka_bo
                                                                  for n in (1, 2, 3))
 
 
+def test_a_joining_push_query_streams_the_joined_rows_of_kafka_topics(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, properties={"auto.offset.reset": "earliest"}, **CLIENT_OPTIONS) as engine:
+        engine.execute(orders_ddl(run) + f"""
+            CREATE TABLE managers (region VARCHAR PRIMARY KEY, manager VARCHAR)
+              WITH (kafka_topic='s-managers-{run}', value_format='JSON', partitions=2);""")
+        managers = pd.DataFrame([("eu", "ann", 0), ("us", "bob", 0)], columns=["region", "manager", "ts"])
+        engine.produce_batch("MANAGERS", managers, key="region", timestamp="ts")
+        produce_orders(engine, order_rows(0, 6))
+        rows = asyncio.run(_collect(engine, "SELECT o.region, o.id, m.manager FROM orders o JOIN managers m "
+                                            "ON o.region = m.region EMIT CHANGES LIMIT 4;"))
+    assert sorted((r["ID"], r["MANAGER"]) for r in rows) == [("o0", "ann"), ("o1", "bob"), ("o3", "ann"), ("o4", "bob")]
+
+
 # -- restarts and crashes ------------------------------------------------------------------------------
 
 
