@@ -112,6 +112,19 @@ def test_a_record_inside_an_open_session_extends_it_across_batches() -> None:
     assert _changes(eng, "S", "C") == [("a", (0, 0), 1), ("a", (0, 0), None), ("a", (0, 5_000), 2)]
 
 
+def test_a_session_merges_records_of_one_group_from_several_input_partitions() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM orders (id VARCHAR KEY, region VARCHAR) "
+                "WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON', PARTITIONS=2);"
+                "CREATE TABLE s AS SELECT region, COUNT(*) AS c FROM orders WINDOW SESSION (30 SECONDS) "
+                "GROUP BY region;")
+    eng.produce("orders", {"REGION": "us"}, key="o1", timestamp=2_000, partition=1)
+    eng.run_until_idle()
+    eng.produce("orders", {"REGION": "us"}, key="o2", timestamp=4_000, partition=0)  # a lower partition, later
+    eng.run_until_idle()
+    assert _changes(eng, "S", "C")[-1] == ("us", (2_000, 4_000), 2)
+
+
 def test_aggregate_state_survives_an_engine_restart(tmp_path: Path) -> None:
     eng = _run(CLICKS + "CREATE TABLE counts AS SELECT user, COUNT(*) AS c FROM clicks GROUP BY user;",
                [("a", {}, 1)], eng=Engine(path=tmp_path / "db"))
