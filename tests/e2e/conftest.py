@@ -69,7 +69,8 @@ def page_log(browser: tuple[BrowserContext, PageLog]) -> PageLog:
 @pytest.fixture
 def open_notebook(browser: tuple[BrowserContext, PageLog], jupyter: JupyterServer) -> Iterator[OpenNotebook]:
     """``open_notebook(name, app='lab'|'notebook')``: a new page showing the notebook, kernel idle.
-    Afterwards the page closes and every kernel is shut down."""
+    Afterwards the page closes, every kernel is shut down and the notebook file is clean again (a
+    test may have saved it with outputs)."""
     context, log = browser
     log.blocked.clear(), log.console_errors.clear(), log.page_errors.clear()
     pages = []
@@ -87,3 +88,5 @@ def open_notebook(browser: tuple[BrowserContext, PageLog], jupyter: JupyterServe
     for page in pages:
         page.close()
     jupyter.shut_down_kernels()
+    for notebook in NOTEBOOKS:
+        clean_copy(notebook, jupyter.root / notebook.name)

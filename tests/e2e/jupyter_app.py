@@ -308,7 +308,8 @@ class NotebookPage:
         return int(self.page.evaluate(_CHARTS_DRAWN, CHART_MARKS))
 
     def screenshot(self, path: Path) -> None:
-        """The whole notebook (it scrolls in its own panel, so the viewport grows to its height)."""
+        """The whole notebook (it scrolls in its own panel, so the viewport grows to its height), and
+        each live view."""
         height = int(self.page.evaluate(_COLLAPSE_AND_MEASURE))
         viewport = self.page.viewport_size or {"width": 1280, "height": 900}
         self.page.set_viewport_size({"width": viewport["width"], "height": min(max(height + 250, 900), 6000)})
@@ -317,7 +318,10 @@ class NotebookPage:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.page.screenshot(path=str(path))
         self.page.set_viewport_size(viewport)
-        self.lap("screenshot")
+        views = self.page.locator(LIVE_VIEW)
+        for i in range(views.count()):  # and each live view by itself: <name>-view-<n>.png
+            views.nth(i).screenshot(path=str(path.with_name(f"{path.stem}-view-{i + 1}.png")))
+        self.lap("screenshots")
 
 
 OpenNotebook = Callable[..., NotebookPage]

@@ -48,9 +48,11 @@ def check_runs_live(notebook: NotebookPage, shows: Shows, log: PageLog) -> dict[
     for kind, entries in logs.items():
         for i, values in enumerate(entries, 1):
             assert len(values) - 1 >= CHANGES, f"{kind} {i} changed {len(values) - 1} times: {values}"
-            busy = [v["kernel"] for v in values[1:] if v["kernel"] != "idle/connected"]
-            assert busy == [], f"{kind} {i} changed while the kernel was {busy}"
+            # a view's own message (a snapshot request) may make the kernel busy for a moment
+            idle = [v for v in values[1:] if v["kernel"] == "idle/connected"]
+            assert len(idle) >= CHANGES, f"{kind} {i} changed only {len(idle)} times while the kernel was idle"
     assert log.blocked == [], "the notebook fetched from the internet"
+    print(f"    JavaScript errors: {log.page_errors}; console errors: {log.console_errors}")
     return logs
 
 
