@@ -6,6 +6,8 @@ messages, then measures in one run over the same messages:
     fetch to the last output record acknowledged by the broker (input messages/s);
   * a naive aiokafka loop doing the same work: ``getmany`` to consume, ``json.loads`` each
     message, the same filter and projection, one ``send`` per output message (input messages/s);
+  * for both, the CPU seconds of this process and of the broker, and input messages per CPU
+    second: on a machine shared with other work, wall-clock rates follow its load, CPU time less;
   * end-to-end latency at a light load: one record every ~20 ms into the input topic of a running
     query, timed until an independent consumer reads it from the output topic (p50/p99), with the
     engine and that consumer at each ``fetch_max_wait_ms`` of FETCH_WAITS_MS.
@@ -18,9 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +38,7 @@ from nbstream.log.base import RECORD_SCHEMA
 from nbstream.log.kafka import KafkaLog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
-from kafka_broker import running_broker  # the integration tests' broker, not a copy
+from kafka_broker import Broker, started_broker  # the integration tests' broker, not a copy
 
 PARTITIONS = 2
 PAGES = ("home", "home_sale", "about", "cart", "checkout", "search")
@@ -74,13 +79,45 @@ def fill(bootstrap: str, topic: str, n: int) -> None:
             log.append(topic, batch.slice(start, 100_000))
 
 
-def engine_rate(bootstrap: str, topic: str, n: int) -> tuple[float, int]:
-    """Input messages/s of the persistent query, and its output count."""
-    with Engine(kafka=bootstrap, **CLIENT) as engine:
+@dataclass(frozen=True)
+class Run:
+    """One way of moving the messages: input messages/s (wall clock), CPU seconds of this process
+    and of the broker (they share the machine with whatever else runs), output records."""
+
+    messages_per_s: float
+    cpu_s: float
+    broker_cpu_s: float
+    output: int
+
+    def per_cpu_s(self, n: int) -> float:
+        """Input messages per CPU second of this process and the broker together."""
+        return n / (self.cpu_s + self.broker_cpu_s)
+
+
+def measured(broker: Broker, n: int, work: Callable[[], int]) -> Run:
+    """Run ``work`` (returning its output count) over ``n`` messages and measure it."""
+    output = 0
+
+    def run() -> None:
+        nonlocal output
+        output = work()
+
+    cpu, broker_cpu = time.process_time(), broker.cpu_seconds()
+    messages_per_s = rate(n, run)
+    return Run(messages_per_s, time.process_time() - cpu, broker.cpu_seconds() - broker_cpu, output)
+
+
+def engine_run(broker: Broker, topic: str, n: int) -> Run:
+    """The persistent query, measured from its first fetch to its last output acknowledged."""
+    with Engine(kafka=broker.bootstrap, **CLIENT) as engine:
         engine.execute(SOURCE.format(name="views", topic=topic, partitions=PARTITIONS))
         engine.execute(QUERY.format(name="home_views", topic="engine_out", source="views"))
-        messages_per_s = rate(n, engine.run_until_idle)
-        return messages_per_s, engine.log.require("engine_out").size
+
+        def work() -> int:
+            engine.run_until_idle()
+            return engine.log.require("engine_out").size
+
+        return measured(broker, n, work)
 
 
 async def naive_loop(bootstrap: str, topic: str, n: int) -> int:
@@ -161,21 +198,18 @@ def main() -> None:
     parser.add_argument("--latency-records", type=int, default=250)
     args = parser.parse_args()
     n = args.messages
-    with running_broker() as bootstrap:
-        fill(bootstrap, "views", n)
-        nbstream_rate, engine_out = engine_rate(bootstrap, "views", n)
-        naive_out = 0
-
-        def naive() -> None:
-            nonlocal naive_out
-            naive_out = asyncio.run(naive_loop(bootstrap, "views", n))
-
-        naive_rate = rate(n, naive)
-        waits = {w: asyncio.run(latencies(bootstrap, w, args.latency_records)) for w in FETCH_WAITS_MS}
-    print(f"messages:                        {n:,} JSON, {PARTITIONS} partitions (output {engine_out:,})")
-    print(f"nbstream persistent query:       {nbstream_rate:,.0f} messages/s")
-    print(f"naive aiokafka loop:             {naive_rate:,.0f} messages/s (output {naive_out:,})")
-    print(f"ratio nbstream / naive:          {nbstream_rate / naive_rate:.2f}")
+    with started_broker() as broker:
+        fill(broker.bootstrap, "views", n)
+        nbstream = engine_run(broker, "views", n)
+        naive = measured(broker, n, lambda: asyncio.run(naive_loop(broker.bootstrap, "views", n)))
+        waits = {w: asyncio.run(latencies(broker.bootstrap, w, args.latency_records)) for w in FETCH_WAITS_MS}
+    print(f"messages:                        {n:,} JSON, {PARTITIONS} partitions, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for name, run in (("nbstream persistent query:", nbstream), ("naive aiokafka loop:", naive)):
+        print(f"{name:<33}{run.messages_per_s:,.0f} messages/s; CPU {run.cpu_s:.1f} s + broker "
+              f"{run.broker_cpu_s:.1f} s = {run.per_cpu_s(n):,.0f} messages per CPU second (output {run.output:,})")
+    print(f"ratio nbstream / naive:          {nbstream.messages_per_s / naive.messages_per_s:.2f} "
+          f"(per CPU second: {nbstream.per_cpu_s(n) / naive.per_cpu_s(n):.2f})")
     for wait, samples in waits.items():
         print(f"latency, fetch_max_wait_ms={wait:<4} p50 {percentile(samples, 0.5):7.1f} ms, "
               f"p99 {percentile(samples, 0.99):7.1f} ms ({len(samples)} records every "

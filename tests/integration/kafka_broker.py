@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 #: Seconds the broker gets to open its port.
@@ -51,9 +52,22 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
     raise BrokerError(f"the Kafka test broker did not open port {port} within {BROKER_START_TIMEOUT_S} s")
 
 
+@dataclass(frozen=True)
+class Broker:
+    """A running test broker: where clients connect, and its process."""
+
+    bootstrap: str
+    process: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the broker process used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def running_broker() -> Iterator[str]:
-    """``host:port`` of an in-memory Kafka-compatible broker listening on 127.0.0.1 only, stopped
+def started_broker() -> Iterator[Broker]:
+    """An in-memory Kafka-compatible broker listening on 127.0.0.1 only, on a free port, stopped
     (by its process) when the block ends."""
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
@@ -65,7 +79,7 @@ def running_broker() -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_for_port(port, process)
-        yield f"127.0.0.1:{port}"
+        yield Broker(f"127.0.0.1:{port}", process)
     finally:
         process.terminate()
         try:
@@ -73,3 +87,10 @@ def running_broker() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def running_broker() -> Iterator[str]:
+    """``host:port`` of a :func:`started_broker`."""
+    with started_broker() as broker:
+        yield broker.bootstrap
