@@ -109,22 +109,27 @@ Deliver = Callable[[Callable[[], None]], None]
 
 
 class RateMeter:
-    """Events per second over the last :data:`RATE_WINDOW` seconds."""
+    """Events per second over the last :data:`RATE_WINDOW` seconds (thread-safe)."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.started = clock()
         self._samples: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
 
     def add(self, count: int) -> None:
-        self._samples.append((self.clock(), count))
+        if count:
+            with self._lock:
+                self._samples.append((self.clock(), count))
 
     def rate(self) -> float:
         now = self.clock()
-        while self._samples and now - self._samples[0][0] > RATE_WINDOW:
-            self._samples.popleft()
+        with self._lock:
+            while self._samples and now - self._samples[0][0] > RATE_WINDOW:
+                self._samples.popleft()
+            total = sum(n for _, n in self._samples)
         span = min(RATE_WINDOW, now - self.started)
-        return sum(n for _, n in self._samples) / span if span > 0 else 0.0
+        return total / span if span > 0 else 0.0
 
 
 class PushQuery:
