@@ -134,7 +134,16 @@ class ResultBuffer:
         numbered = batch.select(self.key_columns).append_column("__i", pa.array(range(batch.num_rows), pa.int64()))
         last = numbered.group_by(self.key_columns, use_threads=False).aggregate([("__i", "max")])
         positions = last.column("__i_max")
-        return batch.take(pc.take(positions, pc.sort_indices(positions)))
+        changes = batch.take(pc.take(positions, pc.sort_indices(positions)))
+        return self._from_last_rows(changes)
+
+    def _from_last_rows(self, changes: pa.Table) -> pa.Table:
+        """``changes`` (one per key, in order) from where its last ``cap`` live rows start: those
+        rows are all the buffer keeps, and every key changed before them is evicted anyway."""
+        alive = pc.indices_nonzero(pc.invert(pc.fill_null(changes.column("__deleted"), False)))
+        if len(alive) <= self.cap:
+            return changes
+        return changes.slice(alive[len(alive) - self.cap].as_py())
 
     def _keys(self, batch: pa.Table) -> list[str]:
         if not self.is_table:

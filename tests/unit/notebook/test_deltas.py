@@ -135,14 +135,24 @@ def test_windowed_keys_include_the_window_so_windows_of_one_key_are_separate_row
     assert buffer.rows() == [["a", 10, 20, 1], ["a", 0, 10, 2]]
 
 
-@pytest.mark.parametrize("is_table", [True, False])
-def test_the_snapshot_a_late_view_gets_equals_what_a_view_holds_after_every_delta(is_table: bool) -> None:
+@pytest.mark.parametrize(("is_table", "keys", "batch_rows"), [(True, 12, 6), (True, 60, 40), (False, 12, 6),
+                                                              (False, 60, 40)])
+def test_the_snapshot_a_late_view_gets_equals_what_a_view_holds_after_every_delta(
+        is_table: bool, keys: int, batch_rows: int) -> None:
     rng = random.Random(7)
     buffer = ResultBuffer(["ID", "V"], ["ID"], is_table=is_table, cap=8)
+    model: OrderedDict[str, list[Any]] = OrderedDict()  # the latest rows, the obvious way
     deltas = []
     for _ in range(300):
-        rows = [{"ID": f"k{rng.randrange(12)}", "V": rng.randrange(100), "__deleted": rng.random() < 0.2}
-                for _ in range(rng.randrange(1, 6))]
+        rows = [{"ID": f"k{rng.randrange(keys)}", "V": rng.randrange(100), "__deleted": rng.random() < 0.2}
+                for _ in range(rng.randrange(1, batch_rows))]
+        if is_table:
+            for row in rows:
+                model.pop(row["ID"], None)
+                if not row["__deleted"]:
+                    model[row["ID"]] = [row["ID"], row["V"]]
+                while len(model) > 8:
+                    model.popitem(last=False)
         buffer.apply(batch(rows))
         if rng.random() < 0.5 and (delta := buffer.take_delta()) is not None:
             deltas.append(delta)
@@ -153,6 +163,8 @@ def test_the_snapshot_a_late_view_gets_equals_what_a_view_holds_after_every_delt
     deltas += [final] if final is not None else []
     assert list(view_after(deltas).values()) == buffer.rows()
     assert len(buffer.rows()) <= 8
+    if is_table:
+        assert buffer.rows() == list(model.values())
 
 
 def test_values_are_sent_as_json() -> None:
