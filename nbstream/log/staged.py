@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from nbstream.log.base import RECORD_SCHEMA, TopicInfo
@@ -100,13 +101,11 @@ class StagedKafkaLog:
 
     def _stage(self, topic: str, ranges: Ranges) -> None:
         fetched = self.kafka.read_ranges(topic, ranges)
+        fetched = fetched.append_column("append_no", _running_max_ts(fetched))
+        fetched = fetched.append_column("append_seq", pa.array(np.arange(1, fetched.num_rows + 1, dtype=np.int64)))
         self._con.register("__kafka_fetched", fetched)
         try:
-            self._con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE {stage_table(topic)} AS
-                SELECT *, max(ts) OVER (PARTITION BY "partition" ORDER BY "offset") AS append_no,
-                       row_number() OVER (ORDER BY "partition", "offset") AS append_seq
-                FROM __kafka_fetched""")
+            self._con.execute(f"CREATE OR REPLACE TEMP TABLE {stage_table(topic)} AS SELECT * FROM __kafka_fetched")
         finally:
             self._con.unregister("__kafka_fetched")
         self._staged[topic] = dict(ranges)
@@ -134,3 +133,14 @@ class StagedKafkaLog:
     def reload(self) -> None:
         """After the caller's transaction rolled back: the staged batches may have rolled back too."""
         self._staged.clear()
+
+
+def _running_max_ts(fetched: pa.Table) -> pa.Array:
+    """Each record's ``append_no``: the largest timestamp of its partition up to and including it,
+    over ``fetched`` (ordered by partition, then offset), computed per partition in numpy (a window
+    function in DuckDB sorts the batch twice)."""
+    ts = fetched.column("ts").to_numpy()
+    partitions = fetched.column("partition").to_numpy()
+    starts = np.flatnonzero(np.diff(partitions)) + 1
+    maxima = [np.maximum.accumulate(part) for part in np.split(ts, starts)] if len(ts) else [ts]
+    return pa.array(np.concatenate(maxima), pa.int64())
