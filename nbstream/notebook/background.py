@@ -4,7 +4,8 @@
 :class:`BackgroundLoop` steps its queries and table materializations in a daemon thread under the
 same lock, one micro-batch at a time, sleeping briefly when nothing has input. So a ``%%stream``
 statement and the loop never use the DuckDB connection at once, and a statement waits at most one
-micro-batch. A query whose step raises is marked ``ERROR`` with the message on its stats (and
+micro-batch; a pull query on the embedded log waits for none (it reads the last committed state on a
+connection of its own). A query whose step raises is marked ``ERROR`` with the message on its stats (and
 shown by ``%stream queries``); it is never retried silently and never swallowed. Push queries
 started with :meth:`NotebookEngine.start_push` are fed by the same loop (see
 :mod:`nbstream.notebook.live`).
@@ -12,17 +13,21 @@ started with :meth:`NotebookEngine.start_push` are fed by the same loop (see
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping
 from functools import wraps
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+import duckdb
 import pandas as pd
 
 from nbstream.catalog.catalog import PersistentQuery
 from nbstream.errors import ExecutionError
+from nbstream.log.staged import StagedKafkaLog
 from nbstream.runtime.engine import Engine
+from nbstream.runtime.pull import pull
 
 if TYPE_CHECKING:
     from nbstream.notebook.live import Deliver, PushQuery
@@ -105,10 +110,22 @@ class NotebookEngine(Engine):
 
     def query(self, sql: str, params: Mapping[str, object] | None = None) -> pd.DataFrame:
         """A pull query, run in a worker thread so that Ctrl-C (a ``KeyboardInterrupt`` in the
-        waiting thread) interrupts it inside DuckDB; it then raises :class:`ExecutionError`."""
+        waiting thread) interrupts it inside DuckDB; it then raises :class:`ExecutionError`.
+
+        On the embedded log it runs on a connection of its own, without waiting for the background
+        loop's batch: it reads the state as of the last committed batch."""
         if self.lock.held():  # a statement of this thread runs it (execute): no worker can take the lock
             return Engine.query(self, sql, params)
-        return _InterruptiblePull(self, sql, params).result()
+        return _InterruptiblePull(self, sql, params, self._pull_con).result()
+
+    def _pull_connection(self) -> duckdb.DuckDBPyConnection | None:
+        """A cursor of the engine's database for pull queries; None on Kafka, whose pulls read
+        batches fetched onto the engine's connection."""
+        if isinstance(self.log, StagedKafkaLog):
+            return None
+        cursor = self.con.cursor()
+        self._configure(cursor)
+        return cursor
 
     def start_push(self, sql: str, params: Mapping[str, object], deliver: Deliver, cap: int) -> PushQuery:
         """Start the push query ``sql``; the background loop feeds its view (the last ``cap``
@@ -163,16 +180,20 @@ class NotebookEngine(Engine):
             query.stop()
             query.runner.con.close()
         with self.lock:
+            if self._pull_con is not None:
+                self._pull_con.close()
             super().close()
 
 
 class _InterruptiblePull:
     """One pull query on a worker thread. DuckDB ignores signals, but ``con.interrupt()`` from
-    another thread stops a running statement; it is called only while the worker holds the engine
-    lock, so it can never hit a background micro-batch on the same connection."""
+    another thread stops a running statement. On its own connection ``con`` the pull runs at once;
+    on the engine's (``con`` None) it holds the engine lock, and the interrupt is called only while
+    it does, so it can never hit a background micro-batch on the same connection."""
 
-    def __init__(self, engine: NotebookEngine, sql: str, params: Mapping[str, object] | None) -> None:
-        self.engine, self.sql, self.params = engine, sql, params
+    def __init__(self, engine: NotebookEngine, sql: str, params: Mapping[str, object] | None,
+                 con: duckdb.DuckDBPyConnection | None) -> None:
+        self.engine, self.sql, self.params, self.con = engine, sql, params, con
         self.frame: pd.DataFrame | None = None
         self.error: BaseException | None = None
         self.cancelled = threading.Event()
@@ -194,12 +215,12 @@ class _InterruptiblePull:
         return self.frame
 
     def _work(self) -> None:
-        with self.engine.lock:
+        with contextlib.nullcontext() if self.con is not None else self.engine.lock:
             if self.cancelled.is_set():
                 return
             self.running.set()
             try:
-                self.frame = Engine.query(self.engine, self.sql, self.params)
+                self.frame = pull(self.engine, self.sql, self.params or {}, self.con)
             except BaseException as error:
                 self.error = error
             finally:
@@ -210,7 +231,7 @@ class _InterruptiblePull:
         with self.guard:
             self.cancelled.set()
             if self.running.is_set():
-                self.engine.con.interrupt()
+                (self.con or self.engine.con).interrupt()
         self.thread.join()
 
 

@@ -63,43 +63,48 @@ class _Compiled:
 _caches: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[object, ...], _Compiled]] = weakref.WeakKeyDictionary()
 
 
-def pull(engine: Engine, sql: str, params: Mapping[str, object]) -> pd.DataFrame:
-    """Run the pull query ``sql`` (one SELECT without EMIT) against the engine's current state."""
+def pull(engine: Engine, sql: str, params: Mapping[str, object],
+         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+    """Run the pull query ``sql`` (one SELECT without EMIT) against the engine's current state — its
+    last committed state when ``con`` is another connection (cursor) to the engine's database."""
+    con = con or engine.con
     cache = _caches.setdefault(engine, OrderedDict())
     key = (sql, *sorted((name, _shape(value)) for name, value in params.items()))
     compiled = cache.get(key)
     if compiled is not None and engine.catalog.find(compiled.source.name) is compiled.source:
         cache.move_to_end(key)
-        return _execute(engine.con, compiled.bind(params))
+        return _execute(con, compiled.bind(params))
     query = _parse_select(sql)
     source = engine.catalog.get(_source_name(query))
     if not source.is_table:
-        return run_pull_query(engine, query, params)
-    compiled = _compile_table_query(engine, query, source, params)
+        return run_pull_query(engine, con, query, params)
+    compiled = _compile_table_query(engine, con, query, source, params)
     if compiled is None:
-        return run_pull_query(engine, query, params)
+        return run_pull_query(engine, con, query, params)
     cache[key] = compiled
     if len(cache) > CACHE_SIZE:
         cache.popitem(last=False)
-    return _execute(engine.con, compiled.bind(params))
+    return _execute(con, compiled.bind(params))
 
 
-def run_pull_query(engine: Engine, query: ast.Query, params: Mapping[str, object]) -> pd.DataFrame:
-    """Evaluate ``query`` against the engine's current state (planned for this call only)."""
+def run_pull_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
+                   params: Mapping[str, object]) -> pd.DataFrame:
+    """Evaluate ``query`` on ``con`` against the engine's state (planned for this call only)."""
     source = engine.catalog.get(_source_name(query))
     if source.is_table:
-        return _execute(engine.con, _table_sql(engine, query, source, params))
-    plan = _plan(engine, query, params)
+        return _execute(con, _table_sql(engine, con, query, source, params))
+    plan = _plan(engine, con, query, params)
     limit = f" LIMIT {plan.limit}" if plan.limit is not None else ""
     info = engine.log.require(plan.scan.topic)
     relation = engine.log.relation(plan.scan.topic, {p: (0, e) for p, e in info.end_offsets.items()})
     names = ", ".join(quote(c.name) for c in plan.columns)
-    return _execute(engine.con, f"SELECT {names} FROM ({result_sql(plan, relation)}) "
+    return _execute(con, f"SELECT {names} FROM ({result_sql(plan, relation)}) "
                                 f"WHERE NOT __err ORDER BY __in_partition, __in_offset{limit}")
 
 
-def _plan(engine: Engine, query: ast.Query, params: Mapping[str, object]) -> StatelessPlan:
-    plan = plan_query(query, engine.catalog, engine.con, params=params)
+def _plan(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
+          params: Mapping[str, object]) -> StatelessPlan:
+    plan = plan_query(query, engine.catalog, con, params=params)
     if isinstance(plan, AggregatePlan):
         raise UnsupportedError("Pull queries don't support GROUP BY clauses or aggregate functions.")
     if not isinstance(plan, StatelessPlan):
@@ -107,11 +112,12 @@ def _plan(engine: Engine, query: ast.Query, params: Mapping[str, object]) -> Sta
     return plan
 
 
-def _table_sql(engine: Engine, query: ast.Query, source: Source, params: Mapping[str, object]) -> str:
+def _table_sql(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query, source: Source,
+               params: Mapping[str, object]) -> str:
     """The SELECT over the table's state; a windowed table's rows in key, then window order."""
     if source.window is not None:
         query = _expand_star(query, source)
-    plan = _plan(engine, query, params)
+    plan = _plan(engine, con, query, params)
     outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
     where = f" WHERE {_sargable(plan.where)}" if plan.where else ""
     order = ""
@@ -136,13 +142,13 @@ def _sargable(where: str) -> str:
     return strip(cast(exp.Expression, sqlglot.parse_one(where, read="duckdb"))).sql("duckdb")
 
 
-def _compile_table_query(engine: Engine, query: ast.Query, source: Source,
+def _compile_table_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query, source: Source,
                          params: Mapping[str, object]) -> _Compiled | None:
     """The cacheable SQL of a pull query on a table, or None if its parameters can't be stood in for."""
     stand_ins = {name: _stand_in(i, value) for i, (name, value) in enumerate(params.items())}
     stand_ins = {name: s for name, s in stand_ins.items() if s is not None}
     rendered = {name: literal(value).sql("duckdb") for name, value in stand_ins.items()}
-    sql = _table_sql(engine, query, source, {**params, **stand_ins})
+    sql = _table_sql(engine, con, query, source, {**params, **stand_ins})
     for name, stand_in in stand_ins.items():  # a stand-in must only appear as its own literal
         if query.select.sql().count(str(stand_in)) or \
                 len(_literal_pattern(rendered[name]).findall(sql)) != sql.count(str(stand_in)):

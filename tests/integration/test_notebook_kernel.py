@@ -61,7 +61,7 @@ def errors(messages: list[dict[str, Any]]) -> list[str]:
 
 
 def row_updates(client: BlockingKernelClient, seconds: float) -> list[list[Any]]:
-    """The ``rows`` states the kernel sends to live tables during ``seconds`` (nothing executes)."""
+    """The numbered deltas the kernel sends to live tables during ``seconds`` (nothing executes)."""
     updates = []
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
@@ -70,9 +70,10 @@ def row_updates(client: BlockingKernelClient, seconds: float) -> list[list[Any]]
         except Exception:  # queue.Empty: nothing more in time
             break
         if message["msg_type"] == "comm_msg":
-            state = message["content"]["data"].get("state", {})
-            if "rows" in state:
-                updates.append(state["rows"])
+            data = message["content"]["data"]
+            content = data.get("content") if data.get("method") == "custom" else None
+            if isinstance(content, dict) and content.get("type") == "delta":
+                updates.append(content["insert"])
     return updates
 
 

@@ -6,12 +6,14 @@ import _thread
 import threading
 import time
 
+import duckdb
 import pandas as pd
 import pytest
 from conftest import displayed_text, eventually, run
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+from nbstream.notebook import background
 from nbstream.notebook.background import NotebookEngine
 from nbstream.notebook.display import StreamError
 from nbstream.notebook.magics import StreamMagic, parse_cell_line
@@ -205,11 +207,11 @@ def test_ctrl_c_cancels_a_long_pull_query_inside_duckdb(
         shell: InteractiveShell, engine: NotebookEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     run(shell, PAGEVIEWS)
 
-    def slow_pull(self: Engine, sql: str, params: object) -> pd.DataFrame:
-        """A pull query that scans for minutes (a stand-in for a huge table)."""
-        return self.con.execute("SELECT count(*) FROM range(100000000000) r WHERE r.range % 7 = 3").df()
+    def slow_pull(engine: Engine, sql: str, params: object, con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+        """A pull query that scans for minutes (a stand-in for a huge table), on the pulls' connection."""
+        return con.execute("SELECT count(*) FROM range(100000000000) r WHERE r.range % 7 = 3").df()
 
-    monkeypatch.setattr(Engine, "query", slow_pull)
+    monkeypatch.setattr(background, "pull", slow_pull)
     threading.Timer(0.3, _thread.interrupt_main).start()  # what the kernel's interrupt does
     started = time.monotonic()
 
