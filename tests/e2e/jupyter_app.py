@@ -251,12 +251,12 @@ class NotebookPage:
         self._last = now
         print(f"{self.app} {self.notebook}: {step} {self.timings[step]:.2f} s", flush=True)
 
-    def open(self, timeout: float = 30) -> None:
+    def open(self, timeout: float = 60) -> None:
         self.page.goto(self.server.url(self.app, self.notebook), timeout=timeout * 1000)
         self.wait_ready(timeout)
         self.lap("open, kernel idle")
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 60) -> None:
         """The notebook is shown and its kernel connected and idle."""
         self.page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout * 1000)
         self.page.wait_for_function(f"() => ({_KERNEL_STATUS})() === 'idle/connected'", polling=100,
@@ -268,7 +268,7 @@ class NotebookPage:
     def command(self, name: str) -> None:
         self.page.evaluate("name => window.jupyterapp.commands.execute(name)", name)
 
-    def run_all(self, timeout: float = 60) -> None:
+    def run_all(self, timeout: float = 120) -> None:
         """Run all cells; returns once every code cell has run and the kernel is idle again."""
         self.command("notebook:run-all-cells")
         self.page.wait_for_function(_CELLS_DONE, polling=100, timeout=timeout * 1000)
