@@ -14,7 +14,8 @@ includes the group of every nbstream query; on the embedded log: one per running
 The key and value formats are guessed from the bytes seen so far (any stream or table declared
 over the topic is not consulted, like ksqlDB): every format that could have written all of them,
 ``MIXED`` when none could. Without FROM BEGINNING printing starts at the end of the topic.
-INTERVAL n prints every n-th record, LIMIT stops after n printed records.
+INTERVAL n prints every n-th record, LIMIT stops after n printed records. Records are read a
+slice at a time (POLL_RECORDS per partition) and printed by timestamp within each slice.
 
 :class:`TopicPrinter` is the streaming form (poll or iterate, as the CLI does until LIMIT or
 Ctrl-C); :func:`print_frame` is the bounded form for notebooks and ``Engine.execute``.
@@ -51,6 +52,9 @@ NO_DATA = "¯\\_(ツ)_/¯ - no data processed"
 
 #: Seconds between polls of the log while a printer waits for records.
 POLL_INTERVAL_S = 0.05
+
+#: Records read per partition by one poll (a long topic is printed a slice at a time).
+POLL_RECORDS = 1000
 
 #: Control characters that make bytes binary rather than text.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -145,10 +149,11 @@ class TopicPrinter:
         return self._values.describe()
 
     def poll(self) -> list[PrintedRecord]:
-        """The next records to print among those in the topic now, by timestamp across partitions."""
+        """The next records to print among those in the topic now (at most POLL_RECORDS per
+        partition), by timestamp across partitions."""
         if self.done:
             return []
-        wanted = None if self.limit is None else (self.limit - self.printed) * self.interval
+        wanted = POLL_RECORDS if self.limit is None else min(POLL_RECORDS, (self.limit - self.printed) * self.interval)
         rows = self.log.read(self.topic, self._next, limit=wanted).to_pylist()
         printed = []
         for row in sorted(rows, key=lambda r: (r["ts"], r["partition"], r["offset"])):
@@ -159,6 +164,16 @@ class TopicPrinter:
             if (self._seen - 1) % self.interval == 0:
                 printed.append(self._render(row))
                 self.printed += 1
+        return printed
+
+    def drain(self) -> list[PrintedRecord]:
+        """The records to print among all those in the topic now (polls until one reads nothing)."""
+        printed: list[PrintedRecord] = []
+        while not self.done:
+            seen = self._seen
+            printed += self.poll()
+            if self._seen == seen:
+                break
         return printed
 
     def _render(self, row: dict[str, Any]) -> PrintedRecord:
@@ -183,10 +198,10 @@ def collect(engine: Engine, statement: ast.PrintTopic, wait_s: float = 0.0) -> t
                        "or iterate Engine.print_topic(…) for a stream of records")
     printer = TopicPrinter(engine, statement)
     deadline = time.monotonic() + wait_s
-    records = printer.poll()
+    records = printer.drain()
     while not printer.done and time.monotonic() < deadline:
         time.sleep(POLL_INTERVAL_S)
-        records += printer.poll()
+        records += printer.drain()
     return printer, records
 
 

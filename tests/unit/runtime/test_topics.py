@@ -13,6 +13,7 @@ import pytest
 from nbstream import Engine
 from nbstream.cli import run_script
 from nbstream.errors import LogError
+from nbstream.runtime import topics
 from nbstream.runtime.topics import NO_DATA, FormatGuess, TopicPrinter, format_rowtime, formats_of, render_bytes
 from nbstream.sql import ast, parse
 
@@ -101,6 +102,15 @@ def test_print_iterates_until_its_limit(engine: Engine) -> None:
     assert isinstance(printer, TopicPrinter)
     printer.limit = 2  # the iteration stops at a limit however it was set
     assert [r.key for r in printer] == ["u0", "u1"]
+
+
+def test_print_reads_a_long_topic_a_slice_at_a_time(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(topics, "POLL_RECORDS", 2)
+    printer = engine.print_topic("PRINT views FROM BEGINNING")
+    assert isinstance(printer, TopicPrinter)
+    assert len(printer.poll()) == 4  # two of each partition
+    [result] = engine.execute("PRINT views FROM BEGINNING LIMIT 5")
+    assert sorted(row[1] for row in result.rows) == ["u0", "u1", "u2", "u3", "u4"]  # by time within a slice
 
 
 def test_print_shows_null_keys_and_tombstones(engine: Engine) -> None:
