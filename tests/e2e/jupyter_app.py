@@ -299,6 +299,11 @@ class NotebookPage:
         self.lap(f"watch {changes} changes")
         return logs
 
+    def stray_widgets(self) -> list[str]:
+        """The classes of ipywidgets shown in outputs (nbstream's views are anywidgets without them)."""
+        return list(self.page.locator(".jp-OutputArea-output .jupyter-widgets").evaluate_all(
+            "elements => elements.map(e => e.className)"))
+
     def charts_drawn(self, at_least: int, timeout: float) -> int:
         """How many Vega charts have drawn marks, waiting up to ``timeout`` s for ``at_least``."""
         with contextlib.suppress(PlaywrightError):  # the count below is what the test checks

@@ -43,6 +43,7 @@ def check_runs_live(notebook: NotebookPage, shows: Shows, log: PageLog) -> dict[
     notebook.run_all()
     assert notebook.cell_errors() == []
     assert notebook.live_view_count() == shows.live_views
+    assert notebook.stray_widgets() == [], "widgets other than live views (DuckDB's progress bar?)"
     assert notebook.charts_drawn(shows.charts, timeout=15) == shows.charts
     logs = notebook.watch_live(CHANGES, LIVE_TIMEOUT)
     for kind, entries in logs.items():
