@@ -9,7 +9,7 @@ them and stores :meth:`SourceConnector.progress` in the same transaction, then c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -21,11 +21,13 @@ from nbstream.catalog.types import SqlType
 
 @dataclass(frozen=True)
 class Generated:
-    """One step's records: ``times`` (epoch ms), ``keys`` (strings) and the value ``columns``."""
+    """One step's records: ``times`` (epoch ms), ``keys`` (strings) and the value ``columns``;
+    ``rejected``: messages for input that made no record (they go to the processing log)."""
 
     times: np.ndarray
     keys: pa.Array
     columns: dict[str, pa.Array]
+    rejected: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
 
     @property
     def size(self) -> int:

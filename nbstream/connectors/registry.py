@@ -4,7 +4,7 @@
 :func:`connector_class` accepts the class's short name or any alias (Kafka Connect's Java class
 names, so statements copied from ksqlDB tutorials run), case-insensitively, and an unknown name is
 a :class:`CatalogError` listing the known classes with the nearest one. A sink connector class
-(file, parquet, DuckDB, …) is added by calling :func:`register` with ``kind="SINK"``.
+(:class:`~nbstream.connectors.sinks.TopicSink`) is registered with ``kind="SINK"``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,10 @@ from typing import Literal
 
 from nbstream.connectors.base import SourceConnector
 from nbstream.connectors.datagen import DatagenConnector
+from nbstream.connectors.duckdb_sink import DuckDbSink
+from nbstream.connectors.file_sinks import JsonLinesSink, ParquetSink
+from nbstream.connectors.files import FileSourceConnector
+from nbstream.connectors.sinks import TopicSink
 from nbstream.errors import CatalogError, did_you_mean
 from nbstream.sql.ast import PropertyValue
 
@@ -27,18 +31,17 @@ class ConnectorClass:
 
     name: str
     kind: ConnectorKind
-    create: Callable[[str, Mapping[str, PropertyValue]], SourceConnector]  # (name, properties); a sink
-    # class will need its own protocol (what it reads, how it commits) beside SourceConnector
+    create: Callable[[str, Mapping[str, PropertyValue]], SourceConnector | TopicSink]  # (name, properties)
     aliases: tuple[str, ...] = ()
 
 
-_CLASSES: dict[str, ConnectorClass] = {}
+_CLASSES: dict[tuple[ConnectorKind, str], ConnectorClass] = {}  # a source and a sink class may share a name
 
 
 def register(cls: ConnectorClass) -> None:
     """Make ``cls`` available under its name and aliases (case-insensitive)."""
     for alias in (cls.name, *cls.aliases):
-        _CLASSES[alias.lower()] = cls
+        _CLASSES[cls.kind, alias.lower()] = cls
 
 
 def known_classes() -> list[ConnectorClass]:
@@ -50,7 +53,8 @@ def connector_class(class_name: PropertyValue, kind: ConnectorKind, connector: s
     """The class ``'connector.class'`` names for a ``kind`` connector called ``connector``."""
     if not isinstance(class_name, str) or not class_name:
         raise CatalogError(f"connector {connector}: 'connector.class' is missing{_known_list(kind)}")
-    found = _CLASSES.get(class_name.lower())
+    other_kind: ConnectorKind = "SINK" if kind == "SOURCE" else "SOURCE"
+    found = _CLASSES.get((kind, class_name.lower())) or _CLASSES.get((other_kind, class_name.lower()))
     if found is None:
         names = [c.name for c in known_classes()]
         raise CatalogError(f"connector {connector}: unknown connector.class '{class_name}'{_known_list(kind)}."
@@ -70,3 +74,7 @@ def _known_list(kind: ConnectorKind) -> str:
 
 register(ConnectorClass("datagen", "SOURCE", DatagenConnector,
                         aliases=("DatagenSource", "io.confluent.kafka.connect.datagen.DatagenConnector")))
+register(ConnectorClass("file", "SOURCE", FileSourceConnector, aliases=("FileStreamSource",)))
+register(ConnectorClass("file", "SINK", JsonLinesSink, aliases=("FileStreamSink",)))
+register(ConnectorClass("parquet", "SINK", ParquetSink))
+register(ConnectorClass("duckdb", "SINK", DuckDbSink))

@@ -21,16 +21,19 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from nbstream.catalog.catalog import Source
+from nbstream.catalog.catalog import Catalog, Source
 from nbstream.catalog.schema import Column, LogicalSchema
 from nbstream.catalog.types import STRING
 from nbstream.connectors.base import Generated, SourceConnector
 from nbstream.connectors.python_source import PythonSource
 from nbstream.connectors.registry import ConnectorKind, connector_class
+from nbstream.connectors.rejects import log_messages
+from nbstream.connectors.sinks import TopicSink
 from nbstream.errors import CatalogError, UnsupportedError, did_you_mean
 from nbstream.log.base import SqlLog
 from nbstream.log.embedded import EmbeddedLog
 from nbstream.runtime.ingest import append_frame
+from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 from nbstream.sql.ast import PropertyValue
 
 Clock = Callable[[], int]
@@ -45,10 +48,10 @@ def wall_clock_ms() -> int:
 class RunningConnector:
     """A connector with its place in the engine: incarnation, state and last error."""
 
-    connector: SourceConnector
+    connector: SourceConnector | TopicSink
     incarnation: int
     sql: str
-    encoding: Source  # how its records are serialized (KAFKA string keys, JSON values)
+    encoding: Source | None  # how a source's records are serialized (KAFKA string keys, JSON values)
     failed: str | None = None
 
     @property
@@ -70,25 +73,31 @@ class Connectors:
                     "progress VARCHAR, PRIMARY KEY (name, incarnation))")
 
     # -- statements ------------------------------------------------------------------------------
-    def create(self, kind: ConnectorKind, name: str, properties: dict[str, PropertyValue], sql: str) -> str:
-        """Start connector ``name`` (resuming its stored progress); returns what happened."""
+    def create(self, kind: ConnectorKind, name: str, properties: dict[str, PropertyValue], sql: str, *,
+               catalog: Catalog | None = None) -> str:
+        """Start connector ``name`` (resuming its stored progress); returns what happened. A sink
+        finds the stream or table it writes in ``catalog``."""
         if name in self.running:
             raise CatalogError(f"Connector {name} already exists.{_drop_hint(name)}")
         cls = connector_class(properties.get("connector.class"), kind, name)
-        if cls.kind != "SOURCE":  # a sink class registers its own way of being run here
-            raise UnsupportedError(f"connector {name}: running {cls.kind.lower()} connectors is not implemented yet")
         connector = cls.create(name, properties)
         if not isinstance(self.log, EmbeddedLog):
             raise UnsupportedError(f"connector {name}: connectors run on the embedded log only for now")
         incarnation = self._incarnations.get(name, 0) + 1  # counted once it exists: as replays count
-        self._ensure_topic(connector)
+        if isinstance(connector, TopicSink):
+            if catalog is None:
+                raise UnsupportedError(f"connector {name}: a sink connector needs the engine's catalog")
+            connector.bind(self.con, self.log, catalog, incarnation)
+        else:
+            self._ensure_topic(connector)
         stored = self.con.execute("SELECT progress FROM __connectors WHERE name = ? AND incarnation = ?",
                                   [name, incarnation]).fetchall()
         if stored:
             connector.resume(stored[0][0])
         else:
             self.con.execute("INSERT INTO __connectors VALUES (?, ?, ?)", [name, incarnation, connector.progress()])
-        self.running[name] = RunningConnector(connector, incarnation, sql, _encoding(connector))
+        encoding = None if isinstance(connector, TopicSink) else _encoding(connector)
+        self.running[name] = RunningConnector(connector, incarnation, sql, encoding)
         self._incarnations[name] = incarnation
         return f"Created connector {name}"
 
@@ -98,6 +107,8 @@ class Connectors:
             return f"Connector {name} does not exist"
         running = self.get(name)
         del self.running[name]
+        if isinstance(running.connector, TopicSink):
+            running.connector.drop()
         self.con.execute("DELETE FROM __connectors WHERE name = ? AND incarnation = ?", [name, running.incarnation])
         return f"Dropped connector {name}"
 
@@ -110,7 +121,7 @@ class Connectors:
     def schema_for_topic(self, topic: str, kind: str) -> tuple[str, LogicalSchema | None] | None:
         """(connector name, the columns of a ``kind`` over ``topic``) from a connector writing it."""
         for name, running in self.running.items():
-            if running.connector.topic == topic:
+            if running.connector.topic == topic and not isinstance(running.connector, TopicSink):
                 return name, running.connector.schema(kind)
         return None
 
@@ -151,6 +162,10 @@ class Connectors:
 
     def _step_connector(self, running: RunningConnector, now: int) -> int:
         connector = running.connector
+        if isinstance(connector, TopicSink):
+            return connector.step(lambda progress: self._store_progress(connector.name, running.incarnation,
+                                                                        progress), now)
+        assert running.encoding is not None
         before = connector.progress()
         generated = connector.step(now)
         if generated is None:
@@ -160,8 +175,8 @@ class Connectors:
         try:
             written = append_frame(self.con, self.log, running.encoding, _frame(generated),
                                    key="__key", timestamp="__ts", commit=False)
-            self.con.execute("UPDATE __connectors SET progress = ? WHERE name = ? AND incarnation = ?",
-                             [connector.progress(), connector.name, running.incarnation])
+            logged = log_messages(self.con, self.log, connector.name, connector.topic, generated.rejected)
+            self._store_progress(connector.name, running.incarnation, connector.progress())
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
@@ -169,7 +184,13 @@ class Connectors:
             connector.resume(before)
             raise
         self.log.confirm(connector.topic, written)
-        return generated.size
+        if logged:
+            self.log.confirm(PROCESSING_LOG_TOPIC, logged)
+        return generated.size + len(generated.rejected)
+
+    def _store_progress(self, name: str, incarnation: int, progress: str) -> None:
+        self.con.execute("UPDATE __connectors SET progress = ? WHERE name = ? AND incarnation = ?",
+                         [progress, name, incarnation])
 
     def _ensure_topic(self, connector: SourceConnector) -> None:
         if self.log.topic(connector.topic) is None:

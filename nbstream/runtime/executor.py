@@ -426,7 +426,8 @@ def exec_Drop(engine: Engine, stmt: ast.Drop) -> StatementResult:
 def exec_CreateConnector(engine: Engine, stmt: ast.CreateConnector) -> StatementResult:
     if stmt.if_not_exists and stmt.name in engine.connectors.running:
         return StatementResult(stmt.text, f"Connector {stmt.name} exists already")
-    return StatementResult(stmt.text, engine.connectors.create(stmt.kind, stmt.name, stmt.properties, stmt.text))
+    return StatementResult(stmt.text, engine.connectors.create(stmt.kind, stmt.name, stmt.properties, stmt.text,
+                                                               catalog=engine.catalog))
 
 
 def exec_DropConnector(engine: Engine, stmt: ast.DropConnector) -> StatementResult:

@@ -78,7 +78,7 @@ def test_connector_statement_without_with_clause_is_still_a_statement() -> None:
 def test_unknown_connector_class_lists_known_classes_and_the_near_miss() -> None:
     eng = Engine()
     with pytest.raises(CatalogError, match=r"connector G: unknown connector.class 'datagn' \(known source "
-                                           r"connector classes: datagen\)\. Did you mean `datagen`\?"):
+                                           r"connector classes: datagen, file\)\. Did you mean `datagen`\?"):
         eng.execute("CREATE SOURCE CONNECTOR g WITH ('connector.class'='datagn', 'kafka.topic'='t')")
 
 
@@ -91,7 +91,7 @@ def test_kafka_connect_class_name_is_an_alias_of_datagen() -> None:
 
 def test_a_source_class_is_no_sink_connector() -> None:
     with pytest.raises(CatalogError, match="'datagen' is a source connector class, not a sink one "
-                                           r"\(nbstream has no sink connector classes yet\)"):
+                                           r"\(known sink connector classes: file, parquet, duckdb\)"):
         Engine().execute("CREATE SINK CONNECTOR s WITH ('connector.class'='datagen', 'kafka.topic'='t')")
 
 
