@@ -5,10 +5,12 @@ asynchronous and the engine's API is synchronous, so the log owns one background
 event loop; every method submits a coroutine to that loop and waits for its result. The admin
 client, the producer and the reading consumer all live on that loop.
 
-Client options (``security_protocol``, ``ssl_context``, ``sasl_mechanism`` = PLAIN, SCRAM-SHA-256,
-SCRAM-SHA-512 or OAUTHBEARER, ``sasl_plain_username``/``sasl_plain_password``,
-``sasl_oauth_token_provider``, ``client_id``, ``request_timeout_ms``, …) are passed through to each
-aiokafka client that accepts them; an option none accepts is an error.
+Client options (``security_protocol``, ``ssl_cafile``/``ssl_certfile``/``ssl_keyfile`` or
+``ssl_context``, ``sasl_mechanism`` = PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER,
+``sasl_plain_username``/``sasl_plain_password``, ``sasl_oauth_token_provider``, ``client_id``,
+``request_timeout_ms``, …) are checked by :mod:`nbstream.log.kafka_options` (an unknown name is an
+error naming the nearest one) and passed to each aiokafka client that accepts them. The log keeps
+them as given: ``env:``/``file:`` secret references are resolved each time a client is created.
 
 Writing: records are produced with ``acks=all`` by an idempotent producer (unless
 ``enable_idempotence=False`` is passed, for brokers without InitProducerId) and :meth:`append`
@@ -61,6 +63,7 @@ from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
 from nbstream.errors import LogError, did_you_mean
 from nbstream.log.base import RECORD_SCHEMA, TopicInfo, check_existing_topic, check_topic_request
+from nbstream.log.kafka_options import check_client_options, describe, resolve_client_options
 
 T = TypeVar("T")
 
@@ -122,11 +125,8 @@ class KafkaLog:
         self.retry_after_s = retry_after_s
         self._unreachable: tuple[float, str] | None = None  # (until when, why): see _call
         self._windows: dict[str, tuple[str, int | None]] = {}
-        unknown = [k for k in client_options
-                   if not any(_accepted(c, {k: None}) for c in (AIOKafkaAdminClient, AIOKafkaProducer,
-                                                                AIOKafkaConsumer))]
-        if unknown:
-            raise LogError(f"unknown Kafka client option(s): {', '.join(sorted(unknown))}")
+        check_client_options(client_options)
+        self.client_options = dict(client_options)  # as given: secrets stay references
         options = {"bootstrap_servers": bootstrap, **client_options}
         self._options = options
         self._groups: dict[str, AIOKafkaConsumer] = {}
@@ -155,9 +155,16 @@ class KafkaLog:
 
     def _construct(self, client: Callable[..., T], options: Mapping[str, Any]) -> T:
         """Create an aiokafka client on the log's loop (they bind the running loop)."""
+        resolved = resolve_client_options(options)
+
         async def make() -> T:
-            return client(**_accepted(client, options))
+            return client(**_accepted(client, resolved))
         return self._call(make(), "create a client")
+
+    def describe(self) -> str:
+        """``kafka://bootstrap`` and the client options, secrets shown only as references."""
+        options = describe(self.client_options)
+        return f"kafka://{self.bootstrap}" + (f" ({options})" if options else "")
 
     def _call(self, coro: Coroutine[Any, Any, T], what: str) -> T:
         """Run ``coro`` on the log's loop and wait for it; Kafka errors become LogError. For

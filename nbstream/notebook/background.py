@@ -78,9 +78,10 @@ class EngineLock:
 class NotebookEngine(Engine):
     """An engine safe to use from the kernel while :class:`BackgroundLoop` runs its queries."""
 
-    def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None,
+                 kafka: str | None = None, **client_options: Any) -> None:
         self.lock = EngineLock()
-        super().__init__(path, properties=properties)
+        super().__init__(path, properties=properties, kafka=kafka, **client_options)
         self.background = BackgroundLoop(self)
         self.push_queries: dict[str, PushQuery] = {}
 

@@ -4,7 +4,8 @@ parameters, rendering; the engine does the rest).
 ``%%stream [NAME <<]`` runs a script of statements; pull queries and SHOW/DESCRIBE/EXPLAIN render as
 tables, other statements print what they did, and ``NAME <<`` assigns the last statement's result
 (a DataFrame for a table result). ``%stream`` runs one command (``queries``, ``stop ID|all``,
-``status``, ``connect memory|PATH``) or else statements like the cell magic. Python values enter
+``status``, ``connect memory|PATH|kafka://host:port[?option=value&…]``) or else statements like the
+cell magic. Python values enter
 only as bound parameters ``:name`` looked up in the user's namespace, never as SQL text.
 """
 
@@ -22,7 +23,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.display import display
 from sqlglot import exp
-from traitlets import Integer
+from traitlets import Dict, Integer
 
 from nbstream.errors import NbstreamError, UnknownNameError
 from nbstream.notebook import session
@@ -66,6 +67,8 @@ class StreamMagic(Magics):
     max_rows = Integer(200, help="Rows of a table result shown in the cell (the assigned value has all).").tag(
         config=True)
     live_rows = Integer(200, help="Rows a push query's live table keeps (the latest ones).").tag(config=True)
+    kafka_options = Dict(help="Kafka client options for `%stream connect kafka://…` (the URL's own options "
+                              "win); secrets as env:NAME or file:PATH references.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
@@ -84,7 +87,7 @@ class StreamMagic(Magics):
     @line_cell_magic
     def stream(self, line: str, cell: str | None = None) -> Any:
         """``%%stream [NAME <<]`` runs the cell's statements (``NAME <<`` assigns the last result);
-        ``%stream queries | stop ID|all | status | connect memory|PATH`` or statements."""
+        ``%stream queries | stop ID|all | status | connect memory|PATH|kafka://…`` or statements."""
         if cell is None:
             return self._line(line)
         options = parse_cell_line(line)
@@ -190,19 +193,20 @@ class StreamMagic(Magics):
         _no_argument("status", argument)
         engine = session.current_engine()
         running = sum(q.state == "RUNNING" for q in engine.persistent_queries())
-        print(f"engine: {engine.path or 'in memory'}; background loop: "
+        print(f"engine: {engine.location()}; background loop: "
               f"{'running' if engine.background.running else 'stopped'}; running queries: {running}")
         for failure in engine.background.failures:
             print(f"failed: {failure}")
 
     def _command_connect(self, argument: str) -> None:
         if not argument:
-            raise UsageError("%stream connect memory|PATH")
+            raise UsageError("%stream connect memory|PATH|kafka://host:port[?option=value&…]")
         try:
-            engine = session.connect(argument)
+            engine = session.connect(argument, self.kafka_options)
         except NbstreamError as error:
             raise stream_error(error, None, argument) from None
-        print(f"Connected to {engine.path or 'an in-memory engine'}.")
+        where = engine.location()
+        print(f"Connected to {'an in-memory engine' if where == 'in memory' else where}.")
 
 
 def _has_push_query(cell: str) -> bool:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from nbstream.errors import UnsupportedError
+from nbstream.errors import LogError
+from nbstream.log.kafka_options import check_client_options, literal_secrets, parse_kafka_url
 from nbstream.notebook.background import NotebookEngine
 
 _lock = threading.Lock()
@@ -22,18 +25,31 @@ def current_engine() -> NotebookEngine:
         return _current
 
 
-def connect(target: str) -> NotebookEngine:
-    """Replace the current engine: ``memory`` for an in-memory one, else a state directory path.
+def connect(target: str, kafka_options: Mapping[str, Any] | None = None) -> NotebookEngine:
+    """Replace the current engine: ``memory`` for an in-memory one, ``kafka://host:port[?name=
+    value&…]`` for one on a Kafka cluster (``kafka_options`` first, then the URL's), else a state
+    directory path.
 
     The previous engine's background loop stops and its connection closes first (so connecting
-    to the directory it uses again reopens it, with its streams, tables and queries).
+    to the directory it uses again reopens it, with its streams, tables and queries); a Kafka
+    engine is made before that, so the previous engine stays if its options are wrong or the
+    cluster cannot be reached. Secrets must be ``env:``/``file:`` references, so a notebook never
+    holds one.
     """
     global _current
     if target.lower().startswith("kafka://"):
-        raise UnsupportedError("%stream connect kafka://… is not supported yet: the notebook runs on "
-                               "the embedded log (connect memory or a state directory)")
-    disconnect()
-    engine = NotebookEngine() if target.lower() == "memory" else NotebookEngine(Path(target).expanduser())
+        bootstrap, from_url = parse_kafka_url(target)
+        options = {**(kafka_options or {}), **from_url}
+        check_client_options(options)
+        literal = literal_secrets(options)
+        if literal:
+            raise LogError(f"Kafka option(s) {', '.join(literal)} must be a reference, env:NAME or file:PATH, "
+                           "so the secret stays out of the notebook")
+        engine = NotebookEngine(kafka=bootstrap, **options)  # shares nothing with the current one,
+        disconnect()  # which is kept if the cluster cannot be reached
+    else:
+        disconnect()
+        engine = NotebookEngine() if target.lower() == "memory" else NotebookEngine(Path(target).expanduser())
     with _lock:
         _current = _started(engine)
     return engine

@@ -68,9 +68,12 @@ class Engine:
     ``properties`` are ksqlDB configuration values (``ksql.persistence.default.format.key``, …).
 
     ``Engine(kafka="host:port", **client_options)`` keeps topics in that Kafka cluster instead
-    (:class:`~nbstream.log.kafka.KafkaLog`; ``client_options`` such as ``security_protocol`` or
-    ``sasl_mechanism`` go to aiokafka). Persistent queries run on it at-least-once, their input
-    offsets in a consumer group per query and (with their state) in the engine's database; push
+    (:class:`~nbstream.log.kafka.KafkaLog`; ``client_options`` such as ``security_protocol``,
+    ``ssl_cafile`` or ``sasl_mechanism`` go to aiokafka, checked and resolved by
+    :mod:`nbstream.log.kafka_options`: pass secrets as ``"env:NAME"`` or ``"file:PATH"``
+    references, which are resolved when a client is created and never stored). Persistent
+    queries run on it at-least-once, their input offsets in a consumer group per query and (with
+    their state) in the engine's database; push
     queries read Kafka topics and pull queries the tables materialized from them
     (:mod:`nbstream.runtime.kafka_query`).
     """
@@ -137,6 +140,14 @@ class Engine:
 
     def property(self, name: str) -> Any:
         return self.properties.get(name)
+
+    def location(self) -> str:
+        """Where the engine keeps its topics and state, for display: ``kafka://…`` with its client
+        options (secrets only as references), and the state directory or "in memory"."""
+        state = str(self.path) if self.path is not None else "in memory"
+        if isinstance(self.log, StagedKafkaLog):
+            return f"{self.log.kafka.describe()}; state {state}"
+        return state
 
     # -- queries -----------------------------------------------------------------------------------
     def start_query(self, query: PersistentQuery, plan: Plan) -> None:
