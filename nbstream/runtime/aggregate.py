@@ -103,14 +103,15 @@ class AggregateRunner(QueryRunner):
         self.con.execute("BEGIN")
         try:
             self._evaluate(sql)
-            table = self.con.sql(f"""SELECT __ts AS ROWTIME, __deleted, {", ".join(keys)}{window}, {", ".join(values)}
-                                     FROM __result WHERE NOT __err ORDER BY __pos""").to_arrow_table()
+            table = self.con.sql(f"""SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {", ".join(keys)}{window},
+                                            {", ".join(values)}
+                                     FROM __result ORDER BY __pos""").to_arrow_table()
             self.con.execute("COMMIT")
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
-        return table
+        return self.stats.count_fetched(sum(b - a for a, b in ranges.values()), table)
 
     # -- batches: one input partition at a time ------------------------------------------------------
     def _ranges(self) -> Ranges:

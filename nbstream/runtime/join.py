@@ -102,13 +102,15 @@ class JoinRunner(QueryRunner):
 
         def join() -> dict[str, dict[int, int]]:
             self.join_batch()
-            rows.append(self.con.sql(f"SELECT __ts AS ROWTIME, __deleted, {names} FROM {self._projected_sql()} "
-                                     "ORDER BY __pos").to_arrow_table())
+            errors = self.errors_sql("TRUE AS __err, __errmsg, __in_partition AS __pos")
+            rows.append(self.con.sql(f"""SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names}
+                FROM (SELECT * FROM {self._projected_sql()} UNION ALL BY NAME {errors})
+                ORDER BY __pos""").to_arrow_table())
             return {}
 
         self._transaction(join)
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
-        return rows[0]
+        return self.stats.count_fetched(sum(b - a for a, b in ranges.values()), rows[0])
 
     # -- inputs ------------------------------------------------------------------------------------
     @property

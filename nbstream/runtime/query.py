@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nbstream.errors import ExecutionError
 from nbstream.log.base import SqlLog
@@ -52,6 +53,20 @@ class QueryStats:
     busy_seconds: float = 0.0
     last_error: str | None = None
     started: float = field(default_factory=time.monotonic)
+
+    def count_fetched(self, consumed: int, rows: pa.Table) -> pa.Table:
+        """Count a push query's batch of ``consumed`` records whose result is ``rows`` (with ``__err``
+        and ``__errmsg``: its records in error, which a push query skips); returns the good rows."""
+        errors = rows.filter(pc.field("__err"))
+        self.consumed += consumed
+        self.logged += errors.num_rows
+        self.processed += consumed - errors.num_rows
+        self.batches += 1
+        if errors.num_rows:
+            self.last_error = errors.column("__errmsg")[0].as_py()
+        good = rows.filter(~pc.field("__err")).drop_columns(["__err", "__errmsg"])
+        self.emitted += good.num_rows
+        return good
 
 
 @dataclass(frozen=True)
@@ -282,11 +297,11 @@ class QueryRunner:
         sql = self._prepare(ranges)
         names = ", ".join(quote(c.name) for c in self.plan.columns)
         table = self.con.sql(
-            f"SELECT __ts AS ROWTIME, __deleted, {names} FROM ({sql}) WHERE NOT __err "
+            f"SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names} FROM ({sql}) "
             "ORDER BY __in_partition, __in_offset"
         ).to_arrow_table()
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
-        return table
+        return self.stats.count_fetched(_size(ranges), table)
 
 
 

@@ -51,3 +51,25 @@ def test_an_error_of_the_querys_own_sql_fails_the_query_and_logs_no_record() -> 
         eng.run_until_idle()
     assert runner.pending() == 1, "the batch stays to be retried"
     assert eng.consume("KSQL_PROCESSING_LOG") == []
+
+
+@pytest.mark.parametrize("push_query", [
+    "SELECT k, pattern FROM s EMIT CHANGES;",
+    "SELECT k, COUNT(*) AS n FROM s GROUP BY k EMIT CHANGES;",
+    "SELECT s.k, pattern, label FROM s JOIN labels l ON s.k = l.k EMIT CHANGES;",
+])
+def test_a_push_query_skips_a_record_it_cannot_decode_and_counts_it(push_query: str) -> None:
+    eng = Engine(properties={"auto.offset.reset": "earliest"})
+    eng.execute(SOURCE + "CREATE TABLE labels (k VARCHAR PRIMARY KEY, label VARCHAR) "
+                         "WITH (KAFKA_TOPIC='labels', VALUE_FORMAT='JSON', PARTITIONS=2);")
+    eng.produce("labels", {"label": "A"}, key="a", partition=0)
+    eng.produce("s", {"pattern": "ok"}, key="a", partition=0)
+    eng.produce("s", "not an object", key="a", partition=0)
+    runner = eng.transient_runner(push_query)
+
+    rows = runner.fetch_rows()
+
+    assert rows is not None and rows.num_rows == 1 and "__err" not in rows.column_names
+    assert (runner.stats.consumed, runner.stats.logged) == (3 if "JOIN" in push_query else 2, 1)
+    assert runner.stats.last_error is not None and "Can't convert type" in runner.stats.last_error
+    runner.con.close()
