@@ -118,10 +118,6 @@ def check_client_options(options: Mapping[str, Any]) -> None:
     if unknown:
         hints = "".join(f" `{name}`:{did_you_mean(name, OPTION_NAMES) or ' no close match.'}" for name in unknown)
         raise LogError(f"unknown Kafka client option(s){hints} Known options: {', '.join(OPTION_NAMES)}")
-    for name in REFERENCE_OPTIONS & set(options):
-        value = options[name]
-        if is_reference(value) and not value.partition(":")[2]:
-            raise LogError(f"Kafka option {name}: '{value}' names no variable or file")
     if "ssl_context" in options and SSL_FILE_OPTIONS.keys() & set(options):
         raise LogError("give either ssl_context or ssl_cafile/ssl_certfile/ssl_keyfile, not both")
     protocol = security_protocol(options)

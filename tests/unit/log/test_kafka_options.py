@@ -92,6 +92,8 @@ def test_a_missing_variable_or_file_names_the_option(monkeypatch: pytest.MonkeyP
     with pytest.raises(LogError, match=r"sasl_plain_password: cannot read '.*nothing-here'"):
         resolve_client_options({**SCRAM, "security_protocol": "SASL_PLAINTEXT",
                                 "sasl_plain_password": f"file:{tmp_path / 'nothing-here'}"})
+    with pytest.raises(LogError, match="sasl_plain_password: 'env:' names no variable"):
+        resolve_client_options({**SCRAM, "security_protocol": "SASL_PLAINTEXT", "sasl_plain_password": "env:"})
 
 
 def test_only_literal_secrets_are_reported_and_they_are_never_shown() -> None:
