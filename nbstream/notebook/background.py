@@ -84,6 +84,7 @@ class NotebookEngine(Engine):
         super().__init__(path, properties=properties, kafka=kafka, **client_options)
         self.background = BackgroundLoop(self)
         self.push_queries: dict[str, PushQuery] = {}
+        self._pull_con = self._pull_connection()
 
     execute = _locked(Engine.execute)
     produce = _locked(Engine.produce)
