@@ -276,8 +276,8 @@ def _sniffed_fields(con: duckdb.DuckDBPyConnection, config: FileSourceConfig, pa
             "CASE WHEN json_valid(__text) THEN json_type(__text::JSON) = 'OBJECT' ELSE FALSE END").fetchall()
     finally:
         con.unregister("__lines")
-    if structure is None:
-        raise CatalogError(f"file {path} holds no JSON object line to take the columns from")
+    if structure is None or not json.loads(structure):
+        raise CatalogError(f"file {path} holds no JSON object line with fields to take the columns from")
     return tuple((name, _structure_type(value)) for name, value in json.loads(structure).items())
 
 
@@ -314,18 +314,20 @@ def _decode_json_lines(con: duckdb.DuckDBPyConnection, fields: tuple[tuple[str, 
     """The lines of ``chunk`` as rows of ``fields`` with ``__record`` and ``__error`` (NULL: good)."""
     numbered = _numbered_lines(chunk, first_record)
     struct = "STRUCT(" + ", ".join(f"{quote(n)} {t.duckdb()}" for n, t in fields) + ")"
-    misfits = [(f"(__row.{quote(n)} IS NULL AND coalesce(json_type(__text::JSON, {_json_path(n)}), 'NULL') "
-                f"<> 'NULL')", f"field {n} is not a {t}") for n, t in fields]
-    checks = " ".join(f"WHEN {cond} THEN '{msg.replace(chr(39), chr(39) * 2)}'" for cond, msg in misfits)
+    paths = "[" + ", ".join(_json_path(n) for n, _ in fields) + "]"
+    # A field present (not null) in the line but NULL in the row did not cast to its column's type.
+    checks = " ".join(f"WHEN __row.{quote(n)} IS NULL AND coalesce(__types[{i}], 'NULL') <> 'NULL' "
+                      f"THEN 'field {n.replace(chr(39), chr(39) * 2)} is not a {t}'"
+                      for i, (n, t) in enumerate(fields, start=1))
     con.register("__lines", numbered)
     try:
         return con.sql(f"""
-            WITH objects AS (SELECT __record, __text, json_valid(__text) AS __valid,
-                                    CASE WHEN json_valid(__text) THEN json_type(__text::JSON) END = 'OBJECT' AS __object
-                             FROM __lines),
-                 rows AS (SELECT *, CASE WHEN __object THEN TRY_CAST(__text::JSON AS {struct}) END AS __row
+            WITH parsed AS (SELECT __record, __text, TRY_CAST(__text AS JSON) AS __json FROM __lines),
+                 objects AS (SELECT *, json_type(__json) = 'OBJECT' AS __object FROM parsed),
+                 rows AS (SELECT *, CASE WHEN __object THEN TRY_CAST(__json AS {struct}) END AS __row,
+                                 CASE WHEN __object THEN json_type(__json, {paths}) END AS __types
                           FROM objects)
-            SELECT __record, CASE WHEN NOT __valid THEN 'not valid JSON: ' || left(__text, 200)
+            SELECT __record, CASE WHEN __json IS NULL THEN 'not valid JSON: ' || left(__text, 200)
                                   WHEN NOT __object THEN 'not a JSON object: ' || left(__text, 200)
                                   {checks} END AS __error, unnest(__row)
             FROM rows ORDER BY __record""").to_arrow_table(), []
