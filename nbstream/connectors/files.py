@@ -72,6 +72,8 @@ class FileSourceConfig:
     def parse(cls, name: str, props_in: Mapping[str, PropertyValue]) -> FileSourceConfig:
         props = properties.checked(name, "file source", props_in, PROPERTIES)
         path = properties.text(name, props, "path", "the file, folder or glob to read")
+        if not glob.has_magic(path) and not os.path.exists(path):
+            raise CatalogError(f"connector {name}: path '{path}' does not exist")
         fmt = properties.choice(name, props, "format", EXTENSIONS, None) or _format_of(name, path)
         delimiter = properties.optional_text(name, props, "csv.delimiter") or ","
         if len(delimiter) != 1:
@@ -135,6 +137,10 @@ class FileSourceConnector:
         self._fields = _sniffed_fields(self._con, self.config, files[0])
         self._check_column(self.config.key, "key")
         self._check_column(self.config.timestamp, "timestamp")
+        timestamp_type = dict(self._fields).get(self.config.timestamp or "")
+        if timestamp_type is not None and timestamp_type.name not in ("BIGINT", "INTEGER", "TIMESTAMP"):
+            raise CatalogError(f"connector {name}: timestamp column '{self.config.timestamp}' is a "
+                               f"{timestamp_type}: it must hold epoch milliseconds (BIGINT) or a TIMESTAMP")
 
     def _check_column(self, column: str | None, role: str) -> None:
         names = [n for n, _ in self._fields]
@@ -242,7 +248,8 @@ class FileSourceConnector:
         if self.config.timestamp is None:
             return now
         column = good[self.config.timestamp]
-        millis = (pc.cast(column.cast(pa.timestamp("ms")), pa.int64()) if pa.types.is_timestamp(column.type)
+        millis = (pc.cast(pc.cast(column, pa.timestamp("ms"), safe=False), pa.int64())
+                  if pa.types.is_timestamp(column.type)
                   else pc.cast(column, pa.int64(), safe=False))
         return np.where(pc.is_valid(millis).to_numpy(zero_copy_only=False),
                         millis.fill_null(0).to_numpy(), now).astype(np.int64)

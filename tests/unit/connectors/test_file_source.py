@@ -82,6 +82,14 @@ def test_a_glob_names_the_files_and_a_timestamp_column_gives_the_record_times(tm
     assert [r.timestamp for r in eng.consume("events")] == [1_700_000_000_000, 1_700_000_001_000]
 
 
+def test_a_csv_timestamp_column_gives_the_record_times(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("at,n\n2023-11-14 22:13:20.123456,1\n2023-11-14 22:13:21,2\n")
+    eng = Engine()
+    eng.execute(file_source(tmp_path / "a.csv", timestamp="at"))
+    eng.run_until_idle()
+    assert [r.timestamp for r in eng.consume("events")] == [1_700_000_000_123, 1_700_000_001_000]
+
+
 # -- tailing ---------------------------------------------------------------------------------------
 
 
@@ -175,9 +183,17 @@ def test_a_csv_row_with_a_bad_field_or_a_wrong_field_count_goes_to_the_processin
 # -- errors ----------------------------------------------------------------------------------------
 
 
-def test_a_missing_path_is_an_error_naming_it(tmp_path: Path) -> None:
-    with pytest.raises(CatalogError, match=r"connector FILES: path '.*nowhere\.jsonl' matches no jsonl file"):
-        Engine().execute(file_source(tmp_path / "nowhere.jsonl"))
+def test_a_missing_path_or_a_glob_matching_nothing_is_an_error_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match=r"connector FILES: path '.*nowhere' does not exist"):
+        Engine().execute(file_source(tmp_path / "nowhere"))
+    with pytest.raises(CatalogError, match=r"connector FILES: path '.*\*\.csv' matches no csv file"):
+        Engine().execute(file_source(tmp_path / "*.csv"))
+
+
+def test_a_timestamp_column_must_hold_epoch_milliseconds_or_timestamps(tmp_path: Path) -> None:
+    write_lines(tmp_path / "a.jsonl", [{"t": "yesterday", "n": 1}])
+    with pytest.raises(CatalogError, match="timestamp column 't' is a STRING: it must hold epoch milliseconds"):
+        Engine().execute(file_source(tmp_path / "a.jsonl", timestamp="t"))
 
 
 def test_an_unknown_format_is_an_error_with_the_near_miss(tmp_path: Path) -> None:
