@@ -3,6 +3,7 @@ stream or table, with offsets committed so that a restart does not duplicate."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
@@ -271,3 +272,35 @@ def test_a_duckdb_sink_needs_a_table_and_a_parquet_sink_a_folder(tmp_path: Path)
     (tmp_path / "file").write_text("")
     with pytest.raises(CatalogError, match="is a file, not a folder"):
         eng.execute(sink("pq", "parquet", source="orders", path=str(tmp_path / "file")))
+
+
+# -- in the notebook's background loop -----------------------------------------------------------
+
+
+def test_the_background_loop_tails_files_through_a_query_into_a_duckdb_table(tmp_path: Path) -> None:
+    from nbstream.notebook.background import NotebookEngine
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "1.jsonl").write_text('{"user": "u1", "n": 1}\n{"user": "u2", "n": 2}\n')
+    eng = NotebookEngine()
+    try:
+        eng.execute(f"""
+          CREATE SOURCE CONNECTOR clicks_in WITH ('connector.class'='file', 'kafka.topic'='clicks',
+            'path'='{tmp_path / "in"}', 'mode'='tail', 'key'='user');
+          CREATE STREAM clicks WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON');
+          CREATE TABLE per_user AS SELECT user, SUM(n) AS total FROM clicks GROUP BY user;
+          CREATE SINK CONNECTOR out WITH ('connector.class'='duckdb', 'source'='per_user', 'table'='totals');""")
+        eng.background.start()
+        (tmp_path / "in" / "2.jsonl").write_text('{"user": "u1", "n": 10}\n')
+
+        def totals() -> list[tuple[object, ...]]:
+            with eng.lock:
+                return sorted(eng.con.sql("SELECT * FROM totals").fetchall())
+
+        deadline = time.monotonic() + 20
+        while totals() != [("u1", 11), ("u2", 2)]:
+            assert time.monotonic() < deadline, f"timed out with {totals()}"
+            time.sleep(0.05)
+        assert eng.background.failures == []
+    finally:
+        eng.close()
