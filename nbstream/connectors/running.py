@@ -4,7 +4,12 @@
 :meth:`Connectors.step` asks every connector for the records due now and appends them as one
 batch; a connector's progress is stored in the ``__connectors`` table *in the same transaction*
 as its records, so after a restart (the engine replays ``CREATE SOURCE CONNECTOR``) it resumes
-without losing or repeating a record and its ``iterations`` stay exact.
+without losing or repeating a record and its ``iterations`` stay exact. Input a source could not
+turn into records (a file's bad line) goes to the processing log in that transaction too.
+
+Sink connectors (:class:`~nbstream.connectors.sinks.TopicSink`) are stepped in the same loop,
+after the sources: each reads its stream or table from its committed offsets, writes, and stores
+its progress as its class's delivery guarantee requires.
 
 Progress rows are keyed by name and *incarnation* (how many times a connector of that name was
 created in this engine's statement history), so a connector dropped and created again under the
@@ -62,7 +67,7 @@ class RunningConnector:
 
 
 class Connectors:
-    """The source connectors and Python sources of one engine (see the module docstring)."""
+    """The connectors and Python sources of one engine (see the module docstring)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, log: SqlLog, clock: Clock = wall_clock_ms) -> None:
         self.con, self.log, self.clock = con, log, clock
