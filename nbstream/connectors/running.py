@@ -141,7 +141,8 @@ class Connectors:
         Python source ``ERROR``) and goes to ``on_error``; without ``on_error`` it is raised."""
         now = self.clock() if now is None else now
         written = 0
-        for name, running in list(self.running.items()):
+        sources_first = sorted(self.running.items(), key=lambda item: isinstance(item[1].connector, TopicSink))
+        for name, running in sources_first:
             if running.state != "RUNNING":
                 continue
             try:
