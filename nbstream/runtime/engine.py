@@ -108,6 +108,9 @@ class Engine:
         # machines we measure on (1.7x the single-thread rate on the stateless benchmark).
         con.execute(f"SET threads = {DUCKDB_THREADS}")
         con.execute("SET error_on_division_by_zero = false")
+        # In a kernel DuckDB shows a query running over 2 s as a progress-bar widget in whatever cell
+        # is current (a black bar under a live view); cursors of this connection inherit the setting.
+        con.execute("SET enable_progress_bar = false")
         functions.register_udfs(con)
         register_udfs(con)
         for macro in aggregates.MACROS:
