@@ -86,8 +86,8 @@ class Connectors:
             raise CatalogError(f"Connector {name} already exists.{_drop_hint(name)}")
         cls = connector_class(properties.get("connector.class"), kind, name)
         connector = cls.create(name, properties)
-        if not isinstance(self.log, EmbeddedLog):
-            raise UnsupportedError(f"connector {name}: connectors run on the embedded log only for now")
+        if not isinstance(self.log, EmbeddedLog) and not isinstance(connector, TopicSink):
+            raise UnsupportedError(f"connector {name}: source connectors run on the embedded log only for now")
         incarnation = self._incarnations.get(name, 0) + 1  # counted once it exists: as replays count
         if isinstance(connector, TopicSink):
             if catalog is None:

@@ -272,9 +272,9 @@ def test_datagen_rides_to_a_tumbling_count_per_driver() -> None:
     assert ((merged["total_x"] - merged["total_y"]).abs() < 1e-6).all()
 
 
-def test_connectors_on_a_kafka_log_are_a_clear_unsupported_error() -> None:
+def test_source_connectors_on_a_kafka_log_are_a_clear_unsupported_error() -> None:
     connectors = Connectors(duckdb.connect(), cast(SqlLog, object()))
-    with pytest.raises(UnsupportedError, match="connector G: connectors run on the embedded log only"):
+    with pytest.raises(UnsupportedError, match="connector G: source connectors run on the embedded log only"):
         connectors.create("SOURCE", "G", {"connector.class": "datagen", "kafka.topic": "t", "quickstart": "users"},
                           "CREATE SOURCE CONNECTOR g …")
 
