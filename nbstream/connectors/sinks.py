@@ -115,8 +115,7 @@ class TopicSink:
                 raise CatalogError(f"connector {self.name}: no stream or table called {self.source_name}."
                                    f"{did_you_mean(self.source_name, catalog.sources)}".rstrip("."))
             return found
-        on_topic = [s for s in catalog.sources_on_topic(self.topics or "") if s.name != PROCESSING_LOG_TOPIC
-                    or self.topics == PROCESSING_LOG_TOPIC]
+        on_topic = catalog.sources_on_topic(self.topics or "")
         if len(on_topic) != 1:
             names = ", ".join(sorted(s.name for s in on_topic))
             count = f"several ({names}): say which with 'source'" if on_topic else "none: declare one first"

@@ -142,6 +142,18 @@ def test_undecodable_records_go_to_the_processing_log_not_the_files(tmp_path: Pa
     assert [tuple(r) for r in logged.itertuples(index=False)] == [("PQ", "orders")]
 
 
+def test_the_processing_log_itself_can_be_written_to_files(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text('{"n": 1}\n{oops\n')
+    eng = Engine()
+    eng.execute(f"CREATE SOURCE CONNECTOR src WITH ('connector.class'='file', 'kafka.topic'='t', "
+                f"'path'='{tmp_path / 'in.jsonl'}');"
+                f"CREATE SINK CONNECTOR errors WITH ('connector.class'='file', 'topics'='KSQL_PROCESSING_LOG', "
+                f"'path'='{tmp_path / 'errors'}')")
+    eng.run_until_idle()
+    logged = duckdb.sql(f"SELECT LOGGER, MESSAGE.ERRORMESSAGE FROM read_json('{tmp_path}/errors/*.jsonl')").fetchall()
+    assert logged == [("SRC", f"{tmp_path / 'in.jsonl'} record 2: not valid JSON: {{oops")]
+
+
 # -- DuckDB tables ---------------------------------------------------------------------------------
 
 
