@@ -11,7 +11,9 @@ A query ``SELECT … FROM a [LEFT|RIGHT|FULL] JOIN b [WITHIN …] ON e(a) = f(b)
 A RIGHT join is planned as the LEFT join of the swapped sides (the projection reads columns by
 name, so the order of the sides does not show). ksqlDB's rules are checked here, with its
 messages: the join order, a WITHIN clause exactly for stream-stream joins, table-table joins on
-primary keys, join key types, and the join key in the projection (the result's key column).
+primary keys, join key types, and the join key in the projection (the result's key column). A
+PARTITION BY instead keys the result by its expressions of the joined row, as
+:mod:`nbstream.plan.repartition` re-keys one source's records.
 
 A multi-way join is a stream looking up tables one after another (:func:`_plan_chain`), or a
 chain of INNER and LEFT joined tables on their primary keys (:func:`_plan_table_chain`).
@@ -27,13 +29,14 @@ import duckdb
 from sqlglot import exp
 
 from nbstream.catalog.catalog import Catalog, Source
-from nbstream.catalog.schema import Column, LogicalSchema
+from nbstream.catalog.schema import PSEUDO_COLUMNS, Column, LogicalSchema
 from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import BindError, UnknownNameError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggregate
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
+from nbstream.plan.repartition import Item, PartitionInput, bind_partition_by, key_projection, star_columns
 from nbstream.sql.ast import Dereference, Query, Within
 
 #: ksqlDB's grace period of a stream-stream join that names none: 24 hours.
@@ -222,16 +225,18 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     """Plan the joining ``query`` (``scan_of``: the planner's Source → Scan function)."""
     select = query.select
     joins = select.args["joins"]
-    if query.partition_by:
-        raise UnsupportedError("PARTITION BY on a join is not supported yet")
     from_ = select.args.get("from") or select.args.get("from_")
     if from_ is None:
         raise BindError("a query needs a FROM clause")
+    sources = [_source(catalog, from_), *(_source(catalog, j) for j in joins)]
+    if query.partition_by and all(s.source.is_table for s in sources):
+        names = " and ".join(s.source.name for s in sources)
+        raise BindError(f"PARTITION BY is only supported on streams, and the join of {names} is a table. "
+                        "Use GROUP BY to re-key a table.")
     if len(joins) > 1:
-        return _plan_chain(query, [_source(catalog, from_), *(_source(catalog, j) for j in joins)], joins, con,
-                           scan_of=scan_of, sink=sink, params=params)
+        return _plan_chain(query, sources, joins, con, scan_of=scan_of, sink=sink, params=params)
     join = joins[0]
-    left, right = _source(catalog, from_), _source(catalog, join)
+    left, right = sources
     if left.source.name == right.source.name:
         raise BindError(f"Can not join '{left.source.name}' to '{right.source.name}': self joins are not yet "
                         "supported.")
@@ -240,7 +245,7 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     _check_order(left, right, kind, within)
     _check_formats([left, right])
     _check_windows(left, right)
-    scope = _JoinScope([left, right])
+    scope = _JoinScope([left, right], _pseudo_columns(query))
     on, operands, owners = _equality(scope, join)
     if owners[0] == owners[1]:
         raise BindError(f"Each side of the join comparison must contain references from exactly one source: "
@@ -274,7 +279,7 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
         return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where = _where(select, scope, compiler)
-    columns = _project(select, scope, compiler, candidates, key_type, key_sql, None if sink is None else sink.name)
+    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type, key_sql))
     if kind == "RIGHT":
         sides.reverse()
         kind = "LEFT"
@@ -298,7 +303,7 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     if sources[0].source.is_table:
         return _plan_table_chain(query, sources, joins, con, scan_of=scan_of, sink=sink, params=params)
     _check_chain_sources(sources, joins)
-    scope = _JoinScope(sources)
+    scope = _JoinScope(sources, _pseudo_columns(query))
     pairs = [_chain_operands(scope, join, sources[:i], table)
              for i, (table, join) in enumerate(zip(sources[1:], joins, strict=True), start=1)]
     stream = _side(sources[0], pairs[0][0], scope, con, scan_of, params)
@@ -322,8 +327,7 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     if is_aggregate_query(query):
         return _plan_join_aggregate(query, scope, scope.joined_scope(key_type), plan, con, scan_of, sink, params)
     where = _where(query.select, scope, compiler)
-    columns = _project(query.select, scope, compiler, _key_candidates(pairs), key_type, quote(JOIN_KEY),
-                       None if sink is None else sink.name)
+    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs), key_type))
     return replace(plan, columns=tuple(columns), where=where)
 
 
@@ -333,7 +337,7 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
     t1.k = t2.k …``: every table is keyed alike, so the result is a TABLE of the same key, each row
     the nested join of the tables' rows of its key (ksqlDB's nested table-table joins)."""
     _check_table_chain(sources, joins)
-    scope = _JoinScope(sources)
+    scope = _JoinScope(sources, _pseudo_columns(query))
     pairs = [_chain_operands(scope, join, sources[:i], table)
              for i, (table, join) in enumerate(zip(sources[1:], joins, strict=True), start=1)]
     kinds = [_kind(j) for j in joins]
@@ -352,8 +356,7 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
     joined = scope.joined_scope(key_type)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where = _where(query.select, scope, compiler)
-    columns = _project(query.select, scope, compiler, _key_candidates(pairs), key_type, quote(JOIN_KEY),
-                       None if sink is None else sink.name)
+    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs), key_type))
     return JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=tuple(columns), key_type=key_type,
                     where=where, sink=sink, emits_table=True, limit=query.limit, on_keys=True,
                     chain=tuple(TableLookup(side, kind, quote(JOIN_KEY))
@@ -585,8 +588,7 @@ def _side(src: _Source, operand: exp.Expression, scope: _JoinScope, con: duckdb.
     key_type = compiler.type_of(compiled)
     if src.source.schema.key and not key_type:
         raise BindError(f"join key {operand.sql()} has no type")
-    columns = [OutputColumn(scope.renamed(src, c.name), c.type, quote(c.name)) for c in src.source.schema.columns]
-    columns.append(OutputColumn(scope.renamed(src, "ROWTIME"), BIGINT, '"ROWTIME"'))
+    columns = [OutputColumn(scope.renamed(src, c.name), c.type, c.sql) for c in scope.carried(src)]
     columns.append(OutputColumn(JOIN_KEY, key_type, compiled.sql("duckdb")))
     pre = StatelessPlan(scan=scan_of(src.source), columns=tuple(columns),  # type: ignore[operator]
                         emits_table=src.source.is_table)
@@ -599,10 +601,12 @@ def _side(src: _Source, operand: exp.Expression, scope: _JoinScope, con: duckdb.
 
 class _JoinScope:
     """Resolves the names of a join: ``alias.column`` or an unambiguous ``column`` of one source,
-    rewritten to the renamed column ``ALIAS_COLUMN``."""
+    rewritten to the renamed column ``ALIAS_COLUMN``. ``pseudo``: the pseudo-columns the joined
+    row carries for each source."""
 
-    def __init__(self, sources: list[_Source]) -> None:
+    def __init__(self, sources: list[_Source], pseudo: tuple[str, ...] = ("ROWTIME",)) -> None:
         self.sources = sources
+        self.pseudo = pseudo
         self._by_alias = {s.alias.upper(): s for s in sources}
         self._renamed: dict[str, _Source] = {}
         self.original: dict[str, str] = {}  # renamed column -> the source's column name
@@ -626,12 +630,30 @@ class _JoinScope:
         return Scope([ScopeColumn(self.renamed(src, c.name), quote(c.name), c.type)
                       for c in self._columns(src).columns], source=src.source.name)
 
+    def carried(self, src: _Source) -> list[ScopeColumn]:
+        """The columns of ``src`` the joined row carries: its schema's, then its pseudo-columns."""
+        kept = {c.name for c in src.source.schema.columns} | set(self.pseudo)
+        return [c for c in self._columns(src).columns if c.name in kept]
+
     def joined_scope(self, key_type: SqlType) -> Scope:
         cols = [ScopeColumn(self.renamed(s, c.name), quote(self.renamed(s, c.name)), c.type)
-                for s in self.sources for c in self._columns(s).columns if c.name in _kept(s)]
+                for s in self.sources for c in self.carried(s)]
         if self.synthetic:
             cols.append(ScopeColumn(self.synthetic, quote(JOIN_KEY), key_type))
         return Scope(cols)
+
+    def row_schema(self, joined: Scope) -> LogicalSchema:
+        """The joined row as ksqlDB's join schema lists it (what PARTITION BY re-keys): the synthetic
+        key, if any, as the key column, then per source its value columns, pseudo-columns and key
+        columns (``joined``: the joined row's scope, for the types)."""
+        names = [self.synthetic] if self.synthetic else []
+        for s in self.sources:
+            schema = s.source.schema
+            ordered = [c.name for c in schema.columns if c.role != "KEY"] + list(self.pseudo) + \
+                [c.name for c in schema.key]
+            names += [self.renamed(s, name) for name in ordered]
+        return LogicalSchema(tuple(Column(n, joined.resolve(n).type, "KEY" if n == self.synthetic else "VALUE")
+                                   for n in names))
 
     def resolve(self, column: exp.Column) -> tuple[_Source, str]:
         """The source and the column name a reference ``column`` reads."""
@@ -687,8 +709,13 @@ class _JoinScope:
         return [(src, c.name) for c in src.source.schema.columns]
 
 
-def _kept(src: _Source) -> set[str]:
-    return {c.name for c in src.source.schema.columns} | {"ROWTIME"}
+def _pseudo_columns(query: Query) -> tuple[str, ...]:
+    """The pseudo-columns a join carries for each source: ROWTIME, and ROWPARTITION and ROWOFFSET
+    when the query may read them (PARTITION BY's ``SELECT *`` lists them, as in ksqlDB)."""
+    offsets = {"ROWPARTITION", "ROWOFFSET"}
+    if query.partition_by or any(c.name.upper() in offsets for c in query.select.find_all(exp.Column)):
+        return PSEUDO_COLUMNS
+    return ("ROWTIME",)
 
 
 # -- WHERE and projection -----------------------------------------------------------------------
@@ -704,27 +731,34 @@ def _where(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler) 
     return compiled.sql("duckdb")
 
 
-def _project(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler, candidates: list[str],
-             key_type: SqlType, key_sql: str, sink_name: str | None) -> list[OutputColumn]:
+@dataclass(frozen=True)
+class _JoinKey:
+    """The key of a join's result: the columns it may be projected as, its type and its SQL."""
+
+    candidates: list[str]
+    type: SqlType
+    sql: str = quote(JOIN_KEY)
+
+
+def _result_columns(query: Query, scope: _JoinScope, compiler: ExpressionCompiler, con: duckdb.DuckDBPyConnection,
+                    sink: Sink | None, key: _JoinKey) -> list[OutputColumn]:
+    """The result's columns: keyed by the join ``key``, or re-keyed by the query's PARTITION BY."""
+    sink_name = None if sink is None else sink.name
+    if query.partition_by:
+        return _partitioned(query, scope, compiler, con, sink_name)
+    return _project(query.select, scope, compiler, key, sink_name)
+
+
+def _project(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler, join_key: _JoinKey,
+             sink_name: str | None) -> list[OutputColumn]:
     """The result's columns: the key column (the join key, named as projected), then the values.
 
     The key is the first projection of the left join column, else of the right one (or of the
     synthetic key); projecting it again is an error, projecting the other join column is a value."""
     synthetic = scope.synthetic
-    items: list[tuple[str, exp.Expression]] = []
     aliases = AliasGenerator(c.name for s in scope.sources for c in s.source.schema.columns)
-    for item in select.expressions:
-        star = _star_qualifier(item)
-        if star is not None:
-            if synthetic and star == "":
-                items.append((synthetic, exp.column(synthetic, quoted=True)))
-            for src, name in scope.star(star or None):
-                renamed = scope.renamed(src, name)
-                items.append((renamed, exp.column(renamed, quoted=True)))
-            continue
-        node = item.this if isinstance(item, exp.Alias) else item
-        rewritten = scope.rewrite(node)
-        items.append((_item_name(item, node, rewritten, aliases, scope), rewritten))
+    items = [named for item in select.expressions for named in _named_items(item, scope, aliases)]
+    candidates = join_key.candidates
     projected = {n.name for _, n in items if isinstance(n, exp.Column)}
     chosen = synthetic or next((c for c in candidates if c in projected), None)
     key: OutputColumn | None = None
@@ -734,7 +768,7 @@ def _project(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler
             if key is not None:
                 raise BindError(f"The projection contains a key column (`{chosen}`) more than once, aliased as: "
                                 f"{' and '.join(sorted([key.name, name]))}.")
-            key = OutputColumn(name, key_type, key_sql, "KEY")
+            key = OutputColumn(name, join_key.type, join_key.sql, "KEY")
             continue
         compiled = compiler.compile(node)
         values.append(OutputColumn(name, compiler.type_of(compiled), compiled.sql("duckdb")))
@@ -744,13 +778,56 @@ def _project(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler
         raise BindError(f"Key missing from projection (ie, SELECT). The query used to build {target} must "
                         f"include the join expression{'s' if len(candidates) > 1 else ''} {expected} in its "
                         f"projection (eg, SELECT {expected.split(' or ')[0]}...).")
-    names = [key.name] + [v.name for v in values]
+    return _checked([key, *values])
+
+
+def _partitioned(query: Query, scope: _JoinScope, compiler: ExpressionCompiler, con: duckdb.DuckDBPyConnection,
+                 sink_name: str | None) -> list[OutputColumn]:
+    """The result's columns re-keyed by PARTITION BY, as for one source (see
+    :mod:`nbstream.plan.repartition`) over the joined row: ``*`` selects the re-keyed row, and the
+    item that is a PARTITION BY expression selects its key column."""
+    relation = PartitionInput(scope.row_schema(compiler.scope), rewrite=scope.rewrite, tombstones=False)
+    defined = {item.alias for item in query.select.expressions if isinstance(item, exp.Alias)}
+    repartition = bind_partition_by(query.partition_by, relation, compiler, con, defined)
+    aliases = AliasGenerator(c.name for s in scope.sources for c in s.source.schema.columns)
+    items: list[Item] = []
+    for item in query.select.expressions:
+        if _star_qualifier(item) == "":
+            items += [Item(c, from_star=True) for c in star_columns(relation, repartition, compiler.scope)]
+            continue
+        for name, node in _named_items(item, scope, aliases):
+            compiled = compiler.compile(node)
+            items.append(Item(OutputColumn(name, compiler.type_of(compiled), compiled.sql("duckdb"))))
+    return _checked(key_projection(items, repartition, sink_name))
+
+
+def _checked(columns: list[OutputColumn]) -> list[OutputColumn]:
+    """``columns``, each name once and at least one value column."""
+    names = [c.name for c in columns]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise BindError(f"The projection contains a column more than once: {', '.join(dupes)}")
-    if not values:
+    if not any(c.role != "KEY" for c in columns):
         raise BindError("The projection contains no value columns.")
-    return [key, *values]
+    return columns
+
+
+def _named_items(item: exp.Expression, scope: _JoinScope,
+                 aliases: AliasGenerator) -> list[tuple[str, exp.Expression]]:
+    """The columns one projection item selects, each named, reading the joined row: ``*`` (the
+    synthetic key first, if any) and ``alias.*`` expand to renamed columns."""
+    star = _star_qualifier(item)
+    if star is None:
+        node = item.this if isinstance(item, exp.Alias) else item
+        rewritten = scope.rewrite(node)
+        return [(_item_name(item, node, rewritten, aliases, scope), rewritten)]
+    named: list[tuple[str, exp.Expression]] = []
+    if scope.synthetic and star == "":
+        named.append((scope.synthetic, exp.column(scope.synthetic, quoted=True)))
+    for src, name in scope.star(star or None):
+        renamed = scope.renamed(src, name)
+        named.append((renamed, exp.column(renamed, quoted=True)))
+    return named
 
 
 def _synthetic_name(sources: list[Source]) -> str:

@@ -22,7 +22,7 @@ from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggr
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.join import JoinPlan, is_join_query, plan_join
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
-from nbstream.plan.repartition import Item, Repartition, bind_partition_by, key_projection, star_columns
+from nbstream.plan.repartition import Item, PartitionInput, Repartition, bind_partition_by, key_projection, star_columns
 from nbstream.sql.ast import Dereference, Query
 
 #: What a query plans into.
@@ -164,7 +164,7 @@ def _repartition(query: Query, source: Source, compiler: ExpressionCompiler,
         raise BindError(f"PARTITION BY is only supported on streams, and {source.name} is a table. "
                         "Use GROUP BY to re-key a table.")
     aliases = {item.alias for item in query.select.expressions if isinstance(item, exp.Alias)}
-    return bind_partition_by(query.partition_by, source, compiler, con, aliases)
+    return bind_partition_by(query.partition_by, PartitionInput.of(source), compiler, con, aliases)
 
 
 def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
@@ -175,7 +175,7 @@ def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
     for item in select.expressions:
         if _is_star(item):
             expanded = [passthrough(c) for c in source.schema.columns] if repartition is None \
-                else star_columns(source, repartition)
+                else star_columns(PartitionInput.of(source), repartition, compiler.scope)
             columns += [Item(c, from_star=True, source_column=c.name if repartition is None else None)
                         for c in expanded]
             continue

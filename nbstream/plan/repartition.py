@@ -15,26 +15,56 @@ result without key columns (a null record key).
 The key is computed for every record, tombstones included. As in ksqlDB's results, an expression
 that reads only key columns is computed from the record key (a tombstone keeps that key part);
 any other expression is computed from the value, so on a tombstone (no value) its key part is NULL.
+
+The relation re-keyed is a :class:`PartitionInput`: a source's decoded records, or a join's
+joined rows (whose ``SELECT *`` lists each source's value, pseudo- and key columns, as ksqlDB's
+join schema does).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import duckdb
 from sqlglot import exp
 
 from nbstream.catalog.catalog import Source
-from nbstream.catalog.schema import Column
+from nbstream.catalog.schema import Column, LogicalSchema
 from nbstream.catalog.types import SqlType
 from nbstream.errors import BindError, ParseError, UnknownNameError
-from nbstream.physical.expressions import ExpressionCompiler, Scope, quote
+from nbstream.physical.expressions import ExpressionCompiler, Scope
 from nbstream.plan.logical import OutputColumn
 from nbstream.sql.ast import Dereference
 
 #: Top-level nodes ksqlDB's grammar rejects in PARTITION BY (conditions, not value expressions).
 _CONDITIONS = (exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Is,
                exp.Like, exp.ILike, exp.Between, exp.In, exp.NullSafeEQ, exp.NullSafeNEQ)
+
+
+def _unchanged(node: exp.Expression) -> exp.Expression:
+    return node
+
+
+@dataclass(frozen=True)
+class PartitionInput:
+    """The relation PARTITION BY re-keys.
+
+    ``schema``: its columns (``SELECT *`` lists its value columns in this order, then its key
+    columns). ``name``: qualifies unqualified columns in messages. ``rewrite``: a user's
+    expression in the names of the compiler's scope (a join reads ``L.B`` as ``L_B``), raising
+    :class:`UnknownNameError` for a column it cannot resolve. ``tombstones``: whether its rows may
+    be tombstones (a source's records may; a stream join's rows never are)."""
+
+    schema: LogicalSchema
+    name: str = ""
+    rewrite: Callable[[exp.Expression], exp.Expression] = _unchanged
+    tombstones: bool = True
+
+    @staticmethod
+    def of(source: Source) -> PartitionInput:
+        """The decoded records of ``source``."""
+        return PartitionInput(source.schema, source.name)
 
 
 @dataclass(frozen=True)
@@ -61,18 +91,18 @@ class Repartition:
         return {k.column for k in self.keys if k.column is not None}
 
 
-def _reads_key_only(node: exp.Expression, source: Source, scope: Scope) -> bool:
-    """Whether every column a PARTITION BY expression reads is a key column of ``source``: the key
+def _reads_key_only(node: exp.Expression, relation: PartitionInput, scope: Scope) -> bool:
+    """Whether every column a PARTITION BY expression reads is a key column of ``relation``: the key
     part is then computed from the record key, otherwise from the value (NULL on tombstones)."""
-    keys = {c.name for c in source.schema.key}
+    keys = {c.name for c in relation.schema.key}
     lambda_vars = {p.name for lam in node.find_all(exp.Lambda) for p in lam.expressions}
     return all(scope.resolve(col.name).name in keys for col in node.find_all(exp.Column)
                if not isinstance(col.this, exp.Star) and col.name not in lambda_vars)
 
 
-def bind_partition_by(exprs: tuple[exp.Expression, ...], source: Source, compiler: ExpressionCompiler,
+def bind_partition_by(exprs: tuple[exp.Expression, ...], relation: PartitionInput, compiler: ExpressionCompiler,
                       con: duckdb.DuckDBPyConnection, aliases: set[str]) -> Repartition:
-    """Bind PARTITION BY ``exprs`` over ``source`` (``aliases``: names the projection defines)."""
+    """Bind PARTITION BY ``exprs`` over ``relation`` (``aliases``: names the projection defines)."""
     flat = _flatten(exprs)
     if not flat:
         raise BindError("PARTITION BY requires at least one expression")
@@ -85,20 +115,21 @@ def bind_partition_by(exprs: tuple[exp.Expression, ...], source: Source, compile
             raise BindError("Cannot PARTITION BY multiple columns including NULL")
         return Repartition(())
     for node in flat:
-        _check_resolvable(node, compiler.scope, aliases)
-    taken = {c.name for c in source.schema.columns}
+        _check_resolvable(node, relation.rewrite, compiler.scope, aliases)
+    taken = {c.name for c in relation.schema.columns}
     keys: list[PartitionKey] = []
-    for node in flat:
+    for written in flat:
+        node = relation.rewrite(written)
         match = compiler.compile(node)
         sql_type = compiler.type_of(match)
-        _check_key_type(node, sql_type)
+        _check_key_type(written, sql_type)
         column = compiler.scope.resolve(node.name).name if isinstance(node, exp.Column) else None
         name = column or _field_name(node, sql_type, compiler) or _generated_name(taken)
         taken.add(name)
         sql = match.sql("duckdb")
-        key_only = _reads_key_only(node, source, compiler.scope)
-        key_sql = sql if key_only else f"CASE WHEN __tomb THEN NULL ELSE {sql} END"
-        keys.append(PartitionKey(name, sql_type, key_sql, sql, expression_text(node, source.name), column))
+        guarded = relation.tombstones and not _reads_key_only(node, relation, compiler.scope)
+        key_sql = f"CASE WHEN __tomb THEN NULL ELSE {sql} END" if guarded else sql
+        keys.append(PartitionKey(name, sql_type, key_sql, sql, expression_text(written, relation.name), column))
     return Repartition(tuple(keys))
 
 
@@ -121,13 +152,14 @@ def _flatten(exprs: tuple[exp.Expression, ...]) -> list[exp.Expression]:
     return out
 
 
-def _check_resolvable(node: exp.Expression, scope: Scope, aliases: set[str]) -> None:
+def _check_resolvable(node: exp.Expression, rewrite: Callable[[exp.Expression], exp.Expression], scope: Scope,
+                      aliases: set[str]) -> None:
     lambda_vars = {p.name for lam in node.find_all(exp.Lambda) for p in lam.expressions}
     for col in node.find_all(exp.Column):
         if isinstance(col.this, exp.Star) or col.name in lambda_vars:
             continue
         try:
-            scope.resolve(col.name)
+            scope.resolve(rewrite(col).name)
         except UnknownNameError:
             name = col.name.upper() if not col.this.args.get("quoted") else col.name
             hint = ""
@@ -175,17 +207,18 @@ def _generated_name(taken: set[str]) -> str:
 # -- the projection over the repartitioned relation ---------------------------------------------------
 
 
-def star_columns(source: Source, repartition: Repartition) -> list[OutputColumn]:
-    """What ``SELECT *`` selects after PARTITION BY: new key columns, values, then old keys."""
+def star_columns(relation: PartitionInput, repartition: Repartition, scope: Scope) -> list[OutputColumn]:
+    """What ``SELECT *`` selects after PARTITION BY: new key columns, values, then old keys
+    (``scope``: where the relation's columns are read)."""
     moved = repartition.moved
     keys = [OutputColumn(k.name, k.type, k.sql, "KEY") for k in repartition.keys]
-    values = [_value(c) for c in source.schema.columns if c.role != "KEY" and c.name not in moved]
-    old_keys = [_value(c) for c in source.schema.key if c.name not in moved]
+    values = [_value(c, scope) for c in relation.schema.columns if c.role != "KEY" and c.name not in moved]
+    old_keys = [_value(c, scope) for c in relation.schema.key if c.name not in moved]
     return keys + values + old_keys
 
 
-def _value(column: Column) -> OutputColumn:
-    return OutputColumn(column.name, column.type, quote(column.name), "VALUE")
+def _value(column: Column, scope: Scope) -> OutputColumn:
+    return OutputColumn(column.name, column.type, scope.resolve(column.name).sql, "VALUE")
 
 
 @dataclass(frozen=True)
