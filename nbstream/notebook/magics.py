@@ -21,16 +21,18 @@ import duckdb
 import pandas as pd
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.display import display
+from IPython.display import HTML, display
 from sqlglot import exp
 from traitlets import Dict, Integer
 
-from nbstream.errors import NbstreamError, UnknownNameError
+from nbstream.errors import CatalogError, NbstreamError, UnknownNameError
 from nbstream.notebook import session
 from nbstream.notebook.background import NotebookEngine
 from nbstream.notebook.chart import ChartOption, ChartOptionError, split_chart_option
 from nbstream.notebook.display import stream_error
 from nbstream.notebook.live import PushQuery, kernel_deliverer
+from nbstream.notebook.topology import topology_html
+from nbstream.runtime.explain import EXPLAIN_COLUMNS
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast, parse
 
@@ -138,7 +140,10 @@ class StreamMagic(Magics):
         if unchanged is not None:
             print(unchanged)
             return None
+        replaced = drop_changed(engine, statement)
         (result,) = engine.execute(statement.text, params)
+        if replaced is not None:
+            print(replaced)
         return self._show(result)
 
     def _select(self, engine: NotebookEngine, statement: ast.Select, params: Mapping[str, object]) -> Any:
@@ -169,6 +174,8 @@ class StreamMagic(Magics):
             print(f"Stopped {', '.join(p.id for p in previous)} (started by this cell before).")
 
     def _show(self, result: StatementResult) -> Any:
+        if result.columns == EXPLAIN_COLUMNS:
+            display(HTML(topology_html(result.rows)))
         if result.columns:
             frame = result.to_pandas()
             display(frame.head(self.max_rows))
@@ -278,6 +285,34 @@ def unchanged_message(engine: NotebookEngine, statement: ast.Statement) -> str |
     if existing is None or existing.sql is None or _normal(existing.sql) != _normal(statement.text):
         return None
     return f"{existing.kind.capitalize()} {statement.name} exists with the same definition: nothing to do."
+
+
+def drop_changed(engine: NotebookEngine, statement: ast.Statement) -> str | None:
+    """When a re-run cell changed the CREATE of an existing stream or table: drop the old one, so
+    that ``statement`` creates it anew, and say what was replaced (None: nothing to replace).
+
+    The query that created it is terminated and, for a ``CREATE … AS SELECT``, the topic it wrote is
+    deleted: the new query rebuilds it from its input. A declared stream or table over a topic keeps
+    the topic. Raises :class:`CatalogError`, naming them, if other queries read it or write to it."""
+    if not isinstance(statement, ast.CreateSource | ast.CreateAsSelect) or statement.or_replace \
+            or statement.if_not_exists:
+        return None
+    with engine.lock:
+        existing = engine.catalog.find(statement.name)
+        if existing is None or existing.sql is None or _normal(existing.sql) == _normal(statement.text):
+            return None
+        queries = [q for q in engine.catalog.queries.values() if q.state == "RUNNING"]
+        creator = [q.id for q in queries if q.sink == existing.name and _normal(q.sql) == _normal(existing.sql)]
+        others = sorted(q.id for q in queries if q.id not in creator
+                        and (existing.name in q.sources or q.sink == existing.name))
+    kind = existing.kind.capitalize()
+    if others:
+        raise CatalogError(f"{kind} {existing.name} changed, but queries [{', '.join(others)}] read from it or "
+                           f"write to it: terminate them first (%stream stop ID), then run this cell again.")
+    delete_topic = " DELETE TOPIC" if isinstance(parse(existing.sql)[0], ast.CreateAsSelect) else ""
+    engine.execute("".join(f"TERMINATE {q};" for q in creator) + f"DROP {existing.kind} {existing.name}{delete_topic};")
+    rebuilt = f", its query {creator[0]} terminated and its topic rebuilt" if creator and delete_topic else ""
+    return f"{kind} {existing.name} changed: replaced{rebuilt}."
 
 
 def _normal(sql: str) -> str:

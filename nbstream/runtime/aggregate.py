@@ -67,6 +67,10 @@ class AggregateRunner(QueryRunner):
     def sink(self) -> Sink | None:
         return self.aggregate.sink
 
+    @property
+    def query_plan(self) -> AggregatePlan:
+        return self.aggregate
+
     # -- state -----------------------------------------------------------------------------------------
     def _create_state(self) -> None:
         con = self.con

@@ -85,6 +85,10 @@ class JoinRunner(QueryRunner):
         return self.join.sink
 
     @property
+    def query_plan(self) -> JoinPlan:
+        return self.join
+
+    @property
     def result_shape(self) -> ResultShape:
         plan = self.join
         keys = tuple(c.name for c in plan.columns if c.role == "KEY")

@@ -9,6 +9,7 @@ from nbstream.catalog import functions
 from nbstream.errors import UnsupportedError
 from nbstream.plan.planner import plan_query
 from nbstream.runtime import topics
+from nbstream.runtime.explain import EXPLAIN_COLUMNS, explain_plan
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
 
@@ -110,7 +111,7 @@ def exec_DescribeConnector(engine: Engine, stmt: ast.DescribeConnector) -> State
 def exec_Explain(engine: Engine, stmt: ast.Explain) -> StatementResult:
     if stmt.query_id is not None:
         query = engine.catalog.get_query(stmt.query_id)
-        plan = query.runner.plan if query.runner is not None else None
+        plan = query.runner.query_plan if query.runner is not None else None
         text = query.sql
     else:
         inner = stmt.statement
@@ -119,12 +120,5 @@ def exec_Explain(engine: Engine, stmt: ast.Explain) -> StatementResult:
             raise UnsupportedError("EXPLAIN takes a query, a CREATE … AS SELECT, an INSERT INTO … SELECT or a query id")
         plan = plan_query(query_ast, engine.catalog, engine.con, params=engine.params)
         text = inner.text if inner is not None else ""
-    rows = [("statement", text)]
-    if plan is not None:
-        rows += [("source", f"{plan.scan.source} (topic {plan.scan.topic}, {plan.scan.value_format})")]
-        if plan.where:
-            rows.append(("filter", plan.where))
-        rows += [("column", f"{c.name} {c.type}{' KEY' if c.role == 'KEY' else ''} := {c.sql}") for c in plan.columns]
-        if plan.sink is not None:
-            rows.append(("sink", f"{plan.sink.name} (topic {plan.sink.topic}, {plan.sink.value_format})"))
-    return StatementResult(stmt.text, "Query plan", ("step", "detail"), tuple(rows))
+    rows = [("statement", text), *([] if plan is None else explain_plan(plan))]
+    return StatementResult(stmt.text, "Query plan", EXPLAIN_COLUMNS, tuple(rows))

@@ -20,6 +20,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -33,6 +34,9 @@ from nbstream.physical.expressions import quote
 from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
+
+if TYPE_CHECKING:
+    from nbstream.plan.planner import Plan
 
 #: Batch sizing: a batch takes what is pending, at most MAX_BATCH records. Planning one batch
 #: statement costs tens of milliseconds whatever its size, so a backlog is worked off in few large
@@ -102,6 +106,11 @@ class QueryRunner:
     def sink(self) -> Sink | None:
         """Where the query writes (None: a transient query, whose rows are fetched)."""
         return self.plan.sink
+
+    @property
+    def query_plan(self) -> Plan:
+        """The whole plan this runner runs (what EXPLAIN shows)."""
+        return self.plan
 
     @property
     def persistent(self) -> bool:

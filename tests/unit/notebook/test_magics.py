@@ -106,12 +106,28 @@ def test_rerunning_an_unchanged_create_is_a_no_op_that_says_so(shell: Interactiv
     assert displayed_text(listed).count("CTAS_VIEWS_PER_USER") == 1
 
 
-def test_a_changed_create_is_still_refused(shell: InteractiveShell) -> None:
-    run(shell, PAGEVIEWS)
-    changed, _ = run(shell, "%%stream\nCREATE STREAM pageviews (userid VARCHAR KEY, other INT) "
-                            "WITH (KAFKA_TOPIC='pageviews', VALUE_FORMAT='JSON', PARTITIONS=1);")
-    assert "already exists" in str(changed.error_in_exec)
 
+def test_rerunning_a_changed_create_as_select_replaces_its_query_and_rebuilds_the_table(
+        shell: InteractiveShell, engine: NotebookEngine) -> None:
+    run(shell, PAGEVIEWS)
+    engine.produce("pageviews", {"pageid": "home"}, key="u1")
+    assert eventually(lambda: views_of(shell, "u1") == 1)
+
+    changed, out = run(shell, PAGEVIEWS.replace("COUNT(*) AS n", "COUNT(*) AS n, COUNT(pageid) AS pages"))
+
+    assert changed.success
+    assert "Table VIEWS_PER_USER changed: replaced, its query CTAS_VIEWS_PER_USER_0 terminated" in out.stdout
+    assert eventually(lambda: views_of(shell, "u1") == 1), "rebuilt from the stream's records"
+    assert [q.id for q in engine.catalog.running()] == ["CTAS_VIEWS_PER_USER_1"]
+
+
+def test_rerunning_a_changed_create_that_queries_read_explains_why_it_cannot(shell: InteractiveShell) -> None:
+    run(shell, PAGEVIEWS)
+    changed, _ = run(shell, PAGEVIEWS.replace("pageid VARCHAR", "pageid VARCHAR, duration INT"))
+
+    assert isinstance(changed.error_in_exec, StreamError)
+    assert "Stream PAGEVIEWS changed, but queries [CTAS_VIEWS_PER_USER_0] read from it" in str(changed.error_in_exec)
+    assert "%stream stop" in str(changed.error_in_exec)
 
 def test_stream_queries_lists_the_running_queries_and_stop_ends_them(shell: InteractiveShell) -> None:
     run(shell, PAGEVIEWS)
@@ -229,3 +245,17 @@ def test_a_pull_query_through_execute_runs_in_the_calling_thread(
     run(shell, PAGEVIEWS)
     (result,) = engine.execute("SELECT * FROM views_per_user WHERE userid = 'nobody';")
     assert result.message == "0 rows"
+
+
+def test_explain_shows_the_query_topology_as_a_picture_and_a_table(
+        shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shell.display_formatter, "active_types", ["text/plain", "text/html"])  # as in Jupyter
+    run(shell, PAGEVIEWS)
+    result, out = run(shell, "%%stream\nEXPLAIN CTAS_VIEWS_PER_USER_0;")
+
+    assert result.success
+    pictures = [o.data["text/html"] for o in out.outputs if "nbstream-topology" in o.data.get("text/html", "")]
+    assert len(pictures) == 1
+    assert pictures[0].index("PAGEVIEWS (topic pageviews") < pictures[0].index("group by") \
+        < pictures[0].index("VIEWS_PER_USER (topic VIEWS_PER_USER")
+    assert "step" in displayed_text(out) and "detail" in displayed_text(out)
