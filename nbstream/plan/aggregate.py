@@ -280,8 +280,12 @@ def _project(items: list[exp.Expression], rewrite: _Rewriter, post: ExpressionCo
     aliases = AliasGenerator(c.name for c in source.schema.columns)
     keys: dict[int, OutputColumn] = {}
     values: list[OutputColumn] = []
+    windowed = any(c.name == "WINDOWSTART" for c in post.scope.columns)
     for item in _expand_star(items, source):
         node = item.this if isinstance(item, exp.Alias) else item
+        if windowed and isinstance(node, exp.Column) and not isinstance(item, exp.Alias) \
+                and node.name.upper() in ("WINDOWSTART", "WINDOWEND"):
+            continue  # a windowed result carries its window's bounds beside its key already
         rewritten = rewrite(node, "SELECT")
         name = _item_name(item, node, aliases, rewrite.scope)
         compiled = post.compile(rewritten)

@@ -295,8 +295,16 @@ class QueryRunner:
     @property
     def result_shape(self) -> ResultShape:
         plan = self.plan
-        keys = tuple(c.name for c in plan.columns if c.role == "KEY")
-        return ResultShape(tuple(c.name for c in plan.columns), keys, plan.emits_table and bool(keys), plan.limit)
+        keys = tuple(c.name for c in plan.columns if c.role == "KEY") + self._window_columns()
+        values = tuple(c.name for c in plan.columns if c.role != "KEY")
+        return ResultShape(keys + values, keys, plan.emits_table and bool(keys), plan.limit)
+
+    def _window_columns(self) -> tuple[str, ...]:
+        """``WINDOWSTART``/``WINDOWEND`` when the rows keep the key of a windowed source (the window
+        is part of the key, as in ksqlDB's results); else none."""
+        plan = self.plan
+        keyed = plan.scan.windowed and plan.key_from_source and any(c.role == "KEY" for c in plan.columns)
+        return ("WINDOWSTART", "WINDOWEND") if keyed else ()
 
     def fetch_rows(self) -> pa.Table | None:
         """For a transient query: process one batch and return its result rows (None: idle)."""
@@ -304,7 +312,9 @@ class QueryRunner:
         if _size(ranges) == 0:
             return None
         sql = self._prepare(ranges)
-        names = ", ".join(quote(c.name) for c in self.plan.columns)
+        window = {"WINDOWSTART": "__ws", "WINDOWEND": "__we"}
+        names = ", ".join(f"{window[name]} AS {quote(name)}" if name in window else quote(name)
+                          for name in self.result_shape.columns)
         table = self.con.sql(
             f"SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names} FROM ({sql}) "
             "ORDER BY __in_partition, __in_offset"

@@ -196,3 +196,19 @@ def test_engine_push_streams_an_aggregation_until_its_limit() -> None:
                 eng.push("SELECT k, SUM(v) AS total FROM s GROUP BY k EMIT CHANGES LIMIT 2;")]
 
     assert asyncio.run(first_two()) == [("a", 1), ("a", 3)]
+
+
+def test_push_queries_over_windows_key_their_rows_by_key_and_window() -> None:
+    eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks WINDOW TUMBLING (SIZE 1 SECOND) "
+               "GROUP BY user;", [("a", {}, 100), ("a", {}, 1_500)])
+    eng.properties["auto.offset.reset"] = "earliest"
+    over_table = eng.transient_runner("SELECT * FROM w EMIT CHANGES;")
+    aggregating = eng.transient_runner("SELECT user, WINDOWSTART, WINDOWEND, COUNT(*) AS c FROM clicks "
+                                       "WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY user EMIT CHANGES;")
+    for runner in (over_table, aggregating):
+        assert runner.result_shape.keys == ("USER", "WINDOWSTART", "WINDOWEND")
+        rows = runner.fetch_rows()
+        assert rows is not None
+        assert [(r["USER"], r["WINDOWSTART"], r["WINDOWEND"], r["C"]) for r in rows.to_pylist()] == [
+            ("a", 0, 1_000, 1), ("a", 1_000, 2_000, 1)]
+        runner.con.close()
