@@ -274,8 +274,14 @@ _QUERY_COLUMNS = ("id", "state", "sink", "consumed", "emitted", "logged", "event
 
 
 def unchanged_message(engine: NotebookEngine, statement: ast.Statement) -> str | None:
-    """A message when ``statement`` re-creates a stream or table exactly as it exists (a re-run
-    cell), else None. OR REPLACE and IF NOT EXISTS keep their own meaning."""
+    """A message when ``statement`` re-creates a stream, table or connector exactly as it exists
+    (a re-run cell), else None. OR REPLACE and IF NOT EXISTS keep their own meaning."""
+    if isinstance(statement, ast.CreateConnector) and not statement.if_not_exists:
+        with engine.lock:
+            running = engine.connectors.running.get(statement.name)
+        if running is None or _normal(running.sql) != _normal(statement.text):
+            return None
+        return f"Connector {statement.name} exists with the same definition: nothing to do."
     if not isinstance(statement, ast.CreateSource | ast.CreateAsSelect):
         return None
     if statement.or_replace or statement.if_not_exists:

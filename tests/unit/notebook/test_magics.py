@@ -107,6 +107,19 @@ def test_rerunning_an_unchanged_create_is_a_no_op_that_says_so(shell: Interactiv
 
 
 
+def test_rerunning_an_unchanged_create_connector_is_a_no_op_and_a_changed_one_an_error(
+        shell: InteractiveShell) -> None:
+    connector = ("%%stream\nCREATE SOURCE CONNECTOR gen WITH ('connector.class'='datagen',{space}"
+                 "'kafka.topic'='users', 'quickstart'='users', 'iterations'={n});")
+    run(shell, connector.format(space=" ", n=10))
+    again, out = run(shell, connector.format(space="\n    ", n=10))  # whitespace differs only
+
+    assert again.success
+    assert "Connector GEN exists with the same definition: nothing to do." in out.stdout
+    changed, _ = run(shell, connector.format(space=" ", n=20))
+    assert "Connector GEN already exists" in str(changed.error_in_exec)
+
+
 def test_rerunning_a_changed_create_as_select_replaces_its_query_and_rebuilds_the_table(
         shell: InteractiveShell, engine: NotebookEngine) -> None:
     run(shell, PAGEVIEWS)
