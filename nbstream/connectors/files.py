@@ -14,8 +14,10 @@ type), never line by line in Python. The columns are DuckDB's reading of the fir
 (``read_json`` / ``read_csv`` sniffing); a STREAM over the topic declared without columns gets
 them. A line that is not a JSON object, or whose field does not fit its column's type, or a CSV
 row with the wrong number of fields, goes to the processing log and the connector carries on.
-CSV files are read a line at a time: a quoted field holding a newline is not supported (the rows
-of a batch it splits go to the processing log). Columns are matched by position in every file.
+A batch ends at a newline, so a quoted CSV field holding a newline is read only when the batch
+holds all of it (a tailed file whose writer stopped inside one sends those rows to the processing
+log), and record numbers in messages then count such lines as records. CSV columns are matched by
+position in every file.
 
 The byte offset and record count reached in each file are the connector's progress, committed
 with the records, so a restart neither loses nor repeats a line. A tailed file that shrank (was
