@@ -6,6 +6,9 @@ it once and applies each delta of the result as a Vega changeset (rows carry the
 ``__key``). The Vega, Vega-Lite and vega-embed JavaScript comes from the ``vl-convert-python``
 package (no network), in the Vega-Lite version the installed Altair writes, and is sent once per
 page: the first view that needs it asks the kernel, later views reuse it from ``globalThis``.
+
+Altair and vl-convert are imported only when a chart is drawn: importing Altair takes seconds
+(its JSON-schema validation), so ``%load_ext nbstream`` and table-only queries do without it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,12 @@ import shlex
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import altair as alt
+from typing import TYPE_CHECKING, Any
 
 from nbstream.errors import UnknownNameError, did_you_mean
+
+if TYPE_CHECKING:
+    import altair as alt
 
 #: The name of the Vega dataset holding a live chart's rows.
 DATASET = "nbstream"
@@ -48,6 +52,8 @@ class ChartOption:
     def build(self, columns: Sequence[str], types: Mapping[str, str]) -> alt.Chart:
         """The Altair chart over a result with ``columns`` (SQL type names in ``types``); an
         unknown column is an :class:`UnknownNameError` with a near-miss suggestion."""
+        import altair as alt
+
         encoding = {}
         for channel, reference in self.encodings:
             name, _, suffix = reference.partition(":")
@@ -60,6 +66,8 @@ class ChartOption:
 
 
 def _channel(channel: str, spec: dict[str, str]) -> Any:
+    import altair as alt
+
     kinds = {"x": alt.X, "y": alt.Y, "color": alt.Color}
     return kinds[channel](field=spec["field"], type=spec["type"])
 
@@ -128,6 +136,8 @@ def measurement(sql_type: str | None, channel: str, kind: str) -> str:
 
 def live_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
     """The Vega-Lite spec of ``chart`` with its data replaced by the live dataset."""
+    import altair as alt
+
     if not isinstance(chart, alt.TopLevelMixin):
         raise TypeError(f"chart() takes an Altair chart (alt.Chart(...), a layer or a concat), "
                         f"not {type(chart).__name__}")
@@ -137,9 +147,14 @@ def live_spec(chart: alt.TopLevelMixin) -> dict[str, Any]:
     return spec
 
 
-def vegalite_version(schema: str = alt.SCHEMA_VERSION, available: Sequence[str] | None = None) -> str:
-    """The Vega-Lite version of the runtime bundle: the one Altair's ``schema`` (``v6.4.1``) names,
-    as ``MAJOR.MINOR``; an error when ``vl-convert-python`` has no such version."""
+def vegalite_version(schema: str | None = None, available: Sequence[str] | None = None) -> str:
+    """The Vega-Lite version of the runtime bundle: the one Altair's ``schema`` (``v6.4.1``, by
+    default the installed Altair's) names, as ``MAJOR.MINOR``; an error when ``vl-convert-python``
+    has no such version."""
+    if schema is None:
+        import altair as alt
+
+        schema = alt.SCHEMA_VERSION
     import vl_convert
 
     versions = list(available) if available is not None else list(vl_convert.get_vegalite_versions())

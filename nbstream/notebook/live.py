@@ -40,9 +40,8 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
 import anywidget
 import pandas as pd
 import pyarrow as pa
@@ -54,6 +53,9 @@ from nbstream.errors import ExecutionError
 from nbstream.notebook import chart as charts
 from nbstream.notebook.deltas import Delta, ResultBuffer, jsonable_row
 from nbstream.runtime.query import QueryRunner
+
+if TYPE_CHECKING:
+    import altair as alt  # imported when a chart is drawn (by chart.py): it takes seconds
 
 FLUSH_INTERVAL = 0.1  # ≤ 10 updates per second per view
 STATUS_INTERVAL = 1.0  # a status line with no new rows is refreshed at most once per second

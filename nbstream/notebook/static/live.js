@@ -122,7 +122,10 @@ function render({ model, el }) {
     const changes = chart.view.changeset()
       .remove(remove === null ? () => true : (datum) => gone.has(datum.__key))
       .insert(records(insert));
-    chart.view.change("nbstream", changes).runAsync().catch(showProblem);
+    // resize(): with autosize "pad" (Vega-Lite's default) the view is sized to its axes and titles
+    // only when laid out; without it the SVG keeps the size it had with no rows and clips the labels
+    // and titles the rows bring.
+    chart.view.change("nbstream", changes).resize().runAsync().catch(showProblem);
   }
 
   function showProblem(error) {

@@ -29,7 +29,8 @@ class Node {
 
 globalThis.document = { createElement: (tag) => new Node(tag) };
 
-// A Vega view stand-in: a dataset changed by changesets (remove by predicate, then insert).
+// A Vega view stand-in: a dataset changed by changesets (remove by predicate, then insert); each run
+// records whether a resize (a new layout of axes and titles) was asked for since the last run.
 class Changeset {
   constructor() { this.removePredicate = () => false; this.inserted = []; }
   remove(predicate) { this.removePredicate = predicate; return this; }
@@ -40,12 +41,16 @@ globalThis.nbstreamVega = {
   vegaEmbed: async (element, spec) => {
     const view = {
       data: [],
+      runs: [],
+      resizing: false,
       changeset: () => new Changeset(),
       change(name, changes) {
         if (name !== "nbstream") throw new Error(`unknown dataset ${name}`);
-        this.data = this.data.filter((d) => !changes.removePredicate(d)).concat(changes.inserted);
-        return { runAsync: async () => view };
+        view.data = view.data.filter((d) => !changes.removePredicate(d)).concat(changes.inserted);
+        return view;
       },
+      resize() { view.resizing = true; return view; },
+      async runAsync() { view.runs.push({ resized: view.resizing }); view.resizing = false; return view; },
     };
     charts.push(view);
     return { view, finalize() {} };
@@ -72,5 +77,6 @@ for (const step of input.steps) {
 const body = el.find("nbstream-rows").children[1];
 const rows = body.children.map((tr) => tr.children.map((td) => td.textContent));
 const chart = charts.length ? charts[0].data.map((d) => ({ ...d })) : null;
-console.log(JSON.stringify({ rows, sent, chart, status: el.find("nbstream-status").textContent,
+const chartRuns = charts.length ? charts[0].runs : null;
+console.log(JSON.stringify({ rows, sent, chart, chartRuns, status: el.find("nbstream-status").textContent,
                              error: el.find("nbstream-error").textContent }));

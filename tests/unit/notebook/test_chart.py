@@ -4,6 +4,8 @@ the static picture."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import altair as alt
 import pytest
@@ -184,3 +186,29 @@ def test_the_first_view_asking_for_the_vega_runtime_gets_it_as_one_buffer(
     code = buffers[0].decode()  # type: ignore[index]
     assert "globalThis.nbstreamVega" in code and len(code) > 100_000
     assert not re.search(r"""import\s*\(\s*["']https?:|from\s*["']https?:""", code)  # nothing fetched
+
+
+# -- Altair only when a chart is drawn ----------------------------------------------------------------
+LAZY_ALTAIR = f"""
+import sys
+from IPython.testing.globalipapp import start_ipython
+from nbstream.notebook import session
+shell = start_ipython()
+shell.run_line_magic("load_ext", "nbstream")
+session.connect("memory")
+altair_imported = []
+cells = ({SOURCES!r}, "%%stream table <<\\n{AGGREGATE}",
+         "%%stream chart << --chart bar x=DRIVER y=TOTAL\\n{AGGREGATE}")
+for cell in cells:
+    assert shell.run_cell(cell).success, cell
+    altair_imported.append("altair" in sys.modules)
+session.disconnect()
+print(altair_imported)
+"""
+
+
+def test_altair_is_imported_only_when_a_chart_is_drawn() -> None:
+    # Importing Altair takes seconds (more in a busy kernel): %load_ext and live tables do without it.
+    done = subprocess.run([sys.executable, "-c", LAZY_ALTAIR], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[False, False, True]"

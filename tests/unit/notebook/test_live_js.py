@@ -81,3 +81,9 @@ def test_the_chart_gets_the_rows_as_keyed_changesets() -> None:
     shown = view([snapshot(1, {"a": 1, "b": 2}), delta(2, ["a", "b"], {"a": 5})], spec=spec)
     assert shown["chart"] == [{"__key": key("a"), "ID": "a", "N": 5}]
     assert shown["error"] == ""
+
+
+def test_the_chart_is_laid_out_again_with_each_change_so_new_labels_are_not_clipped() -> None:
+    spec = {"mark": "bar", "data": {"name": "nbstream"}}
+    shown = view([snapshot(1, {"a": 1}), delta(2, [], {"a_much_longer_label": 2})], spec=spec)
+    assert shown["chartRuns"] == [{"resized": True}] * 3  # the rows at embedding, the snapshot, the delta
