@@ -24,6 +24,11 @@ routed by the key without its window (Kafka Streams' ``WindowedStreamPartitioner
 splits them back for the topics :meth:`declare_window` named (a time window's end is its start
 plus the size, which is not in the bytes).
 
+Transactions (``processing.guarantee`` exactly_once_v2): :meth:`start_transactions` starts a
+transactional producer, refused with the broker's reason by a broker without transactions;
+:meth:`append_transaction` produces a batch and commits a consumer group's offsets in one
+transaction.
+
 Reading: :meth:`read` assigns the partitions to a consumer without a group, seeks, and collects
 ``getmany`` batches until each partition reaches its end (or ``limit``); only committed records
 are returned (``read_committed``). Key and value bytes are kept as they are — decoding happens in
@@ -130,6 +135,7 @@ class KafkaLog:
         options = {"bootstrap_servers": bootstrap, **client_options}
         self._options = options
         self._groups: dict[str, AIOKafkaConsumer] = {}
+        self._transactional: dict[str, AIOKafkaProducer] = {}
         self._lock = threading.RLock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"nbstream-kafka {bootstrap}",
@@ -200,7 +206,8 @@ class KafkaLog:
         """Stop the clients and the loop thread (idempotent)."""
         if not self._loop.is_running():
             return
-        clients = [*self._groups.values(), *(getattr(self, n, None) for n in ("_consumer", "_producer", "_admin"))]
+        clients = [*self._groups.values(), *self._transactional.values(),
+                   *(getattr(self, n, None) for n in ("_consumer", "_producer", "_admin"))]
         for client in clients:
             stop: Callable[[], Awaitable[None]] | None = getattr(client, "stop", None) or getattr(client, "close", None)
             if stop is not None:  # best effort: a client that never started may refuse to stop
@@ -324,9 +331,65 @@ class KafkaLog:
         chosen = pc.coalesce(explicit.cast(pa.int32()), hashed, spread)
         return chosen.to_pylist()  # type: ignore[no-any-return]
 
-    async def _produce(self, topic: str, batch: pa.Table, partitions: list[int]) -> None:
-        """Send the records grouped into producer batches per partition, in order."""
-        producer = self._producer
+    # -- transactions ---------------------------------------------------------------------------
+    def start_transactions(self, transactional_id: str) -> None:
+        """Start the transactional producer ``transactional_id`` (idempotent, ``acks=all``): its
+        InitProducerId fences a previous producer of that id and aborts its open transaction. A
+        LogError naming the broker's refusal if the broker has no transactions (never a fallback)."""
+        with self._lock:
+            if transactional_id in self._transactional:
+                return
+            producer = self._construct(AIOKafkaProducer, {
+                "max_batch_size": PRODUCE_BATCH_BYTES, **self._options, "acks": "all",
+                "enable_idempotence": True, "transactional_id": transactional_id})
+            try:
+                self._call(producer.start(), f"start the transactional producer '{transactional_id}'")
+            except BrokerUnavailable:
+                raise
+            except LogError as e:
+                with contextlib.suppress(Exception):
+                    self._wait(producer.stop(), "stop a producer")
+                raise LogError(f"Kafka at {self.bootstrap} refused a transactional producer "
+                               f"('{transactional_id}': its InitProducerId failed: {e.__cause__ or e}); "
+                               "processing.guarantee 'exactly_once_v2' needs a broker with transactions — "
+                               "use 'at_least_once' on this one") from e
+            self._transactional[transactional_id] = producer
+
+    def append_transaction(self, transactional_id: str, topic: str, batch: pa.Table, group: str,
+                           offsets: Mapping[str, Mapping[int, int]]) -> dict[int, int]:
+        """In one Kafka transaction of producer ``transactional_id`` (see :meth:`start_transactions`):
+        produce ``batch`` to ``topic`` and commit ``offsets`` {topic: {partition: next offset}} for
+        consumer group ``group``. Either both are committed or neither (the transaction is aborted
+        on an error; a crash leaves it to be aborted by the producer's next start)."""
+        with self._lock:
+            producer = self._transactional[transactional_id]
+            info = self.require(topic)
+            partitions = self._route(topic, batch, info.partitions) if batch.num_rows else []
+            group_offsets = {TopicPartition(t, p): o for t, per in offsets.items() for p, o in per.items()}
+            self._call(self._transact(producer, topic, batch, partitions, group, group_offsets),
+                       f"produce to '{topic}' in transaction '{transactional_id}'")
+            return {p: partitions.count(p) for p in sorted(set(partitions))}
+
+    async def _transact(self, producer: AIOKafkaProducer, topic: str, batch: pa.Table, partitions: list[int],
+                        group: str, offsets: Mapping[TopicPartition, int]) -> None:
+        await producer.begin_transaction()
+        try:
+            if batch.num_rows:
+                await self._produce(topic, batch, partitions, producer)
+            if offsets:
+                await producer.send_offsets_to_transaction(
+                    {tp: OffsetAndMetadata(o, "") for tp, o in offsets.items()}, group)
+            await producer.commit_transaction()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+            raise
+
+    async def _produce(self, topic: str, batch: pa.Table, partitions: list[int],
+                       producer: AIOKafkaProducer | None = None) -> None:
+        """Send the records grouped into producer batches per partition, in order (with the log's
+        producer unless ``producer`` is given)."""
+        producer = producer or self._producer
         rows = zip(partitions, batch.column("ts").to_pylist(), _windowed_keys(batch),
                    batch.column("value").to_pylist(), batch.column("headers").to_pylist(), strict=True)
         sent = []

@@ -33,12 +33,27 @@ def stage_table(topic: str) -> str:
     return '"kafka$batch$' + topic.replace('"', '""') + '"'
 
 
-#: SELECT list turning a relation with ``partition`` and APPEND_COLUMNS into RECORD_SCHEMA columns.
-_RECORD_SELECT = (
-    '"partition"::INTEGER AS "partition", 0::BIGINT AS "offset", ts::BIGINT AS ts, "key"::BLOB AS "key", '
-    '"value"::BLOB AS "value", headers::STRUCT("key" VARCHAR, "value" BLOB)[] AS headers, '
-    "win_start::BIGINT AS win_start, win_end::BIGINT AS win_end, win_type::VARCHAR AS win_type"
-)
+#: The header naming the input record an output record came from: ``topic/partition/offset``, and
+#: ``/n`` after it for the n-th further record (n = 1, 2, …) the same input record produced in its
+#: batch (a stream-stream join's several matches). A repeated batch writes the same (key, header).
+SOURCE_HEADER = "nbstream.source"
+
+_HEADERS_TYPE = 'STRUCT("key" VARCHAR, "value" BLOB)[]'
+
+
+def _record_select(source: str | None = None) -> str:
+    """SELECT list turning a relation with ``partition`` and APPEND_COLUMNS into RECORD_SCHEMA
+    columns; with ``source`` (SQL over the relation, NULL for no source), its value is added as the
+    :data:`SOURCE_HEADER` header, replacing one the record carried (the other headers are kept)."""
+    headers = f"headers::{_HEADERS_TYPE}"
+    if source is not None:
+        own = f"'{SOURCE_HEADER}'"
+        kept = f"list_filter(coalesce({headers}, []), lambda h: h.key <> {own})"
+        headers = (f"CASE WHEN ({source}) IS NULL THEN {headers} "
+                   f"ELSE list_append({kept}, {{'key': {own}, 'value': encode({source})}}) END")
+    return ('"partition"::INTEGER AS "partition", 0::BIGINT AS "offset", ts::BIGINT AS ts, "key"::BLOB AS "key", '
+            f'"value"::BLOB AS "value", ({headers})::{_HEADERS_TYPE} AS headers, '
+            "win_start::BIGINT AS win_start, win_end::BIGINT AS win_end, win_type::VARCHAR AS win_type")
 
 Ranges = Mapping[int, tuple[int, int]]
 
@@ -116,12 +131,20 @@ class StagedKafkaLog:
         order; a NULL partition is chosen by the Java partitioner. ``commit`` is accepted for the
         embedded log's signature: the records are durable in Kafka either way."""
         del commit
-        return self._produce(topic, f"SELECT {_RECORD_SELECT} FROM {relation} ORDER BY __seq")
+        return self._produce(topic, f"SELECT {_record_select()} FROM {relation} ORDER BY __seq")
 
-    def append_routed(self, topic: str, table: str, *, where: str = "TRUE") -> dict[int, int]:
+    def append_routed(self, topic: str, table: str, *, where: str = "TRUE",
+                      source: str | None = None) -> dict[int, int]:
         """Produce the rows of ``table`` matching ``where``. Its column ``p`` (the embedded log's
-        routing) is ignored: Kafka records go where the Java partitioner puts them."""
-        return self._produce(topic, f"SELECT {_RECORD_SELECT} FROM {table} WHERE {where} ORDER BY __seq")
+        routing) is ignored: Kafka records go where the Java partitioner puts them. ``source``: SQL
+        over ``table`` giving each row's :data:`SOURCE_HEADER` (NULL: none), computed in DuckDB."""
+        return self._produce(topic, self.records_sql(table, where=where, source=source))
+
+    @staticmethod
+    def records_sql(table: str, *, where: str = "TRUE", source: str | None = None) -> str:
+        """SELECT of the records :meth:`append_routed` would produce, in ``RECORD_SCHEMA`` columns
+        (for an outbox: exactly_once_v2 produces them later, in a Kafka transaction)."""
+        return f"SELECT {_record_select(source)} FROM {table} WHERE {where} ORDER BY __seq"
 
     def _produce(self, topic: str, sql: str) -> dict[int, int]:
         batch = self._con.sql(sql).to_arrow_table().cast(RECORD_SCHEMA)

@@ -44,6 +44,7 @@ from nbstream.runtime.kafka_query import (
     KafkaJoinRunner,
     KafkaMaterializer,
     KafkaQueryRunner,
+    processing_guarantee,
 )
 from nbstream.runtime.materialize import Materializer
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
@@ -163,8 +164,11 @@ class Engine:
 
     def _runner_for(self, query_id: str, plan: Plan) -> QueryRunner:
         log = self.log
+        guarantee = processing_guarantee(self.property("processing.guarantee"))  # the embedded log: exactly once
         if isinstance(log, StagedKafkaLog):
-            return self._kafka_runner_for(query_id, plan, log)
+            runner = self._kafka_runner_for(query_id, plan, log)
+            runner.guarantee(guarantee)
+            return runner
         if isinstance(plan, StatelessPlan):
             return QueryRunner(query_id, plan, self.con, log)
         if isinstance(plan, JoinAggregatePlan):

@@ -73,6 +73,7 @@ class JoinRunner(QueryRunner):
         self._states = [quote(f"join${query_id}${i}") for i in range(len(plan.sides))]
         self._outer = quote(f"joinouter${query_id}")
         self._rows = quote(f"joinrows${query_id}")
+        self._trigger: str | None = "__arr"  # the column of __joined naming its rows' input records: see _source_sql
         super().__init__(query_id, plan.left.pre, con, log)
         if start_at_end and not self.offsets:
             self.offsets = {slot: end for slot, end in self._ends().items()
@@ -254,7 +255,9 @@ class JoinRunner(QueryRunner):
     def join_batch(self) -> None:
         """Steps 1-4 for the prepared batch: ``__side0``/``__side1`` (with the records in error),
         ``__joined`` (the joined rows, ``__pos`` their order, ``__out_ts`` their time), state updated."""
+        self._trigger = "__arr"
         if self._table_changes_came_first():
+            self._trigger = None
             self._look_up_after_table_changes()
             return
         for side in self.side_numbers:
@@ -262,7 +265,9 @@ class JoinRunner(QueryRunner):
         self._number_by_arrival(self.side_numbers)
         if self._windowed:
             WindowJoin(self).evaluate()
+            self._trigger = "__trig"
             if self.join.chain:
+                self._trigger = "__arr"
                 self._look_up_chain_after_window_join()
         elif self.join.foreign_key:
             self.set_joined(self._foreign_key_sql())
@@ -489,13 +494,25 @@ class JoinRunner(QueryRunner):
         plan = self.join
         outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
         where = f"coalesce({plan.where}, FALSE)" if plan.where else "TRUE"
-        control = ("FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, NULL AS __headers, "
-                   "NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset")
+        source, positions = self._source_sql()
+        control = f"FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, NULL AS __headers, {positions}"
         if not plan.emits_table:
             return (f"(SELECT {outputs}, __out_ts AS __ts, FALSE AS __deleted, __pos, {control} "
-                    f"FROM __joined WHERE {where})")
+                    f"FROM __joined{source} WHERE {where})")
         self._emit_table_changes(where)
-        return f"(SELECT {outputs}, __out_ts AS __ts, __deleted, __pos, {control} FROM __changes)"
+        return f"(SELECT {outputs}, __out_ts AS __ts, __deleted, __pos, {control} FROM __changes{source})"
+
+    def _source_sql(self) -> tuple[str, str]:
+        """Where each joined row came from — the input record whose arrival produced it: a join
+        clause to add to ``__joined`` and the columns ``__side``, ``__in_partition``, ``__in_offset``.
+        The fast path's rows are placed by their stream record (``__pos``); the others by the
+        arrival number of their trigger (``__arr``, or ``__trig`` for a window join) in ``__ev``."""
+        if self._trigger is None:
+            return "", (f"0 AS __side, (__pos >> 40)::INTEGER AS __in_partition, "
+                        f"__pos & {(1 << 40) - 1} AS __in_offset")
+        return (f" LEFT JOIN (SELECT __arr AS __src_arr, __side AS __src_side, __in_partition AS __src_partition, "
+                f"__in_offset AS __src_offset FROM __ev) ON __src_arr = {self._trigger}",
+                "__src_side AS __side, __src_partition AS __in_partition, __src_offset AS __in_offset")
 
     def _emit_table_changes(self, where: str) -> None:
         """``__changes``: the joined rows a TABLE result emits. The join's own changes all go out; a
@@ -524,7 +541,8 @@ class JoinRunner(QueryRunner):
         rows = self._projected_sql()
         if plan.sink is None:
             return f"SELECT * FROM {rows} UNION ALL BY NAME {errors}"
-        encoded = encode_rows_sql(plan.sink, plan.columns, rows, control=CONTROL_COLUMNS, order="__pos")
+        encoded = encode_rows_sql(plan.sink, plan.columns, rows, control=(*CONTROL_COLUMNS, "__side"),
+                                  order="__pos")
         partitions = self.log.require(plan.sink.topic).partitions
         return (f"SELECT {route_sql(partitions)} AS p, * FROM ({encoded}) "
                 f"UNION ALL BY NAME SELECT *, NULL::INTEGER AS p FROM ({errors})")

@@ -16,9 +16,17 @@ records, unless input arrived meanwhile and the repeated batch covers more of it
 may then write a window's intermediate changes twice with other values, its last change being
 right. A TABLE's changelog needs nothing: its latest record per key (and window) is its value. A
 STREAM's repeats are the records of the repeated batch again (same key, value and timestamp, after
-the ones the batch wrote before the crash); records carry no input position, so a consumer that
-must see each once deduplicates on its own key — or reads a TABLE. Output is not transactional
-(the test broker refuses transactional and idempotent producers).
+the ones the batch wrote before the crash). Each output record names the input record that
+produced it in the header ``nbstream.source`` (:meth:`KafkaInput.source_sql`, computed in DuckDB
+when the batch is produced), so a consumer deduplicates by key and that header.
+
+With ``processing.guarantee`` ``exactly_once_v2`` (:meth:`KafkaInput.guarantee`) the batch's
+DuckDB transaction puts its output in an outbox table beside the state and input offsets; once it
+committed, the outbox is produced in a Kafka transaction that also commits the input offsets to
+the consumer group, then emptied. A crash before the Kafka commit: the next start (whose
+InitProducerId aborts the open transaction) finds the group behind the database and delivers the
+outbox again; after it: the group is up to date and the outbox is dropped. A broker without
+transactions fails the query at start (the test broker refuses them).
 
 Where a query resumes: the offsets in the engine's database, committed with the state. A stateless
 query with none there (a new in-memory engine) resumes from its consumer group; a stateful one
@@ -37,9 +45,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from nbstream.catalog.catalog import PersistentQuery
-from nbstream.errors import ExecutionError, LogError
+from nbstream.errors import ExecutionError, LogError, PlanError, did_you_mean
+from nbstream.log.base import RECORD_COLUMNS_SQL, RECORD_SCHEMA
 from nbstream.log.kafka import BrokerUnavailable, KafkaLog
 from nbstream.log.staged import StagedKafkaLog
+from nbstream.physical.expressions import quote
 from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.join import SIDE_STRIDE, JoinAggregateRunner, JoinRunner
 from nbstream.runtime.materialize import Materializer
@@ -49,9 +59,25 @@ from nbstream.runtime.query import QueryRunner
 STALLED = "STALLED"
 
 
+#: Values of the ``processing.guarantee`` property (ksqlDB's names); the first is the default.
+PROCESSING_GUARANTEES = ("at_least_once", "exactly_once_v2")
+
+
 def consumer_group(query_id: str) -> str:
     """The consumer group holding the committed input offsets of query ``query_id``."""
     return f"nbstream-{query_id}"
+
+
+def processing_guarantee(value: object) -> str:
+    """The ``processing.guarantee`` property's value checked (None: the default), or a PlanError
+    naming the near miss."""
+    if value is None:
+        return PROCESSING_GUARANTEES[0]
+    text = str(value).strip().lower()
+    if text not in PROCESSING_GUARANTEES:
+        raise PlanError(f"processing.guarantee '{value}' is not one of {', '.join(PROCESSING_GUARANTEES)}."
+                        f"{did_you_mean(text, PROCESSING_GUARANTEES)}")
+    return text
 
 
 class KafkaInput(QueryRunner):
@@ -64,6 +90,9 @@ class KafkaInput(QueryRunner):
     _failure: str | None = None
     _group_behind = False
     _stalled = False
+    #: With exactly_once_v2: the transactional id, and whether the outbox holds output not yet delivered.
+    _transactional_id: str | None = None
+    _undelivered = False
 
     @property
     def kafka(self) -> KafkaLog:
@@ -91,14 +120,74 @@ class KafkaInput(QueryRunner):
         sink = self.sink
         return [*dict.fromkeys(self.inputs()), *([sink.topic] if sink is not None else [])]
 
+    def source_sql(self) -> str | None:
+        """SQL over ``__result`` giving an output row's :data:`~nbstream.log.staged.SOURCE_HEADER`:
+        ``topic/partition/offset`` of the input record that produced it (NULL if none did: an EMIT
+        FINAL window closed by stream time); None: rows carry no source header."""
+        return f"{self._error_topic_sql()} || '/' || __in_partition || '/' || __in_offset"
+
+    def _write_output(self) -> dict[str, dict[int, int]]:
+        """Produce the good rows of ``__result``, each with the header naming its input record —
+        or, with exactly_once_v2, add them to the outbox, committed with the batch's state."""
+        if self.sink is None:
+            return super()._write_output()
+        assert isinstance(self.log, StagedKafkaLog)
+        if self._transactional_id is not None:
+            records = self.log.records_sql("__result", where="NOT __err", source=self.source_sql())
+            self.con.execute(f"INSERT INTO {self._outbox} {records}")
+            return {}
+        counts = self.log.append_routed(self.sink.topic, "__result", where="NOT __err", source=self.source_sql())
+        return {self.sink.topic: counts}
+
+    # -- exactly_once_v2 ---------------------------------------------------------------------------
+    @property
+    def _outbox(self) -> str:
+        return quote(f"outbox${self.query_id}")
+
+    def guarantee(self, value: object) -> None:
+        """Apply the ``processing.guarantee`` property. With exactly_once_v2 a query with output
+        starts its transactional producer ``nbstream-<query id>`` now — failing here, with the
+        broker's refusal, on a broker without transactions — and delivers any output a previous
+        run committed to its outbox but not to Kafka."""
+        if processing_guarantee(value) != "exactly_once_v2" or self.sink is None or not self.commits_group:
+            return
+        self.kafka.start_transactions(self.group)
+        self._transactional_id = self.group
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {self._outbox} ({RECORD_COLUMNS_SQL})")
+        delivered = all(self.kafka.committed_offsets(self.group, topic) == offsets
+                        for topic, offsets in self.positions().items() if offsets)
+        if delivered:
+            self.con.execute(f"DELETE FROM {self._outbox}")
+        self._undelivered = not delivered
+
+    def _deliver(self) -> None:
+        """The outbox's records and the input offsets, in one Kafka transaction; then empty the
+        outbox (a crash before that is recognised at the next start: the group is up to date)."""
+        assert self._transactional_id is not None and self.sink is not None
+        batch = self.con.sql(f"SELECT * FROM {self._outbox}").to_arrow_table().cast(RECORD_SCHEMA)
+        self.kafka.append_transaction(self._transactional_id, self.sink.topic, batch, self.group, self.positions())
+        self.con.execute(f"DELETE FROM {self._outbox}")
+        self._undelivered = False
+
+    def drop_state(self) -> None:
+        self.con.execute(f"DROP TABLE IF EXISTS {self._outbox}")
+        super().drop_state()
+
     def step(self) -> int:
         """One micro-batch (0 while stalled or failed); its input offsets go to the consumer group
-        once its output is in Kafka and its state committed."""
+        once its output is in Kafka and its state committed. With exactly_once_v2: the output the
+        batch's DuckDB transaction put in the outbox is delivered in a Kafka transaction with them."""
         if self._failure is not None:
             return 0
         try:
+            if self._undelivered:
+                self._deliver()
             consumed = super().step()
-            if self.commits_group and (consumed or self._group_behind):
+            if self._transactional_id is not None:
+                if consumed:
+                    self._undelivered = True
+                    self._deliver()
+            elif self.commits_group and (consumed or self._group_behind):
                 self._group_behind = True
                 for topic, offsets in self.positions().items():
                     self.kafka.commit_offsets(self.group, topic, offsets)
@@ -183,6 +272,13 @@ class KafkaJoinRunner(KafkaInput, JoinRunner):
     def positions(self) -> dict[str, dict[int, int]]:
         return _join_positions(self, self.offsets)
 
+    def source_sql(self) -> str | None:
+        """The record's place, then ``/n`` for the n-th further row its arrival produced (a window
+        join's several matches), so that no two rows of one batch share (key, source)."""
+        place = super().source_sql()
+        nth = "row_number() OVER (PARTITION BY __side, __in_partition, __in_offset ORDER BY __seq) - 1"
+        return f"{place} || CASE WHEN {nth} = 0 THEN '' ELSE '/' || ({nth}) END"
+
 
 class KafkaJoinAggregateRunner(KafkaInput, JoinAggregateRunner):
     """A GROUP BY over a join of Kafka topics."""
@@ -193,12 +289,20 @@ class KafkaJoinAggregateRunner(KafkaInput, JoinAggregateRunner):
     def positions(self) -> dict[str, dict[int, int]]:
         return _join_positions(self._join, self.offsets)
 
+    def source_sql(self) -> str | None:
+        """None: an aggregation over a join folds joined rows, whose input records it does not keep;
+        its output is a TABLE, whose latest record per key is its value."""
+        return None
+
 
 class KafkaMaterializer(KafkaInput, Materializer):
     """The materialized state of a TABLE over a Kafka topic (what pull queries read); its offsets
     live in the engine's database only."""
 
     commits_group = False
+
+    def _write_output(self) -> dict[str, dict[int, int]]:
+        return Materializer._write_output(self)  # into the engine's DuckDB table, not a topic
 
     def describe(self) -> tuple[str, str]:
         name = self.source.name

@@ -15,6 +15,7 @@ from kafka_reader import read_all
 
 from nbstream import Engine
 from nbstream.errors import CatalogError
+from nbstream.log.staged import SOURCE_HEADER
 from nbstream.runtime.kafka_query import consumer_group
 
 _runs = itertools.count()
@@ -58,6 +59,21 @@ def test_csas_filters_and_projects_between_kafka_topics(kafka_bootstrap: str, ru
         (b"a", 22, "eu", 1003), (b"b", 40, "us", 1001), (b"c", 60, "eu", 1002)]
     partitioner = DefaultPartitioner()
     assert all(p == partitioner(k, [0, 1], [0, 1]) for p, k, _v, _ts in out)
+
+
+def test_each_output_record_names_its_input_record_in_a_header_beside_the_headers_it_carried(
+        kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(ddl(run))
+        engine.produce("ORDERS", {"AMOUNT": 20, "REGION": "eu"}, key="a", timestamp=1,
+                       headers=[("trace", b"t1"), (SOURCE_HEADER, b"upstream/0/9")])  # an inherited one
+        engine.produce("ORDERS", {"AMOUNT": 30, "REGION": "us"}, key="b", timestamp=2)
+        engine.run_until_idle()
+    inputs = {m.key: m for m in read_all(kafka_bootstrap, f"orders-{run}", 3)}
+    out = {m.key: m for m in read_all(kafka_bootstrap, f"big-{run}", 2)}
+    place = {k: f"orders-{run}/{m.partition}/{m.offset}".encode() for k, m in inputs.items()}
+    assert out[b"a"].headers == (("trace", b"t1"), (SOURCE_HEADER, place[b"a"]))  # the inherited one replaced
+    assert out[b"b"].headers == ((SOURCE_HEADER, place[b"b"]),)
 
 
 def test_input_offsets_are_committed_to_a_consumer_group_per_query(kafka_bootstrap: str, run: int) -> None:

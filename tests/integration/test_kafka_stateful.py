@@ -28,6 +28,7 @@ from kafka_reader import read_all
 from nbstream import Engine
 from nbstream.errors import ExecutionError
 from nbstream.log.kafka import RETRY_AFTER_S
+from nbstream.log.staged import SOURCE_HEADER
 from nbstream.runtime.kafka_query import STALLED, KafkaAggregateRunner, KafkaQueryRunner, consumer_group
 
 #: Tansu 0.6 refuses idempotent producers (InitProducerId): see test_kafka_log.
@@ -88,6 +89,27 @@ def windowed_output(bootstrap: str, topic: str, partitions: int) -> list[tuple[i
 def last_per_window(records: list[tuple[int, str, int, int, int]]) -> dict[tuple[str, int], tuple[int, int]]:
     """The latest value of each (region, window): a table's changelog read into its state."""
     return {(region, start): (n, total) for _p, region, start, n, total in records}
+
+
+def source_of(message: Any) -> str | None:
+    """The input record an output record came from, as its ``nbstream.source`` header names it."""
+    values = [v for k, v in message.headers if k == SOURCE_HEADER]
+    assert len(values) <= 1
+    return values[0].decode() if values else None
+
+
+def deduplicated(messages: list[Any]) -> list[Any]:
+    """What a consumer keeps of ``messages`` deduplicating as the README says: the first record of
+    each (key, source header)."""
+    kept: dict[tuple[bytes | None, str | None], Any] = {}
+    for m in messages:
+        kept.setdefault((m.key, source_of(m)), m)
+    return list(kept.values())
+
+
+def input_records(bootstrap: str, topic: str, partitions: int) -> dict[str, Any]:
+    """The records of ``topic`` by their place ``topic/partition/offset``."""
+    return {f"{topic}/{m.partition}/{m.offset}": m for m in read_all(bootstrap, topic, partitions)}
 
 
 # -- windowed aggregation ------------------------------------------------------------------------------
@@ -180,6 +202,8 @@ def test_a_stream_table_join_looks_each_order_up_in_the_table_as_it_was_when_the
     assert joined == expected
     partitioner = DefaultPartitioner()
     assert all(m.partition == partitioner(m.key, [0, 1], [0, 1]) for m in out)
+    orders = input_records(kafka_bootstrap, f"s-orders-{run}", 3)  # each row names the order it joined
+    assert all(orders[source_of(m) or ""].key.decode() == json.loads(m.value)["ID"] for m in out)
 
 
 def test_an_aggregation_over_a_join_of_kafka_topics_commits_both_inputs_to_its_group(
@@ -227,6 +251,12 @@ def test_a_table_table_join_emits_each_change_and_a_tombstone_when_a_row_is_dele
     by_key = {k: [None if m.value is None else json.loads(m.value)["BALANCE"] for m in out if m.key == k]
               for k in (b"a1", b"a2")}
     assert by_key == {b"a1": [10, 11], b"a2": [20, None]}
+    # each change names the record that made it: a balance, or the account's deletion
+    changes = {**input_records(kafka_bootstrap, f"s-accounts-{run}", 2),
+               **input_records(kafka_bootstrap, f"s-balances-{run}", 2)}
+    assert all(changes[source_of(m) or ""].key == m.key for m in out)
+    assert [(source_of(m) or "").split("/")[0] for m in out if m.key == b"a2"] == [f"s-balances-{run}",
+                                                                                  f"s-accounts-{run}"]
     assert [tuple(r) for r in pulled.itertuples(index=False)] == [("a1", "ann", 11)]
 
 
@@ -251,6 +281,25 @@ def test_a_stream_stream_join_pairs_records_within_the_window_across_partitions(
                                                                              for i in range(5)]
     partitioner = DefaultPartitioner()
     assert all(m.partition == partitioner(m.key, [0, 1, 2], [0, 1, 2]) for m in out)
+
+
+def test_the_joined_rows_one_record_produced_carry_distinct_source_headers(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(orders_ddl(run) + f"""
+            CREATE STREAM shipments (id VARCHAR KEY, carrier VARCHAR)
+              WITH (kafka_topic='s-shipments-{run}', value_format='JSON', partitions=3);
+            CREATE STREAM shipped WITH (kafka_topic='s-shipped-{run}', partitions=1) AS
+              SELECT o.id, o.amount, s.carrier FROM orders o
+              JOIN shipments s WITHIN 1 MINUTE ON o.id = s.id;""")
+        produce_orders(engine, [("o1", 5, "eu", 1_000), ("o1", 7, "eu", 2_000)])
+        engine.run_until_idle()
+        engine.produce("SHIPMENTS", {"CARRIER": "c1"}, key="o1", timestamp=3_000)  # matches both orders
+        engine.run_until_idle()
+    out = read_all(kafka_bootstrap, f"s-shipped-{run}", 1)
+    assert sorted(json.loads(m.value)["AMOUNT"] for m in out) == [5, 7]
+    [shipment] = input_records(kafka_bootstrap, f"s-shipments-{run}", 3)
+    assert sorted(source_of(m) or "" for m in out) == [shipment, shipment + "/1"]
+    assert len(deduplicated(out)) == 2
 
 
 # -- push queries --------------------------------------------------------------------------------------
@@ -343,6 +392,16 @@ def test_sigkill_of_the_engine_process_mid_stream_loses_no_change_of_a_windowed_
     assert changes == {(region, start, n) for (region, start), (count, _t) in expected.items()
                        for n in range(1, count + 1)}
     assert len(out) >= len(rows)
+    # deduplicated by key and source header, the topic is what a run without a crash writes: one
+    # change per order, named by that order's record, each window's changes counting 1, 2, … once
+    kept = deduplicated(read_all(kafka_bootstrap, f"s-per-minute-{run}", 2))
+    inputs = input_records(kafka_bootstrap, f"s-orders-{run}", 3)
+    assert sorted(source_of(m) or "" for m in kept) == sorted(inputs)
+    window_changes = collections.Counter((m.key, json.loads(m.value)["N"]) for m in kept)
+    assert window_changes == collections.Counter(
+        (region.encode() + start.to_bytes(8, "big"), n) for (region, start), (count, _t) in expected.items()
+        for n in range(1, count + 1))
+    assert all(json.loads(inputs[source_of(m) or ""].value)["REGION"].encode() == m.key[:-8] for m in kept)
 
 
 class _Crash(BaseException):
@@ -412,6 +471,12 @@ def test_a_crash_after_a_stream_batch_was_produced_writes_exactly_that_batch_aga
     assert {(key, json.loads(value)["AMOUNT"]) for key, value, _ts in out} == expected  # no loss
     assert out - collections.Counter(set(out)) == interrupted  # the repeats: the interrupted batch
     assert sum(interrupted.values()) == len([r for r in rows[20:] if r[1] > 3])
+    # deduplicated by key and source header, the topic is what a run without the crash writes:
+    # each kept order once, named by its own input record
+    kept = deduplicated(read_all(kafka_bootstrap, f"s-big-{run}", 2))
+    inputs = input_records(kafka_bootstrap, f"s-orders-{run}", 3)
+    assert sorted((m.key, json.loads(m.value)["AMOUNT"]) for m in kept) == sorted(expected)
+    assert all(inputs[source_of(m)].key == m.key and inputs[source_of(m)].timestamp == m.timestamp for m in kept)
 
 
 # -- failures ------------------------------------------------------------------------------------------

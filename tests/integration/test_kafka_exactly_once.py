@@ -1,0 +1,145 @@
+"""``processing.guarantee='exactly_once_v2'`` on Kafka: refused, with the broker's reason, by a
+broker without transactions (the test broker, Tansu 0.6, is one); and the order in which a batch's
+DuckDB commit, its outbox and its Kafka transaction meet, checked across crashes against a broker
+whose transactions are simulated (produce, then commit the group's offsets): the transactional
+producer itself cannot run end to end here."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from kafka_reader import read_all
+
+from nbstream import Engine
+from nbstream.errors import LogError, PlanError
+from nbstream.log.kafka import KafkaLog
+
+CLIENT_OPTIONS: dict[str, Any] = {"enable_idempotence": False}  # Tansu refuses idempotent producers
+EXACTLY_ONCE = {"processing.guarantee": "exactly_once_v2"}
+_runs = itertools.count()
+
+
+@pytest.fixture
+def run() -> Iterator[int]:
+    yield next(_runs)
+
+
+def ddl(n: int) -> str:
+    return f"""CREATE STREAM orders (id VARCHAR KEY, amount INT)
+                 WITH (kafka_topic='x-orders-{n}', value_format='JSON', partitions=2);
+               CREATE STREAM big WITH (kafka_topic='x-big-{n}', partitions=2) AS
+                 SELECT id, amount FROM orders WHERE amount > 3;"""
+
+
+def produce(engine: Engine, first: int, count: int) -> None:
+    rows = [(f"o{i}", i % 10, 1_000 + i) for i in range(first, first + count)]
+    engine.produce_batch("ORDERS", pd.DataFrame(rows, columns=["id", "amount", "ts"]), key="id", timestamp="ts")
+
+
+def expected(count: int) -> list[tuple[bytes, int]]:
+    return sorted((f"o{i}".encode(), i % 10) for i in range(count) if i % 10 > 3)
+
+
+def output(bootstrap: str, n: int) -> list[tuple[bytes, int]]:
+    return sorted((m.key, json.loads(m.value)["AMOUNT"]) for m in read_all(bootstrap, f"x-big-{n}", 2))
+
+
+def test_exactly_once_on_a_broker_without_transactions_fails_the_query_at_start_with_the_refusal(
+        kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute("SET 'processing.guarantee'='exactly_once_v2';")
+        with pytest.raises(LogError, match=r"refused a transactional producer \('nbstream-.*InitProducerId failed"
+                                           r".*use 'at_least_once'"):
+            engine.execute(ddl(run))
+        assert engine.catalog.running() == []  # never a silent fallback to at-least-once
+
+
+def test_a_misspelt_processing_guarantee_is_refused_with_the_nearest_value(kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute("SET 'processing.guarantee'='exactly_once_v3';")
+        with pytest.raises(PlanError, match=r"exactly_once_v3.*Did you mean `exactly_once_v2`"):
+            engine.execute(ddl(run))
+
+
+class _Crash(BaseException):
+    """Stands for the process dying."""
+
+
+@pytest.fixture
+def simulated_transactions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """KafkaLog transactions simulated on the test broker: produce, then commit the group's offsets
+    (a crash between them is what a real transaction rules out, so tests crash only around them).
+    Returns the log of what happened."""
+    events: list[str] = []
+
+    def start(self: KafkaLog, transactional_id: str) -> None:
+        events.append(f"start {transactional_id}")
+
+    def transact(self: KafkaLog, transactional_id: str, topic: str, batch: pa.Table, group: str,
+                 offsets: Mapping[str, Mapping[int, int]]) -> dict[int, int]:
+        written = self.append(topic, batch)
+        for input_topic, positions in offsets.items():
+            self.commit_offsets(group, input_topic, positions)
+        events.append(f"commit {batch.num_rows}")
+        return written
+
+    monkeypatch.setattr(KafkaLog, "start_transactions", start)
+    monkeypatch.setattr(KafkaLog, "append_transaction", transact)
+    return events
+
+
+def test_a_crash_after_the_duckdb_commit_delivers_the_outbox_once_on_restart(
+        kafka_bootstrap: str, run: int, tmp_path: Path, simulated_transactions: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as first:
+        first.execute(ddl(run))
+        produce(first, 0, 20)
+        first.run_until_idle()
+        assert output(kafka_bootstrap, run) == expected(20)
+        produce(first, 20, 20)
+        transact = KafkaLog.append_transaction
+
+        def die(*args: Any, **kwargs: Any) -> dict[int, int]:
+            raise _Crash  # state, offsets and outbox are committed in DuckDB; nothing is in Kafka
+
+        monkeypatch.setattr(KafkaLog, "append_transaction", die)
+        with pytest.raises(_Crash):
+            first.run_until_idle()
+        monkeypatch.setattr(KafkaLog, "append_transaction", transact)
+        assert output(kafka_bootstrap, run) == expected(20)
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as second:
+        second.run_until_idle()
+    assert output(kafka_bootstrap, run) == expected(40)  # each record once: no loss, no repeat
+    assert simulated_transactions[-1] == f"commit {len(expected(40)) - len(expected(20))}"  # the outbox, at start
+
+
+def test_a_crash_after_the_kafka_commit_delivers_nothing_again_on_restart(
+        kafka_bootstrap: str, run: int, tmp_path: Path, simulated_transactions: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as first:
+        first.execute(ddl(run))
+        produce(first, 0, 30)
+        transact = KafkaLog.append_transaction
+
+        def commit_then_die(*args: Any, **kwargs: Any) -> dict[int, int]:
+            transact(*args, **kwargs)
+            raise _Crash  # in Kafka with its offsets; the outbox was not emptied
+
+        monkeypatch.setattr(KafkaLog, "append_transaction", commit_then_die)
+        with pytest.raises(_Crash):
+            first.run_until_idle()
+        monkeypatch.setattr(KafkaLog, "append_transaction", transact)
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as second:
+        produce(second, 30, 10)
+        second.run_until_idle()
+    out = output(kafka_bootstrap, run)
+    assert out == expected(40)
+    assert not [k for k, n in collections.Counter(out).items() if n > 1]
