@@ -14,7 +14,10 @@ Altair and vl-convert are imported only when a chart is drawn: importing Altair 
 from __future__ import annotations
 
 import functools
+import re
 import shlex
+import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -169,19 +172,32 @@ def vegalite_version(schema: str | None = None, available: Sequence[str] | None 
 
 
 _BUNDLE_SNIPPET = "globalThis.nbstreamVega = { vegaEmbed, vega, vegaLite };"
+_BUILD_BUNDLE = ("import sys, vl_convert; "
+                 "sys.stdout.buffer.write(vl_convert.javascript_bundle(sys.argv[1], vl_version=sys.argv[2]).encode())")
 _bundle_lock = threading.Lock()
 
 
 @functools.cache
 def _bundle(version: str) -> str:
-    import vl_convert
+    # In a child process: vl-convert holds the GIL while it bundles (a second or more), which would
+    # freeze the kernel (and the cell that drew the chart) if it ran in one of the kernel's threads.
+    built = subprocess.run([sys.executable, "-c", _BUILD_BUNDLE, _BUNDLE_SNIPPET, version],
+                           capture_output=True, check=False, timeout=300)
+    if built.returncode != 0:
+        raise RuntimeError(f"building the Vega runtime (Vega-Lite {version}) failed: "
+                           f"{_exception_line(built.stderr.decode(errors='replace')) or built.returncode}")
+    return built.stdout.decode()
 
-    return str(vl_convert.javascript_bundle(_BUNDLE_SNIPPET, vl_version=version))
+
+def _exception_line(stderr: str) -> str:
+    """The ``SomeError: message`` line of a Python traceback (a Rust backtrace may follow it)."""
+    lines = [line for line in stderr.splitlines() if re.match(r"\w+(Error|Exception)\b", line)]
+    return lines[-1] if lines else ""
 
 
 def vega_bundle() -> str:
     """The offline Vega runtime as one script that sets ``globalThis.nbstreamVega`` (built once per
-    process: about a second)."""
+    process, in a child process: a second or two)."""
     with _bundle_lock:
         return _bundle(vegalite_version())
 

@@ -3,9 +3,12 @@ the static picture."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import altair as alt
 import pytest
@@ -112,6 +115,28 @@ def test_the_runtime_bundle_has_the_vega_lite_version_altair_writes() -> None:
     with pytest.raises(RuntimeError, match=re.escape("Vega-Lite v7.0.0 but vl-convert-python bundles only 5.21, 6.4")):
         charts.vegalite_version("v7.0.0", ["5.21", "6.4"])
     assert charts.vegalite_version().split(".")[0] == alt.SCHEMA_VERSION.lstrip("v").split(".")[0]
+
+
+def test_the_runtime_is_built_without_holding_up_the_kernel() -> None:
+    # vl-convert holds the GIL while it bundles (a second or more): in a thread of the kernel it
+    # would freeze the cell that drew the chart and every live view's updates meanwhile.
+    charts._bundle.cache_clear()
+    builder = threading.Thread(target=charts.vega_bundle)
+    builder.start()
+    ticks = [time.perf_counter()]
+    while builder.is_alive():
+        time.sleep(0.01)
+        ticks.append(time.perf_counter())
+    assert len(ticks) > 20  # the build took a while ...
+    assert max(b - a for a, b in itertools.pairwise(ticks)) < 0.5  # ... and this thread ran all along
+    assert "globalThis.nbstreamVega" in charts.vega_bundle()
+
+
+def test_a_runtime_that_cannot_be_built_is_an_error_saying_why() -> None:
+    with pytest.raises(RuntimeError) as error:
+        charts._bundle("0.1")
+    assert str(error.value) == ("building the Vega runtime (Vega-Lite 0.1) failed: "
+                                "RuntimeError: Unsupported Vega-Lite version string 0.1")
 
 
 def test_the_static_picture_draws_the_rows() -> None:
