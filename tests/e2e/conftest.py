@@ -35,7 +35,9 @@ def screenshots() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in this thread while it is open,
+# which later tests' asyncio.run() would trip over.
+@pytest.fixture(scope="module")
 def jupyter(tmp_path_factory: pytest.TempPathFactory, screenshots: Path) -> Iterator[JupyterServer]:
     root = tmp_path_factory.mktemp("notebooks")
     for notebook in NOTEBOOKS:
@@ -45,7 +47,7 @@ def jupyter(tmp_path_factory: pytest.TempPathFactory, screenshots: Path) -> Iter
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory, jupyter: JupyterServer) -> Iterator[tuple[BrowserContext,
                                                                                                   PageLog]]:
     if not Path(CHROMIUM).exists():

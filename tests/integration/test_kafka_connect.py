@@ -36,7 +36,7 @@ _runs = itertools.count()
 
 @pytest.fixture
 def shell() -> Iterator[InteractiveShell]:
-    ip = get_ipython()
+    ip = get_ipython() or InteractiveShell.instance()  # None once started elsewhere
     ip.run_line_magic("load_ext", "nbstream")
     yield ip
     session.disconnect()

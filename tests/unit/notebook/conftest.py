@@ -20,7 +20,7 @@ T = TypeVar("T")
 @pytest.fixture(scope="session")
 def ipython() -> InteractiveShell:
     """IPython's test shell (one per process, as in a kernel)."""
-    ip = get_ipython()
+    ip = get_ipython() or InteractiveShell.instance()  # None once started elsewhere
     ip.run_line_magic("load_ext", "nbstream")
     return ip
 
