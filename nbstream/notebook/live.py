@@ -343,13 +343,18 @@ class PushQuery:
             snapshot = self.buffer.snapshot()
             if int(content.get("seq", -1)) < snapshot.seq:
                 view.send(snapshot.message())
-        elif kind == "vega_request":
-            try:
-                bundle = charts.vega_bundle().encode()
-            except Exception as error:
-                view.send({"type": "vega_error", "message": f"{type(error).__name__}: {error}"})
-            else:
-                view.send({"type": "vega"}, buffers=[bundle])
+        elif kind == "vega_request":  # answered from a thread: the runtime may still be being built
+            threading.Thread(target=self._send_vega_runtime, args=(view,), name="nbstream-vega-runtime",
+                             daemon=True).start()
+
+    def _send_vega_runtime(self, view: LiveTable) -> None:
+        try:
+            bundle = charts.vega_bundle().encode()
+        except Exception as error:  # shown in the view: its chart says why it cannot draw
+            message = f"{type(error).__name__}: {error}"
+            self._deliver(lambda: view.send({"type": "vega_error", "message": message}))
+        else:
+            self._deliver(lambda: view.send({"type": "vega"}, buffers=[bundle]))
 
     def _static_html(self, view: LiveTable) -> str:
         """What ``view`` shows (status line, chart, rows) as plain HTML, for a notebook shown

@@ -12,7 +12,7 @@ import time
 
 import altair as alt
 import pytest
-from conftest import run
+from conftest import eventually, run
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -194,8 +194,6 @@ def test_handle_chart_gives_a_second_view_of_the_same_rows(shell: InteractiveShe
     sent: list[object] = []
     view.send = lambda content, buffers=None: sent.append(content)  # type: ignore[method-assign]
     rides.produce("rides", {"fare": 2.5}, key="d1")
-    from conftest import eventually
-
     eventually(lambda: any(m["type"] == "delta" for m in sent))  # type: ignore[index]
 
 
@@ -206,11 +204,30 @@ def test_the_first_view_asking_for_the_vega_runtime_gets_it_as_one_buffer(
     sent: list[tuple[object, object]] = []
     live.view.send = lambda content, buffers=None: sent.append((content, buffers))  # type: ignore[method-assign]
     live.view._handle_custom_msg({"type": "vega_request"}, [])
-    [(message, buffers)] = sent
+    [(message, buffers)] = eventually(lambda: sent)
     assert message == {"type": "vega"}
     code = buffers[0].decode()  # type: ignore[index]
     assert "globalThis.nbstreamVega" in code and len(code) > 100_000
     assert not re.search(r"""import\s*\(\s*["']https?:|from\s*["']https?:""", code)  # nothing fetched
+
+
+def test_a_view_asking_for_the_runtime_while_it_is_built_does_not_hold_up_the_kernel(
+        shell: InteractiveShell, rides: NotebookEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+    run(shell, f"%%stream live << --chart line x=DRIVER y=TOTAL\n{AGGREGATE}")
+    live = shell.user_ns["live"]
+    sent: list[object] = []
+    live.view.send = lambda content, buffers=None: sent.append(content)  # type: ignore[method-assign]
+
+    def slow_failing_build() -> str:
+        time.sleep(1)
+        raise RuntimeError("building the Vega runtime failed: no space left")
+
+    monkeypatch.setattr(charts, "vega_bundle", slow_failing_build)
+    started = time.perf_counter()
+    live.view._handle_custom_msg({"type": "vega_request"}, [])
+    assert time.perf_counter() - started < 0.5 and sent == []
+    assert eventually(lambda: sent) == [
+        {"type": "vega_error", "message": "RuntimeError: building the Vega runtime failed: no space left"}]
 
 
 # -- Altair only when a chart is drawn ----------------------------------------------------------------
