@@ -85,6 +85,11 @@ RETRY_AFTER_S = 1.0
 #: even when data arrives), unless ``fetch_max_wait_ms`` is passed.
 READ_FETCH_MAX_WAIT_MS = 10
 
+#: Seconds a topic's partition count is trusted by :meth:`KafkaLog.append` without asking the cluster
+#: (counts only grow, and any failed call forgets them at once): a micro-batch's produce then needs
+#: no listing and no end offsets. Reads list the topics each time (a deleted topic is seen at once).
+PARTITION_COUNT_TTL_S = 1.0
+
 #: Bytes of one producer batch and of one partition's share of a fetch, unless ``max_batch_size``
 #: or ``max_partition_fetch_bytes`` is passed: micro-batches move 10^5 records at a time, and
 #: aiokafka's defaults (16 KiB, 1 MiB) cost a produce request per ~200 records and a fetch round
@@ -136,6 +141,8 @@ class KafkaLog:
         self._options = options
         self._groups: dict[str, AIOKafkaConsumer] = {}
         self._transactional: dict[str, AIOKafkaProducer] = {}
+        self._counts: dict[str, int] = {}  # partition counts of the last listing: see _partition_count
+        self._counted_at = -float("inf")
         self._lock = threading.RLock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"nbstream-kafka {bootstrap}",
@@ -184,6 +191,10 @@ class KafkaLog:
             result = self._wait(coro, what)
         except BrokerUnavailable as e:
             self._unreachable = (time.monotonic() + self.retry_after_s, str(e))
+            self._counted_at = -float("inf")
+            raise
+        except BaseException:
+            self._counted_at = -float("inf")  # a topic may have gone: list the topics again
             raise
         self._unreachable = None
         return result
@@ -245,6 +256,7 @@ class KafkaLog:
         with self._lock:
             self.require(name)
             response = self._call(self._admin.delete_topics([name]), f"delete topic '{name}'")
+            self._counted_at = -float("inf")
             for _topic, code, *_ in response.topic_error_codes:
                 if code != 0:
                     raise LogError(f"Kafka at {self.bootstrap}: could not delete topic '{name}': error {code}")
@@ -253,12 +265,21 @@ class KafkaLog:
         """Partition count of every topic that is not internal (one metadata request, which never
         creates topics, unlike a metadata request naming one)."""
         described = self._call(self._admin.describe_topics(), "list topics")
-        return {t["topic"]: len(t["partitions"]) for t in described if not t["is_internal"]}
+        self._counts = {t["topic"]: len(t["partitions"]) for t in described if not t["is_internal"]}
+        self._counted_at = time.monotonic()
+        return dict(self._counts)
+
+    def _partition_count(self, name: str) -> int | None:
+        """The partition count of topic ``name`` (None: no such topic), from the last listing if it
+        is younger than PARTITION_COUNT_TTL_S and knows the topic."""
+        if name not in self._counts or time.monotonic() - self._counted_at > PARTITION_COUNT_TTL_S:
+            self._partition_counts()
+        return self._counts.get(name)
 
     def topic(self, name: str) -> TopicInfo | None:
         """The topic ``name`` with its end offsets, or None."""
         with self._lock:
-            partitions = self._partition_counts().get(name)
+            partitions = self._partition_counts().get(name)  # always listed: a deleted topic is seen at once
             if partitions is None:
                 return None
             return TopicInfo(name, partitions, self._end_offsets(name, partitions))
@@ -307,10 +328,13 @@ class KafkaLog:
         """Produce the records of ``batch`` (``RECORD_SCHEMA`` columns, ``offset`` ignored) and
         wait until the broker acknowledged them all; returns the records written per partition."""
         with self._lock:
-            info = self.require(topic)
+            count = self._partition_count(topic)
+            if count is None:
+                self.require(topic)  # the error naming the near miss
+            assert count is not None
             if batch.num_rows == 0:
                 return {}
-            partitions = self._route(topic, batch, info.partitions)
+            partitions = self._route(topic, batch, count)
             self._call(self._produce(topic, batch, partitions), f"produce to '{topic}'")
             return {p: partitions.count(p) for p in sorted(set(partitions))}
 

@@ -27,7 +27,7 @@ from kafka_reader import read_all
 
 from nbstream import Engine
 from nbstream.errors import ExecutionError
-from nbstream.log.kafka import RETRY_AFTER_S
+from nbstream.log.kafka import PARTITION_COUNT_TTL_S, RETRY_AFTER_S, KafkaLog
 from nbstream.log.staged import SOURCE_HEADER
 from nbstream.runtime.kafka_query import STALLED, KafkaAggregateRunner, KafkaQueryRunner, consumer_group
 
@@ -499,6 +499,47 @@ def test_a_topic_deleted_under_a_running_query_fails_that_query_with_a_clear_err
         with pytest.raises(ExecutionError, match="the materialization of table PER_MINUTE stopped: topic "
                                                  f"'s-per-minute-{run}' was deleted .*DROP TABLE PER_MINUTE"):
             engine.run_until_idle()
+
+
+def test_a_topic_deleted_by_another_client_fails_the_query_at_its_next_batch(
+        kafka_bootstrap: str, run: int) -> None:
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(windowed_ddl(run))
+        produce_orders(engine, order_rows(0, 6))
+        engine.run_until_idle()
+        with KafkaLog(kafka_bootstrap, **CLIENT_OPTIONS) as other:
+            other.delete_topic(f"s-orders-{run}")
+        started = time.monotonic()
+        with pytest.raises(ExecutionError, match=f"topic 's-orders-{run}' was deleted"):
+            engine.run_until_idle()
+        assert time.monotonic() - started < 5  # no wait for a timeout on the deleted topic
+
+
+def test_a_micro_batch_produces_its_output_without_asking_the_broker_for_the_sink_topic_again(
+        kafka_bootstrap: str, run: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: collections.Counter[str] = collections.Counter()
+    call = KafkaLog._call
+
+    def counting(self: KafkaLog, coro: Any, what: str) -> Any:
+        calls[what.split(" '")[0]] += 1
+        return call(self, coro, what)
+
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(windowed_ddl(run))
+        [runner] = engine._runners.values()
+        produce_orders(engine, order_rows(0, 30))
+        monkeypatch.setattr(KafkaLog, "_call", counting)
+        started, steps = time.monotonic(), 0
+        while runner.step():
+            steps += 1
+        elapsed = time.monotonic() - started
+    assert steps == 3  # one per input partition
+    # per batch: the input and the sink topic listed (the query's next batch and the sink's partition
+    # count: a deleted topic is seen at once), with end offsets (ListOffsets and a confirming fetch),
+    # the fetch, one produce — its partition count known since the last listing — and the group commit
+    assert calls["read the end offsets of"] == 4 * steps + 2  # and the last, idle step's look at the input
+    assert calls["list topics"] <= 2 * steps + 1 + elapsed / PARTITION_COUNT_TTL_S
+    assert calls["produce to"] == steps
 
 
 class OwnBroker:
