@@ -115,6 +115,12 @@ class Catalog:
         self._query_seq += 1
         return f"{prefix}_{sink}_{seq}" if sink else f"{prefix}_{seq}"
 
+    def release_query_id(self, query_id: str) -> None:
+        """Give back ``query_id``, the last id :meth:`next_query_id` issued, for a query that never
+        started (its statement is not kept, so a reopened engine will not count it either)."""
+        if query_id.endswith(f"_{self._query_seq - 1}"):
+            self._query_seq -= 1
+
     def add_query(self, query: PersistentQuery) -> None:
         self.queries[query.id] = query
 

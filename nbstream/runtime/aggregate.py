@@ -342,15 +342,17 @@ class AggregateRunner(QueryRunner):
             FROM {self.state} s FULL JOIN __partials p ON {self._group_match('s', 'p')}""")
         slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
         renamed = ", ".join(f"__s{j}_{k} AS __m{j}_{k}" for j, k, _ in self._slots)
-        # the stream time at which each closing window closed: the first reached at or past end + grace
+        # the stream time at which each closing window closed: the first reached at or past end + grace,
+        # and the record that reached it (the window's input position, ``__ord`` = SEQ_SQL)
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
             WITH closing AS (SELECT *, {renamed} FROM {self.state}
                              WHERE __we > {before - grace} AND __we <= {st - grace}),
-                 reached AS (SELECT DISTINCT __st FROM __rows),
+                 reached AS (SELECT __st, min(__ord) AS __closer FROM __rows GROUP BY __st),
                  ends AS (SELECT DISTINCT __we FROM closing),
-                 closed_at AS (SELECT e.__we, r.__st FROM ends e ASOF JOIN reached r ON e.__we + {grace} <= r.__st)
+                 closed_at AS (SELECT e.__we, r.__st, r.__closer FROM ends e
+                               ASOF JOIN reached r ON e.__we + {grace} <= r.__st)
             SELECT {groups}, __ws, __we, {slots}, __ts AS __out_ts, FALSE AS __stored_pass, FALSE AS __tomb,
-                   NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset,
+                   (__closer >> 40)::INTEGER AS __in_partition, __closer & {(1 << 40) - 1} AS __in_offset,
                    row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
             FROM closing JOIN closed_at USING (__we)
             WHERE __ws >= __st - {self._retention_ms()}""")

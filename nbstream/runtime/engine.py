@@ -155,8 +155,18 @@ class Engine:
 
     # -- queries -----------------------------------------------------------------------------------
     def start_query(self, query: PersistentQuery, plan: Plan) -> None:
-        """Register ``query`` and start running ``plan`` for it."""
-        query.runner = self._runner_for(query.id, plan)
+        """Register ``query`` and start running ``plan`` for it. If it cannot start (a refused
+        ``processing.guarantee``), the stream or table its CREATE … AS SELECT added goes too, so
+        that the statement can be run again."""
+        try:
+            query.runner = self._runner_for(query.id, plan)
+        except NbstreamError:
+            self.catalog.release_query_id(query.id)
+            created = self.catalog.find(query.sink)
+            if created is not None and created.sql == query.sql:
+                self.catalog.drop(created.name)
+                self.on_source_dropped(created)
+            raise
         if isinstance(query.runner, KafkaInput):
             query.runner.report_to(query)
         self.catalog.add_query(query)

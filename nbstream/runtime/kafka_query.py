@@ -122,8 +122,8 @@ class KafkaInput(QueryRunner):
 
     def source_sql(self) -> str | None:
         """SQL over ``__result`` giving an output row's :data:`~nbstream.log.staged.SOURCE_HEADER`:
-        ``topic/partition/offset`` of the input record that produced it (NULL if none did: an EMIT
-        FINAL window closed by stream time); None: rows carry no source header."""
+        ``topic/partition/offset`` of the input record that produced it (NULL if none is known: an
+        EMIT FINAL session); None: rows carry no source header."""
         return f"{self._error_topic_sql()} || '/' || __in_partition || '/' || __in_offset"
 
     def _write_output(self) -> dict[str, dict[int, int]]:

@@ -32,11 +32,14 @@ def run() -> Iterator[int]:
     yield next(_runs)
 
 
+def csas(n: int) -> str:
+    return f"""CREATE STREAM big WITH (kafka_topic='x-big-{n}', partitions=2) AS
+                 SELECT id, amount FROM orders WHERE amount > 3;"""
+
+
 def ddl(n: int) -> str:
     return f"""CREATE STREAM orders (id VARCHAR KEY, amount INT)
-                 WITH (kafka_topic='x-orders-{n}', value_format='JSON', partitions=2);
-               CREATE STREAM big WITH (kafka_topic='x-big-{n}', partitions=2) AS
-                 SELECT id, amount FROM orders WHERE amount > 3;"""
+                 WITH (kafka_topic='x-orders-{n}', value_format='JSON', partitions=2);""" + csas(n)
 
 
 def produce(engine: Engine, first: int, count: int) -> None:
@@ -53,13 +56,19 @@ def output(bootstrap: str, n: int) -> list[tuple[bytes, int]]:
 
 
 def test_exactly_once_on_a_broker_without_transactions_fails_the_query_at_start_with_the_refusal(
-        kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        kafka_bootstrap: str, run: int, tmp_path: Path) -> None:
+    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
         engine.execute("SET 'processing.guarantee'='exactly_once_v2';")
-        with pytest.raises(LogError, match=r"refused a transactional producer \('nbstream-.*InitProducerId failed"
-                                           r".*use 'at_least_once'"):
+        with pytest.raises(LogError, match=r"refused a transactional producer \('nbstream-CSAS_BIG_0'.*"
+                                           r"InitProducerId failed.*use 'at_least_once'"):
             engine.execute(ddl(run))
         assert engine.catalog.running() == []  # never a silent fallback to at-least-once
+        assert engine.catalog.find("BIG") is None  # nor a stream left without its query
+        engine.execute("SET 'processing.guarantee'='at_least_once';")
+        engine.execute(csas(run))  # the statement runs again, with the query id it would have had
+        assert [q.id for q in engine.catalog.running()] == ["CSAS_BIG_0"]
+    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as reopened:
+        assert [q.id for q in reopened.catalog.running()] == ["CSAS_BIG_0"]
 
 
 def test_a_misspelt_processing_guarantee_is_refused_with_the_nearest_value(kafka_bootstrap: str, run: int) -> None:
