@@ -152,3 +152,42 @@ def test_a_crash_after_the_kafka_commit_delivers_nothing_again_on_restart(
     out = output(kafka_bootstrap, run)
     assert out == expected(40)
     assert not [k for k, n in collections.Counter(out).items() if n > 1]
+
+
+def test_an_aggregation_crashed_before_each_kafka_commit_writes_every_change_exactly_once(
+        kafka_bootstrap: str, run: int, tmp_path: Path, simulated_transactions: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    aggregation = f"""CREATE STREAM orders (id VARCHAR KEY, amount INT)
+                        WITH (kafka_topic='x-orders-{run}', value_format='JSON', partitions=2);
+                      CREATE TABLE totals WITH (kafka_topic='x-totals-{run}', partitions=2) AS
+                        SELECT id, COUNT(*) AS n FROM orders GROUP BY id;"""
+    transact = KafkaLog.append_transaction
+    allowed = [0]
+
+    def deliver_then_die(*args: Any, **kwargs: Any) -> dict[int, int]:
+        if allowed[0] == 0:
+            raise _Crash
+        allowed[0] -= 1
+        return transact(*args, **kwargs)
+
+    monkeypatch.setattr(KafkaLog, "append_transaction", deliver_then_die)
+    for restart in range(4):  # each run delivers the last run's outbox, commits one batch, dies before Kafka's
+        with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as engine:
+            if restart == 0:
+                engine.execute(aggregation)
+            engine.produce_batch("ORDERS", pd.DataFrame([(f"k{i % 3}", i, 1_000 * restart + i) for i in range(10)],
+                                                        columns=["id", "amount", "ts"]), key="id", timestamp="ts")
+            [runner] = engine._runners.values()
+            allowed[0] = 0 if restart == 0 else 1
+            with pytest.raises(_Crash):
+                runner.step()
+            assert runner.stats.consumed > 0  # the batch committed in DuckDB before the crash
+    assert simulated_transactions.count("commit 0") == 0 and len([e for e in simulated_transactions
+                                                                  if e.startswith("commit")]) == 3
+    monkeypatch.setattr(KafkaLog, "append_transaction", transact)
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as last:
+        last.run_until_idle()
+    out = [(m.key, json.loads(m.value)["N"]) for m in read_all(kafka_bootstrap, f"x-totals-{run}", 2)]
+    # every change once: k0 counted 1…16, k1 and k2 1…12, none repeated, none lost
+    assert sorted(out) == sorted([(b"k0", n) for n in range(1, 17)] + [(k, n) for k in (b"k1", b"k2")
+                                                                       for n in range(1, 13)])
