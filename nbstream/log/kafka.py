@@ -276,6 +276,15 @@ class KafkaLog:
             self._partition_counts()
         return self._counts.get(name)
 
+    def partition_count(self, name: str) -> int:
+        """The partition count of topic ``name`` (trusted for PARTITION_COUNT_TTL_S since the last
+        listing), or a :class:`LogError` naming the near miss."""
+        count = self._partition_count(name)
+        if count is None:
+            self.require(name)  # the error naming the near miss
+        assert count is not None
+        return count
+
     def topic(self, name: str) -> TopicInfo | None:
         """The topic ``name`` with its end offsets, or None."""
         with self._lock:
@@ -328,10 +337,7 @@ class KafkaLog:
         """Produce the records of ``batch`` (``RECORD_SCHEMA`` columns, ``offset`` ignored) and
         wait until the broker acknowledged them all; returns the records written per partition."""
         with self._lock:
-            count = self._partition_count(topic)
-            if count is None:
-                self.require(topic)  # the error naming the near miss
-            assert count is not None
+            count = self.partition_count(topic)
             if batch.num_rows == 0:
                 return {}
             partitions = self._route(topic, batch, count)

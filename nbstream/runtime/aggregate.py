@@ -417,7 +417,7 @@ class AggregateRunner(QueryRunner):
         window_type = None if plan.window is None else "'SESSION'" if plan.window.kind == "SESSION" else "'TIME'"
         encoded = encode_rows_sql(plan.sink, plan.columns, rows, control=CONTROL_COLUMNS, window_type=window_type,
                                   order="__pos")
-        partitions = self.log.require(plan.sink.topic).partitions
+        partitions = self._partitions(plan.sink.topic)
         return (f"SELECT {route_sql(partitions)} AS p, * FROM ({encoded}) "
                 f"UNION ALL BY NAME SELECT *, NULL::INTEGER AS p FROM ({errors})")
 

@@ -543,7 +543,7 @@ class JoinRunner(QueryRunner):
             return f"SELECT * FROM {rows} UNION ALL BY NAME {errors}"
         encoded = encode_rows_sql(plan.sink, plan.columns, rows, control=(*CONTROL_COLUMNS, "__side"),
                                   order="__pos")
-        partitions = self.log.require(plan.sink.topic).partitions
+        partitions = self._partitions(plan.sink.topic)
         return (f"SELECT {route_sql(partitions)} AS p, * FROM ({encoded}) "
                 f"UNION ALL BY NAME SELECT *, NULL::INTEGER AS p FROM ({errors})")
 

@@ -126,6 +126,11 @@ class KafkaInput(QueryRunner):
         EMIT FINAL session); None: rows carry no source header."""
         return f"{self._error_topic_sql()} || '/' || __in_partition || '/' || __in_offset"
 
+    def _partitions(self, topic: str) -> int:
+        """The partition count the Kafka log knows since its last listing (no end offsets needed:
+        the batch's input listing refreshed it, so a deleted sink is still seen at once)."""
+        return self.kafka.partition_count(topic)
+
     def _write_output(self) -> dict[str, dict[int, int]]:
         """Produce the good rows of ``__result``, each with the header naming its input record —
         or, with exactly_once_v2, add them to the outbox, committed with the batch's state."""

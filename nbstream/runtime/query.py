@@ -260,8 +260,12 @@ class QueryRunner:
         encoded as records and routed to partitions (one pass, not three)."""
         if self.plan.sink is None:
             return sql
-        partitions = self.log.require(self.plan.sink.topic).partitions
+        partitions = self._partitions(self.plan.sink.topic)
         return f"SELECT {route_sql(partitions)} AS p, * FROM ({encoded_sql(self.plan, f'({sql})')})"
+
+    def _partitions(self, topic: str) -> int:
+        """The partition count of ``topic`` (the sink's: output rows are routed by it)."""
+        return self.log.require(topic).partitions
 
     def _write_output(self) -> dict[str, dict[int, int]]:
         """Write the good rows of ``__result`` where the query's output goes; rows per topic."""
