@@ -38,7 +38,8 @@ Broker differences handled here (checked against Tansu 0.6, the test broker): it
 answers ``base offset of the last record batch + 1`` instead of the log end offset when the last
 produce held several records, so end offsets are confirmed by the high watermark of a one-record
 fetch at the listed offset - 1 (correct on Apache Kafka too, at the cost of a fetch). Tansu refuses
-idempotent producers (InitProducerId fails), so tests run with ``enable_idempotence=False``.
+idempotent and transactional producers (InitProducerId fails with error -1), so tests run with
+``enable_idempotence=False`` and check that exactly_once_v2 is refused.
 
 A broker that does not answer (connection refused or reset, request timed out, no answer within
 ``call_timeout_s``) raises :class:`BrokerUnavailable`, a LogError the query runners treat as a
