@@ -329,7 +329,9 @@ class AggregateRunner(QueryRunner):
         window = self.aggregate.window
         assert window is not None
         advance = window.advance_ms or window.size_ms
-        windows = f"SELECT *, unnest(generate_series(__from, __last, {advance})) AS __ws FROM __rows"
+        windows = (f"SELECT *, unnest(generate_series(__from, __last, {advance})) AS __ws FROM __rows"
+                   if advance != window.size_ms else  # tumbling: a row's one window, unless it came late
+                   "SELECT *, __last AS __ws FROM __rows WHERE __from <= __last")
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __partials AS
             SELECT {groups}, __ws, __ws + {window.size_ms} AS __we, {partial}, max(__ts) AS __rts, min(__pos) AS __pos
             FROM ({windows}) GROUP BY {groups}, __ws""")
