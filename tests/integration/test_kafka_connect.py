@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ import duckdb
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
-from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
-from IPython.testing.globalipapp import get_ipython
-from IPython.utils.capture import CapturedIO, capture_output
+from IPython.core.interactiveshell import InteractiveShell
+from ipython_cells import displayed_text, eventually, nbstream_shell, run
 from kafka_reader import read_all
 
 from nbstream import Engine
@@ -36,20 +34,8 @@ _runs = itertools.count()
 
 @pytest.fixture
 def shell() -> Iterator[InteractiveShell]:
-    ip = get_ipython() or InteractiveShell.instance()  # None once started elsewhere
-    ip.run_line_magic("load_ext", "nbstream")
-    yield ip
+    yield nbstream_shell()
     session.disconnect()
-
-
-def run(shell: InteractiveShell, cell: str) -> tuple[ExecutionResult, CapturedIO]:
-    with capture_output() as captured:
-        result = shell.run_cell(cell)
-    return result, captured
-
-
-def displayed(captured: CapturedIO) -> str:
-    return captured.stdout + "\n".join(o.data.get("text/plain", "") for o in captured.outputs)
 
 
 def count_of(shell: InteractiveShell, table: str, user: str) -> int | None:
@@ -57,17 +43,6 @@ def count_of(shell: InteractiveShell, table: str, user: str) -> int | None:
     assert result.success, result.error_in_exec
     frame = shell.user_ns["counts"]
     return int(frame["N"].iloc[0]) if len(frame) else None
-
-
-def eventually(probe: Any, timeout: float = 30.0) -> Any:
-    """``probe()``'s first truthy value, polled until ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"no result within {timeout} s")
 
 
 def test_stream_connect_kafka_runs_the_notebook_on_the_cluster(shell: InteractiveShell, kafka_bootstrap: str) -> None:
@@ -93,11 +68,11 @@ INSERT INTO clicks_{n} (userid, page) VALUES ('u1', 'cart');
 """)
     assert created.success, created.error_in_exec
 
-    assert eventually(lambda: count_of(shell, f"per_user_{n}", "u1") == 2)
+    assert eventually(lambda: count_of(shell, f"per_user_{n}", "u1") == 2, timeout=30)
     assert count_of(shell, f"per_user_{n}", "u2") == 1
     printed, out = run(shell, f"%stream PRINT 'clicks-connect-{n}' FROM BEGINNING LIMIT 3;")
     assert printed.success, printed.error_in_exec
-    assert displayed(out).count('"PAGE":"cart"') == 2
+    assert displayed_text(out).count('"PAGE":"cart"') == 2
     records = read_all(kafka_bootstrap, f"clicks-connect-{n}", 2)  # really in Kafka, keyed
     assert sorted((m.key, json.loads(m.value)["PAGE"]) for m in records) == [
         (b"u1", "cart"), (b"u1", "home"), (b"u2", "cart")]
