@@ -93,29 +93,17 @@ class AggregateRunner(QueryRunner):
         values = tuple(c.name for c in self.aggregate.columns if c.role != "KEY")
         return ResultShape(keys + values, keys, True, self.aggregate.limit)
 
-    def fetch_rows(self) -> pa.Table | None:
-        """For a push query: fold one batch and return its changelog rows (``ROWTIME``, ``__deleted``
-        — a tombstone —, the result's key columns, WINDOWSTART/WINDOWEND if windowed, then its
-        values), in changelog order; None when idle."""
-        ranges = self._ranges()
-        if not any(b > a for a, b in ranges.values()):
-            return None
-        sql = self._prepare(ranges)
+    def _batch_rows(self, sql: str) -> pa.Table:
+        """A push query's batch folded: its changelog rows (``ROWTIME``, ``__deleted`` — a tombstone —,
+        the result's key columns, WINDOWSTART/WINDOWEND if windowed, then its values) in changelog
+        order, and the batch's records in error."""
+        self._evaluate(sql)
         window = ', __ws AS "WINDOWSTART", __we AS "WINDOWEND"' if self.aggregate.window is not None else ""
         keys = [quote(c.name) for c in self.aggregate.columns if c.role == "KEY"]
         values = [quote(c.name) for c in self.aggregate.columns if c.role != "KEY"]
-        self.con.execute("BEGIN")
-        try:
-            self._evaluate(sql)
-            table = self.con.sql(f"""SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {", ".join(keys)}{window},
-                                            {", ".join(values)}
-                                     FROM __result ORDER BY __pos""").to_arrow_table()
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
-        self.offsets.update({p: b for p, (_, b) in ranges.items()})
-        return self.stats.count_fetched(sum(b - a for a, b in ranges.values()), table)
+        return self.con.sql(f"""SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {", ".join(keys)}{window},
+                                       {", ".join(values)}
+                                FROM __result ORDER BY __pos""").to_arrow_table()
 
     # -- batches: one input partition at a time ------------------------------------------------------
     def _ranges(self) -> Ranges:

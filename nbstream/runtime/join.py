@@ -95,27 +95,14 @@ class JoinRunner(QueryRunner):
         keys = tuple(c.name for c in plan.columns if c.role == "KEY")
         return ResultShape(tuple(c.name for c in plan.columns), keys, plan.emits_table and bool(keys), plan.limit)
 
-    def fetch_rows(self) -> pa.Table | None:
-        """For a push query: join one batch and return its result rows (``ROWTIME``, ``__deleted``,
-        then the columns) in output order; None when idle."""
-        ranges = self._ranges()
-        if not any(b > a for a, b in ranges.values()):
-            return None
-        self._prepare(ranges)
+    def _batch_rows(self, sql: str) -> pa.Table:
+        """A push query's batch joined: its result rows in output order, and its records in error."""
+        self.join_batch()
         names = ", ".join(quote(c.name) for c in self.join.columns)
-        rows: list[pa.Table] = []
-
-        def join() -> dict[str, dict[int, int]]:
-            self.join_batch()
-            errors = self.errors_sql("TRUE AS __err, __errmsg, __in_partition AS __pos")
-            rows.append(self.con.sql(f"""SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names}
-                FROM (SELECT * FROM {self._projected_sql()} UNION ALL BY NAME {errors})
-                ORDER BY __pos""").to_arrow_table())
-            return {}
-
-        self._transaction(join)
-        self.offsets.update({p: b for p, (_, b) in ranges.items()})
-        return self.stats.count_fetched(sum(b - a for a, b in ranges.values()), rows[0])
+        errors = self.errors_sql("TRUE AS __err, __errmsg, __in_partition AS __pos")
+        return self.con.sql(f"""SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names}
+            FROM (SELECT * FROM {self._projected_sql()} UNION ALL BY NAME {errors})
+            ORDER BY __pos""").to_arrow_table()
 
     # -- inputs ------------------------------------------------------------------------------------
     @property

@@ -311,20 +311,31 @@ class QueryRunner:
         return ("WINDOWSTART", "WINDOWEND") if keyed else ()
 
     def fetch_rows(self) -> pa.Table | None:
-        """For a transient query: process one batch and return its result rows (None: idle)."""
+        """For a push query: process one batch and return its result rows — ``ROWTIME``,
+        ``__deleted`` (a tombstone), then :attr:`result_shape`'s columns, in output order — without
+        the batch's records in error, which are counted (None: idle)."""
         ranges = self._ranges()
         if _size(ranges) == 0:
             return None
         sql = self._prepare(ranges)
+        fetched: list[pa.Table] = []
+
+        def evaluate() -> dict[str, dict[int, int]]:
+            fetched.append(self._batch_rows(sql))
+            return {}
+
+        self._transaction(evaluate)  # with the state a stateful push query keeps
+        self.offsets.update({p: b for p, (_, b) in ranges.items()})
+        return self.stats.count_fetched(_size(ranges), fetched[0])
+
+    def _batch_rows(self, sql: str) -> pa.Table:
+        """The rows :meth:`fetch_rows` returns for the batch ``sql`` evaluates, with ``__err`` and
+        ``__errmsg``; a stateful runner updates its state here."""
         window = {"WINDOWSTART": "__ws", "WINDOWEND": "__we"}
         names = ", ".join(f"{window[name]} AS {quote(name)}" if name in window else quote(name)
                           for name in self.result_shape.columns)
-        table = self.con.sql(
-            f"SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names} FROM ({sql}) "
-            "ORDER BY __in_partition, __in_offset"
-        ).to_arrow_table()
-        self.offsets.update({p: b for p, (_, b) in ranges.items()})
-        return self.stats.count_fetched(_size(ranges), table)
+        return self.con.sql(f"SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names} FROM ({sql}) "
+                            "ORDER BY __in_partition, __in_offset").to_arrow_table()
 
 
 
