@@ -17,6 +17,14 @@ from nbstream.sql import parse
 
 QTT = Path(__file__).parents[3].parent / "shared" / "conformance" / "ksql-qtt"
 
+#: Statements of positive cases the parser does not take yet (issue 14: CREATE TYPE, ``STRUCT->*``).
+#: The test fails when this list is wrong either way, so a fix must shorten it.
+KNOWN_GAPS = {
+    "create-type - create simple type",
+    "create-type - create nested type",
+    "pull-queries-with-struct-star - select all fields within struct column (struct_col->*)",
+}
+
 pytestmark = pytest.mark.skipif(not QTT.is_dir(), reason="../shared/conformance is absent")
 
 
@@ -48,7 +56,7 @@ def statements() -> Iterator[tuple[str, str, bool]]:
     for path in sorted(QTT.rglob("*.json")):
         cases = json.loads(strip_comments(path.read_text())).get("tests", [])
         for case in cases:
-            negative = "expectedException" in case
+            negative = "expectedException" in case or "expectedError" in case  # QTT's and REST tests' errors
             for fmt in case.get("format") or [None]:
                 for stmt in case.get("statements", []):
                     text = stmt.replace("{FORMAT}", fmt) if fmt else stmt
@@ -56,7 +64,8 @@ def statements() -> Iterator[tuple[str, str, bool]]:
 
 
 def test_every_statement_of_a_positive_case_parses() -> None:
-    failures, count = [], 0
+    failures: dict[str, str] = {}
+    count = 0
     for case, text, negative in statements():
         if negative:
             continue
@@ -64,13 +73,17 @@ def test_every_statement_of_a_positive_case_parses() -> None:
         try:
             parse(text)
         except ParseError as error:
-            failures.append(f"{case}: {error}")
+            failures.setdefault(case, str(error))
     assert count > 1000
-    assert not failures, f"{len(failures)} of {count} did not parse:\n" + "\n".join(failures[:50])
+    unexpected = {case: error for case, error in failures.items() if case not in KNOWN_GAPS}
+    assert not unexpected, f"{len(unexpected)} cases did not parse:\n" + "\n".join(
+        f"{case}: {error}" for case, error in list(unexpected.items())[:50])
+    assert set(failures) == KNOWN_GAPS, f"these known gaps parse now, remove them: {KNOWN_GAPS - set(failures)}"
 
 
 def test_statements_of_negative_cases_parse_or_raise_parse_error() -> None:
-    for _case, text, negative in statements():
-        if negative:
-            with contextlib.suppress(ParseError):
-                parse(text)
+    negatives = [text for _case, text, negative in statements() if negative]
+    assert len(negatives) > 100
+    for text in negatives:
+        with contextlib.suppress(ParseError):
+            parse(text)
