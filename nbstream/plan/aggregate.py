@@ -32,7 +32,7 @@ from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.sql.ast import Dereference, Query, WindowSpec
 
-#: ksqlDB's grace period when a window names none: 24 hours.
+#: ksqlDB's default grace period is this less the window size (``StreamAggregateBuilder.defaultGrace``).
 DEFAULT_GRACE_MS = 24 * 60 * 60 * 1000
 
 
@@ -70,10 +70,16 @@ class AggregatePlan:
 
     @property
     def grace_ms(self) -> int:
-        """The window's grace period; without GRACE PERIOD, 24 hours (none with EMIT FINAL, as in ksqlDB)."""
-        if self.window is None or self.window.grace_ms is None:
-            return 0 if self.emit_final else DEFAULT_GRACE_MS
-        return self.window.grace_ms
+        """The window's grace period (see :func:`window_grace_ms`)."""
+        return DEFAULT_GRACE_MS if self.window is None else window_grace_ms(self.window, self.emit_final)
+
+
+def window_grace_ms(window: WindowSpec, emit_final: bool) -> int:
+    """A window's grace period. Without GRACE PERIOD, as ksqlDB: none with EMIT FINAL, else 24 hours
+    less the window's size (a session's gap), so that a window closes 24 hours after it starts."""
+    if window.grace_ms is None:
+        return 0 if emit_final else max(DEFAULT_GRACE_MS - window.size_ms, 0)
+    return window.grace_ms
 
 
 def is_aggregate_query(query: Query) -> bool:

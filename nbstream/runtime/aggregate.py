@@ -7,14 +7,17 @@ Each batch, inside the one transaction of :class:`~nbstream.runtime.query.QueryR
 2. ``__rows``: the rows to fold, in arrival order (``__pos``). A TABLE's change becomes a retraction
    of its previous row (``__sign`` -1) and the addition of the new one (+1). Windows are assigned
    (a hopping window repeats a row per window) and rows whose window closed before they arrived —
-   by the query's stream time, the largest record time seen — are dropped and counted late;
+   by the stream time of the batch's task (its input partition), the largest record time that
+   partition has given the query — are dropped and counted late;
 3. ``__out``: the changelog. EMIT CHANGES: one row per input row and window, the running aggregate
    of the batch (DuckDB window functions ordered by ``__pos``) merged with the stored state; a
    table row that stays in its group writes only its addition. EMIT FINAL: the batch is grouped,
-   merged into the state, and each record that moves the close time (stream time - grace) forward
-   emits the windows ending exactly then (Kafka Streams' emit-on-window-close). HAVING turns a row
+   merged into the state, and every window of the task whose end the close time (stream time -
+   grace) has reached is written once, unless its retention expired it first (Kafka Streams'
+   emit-on-window-close: see :meth:`AggregateRunner._fold_final`). HAVING turns a row
    into a tombstone if the group's previous result passed, else drops it;
-4. the state table ``agg$<query>`` takes each group's last value; closed windows leave it.
+4. the state table ``agg$<query>`` takes each group's last value, tagged with the task that wrote
+   it; the task's closed windows leave it.
 
 SESSION windows fold differently (:mod:`nbstream.runtime.session`): their state is the live sessions
 and their rows, and ``__changes`` comes from an ordered merge instead of steps 2-3's running windows.
@@ -23,6 +26,8 @@ Nothing here loops over records in Python: every step is one DuckDB statement ov
 """
 
 from __future__ import annotations
+
+import logging
 
 import duckdb
 import pyarrow as pa
@@ -38,6 +43,8 @@ from nbstream.plan.logical import Sink
 from nbstream.runtime import stream_time
 from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape
 from nbstream.runtime.session import SessionFold
+
+log = logging.getLogger(__name__)
 
 
 class AggregateRunner(QueryRunner):
@@ -81,7 +88,8 @@ class AggregateRunner(QueryRunner):
         groups = ", ".join(f"{quote(g.name)} {g.type.duckdb()}" for g in self.aggregate.groups)
         slots = ", ".join(f"__s{j}_{k} {slot.type}" for j, k, slot in self._slots)
         con.execute(f"CREATE {self._table} IF NOT EXISTS {self.state} ({groups}, __ws BIGINT, __we BIGINT, {slots}, "
-                    "__ts BIGINT, __pass BOOLEAN)")
+                    "__ts BIGINT, __pass BOOLEAN, __task INTEGER)")
+        con.execute(f"ALTER TABLE {self.state} ADD COLUMN IF NOT EXISTS __task INTEGER")  # state from before tasks
         if self.aggregate.table_keys:
             cols = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in self.plan.columns)
             con.execute(f"CREATE {self._table} IF NOT EXISTS {self.previous} ({cols})")
@@ -147,7 +155,7 @@ class AggregateRunner(QueryRunner):
             self._remember_rows()
         before = self._stream_time()
         if self._sessions is not None:
-            late, st = self._sessions.fold(before, self.aggregate.emit_final)
+            late, st = self._sessions.fold(before, self.aggregate.emit_final, self._partition)
             self.stats.late += late
             self._emit(st)
             return
@@ -160,7 +168,7 @@ class AggregateRunner(QueryRunner):
         self.stats.late += int(late or 0)
         st = before if after is None else max(before, int(after))
         if self.aggregate.emit_final:
-            self._fold_final(before, st)
+            self._fold_final(st)
         else:
             con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._running_sql()}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql()}")
@@ -302,15 +310,22 @@ class AggregateRunner(QueryRunner):
         QUALIFY __sign > 0 OR count(*) OVER (PARTITION BY {", ".join(f"r.{quote(g)}" for g in self._groups)},
                                                          r.__ws, r.__ord) = 1"""
 
-    def _fold_final(self, before: int, st: int) -> None:
+    def _fold_final(self, st: int) -> None:
         """EMIT FINAL: fold the batch into the state; ``__changes`` holds the windows that closed.
 
-        As Kafka Streams' emit-on-window-close: when stream time moves the close time (stream time -
-        grace) past window ends, those windows are emitted once — if the window store still keeps
-        them then: a window whose start is before ``stream time - retention`` at that moment expired
-        unseen (a jump of stream time beyond the retention skips it, as in ksqlDB)."""
+        As Kafka Streams' emit-on-window-close (``KStreamWindowAggregate``): a window is written once,
+        by the first record of its task after which the close time (stream time - grace) reaches its
+        end, if the window store still holds it then. The store (time-ordered, as for every
+        emit-on-window-close) hides windows that start before its own time less the retention, and
+        its time is the largest window START written — the window of the record with the largest time,
+        ``st // advance * advance`` — not the stream time. So with the default retention (size +
+        grace) a window is written by any record whose stream time lands in [end + grace,
+        start + 2 x size); a jump of stream time past that expires it unwritten, as in ksqlDB (its
+        "large jump" case). Those windows are counted (``stats.expired``) and logged, never silently
+        dropped; a RETENTION above the largest gap between records keeps them. A closed window takes
+        no more records, so writing the batch's closed windows after folding it is the same as
+        writing them record by record."""
         con = self.con
-        grace = self.aggregate.grace_ms
         groups = ", ".join(quote(g) for g in self._groups)
         partial = ", ".join(f"CAST({self._slot_batch((j, k))} AS {slot.type}) AS __r{j}_{k}"
                             for j, k, slot in self._slots)
@@ -328,30 +343,52 @@ class AggregateRunner(QueryRunner):
         keys = ", ".join(f"coalesce(s.{quote(g)}, p.{quote(g)}) AS {quote(g)}" for g in self._groups)
         con.execute(f"""CREATE OR REPLACE {self._table} {self.state} AS
             SELECT {keys}, coalesce(s.__ws, p.__ws) AS __ws, coalesce(s.__we, p.__we) AS __we, {merged},
-                   greatest(s.__ts, p.__rts) AS __ts, s.__pass
+                   greatest(s.__ts, p.__rts) AS __ts, s.__pass,
+                   CASE WHEN p.__ws IS NULL THEN s.__task ELSE {self._partition} END AS __task
             FROM {self.state} s FULL JOIN __partials p ON {self._group_match('s', 'p')}""")
         slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
         renamed = ", ".join(f"__s{j}_{k} AS __m{j}_{k}" for j, k, _ in self._slots)
-        # the stream time at which each closing window closed: the first reached at or past end + grace,
-        # and the record that reached it (the window's input position, ``__ord`` = SEQ_SQL)
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
-            WITH closing AS (SELECT *, {renamed} FROM {self.state}
-                             WHERE __we > {before - grace} AND __we <= {st - grace}),
+        # each closed window with the record whose stream time first reached its end + grace (its input
+        # position ``__ord`` = SEQ_SQL) and whether the window store still held the window then
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __closed AS
+            WITH closing AS (SELECT *, {renamed} FROM {self.state} WHERE {self._closed_sql(st)}),
                  reached AS (SELECT __st, min(__ord) AS __closer FROM __rows GROUP BY __st),
                  ends AS (SELECT DISTINCT __we FROM closing),
                  closed_at AS (SELECT e.__we, r.__st, r.__closer FROM ends e
-                               ASOF JOIN reached r ON e.__we + {grace} <= r.__st)
+                               ASOF JOIN reached r ON e.__we + {self.aggregate.grace_ms} <= r.__st)
+            SELECT *, __ws >= __st // {advance} * {advance} - {self._retention_ms()} AS __held
+            FROM closing JOIN closed_at USING (__we)""")
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
             SELECT {groups}, __ws, __we, {slots}, __ts AS __out_ts, FALSE AS __stored_pass, FALSE AS __tomb,
                    (__closer >> 40)::INTEGER AS __in_partition, __closer & {(1 << 40) - 1} AS __in_offset,
                    row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
-            FROM closing JOIN closed_at USING (__we)
-            WHERE __ws >= __st - {self._retention_ms()}""")
+            FROM __closed WHERE __held""")
+        self._count_expired()
+
+    def _count_expired(self) -> None:
+        """Count (and log, as Kafka Streams logs a skipped window) the closed windows that expired unwritten."""
+        expired, first, last = self.con.execute(
+            "SELECT count(*), min(__ws), max(__st) FROM __closed WHERE NOT __held").fetchall()[0]
+        if expired:
+            self.stats.expired += expired
+            log.warning("query %s: %d EMIT FINAL window(s) from start %d expired before they closed: stream time "
+                        "jumped to %d, beyond the windows' retention of %d ms; a larger RETENTION keeps them",
+                        self.query_id, expired, first, last, self._retention_ms())
 
     def _retention_ms(self) -> int:
-        """How long (by stream time, from a window's start) the window store keeps a window."""
+        """How long the window store keeps a window: from its start, by the largest window start written."""
         window = self.aggregate.window
         assert window is not None
         return max(window.retention_ms or 0, window.size_ms + self.aggregate.grace_ms)
+
+    def _closed_sql(self, st: int) -> str:
+        """The windows of this batch's task that stream time ``st`` closed (end + grace ≤ ``st``).
+
+        A window belongs to the task (input partition) that last folded a record into it: each task
+        has its own stream time, as in Kafka Streams, so one partition's clock never closes the
+        windows of keys another partition carries. (State from before tasks has none: any closes it.)"""
+        return (f"__we + {self.aggregate.grace_ms} <= {st} "
+                f"AND coalesce(__task, {self._partition}) = {self._partition}")
 
     def _projected_sql(self) -> str:
         """``__changes`` through the projection and HAVING: the output rows and what HAVING said."""
@@ -383,15 +420,15 @@ class AggregateRunner(QueryRunner):
         groups = ", ".join(quote(g) for g in self._groups)
         slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __last AS
-            SELECT {groups}, __ws, __we, {slots}, __out_ts, __pass FROM __out
+            SELECT {groups}, __ws, __we, {slots}, __out_ts, __pass, {self._partition} AS __task FROM __out
             QUALIFY row_number() OVER (PARTITION BY {groups}, __ws ORDER BY __pos DESC) = 1""")
         self.con.execute(f"DELETE FROM {self.state} USING __last AS l WHERE {self._group_match(self.state, 'l')}")
         self.con.execute(f"INSERT INTO {self.state} SELECT * FROM __last")
 
     def _close_windows(self, st: int) -> None:
-        """Windows whose end + grace is at or before stream time take no more records: drop them."""
+        """Closed windows of the batch's task take no more records: drop them (EMIT FINAL wrote them)."""
         if self.aggregate.window is not None:
-            self.con.execute(f"DELETE FROM {self.state} WHERE __we + {self.aggregate.grace_ms} <= {st}")
+            self.con.execute(f"DELETE FROM {self.state} WHERE {self._closed_sql(st)}")
 
     # step 4: records -------------------------------------------------------------------------------------------
     def _result_sql(self) -> str:

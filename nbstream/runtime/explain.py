@@ -9,7 +9,7 @@ notebook draws the same rows as a picture (:mod:`nbstream.notebook.display`).
 from __future__ import annotations
 
 from nbstream.physical.expressions import quote
-from nbstream.plan.aggregate import AggregatePlan
+from nbstream.plan.aggregate import AggregatePlan, window_grace_ms
 from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide
 from nbstream.plan.logical import OutputColumn, Sink, StatelessPlan
 from nbstream.plan.planner import Plan
@@ -93,7 +93,8 @@ def _window(window: WindowSpec, emit_final: bool) -> str:
     parts = [f"{window.kind} {size} {window.size_ms} ms"]
     if window.advance_ms is not None:
         parts.append(f"advance {window.advance_ms} ms")
-    parts.append("grace 24 h (default)" if window.grace_ms is None else f"grace {window.grace_ms} ms")
+    default = " (default)" if window.grace_ms is None else ""
+    parts.append(f"grace {window_grace_ms(window, emit_final)} ms{default}")
     if window.retention_ms is not None:
         parts.append(f"retention {window.retention_ms} ms")
     parts.append("EMIT FINAL: once per window when it closes" if emit_final else "EMIT CHANGES")

@@ -5,9 +5,9 @@ topic that upserts each key's newest row and deletes keys on tombstones, committ
 its input offsets in one transaction like any query. Pull queries read the state table.
 
 A windowed table (a windowed aggregation's output) is materialized per key and window: its state
-has ``WINDOWSTART``/``WINDOWEND`` columns after the key, and windows that started more than the
-window retention before the table's stream time (the largest ROWTIME seen) are purged, so the
-state stays bounded on an endless stream.
+has ``WINDOWSTART``/``WINDOWEND`` columns after the key, and windows that started the window
+retention or more before the largest window start (sessions: ended before the largest end) are
+purged, as Kafka Streams' stores expire them, so the state stays bounded on an endless stream.
 
 The key columns (and ``WINDOWSTART``) are the state table's PRIMARY KEY: DuckDB's ART index makes
 a pull query's point lookup sub-millisecond and the upsert one ``INSERT OR REPLACE``.
@@ -90,14 +90,15 @@ class Materializer(QueryRunner):
         return {}
 
     def _purge_expired(self) -> None:
-        """Drop the windows that started (sessions: ended) ``retention`` or more before the stream
-        time, as Kafka Streams' window and session stores do."""
+        """Drop the windows that a Kafka Streams window store no longer returns: those that started
+        ``retention`` or more before the largest window start written (its store time is that, not
+        the stream time), or, for sessions, that ended ``retention`` or more before the largest end."""
         retention = self.retention_ms
         if retention is None or self.source.window is None:
             return
         bound = quote("WINDOWEND" if self.source.window.kind == "SESSION" else "WINDOWSTART")
         self.con.execute(f"""DELETE FROM {self.table}
-            WHERE {bound} <= (SELECT max("ROWTIME") FROM {self.table}) - {int(retention)}""")
+            WHERE {bound} <= (SELECT max({bound}) FROM {self.table}) - {int(retention)}""")
 
     def drop(self) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {self.table}")

@@ -53,6 +53,7 @@ class QueryStats:
     logged: int = 0
     emitted: int = 0
     late: int = 0  # records dropped because their window had closed
+    expired: int = 0  # EMIT FINAL windows the window store expired before they closed (see runtime.aggregate)
     batches: int = 0
     busy_seconds: float = 0.0
     last_error: str | None = None

@@ -52,21 +52,29 @@ class SessionFold:
         self.groups = [quote(g.name) for g in plan.groups]
         self.args = sorted({c.arg for c in plan.calls if c.arg is not None})
         self.arg_types = arg_types
+        self.task = 0  # the input partition of the batch being folded (see fold)
 
     # -- state ------------------------------------------------------------------------------------------
     def create_state(self) -> None:
         groups = ", ".join(f"{quote(g.name)} {g.type.duckdb()}" for g in self.plan.groups)
         args = "".join(f", {quote(a)} {self.arg_types[a]}" for a in self.args)
-        self.con.execute(f"CREATE TABLE IF NOT EXISTS {self.state} ({groups}, __ws BIGINT, __we BIGINT)")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {self.state} "
+                         f"({groups}, __ws BIGINT, __we BIGINT, __task INTEGER)")
+        self.con.execute(f"ALTER TABLE {self.state} ADD COLUMN IF NOT EXISTS __task INTEGER")  # state from before tasks
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {self.rows} ({groups}, __t BIGINT{args}, __ord BIGINT)")
 
     def drop_state(self) -> None:
         self.con.execute(f"DROP TABLE IF EXISTS {self.rows}")
 
     # -- one batch --------------------------------------------------------------------------------------
-    def fold(self, stream_time: int, emit_final: bool) -> tuple[int, int]:
-        """Merge the batch into the sessions; fill ``__changes``. Returns (late records, new stream time)."""
+    def fold(self, stream_time: int, emit_final: bool, task: int) -> tuple[int, int]:
+        """Merge the batch of ``task`` (its input partition, whose stream time is ``stream_time``) into
+        the sessions; fill ``__changes``. Returns (late records, new stream time).
+
+        A session belongs to the task whose record last extended it, and only that task's stream time
+        closes it (each input partition has its own, as in Kafka Streams)."""
         con = self.con
+        self.task = task
         con.execute(f"CREATE OR REPLACE TEMP TABLE __events AS {self._events_sql(stream_time)}")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __walk AS {self._walk_sql()}")
         con.execute("""CREATE OR REPLACE TEMP TABLE __merged AS
@@ -134,18 +142,23 @@ class SessionFold:
             JOIN __walk w USING (__key, __n) JOIN (SELECT DISTINCT __key, {groups} FROM __events) e USING (__key)""")
         con.execute(f"DELETE FROM {self.state} USING __final AS l WHERE {match}")
         con.execute(f"""INSERT INTO {self.state}
-            SELECT {groups}, s.ws, s.we FROM (SELECT {groups}, unnest(__sessions) AS s FROM __final)""")
+            SELECT {groups}, s.ws, s.we, {self.task} FROM (SELECT {groups}, unnest(__sessions) AS s FROM __final)""")
 
     def _expire(self, st: int) -> None:
         """Sessions that ended before ``st - grace - gap`` expire with their rows."""
         con = self.con
         close = self._close(st)
-        con.execute(f"DELETE FROM {self.state} WHERE __we < {close}")
+        con.execute(f"DELETE FROM {self.state} WHERE {self._closed_sql(st)}")
         self._drop_orphan_rows(f"r.__t < {close}")
 
     def _close(self, st: int) -> int:
         """The close time at stream time ``st``: sessions that end before it take no more records."""
         return st - self.plan.grace_ms - self.gap
+
+    def _closed_sql(self, st: int) -> str:
+        """The sessions of the batch's task that stream time ``st`` closed (state from before tasks:
+        any task's)."""
+        return f"__we < {self._close(st)} AND coalesce(__task, {self.task}) = {self.task}"
 
     def _drop_orphan_rows(self, where: str) -> None:
         covered = " AND ".join([*(f"s.{g} IS NOT DISTINCT FROM r.{g}" for g in self.groups),
@@ -178,9 +191,9 @@ class SessionFold:
             SELECT {groups}, __ws, __we, __we AS __out_ts, FALSE AS __tomb, NULL::INTEGER AS __in_partition,
                    NULL::BIGINT AS __in_offset, NULL::BIGINT AS __ord,
                    row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
-            FROM {self.state} WHERE __we < {self._close(st)}""")
+            FROM {self.state} WHERE {self._closed_sql(st)}""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._with_slots('SELECT * FROM __closing', 'TRUE')}")
-        con.execute(f"DELETE FROM {self.state} WHERE __we < {self._close(st)}")
+        con.execute(f"DELETE FROM {self.state} WHERE {self._closed_sql(st)}")
         self._drop_orphan_rows("TRUE")
 
     def _with_slots(self, emitted: str, rows_filter: str) -> str:

@@ -67,7 +67,7 @@ class WindowSpec:
     kind: Literal["TUMBLING", "HOPPING", "SESSION"]
     size_ms: int  # for SESSION: the inactivity gap
     advance_ms: int | None = None  # HOPPING only
-    grace_ms: int | None = None  # None: ksqlDB's default (24 h)
+    grace_ms: int | None = None  # None: ksqlDB's default (plan.aggregate.window_grace_ms)
     retention_ms: int | None = None
 
 
