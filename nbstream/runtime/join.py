@@ -231,7 +231,8 @@ class JoinRunner(QueryRunner):
         self.con.execute(f"DROP TABLE IF EXISTS {self._rows}")
         ids = [self.query_id, *(self._offset_id(side) for side in self.side_numbers)]
         marks = ", ".join("?" for _ in ids)
-        self.con.execute(f"DELETE FROM __stream_time WHERE query_id IN ({marks})", ids)
+        self.con.execute(f"DELETE FROM __stream_time WHERE query_id IN ({marks}) OR starts_with(query_id, ?) "
+                         "OR starts_with(query_id, ?)", [*ids, f"{self.query_id}/", f"{self.query_id}#"])
         self.con.execute(f"DELETE FROM __offsets WHERE query_id IN ({marks})", ids)
 
     # -- one batch ---------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 A record of the left side at time ``t`` joins the right records with times in
 ``[t - before, t + after]`` that arrived before it (a right record symmetrically). Stream time is
-the query's largest record time, shared by both sides. Unmatched records of an outer side are
+the largest record time of an input partition (a task, as in Kafka Streams: both inputs are
+co-partitioned), shared by both sides; each side's window store has its own clock per partition,
+which bounds what it keeps. Unmatched records of an outer side are
 emitted null-padded at once — or, with a GRACE PERIOD, once their window has closed (stream time
 past ``t + after + grace`` for a left record, ``t + before + grace`` for a right one) unless a
 match arrived first; until then they wait in the outer store.
@@ -34,29 +36,40 @@ class WindowJoin:
         self.retention = self.before + self.after + self.grace
         self.cols = [[quote(c.name) for c in s.value_columns] for s in self.plan.sides[:2]]
         self.states = runner._states[:2]  # the two streams' window stores (a chain's tables follow)
+        for table in [*self.states, *([runner._outer] if runner._outer_store else [])]:  # state from before tasks
+            runner.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS __in_partition INTEGER")
 
     def _clock(self, side: int | None) -> str:
-        """The ``__stream_time`` entry of the query (``side`` None) or of one side's window store."""
+        """The ``__stream_time`` entry of the query (``side`` None) or of one side's window store,
+        before its ``/<partition>``."""
         return self.runner.query_id if side is None else f"{self.runner.query_id}#{side}"
 
-    def _stream_time(self, side: int | None = None) -> int:
-        return stream_time.load(self.runner.con, self._clock(side))
+    def _clocks(self) -> tuple[dict[int, int], list[dict[int, int]]]:
+        """Per input partition of the batch: the stream time before it, and each side store's."""
+        con = self.runner.con
+        partitions = [int(p) for (p,) in con.execute("SELECT DISTINCT __in_partition FROM __ev WHERE __side < 2"
+                                                     ).fetchall()]
+        st0 = stream_time.load_partitions(con, self._clock(None), partitions)
+        return st0, [stream_time.load_partitions(con, self._clock(side), partitions) for side in range(2)]
 
     def _span(self, side: str) -> str:
         """How long after its time a record of ``side`` (SQL: 0 left, 1 right) can still be matched."""
         return f"CASE WHEN {side} = 0 THEN {self.after} ELSE {self.before} END"
 
     def evaluate(self) -> None:
-        """Stream time ``__stb``/``__sta`` before/after each record is shared by both sides; a
-        record is kept in its side's window store (``__late`` if not) while its time is within the
-        retention (before + after + grace) of the largest time that store has seen."""
+        """Stream time ``__stb``/``__sta`` before/after each record is its partition's, shared by both
+        sides; a record is kept in its side's window store (``__late`` if not) while its time is within
+        the retention (before + after + grace) of the largest time that store has seen in its partition."""
         con, jk = self.runner.con, quote(JOIN_KEY)
-        st0, own = self._stream_time(), [self._stream_time(side) for side in range(2)]
+        st0, own = self._clocks()
         preceding = "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
+        own_before = (f"CASE __side WHEN 0 THEN {stream_time.by_partition_sql(own[0])} "
+                      f"ELSE {stream_time.by_partition_sql(own[1])} END")
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __sev AS
-            WITH t AS (SELECT *, greatest({st0}, max(__ts) OVER (ORDER BY __arr {preceding})) AS __stb,
-                              greatest(CASE __side WHEN 0 THEN {own[0]} ELSE {own[1]} END, __ts,
-                                       max(__ts) OVER (PARTITION BY __side ORDER BY __arr {preceding})) AS __own
+            WITH t AS (SELECT *, greatest({stream_time.by_partition_sql(st0)}, max(__ts) OVER (
+                                          PARTITION BY __in_partition ORDER BY __arr {preceding})) AS __stb,
+                              greatest({own_before}, __ts, max(__ts) OVER (
+                                       PARTITION BY __side, __in_partition ORDER BY __arr {preceding})) AS __own
                        FROM __ev WHERE __side < 2 AND NOT __deleted AND {jk} IS NOT NULL)
             SELECT * EXCLUDE (__own), greatest(__stb, __ts) AS __sta, __ts <= __own - {self.retention} AS __late,
                    __ts + {self._span('__side')} < greatest(__stb, __ts) AS __closed FROM t""")
@@ -116,15 +129,16 @@ class WindowJoin:
         jk = quote(JOIN_KEY)
         cols = ", ".join(c for side in self.cols for c in side)
         self.runner.con.execute(f"""CREATE OR REPLACE TEMP TABLE __oc AS
-            WITH u AS (SELECT {cols}, {jk}, __side, __ts, 0 AS __arr FROM {self.runner._outer}
-                       UNION ALL SELECT {cols}, {jk}, __side, __ts, __arr FROM __sev
+            WITH u AS (SELECT {cols}, {jk}, __side, __ts, 0 AS __arr, __in_partition FROM {self.runner._outer}
+                       UNION ALL SELECT {cols}, {jk}, __side, __ts, __arr, __in_partition FROM __sev
                        WHERE NOT __late AND NOT __closed AND NOT __matched AND __side IN {self._outer_sides()}),
                  m AS (SELECT u.__side, u.__arr, u.__ts, u.{jk}, min(e.__arr) AS __m FROM u JOIN __sev e
                        ON e.{jk} = u.{jk} AND e.__side <> u.__side AND e.__arr > u.__arr
                           AND {self._window_match('e', 'u')}
                        GROUP BY ALL),
                  c AS (SELECT u.__side, u.__arr, u.__ts, u.{jk}, min(e.__arr) AS __c FROM u JOIN __sev e
-                       ON e.__arr > u.__arr AND e.__ts >= e.__stb
+                       ON e.__arr > u.__arr AND e.__in_partition = coalesce(u.__in_partition, e.__in_partition)
+                          AND e.__ts >= e.__stb
                           AND e.__sta > u.__ts + {self._span('u.__side')} + {self.grace}
                        GROUP BY ALL)
             SELECT u.*, m.__m, c.__c FROM u
@@ -137,20 +151,26 @@ class WindowJoin:
         return self._padded_sql("(SELECT * FROM __oc WHERE __c IS NOT NULL AND (__m IS NULL OR __c < __m))",
                                 "__c", "0", "__ts", "__arr")
 
-    def _store(self, st0: int, own: list[int]) -> None:
+    def _store(self, st0: dict[int, int], own: list[dict[int, int]]) -> None:
         con, runner = self.runner.con, self.runner
         for side, state in enumerate(self.states):
             cols = ", ".join(self.cols[side])
-            con.execute(f"INSERT INTO {state} SELECT {cols}, {quote(JOIN_KEY)}, __ts, 0 FROM __sev "
-                        f"WHERE __side = {side} AND NOT __late")
-            side_st = con.execute(f"SELECT greatest({own[side]}, max(__ts)) FROM __sev WHERE __side = {side}"
-                                  ).fetchall()[0][0]
-            con.execute(f"DELETE FROM {state} WHERE __ts <= {side_st} - {self.retention}")
-            stream_time.save(con, self._clock(side), side_st)
-        st = con.execute(f"SELECT greatest({st0}, max(__ts)) FROM __sev").fetchall()[0][0]
+            con.execute(f"INSERT INTO {state} BY NAME SELECT {cols}, {quote(JOIN_KEY)}, __ts, 0 AS __arr, "
+                        f"__in_partition FROM __sev WHERE __side = {side} AND NOT __late")
+            for partition, side_st in self._moved(f"__side = {side}", own[side]):
+                con.execute(f"DELETE FROM {state} WHERE coalesce(__in_partition, {partition}) = {partition} "
+                            f"AND __ts <= {side_st} - {self.retention}")
+                stream_time.save(con, f"{self._clock(side)}/{partition}", side_st)
         if self.plan.kind != "INNER" and self.plan.has_grace:
             cols = ", ".join(c for s in self.cols for c in s)
             con.execute(f"DELETE FROM {runner._outer}")
             con.execute(f"INSERT INTO {runner._outer} BY NAME SELECT {cols}, {quote(JOIN_KEY)}, __side, __ts, "
-                        "0 AS __arr FROM __oc WHERE __m IS NULL AND __c IS NULL")
-        stream_time.save(con, runner.query_id, st)
+                        "0 AS __arr, __in_partition FROM __oc WHERE __m IS NULL AND __c IS NULL")
+        for partition, st in self._moved("TRUE", st0):
+            stream_time.save(con, f"{self._clock(None)}/{partition}", st)
+
+    def _moved(self, where: str, before: dict[int, int]) -> list[tuple[int, int]]:
+        """Each partition of the batch's records that ``where`` keeps, with its clock after them."""
+        rows = self.runner.con.execute(f"""SELECT __in_partition, greatest({stream_time.by_partition_sql(before)},
+                                                  max(__ts)) FROM __sev WHERE {where} GROUP BY __in_partition""")
+        return [(int(p), int(st)) for p, st in rows.fetchall()]

@@ -1,7 +1,8 @@
 """Stream time: the largest record time a query has seen, kept per clock in ``__stream_time``.
 
-A clock is named by its owner — an aggregation's input partition, a join, a join side's window
-store — and commits with the batch that moved it (the table is in the engine's database).
+A clock is named by its owner — an aggregation's input partition, a join's input partition, a join
+side's window store in one partition — and commits with the batch that moved it (the table is in the
+engine's database). Each input partition is a task with its own clocks, as in Kafka Streams.
 """
 
 from __future__ import annotations
@@ -26,3 +27,21 @@ def load(con: duckdb.DuckDBPyConnection, clock: str) -> int:
 
 def save(con: duckdb.DuckDBPyConnection, clock: str, st: int) -> None:
     con.execute("INSERT OR REPLACE INTO __stream_time VALUES (?, ?)", [clock, st])
+
+
+def load_partitions(con: duckdb.DuckDBPyConnection, clock: str, partitions: list[int]) -> dict[int, int]:
+    """The stream time of ``clock`` in each of ``partitions`` (clock ``<clock>/<partition>``); a clock
+    saved before clocks were kept per partition stands for every partition."""
+    names = [clock, *(f"{clock}/{p}" for p in partitions)]
+    rows = dict(con.execute("SELECT query_id, st FROM __stream_time WHERE query_id IN (SELECT unnest(?))",
+                            [names]).fetchall())
+    shared = rows.get(clock, NO_TIME)
+    return {p: int(rows.get(f"{clock}/{p}", shared)) for p in partitions}
+
+
+def by_partition_sql(clocks: dict[int, int], column: str = "__in_partition") -> str:
+    """A SQL expression giving the clock of the row's partition (``clocks``: by partition), else NO_TIME."""
+    if not clocks:
+        return str(NO_TIME)
+    cases = " ".join(f"WHEN {p} THEN {st}" for p, st in sorted(clocks.items()))
+    return f"CASE {column} {cases} ELSE {NO_TIME} END"
