@@ -157,6 +157,7 @@ class AggregateRunner(QueryRunner):
         if self._sessions is not None:
             late, st = self._sessions.fold(before, self.aggregate.emit_final, self._partition)
             self.stats.late += late
+            self.stats.expired += self._sessions.expired
             self._emit(st)
             return
         stats = "SELECT sum(__nlate), max(__st), count(*) FILTER (__step <= 0) FROM __rows"

@@ -25,6 +25,8 @@ emitted session on its own: a merged session starts a new "passed before" histor
 
 from __future__ import annotations
 
+import logging
+
 import duckdb
 
 from nbstream.errors import UnsupportedError
@@ -32,7 +34,10 @@ from nbstream.physical.aggregates import fill
 from nbstream.physical.expressions import quote
 from nbstream.plan.aggregate import AggregatePlan
 
-SESSIONS_TYPE = "STRUCT(ws BIGINT, we BIGINT)[]"
+log = logging.getLogger(__name__)
+
+#: A group's sessions while the batch is folded: bounds and whether EMIT FINAL wrote it already.
+SESSIONS_TYPE = "STRUCT(ws BIGINT, we BIGINT, em BOOLEAN)[]"
 
 
 class SessionFold:
@@ -53,14 +58,18 @@ class SessionFold:
         self.args = sorted({c.arg for c in plan.calls if c.arg is not None})
         self.arg_types = arg_types
         self.task = 0  # the input partition of the batch being folded (see fold)
+        self.expired = 0  # the closed sessions of the last batch that the store expired unwritten
+        #: How long the session store keeps a session after its end (by the largest end written).
+        self.retention = max(plan.window.retention_ms or 0, self.gap + plan.grace_ms)
 
     # -- state ------------------------------------------------------------------------------------------
     def create_state(self) -> None:
         groups = ", ".join(f"{quote(g.name)} {g.type.duckdb()}" for g in self.plan.groups)
         args = "".join(f", {quote(a)} {self.arg_types[a]}" for a in self.args)
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {self.state} "
-                         f"({groups}, __ws BIGINT, __we BIGINT, __task INTEGER)")
-        self.con.execute(f"ALTER TABLE {self.state} ADD COLUMN IF NOT EXISTS __task INTEGER")  # state from before tasks
+                         f"({groups}, __ws BIGINT, __we BIGINT, __task INTEGER, __emitted BOOLEAN)")
+        for column in ("__task INTEGER", "__emitted BOOLEAN"):  # state from before tasks
+            self.con.execute(f"ALTER TABLE {self.state} ADD COLUMN IF NOT EXISTS {column}")
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {self.rows} ({groups}, __t BIGINT{args}, __ord BIGINT)")
 
     def drop_state(self) -> None:
@@ -86,7 +95,7 @@ class SessionFold:
             self._closed(st)
         else:
             con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._changes_sql()}")
-        self._expire(st)
+        self._expire(st, emit_final)
         return int(late or 0), st
 
     def _events_sql(self, stream_time: int) -> str:
@@ -98,8 +107,11 @@ class SessionFold:
         arrived = f"(SELECT coalesce(max(__ord), 0) FROM {self.rows}) + row_number() OVER (ORDER BY __ord)"
         return f"""WITH t AS (SELECT * REPLACE ({arrived} AS __ord),
                                  greatest({stream_time}, max(__ts) OVER (ORDER BY __ord
-                                  ROWS UNBOUNDED PRECEDING)) AS __st FROM __in)
-            SELECT *, __st - {grace} - {self.gap} AS __close, dense_rank() OVER (ORDER BY {groups}) AS __key,
+                                  ROWS UNBOUNDED PRECEDING)) AS __st,
+                                 greatest({stream_time}, max(__ts) OVER (ORDER BY __ord
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)) AS __stp FROM __in)
+            SELECT *, __st - {grace} - {self.gap} AS __close, __stp - {self.retention - 1} AS __seen,
+                   dense_rank() OVER (ORDER BY {groups}) AS __key,
                    row_number() OVER (PARTITION BY {groups} ORDER BY __ord) AS __n,
                    row_number() OVER (ORDER BY __ord) AS __pos
             FROM t"""
@@ -108,23 +120,25 @@ class SessionFold:
         """The ordered merge: step ``n`` takes each group's n-th record and the sessions left by step n-1."""
         groups = ", ".join(self.groups)
         match = " AND ".join(f"k.{g} IS NOT DISTINCT FROM s.{g}" for g in self.groups)
-        near = f"s.we >= e.__ts - {self.gap} AND s.ws <= e.__ts + {self.gap}"
+        touched = f"s.we >= greatest(e.__ts - {self.gap}, e.__seen) AND s.ws <= e.__ts + {self.gap}"
         return f"""WITH RECURSIVE walk(__key, __n, __sessions, __touched, __mws, __mwe, __late) AS (
             SELECT k.__key, 0::BIGINT, coalesce(s.__list, []::{SESSIONS_TYPE}), []::{SESSIONS_TYPE},
                    NULL::BIGINT, NULL::BIGINT, FALSE
             FROM (SELECT DISTINCT __key, {groups} FROM __events) k
-            LEFT JOIN (SELECT {groups}, list({{'ws': __ws, 'we': __we}} ORDER BY __we, __ws) AS __list
+            LEFT JOIN (SELECT {groups}, list({{'ws': __ws, 'we': __we, 'em': coalesce(__emitted, FALSE)}}
+                                              ORDER BY __we, __ws) AS __list
                        FROM {self.state} GROUP BY ALL) s ON {match}
             UNION ALL
             SELECT __key, __n,
-                   CASE WHEN __late THEN __sessions ELSE list_append(__kept, {{'ws': __mws, 'we': __mwe}}) END,
+                   CASE WHEN __late THEN __sessions
+                        ELSE list_append(__kept, {{'ws': __mws, 'we': __mwe, 'em': FALSE}}) END,
                    __touched, __mws, __mwe, __late
             FROM (SELECT *, __mwe < __close AS __late
                   FROM (SELECT *, least(__t, list_min([s.ws FOR s IN __touched])) AS __mws,
                                greatest(__t, list_max([s.we FOR s IN __touched])) AS __mwe
                         FROM (SELECT e.__key, e.__n, e.__ts AS __t, e.__close, w.__sessions,
-                                     list_filter(w.__sessions, lambda s: s.we >= e.__close AND {near}) AS __touched,
-                                     list_filter(w.__sessions, lambda s: s.we < e.__close OR NOT ({near})) AS __kept
+                                     list_filter(w.__sessions, lambda s: {touched}) AS __touched,
+                                     list_filter(w.__sessions, lambda s: NOT ({touched})) AS __kept
                               FROM walk w JOIN __events e ON e.__key = w.__key AND e.__n = w.__n + 1)))
         )
         SELECT * FROM walk"""
@@ -141,24 +155,25 @@ class SessionFold:
             FROM (SELECT __key, max(__n) AS __n FROM __walk GROUP BY __key) m
             JOIN __walk w USING (__key, __n) JOIN (SELECT DISTINCT __key, {groups} FROM __events) e USING (__key)""")
         con.execute(f"DELETE FROM {self.state} USING __final AS l WHERE {match}")
-        con.execute(f"""INSERT INTO {self.state}
-            SELECT {groups}, s.ws, s.we, {self.task} FROM (SELECT {groups}, unnest(__sessions) AS s FROM __final)""")
+        con.execute(f"""INSERT INTO {self.state} BY NAME
+            SELECT {groups}, s.ws AS __ws, s.we AS __we, {self.task} AS __task, s.em AS __emitted
+            FROM (SELECT {groups}, unnest(__sessions) AS s FROM __final)""")
 
-    def _expire(self, st: int) -> None:
-        """Sessions that ended before ``st - grace - gap`` expire with their rows."""
+    def _expire(self, st: int, emit_final: bool) -> None:
+        """Sessions that no later record can see expire with their rows (EMIT FINAL: once written)."""
         con = self.con
-        close = self._close(st)
-        con.execute(f"DELETE FROM {self.state} WHERE {self._closed_sql(st)}")
-        self._drop_orphan_rows(f"r.__t < {close}")
+        seen = st - self.retention + 1
+        written = " AND __emitted" if emit_final else ""
+        con.execute(f"DELETE FROM {self.state} WHERE __we < {seen}{written} AND {self._own_sql()}")
+        self._drop_orphan_rows(f"r.__t < {seen}")
 
     def _close(self, st: int) -> int:
         """The close time at stream time ``st``: sessions that end before it take no more records."""
         return st - self.plan.grace_ms - self.gap
 
-    def _closed_sql(self, st: int) -> str:
-        """The sessions of the batch's task that stream time ``st`` closed (state from before tasks:
-        any task's)."""
-        return f"__we < {self._close(st)} AND coalesce(__task, {self.task}) = {self.task}"
+    def _own_sql(self) -> str:
+        """The sessions of the batch's task (state from before tasks: any task's)."""
+        return f"coalesce(__task, {self.task}) = {self.task}"
 
     def _drop_orphan_rows(self, where: str) -> None:
         covered = " AND ".join([*(f"s.{g} IS NOT DISTINCT FROM r.{g}" for g in self.groups),
@@ -183,18 +198,38 @@ class SessionFold:
         return self._with_slots(emitted, "u.__ord <= c.__ord AND NOT c.__tomb")
 
     def _closed(self, st: int) -> None:
-        """EMIT FINAL: ``__changes`` holds the sessions that closed (``end < st - grace - gap``: a session
-        ending at the close time still takes records, as in Kafka Streams); they leave."""
+        """EMIT FINAL: ``__changes`` holds the sessions that closed (``end < st - grace - gap``), written
+        once, as Kafka Streams fetches them from its session store when the record that closed them came:
+        from the store's live segments, which a jump of stream time beyond the retention drops (see
+        :meth:`_segment`). A session expired that way is counted and logged; written or expired, a closed
+        session stays (marked) while a later record could still merge it, as in the store."""
         con = self.con
         groups = ", ".join(self.groups)
+        closing = f"NOT coalesce(__emitted, FALSE) AND __we < {self._close(st)} AND {self._own_sql()}"
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __closing AS
+            WITH c AS (SELECT {groups}, __ws, __we FROM {self.state} WHERE {closing}),
+                 reached AS (SELECT __close, max(__st) AS __st FROM __events GROUP BY __close)
             SELECT {groups}, __ws, __we, __we AS __out_ts, FALSE AS __tomb, NULL::INTEGER AS __in_partition,
                    NULL::BIGINT AS __in_offset, NULL::BIGINT AS __ord,
+                   {self._segment('__we')} >= {self._segment(f'coalesce(r.__st, {st}) - {self.retention}')} AS __held,
+                   coalesce(r.__st, {st}) AS __closed_at,
                    row_number() OVER (ORDER BY __we, __ws, {groups}) AS __pos
-            FROM {self.state} WHERE {self._closed_sql(st)}""")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._with_slots('SELECT * FROM __closing', 'TRUE')}")
-        con.execute(f"DELETE FROM {self.state} WHERE {self._closed_sql(st)}")
-        self._drop_orphan_rows("TRUE")
+            FROM c ASOF LEFT JOIN reached r ON c.__we < r.__close""")
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
+            {self._with_slots('SELECT * EXCLUDE (__held, __closed_at) FROM __closing WHERE __held', 'TRUE')}""")
+        con.execute(f"UPDATE {self.state} SET __emitted = TRUE WHERE {closing}")
+        expired, first, jumped = con.execute(
+            "SELECT count(*), min(__we), max(__closed_at) FROM __closing WHERE NOT __held").fetchall()[0]
+        self.expired = int(expired)
+        if expired:
+            log.warning("%d EMIT FINAL session(s) from end %d expired before they closed: stream time jumped to "
+                        "%d, beyond their retention of %d ms; a larger RETENTION keeps them",
+                        expired, first, jumped, self.retention)
+
+    def _segment(self, time: str) -> str:
+        """The session-store segment of ``time``: Kafka Streams drops a whole segment once stream time
+        less the retention passes it, and segments span max(retention / 2, 60 s)."""
+        return f"({time}) // {max(self.retention // 2, 60_000)}"
 
     def _with_slots(self, emitted: str, rows_filter: str) -> str:
         """``emitted`` sessions with each slot over the rows of the session (those ``rows_filter`` keeps)."""

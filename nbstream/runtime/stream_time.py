@@ -33,10 +33,10 @@ def load_partitions(con: duckdb.DuckDBPyConnection, clock: str, partitions: list
     """The stream time of ``clock`` in each of ``partitions`` (clock ``<clock>/<partition>``); a clock
     saved before clocks were kept per partition stands for every partition."""
     names = [clock, *(f"{clock}/{p}" for p in partitions)]
-    rows = dict(con.execute("SELECT query_id, st FROM __stream_time WHERE query_id IN (SELECT unnest(?))",
-                            [names]).fetchall())
+    rows: dict[str, int] = {str(name): int(st) for name, st in con.execute(
+        "SELECT query_id, st FROM __stream_time WHERE query_id IN (SELECT unnest(?))", [names]).fetchall()}
     shared = rows.get(clock, NO_TIME)
-    return {p: int(rows.get(f"{clock}/{p}", shared)) for p in partitions}
+    return {p: rows.get(f"{clock}/{p}", shared) for p in partitions}
 
 
 def by_partition_sql(clocks: dict[int, int], column: str = "__in_partition") -> str:
