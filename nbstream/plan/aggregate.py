@@ -59,6 +59,9 @@ class AggregatePlan:
     limit: int | None = None
     table_keys: tuple[str, ...] = ()  # TABLE input: the pre columns holding the input row's key
     emits_table: bool = True
+    #: Whether the groups are the source's key columns, so each group's records share one input
+    #: partition (ksqlDB needs no repartition): each partition can then be a task with its own clock.
+    keyed_by_source: bool = False
 
     @property
     def scan(self) -> Scan:
@@ -130,6 +133,7 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
         pre=pre, groups=tuple(groups), calls=tuple(calls), columns=tuple(columns), having=having,
         window=query.window, emit_final=query.emit == "FINAL", sink=sink, limit=query.limit,
         table_keys=tuple(c.name for c in table_keys),
+        keyed_by_source=sorted(g.sql for g in groups) == sorted(quote(k.name) for k in source.schema.key),
     )
 
 

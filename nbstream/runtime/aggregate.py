@@ -41,10 +41,15 @@ from nbstream.physical.expressions import quote
 from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import Sink
 from nbstream.runtime import stream_time
-from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape
+from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape, arrival_halves, arrival_prefix
 from nbstream.runtime.session import SessionFold
 
 log = logging.getLogger(__name__)
+
+#: The task (``__task``, stream-time clock) of a windowed aggregation folding all partitions at once.
+ONE_TASK = -1
+#: Slot stride for :func:`~nbstream.runtime.query.arrival_prefix` over the one input (slot = partition).
+ONE_INPUT = 1 << 20
 
 
 class AggregateRunner(QueryRunner):
@@ -63,7 +68,11 @@ class AggregateRunner(QueryRunner):
         super().__init__(query_id, plan.pre, con, log, start_at_end=start_at_end)
         self._groups = [g.name for g in plan.groups]
         self._slots = [(j, k, slot) for j, call in enumerate(plan.calls) for k, slot in enumerate(call.aggregate.slots)]
-        self._partition = 0  # the input partition of the current batch (see _ranges)
+        self._partition = 0  # the task of the current batch: its input partition, or ONE_TASK (see _ranges)
+        #: Windows whose groups span input partitions (not the source's key) fold as one task over all
+        #: partitions in arrival order, as ksqlDB's repartition topic would feed them.
+        self._one_task = plan.window is not None and not plan.keyed_by_source and not plan.table_keys
+        self._spans_partitions = False  # whether the current batch is one task over several partitions
         self._sessions: SessionFold | None = None
         if plan.window is not None and plan.window.kind == "SESSION":
             types = {c.name: c.type.duckdb() for c in plan.pre.columns}
@@ -119,13 +128,28 @@ class AggregateRunner(QueryRunner):
 
         Stream time is kept per input partition, as Kafka Streams keeps it per task, so records of
         one partition are never judged late by another's clock; and a one-partition batch is stored
-        in arrival order, which lets stream time be a running max without a sort (see _rows_sql)."""
+        in arrival order, which lets stream time be a running max without a sort (see _rows_sql).
+        A windowed aggregation whose groups span partitions is one task instead: its batch is the
+        first MAX_BATCH pending records of all partitions in arrival order, under one clock."""
         info = self.log.require(self.plan.scan.topic)
         start = {p: self.offsets.get(p, 0) for p in info.end_offsets}
         backlog = {p: end - start[p] for p, end in info.end_offsets.items()}
+        self._spans_partitions = self._one_task and len(backlog) > 1
+        if self._spans_partitions:
+            self._partition = ONE_TASK
+            ranges = {p: (start[p], end) for p, end in info.end_offsets.items()}
+            self.batch_size = min(MAX_BATCH, sum(backlog.values()))
+            if sum(backlog.values()) <= MAX_BATCH:
+                return ranges
+            return arrival_prefix(self.con, self.log, ranges, {0: self.plan.scan.topic}, MAX_BATCH, ONE_INPUT)
         self._partition = max(backlog, key=lambda p: (backlog[p], -p))
         self.batch_size = min(MAX_BATCH, backlog[self._partition])
         return {p: (a, a + (self.batch_size if p == self._partition else 0)) for p, a in start.items()}
+
+    def _halves(self, ranges: Ranges) -> tuple[Ranges, Ranges]:
+        if self._spans_partitions:
+            return arrival_halves(self.con, self.log, ranges, {0: self.plan.scan.topic}, ONE_INPUT)
+        return super()._halves(ranges)
 
     def _stream_time_key(self) -> str:
         return f"{self.query_id}/{self._partition}"
@@ -161,7 +185,8 @@ class AggregateRunner(QueryRunner):
             self._emit(st)
             return
         stats = "SELECT sum(__nlate), max(__st), count(*) FILTER (__step <= 0) FROM __rows"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before, streamed=True)}")
+        streamed = not self._spans_partitions
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before, streamed=streamed)}")
         late, after, unordered = con.execute(stats).fetchall()[0]
         if unordered:  # not stored in arrival order after all: sort
             con.execute(f"CREATE OR REPLACE TEMP TABLE __rows AS {self._rows_sql(before, streamed=False)}")
@@ -190,13 +215,21 @@ class AggregateRunner(QueryRunner):
 
     # step 2: the rows to fold --------------------------------------------------------------------------
     def _input_sql(self) -> str:
-        """Rows of ``__pre`` to fold, with ``__ord`` (arrival), ``__sub`` and ``__sign``."""
+        """Rows of ``__pre`` to fold, with ``__ord`` (the record: ``SEQ_SQL``), ``__arrival`` (its place in
+        the arrival order), ``__sub`` and ``__sign``."""
         null_group = self._groups_present("")
-        if not self.aggregate.table_keys:
-            cols = ", ".join(quote(c.name) for c in self.plan.columns)
-            return (f"SELECT {cols}, __ts, __in_partition, __in_offset, {SEQ_SQL} AS __ord, 0 AS __sub, "
-                    f"1 AS __sign FROM __pre WHERE NOT __err AND NOT __deleted{null_group}")
-        return self._table_changes_sql(null_group)
+        if self.aggregate.table_keys:
+            return self._table_changes_sql(null_group)
+        cols = ", ".join(quote(c.name) for c in self.plan.columns)
+        if not self._spans_partitions:  # one partition: its offsets are its arrival order
+            return (f"SELECT {cols}, __ts, __in_partition, __in_offset, {SEQ_SQL} AS __ord, {SEQ_SQL} AS __arrival, "
+                    f"0 AS __sub, 1 AS __sign FROM __pre WHERE NOT __err AND NOT __deleted{null_group}")
+        return f"""SELECT {cols}, __ts, __in_partition, __in_offset, {SEQ_SQL} AS __ord,
+                          row_number() OVER (ORDER BY __an, __as) AS __arrival, 0 AS __sub, 1 AS __sign
+                   FROM __pre JOIN (SELECT "partition" AS __ap, "offset" AS __ao, append_no AS __an,
+                                           append_seq AS __as FROM __batch)
+                     ON __in_partition = __ap AND __in_offset = __ao
+                   WHERE NOT __err AND NOT __deleted{null_group}"""
 
     def _groups_present(self, prefix: str) -> str:
         """`` AND`` conditions keeping rows whose every group value is present (ksqlDB drops the others)."""
@@ -218,10 +251,12 @@ class AggregateRunner(QueryRunner):
         return f"""WITH h AS (SELECT *, {lags}, lag(__deleted) OVER k AS __pdeleted, lag(__ord) OVER k AS __pord
                           FROM ({history}) WINDOW k AS (PARTITION BY {keys} ORDER BY __ord)),
             changes AS (SELECT * FROM h WHERE __ord >= 0)
-        SELECT {previous}, __ts, __in_partition, __in_offset, __ord, 0 AS __sub, -1 AS __sign FROM changes
+        SELECT {previous}, __ts, __in_partition, __in_offset, __ord, __ord AS __arrival, 0 AS __sub, -1 AS __sign
+        FROM changes
         WHERE __pord IS NOT NULL AND NOT __pdeleted{previous_group}
         UNION ALL
-        SELECT {cols}, __ts, __in_partition, __in_offset, __ord, 1 AS __sub, 1 AS __sign FROM changes
+        SELECT {cols}, __ts, __in_partition, __in_offset, __ord, __ord AS __arrival, 1 AS __sub, 1 AS __sign
+        FROM changes
         WHERE NOT __deleted{null_group}"""
 
     def _remember_rows(self) -> None:
@@ -242,7 +277,7 @@ class AggregateRunner(QueryRunner):
         window = self.aggregate.window
         if window is None:
             return ("SELECT *, 0::BIGINT AS __ws, 0::BIGINT AS __we, NULL::BIGINT AS __st, FALSE AS __late, "
-                    "0 AS __nlate, row_number() OVER (ORDER BY __ord, __sub) AS __pos, 1 AS __step FROM __in")
+                    "0 AS __nlate, row_number() OVER (ORDER BY __arrival, __sub) AS __pos, 1 AS __step FROM __in")
         size = window.size_ms
         advance = window.advance_ms or size
         arrival = self._arrival_sql(stream_time, streamed=streamed and not self.aggregate.table_keys)
@@ -276,7 +311,7 @@ class AggregateRunner(QueryRunner):
                               __ord - lag(__ord) OVER (ROWS UNBOUNDED PRECEDING) AS __step FROM __in"""
         return f"""WITH o AS (SELECT __ord, __sub, greatest({stream_time}, max(__ts) OVER o) AS __st,
                                  row_number() OVER o AS __rank
-                          FROM __in WINDOW o AS (ORDER BY __ord, __sub ROWS UNBOUNDED PRECEDING))
+                          FROM __in WINDOW o AS (ORDER BY __arrival, __sub ROWS UNBOUNDED PRECEDING))
         SELECT *, 1 AS __step FROM __in JOIN o USING (__ord, __sub)"""
 
     # step 3: the changelog ---------------------------------------------------------------------------------
@@ -353,7 +388,7 @@ class AggregateRunner(QueryRunner):
         # position ``__ord`` = SEQ_SQL) and whether the window store still held the window then
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __closed AS
             WITH closing AS (SELECT *, {renamed} FROM {self.state} WHERE {self._closed_sql(st)}),
-                 reached AS (SELECT __st, min(__ord) AS __closer FROM __rows GROUP BY __st),
+                 reached AS (SELECT __st, arg_min(__ord, __pos) AS __closer FROM __rows GROUP BY __st),
                  ends AS (SELECT DISTINCT __we FROM closing),
                  closed_at AS (SELECT e.__we, r.__st, r.__closer FROM ends e
                                ASOF JOIN reached r ON e.__we + {self.aggregate.grace_ms} <= r.__st)

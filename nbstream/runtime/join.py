@@ -46,7 +46,7 @@ from nbstream.plan.logical import Sink
 from nbstream.runtime import stream_time
 from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.join_window import WindowJoin
-from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape
+from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape, arrival_halves, arrival_prefix
 
 #: Input slots of a join runner: slot = side * SIDE_STRIDE + partition (see :meth:`JoinRunner._locate`).
 SIDE_STRIDE = 1 << 20
@@ -155,18 +155,13 @@ class JoinRunner(QueryRunner):
     def _halves(self, ranges: Ranges) -> tuple[Ranges, Ranges]:
         """The first half of ``ranges`` in arrival order, and the rest (a join must never see a
         record before one that arrived earlier, even while isolating a failing record)."""
-        first = self._arrival_prefix(ranges, sum(b - a for a, b in ranges.values()) // 2)
-        return first, {s: (first[s][1], b) for s, (_, b) in ranges.items()}
+        return arrival_halves(self.con, self.log, ranges, self._topics(), SIDE_STRIDE)
 
     def _arrival_prefix(self, ranges: Ranges, limit: int = MAX_BATCH) -> Ranges:
-        pending = " UNION ALL ".join(
-            f"SELECT {side} * {SIDE_STRIDE} + \"partition\" AS slot, \"offset\", append_no, append_seq "
-            f"FROM {self.log.relation(self._topic_of(side), self._side_ranges(ranges, side))}"
-            for side in self.side_numbers)
-        rows = self.con.execute(f"""SELECT slot, max("offset") + 1 FROM (SELECT * FROM ({pending})
-            ORDER BY append_no, append_seq LIMIT {limit}) GROUP BY slot""").fetchall()
-        cut = {int(s): int(e) for s, e in rows}
-        return {s: (a, cut.get(s, a)) for s, (a, _) in ranges.items()}
+        return arrival_prefix(self.con, self.log, ranges, self._topics(), limit, SIDE_STRIDE)
+
+    def _topics(self) -> dict[int, str]:
+        return {side: self._topic_of(side) for side in self.side_numbers}
 
     @staticmethod
     def _side_ranges(ranges: Ranges, side: int) -> Ranges:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -362,6 +362,28 @@ def _halves(ranges: Ranges) -> tuple[Ranges, Ranges]:
     a, b = ranges[busy[0]]
     middle = (a + b) // 2
     return {busy[0]: (a, middle)}, {busy[0]: (middle, b)}
+
+
+def arrival_prefix(con: duckdb.DuckDBPyConnection, log: SqlLog, ranges: Ranges, topics: Mapping[int, str],
+                   limit: int, stride: int) -> Ranges:
+    """The part of ``ranges`` holding their first ``limit`` records in the log's arrival order
+    (``append_no``, ``append_seq``). A slot of ``ranges`` is ``input * stride + partition``; ``topics``
+    names each input's topic."""
+    pending = " UNION ALL ".join(
+        f"SELECT {base} * {stride} + \"partition\" AS slot, \"offset\", append_no, append_seq "
+        f"FROM {log.relation(topic, {s - base * stride: r for s, r in ranges.items() if s // stride == base})}"
+        for base, topic in topics.items())
+    rows = con.execute(f"""SELECT slot, max("offset") + 1 FROM (SELECT * FROM ({pending})
+        ORDER BY append_no, append_seq LIMIT {limit}) GROUP BY slot""").fetchall()
+    cut = {int(s): int(e) for s, e in rows}
+    return {s: (a, cut.get(s, a)) for s, (a, _) in ranges.items()}
+
+
+def arrival_halves(con: duckdb.DuckDBPyConnection, log: SqlLog, ranges: Ranges, topics: Mapping[int, str],
+                   stride: int) -> tuple[Ranges, Ranges]:
+    """The first half of ``ranges`` in arrival order, and the rest (see :func:`arrival_prefix`)."""
+    first = arrival_prefix(con, log, ranges, topics, _size(ranges) // 2, stride)
+    return first, {s: (first[s][1], b) for s, (_, b) in ranges.items()}
 
 
 def _duckdb_message(error: Exception) -> str:

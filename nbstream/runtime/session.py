@@ -100,11 +100,11 @@ class SessionFold:
 
     def _events_sql(self, stream_time: int) -> str:
         """``__in`` numbered per group (``__key``, ``__n``) with stream time and close time per record.
-        ``__ord`` becomes the arrival order across batches (after every stored row's): a batch holds one
-        input partition, whose offsets say nothing of the order against another partition's rows."""
+        ``__ord`` becomes the arrival order across batches (after every stored row's): offsets say nothing
+        of the order against another partition's rows."""
         groups = ", ".join(self.groups)
         grace = self.plan.grace_ms
-        arrived = f"(SELECT coalesce(max(__ord), 0) FROM {self.rows}) + row_number() OVER (ORDER BY __ord)"
+        arrived = f"(SELECT coalesce(max(__ord), 0) FROM {self.rows}) + row_number() OVER (ORDER BY __arrival)"
         return f"""WITH t AS (SELECT * REPLACE ({arrived} AS __ord),
                                  greatest({stream_time}, max(__ts) OVER (ORDER BY __ord
                                   ROWS UNBOUNDED PRECEDING)) AS __st,
