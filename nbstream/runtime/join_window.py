@@ -65,6 +65,10 @@ class WindowJoin:
         preceding = "ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"
         own_before = (f"CASE __side WHEN 0 THEN {stream_time.by_partition_sql(own[0])} "
                       f"ELSE {stream_time.by_partition_sql(own[1])} END")
+        # the other side's store time when the record arrived: its records older than that less the
+        # retention are gone from its window store, so the record cannot join them
+        other = [f"""greatest({stream_time.by_partition_sql(own[side])}, max(CASE WHEN __side = {side} THEN __ts END)
+                              OVER (PARTITION BY __in_partition ORDER BY __arr {preceding}))""" for side in range(2)]
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __sev AS
             WITH t AS (SELECT *, greatest({stream_time.by_partition_sql(st0)}, max(__ts) OVER (
                                           PARTITION BY __in_partition ORDER BY __arr {preceding})) AS __stb,
@@ -72,6 +76,7 @@ class WindowJoin:
                                        PARTITION BY __side, __in_partition ORDER BY __arr {preceding})) AS __own
                        FROM __ev WHERE __side < 2 AND NOT __deleted AND {jk} IS NOT NULL)
             SELECT * EXCLUDE (__own), greatest(__stb, __ts) AS __sta, __ts <= __own - {self.retention} AS __late,
+                   CASE __side WHEN 0 THEN {other[1]} ELSE {other[0]} END - {self.retention} AS __gone,
                    __ts + {self._span('__side')} < greatest(__stb, __ts) AS __closed FROM t""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __sm AS {self._matches_sql()}")
         parts = [self._joined_sql()]
@@ -98,7 +103,7 @@ class WindowJoin:
     def _others_sql(self) -> str:
         """Every record a batch record may join: the stored ones (``__arr`` 0) and the batch's."""
         parts = [f"SELECT *, {side} AS __side FROM {state}" for side, state in enumerate(self.states)]
-        parts.append("SELECT * EXCLUDE (__stb, __sta, __late, __closed) FROM __sev WHERE NOT __late")
+        parts.append("SELECT * EXCLUDE (__stb, __sta, __late, __closed, __gone) FROM __sev WHERE NOT __late")
         return " UNION ALL BY NAME ".join(parts)
 
     def _matches_sql(self) -> str:
@@ -109,7 +114,8 @@ class WindowJoin:
                    greatest(e.__ts, o.__ts) AS __out_ts, o.__ts AS __ots, o.__arr AS __oarr, o.__side AS __oside,
                    e.__ts AS __ets
             FROM __sev e JOIN ({self._others_sql()}) o
-              ON e.{jk} = o.{jk} AND e.__side <> o.__side AND o.__arr < e.__arr AND {self._window_match('e', 'o')}"""
+              ON e.{jk} = o.{jk} AND e.__side <> o.__side AND o.__arr < e.__arr AND o.__ts > e.__gone
+                 AND {self._window_match('e', 'o')}"""
 
     def _joined_sql(self) -> str:
         self.runner.con.execute("""CREATE OR REPLACE TEMP TABLE __sev AS
@@ -133,7 +139,7 @@ class WindowJoin:
                        UNION ALL SELECT {cols}, {jk}, __side, __ts, __arr, __in_partition FROM __sev
                        WHERE NOT __late AND NOT __closed AND NOT __matched AND __side IN {self._outer_sides()}),
                  m AS (SELECT u.__side, u.__arr, u.__ts, u.{jk}, min(e.__arr) AS __m FROM u JOIN __sev e
-                       ON e.{jk} = u.{jk} AND e.__side <> u.__side AND e.__arr > u.__arr
+                       ON e.{jk} = u.{jk} AND e.__side <> u.__side AND e.__arr > u.__arr AND u.__ts > e.__gone
                           AND {self._window_match('e', 'u')}
                        GROUP BY ALL),
                  c AS (SELECT u.__side, u.__arr, u.__ts, u.{jk}, min(e.__arr) AS __c FROM u JOIN __sev e

@@ -10,9 +10,13 @@ written here independently of the engine's code, with ksqlDB's rules:
 - tumbling/hopping windows are ``[start, start + size)`` with starts at multiples of the advance;
 - EMIT CHANGES writes one changelog record per accepted (record, window), carrying the running
   aggregate and, as timestamp, the largest record time folded in; EMIT FINAL writes a window once,
-  when stream time reaches exactly its end + grace (ksqlDB skips a close that stream time jumps over);
-- session windows merge the live sessions within the gap of a record; ``close = st - grace - gap``
-  (folded record by record in a recursive CTE);
+  at the first record whose stream time reaches its end + grace, if Kafka Streams' window store
+  still returns it then: its start is at or above the largest window start written so far minus
+  the retention (size + grace; ``AbstractDualSchemaRocksDBSegmentedBytesStore.getActualFrom``);
+- a materialized windowed table keeps a window while its start is above the largest window start
+  written minus the retention (size + grace), as Kafka Streams' window store does;
+- session windows with late records come from the record-at-a-time model in
+  ``tests/reference/ksql_model.py`` (written from Kafka Streams' code, not the engine's);
 - an aggregate over a TABLE equals GROUP BY over the table's final contents;
 - a stream-table join looks up the table row current at the stream record's arrival, a
   table-table join equals the join of the final tables, a stream-stream join writes every pair
@@ -31,6 +35,8 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 import pytest
+from reference.ksql_model import Record as ModelRecord
+from reference.ksql_model import Result, SessionWindows, session_window_aggregate
 
 from nbstream import Engine
 from nbstream.log.base import Record
@@ -129,14 +135,19 @@ def reference_changelog(events: pd.DataFrame, window: Window) -> list[tuple]:
 def reference_final(events: pd.DataFrame, window: Window, *, emitted_on_close: bool = False) -> list[tuple]:
     """Per key and window: COUNT, SUM and max time of the accepted records.
 
-    ``emitted_on_close``: only the windows EMIT FINAL writes. As ksqlDB does (its suppress.json
-    cases), a window is written when stream time reaches exactly its end + grace; a window whose
-    close stream time jumps over is never written."""
-    stream_times = "SELECT max(ts) OVER (ORDER BY arrival ROWS UNBOUNDED PRECEDING) FROM events"
-    closed = f"HAVING max(we) + {window.grace} IN ({stream_times})" if emitted_on_close else ""
+    ``emitted_on_close``: only the windows EMIT FINAL writes, each once: closed by the first record
+    whose stream time reached end + grace (one partition), and still in the window store then —
+    its start at or above the largest start of the windows accepted up to that record, less the
+    retention. (A window whose close no record reached is still open.)"""
+    closed = f"""WHERE ws >= (SELECT max(a.ws) FROM accepted a WHERE a.arrival <= (
+                               SELECT min(t.arrival) FROM timed t WHERE t.st >= w.we + {window.grace}))
+                            - {window.size + window.grace}""" if emitted_on_close else ""
     return reference(events, f"""
-        WITH accepted AS ({accepted_sql(window)})
-        SELECT k, ws, we, count(*), sum(v), max(ts) FROM accepted GROUP BY k, ws, we {closed}""")
+        WITH accepted AS ({accepted_sql(window)}),
+             timed AS (SELECT arrival, max(ts) OVER (ORDER BY arrival ROWS UNBOUNDED PRECEDING) AS st FROM events),
+             windows AS (SELECT k, ws, we, count(*) AS n, sum(v) AS total, max(ts) AS rowtime
+                         FROM accepted GROUP BY k, ws, we)
+        SELECT * FROM windows w {closed}""")
 
 
 # -- the engine's output ----------------------------------------------------------------------------------
@@ -161,11 +172,14 @@ def pulled_windows(eng: Engine) -> list[tuple]:
     return sorted(pulled.itertuples(index=False, name=None))
 
 
-def retained(final: list[tuple], events: pd.DataFrame, window: Window) -> list[tuple]:
-    """The windows a pull query still sees: started less than the retention (size + grace, ksqlDB's
-    default) before stream time."""
-    stream_time = int(events["ts"].max())
-    return [row for row in final if row[1] > stream_time - (window.size + window.grace)]
+def retained(final: list[tuple], window: Window) -> list[tuple]:
+    """The windows a pull query still sees. Kafka Streams' window store (``WindowStoreMaterializer``:
+    retention = size + grace unless RETENTION is given; ``InMemoryWindowStore`` and
+    ``AbstractRocksDBSegmentedBytesStore.getActualFrom``) returns a window while its start is above
+    the largest window start written so far minus the retention. Every accepted record writes its
+    windows, so that largest start is the largest in ``final``."""
+    newest = max(row[1] for row in final)
+    return [row for row in final if row[1] > newest - (window.size + window.grace)]
 
 
 def windowed_engine(window: Window, emit: str, partitions: int = 1) -> Engine:
@@ -197,7 +211,7 @@ def test_emit_changes_equals_batch_group_by_with_one_record_per_accepted_record(
     rows = windowed_rows(eng.consume("COUNTS"))
     final = reference_final(events, window)
     assert last_per_window(rows) == final, "the final table"
-    assert pulled_windows(eng) == retained(final, events, window), "the materialized table"
+    assert pulled_windows(eng) == retained(final, window), "the materialized table"
     expected = reference_changelog(events, window)
     assert len(rows) == len(expected), "one changelog record per accepted record and window"
     assert sorted(rows) == expected
@@ -227,7 +241,7 @@ def test_two_input_partitions_without_late_records(seed: int) -> None:
 
 @pytest.mark.parametrize("window", [TUMBLING, HOPPING], ids=["tumbling", "hopping"])
 @pytest.mark.parametrize("seed", SEEDS)
-def test_emit_final_writes_a_window_once_when_stream_time_reaches_its_close(window: Window, seed: int) -> None:
+def test_emit_final_writes_every_closed_window_once(window: Window, seed: int) -> None:
     events = stream_events(seed)
     eng = windowed_engine(window, "FINAL")
     feed_stream(eng, events, seed)
@@ -236,8 +250,8 @@ def test_emit_final_writes_a_window_once_when_stream_time_reaches_its_close(wind
     windows = [(k, ws) for k, ws, *_ in rows]
     assert len(windows) == len(set(windows)), "EMIT FINAL writes a window once"
     emitted = reference_final(events, window, emitted_on_close=True)
+    assert emitted, "the input closes windows"
     assert sorted(rows) == emitted
-    assert 0 < len(emitted) < len(reference_final(events, window)), "stream time jumps over some closes"
 
 
 # -- an aggregate over a TABLE -----------------------------------------------------------------------------
@@ -367,33 +381,25 @@ def test_session_windows_equal_islands_of_the_batch(seed: int) -> None:
 SESSION_GRACE = 10
 
 
-def reference_sessions_with_late(events: pd.DataFrame) -> list[tuple]:
-    """Sessions folded record by record in arrival order (a recursive CTE), with ksqlDB's rules:
-    stream time ``st`` includes the record; ``close = st - grace - gap``; sessions that ended before
-    ``close`` are gone; a record merges the live sessions of its key within ``gap`` of its time, and
-    is late (dropped) if the merged session would end before ``close``."""
-    session = "STRUCT(k VARCHAR, ws BIGINT, we BIGINT, n BIGINT, total BIGINT)"
-    return reference(events, f"""
-        WITH RECURSIVE fold(i, st, sessions) AS (
-            SELECT -1::BIGINT, -1::BIGINT, []::{session}[]
-            UNION ALL
-            SELECT arrival, st,
-                   CASE WHEN late THEN sessions
-                        ELSE list_filter(sessions, lambda s: NOT list_contains(merging, s))
-                             || [struct_pack(k := k, ws := least(ts, list_min(list_transform(merging, lambda s: s.ws))),
-                                             we := greatest(ts, list_max(list_transform(merging, lambda s: s.we))),
-                                             n := 1 + coalesce(list_sum(list_transform(merging, lambda s: s.n)), 0),
-                                             total := v + coalesce(list_sum(list_transform(merging, lambda s: s.total)),
-                                                                   0))] END
-            FROM (SELECT *, greatest(ts, list_max(list_transform(merging, lambda s: s.we)))
-                            < st - {SESSION_GRACE} - {GAP} AS late
-                  FROM (SELECT e.arrival, e.k, e.ts, e.v, f.sessions, greatest(f.st, e.ts) AS st,
-                               list_filter(f.sessions, lambda s: s.k = e.k AND s.we >= e.ts - {GAP}
-                                           AND s.ws <= e.ts + {GAP}
-                                           AND s.we >= greatest(f.st, e.ts) - {SESSION_GRACE} - {GAP}) AS merging
-                        FROM fold f JOIN events e ON e.arrival = f.i + 1)))
-        SELECT s.k, s.ws, s.we, s.n, s.total, s.we
-        FROM (SELECT unnest(sessions) AS s FROM fold WHERE i = (SELECT max(arrival) FROM events))""")
+def model_sessions(events: pd.DataFrame, *, final: bool) -> Result:
+    """The session aggregate (COUNT, SUM) of ``events`` by the record-at-a-time model: sessions of
+    ``GAP`` with ``SESSION_GRACE``, records folded in arrival order on one partition."""
+    records = [ModelRecord(int(row.arrival), 0, row.k, int(row.v), int(row.ts)) for row in events.itertuples()]
+    spec = SessionWindows(GAP, SESSION_GRACE, final)
+    return session_window_aggregate(records, spec, lambda rs: (len(rs), sum(r.value for r in rs)))
+
+
+def model_live_sessions(events: pd.DataFrame) -> list[tuple]:
+    """The live sessions after the model's EMIT CHANGES changelog, as (key, start, end, COUNT, SUM,
+    time = end)."""
+    live: dict[tuple, tuple] = {}
+    for out in model_sessions(events, final=False).outputs:
+        assert out.window is not None
+        if out.value is None:
+            del live[(out.key, *out.window)]
+        else:
+            live[(out.key, *out.window)] = (*out.value, out.ts)
+    return ordered((*session, *value) for session, value in live.items())
 
 
 def session_engine(emit: str) -> Engine:
@@ -411,8 +417,8 @@ def test_session_windows_drop_late_records(seed: int) -> None:
     feed_stream(eng, events, seed)
 
     records = eng.consume("COUNTS")
-    expected = reference_sessions_with_late(events)
-    accepted = sum(n for *_, n, _total, _ts in expected)
+    expected = model_live_sessions(events)
+    accepted = len(events) - model_sessions(events, final=False).late
     assert len(events) > accepted, "some records should be late"
     assert sum(r.value is not None for r in records) == accepted, "one value per accepted record"
     live = replay_sessions(records)
@@ -427,8 +433,8 @@ def test_session_windows_emit_final_writes_each_closed_session_once(seed: int) -
 
     records = eng.consume("COUNTS")
     assert all(r.value is not None for r in records), "EMIT FINAL writes no tombstones"
-    close = int(events["ts"].max()) - SESSION_GRACE - GAP  # sessions ending before it closed
-    expected = [s for s in reference_sessions_with_late(events) if s[2] < close]
+    # the sessions ending before the final close time (largest time - grace - gap), each once
+    expected = ordered((o.key, *o.window, *o.value, o.ts) for o in model_sessions(events, final=True).outputs)
     written = sorted((r.key, *r.window, r.value["N"], r.value["TOTAL"], r.timestamp) for r in records)
     assert written == expected
 

@@ -79,12 +79,31 @@ def test_emit_final_writes_each_window_once_when_it_closes() -> None:
     assert _changes(eng, "W", "C") == [("a", (0, 10_000), 2)]  # closed at 11 s; [10 s, 20 s) is still open
 
 
-def test_emit_final_never_writes_a_window_whose_close_time_stream_time_jumped_over() -> None:
-    # Kafka Streams' emit-on-window-close emits the windows ending exactly at the new close time
+def test_emit_final_writes_a_window_closed_by_any_record_before_the_next_window_ends() -> None:
+    # [0, 10 s) closes at 10 s (no grace period: 0); 15 s is past that, with [10 s, 20 s) still open
     eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks "
-               "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY user EMIT FINAL;",  # no grace period: 0
+               "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY user EMIT FINAL;",
+               [("a", {}, 1_000), ("a", {}, 15_000)])
+    assert _changes(eng, "W", "C") == [("a", (0, 10_000), 1)]
+    assert [r.timestamp for r in eng.consume("W")] == [1_000]
+
+
+def test_emit_final_counts_a_window_expired_by_a_jump_beyond_its_retention() -> None:
+    # at 25 s the largest window start is 20 s: the store (retention size + grace = 10 s) no longer
+    # holds [0, 10 s) when it closes, as in Kafka Streams — counted, not written
+    eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks "
+               "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY user EMIT FINAL;",
                [("a", {}, 1_000), ("a", {}, 25_000)])
     assert _changes(eng, "W", "C") == []
+    assert eng.catalog.get_query("CTAS_W_0").runner.stats.expired == 1
+
+
+def test_emit_final_with_a_retention_above_the_gap_writes_the_window_a_jump_closed() -> None:
+    eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks "
+               "WINDOW TUMBLING (SIZE 10 SECONDS, RETENTION 1 MINUTE) GROUP BY user EMIT FINAL;",
+               [("a", {}, 1_000), ("a", {}, 25_000)])
+    assert _changes(eng, "W", "C") == [("a", (0, 10_000), 1)]  # [20 s, 30 s) is still open
+    assert eng.catalog.get_query("CTAS_W_0").runner.stats.expired == 0
 
 
 def test_emit_final_writes_a_session_once_it_closes() -> None:
