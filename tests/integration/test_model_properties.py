@@ -323,12 +323,14 @@ def windowed_query(sink: str, spec: TimeWindows | SessionWindows) -> str:
             f"WINDOW {window_sql(spec)} GROUP BY k EMIT {emit};")
 
 
-def model_windowed(records: list[Record], spec: TimeWindows | SessionWindows) -> tuple[list[Output], int]:
+def model_windowed(records: list[Record], spec: TimeWindows | SessionWindows
+                   ) -> tuple[list[Output], tuple[int, int]]:
+    """What the model writes, and its (late records, expired windows) counts."""
     if isinstance(spec, SessionWindows):
         result = session_window_aggregate(records, spec, window_aggregates)
     else:
         result = time_window_aggregate(records, spec, window_aggregates)
-    return result.outputs, result.late
+    return result.outputs, (result.late, result.expired)
 
 
 def reading_events(scenario: Scenario) -> list[Event]:
@@ -339,13 +341,13 @@ def reading_events(scenario: Scenario) -> list[Event]:
 
 @dataclass
 class Checked:
-    """An engine run beside the model's outputs and late counts for the same input."""
+    """An engine run beside the model's outputs and (late, expired) counts for the same input."""
 
     events: list[Event]
     queries: dict[str, str]
     run: EngineRun
     model: dict[str, list[Output]]
-    model_late: dict[str, int]
+    model_counts: dict[str, tuple[int, int]]
     final: dict[str, bool]
     value: Callable[[Any], Any] = lambda v: v
 
@@ -376,7 +378,7 @@ def of_kind(checked: Checked, kind: str) -> Checked:
     """The same run, restricted to the sinks of one window kind."""
     sinks = [sink for sink in checked.queries if sink.startswith(kind.upper() + "_")]
     return Checked(checked.events, {s: checked.queries[s] for s in sinks}, checked.run,
-                   {s: checked.model[s] for s in sinks}, {s: checked.model_late[s] for s in sinks},
+                   {s: checked.model[s] for s in sinks}, {s: checked.model_counts[s] for s in sinks},
                    {s: checked.final[s] for s in sinks}, checked.value)
 
 
@@ -452,11 +454,13 @@ def test_emit_final_writes_every_closed_window_exactly_once(kind: str, scenario:
 
 @pytest.mark.parametrize("scenario", WINDOW_RUNS, ids=str)
 @pytest.mark.parametrize("kind", WINDOW_KINDS)
-def test_late_records_are_dropped_and_counted_like_the_model(kind: str, scenario: Scenario) -> None:
+def test_late_records_and_expired_windows_are_counted_like_the_model(kind: str, scenario: Scenario) -> None:
     checked = of_kind(windowed_run(scenario), kind)
-    counted = {sink: (checked.run.late[sink], checked.model_late[sink]) for sink in checked.queries
-               if checked.run.late[sink] != checked.model_late[sink]}
-    assert not counted, f"late counts (engine, model) differ: {counted}\n{input_excerpt(checked.events)}"
+    engine = {sink: (checked.run.late[sink], checked.run.expired[sink]) for sink in checked.queries}
+    counted = {sink: (engine[sink], checked.model_counts[sink]) for sink in checked.queries
+               if engine[sink] != checked.model_counts[sink]}
+    assert not counted, (f"(late, expired) counts (engine, model) differ: {counted}\n"
+                         f"{input_excerpt(checked.events)}")
 
 
 @pytest.mark.parametrize("scenario", BATCHED_WINDOW_RUNS, ids=str)
