@@ -177,21 +177,16 @@ class Connectors:
         if generated is None:
             return 0
         self._ensure_topic(connector)
-        self.con.execute("BEGIN")
         try:
-            written = append_frame(self.con, self.log, running.encoding, _frame(generated),
-                                   key="__key", timestamp="__ts", commit=False)
-            logged = log_messages(self.con, self.log, connector.name, connector.topic, generated.rejected)
-            self._store_progress(connector.name, running.incarnation, connector.progress())
-            self.con.execute("COMMIT")
+            with self.log.transaction(self.con) as appended:
+                appended[connector.topic] = append_frame(self.con, self.log, running.encoding, _frame(generated),
+                                                         key="__key", timestamp="__ts", commit=False)
+                appended[PROCESSING_LOG_TOPIC] = log_messages(self.con, self.log, connector.name, connector.topic,
+                                                              generated.rejected)
+                self._store_progress(connector.name, running.incarnation, connector.progress())
         except BaseException:
-            self.con.execute("ROLLBACK")
-            self.log.reload()
             connector.resume(before)
             raise
-        self.log.confirm(connector.topic, written)
-        if logged:
-            self.log.confirm(PROCESSING_LOG_TOPIC, logged)
         return generated.size + len(generated.rejected)
 
     def _store_progress(self, name: str, incarnation: int, progress: str) -> None:
