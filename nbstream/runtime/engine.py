@@ -92,7 +92,6 @@ class Engine:
                             else StagedKafkaLog(KafkaLog(kafka, **client_options), self.con))
         self.catalog = Catalog()
         self.properties: dict[str, Any] = dict(properties or {})
-        self.params: dict[str, object] = {}
         self._runners: dict[str, QueryRunner] = {}
         self._materializers: dict[str, Materializer] = {}
         self.con.execute("CREATE TABLE IF NOT EXISTS __offsets (query_id VARCHAR, \"partition\" INTEGER, "
@@ -123,10 +122,10 @@ class Engine:
 
         ``params`` bind ``:name`` placeholders (never interpolated into the SQL text).
         """
-        self.params = dict(params or {})
+        bound = dict(params or {})
         results = []
         for statement in parse(sql):
-            results.append(execute_statement(self, statement))
+            results.append(execute_statement(self, statement, bound))
             if isinstance(statement, _DURABLE):
                 self._record(statement.text)
         return results
@@ -140,7 +139,7 @@ class Engine:
     def _restore(self) -> None:
         for (sql,) in self.con.execute("SELECT sql FROM __statements ORDER BY seq").fetchall():
             for statement in parse(sql):
-                execute_statement(self, statement)
+                execute_statement(self, statement, {})
 
     def property(self, name: str) -> Any:
         return self.properties.get(name)
