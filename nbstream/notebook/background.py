@@ -25,7 +25,6 @@ import pandas as pd
 
 from nbstream.catalog.catalog import PersistentQuery
 from nbstream.errors import ExecutionError
-from nbstream.log.staged import StagedKafkaLog
 from nbstream.runtime.engine import Engine
 from nbstream.runtime.pull import pull
 
@@ -100,14 +99,16 @@ class NotebookEngine(Engine):
         connectors ``FAILED``."""
         with self.lock:
             consumed = self.connectors.step(on_error=self._connector_failed)
-        for query_id, worker in self._workers():
+        with self.lock:
+            workers = self.queries.workers()
+        for worker in workers:
             with self.lock:
-                if not self._still_running(query_id):
+                if not self.queries.still_running(worker):
                     continue
                 try:
-                    consumed += worker.step()
+                    consumed += worker[1].step()
                 except Exception as error:
-                    self._fail(query_id, worker, error)
+                    self.background.failures.append(self.queries.fail(worker, error))
         return consumed
 
     def query(self, sql: str, params: Mapping[str, object] | None = None) -> pd.DataFrame:
@@ -123,7 +124,7 @@ class NotebookEngine(Engine):
     def _pull_connection(self) -> duckdb.DuckDBPyConnection | None:
         """A cursor of the engine's database for pull queries; None on Kafka, whose pulls read
         batches fetched onto the engine's connection."""
-        if isinstance(self.log, StagedKafkaLog):
+        if not self.backend.pulls_on_cursor:
             return None
         cursor = self.con.cursor()
         self._configure(cursor)
@@ -135,7 +136,7 @@ class NotebookEngine(Engine):
         from nbstream.notebook.live import PushQuery
 
         with self.lock:
-            query = PushQuery(self.transient_runner(sql, params), sql, deliver, cap)
+            query = PushQuery(self._transient_runner(sql, params), sql, deliver, cap)
             self.push_queries[query.id] = query
         return query
 
@@ -151,22 +152,6 @@ class NotebookEngine(Engine):
                     query.runner.con.close()
             query.flush()
         return produced
-
-    def _workers(self) -> list[tuple[str | None, Any]]:
-        with self.lock:
-            return [*self._runners.items(), *((None, m) for m in self._materializers.values())]
-
-    def _still_running(self, query_id: str | None) -> bool:
-        return query_id is None or query_id in self._runners
-
-    def _fail(self, query_id: str | None, worker: Any, error: Exception) -> None:
-        worker.stats.last_error = f"{type(error).__name__}: {error}"
-        if query_id is not None:
-            self._runners.pop(query_id, None)
-            self.catalog.queries[query_id].state = "ERROR"
-        else:
-            self._materializers = {k: v for k, v in self._materializers.items() if v is not worker}
-        self.background.failures.append(f"{query_id or 'materialization'}: {worker.stats.last_error}")
 
     def _connector_failed(self, what: str, error: Exception) -> None:
         self.background.failures.append(f"connector {what}: {type(error).__name__}: {error}")

@@ -242,7 +242,7 @@ def stop_queries(engine: NotebookEngine, which: str) -> list[str]:
     else:
         persistent, pushes = [engine.catalog.get_query(which)], []
     for query in persistent:
-        engine.stop_query(query)
+        engine.queries.stop(query)
     for push in pushes:
         push.stop()
     return [q.id for q in persistent] + [p.id for p in pushes]
@@ -252,14 +252,14 @@ def queries_frame(engine: NotebookEngine) -> pd.DataFrame:
     """One row per query, persistent then push: id, state, sink, counters, input rate, last error."""
     rows = []
     for query in engine.persistent_queries():
-        stats = getattr(query.runner, "stats", None)
-        busy = stats.busy_seconds if stats else 0.0
+        with engine.lock:
+            stats = engine.queries.runner(query.id).stats
+        busy = stats.busy_seconds
         rows.append({
             "id": query.id, "state": query.state, "sink": query.sink,
-            "consumed": stats.consumed if stats else 0, "emitted": stats.emitted if stats else 0,
-            "logged": stats.logged if stats else 0,
-            "events/s (busy)": round(stats.consumed / busy) if stats and busy > 0 else 0,
-            "error": stats.last_error if stats else None, "sql": query.sql,
+            "consumed": stats.consumed, "emitted": stats.emitted, "logged": stats.logged,
+            "events/s (busy)": round(stats.consumed / busy) if busy > 0 else 0,
+            "error": stats.last_error, "sql": query.sql,
         })
     with engine.lock:
         pushes = list(engine.push_queries.values())

@@ -86,7 +86,7 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource, params: Params) ->
         raise CatalogError(f"A Kafka topic with the name '{topic}' already exists, with different "
                            f"partition count: {info.partitions} (the statement asks for {partitions})")
     engine.catalog.add(source, replace=stmt.or_replace)
-    engine.on_source_added(source)
+    engine.queries.source_added(source)
     return StatementResult(stmt.text, f"{stmt.kind.title()} created", source=source.name)
 
 
@@ -281,17 +281,17 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect, params: Params
         _replace_query_of(engine, stmt.name)
     engine.log.create_topic(sink.topic, sink.partitions) if engine.log.topic(sink.topic) is None else None
     engine.catalog.add(created, replace=stmt.or_replace)
-    engine.on_source_added(created)
+    engine.queries.source_added(created)
     prefix = "CTAS" if stmt.kind == "TABLE" else "CSAS"
     query_id = engine.catalog.next_query_id(prefix, stmt.name)
-    engine.start_query(PersistentQuery(query_id, stmt.text, stmt.name, join_sources(stmt.query)), plan)
+    engine.queries.start(PersistentQuery(query_id, stmt.text, stmt.name, join_sources(stmt.query)), plan)
     return StatementResult(stmt.text, f"Created query with ID {query_id}", query_id=query_id, source=stmt.name)
 
 
 def _replace_query_of(engine: Engine, sink: str) -> None:
     for query in engine.catalog.running():
         if query.sink == sink and query.id.startswith(("CSAS", "CTAS")):
-            engine.stop_query(query)
+            engine.queries.stop(query)
 
 
 def _window_of(plan: Plan, source: Source) -> WindowInfo | None:
@@ -393,7 +393,7 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto, params: Params) -> Sta
         raise BindError(f"Incompatible schema between results and sink.\nResult schema is {plan.schema}\n"
                         f"Sink schema is {target.schema}")
     query_id = engine.catalog.next_query_id("INSERTQUERY", None)
-    engine.start_query(PersistentQuery(query_id, stmt.text, target.name, join_sources(stmt.query)), plan)
+    engine.queries.start(PersistentQuery(query_id, stmt.text, target.name, join_sources(stmt.query)), plan)
     return StatementResult(stmt.text, f"Created query with ID {query_id}", query_id=query_id, source=target.name)
 
 
@@ -418,7 +418,7 @@ def exec_Drop(engine: Engine, stmt: ast.Drop, params: Params) -> StatementResult
     if stmt.delete_topic and source.is_source:
         raise CatalogError(f"Cannot delete topic for read-only source: {source.name}")
     engine.catalog.drop(stmt.name)
-    engine.on_source_dropped(source)
+    engine.queries.source_dropped(source)
     if stmt.delete_topic and not engine.catalog.sources_on_topic(source.topic):
         engine.log.delete_topic(source.topic)
     return StatementResult(stmt.text, f"Source `{stmt.name}` (topic: {source.topic}) was dropped.")
@@ -438,7 +438,7 @@ def exec_DropConnector(engine: Engine, stmt: ast.DropConnector, params: Params) 
 def exec_Terminate(engine: Engine, stmt: ast.Terminate, params: Params) -> StatementResult:
     queries = engine.catalog.running() if stmt.query_id is None else [engine.catalog.get_query(stmt.query_id)]
     for query in queries:
-        engine.stop_query(query)
+        engine.queries.stop(query)
     return StatementResult(stmt.text, "Query terminated." if queries else "No running queries.")
 
 

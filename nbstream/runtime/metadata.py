@@ -37,9 +37,8 @@ def _show_sources(kind: str) -> Any:
 def _show_queries(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     rows = []
     for query in engine.catalog.queries.values():
-        stats = query.runner.stats if query.runner is not None else None
-        rows.append((query.id, query.state, query.sink, stats.consumed if stats else 0,
-                     stats.logged if stats else 0, query.sql))
+        stats = engine.queries.runner(query.id).stats
+        rows.append((query.id, query.state, query.sink, stats.consumed, stats.logged, query.sql))
     return ("Query ID", "Status", "Sink Name", "Consumed", "Errors", "Query String"), rows
 
 
@@ -111,7 +110,7 @@ def exec_DescribeConnector(engine: Engine, stmt: ast.DescribeConnector, params: 
 def exec_Explain(engine: Engine, stmt: ast.Explain, params: Params) -> StatementResult:
     if stmt.query_id is not None:
         query = engine.catalog.get_query(stmt.query_id)
-        plan = query.runner.query_plan if query.runner is not None else None
+        plan = engine.queries.runner(query.id).query_plan
         text = query.sql
     else:
         inner = stmt.statement

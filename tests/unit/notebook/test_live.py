@@ -142,7 +142,7 @@ def test_a_failing_push_query_shows_its_error_in_the_view(shell: InteractiveShel
 def test_a_failing_persistent_query_is_marked_and_reported(
         shell: InteractiveShell, sources: NotebookEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     run(shell, "%%stream\nCREATE STREAM homes AS SELECT * FROM pageviews WHERE pageid = 'home';")
-    runner = sources.catalog.get_query("CSAS_HOMES_0").runner
+    runner = sources.queries.runner("CSAS_HOMES_0")
 
     def broken_batch() -> int:
         raise RuntimeError("disk on fire")
