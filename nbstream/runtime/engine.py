@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import duckdb
 import pandas as pd
@@ -33,6 +33,7 @@ from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 from nbstream.runtime.processing_log import processing_log_source
+from nbstream.runtime.push import Batches, PushQuery
 from nbstream.runtime.queries import QueryManager
 from nbstream.runtime.query import QueryRunner
 from nbstream.runtime.results import StatementResult
@@ -308,25 +309,27 @@ class Engine:
         """Run a push query; yields each result row as a dict (``ROWTIME`` included) as it arrives.
 
         Starts at the end of the input unless ``auto.offset.reset`` is ``earliest``. Stops after
-        ``LIMIT`` rows, or when the consumer stops iterating or cancels.
+        ``LIMIT`` rows, or when the consumer stops iterating or cancels. The query is stepped here,
+        in a worker thread (:class:`~nbstream.runtime.service.EngineService` steps push queries in
+        its background loop instead: :meth:`~nbstream.runtime.service.EngineService.start_push`).
         """
-        runner = self._transient_runner(sql, params)
-        limit, cursor = runner.result_shape.limit, runner.con
-        emitted = 0
+        query = PushQuery(self._transient_runner(sql, params), sql)
+        batches = query.subscribe(Batches())
         try:
-            while limit is None or emitted < limit:
-                batch = await asyncio.to_thread(runner.fetch_rows)
-                if batch is None:
+            while True:
+                for batch in batches.take():
+                    for row in batch.to_pylist():
+                        row.pop("__deleted", None)
+                        yield row
+                if query.ended:
+                    break
+                if await asyncio.to_thread(query.step) == 0:
                     await asyncio.sleep(poll_interval)
-                    continue
-                for row in batch.to_pylist():
-                    row.pop("__deleted", None)
-                    yield row
-                    emitted += 1
-                    if limit is not None and emitted >= limit:
-                        return
+            if query.failure is not None:
+                raise query.failure
         finally:
-            cursor.close()
+            query.stop()
+            query.close()
 
     def _transient_runner(self, sql: str, params: Mapping[str, object] | None = None) -> QueryRunner:
         """A runner for the push query ``sql`` on its own DuckDB cursor (close ``runner.con`` when
@@ -356,7 +359,7 @@ class Engine:
         self.backend.close()
         self.con.close()
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
