@@ -137,7 +137,9 @@ class LiveQuery:
         self._deliver = deliver
         self._flushed: float | None = None
         self._shown_status = ""
-        self._lock = threading.Lock()  # a delta and the status it is sent with
+        # a delta and the status it is sent with; reentrant: a view that cannot be updated fails the
+        # query, whose end flushes again (on this thread when updates are delivered directly)
+        self._lock = threading.RLock()
         self._display: DisplayHandle | None = None
         self.views: list[LiveTable] = []
         self.view = self._new_view(show_table=True)

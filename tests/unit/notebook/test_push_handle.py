@@ -259,3 +259,16 @@ def test_the_static_fallback_of_each_view_shows_its_chart_or_its_table() -> None
     assert '<div class="nbstream-chart"><svg' in chart_only["text/html"] and "<table" not in chart_only["text/html"]
     table_only, _ = live.view._repr_mimebundle_()
     assert "<svg" not in table_only["text/html"] and "<table" in table_only["text/html"]
+
+
+def test_a_view_that_cannot_be_updated_ends_the_query_with_that_error() -> None:
+    live, runner, _ = handle(STREAM)
+
+    def closed_comm(content: Any, buffers: Any = None) -> None:
+        raise RuntimeError("comm closed")
+
+    live.view.send = closed_comm  # type: ignore[method-assign]
+    runner.feed([{"PAGE": "a"}])
+    live.query.step()
+    live.flush(force=True)
+    assert live.state == "ERROR" and live.error == "updating the view failed: RuntimeError: comm closed"
