@@ -88,7 +88,7 @@ def clicks(n: int, keys: int = 1000) -> pd.DataFrame:
 def drain_query(eng: Engine, statement: str) -> int:
     """Create the query of ``statement`` and run only it until its input is consumed."""
     [result] = eng.execute(statement)
-    runner = eng.catalog.get_query(result.query_id).runner
+    runner = eng.queries.runner(result.query_id)
     while runner.step():
         pass
     return runner.stats.emitted

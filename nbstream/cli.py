@@ -6,6 +6,10 @@
 
 Results print as tables. A push query (``EMIT CHANGES``) and ``PRINT topic`` stream their rows until
 their ``LIMIT`` or Ctrl-C, while persistent queries keep running.
+
+A thin face over the engine service (:class:`~nbstream.runtime.service.EngineService`): between
+statements everything pending is processed first (a script's results do not depend on timing);
+while a push query streams, the service's background loop runs it and the persistent queries.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from pathlib import Path
 from typing import TextIO
 
 from nbstream.errors import NbstreamError
-from nbstream.runtime.engine import Engine
+from nbstream.runtime.push import AsyncBatches
+from nbstream.runtime.service import EngineService
 from nbstream.runtime.topics import POLL_INTERVAL_S, TopicPrinter, format_header
 from nbstream.sql import ast, parse
 
@@ -39,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sql.add_argument("--state", help="state directory: a durable engine that resumes where it stopped")
     args = parser.parse_args(argv)
     script = args.execute if args.execute is not None else _read(args.file)
-    with Engine(path=args.state) as engine:
+    with EngineService(path=args.state) as engine:
         try:
             return run_script(engine, script)
         except KeyboardInterrupt:
@@ -50,7 +55,7 @@ def _read(file: str | None) -> str:
     return Path(file).read_text() if file else sys.stdin.read()
 
 
-def run_script(engine: Engine, script: str, out: TextIO | None = None) -> int:
+def run_script(engine: EngineService, script: str, out: TextIO | None = None) -> int:
     """Run every statement of ``script``, printing results; returns the exit status."""
     stream = out or sys.stdout
     try:
@@ -75,30 +80,29 @@ def run_script(engine: Engine, script: str, out: TextIO | None = None) -> int:
     return 0
 
 
-async def _stream_rows(engine: Engine, sql: str, stream: TextIO) -> None:
-    """Print a push query's rows as they come, keeping persistent queries running meanwhile."""
+async def _stream_rows(engine: EngineService, sql: str, stream: TextIO) -> None:
+    """Print a push query's rows as they come; the background loop runs it and the persistent
+    queries meanwhile, and stops with it."""
     header: list[str] | None = None
     widths: list[int] = []
-
-    async def drive() -> None:
-        while True:
-            await asyncio.to_thread(engine.run_until_idle, 0.5)
-            await asyncio.sleep(0.05)
-
-    driver = asyncio.create_task(drive())
+    query = engine.start_push(sql)
+    batches = query.subscribe(AsyncBatches())
+    engine.background.start()
     try:
-        async for row in engine.push(sql):
-            if header is None:
-                header = list(row)
-                widths = [max(len(h), PUSH_COLUMN_WIDTH) for h in header]
-                print(_row_line(header, widths), file=stream)
-            print(_row_line(["" if row[c] is None else str(row[c]) for c in header], widths),
-                  file=stream, flush=True)
+        async for batch in batches:
+            for row in batch.drop_columns(["__deleted"]).to_pylist():
+                if header is None:
+                    header = list(row)
+                    widths = [max(len(h), PUSH_COLUMN_WIDTH) for h in header]
+                    print(_row_line(header, widths), file=stream)
+                print(_row_line(["" if row[c] is None else str(row[c]) for c in header], widths),
+                      file=stream, flush=True)
     finally:
-        driver.cancel()
+        engine.background.stop()
+        engine.close_push(query)
 
 
-def _print_topic(engine: Engine, statement: ast.PrintTopic, stream: TextIO) -> None:
+def _print_topic(engine: EngineService, statement: ast.PrintTopic, stream: TextIO) -> None:
     """Print a topic's records as ksqlDB's CLI does (the guessed formats, then one line per
     record) until LIMIT or Ctrl-C, running persistent queries while waiting."""
     printer = TopicPrinter(engine, statement)

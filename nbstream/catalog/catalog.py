@@ -61,7 +61,6 @@ class PersistentQuery:
     sink: str
     sources: tuple[str, ...]
     state: str = "RUNNING"
-    runner: Any = None  # the runtime's handle (nbstream.runtime.query.QueryRunner)
 
 
 class Catalog:

@@ -104,13 +104,8 @@ class DuckDbSink(TopicSink):
         if self.database is None:  # one transaction for the rows, offsets, processing log and progress
             self.commit(ranges, store, written, within=rows_and_offsets)
             return
-        self.con.execute("BEGIN")  # DuckDB writes one database per transaction: the target's first
-        try:
+        with self.log.transaction(self.con):  # DuckDB writes one database per transaction: the target's first
             rows_and_offsets()
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
         try:
             self.commit(ranges, store, written)
         finally:

@@ -36,7 +36,6 @@ from nbstream.connectors.rejects import log_messages
 from nbstream.connectors.sinks import TopicSink
 from nbstream.errors import CatalogError, UnsupportedError, did_you_mean
 from nbstream.log.base import SqlLog
-from nbstream.log.embedded import EmbeddedLog
 from nbstream.runtime.ingest import append_frame
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 from nbstream.sql.ast import PropertyValue
@@ -69,8 +68,11 @@ class RunningConnector:
 class Connectors:
     """The connectors and Python sources of one engine (see the module docstring)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, log: SqlLog, clock: Clock = wall_clock_ms) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, log: SqlLog, clock: Clock = wall_clock_ms, *,
+                 source_connectors: bool = True) -> None:
+        """``source_connectors``: whether source connectors may write to ``log`` (sinks always may)."""
         self.con, self.log, self.clock = con, log, clock
+        self.source_connectors = source_connectors
         self.running: dict[str, RunningConnector] = {}
         self.python_sources: list[PythonSource] = []
         self._incarnations: dict[str, int] = {}
@@ -86,7 +88,7 @@ class Connectors:
             raise CatalogError(f"Connector {name} already exists.{_drop_hint(name)}")
         cls = connector_class(properties.get("connector.class"), kind, name)
         connector = cls.create(name, properties)
-        if not isinstance(self.log, EmbeddedLog) and not isinstance(connector, TopicSink):
+        if not self.source_connectors and not isinstance(connector, TopicSink):
             raise UnsupportedError(f"connector {name}: source connectors run on the embedded log only for now")
         incarnation = self._incarnations.get(name, 0) + 1  # counted once it exists: as replays count
         if isinstance(connector, TopicSink):
@@ -177,21 +179,16 @@ class Connectors:
         if generated is None:
             return 0
         self._ensure_topic(connector)
-        self.con.execute("BEGIN")
         try:
-            written = append_frame(self.con, self.log, running.encoding, _frame(generated),
-                                   key="__key", timestamp="__ts", commit=False)
-            logged = log_messages(self.con, self.log, connector.name, connector.topic, generated.rejected)
-            self._store_progress(connector.name, running.incarnation, connector.progress())
-            self.con.execute("COMMIT")
+            with self.log.transaction(self.con) as appended:
+                appended[connector.topic] = append_frame(self.con, self.log, running.encoding, _frame(generated),
+                                                         key="__key", timestamp="__ts", commit=False)
+                appended[PROCESSING_LOG_TOPIC] = log_messages(self.con, self.log, connector.name, connector.topic,
+                                                              generated.rejected)
+                self._store_progress(connector.name, running.incarnation, connector.progress())
         except BaseException:
-            self.con.execute("ROLLBACK")
-            self.log.reload()
             connector.resume(before)
             raise
-        self.log.confirm(connector.topic, written)
-        if logged:
-            self.log.confirm(PROCESSING_LOG_TOPIC, logged)
         return generated.size + len(generated.rejected)
 
     def _store_progress(self, name: str, incarnation: int, progress: str) -> None:

@@ -189,25 +189,21 @@ class TopicSink:
         the batch's undecodable records to the processing log, the offsets past ``ranges`` and the
         progress (``written`` rows more)."""
         before = (dict(self.offsets), self.produced, self.logged)
-        self.con.execute("BEGIN")
         try:
-            if within is not None:
-                within()
-            logged = log_rejects(self.con, self.log, self.name, self.topic,
-                                 f'(SELECT __errmsg AS message, __in_partition AS "partition", '
-                                 f'__in_offset AS "offset" FROM {ROWS} WHERE __err)')
-            self.offsets.update({p: end for p, (_, end) in ranges.items()})
-            self.produced += written
-            self.logged += sum(logged.values())
-            store(self.progress())
-            self.con.execute("COMMIT")
+            with self.log.transaction(self.con) as appended:
+                if within is not None:
+                    within()
+                logged = appended[PROCESSING_LOG_TOPIC] = log_rejects(
+                    self.con, self.log, self.name, self.topic,
+                    f'(SELECT __errmsg AS message, __in_partition AS "partition", '
+                    f'__in_offset AS "offset" FROM {ROWS} WHERE __err)')
+                self.offsets.update({p: end for p, (_, end) in ranges.items()})
+                self.produced += written
+                self.logged += sum(logged.values())
+                store(self.progress())
         except BaseException:
-            self.con.execute("ROLLBACK")
-            self.log.reload()
             self.offsets, self.produced, self.logged = before
             raise
-        if logged:
-            self.log.confirm(PROCESSING_LOG_TOPIC, logged)
 
     # -- DESCRIBE --------------------------------------------------------------------------------
     def describe(self) -> list[tuple[str, Any]]:

@@ -11,10 +11,12 @@ the embedded log, as a SQL relation over the same columns) and append encoded ba
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import duckdb
 import pyarrow as pa
 
 from nbstream.errors import LogError
@@ -115,7 +117,9 @@ class Log(Protocol):
 
 class SqlLog(Log, Protocol):
     """A log the SQL micro-batch path runs on: batches are read and appended as DuckDB relations
-    (the embedded log's tables, or Kafka records staged in DuckDB)."""
+    (the embedded log's tables, or Kafka records staged in DuckDB).
+
+    Implementations subclass it explicitly, and so share :meth:`transaction`."""
 
     def require(self, name: str) -> TopicInfo:
         """The topic ``name``, or a LogError naming the near miss."""
@@ -142,3 +146,26 @@ class SqlLog(Log, Protocol):
     def reload(self) -> None:
         """Called after the caller's transaction rolled back."""
         ...
+
+    @contextmanager
+    def transaction(self, con: duckdb.DuckDBPyConnection) -> Iterator[dict[str, dict[int, int]]]:
+        """One transaction of ``con`` around a batch, the commit protocol of every writer:
+
+        1. ``BEGIN``;
+        2. the caller's statements: appends with ``commit=False``, state, offsets, progress — it
+           records what it appended in the dict this yields (records per partition, by topic);
+        3. ``COMMIT``, then :meth:`confirm` of each topic's appends.
+
+        If anything fails (the commit included): ``ROLLBACK``, :meth:`reload`, and the error is
+        raised; the caller restores what it keeps in memory."""
+        appended: dict[str, dict[int, int]] = {}
+        con.execute("BEGIN")
+        try:
+            yield appended
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            self.reload()
+            raise
+        for topic, counts in appended.items():
+            self.confirm(topic, counts)

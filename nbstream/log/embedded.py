@@ -18,7 +18,7 @@ driver processes records as they are piped in).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -28,6 +28,7 @@ from nbstream.errors import LogError, did_you_mean
 from nbstream.log.base import (
     RECORD_COLUMNS_SQL,
     RECORD_SCHEMA,
+    SqlLog,
     TopicInfo,
     check_existing_topic,
     check_topic_request,
@@ -56,7 +57,7 @@ def topic_table(name: str) -> str:
     return '"log$' + name.replace('"', '""') + '"'
 
 
-class EmbeddedLog:
+class EmbeddedLog(SqlLog):
     """The :class:`~nbstream.log.base.Log` of an embedded engine, over a DuckDB connection.
 
     Methods that write take ``commit=False`` when the caller holds a transaction open (the
@@ -142,9 +143,8 @@ class EmbeddedLog:
         :meth:`confirm` after committing it.
         """
         if commit:
-            with self._lock:
-                written = self._in_transaction(lambda: self.append_relation(topic, relation, commit=False))
-                self.confirm(topic, written)
+            with self._lock, self.transaction(self._con) as appended:
+                appended[topic] = written = self.append_relation(topic, relation, commit=False)
             return written
         n = self.require(topic).partitions
         self._con.execute(f"CREATE OR REPLACE TEMP TABLE __routed AS SELECT {route_sql(n)} AS p, * FROM {relation}")
@@ -152,16 +152,6 @@ class EmbeddedLog:
             return self.append_routed(topic, "__routed")
         finally:
             self._con.execute("DROP TABLE __routed")
-
-    def _in_transaction(self, work: Callable[[], dict[int, int]]) -> dict[int, int]:
-        self._con.execute("BEGIN")
-        try:
-            result = work()
-            self._con.execute("COMMIT")
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        return result
 
     def append_routed(self, topic: str, table: str, *, where: str = "TRUE") -> dict[int, int]:
         """Like :meth:`append_relation` with ``commit=False``, for the rows of ``table`` matching

@@ -24,7 +24,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from nbstream.log.base import RECORD_SCHEMA, TopicInfo
+from nbstream.log.base import RECORD_SCHEMA, SqlLog, TopicInfo
 from nbstream.log.kafka import KafkaLog
 
 
@@ -59,7 +59,7 @@ def _record_select(source: str | None = None) -> str:
 Ranges = Mapping[int, tuple[int, int]]
 
 
-class StagedKafkaLog:
+class StagedKafkaLog(SqlLog):
     """A :class:`KafkaLog` with the relation methods of the embedded log, over DuckDB ``con``."""
 
     def __init__(self, kafka: KafkaLog, con: duckdb.DuckDBPyConnection) -> None:

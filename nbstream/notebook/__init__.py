@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING, Any
 from nbstream.notebook.session import connect, current_engine
 
 if TYPE_CHECKING:
-    from nbstream.notebook.live import PushQuery
+    from nbstream.notebook.live import LiveQuery
 
 __all__ = ["connect", "current_engine", "load_ipython_extension", "push_query"]
 
 
-def push_query(sql: str, params: Mapping[str, object] | None = None, *, cap: int = 200) -> PushQuery:
+def push_query(sql: str, params: Mapping[str, object] | None = None, *, cap: int = 200) -> LiveQuery:
     """Start the push query ``sql`` on :func:`current_engine` and return its handle (what
     ``%%stream NAME <<`` assigns): ``.stop()``, ``.status``, ``.to_pandas()``, ``.chart(...)``,
     ``async for frame in handle``; shown as a live table keeping ``cap`` rows when displayed."""
-    from nbstream.notebook.live import kernel_deliverer
+    from nbstream.notebook.live import live_query
 
-    return current_engine().start_push(sql, params or {}, kernel_deliverer(), cap)
+    return live_query(current_engine(), sql, params or {}, cap)
 
 
 def load_ipython_extension(ipython: Any) -> None:

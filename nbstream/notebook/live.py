@@ -1,8 +1,9 @@
-"""Push queries in the notebook: a :class:`PushQuery` handle fed by the background loop, shown by
+"""Push queries in the notebook: a :class:`LiveQuery` handle, a subscriber of the engine's
+:class:`~nbstream.runtime.push.PushQuery` (stepped by the service's background loop), shown by
 :class:`LiveTable` anywidgets (a table, a chart, or both; JavaScript in ``static/``, no CDN).
 
-The background thread applies each result batch to the query's
-:class:`~nbstream.notebook.deltas.ResultBuffer` and, at most every :data:`FLUSH_INTERVAL` seconds,
+The background thread offers each result batch to the handle, which applies it to its
+:class:`~nbstream.runtime.deltas.ResultBuffer` and, at most every :data:`FLUSH_INTERVAL` seconds,
 hands the next delta and the status line to the kernel's event loop, which sends them to every view
 (widgets are only touched from that loop).
 
@@ -31,35 +32,30 @@ rows carry theirs in ``__key``. CSS hooks: root ``nbstream-table``, ``nbstream-s
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import html
-import itertools
 import threading
 import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import anywidget
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 from IPython.display import DisplayHandle, display
 from traitlets import Bool, Dict, List, Unicode
 
-from nbstream.errors import ExecutionError
 from nbstream.notebook import chart as charts
-from nbstream.notebook.deltas import Delta, ResultBuffer, jsonable_row
+from nbstream.runtime.deltas import Delta, ResultBuffer, jsonable_row
+from nbstream.runtime.push import AsyncBatches, PushQuery
 from nbstream.runtime.query import QueryRunner
+from nbstream.runtime.service import EngineService
 
 if TYPE_CHECKING:
     import altair as alt  # imported when a chart is drawn (by chart.py): it takes seconds
 
 FLUSH_INTERVAL = 0.1  # ≤ 10 updates per second per view
 STATUS_INTERVAL = 1.0  # a status line with no new rows is refreshed at most once per second
-RATE_WINDOW = 5.0  # events/s is measured over the last few seconds
 DEFAULT_CAP = 200
 FALLBACK_ROWS = 50
 
@@ -93,6 +89,17 @@ class LiveTable(anywidget.AnyWidget):
         return bundle
 
 
+def live_query(engine: EngineService, sql: str, params: Mapping[str, object], cap: int) -> LiveQuery:
+    """Start the push query ``sql`` on ``engine`` with its handle, whose views keep ``cap`` rows
+    and are updated on the kernel's event loop."""
+    query = engine.start_push(sql, params)
+    try:
+        return LiveQuery(query, kernel_deliverer(), cap)
+    except BaseException:
+        query.stop()
+        raise
+
+
 def kernel_deliverer() -> Deliver:
     """How the background thread hands widget updates to the kernel: onto its running event loop,
     or (no loop runs, as in a plain IPython shell) by calling them directly."""
@@ -110,32 +117,9 @@ def kernel_deliverer() -> Deliver:
 Deliver = Callable[[Callable[[], None]], None]
 
 
-class RateMeter:
-    """Events per second over the last :data:`RATE_WINDOW` seconds (thread-safe)."""
-
-    def __init__(self, clock: Clock) -> None:
-        self.clock = clock
-        self.started = clock()
-        self._samples: deque[tuple[float, int]] = deque()
-        self._lock = threading.Lock()
-
-    def add(self, count: int) -> None:
-        if count:
-            with self._lock:
-                self._samples.append((self.clock(), count))
-
-    def rate(self) -> float:
-        now = self.clock()
-        with self._lock:
-            while self._samples and now - self._samples[0][0] > RATE_WINDOW:
-                self._samples.popleft()
-            total = sum(n for _, n in self._samples)
-        span = min(RATE_WINDOW, now - self.started)
-        return total / span if span > 0 else 0.0
-
-
-class PushQuery:
-    """A running push query of the notebook.
+class LiveQuery:
+    """The notebook's handle of a push query (:class:`~nbstream.runtime.push.PushQuery`): its live
+    views, fed as a subscriber of the query.
 
     ``.stop()``, ``.status`` (a dict), ``.state``, ``.error``, ``.to_pandas()`` (the rows now),
     ``.chart(altair_chart)`` (a live chart of the rows), ``async for frame in handle`` (each new
@@ -143,56 +127,52 @@ class PushQuery:
     the live table the cell shows.
     """
 
-    _ids = itertools.count()
-
-    def __init__(self, runner: QueryRunner, sql: str, deliver: Deliver, cap: int = DEFAULT_CAP,
+    def __init__(self, query: PushQuery, deliver: Deliver, cap: int = DEFAULT_CAP,
                  clock: Clock = time.monotonic) -> None:
-        self.id = f"PUSH_{next(self._ids)}"
-        self.sql = sql
-        self.runner = runner
-        shape = runner.result_shape
-        self.columns = list(shape.columns)
+        self.query = query
+        self.columns = query.columns
+        shape = query.shape
         self.buffer = ResultBuffer(self.columns, list(shape.keys), shape.is_table, cap)
-        self.state = "RUNNING"
-        self.error: str | None = None
-        self.rows_seen = 0
-        self.watermark: int | dt.datetime | None = None
         self._clock = clock
-        self._input = RateMeter(clock)
         self._deliver = deliver
         self._flushed: float | None = None
         self._shown_status = ""
-        self._lock = threading.Lock()
-        self._subscribers: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Any]]] = []
+        # a delta and the status it is sent with; reentrant: a view that cannot be updated fails the
+        # query, whose end flushes again (on this thread when updates are delivered directly)
+        self._lock = threading.RLock()
         self._display: DisplayHandle | None = None
         self.views: list[LiveTable] = []
         self.view = self._new_view(show_table=True)
+        query.subscribe(self)
 
-    # -- called by the background loop (under the engine lock) --------------------------------------
-    def step(self) -> int:
-        """Fetch and apply one batch; returns the records it produced (0: nothing new)."""
-        if self.state != "RUNNING":
-            return 0
-        before = sum(self.runner.offsets.values())
-        try:
-            batch = self.runner.fetch_rows()
-        except Exception as error:
-            self.fail(error)
-            return 0
-        self._input.add(sum(self.runner.offsets.values()) - before)
-        if batch is None or batch.num_rows == 0:
-            return 0
-        limit = self.runner.result_shape.limit
-        if limit is not None:
-            batch = batch.slice(0, max(0, limit - self.rows_seen))
-        with self._lock:
-            self.buffer.apply(batch)
-            self.rows_seen += batch.num_rows
-            self._advance_watermark(batch)
-            self._publish(batch)
-        if limit is not None and self.rows_seen >= limit:
-            self._finish("DONE")
-        return batch.num_rows
+    @property
+    def id(self) -> str:
+        return self.query.id
+
+    @property
+    def state(self) -> str:
+        return self.query.state
+
+    @property
+    def error(self) -> str | None:
+        return self.query.error
+
+    # -- as the query's subscriber (see nbstream.runtime.push) ---------------------------------------
+    def offer(self, batch: pa.Table) -> bool:
+        """Apply a result batch to the rows the views show (never refused: the buffer keeps the
+        latest ``cap`` rows)."""
+        self.buffer.apply(batch)
+        return True
+
+    def close(self, state: str, error: str | None) -> None:
+        """The query ended: the views get its last changes and state; the cell's static picture is
+        refreshed."""
+        self.flush(force=True)
+        if self._display is not None:
+            self._deliver(self._refresh_static_picture)
+
+    def tick(self) -> None:
+        self.flush()
 
     def flush(self, force: bool = False) -> None:
         """Send the views the changes since the last flush and the status line, at most every
@@ -202,7 +182,7 @@ class PushQuery:
         if not force and since is not None and since < FLUSH_INTERVAL:
             return
         with self._lock:
-            status, state = self.status_line(), self.state
+            status, state = self.query.status_line(), self.query.state
             status_due = status != self._shown_status and (since is None or since >= STATUS_INTERVAL)
             if not (force or since is None or status_due or self.buffer.has_pending()):
                 return
@@ -210,31 +190,19 @@ class PushQuery:
             self._flushed, self._shown_status = now, status
             self._deliver(lambda: self._show(delta, status, state))  # in order: deltas are numbered
 
-    def fail(self, error: Exception) -> None:
-        """End the query with ``error``, which its views show."""
-        self.error = f"{type(error).__name__}: {error}"
-        self._finish("ERROR")
-
     # -- the user's side -----------------------------------------------------------------------------
     def stop(self) -> None:
         """Stop the query (safe from any thread); the views keep their last rows."""
-        if self.state == "RUNNING":
-            self._finish("STOPPED")
+        self.query.stop()
 
     @property
     def status(self) -> dict[str, Any]:
         """Query id, state, rows so far, input events/s, watermark, late and processing-log
         records, and the error that ended it, if any."""
-        stats = self.runner.stats
-        return {"id": self.id, "state": self.state, "rows": self.rows_seen,
-                "events_per_s": round(self._input.rate(), 1), "watermark": self._watermark_text(),
-                "late": stats.late, "errors": stats.logged, "error": self.error}
+        return self.query.status
 
     def status_line(self) -> str:
-        s = self.status
-        line = (f"{s['id']} · {s['state']} · {s['rows']} rows · {s['events_per_s']:.1f} events/s · "
-                f"watermark {s['watermark'] or 'none'} · late {s['late']} · errors {s['errors']}")
-        return line + (f" · {s['error']}" if s["error"] else "")
+        return self.query.status_line()
 
     def to_pandas(self) -> pd.DataFrame:
         """The rows the views show, as of now (a TABLE's latest row per key, a STREAM's last rows)."""
@@ -249,7 +217,7 @@ class PushQuery:
 
     def chart_with(self, option: charts.ChartOption) -> None:
         """Draw the ``--chart`` shorthand above the live table (its columns checked first)."""
-        self.view.spec = charts.live_spec(option.build(self.columns, result_types(self.runner)))
+        self.view.spec = charts.live_spec(option.build(self.columns, result_types(self.query.runner)))
         charts.prepare_vega_bundle()
 
     def display(self) -> None:
@@ -260,20 +228,12 @@ class PushQuery:
         return self._changes()
 
     async def _changes(self) -> AsyncIterator[pd.DataFrame]:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        subscriber = (asyncio.get_running_loop(), queue)
-        with self._lock:
-            self._subscribers.append(subscriber)
-            if self.state != "RUNNING":
-                queue.put_nowait(None)
+        batches = self.query.subscribe(AsyncBatches())
         try:
-            while (batch := await queue.get()) is not None:
-                yield batch
+            async for batch in batches:
+                yield (batch if self.buffer.is_table else batch.drop_columns(["__deleted"])).to_pandas()
         finally:
-            with self._lock:
-                self._subscribers.remove(subscriber)
-        if self.state == "ERROR":
-            raise ExecutionError(f"{self.id} failed: {self.error}")
+            self.query.unsubscribe(batches)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.view._repr_mimebundle_(**kwargs)
@@ -286,41 +246,12 @@ class PushQuery:
         self.views.append(view)
         return view
 
-    def _finish(self, state: str) -> None:
-        """Leave RUNNING; the background loop then closes the runner (never while it fetches)."""
-        with self._lock:
-            self.state = state
-            for loop, queue in self._subscribers:
-                _put(loop, queue, None)
-        self.flush(force=True)
-        if self._display is not None:
-            self._deliver(self._refresh_static_picture)
-
     def _refresh_static_picture(self) -> None:
         """Update the cell's output (its static HTML). JupyterLab applies the update only while it
         waits for the request it answers: a query ending in a cell (LIMIT, ``%stream stop``, a
         re-run) refreshes it, the Stop button (a widget message) does not."""
         assert self._display is not None
         self._display.update(self.view)
-
-    def _publish(self, batch: pa.Table) -> None:
-        """Hand ``batch`` to every ``async for`` over this query."""
-        if not self._subscribers:
-            return
-        frame = batch.drop_columns(["__deleted"]) if not self.buffer.is_table else batch
-        for loop, queue in list(self._subscribers):
-            _put(loop, queue, frame.to_pandas())
-
-    def _advance_watermark(self, batch: pa.Table) -> None:
-        latest = pc.max(batch.column("ROWTIME")).as_py()
-        if latest is not None and (self.watermark is None or latest > self.watermark):
-            self.watermark = latest
-
-    def _watermark_text(self) -> str | None:
-        mark = self.watermark
-        if isinstance(mark, int):
-            mark = dt.datetime.fromtimestamp(mark / 1000, dt.UTC)
-        return mark.isoformat(timespec="milliseconds").replace("+00:00", "Z") if mark is not None else None
 
     def _show(self, delta: Delta | None, status: str, state: str) -> None:
         """Send ``delta`` and the status to every view (on the kernel's loop)."""
@@ -332,8 +263,7 @@ class PushQuery:
                     view.status = status
                     view.state = state
         except Exception as error:  # the views cannot be told: keep it on the handle and in %stream queries
-            self.error = f"updating the view failed: {type(error).__name__}: {error}"
-            self.state = "ERROR"
+            self.query.fail(f"updating the view failed: {type(error).__name__}: {error}")
 
     def _on_message(self, view: LiveTable, content: Any, _buffers: Any) -> None:
         kind = content.get("type") if isinstance(content, dict) else None
@@ -375,12 +305,6 @@ class PushQuery:
             return f'<div class="nbstream-chart">{charts.static_svg(spec, records)}</div>'
         except Exception as error:  # shown, not hidden: the static picture says why it has no chart
             return f'<div class="nbstream-error">chart: {html.escape(f"{type(error).__name__}: {error}")}</div>'
-
-
-def _put(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Any], item: Any) -> None:
-    """Put ``item`` on ``queue`` from any thread (nothing when its loop has closed)."""
-    with contextlib.suppress(RuntimeError):  # the consumer's loop is closed: nobody waits any more
-        loop.call_soon_threadsafe(queue.put_nowait, item)
 
 
 def result_types(runner: QueryRunner) -> dict[str, str]:

@@ -25,15 +25,15 @@ from IPython.display import HTML, display
 from sqlglot import exp
 from traitlets import Dict, Integer
 
-from nbstream.errors import CatalogError, NbstreamError, UnknownNameError
+from nbstream.errors import NbstreamError, UnknownNameError
 from nbstream.notebook import session
-from nbstream.notebook.background import NotebookEngine
 from nbstream.notebook.chart import ChartOption, ChartOptionError, split_chart_option
 from nbstream.notebook.display import stream_error
-from nbstream.notebook.live import PushQuery, kernel_deliverer
+from nbstream.notebook.live import LiveQuery, live_query
 from nbstream.notebook.topology import topology_html
 from nbstream.runtime.explain import EXPLAIN_COLUMNS
 from nbstream.runtime.results import StatementResult
+from nbstream.runtime.service import EngineService
 from nbstream.sql import ast, parse
 
 _ASSIGN = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*(.*)$", re.DOTALL)
@@ -75,7 +75,7 @@ class StreamMagic(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         self._cell_id: str | None = None
-        self._pushes_by_cell: dict[str, list[PushQuery]] = {}
+        self._pushes_by_cell: dict[str, list[LiveQuery]] = {}
         self._cell_chart: ChartOption | None = None
 
     def remember_cell(self, info: Any) -> None:
@@ -132,23 +132,18 @@ class StreamMagic(Magics):
                 raise stream_error(error, statement, script) from None
         return value
 
-    def _run_statement(self, engine: NotebookEngine, statement: ast.Statement) -> Any:
+    def _run_statement(self, engine: EngineService, statement: ast.Statement) -> Any:
         params = bound_parameters(statement, self._user_ns())
         if isinstance(statement, ast.Select):
             return self._select(engine, statement, params)
-        unchanged = unchanged_message(engine, statement)
-        if unchanged is not None:
-            print(unchanged)
-            return None
-        replaced = drop_changed(engine, statement)
-        (result,) = engine.execute(statement.text, params)
-        if replaced is not None:
-            print(replaced)
-        return self._show(result)
+        rerun = engine.rerun(statement, params)  # a re-run cell: an unchanged CREATE does nothing
+        if rerun.note is not None:
+            print(rerun.note)
+        return None if rerun.result is None else self._show(rerun.result)
 
-    def _select(self, engine: NotebookEngine, statement: ast.Select, params: Mapping[str, object]) -> Any:
+    def _select(self, engine: EngineService, statement: ast.Select, params: Mapping[str, object]) -> Any:
         if statement.query.emit is not None:
-            push = engine.start_push(statement.text, params, kernel_deliverer(), self.live_rows)
+            push = live_query(engine, statement.text, params, self.live_rows)
             if self._cell_id is not None:
                 self._pushes_by_cell.setdefault(self._cell_id, []).append(push)
             chart, self._cell_chart = self._cell_chart, None  # the cell's first push query draws it
@@ -186,14 +181,12 @@ class StreamMagic(Magics):
     # -- commands ----------------------------------------------------------------------------------
     def _command_queries(self, argument: str) -> pd.DataFrame:
         _no_argument("queries", argument)
-        return queries_frame(session.current_engine())
+        return session.current_engine().queries_frame()
 
     def _command_stop(self, argument: str) -> None:
         if not argument:
             raise UsageError("%stream stop ID|all")
-        engine = session.current_engine()
-        with engine.lock:
-            stopped = stop_queries(engine, argument)
+        stopped = session.current_engine().stop_queries(argument)
         print(f"Stopped {', '.join(stopped)}." if stopped else "No running queries.")
 
     def _command_status(self, argument: str) -> None:
@@ -229,100 +222,6 @@ def _has_push_query(cell: str) -> bool:
 def _no_argument(command: str, argument: str) -> None:
     if argument:
         raise UsageError(f"%stream {command} takes no argument")
-
-
-def stop_queries(engine: NotebookEngine, which: str) -> list[str]:
-    """Stop the persistent or push query with id ``which``, or every running one (``all``);
-    returns the ids stopped."""
-    if which.lower() == "all":
-        persistent = engine.catalog.running()
-        pushes = [q for q in engine.push_queries.values() if q.state == "RUNNING"]
-    elif which.upper() in engine.push_queries:
-        persistent, pushes = [], [engine.push_queries[which.upper()]]
-    else:
-        persistent, pushes = [engine.catalog.get_query(which)], []
-    for query in persistent:
-        engine.stop_query(query)
-    for push in pushes:
-        push.stop()
-    return [q.id for q in persistent] + [p.id for p in pushes]
-
-
-def queries_frame(engine: NotebookEngine) -> pd.DataFrame:
-    """One row per query, persistent then push: id, state, sink, counters, input rate, last error."""
-    rows = []
-    for query in engine.persistent_queries():
-        stats = getattr(query.runner, "stats", None)
-        busy = stats.busy_seconds if stats else 0.0
-        rows.append({
-            "id": query.id, "state": query.state, "sink": query.sink,
-            "consumed": stats.consumed if stats else 0, "emitted": stats.emitted if stats else 0,
-            "logged": stats.logged if stats else 0,
-            "events/s (busy)": round(stats.consumed / busy) if stats and busy > 0 else 0,
-            "error": stats.last_error if stats else None, "sql": query.sql,
-        })
-    with engine.lock:
-        pushes = list(engine.push_queries.values())
-    for push in pushes:
-        rows.append({"id": push.id, "state": push.state, "sink": None, "consumed": None,
-                     "emitted": push.rows_seen, "logged": None, "events/s (busy)": None,
-                     "error": push.error, "sql": push.sql})
-    return pd.DataFrame(rows, columns=list(_QUERY_COLUMNS))
-
-
-_QUERY_COLUMNS = ("id", "state", "sink", "consumed", "emitted", "logged", "events/s (busy)", "error", "sql")
-
-
-def unchanged_message(engine: NotebookEngine, statement: ast.Statement) -> str | None:
-    """A message when ``statement`` re-creates a stream, table or connector exactly as it exists
-    (a re-run cell), else None. OR REPLACE and IF NOT EXISTS keep their own meaning."""
-    if isinstance(statement, ast.CreateConnector) and not statement.if_not_exists:
-        with engine.lock:
-            running = engine.connectors.running.get(statement.name)
-        if running is None or _normal(running.sql) != _normal(statement.text):
-            return None
-        return f"Connector {statement.name} exists with the same definition: nothing to do."
-    if not isinstance(statement, ast.CreateSource | ast.CreateAsSelect):
-        return None
-    if statement.or_replace or statement.if_not_exists:
-        return None
-    with engine.lock:
-        existing = engine.catalog.find(statement.name)
-    if existing is None or existing.sql is None or _normal(existing.sql) != _normal(statement.text):
-        return None
-    return f"{existing.kind.capitalize()} {statement.name} exists with the same definition: nothing to do."
-
-
-def drop_changed(engine: NotebookEngine, statement: ast.Statement) -> str | None:
-    """When a re-run cell changed the CREATE of an existing stream or table: drop the old one, so
-    that ``statement`` creates it anew, and say what was replaced (None: nothing to replace).
-
-    The query that created it is terminated and, for a ``CREATE … AS SELECT``, the topic it wrote is
-    deleted: the new query rebuilds it from its input. A declared stream or table over a topic keeps
-    the topic. Raises :class:`CatalogError`, naming them, if other queries read it or write to it."""
-    if not isinstance(statement, ast.CreateSource | ast.CreateAsSelect) or statement.or_replace \
-            or statement.if_not_exists:
-        return None
-    with engine.lock:
-        existing = engine.catalog.find(statement.name)
-        if existing is None or existing.sql is None or _normal(existing.sql) == _normal(statement.text):
-            return None
-        queries = [q for q in engine.catalog.queries.values() if q.state == "RUNNING"]
-        creator = [q.id for q in queries if q.sink == existing.name and _normal(q.sql) == _normal(existing.sql)]
-        others = sorted(q.id for q in queries if q.id not in creator
-                        and (existing.name in q.sources or q.sink == existing.name))
-    kind = existing.kind.capitalize()
-    if others:
-        raise CatalogError(f"{kind} {existing.name} changed, but queries [{', '.join(others)}] read from it or "
-                           f"write to it: terminate them first (%stream stop ID), then run this cell again.")
-    delete_topic = " DELETE TOPIC" if isinstance(parse(existing.sql)[0], ast.CreateAsSelect) else ""
-    engine.execute("".join(f"TERMINATE {q};" for q in creator) + f"DROP {existing.kind} {existing.name}{delete_topic};")
-    rebuilt = f", its query {creator[0]} terminated and its topic rebuilt" if creator and delete_topic else ""
-    return f"{kind} {existing.name} changed: replaced{rebuilt}."
-
-
-def _normal(sql: str) -> str:
-    return " ".join(sql.split())
 
 
 def bound_parameters(statement: ast.Statement, namespace: Mapping[str, Any]) -> dict[str, object]:

@@ -9,23 +9,23 @@ from typing import Any
 
 from nbstream.errors import LogError
 from nbstream.log.kafka_options import check_client_options, literal_secrets, parse_kafka_url
-from nbstream.notebook.background import NotebookEngine
+from nbstream.runtime.service import EngineService
 
 _lock = threading.Lock()
-_current: NotebookEngine | None = None
+_current: EngineService | None = None
 
 
-def current_engine() -> NotebookEngine:
+def current_engine() -> EngineService:
     """The engine ``%%stream`` runs on (in memory unless ``%stream connect PATH`` chose a state
     directory); its persistent queries run in a background thread while the kernel is free."""
     global _current
     with _lock:
         if _current is None:
-            _current = _started(NotebookEngine())
+            _current = _started(EngineService())
         return _current
 
 
-def connect(target: str, kafka_options: Mapping[str, Any] | None = None) -> NotebookEngine:
+def connect(target: str, kafka_options: Mapping[str, Any] | None = None) -> EngineService:
     """Replace the current engine: ``memory`` for an in-memory one, ``kafka://host:port[?name=
     value&…]`` for one on a Kafka cluster (``kafka_options`` first, then the URL's), else a state
     directory path.
@@ -45,11 +45,11 @@ def connect(target: str, kafka_options: Mapping[str, Any] | None = None) -> Note
         if literal:
             raise LogError(f"Kafka option(s) {', '.join(literal)} must be a reference, env:NAME or file:PATH, "
                            "so the secret stays out of the notebook")
-        engine = NotebookEngine(kafka=bootstrap, **options)  # shares nothing with the current one,
+        engine = EngineService(kafka=bootstrap, **options)  # shares nothing with the current one,
         disconnect()  # which is kept if the cluster cannot be reached
     else:
         disconnect()
-        engine = NotebookEngine() if target.lower() == "memory" else NotebookEngine(Path(target).expanduser())
+        engine = EngineService() if target.lower() == "memory" else EngineService(Path(target).expanduser())
     with _lock:
         _current = _started(engine)
     return engine
@@ -64,6 +64,6 @@ def disconnect() -> None:
         previous.close()
 
 
-def _started(engine: NotebookEngine) -> NotebookEngine:
+def _started(engine: EngineService) -> EngineService:
     engine.background.start()
     return engine

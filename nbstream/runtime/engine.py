@@ -11,44 +11,30 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
 from nbstream.catalog import functions
-from nbstream.catalog.catalog import Catalog, PersistentQuery, Source
+from nbstream.catalog.catalog import Catalog, Source
 from nbstream.connectors.python_source import Data, PythonSource
 from nbstream.connectors.running import Connectors
 from nbstream.errors import ExecutionError, LogError, NbstreamError
 from nbstream.formats import format_for, register_udfs
 from nbstream.log.base import RECORD_SCHEMA, Record, SqlLog
-from nbstream.log.embedded import EmbeddedLog
-from nbstream.log.kafka import KafkaLog
-from nbstream.log.staged import StagedKafkaLog
 from nbstream.physical import aggregates
-from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
-from nbstream.plan.join import JoinAggregatePlan, JoinPlan
-from nbstream.plan.logical import StatelessPlan
-from nbstream.plan.planner import Plan, plan_query
+from nbstream.plan.aggregate import is_aggregate_query
+from nbstream.plan.planner import plan_query
 from nbstream.runtime import pull, topics
-from nbstream.runtime.aggregate import AggregateRunner
+from nbstream.runtime.backend import Backend, backend_for
 from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
-from nbstream.runtime.join import JoinAggregateRunner, JoinRunner
-from nbstream.runtime.kafka_query import (
-    KafkaAggregateRunner,
-    KafkaInput,
-    KafkaJoinAggregateRunner,
-    KafkaJoinRunner,
-    KafkaMaterializer,
-    KafkaQueryRunner,
-    processing_guarantee,
-)
-from nbstream.runtime.materialize import Materializer
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 from nbstream.runtime.processing_log import processing_log_source
+from nbstream.runtime.push import Batches, PushQuery
+from nbstream.runtime.queries import QueryManager
 from nbstream.runtime.query import QueryRunner
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast, parse
@@ -76,7 +62,11 @@ class Engine:
     queries run on it at-least-once, their input offsets in a consumer group per query and (with
     their state) in the engine's database; push
     queries read Kafka topics and pull queries the tables materialized from them
-    (:mod:`nbstream.runtime.kafka_query`).
+    (:mod:`nbstream.runtime.kafka_query`). The choice is made once, in :attr:`backend`
+    (:mod:`nbstream.runtime.backend`).
+
+    :attr:`queries` holds the runners of the persistent queries and table materializations
+    (:class:`~nbstream.runtime.queries.QueryManager`): ``engine.queries.runner(query_id).stats``.
     """
 
     def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None,
@@ -88,19 +78,17 @@ class Engine:
         else:
             self.con = duckdb.connect(":memory:")
         self._configure(self.con)
-        self.log: SqlLog = (EmbeddedLog(self.con) if kafka is None
-                            else StagedKafkaLog(KafkaLog(kafka, **client_options), self.con))
+        self.backend: Backend = backend_for(self.con, kafka, client_options)
+        self.log: SqlLog = self.backend.log
         self.catalog = Catalog()
         self.properties: dict[str, Any] = dict(properties or {})
-        self.params: dict[str, object] = {}
-        self._runners: dict[str, QueryRunner] = {}
-        self._materializers: dict[str, Materializer] = {}
+        self.queries = QueryManager(self.backend, self.catalog, self.properties)
         self.con.execute("CREATE TABLE IF NOT EXISTS __offsets (query_id VARCHAR, \"partition\" INTEGER, "
                          "next_offset BIGINT, PRIMARY KEY (query_id, \"partition\"))")
         self.con.execute("CREATE TABLE IF NOT EXISTS __statements (seq INTEGER PRIMARY KEY, sql VARCHAR)")
         self.log.create_topic(PROCESSING_LOG_TOPIC, 1)
         self.catalog.add(processing_log_source())
-        self.connectors = Connectors(self.con, self.log)
+        self.connectors = Connectors(self.con, self.log, source_connectors=self.backend.runs_source_connectors)
         self._restore()
 
     @staticmethod
@@ -123,10 +111,10 @@ class Engine:
 
         ``params`` bind ``:name`` placeholders (never interpolated into the SQL text).
         """
-        self.params = dict(params or {})
+        bound = dict(params or {})
         results = []
         for statement in parse(sql):
-            results.append(execute_statement(self, statement))
+            results.append(execute_statement(self, statement, bound))
             if isinstance(statement, _DURABLE):
                 self._record(statement.text)
         return results
@@ -140,7 +128,7 @@ class Engine:
     def _restore(self) -> None:
         for (sql,) in self.con.execute("SELECT sql FROM __statements ORDER BY seq").fetchall():
             for statement in parse(sql):
-                execute_statement(self, statement)
+                execute_statement(self, statement, {})
 
     def property(self, name: str) -> Any:
         return self.properties.get(name)
@@ -148,74 +136,9 @@ class Engine:
     def location(self) -> str:
         """Where the engine keeps its topics and state, for display: ``kafka://…`` with its client
         options (secrets only as references), and the state directory or "in memory"."""
-        state = str(self.path) if self.path is not None else "in memory"
-        if isinstance(self.log, StagedKafkaLog):
-            return f"{self.log.kafka.describe()}; state {state}"
-        return state
+        return self.backend.location(str(self.path) if self.path is not None else "in memory")
 
     # -- queries -----------------------------------------------------------------------------------
-    def start_query(self, query: PersistentQuery, plan: Plan) -> None:
-        """Register ``query`` and start running ``plan`` for it. If it cannot start (a refused
-        ``processing.guarantee``), the stream or table its CREATE … AS SELECT added goes too, so
-        that the statement can be run again."""
-        try:
-            query.runner = self._runner_for(query.id, plan)
-        except NbstreamError:
-            self.catalog.release_query_id(query.id)
-            created = self.catalog.find(query.sink)
-            if created is not None and created.sql == query.sql:
-                self.catalog.drop(created.name)
-                self.on_source_dropped(created)
-            raise
-        if isinstance(query.runner, KafkaInput):
-            query.runner.report_to(query)
-        self.catalog.add_query(query)
-        self._runners[query.id] = query.runner
-
-    def _runner_for(self, query_id: str, plan: Plan) -> QueryRunner:
-        log = self.log
-        guarantee = processing_guarantee(self.property("processing.guarantee"))  # the embedded log: exactly once
-        if isinstance(log, StagedKafkaLog):
-            runner = self._kafka_runner_for(query_id, plan, log)
-            runner.guarantee(guarantee)
-            return runner
-        if isinstance(plan, StatelessPlan):
-            return QueryRunner(query_id, plan, self.con, log)
-        if isinstance(plan, JoinAggregatePlan):
-            return JoinAggregateRunner(query_id, plan, self.con, log)
-        if isinstance(plan, AggregatePlan):
-            return AggregateRunner(query_id, plan, self.con, log)
-        return JoinRunner(query_id, plan, self.con, log)
-
-    def _kafka_runner_for(self, query_id: str, plan: Plan, log: StagedKafkaLog) -> KafkaInput:
-        if isinstance(plan, StatelessPlan):
-            return KafkaQueryRunner(query_id, plan, self.con, log)
-        if isinstance(plan, JoinAggregatePlan):
-            return KafkaJoinAggregateRunner(query_id, plan, self.con, log)
-        if isinstance(plan, AggregatePlan):
-            return KafkaAggregateRunner(query_id, plan, self.con, log)
-        return KafkaJoinRunner(query_id, plan, self.con, log)
-
-    def stop_query(self, query: PersistentQuery) -> None:
-        query.state = "TERMINATED"
-        runner = self._runners.pop(query.id, None)
-        if runner is not None:
-            runner.drop_state()
-
-    def on_source_added(self, source: Source) -> None:
-        """Tables are materialized, so pull queries can read them. Kafka learns which topics hold
-        windowed keys (their window is split off when read)."""
-        if source.window is not None and isinstance(self.log, StagedKafkaLog):
-            self.log.kafka.declare_window(source.topic, source.window.kind, source.window.size_ms)
-        if source.is_table:
-            materializer = KafkaMaterializer if isinstance(self.log, StagedKafkaLog) else Materializer
-            self._materializers[source.name] = materializer(source, self.con, self.log)
-
-    def on_source_dropped(self, source: Source) -> None:
-        materializer = self._materializers.pop(source.name, None)
-        if materializer is not None:
-            materializer.drop()
-
     def run_until_idle(self, max_seconds: float | None = None) -> int:
         """Process all pending input of every query, in creation order; returns records consumed.
 
@@ -228,7 +151,7 @@ class Engine:
         now = self.connectors.clock()
         while deadline is None or time.monotonic() < deadline:
             progressed = self.connectors.step(now)
-            for worker in [*self._runners.values(), *self._materializers.values()]:
+            for _, worker in self.queries.workers():
                 while (n := worker.step()) > 0:
                     progressed += n
             total += progressed
@@ -386,44 +309,38 @@ class Engine:
         """Run a push query; yields each result row as a dict (``ROWTIME`` included) as it arrives.
 
         Starts at the end of the input unless ``auto.offset.reset`` is ``earliest``. Stops after
-        ``LIMIT`` rows, or when the consumer stops iterating or cancels.
+        ``LIMIT`` rows, or when the consumer stops iterating or cancels. The query is stepped here,
+        in a worker thread (:class:`~nbstream.runtime.service.EngineService` steps push queries in
+        its background loop instead: :meth:`~nbstream.runtime.service.EngineService.start_push`).
         """
-        runner = self.transient_runner(sql, params)
-        limit, cursor = runner.result_shape.limit, runner.con
-        emitted = 0
+        query = PushQuery(self._transient_runner(sql, params), sql)
+        batches = query.subscribe(Batches())
         try:
-            while limit is None or emitted < limit:
-                batch = await asyncio.to_thread(runner.fetch_rows)
-                if batch is None:
+            while True:
+                for batch in batches.take():
+                    for row in batch.to_pylist():
+                        row.pop("__deleted", None)
+                        yield row
+                if query.ended:
+                    break
+                if await asyncio.to_thread(query.step) == 0:
                     await asyncio.sleep(poll_interval)
-                    continue
-                for row in batch.to_pylist():
-                    row.pop("__deleted", None)
-                    yield row
-                    emitted += 1
-                    if limit is not None and emitted >= limit:
-                        return
+            if query.failure is not None:
+                raise query.failure
         finally:
-            cursor.close()
+            query.stop()
+            query.close()
 
-    def transient_runner(self, sql: str, params: Mapping[str, object] | None = None) -> QueryRunner:
+    def _transient_runner(self, sql: str, params: Mapping[str, object] | None = None) -> QueryRunner:
         """A runner for the push query ``sql`` on its own DuckDB cursor (close ``runner.con`` when
         done); ``runner.fetch_rows()`` returns each next batch of result rows."""
         statement = _single_select(sql)
         cursor = self.con.cursor()
         self._configure(cursor)
-        log = self.log.on(cursor) if isinstance(self.log, StagedKafkaLog) else self.log
         earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
-        query_id, start_at_end = f"transient_{id(cursor)}", not earliest
         try:
             plan = plan_query(statement.query, self.catalog, cursor, params=params)
-            if isinstance(plan, JoinAggregatePlan):
-                return JoinAggregateRunner(query_id, plan, cursor, log, start_at_end=start_at_end)
-            if isinstance(plan, AggregatePlan):
-                return AggregateRunner(query_id, plan, cursor, log, start_at_end=start_at_end)
-            if isinstance(plan, JoinPlan):
-                return JoinRunner(query_id, plan, cursor, log, transient=True, start_at_end=start_at_end)
-            return QueryRunner("transient", plan, cursor, log, start_at_end=start_at_end)
+            return self.backend.transient_runner_for(plan, cursor, start_at_end=not earliest)
         except BaseException:
             cursor.close()
             raise
@@ -439,11 +356,10 @@ class Engine:
 
     def close(self) -> None:
         self.connectors.close()
-        if isinstance(self.log, StagedKafkaLog):
-            self.log.close()
+        self.backend.close()
         self.con.close()
 
-    def __enter__(self) -> Engine:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

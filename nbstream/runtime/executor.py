@@ -1,8 +1,10 @@
-"""Statement execution: one ``exec_<Statement>`` function per statement kind.
+"""Statement execution: one ``exec_<Statement>`` function per statement kind, found in
+:data:`HANDLERS` by the statement's type.
 
 Each function checks the statement against the catalog, then changes the catalog, the log and
 the running queries. The engine records every statement that changes the catalog, so a durable
-engine replays them on restart (``restoring=True``: topics and offsets already exist).
+engine replays them on restart. A statement's ``:name`` parameters arrive as an argument (the
+statements of several clients may run one after another on one engine, each with its own).
 """
 
 from __future__ import annotations
@@ -22,23 +24,22 @@ from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.plan.planner import Plan, Target, plan_query, sink_of
 from nbstream.runtime import metadata
 from nbstream.runtime.insert_values import insert_values
-from nbstream.runtime.results import StatementResult
+from nbstream.runtime.results import Params, StatementResult
 from nbstream.sql import ast
 from nbstream.sql.parser import UNIT_MS
 
 if TYPE_CHECKING:
     from nbstream.runtime.engine import Engine
 
-Handler = Callable[["Engine", Any], StatementResult]
+Handler = Callable[["Engine", Any, Params], StatementResult]
 
 
-def execute_statement(engine: Engine, statement: ast.Statement) -> StatementResult:
-    """Run one parsed statement on ``engine``."""
-    name = f"exec_{type(statement).__name__}"
-    handler: Handler | None = globals().get(name) or getattr(metadata, name, None)
+def execute_statement(engine: Engine, statement: ast.Statement, params: Params) -> StatementResult:
+    """Run one parsed statement on ``engine``, its ``:name`` placeholders bound from ``params``."""
+    handler = HANDLERS.get(type(statement))
     if handler is None:
         raise UnsupportedError(f"{type(statement).__name__} statements are not supported yet")
-    return handler(engine, statement)
+    return handler(engine, statement, params)
 
 
 # -- CREATE STREAM / TABLE ---------------------------------------------------------------------------
@@ -54,7 +55,7 @@ def _existing(engine: Engine, stmt: ast.CreateSource | ast.CreateAsSelect) -> So
     return existing
 
 
-def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult:
+def exec_CreateSource(engine: Engine, stmt: ast.CreateSource, params: Params) -> StatementResult:
     existing = _existing(engine, stmt)
     if existing is not None and stmt.if_not_exists:
         return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
@@ -85,7 +86,7 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource) -> StatementResult
         raise CatalogError(f"A Kafka topic with the name '{topic}' already exists, with different "
                            f"partition count: {info.partitions} (the statement asks for {partitions})")
     engine.catalog.add(source, replace=stmt.or_replace)
-    engine.on_source_added(source)
+    engine.queries.source_added(source)
     return StatementResult(stmt.text, f"{stmt.kind.title()} created", source=source.name)
 
 
@@ -248,7 +249,7 @@ def _bool(value: Any) -> bool:
 # -- CREATE … AS SELECT, INSERT INTO -------------------------------------------------------------------
 
 
-def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementResult:
+def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect, params: Params) -> StatementResult:
     existing = _existing(engine, stmt)
     if existing is not None and stmt.if_not_exists:
         return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
@@ -259,7 +260,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
     sink = _sink_for_new(engine, stmt.name, props, source)
     plan = plan_query(stmt.query, engine.catalog, engine.con,
                       target=Target(sink, stmt.kind, _new_planner(engine), engine.properties),
-                      params=engine.params)
+                      params=params)
     _check_copartitioned(engine, plan)
     plan = _fit_key_format(engine, plan, props)
     plan = _with_runtime_config(engine, plan)
@@ -280,17 +281,17 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect) -> StatementRe
         _replace_query_of(engine, stmt.name)
     engine.log.create_topic(sink.topic, sink.partitions) if engine.log.topic(sink.topic) is None else None
     engine.catalog.add(created, replace=stmt.or_replace)
-    engine.on_source_added(created)
+    engine.queries.source_added(created)
     prefix = "CTAS" if stmt.kind == "TABLE" else "CSAS"
     query_id = engine.catalog.next_query_id(prefix, stmt.name)
-    engine.start_query(PersistentQuery(query_id, stmt.text, stmt.name, join_sources(stmt.query)), plan)
+    engine.queries.start(PersistentQuery(query_id, stmt.text, stmt.name, join_sources(stmt.query)), plan)
     return StatementResult(stmt.text, f"Created query with ID {query_id}", query_id=query_id, source=stmt.name)
 
 
 def _replace_query_of(engine: Engine, sink: str) -> None:
     for query in engine.catalog.running():
         if query.sink == sink and query.id.startswith(("CSAS", "CTAS")):
-            engine.stop_query(query)
+            engine.queries.stop(query)
 
 
 def _window_of(plan: Plan, source: Source) -> WindowInfo | None:
@@ -375,7 +376,7 @@ def _with_runtime_config(engine: Engine, plan: Plan) -> Plan:
     return replace(plan, scan=replace(plan.scan, throw_on_invalid_timestamp=True))
 
 
-def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
+def exec_InsertInto(engine: Engine, stmt: ast.InsertInto, params: Params) -> StatementResult:
     target = engine.catalog.get(stmt.target)
     if target.is_table:
         raise BindError(f"INSERT INTO can only be used to insert into a stream. {target.name} is a table.")
@@ -384,7 +385,7 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
     sink = sink_of(target, engine.log.require(target.topic).partitions)
     plan = plan_query(stmt.query, engine.catalog, engine.con, target=Target(sink, "STREAM", _new_planner(engine),
                                                                                  engine.properties),
-                      params=engine.params)
+                      params=params)
     _check_copartitioned(engine, plan)
     plan = _with_runtime_config(engine, plan)
     if [(c.name, str(c.type), c.role) for c in plan.schema.columns] != \
@@ -392,19 +393,19 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto) -> StatementResult:
         raise BindError(f"Incompatible schema between results and sink.\nResult schema is {plan.schema}\n"
                         f"Sink schema is {target.schema}")
     query_id = engine.catalog.next_query_id("INSERTQUERY", None)
-    engine.start_query(PersistentQuery(query_id, stmt.text, target.name, join_sources(stmt.query)), plan)
+    engine.queries.start(PersistentQuery(query_id, stmt.text, target.name, join_sources(stmt.query)), plan)
     return StatementResult(stmt.text, f"Created query with ID {query_id}", query_id=query_id, source=target.name)
 
 
 # -- the rest --------------------------------------------------------------------------------------
 
 
-def exec_InsertValues(engine: Engine, stmt: ast.InsertValues) -> StatementResult:
-    insert_values(engine, stmt)
+def exec_InsertValues(engine: Engine, stmt: ast.InsertValues, params: Params) -> StatementResult:
+    insert_values(engine, stmt, params)
     return StatementResult(stmt.text, "Inserted 1 row")
 
 
-def exec_Drop(engine: Engine, stmt: ast.Drop) -> StatementResult:
+def exec_Drop(engine: Engine, stmt: ast.Drop, params: Params) -> StatementResult:
     source = engine.catalog.find(stmt.name)
     if source is None:
         if stmt.if_exists:
@@ -417,49 +418,71 @@ def exec_Drop(engine: Engine, stmt: ast.Drop) -> StatementResult:
     if stmt.delete_topic and source.is_source:
         raise CatalogError(f"Cannot delete topic for read-only source: {source.name}")
     engine.catalog.drop(stmt.name)
-    engine.on_source_dropped(source)
+    engine.queries.source_dropped(source)
     if stmt.delete_topic and not engine.catalog.sources_on_topic(source.topic):
         engine.log.delete_topic(source.topic)
     return StatementResult(stmt.text, f"Source `{stmt.name}` (topic: {source.topic}) was dropped.")
 
 
-def exec_CreateConnector(engine: Engine, stmt: ast.CreateConnector) -> StatementResult:
+def exec_CreateConnector(engine: Engine, stmt: ast.CreateConnector, params: Params) -> StatementResult:
     if stmt.if_not_exists and stmt.name in engine.connectors.running:
         return StatementResult(stmt.text, f"Connector {stmt.name} exists already")
     return StatementResult(stmt.text, engine.connectors.create(stmt.kind, stmt.name, stmt.properties, stmt.text,
                                                                catalog=engine.catalog))
 
 
-def exec_DropConnector(engine: Engine, stmt: ast.DropConnector) -> StatementResult:
+def exec_DropConnector(engine: Engine, stmt: ast.DropConnector, params: Params) -> StatementResult:
     return StatementResult(stmt.text, engine.connectors.drop(stmt.name, stmt.if_exists))
 
 
-def exec_Terminate(engine: Engine, stmt: ast.Terminate) -> StatementResult:
+def exec_Terminate(engine: Engine, stmt: ast.Terminate, params: Params) -> StatementResult:
     queries = engine.catalog.running() if stmt.query_id is None else [engine.catalog.get_query(stmt.query_id)]
     for query in queries:
-        engine.stop_query(query)
+        engine.queries.stop(query)
     return StatementResult(stmt.text, "Query terminated." if queries else "No running queries.")
 
 
-def exec_SetProperty(engine: Engine, stmt: ast.SetProperty) -> StatementResult:
+def exec_SetProperty(engine: Engine, stmt: ast.SetProperty, params: Params) -> StatementResult:
     engine.properties[stmt.name] = stmt.value
     return StatementResult(stmt.text, f"Successfully changed local property '{stmt.name}' to '{stmt.value}'.")
 
 
-def exec_UnsetProperty(engine: Engine, stmt: ast.UnsetProperty) -> StatementResult:
+def exec_UnsetProperty(engine: Engine, stmt: ast.UnsetProperty, params: Params) -> StatementResult:
     engine.properties.pop(stmt.name, None)
     return StatementResult(stmt.text, f"Successfully unset local property '{stmt.name}'.")
 
 
-def exec_Select(engine: Engine, stmt: ast.Select) -> StatementResult:
+def exec_Select(engine: Engine, stmt: ast.Select, params: Params) -> StatementResult:
     if stmt.query.emit is not None:
         raise NbstreamError("push queries (EMIT CHANGES) stream rows: use Engine.push() or the %%stream magic")
-    frame = engine.query(stmt.text, engine.params)
+    frame = engine.query(stmt.text, params)
     return StatementResult(stmt.text, f"{len(frame)} rows", tuple(frame.columns),
                            tuple(tuple(r) for r in frame.itertuples(index=False)))
 
 
-def exec_DescribeFunction(engine: Engine, stmt: ast.DescribeFunction) -> StatementResult:
+def exec_DescribeFunction(engine: Engine, stmt: ast.DescribeFunction, params: Params) -> StatementResult:
     info = functions.describe_function(stmt.name)
     rows = tuple((k, str(v)) for k, v in info.items())
     return StatementResult(stmt.text, f"Function {stmt.name}", ("property", "value"), rows)
+
+
+#: The handler of each kind of statement.
+HANDLERS: dict[type[ast.Statement], Handler] = {
+    ast.CreateSource: exec_CreateSource,
+    ast.CreateAsSelect: exec_CreateAsSelect,
+    ast.InsertInto: exec_InsertInto,
+    ast.InsertValues: exec_InsertValues,
+    ast.Select: exec_Select,
+    ast.Drop: exec_Drop,
+    ast.Terminate: exec_Terminate,
+    ast.SetProperty: exec_SetProperty,
+    ast.UnsetProperty: exec_UnsetProperty,
+    ast.CreateConnector: exec_CreateConnector,
+    ast.DropConnector: exec_DropConnector,
+    ast.DescribeFunction: exec_DescribeFunction,
+    ast.Show: metadata.exec_Show,
+    ast.Describe: metadata.exec_Describe,
+    ast.DescribeConnector: metadata.exec_DescribeConnector,
+    ast.Explain: metadata.exec_Explain,
+    ast.PrintTopic: metadata.exec_PrintTopic,
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from sqlglot import exp
@@ -18,8 +19,8 @@ if TYPE_CHECKING:
     from nbstream.runtime.engine import Engine
 
 
-def insert_values(engine: Engine, stmt: InsertValues) -> None:
-    """Append the row of ``stmt`` to its target's topic, durably."""
+def insert_values(engine: Engine, stmt: InsertValues, params: Mapping[str, object]) -> None:
+    """Append the row of ``stmt`` to its target's topic, durably (``params`` bind its ``:name`` placeholders)."""
     target = engine.catalog.get(stmt.target)
     if target.is_source:
         kind = "table" if target.is_table else "stream"
@@ -30,7 +31,7 @@ def insert_values(engine: Engine, stmt: InsertValues) -> None:
         raise BindError(f"Expected number columns and values to match: {len(names)} columns, "
                         f"{len(stmt.values)} values")
     scope = Scope([], source=target.name)
-    compiler = ExpressionCompiler(scope, TypeProbe(engine.con, scope), params=engine.params)
+    compiler = ExpressionCompiler(scope, TypeProbe(engine.con, scope), params=params)
     given: dict[str, str] = {}
     ts = "epoch_ms(now())"
     for name, value in zip(names, stmt.values, strict=True):

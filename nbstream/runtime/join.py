@@ -61,15 +61,16 @@ _NO_RECORDS = ("SELECT NULL::BOOLEAN AS __err, NULL::VARCHAR AS __errmsg, NULL::
 class JoinRunner(QueryRunner):
     """Runs a :class:`JoinPlan`; input offsets are kept per side (``<query>#<side>`` in ``__offsets``).
 
-    ``transient``: for a push query — its state is temporary tables of its own connection and its
-    offsets stay in memory; ``start_at_end``: its streams are read from their end, while its tables
-    are read from the beginning, so that stream records find the tables' current rows (ksqlDB would
-    read the tables from the end too, and find nothing until they change)."""
+    ``transient`` (default: the plan has no sink): for a push query — its state is temporary tables
+    of its own connection and its offsets stay in memory; ``start_at_end``: its streams are read
+    from their end, while its tables are read from the beginning, so that stream records find the
+    tables' current rows (ksqlDB would read the tables from the end too, and find nothing until
+    they change)."""
 
     def __init__(self, query_id: str, plan: JoinPlan, con: duckdb.DuckDBPyConnection, log: SqlLog, *,
-                 transient: bool = False, start_at_end: bool = False) -> None:
+                 transient: bool | None = None, start_at_end: bool = False) -> None:
         self.join = plan
-        self.transient = transient
+        self.transient = plan.sink is None if transient is None else transient
         self._states = [quote(f"join${query_id}${i}") for i in range(len(plan.sides))]
         self._outer = quote(f"joinouter${query_id}")
         self._rows = quote(f"joinrows${query_id}")

@@ -84,6 +84,7 @@ class KafkaInput(QueryRunner):
     """What every runner over Kafka adds to its batches: the consumer group commit after each
     one, stalls while the broker is away, and failure when a topic of the query is gone."""
 
+    log: StagedKafkaLog  # the Kafka backend makes these runners only
     query: PersistentQuery | None = None
     #: Whether input offsets go to a consumer group (a table's materialization keeps them here only).
     commits_group = True
@@ -96,7 +97,6 @@ class KafkaInput(QueryRunner):
 
     @property
     def kafka(self) -> KafkaLog:
-        assert isinstance(self.log, StagedKafkaLog)
         return self.log.kafka
 
     @property
@@ -136,7 +136,6 @@ class KafkaInput(QueryRunner):
         or, with exactly_once_v2, add them to the outbox, committed with the batch's state."""
         if self.sink is None:
             return super()._write_output()
-        assert isinstance(self.log, StagedKafkaLog)
         if self._transactional_id is not None:
             records = self.log.records_sql("__result", where="NOT __err", source=self.source_sql())
             self.con.execute(f"INSERT INTO {self._outbox} {records}")
@@ -248,7 +247,6 @@ class KafkaQueryRunner(KafkaInput):
     def _load_offsets(self) -> dict[int, int]:
         """The group's committed offsets; offsets the engine's own database holds take precedence
         (they are committed first, so they are never behind the group's)."""
-        assert isinstance(self.log, StagedKafkaLog)
         committed = self.log.kafka.committed_offsets(consumer_group(self.query_id), self.plan.scan.topic)
         return {**committed, **super()._load_offsets()}
 

@@ -10,14 +10,14 @@ from nbstream.errors import UnsupportedError
 from nbstream.plan.planner import plan_query
 from nbstream.runtime import topics
 from nbstream.runtime.explain import EXPLAIN_COLUMNS, explain_plan
-from nbstream.runtime.results import StatementResult
+from nbstream.runtime.results import Params, StatementResult
 from nbstream.sql import ast
 
 if TYPE_CHECKING:
     from nbstream.runtime.engine import Engine
 
 
-def exec_Show(engine: Engine, stmt: ast.Show) -> StatementResult:
+def exec_Show(engine: Engine, stmt: ast.Show, params: Params) -> StatementResult:
     handler = _SHOW.get(stmt.what)
     if handler is None:
         raise UnsupportedError(f"SHOW {stmt.what} is not supported yet")
@@ -37,9 +37,8 @@ def _show_sources(kind: str) -> Any:
 def _show_queries(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     rows = []
     for query in engine.catalog.queries.values():
-        stats = query.runner.stats if query.runner is not None else None
-        rows.append((query.id, query.state, query.sink, stats.consumed if stats else 0,
-                     stats.logged if stats else 0, query.sql))
+        stats = engine.queries.runner(query.id).stats
+        rows.append((query.id, query.state, query.sink, stats.consumed, stats.logged, query.sql))
     return ("Query ID", "Status", "Sink Name", "Consumed", "Errors", "Query String"), rows
 
 
@@ -67,11 +66,11 @@ _SHOW: dict[str, Callable[[Engine, bool], tuple[tuple[str, ...], list[tuple[Any,
 }
 
 
-def exec_PrintTopic(engine: Engine, stmt: ast.PrintTopic) -> StatementResult:
+def exec_PrintTopic(engine: Engine, stmt: ast.PrintTopic, params: Params) -> StatementResult:
     return topics.print_result(engine, stmt)
 
 
-def exec_Describe(engine: Engine, stmt: ast.Describe) -> StatementResult:
+def exec_Describe(engine: Engine, stmt: ast.Describe, params: Params) -> StatementResult:
     if stmt.name is None:
         kind = "STREAM" if stmt.all_of == "STREAMS" else "TABLE"
         names = sorted(s.name for s in engine.catalog.sources.values() if s.kind == kind)
@@ -103,22 +102,22 @@ def _describe_rows(engine: Engine, name: str, extended: bool) -> list[tuple[Any,
     return rows
 
 
-def exec_DescribeConnector(engine: Engine, stmt: ast.DescribeConnector) -> StatementResult:
+def exec_DescribeConnector(engine: Engine, stmt: ast.DescribeConnector, params: Params) -> StatementResult:
     rows = tuple(engine.connectors.describe_rows(stmt.name))
     return StatementResult(stmt.text, f"Connector {stmt.name}", ("Field", "Value"), rows)
 
 
-def exec_Explain(engine: Engine, stmt: ast.Explain) -> StatementResult:
+def exec_Explain(engine: Engine, stmt: ast.Explain, params: Params) -> StatementResult:
     if stmt.query_id is not None:
         query = engine.catalog.get_query(stmt.query_id)
-        plan = query.runner.query_plan if query.runner is not None else None
+        plan = engine.queries.runner(query.id).query_plan
         text = query.sql
     else:
         inner = stmt.statement
         query_ast = getattr(inner, "query", None)
         if query_ast is None:
             raise UnsupportedError("EXPLAIN takes a query, a CREATE … AS SELECT, an INSERT INTO … SELECT or a query id")
-        plan = plan_query(query_ast, engine.catalog, engine.con, params=engine.params)
+        plan = plan_query(query_ast, engine.catalog, engine.con, params=params)
         text = inner.text if inner is not None else ""
     rows = [("statement", text), *([] if plan is None else explain_plan(plan))]
     return StatementResult(stmt.text, "Query plan", EXPLAIN_COLUMNS, tuple(rows))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -170,14 +170,15 @@ class QueryRunner:
         each failing record is alone, and log that record instead: a bad record never stops the
         query. (Only failing batches are split, so the hot path stays one statement per batch.)"""
         try:
-            self._transaction(lambda: self._commit_batch(self._prepare(ranges), ranges))
+            with self.log.transaction(self.con) as appended:
+                appended.update(self._commit_batch(self._prepare(ranges), ranges))
         except RECORD_ERRORS as error:
             if _size(ranges) > 1:
                 for half in self._halves(ranges):
                     self._process(half)
                 return
-            message = _duckdb_message(error)
-            self._transaction(lambda: self._commit_failed_record(ranges, message))
+            with self.log.transaction(self.con) as appended:
+                appended.update(self._commit_failed_record(ranges, _duckdb_message(error)))
         except duckdb.Error as error:
             raise ExecutionError(f"query {self.query_id} failed; its batch was not committed and will be "
                                  f"retried: {_duckdb_message(error)}") from error
@@ -191,20 +192,6 @@ class QueryRunner:
         """Point the ``__batch`` view at ``ranges``; returns the SQL evaluating the batch."""
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW __batch AS {self.log.relation(self.plan.scan.topic, ranges)}")
         return self._batch_sql
-
-    def _transaction(self, work: Callable[[], dict[str, dict[int, int]]]) -> None:
-        """Run ``work`` in one transaction; confirm the appends it made once committed."""
-        con = self.con
-        con.execute("BEGIN")
-        try:
-            written = work()
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            self.log.reload()
-            raise
-        for topic, counts in written.items():
-            self.log.confirm(topic, counts)
 
     def _commit_failed_record(self, ranges: Ranges, message: str) -> dict[str, dict[int, int]]:
         [(slot, (offset, _))] = [(p, r) for p, r in ranges.items() if r[1] > r[0]]
@@ -319,15 +306,10 @@ class QueryRunner:
         if _size(ranges) == 0:
             return None
         sql = self._prepare(ranges)
-        fetched: list[pa.Table] = []
-
-        def evaluate() -> dict[str, dict[int, int]]:
-            fetched.append(self._batch_rows(sql))
-            return {}
-
-        self._transaction(evaluate)  # with the state a stateful push query keeps
+        with self.log.transaction(self.con):  # with the state a stateful push query keeps
+            rows = self._batch_rows(sql)
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
-        return self.stats.count_fetched(_size(ranges), fetched[0])
+        return self.stats.count_fetched(_size(ranges), rows)
 
     def _batch_rows(self, sql: str) -> pa.Table:
         """The rows :meth:`fetch_rows` returns for the batch ``sql`` evaluates, with ``__err`` and

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+#: The values of a statement's ``:name`` placeholders, by name.
+Params = Mapping[str, object]
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from nbstream.errors import LogError
-from nbstream.log.kafka import KafkaLog
-from nbstream.log.staged import StagedKafkaLog
-from nbstream.runtime.kafka_query import consumer_group
 from nbstream.runtime.results import StatementResult
 from nbstream.sql import ast
 
@@ -66,22 +63,16 @@ Rows = list[tuple[Any, ...]]
 def show_topics(engine: Engine, extended: bool) -> tuple[tuple[str, ...], Rows]:
     """The columns and rows of ``SHOW TOPICS [EXTENDED]``."""
     topics = engine.log.topics()
-    kafka = _kafka(engine)
-    replicas = kafka.replicas() if kafka is not None else {}
+    replicas = engine.backend.topic_replicas()
     rows: Rows = [(t.name, t.partitions, replicas.get(t.name, 1)) for t in topics]
     columns: tuple[str, ...] = ("Kafka Topic", "Partitions", "Partition Replicas")
     if not extended:
         return columns, rows
     readers = _reading_queries(engine)
-    groups = (kafka.consumer_groups({t.name: t.partitions for t in topics}) if kafka is not None
-              else {topic: [consumer_group(q) for q in queries] for topic, queries in readers.items()})
+    groups = engine.backend.consumer_groups({t.name: t.partitions for t in topics}, readers)
     rows = [(*row, len(readers.get(t.name, [])), len(groups.get(t.name, [])))
             for row, t in zip(rows, topics, strict=True)]
     return (*columns, "Consumers", "ConsumerGroups"), rows
-
-
-def _kafka(engine: Engine) -> KafkaLog | None:
-    return engine.log.kafka if isinstance(engine.log, StagedKafkaLog) else None
 
 
 def _reading_queries(engine: Engine) -> dict[str, list[str]]:

@@ -177,7 +177,7 @@ def test_an_aggregation_crashed_before_each_kafka_commit_writes_every_change_exa
                 engine.execute(aggregation)
             engine.produce_batch("ORDERS", pd.DataFrame([(f"k{i % 3}", i, 1_000 * restart + i) for i in range(10)],
                                                         columns=["id", "amount", "ts"]), key="id", timestamp="ts")
-            [runner] = engine._runners.values()
+            [runner] = engine.queries.running().values()
             allowed[0] = 0 if restart == 0 else 1
             with pytest.raises(_Crash):
                 runner.step()

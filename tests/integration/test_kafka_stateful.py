@@ -441,7 +441,7 @@ def test_a_crash_after_the_output_was_produced_repeats_only_that_batch_on_restar
     with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as first:
         first.execute(windowed_ddl(run))
         produce_orders(first, rows[:15])
-        [runner] = first._runners.values()
+        [runner] = first.queries.running().values()
         assert isinstance(runner, KafkaAggregateRunner)
         assert runner.step() == 15  # one batch of every partition (regions span them: one task), committed
         done = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
@@ -521,7 +521,7 @@ def test_a_topic_deleted_under_a_running_query_fails_that_query_with_a_clear_err
         with pytest.raises(ExecutionError, match=f"topic 's-orders-{run}' was deleted"):
             engine.run_until_idle()
         assert query.state == "ERROR"
-        assert f"s-orders-{run}" in (query.runner.stats.last_error or "")
+        assert f"s-orders-{run}" in (engine.queries.runner(query.id).stats.last_error or "")
         assert engine.run_until_idle() == 0  # a failed query takes no more batches
         engine.log.kafka.delete_topic(f"s-per-minute-{run}")  # type: ignore[attr-defined]
         with pytest.raises(ExecutionError, match="the materialization of table PER_MINUTE stopped: topic "
@@ -555,7 +555,7 @@ def test_a_micro_batch_produces_its_output_without_asking_the_broker_for_the_sin
 
     with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
         engine.execute(windowed_ddl(run))
-        [runner] = engine._runners.values()
+        [runner] = engine.queries.running().values()
         produce_orders(engine, order_rows(0, 30))
         monkeypatch.setattr(KafkaLog, "_call", counting)
         started, steps = time.monotonic(), 0
@@ -624,7 +624,7 @@ def test_a_broker_that_goes_away_stalls_the_query_in_its_status_and_it_resumes_w
             assert engine.run_until_idle() == 0
             [show] = engine.execute("SHOW QUERIES;")
             assert {row[0]: row[1] for row in show.rows}[query.id] == STALLED
-            assert "waiting for Kafka" in (query.runner.stats.last_error or "")
+            assert "waiting for Kafka" in (engine.queries.runner(query.id).stats.last_error or "")
             assert engine.catalog.running() == [query]  # stalled, not stopped
         finally:
             own_broker.signal(signal.SIGCONT)
@@ -632,7 +632,7 @@ def test_a_broker_that_goes_away_stalls_the_query_in_its_status_and_it_resumes_w
         while query.state == STALLED and time.monotonic() < deadline:
             time.sleep(RETRY_AFTER_S)
             engine.run_until_idle()
-        assert (query.state, query.runner.stats.last_error) == ("RUNNING", None)
+        assert (query.state, engine.queries.runner(query.id).stats.last_error) == ("RUNNING", None)
         engine.run_until_idle()
     out = windowed_output(bootstrap, "s-per-minute-0", 2)
     assert last_per_window(out) == expected_windows(rows)

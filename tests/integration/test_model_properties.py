@@ -119,7 +119,7 @@ def run_engine(ddl: str, queries: dict[str, str], events: Sequence[Event], batch
                 window = None if record.window is None else tuple(record.window)
                 written[sink].append((record.key, window, record.value, record.timestamp))
         progress.append((min(start + step, len(events)), {sink: len(rows) for sink, rows in written.items()}))
-    stats = {sink: eng.catalog.get_query(query_id).runner.stats for sink, query_id in query_ids.items()}
+    stats = {sink: eng.queries.runner(query_id).stats for sink, query_id in query_ids.items()}
     late = {sink: s.late for sink, s in stats.items()}
     expired = {sink: s.expired for sink, s in stats.items()}
     partition_of = {(topic, record.key): record.partition

@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from nbstream.notebook.background import NotebookEngine
+from nbstream.runtime.service import EngineService
 
 
 @pytest.fixture
-def engine() -> Iterator[NotebookEngine]:
-    eng = NotebookEngine()
+def engine() -> Iterator[EngineService]:
+    eng = EngineService()
     yield eng
     eng.close()
 
@@ -25,7 +25,7 @@ def wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def test_the_background_loop_runs_a_datagen_connector_and_the_query_over_it(engine: NotebookEngine) -> None:
+def test_the_background_loop_runs_a_datagen_connector_and_the_query_over_it(engine: EngineService) -> None:
     engine.execute("""
       CREATE SOURCE CONNECTOR g WITH ('connector.class'='datagen', 'kafka.topic'='stocks',
         'quickstart'='stocks', 'max.interval'=5, 'iterations'=300);
@@ -39,7 +39,7 @@ def test_the_background_loop_runs_a_datagen_connector_and_the_query_over_it(engi
     assert engine.background.failures == []
 
 
-def test_a_failing_connector_is_marked_failed_and_reported_while_the_loop_goes_on(engine: NotebookEngine) -> None:
+def test_a_failing_connector_is_marked_failed_and_reported_while_the_loop_goes_on(engine: EngineService) -> None:
     engine.execute("CREATE SOURCE CONNECTOR bad WITH ('connector.class'='datagen', 'kafka.topic'='t', "
                    "'quickstart'='users', 'max.interval'=0, 'iterations'=0);"
                    "CREATE SOURCE CONNECTOR good WITH ('connector.class'='datagen', 'kafka.topic'='u', "

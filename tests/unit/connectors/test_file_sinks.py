@@ -290,11 +290,11 @@ def test_a_duckdb_sink_needs_a_table_and_a_parquet_sink_a_folder(tmp_path: Path)
 
 
 def test_the_background_loop_tails_files_through_a_query_into_a_duckdb_table(tmp_path: Path) -> None:
-    from nbstream.notebook.background import NotebookEngine
+    from nbstream.runtime.service import EngineService
 
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "1.jsonl").write_text('{"user": "u1", "n": 1}\n{"user": "u2", "n": 2}\n')
-    eng = NotebookEngine()
+    eng = EngineService()
     try:
         eng.execute(f"""
           CREATE SOURCE CONNECTOR clicks_in WITH ('connector.class'='file', 'kafka.topic'='clicks',

@@ -9,7 +9,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from ipython_cells import displayed_text, eventually, nbstream_shell, run
 
 from nbstream.notebook import session
-from nbstream.notebook.background import NotebookEngine
+from nbstream.runtime.service import EngineService
 
 __all__ = ["displayed_text", "eventually", "run"]  # the notebook tests import them from here
 
@@ -29,5 +29,5 @@ def shell(ipython: InteractiveShell) -> Iterator[InteractiveShell]:
 
 
 @pytest.fixture
-def engine(shell: InteractiveShell) -> NotebookEngine:
+def engine(shell: InteractiveShell) -> EngineService:
     return session.current_engine()

@@ -18,10 +18,10 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbstream.errors import UnknownNameError
 from nbstream.notebook import chart as charts
-from nbstream.notebook.background import NotebookEngine
 from nbstream.notebook.chart import ChartOption, ChartOptionError, parse_chart_option, split_chart_option
-from nbstream.notebook.live import PushQuery
+from nbstream.notebook.live import LiveQuery
 from nbstream.notebook.magics import parse_cell_line
+from nbstream.runtime.service import EngineService
 
 COLUMNS = ["DRIVER", "WINDOWSTART", "WINDOWEND", "N", "TOTAL"]
 TYPES = {"DRIVER": "STRING", "WINDOWSTART": "WINDOW", "WINDOWEND": "WINDOW", "N": "BIGINT", "TOTAL": "DOUBLE"}
@@ -154,7 +154,7 @@ CREATE STREAM rides (driver VARCHAR KEY, fare DOUBLE)
 
 
 @pytest.fixture
-def rides(shell: InteractiveShell, engine: NotebookEngine) -> NotebookEngine:
+def rides(shell: InteractiveShell, engine: EngineService) -> EngineService:
     assert run(shell, SOURCES)[0].success
     return engine
 
@@ -163,30 +163,30 @@ AGGREGATE = "SELECT driver, SUM(fare) AS total FROM rides GROUP BY driver EMIT C
 
 
 def test_the_chart_option_draws_a_bar_chart_above_the_live_table(
-        shell: InteractiveShell, rides: NotebookEngine) -> None:
+        shell: InteractiveShell, rides: EngineService) -> None:
     result, _ = run(shell, f"%%stream live << --chart bar x=DRIVER y=TOTAL\n{AGGREGATE}")
     assert result.success, result.error_in_exec
     live = shell.user_ns["live"]
-    assert isinstance(live, PushQuery) and live.view.show_table
+    assert isinstance(live, LiveQuery) and live.view.show_table
     assert live.view.spec["mark"]["type"] == "bar" and live.view.spec["data"] == {"name": "nbstream"}
     assert live.view.spec["encoding"]["x"]["field"] == "DRIVER"
 
 
 def test_a_chart_of_an_unknown_column_is_an_error_and_starts_no_query(
-        shell: InteractiveShell, rides: NotebookEngine) -> None:
+        shell: InteractiveShell, rides: EngineService) -> None:
     result, _ = run(shell, f"%%stream --chart bar x=DRIVERS y=TOTAL\n{AGGREGATE}")
     assert not result.success
     assert "Did you mean `DRIVER`?" in str(result.error_in_exec)
     assert [q.state for q in rides.push_queries.values()] in ([], ["STOPPED"])
 
 
-def test_the_chart_option_needs_a_push_query(shell: InteractiveShell, rides: NotebookEngine) -> None:
+def test_the_chart_option_needs_a_push_query(shell: InteractiveShell, rides: EngineService) -> None:
     result, _ = run(shell, "%%stream --chart bar x=A y=B\nSHOW STREAMS;")
     assert isinstance(result.error_in_exec, UsageError)
     assert "no SELECT … EMIT CHANGES" in str(result.error_in_exec)
 
 
-def test_handle_chart_gives_a_second_view_of_the_same_rows(shell: InteractiveShell, rides: NotebookEngine) -> None:
+def test_handle_chart_gives_a_second_view_of_the_same_rows(shell: InteractiveShell, rides: EngineService) -> None:
     run(shell, f"%%stream live <<\n{AGGREGATE}")
     live = shell.user_ns["live"]
     view = live.chart(alt.Chart().mark_arc().encode(theta="TOTAL:Q", color="DRIVER:N"))
@@ -198,7 +198,7 @@ def test_handle_chart_gives_a_second_view_of_the_same_rows(shell: InteractiveShe
 
 
 def test_the_first_view_asking_for_the_vega_runtime_gets_it_as_one_buffer(
-        shell: InteractiveShell, rides: NotebookEngine) -> None:
+        shell: InteractiveShell, rides: EngineService) -> None:
     run(shell, f"%%stream live << --chart line x=DRIVER y=TOTAL\n{AGGREGATE}")
     live = shell.user_ns["live"]
     sent: list[tuple[object, object]] = []
@@ -212,7 +212,7 @@ def test_the_first_view_asking_for_the_vega_runtime_gets_it_as_one_buffer(
 
 
 def test_a_view_asking_for_the_runtime_while_it_is_built_does_not_hold_up_the_kernel(
-        shell: InteractiveShell, rides: NotebookEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        shell: InteractiveShell, rides: EngineService, monkeypatch: pytest.MonkeyPatch) -> None:
     run(shell, f"%%stream live << --chart line x=DRIVER y=TOTAL\n{AGGREGATE}")
     live = shell.user_ns["live"]
     sent: list[object] = []

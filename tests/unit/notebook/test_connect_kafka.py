@@ -12,7 +12,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbstream.log.kafka import BrokerUnavailable
 from nbstream.notebook import session
-from nbstream.notebook.background import NotebookEngine
+from nbstream.runtime.service import EngineService
 
 
 @pytest.fixture
@@ -21,11 +21,11 @@ def connections(shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> lis
     stands in for the cluster's)."""
     made: list[dict[str, Any]] = []
 
-    def engine(path: Any = None, **options: Any) -> NotebookEngine:
+    def engine(path: Any = None, **options: Any) -> EngineService:
         made.append(options)
-        return NotebookEngine(path)
+        return EngineService(path)
 
-    monkeypatch.setattr(session, "NotebookEngine", engine)
+    monkeypatch.setattr(session, "EngineService", engine)
     shell.run_line_magic("config", "StreamMagic.kafka_options = {}")
     return made
 
@@ -60,10 +60,10 @@ def test_a_cluster_that_cannot_be_reached_leaves_the_current_engine_in_place(
         shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
     before = session.current_engine()
 
-    def unreachable(path: Any = None, **options: Any) -> NotebookEngine:
+    def unreachable(path: Any = None, **options: Any) -> EngineService:
         raise BrokerUnavailable("Kafka at b1:9092: could not connect: KafkaConnectionError")
 
-    monkeypatch.setattr(session, "NotebookEngine", unreachable)
+    monkeypatch.setattr(session, "EngineService", unreachable)
     result, _ = run(shell, "%stream connect kafka://b1:9092")
 
     assert "could not connect" in str(result.error_in_exec)

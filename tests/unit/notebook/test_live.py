@@ -11,8 +11,8 @@ from conftest import eventually, run
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
-from nbstream.notebook.background import NotebookEngine
-from nbstream.notebook.live import LiveTable, PushQuery
+from nbstream.notebook.live import LiveQuery, LiveTable
+from nbstream.runtime.service import EngineService
 
 SOURCES = """%%stream
 CREATE STREAM pageviews (userid VARCHAR KEY, pageid VARCHAR)
@@ -22,33 +22,33 @@ CREATE TABLE users (userid VARCHAR PRIMARY KEY, name VARCHAR)
 """
 
 
-def push(shell: InteractiveShell, sql: str) -> PushQuery:
+def push(shell: InteractiveShell, sql: str) -> LiveQuery:
     """Run a push-query cell that assigns its handle to ``live``."""
     result, out = run(shell, f"%%stream live <<\n{sql}")
     assert result.success, result.error_in_exec
     assert isinstance(out.outputs[0].data, dict)  # the widget was displayed
     handle = shell.user_ns["live"]
-    assert isinstance(handle, PushQuery) and isinstance(handle.view, LiveTable)
+    assert isinstance(handle, LiveQuery) and isinstance(handle.view, LiveTable)
     return handle
 
 
-def shown(live: PushQuery) -> list[list[Any]]:
+def shown(live: LiveQuery) -> list[list[Any]]:
     """The rows every view of ``live`` holds (the published snapshot)."""
     return [row for _, row in live.buffer.snapshot().rows]
 
 
-def shows_rows(live: PushQuery, count: int) -> bool:
+def shows_rows(live: LiveQuery, count: int) -> bool:
     """Whether the view's status line reports ``count`` result rows so far."""
     return f" · {count} rows · " in live.view.status
 
 
 @pytest.fixture
-def sources(shell: InteractiveShell, engine: NotebookEngine) -> NotebookEngine:
+def sources(shell: InteractiveShell, engine: EngineService) -> EngineService:
     assert run(shell, SOURCES)[0].success
     return engine
 
 
-def test_a_stream_push_query_appends_rows_to_its_live_table(shell: InteractiveShell, sources: NotebookEngine) -> None:
+def test_a_stream_push_query_appends_rows_to_its_live_table(shell: InteractiveShell, sources: EngineService) -> None:
     live = push(shell, "SELECT userid, pageid FROM pageviews EMIT CHANGES;")
     assert live.view.columns == ["USERID", "PAGEID"]
 
@@ -61,7 +61,7 @@ def test_a_stream_push_query_appends_rows_to_its_live_table(shell: InteractiveSh
     assert live.view.status.startswith(f"{live.id} · RUNNING")
 
 
-def test_the_live_table_keeps_the_latest_rows_of_a_stream(shell: InteractiveShell, sources: NotebookEngine) -> None:
+def test_the_live_table_keeps_the_latest_rows_of_a_stream(shell: InteractiveShell, sources: EngineService) -> None:
     run(shell, "%config StreamMagic.live_rows = 2")
     try:
         live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES;")
@@ -75,7 +75,7 @@ def test_the_live_table_keeps_the_latest_rows_of_a_stream(shell: InteractiveShel
 
 
 def test_a_table_push_query_upserts_by_key_and_tombstones_remove_rows(
-        shell: InteractiveShell, sources: NotebookEngine) -> None:
+        shell: InteractiveShell, sources: EngineService) -> None:
     live = push(shell, "SELECT * FROM users EMIT CHANGES;")
 
     sources.produce("users", {"name": "Ann"}, key="u1")
@@ -90,7 +90,7 @@ def test_a_table_push_query_upserts_by_key_and_tombstones_remove_rows(
 
 
 def test_an_aggregating_push_query_keeps_one_row_per_key_and_window(
-        shell: InteractiveShell, sources: NotebookEngine) -> None:
+        shell: InteractiveShell, sources: EngineService) -> None:
     live = push(shell, "SELECT userid, COUNT(*) AS n FROM pageviews WINDOW TUMBLING (SIZE 1 SECOND) "
                        "GROUP BY userid EMIT CHANGES;")
     assert live.view.columns == ["USERID", "WINDOWSTART", "WINDOWEND", "N"]
@@ -101,7 +101,7 @@ def test_an_aggregating_push_query_keeps_one_row_per_key_and_window(
     assert sorted(shown(live)) == [["u1", 0, 1000, 2], ["u1", 1000, 2000, 1]]
 
 
-def test_limit_ends_the_push_query(shell: InteractiveShell, sources: NotebookEngine) -> None:
+def test_limit_ends_the_push_query(shell: InteractiveShell, sources: EngineService) -> None:
     live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES LIMIT 2;")
     for page in ("a", "b", "c"):
         sources.produce("pageviews", {"pageid": page}, key="u1")
@@ -110,7 +110,7 @@ def test_limit_ends_the_push_query(shell: InteractiveShell, sources: NotebookEng
     assert shown(live) == [["a"], ["b"]]
 
 
-def test_the_stop_button_stops_the_query(shell: InteractiveShell, sources: NotebookEngine) -> None:
+def test_the_stop_button_stops_the_query(shell: InteractiveShell, sources: EngineService) -> None:
     live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES;")
     assert shell.run_line_magic("stream", "queries")["id"].tolist() == [live.id]
 
@@ -123,16 +123,16 @@ def test_the_stop_button_stops_the_query(shell: InteractiveShell, sources: Noteb
     assert shell.run_line_magic("stream", "queries").empty
 
 
-def test_stream_stop_all_stops_push_queries_too(shell: InteractiveShell, sources: NotebookEngine) -> None:
+def test_stream_stop_all_stops_push_queries_too(shell: InteractiveShell, sources: EngineService) -> None:
     live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES;")
     shell.run_line_magic("stream", "stop all")
     assert live.state == "STOPPED"
 
 
-def test_a_failing_push_query_shows_its_error_in_the_view(shell: InteractiveShell, sources: NotebookEngine) -> None:
+def test_a_failing_push_query_shows_its_error_in_the_view(shell: InteractiveShell, sources: EngineService) -> None:
     live = push(shell, "SELECT pageid FROM pageviews EMIT CHANGES;")
     with sources.lock:
-        live.runner.con.close()  # the query's cursor is gone: its next batch fails
+        live.query.runner.con.close()  # the query's cursor is gone: its next batch fails
     sources.produce("pageviews", {"pageid": "a"}, key="u1")
 
     assert eventually(lambda: live.view.state == "ERROR")
@@ -140,9 +140,9 @@ def test_a_failing_push_query_shows_its_error_in_the_view(shell: InteractiveShel
 
 
 def test_a_failing_persistent_query_is_marked_and_reported(
-        shell: InteractiveShell, sources: NotebookEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        shell: InteractiveShell, sources: EngineService, monkeypatch: pytest.MonkeyPatch) -> None:
     run(shell, "%%stream\nCREATE STREAM homes AS SELECT * FROM pageviews WHERE pageid = 'home';")
-    runner = sources.catalog.get_query("CSAS_HOMES_0").runner
+    runner = sources.queries.runner("CSAS_HOMES_0")
 
     def broken_batch() -> int:
         raise RuntimeError("disk on fire")
@@ -166,7 +166,7 @@ def test_the_widget_javascript_ships_with_the_package_with_stable_css_hooks() ->
 
 
 def test_rerunning_a_push_query_cell_stops_the_query_it_started(
-        shell: InteractiveShell, sources: NotebookEngine) -> None:
+        shell: InteractiveShell, sources: EngineService) -> None:
     cell = "%%stream live <<\nSELECT pageid FROM pageviews EMIT CHANGES;"
     with capture_output():
         shell.run_cell(cell, cell_id="cell-7")
@@ -183,7 +183,7 @@ def test_rerunning_a_push_query_cell_stops_the_query_it_started(
     assert len([q for q in sources.push_queries.values() if q.state == "RUNNING"]) == 2
 
 
-def test_one_cell_may_start_several_push_queries(shell: InteractiveShell, sources: NotebookEngine) -> None:
+def test_one_cell_may_start_several_push_queries(shell: InteractiveShell, sources: EngineService) -> None:
     with capture_output():
         shell.run_cell("%stream SELECT pageid FROM pageviews EMIT CHANGES;\n"
                        "%stream SELECT userid FROM pageviews EMIT CHANGES;", cell_id="python-cell")
@@ -191,7 +191,7 @@ def test_one_cell_may_start_several_push_queries(shell: InteractiveShell, source
 
 
 def test_the_python_api_starts_a_push_query_on_the_engine_the_magics_use(
-        shell: InteractiveShell, sources: NotebookEngine) -> None:
+        shell: InteractiveShell, sources: EngineService) -> None:
     from nbstream.notebook import current_engine, push_query
 
     assert current_engine() is sources
@@ -205,7 +205,7 @@ def test_the_python_api_starts_a_push_query_on_the_engine_the_magics_use(
 
 
 def test_when_the_query_ends_the_cell_output_is_refreshed_with_a_static_picture_of_its_rows(
-        shell: InteractiveShell, sources: NotebookEngine) -> None:
+        shell: InteractiveShell, sources: EngineService) -> None:
     with capture_output() as out:
         shell.run_cell("%%stream live <<\nSELECT pageid FROM pageviews EMIT CHANGES LIMIT 2;")
         for page in ("a", "b"):

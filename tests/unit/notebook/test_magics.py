@@ -13,11 +13,11 @@ from conftest import displayed_text, eventually, run
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from nbstream.notebook import background
-from nbstream.notebook.background import NotebookEngine
 from nbstream.notebook.display import StreamError
 from nbstream.notebook.magics import StreamMagic, parse_cell_line
+from nbstream.runtime import service
 from nbstream.runtime.engine import Engine
+from nbstream.runtime.service import EngineService
 
 PAGEVIEWS = """%%stream
 CREATE STREAM pageviews (userid VARCHAR KEY, pageid VARCHAR)
@@ -121,7 +121,7 @@ def test_rerunning_an_unchanged_create_connector_is_a_no_op_and_a_changed_one_an
 
 
 def test_rerunning_a_changed_create_as_select_replaces_its_query_and_rebuilds_the_table(
-        shell: InteractiveShell, engine: NotebookEngine) -> None:
+        shell: InteractiveShell, engine: EngineService) -> None:
     run(shell, PAGEVIEWS)
     engine.produce("pageviews", {"pageid": "home"}, key="u1")
     assert eventually(lambda: views_of(shell, "u1") == 1)
@@ -222,7 +222,7 @@ def test_a_push_query_the_engine_cannot_run_explains_why(shell: InteractiveShell
 
 
 def test_the_background_loop_runs_persistent_queries_while_the_kernel_is_free(
-        shell: InteractiveShell, engine: NotebookEngine) -> None:
+        shell: InteractiveShell, engine: EngineService) -> None:
     run(shell, PAGEVIEWS + "CREATE STREAM homes AS SELECT * FROM pageviews WHERE pageid = 'home';")
 
     engine.produce("pageviews", {"pageid": "home"}, key="u1")
@@ -233,14 +233,14 @@ def test_the_background_loop_runs_persistent_queries_while_the_kernel_is_free(
 
 
 def test_ctrl_c_cancels_a_long_pull_query_inside_duckdb(
-        shell: InteractiveShell, engine: NotebookEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+        shell: InteractiveShell, engine: EngineService, monkeypatch: pytest.MonkeyPatch) -> None:
     run(shell, PAGEVIEWS)
 
     def slow_pull(engine: Engine, sql: str, params: object, con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         """A pull query that scans for minutes (a stand-in for a huge table), on the pulls' connection."""
         return con.execute("SELECT count(*) FROM range(100000000000) r WHERE r.range % 7 = 3").df()
 
-    monkeypatch.setattr(background, "pull", slow_pull)
+    monkeypatch.setattr(service, "pull", slow_pull)
     threading.Timer(0.3, _thread.interrupt_main).start()  # what the kernel's interrupt does
     started = time.monotonic()
 
@@ -254,7 +254,7 @@ def test_ctrl_c_cancels_a_long_pull_query_inside_duckdb(
 
 
 def test_a_pull_query_through_execute_runs_in_the_calling_thread(
-        shell: InteractiveShell, engine: NotebookEngine) -> None:
+        shell: InteractiveShell, engine: EngineService) -> None:
     run(shell, PAGEVIEWS)
     (result,) = engine.execute("SELECT * FROM views_per_user WHERE userid = 'nobody';")
     assert result.message == "0 rows"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-from nbstream.notebook.background import NotebookEngine
+from nbstream.runtime.service import EngineService
 
 
 def test_a_pull_query_reads_the_committed_state_while_a_batch_holds_the_engine() -> None:
-    engine = NotebookEngine()
+    engine = EngineService()
     engine.execute("CREATE TABLE users (id VARCHAR PRIMARY KEY, region VARCHAR) "
                    "WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON');")
     engine.produce("users", {"REGION": "north"}, key="u1")

@@ -13,8 +13,9 @@ import pyarrow as pa
 import pytest
 
 from nbstream.errors import ExecutionError
-from nbstream.notebook.deltas import apply_changes
-from nbstream.notebook.live import FLUSH_INTERVAL, LiveTable, PushQuery
+from nbstream.notebook.live import FLUSH_INTERVAL, LiveQuery, LiveTable
+from nbstream.runtime.deltas import apply_changes
+from nbstream.runtime.push import PushQuery
 from nbstream.runtime.query import QueryStats, ResultShape
 
 
@@ -70,14 +71,16 @@ TABLE = ResultShape(("ID", "N"), ("ID",), True, None)
 STREAM = ResultShape(("PAGE",), (), False, None)
 
 
-def handle(shape: ResultShape, clock: ManualClock | None = None) -> tuple[PushQuery, ScriptedRunner, list[Any]]:
-    """A push query over a scripted runner; its views' sent messages are recorded in the list."""
+def handle(shape: ResultShape, clock: ManualClock | None = None) -> tuple[LiveQuery, ScriptedRunner, list[Any]]:
+    """The handle of a push query over a scripted runner; its views' sent messages are recorded in
+    the list. ``live.query.step()`` is what the background loop does, ``live.flush()`` its tick."""
     runner = ScriptedRunner(shape)
-    query = PushQuery(runner, "SELECT …", deliver=lambda update: update(), cap=50,  # type: ignore[arg-type]
-                      clock=clock or ManualClock())
+    clock = clock or ManualClock()
+    query = PushQuery(runner, "SELECT …", clock=clock)  # type: ignore[arg-type]
+    live = LiveQuery(query, deliver=lambda update: update(), cap=50, clock=clock)
     sent: list[Any] = []
-    query.view.send = lambda content, buffers=None: sent.append((content, buffers))  # type: ignore[method-assign]
-    return query, runner, sent
+    live.view.send = lambda content, buffers=None: sent.append((content, buffers))  # type: ignore[method-assign]
+    return live, runner, sent
 
 
 def messages(sent: list[Any], kind: str) -> list[dict[str, Any]]:
@@ -86,95 +89,95 @@ def messages(sent: list[Any], kind: str) -> list[dict[str, Any]]:
 
 def test_updates_are_coalesced_to_at_most_ten_per_second_and_none_are_lost() -> None:
     clock = ManualClock()
-    query, runner, sent = handle(TABLE, clock)
+    live, runner, sent = handle(TABLE, clock)
     for step in range(200):  # 2 s of 100 batches a second
         runner.feed([{"ID": f"k{step % 7}", "N": step}])
-        query.step()
-        query.flush()
+        live.query.step()
+        live.flush()
         clock.now += 0.01
-    query.flush(force=True)
+    live.flush(force=True)
 
     deltas = messages(sent, "delta")
     assert 15 <= len(deltas) <= 21
     assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
     view = RecordingView()
-    view.receive(query.buffer.snapshot().message() | {"seq": 0, "rows": []})
+    view.receive(live.buffer.snapshot().message() | {"seq": 0, "rows": []})
     for delta in deltas:
         view.receive(delta)
-    assert sorted(view.rows.values()) == sorted(query.to_pandas().values.tolist())
-    assert sorted(query.to_pandas()["N"]) == list(range(193, 200))
+    assert sorted(view.rows.values()) == sorted(live.to_pandas().values.tolist())
+    assert sorted(live.to_pandas()["N"]) == list(range(193, 200))
 
 
 def test_a_view_that_renders_late_gets_a_snapshot_equal_to_the_state_after_the_deltas() -> None:
     clock = ManualClock()
-    query, runner, sent = handle(STREAM, clock)
+    live, runner, sent = handle(STREAM, clock)
     early = RecordingView()
-    early.receive(query.buffer.snapshot().message())
+    early.receive(live.buffer.snapshot().message())
     for step in range(30):
         runner.feed([{"PAGE": f"p{step}"}])
-        query.step()
+        live.query.step()
         clock.now += FLUSH_INTERVAL
-        query.flush()
+        live.flush()
     for delta in messages(sent, "delta"):
         early.receive(delta)
 
-    query.view._handle_custom_msg({"type": "snapshot_request", "seq": -1}, [])
+    live.view._handle_custom_msg({"type": "snapshot_request", "seq": -1}, [])
     late = RecordingView()
     late.receive(messages(sent, "snapshot")[-1])
 
-    assert late.seq == early.seq == query.buffer.seq
+    assert late.seq == early.seq == live.buffer.seq
     assert late.rows == early.rows
     assert [row for row in late.rows.values()] == [[f"p{i}"] for i in range(30)]
 
 
 def test_a_view_that_is_up_to_date_is_sent_no_snapshot() -> None:
-    query, runner, sent = handle(STREAM)
+    live, runner, sent = handle(STREAM)
     runner.feed([{"PAGE": "a"}])
-    query.step()
-    query.flush(force=True)
-    query.view._handle_custom_msg({"type": "snapshot_request", "seq": query.buffer.seq}, [])
+    live.query.step()
+    live.flush(force=True)
+    live.view._handle_custom_msg({"type": "snapshot_request", "seq": live.buffer.seq}, [])
     assert messages(sent, "snapshot") == []
 
 
 def test_the_status_reports_rows_events_per_second_watermark_late_and_errors() -> None:
     clock = ManualClock()
-    query, runner, _ = handle(TABLE, clock)
+    live, runner, _ = handle(TABLE, clock)
     runner.stats.late, runner.stats.logged = 2, 1
     runner.feed([{"ID": "a", "N": 1}, {"ID": "b", "N": 2}], rowtime=1_700_000_000_000)
     clock.now += 1.0
-    query.step()
+    live.query.step()
 
-    status = query.status
-    assert status == {"id": query.id, "state": "RUNNING", "rows": 2, "events_per_s": 2.0,
+    status = live.status
+    assert status == {"id": live.id, "state": "RUNNING", "rows": 2, "events_per_s": 2.0,
                       "watermark": "2023-11-14T22:13:20.000Z", "late": 2, "errors": 1, "error": None}
-    query.flush(force=True)
-    assert query.view.status == (f"{query.id} · RUNNING · 2 rows · 2.0 events/s · "
+    live.flush(force=True)
+    assert live.view.status == (f"{live.id} · RUNNING · 2 rows · 2.0 events/s · "
                                  "watermark 2023-11-14T22:13:20.000Z · late 2 · errors 1")
 
 
 def test_a_failure_in_the_background_shows_in_the_view() -> None:
-    query, runner, _ = handle(STREAM)
+    live, runner, _ = handle(STREAM)
     runner.failure = OSError("segment vanished")
-    query.step()
-    assert query.view.state == "ERROR"
-    assert "OSError: segment vanished" in query.view.status
+    live.query.step()
+    assert live.view.state == "ERROR"
+    assert "OSError: segment vanished" in live.view.status
 
 
 def test_the_stop_button_stops_the_query() -> None:
-    query, _, _ = handle(STREAM)
-    query.view._handle_custom_msg({"type": "stop"}, [])
-    assert query.state == query.view.state == "STOPPED"
+    live, _, _ = handle(STREAM)
+    live.view._handle_custom_msg({"type": "stop"}, [])
+    assert live.state == live.view.state == "STOPPED"
 
 
 def test_to_pandas_is_the_rows_now() -> None:
-    query, runner, _ = handle(TABLE)
+    live, runner, _ = handle(TABLE)
     runner.feed([{"ID": "a", "N": 1}, {"ID": "b", "N": 2}, {"ID": "a", "N": 3}])
-    query.step()
-    pd.testing.assert_frame_equal(query.to_pandas(), pd.DataFrame({"ID": ["b", "a"], "N": [2, 3]}))
+    live.query.step()
+    pd.testing.assert_frame_equal(live.to_pandas(), pd.DataFrame({"ID": ["b", "a"], "N": [2, 3]}))
 
 
 def test_async_iteration_yields_each_new_batch_and_ends_when_the_query_stops() -> None:
-    query, runner, _ = handle(STREAM)
+    live, runner, _ = handle(STREAM)
 
     async def collect() -> list[list[str]]:
         frames = []
@@ -183,11 +186,11 @@ def test_async_iteration_yields_each_new_batch_and_ends_when_the_query_stops() -
             await asyncio.sleep(0)
             for page in ("a", "b"):
                 runner.feed([{"PAGE": page}])
-                query.step()
-            query.stop()
+                live.query.step()
+            live.stop()
 
         producer = asyncio.create_task(produce())
-        async for frame in query:
+        async for frame in live:
             frames.append(frame["PAGE"].tolist())
             assert "__deleted" not in frame.columns
         await producer
@@ -197,16 +200,16 @@ def test_async_iteration_yields_each_new_batch_and_ends_when_the_query_stops() -
 
 
 def test_async_iteration_raises_the_error_that_ended_the_query() -> None:
-    query, runner, _ = handle(TABLE)
+    live, runner, _ = handle(TABLE)
     runner.failure = RuntimeError("boom")
 
     async def drain() -> None:
         async def fail_soon() -> None:
             await asyncio.sleep(0)
-            query.step()
+            live.query.step()
 
         task = asyncio.create_task(fail_soon())
-        async for _ in query:
+        async for _ in live:
             pass
         await task
 
@@ -215,14 +218,14 @@ def test_async_iteration_raises_the_error_that_ended_the_query() -> None:
 
 
 def test_a_table_change_stream_keeps_its_tombstone_flag() -> None:
-    query, runner, _ = handle(TABLE)
+    live, runner, _ = handle(TABLE)
 
     async def first() -> pd.DataFrame:
-        iterator = aiter(query)
+        iterator = aiter(live)
         pending = asyncio.ensure_future(anext(iterator))
         await asyncio.sleep(0)
         runner.feed([{"ID": "a", "N": 1}])
-        query.step()
+        live.query.step()
         return await pending
 
     frame = asyncio.run(first())
@@ -230,29 +233,42 @@ def test_a_table_change_stream_keeps_its_tombstone_flag() -> None:
 
 
 def test_the_static_fallback_shows_the_latest_rows() -> None:
-    query, runner, _ = handle(TABLE)
+    live, runner, _ = handle(TABLE)
     runner.feed([{"ID": "<b>", "N": 7}])
-    query.step()
-    query.flush(force=True)
-    bundle, _ = query.view._repr_mimebundle_()
+    live.query.step()
+    live.flush(force=True)
+    bundle, _ = live.view._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "&lt;b&gt;" in bundle["text/html"] and "<td>7</td>" in bundle["text/html"]
     assert "nbstream-status" in bundle["text/html"]
 
 
 def test_the_view_is_a_live_table_widget() -> None:
-    query, _, _ = handle(STREAM)
-    assert isinstance(query.view, LiveTable) and query.view.columns == ["PAGE"] and query.view.show_table
+    live, _, _ = handle(STREAM)
+    assert isinstance(live.view, LiveTable) and live.view.columns == ["PAGE"] and live.view.show_table
 
 
 def test_the_static_fallback_of_each_view_shows_its_chart_or_its_table() -> None:
     import altair as alt
 
-    query, runner, _ = handle(TABLE)
-    chart = query.chart(alt.Chart().mark_bar().encode(x="ID:N", y="N:Q"))
+    live, runner, _ = handle(TABLE)
+    chart = live.chart(alt.Chart().mark_bar().encode(x="ID:N", y="N:Q"))
     runner.feed([{"ID": "a", "N": 1}, {"ID": "b", "N": 2}])
-    query.step()
+    live.query.step()
     chart_only, _ = chart._repr_mimebundle_()
     assert '<div class="nbstream-chart"><svg' in chart_only["text/html"] and "<table" not in chart_only["text/html"]
-    table_only, _ = query.view._repr_mimebundle_()
+    table_only, _ = live.view._repr_mimebundle_()
     assert "<svg" not in table_only["text/html"] and "<table" in table_only["text/html"]
+
+
+def test_a_view_that_cannot_be_updated_ends_the_query_with_that_error() -> None:
+    live, runner, _ = handle(STREAM)
+
+    def closed_comm(content: Any, buffers: Any = None) -> None:
+        raise RuntimeError("comm closed")
+
+    live.view.send = closed_comm  # type: ignore[method-assign]
+    runner.feed([{"PAGE": "a"}])
+    live.query.step()
+    live.flush(force=True)
+    assert live.state == "ERROR" and live.error == "updating the view failed: RuntimeError: comm closed"

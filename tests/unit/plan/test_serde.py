@@ -21,7 +21,7 @@ CREATE STREAM t WITH (VALUE_FORMAT='DELIMITED') AS
 def test_a_plan_survives_json_and_runs_the_same() -> None:
     eng = Engine()
     eng.execute(SCRIPT)
-    plan = eng.catalog.get_query("CSAS_T_0").runner.plan
+    plan = eng.queries.runner("CSAS_T_0").plan
     text = plan_to_json(plan)
     assert plan_from_json(text) == plan
     assert json.loads(text)["version"] == 1
@@ -30,7 +30,7 @@ def test_a_plan_survives_json_and_runs_the_same() -> None:
 def test_an_unknown_plan_version_is_refused() -> None:
     eng = Engine()
     eng.execute(SCRIPT)
-    data = json.loads(plan_to_json(eng.catalog.get_query("CSAS_T_0").runner.plan))
+    data = json.loads(plan_to_json(eng.queries.runner("CSAS_T_0").plan))
     data["version"] = 99
     with pytest.raises(PlanError, match="version 99"):
         plan_from_json(json.dumps(data))

@@ -69,7 +69,7 @@ def test_a_record_after_window_end_plus_grace_is_dropped_and_counted_late() -> N
                "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 5 SECONDS) GROUP BY user;",
                [("a", {}, 1_000), ("a", {}, 30_000), ("a", {}, 2_000)])  # window [0, 10 s) closed at 15 s
     assert _changes(eng, "W", "C") == [("a", (0, 10_000), 1), ("a", (30_000, 40_000), 1)]
-    assert eng.catalog.get_query("CTAS_W_0").runner.stats.late == 1
+    assert eng.queries.runner("CTAS_W_0").stats.late == 1
 
 
 def test_emit_final_writes_each_window_once_when_it_closes() -> None:
@@ -95,7 +95,7 @@ def test_emit_final_counts_a_window_expired_by_a_jump_beyond_its_retention() -> 
                "WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY user EMIT FINAL;",
                [("a", {}, 1_000), ("a", {}, 25_000)])
     assert _changes(eng, "W", "C") == []
-    assert eng.catalog.get_query("CTAS_W_0").runner.stats.expired == 1
+    assert eng.queries.runner("CTAS_W_0").stats.expired == 1
 
 
 def test_emit_final_with_a_retention_above_the_gap_writes_the_window_a_jump_closed() -> None:
@@ -103,7 +103,7 @@ def test_emit_final_with_a_retention_above_the_gap_writes_the_window_a_jump_clos
                "WINDOW TUMBLING (SIZE 10 SECONDS, RETENTION 1 MINUTE) GROUP BY user EMIT FINAL;",
                [("a", {}, 1_000), ("a", {}, 25_000)])
     assert _changes(eng, "W", "C") == [("a", (0, 10_000), 1)]  # [20 s, 30 s) is still open
-    assert eng.catalog.get_query("CTAS_W_0").runner.stats.expired == 0
+    assert eng.queries.runner("CTAS_W_0").stats.expired == 0
 
 
 def test_emit_final_writes_a_session_once_it_closes() -> None:
@@ -189,7 +189,7 @@ def test_a_push_query_that_aggregates_streams_its_changelog() -> None:
     eng.execute("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');")
     for key, v, ts in [("a", 1, 100), ("b", 5, 200), ("a", 2, 1500)]:
         eng.produce("s", {"V": v}, key=key, timestamp=ts)
-    runner = eng.transient_runner(
+    runner = eng._transient_runner(
         "SELECT k, COUNT(*) AS n, SUM(v) AS total FROM s WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY k EMIT CHANGES;")
     rows = runner.fetch_rows()
     assert rows is not None
@@ -221,8 +221,8 @@ def test_push_queries_over_windows_key_their_rows_by_key_and_window() -> None:
     eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks WINDOW TUMBLING (SIZE 1 SECOND) "
                "GROUP BY user;", [("a", {}, 100), ("a", {}, 1_500)])
     eng.properties["auto.offset.reset"] = "earliest"
-    over_table = eng.transient_runner("SELECT * FROM w EMIT CHANGES;")
-    aggregating = eng.transient_runner("SELECT user, WINDOWSTART, WINDOWEND, COUNT(*) AS c FROM clicks "
+    over_table = eng._transient_runner("SELECT * FROM w EMIT CHANGES;")
+    aggregating = eng._transient_runner("SELECT user, WINDOWSTART, WINDOWEND, COUNT(*) AS c FROM clicks "
                                        "WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY user EMIT CHANGES;")
     for runner in (over_table, aggregating):
         assert runner.result_shape.keys == ("USER", "WINDOWSTART", "WINDOWEND")

@@ -22,7 +22,7 @@ def test_a_record_duckdb_cannot_evaluate_is_isolated_and_logged() -> None:
     [logged] = eng.consume("KSQL_PROCESSING_LOG")
     assert logged.value["MESSAGE"]["TYPE"] == 1  # a record processing error
     assert "missing )" in logged.value["MESSAGE"]["ERRORMESSAGE"]
-    stats = eng.catalog.get_query("CSAS_T_0").runner.stats
+    stats = eng.queries.runner("CSAS_T_0").stats
     assert (stats.consumed, stats.processed, stats.logged) == (6, 5, 1)
 
 
@@ -44,7 +44,7 @@ def test_an_error_of_the_querys_own_sql_fails_the_query_and_logs_no_record() -> 
     eng = Engine()
     eng.execute(SOURCE + "CREATE STREAM t AS SELECT * FROM s;")
     eng.produce("s", {"pattern": "ok"}, key="a")
-    runner = eng.catalog.get_query("CSAS_T_0").runner
+    runner = eng.queries.runner("CSAS_T_0")
     runner._batch_sql = runner._batch_sql.replace('"PATTERN"', '"NO_SUCH_COLUMN"', 1)  # an engine bug
 
     with pytest.raises(ExecutionError, match=r"query CSAS_T_0 failed.*Binder Error"):
@@ -65,7 +65,7 @@ def test_a_push_query_skips_a_record_it_cannot_decode_and_counts_it(push_query: 
     eng.produce("labels", {"label": "A"}, key="a", partition=0)
     eng.produce("s", {"pattern": "ok"}, key="a", partition=0)
     eng.produce("s", "not an object", key="a", partition=0)
-    runner = eng.transient_runner(push_query)
+    runner = eng._transient_runner(push_query)
 
     rows = runner.fetch_rows()
 

@@ -71,7 +71,7 @@ def test_a_bad_record_goes_to_the_processing_log_and_the_query_goes_on(eng: Engi
     assert logged.value["MESSAGE"]["TOPIC"] == "pageviews"
     errors = eng.query("SELECT MESSAGE->ERRORMESSAGE AS error FROM KSQL_PROCESSING_LOG")
     assert len(errors) == 1 and errors["ERROR"][0]
-    stats = eng.catalog.get_query("CSAS_HOME_0").runner.stats
+    stats = eng.queries.runner("CSAS_HOME_0").stats
     assert stats.consumed == stats.processed + stats.logged == 2
 
 

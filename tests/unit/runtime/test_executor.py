@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import BindError, CatalogError
+from nbstream.errors import BindError, CatalogError, UnknownNameError
+from nbstream.runtime.executor import HANDLERS
+from nbstream.sql import ast
 
 SOURCE = ("CREATE SOURCE TABLE input (k INT PRIMARY KEY, text STRING) "
           "WITH (kafka_topic='t', value_format='DELIMITED');")
@@ -110,3 +112,17 @@ def test_a_pull_query_run_by_execute_binds_its_parameters() -> None:
     eng.run_until_idle()
     [result] = eng.execute("SELECT v FROM t WHERE k = :key;", {"key": "b"})
     assert result.rows == ((2,),)
+
+
+def test_every_kind_of_statement_has_a_handler() -> None:
+    kinds = {cls for cls in vars(ast).values() if isinstance(cls, type) and issubclass(cls, ast.Statement)}
+    assert set(HANDLERS) == kinds - {ast.Statement}
+
+
+def test_parameters_belong_to_one_call_of_execute() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM s (k INT KEY, v VARCHAR) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');")
+    eng.execute("INSERT INTO s (k, v) VALUES (:k, 'a');", {"k": 1})
+    with pytest.raises(UnknownNameError, match="no value bound for parameter :k"):
+        eng.execute("INSERT INTO s (k, v) VALUES (:k, 'b');")
+    assert [r.key for r in eng.consume("s")] == [1]

@@ -28,7 +28,7 @@ def _rows(table: object) -> list[tuple[object, ...]]:
 
 def test_a_stream_table_push_query_sees_new_stream_records_with_the_tables_current_rows() -> None:
     eng = _engine()
-    runner = eng.transient_runner("SELECT c.userid, page, region FROM clicks c JOIN users u "
+    runner = eng._transient_runner("SELECT c.userid, page, region FROM clicks c JOIN users u "
                                   "ON c.userid = u.userid EMIT CHANGES;")
     assert _rows(runner.fetch_rows()) == [], "the table is read from its beginning; the stream from its end"
     eng.produce("clicks", {"PAGE": "home"}, key="u1")
@@ -43,7 +43,7 @@ def test_a_stream_table_push_query_sees_new_stream_records_with_the_tables_curre
 
 def test_a_push_query_over_a_join_keeps_no_state_in_the_database() -> None:
     eng = _engine()
-    runner = eng.transient_runner("SELECT region, COUNT(*) AS n FROM clicks c JOIN users u "
+    runner = eng._transient_runner("SELECT region, COUNT(*) AS n FROM clicks c JOIN users u "
                                   "ON c.userid = u.userid GROUP BY region EMIT CHANGES;")
     eng.produce("clicks", {"PAGE": "home"}, key="u1")
     eng.produce("clicks", {"PAGE": "cart"}, key="u1")
@@ -61,7 +61,7 @@ def test_a_table_table_push_query_starts_with_the_joins_current_rows_then_change
                           "WITH (kafka_topic='plans', value_format='JSON');")
     eng.produce("users", {"REGION": "north"}, key="u1")
     eng.produce("plans", {"TIER": "gold"}, key="u1")
-    runner = eng.transient_runner("SELECT u.userid, region, tier FROM users u JOIN plans p "
+    runner = eng._transient_runner("SELECT u.userid, region, tier FROM users u JOIN plans p "
                                   "ON u.userid = p.userid EMIT CHANGES;")
     assert _rows(runner.fetch_rows()) == [("u1", "north", "gold")]
     eng.produce("plans", None, key="u1")  # a tombstone: the joined row goes

@@ -14,6 +14,7 @@ from nbstream import Engine
 from nbstream.cli import run_script
 from nbstream.errors import LogError
 from nbstream.runtime import topics
+from nbstream.runtime.service import EngineService
 from nbstream.runtime.topics import NO_DATA, FormatGuess, TopicPrinter, format_rowtime, formats_of, render_bytes
 from nbstream.sql import ast, parse
 
@@ -144,7 +145,7 @@ def test_the_cli_prints_the_formats_then_one_line_per_record() -> None:
     out = io.StringIO()
     script = (CREATE + "INSERT INTO views (user, page) VALUES ('u1', 'home');"
               "PRINT views FROM BEGINNING LIMIT 1;")
-    with Engine() as eng:
+    with EngineService() as eng:
         assert run_script(eng, script, out) == 0
     lines = out.getvalue().splitlines()
     assert lines[-3:-1] == ["Key format: KAFKA_STRING", "Value format: JSON or KAFKA_STRING"]

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from nbstream.notebook.deltas import Delta, ResultBuffer, apply_changes
+from nbstream.runtime.deltas import Delta, ResultBuffer, apply_changes
 
 
 def batch(rows: list[dict[str, Any]]) -> pa.Table:

@@ -1,8 +1,10 @@
 """The rows a live view shows, and the numbered deltas that keep every view of them in step.
 
-A push query's result batches are applied to a :class:`ResultBuffer`: a TABLE result keeps the
-latest row per key (a tombstone removes its key), a STREAM result appends rows under increasing
-row ids; either way only the ``cap`` most recently changed rows are kept (older ones are evicted).
+A view is anything that keeps a push query's latest rows: a notebook's live table or chart, a
+dashboard fed over the network. A push query's result batches are applied to a
+:class:`ResultBuffer`: a TABLE result keeps the latest row per key (a tombstone removes its key),
+a STREAM result appends rows under increasing row ids; either way only the ``cap`` most recently
+changed rows are kept (older ones are evicted).
 Changes accumulate, coalesced per key, until :meth:`ResultBuffer.take_delta` turns them into the
 next :class:`Delta` (sequence number + 1). A view applies a delta by removing every key in
 ``remove`` then inserting ``insert`` in order (a key inserted again moves to the end), exactly as
@@ -174,8 +176,8 @@ def jsonable_row(row: Row) -> Row:
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as a widget message can carry it: numbers stay numbers, times become ISO text,
-    anything else its text."""
+    """``value`` as a JSON message (a widget's, a response's) can carry it: numbers stay numbers,
+    times become ISO text, anything else its text."""
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, decimal.Decimal):

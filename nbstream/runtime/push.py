@@ -1,0 +1,336 @@
+"""Push queries: a running ``SELECT … EMIT CHANGES`` and the subscribers its rows go to.
+
+A :class:`PushQuery` owns a transient runner (its state and offsets on a DuckDB cursor of its own)
+and its lifecycle: ``RUNNING`` until its LIMIT (``DONE``), a stop (``STOPPED``) or a failure
+(``ERROR``). Whoever drives it — the service's background loop (:mod:`nbstream.runtime.service`),
+or :meth:`Engine.push <nbstream.runtime.engine.Engine.push>` itself — calls
+:meth:`PushQuery.step`, which fetches one batch and offers it to every subscriber: a notebook's
+live views, an ``async for`` (:class:`AsyncBatches`), an HTTP response.
+
+The :class:`Subscriber` contract lets a subscriber never slow the engine or the other subscribers:
+
+- :meth:`~Subscriber.offer` is called on the engine's thread, holding the engine lock, with each
+  result batch: an Arrow table of ``ROWTIME``, ``__deleted`` (a TABLE row's tombstone), then the
+  result's columns (:attr:`PushQuery.columns`). It returns at once — it keeps or queues the batch
+  and never waits for a client. It returns False when it cannot take the batch (its buffer is
+  full): the query then detaches it and closes it with :data:`OVERFLOW`, and goes on.
+- :meth:`~Subscriber.close` is called once, when no batch will follow: the query ended (``DONE``,
+  ``STOPPED``, ``ERROR``) or the subscriber was detached (``OVERFLOW``); ``error`` then says why,
+  naming the query. It is not called for a subscriber that :meth:`~PushQuery.unsubscribe` removed.
+- :meth:`~Subscriber.tick` is called after each step of the background loop, outside the engine
+  lock, for time-based work (the notebook's views are updated at most 10 times a second).
+
+A push query is stepped only while it has a subscriber. Its position is fixed when it starts (the
+end of its input, unless ``auto.offset.reset`` is ``earliest``), so a subscriber that attaches
+right after the start misses no row: they wait in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from nbstream.errors import ExecutionError
+from nbstream.runtime.query import QueryRunner
+
+RUNNING, DONE, STOPPED, ERROR = "RUNNING", "DONE", "STOPPED", "ERROR"
+
+#: How a subscriber ends that the query detached because it could not take a batch.
+OVERFLOW = "OVERFLOW"
+
+RATE_WINDOW = 5.0  # events/s is measured over the last few seconds
+
+Clock = Callable[[], float]
+
+
+class Subscriber(Protocol):
+    """One consumer of a push query's result batches (see the module docstring)."""
+
+    def offer(self, batch: pa.Table) -> bool:
+        """Take ``batch`` without waiting; False: it cannot, and is detached."""
+        ...
+
+    def close(self, state: str, error: str | None) -> None:
+        """No batch follows: the query's final state, or :data:`OVERFLOW`; ``error`` says why
+        for ``ERROR`` and ``OVERFLOW``."""
+        ...
+
+    def tick(self) -> None:
+        """Called after each step of the background loop, outside the engine lock."""
+        ...
+
+
+S = TypeVar("S", bound=Subscriber)
+
+
+class PushOverflow(ExecutionError):
+    """A push query's subscriber fell behind by more rows than its buffer holds, and was detached."""
+
+
+class RateMeter:
+    """Events per second over the last :data:`RATE_WINDOW` seconds (thread-safe)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.started = clock()
+        self._samples: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
+
+    def add(self, count: int) -> None:
+        if count:
+            with self._lock:
+                self._samples.append((self.clock(), count))
+
+    def rate(self) -> float:
+        now = self.clock()
+        with self._lock:
+            while self._samples and now - self._samples[0][0] > RATE_WINDOW:
+                self._samples.popleft()
+            total = sum(n for _, n in self._samples)
+        span = min(RATE_WINDOW, now - self.started)
+        return total / span if span > 0 else 0.0
+
+
+class PushQuery:
+    """A running push query and its subscribers.
+
+    ``id`` (``PUSH_n``), ``sql``, ``state``, ``error`` (what ended it, if it failed; ``failure``:
+    the exception), ``rows_seen``, ``watermark``, :attr:`status`. :meth:`stop` and
+    :meth:`subscribe` are safe from any thread; :meth:`step` and :meth:`close` are the driver's.
+    """
+
+    _ids = itertools.count()
+
+    def __init__(self, runner: QueryRunner, sql: str, clock: Clock = time.monotonic) -> None:
+        self.id = f"PUSH_{next(self._ids)}"
+        self.sql = sql
+        self.runner = runner
+        self.shape = runner.result_shape
+        self.state = RUNNING
+        self.error: str | None = None
+        self.failure: Exception | None = None
+        self.rows_seen = 0
+        self.watermark: int | dt.datetime | None = None
+        self._input = RateMeter(clock)
+        self._lock = threading.Lock()  # state and subscribers
+        self._subscribers: list[Subscriber] = []
+
+    @property
+    def columns(self) -> list[str]:
+        """The result's columns, in order (a batch has ``ROWTIME`` and ``__deleted`` before them)."""
+        return list(self.shape.columns)
+
+    @property
+    def ended(self) -> bool:
+        return self.state != RUNNING
+
+    # -- subscribers -------------------------------------------------------------------------------
+    def subscribe(self, subscriber: S) -> S:
+        """Offer ``subscriber`` every batch from now on; returns it. A query that ended closes it at once."""
+        with self._lock:
+            running = self.state == RUNNING
+            if running:
+                self._subscribers.append(subscriber)
+        if not running:
+            subscriber.close(self.state, self._ending_error(self.state))
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """Offer ``subscriber`` no more batches (it is not closed)."""
+        with self._lock:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+    # -- driving -----------------------------------------------------------------------------------
+    def step(self) -> int:
+        """Fetch one batch and offer it to the subscribers; returns the input records it consumed
+        (0: nothing new, or nobody subscribed). A failure ends the query with ``ERROR``; LIMIT
+        with ``DONE``."""
+        if self.state != RUNNING or not self._subscribers:
+            return 0
+        before = sum(self.runner.offsets.values())
+        try:
+            batch = self.runner.fetch_rows()
+        except Exception as error:
+            self.fail(error)
+            return 0
+        consumed = sum(self.runner.offsets.values()) - before
+        self._input.add(consumed)
+        if batch is None or batch.num_rows == 0:
+            return consumed
+        limit = self.shape.limit
+        if limit is not None:
+            batch = batch.slice(0, max(0, limit - self.rows_seen))
+        detached = []
+        with self._lock:
+            if self.state != RUNNING:
+                return consumed
+            self.rows_seen += batch.num_rows
+            self._advance_watermark(batch)
+            for subscriber in list(self._subscribers):
+                if not subscriber.offer(batch):
+                    self._subscribers.remove(subscriber)
+                    detached.append(subscriber)
+        for subscriber in detached:
+            subscriber.close(OVERFLOW, f"{self.id}: a subscriber fell behind and was disconnected")
+        if limit is not None and self.rows_seen >= limit:
+            self._finish(DONE)
+        return consumed
+
+    def tick(self) -> None:
+        """Let the subscribers do their time-based work (outside the engine lock)."""
+        for subscriber in list(self._subscribers):
+            subscriber.tick()
+
+    def close(self) -> None:
+        """Release the query's cursor (once it ended, and never while it fetches)."""
+        self.runner.con.close()
+
+    # -- ending ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the query (safe from any thread; nothing if it ended already)."""
+        self._finish(STOPPED)
+
+    def fail(self, error: Exception | str) -> None:
+        """End the query with ``error`` (an exception, or the message itself)."""
+        self._finish(ERROR, error)
+
+    def _finish(self, state: str, error: Exception | str | None = None) -> None:
+        with self._lock:
+            if self.state != RUNNING:
+                return
+            if error is not None:
+                self.error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+                self.failure = error if isinstance(error, Exception) else ExecutionError(error)
+            self.state = state
+            subscribers, self._subscribers = self._subscribers, []
+        for subscriber in subscribers:
+            subscriber.close(state, self._ending_error(state))
+
+    def _ending_error(self, state: str) -> str | None:
+        return f"{self.id} failed: {self.error}" if state == ERROR else None
+
+    # -- status ------------------------------------------------------------------------------------
+    @property
+    def status(self) -> dict[str, Any]:
+        """Query id, state, rows so far, input events/s, watermark, late and processing-log
+        records, and the error that ended it, if any."""
+        stats = self.runner.stats
+        return {"id": self.id, "state": self.state, "rows": self.rows_seen,
+                "events_per_s": round(self._input.rate(), 1), "watermark": self._watermark_text(),
+                "late": stats.late, "errors": stats.logged, "error": self.error}
+
+    def status_line(self) -> str:
+        s = self.status
+        line = (f"{s['id']} · {s['state']} · {s['rows']} rows · {s['events_per_s']:.1f} events/s · "
+                f"watermark {s['watermark'] or 'none'} · late {s['late']} · errors {s['errors']}")
+        return line + (f" · {s['error']}" if s["error"] else "")
+
+    def _advance_watermark(self, batch: pa.Table) -> None:
+        latest = pc.max(batch.column("ROWTIME")).as_py()
+        if latest is not None and (self.watermark is None or latest > self.watermark):
+            self.watermark = latest
+
+    def _watermark_text(self) -> str | None:
+        mark = self.watermark
+        if isinstance(mark, int):
+            mark = dt.datetime.fromtimestamp(mark / 1000, dt.UTC)
+        return mark.isoformat(timespec="milliseconds").replace("+00:00", "Z") if mark is not None else None
+
+
+@dataclass(frozen=True)
+class _End:
+    state: str
+    error: str | None
+
+
+class Batches:
+    """A subscriber keeping every batch until :meth:`take` (for a caller that steps the query itself)."""
+
+    def __init__(self) -> None:
+        self._batches: deque[pa.Table] = deque()
+        self.ending: _End | None = None
+
+    def offer(self, batch: pa.Table) -> bool:
+        self._batches.append(batch)
+        return True
+
+    def close(self, state: str, error: str | None) -> None:
+        self.ending = _End(state, error)
+
+    def tick(self) -> None:
+        """Nothing to do between steps."""
+
+    def take(self) -> list[pa.Table]:
+        """The batches offered since the last call."""
+        taken = []
+        while self._batches:
+            taken.append(self._batches.popleft())
+        return taken
+
+
+class AsyncBatches:
+    """A subscriber for a consumer on an asyncio loop: ``async for batch in subscriber`` yields each
+    batch as offered, and ends when the query does — raising :class:`ExecutionError` if it failed,
+    :class:`PushOverflow` if this subscriber was detached.
+
+    ``max_rows`` bounds the rows waiting for the consumer (None: no bound). A batch that would go
+    beyond it is refused — unless nothing waits: a batch always fits into an empty buffer — and
+    the subscriber is detached, so a slow consumer costs the engine nothing. Make it on the loop
+    that iterates it (or pass ``loop``).
+    """
+
+    def __init__(self, max_rows: int | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.max_rows = max_rows
+        self._loop = loop or asyncio.get_running_loop()
+        self._queue: asyncio.Queue[pa.Table | _End] = asyncio.Queue()
+        self._waiting = 0  # rows offered, not yet taken by the consumer
+        self._lock = threading.Lock()
+
+    def offer(self, batch: pa.Table) -> bool:
+        with self._lock:
+            if self.max_rows is not None and self._waiting and self._waiting + batch.num_rows > self.max_rows:
+                return False
+            self._waiting += batch.num_rows
+        return self._put(batch)
+
+    def close(self, state: str, error: str | None) -> None:
+        if state == OVERFLOW:
+            error = f"{error} (more than {self.max_rows} rows were waiting for it)"
+        self._put(_End(state, error))
+
+    def tick(self) -> None:
+        """Nothing to do between steps: the consumer's loop wakes for each batch."""
+
+    def _put(self, item: pa.Table | _End) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the consumer's loop is closed: nobody waits any more
+            return False
+        return True
+
+    def __aiter__(self) -> AsyncBatches:
+        return self
+
+    async def __anext__(self) -> pa.Table:
+        item = await self._queue.get()
+        if isinstance(item, _End):
+            self._queue.put_nowait(item)  # iterating again ends again
+            if item.state == OVERFLOW:
+                raise PushOverflow(str(item.error))
+            if item.error is not None:
+                raise ExecutionError(item.error)
+            raise StopAsyncIteration
+        with self._lock:
+            self._waiting -= item.num_rows
+        return item

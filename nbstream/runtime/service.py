@@ -1,0 +1,343 @@
+"""The engine as a service: what every face (the notebook, the CLI, an HTTP server) runs on.
+
+:class:`EngineService` is an :class:`~nbstream.runtime.engine.Engine` whose public methods hold
+one lock, so that any thread may call them, with:
+
+- a :class:`BackgroundLoop`, a daemon thread stepping the connectors, persistent queries, table
+  materializations and push queries under the same lock, one micro-batch at a time, sleeping
+  briefly when nothing has input. A statement waits at most one micro-batch; a pull query on the
+  embedded log waits for none (it reads the last committed state on a connection of its own, and
+  Ctrl-C interrupts it inside DuckDB). A query whose step raises is marked ``ERROR`` with the
+  message on its stats and in :attr:`BackgroundLoop.failures`; it is never retried silently and
+  never swallowed.
+- the registry of running push queries (:meth:`EngineService.start_push`, ``push_queries``):
+  each is a :class:`~nbstream.runtime.push.PushQuery` that the loop steps for its subscribers;
+- stopping queries by id (:meth:`EngineService.stop_queries`) and the table of every query
+  (:meth:`EngineService.queries_frame`);
+- the rules for running a statement again (:meth:`EngineService.rerun`, :mod:`nbstream.runtime.rerun`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import duckdb
+import pandas as pd
+
+from nbstream.catalog.catalog import PersistentQuery
+from nbstream.errors import ExecutionError
+from nbstream.runtime.engine import Engine
+from nbstream.runtime.pull import pull
+from nbstream.runtime.push import RUNNING, PushQuery
+from nbstream.runtime.rerun import drop_changed, unchanged_message
+from nbstream.runtime.results import Params, StatementResult
+from nbstream.sql import ast
+
+IDLE_SLEEP_SECONDS = 0.02
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _locked(method: Callable[P, R]) -> Callable[P, R]:
+    """``method`` run while holding the engine's lock (its first argument is the engine)."""
+
+    @wraps(method)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        engine = args[0]
+        assert isinstance(engine, EngineService)
+        with engine.lock:
+            return method(*args, **kwargs)
+
+    return run
+
+
+class EngineLock:
+    """A reentrant lock that knows whether the calling thread holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> EngineLock:
+        self._lock.acquire()
+        self._owner = threading.get_ident()
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            self._owner = None
+        self._lock.release()
+
+    def held(self) -> bool:
+        return self._owner == threading.get_ident()
+
+
+@dataclass(frozen=True)
+class Rerun:
+    """What running a statement again did: ``note`` says there was nothing to do or what was
+    replaced first (None: neither); ``result`` is the statement's (None: it did not run)."""
+
+    note: str | None
+    result: StatementResult | None
+
+
+class EngineService(Engine):
+    """An engine safe to use from any thread while :attr:`background` runs its queries."""
+
+    def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None,
+                 kafka: str | None = None, **client_options: Any) -> None:
+        self.lock = EngineLock()
+        super().__init__(path, properties=properties, kafka=kafka, **client_options)
+        self.background = BackgroundLoop(self)
+        self.push_queries: dict[str, PushQuery] = {}
+        self._pull_con = self._pull_connection()
+
+    execute = _locked(Engine.execute)
+    produce = _locked(Engine.produce)
+    produce_batch = _locked(Engine.produce_batch)
+    consume = _locked(Engine.consume)
+    run_until_idle = _locked(Engine.run_until_idle)
+    source = _locked(Engine.source)
+
+    # -- statements ---------------------------------------------------------------------------------
+    def rerun(self, statement: ast.Statement, params: Params) -> Rerun:
+        """Run ``statement`` as a re-run notebook cell runs it: a CREATE of a stream, table or
+        connector that exists with the same definition does nothing; one whose definition changed
+        first drops what the old one made (:mod:`nbstream.runtime.rerun`). One lock throughout."""
+        with self.lock:
+            unchanged = unchanged_message(self, statement)
+            if unchanged is not None:
+                return Rerun(unchanged, None)
+            replaced = drop_changed(self, statement)
+            (result,) = self.execute(statement.text, params)
+            return Rerun(replaced, result)
+
+    def query(self, sql: str, params: Mapping[str, object] | None = None) -> pd.DataFrame:
+        """A pull query, run in a worker thread so that Ctrl-C (a ``KeyboardInterrupt`` in the
+        waiting thread) interrupts it inside DuckDB; it then raises :class:`ExecutionError`.
+
+        On the embedded log it runs on a connection of its own, without waiting for the background
+        loop's batch: it reads the state as of the last committed batch."""
+        if self.lock.held():  # a statement of this thread runs it (execute): no worker can take the lock
+            return Engine.query(self, sql, params)
+        return _InterruptiblePull(self, sql, params, self._pull_con).result()
+
+    def _pull_connection(self) -> duckdb.DuckDBPyConnection | None:
+        """A cursor of the engine's database for pull queries; None where the backend's pulls read
+        what is fetched onto the engine's connection (Kafka)."""
+        if not self.backend.pulls_on_cursor:
+            return None
+        cursor = self.con.cursor()
+        self._configure(cursor)
+        return cursor
+
+    # -- push queries -------------------------------------------------------------------------------
+    def start_push(self, sql: str, params: Mapping[str, object] | None = None) -> PushQuery:
+        """Start the push query ``sql``; the background loop steps it while it has subscribers
+        (:meth:`PushQuery.subscribe`), from the position it starts at now."""
+        with self.lock:
+            query = PushQuery(self._transient_runner(sql, params), sql)
+            self.push_queries[query.id] = query
+        return query
+
+    def close_push(self, query: PushQuery) -> None:
+        """Stop ``query`` and release its cursor now (the loop would at its next round)."""
+        with self.lock:
+            query.stop()
+            if self.push_queries.pop(query.id, None) is not None:
+                query.close()
+
+    # -- the background loop's work -----------------------------------------------------------------
+    def step_all(self) -> int:
+        """One round: connectors and Python sources write the records due, then every running
+        query and every materialization processes one micro-batch, each under the lock. Returns
+        the records written and consumed; failing queries are marked ``ERROR``, failing
+        connectors ``FAILED``."""
+        with self.lock:
+            consumed = self.connectors.step(on_error=self._connector_failed)
+            workers = self.queries.workers()
+        for worker in workers:
+            with self.lock:
+                if not self.queries.still_running(worker):
+                    continue
+                try:
+                    consumed += worker[1].step()
+                except Exception as error:
+                    self.background.failures.append(self.queries.fail(worker, error))
+        return consumed
+
+    def step_pushes(self) -> int:
+        """One batch for every running push query, then its subscribers' time-based work; a
+        query that ended leaves the registry and its cursor is closed. Returns the input records
+        consumed."""
+        consumed = 0
+        with self.lock:
+            queries = list(self.push_queries.values())
+        for query in queries:
+            with self.lock:
+                consumed += query.step()
+                if query.ended and self.push_queries.pop(query.id, None) is not None:
+                    query.close()
+            query.tick()
+        return consumed
+
+    def _connector_failed(self, what: str, error: Exception) -> None:
+        self.background.failures.append(f"connector {what}: {type(error).__name__}: {error}")
+
+    # -- queries by id ------------------------------------------------------------------------------
+    def persistent_queries(self) -> list[PersistentQuery]:
+        """Every persistent query the catalog knows, in creation order."""
+        with self.lock:
+            return list(self.catalog.queries.values())
+
+    def stop_queries(self, which: str) -> list[str]:
+        """Stop the persistent or push query with id ``which``, or every running one (``all``);
+        returns the ids stopped."""
+        with self.lock:
+            if which.lower() == "all":
+                persistent = self.catalog.running()
+                pushes = [q for q in self.push_queries.values() if q.state == RUNNING]
+            elif which.upper() in self.push_queries:
+                persistent, pushes = [], [self.push_queries[which.upper()]]
+            else:
+                persistent, pushes = [self.catalog.get_query(which)], []
+            for query in persistent:
+                self.queries.stop(query)
+            for push in pushes:
+                push.stop()
+        return [q.id for q in persistent] + [p.id for p in pushes]
+
+    def queries_frame(self) -> pd.DataFrame:
+        """One row per query, persistent then push: id, state, sink, counters, input rate, last error."""
+        with self.lock:
+            persistent = [(query, self.queries.runner(query.id).stats) for query in self.catalog.queries.values()]
+            pushes = list(self.push_queries.values())
+        rows = []
+        for query, stats in persistent:
+            busy = stats.busy_seconds
+            rows.append({
+                "id": query.id, "state": query.state, "sink": query.sink,
+                "consumed": stats.consumed, "emitted": stats.emitted, "logged": stats.logged,
+                "events/s (busy)": round(stats.consumed / busy) if busy > 0 else 0,
+                "error": stats.last_error, "sql": query.sql,
+            })
+        for push in pushes:
+            rows.append({"id": push.id, "state": push.state, "sink": None, "consumed": None,
+                         "emitted": push.rows_seen, "logged": None, "events/s (busy)": None,
+                         "error": push.error, "sql": push.sql})
+        return pd.DataFrame(rows, columns=list(QUERY_COLUMNS))
+
+    def close(self) -> None:
+        self.background.stop()
+        with self.lock:
+            for query in self.push_queries.values():
+                query.stop()
+                query.close()
+            self.push_queries.clear()
+            if self._pull_con is not None:
+                self._pull_con.close()
+            super().close()
+
+
+#: The columns of :meth:`EngineService.queries_frame`.
+QUERY_COLUMNS = ("id", "state", "sink", "consumed", "emitted", "logged", "events/s (busy)", "error", "sql")
+
+
+class _InterruptiblePull:
+    """One pull query on a worker thread. DuckDB ignores signals, but ``con.interrupt()`` from
+    another thread stops a running statement. On its own connection ``con`` the pull runs at once;
+    on the engine's (``con`` None) it holds the engine lock, and the interrupt is called only while
+    it does, so it can never hit a background micro-batch on the same connection."""
+
+    def __init__(self, engine: EngineService, sql: str, params: Mapping[str, object] | None,
+                 con: duckdb.DuckDBPyConnection | None) -> None:
+        self.engine, self.sql, self.params, self.con = engine, sql, params, con
+        self.frame: pd.DataFrame | None = None
+        self.error: BaseException | None = None
+        self.cancelled = threading.Event()
+        self.running = threading.Event()  # set while the worker holds the lock
+        self.guard = threading.Lock()  # orders interrupt() before the worker lets the lock go
+        self.thread = threading.Thread(target=self._work, name="nbstream-pull", daemon=True)
+
+    def result(self) -> pd.DataFrame:
+        self.thread.start()
+        try:
+            while self.thread.is_alive():
+                self.thread.join(0.05)
+        except KeyboardInterrupt:
+            self._cancel()
+            raise ExecutionError("pull query cancelled") from None
+        if self.error is not None:
+            raise self.error
+        assert self.frame is not None
+        return self.frame
+
+    def _work(self) -> None:
+        with contextlib.nullcontext() if self.con is not None else self.engine.lock:
+            if self.cancelled.is_set():
+                return
+            self.running.set()
+            try:
+                self.frame = pull(self.engine, self.sql, self.params or {}, self.con)
+            except BaseException as error:
+                self.error = error
+            finally:
+                with self.guard:
+                    self.running.clear()
+
+    def _cancel(self) -> None:
+        with self.guard:
+            self.cancelled.set()
+            if self.running.is_set():
+                (self.con or self.engine.con).interrupt()
+        self.thread.join()
+
+
+class BackgroundLoop:
+    """A daemon thread stepping an engine's queries until stopped."""
+
+    def __init__(self, engine: EngineService, idle_sleep: float = IDLE_SLEEP_SECONDS) -> None:
+        self.engine = engine
+        self.idle_sleep = idle_sleep
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start the thread (a no-op when it runs already)."""
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="nbstream-background", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop after its current micro-batch, and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                progressed = self.engine.step_all() + self.engine.step_pushes()
+            except Exception as error:  # the loop itself broke: record it, keep the kernel informed
+                self.failures.append(f"background loop: {type(error).__name__}: {error}")
+                progressed = 0
+            if progressed == 0:
+                self._stop.wait(self.idle_sleep)

@@ -1,0 +1,137 @@
+"""Push queries and their subscribers (``nbstream.runtime.push``): every subscriber is offered every
+batch without waiting; one that cannot keep up is disconnected while the others and the engine go
+on; a subscriber attached after the start misses no row."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pyarrow as pa
+import pytest
+
+from nbstream import Engine
+from nbstream.runtime.push import DONE, OVERFLOW, STOPPED, AsyncBatches, Batches, PushOverflow, PushQuery
+from nbstream.runtime.service import EngineService
+
+PAGES = "CREATE STREAM pages (page VARCHAR) WITH (KAFKA_TOPIC='pages', VALUE_FORMAT='JSON');"
+SELECT = "SELECT page FROM pages EMIT CHANGES;"
+
+
+def push_query(eng: Engine, sql: str = SELECT) -> PushQuery:
+    return PushQuery(eng._transient_runner(sql), sql)
+
+
+class Recorder(Batches):
+    """Batches, and how the query closed it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed: list[tuple[str, str | None]] = []
+
+    def close(self, state: str, error: str | None) -> None:
+        super().close(state, error)
+        self.closed.append((state, error))
+
+
+def pages(batches: list[pa.Table]) -> list[str]:
+    return [page for batch in batches for page in batch.column("PAGE").to_pylist()]
+
+
+def test_a_subscriber_that_falls_behind_is_disconnected_and_the_others_go_on() -> None:
+    eng = Engine()
+    eng.execute(PAGES)
+    query = push_query(eng)
+    loop = asyncio.new_event_loop()
+    slow = query.subscribe(AsyncBatches(max_rows=1, loop=loop))  # never read while the query runs
+    fast = query.subscribe(Recorder())
+    for page in ("a", "b", "c"):
+        eng.produce("pages", {"page": page})
+        query.step()
+
+    assert pages(fast.take()) == ["a", "b", "c"] and fast.closed == []
+
+    async def read_slow() -> list[pa.Table]:
+        return [batch async for batch in slow]
+
+    with pytest.raises(PushOverflow, match=rf"{query.id}: a subscriber fell behind .*more than 1 rows"):
+        loop.run_until_complete(read_slow())
+    loop.close()
+    query.stop()
+    assert fast.closed == [(STOPPED, None)]
+    query.close()
+
+
+def test_a_batch_always_fits_into_an_empty_buffer() -> None:
+    eng = Engine()
+    eng.execute(PAGES)
+    query = push_query(eng)
+    loop = asyncio.new_event_loop()
+    bounded = query.subscribe(AsyncBatches(max_rows=1, loop=loop))
+    for page in ("a", "b", "c"):
+        eng.produce("pages", {"page": page})
+    query.step()  # one batch of three rows
+    query.stop()
+
+    async def read() -> list[pa.Table]:
+        return [batch async for batch in bounded]
+
+    assert pages(loop.run_until_complete(read())) == ["a", "b", "c"]
+    loop.close()
+    query.close()
+
+
+def test_a_push_query_without_subscribers_waits_and_its_first_subscriber_misses_no_row() -> None:
+    eng = Engine()
+    eng.execute(PAGES)
+    query = push_query(eng)  # starts at the end of the input: now
+    eng.produce("pages", {"page": "a"})
+    assert query.step() == 0, "nobody listens: not stepped"
+    late = query.subscribe(Recorder())
+    assert query.step() == 1
+    assert pages(late.take()) == ["a"]
+    query.stop()
+    query.close()
+
+
+def test_a_subscriber_of_a_query_that_ended_is_closed_at_once() -> None:
+    eng = Engine()
+    eng.execute(PAGES)
+    query = push_query(eng, "SELECT page FROM pages EMIT CHANGES LIMIT 1;")
+    first = query.subscribe(Recorder())
+    eng.produce("pages", {"page": "a"})
+    eng.produce("pages", {"page": "b"})
+    query.step()
+    assert pages(first.take()) == ["a"] and first.closed == [(DONE, None)]
+    assert query.subscribe(Recorder()).closed == [(DONE, None)]
+    query.close()
+
+
+def test_the_service_steps_a_push_query_for_its_subscribers_and_forgets_it_when_it_ends() -> None:
+    with EngineService() as service:
+        service.execute(PAGES)
+        service.background.start()
+        query = service.start_push("SELECT page FROM pages EMIT CHANGES LIMIT 2;")
+
+        async def read() -> list[pa.Table]:
+            batches = query.subscribe(AsyncBatches())
+            service.produce("pages", {"page": "a"})
+            service.produce("pages", {"page": "b"})
+            return [batch async for batch in batches]
+
+        assert pages(asyncio.run(read())) == ["a", "b"]
+        deadline = time.monotonic() + 5
+        while query.id in service.push_queries and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert query.id not in service.push_queries and query.state == DONE
+
+
+def test_closing_a_push_query_of_the_service_stops_it_and_leaves_the_registry() -> None:
+    with EngineService() as service:
+        service.execute(PAGES)
+        query = service.start_push(SELECT)
+        subscriber = query.subscribe(Recorder())
+        service.close_push(query)
+        assert query.state == STOPPED and subscriber.closed == [(STOPPED, None)]
+        assert query.id not in service.push_queries
+        assert OVERFLOW not in {state for state, _ in subscriber.closed}
