@@ -6,7 +6,8 @@ one lock, so that any thread may call them, with:
 - a :class:`BackgroundLoop`, a daemon thread stepping the connectors, persistent queries, table
   materializations and push queries under the same lock, one micro-batch at a time, sleeping
   briefly when nothing has input. A statement waits at most one micro-batch; a pull query on the
-  embedded log waits for none (it reads the last committed state on a connection of its own, and
+  embedded log waits for none once its plan is cached (it reads the last committed state on a
+  cursor of its own, lent from a pool so that pull queries of several threads run side by side;
   Ctrl-C interrupts it inside DuckDB). A query whose step raises is marked ``ERROR`` with the
   message on its stats and in :attr:`BackgroundLoop.failures`; it is never retried silently and
   never swallowed.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
@@ -31,9 +32,11 @@ import duckdb
 import pandas as pd
 
 from nbstream.catalog.catalog import PersistentQuery
-from nbstream.errors import ExecutionError
+from nbstream.errors import BindError, ExecutionError, did_you_mean
 from nbstream.runtime.engine import Engine
-from nbstream.runtime.pull import pull
+from nbstream.runtime.ingest import JsonRowsAppended, append_json_rows
+from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
+from nbstream.runtime.pull import PullResult, pull, pull_rows
 from nbstream.runtime.push import RUNNING, PushQuery
 from nbstream.runtime.rerun import drop_changed, unchanged_message
 from nbstream.runtime.results import Params, StatementResult
@@ -100,7 +103,7 @@ class EngineService(Engine):
         super().__init__(path, properties=properties, kafka=kafka, **client_options)
         self.background = BackgroundLoop(self)
         self.push_queries: dict[str, PushQuery] = {}
-        self._pull_con = self._pull_connection()
+        self._cursors = _Cursors(self) if self.backend.pulls_on_cursor else None
 
     execute = _locked(Engine.execute)
     produce = _locked(Engine.produce)
@@ -126,27 +129,55 @@ class EngineService(Engine):
         """A pull query, run in a worker thread so that Ctrl-C (a ``KeyboardInterrupt`` in the
         waiting thread) interrupts it inside DuckDB; it then raises :class:`ExecutionError`.
 
-        On the embedded log it runs on a connection of its own, without waiting for the background
+        On the embedded log it runs on a cursor of its own, without waiting for the background
         loop's batch: it reads the state as of the last committed batch."""
         if self.lock.held():  # a statement of this thread runs it (execute): no worker can take the lock
             return Engine.query(self, sql, params)
-        return _InterruptiblePull(self, sql, params, self._pull_con).result()
+        return _InterruptiblePull(self, sql, params).result()
 
-    def _pull_connection(self) -> duckdb.DuckDBPyConnection | None:
-        """A cursor of the engine's database for pull queries; None where the backend's pulls read
-        what is fetched onto the engine's connection (Kafka)."""
-        if not self.backend.pulls_on_cursor:
-            return None
-        cursor = self.con.cursor()
-        self._configure(cursor)
-        return cursor
+    def pull_rows(self, sql: str, params: Mapping[str, object] | None = None) -> PullResult:
+        """A pull query's rows and columns (:func:`~nbstream.runtime.pull.pull_rows`), safe to
+        call from many threads at once: each runs on a cursor of its own (on the embedded log)."""
+        with self.pull_connection() as con:
+            return pull_rows(self, sql, params or {}, con)
+
+    @contextlib.contextmanager
+    def pull_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one pull query: a cursor lent by the pool; the engine's own connection,
+        holding the lock, where pulls read what is fetched onto it (Kafka) or this thread holds
+        the lock already."""
+        if self._cursors is None or self.lock.held():
+            with self.lock:
+                yield self.con
+            return
+        with self._cursors.lend() as cursor:
+            yield cursor
+
+    # -- inserts --------------------------------------------------------------------------------------
+    def insert_json_rows(self, target: str, rows: Sequence[bytes]) -> JsonRowsAppended:
+        """Append JSON rows to the stream or table ``target`` (ksqlDB's identifier rules: upper-cased
+        unless back-quoted), durably, as :func:`~nbstream.runtime.ingest.append_json_rows` does."""
+        name = target[1:-1].replace("``", "`") if target.startswith("`") and target.endswith("`") \
+            else target.upper()
+        with self.lock:
+            source = self.catalog.find(name)
+            if source is None:
+                raise BindError(f"Cannot insert values into an unknown stream/table: {name}"
+                                f"{did_you_mean(name, self.catalog.sources)}")
+            if source.window is not None:
+                raise BindError("Cannot insert values into windowed stream/table")
+            if source.is_source or source.topic == PROCESSING_LOG_TOPIC:
+                raise BindError(f"Cannot insert values into read-only topic: {source.topic}")
+            return append_json_rows(self.con, self.log, source, rows)
 
     # -- push queries -------------------------------------------------------------------------------
-    def start_push(self, sql: str, params: Mapping[str, object] | None = None) -> PushQuery:
+    def start_push(self, sql: str, params: Mapping[str, object] | None = None,
+                   properties: Mapping[str, Any] | None = None) -> PushQuery:
         """Start the push query ``sql``; the background loop steps it while it has subscribers
-        (:meth:`PushQuery.subscribe`), from the position it starts at now."""
+        (:meth:`PushQuery.subscribe`), from the position it starts at now (``properties`` such as
+        ``auto.offset.reset`` override the engine's for it)."""
         with self.lock:
-            query = PushQuery(self._transient_runner(sql, params), sql)
+            query = PushQuery(self._transient_runner(sql, params, properties), sql)
             self.push_queries[query.id] = query
         return query
 
@@ -244,8 +275,8 @@ class EngineService(Engine):
                 query.stop()
                 query.close()
             self.push_queries.clear()
-            if self._pull_con is not None:
-                self._pull_con.close()
+            if self._cursors is not None:
+                self._cursors.close()
             super().close()
 
 
@@ -253,20 +284,59 @@ class EngineService(Engine):
 QUERY_COLUMNS = ("id", "state", "sink", "consumed", "emitted", "logged", "events/s (busy)", "error", "sql")
 
 
+class _Cursors:
+    """Cursors of an engine's database configured for pull queries, each lent to one pull at a
+    time: one made at once, others (under the engine lock) when none is free, so there are as
+    many as pulls ever ran at the same time."""
+
+    def __init__(self, engine: EngineService) -> None:
+        self._engine = engine
+        self._free: list[duckdb.DuckDBPyConnection] = []
+        self._made: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+        self._free.append(self._make())
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            cursor = self._free.pop() if self._free else None
+        if cursor is None:
+            cursor = self._make()
+        try:
+            yield cursor
+        finally:
+            with self._lock:
+                self._free.append(cursor)
+
+    def _make(self) -> duckdb.DuckDBPyConnection:
+        with self._engine.lock:
+            cursor = self._engine.con.cursor()
+            self._engine._configure(cursor)
+        with self._lock:
+            self._made.append(cursor)
+        return cursor
+
+    def close(self) -> None:
+        with self._lock:
+            for cursor in self._made:
+                cursor.close()
+            self._made.clear()
+            self._free.clear()
+
+
 class _InterruptiblePull:
     """One pull query on a worker thread. DuckDB ignores signals, but ``con.interrupt()`` from
-    another thread stops a running statement. On its own connection ``con`` the pull runs at once;
-    on the engine's (``con`` None) it holds the engine lock, and the interrupt is called only while
-    it does, so it can never hit a background micro-batch on the same connection."""
+    another thread stops a running statement. On a cursor of its own the pull runs at once; on the
+    engine's connection it holds the engine lock, and the interrupt is called only while it does,
+    so it can never hit a background micro-batch on the same connection."""
 
-    def __init__(self, engine: EngineService, sql: str, params: Mapping[str, object] | None,
-                 con: duckdb.DuckDBPyConnection | None) -> None:
-        self.engine, self.sql, self.params, self.con = engine, sql, params, con
+    def __init__(self, engine: EngineService, sql: str, params: Mapping[str, object] | None) -> None:
+        self.engine, self.sql, self.params = engine, sql, params
+        self.con: duckdb.DuckDBPyConnection | None = None  # the connection, while the pull runs
         self.frame: pd.DataFrame | None = None
         self.error: BaseException | None = None
         self.cancelled = threading.Event()
-        self.running = threading.Event()  # set while the worker holds the lock
-        self.guard = threading.Lock()  # orders interrupt() before the worker lets the lock go
+        self.guard = threading.Lock()  # orders interrupt() before the worker lets the connection go
         self.thread = threading.Thread(target=self._work, name="nbstream-pull", daemon=True)
 
     def result(self) -> pd.DataFrame:
@@ -283,23 +353,23 @@ class _InterruptiblePull:
         return self.frame
 
     def _work(self) -> None:
-        with contextlib.nullcontext() if self.con is not None else self.engine.lock:
+        with self.engine.pull_connection() as con:
             if self.cancelled.is_set():
                 return
-            self.running.set()
+            self.con = con
             try:
-                self.frame = pull(self.engine, self.sql, self.params or {}, self.con)
+                self.frame = pull(self.engine, self.sql, self.params or {}, con)
             except BaseException as error:
                 self.error = error
             finally:
                 with self.guard:
-                    self.running.clear()
+                    self.con = None
 
     def _cancel(self) -> None:
         with self.guard:
             self.cancelled.set()
-            if self.running.is_set():
-                (self.con or self.engine.con).interrupt()
+            if self.con is not None:
+                self.con.interrupt()
         self.thread.join()
 
 
