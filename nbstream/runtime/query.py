@@ -34,6 +34,7 @@ from nbstream.log.embedded import route_sql
 from nbstream.physical.compile import encoded_sql, result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.logical import OutputColumn, Sink, StatelessPlan
+from nbstream.runtime.histogram import Histogram
 from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 
@@ -59,6 +60,7 @@ class QueryStats:
     busy_seconds: float = 0.0
     last_error: str | None = None
     started: float = field(default_factory=time.monotonic)
+    batch_seconds: Histogram = field(default_factory=Histogram)  # each micro-batch's duration
 
     def count_fetched(self, consumed: int, rows: pa.Table) -> pa.Table:
         """Count a push query's batch of ``consumed`` records whose result is ``rows`` (with ``__err``
@@ -177,7 +179,9 @@ class QueryRunner:
             return 0
         started = time.perf_counter()
         self._process(ranges)
-        self.stats.busy_seconds += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.stats.busy_seconds += elapsed
+        self.stats.batch_seconds.observe(elapsed)
         return count
 
     def _process(self, ranges: Ranges) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
@@ -30,14 +31,17 @@ from typing import Any, ParamSpec, TypeVar
 
 import duckdb
 import pandas as pd
+import pyarrow.compute as pc
 
 from nbstream.catalog.catalog import PersistentQuery
 from nbstream.errors import BindError, ExecutionError, did_you_mean
 from nbstream.runtime.engine import Engine
+from nbstream.runtime.histogram import HistogramSnapshot
 from nbstream.runtime.ingest import JsonRowsAppended, append_json_rows
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 from nbstream.runtime.pull import PullResult, pull, pull_rows
 from nbstream.runtime.push import RUNNING, PushQuery
+from nbstream.runtime.queries import RUNNING_STATES
 from nbstream.runtime.rerun import drop_changed, unchanged_message
 from nbstream.runtime.results import Params, StatementResult
 from nbstream.sql import ast
@@ -278,6 +282,49 @@ class EngineService(Engine):
             if self._cursors is not None:
                 self._cursors.close()
             super().close()
+
+
+    def query_metrics(self) -> list[QueryMetrics]:
+        """The counters of every persistent query, for monitoring (:class:`QueryMetrics`)."""
+        with self.lock:
+            return [self._metrics_of(query) for query in self.catalog.queries.values()]
+
+    def _metrics_of(self, query: PersistentQuery) -> QueryMetrics:
+        runner = self.queries.runner(query.id)
+        stats = runner.stats
+        running = query.state in RUNNING_STATES
+        return QueryMetrics(query.id, query.sink, query.state, stats.consumed, stats.emitted, stats.logged,
+                            stats.batch_seconds.snapshot(), runner.pending() if running else 0,
+                            self._event_time_lag(query) if running else None)
+
+    def _event_time_lag(self, query: PersistentQuery) -> float | None:
+        """Seconds from the record time of the query's latest output record to now, where the log
+        is local (reading its tail is cheap); None where unknown."""
+        sink = self.catalog.find(query.sink)
+        info = self.log.topic(sink.topic) if sink is not None and self.backend.log_is_local else None
+        if info is None or not any(info.end_offsets.values()):
+            return None
+        tail = self.log.read(info.name, {p: max(0, end - 1) for p, end in info.end_offsets.items()})
+        latest = pc.max(tail.column("ts")).as_py()
+        return None if latest is None else max(0.0, time.time() - latest / 1000)
+
+
+@dataclass(frozen=True)
+class QueryMetrics:
+    """A persistent query's counters: records consumed, emitted and logged as bad (the processing
+    log), its micro-batches' durations, its input lag in records (``input_lag``: not yet
+    consumed) and in event time (``event_time_lag_seconds``: now less the time of its latest
+    output record; None where unknown)."""
+
+    query_id: str
+    sink: str
+    state: str
+    consumed: int
+    emitted: int
+    logged: int
+    batch_seconds: HistogramSnapshot
+    input_lag: int
+    event_time_lag_seconds: float | None
 
 
 #: The columns of :meth:`EngineService.queries_frame`.

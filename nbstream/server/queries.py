@@ -1,0 +1,239 @@
+"""``POST /query-stream``, ``POST /query`` and ``POST /close-query``: pull and push queries.
+
+``/query-stream`` takes ``{"sql": …, "properties": {…}}``, ``/query`` ksqlDB's older
+``{"ksql": …, "streamsProperties": {…}}``; both answer in the format the ``Accept`` header picks
+(:mod:`nbstream.server.streaming`; ``/query``'s default is ``application/vnd.ksql.v1+json``).
+
+A pull query runs on the pull threads and is answered whole. A push query gets a
+:class:`~nbstream.runtime.push.PushQuery` of its own — its own position (``auto.offset.reset`` among
+its properties) — that the engine's background loop steps; its batches wait for the client in a
+bounded :class:`~nbstream.runtime.push.AsyncBatches`. It streams until its LIMIT (``Limit
+Reached``), ``/close-query`` (``Query Completed``), a failure (the error in-band), the client
+going away (it stops at once), a client so slow that more than ``push_buffer_rows`` rows wait
+for it (an in-band error, then the response ends; counted in ``/metrics``), or the server shutting
+down (error 50303). At most ``max_push_queries`` stream at once; the next is refused with 40003.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from nbstream.catalog.schema import Column
+from nbstream.errors import ExecutionError, NbstreamError
+from nbstream.runtime.push import DONE, AsyncBatches, PushOverflow, PushQuery
+from nbstream.server.errors import (
+    BAD_REQUEST,
+    BAD_STATEMENT,
+    MAX_PUSH_QUERIES,
+    SERVER_ERROR,
+    SHUTTING_DOWN,
+    KsqlError,
+    generic_error,
+)
+from nbstream.server.http import Exchange, member
+from nbstream.server.streaming import (
+    LIMIT_REACHED,
+    QUERY_COMPLETED,
+    QUERY_FORMATS,
+    QUERY_STREAM_FORMATS,
+    QueryHeader,
+    RowEncoder,
+    Writer,
+    writer_for,
+)
+from nbstream.sql import ast, parse
+
+if TYPE_CHECKING:
+    from nbstream.server.app import KsqlServer
+
+#: How long the last bytes of a push query's response may wait for its client.
+FINAL_WRITE_SECONDS = 2.0
+
+#: Where a query's text says EMIT CHANGES/FINAL (strings and quoted names skipped): a push query.
+_EMIT = re.compile(r"""'(?:[^']|'')*'|`(?:[^`]|``)*`|"(?:[^"]|"")*"|(?P<emit>\bEMIT\s+(?:CHANGES|FINAL)\b)""",
+                   re.IGNORECASE)
+
+
+@dataclass
+class _Streaming:
+    """A push query streaming to a client."""
+
+    query: PushQuery
+    subscriber: AsyncBatches
+
+
+class PushRegistry:
+    """The push queries streaming to clients, by id, and how many may."""
+
+    def __init__(self) -> None:
+        self._streams: dict[str, _Streaming] = {}
+        self._admitted = 0
+        self.shutting_down = False
+
+    @property
+    def open(self) -> int:
+        return len(self._streams)
+
+    @contextlib.contextmanager
+    def admit(self, limit: int) -> Iterator[None]:
+        """A place for one more push query while the block runs (40003 past ``limit``)."""
+        if self._admitted >= limit:
+            raise KsqlError(MAX_PUSH_QUERIES, "Maximum number of push queries exceeded")
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
+
+    def add(self, streaming: _Streaming) -> None:
+        self._streams[streaming.query.id] = streaming
+
+    def remove(self, query_id: str) -> None:
+        self._streams.pop(query_id, None)
+
+    def get(self, query_id: str) -> _Streaming | None:
+        return self._streams.get(query_id)
+
+    def stop_all(self, *, shutting_down: bool = False) -> None:
+        self.shutting_down = self.shutting_down or shutting_down
+        for streaming in list(self._streams.values()):
+            streaming.query.stop()
+
+
+async def handle_query_stream(server: KsqlServer, exchange: Exchange) -> None:
+    body = await exchange.json_body()
+    sql = member(body, "sql", str, required=True)
+    properties = member(body, "properties", dict, {})
+    await _run(server, exchange, sql, properties, writer_for(exchange.headers.get("accept"), QUERY_STREAM_FORMATS))
+
+
+async def handle_query(server: KsqlServer, exchange: Exchange) -> None:
+    body = await exchange.json_body()
+    sql = member(body, "ksql", str, required=True)
+    properties = member(body, "streamsProperties", dict, {})
+    await _run(server, exchange, sql, properties, writer_for(exchange.headers.get("accept"), QUERY_FORMATS))
+
+
+async def handle_close(server: KsqlServer, exchange: Exchange) -> None:
+    body = await exchange.json_body()
+    query_id = member(body, "queryId", str, required=True)
+    streaming = server.pushes.get(query_id)
+    if streaming is None:
+        raise KsqlError(BAD_REQUEST, f"No query with id {query_id}")
+    streaming.query.stop()
+    await exchange.respond(200, b"", None)
+
+
+async def _run(server: KsqlServer, exchange: Exchange, sql: str, properties: dict[str, Any], writer: Writer) -> None:
+    if not _is_push(sql):
+        await _pull(server, exchange, sql, writer)
+        return
+    statement = _query_statement(sql)
+    if statement.query.emit is None:
+        await _pull(server, exchange, sql, writer)
+    else:
+        await _push(server, exchange, statement, properties, writer)
+
+
+def _is_push(sql: str) -> bool:
+    return any(match.group("emit") for match in _EMIT.finditer(sql))
+
+
+def _query_statement(sql: str) -> ast.Select:
+    """The one SELECT of ``sql`` (40001 otherwise)."""
+    try:
+        statements = parse(sql)
+    except NbstreamError as error:
+        raise KsqlError(BAD_STATEMENT, str(error), sql) from None
+    if len(statements) != 1 or not isinstance(statements[0], ast.Select):
+        raise KsqlError(BAD_STATEMENT, "This endpoint runs one query (a SELECT); run other statements on /ksql", sql)
+    return statements[0]
+
+
+# -- pull queries ------------------------------------------------------------------------------------------
+
+
+async def _pull(server: KsqlServer, exchange: Exchange, sql: str, writer: Writer) -> None:
+    started = time.perf_counter()
+    service = server.service
+    try:
+        result = await server.run_pull(service.pull_rows, sql)
+    except NbstreamError as error:
+        _query_statement(sql)  # a statement that is no query says so
+        raise KsqlError(BAD_STATEMENT, str(error), sql) from None
+    header = QueryHeader(f"query_{int(time.time() * 1000)}", result.columns, is_pull=True)
+    rows = RowEncoder([c.type for c in result.columns]).from_tuples(result.rows)
+    body = writer.header(header) + writer.rows(rows) + writer.end(None)
+    await exchange.respond(200, body, writer.content_type)
+    server.metrics.pull_seconds.observe(time.perf_counter() - started)
+
+
+# -- push queries ------------------------------------------------------------------------------------------
+
+
+async def _push(server: KsqlServer, exchange: Exchange, statement: ast.Select, properties: dict[str, Any],
+                writer: Writer) -> None:
+    service = server.service
+    with server.pushes.admit(server.config.max_push_queries):
+        try:
+            query = await server.run_statement(service.start_push, statement.text, None, properties)
+        except NbstreamError as error:
+            raise KsqlError(BAD_STATEMENT, str(error), statement.text) from None
+        streaming = _Streaming(query, AsyncBatches(max_rows=server.config.push_buffer_rows))
+        server.pushes.add(streaming)
+        try:
+            query.subscribe(streaming.subscriber)
+            await exchange.start(200, writer.content_type)
+            shape = query.shape
+            columns = tuple(Column(n, t) for n, t in zip(shape.columns, shape.types, strict=True))
+            await exchange.write(writer.header(QueryHeader(query.id, columns, is_pull=False)))
+            ending = await _stream(server, exchange, streaming, writer)
+            with contextlib.suppress(TimeoutError):  # a client that reads nothing does not get it
+                await asyncio.wait_for(exchange.end(ending), FINAL_WRITE_SECONDS)
+        finally:
+            server.pushes.remove(query.id)
+            await asyncio.to_thread(service.close_push, query)
+
+
+async def _stream(server: KsqlServer, exchange: Exchange, streaming: _Streaming, writer: Writer) -> bytes:
+    """Write the query's rows as they come; returns how the response ends."""
+    query, subscriber = streaming.query, streaming.subscriber
+    encoder = RowEncoder(query.shape.types)
+    tombstones = query.shape.is_table
+    gone = asyncio.ensure_future(exchange.wait_disconnect())
+    gone.add_done_callback(lambda _: query.stop())
+    detached = asyncio.ensure_future(subscriber.detached.wait())
+    try:
+        async for batch in subscriber:
+            rows = encoder.from_arrow(batch, first=2)  # after ROWTIME and __deleted
+            data = writer.rows(rows, batch.column(1).to_pylist() if tombstones else None)
+            await _write(exchange, data, detached)
+    except PushOverflow as overflow:
+        server.metrics.overflow()
+        return writer.error(generic_error(SERVER_ERROR, str(overflow)))
+    except ExecutionError as error:
+        return writer.error(generic_error(SERVER_ERROR, str(error)))
+    finally:
+        gone.cancel()
+        detached.cancel()
+    if server.pushes.shutting_down:
+        return writer.error(generic_error(SHUTTING_DOWN, "The server is shutting down"))
+    return writer.end(LIMIT_REACHED if query.state == DONE else QUERY_COMPLETED)
+
+
+async def _write(exchange: Exchange, data: bytes, detached: asyncio.Future[Any]) -> None:
+    """Write ``data``, unless the subscriber is detached first (its client read too slowly)."""
+    if not data:
+        return
+    sending = asyncio.ensure_future(exchange.write(data))
+    await asyncio.wait({sending, detached}, return_when=asyncio.FIRST_COMPLETED)
+    if not sending.done():
+        sending.cancel()
+        raise PushOverflow("the client read too slowly and was disconnected")
+    sending.result()
