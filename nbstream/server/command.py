@@ -31,6 +31,7 @@ from hypercorn.config import Config
 from nbstream.runtime.service import EngineService
 from nbstream.server.app import KsqlServer, ServerConfig
 from nbstream.server.auth import AuthFileError, Users, hash_password
+from nbstream.server.h2_flow import bound_h2_stream_buffers
 
 DEFAULT_LISTEN = "127.0.0.1:8088"
 
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     bound_host, bound_port = listener.getsockname()[:2]
     print(f"nbstream serve: listening on {scheme}://{_url_host(bound_host)}:{bound_port}", flush=True)
     server = KsqlServer(config, lambda: _open_service(args))
+    bound_h2_stream_buffers()
     asyncio.run(_serve(server, _hypercorn_config(listener, args)))
     return 0
 
@@ -161,6 +163,7 @@ def _hypercorn_config(listener: socket.socket, args: argparse.Namespace) -> Conf
     config.graceful_timeout = 5.0
     config.keep_alive_timeout = 75.0  # clients keep connections for pull queries (ksqlDB's Vert.x: no idle close)
     config.h2_max_concurrent_streams = 1000
+    config.include_server_header = False
     return config
 
 

@@ -1,8 +1,9 @@
 """``POST /inserts-stream`` (HTTP/2 only, as in ksqlDB: 40004 otherwise): rows into a stream or table.
 
 The body is ``{"target": "S"}`` then one JSON object per line, for as long as the client keeps the
-request open. The rows of each piece of the body that arrives are appended in one transaction —
-durable before they are acknowledged — and each gets an ack, ``{"status":"ok","seq":n}`` (one per
+request open. The body is read while rows are inserted: the rows that arrived meanwhile (at most
+:data:`MAX_ROWS` of them) are appended next, in one transaction — durable before they are
+acknowledged — and each gets an ack, ``{"status":"ok","seq":n}`` (one per
 line, or a JSON array with ``Accept: application/json``). The first row that cannot be inserted
 gets ``{"@type":"generic_error","status":"error","seq":n,"error_code":40000,"message":…}`` and ends
 the response; the rows before it stay inserted. The response ends when the request does.
@@ -10,6 +11,7 @@ the response; the rows before it stay inserted. The response ends when the reque
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from nbstream.runtime.service import EngineService
     from nbstream.server.app import KsqlServer
 
+#: Rows appended in one transaction at most.
+MAX_ROWS = 10_000
+
 
 async def handle(server: KsqlServer, exchange: Exchange) -> None:
     if not exchange.http2:
@@ -37,7 +42,7 @@ async def handle(server: KsqlServer, exchange: Exchange) -> None:
     acks = _Acks(as_array)
     await exchange.write(acks.opening())
     seq = 0
-    async for rows in _with_first(first_rows, groups):
+    async for rows in _batches(_with_first(first_rows, groups)):
         done = await _insert(server, service, target, rows)
         await exchange.write(acks.ok(range(seq, seq + done.count)))
         if done.failed is not None:
@@ -46,6 +51,38 @@ async def handle(server: KsqlServer, exchange: Exchange) -> None:
             return
         seq += done.count
     await exchange.end(acks.closing())
+
+
+async def _batches(groups: AsyncIterator[list[bytes]]) -> AsyncIterator[list[bytes]]:
+    """The rows of ``groups`` as they are read, gathered into batches of what arrived while the
+    consumer was busy with the last one (each at most :data:`MAX_ROWS`)."""
+    waiting: list[bytes] = []
+    arrived = asyncio.Event()
+    finished = False
+
+    async def read() -> None:
+        nonlocal finished
+        try:
+            async for group in groups:
+                waiting.extend(group)
+                arrived.set()
+        finally:
+            finished = True
+            arrived.set()
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            await arrived.wait()
+            arrived.clear()
+            while waiting:
+                batch, waiting[:] = waiting[:MAX_ROWS], waiting[MAX_ROWS:]
+                yield batch
+            if finished:
+                reader.result()  # the body's error (too large, the client went away), if any
+                return
+    finally:
+        reader.cancel()
 
 
 async def _arguments(groups: AsyncIterator[list[bytes]]) -> tuple[str, list[bytes]]:

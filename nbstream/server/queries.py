@@ -52,8 +52,9 @@ from nbstream.sql import ast, parse
 if TYPE_CHECKING:
     from nbstream.server.app import KsqlServer
 
-#: How long the last bytes of a push query's response may wait for its client.
-FINAL_WRITE_SECONDS = 2.0
+#: How long the last bytes of a push query's response may wait for its client (one that fell behind
+#: gets them once it reads again within this time; else the response is left unfinished).
+FINAL_WRITE_SECONDS = 5.0
 
 #: Where a query's text says EMIT CHANGES/FINAL (strings and quoted names skipped): a push query.
 _EMIT = re.compile(r"""'(?:[^']|'')*'|`(?:[^`]|``)*`|"(?:[^"]|"")*"|(?P<emit>\bEMIT\s+(?:CHANGES|FINAL)\b)""",
@@ -187,53 +188,74 @@ async def _push(server: KsqlServer, exchange: Exchange, statement: ast.Select, p
             raise KsqlError(BAD_STATEMENT, str(error), statement.text) from None
         streaming = _Streaming(query, AsyncBatches(max_rows=server.config.push_buffer_rows))
         server.pushes.add(streaming)
+        response = _PushResponse(server, exchange, streaming, writer)
         try:
             query.subscribe(streaming.subscriber)
-            await exchange.start(200, writer.content_type)
-            shape = query.shape
-            columns = tuple(Column(n, t) for n, t in zip(shape.columns, shape.types, strict=True))
-            await exchange.write(writer.header(QueryHeader(query.id, columns, is_pull=False)))
-            ending = await _stream(server, exchange, streaming, writer)
-            with contextlib.suppress(TimeoutError):  # a client that reads nothing does not get it
-                await asyncio.wait_for(exchange.end(ending), FINAL_WRITE_SECONDS)
+            ending = await response.stream()
         finally:
             server.pushes.remove(query.id)
             await asyncio.to_thread(service.close_push, query)
+    await response.finish(ending)
 
 
-async def _stream(server: KsqlServer, exchange: Exchange, streaming: _Streaming, writer: Writer) -> bytes:
-    """Write the query's rows as they come; returns how the response ends."""
-    query, subscriber = streaming.query, streaming.subscriber
-    encoder = RowEncoder(query.shape.types)
-    tombstones = query.shape.is_table
-    gone = asyncio.ensure_future(exchange.wait_disconnect())
-    gone.add_done_callback(lambda _: query.stop())
-    detached = asyncio.ensure_future(subscriber.detached.wait())
-    try:
-        async for batch in subscriber:
-            rows = encoder.from_arrow(batch, first=2)  # after ROWTIME and __deleted
-            data = writer.rows(rows, batch.column(1).to_pylist() if tombstones else None)
-            await _write(exchange, data, detached)
-    except PushOverflow as overflow:
-        server.metrics.overflow()
-        return writer.error(generic_error(SERVER_ERROR, str(overflow)))
-    except ExecutionError as error:
-        return writer.error(generic_error(SERVER_ERROR, str(error)))
-    finally:
-        gone.cancel()
-        detached.cancel()
-    if server.pushes.shutting_down:
-        return writer.error(generic_error(SHUTTING_DOWN, "The server is shutting down"))
-    return writer.end(LIMIT_REACHED if query.state == DONE else QUERY_COMPLETED)
+class _PushResponse:
+    """The response of one push query: its header, its rows as they come, and how it ended."""
 
+    def __init__(self, server: KsqlServer, exchange: Exchange, streaming: _Streaming, writer: Writer) -> None:
+        self.server, self.exchange, self.writer = server, exchange, writer
+        self.query, self.subscriber = streaming.query, streaming.subscriber
+        self.sending: asyncio.Future[None] | None = None  # the write in flight
 
-async def _write(exchange: Exchange, data: bytes, detached: asyncio.Future[Any]) -> None:
-    """Write ``data``, unless the subscriber is detached first (its client read too slowly)."""
-    if not data:
-        return
-    sending = asyncio.ensure_future(exchange.write(data))
-    await asyncio.wait({sending, detached}, return_when=asyncio.FIRST_COMPLETED)
-    if not sending.done():
-        sending.cancel()
-        raise PushOverflow("the client read too slowly and was disconnected")
-    sending.result()
+    async def stream(self) -> bytes:
+        """The header, then the rows until the query ends; returns the response's last bytes."""
+        shape = self.query.shape
+        columns = tuple(Column(n, t) for n, t in zip(shape.columns, shape.types, strict=True))
+        await self.exchange.start(200, self.writer.content_type)
+        await self.exchange.write(self.writer.header(QueryHeader(self.query.id, columns, is_pull=False)))
+        return await self._rows()
+
+    async def finish(self, ending: bytes) -> None:
+        """Write the last bytes once what is in flight went out (a client that reads nothing more
+        within :data:`FINAL_WRITE_SECONDS` does not get them)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._end(ending), FINAL_WRITE_SECONDS)
+
+    async def _rows(self) -> bytes:
+        """Write the query's rows as they come; returns how the response ends."""
+        encoder = RowEncoder(self.query.shape.types)
+        tombstones = self.query.shape.is_table
+        gone = asyncio.ensure_future(self.exchange.wait_disconnect())
+        gone.add_done_callback(lambda _: self.query.stop())
+        detached = asyncio.ensure_future(self.subscriber.detached.wait())
+        try:
+            async for batch in self.subscriber:
+                rows = encoder.from_arrow(batch, first=2)  # after ROWTIME and __deleted
+                await self._write(self.writer.rows(rows, batch.column(1).to_pylist() if tombstones else None),
+                                  detached)
+        except PushOverflow as overflow:
+            self.server.metrics.overflow()
+            return self.writer.error(generic_error(SERVER_ERROR, str(overflow)))
+        except ExecutionError as error:
+            return self.writer.error(generic_error(SERVER_ERROR, str(error)))
+        finally:
+            gone.cancel()
+            detached.cancel()
+        if self.server.pushes.shutting_down:
+            return self.writer.error(generic_error(SHUTTING_DOWN, "The server is shutting down"))
+        return self.writer.end(LIMIT_REACHED if self.query.state == DONE else QUERY_COMPLETED)
+
+    async def _write(self, data: bytes, detached: asyncio.Future[Any]) -> None:
+        """Write ``data``; a client too slow to take it while more rows wait than its buffer holds
+        is told so (:class:`PushOverflow`) — the write stays in flight, the query goes on without it."""
+        if not data:
+            return
+        self.sending = asyncio.ensure_future(self.exchange.write(data))
+        await asyncio.wait({self.sending, detached}, return_when=asyncio.FIRST_COMPLETED)
+        if not self.sending.done():
+            raise PushOverflow(f"{self.query.id}: the client read too slowly and was disconnected")
+        self.sending.result()
+
+    async def _end(self, ending: bytes) -> None:
+        if self.sending is not None and not self.sending.done():
+            await self.sending
+        await self.exchange.end(ending)
