@@ -42,6 +42,7 @@ from nbstream.server.streaming import (
     QUERY_COMPLETED,
     QUERY_FORMATS,
     QUERY_STREAM_FORMATS,
+    DelimitedWriter,
     QueryHeader,
     RowEncoder,
     Writer,
@@ -168,10 +169,15 @@ async def _pull(server: KsqlServer, exchange: Exchange, sql: str, writer: Writer
     except NbstreamError as error:
         _query_statement(sql)  # a statement that is no query says so
         raise KsqlError(BAD_STATEMENT, str(error), sql) from None
-    header = QueryHeader(f"query_{int(time.time() * 1000)}", result.columns, is_pull=True)
+    header = writer.header(QueryHeader(f"query_{int(time.time() * 1000)}", result.columns, is_pull=True))
     rows = RowEncoder([c.type for c in result.columns]).from_tuples(result.rows)
-    body = writer.header(header) + writer.rows(rows) + writer.end(None)
-    await exchange.respond(200, body, writer.content_type)
+    if isinstance(writer, DelimitedWriter):  # as ksqlDB writes it, a line per chunk: clients read chunks as lines
+        await exchange.start(200, writer.content_type)
+        for chunk in (header, *(writer.rows([row]) for row in rows)):
+            await exchange.write(chunk)
+        await exchange.end()
+    else:
+        await exchange.respond(200, header + writer.rows(rows) + writer.end(None), writer.content_type)
     server.metrics.pull_seconds.observe(time.perf_counter() - started)
 
 
