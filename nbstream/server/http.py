@@ -7,6 +7,7 @@ Every response goes through :class:`Exchange`, which remembers its status for th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -20,6 +21,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 JSON = "application/json"
+
+#: A body over the limit is read on, and dropped, up to this many times the limit before the answer.
+DISCARDED_BODY = 16
 
 
 def member(body: Any, name: str, kind: type, default: Any = None, *, required: bool = False) -> Any:
@@ -97,17 +101,27 @@ class Exchange:
     async def _chunks(self, limit: int | None) -> AsyncIterator[bytes]:
         size = 0
         while not self._body_done:
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                self._body_done = True
-                self._disconnected.set()
-                raise Disconnected
-            self._body_done = not message.get("more_body", False)
-            chunk = bytes(message.get("body", b""))
+            chunk = await self._next_chunk()
             size += len(chunk)
             if limit is not None and size > limit:
+                await self._discard(DISCARDED_BODY * limit)
                 raise KsqlError(TOO_LARGE, f"The request body is over {limit} bytes")
             yield chunk
+
+    async def _next_chunk(self) -> bytes:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self._body_done = True
+            self._disconnected.set()
+            raise Disconnected
+        self._body_done = not message.get("more_body", False)
+        return bytes(message.get("body", b""))
+
+    async def _discard(self, most: int) -> None:
+        """Read and drop the rest of a body too large to take (up to ``most`` bytes), so that a client
+        that sends all of it before reading gets the answer rather than a reset connection."""
+        while not self._body_done and most > 0:
+            most -= len(await self._next_chunk())
 
     async def wait_disconnect(self) -> None:
         """Return when the client goes away (call once the body was read)."""
@@ -140,7 +154,9 @@ class Exchange:
 
     async def respond(self, status: int, body: bytes, content_type: str | None = JSON,
                       headers: Iterable[tuple[str, str]] = ()) -> None:
-        """A whole response."""
+        """A whole response, once the request body not read is dropped (up to a bound)."""
+        with contextlib.suppress(Disconnected):
+            await self._discard(DISCARDED_BODY * self.max_body)
         await self.start(status, content_type, [*headers, ("content-length", str(len(body)))])
         await self.end(body)
 
