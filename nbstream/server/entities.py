@@ -247,9 +247,17 @@ def _describe_function(ctx: _Context) -> Entity:
     signatures: Iterable[str] = info["signatures"]  # type: ignore[assignment]
     return {"@type": "describe_function", "name": info["name"], "description": info["description"],
             "author": "nbstream", "version": "", "path": "internal",
-            "functions": [{"arguments": [], "returnType": s.partition(" -> ")[2], "description": info["description"],
-                           "argumentTypes": []} for s in signatures],
+            "functions": [_function_info(s, str(info["description"])) for s in signatures],
             "type": str(info["kind"]).upper()}
+
+
+def _function_info(signature: str, description: str) -> Entity:
+    """ksqlDB's ``FunctionInfo`` of a signature such as ``SUBSTRING(STRING|BYTES, INT, [INT]) -> STRING``."""
+    call, _, returns = signature.partition(" -> ")
+    inside = call.partition("(")[2].rpartition(")")[0]
+    types = [t.strip() for t in inside.split(",") if t.strip()]
+    return {"arguments": [{"name": "", "type": t, "description": "", "isVariadic": t.endswith("...")} for t in types],
+            "returnType": returns, "description": description, "argumentTypes": types}
 
 
 def _show_connectors(ctx: _Context) -> Entity:
@@ -274,7 +282,7 @@ def _describe_connector(ctx: _Context) -> Entity:
     return {"@type": "connector_description", "connectorClass": str(fields.get("Class", "")),
             "status": {"name": ctx.statement.name, "connector": {"state": fields.get("State"), "worker_id": "nbstream"},
                        "tasks": [], "type": str(fields.get("Type", "")).lower()},
-            "sources": [], "topics": [str(fields["Topic"])] if "Topic" in fields else []}
+            "sources": [], "topics": [str(v) for k, v in fields.items() if "topic" in str(k).lower()]}
 
 
 def _show_variables(ctx: _Context) -> Entity:
