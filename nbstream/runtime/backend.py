@@ -18,11 +18,12 @@ against the type of the log:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import duckdb
 
 from nbstream.catalog.catalog import PersistentQuery, Source
+from nbstream.errors import PlanError
 from nbstream.log.base import SqlLog
 from nbstream.log.embedded import EmbeddedLog
 from nbstream.log.kafka import KafkaLog
@@ -62,6 +63,17 @@ KAFKA_RUNNERS: Mapping[type, Callable[..., KafkaInput]] = {
     JoinPlan: KafkaJoinRunner,
     JoinAggregatePlan: KafkaJoinAggregateRunner,
 }
+
+
+R = TypeVar("R", bound=QueryRunner)
+
+
+def runner_class(runners: Mapping[type, Callable[..., R]], plan: Plan) -> Callable[..., R]:
+    """The runner of ``plan`` in ``runners``; a PlanError for a kind of plan none runs."""
+    found = runners.get(type(plan))
+    if found is None:
+        raise PlanError(f"no runner for a {type(plan).__name__}")
+    return found
 
 
 class Backend(Protocol):
@@ -128,14 +140,14 @@ class EmbeddedBackend:
         self.log: SqlLog = EmbeddedLog(con)
 
     def runner_for(self, query: PersistentQuery, plan: Plan, guarantee: str) -> QueryRunner:
-        return RUNNERS[type(plan)](query.id, plan, self.con, self.log)
+        return runner_class(RUNNERS, plan)(query.id, plan, self.con, self.log)
 
     def materializer_for(self, source: Source) -> Materializer:
         return Materializer(source, self.con, self.log)
 
     def transient_runner_for(self, plan: Plan, cursor: duckdb.DuckDBPyConnection, *,
                              start_at_end: bool) -> QueryRunner:
-        return RUNNERS[type(plan)](f"transient_{id(cursor)}", plan, cursor, self.log, start_at_end=start_at_end)
+        return runner_class(RUNNERS, plan)(f"transient_{id(cursor)}", plan, cursor, self.log, start_at_end=start_at_end)
 
     def declare(self, source: Source) -> None:
         """Nothing to learn: the embedded log stores a record's window beside its key."""
@@ -170,7 +182,7 @@ class KafkaBackend:
         self.log: StagedKafkaLog = StagedKafkaLog(kafka, con)
 
     def runner_for(self, query: PersistentQuery, plan: Plan, guarantee: str) -> QueryRunner:
-        runner = KAFKA_RUNNERS[type(plan)](query.id, plan, self.con, self.log)
+        runner = runner_class(KAFKA_RUNNERS, plan)(query.id, plan, self.con, self.log)
         runner.guarantee(guarantee)
         runner.report_to(query)
         return runner
@@ -180,7 +192,7 @@ class KafkaBackend:
 
     def transient_runner_for(self, plan: Plan, cursor: duckdb.DuckDBPyConnection, *,
                              start_at_end: bool) -> QueryRunner:
-        return RUNNERS[type(plan)](f"transient_{id(cursor)}", plan, cursor, self.log.on(cursor),
+        return runner_class(RUNNERS, plan)(f"transient_{id(cursor)}", plan, cursor, self.log.on(cursor),
                                    start_at_end=start_at_end)
 
     def declare(self, source: Source) -> None:
