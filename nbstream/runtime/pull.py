@@ -77,18 +77,44 @@ class _Query:
 
 @dataclass(frozen=True)
 class _Compiled:
-    """The DuckDB SQL of a pull query on a table, with stand-ins where parameter values go."""
+    """The DuckDB SQL of a pull query on a table, cut where its parameters' values go: ``pieces``
+    around the places, ``slots`` the parameter whose value goes in each place."""
 
     query: _Query
     source: Source
-    stand_ins: Mapping[str, str]  # parameter name -> the literal standing for it in ``sql``
+    pieces: tuple[str, ...]
+    slots: tuple[str, ...]
+
+    @classmethod
+    def of(cls, query: _Query, source: Source, stand_ins: Mapping[str, str]) -> _Compiled:
+        """``query``'s SQL cut at each stand-in literal (parameter name -> the literal standing for it)."""
+        by_literal = {literal_sql: name for name, literal_sql in stand_ins.items()}
+        if not by_literal:
+            return cls(query, source, (query.sql,), ())
+        pattern = re.compile("|".join(_literal_pattern(text).pattern for text in by_literal))
+        pieces, slots, start = [], [], 0
+        for match in pattern.finditer(query.sql):
+            pieces.append(query.sql[start:match.start()])
+            slots.append(by_literal[match.group(0)])
+            start = match.end()
+        pieces.append(query.sql[start:])
+        return cls(query, source, tuple(pieces), tuple(slots))
 
     def bind(self, params: Mapping[str, object]) -> _Query:
-        sql = self.query.sql
-        for name, stand_in in self.stand_ins.items():
-            value = literal(params[name]).sql("duckdb")
-            sql = _literal_pattern(stand_in).sub(lambda _match: value, sql)  # noqa: B023 (used at once)
-        return replace(self.query, sql=sql)
+        if not self.slots:
+            return self.query
+        values = [_sql_literal(params[name]) for name in self.slots]
+        parts = [piece for pair in zip(self.pieces, values, strict=False) for piece in pair]
+        return _Query("".join([*parts, self.pieces[-1]]), self.query.columns)
+
+
+def _sql_literal(value: object) -> str:
+    """A string or integer as a DuckDB literal (the kinds of values stood in for), as sqlglot writes them."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return literal(value).sql("duckdb")
 
 
 class _Cache:
@@ -253,7 +279,7 @@ def _compile_table_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: 
         if query.select.sql().count(str(stand_in)) or \
                 len(_literal_pattern(rendered[name]).findall(sql)) != sql.count(str(stand_in)):
             return None
-    return _Compiled(planned, source, rendered)
+    return _Compiled.of(planned, source, rendered)
 
 
 def _stand_in(index: int, value: object) -> object | None:

@@ -151,6 +151,34 @@ class PushQuery:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)
 
+    def join(self, subscriber: Subscriber) -> bool:
+        """Subscribe ``subscriber`` if the query still runs (False, and nothing done, if it ended)."""
+        with self._lock:
+            if self.state != RUNNING:
+                return False
+            self._subscribers.append(subscriber)
+            return True
+
+    def stop_unless_subscribed(self) -> bool:
+        """Stop the query if nobody subscribes to it (atomically with :meth:`join`); whether it did."""
+        with self._lock:
+            if self._subscribers or self.state != RUNNING:
+                return False
+            self.state = STOPPED
+        return True
+
+    def detach(self, subscriber: Subscriber) -> int:
+        """Offer ``subscriber`` no more batches and close it as ``STOPPED`` (if still subscribed);
+        the query goes on for the others. Returns how many subscribers remain."""
+        with self._lock:
+            subscribed = subscriber in self._subscribers
+            if subscribed:
+                self._subscribers.remove(subscriber)
+            remaining = len(self._subscribers)
+        if subscribed:
+            subscriber.close(STOPPED, None)
+        return remaining
+
     # -- driving -----------------------------------------------------------------------------------
     def step(self) -> int:
         """Fetch one batch and offer it to the subscribers; returns the input records it consumed

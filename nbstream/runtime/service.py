@@ -13,6 +13,8 @@ one lock, so that any thread may call them, with:
   never swallowed.
 - the registry of running push queries (:meth:`EngineService.start_push`, ``push_queries``):
   each is a :class:`~nbstream.runtime.push.PushQuery` that the loop steps for its subscribers;
+  clients that each want a push query of their own subscribe with :meth:`EngineService.subscribe_push`,
+  which lets clients of the same stateless query share one (:class:`PushSubscription`);
 - stopping queries by id (:meth:`EngineService.stop_queries`) and the table of every query
   (:meth:`EngineService.queries_frame`);
 - the rules for running a statement again (:meth:`EngineService.rerun`, :mod:`nbstream.runtime.rerun`).
@@ -35,12 +37,13 @@ import pyarrow.compute as pc
 
 from nbstream.catalog.catalog import PersistentQuery
 from nbstream.errors import BindError, ExecutionError, did_you_mean
+from nbstream.plan.logical import StatelessPlan
 from nbstream.runtime.engine import Engine
 from nbstream.runtime.histogram import HistogramSnapshot
 from nbstream.runtime.ingest import JsonRowsAppended, append_json_rows
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 from nbstream.runtime.pull import PullResult, pull, pull_rows
-from nbstream.runtime.push import RUNNING, PushQuery
+from nbstream.runtime.push import RUNNING, PushQuery, Subscriber
 from nbstream.runtime.queries import RUNNING_STATES
 from nbstream.runtime.rerun import drop_changed, unchanged_message
 from nbstream.runtime.results import Params, StatementResult
@@ -107,6 +110,9 @@ class EngineService(Engine):
         super().__init__(path, properties=properties, kafka=kafka, **client_options)
         self.background = BackgroundLoop(self)
         self.push_queries: dict[str, PushQuery] = {}
+        self.push_subscriptions: dict[str, PushSubscription] = {}
+        self._shared: dict[tuple[str, str], PushQuery] = {}  # shareable push queries by text and properties
+        self._subscriptions_lock = threading.Lock()
         self._cursors = _Cursors(self) if self.backend.pulls_on_cursor else None
 
     execute = _locked(Engine.execute)
@@ -184,6 +190,50 @@ class EngineService(Engine):
             query = PushQuery(self._transient_runner(sql, params, properties), sql)
             self.push_queries[query.id] = query
         return query
+
+    def subscribe_push(self, sql: str, subscriber: Subscriber,
+                       properties: Mapping[str, Any] | None = None) -> PushSubscription:
+        """Give ``subscriber`` the push query ``sql`` as if it were its own: the rows that arrive
+        from now on (from the start of the input with ``auto.offset.reset=earliest``), up to its LIMIT.
+
+        Clients of the same stateless query without LIMIT that starts now share one running query
+        (the engine evaluates each micro-batch once for all of them): the shared query is stepped up
+        to the end of its input before the new subscriber joins, so that it gets exactly the rows
+        appended after it subscribed, its own position. Each subscriber keeps its own buffer, and
+        :meth:`PushSubscription.stop` ends its share alone."""
+        key = (" ".join(sql.split()).rstrip(";"), repr(sorted((properties or {}).items())))
+        with self.lock:
+            shared = self._shared.get(key)
+            if shared is not None:
+                while shared.step() > 0:  # up to the end of the input: the others get what was pending
+                    pass
+                if shared.join(subscriber):
+                    return self._subscription(shared, subscriber)
+                self._shared.pop(key, None)
+            query = self.start_push(sql, properties=properties)
+            with self.overriding(properties or {}):
+                offset_reset = self.property("auto.offset.reset")
+            if _shareable(query, offset_reset):
+                self._shared[key] = query
+            query.subscribe(subscriber)
+            return self._subscription(query, subscriber)
+
+    def _subscription(self, query: PushQuery, subscriber: Subscriber) -> PushSubscription:
+        with self._subscriptions_lock:
+            taken = sum(1 for s in self.push_subscriptions.values() if s.query is query)
+            subscription = PushSubscription(query.id if taken == 0 else f"{query.id}_{taken}", query, subscriber,
+                                            self)
+            while subscription.id in self.push_subscriptions:
+                subscription = PushSubscription(f"{subscription.id}_", query, subscriber, self)
+            self.push_subscriptions[subscription.id] = subscription
+        return subscription
+
+    def _unsubscribed(self, subscription: PushSubscription, remaining: int) -> None:
+        """``subscription`` ended; a query nobody subscribes to any more stops (the loop closes it)."""
+        with self._subscriptions_lock:
+            self.push_subscriptions.pop(subscription.id, None)
+        if remaining == 0:
+            subscription.query.stop_unless_subscribed()
 
     def close_push(self, query: PushQuery) -> None:
         """Stop ``query`` and release its cursor now (the loop would at its next round)."""
@@ -325,6 +375,29 @@ class QueryMetrics:
     batch_seconds: HistogramSnapshot
     input_lag: int
     event_time_lag_seconds: float | None
+
+
+class PushSubscription:
+    """One client's push query (:meth:`EngineService.subscribe_push`): its own ``id``, its
+    ``subscriber``, and the ``query`` that runs for it, perhaps shared with others."""
+
+    def __init__(self, subscription_id: str, query: PushQuery, subscriber: Subscriber,
+                 service: EngineService) -> None:
+        self.id, self.query, self.subscriber = subscription_id, query, subscriber
+        self._service = service
+
+    def stop(self) -> None:
+        """End this subscription, without waiting (safe from any thread, and again): its subscriber
+        is closed as ``STOPPED`` unless its query closed it already; the query goes on while others
+        subscribe to it, and stops (the background loop closes it) when none is left."""
+        self._service._unsubscribed(self, self.query.detach(self.subscriber))
+
+
+def _shareable(query: PushQuery, offset_reset: object) -> bool:
+    """Whether clients of ``query`` may share it: no state (each would build its own), no LIMIT
+    (counted per client), and a start at the end of the input (a client joining later does too)."""
+    return (isinstance(query.runner.query_plan, StatelessPlan) and query.shape.limit is None
+            and str(offset_reset or "latest").lower() != "earliest")
 
 
 #: The columns of :meth:`EngineService.queries_frame`.

@@ -189,11 +189,16 @@ def _running_query(service: EngineService, query: PersistentQuery) -> Entity:
 
 
 def _show_queries(ctx: _Context) -> Entity:
-    persistent = [_running_query(ctx.service, q) for q in ctx.service.catalog.queries.values()]
-    pushes = [{"queryString": q.sql, "sinks": [], "sinkKafkaTopics": [], "id": q.id,
-               "statusCount": {q.state: 1}, "queryType": "PUSH", "state": q.state}
-              for q in ctx.service.push_queries.values()]
-    return {"@type": "queries", "queries": persistent + pushes}
+    """The persistent queries, then the running push queries: each client's, and those started otherwise."""
+    service = ctx.service
+    persistent = [_running_query(service, q) for q in service.catalog.queries.values()]
+    subscriptions = list(service.push_subscriptions.values())
+    subscribed = {id(s.query) for s in subscriptions}
+    pushes = [(s.id, s.query) for s in subscriptions] + \
+        [(q.id, q) for q in service.push_queries.values() if id(q) not in subscribed and not q.ended]
+    return {"@type": "queries", "queries": persistent + [
+        {"queryString": q.sql, "sinks": [], "sinkKafkaTopics": [], "id": push_id, "statusCount": {q.state: 1},
+         "queryType": "PUSH", "state": q.state} for push_id, q in pushes]}
 
 
 def _explain(ctx: _Context) -> Entity:

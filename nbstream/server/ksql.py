@@ -95,7 +95,7 @@ def _run(service: EngineService, statement: ast.Statement, properties: dict[str,
     if isinstance(statement, ast.Show) and statement.what in ("VARIABLES", "TYPES"):
         return entities.entity(service, statement, StatementResult(statement.text, ""), request)
     if isinstance(statement, ast.Terminate) and statement.query_id is not None:
-        push = service.push_queries.get(statement.query_id.upper())
+        push = service.push_subscriptions.get(statement.query_id.upper())
         if push is not None:
             push.stop()
             return entities.terminated_push_query(statement, push.id)

@@ -4,10 +4,12 @@
 ``{"ksql": …, "streamsProperties": {…}}``; both answer in the format the ``Accept`` header picks
 (:mod:`nbstream.server.streaming`; ``/query``'s default is ``application/vnd.ksql.v1+json``).
 
-A pull query runs on the pull threads and is answered whole. A push query gets a
-:class:`~nbstream.runtime.push.PushQuery` of its own — its own position (``auto.offset.reset`` among
-its properties) — that the engine's background loop steps; its batches wait for the client in a
-bounded :class:`~nbstream.runtime.push.AsyncBatches`. It streams until its LIMIT (``Limit
+A pull query runs on the pull threads and is answered whole. A push query is the client's own
+(:meth:`~nbstream.runtime.service.EngineService.subscribe_push`): its own id and position
+(``auto.offset.reset`` among its properties) — though clients of the same stateless query share
+the engine's work, each batch evaluated and encoded once — stepped by the engine's background loop;
+its batches wait for the client in a bounded :class:`~nbstream.runtime.push.AsyncBatches`. It
+streams until its LIMIT (``Limit
 Reached``), ``/close-query`` (``Query Completed``), a failure (the error in-band), the client
 going away (it stops at once), a client so slow that more than ``push_buffer_rows`` rows wait
 for it (an in-band error, then the response ends; counted in ``/metrics``), or the server shutting
@@ -20,13 +22,16 @@ import asyncio
 import contextlib
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
 
 from nbstream.catalog.schema import Column
 from nbstream.errors import ExecutionError, NbstreamError
-from nbstream.runtime.push import DONE, AsyncBatches, PushOverflow, PushQuery
+from nbstream.runtime.push import DONE, AsyncBatches, PushOverflow
+from nbstream.runtime.service import PushSubscription
 from nbstream.server.errors import (
     BAD_REQUEST,
     BAD_STATEMENT,
@@ -62,19 +67,11 @@ _EMIT = re.compile(r"""'(?:[^']|'')*'|`(?:[^`]|``)*`|"(?:[^"]|"")*"|(?P<emit>\bE
                    re.IGNORECASE)
 
 
-@dataclass
-class _Streaming:
-    """A push query streaming to a client."""
-
-    query: PushQuery
-    subscriber: AsyncBatches
-
-
 class PushRegistry:
     """The push queries streaming to clients, by id, and how many may."""
 
     def __init__(self) -> None:
-        self._streams: dict[str, _Streaming] = {}
+        self._streams: dict[str, PushSubscription] = {}
         self._admitted = 0
         self.shutting_down = False
 
@@ -93,19 +90,19 @@ class PushRegistry:
         finally:
             self._admitted -= 1
 
-    def add(self, streaming: _Streaming) -> None:
-        self._streams[streaming.query.id] = streaming
+    def add(self, subscription: PushSubscription) -> None:
+        self._streams[subscription.id] = subscription
 
     def remove(self, query_id: str) -> None:
         self._streams.pop(query_id, None)
 
-    def get(self, query_id: str) -> _Streaming | None:
+    def get(self, query_id: str) -> PushSubscription | None:
         return self._streams.get(query_id)
 
     def stop_all(self, *, shutting_down: bool = False) -> None:
         self.shutting_down = self.shutting_down or shutting_down
-        for streaming in list(self._streams.values()):
-            streaming.query.stop()
+        for subscription in list(self._streams.values()):
+            subscription.stop()
 
 
 async def handle_query_stream(server: KsqlServer, exchange: Exchange) -> None:
@@ -125,10 +122,10 @@ async def handle_query(server: KsqlServer, exchange: Exchange) -> None:
 async def handle_close(server: KsqlServer, exchange: Exchange) -> None:
     body = await exchange.json_body()
     query_id = member(body, "queryId", str, required=True)
-    streaming = server.pushes.get(query_id)
-    if streaming is None:
+    subscription = server.pushes.get(query_id)
+    if subscription is None:
         raise KsqlError(BAD_REQUEST, f"No query with id {query_id}")
-    streaming.query.stop()
+    subscription.stop()
     await exchange.respond(200, b"", None)
 
 
@@ -188,28 +185,29 @@ async def _push(server: KsqlServer, exchange: Exchange, statement: ast.Select, p
                 writer: Writer) -> None:
     service = server.service
     with server.pushes.admit(server.config.max_push_queries):
+        subscriber = AsyncBatches(max_rows=server.config.push_buffer_rows)
         try:
-            query = await server.run_statement(service.start_push, statement.text, None, properties)
+            subscription = await server.run_statement(service.subscribe_push, statement.text, subscriber, properties)
         except NbstreamError as error:
             raise KsqlError(BAD_STATEMENT, str(error), statement.text) from None
-        streaming = _Streaming(query, AsyncBatches(max_rows=server.config.push_buffer_rows))
-        server.pushes.add(streaming)
-        response = _PushResponse(server, exchange, streaming, writer)
+        server.pushes.add(subscription)
+        response = _PushResponse(server, exchange, subscription, writer)
         try:
-            query.subscribe(streaming.subscriber)
             ending = await response.stream()
         finally:
-            server.pushes.remove(query.id)
-            await asyncio.to_thread(service.close_push, query)
+            server.pushes.remove(subscription.id)
+            subscription.stop()
     await response.finish(ending)
 
 
 class _PushResponse:
     """The response of one push query: its header, its rows as they come, and how it ended."""
 
-    def __init__(self, server: KsqlServer, exchange: Exchange, streaming: _Streaming, writer: Writer) -> None:
+    def __init__(self, server: KsqlServer, exchange: Exchange, subscription: PushSubscription,
+                 writer: Writer) -> None:
         self.server, self.exchange, self.writer = server, exchange, writer
-        self.query, self.subscriber = streaming.query, streaming.subscriber
+        self.subscription, self.query = subscription, subscription.query
+        self.subscriber: AsyncBatches = subscription.subscriber  # type: ignore[assignment]
         self.sending: asyncio.Future[None] | None = None  # the write in flight
 
     async def stream(self) -> bytes:
@@ -217,7 +215,7 @@ class _PushResponse:
         shape = self.query.shape
         columns = tuple(Column(n, t) for n, t in zip(shape.columns, shape.types, strict=True))
         await self.exchange.start(200, self.writer.content_type)
-        await self.exchange.write(self.writer.header(QueryHeader(self.query.id, columns, is_pull=False)))
+        await self.exchange.write(self.writer.header(QueryHeader(self.subscription.id, columns, is_pull=False)))
         return await self._rows()
 
     async def finish(self, ending: bytes) -> None:
@@ -231,13 +229,16 @@ class _PushResponse:
         encoder = RowEncoder(self.query.shape.types)
         tombstones = self.query.shape.is_table
         gone = asyncio.ensure_future(self.exchange.wait_disconnect())
-        gone.add_done_callback(lambda _: self.query.stop())
+        gone.add_done_callback(lambda _: self.subscription.stop())
         detached = asyncio.ensure_future(self.subscriber.detached.wait())
         try:
             async for batch in self.subscriber:
-                rows = encoder.from_arrow(batch, first=2)  # after ROWTIME and __deleted
-                await self._write(self.writer.rows(rows, batch.column(1).to_pylist() if tombstones else None),
-                                  detached)
+                data = _ENCODED.get(batch, self.writer.content_type)
+                if data is None:  # the first subscriber of a shared query to take the batch encodes it
+                    rows = encoder.from_arrow(batch, first=2)  # after ROWTIME and __deleted
+                    data = self.writer.rows(rows, batch.column(1).to_pylist() if tombstones else None)
+                    _ENCODED.put(batch, self.writer.content_type, data)
+                await self._write(data, detached)
         except PushOverflow as overflow:
             self.server.metrics.overflow()
             return self.writer.error(generic_error(SERVER_ERROR, str(overflow)))
@@ -258,10 +259,32 @@ class _PushResponse:
         self.sending = asyncio.ensure_future(self.exchange.write(data))
         await asyncio.wait({self.sending, detached}, return_when=asyncio.FIRST_COMPLETED)
         if not self.sending.done():
-            raise PushOverflow(f"{self.query.id}: the client read too slowly and was disconnected")
+            raise PushOverflow(f"{self.subscription.id}: the client read too slowly and was disconnected")
         self.sending.result()
 
     async def _end(self, ending: bytes) -> None:
         if self.sending is not None and not self.sending.done():
             await self.sending
         await self.exchange.end(ending)
+
+
+class _EncodedBatches:
+    """The bytes recent batches were written as, per format: the subscribers of a shared push query
+    take the same batch, which is encoded once. A batch is held while its bytes are, so that its
+    ``id`` is not reused meanwhile."""
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[int, str], tuple[pa.Table, bytes]] = OrderedDict()
+
+    def get(self, batch: pa.Table, content_type: str) -> bytes | None:
+        entry = self._entries.get((id(batch), content_type))
+        return entry[1] if entry is not None and entry[0] is batch else None
+
+    def put(self, batch: pa.Table, content_type: str, data: bytes) -> None:
+        self._entries[id(batch), content_type] = (batch, data)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+
+_ENCODED = _EncodedBatches()

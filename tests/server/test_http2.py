@@ -153,6 +153,24 @@ def test_push_queries_share_one_connection(server: Server, h2: httpx.Client) -> 
     assert sorted(r[1:] for r in results) == [['["home"]']] * 5
 
 
+def test_clients_of_the_same_push_query_each_get_every_row_in_order(server: Server) -> None:
+    sql = {"sql": "SELECT n FROM clicks WHERE user = 'ivy' EMIT CHANGES;"}
+    with server.h2() as one_client, one_client.stream("POST", "/query-stream", json=sql) as one, \
+            server.h2() as two_client, two_client.stream("POST", "/query-stream", json=sql) as two:
+        ones, twos = one.iter_lines(), two.iter_lines()
+        one_id, two_id = json.loads(next(ones))["queryId"], json.loads(next(twos))["queryId"]
+        assert one_id != two_id
+        with server.h2() as writer:
+            for batch in range(3):
+                insert(writer, "clicks", [{"user": "ivy", "n": batch * 10 + i} for i in range(10)])
+        expected = [f"[{n}]" for n in range(30)]
+        assert [next(ones) for _ in range(30)] == expected and [next(twos) for _ in range(30)] == expected
+        assert two_client.post("/close-query", json={"queryId": one_id}).status_code == 200
+        assert list(ones) == []  # the first one ended, the other goes on
+        insert(two_client, "clicks", [{"user": "ivy", "n": 99}])
+        assert next(twos) == "[99]"
+
+
 def test_a_terminate_on_ksql_ends_a_push_query(server: Server, h2: httpx.Client) -> None:
     with h2.stream("POST", "/query-stream", json={"sql": "SELECT * FROM clicks EMIT CHANGES;"}) as reply:
         lines = reply.iter_lines()

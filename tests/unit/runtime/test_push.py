@@ -168,3 +168,42 @@ def test_a_push_query_knows_the_ksqldb_types_of_its_columns() -> None:
     assert list(zip(shape.columns, map(str, shape.types), strict=True)) == [
         ("K", "STRING"), ("D", "DECIMAL(4, 2)"), ("TWICE", "INTEGER")]
     query.close()
+
+
+def test_clients_of_the_same_stateless_query_share_it_each_from_when_it_subscribed() -> None:
+    with EngineService() as service:
+        service.execute(PAGES)
+        first = service.subscribe_push(SELECT, Recorder())
+        service.produce("pages", {"page": "a"})
+        second = service.subscribe_push("SELECT page FROM pages  EMIT CHANGES", Recorder())
+        service.produce("pages", {"page": "b"})
+        service.step_pushes()
+        assert second.query is first.query and second.id != first.id
+        assert pages(first.subscriber.take()) == ["a", "b"]  # type: ignore[attr-defined]
+        assert pages(second.subscriber.take()) == ["b"]  # type: ignore[attr-defined]
+        first.stop()
+        assert first.subscriber.closed == [(STOPPED, None)]  # type: ignore[attr-defined]
+        service.produce("pages", {"page": "c"})
+        service.step_pushes()
+        assert pages(second.subscriber.take()) == ["c"] and second.query.state == "RUNNING"  # type: ignore[attr-defined]
+        second.stop()
+        assert second.query.state == STOPPED and service.push_subscriptions == {}
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT page FROM pages EMIT CHANGES LIMIT 5;",
+    "SELECT page, COUNT(*) AS n FROM pages GROUP BY page EMIT CHANGES;",
+])
+def test_a_query_with_a_limit_or_state_is_each_clients_own(sql: str) -> None:
+    with EngineService() as service:
+        service.execute(PAGES)
+        one, two = service.subscribe_push(sql, Recorder()), service.subscribe_push(sql, Recorder())
+        assert one.query is not two.query
+
+
+def test_a_query_from_the_start_of_its_input_is_each_clients_own() -> None:
+    with EngineService() as service:
+        service.execute(PAGES)
+        earliest = {"auto.offset.reset": "earliest"}
+        one, two = (service.subscribe_push(SELECT, Recorder(), earliest) for _ in range(2))
+        assert one.query is not two.query
