@@ -12,11 +12,13 @@ import pytest
 
 PACKAGE = Path(__file__).parents[2] / "nbstream"
 
-#: The faces, as module names: a package or a module.
-FACES = ("nbstream.notebook", "nbstream.server", "nbstream.cli")
+#: The faces, as module names (a package or a module) and the face each belongs to.
+FACES = {"nbstream.notebook": "nbstream.notebook", "nbstream.server": "nbstream.server",
+         "nbstream.cli": "nbstream.cli"}
 
 #: What lies below the faces.
-BELOW = ("runtime", "export", "plan", "physical", "log", "catalog", "sql", "formats", "connectors", "analysis")
+BELOW = ("runtime", "export", "plan", "physical", "log", "catalog", "sql", "formats", "connectors", "analysis",
+         "client")
 
 
 def module_name(path: Path) -> str:
@@ -41,7 +43,7 @@ def imported(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def face_of(module: str) -> str | None:
-    return next((face for face in FACES if module == face or module.startswith(face + ".")), None)
+    return next((face for prefix, face in FACES.items() if module == prefix or module.startswith(prefix + ".")), None)
 
 
 def modules(*folders: str) -> list[Path]:
