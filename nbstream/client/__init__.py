@@ -35,7 +35,12 @@ def connect_server(url: str, *, user: str | None = None, password: str | None = 
         raise ServerAuthError("a password needs a user name")
     credentials = None if user is None else Credentials(resolve_secret("user", user),
                                                         resolve_secret("password", password or ""))
-    return RemoteConnection(KsqlClient(url, credentials=credentials, ca_file=ca_file, timeout=timeout))
+    client = KsqlClient(url, credentials=credentials, ca_file=ca_file, timeout=timeout)
+    try:
+        return RemoteConnection(client)
+    except BaseException:
+        client.close()
+        raise
 
 
 def resolve_secret(option: str, value: str) -> str:

@@ -64,6 +64,7 @@ def server_error(body: Any, status: int | None = None, server: str = "the server
             message = f"{message}: {server} refused the user name and password (error {code})"
     elif code // 100 == 503:
         kind = ServerUnavailable
+        message = f"{server}: {message} (error {code})"
     elif 400 <= code // 100 < 500:
         kind = ServerStatementError
     else:
@@ -211,11 +212,7 @@ class KsqlClient:
         request = http.build_request(method, path, content=content, headers={**base, **(headers or {})},
                                      timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout)
         try:
-            try:
-                response = http.send(request, stream=stream)
-            except (httpx.WriteError, httpx.RemoteProtocolError):
-                # the pooled connection had died (the server restarted or went away): once more, on a new one
-                response = http.send(request, stream=stream)
+            response = self._sent(http, request, stream)
         except httpx.HTTPError as error:
             self.transport_failed(error)
         except KeyboardInterrupt:
@@ -227,6 +224,16 @@ class KsqlClient:
                 response.close()
             self._refused(response)
         return response
+
+    @staticmethod
+    def _sent(http: httpx.Client, request: httpx.Request, stream: bool) -> httpx.Response:
+        """``request`` sent; once more on a new connection if the pooled one had died (the server
+        restarted or went away since it was last used)."""
+        try:
+            return http.send(request, stream=stream)
+        except (httpx.WriteError, httpx.RemoteProtocolError):
+            pass
+        return http.send(request, stream=stream)
 
     def _refused(self, response: httpx.Response) -> NoReturn:
         try:
@@ -329,10 +336,9 @@ def normalized_url(url: str) -> str:
 
 def _reason(error: BaseException) -> str:
     """The innermost cause's text (httpx wraps httpcore's, which wraps the OS's)."""
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__  # type: ignore[assignment]
-    text = str(error) or type(error).__name__
-    return text
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(error) or type(error).__name__
 
 
 def _is_tls(error: BaseException) -> bool:

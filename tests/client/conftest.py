@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from server.harness import Server, running_server, start_server
+from server.harness import Server, eventually, running_server, start_server
+
+from nbstream.client.rest import KsqlClient
 
 USER, PASSWORD = "alice", "s3cret"
 
@@ -66,6 +68,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     other, _ = self_signed(folder, "other")
     running = start_server(folder / "logs", "--tls-cert", str(cert), "--tls-key", str(key), ready=False)
     try:
-        yield TlsServer(running, cert, other)
+        served = TlsServer(running, cert, other)
+        with KsqlClient(served.url, ca_file=str(cert)) as client:  # ready: its engine is open
+            eventually(lambda: client.info()["serverStatus"] == "RUNNING", timeout=30)
+        yield served
     finally:
         running.stop()

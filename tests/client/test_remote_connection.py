@@ -110,7 +110,8 @@ def test_set_properties_go_with_every_request_until_unset(remote: RemoteConnecti
     insert(remote, "early", "bird")
     remote.run(one(remote, "SET 'auto.offset.reset' = 'earliest';"), {})
     try:
-        query = remote.push(one(remote, "SELECT pageid FROM pageviews WHERE userid = 'early' EMIT CHANGES LIMIT 1;"), {})
+        sql = "SELECT pageid FROM pageviews WHERE userid = 'early' EMIT CHANGES LIMIT 1;"
+        query = remote.push(one(remote, sql), {})
         eventually(lambda: query.state == DONE)
         assert query.rows_seen == 1
     finally:

@@ -135,19 +135,19 @@ def test_missing_or_wrong_credentials_are_an_auth_error(guarded: Server, credent
 
 def test_tls_verified_by_the_ca_file_speaks_http2(tls: TlsServer) -> None:
     with KsqlClient(tls.url, ca_file=str(tls.ca_file)) as client:
-        eventually(lambda: client.info()["serverStatus"] == "RUNNING", timeout=30)
         assert client.query("SELECT * FROM KSQL_PROCESSING_LOG;")[0].columns[0] == "LOGGER"
 
 
 @pytest.mark.parametrize("ca", ["other", "system"])
 def test_a_certificate_the_ca_did_not_sign_fails_tls_with_a_clear_message(tls: TlsServer, ca: str) -> None:
+    failed = r"TLS with https://127.0.0.1:\d+ failed: .*CERTIFICATE_VERIFY_FAILED"
     with KsqlClient(tls.url, ca_file=str(tls.other_ca) if ca == "other" else None, timeout=5) as client, \
-            pytest.raises(ServerUnavailable, match=r"TLS with https://127.0.0.1:\d+ failed: .*CERTIFICATE_VERIFY_FAILED"):
+            pytest.raises(ServerUnavailable, match=failed):
         client.info()
 
 
 def test_a_ca_file_that_cannot_be_read_is_named() -> None:
-    with pytest.raises(ServerUnavailable, match="cannot use the CA file /nowhere/ca.pem"):
+    with pytest.raises(ServerUnavailable, match=r"cannot use the CA file /nowhere/ca\.pem"):
         KsqlClient("https://127.0.0.1:1", ca_file="/nowhere/ca.pem")
 
 
@@ -167,7 +167,7 @@ def push_until_gone(server: Server, end: signal.Signals) -> ServerError:
 def test_a_server_shutting_down_ends_a_push_query_with_its_message(own_server: Server) -> None:
     error = push_until_gone(own_server, signal.SIGTERM)
     assert isinstance(error, ServerUnavailable) and error.error_code == 50303
-    assert "The server is shutting down" in str(error)
+    assert str(error) == f"{own_server.url}: The server is shutting down (error 50303)"
 
 
 def test_a_server_killed_during_a_push_query_is_a_lost_connection(own_server: Server) -> None:
