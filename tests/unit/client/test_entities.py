@@ -12,9 +12,10 @@ from nbstream.errors import ServerStatementError
 
 
 def test_a_command_status_is_its_message_and_query_id() -> None:
-    result = to_result({"@type": "currentStatus", "statementText": "CREATE TABLE t AS …;", "commandId": "table/T/create",
-                        "commandStatus": {"status": "SUCCESS", "message": "Created query with ID CTAS_T_0",
-                                          "queryId": "CTAS_T_0"}, "commandSequenceNumber": 10, "warnings": []}, "x")
+    entity = {"@type": "currentStatus", "statementText": "CREATE TABLE t AS …;", "commandId": "table/T/create",
+              "commandStatus": {"status": "SUCCESS", "message": "Created query with ID CTAS_T_0",
+                                "queryId": "CTAS_T_0"}, "commandSequenceNumber": 10, "warnings": []}
+    result = to_result(entity, "x")
     assert (result.message, result.query_id, result.columns) == ("Created query with ID CTAS_T_0", "CTAS_T_0", ())
 
 

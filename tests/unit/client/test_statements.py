@@ -8,7 +8,7 @@ import decimal
 
 import pytest
 
-from nbstream.client.statements import sql_literal, split_script, with_literals
+from nbstream.client.statements import split_script, sql_literal, with_literals
 from nbstream.errors import ParseError, UnsupportedError
 
 
