@@ -8,8 +8,10 @@ notebook's live views, the shell's printer — get the same result batches (Arro
 Two daemon threads serve it. The reader reads the response (on a connection of its own) and queues
 each row as it arrives. The pump, every :data:`PUMP_INTERVAL` seconds, offers the rows queued since
 as one batch and lets the subscribers do their time-based work (``tick``), as the engine's
-background loop does for its own. The query ends with its response: ``DONE`` at its LIMIT,
-``STOPPED`` when it was closed, ``ERROR`` with the server's error or when the connection is lost.
+background loop does for its own; until the first subscriber comes, rows wait (so one that
+subscribes right after the start misses none, as with the engine's push queries). The query ends
+with its response: ``DONE`` at its LIMIT, ``STOPPED`` when it was closed, ``ERROR`` with the
+server's error or when the connection is lost.
 Stopping it here (:meth:`RemotePushQuery.stop`, from any thread, without waiting) ends it at once
 for the subscribers and closes it on the server (``/close-query``) in the background.
 """
@@ -51,7 +53,6 @@ class RemotePushQuery(PushFeed):
         self._response_end: tuple[str, str | None] | None = None
         self._ended = threading.Event()  # the response ended (or reading it failed)
         self._rate = RateMeter(clock)
-        self._closing = False
         for work, role in ((self._read, "reader"), (self._pump, "pump")):
             threading.Thread(target=work, name=f"nbstream-{role}-{self.id}", daemon=True).start()
 
@@ -73,20 +74,23 @@ class RemotePushQuery(PushFeed):
         self._ended.set()
 
     def _pump(self) -> None:
-        while True:
+        """Offer the rows read since the last round as one batch, then tick; rows wait for the first
+        subscriber (as the engine's wait in the log). Ends the query once its response ended and
+        every row was offered, or when it was stopped here."""
+        while self.state == RUNNING:
             ended = self._ended.wait(PUMP_INTERVAL)
+            if not self.subscribed:
+                time.sleep(PUMP_INTERVAL if ended else 0)
+                continue
             with self._rows_lock:
                 rows, self._rows = self._rows, []
-            if rows and self.state == RUNNING:
+            if rows:
                 self._rate.add(len(rows))
                 self.publish(rows_table(self.header, rows, changes=True))
             self.tick()
             if ended:
                 assert self._response_end is not None
                 self.finish(*self._response_end)
-                break
-            if self.state != RUNNING and self._closing:
-                break
         self._release()
 
     # -- ending --------------------------------------------------------------------------------------
@@ -95,7 +99,6 @@ class RemotePushQuery(PushFeed):
         server too (in the background)."""
         ended = super().finish(state, error)
         if ended and not self._ended.is_set():
-            self._closing = True
             threading.Thread(target=self._close_on_server, name=f"nbstream-close-{self.id}", daemon=True).start()
         return ended
 

@@ -77,7 +77,7 @@ class RemoteConnection:
             return Outcome(None, StatementResult(statement.text, "\n".join(lines)))
         if statement.kind in ("pull", "push"):
             raise UnsupportedError("a query runs with pull() or push(), not run()")
-        results = self.execute(with_literals(statement, params))
+        results = self.execute(_sql(statement, params))
         return Outcome(None, results[0] if results else None)
 
     def execute(self, sql: str) -> list[StatementResult]:
@@ -89,11 +89,11 @@ class RemoteConnection:
         return [to_result(entity, str(entity.get("statementText") or sql)) for entity in entities]
 
     def pull(self, statement: Statement, params: Params) -> pd.DataFrame:
-        header, rows = self.client.query(with_literals(statement, params), self.properties)
+        header, rows = self.client.query(_sql(statement, params), self.properties)
         return rows_table(header, rows).to_pandas()
 
     def push(self, statement: Statement, params: Params) -> RemotePushQuery:
-        sql = with_literals(statement, params)
+        sql = _sql(statement, params)
         stream = self.client.open_stream(sql, self.properties)
         try:
             shape = push_shape(stream.header, sql, self._describe)
@@ -107,7 +107,7 @@ class RemoteConnection:
         return query
 
     def print_topic(self, statement: Statement) -> Iterator[str]:
-        return self.client.print_topic(statement.text, self.properties)
+        return self.client.print_topic(_sql(statement, {}), self.properties)
 
     def _describe(self, name: str) -> dict[str, Any] | None:
         try:
@@ -235,6 +235,12 @@ class RemoteEngine:
                 "produce": " Write rows with eng.insert(stream, rows) (the server's /inserts-stream)."}.get(name, "")
         raise UnsupportedError(f"`{name}` needs the embedded engine, and this notebook is connected to "
                                f"{self.client.url}.{hint} (`%stream connect memory` goes back to an embedded one.)")
+
+
+def _sql(statement: Statement, params: Params) -> str:
+    """The statement as a server takes it: its parameters as literals, ended by ``;`` (ksqlDB's
+    grammar wants it)."""
+    return with_literals(statement, params) + ";"
 
 
 def _one(sql: str) -> Statement:

@@ -112,6 +112,7 @@ def test_set_properties_go_with_every_request_until_unset(remote: RemoteConnecti
     try:
         sql = "SELECT pageid FROM pageviews WHERE userid = 'early' EMIT CHANGES LIMIT 1;"
         query = remote.push(one(remote, sql), {})
+        query.subscribe(Batches())
         eventually(lambda: query.state == DONE)
         assert query.rows_seen == 1
     finally:
