@@ -22,11 +22,12 @@ __all__ = ["Connection", "LocalConnection", "Outcome", "Statement", "connect_ser
 
 
 def connect_server(url: str, *, user: str | None = None, password: str | None = None, ca_file: str | None = None,
-                   timeout: float = 30.0) -> RemoteConnection:
+                   timeout: float = 30.0, reruns: bool = False) -> RemoteConnection:
     """A connection to the server at ``url`` (``http(s)://host[:port]``), checked by asking its
     ``/info``. ``user`` and ``password`` are HTTP Basic credentials, each given as itself or as an
     ``env:NAME``/``file:PATH`` reference (:func:`resolve_secret`); ``ca_file`` verifies its TLS
-    certificate (default: the system's CAs)."""
+    certificate (default: the system's CAs); ``reruns``: statements run as re-run notebook cells
+    (:class:`~nbstream.client.remote.RemoteConnection`)."""
     from nbstream.client.remote import RemoteConnection
     from nbstream.client.rest import Credentials, KsqlClient
     from nbstream.errors import ServerAuthError
@@ -37,7 +38,7 @@ def connect_server(url: str, *, user: str | None = None, password: str | None = 
                                                         resolve_secret("password", password or ""))
     client = KsqlClient(url, credentials=credentials, ca_file=ca_file, timeout=timeout)
     try:
-        return RemoteConnection(client)
+        return RemoteConnection(client, reruns=reruns)
     except BaseException:
         client.close()
         raise

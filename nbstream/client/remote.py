@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any
 
 import pandas as pd
+from sqlglot.tokens import TokenType
 
 from nbstream.client.connection import Outcome
 from nbstream.client.entities import to_result
@@ -42,10 +43,16 @@ NAMES_REQUEST = "SHOW STREAMS EXTENDED; SHOW TABLES EXTENDED; SHOW FUNCTIONS;"
 
 
 class RemoteConnection:
-    """The server ``client`` talks to, as a :class:`~nbstream.client.connection.Connection`."""
+    """The server ``client`` talks to, as a :class:`~nbstream.client.connection.Connection`.
 
-    def __init__(self, client: KsqlClient) -> None:
+    With ``reruns`` (a notebook's), a plain ``CREATE STREAM/TABLE`` of a source the server has with
+    the same statement (its DESCRIBE's ``statement``, spacing aside) does nothing, as a re-run cell
+    does on the embedded engine; a changed one goes to the server, which refuses it (nbstream does
+    not drop a server's streams and tables for you)."""
+
+    def __init__(self, client: KsqlClient, *, reruns: bool = False) -> None:
         self.client = client
+        self.reruns = reruns
         self.info = client.info()
         self.properties: dict[str, Any] = {}
         self.pushes: dict[str, RemotePushQuery] = {}
@@ -77,6 +84,9 @@ class RemoteConnection:
             return Outcome(None, StatementResult(statement.text, "\n".join(lines)))
         if statement.kind in ("pull", "push"):
             raise UnsupportedError("a query runs with pull() or push(), not run()")
+        unchanged = self._unchanged(statement) if self.reruns else None
+        if unchanged is not None:
+            return Outcome(unchanged, None)
         results = self.execute(_sql(statement, params))
         return Outcome(None, results[0] if results else None)
 
@@ -108,6 +118,19 @@ class RemoteConnection:
 
     def print_topic(self, statement: Statement) -> Iterator[str]:
         return self.client.print_topic(_sql(statement, {}), self.properties)
+
+    def _unchanged(self, statement: Statement) -> str | None:
+        """The note of a CREATE the server has run already as it is, else None."""
+        created = created_source(statement)
+        if created is None:
+            return None
+        kind, name = created
+        description = self._describe(name)
+        existing = str((description or {}).get("statement") or "")
+        if " ".join(existing.split()).rstrip(";").strip() != " ".join(statement.text.split()):
+            return None
+        return f"{kind.capitalize()} {description.get('name', name) if description else name} exists with the " \
+               "same definition: nothing to do."
 
     def _describe(self, name: str) -> dict[str, Any] | None:
         try:
@@ -235,6 +258,20 @@ class RemoteEngine:
                 "produce": " Write rows with eng.insert(stream, rows) (the server's /inserts-stream)."}.get(name, "")
         raise UnsupportedError(f"`{name}` needs the embedded engine, and this notebook is connected to "
                                f"{self.client.url}.{hint} (`%stream connect memory` goes back to an embedded one.)")
+
+
+def created_source(statement: Statement) -> tuple[str, str] | None:
+    """``(kind, name)`` of a plain ``CREATE [SOURCE] STREAM|TABLE name …`` (no OR REPLACE, no IF NOT
+    EXISTS), its name as DESCRIBE takes it; None for any other statement."""
+    words = [(t.text.upper(), t) for t in statement.tokens[:6]]
+    if not words or words[0][0] != "CREATE":
+        return None
+    rest = words[2:] if len(words) > 1 and words[1][0] == "SOURCE" else words[1:]
+    if len(rest) < 2 or rest[0][0] not in ("STREAM", "TABLE") or rest[1][0] == "IF":
+        return None
+    token = rest[1][1]
+    quoted = token.token_type == TokenType.IDENTIFIER
+    return rest[0][0], "`" + token.text.replace("`", "``") + "`" if quoted else token.text
 
 
 def _sql(statement: Statement, params: Params) -> str:

@@ -95,7 +95,7 @@ def _server(url: str, options: ServerOptions) -> Connection:
     if options.password is not None and not is_reference(options.password):
         raise ServerAuthError("StreamMagic.server_password must be a reference, env:NAME or file:PATH, so the "
                               "secret stays out of the notebook")
-    return connect_server(url, user=options.user, password=options.password, ca_file=options.ca_file)
+    return connect_server(url, user=options.user, password=options.password, ca_file=options.ca_file, reruns=True)
 
 
 def disconnect() -> None:

@@ -215,3 +215,14 @@ def test_the_server_going_away_during_a_push_query_shows_in_its_view_and_the_nex
     assert message == f"ServerUnavailable: cannot reach the server at {own_server.url}: [Errno 111] Connection refused"
     assert connect(shell, "memory").startswith("Connected to an in-memory engine")
     still_usable(shell)
+
+
+def test_a_cell_run_again_creates_nothing_twice_and_a_changed_create_is_the_servers_to_refuse(
+        shell: InteractiveShell, created: Server) -> None:
+    connect(shell, created.url)
+    result, out = run(shell, PAGEVIEWS)
+    assert result.success, result.error_in_exec
+    assert out.stdout.splitlines() == ["Stream PAGEVIEWS exists with the same definition: nothing to do.",
+                                       "Table VIEWS exists with the same definition: nothing to do."]
+    message = error_of(shell, PAGEVIEWS.replace("PARTITIONS=1", "PARTITIONS=2"))
+    assert "A stream with the same name already exists" in message

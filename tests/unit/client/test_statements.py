@@ -8,6 +8,7 @@ import decimal
 
 import pytest
 
+from nbstream.client.remote import created_source
 from nbstream.client.statements import split_script, sql_literal, with_literals
 from nbstream.errors import ParseError, UnsupportedError
 
@@ -59,3 +60,17 @@ def test_python_values_as_sql_literals(value: object, literal: str) -> None:
 def test_a_value_sql_cannot_hold_is_refused_naming_the_parameter(value: object) -> None:
     with pytest.raises(UnsupportedError, match=":p"):
         sql_literal("p", value)
+
+
+@pytest.mark.parametrize(("sql", "created"), [
+    ("CREATE STREAM s (v INT) WITH (KAFKA_TOPIC='s')", ("STREAM", "s")),
+    ("create source table `My T` (k INT PRIMARY KEY) WITH (KAFKA_TOPIC='t')", ("TABLE", "`My T`")),
+    ("CREATE TABLE t AS SELECT * FROM s", ("TABLE", "t")),
+    ("CREATE OR REPLACE STREAM s AS SELECT * FROM x", None),
+    ("CREATE STREAM IF NOT EXISTS s (v INT) WITH (KAFKA_TOPIC='s')", None),
+    ("CREATE SOURCE CONNECTOR c WITH ('connector.class'='datagen')", None),
+    ("SHOW STREAMS", None),
+])
+def test_a_plain_create_names_what_it_creates(sql: str, created: tuple[str, str] | None) -> None:
+    (statement,) = split_script(sql)
+    assert created_source(statement) == created
