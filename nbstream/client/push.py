@@ -91,7 +91,8 @@ class RemotePushQuery(PushFeed):
             if ended:
                 assert self._response_end is not None
                 self.finish(*self._response_end)
-        self._release()
+        if self._ended.is_set():  # else it was stopped here: _close_on_server releases it once closed there
+            self._release()
 
     # -- ending --------------------------------------------------------------------------------------
     def finish(self, state: str, error: Exception | str | None = None) -> bool:
