@@ -1,10 +1,11 @@
 """A client of ksqlDB's REST API (0.29), as ``nbstream serve`` and a ksqlDB server speak it.
 
-:class:`KsqlClient` calls ``/info``, ``/ksql``, ``/query-stream``, ``/close-query`` and
-``/inserts-stream`` the way ksqlDB's own Java client does: HTTP/2 for everything (by prior
-knowledge without TLS — h2c —, by ALPN with it), ``Accept: application/vnd.ksql.v1+json`` on
-``/query-stream`` (rows with their tombstones, a final message, errors in-band), HTTP Basic
-credentials, TLS verified against a CA file or the system's. Every failure is a
+:class:`KsqlClient` calls ``/info``, ``/ksql``, ``/query-stream`` (``/query`` on a server
+without it), ``/close-query`` and ``/inserts-stream`` the way ksqlDB's own Java client does:
+HTTP/2 for everything (by prior knowledge without TLS — h2c —, by ALPN with it), ``Accept:
+application/vnd.ksql.v1+json`` on ``/query-stream`` (rows with their tombstones, a final message,
+errors in-band; the delimited and JSON formats are read too, should a server answer in them),
+HTTP Basic credentials, TLS verified against a CA file or the system's. Every failure is a
 :class:`~nbstream.errors.ServerError`: the server's error JSON mapped by its ``error_code``
 (:func:`server_error`), and the transport's failures (refused, TLS, timeout, the connection
 dropped mid-response) as :class:`~nbstream.errors.ServerUnavailable` naming the server.
@@ -140,12 +141,12 @@ class KsqlClient:
 
     def open_stream(self, sql: str, properties: Mapping[str, Any] | None = None, *,
                     own_connection: bool = True) -> QueryStream:
-        """Start a query (``POST /query-stream``) and read its header; the caller iterates its events
-        and closes it. A push query (``own_connection``) waits for rows without a read timeout."""
+        """Start a query (``POST /query-stream``; ``POST /query`` on a server without it) and read its
+        header; the caller iterates its events and closes it. A push query (``own_connection``)
+        waits for rows without a read timeout."""
         http = self._connection(read_timeout=None) if own_connection else self._http
-        body = {"sql": sql, "properties": dict(properties or {})}
         try:
-            response = self._send(http, "POST", "/query-stream", body, headers={"Accept": KSQL_V1_JSON}, stream=True)
+            response = self._query_response(http, sql, dict(properties or {}))
             try:
                 return QueryStream(self, http if own_connection else None, response)
             except BaseException:
@@ -155,6 +156,19 @@ class KsqlClient:
             if own_connection:
                 http.close()
             raise
+
+    def _query_response(self, http: httpx.Client, sql: str, properties: dict[str, Any]) -> httpx.Response:
+        """The response of ``/query-stream`` or, where the server has none (404), of ``/query``,
+        the endpoint of ksqlDB before 0.15 (both answer StreamedRows in ``application/vnd.ksql.v1+json``)."""
+        accept = {"Accept": KSQL_V1_JSON}
+        try:
+            return self._send(http, "POST", "/query-stream", {"sql": sql, "properties": properties}, headers=accept,
+                              stream=True)
+        except ServerStatementError as error:
+            if error.error_code is None or error.error_code // 100 != 404:
+                raise
+        return self._send(http, "POST", "/query", {"ksql": sql, "streamsProperties": properties}, headers=accept,
+                          stream=True)
 
     def print_topic(self, sql: str, properties: Mapping[str, Any] | None = None) -> Iterator[str]:
         """``PRINT``'s lines as the server writes them (``/query-stream``, delimited: ksqlDB's only

@@ -63,6 +63,7 @@ class KsqlDbStandIn:
 
     url: str = ""
     requests: list[tuple[str, str, str, dict[str, str], Any]] = field(default_factory=list)
+    has_query_stream: bool = True  # False: a ksqlDB before 0.15, /query only
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -93,8 +94,8 @@ class KsqlDbStandIn:
                     "@type": "statement_error", "error_code": 40001, "message": "line 1:1: Syntax Error",
                     "statementText": body["ksql"], "entities": []}).encode()
             return 200, "application/json", json.dumps(entities).encode()
-        if path == "/query-stream":
-            elements = PULL if "EMIT" not in body["sql"] else PUSH
+        if path == "/query" or (path == "/query-stream" and self.has_query_stream):
+            elements = PULL if "EMIT" not in body.get("sql", body.get("ksql")) else PUSH
             lines = [json.dumps(e) for e in elements]
             text = "[" + ",\n".join(lines) + "]"
             return 200, "application/vnd.ksql.v1+json", text.encode()
@@ -181,6 +182,20 @@ def test_a_push_querys_rows_pass_its_tokens_and_are_keyed_by_the_tables_key(conn
 def test_a_pull_query_reads_the_key_marked_schema(connection: RemoteConnection) -> None:
     frame = connection.pull(connection.statements("SELECT * FROM regions WHERE region = 'north';")[0], {})
     assert frame.to_dict("records") == [{"REGION": "north", "N": 2}]
+
+
+def test_a_server_without_query_stream_is_asked_on_query(connection: RemoteConnection,
+                                                         ksqldb: KsqlDbStandIn) -> None:
+    ksqldb.has_query_stream = False
+    try:
+        frame = connection.pull(connection.statements("SELECT * FROM regions WHERE region = 'north';")[0], {})
+    finally:
+        ksqldb.has_query_stream = True
+    assert frame.to_dict("records") == [{"REGION": "north", "N": 2}]
+    queries = [(path, body) for _, path, _, _, body in ksqldb.requests if path.startswith("/query")]
+    assert queries == [("/query-stream", {"sql": "SELECT * FROM regions WHERE region = 'north';", "properties": {}}),
+                       ("/query", {"ksql": "SELECT * FROM regions WHERE region = 'north';",
+                                   "streamsProperties": {}})]
 
 
 def test_a_statement_error_carries_the_servers_message_and_statement(connection: RemoteConnection) -> None:
