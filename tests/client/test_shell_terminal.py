@@ -145,10 +145,10 @@ def test_tab_completes_the_servers_names(data: Path, own_server: Server) -> None
     own_server.ksql("CREATE STREAM pageviews (v INT) WITH (KAFKA_TOPIC='p', VALUE_FORMAT='JSON', PARTITIONS=1);")
     shell = Terminal(data, "--server", own_server.url)
     shell.expect(PROMPT)
-    shell.child.send("DESCRIBE pagev\t")
-    shell.expect("pageviews")
+    shell.child.send("DESCRIBE pagev\t")  # the one name it can be: completed in place
+    shell.expect("iews")  # the terminal is sent what changed on the screen
     shell.child.send(";\r")
-    shell.expect("PAGEVIEWS")
+    shell.expect("| PAGEVIEWS | V     | INTEGER |")  # not "DESCRIBE pagev;": the name was completed
     assert shell.exit() == 0
 
 
