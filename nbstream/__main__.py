@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 USAGE = """usage: nbstream {sql,serve} ...
 
-  sql     run statements on the embedded engine (nbstream sql --help)
+  sql     run statements (a prompt on a terminal) on the embedded engine or a server (nbstream sql --help)
   serve   serve the engine through ksqlDB's REST API (nbstream serve --help)
 """
 

@@ -1,54 +1,77 @@
-"""``nbstream sql``: run ksqlDB statements on the embedded engine, like ksqlDB's CLI.
+"""``nbstream sql``: ksqlDB statements on the embedded engine or a server, like ksqlDB's CLI.
 
+    nbstream sql                          an interactive prompt (on a terminal; else standard input)
     nbstream sql FILE [--state DIR]       run a script
     nbstream sql -e "SHOW STREAMS;"       run statements given inline
-    nbstream sql                          read statements from standard input
+    nbstream sql --server URL [--user U [--password P]] [--ca-file PEM] [FILE | -e …]
+                                          the same against a ksqlDB-compatible server
 
 Results print as tables. A push query (``EMIT CHANGES``) and ``PRINT topic`` stream their rows until
 their ``LIMIT`` or Ctrl-C, while persistent queries keep running.
 
-A thin face over the engine service (:class:`~nbstream.runtime.service.EngineService`): between
-statements everything pending is processed first (a script's results do not depend on timing);
-while a push query streams, the service's background loop runs it and the persistent queries.
+A thin face: it opens a connection — the engine service (:class:`~nbstream.runtime.service.EngineService`)
+in this process, or a server through :mod:`nbstream.client` — and hands it to the one
+:class:`~nbstream.shell.Shell`, which runs scripts and the interactive prompt on either.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import getpass
 import sys
-import time
 from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import TextIO
 
+from nbstream.client import Connection, LocalConnection, connect_server
 from nbstream.errors import NbstreamError
-from nbstream.runtime.push import AsyncBatches
 from nbstream.runtime.service import EngineService
-from nbstream.runtime.topics import POLL_INTERVAL_S, TopicPrinter, format_header
-from nbstream.sql import ast, parse
-
-#: Push-query rows print as they arrive, so column widths cannot be fitted to the data.
-PUSH_COLUMN_WIDTH = 12
-
-#: Seconds PRINT lets persistent queries run between polls of its topic.
-PRINT_IDLE_S = 0.5
+from nbstream.shell import Shell, interactive
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="nbstream", description="ksqlDB SQL on an embedded engine")
-    commands = parser.add_subparsers(dest="command", required=True)
-    sql = commands.add_parser("sql", help="run statements on the embedded engine")
-    sql.add_argument("file", nargs="?", help="a .sql script (default: standard input)")
-    sql.add_argument("-e", "--execute", help="statements to run instead of a file")
-    sql.add_argument("--state", help="state directory: a durable engine that resumes where it stopped")
-    args = parser.parse_args(argv)
-    script = args.execute if args.execute is not None else _read(args.file)
-    with EngineService(path=args.state) as engine:
+    args = _parser().parse_args(argv)
+    try:
+        connection = _connection(args)
+    except NbstreamError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    with closing(connection):
+        shell = Shell(connection)
         try:
-            return run_script(engine, script)
+            if args.execute is None and args.file is None and sys.stdin.isatty():
+                return interactive(shell)
+            return shell.run_script(args.execute if args.execute is not None else _read(args.file))
         except KeyboardInterrupt:
             return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nbstream", description="ksqlDB SQL on an embedded engine or a server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    sql = commands.add_parser("sql", help="run statements (interactively on a terminal)")
+    sql.add_argument("file", nargs="?", help="a .sql script (default: a prompt on a terminal, else standard input)")
+    sql.add_argument("-e", "--execute", help="statements to run instead of a file")
+    where = sql.add_mutually_exclusive_group()
+    where.add_argument("--state", help="state directory: a durable engine that resumes where it stopped")
+    where.add_argument("--server", metavar="URL", help="a ksqlDB-compatible server, http(s)://host:port")
+    sql.add_argument("--user", help="HTTP Basic user name for --server (or env:NAME, file:PATH)")
+    sql.add_argument("--password", help="its password, as env:NAME or file:PATH (asked for on a terminal if "
+                                        "--user is given without it)")
+    sql.add_argument("--ca-file", metavar="PEM", help="CA certificates that verify an https server")
+    return parser
+
+
+def _connection(args: argparse.Namespace) -> Connection:
+    if args.server is None:
+        if args.user or args.password or args.ca_file:
+            raise NbstreamError("--user, --password and --ca-file are options of --server")
+        return LocalConnection(EngineService(path=args.state))
+    password = args.password
+    if args.user and password is None and sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {args.user}: ")
+    return connect_server(args.server, user=args.user, password=password, ca_file=args.ca_file)
 
 
 def _read(file: str | None) -> str:
@@ -56,71 +79,8 @@ def _read(file: str | None) -> str:
 
 
 def run_script(engine: EngineService, script: str, out: TextIO | None = None) -> int:
-    """Run every statement of ``script``, printing results; returns the exit status."""
-    stream = out or sys.stdout
-    try:
-        statements = parse(script)
-    except NbstreamError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    for statement in statements:
-        try:
-            engine.run_until_idle()
-            if isinstance(statement, ast.Select) and statement.query.emit is not None:
-                asyncio.run(_stream_rows(engine, statement.text, stream))
-            elif isinstance(statement, ast.PrintTopic):
-                _print_topic(engine, statement, stream)
-            else:
-                for result in engine.execute(statement.text):
-                    print(result, file=stream)
-        except NbstreamError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-    engine.run_until_idle()
-    return 0
-
-
-async def _stream_rows(engine: EngineService, sql: str, stream: TextIO) -> None:
-    """Print a push query's rows as they come; the background loop runs it and the persistent
-    queries meanwhile, and stops with it."""
-    header: list[str] | None = None
-    widths: list[int] = []
-    query = engine.start_push(sql)
-    batches = query.subscribe(AsyncBatches())
-    engine.background.start()
-    try:
-        async for batch in batches:
-            for row in batch.drop_columns(["__deleted"]).to_pylist():
-                if header is None:
-                    header = list(row)
-                    widths = [max(len(h), PUSH_COLUMN_WIDTH) for h in header]
-                    print(_row_line(header, widths), file=stream)
-                print(_row_line(["" if row[c] is None else str(row[c]) for c in header], widths),
-                      file=stream, flush=True)
-    finally:
-        engine.background.stop()
-        engine.close_push(query)
-
-
-def _print_topic(engine: EngineService, statement: ast.PrintTopic, stream: TextIO) -> None:
-    """Print a topic's records as ksqlDB's CLI does (the guessed formats, then one line per
-    record) until LIMIT or Ctrl-C, running persistent queries while waiting."""
-    printer = TopicPrinter(engine, statement)
-    header = None
-    while not printer.done:
-        records = printer.poll()
-        if records and format_header(printer) != header:
-            header = format_header(printer)
-            print(header, file=stream)
-        for record in records:
-            print(record.line(), file=stream, flush=True)
-        if not records:
-            engine.run_until_idle(PRINT_IDLE_S)
-            time.sleep(POLL_INTERVAL_S)
-
-
-def _row_line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "|" + "|".join(f" {c:<{w}} " for c, w in zip(cells, widths, strict=True)) + "|"
+    """Run every statement of ``script`` on ``engine``, printing results; returns the exit status."""
+    return Shell(LocalConnection(engine), out).run_script(script)
 
 
 if __name__ == "__main__":

@@ -102,9 +102,63 @@ class LogError(NbstreamError, RuntimeError):
     """The event log (embedded or Kafka) refused an operation: unknown topic, bad partition…"""
 
 
+def relocated(error: NbstreamError, start: Span, script: str) -> NbstreamError:
+    """``error`` (its span relative to a statement's own text) with its span relative to the
+    ``script`` the statement starts in at ``start``; ``error`` itself if it has no span or one
+    into ``script`` already."""
+    span = error.span
+    if span is None or span.sql == script:
+        return error
+    line = start.line + span.line - 1
+    column = span.column + (start.column - 1 if span.line == 1 else 0)
+    moved = type(error).__new__(type(error))
+    moved.__dict__.update(error.__dict__)
+    moved.args = error.args
+    moved.span = Span(script, line, column, span.length)
+    return moved
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A " Did you mean `X`?" suffix for the closest candidate, or an empty string."""
     pool = list(candidates)
     by_upper = {c.upper(): c for c in pool}
     close = difflib.get_close_matches(name.upper(), list(by_upper), n=1, cutoff=0.6)
     return f" Did you mean `{by_upper[close[0]]}`?" if close else ""
+
+
+class ServerError(NbstreamError):
+    """An error a ksqlDB-compatible server answered (:mod:`nbstream.client`), or the failure to get
+    an answer from it.
+
+    ``error_code`` is ksqlDB's (HTTP status * 100 + n, e.g. 40001 for a bad statement; None when no
+    answer came); ``statement_text`` the statement it concerns, as the server quoted it back;
+    ``entities`` what the statements of the same request before it answered. The subclass says whose
+    fault it is: the statement's, the credentials', or the connection's.
+    """
+
+    def __init__(self, message: str, *, error_code: int | None = None, statement_text: str | None = None,
+                 entities: tuple[dict[str, object], ...] = ()) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.statement_text = statement_text
+        self.entities = entities
+
+    def __str__(self) -> str:
+        text = self.statement_text.strip() if self.statement_text else ""
+        if not text or " ".join(text.split()).rstrip(";") in " ".join(self.message.split()):
+            return self.message
+        return f"{self.message}\nStatement: {text}"
+
+
+class ServerStatementError(ServerError, ValueError):
+    """The server refused a statement or request (ksqlDB's 400xx: a bad statement, an unknown name,
+    a query sent to the wrong endpoint, too many push queries)."""
+
+
+class ServerAuthError(ServerError, PermissionError):
+    """The server refused the credentials (401xx) or the operation to this user (403xx)."""
+
+
+class ServerUnavailable(ServerError, ConnectionError):
+    """No answer: the server cannot be reached, TLS failed, it is not ready or shutting down (503xx),
+    or it went away in the middle of a response."""

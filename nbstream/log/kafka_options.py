@@ -38,7 +38,7 @@ from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.helpers import create_ssl_context
 
-from nbstream.errors import LogError, did_you_mean
+from nbstream.errors import LogError, NbstreamError, did_you_mean
 
 #: The aiokafka clients a Kafka log creates; an option is valid if one of them accepts it.
 CLIENTS: tuple[Callable[..., Any], ...] = (AIOKafkaAdminClient, AIOKafkaProducer, AIOKafkaConsumer)
@@ -91,21 +91,22 @@ def is_reference(value: object) -> bool:
     return isinstance(value, str) and value.startswith(_REFERENCE_KINDS)
 
 
-def resolve_reference(option: str, reference: str) -> str:
+def resolve_reference(option: str, reference: str, *, what: str = "Kafka option",
+                      error: type[NbstreamError] = LogError) -> str:
     """The text ``reference`` (``env:NAME`` or ``file:PATH``) stands for; a missing variable or
-    unreadable file is a :class:`LogError` naming ``option``."""
+    unreadable file is an ``error`` naming ``option`` (a ``what``)."""
     kind, _, where = reference.partition(":")
     if not where:
-        raise LogError(f"Kafka option {option}: '{reference}' names no {'variable' if kind == 'env' else 'file'}")
+        raise error(f"{what} {option}: '{reference}' names no {'variable' if kind == 'env' else 'file'}")
     if kind == "env":
         value = os.environ.get(where)
         if value is None:
-            raise LogError(f"Kafka option {option}: the environment variable {where} is not set")
+            raise error(f"{what} {option}: the environment variable {where} is not set")
         return value
     try:
         return Path(where).expanduser().read_text().rstrip("\r\n")
     except OSError as e:
-        raise LogError(f"Kafka option {option}: cannot read '{where}': {e.strerror or e}") from None
+        raise error(f"{what} {option}: cannot read '{where}': {e.strerror or e}") from None
 
 
 def check_client_options(options: Mapping[str, Any]) -> None:

@@ -1,5 +1,5 @@
 """Tab completion inside ``%%stream`` cells and ``%stream`` lines: ksqlDB keywords, the current
-engine's streams, tables and columns, and function names (an IPython matcher, API v2)."""
+connection's streams, tables and columns, and function names (an IPython matcher, API v2)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,11 @@ import re
 
 from IPython.core.completer import CompletionContext, SimpleCompletion, SimpleMatcherResult, context_matcher
 
-from nbstream.catalog import functions
+from nbstream.client import completion
+from nbstream.client.completion import KEYWORDS
 from nbstream.notebook import session
 
-KEYWORDS = (
-    "CREATE", "STREAM", "TABLE", "SOURCE", "OR", "REPLACE", "IF", "NOT", "EXISTS", "AS", "SELECT", "FROM",
-    "WHERE", "GROUP", "BY", "HAVING", "PARTITION", "WINDOW", "TUMBLING", "HOPPING", "SESSION", "SIZE",
-    "ADVANCE", "GRACE", "PERIOD", "EMIT", "CHANGES", "FINAL", "LIMIT", "JOIN", "LEFT", "RIGHT", "FULL",
-    "OUTER", "INNER", "ON", "WITHIN", "INSERT", "INTO", "VALUES", "DROP", "DELETE", "TOPIC", "TERMINATE",
-    "SHOW", "LIST", "STREAMS", "TABLES", "TOPICS", "QUERIES", "FUNCTIONS", "PROPERTIES", "DESCRIBE",
-    "EXTENDED", "EXPLAIN", "PRINT", "SET", "UNSET", "WITH", "KEY", "PRIMARY", "AND", "IN", "IS", "NULL",
-    "LIKE", "BETWEEN", "CASE", "WHEN", "THEN", "ELSE", "END", "CAST", "TRUE", "FALSE", "SECONDS",
-    "MINUTES", "HOURS", "DAYS", "MILLISECONDS", "KAFKA_TOPIC", "VALUE_FORMAT", "KEY_FORMAT", "PARTITIONS",
-    "TIMESTAMP", "ROWTIME", "WINDOWSTART", "WINDOWEND", "SINK", "CONNECTOR", "CONNECTORS",
-)
+__all__ = ["KEYWORDS", "candidates", "in_stream_magic", "stream_matcher"]
 
 _FRAGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -34,16 +25,8 @@ def in_stream_magic(context: CompletionContext) -> bool:
 
 
 def candidates() -> dict[str, str]:
-    """Every name completion offers, with its kind (later kinds win over keywords)."""
-    found = dict.fromkeys(KEYWORDS, "keyword")
-    found.update(dict.fromkeys(functions.function_names(), "function"))
-    engine = session.current_engine()
-    with engine.lock:
-        sources = list(engine.catalog.sources.values())
-    for source in sources:
-        found.update(dict.fromkeys((c.name for c in source.schema.columns), "column"))
-    found.update({s.name: s.kind.lower() for s in sources})
-    return found
+    """Every name completion offers, with its kind (the engine's or server's names win over keywords)."""
+    return completion.candidates(session.current_connection())
 
 
 @context_matcher(identifier="nbstream")
@@ -53,10 +36,5 @@ def stream_matcher(context: CompletionContext) -> SimpleMatcherResult:
     if not in_stream_magic(context) or match is None:
         return {"completions": [], "suppress": False}
     fragment = match.group(0)
-    lower = fragment[0].islower()
-    completions = [
-        SimpleCompletion(name.lower() if lower else name, type=kind)
-        for name, kind in sorted(candidates().items())
-        if name.upper().startswith(fragment.upper())
-    ]
+    completions = [SimpleCompletion(name, type=kind) for name, kind in completion.matching(fragment, candidates())]
     return {"completions": completions, "matched_fragment": fragment, "suppress": True}

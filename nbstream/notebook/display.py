@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import duckdb
 
-from nbstream.errors import NbstreamError, Span
-from nbstream.sql import ast
+from nbstream.client import Statement
+from nbstream.errors import NbstreamError, relocated
 
 
 class StreamError(Exception):
@@ -25,27 +25,13 @@ class StreamError(Exception):
         return [f"\x1b[31m{self.kind}\x1b[0m: {self.text}"]
 
 
-def stream_error(error: Exception, statement: ast.Statement | None, cell: str) -> StreamError:
+def stream_error(error: Exception, statement: Statement | None, cell: str) -> StreamError:
     """``error`` (raised running ``statement`` of ``cell``) as a :class:`StreamError` whose span,
     if any, points into the cell."""
     if isinstance(error, duckdb.Error):
         return StreamError("DuckDB error", str(error))
     assert isinstance(error, NbstreamError)
     if error.span is not None and statement is not None and statement.span is not None:
-        error = _moved(error, statement.span, cell)
+        error = relocated(error, statement.span, cell)
     return StreamError(type(error).__name__, str(error))
 
-
-def _moved(error: NbstreamError, start: Span, cell: str) -> NbstreamError:
-    """``error`` with its span (relative to the statement's own text) made relative to the cell."""
-    span = error.span
-    assert span is not None
-    if span.sql == cell:
-        return error
-    line = start.line + span.line - 1
-    column = span.column + (start.column - 1 if span.line == 1 else 0)
-    moved = type(error).__new__(type(error))
-    moved.__dict__.update(error.__dict__)
-    moved.args = error.args
-    moved.span = Span(cell, line, column, span.length)
-    return moved

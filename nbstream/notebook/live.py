@@ -1,8 +1,10 @@
-"""Push queries in the notebook: a :class:`LiveQuery` handle, a subscriber of the engine's
-:class:`~nbstream.runtime.push.PushQuery` (stepped by the service's background loop), shown by
-:class:`LiveTable` anywidgets (a table, a chart, or both; JavaScript in ``static/``, no CDN).
+"""Push queries in the notebook: a :class:`LiveQuery` handle, a subscriber of a push query — the
+engine's :class:`~nbstream.runtime.push.PushQuery` (stepped by the service's background loop) or a
+server's :class:`~nbstream.client.push.RemotePushQuery` (fed from its response), which the handle
+cannot tell apart (:class:`~nbstream.runtime.push.PushSource`) — shown by :class:`LiveTable`
+anywidgets (a table, a chart, or both; JavaScript in ``static/``, no CDN).
 
-The background thread offers each result batch to the handle, which applies it to its
+The thread that drives the query offers each result batch to the handle, which applies it to its
 :class:`~nbstream.runtime.deltas.ResultBuffer` and, at most every :data:`FLUSH_INTERVAL` seconds,
 hands the next delta and the status line to the kernel's event loop, which sends them to every view
 (widgets are only touched from that loop).
@@ -35,7 +37,7 @@ import asyncio
 import html
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -47,9 +49,7 @@ from traitlets import Bool, Dict, List, Unicode
 
 from nbstream.notebook import chart as charts
 from nbstream.runtime.deltas import Delta, ResultBuffer, jsonable_row
-from nbstream.runtime.push import AsyncBatches, PushQuery
-from nbstream.runtime.query import QueryRunner
-from nbstream.runtime.service import EngineService
+from nbstream.runtime.push import AsyncBatches, PushSource
 
 if TYPE_CHECKING:
     import altair as alt  # imported when a chart is drawn (by chart.py): it takes seconds
@@ -89,10 +89,9 @@ class LiveTable(anywidget.AnyWidget):
         return bundle
 
 
-def live_query(engine: EngineService, sql: str, params: Mapping[str, object], cap: int) -> LiveQuery:
-    """Start the push query ``sql`` on ``engine`` with its handle, whose views keep ``cap`` rows
-    and are updated on the kernel's event loop."""
-    query = engine.start_push(sql, params)
+def live_query(query: PushSource, cap: int) -> LiveQuery:
+    """The handle of the push query ``query`` (just started), whose views keep ``cap`` rows and are
+    updated on the kernel's event loop; the query is stopped if the handle cannot be made."""
     try:
         return LiveQuery(query, kernel_deliverer(), cap)
     except BaseException:
@@ -118,8 +117,8 @@ Deliver = Callable[[Callable[[], None]], None]
 
 
 class LiveQuery:
-    """The notebook's handle of a push query (:class:`~nbstream.runtime.push.PushQuery`): its live
-    views, fed as a subscriber of the query.
+    """The notebook's handle of a push query (a :class:`~nbstream.runtime.push.PushSource`, local
+    or remote): its live views, fed as a subscriber of the query.
 
     ``.stop()``, ``.status`` (a dict), ``.state``, ``.error``, ``.to_pandas()`` (the rows now),
     ``.chart(altair_chart)`` (a live chart of the rows), ``async for frame in handle`` (each new
@@ -127,7 +126,7 @@ class LiveQuery:
     the live table the cell shows.
     """
 
-    def __init__(self, query: PushQuery, deliver: Deliver, cap: int = DEFAULT_CAP,
+    def __init__(self, query: PushSource, deliver: Deliver, cap: int = DEFAULT_CAP,
                  clock: Clock = time.monotonic) -> None:
         self.query = query
         self.columns = query.columns
@@ -217,7 +216,7 @@ class LiveQuery:
 
     def chart_with(self, option: charts.ChartOption) -> None:
         """Draw the ``--chart`` shorthand above the live table (its columns checked first)."""
-        self.view.spec = charts.live_spec(option.build(self.columns, result_types(self.query.runner)))
+        self.view.spec = charts.live_spec(option.build(self.columns, self.query.column_types()))
         charts.prepare_vega_bundle()
 
     def display(self) -> None:
@@ -306,9 +305,3 @@ class LiveQuery:
         except Exception as error:  # shown, not hidden: the static picture says why it has no chart
             return f'<div class="nbstream-error">chart: {html.escape(f"{type(error).__name__}: {error}")}</div>'
 
-
-def result_types(runner: QueryRunner) -> dict[str, str]:
-    """The SQL type name of each result column (WINDOWSTART/WINDOWEND: ``WINDOW``)."""
-    plan = getattr(runner, "aggregate", None) or runner.plan
-    types = {column.name: column.type.name for column in plan.columns}
-    return {**types, "WINDOWSTART": "WINDOW", "WINDOWEND": "WINDOW"}

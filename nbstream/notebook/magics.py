@@ -4,17 +4,19 @@ parameters, rendering; the engine does the rest).
 ``%%stream [NAME <<]`` runs a script of statements; pull queries and SHOW/DESCRIBE/EXPLAIN render as
 tables, other statements print what they did, and ``NAME <<`` assigns the last statement's result
 (a DataFrame for a table result). ``%stream`` runs one command (``queries``, ``stop ID|all``,
-``status``, ``connect memory|PATH|kafka://host:port[?option=value&…]``) or else statements like the
-cell magic. Python values enter
-only as bound parameters ``:name`` looked up in the user's namespace, never as SQL text.
+``status``, ``connect memory|PATH|kafka://host:port[?option=value&…]|http(s)://host:port``) or else
+statements like the cell magic. Python values enter only as bound parameters ``:name`` looked up in
+the user's namespace, never as SQL text (a server, which has no parameters, gets each as a literal
+token). Statements run on the current connection (:mod:`nbstream.notebook.session`): the embedded
+engine or a server, through one interface (:class:`~nbstream.client.connection.Connection`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -22,9 +24,10 @@ import pandas as pd
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.display import HTML, display
-from sqlglot import exp
-from traitlets import Dict, Integer
+from traitlets import Dict, Integer, Unicode
 
+from nbstream.client import Connection, Statement
+from nbstream.client.statements import split_script
 from nbstream.errors import NbstreamError, UnknownNameError
 from nbstream.notebook import session
 from nbstream.notebook.chart import ChartOption, ChartOptionError, split_chart_option
@@ -33,8 +36,6 @@ from nbstream.notebook.live import LiveQuery, live_query
 from nbstream.notebook.topology import topology_html
 from nbstream.runtime.explain import EXPLAIN_COLUMNS
 from nbstream.runtime.results import StatementResult
-from nbstream.runtime.service import EngineService
-from nbstream.sql import ast, parse
 
 _ASSIGN = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*(.*)$", re.DOTALL)
 
@@ -71,6 +72,13 @@ class StreamMagic(Magics):
     live_rows = Integer(200, help="Rows a push query's live table keeps (the latest ones).").tag(config=True)
     kafka_options = Dict(help="Kafka client options for `%stream connect kafka://…` (the URL's own options "
                               "win); secrets as env:NAME or file:PATH references.").tag(config=True)
+    server_user = Unicode(None, allow_none=True, help="User name for `%stream connect http(s)://…` (HTTP Basic), "
+                                                      "or an env:NAME/file:PATH reference.").tag(config=True)
+    server_password = Unicode(None, allow_none=True, help="Password for `%stream connect http(s)://…`: a "
+                                                          "reference, env:NAME or file:PATH.").tag(config=True)
+    server_ca_file = Unicode(None, allow_none=True, help="CA file verifying the TLS certificate of "
+                                                         "`%stream connect https://…` (default: the system's).").tag(
+        config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
@@ -89,7 +97,8 @@ class StreamMagic(Magics):
     @line_cell_magic
     def stream(self, line: str, cell: str | None = None) -> Any:
         """``%%stream [NAME <<]`` runs the cell's statements (``NAME <<`` assigns the last result);
-        ``%stream queries | stop ID|all | status | connect memory|PATH|kafka://…`` or statements."""
+        ``%stream queries | stop ID|all | status | connect memory|PATH|kafka://…|http(s)://…`` or
+        statements."""
         if cell is None:
             return self._line(line)
         options = parse_cell_line(line)
@@ -119,45 +128,47 @@ class StreamMagic(Magics):
     # -- statements --------------------------------------------------------------------------------
     def _run_script(self, script: str) -> Any:
         """Run each statement of ``script`` in order, showing its result; returns the last value."""
-        engine = session.current_engine()
+        connection = session.current_connection()
         try:
-            statements = parse(script)
+            statements = connection.statements(script)
         except NbstreamError as error:
             raise stream_error(error, None, script) from None
         value: Any = None
         for statement in statements:
             try:
-                value = self._run_statement(engine, statement)
+                value = self._run_statement(connection, statement)
             except (NbstreamError, duckdb.Error) as error:
                 raise stream_error(error, statement, script) from None
         return value
 
-    def _run_statement(self, engine: EngineService, statement: ast.Statement) -> Any:
+    def _run_statement(self, connection: Connection, statement: Statement) -> Any:
+        if statement.kind == "run_script":
+            return self._run_script(_script_text(statement))
         params = bound_parameters(statement, self._user_ns())
-        if isinstance(statement, ast.Select):
-            return self._select(engine, statement, params)
-        rerun = engine.rerun(statement, params)  # a re-run cell: an unchanged CREATE does nothing
-        if rerun.note is not None:
-            print(rerun.note)
-        return None if rerun.result is None else self._show(rerun.result)
+        if statement.kind == "push":
+            return self._push(connection, statement, params)
+        if statement.kind == "pull":
+            frame = connection.pull(statement, params)
+            display(frame.head(self.max_rows))
+            return frame
+        outcome = connection.run(statement, params)  # a re-run cell: an unchanged CREATE does nothing
+        if outcome.note is not None:
+            print(outcome.note)
+        return None if outcome.result is None else self._show(outcome.result)
 
-    def _select(self, engine: EngineService, statement: ast.Select, params: Mapping[str, object]) -> Any:
-        if statement.query.emit is not None:
-            push = live_query(engine, statement.text, params, self.live_rows)
-            if self._cell_id is not None:
-                self._pushes_by_cell.setdefault(self._cell_id, []).append(push)
-            chart, self._cell_chart = self._cell_chart, None  # the cell's first push query draws it
-            if chart is not None:
-                try:
-                    push.chart_with(chart)
-                except BaseException:
-                    push.stop()
-                    raise
-            push.display()
-            return push
-        frame = engine.query(statement.text, params)
-        display(frame.head(self.max_rows))
-        return frame
+    def _push(self, connection: Connection, statement: Statement, params: Mapping[str, object]) -> LiveQuery:
+        push = live_query(connection.push(statement, params), self.live_rows)
+        if self._cell_id is not None:
+            self._pushes_by_cell.setdefault(self._cell_id, []).append(push)
+        chart, self._cell_chart = self._cell_chart, None  # the cell's first push query draws it
+        if chart is not None:
+            try:
+                push.chart_with(chart)
+            except BaseException:
+                push.stop()
+                raise
+        push.display()
+        return push
 
     def _stop_cell_pushes(self) -> None:
         if self._cell_id is None:
@@ -181,42 +192,56 @@ class StreamMagic(Magics):
     # -- commands ----------------------------------------------------------------------------------
     def _command_queries(self, argument: str) -> pd.DataFrame:
         _no_argument("queries", argument)
-        return session.current_engine().queries_frame()
+        return self._on_connection(lambda c: c.queries())
 
     def _command_stop(self, argument: str) -> None:
         if not argument:
             raise UsageError("%stream stop ID|all")
-        stopped = session.current_engine().stop_queries(argument)
+        stopped = self._on_connection(lambda c: c.stop_queries(argument))
         print(f"Stopped {', '.join(stopped)}." if stopped else "No running queries.")
 
     def _command_status(self, argument: str) -> None:
         _no_argument("status", argument)
-        engine = session.current_engine()
-        running = sum(q.state == "RUNNING" for q in engine.persistent_queries())
-        print(f"engine: {engine.location()}; background loop: "
-              f"{'running' if engine.background.running else 'stopped'}; running queries: {running}")
-        for failure in engine.background.failures:
-            print(f"failed: {failure}")
+        for line in self._on_connection(lambda c: c.status()):
+            print(line)
 
     def _command_connect(self, argument: str) -> None:
         if not argument:
-            raise UsageError("%stream connect memory|PATH|kafka://host:port[?option=value&…]")
+            raise UsageError("%stream connect memory|PATH|kafka://host:port[?option=value&…]|http(s)://host:port")
+        server = session.ServerOptions(self.server_user, self.server_password, self.server_ca_file)
         try:
-            engine = session.connect(argument, self.kafka_options)
+            connection = session.connect(argument, self.kafka_options, server)
         except NbstreamError as error:
             raise stream_error(error, None, argument) from None
-        where = engine.location()
+        where = connection.location()
         print(f"Connected to {'an in-memory engine' if where == 'in memory' else where}.")
+
+    @staticmethod
+    def _on_connection(command: Any) -> Any:
+        """``command(connection)``, its error shown as the message alone."""
+        try:
+            return command(session.current_connection())
+        except NbstreamError as error:
+            raise stream_error(error, None, "") from None
 
 
 def _has_push_query(cell: str) -> bool:
-    """Whether ``cell`` has a push query (a cell that does not parse answers yes: running it
-    reports the parse error)."""
+    """Whether ``cell`` has a push query (a cell that does not split into statements answers yes:
+    running it reports the error)."""
     try:
-        statements = parse(cell)
+        statements = split_script(cell)
     except NbstreamError:
         return True
-    return any(isinstance(s, ast.Select) and s.query.emit is not None for s in statements)
+    return any(s.kind == "push" for s in statements)
+
+
+def _script_text(statement: Statement) -> str:
+    """The text of the file ``RUN SCRIPT 'file.sql'`` names."""
+    assert statement.value is not None
+    try:
+        return Path(statement.value).expanduser().read_text()
+    except OSError as error:
+        raise UsageError(f"RUN SCRIPT: cannot read '{statement.value}': {error.strerror or error}") from None
 
 
 def _no_argument(command: str, argument: str) -> None:
@@ -224,26 +249,11 @@ def _no_argument(command: str, argument: str) -> None:
         raise UsageError(f"%stream {command} takes no argument")
 
 
-def bound_parameters(statement: ast.Statement, namespace: Mapping[str, Any]) -> dict[str, object]:
+def bound_parameters(statement: Statement, namespace: Mapping[str, Any]) -> dict[str, object]:
     """The values of the ``:name`` parameters ``statement`` uses, from ``namespace``."""
     params: dict[str, object] = {}
-    for name in sorted(placeholders(statement)):
+    for name in sorted(statement.parameters):
         if name not in namespace:
             raise UnknownNameError(f"no Python variable `{name}` for the parameter :{name}")
         params[name] = namespace[name]
     return params
-
-
-def placeholders(node: object) -> Iterator[str]:
-    """The names of the ``:name`` parameters in a statement (or any part of one)."""
-    if isinstance(node, exp.Expression):
-        yield from (p.name for p in node.find_all(exp.Placeholder))
-    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-        for f in dataclasses.fields(node):
-            yield from placeholders(getattr(node, f.name))
-    elif isinstance(node, list | tuple):
-        for item in node:
-            yield from placeholders(item)
-    elif isinstance(node, dict):
-        for item in node.values():
-            yield from placeholders(item)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import queue
 import threading
 import time
 from collections import deque
@@ -41,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbstream.errors import ExecutionError
-from nbstream.runtime.query import QueryRunner
+from nbstream.runtime.query import QueryRunner, ResultShape
 
 RUNNING, DONE, STOPPED, ERROR = "RUNNING", "DONE", "STOPPED", "ERROR"
 
@@ -101,27 +102,62 @@ class RateMeter:
         return total / span if span > 0 else 0.0
 
 
-class PushQuery:
-    """A running push query and its subscribers.
+class PushSource(Protocol):
+    """A running push query as its consumers see it, wherever it runs: :class:`PushQuery` in this
+    engine, or a server's (:class:`nbstream.client.push.RemotePushQuery`). A live view or any other
+    :class:`Subscriber` is fed by either in the same way.
 
-    ``id`` (``PUSH_n``), ``sql``, ``state``, ``error`` (what ended it, if it failed; ``failure``:
-    the exception), ``rows_seen``, ``watermark``, :attr:`status`. :meth:`stop` and
-    :meth:`subscribe` are safe from any thread; :meth:`step` and :meth:`close` are the driver's.
+    ``id``, ``sql``, ``shape`` (columns, keys, whether rows are a table's changes), ``state``,
+    ``error``; :meth:`subscribe`, :meth:`unsubscribe`, :meth:`stop` and :meth:`fail` are safe from
+    any thread."""
+
+    id: str
+    sql: str
+    shape: ResultShape
+    state: str
+    error: str | None
+
+    @property
+    def columns(self) -> list[str]: ...
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """At least ``id``, ``state``, ``rows`` and ``error``."""
+        ...
+
+    def status_line(self) -> str: ...
+
+    def column_types(self) -> dict[str, str]:
+        """The ksqlDB type name of each result column (``WINDOWSTART``/``WINDOWEND``: ``WINDOW``)."""
+        ...
+
+    def subscribe(self, subscriber: S) -> S: ...
+
+    def unsubscribe(self, subscriber: Subscriber) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def fail(self, error: Exception | str) -> None: ...
+
+
+class PushFeed:
+    """A push query's lifecycle and subscribers, whatever produces its batches: ``RUNNING`` until
+    :meth:`finish` (``DONE``, ``STOPPED``, ``ERROR``); :meth:`publish` offers a batch to every
+    subscriber, detaching those that refuse it (:data:`OVERFLOW`).
+
+    ``id``, ``sql``, ``shape``, ``state``, ``error`` (what ended it, if it failed; ``failure``: the
+    exception), ``rows_seen``. :meth:`stop`, :meth:`subscribe` and :meth:`unsubscribe` are safe
+    from any thread; :meth:`publish` is the producer's.
     """
 
-    _ids = itertools.count()
-
-    def __init__(self, runner: QueryRunner, sql: str, clock: Clock = time.monotonic) -> None:
-        self.id = f"PUSH_{next(self._ids)}"
+    def __init__(self, query_id: str, sql: str, shape: ResultShape) -> None:
+        self.id = query_id
         self.sql = sql
-        self.runner = runner
-        self.shape = runner.result_shape
+        self.shape = shape
         self.state = RUNNING
         self.error: str | None = None
         self.failure: Exception | None = None
         self.rows_seen = 0
-        self.watermark: int | dt.datetime | None = None
-        self._input = RateMeter(clock)
         self._lock = threading.Lock()  # state and subscribers
         self._subscribers: list[Subscriber] = []
 
@@ -179,12 +215,84 @@ class PushQuery:
             subscriber.close(STOPPED, None)
         return remaining
 
+    @property
+    def subscribed(self) -> bool:
+        return bool(self._subscribers)
+
+    # -- producing ---------------------------------------------------------------------------------
+    def publish(self, batch: pa.Table) -> None:
+        """Offer ``batch`` to every subscriber (nothing if the query ended); one that refuses it is
+        detached and closed with :data:`OVERFLOW`."""
+        detached = []
+        with self._lock:
+            if self.state != RUNNING:
+                return
+            self.rows_seen += batch.num_rows
+            self._published(batch)
+            for subscriber in list(self._subscribers):
+                if not subscriber.offer(batch):
+                    self._subscribers.remove(subscriber)
+                    detached.append(subscriber)
+        for subscriber in detached:
+            subscriber.close(OVERFLOW, f"{self.id}: a subscriber fell behind and was disconnected")
+
+    def _published(self, batch: pa.Table) -> None:
+        """What the query learns from a batch it offers (under its lock)."""
+
+    def tick(self) -> None:
+        """Let the subscribers do their time-based work (outside the engine lock)."""
+        for subscriber in list(self._subscribers):
+            subscriber.tick()
+
+    # -- ending ------------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop the query (safe from any thread; nothing if it ended already)."""
+        self.finish(STOPPED)
+
+    def fail(self, error: Exception | str) -> None:
+        """End the query with ``error`` (an exception, or the message itself)."""
+        self.finish(ERROR, error)
+
+    def finish(self, state: str, error: Exception | str | None = None) -> bool:
+        """End the query in ``state``, closing every subscriber; False if it had ended already."""
+        with self._lock:
+            if self.state != RUNNING:
+                return False
+            if error is not None:
+                self.error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+                self.failure = error if isinstance(error, Exception) else ExecutionError(error)
+            self.state = state
+            subscribers, self._subscribers = self._subscribers, []
+        for subscriber in subscribers:
+            subscriber.close(state, self._ending_error(state))
+        return True
+
+    def _ending_error(self, state: str) -> str | None:
+        return f"{self.id} failed: {self.error}" if state == ERROR else None
+
+
+class PushQuery(PushFeed):
+    """A running push query of this engine and its subscribers.
+
+    ``id`` (``PUSH_n``), ``sql``, ``state``, ``error`` (what ended it, if it failed; ``failure``:
+    the exception), ``rows_seen``, ``watermark``, :attr:`status`. :meth:`stop` and
+    :meth:`subscribe` are safe from any thread; :meth:`step` and :meth:`close` are the driver's.
+    """
+
+    _ids = itertools.count()
+
+    def __init__(self, runner: QueryRunner, sql: str, clock: Clock = time.monotonic) -> None:
+        super().__init__(f"PUSH_{next(self._ids)}", sql, runner.result_shape)
+        self.runner = runner
+        self.watermark: int | dt.datetime | None = None
+        self._input = RateMeter(clock)
+
     # -- driving -----------------------------------------------------------------------------------
     def step(self) -> int:
         """Fetch one batch and offer it to the subscribers; returns the input records it consumed
         (0: nothing new, or nobody subscribed). A failure ends the query with ``ERROR``; LIMIT
         with ``DONE``."""
-        if self.state != RUNNING or not self._subscribers:
+        if self.state != RUNNING or not self.subscribed:
             return 0
         before = sum(self.runner.offsets.values())
         try:
@@ -199,54 +307,19 @@ class PushQuery:
         limit = self.shape.limit
         if limit is not None:
             batch = batch.slice(0, max(0, limit - self.rows_seen))
-        detached = []
-        with self._lock:
-            if self.state != RUNNING:
-                return consumed
-            self.rows_seen += batch.num_rows
-            self._advance_watermark(batch)
-            for subscriber in list(self._subscribers):
-                if not subscriber.offer(batch):
-                    self._subscribers.remove(subscriber)
-                    detached.append(subscriber)
-        for subscriber in detached:
-            subscriber.close(OVERFLOW, f"{self.id}: a subscriber fell behind and was disconnected")
+        self.publish(batch)
         if limit is not None and self.rows_seen >= limit:
-            self._finish(DONE)
+            self.finish(DONE)
         return consumed
 
-    def tick(self) -> None:
-        """Let the subscribers do their time-based work (outside the engine lock)."""
-        for subscriber in list(self._subscribers):
-            subscriber.tick()
+    def _published(self, batch: pa.Table) -> None:
+        latest = pc.max(batch.column("ROWTIME")).as_py()
+        if latest is not None and (self.watermark is None or latest > self.watermark):
+            self.watermark = latest
 
     def close(self) -> None:
         """Release the query's cursor (once it ended, and never while it fetches)."""
         self.runner.con.close()
-
-    # -- ending ------------------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Stop the query (safe from any thread; nothing if it ended already)."""
-        self._finish(STOPPED)
-
-    def fail(self, error: Exception | str) -> None:
-        """End the query with ``error`` (an exception, or the message itself)."""
-        self._finish(ERROR, error)
-
-    def _finish(self, state: str, error: Exception | str | None = None) -> None:
-        with self._lock:
-            if self.state != RUNNING:
-                return
-            if error is not None:
-                self.error = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-                self.failure = error if isinstance(error, Exception) else ExecutionError(error)
-            self.state = state
-            subscribers, self._subscribers = self._subscribers, []
-        for subscriber in subscribers:
-            subscriber.close(state, self._ending_error(state))
-
-    def _ending_error(self, state: str) -> str | None:
-        return f"{self.id} failed: {self.error}" if state == ERROR else None
 
     # -- status ------------------------------------------------------------------------------------
     @property
@@ -264,10 +337,11 @@ class PushQuery:
                 f"watermark {s['watermark'] or 'none'} · late {s['late']} · errors {s['errors']}")
         return line + (f" · {s['error']}" if s["error"] else "")
 
-    def _advance_watermark(self, batch: pa.Table) -> None:
-        latest = pc.max(batch.column("ROWTIME")).as_py()
-        if latest is not None and (self.watermark is None or latest > self.watermark):
-            self.watermark = latest
+    def column_types(self) -> dict[str, str]:
+        """The SQL type name of each result column (WINDOWSTART/WINDOWEND: ``WINDOW``)."""
+        plan = getattr(self.runner, "aggregate", None) or self.runner.plan
+        types = {column.name: column.type.name for column in plan.columns}
+        return {**types, "WINDOWSTART": "WINDOW", "WINDOWEND": "WINDOW"}
 
     def _watermark_text(self) -> str | None:
         mark = self.watermark
@@ -375,4 +449,34 @@ class AsyncBatches:
             raise StopAsyncIteration
         with self._lock:
             self._waiting -= item.num_rows
+        return item
+
+
+class QueueBatches:
+    """A subscriber for a consumer on a thread of its own: :meth:`get` waits for the next batch,
+    and returns None once the query ended (:attr:`ending` then says how: its state and error).
+    Unbounded: the consumer is expected to keep up (a terminal printing rows)."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[pa.Table | _End] = queue.Queue()
+        self.ending: _End | None = None
+
+    def offer(self, batch: pa.Table) -> bool:
+        self._queue.put(batch)
+        return True
+
+    def close(self, state: str, error: str | None) -> None:
+        self._queue.put(_End(state, error))
+
+    def tick(self) -> None:
+        """Nothing to do between steps: :meth:`get` wakes for each batch."""
+
+    def get(self, timeout: float | None = None) -> pa.Table | None:
+        """The next batch (None: the query ended); :class:`queue.Empty` after ``timeout`` seconds."""
+        if self.ending is not None:
+            return None
+        item = self._queue.get(timeout=timeout)
+        if isinstance(item, _End):
+            self.ending = item
+            return None
         return item

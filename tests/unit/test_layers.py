@@ -12,11 +12,14 @@ import pytest
 
 PACKAGE = Path(__file__).parents[2] / "nbstream"
 
-#: The faces, as module names: a package or a module.
-FACES = ("nbstream.notebook", "nbstream.server", "nbstream.cli")
+#: The faces, as module names (a package or a module) and the face each belongs to: the command line
+#: is its commands and its shell.
+FACES = {"nbstream.notebook": "nbstream.notebook", "nbstream.server": "nbstream.server",
+         "nbstream.cli": "nbstream.cli", "nbstream.shell": "nbstream.cli"}
 
 #: What lies below the faces.
-BELOW = ("runtime", "export", "plan", "physical", "log", "catalog", "sql", "formats", "connectors", "analysis")
+BELOW = ("runtime", "export", "plan", "physical", "log", "catalog", "sql", "formats", "connectors", "analysis",
+         "client")
 
 
 def module_name(path: Path) -> str:
@@ -41,7 +44,7 @@ def imported(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def face_of(module: str) -> str | None:
-    return next((face for face in FACES if module == face or module.startswith(face + ".")), None)
+    return next((face for prefix, face in FACES.items() if module == prefix or module.startswith(prefix + ".")), None)
 
 
 def modules(*folders: str) -> list[Path]:
@@ -67,6 +70,7 @@ def test_no_face_imports_another_face(path: Path) -> None:
 
 def test_the_check_sees_an_import_inside_a_function(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
-    module.write_text("def f():\n    from nbstream.notebook import session\n    import nbstream.cli\n")
+    module.write_text("def f():\n    from nbstream.notebook import session\n    import nbstream.cli\n"
+                      "    import nbstream.shell\n")
     names = [name for _, name in imported(module)]
-    assert [face_of(n) for n in names] == ["nbstream.notebook", "nbstream.notebook", "nbstream.cli"]
+    assert [face_of(n) for n in names] == ["nbstream.notebook", "nbstream.notebook", "nbstream.cli", "nbstream.cli"]
