@@ -11,9 +11,8 @@ only as bound parameters ``:name`` looked up in the user's namespace, never as S
 
 from __future__ import annotations
 
-import dataclasses
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +21,6 @@ import pandas as pd
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from IPython.display import HTML, display
-from sqlglot import exp
 from traitlets import Dict, Integer
 
 from nbstream.errors import NbstreamError, UnknownNameError
@@ -35,6 +33,7 @@ from nbstream.runtime.explain import EXPLAIN_COLUMNS
 from nbstream.runtime.results import StatementResult
 from nbstream.runtime.service import EngineService
 from nbstream.sql import ast, parse
+from nbstream.sql.params import placeholders
 
 _ASSIGN = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*(.*)$", re.DOTALL)
 
@@ -232,18 +231,3 @@ def bound_parameters(statement: ast.Statement, namespace: Mapping[str, Any]) -> 
             raise UnknownNameError(f"no Python variable `{name}` for the parameter :{name}")
         params[name] = namespace[name]
     return params
-
-
-def placeholders(node: object) -> Iterator[str]:
-    """The names of the ``:name`` parameters in a statement (or any part of one)."""
-    if isinstance(node, exp.Expression):
-        yield from (p.name for p in node.find_all(exp.Placeholder))
-    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-        for f in dataclasses.fields(node):
-            yield from placeholders(getattr(node, f.name))
-    elif isinstance(node, list | tuple):
-        for item in node:
-            yield from placeholders(item)
-    elif isinstance(node, dict):
-        for item in node.values():
-            yield from placeholders(item)
