@@ -89,7 +89,33 @@ def ksqldb_files(planned: PlannedJob, service_id: str) -> KsqlExport:
         out.files["connectors.sql"] = "\n".join(f"-- {s.sourced.origin}\n{text};\n" for s, text in connectors)
         configs = [connector_config(s.statement) for s, _ in connectors if isinstance(s.statement, ast.CreateConnector)]
         out.files["connectors.json"] = json.dumps(configs, indent=1) + "\n"
+    out.files["README.md"] = readme(planned, HEADLESS_STEPS, out.notes)
     return out
+
+
+#: How to deploy ``--to ksqldb``'s files.
+HEADLESS_STEPS = """Run the connectors first, so that their topics exist: `connectors.json` holds Kafka Connect's
+`POST /connectors` bodies (`curl -X POST -H 'Content-Type: application/json' -d @- http://connect:8083/connectors`
+with one element at a time), or run `connectors.sql` on an interactive ksqlDB server. Then start every
+headless server of the cluster with the same files:
+
+```sh
+ksql-server-start ksql-server.properties        # reads queries.sql; set bootstrap.servers first
+# or: docker run -v $PWD:/job -e KSQL_BOOTSTRAP_SERVERS=broker:9092 -e KSQL_KSQL_SERVICE_ID=… \\
+#       -e KSQL_KSQL_QUERIES_FILE=/job/queries.sql confluentinc/ksqldb-server:0.29.0
+```
+
+Headless mode has no REST API: check its health on the JMX port."""
+
+
+def readme(planned: PlannedJob, steps: str, notes: list[str]) -> str:
+    """A README for a ksqlDB target: how to deploy, and what the export left out."""
+    left = [*planned.selection.notes, *notes]
+    listed = "\n".join(f"- {note}" for note in left) or "- nothing"
+    return (f"# {planned.selection.name} for ksqlDB\n\nExported by nbstream from {planned.selection.described}. "
+            "Every statement is preceded by the notebook cell it came from. nbstream's persistent queries read "
+            "their inputs from the beginning, so `auto.offset.reset` is `earliest` here too.\n\n"
+            f"## Deploy\n\n{steps}\n\n## Not exported\n\n{listed}\n")
 
 
 def server_properties(planned: PlannedJob, service_id: str) -> str:

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 from nbstream.export.sandbox import PlannedJob
 from nbstream.export.selection import Selected
-from nbstream.export.to_ksqldb import OFFSET_RESET, KsqlExport, connector_text, ksql_text, nbstream_only
+from nbstream.export.to_ksqldb import OFFSET_RESET, KsqlExport, connector_text, ksql_text, nbstream_only, readme
 from nbstream.sql import ast
+from nbstream.sql.params import sql_literal
 
 PROPERTIES_FILE = "ksql-migrations.properties"
 FOLDER = "migrations"
@@ -55,10 +56,25 @@ def migrations_files(planned: PlannedJob) -> KsqlExport:
         if not lines:
             continue
         version += 1
-        sets = [f"SET '{k}'='{v}';\n" for k, v in properties.items()]
+        sets = [f"SET {sql_literal(k)}={sql_literal(v)};\n" for k, v in properties.items()]
         out.files[f"{FOLDER}/V{version:06d}__{_name(names, version)}.sql"] = "".join(sets) + "\n" + "\n".join(lines)
         properties = _after(properties, group.statements)
+    out.files["README.md"] = readme(planned, MIGRATION_STEPS, out.notes)
     return out
+
+
+#: How to apply ``--to migrations``' project.
+MIGRATION_STEPS = """Set `ksql.server.url` in `ksql-migrations.properties`, then:
+
+```sh
+ksql-migrations --config-file ksql-migrations.properties initialize-metadata   # once
+ksql-migrations --config-file ksql-migrations.properties apply --all
+```
+
+One migration per notebook cell (its statements ran together); each file starts with the `SET`
+statements in force at that point of the notebook, since the tool scopes `SET` to one file. A stream
+declared over a connector's topic needs the topic to exist: if the connector has not created it yet
+when its migration is applied, apply again."""
 
 
 def _groups(statements: tuple[Selected, ...]) -> list[_Group]:
