@@ -27,12 +27,14 @@ ConnectorKind = Literal["SOURCE", "SINK"]
 
 @dataclass(frozen=True)
 class ConnectorClass:
-    """A connector class: its name, kind, the aliases it answers to and how to create one."""
+    """A connector class: its name, kind, the aliases it answers to, how to create one, and the
+    properties naming files or folders it reads or writes (``paths``; a server may confine them)."""
 
     name: str
     kind: ConnectorKind
     create: Callable[[str, Mapping[str, PropertyValue]], SourceConnector | TopicSink]  # (name, properties)
     aliases: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
 
 
 _CLASSES: dict[tuple[ConnectorKind, str], ConnectorClass] = {}  # a source and a sink class may share a name
@@ -74,7 +76,7 @@ def _known_list(kind: ConnectorKind) -> str:
 
 register(ConnectorClass("datagen", "SOURCE", DatagenConnector,
                         aliases=("DatagenSource", "io.confluent.kafka.connect.datagen.DatagenConnector")))
-register(ConnectorClass("file", "SOURCE", FileSourceConnector, aliases=("FileStreamSource",)))
-register(ConnectorClass("file", "SINK", JsonLinesSink, aliases=("FileStreamSink",)))
-register(ConnectorClass("parquet", "SINK", ParquetSink))
-register(ConnectorClass("duckdb", "SINK", DuckDbSink))
+register(ConnectorClass("file", "SOURCE", FileSourceConnector, aliases=("FileStreamSource",), paths=("path",)))
+register(ConnectorClass("file", "SINK", JsonLinesSink, aliases=("FileStreamSink",), paths=("path",)))
+register(ConnectorClass("parquet", "SINK", ParquetSink, paths=("path",)))
+register(ConnectorClass("duckdb", "SINK", DuckDbSink, paths=("database",)))

@@ -105,10 +105,8 @@ class AggregateRunner(QueryRunner):
 
     @property
     def result_shape(self) -> ResultShape:
-        window = ("WINDOWSTART", "WINDOWEND") if self.aggregate.window is not None else ()
-        keys = tuple(c.name for c in self.aggregate.columns if c.role == "KEY") + window
-        values = tuple(c.name for c in self.aggregate.columns if c.role != "KEY")
-        return ResultShape(keys + values, keys, True, self.aggregate.limit)
+        return ResultShape.of(self.aggregate.columns, window=self.aggregate.window is not None, keys_first=True,
+                              is_table=True, limit=self.aggregate.limit)
 
     def _batch_rows(self, sql: str) -> pa.Table:
         """A push query's batch folded: its changelog rows (``ROWTIME``, ``__deleted`` — a tombstone —,

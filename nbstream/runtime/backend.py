@@ -89,6 +89,8 @@ class Backend(Protocol):
     pulls_on_cursor: bool
     #: Whether source connectors may write to the log (sinks run on every backend).
     runs_source_connectors: bool
+    #: Whether the log is on this machine, so that reading a few records costs no network round trip.
+    log_is_local: bool
 
     def runner_for(self, query: PersistentQuery, plan: Plan, guarantee: str) -> QueryRunner:
         """The runner of persistent query ``query``; ``guarantee`` is its ``processing.guarantee``
@@ -131,6 +133,7 @@ class EmbeddedBackend:
 
     pulls_on_cursor = True
     runs_source_connectors = True
+    log_is_local = True
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
@@ -170,6 +173,7 @@ class KafkaBackend:
     :mod:`nbstream.runtime.kafka_query` for the delivery guarantees."""
 
     pulls_on_cursor = False  # pull queries read batches fetched onto the engine's connection
+    log_is_local = False
     runs_source_connectors = False  # not yet
 
     def __init__(self, kafka: KafkaLog, con: duckdb.DuckDBPyConnection) -> None:

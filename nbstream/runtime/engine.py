@@ -8,8 +8,10 @@ for deterministic runs, :meth:`Engine.push` and the notebook layer for live ones
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -86,6 +88,8 @@ class Engine:
         self.con.execute("CREATE TABLE IF NOT EXISTS __offsets (query_id VARCHAR, \"partition\" INTEGER, "
                          "next_offset BIGINT, PRIMARY KEY (query_id, \"partition\"))")
         self.con.execute("CREATE TABLE IF NOT EXISTS __statements (seq INTEGER PRIMARY KEY, sql VARCHAR)")
+        # the property overrides a statement ran with (JSON), replayed with it
+        self.con.execute("ALTER TABLE __statements ADD COLUMN IF NOT EXISTS properties VARCHAR")
         self.log.create_topic(PROCESSING_LOG_TOPIC, 1)
         self.catalog.add(processing_log_source())
         self.connectors = Connectors(self.con, self.log, source_connectors=self.backend.runs_source_connectors)
@@ -106,32 +110,57 @@ class Engine:
             con.execute(macro)
 
     # -- statements ------------------------------------------------------------------------------
-    def execute(self, sql: str, params: Mapping[str, object] | None = None) -> list[StatementResult]:
+    def execute(self, sql: str, params: Mapping[str, object] | None = None,
+                properties: Mapping[str, Any] | None = None) -> list[StatementResult]:
         """Run a script of ``;``-separated statements; one result per statement, in order.
 
         ``params`` bind ``:name`` placeholders (never interpolated into the SQL text).
+        ``properties`` override the engine's :attr:`properties` for these statements only (as
+        ksqlDB's ``streamsProperties`` do for one request); a durable engine replays a statement
+        with the overrides it ran with. A ``SET`` of an overridden name does not outlive the call.
         """
         bound = dict(params or {})
+        overrides = dict(properties or {})
         results = []
-        for statement in parse(sql):
-            results.append(execute_statement(self, statement, bound))
-            if isinstance(statement, _DURABLE):
-                self._record(statement.text)
+        with self.overriding(overrides):
+            for statement in parse(sql):
+                results.append(execute_statement(self, statement, bound))
+                if isinstance(statement, _DURABLE):
+                    self._record(statement.text, overrides)
         return results
 
-    def _record(self, sql: str) -> None:
+    @contextlib.contextmanager
+    def overriding(self, properties: Mapping[str, Any]) -> Iterator[None]:
+        """Within the block, :attr:`properties` hold ``properties`` too (each name restored after)."""
+        before = {name: self.properties[name] for name in properties if name in self.properties}
+        self.properties.update(properties)
+        try:
+            yield
+        finally:
+            for name in properties:
+                if name in before:
+                    self.properties[name] = before[name]
+                else:
+                    self.properties.pop(name, None)
+
+    def _record(self, sql: str, overrides: Mapping[str, Any]) -> None:
         if self.path is None:
             return
         seq = self.con.execute("SELECT coalesce(max(seq), -1) + 1 FROM __statements").fetchall()[0][0]
-        self.con.execute("INSERT INTO __statements VALUES (?, ?)", [seq, sql])
+        self.con.execute("INSERT INTO __statements VALUES (?, ?, ?)",
+                         [seq, sql, json.dumps(dict(overrides)) if overrides else None])
 
     def _restore(self) -> None:
-        for (sql,) in self.con.execute("SELECT sql FROM __statements ORDER BY seq").fetchall():
-            for statement in parse(sql):
-                execute_statement(self, statement, {})
+        for sql, overrides in self.con.execute("SELECT sql, properties FROM __statements ORDER BY seq").fetchall():
+            with self.overriding(json.loads(overrides) if overrides else {}):
+                for statement in parse(sql):
+                    execute_statement(self, statement, {})
 
     def property(self, name: str) -> Any:
-        return self.properties.get(name)
+        """The value of configuration ``name``; a Kafka Streams setting may also be given with
+        ksqlDB's ``ksql.streams.`` prefix (``ksql.streams.auto.offset.reset``)."""
+        value = self.properties.get(name)
+        return self.properties.get(f"ksql.streams.{name}") if value is None else value
 
     def location(self) -> str:
         """Where the engine keeps its topics and state, for display: ``kafka://…`` with its client
@@ -331,16 +360,19 @@ class Engine:
             query.stop()
             query.close()
 
-    def _transient_runner(self, sql: str, params: Mapping[str, object] | None = None) -> QueryRunner:
+    def _transient_runner(self, sql: str, params: Mapping[str, object] | None = None,
+                          properties: Mapping[str, Any] | None = None) -> QueryRunner:
         """A runner for the push query ``sql`` on its own DuckDB cursor (close ``runner.con`` when
-        done); ``runner.fetch_rows()`` returns each next batch of result rows."""
+        done); ``runner.fetch_rows()`` returns each next batch of result rows. ``properties``
+        override the engine's while it is planned (``auto.offset.reset``)."""
         statement = _single_select(sql)
         cursor = self.con.cursor()
         self._configure(cursor)
-        earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
         try:
-            plan = plan_query(statement.query, self.catalog, cursor, params=params)
-            return self.backend.transient_runner_for(plan, cursor, start_at_end=not earliest)
+            with self.overriding(properties or {}):
+                earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
+                plan = plan_query(statement.query, self.catalog, cursor, params=params)
+                return self.backend.transient_runner_for(plan, cursor, start_at_end=not earliest)
         except BaseException:
             cursor.close()
             raise

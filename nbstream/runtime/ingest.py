@@ -1,13 +1,21 @@
-"""Bulk ingest: a DataFrame or Arrow table encoded into records inside DuckDB, appended at once."""
+"""Bulk ingest: a DataFrame, an Arrow table or JSON rows encoded into records inside DuckDB,
+appended at once."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 
 from nbstream.catalog.catalog import Source
+from nbstream.catalog.schema import Column
+from nbstream.catalog.types import STRING
 from nbstream.errors import BindError, did_you_mean
+from nbstream.formats.base import let_relation
+from nbstream.formats.json import JsonFormat
 from nbstream.log.base import SqlLog
 from nbstream.physical.compile import encode_rows_sql
 from nbstream.physical.expressions import quote
@@ -47,20 +55,90 @@ def append_frame(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source, da
             sql = f"CAST(__frame.{quote(frame_name)} AS {col.type.duckdb()})"
         columns.append((col, sql))
     ts = f"CAST(__frame.{quote(timestamp)} AS BIGINT)" if timestamp else "epoch_ms(now())"
-    projected = ", ".join(f"{sql} AS {quote(col.name)}" for col, sql in columns)
     # The row's position in the frame orders the records (DuckDB may scan the frame in parallel).
     con.register("__frame", table.append_column("__position", pa.array(range(table.num_rows), pa.int64())))
     try:
-        con.execute(
-            f"""CREATE OR REPLACE TEMP VIEW __frame_rows AS SELECT FALSE AS __err, FALSE AS __deleted,
-            NULL AS __headers, {ts} AS __ts, 0 AS __in_partition, __position AS __in_offset,
-            {projected} FROM __frame"""
-        )
+        return _append_rows(con, log, source, columns, "__frame", ts=ts, position="__position", commit=commit)
+    finally:
+        con.unregister("__frame")
+
+
+@dataclass(frozen=True)
+class JsonRowsAppended:
+    """What :func:`append_json_rows` did: ``count`` rows appended (the first ones), and the
+    position and message of the row that stopped it (``failed``), if one did."""
+
+    count: int
+    failed: tuple[int, str] | None = None
+
+
+#: The types whose values JSON rows give as strings, as ksqlDB's REST API writes and reads them
+#: (``ApiSqlValueCoercer``), where the JSON format would want numbers: each string's conversion.
+_FROM_STRING = {"TIMESTAMP": "TRY_CAST({} AS TIMESTAMP)", "DATE": "TRY_CAST({} AS DATE)",
+                "TIME": "TRY_CAST({} AS TIME)", "BYTES": "TRY(from_base64({}))"}
+
+
+def append_json_rows(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source,
+                     rows: Sequence[bytes]) -> JsonRowsAppended:
+    """Append ``rows`` — JSON objects holding a row's columns, key columns too — to ``source``'s
+    topic, in one transaction, timestamped now. Fields match columns as the JSON format matches
+    them (ksqlDB's rules: the exact name, then the upper-cased key; a value coerced to its column's
+    type), except that a TIMESTAMP, DATE, TIME or BYTES column takes a string (ISO text, base64) as
+    ksqlDB's REST API gives it. The rows before the first that does not decode are appended; that
+    row and those after it are not."""
+    writable = [c for c in source.schema.columns if c.role not in ("HEADER", "HEADERS")]
+    as_read = [Column(c.name, STRING) if c.type.name in _FROM_STRING else c for c in writable]
+    decoded = JsonFormat().decode_sql("__json", as_read, wrap_single_value=True)
+    read = ", ".join(f"{sql} AS {quote(c.name)}" for c, sql in zip(writable, decoded.columns, strict=True))
+    table = pa.table({"__json": pa.array(rows, pa.binary()), "__position": pa.array(range(len(rows)), pa.int64())})
+    con.register("__json_rows", table)
+    try:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __json_read AS SELECT __position,
+            {decoded.error or "false"} AS __bad, {decoded.error_message or "NULL"} AS __bad_message, {read}
+            FROM {let_relation("__json_rows", decoded)}""")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __json_decoded AS {_from_strings_sql(writable)}")
+        failed = con.execute("SELECT __position, __bad_message FROM __json_decoded WHERE __bad "
+                             "ORDER BY __position LIMIT 1").fetchall()
+        count = failed[0][0] if failed else len(rows)
+        relation = f"(SELECT * FROM __json_decoded WHERE __position < {count}) AS __json_decoded"
+        columns = [(c, f"__json_decoded.{quote(c.name)}") for c in writable]
+        _append_rows(con, log, source, columns, relation, ts="epoch_ms(now())", position="__position")
+        return JsonRowsAppended(count, (failed[0][0], str(failed[0][1])) if failed else None)
+    finally:
+        con.execute("DROP TABLE IF EXISTS __json_decoded")
+        con.execute("DROP TABLE IF EXISTS __json_read")
+        con.unregister("__json_rows")
+
+
+def _from_strings_sql(columns: Sequence[Column]) -> str:
+    """``__json_read`` with the string values of :data:`_FROM_STRING` columns converted; a row
+    whose string does not convert is bad."""
+    converted = [(c, _FROM_STRING[c.type.name].format(quote(c.name)) if c.type.name in _FROM_STRING else None)
+                 for c in columns]
+    failures = [(f"({quote(c.name)} IS NOT NULL AND {sql} IS NULL)", f"'Can''t convert the string of column "
+                 f"{c.name} to {c.type}: ' || {quote(c.name)}") for c, sql in converted if sql is not None]
+    bad = " OR ".join(["__bad", *(test for test, _ in failures)])
+    message = "CASE WHEN __bad THEN __bad_message " + \
+        "".join(f"WHEN {test} THEN {text} " for test, text in failures) + "END"
+    values = ", ".join(f"{sql or quote(c.name)} AS {quote(c.name)}" for c, sql in converted)
+    return f"SELECT __position, {bad} AS __bad, {message} AS __bad_message, {values} FROM __json_read"
+
+
+def _append_rows(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source, columns: Sequence[tuple[Column, str]],
+                 relation: str, *, ts: str, position: str, commit: bool = True) -> dict[int, int]:
+    """Encode the rows of ``relation`` (a FROM item) — each of ``source``'s ``columns`` given by its
+    SQL, the record time by ``ts``, the order by ``position`` — and append them to its topic."""
+    projected = ", ".join(f"{sql} AS {quote(col.name)}" for col, sql in columns)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP VIEW __ingest_rows AS SELECT FALSE AS __err, FALSE AS __deleted,
+        NULL AS __headers, {ts} AS __ts, 0 AS __in_partition, {position} AS __in_offset,
+        {projected} FROM {relation}"""
+    )
+    try:
         sink = sink_of(source, log.require(source.topic).partitions)
         outputs = [passthrough(c) for c, _ in columns]
-        con.execute(f"CREATE OR REPLACE TEMP VIEW __encoded AS {encode_rows_sql(sink, outputs, '__frame_rows')}")
+        con.execute(f"CREATE OR REPLACE TEMP VIEW __encoded AS {encode_rows_sql(sink, outputs, '__ingest_rows')}")
         return log.append_relation(source.topic, "__encoded", commit=commit)
     finally:
         con.execute("DROP VIEW IF EXISTS __encoded")
-        con.execute("DROP VIEW IF EXISTS __frame_rows")
-        con.unregister("__frame")
+        con.execute("DROP VIEW IF EXISTS __ingest_rows")

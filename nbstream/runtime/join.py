@@ -93,8 +93,9 @@ class JoinRunner(QueryRunner):
     @property
     def result_shape(self) -> ResultShape:
         plan = self.join
-        keys = tuple(c.name for c in plan.columns if c.role == "KEY")
-        return ResultShape(tuple(c.name for c in plan.columns), keys, plan.emits_table and bool(keys), plan.limit)
+        has_key = any(c.role == "KEY" for c in plan.columns)
+        return ResultShape.of(plan.columns, window=False, keys_first=False, is_table=plan.emits_table and has_key,
+                              limit=plan.limit)
 
     def _batch_rows(self, sql: str) -> pa.Table:
         """A push query's batch joined: its result rows in output order, and its records in error."""

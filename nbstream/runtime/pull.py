@@ -1,8 +1,10 @@
-"""Pull queries: a SELECT answered once from the current state, returned as a DataFrame.
+"""Pull queries: a SELECT answered once from the current state.
 
 On a TABLE the query reads the table's materialized state (the latest row per key; on a windowed
 table, per key and window, with ``WINDOWSTART``/``WINDOWEND`` columns after the key as in
-ksqlDB); on a STREAM it scans every record of the stream's topic.
+ksqlDB); on a STREAM it scans every record of the stream's topic. :func:`pull` returns the rows as
+a DataFrame; :func:`pull_rows` as Python tuples with the ksqlDB columns they hold (what a network
+face encodes).
 
 Planning a query costs milliseconds (parsing, and DuckDB typing its expressions) while a point
 lookup on a table's state takes a fraction of one, so the SQL a pull query on a TABLE compiles to is
@@ -11,16 +13,26 @@ with a stand-in value for each string and integer parameter and each call puts t
 literals in their place: a lookup repeated with other parameter values is not planned again. An
 entry is used only while the table it reads is still the same catalog object (a dropped and
 re-created table is planned anew).
+
+A query without parameters has the string and integer literals it compares with ``=``, ``<>``,
+``<``, ``>``, ``<=`` or ``>=`` taken out as parameters first (:func:`lift_literals`), so that the
+point lookups a client sends as text (``WHERE ID = 'k17'``) share one plan too. Where the lifted
+query cannot be run, the query runs as written, and its error is the one the user sees.
+
+The cache is safe to share between threads, and a pull query on a connection of its own (a cursor
+of the engine's database) needs no engine lock: planning only looks sources up in the catalog,
+whose entries are immutable values, and a stream's end offsets in the log.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 import pandas as pd
@@ -28,11 +40,12 @@ import sqlglot
 from sqlglot import exp
 
 from nbstream.catalog.catalog import Source
+from nbstream.catalog.schema import WINDOW_BOUNDS, Column
 from nbstream.errors import BindError, ExecutionError, NbstreamError, UnsupportedError
 from nbstream.physical.compile import result_sql
 from nbstream.physical.expressions import literal, quote
 from nbstream.plan.aggregate import AggregatePlan
-from nbstream.plan.logical import StatelessPlan
+from nbstream.plan.logical import OutputColumn, StatelessPlan
 from nbstream.plan.planner import plan_query
 from nbstream.runtime.materialize import state_columns, state_table
 from nbstream.sql import ast, parse
@@ -45,22 +58,91 @@ CACHE_SIZE = 256
 
 
 @dataclass(frozen=True)
-class _Compiled:
-    """The DuckDB SQL of a pull query on a table, with stand-ins where parameter values go."""
+class PullResult:
+    """A pull query's rows, as Python tuples, and the ksqlDB columns they hold (a TABLE's key
+    columns in the projection, and a windowed table's ``WINDOWSTART``/``WINDOWEND``, have role
+    ``KEY``, as ksqlDB marks them in a pull query's header)."""
+
+    columns: tuple[Column, ...]
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class _Query:
+    """The DuckDB SQL answering a pull query, and the columns it returns."""
 
     sql: str
+    columns: tuple[Column, ...]
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """The DuckDB SQL of a pull query on a table, cut where its parameters' values go: ``pieces``
+    around the places, ``slots`` the parameter whose value goes in each place."""
+
+    query: _Query
     source: Source
-    stand_ins: Mapping[str, str]  # parameter name -> the literal standing for it in ``sql``
+    pieces: tuple[str, ...]
+    slots: tuple[str, ...]
 
-    def bind(self, params: Mapping[str, object]) -> str:
-        sql = self.sql
-        for name, stand_in in self.stand_ins.items():
-            value = literal(params[name]).sql("duckdb")
-            sql = _literal_pattern(stand_in).sub(lambda _match: value, sql)  # noqa: B023 (used at once)
-        return sql
+    @classmethod
+    def of(cls, query: _Query, source: Source, stand_ins: Mapping[str, str]) -> _Compiled:
+        """``query``'s SQL cut at each stand-in literal (parameter name -> the literal standing for it)."""
+        by_literal = {literal_sql: name for name, literal_sql in stand_ins.items()}
+        if not by_literal:
+            return cls(query, source, (query.sql,), ())
+        pattern = re.compile("|".join(_literal_pattern(text).pattern for text in by_literal))
+        pieces, slots, start = [], [], 0
+        for match in pattern.finditer(query.sql):
+            pieces.append(query.sql[start:match.start()])
+            slots.append(by_literal[match.group(0)])
+            start = match.end()
+        pieces.append(query.sql[start:])
+        return cls(query, source, tuple(pieces), tuple(slots))
+
+    def bind(self, params: Mapping[str, object]) -> _Query:
+        if not self.slots:
+            return self.query
+        values = [_sql_literal(params[name]) for name in self.slots]
+        parts = [piece for pair in zip(self.pieces, values, strict=False) for piece in pair]
+        return _Query("".join([*parts, self.pieces[-1]]), self.query.columns)
 
 
-_caches: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[object, ...], _Compiled]] = weakref.WeakKeyDictionary()
+def _sql_literal(value: object) -> str:
+    """A string or integer as a DuckDB literal (the kinds of values stood in for), as sqlglot writes them."""
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return literal(value).sql("duckdb")
+
+
+class _Cache:
+    """The compiled pull queries of one engine, least recently used first (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[object, ...], _Compiled] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...]) -> _Compiled | None:
+        with self._lock:
+            compiled = self._entries.get(key)
+            if compiled is not None:
+                self._entries.move_to_end(key)
+            return compiled
+
+    def put(self, key: tuple[object, ...], compiled: _Compiled) -> None:
+        with self._lock:
+            self._entries[key] = compiled
+            if len(self._entries) > CACHE_SIZE:
+                self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+_caches: weakref.WeakKeyDictionary[Engine, _Cache] = weakref.WeakKeyDictionary()
+_caches_lock = threading.Lock()
 
 
 def pull(engine: Engine, sql: str, params: Mapping[str, object],
@@ -68,23 +150,45 @@ def pull(engine: Engine, sql: str, params: Mapping[str, object],
     """Run the pull query ``sql`` (one SELECT without EMIT) against the engine's current state — its
     last committed state when ``con`` is another connection (cursor) to the engine's database."""
     con = con or engine.con
-    cache = _caches.setdefault(engine, OrderedDict())
+    return _execute(con, _prepare(engine, sql, params, con).sql)
+
+
+def pull_rows(engine: Engine, sql: str, params: Mapping[str, object],
+              con: duckdb.DuckDBPyConnection | None = None) -> PullResult:
+    """:func:`pull`, its rows as Python tuples with their columns."""
+    con = con or engine.con
+    query = _prepare(engine, sql, params, con)
+    try:
+        return PullResult(query.columns, con.execute(query.sql).fetchall())
+    except duckdb.Error as e:
+        raise ExecutionError(f"pull query failed: {e}") from e
+
+
+def _prepare(engine: Engine, sql: str, params: Mapping[str, object], con: duckdb.DuckDBPyConnection) -> _Query:
+    """The SQL answering ``sql``: cached or planned, or, for a query without parameters, that of the
+    query with its compared literals lifted."""
+    if not params:
+        template, lifted = lift_literals(sql)
+        if lifted:
+            try:
+                return _prepare(engine, template, lifted, con)
+            except NbstreamError:
+                pass  # the query as written says what is wrong with it
+    with _caches_lock:
+        cache = _caches.setdefault(engine, _Cache())
     key = (sql, *sorted((name, _shape(value)) for name, value in params.items()))
     compiled = cache.get(key)
     if compiled is not None and engine.catalog.find(compiled.source.name) is compiled.source:
-        cache.move_to_end(key)
-        return _execute(con, compiled.bind(params))
+        return compiled.bind(params)
     query = _parse_select(sql)
     source = engine.catalog.get(_source_name(query))
     if not source.is_table:
-        return run_pull_query(engine, con, query, params)
+        return _stream_query(engine, con, query, params)
     compiled = _compile_table_query(engine, con, query, source, params)
     if compiled is None:
-        return run_pull_query(engine, con, query, params)
-    cache[key] = compiled
-    if len(cache) > CACHE_SIZE:
-        cache.popitem(last=False)
-    return _execute(con, compiled.bind(params))
+        return _table_query(engine, con, query, source, params)
+    cache.put(key, compiled)
+    return compiled.bind(params)
 
 
 def run_pull_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
@@ -92,14 +196,21 @@ def run_pull_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Qu
     """Evaluate ``query`` on ``con`` against the engine's state (planned for this call only)."""
     source = engine.catalog.get(_source_name(query))
     if source.is_table:
-        return _execute(con, _table_sql(engine, con, query, source, params))
+        return _execute(con, _table_query(engine, con, query, source, params).sql)
+    return _execute(con, _stream_query(engine, con, query, params).sql)
+
+
+def _stream_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
+                  params: Mapping[str, object]) -> _Query:
+    """A scan of every record of a stream's topic."""
     plan = _plan(engine, con, query, params)
     limit = f" LIMIT {plan.limit}" if plan.limit is not None else ""
     info = engine.log.require(plan.scan.topic)
     relation = engine.log.relation(plan.scan.topic, {p: (0, e) for p, e in info.end_offsets.items()})
     names = ", ".join(quote(c.name) for c in plan.columns)
-    return _execute(con, f"SELECT {names} FROM ({result_sql(plan, relation)}) "
-                                f"WHERE NOT __err ORDER BY __in_partition, __in_offset{limit}")
+    return _Query(f"SELECT {names} FROM ({result_sql(plan, relation)}) "
+                  f"WHERE NOT __err ORDER BY __in_partition, __in_offset{limit}",
+                  tuple(_value_column(c) for c in plan.columns))
 
 
 def _plan(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
@@ -112,8 +223,8 @@ def _plan(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
     return plan
 
 
-def _table_sql(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query, source: Source,
-               params: Mapping[str, object]) -> str:
+def _table_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query, source: Source,
+                 params: Mapping[str, object]) -> _Query:
     """The SELECT over the table's state; a windowed table's rows in key, then window order."""
     if source.window is not None:
         query = _expand_star(query, source)
@@ -124,7 +235,21 @@ def _table_sql(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
     if source.window is not None:
         order = " ORDER BY " + ", ".join([*(quote(c.name) for c in source.schema.key), '"WINDOWSTART"'])
     limit = f" LIMIT {plan.limit}" if plan.limit is not None else ""
-    return f"SELECT {outputs} FROM {state_table(source.name)}{where}{order}{limit}"
+    columns = tuple(_table_column(c, source) for c in plan.columns)
+    return _Query(f"SELECT {outputs} FROM {state_table(source.name)}{where}{order}{limit}", columns)
+
+
+def _table_column(column: OutputColumn, source: Source) -> Column:
+    """A result column of a pull query on ``source``: ``KEY`` if it is a key column of the table
+    (or a window bound of a windowed one), as ksqlDB marks them in a pull query's header."""
+    found = source.schema.find(column.name)
+    is_key = (found is not None and found.role == "KEY" and found.type == column.type) or \
+        (source.window is not None and column.name in WINDOW_BOUNDS)
+    return Column(column.name, column.type, "KEY" if is_key else "VALUE")
+
+
+def _value_column(column: OutputColumn) -> Column:
+    return Column(column.name, column.type)
 
 
 def _sargable(where: str) -> str:
@@ -148,12 +273,13 @@ def _compile_table_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: 
     stand_ins = {name: _stand_in(i, value) for i, (name, value) in enumerate(params.items())}
     stand_ins = {name: s for name, s in stand_ins.items() if s is not None}
     rendered = {name: literal(value).sql("duckdb") for name, value in stand_ins.items()}
-    sql = _table_sql(engine, con, query, source, {**params, **stand_ins})
+    planned = _table_query(engine, con, query, source, {**params, **stand_ins})
+    sql = planned.sql
     for name, stand_in in stand_ins.items():  # a stand-in must only appear as its own literal
         if query.select.sql().count(str(stand_in)) or \
                 len(_literal_pattern(rendered[name]).findall(sql)) != sql.count(str(stand_in)):
             return None
-    return _Compiled(sql, source, rendered)
+    return _Compiled.of(planned, source, rendered)
 
 
 def _stand_in(index: int, value: object) -> object | None:
@@ -214,3 +340,31 @@ def _execute(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
         return con.execute(sql).df()
     except duckdb.Error as e:
         raise ExecutionError(f"pull query failed: {e}") from e
+
+
+#: A literal a pull query compares a value with: a string or an integer right after a comparison
+#: operator. Quoted identifiers and other strings are matched as a whole, so nothing inside them is
+#: taken for a literal.
+_COMPARED_LITERAL = re.compile(
+    r"""(?P<skip>`(?:[^`]|``)*`|"(?:[^"]|"")*"|'(?:[^']|'')*')"""
+    r"""|(?P<op>(?:<=|>=|<>|!=|=|<|>)\s*)(?P<literal>'(?:[^']|'')*'|\d+(?![\w.]))""")
+
+
+def lift_literals(sql: str) -> tuple[str, dict[str, object]]:
+    """``sql`` with each string and integer literal that follows a comparison operator replaced by a
+    ``:__lit<n>`` placeholder, and the literals' values by placeholder name (none: ``sql`` as is).
+
+    >>> lift_literals("SELECT * FROM t WHERE id = 'k''1' AND n >= 10;")
+    ('SELECT * FROM t WHERE id = :__lit0 AND n >= :__lit1;', {'__lit0': "k'1", '__lit1': 10})
+    """
+    values: dict[str, object] = {}
+
+    def lift(match: re.Match[str]) -> str:
+        text = match.group("literal")
+        if text is None:
+            return match.group(0)
+        name = f"__lit{len(values)}"
+        values[name] = text[1:-1].replace("''", "'") if text.startswith("'") else int(text)
+        return f"{match.group('op')}:{name}"
+
+    return _COMPARED_LITERAL.sub(lift, sql), values

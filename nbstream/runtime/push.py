@@ -151,6 +151,34 @@ class PushQuery:
             if subscriber in self._subscribers:
                 self._subscribers.remove(subscriber)
 
+    def join(self, subscriber: Subscriber) -> bool:
+        """Subscribe ``subscriber`` if the query still runs (False, and nothing done, if it ended)."""
+        with self._lock:
+            if self.state != RUNNING:
+                return False
+            self._subscribers.append(subscriber)
+            return True
+
+    def stop_unless_subscribed(self) -> bool:
+        """Stop the query if nobody subscribes to it (atomically with :meth:`join`); whether it did."""
+        with self._lock:
+            if self._subscribers or self.state != RUNNING:
+                return False
+            self.state = STOPPED
+        return True
+
+    def detach(self, subscriber: Subscriber) -> int:
+        """Offer ``subscriber`` no more batches and close it as ``STOPPED`` (if still subscribed);
+        the query goes on for the others. Returns how many subscribers remain."""
+        with self._lock:
+            subscribed = subscriber in self._subscribers
+            if subscribed:
+                self._subscribers.remove(subscriber)
+            remaining = len(self._subscribers)
+        if subscribed:
+            subscriber.close(STOPPED, None)
+        return remaining
+
     # -- driving -----------------------------------------------------------------------------------
     def step(self) -> int:
         """Fetch one batch and offer it to the subscribers; returns the input records it consumed
@@ -286,8 +314,11 @@ class AsyncBatches:
 
     ``max_rows`` bounds the rows waiting for the consumer (None: no bound). A batch that would go
     beyond it is refused — unless nothing waits: a batch always fits into an empty buffer — and
-    the subscriber is detached, so a slow consumer costs the engine nothing. Make it on the loop
-    that iterates it (or pass ``loop``).
+    the subscriber is detached, so a slow consumer costs the engine nothing. A detached
+    subscriber drops the batches still waiting: the next step of the iteration raises
+    :class:`PushOverflow`, and :attr:`detached` is set at once (for a consumer busy elsewhere, such
+    as writing to a slow client, to stop waiting). Make it on the loop that iterates it (or pass
+    ``loop``).
     """
 
     def __init__(self, max_rows: int | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
@@ -295,7 +326,9 @@ class AsyncBatches:
         self._loop = loop or asyncio.get_running_loop()
         self._queue: asyncio.Queue[pa.Table | _End] = asyncio.Queue()
         self._waiting = 0  # rows offered, not yet taken by the consumer
+        self._overflow: _End | None = None
         self._lock = threading.Lock()
+        self.detached = asyncio.Event()
 
     def offer(self, batch: pa.Table) -> bool:
         with self._lock:
@@ -306,15 +339,20 @@ class AsyncBatches:
 
     def close(self, state: str, error: str | None) -> None:
         if state == OVERFLOW:
-            error = f"{error} (more than {self.max_rows} rows were waiting for it)"
+            with self._lock:
+                self._overflow = _End(state, f"{error} (more than {self.max_rows} rows were waiting for it)")
+            self._call(self.detached.set)
         self._put(_End(state, error))
 
     def tick(self) -> None:
         """Nothing to do between steps: the consumer's loop wakes for each batch."""
 
     def _put(self, item: pa.Table | _End) -> bool:
+        return self._call(self._queue.put_nowait, item)
+
+    def _call(self, function: Callable[..., object], *args: object) -> bool:
         try:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+            self._loop.call_soon_threadsafe(function, *args)
         except RuntimeError:  # the consumer's loop is closed: nobody waits any more
             return False
         return True
@@ -323,11 +361,15 @@ class AsyncBatches:
         return self
 
     async def __anext__(self) -> pa.Table:
+        if self.detached.is_set():
+            raise PushOverflow(str(self._overflow.error if self._overflow else OVERFLOW))
         item = await self._queue.get()
+        with self._lock:
+            overflow = self._overflow
+        if overflow is not None:  # the detachment is on its way to this loop: drop what waits
+            raise PushOverflow(str(overflow.error))
         if isinstance(item, _End):
             self._queue.put_nowait(item)  # iterating again ends again
-            if item.state == OVERFLOW:
-                raise PushOverflow(str(item.error))
             if item.error is not None:
                 raise ExecutionError(item.error)
             raise StopAsyncIteration

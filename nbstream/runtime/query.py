@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,12 +26,15 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from nbstream.catalog.schema import WINDOW_BOUNDS
+from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import ExecutionError
 from nbstream.log.base import SqlLog
 from nbstream.log.embedded import route_sql
 from nbstream.physical.compile import encoded_sql, result_sql
 from nbstream.physical.expressions import quote
-from nbstream.plan.logical import Sink, StatelessPlan
+from nbstream.plan.logical import OutputColumn, Sink, StatelessPlan
+from nbstream.runtime.histogram import Histogram
 from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 
@@ -58,6 +61,7 @@ class QueryStats:
     busy_seconds: float = 0.0
     last_error: str | None = None
     started: float = field(default_factory=time.monotonic)
+    batch_seconds: Histogram = field(default_factory=Histogram)  # each micro-batch's duration
 
     def count_fetched(self, consumed: int, rows: pa.Table) -> pa.Table:
         """Count a push query's batch of ``consumed`` records whose result is ``rows`` (with ``__err``
@@ -78,12 +82,26 @@ class QueryStats:
 class ResultShape:
     """The rows a push query's :meth:`QueryRunner.fetch_rows` returns, besides ``ROWTIME`` and
     ``__deleted``: their columns in order, the key columns, whether they are a table's changes
-    (keyed upserts and tombstones) and the query's LIMIT."""
+    (keyed upserts and tombstones), the query's LIMIT and each column's ksqlDB type (``types``,
+    parallel to ``columns``; empty where unknown)."""
 
     columns: tuple[str, ...]
     keys: tuple[str, ...]
     is_table: bool
     limit: int | None
+    types: tuple[SqlType, ...] = ()
+
+    @classmethod
+    def of(cls, columns: Sequence[OutputColumn], *, window: bool, keys_first: bool, is_table: bool,
+           limit: int | None) -> ResultShape:
+        """The shape of rows holding ``columns``: with ``keys_first`` the key columns, then
+        ``WINDOWSTART``/``WINDOWEND`` (BIGINT) if ``window``, then the others; else in their order."""
+        keys = [(c.name, c.type) for c in columns if c.role == "KEY"]
+        keys += [(name, BIGINT) for name in WINDOW_BOUNDS] if window else []
+        ordered = keys + [(c.name, c.type) for c in columns if c.role != "KEY"] if keys_first \
+            else [(c.name, c.type) for c in columns]
+        return cls(tuple(n for n, _ in ordered), tuple(n for n, _ in keys), is_table, limit,
+                   tuple(t for _, t in ordered))
 
 
 class QueryRunner:
@@ -162,7 +180,9 @@ class QueryRunner:
             return 0
         started = time.perf_counter()
         self._process(ranges)
-        self.stats.busy_seconds += time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        self.stats.busy_seconds += elapsed
+        self.stats.batch_seconds.observe(elapsed)
         return count
 
     def _process(self, ranges: Ranges) -> None:
@@ -286,17 +306,12 @@ class QueryRunner:
 
     @property
     def result_shape(self) -> ResultShape:
+        """Key columns, ``WINDOWSTART``/``WINDOWEND`` when the rows keep the key of a windowed
+        source (the window is part of the key, as in ksqlDB's results), then the values."""
         plan = self.plan
-        keys = tuple(c.name for c in plan.columns if c.role == "KEY") + self._window_columns()
-        values = tuple(c.name for c in plan.columns if c.role != "KEY")
-        return ResultShape(keys + values, keys, plan.emits_table and bool(keys), plan.limit)
-
-    def _window_columns(self) -> tuple[str, ...]:
-        """``WINDOWSTART``/``WINDOWEND`` when the rows keep the key of a windowed source (the window
-        is part of the key, as in ksqlDB's results); else none."""
-        plan = self.plan
-        keyed = plan.scan.windowed and plan.key_from_source and any(c.role == "KEY" for c in plan.columns)
-        return ("WINDOWSTART", "WINDOWEND") if keyed else ()
+        has_key = any(c.role == "KEY" for c in plan.columns)
+        return ResultShape.of(plan.columns, window=plan.scan.windowed and plan.key_from_source and has_key,
+                              keys_first=True, is_table=plan.emits_table and has_key, limit=plan.limit)
 
     def fetch_rows(self) -> pa.Table | None:
         """For a push query: process one batch and return its result rows — ``ROWTIME``,

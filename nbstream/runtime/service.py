@@ -6,12 +6,15 @@ one lock, so that any thread may call them, with:
 - a :class:`BackgroundLoop`, a daemon thread stepping the connectors, persistent queries, table
   materializations and push queries under the same lock, one micro-batch at a time, sleeping
   briefly when nothing has input. A statement waits at most one micro-batch; a pull query on the
-  embedded log waits for none (it reads the last committed state on a connection of its own, and
+  embedded log waits for none once its plan is cached (it reads the last committed state on a
+  cursor of its own, lent from a pool so that pull queries of several threads run side by side;
   Ctrl-C interrupts it inside DuckDB). A query whose step raises is marked ``ERROR`` with the
   message on its stats and in :attr:`BackgroundLoop.failures`; it is never retried silently and
   never swallowed.
 - the registry of running push queries (:meth:`EngineService.start_push`, ``push_queries``):
   each is a :class:`~nbstream.runtime.push.PushQuery` that the loop steps for its subscribers;
+  clients that each want a push query of their own subscribe with :meth:`EngineService.subscribe_push`,
+  which lets clients of the same stateless query share one (:class:`PushSubscription`);
 - stopping queries by id (:meth:`EngineService.stop_queries`) and the table of every query
   (:meth:`EngineService.queries_frame`);
 - the rules for running a statement again (:meth:`EngineService.rerun`, :mod:`nbstream.runtime.rerun`).
@@ -21,7 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
@@ -29,12 +33,18 @@ from typing import Any, ParamSpec, TypeVar
 
 import duckdb
 import pandas as pd
+import pyarrow.compute as pc
 
 from nbstream.catalog.catalog import PersistentQuery
-from nbstream.errors import ExecutionError
+from nbstream.errors import BindError, ExecutionError, did_you_mean
+from nbstream.plan.logical import StatelessPlan
 from nbstream.runtime.engine import Engine
-from nbstream.runtime.pull import pull
-from nbstream.runtime.push import RUNNING, PushQuery
+from nbstream.runtime.histogram import HistogramSnapshot
+from nbstream.runtime.ingest import JsonRowsAppended, append_json_rows
+from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
+from nbstream.runtime.pull import PullResult, pull, pull_rows
+from nbstream.runtime.push import RUNNING, PushQuery, Subscriber
+from nbstream.runtime.queries import RUNNING_STATES
 from nbstream.runtime.rerun import drop_changed, unchanged_message
 from nbstream.runtime.results import Params, StatementResult
 from nbstream.sql import ast
@@ -100,7 +110,10 @@ class EngineService(Engine):
         super().__init__(path, properties=properties, kafka=kafka, **client_options)
         self.background = BackgroundLoop(self)
         self.push_queries: dict[str, PushQuery] = {}
-        self._pull_con = self._pull_connection()
+        self.push_subscriptions: dict[str, PushSubscription] = {}
+        self._shared: dict[tuple[str, str], PushQuery] = {}  # shareable push queries by text and properties
+        self._subscriptions_lock = threading.Lock()
+        self._cursors = _Cursors(self) if self.backend.pulls_on_cursor else None
 
     execute = _locked(Engine.execute)
     produce = _locked(Engine.produce)
@@ -126,29 +139,101 @@ class EngineService(Engine):
         """A pull query, run in a worker thread so that Ctrl-C (a ``KeyboardInterrupt`` in the
         waiting thread) interrupts it inside DuckDB; it then raises :class:`ExecutionError`.
 
-        On the embedded log it runs on a connection of its own, without waiting for the background
+        On the embedded log it runs on a cursor of its own, without waiting for the background
         loop's batch: it reads the state as of the last committed batch."""
         if self.lock.held():  # a statement of this thread runs it (execute): no worker can take the lock
             return Engine.query(self, sql, params)
-        return _InterruptiblePull(self, sql, params, self._pull_con).result()
+        return _InterruptiblePull(self, sql, params).result()
 
-    def _pull_connection(self) -> duckdb.DuckDBPyConnection | None:
-        """A cursor of the engine's database for pull queries; None where the backend's pulls read
-        what is fetched onto the engine's connection (Kafka)."""
-        if not self.backend.pulls_on_cursor:
-            return None
-        cursor = self.con.cursor()
-        self._configure(cursor)
-        return cursor
+    def pull_rows(self, sql: str, params: Mapping[str, object] | None = None) -> PullResult:
+        """A pull query's rows and columns (:func:`~nbstream.runtime.pull.pull_rows`), safe to
+        call from many threads at once: each runs on a cursor of its own (on the embedded log)."""
+        with self.pull_connection() as con:
+            return pull_rows(self, sql, params or {}, con)
+
+    @contextlib.contextmanager
+    def pull_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection for one pull query: a cursor lent by the pool; the engine's own connection,
+        holding the lock, where pulls read what is fetched onto it (Kafka) or this thread holds
+        the lock already."""
+        if self._cursors is None or self.lock.held():
+            with self.lock:
+                yield self.con
+            return
+        with self._cursors.lend() as cursor:
+            yield cursor
+
+    # -- inserts --------------------------------------------------------------------------------------
+    def insert_json_rows(self, target: str, rows: Sequence[bytes]) -> JsonRowsAppended:
+        """Append JSON rows to the stream or table ``target`` (ksqlDB's identifier rules: upper-cased
+        unless back-quoted), durably, as :func:`~nbstream.runtime.ingest.append_json_rows` does."""
+        name = target[1:-1].replace("``", "`") if target.startswith("`") and target.endswith("`") \
+            else target.upper()
+        with self.lock:
+            source = self.catalog.find(name)
+            if source is None:
+                raise BindError(f"Cannot insert values into an unknown stream/table: {name}"
+                                f"{did_you_mean(name, self.catalog.sources)}")
+            if source.window is not None:
+                raise BindError("Cannot insert values into windowed stream/table")
+            if source.is_source or source.topic == PROCESSING_LOG_TOPIC:
+                raise BindError(f"Cannot insert values into read-only topic: {source.topic}")
+            return append_json_rows(self.con, self.log, source, rows)
 
     # -- push queries -------------------------------------------------------------------------------
-    def start_push(self, sql: str, params: Mapping[str, object] | None = None) -> PushQuery:
+    def start_push(self, sql: str, params: Mapping[str, object] | None = None,
+                   properties: Mapping[str, Any] | None = None) -> PushQuery:
         """Start the push query ``sql``; the background loop steps it while it has subscribers
-        (:meth:`PushQuery.subscribe`), from the position it starts at now."""
+        (:meth:`PushQuery.subscribe`), from the position it starts at now (``properties`` such as
+        ``auto.offset.reset`` override the engine's for it)."""
         with self.lock:
-            query = PushQuery(self._transient_runner(sql, params), sql)
+            query = PushQuery(self._transient_runner(sql, params, properties), sql)
             self.push_queries[query.id] = query
         return query
+
+    def subscribe_push(self, sql: str, subscriber: Subscriber,
+                       properties: Mapping[str, Any] | None = None) -> PushSubscription:
+        """Give ``subscriber`` the push query ``sql`` as if it were its own: the rows that arrive
+        from now on (from the start of the input with ``auto.offset.reset=earliest``), up to its LIMIT.
+
+        Clients of the same stateless query without LIMIT that starts now share one running query
+        (the engine evaluates each micro-batch once for all of them): the shared query is stepped up
+        to the end of its input before the new subscriber joins, so that it gets exactly the rows
+        appended after it subscribed, its own position. Each subscriber keeps its own buffer, and
+        :meth:`PushSubscription.stop` ends its share alone."""
+        key = (" ".join(sql.split()).rstrip(";"), repr(sorted((properties or {}).items())))
+        with self.lock:
+            shared = self._shared.get(key)
+            if shared is not None:
+                while shared.step() > 0:  # up to the end of the input: the others get what was pending
+                    pass
+                if shared.join(subscriber):
+                    return self._subscription(shared, subscriber)
+                self._shared.pop(key, None)
+            query = self.start_push(sql, properties=properties)
+            with self.overriding(properties or {}):
+                offset_reset = self.property("auto.offset.reset")
+            if _shareable(query, offset_reset):
+                self._shared[key] = query
+            query.subscribe(subscriber)
+            return self._subscription(query, subscriber)
+
+    def _subscription(self, query: PushQuery, subscriber: Subscriber) -> PushSubscription:
+        with self._subscriptions_lock:
+            taken = sum(1 for s in self.push_subscriptions.values() if s.query is query)
+            subscription = PushSubscription(query.id if taken == 0 else f"{query.id}_{taken}", query, subscriber,
+                                            self)
+            while subscription.id in self.push_subscriptions:
+                subscription = PushSubscription(f"{subscription.id}_", query, subscriber, self)
+            self.push_subscriptions[subscription.id] = subscription
+        return subscription
+
+    def _unsubscribed(self, subscription: PushSubscription, remaining: int) -> None:
+        """``subscription`` ended; a query nobody subscribes to any more stops (the loop closes it)."""
+        with self._subscriptions_lock:
+            self.push_subscriptions.pop(subscription.id, None)
+        if remaining == 0:
+            subscription.query.stop_unless_subscribed()
 
     def close_push(self, query: PushQuery) -> None:
         """Stop ``query`` and release its cursor now (the loop would at its next round)."""
@@ -244,29 +329,134 @@ class EngineService(Engine):
                 query.stop()
                 query.close()
             self.push_queries.clear()
-            if self._pull_con is not None:
-                self._pull_con.close()
+            if self._cursors is not None:
+                self._cursors.close()
             super().close()
+
+
+    def query_metrics(self) -> list[QueryMetrics]:
+        """The counters of every persistent query, for monitoring (:class:`QueryMetrics`)."""
+        with self.lock:
+            return [self._metrics_of(query) for query in self.catalog.queries.values()]
+
+    def _metrics_of(self, query: PersistentQuery) -> QueryMetrics:
+        runner = self.queries.runner(query.id)
+        stats = runner.stats
+        running = query.state in RUNNING_STATES
+        return QueryMetrics(query.id, query.sink, query.state, stats.consumed, stats.emitted, stats.logged,
+                            stats.batch_seconds.snapshot(), runner.pending() if running else 0,
+                            self._event_time_lag(query) if running else None)
+
+    def _event_time_lag(self, query: PersistentQuery) -> float | None:
+        """Seconds from the record time of the query's latest output record to now, where the log
+        is local (reading its tail is cheap); None where unknown."""
+        sink = self.catalog.find(query.sink)
+        info = self.log.topic(sink.topic) if sink is not None and self.backend.log_is_local else None
+        if info is None or not any(info.end_offsets.values()):
+            return None
+        tail = self.log.read(info.name, {p: max(0, end - 1) for p, end in info.end_offsets.items()})
+        latest = pc.max(tail.column("ts")).as_py()
+        return None if latest is None else max(0.0, time.time() - latest / 1000)
+
+
+@dataclass(frozen=True)
+class QueryMetrics:
+    """A persistent query's counters: records consumed, emitted and logged as bad (the processing
+    log), its micro-batches' durations, its input lag in records (``input_lag``: not yet
+    consumed) and in event time (``event_time_lag_seconds``: now less the time of its latest
+    output record; None where unknown)."""
+
+    query_id: str
+    sink: str
+    state: str
+    consumed: int
+    emitted: int
+    logged: int
+    batch_seconds: HistogramSnapshot
+    input_lag: int
+    event_time_lag_seconds: float | None
+
+
+class PushSubscription:
+    """One client's push query (:meth:`EngineService.subscribe_push`): its own ``id``, its
+    ``subscriber``, and the ``query`` that runs for it, perhaps shared with others."""
+
+    def __init__(self, subscription_id: str, query: PushQuery, subscriber: Subscriber,
+                 service: EngineService) -> None:
+        self.id, self.query, self.subscriber = subscription_id, query, subscriber
+        self._service = service
+
+    def stop(self) -> None:
+        """End this subscription, without waiting (safe from any thread, and again): its subscriber
+        is closed as ``STOPPED`` unless its query closed it already; the query goes on while others
+        subscribe to it, and stops (the background loop closes it) when none is left."""
+        self._service._unsubscribed(self, self.query.detach(self.subscriber))
+
+
+def _shareable(query: PushQuery, offset_reset: object) -> bool:
+    """Whether clients of ``query`` may share it: no state (each would build its own), no LIMIT
+    (counted per client), and a start at the end of the input (a client joining later does too)."""
+    return (isinstance(query.runner.query_plan, StatelessPlan) and query.shape.limit is None
+            and str(offset_reset or "latest").lower() != "earliest")
 
 
 #: The columns of :meth:`EngineService.queries_frame`.
 QUERY_COLUMNS = ("id", "state", "sink", "consumed", "emitted", "logged", "events/s (busy)", "error", "sql")
 
 
+class _Cursors:
+    """Cursors of an engine's database configured for pull queries, each lent to one pull at a
+    time: one made at once, others (under the engine lock) when none is free, so there are as
+    many as pulls ever ran at the same time."""
+
+    def __init__(self, engine: EngineService) -> None:
+        self._engine = engine
+        self._free: list[duckdb.DuckDBPyConnection] = []
+        self._made: list[duckdb.DuckDBPyConnection] = []
+        self._lock = threading.Lock()
+        self._free.append(self._make())
+
+    @contextlib.contextmanager
+    def lend(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._lock:
+            cursor = self._free.pop() if self._free else None
+        if cursor is None:
+            cursor = self._make()
+        try:
+            yield cursor
+        finally:
+            with self._lock:
+                self._free.append(cursor)
+
+    def _make(self) -> duckdb.DuckDBPyConnection:
+        with self._engine.lock:
+            cursor = self._engine.con.cursor()
+            self._engine._configure(cursor)
+        with self._lock:
+            self._made.append(cursor)
+        return cursor
+
+    def close(self) -> None:
+        with self._lock:
+            for cursor in self._made:
+                cursor.close()
+            self._made.clear()
+            self._free.clear()
+
+
 class _InterruptiblePull:
     """One pull query on a worker thread. DuckDB ignores signals, but ``con.interrupt()`` from
-    another thread stops a running statement. On its own connection ``con`` the pull runs at once;
-    on the engine's (``con`` None) it holds the engine lock, and the interrupt is called only while
-    it does, so it can never hit a background micro-batch on the same connection."""
+    another thread stops a running statement. On a cursor of its own the pull runs at once; on the
+    engine's connection it holds the engine lock, and the interrupt is called only while it does,
+    so it can never hit a background micro-batch on the same connection."""
 
-    def __init__(self, engine: EngineService, sql: str, params: Mapping[str, object] | None,
-                 con: duckdb.DuckDBPyConnection | None) -> None:
-        self.engine, self.sql, self.params, self.con = engine, sql, params, con
+    def __init__(self, engine: EngineService, sql: str, params: Mapping[str, object] | None) -> None:
+        self.engine, self.sql, self.params = engine, sql, params
+        self.con: duckdb.DuckDBPyConnection | None = None  # the connection, while the pull runs
         self.frame: pd.DataFrame | None = None
         self.error: BaseException | None = None
         self.cancelled = threading.Event()
-        self.running = threading.Event()  # set while the worker holds the lock
-        self.guard = threading.Lock()  # orders interrupt() before the worker lets the lock go
+        self.guard = threading.Lock()  # orders interrupt() before the worker lets the connection go
         self.thread = threading.Thread(target=self._work, name="nbstream-pull", daemon=True)
 
     def result(self) -> pd.DataFrame:
@@ -283,23 +473,23 @@ class _InterruptiblePull:
         return self.frame
 
     def _work(self) -> None:
-        with contextlib.nullcontext() if self.con is not None else self.engine.lock:
+        with self.engine.pull_connection() as con:
             if self.cancelled.is_set():
                 return
-            self.running.set()
+            self.con = con
             try:
-                self.frame = pull(self.engine, self.sql, self.params or {}, self.con)
+                self.frame = pull(self.engine, self.sql, self.params or {}, con)
             except BaseException as error:
                 self.error = error
             finally:
                 with self.guard:
-                    self.running.clear()
+                    self.con = None
 
     def _cancel(self) -> None:
         with self.guard:
             self.cancelled.set()
-            if self.running.is_set():
-                (self.con or self.engine.con).interrupt()
+            if self.con is not None:
+                self.con.interrupt()
         self.thread.join()
 
 

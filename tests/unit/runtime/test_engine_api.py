@@ -154,3 +154,22 @@ def test_produce_batch_keeps_the_frame_order_within_a_partition(eng: Engine) -> 
     for topic in ("pageviews", "home"):
         times = [r.timestamp for r in eng.consume(topic)]
         assert times == list(range(n)), topic
+
+
+def test_properties_given_to_execute_hold_for_its_statements_only(tmp_path: Path) -> None:
+    engine = Engine(path=tmp_path)
+    engine.execute("CREATE STREAM d (v INT) WITH (KAFKA_TOPIC='d');",
+                   properties={"ksql.persistence.default.format.value": "DELIMITED"})
+    engine.execute("CREATE STREAM j (v INT) WITH (KAFKA_TOPIC='j', VALUE_FORMAT='JSON');")
+    formats = {row[0]: row[3] for row in engine.execute("SHOW STREAMS;")[0].rows}
+    assert (formats["D"], formats["J"]) == ("DELIMITED", "JSON")
+    assert engine.properties == {}
+    engine.close()
+    reopened = Engine(path=tmp_path)  # the statement is replayed with the overrides it ran with
+    assert {row[0]: row[3] for row in reopened.execute("SHOW STREAMS;")[0].rows} == formats
+    reopened.close()
+
+
+def test_a_kafka_streams_setting_may_carry_ksqldbs_prefix() -> None:
+    engine = Engine(properties={"ksql.streams.auto.offset.reset": "earliest"})
+    assert engine.property("auto.offset.reset") == "earliest"

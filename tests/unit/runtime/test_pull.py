@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import UnsupportedError
+from nbstream.errors import SqlTypeError, UnsupportedError
 from nbstream.runtime import pull
 
 USERS = """
@@ -146,3 +146,45 @@ def test_a_pull_query_on_a_stream_scans_its_records() -> None:
 def test_a_pull_query_cannot_aggregate(users: Engine) -> None:
     with pytest.raises(UnsupportedError, match="Pull queries don't support GROUP BY"):
         users.query("SELECT level, COUNT(*) FROM users GROUP BY level")
+
+
+def test_lookups_written_with_literals_share_one_plan(users: Engine) -> None:
+    names = [users.query(f"SELECT name FROM users WHERE userid = '{key}'")["NAME"].tolist() for key in ("u1", "u2")]
+    levels = [users.query(f"SELECT userid FROM users WHERE level >= {n}")["USERID"].tolist() for n in (3, 2)]
+    assert names == [["ann"], ["bob"]] and sorted(levels[1]) == ["o'neil", "u2"] and levels[0] == ["o'neil"]
+    assert len(pull._caches[users]) == 2
+
+
+def test_a_query_with_lifted_literals_that_fails_reports_the_query_as_written(users: Engine) -> None:
+    with pytest.raises(SqlTypeError, match=r"USERID \(STRING\) to 5 \(INTEGER\)"):
+        users.query("SELECT * FROM users WHERE userid = 5")
+
+
+@pytest.mark.parametrize(("sql", "template", "values"), [
+    ("SELECT * FROM t WHERE id = 'k''1' AND n >= 10", "SELECT * FROM t WHERE id = :__lit0 AND n >= :__lit1",
+     {"__lit0": "k'1", "__lit1": 10}),
+    ("SELECT 'a = 1' AS x FROM t WHERE `b = 2` <> 3", "SELECT 'a = 1' AS x FROM t WHERE `b = 2` <> :__lit0",
+     {"__lit0": 3}),
+    ("SELECT * FROM t WHERE d = 1.5 AND e = -2 AND f = t1 LIMIT 4", "SELECT * FROM t WHERE d = 1.5 AND e = -2 "
+     "AND f = t1 LIMIT 4", {}),
+])
+def test_only_string_and_integer_literals_after_a_comparison_are_lifted(
+        sql: str, template: str, values: dict[str, object]) -> None:
+    assert pull.lift_literals(sql) == (template, values)
+
+
+def test_pull_rows_name_the_table_keys_in_the_projection_as_key_columns(users: Engine) -> None:
+    result = pull.pull_rows(users, "SELECT level, userid FROM users WHERE userid = 'u1'", {})
+    assert [(c.name, str(c.type), c.role) for c in result.columns] == [
+        ("LEVEL", "INTEGER", "VALUE"), ("USERID", "STRING", "KEY")]
+    assert result.rows == [(1, "u1")]
+
+
+def test_pull_rows_of_a_windowed_table_have_the_window_bounds_as_key_columns() -> None:
+    eng = Engine()
+    eng.execute(PER_SECOND.format(options=""))
+    clicks(eng, [("u1", 5, 1000), ("u1", 7, 1500)])
+    result = pull.pull_rows(eng, "SELECT * FROM per_second WHERE userid = 'u1'", {})
+    assert [(c.name, c.role) for c in result.columns] == [
+        ("USERID", "KEY"), ("WINDOWSTART", "KEY"), ("WINDOWEND", "KEY"), ("N", "VALUE"), ("TOTAL", "VALUE")]
+    assert result.rows == [("u1", 1000, 2000, 2, 12)]

@@ -135,3 +135,75 @@ def test_closing_a_push_query_of_the_service_stops_it_and_leaves_the_registry() 
         assert query.state == STOPPED and subscriber.closed == [(STOPPED, None)]
         assert query.id not in service.push_queries
         assert OVERFLOW not in {state for state, _ in subscriber.closed}
+
+
+def test_a_detached_subscriber_drops_the_batches_waiting_and_says_so_at_once() -> None:
+    eng = Engine()
+    eng.execute(PAGES)
+    query = push_query(eng)
+    loop = asyncio.new_event_loop()
+    slow = query.subscribe(AsyncBatches(max_rows=2, loop=loop))
+    for page in ("a", "b", "c"):
+        eng.produce("pages", {"page": page})
+        query.step()
+
+    async def next_batch() -> pa.Table:
+        assert slow.detached.is_set()
+        return await slow.__anext__()
+
+    with pytest.raises(PushOverflow):  # "a" and "b" wait, but the consumer is told at once
+        loop.run_until_complete(next_batch())
+    with pytest.raises(PushOverflow):  # and again
+        loop.run_until_complete(next_batch())
+    loop.close()
+    query.stop()
+    query.close()
+
+
+def test_a_push_query_knows_the_ksqldb_types_of_its_columns() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM s (k VARCHAR KEY, n INT, d DECIMAL(4, 2)) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');")
+    query = push_query(eng, "SELECT d, k, n * 2 AS twice FROM s EMIT CHANGES;")
+    shape = query.shape
+    assert list(zip(shape.columns, map(str, shape.types), strict=True)) == [
+        ("K", "STRING"), ("D", "DECIMAL(4, 2)"), ("TWICE", "INTEGER")]
+    query.close()
+
+
+def test_clients_of_the_same_stateless_query_share_it_each_from_when_it_subscribed() -> None:
+    with EngineService() as service:
+        service.execute(PAGES)
+        first = service.subscribe_push(SELECT, Recorder())
+        service.produce("pages", {"page": "a"})
+        second = service.subscribe_push("SELECT page FROM pages  EMIT CHANGES", Recorder())
+        service.produce("pages", {"page": "b"})
+        service.step_pushes()
+        assert second.query is first.query and second.id != first.id
+        assert pages(first.subscriber.take()) == ["a", "b"]  # type: ignore[attr-defined]
+        assert pages(second.subscriber.take()) == ["b"]  # type: ignore[attr-defined]
+        first.stop()
+        assert first.subscriber.closed == [(STOPPED, None)]  # type: ignore[attr-defined]
+        service.produce("pages", {"page": "c"})
+        service.step_pushes()
+        assert pages(second.subscriber.take()) == ["c"] and second.query.state == "RUNNING"  # type: ignore[attr-defined]
+        second.stop()
+        assert second.query.state == STOPPED and service.push_subscriptions == {}
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT page FROM pages EMIT CHANGES LIMIT 5;",
+    "SELECT page, COUNT(*) AS n FROM pages GROUP BY page EMIT CHANGES;",
+])
+def test_a_query_with_a_limit_or_state_is_each_clients_own(sql: str) -> None:
+    with EngineService() as service:
+        service.execute(PAGES)
+        one, two = service.subscribe_push(sql, Recorder()), service.subscribe_push(sql, Recorder())
+        assert one.query is not two.query
+
+
+def test_a_query_from_the_start_of_its_input_is_each_clients_own() -> None:
+    with EngineService() as service:
+        service.execute(PAGES)
+        earliest = {"auto.offset.reset": "earliest"}
+        one, two = (service.subscribe_push(SELECT, Recorder(), earliest) for _ in range(2))
+        assert one.query is not two.query

@@ -1,0 +1,184 @@
+"""``nbstream serve``: the engine behind ksqlDB's REST API.
+
+    nbstream serve [--state DIR | --kafka HOST:PORT [--kafka-option NAME=VALUE …]]
+                   [--listen 127.0.0.1:8088] [--auth FILE | --insecure]
+                   [--tls-cert PEM --tls-key PEM] [--files-root DIR] [--property NAME=VALUE …]
+    nbstream serve --hash-password NAME        print a users-file line for NAME's password
+
+One port speaks HTTP/1.1 and HTTP/2 without TLS by prior knowledge (h2c), as ksqlDB's clients
+expect (hypercorn serves both; ``/inserts-stream`` is HTTP/2 only). The server listens on the
+loopback address unless told otherwise, and any other address needs ``--auth`` (HTTP Basic against a
+users file) or an explicit ``--insecure``. SIGTERM or Ctrl-C stops it cleanly: every push query gets
+a final message, the micro-batch in flight commits, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import ipaddress
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from nbstream.runtime.service import EngineService
+from nbstream.server.app import KsqlServer, ServerConfig
+from nbstream.server.auth import AuthFileError, Users, hash_password
+from nbstream.server.h2_flow import bound_h2_stream_buffers
+
+DEFAULT_LISTEN = "127.0.0.1:8088"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nbstream serve", description="serve the engine through ksqlDB's REST API")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--state", help="state directory: a durable engine that resumes where it stopped")
+    where.add_argument("--kafka", metavar="HOST:PORT", help="keep topics in this Kafka cluster")
+    p.add_argument("--kafka-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="an aiokafka client option (secrets as env:NAME or file:PATH references)")
+    p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
+                   help=f"address to listen on (default {DEFAULT_LISTEN}; port 0: any free port)")
+    p.add_argument("--auth", metavar="FILE", help="users file: HTTP Basic authentication (see --hash-password)")
+    p.add_argument("--insecure", action="store_true", help="listen on a non-loopback address without --auth")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (with --tls-key)")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
+    p.add_argument("--files-root", metavar="DIR", help="the folder file connectors and sinks may use (none without)")
+    p.add_argument("--property", action="append", default=[], metavar="NAME=VALUE",
+                   help="a ksqlDB configuration value (ksql.persistence.default.format.value=JSON, …)")
+    p.add_argument("--max-push-queries", type=int, default=100, help="push queries at once (ksql.max.push.queries)")
+    p.add_argument("--push-buffer-rows", type=int, default=50_000,
+                   help="rows a push query may hold for a slow client before disconnecting it")
+    p.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="largest request body (inserts: line)")
+    p.add_argument("--hash-password", metavar="NAME", help="print a users-file line for NAME and exit")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.hash_password:
+        print(f"{args.hash_password}:{hash_password(_read_password())}")
+        return 0
+    try:
+        config, host, port = _config(args)
+    except (ValueError, AuthFileError) as error:
+        print(f"nbstream serve: {error}", file=sys.stderr)
+        return 2
+    listener = _listen(host, port)
+    scheme = "https" if args.tls_cert else "http"
+    bound_host, bound_port = listener.getsockname()[:2]
+    print(f"nbstream serve: listening on {scheme}://{_url_host(bound_host)}:{bound_port}", flush=True)
+    server = KsqlServer(config, lambda: _open_service(args))
+    bound_h2_stream_buffers()
+    asyncio.run(_serve(server, _hypercorn_config(listener, args)))
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first, second = getpass.getpass("password: "), getpass.getpass("again: ")
+        if first != second:
+            raise SystemExit("nbstream serve: the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _config(args: argparse.Namespace) -> tuple[ServerConfig, str, int]:
+    host, port = _address(args.listen)
+    if not _is_loopback(host) and not (args.auth or args.insecure):
+        raise ValueError(f"{host} is not a loopback address: pass --auth FILE (or --insecure to serve without)")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    files_root = Path(args.files_root).resolve() if args.files_root else None
+    if files_root is not None and not files_root.is_dir():
+        raise ValueError(f"--files-root {args.files_root} is not a folder")
+    users = Users.load(args.auth) if args.auth else None
+    config = ServerConfig(users=users, files_root=files_root, max_body=args.max_body_bytes,
+                          max_push_queries=args.max_push_queries, push_buffer_rows=args.push_buffer_rows)
+    return config, host, port
+
+
+def _address(listen: str) -> tuple[str, int]:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen {listen}: expected HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket (bound here, so that port 0 gets a free port the caller is told of)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _properties(pairs: Sequence[str], what: str) -> dict[str, Any]:
+    properties = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"{what} {pair}: expected NAME=VALUE")
+        properties[name.strip()] = value.strip()
+    return properties
+
+
+def _open_service(args: argparse.Namespace) -> EngineService:
+    properties = _properties(args.property, "--property")
+    if args.kafka:
+        return EngineService(kafka=args.kafka, properties=properties,
+                             **_properties(args.kafka_option, "--kafka-option"))
+    return EngineService(path=args.state, properties=properties)
+
+
+def _hypercorn_config(listener: socket.socket, args: argparse.Namespace) -> Config:
+    config = Config()
+    config.bind = [f"fd://{listener.fileno()}"]
+    config.certfile, config.keyfile = args.tls_cert, args.tls_key
+    config.loglevel = "WARNING"
+    config.accesslog = None
+    config.graceful_timeout = 5.0
+    config.keep_alive_timeout = 75.0  # clients keep connections for pull queries (ksqlDB's Vert.x: no idle close)
+    config.h2_max_concurrent_streams = 1000
+    config.include_server_header = False
+    return config
+
+
+async def _serve(server: KsqlServer, config: Config) -> None:
+    """Serve until SIGTERM or SIGINT, then stop cleanly."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def shut_down() -> None:
+        server.begin_shutdown()
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, shut_down)
+    try:
+        await serve(server, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    finally:
+        await asyncio.to_thread(server.close)

@@ -1,0 +1,204 @@
+"""The server over plain HTTP/1.1 (http.client): the exact bytes of every response format of
+``/query-stream`` and ``/query``, ksqlDB's error JSON, and the small endpoints."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from harness import Server, eventually
+
+SETUP = """
+CREATE STREAM orders (id VARCHAR KEY, amount DECIMAL(6, 2), at TIMESTAMP, tags ARRAY<STRING>)
+  WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON', PARTITIONS=1);
+CREATE TABLE few AS SELECT id, COUNT(*) AS n FROM orders GROUP BY id HAVING COUNT(*) < 2;
+INSERT INTO orders (id, amount, at, tags) VALUES ('o1', 12.50, '2021-01-02T03:04:05.678', ARRAY['a', 'b']);
+INSERT INTO orders (id, amount, at, tags) VALUES ('o2', 1, '2021-01-02T03:04:05', ARRAY['c']);
+INSERT INTO orders (id, amount, at, tags) VALUES ('o2', 3, '2021-01-02T03:04:06', ARRAY[]);
+"""
+EARLIEST = {"auto.offset.reset": "earliest"}
+DELIMITED, JSON, V1 = "application/vnd.ksqlapi.delimited.v1", "application/json", "application/vnd.ksql.v1+json"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def orders(server: Server) -> None:
+    server.ksql(SETUP)
+
+    def caught_up() -> bool:  # the table: header and o1 (o2 came and went)
+        rows = server.request("POST", "/query-stream", {"sql": "SELECT * FROM few;"}, {"Accept": DELIMITED})
+        metrics = server.request("GET", "/metrics").body
+        return rows.body.count(b"\n") == 2 and b'input_lag_records{query_id="CTAS_FEW_0",sink="FEW"} 0' in metrics
+
+    eventually(caught_up)
+
+
+def query_id(body: bytes) -> str:
+    return re.search(rb'"queryId":"([^"]+)"', body).group(1).decode()  # type: ignore[union-attr]
+
+
+# -- pull queries ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    (None, b'{"queryId":"ID","columnNames":["ID","N"],"columnTypes":["STRING","BIGINT"]}\n["o1",1]\n'),
+    ("*/*", b'{"queryId":"ID","columnNames":["ID","N"],"columnTypes":["STRING","BIGINT"]}\n["o1",1]\n'),
+    (DELIMITED, b'{"queryId":"ID","columnNames":["ID","N"],"columnTypes":["STRING","BIGINT"]}\n["o1",1]\n'),
+    (JSON, b'[{"queryId":"ID","columnNames":["ID","N"],"columnTypes":["STRING","BIGINT"]},["o1",1]]'),
+    (V1, b'[{"header":{"queryId":"ID","schema":"`ID` STRING KEY, `N` BIGINT"}},\n{"row":{"columns":["o1",1]}}]'),
+])
+def test_a_pull_query_on_query_stream_in_each_format(server: Server, accept: str | None, expected: bytes) -> None:
+    reply = server.request("POST", "/query-stream", {"sql": "SELECT * FROM few WHERE id = 'o1';"},
+                           {"Accept": accept} if accept else {})
+    assert reply.status == 200
+    assert reply.headers["content-type"] == (accept if accept not in (None, "*/*") else DELIMITED)
+    assert reply.body == expected.replace(b"ID", query_id(reply.body).encode(), 1)
+
+
+def test_query_answers_in_ksqldbs_streamed_rows_by_default(server: Server) -> None:
+    reply = server.request("POST", "/query", {"ksql": "SELECT id, n FROM few;"})
+    assert reply.headers["content-type"] == V1
+    assert reply.body == (b'[{"header":{"queryId":"%s","schema":"`ID` STRING KEY, `N` BIGINT"}},\n'
+                          b'{"row":{"columns":["o1",1]}}]' % query_id(reply.body).encode())
+
+
+def test_a_pull_query_on_a_stream_scans_it(server: Server) -> None:
+    reply = server.request("POST", "/query-stream", {"sql": "SELECT id, amount FROM orders;"})
+    assert reply.body.split(b"\n")[1:] == [b'["o1",12.50]', b'["o2",1.00]', b'["o2",3.00]', b""]
+
+
+# -- push queries ---------------------------------------------------------------------------------------
+
+PUSH = "SELECT * FROM orders EMIT CHANGES LIMIT 2;"
+PUSH_COLUMNS = (b'"columnNames":["ID","AMOUNT","AT","TAGS"],'
+                b'"columnTypes":["STRING","DECIMAL(6, 2)","TIMESTAMP","ARRAY<STRING>"]')
+ROW_1 = b'["o1",12.50,"2021-01-02T03:04:05.678",["a","b"]]'
+ROW_2 = b'["o2",1.00,"2021-01-02T03:04:05.000",["c"]]'
+
+
+@pytest.mark.parametrize(("accept", "expected"), [
+    (DELIMITED, b'{"queryId":"ID",' + PUSH_COLUMNS + b"}\n" + ROW_1 + b"\n" + ROW_2 + b"\n"),
+    (JSON, b'[{"queryId":"ID",' + PUSH_COLUMNS + b"}," + ROW_1 + b"," + ROW_2 + b"]"),
+    (V1, b'[{"header":{"queryId":"ID","schema":"`ID` STRING, `AMOUNT` DECIMAL(6, 2), `AT` TIMESTAMP, '
+         b'`TAGS` ARRAY<STRING>"}},\n{"row":{"columns":' + ROW_1 + b'}},\n{"row":{"columns":' + ROW_2 +
+         b'}},\n{"finalMessage":"Limit Reached"}]'),
+])
+def test_a_push_query_on_query_stream_in_each_format(server: Server, accept: str, expected: bytes) -> None:
+    reply = server.request("POST", "/query-stream", {"sql": PUSH, "properties": EARLIEST}, {"Accept": accept})
+    assert reply.status == 200 and reply.headers["transfer-encoding"] == "chunked"
+    assert reply.body == expected.replace(b"ID", query_id(reply.body).encode(), 1)
+    assert query_id(reply.body).startswith("PUSH_")
+
+
+def test_a_push_query_on_query_marks_deleted_table_rows_as_tombstones(server: Server) -> None:
+    reply = server.request("POST", "/query", {"ksql": "SELECT * FROM few EMIT CHANGES LIMIT 3;",
+                                              "streamsProperties": EARLIEST})
+    lines = reply.body.split(b"\n")
+    header = b'[{"header":{"queryId":"%s","schema":"`ID` STRING, `N` BIGINT"}},'
+    assert lines[0] == header % query_id(reply.body).encode()
+    assert lines[1:] == [b'{"row":{"columns":["o1",1]}},', b'{"row":{"columns":["o2",1]}},',
+                         b'{"row":{"columns":["o2",null],"tombstone":true}},', b'{"finalMessage":"Limit Reached"}]']
+
+
+def test_the_other_formats_drop_tombstones(server: Server) -> None:
+    reply = server.request("POST", "/query-stream", {"sql": "SELECT * FROM few EMIT CHANGES LIMIT 3;",
+                                                     "properties": EARLIEST})
+    assert reply.body.split(b"\n")[1:] == [b'["o1",1]', b'["o2",1]', b""]
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+
+
+def test_a_statement_that_fails_names_itself_and_what_ran_before_it(server: Server) -> None:
+    reply = server.request("POST", "/ksql", {"ksql": "SHOW TABLES; DESCRIBE nothing_here;"})
+    assert reply.status == 400 and reply.headers["content-type"] == "application/json"
+    error = reply.json()
+    assert (error["@type"], error["error_code"], error["statementText"]) == (
+        "statement_error", 40001, "DESCRIBE nothing_here;")
+    assert "NOTHING_HERE does not exist" in error["message"]
+    assert [e["@type"] for e in error["entities"]] == ["tables"]
+
+
+def test_a_parse_error_is_a_bad_statement(server: Server) -> None:
+    error = server.request("POST", "/ksql", {"ksql": "SELEKT 1;"}).json()
+    assert (error["@type"], error["error_code"], error["statementText"]) == ("statement_error", 40001, "SELEKT 1;")
+    assert "mismatched input 'SELEKT'" in error["message"]
+
+
+@pytest.mark.parametrize("sql", ["SELECT * FROM few;", "SHOW STREAMS; PRINT 'orders' LIMIT 1;"])
+def test_a_query_on_ksql_is_sent_to_the_query_endpoint(server: Server, sql: str) -> None:
+    reply = server.request("POST", "/ksql", {"ksql": sql})
+    assert reply.status == 400
+    assert reply.json()["error_code"] == 40002 and reply.json()["@type"] == "statement_error"
+
+
+@pytest.mark.parametrize(("path", "body", "status", "code"), [
+    ("/ksql", b"{not json", 400, 40000),
+    ("/ksql", b"[1, 2]", 400, 40000),
+    ("/ksql", b'{"ksql": 5}', 400, 40000),
+    ("/ksql", b'{"ksql": "SHOW STREAMS;", "streamsProperties": "x"}', 400, 40000),
+    ("/query-stream", b'{"query": "SELECT 1"}', 400, 40000),
+    ("/query-stream", b'{"sql": "SELECT * FROM missing;"}', 400, 40001),
+    ("/query-stream", b'{"sql": "SHOW STREAMS;"}', 400, 40001),
+    ("/query", b'{"ksql": "SELECT * FROM missing EMIT CHANGES;"}', 400, 40001),
+    ("/close-query", b'{"queryId": "PUSH_999"}', 400, 40000),
+    ("/inserts-stream", b'{"target": "orders"}\n{"id": "x"}\n', 400, 40004),
+    ("/nowhere", b"", 404, 40400),
+])
+def test_bad_requests_get_ksqldbs_error_json(server: Server, path: str, body: bytes, status: int, code: int) -> None:
+    reply = server.request("POST", path, body)
+    assert (reply.status, reply.json()["error_code"], reply.json()["@type"]) == (status, code, reply.json()["@type"])
+    assert reply.json()["@type"] in ("generic_error", "statement_error") and reply.json()["message"]
+
+
+def test_an_unknown_query_id_cannot_be_closed(server: Server) -> None:
+    assert server.request("POST", "/close-query", {"queryId": "PUSH_999"}).json() == {
+        "@type": "generic_error", "error_code": 40000, "message": "No query with id PUSH_999"}
+
+
+def test_a_format_nobody_offers_is_not_acceptable(server: Server) -> None:
+    reply = server.request("POST", "/query-stream", {"sql": "SELECT * FROM few;"}, {"Accept": "text/html"})
+    assert (reply.status, reply.json()["error_code"]) == (406, 40600)
+
+
+def test_a_body_over_the_limit_is_refused(server: Server) -> None:
+    reply = server.request("POST", "/ksql", b'{"ksql": "' + b" " * (2 * 1024 * 1024) + b'SHOW STREAMS;"}')
+    assert (reply.status, reply.json()["error_code"]) == (413, 41300)
+
+
+# -- the small endpoints ----------------------------------------------------------------------------------
+
+
+def test_info_and_the_root_that_leads_to_it(server: Server) -> None:
+    assert server.request("GET", "/info").json() == {"KsqlServerInfo": {
+        "version": "0.29.0", "kafkaClusterId": "nbstream", "ksqlServiceId": "default_", "serverStatus": "RUNNING"}}
+    root = server.request("GET", "/")
+    assert (root.status, root.headers["location"]) == (307, "/info")
+
+
+def test_health_and_the_container_probes(server: Server) -> None:
+    assert server.request("GET", "/healthcheck").json() == {
+        "isHealthy": True, "serverState": "READY", "details": {
+            "metastore": {"isHealthy": True}, "kafka": {"isHealthy": True}, "commandRunner": {"isHealthy": True}}}
+    for probe in ("/chc/live", "/chc/ready"):
+        reply = server.request("GET", probe)
+        assert (reply.status, reply.body) == (200, b"{}")
+
+
+SAMPLE = re.compile(r'^[a-z_]+(\{([a-z_]+="[^"]*",?)*\})? -?[0-9.e+Inf-]+$')
+
+
+def test_metrics_are_prometheus_text(server: Server) -> None:
+    reply = server.request("GET", "/metrics")
+    assert reply.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    lines = reply.body.decode().splitlines()
+    assert all(SAMPLE.match(line) for line in lines if not line.startswith("#")), lines
+    text = reply.body.decode()
+    assert 'nbstream_query_records_in_total{query_id="CTAS_FEW_0",sink="FEW"} 3' in text
+    assert 'nbstream_query_state{query_id="CTAS_FEW_0",sink="FEW",state="RUNNING"} 1' in text
+    assert 'nbstream_query_input_lag_records{query_id="CTAS_FEW_0",sink="FEW"} 0' in text
+    assert re.search(r'nbstream_query_batch_duration_seconds_count\{query_id="CTAS_FEW_0",sink="FEW"\} [1-9]', text)
+    assert re.search(r'nbstream_query_event_time_lag_seconds\{query_id="CTAS_FEW_0",sink="FEW"\} [0-9.]+', text)
+    assert re.search(r'nbstream_http_requests_total\{endpoint="/ksql",status="200"\} [1-9]', text)
+    assert re.search(r"nbstream_pull_query_duration_seconds_count [1-9]", text)
+    assert "nbstream_push_queries_open 0" in text
+    assert 'nbstream_push_queries_disconnected_total{reason="overflow"} 0' in text
