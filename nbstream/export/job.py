@@ -25,6 +25,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,14 @@ JOB_FILE = "nbstream-job.toml"
 QUERIES_FILE = "queries.sql"
 PLANS_FILE = "plans.json"
 DEFAULT_LISTEN = "127.0.0.1:8088"
+
+
+def nbstream_version() -> str:
+    """The version of nbstream that is running."""
+    try:
+        return version("nbstream")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "0+unknown"
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,17 @@ JOB_TAG = "nbstream-job"
 @dataclass(frozen=True)
 class Origin:
     """Where a statement comes from: cell ``cell`` (1-based, every cell of the notebook counted)
-    at ``line`` (1-based, the magic's line included), or ``what`` in the running engine."""
+    at ``line`` (1-based, the magic's line included); ``line`` of the file ``file`` (a job's
+    queries.sql); or ``what`` in the running engine."""
 
     cell: int | None = None
     line: int | None = None
     what: str | None = None
+    file: str | None = None
 
     def __str__(self) -> str:
+        if self.file is not None:
+            return f"{self.file}, line {self.line}"
         if self.cell is None:
             return f"{self.what or 'the engine'} (in the running engine)"
         return f"cell {self.cell}, line {self.line}" if self.line is not None else f"cell {self.cell}"

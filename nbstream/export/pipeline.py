@@ -15,7 +15,6 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,6 @@ TARGETS = ("nbstream", "ksqldb", "migrations")
 
 #: The file that marks a folder as an export of each target (such a folder may be replaced).
 MARKERS = (job.JOB_FILE, to_ksqldb.PROPERTIES_FILE, to_migrations.PROPERTIES_FILE)
-
-
-def nbstream_version() -> str:
-    try:
-        return version("nbstream")
-    except PackageNotFoundError:  # run from a source tree that is not installed
-        return "0+unknown"
 
 
 @dataclass(frozen=True)
@@ -122,7 +114,7 @@ def _render(planned: PlannedJob, name: str, options: ExportOptions) -> tuple[dic
 
 def _config(selection: Selection, name: str, options: ExportOptions) -> job.JobConfig:
     log = job.LogConfig("kafka", options.kafka, dict(options.kafka_options)) if options.kafka else job.LogConfig()
-    return job.JobConfig(name=name, nbstream_version=nbstream_version(), exported_from=selection.described,
+    return job.JobConfig(name=name, nbstream_version=job.nbstream_version(), exported_from=selection.described,
                          properties=dict(options.properties), log=log, listen=options.listen,
                          external_inputs=selection.external_inputs)
 

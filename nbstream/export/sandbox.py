@@ -11,14 +11,13 @@ from the connector).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import duckdb
 
 from nbstream.catalog.catalog import Source
 from nbstream.errors import ExportError, NbstreamError
-from nbstream.export.origin import Origin
 from nbstream.export.selection import Selected, Selection
 from nbstream.plan.serde import plan_document
 from nbstream.runtime.engine import Engine
@@ -83,5 +82,5 @@ def failure(selected: Selected, error: Exception) -> str:
     span = error.span
     if span is None or origin.line is None:
         return f"{origin}: {selected.sourced.summary}: {type(error).__name__}: {error.message}"
-    at = Origin(origin.cell, origin.line + span.line - 1)
+    at = replace(origin, line=origin.line + span.line - 1)
     return f"{at}, column {span.column}: {type(error).__name__}: {error.message}\n{span.highlight()}"
