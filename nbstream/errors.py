@@ -109,7 +109,7 @@ class ExportError(NbstreamError, ValueError):
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = tuple(problems)
         count = len(self.problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
+        lines = "\n".join("  - " + p.replace("\n", "\n    ") for p in self.problems)
         super().__init__(f"cannot export: {count} problem{'s' if count != 1 else ''}\n{lines}")
 
 

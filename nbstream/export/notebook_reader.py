@@ -141,7 +141,8 @@ def _tree(source: str) -> pyast.AST | None:
                                   flags=pyast.PyCF_ONLY_AST | pyast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
     except (SyntaxError, ValueError):
         return None
-    return tree
+    blank = len(source.splitlines()) - len(source.lstrip().splitlines()) if source.strip() else 0
+    return pyast.increment_lineno(tree, blank)  # IPython drops a cell's leading blank lines
 
 
 def _calls(source: str) -> list[pyast.Call]:
