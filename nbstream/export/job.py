@@ -11,9 +11,10 @@
     the topics the job expects to be fed from outside. TOML because people edit it, it has
     comments, and Python reads it without a dependency (``tomllib``).
 ``plans.json``
-    ``{"nbstream_version", "plan_version", "queries": [{"id", "sink", "statement", "origin",
-    "plan"}]}``: every persistent query's plan (:mod:`nbstream.plan.serde`), matched to its
-    statement by text. ``nbstream run`` plans the statements again and compares.
+    ``{"nbstream_version", "plan_version", "properties", "statements": [...], "queries": [{"id",
+    "sink", "statement", "origin", "plan"}]}``: every persistent query's plan
+    (:mod:`nbstream.plan.serde`), and the statements and properties it was planned from.
+    ``nbstream run`` plans those statements again and compares.
 ``Dockerfile``, ``README.md``
     How to build, run and query it (:mod:`nbstream.export.to_nbstream` writes them).
 """
@@ -30,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from nbstream.errors import ExportError
+from nbstream.export.sandbox import PlannedJob
 from nbstream.log.kafka_options import is_reference, literal_secrets
+from nbstream.plan.logical import PLAN_VERSION
 from nbstream.sql import ast
 
 JOB_FILE = "nbstream-job.toml"
@@ -170,8 +173,15 @@ def _toml(value: Any) -> str:
 # -- plans.json ---------------------------------------------------------------------------------------
 
 
-def plans_json(version: str, plan_version: int, queries: list[dict[str, Any]]) -> str:
-    return json.dumps({"nbstream_version": version, "plan_version": plan_version, "queries": queries},
+def plans_json(planned: PlannedJob) -> str:
+    """``plans.json`` (and a state's ``job-plans.json``): the plans of ``planned``'s persistent
+    queries, with every statement of the job and its properties, so that another nbstream can plan
+    the very same job again and compare."""
+    queries = [{"id": q.id, "sink": q.sink, "statement": q.statement.text, "origin": str(q.statement.sourced.origin),
+                "plan": q.plan["plan"]} for q in planned.queries]
+    return json.dumps({"nbstream_version": nbstream_version(), "plan_version": PLAN_VERSION,
+                       "properties": dict(planned.properties),
+                       "statements": [s.text for s in planned.selection.statements], "queries": queries},
                       indent=1, sort_keys=True) + "\n"
 
 

@@ -39,11 +39,10 @@ from typing import Any, TextIO
 
 from nbstream.catalog.catalog import Source
 from nbstream.errors import ExportError, NbstreamError
-from nbstream.export.job import Job, nbstream_version, normal, plans_json, stored_plans
+from nbstream.export.job import Job, normal, plans_json, stored_plans
 from nbstream.export.origin import Contents, Origin, Sourced
 from nbstream.export.sandbox import PlannedJob, plan_job
 from nbstream.export.selection import Options, Selection, select
-from nbstream.plan.logical import PLAN_VERSION
 from nbstream.plan.serde import plan_differences
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG
 from nbstream.runtime.queries import RUNNING_STATES
@@ -115,15 +114,17 @@ class Prepared:
 
 def job_selection(job: Job) -> Selection:
     """``queries.sql`` as the job's statements (every one kept: a job folder holds only job statements)."""
+    return _selection(job.queries_sql, job.config.name, "queries.sql")
+
+
+def _selection(script: str, name: str, file: str) -> Selection:
     try:
-        statements = parse(job.queries_sql)
+        statements = parse(script)
     except NbstreamError as error:
-        raise JobRefused(f"{job.folder / 'queries.sql'}: {error}") from None
-    sourced = tuple(Sourced(s, Origin(line=s.span.line if s.span else None, file="queries.sql"))
-                    for s in statements)
-    contents = Contents(job.config.name, sourced, described="queries.sql")
+        raise JobRefused(f"{file}: {error}") from None
+    sourced = tuple(Sourced(s, Origin(line=s.span.line if s.span else None, file=file)) for s in statements)
     try:
-        return select(contents, Options(include_inserts=True, allow_missing_input=True))
+        return select(Contents(name, sourced, described=file), Options(include_inserts=True, allow_missing_input=True))
     except ExportError as error:
         raise JobRefused("\n".join(error.problems)) from None
 
@@ -136,7 +137,7 @@ def prepare(job: Job, options: RunOptions, log: EventLog) -> Prepared:
         planned = plan_job(selection, properties)
     except ExportError as error:
         raise JobRefused("queries.sql does not plan:\n" + "\n".join(error.problems)) from None
-    _check_plans(planned, _reference_plans(job, options.state), options.replan, log)
+    _check_plans(job, options.state, options.replan, log)
     service = _open(job, options, properties)
     try:
         _apply(service, selection, options.upgrade, log)
@@ -163,30 +164,26 @@ def _writable(service: EngineService, topics: tuple[str, ...]) -> frozenset[str]
 # -- the plan compatibility check -----------------------------------------------------------------------------
 
 
-def _reference_plans(job: Job, state: Path) -> tuple[str, dict[str, dict[str, Any]]]:
-    """(where they come from, the plans to compare with by statement text)."""
-    stored = state / STATE_PLANS
-    if stored.exists():
-        return f"the state's {STATE_PLANS}", stored_plans(json.loads(stored.read_text(encoding="utf-8")))
-    return "the job's plans.json", stored_plans(job.plans)
-
-
-def _check_plans(planned: PlannedJob, reference: tuple[str, dict[str, dict[str, Any]]], replan: bool,
-                 log: EventLog) -> None:
-    where, stored = reference
-    differences = []
-    for query in planned.queries:
-        old = stored.get(normal(query.statement.text))
-        if old is None:
-            continue
-        found = plan_differences({"version": old["version"], "plan": old["plan"]}, query.plan)
-        if found:
-            sourced = query.statement.sourced
-            differences.append(f"query {query.id} ({sourced.origin}: {sourced.summary}) would run differently "
-                               f"from the plan in {where}: " + "; ".join(found))
+def _check_plans(job: Job, state: Path, replan: bool, log: EventLog) -> None:
+    """Plan the statements the state was built with (or, for a new state, those the job was exported
+    with) again, and compare each persistent query's plan with the stored one."""
+    stored_file = state / STATE_PLANS
+    where = f"the state's {STATE_PLANS}" if stored_file.exists() else "the job's plans.json"
+    document = json.loads(stored_file.read_text(encoding="utf-8")) if stored_file.exists() else job.plans
+    statements = document.get("statements")
+    if not statements:
+        log.event("plans", f"no plans to compare with in {where}")
+        return
+    script = "".join(f"{text};\n" for text in statements)
+    try:
+        planned = plan_job(_selection(script, job.config.name, where), document.get("properties", {}))
+    except ExportError as error:
+        differences = [f"this nbstream cannot plan the statements of {where}: " + "; ".join(error.problems)]
+    else:
+        differences = _differences(planned, stored_plans(document), where)
     if not differences:
-        log.event("plans", f"{len(planned.queries)} persistent quer{'y' if len(planned.queries) == 1 else 'ies'} "
-                           f"plan as in {where}")
+        count = len(planned.queries)
+        log.event("plans", f"{count} persistent quer{'y' if count == 1 else 'ies'} plan as in {where}")
         return
     if not replan:
         raise JobRefused("this nbstream plans the job differently from the plans its state was built with "
@@ -195,10 +192,22 @@ def _check_plans(planned: PlannedJob, reference: tuple[str, dict[str, dict[str, 
         log.event("replan", difference)
 
 
+def _differences(planned: PlannedJob, stored: dict[str, dict[str, Any]], where: str) -> list[str]:
+    found = []
+    for query in planned.queries:
+        old = stored.get(normal(query.statement.text))
+        if old is None:
+            found.append(f"query {query.id} ({query.statement.sourced.summary}) has no plan in {where}")
+            continue
+        differences = plan_differences({"version": old["version"], "plan": old["plan"]}, query.plan)
+        if differences:
+            found.append(f"query {query.id} ({query.statement.sourced.summary}) would run differently from the "
+                         f"plan in {where}: " + "; ".join(differences))
+    return found
+
+
 def _store_plans(planned: PlannedJob, state: Path) -> None:
-    queries = [{"id": q.id, "sink": q.sink, "statement": q.statement.text, "origin": str(q.statement.sourced.origin),
-                "plan": q.plan["plan"]} for q in planned.queries]
-    (state / STATE_PLANS).write_text(plans_json(nbstream_version(), PLAN_VERSION, queries), encoding="utf-8")
+    (state / STATE_PLANS).write_text(plans_json(planned), encoding="utf-8")
 
 
 # -- applying queries.sql to the state ------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from __future__ import annotations
 from nbstream.export.job import JOB_FILE, PLANS_FILE, QUERIES_FILE, JobConfig, config_toml, plans_json
 from nbstream.export.sandbox import PlannedJob
 from nbstream.export.selection import Selected
-from nbstream.plan.logical import PLAN_VERSION
 
 #: Where the container keeps its state (a volume), and the port its REST API listens on.
 CONTAINER_STATE = "/var/lib/nbstream"
@@ -23,9 +22,7 @@ def job_files(planned: PlannedJob, config: JobConfig) -> dict[str, str]:
     return {
         QUERIES_FILE: queries_sql(planned, config),
         JOB_FILE: config_toml(config),
-        PLANS_FILE: plans_json(config.nbstream_version, PLAN_VERSION, [
-            {"id": q.id, "sink": q.sink, "statement": q.statement.text, "origin": str(q.statement.sourced.origin),
-             "plan": q.plan["plan"]} for q in planned.queries]),
+        PLANS_FILE: plans_json(planned),
         "Dockerfile": dockerfile(config),
         "README.md": readme(planned, config),
     }
