@@ -112,7 +112,7 @@ def test_an_upgrade_is_refused_naming_the_unchanged_queries_that_read_what_it_wo
 def test_a_statement_no_longer_in_queries_sql_is_dropped_only_with_upgrade(run: Run) -> None:
     run.start().close()
     run.edit(BIG, "")
-    with pytest.raises(JobRefused, match="no longer in queries.sql: STREAM BIG"):
+    with pytest.raises(JobRefused, match=r"no longer in queries\.sql: STREAM BIG"):
         run.start()
     engine = run.start(upgrade=True)
     try:
