@@ -74,9 +74,10 @@ class RunningJob:
         status, body = self.request("/ksql", {"ksql": statements})
         return status, json.loads(body)
 
-    def pull(self, sql: str) -> tuple[list[str], list[list[Any]]]:
-        """A pull query over ``/query-stream``: its column names and rows."""
-        status, body = self.request("/query-stream", {"sql": sql})
+    def pull(self, sql: str, **properties: str) -> tuple[list[str], list[list[Any]]]:
+        """A query over ``/query-stream`` (a pull query, or a push query with a LIMIT): its column
+        names and rows."""
+        status, body = self.request("/query-stream", {"sql": sql, "properties": properties})
         assert status == 200, body
         header, *rows = [json.loads(line) for line in body.splitlines() if line.strip()]
         return header["columnNames"], rows

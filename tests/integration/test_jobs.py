@@ -12,8 +12,11 @@ with seeded data shaped like the notebook's.
 
 from __future__ import annotations
 
+import json
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -150,6 +153,62 @@ def test_every_ksqldb_and_migrations_file_parses_with_ksqldbs_own_grammar(jobs: 
     files = [f for e in jobs.values() for target in ("ksqldb", "migrations") for f in (e.out / target).rglob("*.sql")]
     assert len(files) >= 10
     assert ksql_grammar_errors(files) == []
+
+
+# -- the job's API is read-only; its plans are checked; its log -------------------------------------------------
+
+
+def test_a_jobs_api_answers_queries_and_refuses_what_would_change_the_job(jobs: dict[str, Exported]) -> None:
+    job = jobs["marketplace_inventory"].job
+    for statement in ("SHOW QUERIES;", "DESCRIBE INVENTORY;", "EXPLAIN CTAS_INVENTORY_1;", "SHOW STREAMS;"):
+        assert job.ksql(statement)[0] == 200, statement
+    columns, rows = job.pull("SELECT * FROM SALES EMIT CHANGES LIMIT 2;", **{"auto.offset.reset": "earliest"})
+    assert columns == ["PRODUCT_ID", "ORDER_ID", "NAME", "QUANTITY", "REVENUE"] and len(rows) == 2
+    for statement in ("CREATE STREAM x (a INT) WITH (KAFKA_TOPIC='x', VALUE_FORMAT='JSON', PARTITIONS=1);",
+                      "DROP TABLE INVENTORY;", "TERMINATE CTAS_INVENTORY_1;", "SET 'a'='b'; DROP STREAM SALES;",
+                      "CREATE SINK CONNECTOR c WITH ('connector.class'='duckdb', 'source'='SALES', 'table'='t');"):
+        status, body = job.ksql(statement)
+        assert status == 403, statement
+        assert body["error_code"] == 40300
+        assert "runs the job 'marketplace_inventory' (nbstream run), read-only" in body["message"]
+        assert "restart it with nbstream run --upgrade" in body["message"]
+    status, body = job.ksql("INSERT INTO SALES (PRODUCT_ID, ORDER_ID) VALUES ('p1', 'x');")
+    assert status == 403 and "only the job's inputs fed from outside take inserts (ORDERS, PRODUCTS), and SALES " \
+                              "is not one" in body["message"]
+    with pytest.raises(AssertionError, match="40300"):
+        job.insert("SALES", [{"PRODUCT_ID": "p1", "ORDER_ID": "x"}])
+    assert "nbstream_query_records_in_total{query_id=\"CTAS_INVENTORY_1\"" in job.metrics()
+    assert job.request("/chc/ready")[0] == 200
+
+
+def test_a_job_whose_plans_changed_refuses_to_start_unless_replan_and_logs_json_lines(
+        tmp_path: Path, jobs: dict[str, Exported]) -> None:
+    folder = tmp_path / "job"
+    export(NOTEBOOKS / "quickstart.ipynb", folder, "nbstream")
+    plans = folder / "plans.json"
+    plans.write_text(plans.read_text().replace('"plan_version": 2', '"plan_version": 1'))
+    command = [sys.executable, "-m", "nbstream", "run", str(folder), "--listen", "none", "--log-format", "json"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    last = json.loads(refused.stderr.splitlines()[-1])
+    assert last["event"] == "refused"
+    assert "query CTAS_VIEWS_PER_USER_0 (CREATE TABLE views_per_user AS SELECT userid" in last["message"]
+    assert "…) would run differently from the plan in the job's plans.json: plan version 1 (stored) differs from 2 " \
+           "(this nbstream)" in last["message"]
+    assert not (folder / "state" / "job-plans.json").exists()
+    job = RunningJob(subprocess.Popen([*command, "--replan", "--stats-interval", "0.5"], stderr=subprocess.PIPE,
+                                      text=True), tmp_path / "unused.log")
+    lines: list[dict[str, Any]] = []
+    assert job.process.stderr is not None
+    while not any(e["event"] == "throughput" for e in lines):
+        lines.append(json.loads(job.process.stderr.readline()))
+    assert job.stop() == 0
+    lines += [json.loads(line) for line in job.process.stderr.read().splitlines()]
+    events = [e["event"] for e in lines]
+    assert events[:2] == ["start", "replan"]
+    assert {"query", "connector", "running", "throughput"} <= set(events)
+    assert events[-2:] == ["stopping", "stopped"]
+    assert all(e["job"] == "quickstart" for e in lines[1:])
 
 
 # -- a job killed again and again --------------------------------------------------------------------------------
