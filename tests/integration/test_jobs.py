@@ -204,6 +204,7 @@ def test_a_job_whose_plans_changed_refuses_to_start_unless_replan_and_logs_json_
         lines.append(json.loads(job.process.stderr.readline()))
     assert job.stop() == 0
     lines += [json.loads(line) for line in job.process.stderr.read().splitlines()]
+    job.process.stderr.close()
     events = [e["event"] for e in lines]
     assert events[:2] == ["start", "replan"]
     assert {"query", "connector", "running", "throughput"} <= set(events)
