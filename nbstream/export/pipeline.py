@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,10 +85,14 @@ def export_notebook(notebook: Path, out: Path, options: ExportOptions | None = N
     return _export(read_notebook(notebook), out, options or ExportOptions(), started)
 
 
-def export_engine(engine: Engine, out: Path, name: str, options: ExportOptions | None = None) -> ExportReport:
-    """Export what ``engine`` runs now to ``out`` as the job ``name`` (hold a service's lock)."""
+def export_engine(engine: Engine, out: Path, name: str, options: ExportOptions | None = None,
+                  lock: AbstractContextManager[object] | None = None) -> ExportReport:
+    """Export what ``engine`` runs now to ``out`` as the job ``name``; ``lock`` (a service's) is
+    held while the engine is read, not while the job is planned and written."""
     started = time.monotonic()
-    return _export(read_engine(engine, name), out, options or ExportOptions(), started)
+    with lock or nullcontext():
+        contents = read_engine(engine, name)
+    return _export(contents, out, options or ExportOptions(), started)
 
 
 def _export(contents: Contents, out: Path, options: ExportOptions, started: float) -> ExportReport:

@@ -4,17 +4,20 @@ parameters, rendering; the engine does the rest).
 ``%%stream [NAME <<]`` runs a script of statements; pull queries and SHOW/DESCRIBE/EXPLAIN render as
 tables, other statements print what they did, and ``NAME <<`` assigns the last statement's result
 (a DataFrame for a table result). ``%stream`` runs one command (``queries``, ``stop ID|all``,
-``status``, ``connect memory|PATH|kafka://host:port[?option=value&…]``) or else statements like the
-cell magic. Python values enter
+``status``, ``connect memory|PATH|kafka://host:port[?option=value&…]``, ``export PATH …``: what the
+engine runs now, as a deployable job) or else statements like the cell magic. Python values enter
 only as bound parameters ``:name`` looked up in the user's namespace, never as SQL text.
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import duckdb
 import pandas as pd
@@ -24,6 +27,7 @@ from IPython.display import HTML, display
 from traitlets import Dict, Integer
 
 from nbstream.errors import NbstreamError, UnknownNameError
+from nbstream.export.pipeline import TARGETS, ExportOptions, export_engine
 from nbstream.notebook import session
 from nbstream.notebook.chart import ChartOption, ChartOptionError, split_chart_option
 from nbstream.notebook.display import stream_error
@@ -88,7 +92,8 @@ class StreamMagic(Magics):
     @line_cell_magic
     def stream(self, line: str, cell: str | None = None) -> Any:
         """``%%stream [NAME <<]`` runs the cell's statements (``NAME <<`` assigns the last result);
-        ``%stream queries | stop ID|all | status | connect memory|PATH|kafka://…`` or statements."""
+        ``%stream queries | stop ID|all | status | connect memory|PATH|kafka://… | export PATH …`` or
+        statements."""
         if cell is None:
             return self._line(line)
         options = parse_cell_line(line)
@@ -197,6 +202,17 @@ class StreamMagic(Magics):
         for failure in engine.background.failures:
             print(f"failed: {failure}")
 
+    def _command_export(self, argument: str) -> None:
+        """``%stream export PATH [--to nbstream|ksqldb|migrations] [--name NAME] [--allow-missing-input]``:
+        what the engine runs now, as a job (nbstream.export)."""
+        out, name, options = parse_export_line(argument)
+        engine = session.current_engine()
+        try:
+            report = export_engine(engine, out, name, options, lock=engine.lock)
+        except NbstreamError as error:
+            raise stream_error(error, None, argument) from None
+        print(report)
+
     def _command_connect(self, argument: str) -> None:
         if not argument:
             raise UsageError("%stream connect memory|PATH|kafka://host:port[?option=value&…]")
@@ -206,6 +222,32 @@ class StreamMagic(Magics):
             raise stream_error(error, None, argument) from None
         where = engine.location()
         print(f"Connected to {'an in-memory engine' if where == 'in memory' else where}.")
+
+
+def parse_export_line(argument: str) -> tuple[Path, str, ExportOptions]:
+    """The folder, job name and options of ``%stream export``'s line; a :class:`UsageError` if wrong."""
+    parser = _ExportLine(prog="%stream export", add_help=False)
+    parser.add_argument("path")
+    parser.add_argument("--to", choices=TARGETS, default="nbstream")
+    parser.add_argument("--name")
+    parser.add_argument("--allow-missing-input", action="store_true")
+    try:
+        args = parser.parse_args(shlex.split(argument))
+        out = Path(args.path).expanduser()
+        name = args.name or out.name.removesuffix("-job") or "job"
+        return out, name, ExportOptions(target=args.to, name=name, allow_missing_input=args.allow_missing_input)
+    except (ValueError, NbstreamError) as error:
+        raise UsageError(f"{error}\n{EXPORT_USAGE}") from None
+
+
+EXPORT_USAGE = "%stream export PATH [--to nbstream|ksqldb|migrations] [--name NAME] [--allow-missing-input]"
+
+
+class _ExportLine(argparse.ArgumentParser):
+    """Argument errors as exceptions, not an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)
 
 
 def _has_push_query(cell: str) -> bool:
