@@ -10,6 +10,7 @@ of any target (which is replaced).
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -53,6 +54,8 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
             raise ExportError([f"unknown target {self.target!r}: one of {', '.join(TARGETS)}"])
+        if self.listen != "none" and not re.fullmatch(r".+:[0-9]+", self.listen):
+            raise ExportError([f"--listen {self.listen}: expected HOST:PORT, or none"])
         check_client_options(dict(self.kafka_options))
         job.check_no_secrets(self.kafka_options)
         secret = job.secret_properties(self.properties)

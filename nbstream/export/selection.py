@@ -178,24 +178,27 @@ class _Topology:
     def add(self, sourced: Sourced) -> None:
         statement = sourced.statement
         if isinstance(statement, ast.CreateSource | ast.CreateAsSelect):
-            self._define(self._sources, statement.name, sourced, statement.or_replace, statement.if_not_exists)
+            added = self._define(self._sources, statement.name, sourced, statement.or_replace, statement.if_not_exists)
         elif isinstance(statement, ast.CreateConnector):
-            self._define(self._connectors, statement.name, sourced, False, statement.if_not_exists)
+            added = self._define(self._connectors, statement.name, sourced, False, statement.if_not_exists)
         else:
             self.entries.append(sourced)
-        if isinstance(statement, ast.CreateAsSelect | ast.InsertInto):
+            added = True
+        if added and isinstance(statement, ast.CreateAsSelect | ast.InsertInto):
             self._queries[self._query_id(statement)] = sourced
 
     def _define(self, names: dict[str, Sourced], name: str, sourced: Sourced, or_replace: bool,
-                if_not_exists: bool) -> None:
+                if_not_exists: bool) -> bool:
+        """Add the definition of ``name``, replacing an earlier one; False if it adds nothing."""
         existing = names.get(name)
         if existing is not None:
             same = _normal(existing.statement.text) == _normal(sourced.statement.text)
             if if_not_exists or (same and not or_replace):
-                return
+                return False
             self._remove(existing)
         names[name] = sourced
         self.entries.append(sourced)
+        return True
 
     def _query_id(self, statement: ast.CreateAsSelect | ast.InsertInto) -> str:
         """The id the engine gives the statement's query (see Catalog.next_query_id)."""

@@ -98,3 +98,10 @@ def test_a_parameter_needs_a_value_which_is_written_into_the_statement() -> None
 def test_a_job_without_a_persistent_query_is_refused() -> None:
     with pytest.raises(ExportError, match="no persistent query or connector is left to run"):
         select(cells(S, "SELECT * FROM s EMIT CHANGES;"))
+
+
+def test_terminate_finds_the_query_by_the_id_the_engine_gave_it() -> None:
+    selection = select(cells(S, T, T.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS"),
+                             "CREATE STREAM big AS SELECT * FROM s WHERE n > 10;",
+                             "INSERT INTO big SELECT * FROM s WHERE n < -10;", "TERMINATE INSERTQUERY_2;"))
+    assert not any(t.startswith("INSERT") for t in texts(selection))
