@@ -329,10 +329,11 @@ class EngineService(Engine):
                 query.stop()
                 query.close()
             self.push_queries.clear()
+            self.push_subscriptions.clear()
+            self._shared.clear()
             if self._cursors is not None:
                 self._cursors.close()
             super().close()
-
 
     def query_metrics(self) -> list[QueryMetrics]:
         """The counters of every persistent query, for monitoring (:class:`QueryMetrics`)."""
