@@ -1,6 +1,7 @@
 """The ``nbstream`` command: picks the face a subcommand belongs to.
 
-``nbstream serve …`` is the server (:mod:`nbstream.server.command`); every other command is the
+``nbstream serve …`` is the server (:mod:`nbstream.server.command`) and ``nbstream run JOB`` a job
+served read-only (:mod:`nbstream.server.run`); every other command — ``sql``, ``export`` — is the
 command line's (:mod:`nbstream.cli`). This module sits above the faces, so that neither imports the
 other; each is imported only when its command runs.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-USAGE = """usage: nbstream {sql,serve} ...
+USAGE = """usage: nbstream {sql,serve,export,run} ...
 
   sql     run statements (a prompt on a terminal) on the embedded engine or a server (nbstream sql --help)
   serve   serve the engine through ksqlDB's REST API (nbstream serve --help)
+  export  export a notebook to a deployable job (nbstream export --help)
+  run     run an exported job, durable, its REST API read-only (nbstream run --help)
 """
 
 
@@ -23,6 +26,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nbstream.server.command import main as serve
 
         return serve(args[1:])
+    if args and args[0] == "run":
+        from nbstream.server.run import main as run
+
+        return run(args[1:])
     if args and args[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0

@@ -118,6 +118,17 @@ def relocated(error: NbstreamError, start: Span, script: str) -> NbstreamError:
     return moved
 
 
+class ExportError(NbstreamError, ValueError):
+    """A notebook or an engine cannot be exported as a job: ``problems`` lists each thing that
+    stops it, naming the notebook cell and line (or the engine's object) it is about."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        lines = "\n".join("  - " + p.replace("\n", "\n    ") for p in self.problems)
+        super().__init__(f"cannot export: {count} problem{'s' if count != 1 else ''}\n{lines}")
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """A " Did you mean `X`?" suffix for the closest candidate, or an empty string."""
     pool = list(candidates)

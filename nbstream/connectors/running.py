@@ -75,6 +75,7 @@ class Connectors:
         self.source_connectors = source_connectors
         self.running: dict[str, RunningConnector] = {}
         self.python_sources: list[PythonSource] = []
+        self.fed_topics: list[str] = []  # topics Python sources fed, finished ones too (an export reports them)
         self._incarnations: dict[str, int] = {}
         con.execute("CREATE TABLE IF NOT EXISTS __connectors (name VARCHAR, incarnation INTEGER, "
                     "progress VARCHAR, PRIMARY KEY (name, incarnation))")
@@ -134,6 +135,8 @@ class Connectors:
 
     def add_python_source(self, source: PythonSource) -> PythonSource:
         self.python_sources.append(source)
+        if source.topic not in self.fed_topics:
+            self.fed_topics.append(source.topic)
         return source
 
     # -- running ---------------------------------------------------------------------------------

@@ -4,20 +4,23 @@ parameters, rendering; the engine does the rest).
 ``%%stream [NAME <<]`` runs a script of statements; pull queries and SHOW/DESCRIBE/EXPLAIN render as
 tables, other statements print what they did, and ``NAME <<`` assigns the last statement's result
 (a DataFrame for a table result). ``%stream`` runs one command (``queries``, ``stop ID|all``,
-``status``, ``connect memory|PATH|kafka://host:port[?option=value&…]|http(s)://host:port``) or else
-statements like the cell magic. Python values enter only as bound parameters ``:name`` looked up in
-the user's namespace, never as SQL text (a server, which has no parameters, gets each as a literal
-token). Statements run on the current connection (:mod:`nbstream.notebook.session`): the embedded
-engine or a server, through one interface (:class:`~nbstream.client.connection.Connection`).
+``status``, ``connect memory|PATH|kafka://host:port[?option=value&…]|http(s)://host:port``,
+``export PATH …``: what the engine runs now, as a deployable job) or else statements like the
+cell magic. Python values enter only as bound parameters ``:name`` looked up in the user's
+namespace, never as SQL text (a server, which has no parameters, gets each as a literal token).
+Statements run on the current connection (:mod:`nbstream.notebook.session`): the embedded engine or a
+server, through one interface (:class:`~nbstream.client.connection.Connection`).
 """
 
 from __future__ import annotations
 
+import argparse
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import duckdb
 import pandas as pd
@@ -29,6 +32,7 @@ from traitlets import Dict, Integer, Unicode
 from nbstream.client import Connection, Statement
 from nbstream.client.statements import split_script
 from nbstream.errors import NbstreamError, UnknownNameError
+from nbstream.export.pipeline import TARGETS, ExportOptions, export_engine
 from nbstream.notebook import session
 from nbstream.notebook.chart import ChartOption, ChartOptionError, split_chart_option
 from nbstream.notebook.display import stream_error
@@ -36,6 +40,7 @@ from nbstream.notebook.live import LiveQuery, live_query
 from nbstream.notebook.topology import topology_html
 from nbstream.runtime.explain import EXPLAIN_COLUMNS
 from nbstream.runtime.results import StatementResult
+from nbstream.runtime.service import EngineService
 
 _ASSIGN = re.compile(r"^\s*([A-Za-z_]\w*)\s*<<\s*(.*)$", re.DOTALL)
 
@@ -97,7 +102,7 @@ class StreamMagic(Magics):
     @line_cell_magic
     def stream(self, line: str, cell: str | None = None) -> Any:
         """``%%stream [NAME <<]`` runs the cell's statements (``NAME <<`` assigns the last result);
-        ``%stream queries | stop ID|all | status | connect memory|PATH|kafka://…|http(s)://…`` or
+        ``%stream queries | stop ID|all | status | connect memory|PATH|kafka://…|http(s)://… | export PATH …`` or
         statements."""
         if cell is None:
             return self._line(line)
@@ -216,6 +221,20 @@ class StreamMagic(Magics):
         where = connection.location()
         print(f"Connected to {'an in-memory engine' if where == 'in memory' else where}.")
 
+    def _command_export(self, argument: str) -> None:
+        """``%stream export PATH [--to nbstream|ksqldb|migrations] [--name NAME] [--allow-missing-input]``:
+        what the engine runs now, as a job (nbstream.export); on a server, export the notebook file."""
+        out, name, options = parse_export_line(argument)
+        engine = session.current_engine()
+        if not isinstance(engine, EngineService):
+            raise UsageError("%stream export exports the engine in this kernel; on a server, run "
+                             "`nbstream export NOTEBOOK.ipynb` on the notebook file instead")
+        try:
+            report = export_engine(engine, out, name, options, lock=engine.lock)
+        except NbstreamError as error:
+            raise stream_error(error, None, argument) from None
+        print(report)
+
     @staticmethod
     def _on_connection(command: Any) -> Any:
         """``command(connection)``, its error shown as the message alone."""
@@ -223,6 +242,32 @@ class StreamMagic(Magics):
             return command(session.current_connection())
         except NbstreamError as error:
             raise stream_error(error, None, "") from None
+
+
+def parse_export_line(argument: str) -> tuple[Path, str, ExportOptions]:
+    """The folder, job name and options of ``%stream export``'s line; a :class:`UsageError` if wrong."""
+    parser = _ExportLine(prog="%stream export", add_help=False)
+    parser.add_argument("path")
+    parser.add_argument("--to", choices=TARGETS, default="nbstream")
+    parser.add_argument("--name")
+    parser.add_argument("--allow-missing-input", action="store_true")
+    try:
+        args = parser.parse_args(shlex.split(argument))
+        out = Path(args.path).expanduser()
+        name = args.name or out.name.removesuffix("-job") or "job"
+        return out, name, ExportOptions(target=args.to, name=name, allow_missing_input=args.allow_missing_input)
+    except (ValueError, NbstreamError) as error:
+        raise UsageError(f"{error}\n{EXPORT_USAGE}") from None
+
+
+EXPORT_USAGE = "%stream export PATH [--to nbstream|ksqldb|migrations] [--name NAME] [--allow-missing-input]"
+
+
+class _ExportLine(argparse.ArgumentParser):
+    """Argument errors as exceptions, not an exit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)
 
 
 def _has_push_query(cell: str) -> bool:

@@ -16,7 +16,7 @@ every other column is read inside an aggregate or through a group expression.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 from sqlglot import exp
@@ -31,6 +31,7 @@ from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.sql.ast import Dereference, Query, WindowSpec
+from nbstream.sql.printer import ksql_text
 
 #: ksqlDB's default grace period is this less the window size (``StreamAggregateBuilder.defaultGrace``).
 DEFAULT_GRACE_MS = 24 * 60 * 60 * 1000
@@ -53,6 +54,7 @@ class AggregatePlan:
     calls: tuple[AggregateCall, ...]
     columns: tuple[OutputColumn, ...]
     having: str | None = None
+    having_expression: str | None = None  # ``having`` as bound ksqlDB text
     window: WindowSpec | None = None
     emit_final: bool = False
     sink: Sink | None = None
@@ -111,7 +113,7 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
     if not group_nodes:
         raise BindError("Aggregate query without GROUP BY: add a GROUP BY clause (ksqlDB does not support "
                         "aggregating a whole stream into one row).")
-    where = _where_sql(select, compiler)
+    where, where_text = _where_sql(select, compiler)
     groups = [_compiled(compiler, node, f"__g{i}") for i, node in enumerate(group_nodes)]
     having_node = select.args["having"].this if select.args.get("having") else None
     items = list(select.expressions)
@@ -120,17 +122,19 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
     table_keys = _table_key_columns(source) if source.is_table else []
     if source.is_table:
         _check_undoable(calls)
-    pre = StatelessPlan(scan=scan, columns=tuple(groups + args + table_keys), where=where, emits_table=source.is_table)
+    pre = StatelessPlan(scan=scan, columns=tuple(groups + args + table_keys), where=where, emits_table=source.is_table,
+                        where_expression=where_text)
     post_scope = _post_scope(groups, calls, query.window is not None)
     rewrite = _Rewriter(group_nodes, call_nodes, scope)
     post = ExpressionCompiler(post_scope, TypeProbe(con, post_scope), params=params)
     columns = _project(items, rewrite, post, source, len(groups))
-    having = None
+    having = having_text = None
     if having_node is not None:
         compiled = post.compile(rewrite(having_node, "HAVING"))
-        having = compiled.sql("duckdb")
+        having, having_text = compiled.sql("duckdb"), ksql_text(having_node)
     return AggregatePlan(
         pre=pre, groups=tuple(groups), calls=tuple(calls), columns=tuple(columns), having=having,
+        having_expression=having_text,
         window=query.window, emit_final=query.emit == "FINAL", sink=sink, limit=query.limit,
         table_keys=tuple(c.name for c in table_keys),
         keyed_by_source=sorted(g.sql for g in groups) == sorted(quote(k.name) for k in source.schema.key),
@@ -161,14 +165,15 @@ def _group_nodes(select: exp.Select) -> list[exp.Expression]:
     return nodes
 
 
-def _where_sql(select: exp.Select, compiler: ExpressionCompiler) -> str | None:
+def _where_sql(select: exp.Select, compiler: ExpressionCompiler) -> tuple[str | None, str | None]:
+    """WHERE as DuckDB SQL and as ksqlDB text (None, None without one)."""
     where = select.args.get("where")
     if where is None:
-        return None
+        return None, None
     compiled = compiler.compile(where.this)
     if compiler.type_of(compiled).name not in ("BOOLEAN", "NULL"):
         raise BindError(f"WHERE must be a BOOLEAN expression: {where.this.sql()}")
-    return compiled.sql("duckdb")
+    return compiled.sql("duckdb"), ksql_text(where.this)
 
 
 def _compiled(compiler: ExpressionCompiler, node: exp.Expression, name: str) -> OutputColumn:
@@ -178,7 +183,7 @@ def _compiled(compiler: ExpressionCompiler, node: exp.Expression, name: str) -> 
     sql_type = compiler.type_of(compiled)
     if sql_type.name == "NULL":
         raise BindError(f"GROUP BY expression has no type: {node.sql()}")
-    return OutputColumn(name, sql_type, compiled.sql("duckdb"))
+    return OutputColumn(name, sql_type, compiled.sql("duckdb"), expression=ksql_text(node))
 
 
 def _aggregate_calls(node: exp.Expression) -> list[exp.Anonymous]:
@@ -223,7 +228,8 @@ def _sort_struct(sort: OutputColumn, others: list[OutputColumn]) -> OutputColumn
     """TOPK over several columns ranks ``STRUCT<sort_col, col0, …>`` values by ``sort_col``."""
     fields = [("sort_col", sort), *((f"col{i}", c) for i, c in enumerate(others))]
     sql = "{" + ", ".join(f"'{n}': ({c.sql})" for n, c in fields) + "}"
-    return OutputColumn(sort.name, SqlType.struct([(n, c.type) for n, c in fields]), sql)
+    text = ", ".join(c.expression or c.name for _, c in fields)
+    return OutputColumn(sort.name, SqlType.struct([(n, c.type) for n, c in fields]), sql, expression=text)
 
 
 def _check_undoable(calls: list[AggregateCall]) -> None:
@@ -299,10 +305,10 @@ def _project(items: list[exp.Expression], rewrite: _Rewriter, post: ExpressionCo
         rewritten = rewrite(node, "SELECT")
         name = _item_name(item, node, aliases, rewrite.scope)
         compiled = post.compile(rewritten)
-        column = OutputColumn(name, post.type_of(compiled), compiled.sql("duckdb"))
+        column = OutputColumn(name, post.type_of(compiled), compiled.sql("duckdb"), expression=ksql_text(node))
         group = _group_index(rewritten)
         if group is not None and group not in keys:
-            keys[group] = OutputColumn(name, column.type, column.sql, "KEY")
+            keys[group] = replace(column, role="KEY")
         elif group is not None:
             raise BindError(f"The projection contains a key column more than once: {name}")
         else:

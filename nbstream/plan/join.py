@@ -38,6 +38,7 @@ from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.plan.repartition import Item, PartitionInput, bind_partition_by, key_projection, star_columns
 from nbstream.sql.ast import Dereference, Query, Within
+from nbstream.sql.printer import ksql_text
 
 #: ksqlDB's grace period of a stream-stream join that names none: 24 hours.
 DEFAULT_JOIN_GRACE_MS = 24 * 60 * 60 * 1000
@@ -96,6 +97,7 @@ class JoinPlan:
     columns: tuple[OutputColumn, ...]
     key_type: SqlType
     where: str | None = None
+    where_expression: str | None = None  # ``where`` as bound ksqlDB text (over the renamed columns)
     within: Within | None = None
     sink: Sink | None = None
     emits_table: bool = False
@@ -278,13 +280,14 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
             join_plan = replace(join_plan, left=sides[1], right=sides[0], kind="LEFT")
         return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
-    where = _where(select, scope, compiler)
+    where, where_text = _where(select, scope, compiler)
     columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type, key_sql))
     if kind == "RIGHT":
         sides.reverse()
         kind = "LEFT"
     return JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=tuple(columns), key_type=key_types[0],
-                    where=where, within=within, sink=sink, emits_table=left.source.is_table and right.source.is_table,
+                    where=where, where_expression=where_text, within=within, sink=sink,
+                    emits_table=left.source.is_table and right.source.is_table,
                     limit=query.limit, foreign_key=foreign_key,
                     on_keys=all(_is_key(side, o) for side, o in zip(sides, operands, strict=True)))
 
@@ -326,9 +329,9 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
                                 for side, kind, probe in zip(tables[1:], kinds[1:], probes[1:], strict=True)))
     if is_aggregate_query(query):
         return _plan_join_aggregate(query, scope, scope.joined_scope(key_type), plan, con, scan_of, sink, params)
-    where = _where(query.select, scope, compiler)
+    where, where_text = _where(query.select, scope, compiler)
     columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs), key_type))
-    return replace(plan, columns=tuple(columns), where=where)
+    return replace(plan, columns=tuple(columns), where=where, where_expression=where_text)
 
 
 def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con: duckdb.DuckDBPyConnection,
@@ -355,10 +358,11 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
                                "table first, then aggregate that")
     joined = scope.joined_scope(key_type)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
-    where = _where(query.select, scope, compiler)
+    where, where_text = _where(query.select, scope, compiler)
     columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs), key_type))
     return JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=tuple(columns), key_type=key_type,
-                    where=where, sink=sink, emits_table=True, limit=query.limit, on_keys=True,
+                    where=where, where_expression=where_text, sink=sink, emits_table=True, limit=query.limit,
+                    on_keys=True,
                     chain=tuple(TableLookup(side, kind, quote(JOIN_KEY))
                                 for side, kind in zip(sides[2:], kinds[1:], strict=True)))
 
@@ -589,7 +593,7 @@ def _side(src: _Source, operand: exp.Expression, scope: _JoinScope, con: duckdb.
     if src.source.schema.key and not key_type:
         raise BindError(f"join key {operand.sql()} has no type")
     columns = [OutputColumn(scope.renamed(src, c.name), c.type, c.sql) for c in scope.carried(src)]
-    columns.append(OutputColumn(JOIN_KEY, key_type, compiled.sql("duckdb")))
+    columns.append(OutputColumn(JOIN_KEY, key_type, compiled.sql("duckdb"), expression=ksql_text(operand)))
     pre = StatelessPlan(scan=scan_of(src.source), columns=tuple(columns),  # type: ignore[operator]
                         emits_table=src.source.is_table)
     keys = tuple(scope.renamed(src, c.name) for c in src.source.schema.key)
@@ -721,14 +725,16 @@ def _pseudo_columns(query: Query) -> tuple[str, ...]:
 # -- WHERE and projection -----------------------------------------------------------------------
 
 
-def _where(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler) -> str | None:
+def _where(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler) -> tuple[str | None, str | None]:
+    """WHERE over the joined row as DuckDB SQL and as bound ksqlDB text (None, None without one)."""
     where = select.args.get("where")
     if where is None:
-        return None
-    compiled = compiler.compile(scope.rewrite(where.this))
+        return None, None
+    rewritten = scope.rewrite(where.this)
+    compiled = compiler.compile(rewritten)
     if compiler.type_of(compiled).name not in ("BOOLEAN", "NULL"):
         raise BindError(f"WHERE must be a BOOLEAN expression: {where.this.sql()}")
-    return compiled.sql("duckdb")
+    return compiled.sql("duckdb"), ksql_text(rewritten)
 
 
 @dataclass(frozen=True)
@@ -768,10 +774,11 @@ def _project(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler
             if key is not None:
                 raise BindError(f"The projection contains a key column (`{chosen}`) more than once, aliased as: "
                                 f"{' and '.join(sorted([key.name, name]))}.")
-            key = OutputColumn(name, join_key.type, join_key.sql, "KEY")
+            key = OutputColumn(name, join_key.type, join_key.sql, "KEY", ksql_text(node))
             continue
         compiled = compiler.compile(node)
-        values.append(OutputColumn(name, compiler.type_of(compiled), compiled.sql("duckdb")))
+        values.append(OutputColumn(name, compiler.type_of(compiled), compiled.sql("duckdb"),
+                                   expression=ksql_text(node)))
     if key is None:
         expected = synthetic if synthetic else " or ".join(c.replace("_", ".", 1) for c in candidates)
         target = f"`{sink_name}`" if sink_name else "the result"
@@ -797,7 +804,8 @@ def _partitioned(query: Query, scope: _JoinScope, compiler: ExpressionCompiler, 
             continue
         for name, node in _named_items(item, scope, aliases):
             compiled = compiler.compile(node)
-            items.append(Item(OutputColumn(name, compiler.type_of(compiled), compiled.sql("duckdb"))))
+            items.append(Item(OutputColumn(name, compiler.type_of(compiled), compiled.sql("duckdb"),
+                                           expression=ksql_text(node))))
     return _checked(key_projection(items, repartition, sink_name))
 
 

@@ -2,8 +2,10 @@
 
 A plan holds everything the runtime needs to run a query and nothing it must look up again: the
 source's topic, formats and columns, the compiled DuckDB expressions of the filter and of each
-output column, and the sink's topic and formats. The exporter stores plans (as JSON, see
-:mod:`nbstream.plan.serde`); the runner runs them.
+output column, and the sink's topic and formats. Beside each DuckDB lowering it keeps the bound
+ksqlDB expression it came from (``OutputColumn.expression``, ``where_expression``…), so that a
+stored plan reads in the user's terms and two plans can be compared across releases. The exporter
+stores plans (as JSON, see :mod:`nbstream.plan.serde`); the runner runs them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from nbstream.catalog.schema import Column, LogicalSchema
 from nbstream.catalog.types import SqlType
 from nbstream.errors import PlanError
 
-PLAN_VERSION = 1
+#: The plan document's format (2: every kind of plan, ksqlDB expressions beside their lowering).
+PLAN_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,14 @@ class Scan:
 
 @dataclass(frozen=True)
 class OutputColumn:
-    """One column of a query's result: its name, type, role and DuckDB expression."""
+    """One column of a query's result: its name, type, role and DuckDB expression, and the bound
+    ksqlDB expression that lowered into it (None: a column the planner made, such as a pass-through)."""
 
     name: str
     type: SqlType
     sql: str
     role: str = "VALUE"  # KEY | VALUE
+    expression: str | None = None
 
     def column(self) -> Column:
         return Column(self.name, self.type, "KEY" if self.role == "KEY" else "VALUE")
@@ -79,6 +84,7 @@ class StatelessPlan:
     emits_table: bool = False
     limit: int | None = None
     key_from_source: bool = False  # the result's key columns are the input's: no input key, no output key
+    where_expression: str | None = None  # ``where`` as bound ksqlDB text
     version: int = PLAN_VERSION
 
     def __post_init__(self) -> None:

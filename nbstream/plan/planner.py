@@ -24,6 +24,7 @@ from nbstream.plan.join import JoinPlan, is_join_query, plan_join
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.plan.repartition import Item, PartitionInput, Repartition, bind_partition_by, key_projection, star_columns
 from nbstream.sql.ast import Dereference, Query
+from nbstream.sql.printer import ksql_text
 
 #: What a query plans into.
 Plan = StatelessPlan | AggregatePlan | JoinPlan
@@ -94,8 +95,9 @@ def plan_query(
                               properties=None if target is None else target.properties)
     compiler = ExpressionCompiler(scope, TypeProbe(con, scope), params=params)
     where = select.args.get("where")
-    where_sql = None
+    where_sql = where_text = None
     if where is not None:
+        where_text = ksql_text(where.this)
         compiled = compiler.compile(where.this)
         kind = compiler.type_of(compiled)
         if kind.name not in ("BOOLEAN", "NULL"):
@@ -118,7 +120,7 @@ def plan_query(
             _check_key_projection(source, columns, target)
     return StatelessPlan(
         scan=scan_of(source), columns=tuple(columns), where=where_sql, sink=sink,
-        emits_table=emits_table, limit=query.limit, key_from_source=repartition is None,
+        emits_table=emits_table, limit=query.limit, key_from_source=repartition is None, where_expression=where_text,
     )
 
 
@@ -196,7 +198,7 @@ def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
         if isinstance(node, exp.Column):
             ref = source.schema.find(compiler.scope.resolve(node.name).name)
             role = "KEY" if ref is not None and ref.role == "KEY" else "VALUE"
-        columns.append(Item(OutputColumn(name, sql_type, compiled.sql("duckdb"), role),
+        columns.append(Item(OutputColumn(name, sql_type, compiled.sql("duckdb"), role, ksql_text(node)),
                             source_column=None if ref is None else ref.name))
     return columns
 

@@ -24,7 +24,7 @@ join schema does).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import duckdb
 from sqlglot import exp
@@ -211,7 +211,7 @@ def star_columns(relation: PartitionInput, repartition: Repartition, scope: Scop
     """What ``SELECT *`` selects after PARTITION BY: new key columns, values, then old keys
     (``scope``: where the relation's columns are read)."""
     moved = repartition.moved
-    keys = [OutputColumn(k.name, k.type, k.sql, "KEY") for k in repartition.keys]
+    keys = [OutputColumn(k.name, k.type, k.sql, "KEY", k.text) for k in repartition.keys]
     values = [_value(c, scope) for c in relation.schema.columns if c.role != "KEY" and c.name not in moved]
     old_keys = [_value(c, scope) for c in relation.schema.key if c.name not in moved]
     return keys + values + old_keys
@@ -248,11 +248,10 @@ def key_projection(items: list[Item], repartition: Repartition, sink: str | None
             continue
         taken.add(hits[0])
         chosen = items[hits[0]].column
-        keys.append(OutputColumn(chosen.name, key.type, key.sql, "KEY"))
+        keys.append(OutputColumn(chosen.name, key.type, key.sql, "KEY", key.text))
     if missing and sink is not None:
         _raise_missing(list(repartition.keys), sink)
-    values = [OutputColumn(it.column.name, it.column.type, it.column.sql, "VALUE")
-              for i, it in enumerate(items) if i not in taken]
+    values = [replace(it.column, role="VALUE") for i, it in enumerate(items) if i not in taken]
     return keys + values
 
 

@@ -1,5 +1,6 @@
-"""Running a statement again (a notebook cell re-run, a script applied twice): the rules that decide
-whether a CREATE has nothing to do, or replaces what an earlier version of it created.
+"""Running a statement again (a notebook cell re-run, a job started again): the rules that decide
+whether a CREATE (or an INSERT INTO … SELECT) has nothing to do, or replaces what an earlier version
+of it created.
 
 ksqlDB's own rule for a changed query is ``CREATE OR REPLACE`` with ``validateUpgrade``; here a
 plain ``CREATE`` run again is idempotent when unchanged, and rebuilds its stream or table when
@@ -27,6 +28,9 @@ def unchanged_message(engine: Engine, statement: ast.Statement) -> str | None:
         if running is None or _normal(running.sql) != _normal(statement.text):
             return None
         return f"Connector {statement.name} exists with the same definition: nothing to do."
+    if isinstance(statement, ast.InsertInto):
+        same = [q.id for q in engine.catalog.running() if _normal(q.sql) == _normal(statement.text)]
+        return f"Query {same[0]} runs this INSERT INTO already: nothing to do." if same else None
     if not isinstance(statement, ast.CreateSource | ast.CreateAsSelect):
         return None
     if statement.or_replace or statement.if_not_exists:
@@ -37,13 +41,18 @@ def unchanged_message(engine: Engine, statement: ast.Statement) -> str | None:
     return f"{existing.kind.capitalize()} {statement.name} exists with the same definition: nothing to do."
 
 
-def drop_changed(engine: Engine, statement: ast.Statement) -> str | None:
+#: What a re-run notebook cell suggests when other queries block replacing what it changed.
+CELL_HINT = "terminate them first (%stream stop ID), then run this cell again."
+
+
+def drop_changed(engine: Engine, statement: ast.Statement, hint: str = CELL_HINT) -> str | None:
     """When a re-run cell changed the CREATE of an existing stream or table: drop the old one, so
     that ``statement`` creates it anew, and say what was replaced (None: nothing to replace).
 
     The query that created it is terminated and, for a ``CREATE … AS SELECT``, the topic it wrote is
     deleted: the new query rebuilds it from its input. A declared stream or table over a topic keeps
-    the topic. Raises :class:`CatalogError`, naming them, if other queries read it or write to it."""
+    the topic. Raises :class:`CatalogError`, naming them (and ``hint``), if other queries read it or
+    write to it."""
     if not isinstance(statement, ast.CreateSource | ast.CreateAsSelect) or statement.or_replace \
             or statement.if_not_exists:
         return None
@@ -57,7 +66,7 @@ def drop_changed(engine: Engine, statement: ast.Statement) -> str | None:
     kind = existing.kind.capitalize()
     if others:
         raise CatalogError(f"{kind} {existing.name} changed, but queries [{', '.join(others)}] read from it or "
-                           f"write to it: terminate them first (%stream stop ID), then run this cell again.")
+                           f"write to it: {hint}")
     delete_topic = " DELETE TOPIC" if isinstance(parse(existing.sql)[0], ast.CreateAsSelect) else ""
     engine.execute("".join(f"TERMINATE {q};" for q in creator) + f"DROP {existing.kind} {existing.name}{delete_topic};")
     rebuilt = f", its query {creator[0]} terminated and its topic rebuilt" if creator and delete_topic else ""

@@ -28,6 +28,7 @@ from nbstream.server.errors import NOT_FOUND, NOT_READY, SERVER_ERROR, SHUTTING_
 from nbstream.server.http import Disconnected, Exchange, Message, Receive, Scope, Send
 from nbstream.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from nbstream.server.metrics import ServerMetrics, render
+from nbstream.server.restricted import Restricted
 
 log = logging.getLogger("nbstream.server")
 
@@ -46,7 +47,8 @@ class ServerConfig:
     are refused). ``max_body``: bytes of a request body (of one line, for ``/inserts-stream``).
     ``max_push_queries``: push queries streaming at once (ksqlDB's ``ksql.max.push.queries``).
     ``push_buffer_rows``: rows a push query may hold for a client that reads slower than they come
-    before it is disconnected. ``pull_threads``: pull queries running at once.
+    before it is disconnected. ``pull_threads``: pull queries running at once. ``restricted``: the
+    read-only API of a job (:mod:`nbstream.server.restricted`).
     """
 
     users: Users | None = None
@@ -56,6 +58,7 @@ class ServerConfig:
     push_buffer_rows: int = 50_000
     pull_threads: int = 4
     cluster_id: str = "nbstream"
+    restricted: Restricted | None = None  # a job's read-only API (nbstream run)
 
 
 Handler = Callable[["KsqlServer", Exchange], Awaitable[None]]

@@ -21,7 +21,7 @@ import ipaddress
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,12 +167,14 @@ def _hypercorn_config(listener: socket.socket, args: argparse.Namespace) -> Conf
     return config
 
 
-async def _serve(server: KsqlServer, config: Config) -> None:
-    """Serve until SIGTERM or SIGINT, then stop cleanly."""
+async def _serve(server: KsqlServer, config: Config, on_signal: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT (``on_signal`` is told of it), then stop cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def shut_down() -> None:
+        if on_signal is not None:
+            on_signal()
         server.begin_shutdown()
         stop.set()
 

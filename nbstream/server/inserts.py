@@ -37,6 +37,8 @@ async def handle(server: KsqlServer, exchange: Exchange) -> None:
     service = server.service
     groups = exchange.lines()
     target, first_rows = await _arguments(groups)
+    if server.config.restricted is not None:
+        server.config.restricted.check_insert(target)
     await _insert(server, service, target, [])  # an unknown target is refused before the response starts
     await exchange.start(200, JSON if as_array else DELIMITED)
     acks = _Acks(as_array)

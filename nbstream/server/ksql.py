@@ -26,6 +26,7 @@ from nbstream.server import entities
 from nbstream.server.entities import Entity, statement_text
 from nbstream.server.errors import BAD_STATEMENT, FORBIDDEN, QUERY_ENDPOINT, KsqlError
 from nbstream.server.http import Exchange, member
+from nbstream.server.restricted import Restricted
 from nbstream.sql import ast, parse
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ async def handle(server: KsqlServer, exchange: Exchange) -> None:
     service = server.service
     statements = parse_statements(text)
     request = entities.Request(properties, variables)
-    result = await server.run_statement(run_request, service, statements, request, server.config.files_root)
+    result = await server.run_statement(run_request, service, statements, request, server.config.files_root,
+                                        server.config.restricted)
     await exchange.respond_json(result)
 
 
@@ -64,14 +66,15 @@ def parse_statements(text: str) -> list[ast.Statement]:
 
 
 def run_request(service: EngineService, statements: list[ast.Statement], request: entities.Request,
-                files_root: Path | None) -> list[Entity]:
-    """Run ``statements`` in order (on the statements thread); their entities."""
+                files_root: Path | None, restricted: Restricted | None = None) -> list[Entity]:
+    """Run ``statements`` in order (on the statements thread); their entities. A ``restricted``
+    server (a job's) refuses statements that would change the job."""
     done: list[Entity] = []
     properties = dict(request.properties)
     with service.lock:
         for statement in statements:
             try:
-                produced = _run(service, statement, properties, request.variables, files_root)
+                produced = _run(service, statement, properties, request.variables, files_root, restricted)
             except NbstreamError as error:
                 raise KsqlError(BAD_STATEMENT, str(error), statement_text(statement), done) from None
             except KsqlError as error:
@@ -83,7 +86,7 @@ def run_request(service: EngineService, statements: list[ast.Statement], request
 
 
 def _run(service: EngineService, statement: ast.Statement, properties: dict[str, Any],
-         variables: Mapping[str, Any], files_root: Path | None) -> Entity | None:
+         variables: Mapping[str, Any], files_root: Path | None, restricted: Restricted | None) -> Entity | None:
     """Run one statement; ``properties`` (the request's overrides) take its SET or UNSET."""
     request = entities.Request(dict(properties), variables)
     if isinstance(statement, ast.SetProperty):
@@ -99,6 +102,8 @@ def _run(service: EngineService, statement: ast.Statement, properties: dict[str,
         if push is not None:
             push.stop()
             return entities.terminated_push_query(statement, push.id)
+    if restricted is not None:
+        restricted.check_statement(statement)
     if isinstance(statement, ast.CreateConnector):
         check_files(statement, files_root)
     (result,) = service.execute(statement.text, properties=properties)
