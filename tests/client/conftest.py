@@ -7,15 +7,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from server.harness import Server, eventually, running_server, start_server
+from servers import PASSWORD, USER, TlsServer, self_signed
 
 from nbstream.client.rest import KsqlClient
-
-USER, PASSWORD = "alice", "s3cret"
 
 
 @pytest.fixture(scope="module")
@@ -41,25 +39,6 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (folder / "users").write_text(made.stdout)
     with running_server(folder / "logs", "--auth", str(folder / "users"), auth=(USER, PASSWORD)) as running:
         yield running
-
-
-@dataclass(frozen=True)
-class TlsServer:
-    server: Server
-    ca_file: Path  # the server's self-signed certificate: the CA that verifies it
-    other_ca: Path  # a CA that did not sign it
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.server.port}"
-
-
-def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
-    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import PASSWORD, USER, TlsServer
 from IPython.core.completer import provisionalcompleter
 from IPython.core.interactiveshell import InteractiveShell
 from ipython_cells import displayed_text, eventually, nbstream_shell, run
 from server.harness import Server
+from servers import PASSWORD, USER, TlsServer
 
 from nbstream.notebook import session
 from nbstream.notebook.live import LiveQuery

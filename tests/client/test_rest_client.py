@@ -10,8 +10,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from conftest import PASSWORD, USER, TlsServer
 from server.harness import Server, eventually
+from servers import PASSWORD, USER, TlsServer
 
 from nbstream.client.rest import Credentials, KsqlClient
 from nbstream.client.rows import End, Header, Row

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from conftest import PASSWORD, USER, TlsServer
 from server.harness import Server, eventually
+from servers import PASSWORD, USER, TlsServer
 
 PROMPT = "ksql>"
 CONTINUATION = "   >"

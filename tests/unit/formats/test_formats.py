@@ -12,7 +12,7 @@ from nbstream.errors import FormatError
 from nbstream.formats import Decoded, format_for
 from nbstream.formats.base import let_relation
 
-from .conftest import decode_rows, encode_rows
+from .rows import decode_rows, encode_rows
 
 
 def cols(*specs: str) -> list[Column]:

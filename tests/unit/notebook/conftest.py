@@ -6,12 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
-from ipython_cells import displayed_text, eventually, nbstream_shell, run
+from ipython_cells import nbstream_shell
 
 from nbstream.notebook import session
 from nbstream.runtime.service import EngineService
-
-__all__ = ["displayed_text", "eventually", "run"]  # the notebook tests import them from here
 
 
 @pytest.fixture(scope="session")

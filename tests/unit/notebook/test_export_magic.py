@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import run
 from IPython.core.interactiveshell import InteractiveShell
+from ipython_cells import run
 
 from nbstream.export.job import load_job
 
