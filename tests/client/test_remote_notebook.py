@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -146,6 +147,15 @@ def test_what_needs_the_embedded_engine_says_so(shell: InteractiveShell, created
     message = error_of(shell, "nbstream.current_engine().con")
     assert "`con` needs the embedded engine" in message
     assert len(run(shell, "nbstream.current_engine().query('SELECT * FROM views;')")[0].result) >= 0
+
+
+def test_export_on_a_server_says_to_export_the_notebook_file_and_writes_nothing(
+        shell: InteractiveShell, created: Server, tmp_path: Path) -> None:
+    connect(shell, created.url)
+    message = error_of(shell, f"%stream export {tmp_path / 'job'}")
+    assert "nbstream export NOTEBOOK.ipynb" in message
+    assert not (tmp_path / "job").exists()
+    still_usable(shell)
 
 
 # -- errors -----------------------------------------------------------------------------------------------

@@ -25,7 +25,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def connected_copy(server: Server, jupyter: JupyterServer) -> str:
-    """The quickstart, cleaned, with ``%stream connect`` after ``%load_ext`` in its first code cell."""
+    """The quickstart, cleaned, with ``%stream connect`` after ``%load_ext`` in its first code cell, and
+    without its ``%stream export`` cell: that exports the kernel's own engine, so on a server it refuses
+    and names ``nbstream export NOTEBOOK.ipynb`` (tests/client/test_remote_notebook.py)."""
     name = "quickstart_on_a_server.ipynb"
     target = jupyter.root / name
     clean_copy(QUICKSTART, target)
@@ -33,6 +35,9 @@ def connected_copy(server: Server, jupyter: JupyterServer) -> str:
     first = next(cell for cell in notebook["cells"] if cell["cell_type"] == "code")
     assert "".join(first["source"]).strip() == "%load_ext nbstream"
     first["source"] = ["%load_ext nbstream\n", f"%stream connect {server.url}"]
+    exports = [cell for cell in notebook["cells"] if "".join(cell["source"]).startswith("%stream export")]
+    assert len(exports) == 1
+    notebook["cells"].remove(exports[0])
     target.write_text(json.dumps(notebook, indent=1))
     return name
 
