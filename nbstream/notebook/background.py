@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Mapping
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import duckdb
 import pandas as pd
@@ -34,21 +34,21 @@ if TYPE_CHECKING:
 
 IDLE_SLEEP_SECONDS = 0.02
 
-P = ParamSpec("P")
-R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _locked(method: Callable[P, R]) -> Callable[P, R]:
-    """``method`` run while holding the engine's lock (its first argument is the engine)."""
+def _locked(method: F) -> F:
+    """``method`` run while holding the engine's lock (its first argument is the engine); typed as
+    ``method``, overloads included."""
 
     @wraps(method)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+    def run(*args: Any, **kwargs: Any) -> Any:
         engine = args[0]
         assert isinstance(engine, NotebookEngine)
         with engine.lock:
             return method(*args, **kwargs)
 
-    return run
+    return cast(F, run)
 
 
 class EngineLock:
