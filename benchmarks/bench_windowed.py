@@ -14,6 +14,11 @@ per key and second) with no grace period, so
 windows close; the stream has one partition (with two, arrival order across partitions would make
 one partition's records late by the other's stream time).
 
+Each engine figure is printed with the peak RSS of the process while the engine ran it, and the run
+ends with the peak of the whole run. An aggregation's output is checked against DuckDB's one statement: EMIT FINAL must
+write every window that stream time closed (end + grace at or before the last event's time), EMIT
+CHANGES one record per event. A difference is printed beside the figure and fails the run at the end.
+
     python benchmarks/bench_windowed.py [--events 1000000] [--keys 1000000] [--lookups 2000]
 """
 
@@ -22,10 +27,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from _common import percentile, rate
+from _common import load_average, peak_rss_mb, percentile, rate, reset_peak_rss
 
 from nbstream import Engine
 from nbstream.errors import UnsupportedError
@@ -43,9 +50,10 @@ HOPPING = """
 CREATE TABLE avg_by_category AS SELECT category, AVG(amount) AS avg_amount FROM clicks
   WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 1 SECOND, GRACE PERIOD 0 SECONDS) GROUP BY category EMIT FINAL;
 """
-#: DuckDB alone: decode, window, aggregate and encode the output, as one statement.
+#: DuckDB alone: decode, window, aggregate and encode the output, as one statement. (The records'
+#: fields are named as the stream's columns, upper case; json_transform matches names exactly.)
 DECODED = """(SELECT decode("key") AS k, v.* FROM (SELECT "key", json_transform(decode("value"),
-              '{{"category":"VARCHAR","amount":"DOUBLE","ts":"BIGINT"}}') AS v FROM {table}))"""
+              '{{"CATEGORY":"VARCHAR","AMOUNT":"DOUBLE","TS":"BIGINT"}}') AS v FROM {table}))"""
 ONE_BATCH_TUMBLING = """CREATE OR REPLACE TABLE one_batch AS
     SELECT k, ts - ts % 1000 AS ws, encode(to_json({{'N': count(*), 'TOTAL': sum(amount)}})::VARCHAR) AS value
     FROM {decoded} GROUP BY ALL"""
@@ -94,12 +102,64 @@ def drain_query(eng: Engine, statement: str) -> int:
     return runner.stats.emitted
 
 
-def aggregation(eng: Engine, n: int, statement: str, one_batch: str) -> tuple[float, float, int]:
-    """(engine events/s, DuckDB one-batch events/s, output records) of an aggregation."""
+@dataclass
+class Run:
+    """Figures of one workload: engine events/s and peak RSS (MB), DuckDB's one statement's events/s,
+    output records and the records due (as DuckDB's statement says; None: not checked)."""
+
+    rate: float
+    peak_mb: float
+    duckdb: float | None = None
+    out: int | None = None
+    due: int | None = None
+
+
+class Report:
+    """Runs workloads, measuring the peak RSS of each, prints their lines with it and keeps the peak of
+    the whole run and the outputs that differ from what is due."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self.mismatches: list[str] = []
+
+    def measure(self, events: int, work: Callable[[], object]) -> tuple[float, float]:
+        """(events/s, peak RSS in MB) of running ``work`` once."""
+        reset_peak_rss()
+        events_per_s = rate(events, work)
+        peak = peak_rss_mb()
+        self.peak_mb = max(self.peak_mb, peak)
+        return events_per_s, peak
+
+    def line(self, name: str, run: Run) -> None:
+        text = f"{name:<46}{run.rate:>11,.0f} events/s"
+        if run.out is not None:
+            text += f" ({self._output(name, run.out, run.due)})"
+        if run.duckdb is not None:
+            text += f"; DuckDB one batch {run.duckdb:,.0f} events/s, ratio {run.rate / run.duckdb:.2f}"
+        print(f"{text}; peak RSS {run.peak_mb:,.0f} MB", flush=True)
+
+    def _output(self, name: str, out: int, due: int | None) -> str:
+        if due is None:
+            return f"output {out:,}"
+        if out == due:
+            return f"output {out:,} of {due:,} due"
+        self.mismatches.append(f"{name}: wrote {out:,} records, {due:,} due")
+        return f"output {out:,} but {due:,} due: MISMATCH"
+
+
+def aggregation(report: Report, eng: Engine, n: int, statement: str, one_batch: str,
+                window_ms: int | None = None) -> Run:
+    """An aggregation beside DuckDB's one statement. What is due: with ``window_ms`` (EMIT FINAL), the
+    windows that stream time (the last event's time) closed; else one change per event."""
     out: list[int] = []
-    engine = rate(n, lambda: out.append(drain_query(eng, statement)))
-    duckdb = rate(n, lambda: eng.con.execute(one_batch.format(decoded=DECODED.format(table=topic_table("clicks")))))
-    return engine, duckdb, out[0]
+    engine, peak = report.measure(n, lambda: out.append(drain_query(eng, statement)))
+    decoded = DECODED.format(table=topic_table("clicks"))
+    duckdb, _ = report.measure(n, lambda: eng.con.execute(one_batch.format(decoded=decoded)))
+    due = n
+    if window_ms is not None:
+        [(due,)] = eng.con.execute(f"SELECT count(*) FROM one_batch WHERE ws + {window_ms} <= "
+                                   f"(SELECT max(ts) FROM {decoded})").fetchall()
+    return Run(engine, peak, duckdb, out[0], due)
 
 
 def point_lookups(keys: int, lookups: int) -> dict[str, list[float]]:
@@ -135,11 +195,12 @@ def users(n: int) -> pd.DataFrame:
                          "level": np.arange(n) % 10})
 
 
-def stream_table_join(eng: Engine, n: int) -> tuple[float, int]:
-    """(events/s, output records) of a stream-table join of the clicks with the 1,000 users, which
-    arrived before them (UnsupportedError: no joins)."""
+def stream_table_join(report: Report, eng: Engine, n: int) -> Run:
+    """A stream-table join of the clicks with the 1,000 users, which arrived before them
+    (UnsupportedError: no joins)."""
     out: list[int] = []
-    return rate(n, lambda: out.append(drain_query(eng, JOIN))), out[0]
+    engine, peak = report.measure(n, lambda: out.append(drain_query(eng, JOIN)))
+    return Run(engine, peak, out=out[0])
 
 
 def main() -> None:
@@ -149,31 +210,40 @@ def main() -> None:
     parser.add_argument("--lookups", type=int, default=2000)
     args = parser.parse_args()
     n = args.events
+    print(f"events: {n:,} over 1,000 keys and {n // (EVENTS_PER_MS * 1000):,} s of event time; {load_average()}")
+    report = Report()
     with tempfile.TemporaryDirectory() as state:
         eng = Engine(path=state)
         eng.execute(CLICKS + USERS)
-        eng.produce_batch("users", users(1000), key="userid")  # the table the join looks up, first
-        eng.produce_batch("clicks", clicks(n), key="userid", timestamp="ts")
-        print(f"events: {n:,} over 1,000 keys and {n // (EVENTS_PER_MS * 1000):,} s of event time")
-        for emit in ("FINAL", "CHANGES"):
-            engine, duckdb, out = aggregation(eng, n, TUMBLING.format(emit=emit), ONE_BATCH_TUMBLING)
-            print(f"tumbling 1 s COUNT/SUM per key, EMIT {emit:<7}: {engine:>11,.0f} events/s "
-                  f"(output {out:,}); DuckDB one batch {duckdb:,.0f} events/s, ratio {engine / duckdb:.2f}")
-        engine, duckdb, out = aggregation(eng, n, HOPPING, ONE_BATCH_HOPPING)
-        print(f"hopping 10 s / 1 s AVG per category, FINAL:{engine:>11,.0f} events/s "
-              f"(output {out:,}); DuckDB one batch {duckdb:,.0f} events/s, ratio {engine / duckdb:.2f}")
+
+        def produce() -> None:
+            eng.produce_batch("users", users(1000), key="userid")  # the table the join looks up, first
+            eng.produce_batch("clicks", clicks(n), key="userid", timestamp="ts")
+
+        _, peak = report.measure(n, produce)
+        print(f"{'data generated and produced:':<46}{'':>20}peak RSS {peak:,.0f} MB")
+        for emit, window_ms in (("FINAL", 1000), ("CHANGES", None)):
+            report.line(f"tumbling 1 s COUNT/SUM per key, EMIT {emit}:",
+                        aggregation(report, eng, n, TUMBLING.format(emit=emit), ONE_BATCH_TUMBLING, window_ms))
+        report.line("hopping 10 s / 1 s AVG per category, FINAL:",
+                    aggregation(report, eng, n, HOPPING, ONE_BATCH_HOPPING, 10_000))
         try:
-            engine, out = stream_table_join(eng, n)
-            print(f"stream-table join (1,000 users):         {engine:>11,.0f} events/s (output {out:,})")
-            engine, duckdb, out = aggregation(eng, n, JOIN_WINDOWED, ONE_BATCH_JOIN_WINDOWED)
-            print(f"join, then 1 s COUNT per region, FINAL:  {engine:>11,.0f} events/s "
-                  f"(output {out:,}); DuckDB one batch {duckdb:,.0f} events/s, ratio {engine / duckdb:.2f}")
+            report.line("stream-table join (1,000 users):", stream_table_join(report, eng, n))
+            report.line("join, then 1 s COUNT per region, FINAL:",
+                        aggregation(report, eng, n, JOIN_WINDOWED, ONE_BATCH_JOIN_WINDOWED, 1000))
         except UnsupportedError as e:
             print(f"stream-table join: skipped ({e})")
         eng.close()
+    reset_peak_rss()
     for name, samples in point_lookups(args.keys, args.lookups).items():
         print(f"point lookup, {args.keys:,}-key table, {name:<30}: p50 {percentile(samples, 0.5):.3f} ms, "
               f"p99 {percentile(samples, 0.99):.3f} ms")
+    report.peak_mb = max(report.peak_mb, peak_rss_mb())
+    print(f"peak RSS of the run (the largest above, DuckDB's one statements and the lookups' table included): "
+          f"{report.peak_mb:,.0f} MB; {load_average()}")
+    if report.mismatches:
+        raise SystemExit("OUTPUT DIFFERS FROM WHAT DUCKDB'S ONE STATEMENT SAYS IS DUE:\n  "
+                         + "\n  ".join(report.mismatches))
 
 
 if __name__ == "__main__":

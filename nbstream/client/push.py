@@ -121,7 +121,8 @@ class RemotePushQuery(PushFeed):
     def status(self) -> dict[str, Any]:
         """Query id, state, rows so far, rows/s received, the server, and the error that ended it."""
         return {"id": self.id, "state": self.state, "rows": self.rows_seen,
-                "events_per_s": round(self._rate.rate(), 1), "watermark": None, "late": None, "errors": None,
+                "events_per_s": round(self._rate.rate(), 1), "watermark": None, "late": None, "expired": None,
+                "errors": None,
                 "error": self.error, "server": self.client.url}
 
     def status_line(self) -> str:

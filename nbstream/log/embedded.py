@@ -162,11 +162,14 @@ class EmbeddedLog(SqlLog):
         if counts:
             ends = " ".join(f"WHEN {p} THEN {e}" for p, e in info.end_offsets.items())
             self._appends += 1  # never reused, even if the transaction rolls back: only the order matters
+            # Offsets are numbered over (p, __seq) alone and joined back: numbered over the whole rows,
+            # the window function held a second copy of the records (twice the memory of the append).
             con.execute(
                 f"""INSERT INTO {topic_table(topic)}
-                SELECT p, (CASE p {ends} END) + row_number() OVER (PARTITION BY p ORDER BY __seq) - 1,
-                       {", ".join(APPEND_COLUMNS)}, {self._appends}, __seq
-                FROM {table} WHERE {where} ORDER BY p, __seq"""  # offset order: see AggregateRunner._arrival_sql
+                SELECT p, (CASE p {ends} END) + __n - 1, {", ".join(APPEND_COLUMNS)}, {self._appends}, __seq
+                FROM {table} JOIN (SELECT p, __seq, row_number() OVER (PARTITION BY p ORDER BY __seq) AS __n
+                                   FROM {table} WHERE {where}) USING (p, __seq)
+                ORDER BY p, __seq"""  # offset order: see AggregateRunner._arrival_sql
             )
         return counts
 

@@ -32,12 +32,14 @@ _ROWTIME_OF = {
 _INVALID_TS = "'Invalid timestamp: the record time is NULL or negative'"
 
 
-def decode_select(scan: Scan, relation: str) -> str:
-    """SELECT decoding ``relation`` into the scan's columns plus pseudo- and control columns."""
+def decode_select(scan: Scan, relation: str, *, keep: Sequence[str] = ()) -> str:
+    """SELECT decoding ``relation`` into the scan's columns plus pseudo- and control columns, and
+    the record columns ``keep`` of ``relation`` as they are, named ``__raw_<column>``."""
     key = _decode_side(scan.key_format, scan.key_properties, '"key"', scan.schema.key, is_key=True)
     value = _decode_side(scan.value_format, scan.value_properties, '"value"', scan.schema.value, is_key=False)
     parts = ['"partition" AS "ROWPARTITION"', '"offset" AS "ROWOFFSET"', "ts AS __ts",
-             'headers AS __headers', '"value" IS NULL AS __tomb', '"key" IS NULL AS __key_null']
+             'headers AS __headers', '"value" IS NULL AS __tomb', '"key" IS NULL AS __key_null',
+             *(f"{quote(name)} AS {quote('__raw_' + name)}" for name in keep)]
     if scan.windowed:
         parts += ['win_start AS "WINDOWSTART"', 'win_end AS "WINDOWEND"', "win_type AS __wtype"]
     for col, sql in zip(scan.schema.key, key.columns, strict=True):

@@ -106,6 +106,10 @@ class Backend(Protocol):
         """A push query's runner, its state and offsets on ``cursor`` (whose owner closes it)."""
         ...
 
+    def log_on(self, cursor: duckdb.DuckDBPyConnection) -> SqlLog:
+        """The log as statements on ``cursor`` (a cursor of the engine's connection) read it."""
+        ...
+
     def declare(self, source: Source) -> None:
         """Learn of a new stream or table."""
         ...
@@ -148,6 +152,10 @@ class EmbeddedBackend:
     def transient_runner_for(self, plan: Plan, cursor: duckdb.DuckDBPyConnection, *,
                              start_at_end: bool) -> QueryRunner:
         return runner_class(RUNNERS, plan)(f"transient_{id(cursor)}", plan, cursor, self.log, start_at_end=start_at_end)
+
+    def log_on(self, cursor: duckdb.DuckDBPyConnection) -> SqlLog:
+        """The same log: its topics are tables of the database every cursor shares."""
+        return self.log
 
     def declare(self, source: Source) -> None:
         """Nothing to learn: the embedded log stores a record's window beside its key."""
@@ -192,8 +200,12 @@ class KafkaBackend:
 
     def transient_runner_for(self, plan: Plan, cursor: duckdb.DuckDBPyConnection, *,
                              start_at_end: bool) -> QueryRunner:
-        return runner_class(RUNNERS, plan)(f"transient_{id(cursor)}", plan, cursor, self.log.on(cursor),
+        return runner_class(RUNNERS, plan)(f"transient_{id(cursor)}", plan, cursor, self.log_on(cursor),
                                    start_at_end=start_at_end)
+
+    def log_on(self, cursor: duckdb.DuckDBPyConnection) -> SqlLog:
+        """The Kafka log staging into ``cursor``'s own temporary tables."""
+        return self.log.on(cursor)
 
     def declare(self, source: Source) -> None:
         """Kafka learns which topics hold windowed keys (their window is split off when read)."""

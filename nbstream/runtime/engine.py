@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self, overload
 
 import duckdb
 import pandas as pd
@@ -23,14 +24,16 @@ from nbstream.catalog import functions
 from nbstream.catalog.catalog import Catalog, Source
 from nbstream.connectors.python_source import Data, PythonSource
 from nbstream.connectors.running import Connectors
-from nbstream.errors import ExecutionError, LogError, NbstreamError
+from nbstream.errors import ExecutionError, LogError, NbstreamError, PlanError
 from nbstream.formats import format_for, register_udfs
+from nbstream.formats.base import sql_str
 from nbstream.log.base import RECORD_SCHEMA, Record, SqlLog
 from nbstream.physical import aggregates
 from nbstream.plan.aggregate import is_aggregate_query
 from nbstream.plan.planner import plan_query
 from nbstream.runtime import pull, topics
 from nbstream.runtime.backend import Backend, backend_for
+from nbstream.runtime.consume import consume_frame, consume_records, topic_relation
 from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
@@ -43,6 +46,8 @@ from nbstream.sql import ast, parse
 
 DATABASE_FILE = "nbstream.duckdb"
 DUCKDB_THREADS = 2
+#: The engine property holding DuckDB's memory limit (see :meth:`Engine.apply_memory_limit`).
+MEMORY_LIMIT = "nbstream.duckdb.memory.limit"
 
 #: Statements replayed on restart (they define the catalog and the queries).
 _DURABLE = (ast.CreateSource, ast.CreateAsSelect, ast.InsertInto, ast.Drop, ast.Terminate,
@@ -74,6 +79,7 @@ class Engine:
     def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None,
                  kafka: str | None = None, **client_options: Any) -> None:
         self.path = Path(path) if path is not None else None
+        self.properties: dict[str, Any] = dict(properties or {})
         if self.path is not None:
             self.path.mkdir(parents=True, exist_ok=True)
             self.con = duckdb.connect(str(self.path / DATABASE_FILE))
@@ -83,7 +89,6 @@ class Engine:
         self.backend: Backend = backend_for(self.con, kafka, client_options)
         self.log: SqlLog = self.backend.log
         self.catalog = Catalog()
-        self.properties: dict[str, Any] = dict(properties or {})
         self.queries = QueryManager(self.backend, self.catalog, self.properties)
         self.con.execute("CREATE TABLE IF NOT EXISTS __offsets (query_id VARCHAR, \"partition\" INTEGER, "
                          "next_offset BIGINT, PRIMARY KEY (query_id, \"partition\"))")
@@ -95,11 +100,11 @@ class Engine:
         self.connectors = Connectors(self.con, self.log, source_connectors=self.backend.runs_source_connectors)
         self._restore()
 
-    @staticmethod
-    def _configure(con: duckdb.DuckDBPyConnection) -> None:
+    def _configure(self, con: duckdb.DuckDBPyConnection) -> None:
         # JSON decoding dominates a micro-batch and DuckDB spreads it over both cores of the
         # machines we measure on (1.7x the single-thread rate on the stateless benchmark).
         con.execute(f"SET threads = {DUCKDB_THREADS}")
+        self.apply_memory_limit(con)
         con.execute("SET error_on_division_by_zero = false")
         # In a kernel DuckDB shows a query running over 2 s as a progress-bar widget in whatever cell
         # is current (a black bar under a live view); cursors of this connection inherit the setting.
@@ -161,6 +166,31 @@ class Engine:
         ksqlDB's ``ksql.streams.`` prefix (``ksql.streams.auto.offset.reset``)."""
         value = self.properties.get(name)
         return self.properties.get(f"ksql.streams.{name}") if value is None else value
+
+    def set_property(self, name: str, value: Any) -> None:
+        """``SET`` the property ``name`` to ``value`` (``None``: ``UNSET`` it). A new
+        :data:`MEMORY_LIMIT` applies at once; one DuckDB refuses leaves the property as it was."""
+        previous = self.properties.pop(name, None)
+        if value is not None:
+            self.properties[name] = value
+        if name != MEMORY_LIMIT:
+            return
+        try:
+            self.apply_memory_limit()
+        except PlanError:
+            self.set_property(name, previous)
+            raise
+
+    def apply_memory_limit(self, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Give DuckDB the memory limit of :data:`MEMORY_LIMIT` (DuckDB's syntax: ``'512MB'``,
+        ``'2GiB'``, ``'25%'``; default :func:`default_memory_limit`). The limit is the database's,
+        shared by its cursors; beyond it DuckDB spills to disk rather than growing."""
+        value = self.property(MEMORY_LIMIT) or default_memory_limit()
+        try:
+            (con or self.con).execute(f"SET memory_limit = {sql_str(str(value))}")
+        except duckdb.Error as e:
+            raise PlanError(f"{MEMORY_LIMIT} '{value}' is not a memory size DuckDB accepts ('512MB', '2GiB', "
+                            f"'25%'): {str(e).splitlines()[0]}") from e
 
     def location(self) -> str:
         """Where the engine keeps its topics and state, for display: ``kafka://…`` with its client
@@ -283,13 +313,39 @@ class Engine:
         return key_bytes, value_bytes
 
     # -- consuming ---------------------------------------------------------------------------------
-    def consume(self, topic: str, *, from_offsets: Mapping[int, int] | None = None) -> list[Record]:
-        """Every record of ``topic`` (in partition, offset order), decoded with the format of the
-        stream or table written to it. ``topic`` may also name a stream or table."""
+    @overload
+    def consume(self, topic: str, *, from_offsets: Mapping[int, int] | None = None,
+                as_frame: Literal[False] = False) -> list[Record]: ...
+
+    @overload
+    def consume(self, topic: str, *, from_offsets: Mapping[int, int] | None = None,
+                as_frame: Literal[True]) -> pd.DataFrame: ...
+
+    def consume(self, topic: str, *, from_offsets: Mapping[int, int] | None = None,
+                as_frame: bool = False) -> list[Record] | pd.DataFrame:
+        """Every record of ``topic`` (in partition, offset order; from ``from_offsets`` on), decoded
+        in DuckDB with the format of the stream or table written to it. ``topic`` may also name a
+        stream or table.
+
+        Records carry the formats' logical content (a JSON object as a dict, as written; raw bytes
+        without a stream over the topic). ``as_frame=True`` returns a DataFrame instead: one row per
+        record with the stream's typed columns, ``ROWTIME``, ``ROWPARTITION``, ``ROWOFFSET``,
+        ``__deleted`` and ``__headers`` (see :func:`~nbstream.runtime.consume.consume_frame`).
+        """
         topic = self.resolve_topic(topic)
-        table = self.log.read(topic, from_offsets)
         source = self._decoding_source(topic)
-        return [self._decode_record(topic, row, source) for row in table.to_pylist()]
+        if as_frame and source is None:
+            raise LogError(f"consume(as_frame=True) needs a stream or table over topic '{topic}' for its columns")
+        cursor = self.con.cursor()  # Kafka records are staged in its temporary tables, not over a query's batch
+        try:
+            self._configure(cursor)
+            relation = topic_relation(self.backend.log_on(cursor), topic, from_offsets)
+            if as_frame:
+                assert source is not None
+                return consume_frame(cursor, relation, topic, source)
+            return consume_records(cursor, relation, topic, source)
+        finally:
+            cursor.close()
 
     def _decoding_source(self, topic: str) -> Source | None:
         sources = self.catalog.sources_on_topic(topic)
@@ -297,20 +353,6 @@ class Engine:
         preferred = [s for s in sources if s.name in written]
         candidates = preferred or sources
         return candidates[0] if candidates else None
-
-    @staticmethod
-    def _decode_record(topic: str, row: dict[str, Any], source: Source | None) -> Record:
-        key, value = row["key"], row["value"]
-        if source is not None:
-            key_fmt = format_for(source.key_format, source.key_properties, is_key=True)
-            value_fmt = format_for(source.value_format, source.value_properties)
-            wrap = source.value_properties.get("WRAP_SINGLE_VALUE", True)
-            key = None if key is None else key_fmt.decode_python(key, source.schema.key, wrap_single_value=False)
-            value = None if value is None else value_fmt.decode_python(value, source.schema.value,
-                                                                      wrap_single_value=wrap)
-        window = (row["win_start"], row["win_end"]) if row["win_start"] is not None else None
-        return Record(topic, row["partition"], row["offset"], row["ts"], key, value,
-                      [(h["key"], h["value"]) for h in row["headers"] or []], window, row["win_type"])
 
     # -- pull and push queries -----------------------------------------------------------------------
     def print_topic(self, sql: str, wait_s: float = 0.0) -> pd.DataFrame | topics.TopicPrinter:
@@ -396,6 +438,18 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def default_memory_limit() -> str:
+    """A quarter of the machine's memory (or of its container's: Binder gives 2 GB), at most 1 GiB:
+    a notebook kernel shares the machine with the browser and other kernels (DuckDB's own default,
+    80%, lets one engine take nearly all of it), and a micro-batch needs a few hundred MB."""
+    total = 4 * 2**30  # no sysconf (Windows): the cap
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with contextlib.suppress(ValueError, OSError):  # "max" when the cgroup has no limit
+        total = min(total, int(Path("/sys/fs/cgroup/memory.max").read_text()))
+    return f"{min(total // 4, 2**30) // 2**20}MiB"
 
 
 def _render_schema(source: Source) -> str:

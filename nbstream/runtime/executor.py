@@ -443,12 +443,12 @@ def exec_Terminate(engine: Engine, stmt: ast.Terminate, params: Params) -> State
 
 
 def exec_SetProperty(engine: Engine, stmt: ast.SetProperty, params: Params) -> StatementResult:
-    engine.properties[stmt.name] = stmt.value
+    engine.set_property(stmt.name, stmt.value)
     return StatementResult(stmt.text, f"Successfully changed local property '{stmt.name}' to '{stmt.value}'.")
 
 
 def exec_UnsetProperty(engine: Engine, stmt: ast.UnsetProperty, params: Params) -> StatementResult:
-    engine.properties.pop(stmt.name, None)
+    engine.set_property(stmt.name, None)
     return StatementResult(stmt.text, f"Successfully unset local property '{stmt.name}'.")
 
 

@@ -324,17 +324,18 @@ class PushQuery(PushFeed):
     # -- status ------------------------------------------------------------------------------------
     @property
     def status(self) -> dict[str, Any]:
-        """Query id, state, rows so far, input events/s, watermark, late and processing-log
-        records, and the error that ended it, if any."""
+        """Query id, state, rows so far, input events/s, watermark, late records, EMIT FINAL windows
+        expired unwritten, processing-log records, and the error that ended it, if any."""
         stats = self.runner.stats
         return {"id": self.id, "state": self.state, "rows": self.rows_seen,
                 "events_per_s": round(self._input.rate(), 1), "watermark": self._watermark_text(),
-                "late": stats.late, "errors": stats.logged, "error": self.error}
+                "late": stats.late, "expired": stats.expired, "errors": stats.logged, "error": self.error}
 
     def status_line(self) -> str:
         s = self.status
         line = (f"{s['id']} · {s['state']} · {s['rows']} rows · {s['events_per_s']:.1f} events/s · "
-                f"watermark {s['watermark'] or 'none'} · late {s['late']} · errors {s['errors']}")
+                f"watermark {s['watermark'] or 'none'} · late {s['late']} · expired {s['expired']} · "
+                f"errors {s['errors']}")
         return line + (f" · {s['error']}" if s["error"] else "")
 
     def column_types(self) -> dict[str, str]:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar, cast
 
 import duckdb
 import pandas as pd
@@ -51,21 +51,21 @@ from nbstream.sql import ast
 
 IDLE_SLEEP_SECONDS = 0.02
 
-P = ParamSpec("P")
-R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _locked(method: Callable[P, R]) -> Callable[P, R]:
-    """``method`` run while holding the engine's lock (its first argument is the engine)."""
+def _locked(method: F) -> F:
+    """``method`` run while holding the engine's lock (its first argument is the engine); typed as
+    ``method``, overloads included."""
 
     @wraps(method)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+    def run(*args: Any, **kwargs: Any) -> Any:
         engine = args[0]
         assert isinstance(engine, EngineService)
         with engine.lock:
             return method(*args, **kwargs)
 
-    return run
+    return cast(F, run)
 
 
 class EngineLock:
@@ -303,7 +303,9 @@ class EngineService(Engine):
         return [q.id for q in persistent] + [p.id for p in pushes]
 
     def queries_frame(self) -> pd.DataFrame:
-        """One row per query, persistent then push: id, state, sink, counters, input rate, last error."""
+        """One row per query, persistent then push: id, state, sink, counters (records consumed, emitted,
+        sent to the processing log, dropped late, EMIT FINAL windows expired unwritten), input rate,
+        last error."""
         with self.lock:
             persistent = [(query, self.queries.runner(query.id).stats) for query in self.catalog.queries.values()]
             pushes = list(self.push_queries.values())
@@ -313,12 +315,14 @@ class EngineService(Engine):
             rows.append({
                 "id": query.id, "state": query.state, "sink": query.sink,
                 "consumed": stats.consumed, "emitted": stats.emitted, "logged": stats.logged,
+                "late": stats.late, "expired": stats.expired,
                 "events/s (busy)": round(stats.consumed / busy) if busy > 0 else 0,
                 "error": stats.last_error, "sql": query.sql,
             })
         for push in pushes:
             rows.append({"id": push.id, "state": push.state, "sink": None, "consumed": None,
-                         "emitted": push.rows_seen, "logged": None, "events/s (busy)": None,
+                         "emitted": push.rows_seen, "logged": None, "late": push.runner.stats.late,
+                         "expired": push.runner.stats.expired, "events/s (busy)": None,
                          "error": push.error, "sql": push.sql})
         return pd.DataFrame(rows, columns=list(QUERY_COLUMNS))
 
@@ -402,7 +406,8 @@ def _shareable(query: PushQuery, offset_reset: object) -> bool:
 
 
 #: The columns of :meth:`EngineService.queries_frame`.
-QUERY_COLUMNS = ("id", "state", "sink", "consumed", "emitted", "logged", "events/s (busy)", "error", "sql")
+QUERY_COLUMNS = ("id", "state", "sink", "consumed", "emitted", "logged", "late", "expired", "events/s (busy)",
+                 "error", "sql")
 
 
 class _Cursors:

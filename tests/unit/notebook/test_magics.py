@@ -236,17 +236,25 @@ def test_ctrl_c_cancels_a_long_pull_query_inside_duckdb(
         shell: InteractiveShell, engine: EngineService, monkeypatch: pytest.MonkeyPatch) -> None:
     run(shell, PAGEVIEWS)
 
+    scanning, interrupted_at = threading.Event(), [float("inf")]
+
     def slow_pull(engine: Engine, sql: str, params: object, con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
         """A pull query that scans for minutes (a stand-in for a huge table), on the pulls' connection."""
+        scanning.set()
         return con.execute("SELECT count(*) FROM range(100000000000) r WHERE r.range % 7 = 3").df()
 
+    def interrupt_once_scanning() -> None:  # what the kernel's interrupt does, while DuckDB scans
+        if scanning.wait(60):
+            time.sleep(0.2)
+            interrupted_at[0] = time.monotonic()
+            _thread.interrupt_main()
+
     monkeypatch.setattr(service, "pull", slow_pull)
-    threading.Timer(0.3, _thread.interrupt_main).start()  # what the kernel's interrupt does
-    started = time.monotonic()
+    threading.Thread(target=interrupt_once_scanning, daemon=True).start()
 
     result, _ = run(shell, "%%stream\nSELECT * FROM views_per_user WHERE userid = 'u1';")
 
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - interrupted_at[0] < 5
     assert "pull query cancelled" in str(result.error_in_exec)
     engine.produce("pageviews", {"pageid": "home"}, key="u1")  # the background loop goes on
     monkeypatch.undo()

@@ -139,20 +139,21 @@ def test_a_view_that_is_up_to_date_is_sent_no_snapshot() -> None:
     assert messages(sent, "snapshot") == []
 
 
-def test_the_status_reports_rows_events_per_second_watermark_late_and_errors() -> None:
+def test_the_status_reports_rows_events_per_second_watermark_late_expired_and_errors() -> None:
     clock = ManualClock()
     live, runner, _ = handle(TABLE, clock)
-    runner.stats.late, runner.stats.logged = 2, 1
+    runner.stats.late, runner.stats.expired, runner.stats.logged = 2, 3, 1
     runner.feed([{"ID": "a", "N": 1}, {"ID": "b", "N": 2}], rowtime=1_700_000_000_000)
     clock.now += 1.0
     live.query.step()
 
     status = live.status
     assert status == {"id": live.id, "state": "RUNNING", "rows": 2, "events_per_s": 2.0,
-                      "watermark": "2023-11-14T22:13:20.000Z", "late": 2, "errors": 1, "error": None}
+                      "watermark": "2023-11-14T22:13:20.000Z", "late": 2, "expired": 3, "errors": 1,
+                      "error": None}
     live.flush(force=True)
     assert live.view.status == (f"{live.id} · RUNNING · 2 rows · 2.0 events/s · "
-                                 "watermark 2023-11-14T22:13:20.000Z · late 2 · errors 1")
+                                 "watermark 2023-11-14T22:13:20.000Z · late 2 · expired 3 · errors 1")
 
 
 def test_a_failure_in_the_background_shows_in_the_view() -> None:
