@@ -1032,67 +1032,18 @@ def _generate_series(call: Call) -> exp.Expression:
     return sql(f"CAST(generate_series({{0}}, {{1}}, {{2}}) AS {element}[])", call[0], call[1], step)
 
 
-def _lambda(call: Call, i: int, arity: int) -> exp.Lambda:
-    arg = call[i]
-    if not isinstance(arg, exp.Lambda) or len(arg.expressions) != arity:
-        raise _type_error(call, f"argument {i + 1} must be a lambda of {arity} parameter(s)")
-    return arg
+def _compiled_elsewhere(call: Call) -> exp.Expression:
+    raise SqlTypeError(f"{call.name} is compiled with its lambdas (nbstream.physical.lambdas)")
 
 
-def _bind(fn: exp.Lambda, values: Sequence[exp.Expression]) -> exp.Expression:
-    """The lambda's body with its parameters replaced by ``values``."""
-    names = {p.name: v for p, v in zip(fn.expressions, values, strict=True)}
-    upper = {k.upper(): v for k, v in names.items()}
-
-    def substitute(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Column) and not node.table:
-            value = names.get(node.name, upper.get(node.name.upper()))
-            if value is not None:
-                return value.copy()
-        return node
-
-    return fn.this.transform(substitute)
-
-
-_KEY, _VALUE = sql("__e['key']"), sql("__e['value']")
-
-
-@scalar(
-    "TRANSFORM",
-    "ARRAY|MAP, LAMBDA, LAMBDA?",
-    "ARRAY|MAP",
-    "Applies a lambda to each element (arrays) or lambdas to each key and value (maps).",
-)
-def _transform(call: Call) -> exp.Expression:
-    if call.types[0].name == "ARRAY":
-        return sql("list_transform({0}, {1})", call[0], _lambda(call, 1, 1))
-    if len(call.args) != 3:
-        raise _type_error(call, "TRANSFORM of a map takes a key lambda and a value lambda")
-    key = _bind(_lambda(call, 1, 2), [_KEY, _VALUE])
-    value = _bind(_lambda(call, 2, 2), [_KEY, _VALUE])
-    entry = lam(sql("{'key': {0}, 'value': {1}}", key, value), "__e")
-    return sql("map_from_entries(list_transform(map_entries({0}), {1}))", call[0], entry)
-
-
-@scalar("FILTER", "ARRAY|MAP, LAMBDA", "ARRAY|MAP", "Keeps the elements (or map entries) a lambda accepts.")
-def _filter(call: Call) -> exp.Expression:
-    if call.types[0].name == "ARRAY":
-        return sql("list_filter({0}, {1})", call[0], _lambda(call, 1, 1))
-    keep = lam(_bind(_lambda(call, 1, 2), [_KEY, _VALUE]), "__e")
-    return sql("map_from_entries(list_filter(map_entries({0}), {1}))", call[0], keep)
-
-
-@scalar(
-    "REDUCE",
-    "ARRAY|MAP, ANY, LAMBDA",
-    "type of the initial state",
-    "Folds the elements (or map entries) into a state with a lambda, from an initial state.",
-)
-def _reduce(call: Call) -> exp.Expression:
-    if call.types[0].name == "ARRAY":
-        return sql("list_reduce({0}, {1}, {2})", call[0], _lambda(call, 2, 2), call[1])
-    step = lam(_bind(_lambda(call, 2, 3), [exp.column("__s"), _KEY, _VALUE]), "__s", "__e")
-    return sql("list_reduce(map_entries({0}), {1}, {2})", call[0], step, call[1])
+# TRANSFORM, FILTER and REDUCE take lambdas: the expression compiler types and compiles them
+# (nbstream.physical.lambdas); they are declared here for SHOW FUNCTIONS and DESCRIBE FUNCTION.
+_register("TRANSFORM", "ARRAY|MAP, LAMBDA, LAMBDA?", "ARRAY|MAP",
+          "Applies a lambda to each element (arrays) or lambdas to each key and value (maps).", _compiled_elsewhere)
+_register("FILTER", "ARRAY|MAP, LAMBDA", "ARRAY|MAP", "Keeps the elements (or map entries) a lambda accepts.",
+          _compiled_elsewhere)
+_register("REDUCE", "ARRAY|MAP, ANY, LAMBDA", "type of the initial state",
+          "Folds the elements (or map entries) into a state with a lambda, from an initial state.", _compiled_elsewhere)
 
 
 # ---------------------------------------------------------------------------------------------

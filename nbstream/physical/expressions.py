@@ -8,9 +8,10 @@ compiler checks ksqlDB's typing rules where DuckDB's differ (integer division, c
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -27,6 +28,7 @@ from nbstream.errors import (
     UnsupportedError,
     did_you_mean,
 )
+from nbstream.physical import lambdas
 from nbstream.sql.ast import Dereference
 
 
@@ -83,22 +85,48 @@ def quote(name: str) -> str:
 
 
 class TypeProbe:
-    """The ksqlDB type of a DuckDB expression over a scope, asked of DuckDB (cached)."""
+    """The ksqlDB type of a DuckDB expression over a scope, asked of DuckDB (cached).
+
+    Names that exist only inside an expression — lambda parameters — are added as typed columns
+    while they are in scope (:meth:`scoped`)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
         self._con = con
-        self._relation = scope.relation_sql()
-        self._cache: dict[str, SqlType] = {}
+        self._base = scope.relation_sql()
+        self._extra: list[dict[str, SqlType]] = []
+        self._relation = self._base
+        self._cache: dict[tuple[str, str], SqlType] = {}
+
+    @contextlib.contextmanager
+    def scoped(self, columns: Mapping[str, SqlType]) -> Iterator[None]:
+        """Within the block, the DuckDB names ``columns`` are typed columns of the probed relation."""
+        self._extra.append(dict(columns))
+        self._relation = self._relation_sql()
+        try:
+            yield
+        finally:
+            self._extra.pop()
+            self._relation = self._relation_sql()
+
+    def _relation_sql(self) -> str:
+        merged: dict[str, SqlType] = {}
+        for frame in self._extra:
+            merged.update(frame)
+        if not merged:
+            return self._base
+        cols = ", ".join(f"NULL::{t.duckdb()} AS {quote(n)}" for n, t in merged.items())
+        return f"(SELECT * FROM {self._base} AS __b, (SELECT {cols}) AS __x)"
 
     def type_of(self, expr: exp.Expression) -> SqlType:
         sql = expr.sql("duckdb")
-        if sql not in self._cache:
+        key = (self._relation, sql)
+        if key not in self._cache:
             try:
                 rows = self._con.execute(f"DESCRIBE SELECT {sql} AS x FROM {self._relation}").fetchall()
             except duckdb.Error as e:
                 raise SqlTypeError(f"cannot evaluate `{sql}`: {_duckdb_message(e)}") from e
-            self._cache[sql] = parse_type(rows[0][1], keep_case=True)
-        return self._cache[sql]
+            self._cache[key] = parse_type(rows[0][1], keep_case=True)
+        return self._cache[key]
 
 
 def _duckdb_message(e: Exception) -> str:
@@ -131,7 +159,7 @@ class ExpressionCompiler:
         self.scope = scope
         self.probe = probe
         self.params = params or {}
-        self._lambda_vars: list[set[str]] = []
+        self._lambda_vars: list[dict[str, SqlType]] = []
 
     def compile(self, node: exp.Expression) -> exp.Expression:
         visit: Callable[[exp.Expression], exp.Expression] | None = getattr(
@@ -147,6 +175,28 @@ class ExpressionCompiler:
 
     def type_of(self, compiled: exp.Expression) -> SqlType:
         return self.probe.type_of(compiled)
+
+    # -- lambdas (see nbstream.physical.lambdas) -------------------------------------------------
+    @contextlib.contextmanager
+    def lambda_scope(self, params: Mapping[str, SqlType]) -> Iterator[None]:
+        """Within the block, lambda parameters ``params`` (name → type) shadow columns."""
+        frame = {name.upper(): t for name, t in params.items()}
+        self._lambda_vars.append(frame)
+        try:
+            with self.probe.scoped({lambda_var(n): t for n, t in frame.items()}):
+                yield
+        finally:
+            self._lambda_vars.pop()
+
+    @property
+    def lambda_depth(self) -> int:
+        """How many lambdas the expression being compiled is inside."""
+        return len(self._lambda_vars)
+
+    @staticmethod
+    def lambda_column(name: str) -> str:
+        """The DuckDB name a lambda parameter ``name`` compiles to."""
+        return lambda_var(name)
 
     # -- helpers -------------------------------------------------------------------------------
     def _children(self, node: exp.Expression) -> exp.Expression:
@@ -179,7 +229,7 @@ class ExpressionCompiler:
         if isinstance(node.this, exp.Star):
             raise UnsupportedError("`*` is only allowed as a select item")
         name = node.name
-        if self._lambda_vars and any(name in frame for frame in self._lambda_vars):
+        if not node.table and any(name.upper() in frame for frame in self._lambda_vars):
             return exp.column(lambda_var(name))
         col = self.scope.resolve(name)
         return exp.column(col.sql.strip('"').replace('""', '"'), quoted=True) if col.sql.startswith('"') \
@@ -286,17 +336,13 @@ class ExpressionCompiler:
         name = str(node.this).upper()
         if name == "STRUCT" and all(isinstance(a, exp.PropertyEQ) for a in node.expressions):
             return self._struct(node.expressions)
+        if lambdas.is_lambda_function(name):
+            return lambdas.compile_call(self, name, node.expressions)
         args = [self.compile(a) for a in node.expressions]
         return functions.compile_function(name, args, self)
 
     def visit_Lambda(self, node: exp.Lambda) -> exp.Expression:
-        names = [p.name for p in node.expressions]  # in order: (k, v) => … binds by position
-        self._lambda_vars.append(set(names))
-        try:
-            body = self.compile(node.this)
-        finally:
-            self._lambda_vars.pop()
-        return exp.Lambda(this=body, expressions=[exp.to_identifier(lambda_var(n)) for n in names])
+        raise SqlTypeError(f"a lambda (`{node.sql()}`) is only allowed as an argument of TRANSFORM, FILTER or REDUCE")
 
     def visit_Case(self, node: exp.Case) -> exp.Expression:
         """CASE: searched WHENs must be BOOLEAN; THEN/ELSE results coerce to one type."""
