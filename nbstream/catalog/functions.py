@@ -53,6 +53,7 @@ __all__ = [
     "describe_function",
     "function_names",
     "is_aggregate",
+    "is_table_function",
     "java_format_to_strptime",
     "java_pattern",
     "register_udfs",
@@ -1481,6 +1482,12 @@ def is_aggregate(name: str) -> bool:
     """Whether ``name`` is one of ksqlDB's aggregate functions."""
     fdef = _REGISTRY.get(name.upper())
     return fdef is not None and fdef.kind == "aggregate"
+
+
+def is_table_function(name: str) -> bool:
+    """Whether ``name`` is one of ksqlDB's table functions (EXPLODE, CUBE_EXPLODE)."""
+    fdef = _REGISTRY.get(name.upper())
+    return fdef is not None and fdef.kind == "table"
 
 
 def function_names() -> list[str]:

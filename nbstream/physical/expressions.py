@@ -29,7 +29,9 @@ from nbstream.errors import (
     did_you_mean,
 )
 from nbstream.physical import lambdas
+from nbstream.physical.table_functions import TableFunctionSink, table_function_list
 from nbstream.sql.ast import Dereference
+from nbstream.sql.printer import ksql_text
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,13 @@ def quote(name: str) -> str:
 class TypeProbe:
     """The ksqlDB type of a DuckDB expression over a scope, asked of DuckDB (cached).
 
-    Names that exist only inside an expression — lambda parameters — are added as typed columns
-    while they are in scope (:meth:`scoped`)."""
+    Names that exist only inside an expression — lambda parameters, a table function's element —
+    are added as typed columns while they are in scope (:meth:`scoped`, :meth:`add_columns`)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
         self._con = con
         self._base = scope.relation_sql()
-        self._extra: list[dict[str, SqlType]] = []
+        self._extra: list[dict[str, SqlType]] = [{}]  # the first frame holds the columns added for good
         self._relation = self._base
         self._cache: dict[tuple[str, str], SqlType] = {}
 
@@ -107,6 +109,11 @@ class TypeProbe:
         finally:
             self._extra.pop()
             self._relation = self._relation_sql()
+
+    def add_columns(self, columns: Mapping[str, SqlType]) -> None:
+        """From now on, the DuckDB names ``columns`` are typed columns of the probed relation."""
+        self._extra[0].update(columns)
+        self._relation = self._relation_sql()
 
     def _relation_sql(self) -> str:
         merged: dict[str, SqlType] = {}
@@ -159,6 +166,8 @@ class ExpressionCompiler:
         self.scope = scope
         self.probe = probe
         self.params = params or {}
+        #: where table function calls go (None: they are not allowed in what is being compiled)
+        self.table_functions: TableFunctionSink | None = None
         self._lambda_vars: list[dict[str, SqlType]] = []
 
     def compile(self, node: exp.Expression) -> exp.Expression:
@@ -338,8 +347,24 @@ class ExpressionCompiler:
             return self._struct(node.expressions)
         if lambdas.is_lambda_function(name):
             return lambdas.compile_call(self, name, node.expressions)
+        if functions.is_table_function(name):
+            return self._table_function(name, node)
         args = [self.compile(a) for a in node.expressions]
         return functions.compile_function(name, args, self)
+
+    def _table_function(self, name: str, node: exp.Anonymous) -> exp.Expression:
+        """A table function call: its list goes to :attr:`table_functions`; it compiles to the element."""
+        sink = self.table_functions
+        if sink is None:
+            raise SqlTypeError(f"Table functions (`{name}`) can only be used in the SELECT list of a query on "
+                               "a stream that does not aggregate or PARTITION BY")
+        self.table_functions = None  # ksqlDB: a table function's arguments hold no table function
+        try:
+            args = [self.compile(a) for a in node.expressions]
+        finally:
+            self.table_functions = sink
+        values = table_function_list(name, args, [self.type_of(a) for a in args])
+        return sink.add(values, self.type_of(values), ksql_text(node))
 
     def visit_Lambda(self, node: exp.Lambda) -> exp.Expression:
         raise SqlTypeError(f"a lambda (`{node.sql()}`) is only allowed as an argument of TRANSFORM, FILTER or REDUCE")
