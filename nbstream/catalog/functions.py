@@ -32,6 +32,7 @@ from typing import Protocol, runtime_checkable
 import duckdb
 from sqlglot import exp
 
+from nbstream.catalog import user_functions
 from nbstream.catalog.casts import (
     compile_cast,
     json_value,
@@ -53,9 +54,11 @@ __all__ = [
     "describe_function",
     "function_names",
     "is_aggregate",
+    "is_builtin",
     "is_table_function",
     "java_format_to_strptime",
     "java_pattern",
+    "kind_of",
     "register_udfs",
 ]
 
@@ -1472,33 +1475,49 @@ def compile_function(name: str, args: list[exp.Expression], types: TypeOracle) -
     UDF need :func:`register_udfs` on the connection that runs them."""
     fdef = _REGISTRY.get(name.upper())
     if fdef is None:
-        raise UnknownNameError(f"unknown function `{name}`.{did_you_mean(name, _REGISTRY)}")
+        raise UnknownNameError(f"unknown function `{name}`.{did_you_mean(name, function_names())}")
     if fdef.build is None:
         raise SqlTypeError(f"`{fdef.name}` is an {fdef.kind} function, not a scalar function")
     return fdef.build(_typed_call(fdef, args, types))
 
 
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is one of ksqlDB's built-in functions (any kind)."""
+    return name.upper() in _REGISTRY
+
+
+def kind_of(name: str) -> str | None:
+    """``scalar``, ``aggregate`` or ``table`` for a built-in or user function ``name``; None if unknown."""
+    fdef = _REGISTRY.get(name.upper())
+    if fdef is not None:
+        return fdef.kind
+    user = user_functions.lookup(name)
+    return None if user is None else user.kind
+
+
 def is_aggregate(name: str) -> bool:
     """Whether ``name`` is one of ksqlDB's aggregate functions."""
-    fdef = _REGISTRY.get(name.upper())
-    return fdef is not None and fdef.kind == "aggregate"
+    return kind_of(name) == "aggregate"
 
 
 def is_table_function(name: str) -> bool:
-    """Whether ``name`` is one of ksqlDB's table functions (EXPLODE, CUBE_EXPLODE)."""
-    fdef = _REGISTRY.get(name.upper())
-    return fdef is not None and fdef.kind == "table"
+    """Whether ``name`` is a table function (ksqlDB's EXPLODE, CUBE_EXPLODE, or a user's)."""
+    return kind_of(name) == "table"
 
 
 def function_names() -> list[str]:
-    """Every function name known (scalar, aggregate and table functions), sorted."""
-    return sorted(_REGISTRY)
+    """Every function name known (scalar, aggregate and table functions, user functions too), sorted."""
+    return sorted({*_REGISTRY, *user_functions.names()})
 
 
 def describe_function(name: str) -> dict[str, object]:
     """What DESCRIBE FUNCTION shows: name, kind (scalar/aggregate/table), signatures, description."""
     fdef = _REGISTRY.get(name.upper())
     if fdef is None:
-        raise UnknownNameError(f"unknown function `{name}`.{did_you_mean(name, _REGISTRY)}")
+        user = user_functions.lookup(name)
+        if user is None:
+            raise UnknownNameError(f"unknown function `{name}`.{did_you_mean(name, function_names())}")
+        return {"name": user.name, "kind": user.kind, "signatures": user.signatures,
+                "description": user.description, "author": "user (Python)"}
     signatures = [fdef.signature] if fdef.params or fdef.kind == "scalar" else []
     return {"name": fdef.name, "kind": fdef.kind, "signatures": signatures, "description": fdef.description}

@@ -18,7 +18,7 @@ from typing import cast
 import duckdb
 from sqlglot import exp
 
-from nbstream.catalog import functions
+from nbstream.catalog import functions, user_functions
 from nbstream.catalog.types import SqlType, parse_type
 from nbstream.errors import (
     NbstreamError,
@@ -350,7 +350,21 @@ class ExpressionCompiler:
         if functions.is_table_function(name):
             return self._table_function(name, node)
         args = [self.compile(a) for a in node.expressions]
+        if not functions.is_builtin(name) and user_functions.lookup(name) is not None:
+            return self._user_call(name, args)
         return functions.compile_function(name, args, self)
+
+    def _user_call(self, name: str, args: list[exp.Expression]) -> exp.Expression:
+        """A call of a Python UDF (or UDTF: its list): the DuckDB function of the overload the
+        argument types pick, the arguments cast to its parameters as ksqlDB widens them."""
+        function = user_functions.lookup(name)
+        assert function is not None
+        types = [self.type_of(a) for a in args]
+        inst = user_functions.scalar_instance(function, types)
+        cast_args = [a if t == p else exp.cast(a, exp.DataType.build(p.duckdb(), dialect="duckdb"))
+                     if t.name == "NULL" else functions.compile_cast(a, t, p)
+                     for a, t, p in zip(args, types, inst.params, strict=True)]
+        return exp.Anonymous(this=inst.duck_name, expressions=cast_args)
 
     def _table_function(self, name: str, node: exp.Anonymous) -> exp.Expression:
         """A table function call: its list goes to :attr:`table_functions`; it compiles to the element."""
@@ -363,7 +377,10 @@ class ExpressionCompiler:
             args = [self.compile(a) for a in node.expressions]
         finally:
             self.table_functions = sink
-        values = table_function_list(name, args, [self.type_of(a) for a in args])
+        if functions.is_builtin(name):
+            values = table_function_list(name, args, [self.type_of(a) for a in args])
+        else:
+            values = self._user_call(name, args)
         return sink.add(values, self.type_of(values), ksql_text(node))
 
     def visit_Lambda(self, node: exp.Lambda) -> exp.Expression:

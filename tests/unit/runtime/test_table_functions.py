@@ -4,6 +4,9 @@ and table-functions query-validation tests)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -17,7 +20,7 @@ ORDERS = ("CREATE STREAM orders (id STRING KEY, items ARRAY<STRING>, qty ARRAY<I
           "WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON', PARTITIONS=1);")
 
 
-def run(query: str, *values: dict[str, object]) -> list[tuple[object, object]]:
+def run(query: str, *values: Mapping[str, object]) -> list[tuple[Any, Any]]:
     """The (key, value) records ``CREATE STREAM out AS <query>`` writes for orders ``values``
     (keys k0, k1, …)."""
     eng = Engine()
@@ -111,6 +114,7 @@ def test_the_plan_keeps_the_ksqldb_call_beside_its_lowering_and_survives_json() 
     eng = Engine()
     eng.execute(ORDERS)
     (result,) = eng.execute("CREATE STREAM out AS SELECT id, EXPLODE(items) AS item FROM orders;")
+    assert result.query_id is not None
     plan = eng.queries.runner(result.query_id).query_plan
     assert isinstance(plan, StatelessPlan)
     [call] = plan.table_functions
