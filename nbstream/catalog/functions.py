@@ -60,6 +60,7 @@ __all__ = [
     "java_pattern",
     "kind_of",
     "register_udfs",
+    "takes_unit",
 ]
 
 
@@ -1479,6 +1480,13 @@ def compile_function(name: str, args: list[exp.Expression], types: TypeOracle) -
     if fdef.build is None:
         raise SqlTypeError(f"`{fdef.name}` is an {fdef.kind} function, not a scalar function")
     return fdef.build(_typed_call(fdef, args, types))
+
+
+def takes_unit(name: str, i: int) -> bool:
+    """Whether argument ``i`` of built-in function ``name`` is a time unit keyword (``DAYS``…),
+    written as a bare name, not a column."""
+    fdef = _REGISTRY.get(name.upper())
+    return fdef is not None and bool(fdef.params) and fdef.param_for(i).family == "UNIT"
 
 
 def is_builtin(name: str) -> bool:

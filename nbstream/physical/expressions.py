@@ -349,7 +349,8 @@ class ExpressionCompiler:
             return lambdas.compile_call(self, name, node.expressions)
         if functions.is_table_function(name):
             return self._table_function(name, node)
-        args = [self.compile(a) for a in node.expressions]
+        args = [exp.Var(this=a.name.upper()) if isinstance(a, exp.Column) and not a.table
+                and functions.takes_unit(name, i) else self.compile(a) for i, a in enumerate(node.expressions)]
         if not functions.is_builtin(name) and user_functions.lookup(name) is not None:
             return self._user_call(name, args)
         return functions.compile_function(name, args, self)

@@ -8,6 +8,8 @@ complex-lambda in ``/work/shared/conformance/ksql-qtt``).
 
 from __future__ import annotations
 
+import datetime as dt
+
 import duckdb
 import pytest
 
@@ -17,9 +19,11 @@ from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn
 from nbstream.sql import parse_expression
 
 COLUMNS = {"A": "ARRAY<INTEGER>", "NA": "ARRAY<INTEGER>", "HOLES": "ARRAY<INTEGER>", "M": "MAP<STRING, INTEGER>",
-           "NM": "MAP<STRING, INTEGER>", "WORDS": "ARRAY<STRING>", "NESTED": "ARRAY<ARRAY<INTEGER>>", "BASE": "INTEGER"}
+           "NM": "MAP<STRING, INTEGER>", "WORDS": "ARRAY<STRING>", "NESTED": "ARRAY<ARRAY<INTEGER>>", "BASE": "INTEGER",
+           "TIMES": "ARRAY<TIMESTAMP>"}
 ROW = {"A": "[1, 2, 3]", "NA": "NULL", "HOLES": "[5, NULL]", "M": "MAP {'a': 1, 'b': 2}", "NM": "NULL",
-       "WORDS": "['ab', 'cde']", "NESTED": "[[1, 2], [3]]", "BASE": "100"}
+       "WORDS": "['ab', 'cde']", "NESTED": "[[1, 2], [3]]", "BASE": "100",
+       "TIMES": "[TIMESTAMP '1970-01-01 00:00:00.003']"}
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +65,11 @@ def test_lambda_functions(con: duckdb.DuckDBPyConnection, text: str, expected: o
     value, sql_type = evaluate(con, text)
     assert value == expected
     assert str(sql_type) == kind
+
+
+def test_a_time_unit_in_a_lambda_body_is_a_keyword_not_a_column(con: duckdb.DuckDBPyConnection) -> None:
+    value, kind = evaluate(con, "TRANSFORM(TIMES, t => TIMESTAMPADD(MILLISECONDS, 5, t))")
+    assert value == [dt.datetime(1970, 1, 1, 0, 0, 0, 8000)] and str(kind) == "ARRAY<TIMESTAMP>"
 
 
 def test_reduce_of_a_null_collection_is_the_initial_state(con: duckdb.DuckDBPyConnection) -> None:
