@@ -94,6 +94,11 @@ class FormatError(NbstreamError, ValueError):
     """A serialization format or its properties are invalid or unsupported for a schema."""
 
 
+class UdfError(NbstreamError, ValueError):
+    """A Python function cannot be registered as a SQL function (``@nbstream.udf``): its name,
+    declared types or Python signature are not valid."""
+
+
 class ExecutionError(NbstreamError, RuntimeError):
     """A running query or statement failed at run time."""
 

@@ -32,6 +32,7 @@ from typing import Protocol, runtime_checkable
 import duckdb
 from sqlglot import exp
 
+from nbstream.catalog import user_functions
 from nbstream.catalog.casts import (
     compile_cast,
     json_value,
@@ -53,9 +54,13 @@ __all__ = [
     "describe_function",
     "function_names",
     "is_aggregate",
+    "is_builtin",
+    "is_table_function",
     "java_format_to_strptime",
     "java_pattern",
+    "kind_of",
     "register_udfs",
+    "takes_unit",
 ]
 
 
@@ -1032,67 +1037,18 @@ def _generate_series(call: Call) -> exp.Expression:
     return sql(f"CAST(generate_series({{0}}, {{1}}, {{2}}) AS {element}[])", call[0], call[1], step)
 
 
-def _lambda(call: Call, i: int, arity: int) -> exp.Lambda:
-    arg = call[i]
-    if not isinstance(arg, exp.Lambda) or len(arg.expressions) != arity:
-        raise _type_error(call, f"argument {i + 1} must be a lambda of {arity} parameter(s)")
-    return arg
+def _compiled_elsewhere(call: Call) -> exp.Expression:
+    raise SqlTypeError(f"{call.name} is compiled with its lambdas (nbstream.physical.lambdas)")
 
 
-def _bind(fn: exp.Lambda, values: Sequence[exp.Expression]) -> exp.Expression:
-    """The lambda's body with its parameters replaced by ``values``."""
-    names = {p.name: v for p, v in zip(fn.expressions, values, strict=True)}
-    upper = {k.upper(): v for k, v in names.items()}
-
-    def substitute(node: exp.Expression) -> exp.Expression:
-        if isinstance(node, exp.Column) and not node.table:
-            value = names.get(node.name, upper.get(node.name.upper()))
-            if value is not None:
-                return value.copy()
-        return node
-
-    return fn.this.transform(substitute)
-
-
-_KEY, _VALUE = sql("__e['key']"), sql("__e['value']")
-
-
-@scalar(
-    "TRANSFORM",
-    "ARRAY|MAP, LAMBDA, LAMBDA?",
-    "ARRAY|MAP",
-    "Applies a lambda to each element (arrays) or lambdas to each key and value (maps).",
-)
-def _transform(call: Call) -> exp.Expression:
-    if call.types[0].name == "ARRAY":
-        return sql("list_transform({0}, {1})", call[0], _lambda(call, 1, 1))
-    if len(call.args) != 3:
-        raise _type_error(call, "TRANSFORM of a map takes a key lambda and a value lambda")
-    key = _bind(_lambda(call, 1, 2), [_KEY, _VALUE])
-    value = _bind(_lambda(call, 2, 2), [_KEY, _VALUE])
-    entry = lam(sql("{'key': {0}, 'value': {1}}", key, value), "__e")
-    return sql("map_from_entries(list_transform(map_entries({0}), {1}))", call[0], entry)
-
-
-@scalar("FILTER", "ARRAY|MAP, LAMBDA", "ARRAY|MAP", "Keeps the elements (or map entries) a lambda accepts.")
-def _filter(call: Call) -> exp.Expression:
-    if call.types[0].name == "ARRAY":
-        return sql("list_filter({0}, {1})", call[0], _lambda(call, 1, 1))
-    keep = lam(_bind(_lambda(call, 1, 2), [_KEY, _VALUE]), "__e")
-    return sql("map_from_entries(list_filter(map_entries({0}), {1}))", call[0], keep)
-
-
-@scalar(
-    "REDUCE",
-    "ARRAY|MAP, ANY, LAMBDA",
-    "type of the initial state",
-    "Folds the elements (or map entries) into a state with a lambda, from an initial state.",
-)
-def _reduce(call: Call) -> exp.Expression:
-    if call.types[0].name == "ARRAY":
-        return sql("list_reduce({0}, {1}, {2})", call[0], _lambda(call, 2, 2), call[1])
-    step = lam(_bind(_lambda(call, 2, 3), [exp.column("__s"), _KEY, _VALUE]), "__s", "__e")
-    return sql("list_reduce(map_entries({0}), {1}, {2})", call[0], step, call[1])
+# TRANSFORM, FILTER and REDUCE take lambdas: the expression compiler types and compiles them
+# (nbstream.physical.lambdas); they are declared here for SHOW FUNCTIONS and DESCRIBE FUNCTION.
+_register("TRANSFORM", "ARRAY|MAP, LAMBDA, LAMBDA?", "ARRAY|MAP",
+          "Applies a lambda to each element (arrays) or lambdas to each key and value (maps).", _compiled_elsewhere)
+_register("FILTER", "ARRAY|MAP, LAMBDA", "ARRAY|MAP", "Keeps the elements (or map entries) a lambda accepts.",
+          _compiled_elsewhere)
+_register("REDUCE", "ARRAY|MAP, ANY, LAMBDA", "type of the initial state",
+          "Folds the elements (or map entries) into a state with a lambda, from an initial state.", _compiled_elsewhere)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1520,27 +1476,56 @@ def compile_function(name: str, args: list[exp.Expression], types: TypeOracle) -
     UDF need :func:`register_udfs` on the connection that runs them."""
     fdef = _REGISTRY.get(name.upper())
     if fdef is None:
-        raise UnknownNameError(f"unknown function `{name}`.{did_you_mean(name, _REGISTRY)}")
+        raise UnknownNameError(f"unknown function `{name}`.{did_you_mean(name, function_names())}")
     if fdef.build is None:
         raise SqlTypeError(f"`{fdef.name}` is an {fdef.kind} function, not a scalar function")
     return fdef.build(_typed_call(fdef, args, types))
 
 
+def takes_unit(name: str, i: int) -> bool:
+    """Whether argument ``i`` of built-in function ``name`` is a time unit keyword (``DAYS``…),
+    written as a bare name, not a column."""
+    fdef = _REGISTRY.get(name.upper())
+    return fdef is not None and bool(fdef.params) and fdef.param_for(i).family == "UNIT"
+
+
+def is_builtin(name: str) -> bool:
+    """Whether ``name`` is one of ksqlDB's built-in functions (any kind)."""
+    return name.upper() in _REGISTRY
+
+
+def kind_of(name: str) -> str | None:
+    """``scalar``, ``aggregate`` or ``table`` for a built-in or user function ``name``; None if unknown."""
+    fdef = _REGISTRY.get(name.upper())
+    if fdef is not None:
+        return fdef.kind
+    user = user_functions.lookup(name)
+    return None if user is None else user.kind
+
+
 def is_aggregate(name: str) -> bool:
     """Whether ``name`` is one of ksqlDB's aggregate functions."""
-    fdef = _REGISTRY.get(name.upper())
-    return fdef is not None and fdef.kind == "aggregate"
+    return kind_of(name) == "aggregate"
+
+
+def is_table_function(name: str) -> bool:
+    """Whether ``name`` is a table function (ksqlDB's EXPLODE, CUBE_EXPLODE, or a user's)."""
+    return kind_of(name) == "table"
 
 
 def function_names() -> list[str]:
-    """Every function name known (scalar, aggregate and table functions), sorted."""
-    return sorted(_REGISTRY)
+    """Every function name known (scalar, aggregate and table functions, user functions too), sorted."""
+    return sorted({*_REGISTRY, *user_functions.names()})
 
 
 def describe_function(name: str) -> dict[str, object]:
     """What DESCRIBE FUNCTION shows: name, kind (scalar/aggregate/table), signatures, description."""
     fdef = _REGISTRY.get(name.upper())
     if fdef is None:
-        raise UnknownNameError(f"unknown function `{name}`.{did_you_mean(name, _REGISTRY)}")
+        user = user_functions.lookup(name)
+        if user is None:
+            raise UnknownNameError(f"unknown function `{name}`.{did_you_mean(name, function_names())}")
+        return {"name": user.name, "kind": user.kind, "signatures": user.signatures,
+                "description": user.description, "author": "user (Python)"}
     signatures = [fdef.signature] if fdef.params or fdef.kind == "scalar" else []
     return {"name": fdef.name, "kind": fdef.kind, "signatures": signatures, "description": fdef.description}

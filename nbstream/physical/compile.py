@@ -18,6 +18,7 @@ from nbstream.errors import PlanError
 from nbstream.formats import Decoded, format_for
 from nbstream.formats.base import let_relation
 from nbstream.physical.expressions import quote
+from nbstream.physical.table_functions import SUB_ROW, unnest_sql
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 
 #: How a TIMESTAMP column's value becomes ROWTIME (epoch ms), by the column's type.
@@ -111,7 +112,8 @@ def result_sql(plan: StatelessPlan, relation: str) -> str:
 
     Besides the plan's columns (named as in the result) it yields ``__err``/``__errmsg``,
     ``__in_partition``/``__in_offset``, ``__ts`` (the output record time) and ``__deleted``
-    (the output is a tombstone: a deleted or filtered-out table row).
+    (the output is a tombstone: a deleted or filtered-out table row); with table functions, also
+    ``__in_sub``, the row's place among the rows its input record became.
     """
     scan = plan.scan
     where = f"coalesce({plan.where}, FALSE)" if plan.where else "TRUE"
@@ -130,6 +132,10 @@ def result_sql(plan: StatelessPlan, relation: str) -> str:
     else:
         # A stream's tombstone passes through a projection as a tombstone; a WHERE drops it.
         deleted, keep = "__tomb", (f"__err OR (NOT __tomb AND {where})" if plan.where else "TRUE")
+    relation_out, sub = "__d", ""
+    if plan.table_functions:  # one row per element (a stream only: no deletes, no table keys)
+        relation_out, sub = f"({unnest_sql(plan.table_functions, '__d', keep)})", f" {SUB_ROW},"
+        keep = "TRUE"
     # MATERIALIZED: decode once; otherwise DuckDB inlines the decoding into every later use.
     return f"""WITH __d0 AS MATERIALIZED ({decode_select(scan, relation)}),
 __d1 AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0),
@@ -138,8 +144,8 @@ __d AS (SELECT * REPLACE (__err OR {bad_ts} AS __err,
                {bad_ts} AS __bad_ts FROM __d1)
 SELECT {out_err} AS __err, {out_errmsg} AS __errmsg, __bad_ts,
        "ROWPARTITION" AS __in_partition, "ROWOFFSET" AS __in_offset,
-       {out_ts} AS __ts, {deleted} AS __deleted, __key_null, __headers,{_input_window(plan)} {outputs}
-FROM __d WHERE {keep}"""
+       {out_ts} AS __ts, {deleted} AS __deleted, __key_null, __headers,{_input_window(plan)}{sub} {outputs}
+FROM {relation_out} WHERE {keep}"""
 
 
 def _input_window(plan: StatelessPlan) -> str:
@@ -160,12 +166,25 @@ def encoded_sql(plan: StatelessPlan, result: str) -> str:
     null_key = "__key_null" if plan.key_from_source else None
     window = "__wtype" if plan.scan.windowed and plan.key_from_source else None
     return encode_rows_sql(plan.sink, plan.columns, result, null_key=null_key, control=CONTROL_COLUMNS,
-                           window_type=window)
+                           window_type=window, order=order_sql(plan))
 
 
 #: The order of output rows: input partition, then offset, as one number (no sort needed: offsets
 #: stay below 2^40 per partition).
 SEQ_SQL = "(__in_partition::BIGINT << 40) + __in_offset"
+
+
+def order_sql(plan: StatelessPlan) -> str:
+    """The output order of a stateless plan's rows as one distinct BIGINT: :data:`SEQ_SQL`, or,
+    when table functions make several rows of one record, their rank in (record, ``__in_sub``)."""
+    if not plan.table_functions:
+        return SEQ_SQL
+    return f"row_number() OVER (ORDER BY __in_partition, __in_offset, {SUB_ROW})"
+
+
+def order_by_sql(plan: StatelessPlan) -> str:
+    """The ORDER BY list putting a stateless plan's result rows in output order."""
+    return f"__in_partition, __in_offset, {SUB_ROW}" if plan.table_functions else "__in_partition, __in_offset"
 
 
 #: The columns of a result that say what to do with each row, besides writing it.

@@ -8,16 +8,17 @@ compiler checks ksqlDB's typing rules where DuckDB's differ (integer division, c
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import cast
 
 import duckdb
 from sqlglot import exp
 
-from nbstream.catalog import functions
+from nbstream.catalog import functions, user_functions
 from nbstream.catalog.types import SqlType, parse_type
 from nbstream.errors import (
     NbstreamError,
@@ -27,7 +28,10 @@ from nbstream.errors import (
     UnsupportedError,
     did_you_mean,
 )
+from nbstream.physical import lambdas
+from nbstream.physical.table_functions import TableFunctionSink, table_function_list
 from nbstream.sql.ast import Dereference
+from nbstream.sql.printer import ksql_text
 
 
 @dataclass(frozen=True)
@@ -83,22 +87,53 @@ def quote(name: str) -> str:
 
 
 class TypeProbe:
-    """The ksqlDB type of a DuckDB expression over a scope, asked of DuckDB (cached)."""
+    """The ksqlDB type of a DuckDB expression over a scope, asked of DuckDB (cached).
+
+    Names that exist only inside an expression — lambda parameters, a table function's element —
+    are added as typed columns while they are in scope (:meth:`scoped`, :meth:`add_columns`)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, scope: Scope) -> None:
         self._con = con
-        self._relation = scope.relation_sql()
-        self._cache: dict[str, SqlType] = {}
+        self._base = scope.relation_sql()
+        self._extra: list[dict[str, SqlType]] = [{}]  # the first frame holds the columns added for good
+        self._relation = self._base
+        self._cache: dict[tuple[str, str], SqlType] = {}
+
+    @contextlib.contextmanager
+    def scoped(self, columns: Mapping[str, SqlType]) -> Iterator[None]:
+        """Within the block, the DuckDB names ``columns`` are typed columns of the probed relation."""
+        self._extra.append(dict(columns))
+        self._relation = self._relation_sql()
+        try:
+            yield
+        finally:
+            self._extra.pop()
+            self._relation = self._relation_sql()
+
+    def add_columns(self, columns: Mapping[str, SqlType]) -> None:
+        """From now on, the DuckDB names ``columns`` are typed columns of the probed relation."""
+        self._extra[0].update(columns)
+        self._relation = self._relation_sql()
+
+    def _relation_sql(self) -> str:
+        merged: dict[str, SqlType] = {}
+        for frame in self._extra:
+            merged.update(frame)
+        if not merged:
+            return self._base
+        cols = ", ".join(f"NULL::{t.duckdb()} AS {quote(n)}" for n, t in merged.items())
+        return f"(SELECT * FROM {self._base} AS __b, (SELECT {cols}) AS __x)"
 
     def type_of(self, expr: exp.Expression) -> SqlType:
         sql = expr.sql("duckdb")
-        if sql not in self._cache:
+        key = (self._relation, sql)
+        if key not in self._cache:
             try:
                 rows = self._con.execute(f"DESCRIBE SELECT {sql} AS x FROM {self._relation}").fetchall()
             except duckdb.Error as e:
                 raise SqlTypeError(f"cannot evaluate `{sql}`: {_duckdb_message(e)}") from e
-            self._cache[sql] = parse_type(rows[0][1], keep_case=True)
-        return self._cache[sql]
+            self._cache[key] = parse_type(rows[0][1], keep_case=True)
+        return self._cache[key]
 
 
 def _duckdb_message(e: Exception) -> str:
@@ -131,7 +166,9 @@ class ExpressionCompiler:
         self.scope = scope
         self.probe = probe
         self.params = params or {}
-        self._lambda_vars: list[set[str]] = []
+        #: where table function calls go (None: they are not allowed in what is being compiled)
+        self.table_functions: TableFunctionSink | None = None
+        self._lambda_vars: list[dict[str, SqlType]] = []
 
     def compile(self, node: exp.Expression) -> exp.Expression:
         visit: Callable[[exp.Expression], exp.Expression] | None = getattr(
@@ -147,6 +184,28 @@ class ExpressionCompiler:
 
     def type_of(self, compiled: exp.Expression) -> SqlType:
         return self.probe.type_of(compiled)
+
+    # -- lambdas (see nbstream.physical.lambdas) -------------------------------------------------
+    @contextlib.contextmanager
+    def lambda_scope(self, params: Mapping[str, SqlType]) -> Iterator[None]:
+        """Within the block, lambda parameters ``params`` (name → type) shadow columns."""
+        frame = {name.upper(): t for name, t in params.items()}
+        self._lambda_vars.append(frame)
+        try:
+            with self.probe.scoped({lambda_var(n): t for n, t in frame.items()}):
+                yield
+        finally:
+            self._lambda_vars.pop()
+
+    @property
+    def lambda_depth(self) -> int:
+        """How many lambdas the expression being compiled is inside."""
+        return len(self._lambda_vars)
+
+    @staticmethod
+    def lambda_column(name: str) -> str:
+        """The DuckDB name a lambda parameter ``name`` compiles to."""
+        return lambda_var(name)
 
     # -- helpers -------------------------------------------------------------------------------
     def _children(self, node: exp.Expression) -> exp.Expression:
@@ -179,7 +238,7 @@ class ExpressionCompiler:
         if isinstance(node.this, exp.Star):
             raise UnsupportedError("`*` is only allowed as a select item")
         name = node.name
-        if self._lambda_vars and any(name in frame for frame in self._lambda_vars):
+        if not node.table and any(name.upper() in frame for frame in self._lambda_vars):
             return exp.column(lambda_var(name))
         col = self.scope.resolve(name)
         return exp.column(col.sql.strip('"').replace('""', '"'), quoted=True) if col.sql.startswith('"') \
@@ -286,17 +345,47 @@ class ExpressionCompiler:
         name = str(node.this).upper()
         if name == "STRUCT" and all(isinstance(a, exp.PropertyEQ) for a in node.expressions):
             return self._struct(node.expressions)
-        args = [self.compile(a) for a in node.expressions]
+        if lambdas.is_lambda_function(name):
+            return lambdas.compile_call(self, name, node.expressions)
+        if functions.is_table_function(name):
+            return self._table_function(name, node)
+        args = [exp.Var(this=a.name.upper()) if isinstance(a, exp.Column) and not a.table
+                and functions.takes_unit(name, i) else self.compile(a) for i, a in enumerate(node.expressions)]
+        if not functions.is_builtin(name) and user_functions.lookup(name) is not None:
+            return self._user_call(name, args)
         return functions.compile_function(name, args, self)
 
-    def visit_Lambda(self, node: exp.Lambda) -> exp.Expression:
-        names = [p.name for p in node.expressions]  # in order: (k, v) => … binds by position
-        self._lambda_vars.append(set(names))
+    def _user_call(self, name: str, args: list[exp.Expression]) -> exp.Expression:
+        """A call of a Python UDF (or UDTF: its list): the DuckDB function of the overload the
+        argument types pick, the arguments cast to its parameters as ksqlDB widens them."""
+        function = user_functions.lookup(name)
+        assert function is not None
+        types = [self.type_of(a) for a in args]
+        inst = user_functions.scalar_instance(function, types)
+        cast_args = [a if t == p else exp.cast(a, exp.DataType.build(p.duckdb(), dialect="duckdb"))
+                     if t.name == "NULL" else functions.compile_cast(a, t, p)
+                     for a, t, p in zip(args, types, inst.params, strict=True)]
+        return exp.Anonymous(this=inst.duck_name, expressions=cast_args)
+
+    def _table_function(self, name: str, node: exp.Anonymous) -> exp.Expression:
+        """A table function call: its list goes to :attr:`table_functions`; it compiles to the element."""
+        sink = self.table_functions
+        if sink is None:
+            raise SqlTypeError(f"Table functions (`{name}`) can only be used in the SELECT list of a query on "
+                               "a stream that does not aggregate or PARTITION BY")
+        self.table_functions = None  # ksqlDB: a table function's arguments hold no table function
         try:
-            body = self.compile(node.this)
+            args = [self.compile(a) for a in node.expressions]
         finally:
-            self._lambda_vars.pop()
-        return exp.Lambda(this=body, expressions=[exp.to_identifier(lambda_var(n)) for n in names])
+            self.table_functions = sink
+        if functions.is_builtin(name):
+            values = table_function_list(name, args, [self.type_of(a) for a in args])
+        else:
+            values = self._user_call(name, args)
+        return sink.add(values, self.type_of(values), ksql_text(node))
+
+    def visit_Lambda(self, node: exp.Lambda) -> exp.Expression:
+        raise SqlTypeError(f"a lambda (`{node.sql()}`) is only allowed as an argument of TRANSFORM, FILTER or REDUCE")
 
     def visit_Case(self, node: exp.Case) -> exp.Expression:
         """CASE: searched WHENs must be BOOLEAN; THEN/ELSE results coerce to one type."""

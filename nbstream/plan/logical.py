@@ -59,6 +59,17 @@ class OutputColumn:
 
 
 @dataclass(frozen=True)
+class TableFunction:
+    """A table function call of a projection (EXPLODE, CUBE_EXPLODE): the DuckDB list it computes
+    per input row, the column ``name`` that holds one element per output row, and the bound ksqlDB
+    call it came from (see :mod:`nbstream.physical.table_functions`)."""
+
+    name: str
+    sql: str
+    expression: str
+
+
+@dataclass(frozen=True)
 class Sink:
     """Where a persistent query writes: a topic, its formats and partition count."""
 
@@ -75,7 +86,8 @@ class Sink:
 
 @dataclass(frozen=True)
 class StatelessPlan:
-    """Scan → filter → project (→ re-key) → sink: a query with no state between records."""
+    """Scan → filter (→ flat-map by table functions) → project (→ re-key) → sink: a query with
+    no state between records."""
 
     scan: Scan
     columns: tuple[OutputColumn, ...]
@@ -85,11 +97,14 @@ class StatelessPlan:
     limit: int | None = None
     key_from_source: bool = False  # the result's key columns are the input's: no input key, no output key
     where_expression: str | None = None  # ``where`` as bound ksqlDB text
+    table_functions: tuple[TableFunction, ...] = ()  # each input row becomes one row per element
     version: int = PLAN_VERSION
 
     def __post_init__(self) -> None:
         if not self.columns:
             raise PlanError("a query must select at least one column")
+        if self.table_functions and self.scan.is_table:
+            raise PlanError("Table source is not supported with table functions")
         names = [c.name for c in self.columns]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

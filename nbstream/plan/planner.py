@@ -14,10 +14,12 @@ import duckdb
 from sqlglot import exp
 
 from nbstream.catalog.catalog import Catalog, Source
+from nbstream.catalog.functions import is_table_function
 from nbstream.catalog.schema import WINDOW_BOUNDS, Column
 from nbstream.catalog.types import BIGINT, INTEGER
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.physical.table_functions import TableFunctionSink
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggregate
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.join import JoinPlan, is_join_query, plan_join
@@ -90,6 +92,8 @@ def plan_query(
     source = catalog.get(_source_name(select))
     scope = source_scope(source)
     if is_aggregate_query(query):
+        if _calls_table_function(select):
+            raise BindError("Table functions cannot be used with aggregations.")
         return plan_aggregate(query, source, scope, con, scan=scan_of(source),
                               sink=None if target is None else target.sink, params=params,
                               properties=None if target is None else target.properties)
@@ -104,7 +108,13 @@ def plan_query(
             raise BindError(f"WHERE must be a BOOLEAN expression, not {kind}: {where.this.sql()}")
         where_sql = compiled.sql("duckdb")
     repartition = _repartition(query, source, compiler, con)
+    table_functions = None if repartition is not None else TableFunctionSink(compiler.probe)
+    compiler.table_functions = table_functions
     items = _project(select, source, compiler, repartition)
+    compiler.table_functions = None
+    calls = () if table_functions is None else tuple(table_functions.calls)
+    if calls and source.is_table:
+        raise BindError(f"Table source is not supported with table functions: {source.name} is a table")
     if repartition is None:
         columns = [item.column for item in items]
     else:
@@ -121,6 +131,7 @@ def plan_query(
     return StatelessPlan(
         scan=scan_of(source), columns=tuple(columns), where=where_sql, sink=sink,
         emits_table=emits_table, limit=query.limit, key_from_source=repartition is None, where_expression=where_text,
+        table_functions=calls,
     )
 
 
@@ -201,6 +212,11 @@ def _project(select: exp.Select, source: Source, compiler: ExpressionCompiler,
         columns.append(Item(OutputColumn(name, sql_type, compiled.sql("duckdb"), role, ksql_text(node)),
                             source_column=None if ref is None else ref.name))
     return columns
+
+
+def _calls_table_function(select: exp.Select) -> bool:
+    return any(isinstance(node, exp.Anonymous) and is_table_function(str(node.this))
+               for item in select.expressions for node in item.walk())
 
 
 def _is_star(item: exp.Expression) -> bool:

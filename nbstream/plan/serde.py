@@ -26,14 +26,14 @@ from nbstream.errors import PlanError
 from nbstream.physical.aggregates import Aggregate, Slot
 from nbstream.plan.aggregate import AggregateCall, AggregatePlan
 from nbstream.plan.join import JoinAggregatePlan, JoinPlan, JoinSide, TableLookup
-from nbstream.plan.logical import PLAN_VERSION, OutputColumn, Scan, Sink, StatelessPlan
+from nbstream.plan.logical import PLAN_VERSION, OutputColumn, Scan, Sink, StatelessPlan, TableFunction
 from nbstream.plan.planner import Plan
 from nbstream.sql.ast import WindowSpec, Within
 
 #: Every kind of node a plan document holds, by its ``@type``.
 NODE_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     StatelessPlan, AggregatePlan, JoinPlan, JoinAggregatePlan, JoinSide, TableLookup, Scan, Sink, OutputColumn,
-    AggregateCall, Aggregate, Slot, WindowSpec, Within, LogicalSchema, Column,
+    AggregateCall, Aggregate, Slot, WindowSpec, Within, LogicalSchema, Column, TableFunction,
 )}
 
 #: The kinds a document's top-level plan may be.

@@ -20,7 +20,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from nbstream.catalog import functions
+from nbstream.catalog import functions, user_functions
 from nbstream.catalog.catalog import Catalog, Source
 from nbstream.connectors.python_source import Data, PythonSource
 from nbstream.connectors.running import Connectors
@@ -111,6 +111,7 @@ class Engine:
         con.execute("SET enable_progress_bar = false")
         functions.register_udfs(con)
         register_udfs(con)
+        user_functions.attach(con)  # the notebook's Python UDFs (nbstream.udfs)
         for macro in aggregates.MACROS:
             con.execute(macro)
 

@@ -30,7 +30,8 @@ def explain_plan(plan: Plan) -> list[Step]:
         return [_source(plan.pre), *_filter(plan.pre.where), *_aggregate_steps(plan)]
     if isinstance(plan, JoinPlan):
         return [*_join_steps(plan), *_filter(plan.where), *_columns(plan.columns), *_sink(plan.sink)]
-    return [_source(plan), *_filter(plan.where), *_columns(plan.columns), *_sink(plan.sink)]
+    flat_map = [("flat map", f"{c.name} := each element of {c.expression}") for c in plan.table_functions]
+    return [_source(plan), *_filter(plan.where), *flat_map, *_columns(plan.columns), *_sink(plan.sink)]
 
 
 def _source(plan: StatelessPlan, alias: str = "") -> Step:

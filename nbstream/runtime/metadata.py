@@ -43,7 +43,7 @@ def _show_queries(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list
 
 
 def _show_functions(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-    rows = [(name, "AGGREGATE" if functions.is_aggregate(name) else "SCALAR") for name in functions.function_names()]
+    rows = [(name, str(functions.kind_of(name)).upper()) for name in functions.function_names()]
     return ("Function Name", "Type"), rows
 
 

@@ -42,7 +42,7 @@ from sqlglot import exp
 from nbstream.catalog.catalog import Source
 from nbstream.catalog.schema import WINDOW_BOUNDS, Column
 from nbstream.errors import BindError, ExecutionError, NbstreamError, UnsupportedError
-from nbstream.physical.compile import result_sql
+from nbstream.physical.compile import order_by_sql, result_sql
 from nbstream.physical.expressions import literal, quote
 from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import OutputColumn, StatelessPlan
@@ -209,7 +209,7 @@ def _stream_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Que
     relation = engine.log.relation(plan.scan.topic, {p: (0, e) for p, e in info.end_offsets.items()})
     names = ", ".join(quote(c.name) for c in plan.columns)
     return _Query(f"SELECT {names} FROM ({result_sql(plan, relation)}) "
-                  f"WHERE NOT __err ORDER BY __in_partition, __in_offset{limit}",
+                  f"WHERE NOT __err ORDER BY {order_by_sql(plan)}{limit}",
                   tuple(_value_column(c) for c in plan.columns))
 
 

@@ -31,7 +31,7 @@ from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import ExecutionError
 from nbstream.log.base import SqlLog
 from nbstream.log.embedded import route_sql
-from nbstream.physical.compile import encoded_sql, result_sql
+from nbstream.physical.compile import encoded_sql, order_by_sql, result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.logical import OutputColumn, Sink, StatelessPlan
 from nbstream.runtime.histogram import Histogram
@@ -335,7 +335,7 @@ class QueryRunner:
         names = ", ".join(f"{window[name]} AS {quote(name)}" if name in window else quote(name)
                           for name in self.result_shape.columns)
         return self.con.sql(f"SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names} FROM ({sql}) "
-                            "ORDER BY __in_partition, __in_offset").to_arrow_table()
+                            f"ORDER BY {order_by_sql(self.plan)}").to_arrow_table()
 
 
 

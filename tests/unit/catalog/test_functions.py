@@ -41,14 +41,6 @@ def con() -> duckdb.DuckDBPyConnection:
     return connection
 
 
-def lam(params: str, body: str) -> exp.Lambda:
-    """A compiled ksqlDB lambda ``(params) => body`` (body already DuckDB SQL)."""
-    return exp.Lambda(
-        this=sqlglot.parse_one(body, read="duckdb"),
-        expressions=[exp.to_identifier(p.strip()) for p in params.split(",")],
-    )
-
-
 def arg(value: str | exp.Expression) -> exp.Expression:
     return value if isinstance(value, exp.Expression) else sqlglot.parse_one(value, read="duckdb")
 
@@ -309,13 +301,7 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("MAP_UNION", ("CAST(NULL AS MAP(VARCHAR, INTEGER))", "MAP {'foo': NULL::INTEGER}"), {"foo": None}),
     ("AS_MAP", ("['a', 'b']", "[1, 2, 3]"), {"a": 1, "b": 2}),
     ("AS_MAP", ("['a', 'b', 'c']", "[1, 2]"), {"a": 1, "b": 2, "c": None}),
-    # -- lambdas ---------------------------------------------------------------------------------
-    ("TRANSFORM", ("[1, 2, 3]", lam("x", "x * 10")), [10, 20, 30]),
-    ("TRANSFORM", ("MAP {'a': 1}", lam("k, v", "upper(k)"), lam("k, v", "v + 1")), {"A": 2}),
-    ("FILTER", ("[1, 2, 3, 4]", lam("x", "x % 2 = 0")), [2, 4]),
-    ("FILTER", ("MAP {'a': 1, 'b': 2}", lam("k, v", "v > 1")), {"b": 2}),
-    ("REDUCE", ("[1, 2, 3]", "10", lam("s, x", "s + x")), 16),
-    ("REDUCE", ("MAP {'a': 1, 'b': 2}", "0", lam("s, k, v", "s + v")), 3),
+    # lambdas (TRANSFORM, FILTER, REDUCE): tests/unit/physical/test_lambdas.py
     # -- json ------------------------------------------------------------------------------------
     ("EXTRACTJSONFIELD", ('\'{"city": "London"}\'', "'$.city'"), "London"),
     ("EXTRACTJSONFIELD", ('\'{"a": {"b": [1, 2]}}\'', "'$.a.b[1]'"), "2"),
@@ -430,7 +416,6 @@ def test_unknown_function_suggests_a_name(con: duckdb.DuckDBPyConnection) -> Non
         ("GREATEST", ("NULL", "NULL"), r"ambiguous method parameters \(null, null\)"),
         ("GREATEST", ("'a'", "1"), r"does not accept parameters \(STRING, INTEGER\)"),
         ("CONCAT", ("'a'", "CAST('b' AS BLOB)"), "all arguments must be STRING or all BYTES"),
-        ("TRANSFORM", ("[1]", "1"), "argument 2 must be a lambda"),
         ("TO_BYTES", ("'a'", "'ebcdic'"), "unknown encoding"),
     ],
 )
