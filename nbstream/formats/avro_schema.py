@@ -283,6 +283,8 @@ def _primitive(value: Any, kind: str, logical: str | None, schema: Any = None) -
         return float(value)
     if kind in ("int", "long") and isinstance(value, float | decimal.Decimal) and value == int(value):
         return int(value)
+    if kind in ("int", "long") and isinstance(value, str) and value.lstrip("+-").isdigit():
+        return int(value)  # QTT files give DATE, TIME and TIMESTAMP values as numbers in strings
     return value
 
 
