@@ -2,7 +2,8 @@
 
 Run: ``python benchmarks/bench_formats.py [rows]``. AVRO runs in DuckDB Arrow functions
 (fastavro's C reader/writer called per record, one Python call per vector of 2,048 records), so
-its figures include that Python loop; JSON and DELIMITED are DuckDB SQL. Each measurement is one DuckDB query over an
+its figures include that Python loop; JSON, JSON_SR (JSON behind a 5-byte header, checked by
+one Arrow call per vector) and DELIMITED are DuckDB SQL. Each measurement is one DuckDB query over an
 in-memory table (best of three, in process CPU time so that other load on the machine matters
 less), materialised with ``CREATE TEMP TABLE ... AS`` so DuckDB cannot
 skip work; rows/s are printed per format and direction.
@@ -21,6 +22,7 @@ from nbstream.catalog.types import SqlType, parse_type
 from nbstream.formats import Format, codecs, format_for, register_udfs
 from nbstream.formats.avro_schema import avro_schema_for
 from nbstream.formats.base import let_relation
+from nbstream.formats.json_schema import json_schema_for
 from nbstream.formats.registry import SchemaRegistry
 
 #: A typical value schema: BIGINT, VARCHAR, DOUBLE, DECIMAL, BOOLEAN (+ TIMESTAMP for decode).
@@ -76,8 +78,10 @@ def main(n: int = 500_000) -> None:
     registry = SchemaRegistry(con)
     codecs.attach(con, registry)  # AVRO's encoder and decoder are Arrow functions bound to a registry
     schema_id = registry.register("bench-value", avro_schema_for(COLUMNS, wrapped=True))
+    json_id = registry.register("bench-json-value", json_schema_for(COLUMNS, wrapped=True), "JSON")
     formats = {"JSON": format_for("JSON"), "DELIMITED": format_for("DELIMITED"),
-               "AVRO": format_for("AVRO", {"SCHEMA_ID": schema_id}, registry=registry)}
+               "AVRO": format_for("AVRO", {"SCHEMA_ID": schema_id}, registry=registry),
+               "JSON_SR": format_for("JSON_SR", {"SCHEMA_ID": json_id}, registry=registry)}
     for name, fmt in formats.items():
         enc, dec = bench(con, fmt, n)
         print(f"{name:10s} encode {enc / 1e6:6.2f}M rows/s   decode {dec / 1e6:6.2f}M rows/s")

@@ -5,7 +5,7 @@
 >>> format_for("delimited", {"VALUE_DELIMITER": "TAB"}).delimiter
 '\\t'
 
-Formats over a schema registry (AVRO; PROTOBUF, PROTOBUF_NOSR and JSON_SR not yet) take the
+Formats over a schema registry (AVRO and JSON_SR; PROTOBUF and PROTOBUF_NOSR not yet) take the
 engine's :class:`~nbstream.formats.registry.SchemaRegistry` for their Python-side calls; their SQL
 calls the codecs of :mod:`nbstream.formats.codecs`. Call :func:`register_udfs` and
 :func:`nbstream.formats.codecs.attach` on each DuckDB connection that evaluates format SQL.
@@ -21,6 +21,7 @@ from nbstream.formats.avro import AvroFormat
 from nbstream.formats.base import Decoded, Format, register_udfs
 from nbstream.formats.delimited import DelimitedFormat, parse_delimiter
 from nbstream.formats.json import JsonFormat
+from nbstream.formats.json_sr import JsonSrFormat
 from nbstream.formats.kafka import KafkaFormat
 from nbstream.formats.none import NoneFormat
 from nbstream.formats.registry import SchemaRegistry
@@ -32,7 +33,7 @@ FORMATS = ("JSON", "DELIMITED", "KAFKA", "NONE")
 #: ksqlDB formats that need a schema registry.
 REGISTRY_FORMATS = ("AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
 #: The registry formats nbstream serializes.
-SUPPORTED_REGISTRY_FORMATS = ("AVRO",)
+SUPPORTED_REGISTRY_FORMATS = ("AVRO", "JSON_SR")
 
 
 def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key: bool = False,
@@ -50,6 +51,8 @@ def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key
         return DelimitedFormat(parse_delimiter(props[prop], prop) if props.get(prop) is not None else ",")
     if upper == "AVRO" and props.get(prop) is None:
         return AvroFormat(props, registry)
+    if upper == "JSON_SR" and props.get(prop) is None:
+        return JsonSrFormat(props, registry)
     if upper in REGISTRY_FORMATS and upper not in SUPPORTED_REGISTRY_FORMATS:
         raise FormatError(
             f"The '{upper}' format needs a schema registry, which nbstream does not support yet"

@@ -27,6 +27,7 @@ from typing import Any
 import duckdb
 import fastavro
 import pyarrow as pa
+import pyarrow.compute as pc
 from duckdb.func import ARROW, SPECIAL
 
 from nbstream.catalog.schema import Column
@@ -278,3 +279,23 @@ def _maps_as_dicts(value: Any, t: SqlType) -> Any:
     if t.name == "STRUCT":
         return {n: _maps_as_dicts(value.get(n), ft) for n, ft in t.fields}
     return value
+
+
+# -- JSON_SR ------------------------------------------------------------------------------------------
+
+
+def header_checker(schema_type: str) -> str:
+    """The name of the function telling, for a BLOB vector, which records start with Confluent's
+    header (magic byte 0, a 4-byte id) of a registered schema of ``schema_type``: one
+    ``binary_slice`` and one ``is_in`` over the vector (NULL records are not)."""
+
+    def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
+        def known(blobs: pa.ChunkedArray | pa.Array) -> pa.Array:
+            headers = pa.array([b"\x00" + sid.to_bytes(4, "big") for sid in registry.ids_of_type(schema_type)],
+                               type=pa.binary())
+            found = pc.is_in(pc.binary_slice(blobs, 0, 5), value_set=headers)
+            return found.combine_chunks() if isinstance(found, pa.ChunkedArray) else found
+
+        return known
+
+    return _codec(("known-header", schema_type), "nbs_sr_known", ("BLOB",), "BOOLEAN", make)

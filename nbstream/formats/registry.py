@@ -80,6 +80,10 @@ class SchemaRegistry:
         ids = self._versions.get(subject) or []
         return self._by_id[ids[version - 1]] if 0 < version <= len(ids) else None
 
+    def ids_of_type(self, schema_type: str) -> list[int]:
+        """The ids of the schemas of ``schema_type`` (AVRO, PROTOBUF or JSON)."""
+        return [sid for sid, found in list(self._by_id.items()) if found.schema_type == schema_type]
+
     def subjects(self) -> list[str]:
         """The subjects that have at least one version, sorted."""
         return sorted(s for s, ids in self._versions.items() if ids)

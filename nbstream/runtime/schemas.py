@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from nbstream.catalog.schema import Column
 from nbstream.errors import CatalogError
-from nbstream.formats import REGISTRY_FORMATS, format_for
+from nbstream.formats import REGISTRY_FORMATS, avro_schema, format_for, json_schema
 from nbstream.formats.avro import SCHEMA_ID, AvroFormat
-from nbstream.formats.avro_schema import columns_of
+from nbstream.formats.json_sr import JsonSrFormat
 from nbstream.sql import ast
 
 if TYPE_CHECKING:
@@ -81,9 +81,11 @@ def infer_columns(registry: SchemaRegistry, stmt: ast.CreateSource, topic: str, 
 
 
 def _columns(found: RegisteredSchema, role: str, single: str, unwrapped: bool = True) -> list[Column]:
-    if found.schema_type != "AVRO":
+    modules = {"AVRO": avro_schema, "JSON": json_schema}
+    module = modules.get(found.schema_type)
+    if module is None:
         raise CatalogError(f"Inferring columns from a {found.schema_type} schema is not supported yet")
-    return columns_of(found.parsed(), role, single_name=single, unwrapped=unwrapped)
+    return module.columns_of(found.parsed(), role, single_name=single, unwrapped=unwrapped)
 
 
 def needs_inference(stmt: ast.CreateSource, key_format: str, value_format: str) -> bool:
@@ -106,7 +108,7 @@ def resolve_ids(registry: SchemaRegistry, topic: str, fmt: str, props: dict[str,
             raise CatalogError(f"Schema id {props[SCHEMA_ID]} is not registered (subject '{subject}')")
         return props
     codec = format_for(fmt, props, is_key=is_key, registry=registry)
-    if not isinstance(codec, AvroFormat):
+    if not isinstance(codec, AvroFormat | JsonSrFormat):
         return props
     wrap = False if is_key else bool(props.get("WRAP_SINGLE_VALUE", True))
     schema = codec.schema_for(columns, wrap_single_value=wrap)
