@@ -51,7 +51,7 @@ def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key
         return DelimitedFormat(parse_delimiter(props[prop], prop) if props.get(prop) is not None else ",")
     if upper == "AVRO" and props.get(prop) is None:
         return AvroFormat(props, registry)
-    if upper == "JSON_SR" and props.get(prop) is None:
+    if upper == "JSON_SR" and props.get(prop) is None and props.get("SCHEMA_FULL_NAME") is None:
         return JsonSrFormat(props, registry)
     if upper in REGISTRY_FORMATS and upper not in SUPPORTED_REGISTRY_FORMATS:
         raise FormatError(
@@ -61,5 +61,7 @@ def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key
         raise FormatError(f"Unknown format: {name}.{did_you_mean(name, FORMATS)}")
     if props.get(prop) is not None:
         raise FormatError(f"{upper} does not support the following configs: [delimiter]")
+    if props.get("SCHEMA_FULL_NAME") is not None and upper not in ("AVRO", "PROTOBUF"):
+        raise FormatError(f"{upper} does not support the following configs: [fullSchemaName]")
     simple: dict[str, Callable[[], Format]] = {"JSON": JsonFormat, "KAFKA": KafkaFormat, "NONE": NoneFormat}
     return simple[upper]()

@@ -6,12 +6,14 @@ the names to callables over *its* registry (:func:`attach`), so decoding looks w
 by the id each record carries, in memory. A function is made once per (format, columns,
 wrapping[, schema id]) and registered on every attached connection, those attached later too.
 
-Decoding a vector (≤ 2,048 records): the Confluent header of each record is checked (magic byte
-0, a 4-byte schema id), the body decoded by fastavro's C reader with the writer schema rewritten
-to the reader's names (:func:`~nbstream.formats.avro_schema.reader_view`), and the rows become
-one Arrow struct array in one pyarrow call. Only when that call fails are rows converted one by
-one, to find those in error. A record in error yields its reason in the ``__error`` field (the
-processing log's message); its columns are NULL.
+Decoding an AVRO vector (≤ 2,048 records): the records are grouped by their Confluent header
+(magic byte 0, a 4-byte schema id; vectorised); each group whose writer schema polars can read is
+decoded in one native call (:class:`~nbstream.formats.avro_arrow.FastReader`), with the writer
+schema rewritten to the reader's names (:func:`~nbstream.formats.avro_schema.reader_view`). The
+other records, and a group the fast path rejects, are decoded one by one by fastavro's C reader,
+and their rows become one Arrow struct array in one pyarrow call (only when that call fails are
+rows converted one by one, to find those in error). A record in error yields its reason in the
+``__error`` field (the processing log's message); its columns are NULL.
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ from duckdb.func import ARROW, SPECIAL
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.catalog.user_functions import arrow_type
+from nbstream.formats.avro_arrow import FastReader, polars_schema
 from nbstream.formats.avro_schema import reader_view
 from nbstream.formats.registry import SchemaRegistry
 
 #: The field of a decoder's result that holds a record's error message.
 ERROR_FIELD = "__error"
+#: Confluent's wire-format header: the magic byte 0, then the schema id (4 bytes, big-endian).
+HEADER_SIZE = 5
+_NO_STOP = 2**31 - 1  # a binary_slice stop past the end of any BLOB
 
 _LOCK = threading.Lock()
 _COUNTER = itertools.count()
@@ -120,20 +126,75 @@ class _AvroDecoder:
         self.registry, self.columns, self.wrapped, self.target = registry, columns, wrapped, target
         self.reader = SqlType.struct([(c.name, c.type) for c in columns])
         self.schemas: dict[int, Any] = {}
+        self.fast: dict[bytes, FastReader | None] = {}
+
+    def _view(self, schema_id: int) -> tuple[Any, bool] | None:
+        """The writer schema of ``schema_id`` renamed to the reader's names, and whether it is
+        read as a record of the columns (else as the one column's value); None if unknown."""
+        registered = self.registry.by_id(schema_id)
+        if registered is None or registered.schema_type != "AVRO":
+            return None
+        writer = registered.parsed()
+        record = self.wrapped and isinstance(writer, dict) and writer.get("type") == "record"
+        return reader_view(writer, self.reader if record else self.columns[0].type), record
 
     def _writer(self, schema_id: int) -> Any:
         found = self.schemas.get(schema_id)
         if found is None:
-            registered = self.registry.by_id(schema_id)
-            if registered is None or registered.schema_type != "AVRO":
+            view = self._view(schema_id)
+            if view is None:
                 return None
-            writer = registered.parsed()
-            record = self.wrapped and isinstance(writer, dict) and writer.get("type") == "record"
-            view = reader_view(writer, self.reader if record else self.columns[0].type)
-            found = self.schemas[schema_id] = (fastavro.parse_schema(view), record)
+            found = self.schemas[schema_id] = (fastavro.parse_schema(view[0]), view[1])
         return found
 
+    def _fast_reader(self, header: bytes) -> FastReader | None:
+        """The fast reader of the records starting with ``header`` (magic byte, id), or None.
+        Kept per header once the id is known (an id registered later is looked up again)."""
+        if header in self.fast:
+            return self.fast[header]
+        framed = len(header) == HEADER_SIZE and header[:1] == b"\x00"
+        view = self._view(int.from_bytes(header[1:], "big")) if framed else None
+        if view is None:
+            return None
+        reader = None
+        if view[1] or len(self.columns) == 1:  # the columns of a record, or one column's value
+            schema = polars_schema(view[0], None if view[1] else self.columns[0].name)
+            reader = None if schema is None else FastReader(schema, self.target)
+        self.fast[header] = reader
+        return reader
+
     def __call__(self, blobs: pa.ChunkedArray | pa.Array) -> pa.Array:
+        """The decoded vector: each group of records sharing a header of a schema the fast path
+        reads goes through :class:`~nbstream.formats.avro_arrow.FastReader`; the rest (and any
+        group it rejects) through fastavro, record by record (:meth:`_slow`)."""
+        blobs = blobs.combine_chunks() if isinstance(blobs, pa.ChunkedArray) else blobs
+        headers = pc.binary_slice(blobs, 0, HEADER_SIZE)
+        parts: list[tuple[pa.Array, pa.Array]] = []  # (row indices, their decoded rows)
+        for header in pc.unique(headers.drop_null()).to_pylist():
+            reader = self._fast_reader(header)
+            if reader is None:
+                continue
+            rows = pc.indices_nonzero(pc.equal(headers, header))
+            # (binary_slice without a stop fails in pyarrow 26: "Negative buffer resize")
+            decoded = reader.read(pc.binary_slice(blobs.take(rows), HEADER_SIZE, _NO_STOP))
+            if decoded is not None:
+                if len(rows) == len(blobs):
+                    return decoded
+                parts.append((rows, decoded))
+        if not parts:
+            return self._slow(blobs)
+        covered = pa.chunked_array([rows for rows, _ in parts]).combine_chunks()
+        left = pc.invert(pc.is_in(pa.array(range(len(blobs)), pa.uint64()), value_set=covered))
+        nulls = pc.indices_nonzero(pc.and_(left, blobs.is_null()))
+        rest = pc.indices_nonzero(pc.and_(left, blobs.is_valid()))
+        parts.append((nulls, pa.nulls(len(nulls), self.target)))
+        if len(rest):
+            parts.append((rest, self._slow(blobs.take(rest))))
+        order = pa.chunked_array([rows for rows, _ in parts], type=pa.uint64()).combine_chunks()
+        values = pa.concat_arrays([_chunked(decoded) for _, decoded in parts])
+        return values.take(pc.sort_indices(order))
+
+    def _slow(self, blobs: pa.Array) -> pa.Array:
         values = blobs.to_pylist()
         rows: list[dict[str, Any] | None] = []
         single = self.columns[0].name if len(self.columns) == 1 else None
@@ -142,7 +203,7 @@ class _AvroDecoder:
             if data is None:
                 rows.append(None)
                 continue
-            if len(data) < 5 or data[0] != 0:
+            if len(data) < HEADER_SIZE or data[0] != 0:
                 rows.append({ERROR_FIELD: "Unknown magic byte!"})
                 continue
             schema_id = int.from_bytes(data[1:5], "big")
@@ -151,7 +212,7 @@ class _AvroDecoder:
                 rows.append({ERROR_FIELD: f"Schema not found: no Avro schema has id {schema_id}"})
                 continue
             stream = io.BytesIO(data)
-            stream.seek(5)
+            stream.seek(HEADER_SIZE)
             try:
                 datum = read(stream, writer[0], None)
             except Exception as e:
@@ -165,6 +226,10 @@ class _AvroDecoder:
                 rows.append({ERROR_FIELD: f"Avro schema id {schema_id} is not a record: expected "
                                           f"{len(self.columns)} fields"})
         return to_struct_array(rows, self.target)
+
+
+def _chunked(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
 
 
 def to_struct_array(rows: list[dict[str, Any] | None], target: pa.DataType) -> pa.Array:
