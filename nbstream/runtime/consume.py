@@ -29,8 +29,9 @@ import pyarrow.compute as pc
 from nbstream.catalog.catalog import Source
 from nbstream.catalog.types import SqlType
 from nbstream.errors import FormatError
-from nbstream.formats import format_for
+from nbstream.formats import SUPPORTED_REGISTRY_FORMATS, format_for
 from nbstream.formats.base import sql_str
+from nbstream.formats.registry import SchemaRegistry
 from nbstream.log.base import Record, SqlLog
 from nbstream.physical.compile import decode_select
 from nbstream.physical.expressions import quote
@@ -91,11 +92,13 @@ def _check_decoded(table: pa.Table, topic: str, source: Source) -> None:
 # -- Records ---------------------------------------------------------------------------------------
 
 
-def consume_records(con: duckdb.DuckDBPyConnection, relation: str, topic: str, source: Source | None) -> list[Record]:
+def consume_records(con: duckdb.DuckDBPyConnection, relation: str, topic: str, source: Source | None,
+                    registry: SchemaRegistry) -> list[Record]:
     """The records of ``relation`` (in partition, offset order), decoded as :meth:`Engine.consume`
-    returns them (raw bytes without a ``source``)."""
-    table = con.sql(_records_sql(relation, source)).to_arrow_table()
-    decode_key, decode_value = _python_decoders(source)
+    returns them (raw bytes without a ``source``); schema-registry formats find their schemas in
+    ``registry``."""
+    table = con.sql(_records_sql(relation, source, registry)).to_arrow_table()
+    decode_key, decode_value = _python_decoders(source, registry)
     with _gc_paused():
         keys = _side_values(table, "k", decode_key)
         values = _side_values(table, "v", decode_value)
@@ -106,7 +109,7 @@ def consume_records(con: duckdb.DuckDBPyConnection, relation: str, topic: str, s
             keys, values, headers, windows, table.column("wt").to_pylist(), strict=True)]
 
 
-def _records_sql(relation: str, source: Source | None) -> str:
+def _records_sql(relation: str, source: Source | None, registry: SchemaRegistry) -> str:
     """One row per record: ``p``, ``o``, ``ts``, headers ``h``, window ``ws``/``we``/``wt``, and per
     side (``k``, ``v``) its logical content, whether that is exact (``_ok``) and if not its bytes
     (``_raw``), which Python then decodes."""
@@ -117,7 +120,8 @@ def _records_sql(relation: str, source: Source | None) -> str:
         (key, key_ok), (value, value_ok) = ("__raw_key", "TRUE"), ("__raw_value", "TRUE")
     else:
         decoded = f"({decode_select(scan_of(source), relation, keep=_RAW)})"
-        (key, key_ok), (value, value_ok) = _side_sql(source, is_key=True), _side_sql(source, is_key=False)
+        (key, key_ok), (value, value_ok) = (_side_sql(source, registry, is_key=True),
+                                                          _side_sql(source, registry, is_key=False))
     return f"""SELECT p, o, ts, h, ws, we, wt, k, k_ok, CASE WHEN NOT k_ok THEN __raw_key END AS k_raw,
                       v, v_ok, CASE WHEN NOT v_ok THEN __raw_value END AS v_raw
 FROM (SELECT "ROWPARTITION" AS p, "ROWOFFSET" AS o, __ts AS ts, __headers AS h, __raw_win_start AS ws,
@@ -126,7 +130,7 @@ FROM (SELECT "ROWPARTITION" AS p, "ROWOFFSET" AS o, __ts AS ts, __headers AS h, 
 ORDER BY p, o"""
 
 
-def _side_sql(source: Source, *, is_key: bool) -> tuple[str, str]:
+def _side_sql(source: Source, registry: SchemaRegistry, *, is_key: bool) -> tuple[str, str]:
     """SQL of ``decode_python``'s result for the key (or value) of a decoded record, and SQL true
     where that result is exact (else the record's bytes go to ``decode_python``)."""
     raw = "__raw_key" if is_key else "__raw_value"
@@ -134,9 +138,11 @@ def _side_sql(source: Source, *, is_key: bool) -> tuple[str, str]:
                                                                             source.value_properties)
     columns = source.schema.key if is_key else source.schema.value
     wrap = False if is_key else bool(source.value_properties.get("WRAP_SINGLE_VALUE", True))
-    fmt = format_for(name, props, is_key=is_key)
+    fmt = format_for(name, props, is_key=is_key, registry=registry)
     if fmt.name == "NONE":
         return "NULL", "TRUE"
+    if fmt.name in SUPPORTED_REGISTRY_FORMATS:  # the schema is the record's: decode_python reads it
+        return "NULL", f"({raw} IS NULL)"
     if fmt.name == "DELIMITED":  # its logical content is the line
         return f"TRY(decode({raw}))", f"({raw} IS NULL OR TRY(decode({raw})) IS NOT NULL)"
     converted = [_python_sql(quote(c.name), c.type) for c in columns]
@@ -172,12 +178,12 @@ def _plain(t: SqlType) -> bool:
 Decode = Callable[[bytes], Any]
 
 
-def _python_decoders(source: Source | None) -> tuple[Decode, Decode]:
+def _python_decoders(source: Source | None, registry: SchemaRegistry) -> tuple[Decode, Decode]:
     """``decode_python`` of the key and value formats of ``source``, as ``consume`` always used them."""
     if source is None:
         return bytes, bytes
-    key_fmt = format_for(source.key_format, source.key_properties, is_key=True)
-    value_fmt = format_for(source.value_format, source.value_properties)
+    key_fmt = format_for(source.key_format, source.key_properties, is_key=True, registry=registry)
+    value_fmt = format_for(source.value_format, source.value_properties, registry=registry)
     key_columns, value_columns = source.schema.key, source.schema.value
     wrap = source.value_properties.get("WRAP_SINGLE_VALUE", True)
 

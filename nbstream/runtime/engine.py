@@ -25,8 +25,9 @@ from nbstream.catalog.catalog import Catalog, Source
 from nbstream.connectors.python_source import Data, PythonSource
 from nbstream.connectors.running import Connectors
 from nbstream.errors import ExecutionError, LogError, NbstreamError, PlanError
-from nbstream.formats import format_for, register_udfs
+from nbstream.formats import FORMATS, SUPPORTED_REGISTRY_FORMATS, codecs, format_for, register_udfs
 from nbstream.formats.base import sql_str
+from nbstream.formats.registry import SchemaRegistry
 from nbstream.log.base import RECORD_SCHEMA, Record, SqlLog
 from nbstream.physical import aggregates
 from nbstream.plan.aggregate import is_aggregate_query
@@ -76,6 +77,9 @@ class Engine:
     (:class:`~nbstream.runtime.queries.QueryManager`): ``engine.queries.runner(query_id).stats``.
     """
 
+    #: The formats this engine reads and writes (the conformance runner runs their cases).
+    SUPPORTED_FORMATS = (*FORMATS, *SUPPORTED_REGISTRY_FORMATS)
+
     def __init__(self, path: str | Path | None = None, *, properties: Mapping[str, Any] | None = None,
                  kafka: str | None = None, **client_options: Any) -> None:
         self.path = Path(path) if path is not None else None
@@ -85,6 +89,8 @@ class Engine:
             self.con = duckdb.connect(str(self.path / DATABASE_FILE))
         else:
             self.con = duckdb.connect(":memory:")
+        #: The embedded schema registry (subjects, versions, ids), kept in the engine's database.
+        self.schema_registry = SchemaRegistry(self.con)
         self._configure(self.con)
         self.backend: Backend = backend_for(self.con, kafka, client_options)
         self.log: SqlLog = self.backend.log
@@ -112,6 +118,7 @@ class Engine:
         functions.register_udfs(con)
         register_udfs(con)
         user_functions.attach(con)  # the notebook's Python UDFs (nbstream.udfs)
+        codecs.attach(con, self.schema_registry)  # schema-registry formats' decoders and encoders
         for macro in aggregates.MACROS:
             con.execute(macro)
 
@@ -220,6 +227,12 @@ class Engine:
         return total
 
     # -- producing ---------------------------------------------------------------------------------
+    def register_schema(self, subject: str, schema: Any, schema_type: str = "AVRO", schema_id: int | None = None,
+                        references: Sequence[Mapping[str, Any]] | None = None) -> int:
+        """Register ``schema`` (a dict for AVRO/JSON, ``.proto`` text for PROTOBUF) under
+        ``subject`` in the engine's registry, keeping ``schema_id`` if given; its id."""
+        return self.schema_registry.register(subject, schema, schema_type, schema_id, references)
+
     def create_topic(self, name: str, partitions: int = 1) -> None:
         """Create topic ``name`` (a no-op if it exists with that many partitions)."""
         self.log.create_topic(name, partitions)
@@ -303,12 +316,11 @@ class Engine:
         sources = self.catalog.sources_on_topic(topic)
         return sources[0] if sources else None
 
-    @staticmethod
-    def _encode_record(source: Source | None, key: Any, value: Any) -> tuple[bytes | None, bytes | None]:
+    def _encode_record(self, source: Source | None, key: Any, value: Any) -> tuple[bytes | None, bytes | None]:
         if source is None:
             return _raw_bytes(key), _raw_bytes(value)
-        key_fmt = format_for(source.key_format, source.key_properties, is_key=True)
-        value_fmt = format_for(source.value_format, source.value_properties)
+        key_fmt = format_for(source.key_format, source.key_properties, is_key=True, registry=self.schema_registry)
+        value_fmt = format_for(source.value_format, source.value_properties, registry=self.schema_registry)
         key_bytes = None if key is None else key_fmt.encode_python(key, source.schema.key)
         value_bytes = None if value is None else value_fmt.encode_python(value, source.schema.value)
         return key_bytes, value_bytes
@@ -344,7 +356,7 @@ class Engine:
             if as_frame:
                 assert source is not None
                 return consume_frame(cursor, relation, topic, source)
-            return consume_records(cursor, relation, topic, source)
+            return consume_records(cursor, relation, topic, source, self.schema_registry)
         finally:
             cursor.close()
 

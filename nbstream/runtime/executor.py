@@ -22,7 +22,7 @@ from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
 from nbstream.plan.join import JoinPlan, check_copartitioned, join_produces_table, join_sources
 from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.plan.planner import Plan, Target, plan_query, sink_of
-from nbstream.runtime import metadata
+from nbstream.runtime import metadata, schemas
 from nbstream.runtime.insert_values import insert_values
 from nbstream.runtime.results import Params, StatementResult
 from nbstream.sql import ast
@@ -61,17 +61,25 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource, params: Params) ->
         return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
     replaces_source = stmt.is_source or (existing is not None and existing.is_source)
     _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and replaces_source)
-    if not stmt.columns:
+    key_format, value_format = _formats(engine, stmt.properties, stmt.name)
+    if schemas.needs_inference(stmt, key_format, value_format):
+        topic = _require_topic_name(stmt.properties, stmt.name)
+        stmt = schemas.infer_columns(engine.schema_registry, stmt, topic, key_format, value_format)
+    elif not stmt.columns:
         stmt = _with_connector_columns(engine, stmt)
     props = dict(stmt.properties)
     schema = _schema_of(stmt)
-    key_format, value_format = _formats(engine, props, stmt.name)
     topic = _require_topic_name(props, stmt.name)
     partitions = _int_prop(props, "PARTITIONS")
     value_props = _wrap_default(engine, value_format, _side_props(props, "VALUE"), schema.value)
+    registry = engine.schema_registry
+    value_props = schemas.resolve_ids(registry, topic, value_format, value_props, schema.value,
+                                      is_key=False, sink=False)
+    key_props = schemas.resolve_ids(registry, topic, key_format, _side_props(props, "KEY"), schema.key,
+                                    is_key=True, sink=False)
     source = Source(
         name=stmt.name, kind=stmt.kind, schema=schema, topic=topic, key_format=key_format,
-        value_format=value_format, key_properties=_side_props(props, "KEY"), value_properties=value_props,
+        value_format=value_format, key_properties=key_props, value_properties=value_props,
         timestamp=_timestamp(props, schema, stmt.name),
         timestamp_format=_str_prop(props, "TIMESTAMP_FORMAT"), is_source=stmt.is_source, sql=stmt.text,
         window=_declared_window(props),
@@ -178,7 +186,7 @@ def _side_props(props: Mapping[str, Any], side: str) -> dict[str, Any]:
         out[f"{side}_DELIMITER"] = delimiter
     if side == "VALUE" and "WRAP_SINGLE_VALUE" in props:
         out["WRAP_SINGLE_VALUE"] = _bool(props["WRAP_SINGLE_VALUE"])
-    return out
+    return {**out, **schemas.side_properties(props, side)}
 
 
 def _wrap_default(engine: Engine, value_format: str, value_props: dict[str, Any],
@@ -269,6 +277,13 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect, params: Params
     sink = replace(planned, value_properties=_wrap_default(engine, planned.value_format, planned.value_properties,
                                                            plan.schema.value),
                    timestamp=_timestamp(props, plan.schema, stmt.name))
+    registry = engine.schema_registry
+    sink = replace(sink, key_properties=schemas.resolve_ids(registry, sink.topic, sink.key_format, sink.key_properties,
+                                                            plan.schema.key, is_key=True, sink=True,
+                                                            replacing=existing is not None),
+                   value_properties=schemas.resolve_ids(registry, sink.topic, sink.value_format,
+                                                        sink.value_properties, plan.schema.value,
+                                                        is_key=False, sink=True, replacing=existing is not None))
     plan = replace(plan, sink=sink)
     created = Source(
         name=stmt.name, kind=stmt.kind, schema=plan.schema, topic=sink.topic, key_format=sink.key_format,

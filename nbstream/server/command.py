@@ -32,6 +32,7 @@ from nbstream.runtime.service import EngineService
 from nbstream.server.app import KsqlServer, ServerConfig
 from nbstream.server.auth import AuthFileError, Users, hash_password
 from nbstream.server.h2_flow import bound_h2_stream_buffers
+from nbstream.server.schema_registry import SchemaRegistryApp
 
 DEFAULT_LISTEN = "127.0.0.1:8088"
 
@@ -45,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
                    help="an aiokafka client option (secrets as env:NAME or file:PATH references)")
     p.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                    help=f"address to listen on (default {DEFAULT_LISTEN}; port 0: any free port)")
+    p.add_argument("--schema-registry-listen", metavar="HOST:PORT",
+                   help="also serve the embedded schema registry's REST API (Confluent's) here, for Kafka clients")
     p.add_argument("--auth", metavar="FILE", help="users file: HTTP Basic authentication (see --hash-password)")
     p.add_argument("--insecure", action="store_true", help="listen on a non-loopback address without --auth")
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (with --tls-key)")
@@ -75,8 +78,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     bound_host, bound_port = listener.getsockname()[:2]
     print(f"nbstream serve: listening on {scheme}://{_url_host(bound_host)}:{bound_port}", flush=True)
     server = KsqlServer(config, lambda: _open_service(args))
+    registry_config = None
+    if args.schema_registry_listen:
+        sr_listener = _listen(*_address(args.schema_registry_listen))
+        sr_host, sr_port = sr_listener.getsockname()[:2]
+        print(f"nbstream serve: schema registry on {scheme}://{_url_host(sr_host)}:{sr_port}", flush=True)
+        registry_config = _hypercorn_config(sr_listener, args)
     bound_h2_stream_buffers()
-    asyncio.run(_serve(server, _hypercorn_config(listener, args)))
+    asyncio.run(_serve(server, _hypercorn_config(listener, args), registry_config=registry_config))
     return 0
 
 
@@ -167,8 +176,10 @@ def _hypercorn_config(listener: socket.socket, args: argparse.Namespace) -> Conf
     return config
 
 
-async def _serve(server: KsqlServer, config: Config, on_signal: Callable[[], None] | None = None) -> None:
-    """Serve until SIGTERM or SIGINT (``on_signal`` is told of it), then stop cleanly."""
+async def _serve(server: KsqlServer, config: Config, on_signal: Callable[[], None] | None = None,
+                 registry_config: Config | None = None) -> None:
+    """Serve until SIGTERM or SIGINT (``on_signal`` is told of it), then stop cleanly; with
+    ``registry_config``, the engine's schema registry too (:mod:`nbstream.server.schema_registry`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -181,6 +192,10 @@ async def _serve(server: KsqlServer, config: Config, on_signal: Callable[[], Non
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, shut_down)
     try:
-        await serve(server, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+        served = [serve(server, config, shutdown_trigger=stop.wait)]  # type: ignore[arg-type]
+        if registry_config is not None:
+            app = SchemaRegistryApp(lambda: server._service.schema_registry if server._service else None)
+            served.append(serve(app, registry_config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        await asyncio.gather(*served)
     finally:
         await asyncio.to_thread(server.close)

@@ -31,7 +31,7 @@ def test_format_for_names_and_errors() -> None:
     with pytest.raises(FormatError, match="Did you mean `JSON`"):
         format_for("JSNO")
     with pytest.raises(FormatError, match="schema registry"):
-        format_for("avro")
+        format_for("protobuf")
     with pytest.raises(FormatError, match="Delimiter must be a single character"):
         format_for("DELIMITED", {"VALUE_DELIMITER": "<~>"})
     with pytest.raises(FormatError, match="Delimiter cannot be empty"):

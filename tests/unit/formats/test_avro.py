@@ -1,0 +1,174 @@
+"""Specifications of the AVRO format and the embedded schema registry."""
+
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import fastavro
+import pytest
+
+from nbstream import Engine
+from nbstream.catalog.schema import Column
+from nbstream.catalog.types import parse_type
+from nbstream.errors import FormatError, NbstreamError
+from nbstream.formats import codecs, format_for
+from nbstream.formats.avro_schema import avro_schema_for, backward_incompatibility, columns_of
+from nbstream.formats.registry import SchemaRegistry
+
+from .rows import decode_rows
+
+
+def cols(*specs: str) -> list[Column]:
+    """Columns from ``"NAME TYPE"`` strings."""
+    return [Column(s.split(" ", 1)[0], parse_type(s.split(" ", 1)[1])) for s in specs]
+
+
+def framed(schema_id: int, schema: object, datum: object) -> bytes:
+    """A record in Confluent's wire format: magic byte 0, the 4-byte id, the Avro body."""
+    buf = io.BytesIO()
+    buf.write(b"\x00" + schema_id.to_bytes(4, "big"))
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), datum)
+    return buf.getvalue()
+
+
+WRITER = {"type": "record", "name": "order", "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "item", "type": ["null", "string"], "default": None},
+    {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": 2}},
+    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "extra", "type": "int", "default": 0},
+]}
+
+
+@pytest.fixture
+def registry() -> SchemaRegistry:
+    return SchemaRegistry(duckdb.connect())
+
+
+@pytest.fixture
+def avro_con(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry) -> duckdb.DuckDBPyConnection:
+    codecs.attach(con, registry)
+    return con
+
+
+# -- the registry ------------------------------------------------------------------------------------
+
+
+def test_a_schema_has_one_id_and_a_subject_versions(registry: SchemaRegistry) -> None:
+    first = registry.register("orders-value", WRITER)
+    assert registry.register("orders-value", WRITER) == first  # no new version
+    assert registry.register("copy-value", WRITER) == first  # one id per schema
+    evolved = {**WRITER, "fields": [*WRITER["fields"], {"name": "n", "type": "int", "default": 1}]}
+    second = registry.register("orders-value", evolved)
+    assert second != first
+    assert registry.versions("orders-value") == [1, 2]
+    assert registry.latest("orders-value").id == second  # type: ignore[union-attr]
+    assert registry.register("pinned-value", "string", schema_id=42) == 42
+    with pytest.raises(FormatError, match="already registered for another schema"):
+        registry.register("other-value", "int", schema_id=42)
+
+
+def test_ids_survive_a_restart(tmp_path: Path) -> None:
+    eng = Engine(path=tmp_path)
+    sid = eng.register_schema("t-value", WRITER, "AVRO", schema_id=7)
+    eng.execute("CREATE STREAM S WITH (KAFKA_TOPIC='t', VALUE_FORMAT='AVRO');")
+    eng.con.close()
+    again = Engine(path=tmp_path)
+    assert again.schema_registry.latest("t-value").id == sid == 7  # type: ignore[union-attr]
+    assert [c.name for c in again.catalog.get("S").schema.value] == ["ID", "ITEM", "PRICE", "AT", "EXTRA"]
+
+
+def test_backward_compatibility_names_the_field() -> None:
+    without_default = {**WRITER, "fields": [*WRITER["fields"], {"name": "new", "type": "int"}]}
+    assert backward_incompatibility(without_default, WRITER) == "field 'new' is new and has no default"
+    narrowed = {**WRITER, "fields": [{"name": "id", "type": "int"}, *WRITER["fields"][1:]]}
+    assert backward_incompatibility(narrowed, WRITER) == "field 'id' changed type from long to int"
+    assert backward_incompatibility(WRITER, narrowed) is None  # int -> long is a promotion
+
+
+# -- schemas ↔ columns ----------------------------------------------------------------------------------
+
+
+def test_sinks_register_ksqldb_schemas() -> None:
+    schema = avro_schema_for(cols("A INT", "S STRUCT<X DOUBLE>", "D DECIMAL(4, 1)"), wrapped=True)
+    assert schema["name"] == "KsqlDataSourceSchema"
+    assert schema["namespace"] == "io.confluent.ksql.avro_schemas"
+    a, s, d = schema["fields"]
+    assert a == {"name": "A", "type": ["null", "int"], "default": None}
+    assert s["type"][1]["name"] == "KsqlDataSourceSchema_S"
+    assert d["type"][1] == {"type": "bytes", "logicalType": "decimal", "precision": 4, "scale": 1}
+    assert avro_schema_for(cols("V STRING"), wrapped=False) == ["null", "string"]
+
+
+def test_columns_are_inferred_upper_case_from_a_record() -> None:
+    inferred = columns_of(WRITER, "VALUE", single_name="ROWVAL")
+    assert [str(c) for c in inferred] == ["`ID` BIGINT", "`ITEM` STRING", "`PRICE` DECIMAL(6, 2)", "`AT` TIMESTAMP",
+                                          "`EXTRA` INTEGER"]
+    assert [str(c) for c in columns_of("int", "VALUE", single_name="ROWVAL")] == ["`ROWVAL` INTEGER"]
+
+
+# -- decoding inside DuckDB --------------------------------------------------------------------------------
+
+
+def test_decodes_by_the_writer_schema_of_each_record_id(avro_con: duckdb.DuckDBPyConnection,
+                                                        registry: SchemaRegistry) -> None:
+    v1 = registry.register("o-value", WRITER)
+    old = {"type": "record", "name": "order", "fields": [{"name": "ID", "type": "long"}]}
+    v0 = registry.register("o-old", old)
+    blobs = [framed(v1, WRITER, {"id": 1, "item": "tea", "price": Decimal("2.50"), "at": 1000, "extra": 3}),
+             framed(v0, old, {"ID": 2}), None]
+    rows = decode_rows(avro_con, format_for("AVRO", {}), blobs, cols("ID BIGINT", "ITEM STRING", "PRICE DECIMAL(6, 2)"))
+    assert rows[0][:3] == (1, "tea", Decimal("2.50"))
+    assert rows[1][:3] == (2, None, None)  # fields the writer lacks are NULL
+    assert rows[2][:3] == (None, None, None)
+
+
+def test_bad_records_carry_the_reason(avro_con: duckdb.DuckDBPyConnection, registry: SchemaRegistry) -> None:
+    sid = registry.register("o-value", WRITER)
+    cut = framed(sid, WRITER, {"id": 1, "price": Decimal(1), "at": 0})[:7]
+    blobs = [b'{"ID": 1}', b"\x00\x00\x00\x03\xe7\x02", cut]
+    rows = decode_rows(avro_con, format_for("AVRO", {}), blobs, cols("ID BIGINT"))
+    messages = [r[-1] for r in rows]
+    assert messages[0] == "Unknown magic byte!"
+    assert messages[1] == "Schema not found: no Avro schema has id 999"
+    assert messages[2].startswith(f"Error deserializing Avro message for id {sid}")
+
+
+def test_a_writer_value_of_another_type_is_coerced_as_ksqldb_does(avro_con: duckdb.DuckDBPyConnection,
+                                                                  registry: SchemaRegistry) -> None:
+    sid = registry.register("n-value", "int")
+    rows = decode_rows(avro_con, format_for("AVRO", {}), [framed(sid, "int", 10)], cols("N STRING"), wrap=False)
+    assert rows[0][0] == "10"
+
+
+# -- through the engine --------------------------------------------------------------------------------------
+
+
+def test_a_stream_over_a_registered_topic_round_trips_through_a_query() -> None:
+    eng = Engine()
+    eng.register_schema("orders-value", WRITER, "AVRO")
+    eng.execute("""CREATE STREAM ORDERS WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='AVRO');
+                   CREATE STREAM DEAR AS SELECT ID, ITEM, PRICE * 2 AS P2, AT FROM ORDERS WHERE PRICE > 1;""")
+    eng.produce("orders", {"id": 1, "item": "tea", "price": 2.5, "at": 1000})
+    eng.produce("orders", {"id": 2, "item": "gum", "price": 0.5, "at": 2000})
+    eng.run_until_idle()
+    out = [r.value for r in eng.consume("DEAR")]
+    assert out == [{"ID": 1, "ITEM": "tea", "P2": Decimal("5.00"), "AT": 1000}]
+    schema = eng.schema_registry.latest("DEAR-value")
+    assert schema is not None and [f["name"] for f in schema.parsed()["fields"]] == ["ID", "ITEM", "P2", "AT"]
+
+
+def test_a_replacing_query_must_stay_backward_compatible() -> None:
+    eng = Engine()
+    eng.execute("""CREATE STREAM S (K STRING KEY, A INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='AVRO');
+                   CREATE STREAM T AS SELECT K, A FROM S;""")
+    with pytest.raises(NbstreamError, match="field 'A' changed type from int to string"):
+        eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, CAST(A AS STRING) AS A FROM S;")
+
+
+def test_inference_needs_a_registered_schema() -> None:
+    with pytest.raises(NbstreamError, match="Subject: nothing-value"):
+        Engine().execute("CREATE STREAM N WITH (KAFKA_TOPIC='nothing', VALUE_FORMAT='AVRO');")
