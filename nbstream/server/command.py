@@ -70,13 +70,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, AuthFileError) as error:
         print(f"nbstream serve: {error}", file=sys.stderr)
         return 2
-    listener = _listen(host, port)
+    listener = listen(host, port)
     scheme = "https" if args.tls_cert else "http"
     bound_host, bound_port = listener.getsockname()[:2]
     print(f"nbstream serve: listening on {scheme}://{_url_host(bound_host)}:{bound_port}", flush=True)
     server = KsqlServer(config, lambda: _open_service(args))
     bound_h2_stream_buffers()
-    asyncio.run(_serve(server, _hypercorn_config(listener, args)))
+    asyncio.run(_serve(server, hypercorn_config(listener, args.tls_cert, args.tls_key)))
     return 0
 
 
@@ -124,7 +124,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     """A listening socket (bound here, so that port 0 gets a free port the caller is told of)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -154,10 +154,11 @@ def _open_service(args: argparse.Namespace) -> EngineService:
     return EngineService(path=args.state, properties=properties)
 
 
-def _hypercorn_config(listener: socket.socket, args: argparse.Namespace) -> Config:
+def hypercorn_config(listener: socket.socket, tls_cert: str | None = None, tls_key: str | None = None) -> Config:
+    """How hypercorn serves on ``listener`` (HTTP/1.1 and h2c; HTTPS with a certificate)."""
     config = Config()
     config.bind = [f"fd://{listener.fileno()}"]
-    config.certfile, config.keyfile = args.tls_cert, args.tls_key
+    config.certfile, config.keyfile = tls_cert, tls_key
     config.loglevel = "WARNING"
     config.accesslog = None
     config.graceful_timeout = 5.0
