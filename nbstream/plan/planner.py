@@ -81,6 +81,8 @@ def plan_query(
 ) -> Plan:
     """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink)."""
     select = query.select
+    if query.limit is not None and query.limit < 0:
+        raise BindError(f"LIMIT {query.limit}: a LIMIT must not be negative")
     if target is not None and target.new_planner:
         _check_new_planner(query)
     if is_join_query(query):

@@ -145,11 +145,13 @@ class EngineService(Engine):
             return Engine.query(self, sql, params)
         return _InterruptiblePull(self, sql, params).result()
 
-    def pull_rows(self, sql: str, params: Mapping[str, object] | None = None) -> PullResult:
-        """A pull query's rows and columns (:func:`~nbstream.runtime.pull.pull_rows`), safe to
-        call from many threads at once: each runs on a cursor of its own (on the embedded log)."""
+    def pull_rows(self, sql: str, params: Mapping[str, object] | None = None,
+                  properties: Mapping[str, Any] | None = None) -> PullResult:
+        """A pull query's rows and columns (:func:`~nbstream.runtime.pull.pull_rows`; ``properties``
+        override the engine's for it), safe to call from many threads at once: each runs on a cursor
+        of its own (on the embedded log)."""
         with self.pull_connection() as con:
-            return pull_rows(self, sql, params or {}, con)
+            return pull_rows(self, sql, params or {}, con, properties)
 
     @contextlib.contextmanager
     def pull_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -191,8 +193,8 @@ class EngineService(Engine):
             self.push_queries[query.id] = query
         return query
 
-    def subscribe_push(self, sql: str, subscriber: Subscriber,
-                       properties: Mapping[str, Any] | None = None) -> PushSubscription:
+    def subscribe_push(self, sql: str, subscriber: Subscriber, properties: Mapping[str, Any] | None = None,
+                       *, subscription_id: str | None = None) -> PushSubscription:
         """Give ``subscriber`` the push query ``sql`` as if it were its own: the rows that arrive
         from now on (from the start of the input with ``auto.offset.reset=earliest``), up to its LIMIT.
 
@@ -200,7 +202,8 @@ class EngineService(Engine):
         (the engine evaluates each micro-batch once for all of them): the shared query is stepped up
         to the end of its input before the new subscriber joins, so that it gets exactly the rows
         appended after it subscribed, its own position. Each subscriber keeps its own buffer, and
-        :meth:`PushSubscription.stop` ends its share alone."""
+        :meth:`PushSubscription.stop` ends its share alone. ``subscription_id`` names the subscription
+        (by default the query's id, with ``_n`` appended for the n-th later client of a shared query)."""
         key = (" ".join(sql.split()).rstrip(";"), repr(sorted((properties or {}).items())))
         with self.lock:
             shared = self._shared.get(key)
@@ -208,7 +211,7 @@ class EngineService(Engine):
                 while shared.step() > 0:  # up to the end of the input: the others get what was pending
                     pass
                 if shared.join(subscriber):
-                    return self._subscription(shared, subscriber)
+                    return self._subscription(shared, subscriber, subscription_id)
                 self._shared.pop(key, None)
             query = self.start_push(sql, properties=properties)
             with self.overriding(properties or {}):
@@ -216,13 +219,14 @@ class EngineService(Engine):
             if _shareable(query, offset_reset):
                 self._shared[key] = query
             query.subscribe(subscriber)
-            return self._subscription(query, subscriber)
+            return self._subscription(query, subscriber, subscription_id)
 
-    def _subscription(self, query: PushQuery, subscriber: Subscriber) -> PushSubscription:
+    def _subscription(self, query: PushQuery, subscriber: Subscriber, name: str | None) -> PushSubscription:
         with self._subscriptions_lock:
             taken = sum(1 for s in self.push_subscriptions.values() if s.query is query)
-            subscription = PushSubscription(query.id if taken == 0 else f"{query.id}_{taken}", query, subscriber,
-                                            self)
+            if name is None:
+                name = query.id if taken == 0 else f"{query.id}_{taken}"
+            subscription = PushSubscription(name, query, subscriber, self)
             while subscription.id in self.push_subscriptions:
                 subscription = PushSubscription(f"{subscription.id}_", query, subscriber, self)
             self.push_subscriptions[subscription.id] = subscription

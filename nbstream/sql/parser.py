@@ -286,10 +286,13 @@ def _lift_limit(cursor: Cursor, select: exp.Select) -> int | None:
     if limit is None:
         return None
     value = limit.expression
+    negative = isinstance(value, exp.Neg)  # taken: a pull query refuses it with ksqlDB's words, a push query too
+    if negative:
+        value = value.this
     if not (isinstance(value, exp.Literal) and value.is_int):
         raise ParseError("LIMIT expects an integer", token_span(cursor.script, cursor.tokens[-1]))
     select.set("limit", None)
-    return int(value.name)
+    return -int(value.name) if negative else int(value.name)
 
 
 def _lift(cursor: Cursor) -> tuple[list[Token], _Lifted]:

@@ -48,7 +48,7 @@ def statements() -> Iterator[tuple[str, str, bool]]:
     for path in sorted(QTT.rglob("*.json")):
         cases = json.loads(strip_comments(path.read_text())).get("tests", [])
         for case in cases:
-            negative = "expectedException" in case
+            negative = "expectedException" in case or "expectedError" in case  # QTT, REST QTT
             for fmt in case.get("format") or [None]:
                 for stmt in case.get("statements", []):
                     text = stmt.replace("{FORMAT}", fmt) if fmt else stmt
