@@ -186,6 +186,10 @@ class PushQuery:
         with ``DONE``."""
         if self.state != RUNNING or not self._subscribers:
             return 0
+        limit = self.shape.limit
+        if limit is not None and self.rows_seen >= limit:  # LIMIT 0: done before any row
+            self._finish(DONE)
+            return 0
         before = sum(self.runner.offsets.values())
         try:
             batch = self.runner.fetch_rows()
@@ -196,7 +200,6 @@ class PushQuery:
         self._input.add(consumed)
         if batch is None or batch.num_rows == 0:
             return consumed
-        limit = self.shape.limit
         if limit is not None:
             batch = batch.slice(0, max(0, limit - self.rows_seen))
         detached = []

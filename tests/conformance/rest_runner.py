@@ -60,8 +60,9 @@ SHARED = HERE.parents[1].parent / "shared" / "conformance"
 RQTT_DIR = SHARED / "ksql-qtt" / "rest-query-validation-tests"
 
 #: The server's configuration in ksqlDB's RestQueryTranslationTest / TestKsqlRestApp that nbstream
-#: understands: push queries read from the start of their input unless a case says otherwise.
-SERVER_PROPERTIES = {"ksql.streams.auto.offset.reset": "earliest"}
+#: understands: push queries read from the start of their input unless a case says otherwise, and
+#: those ksqlDB would run as scalable push queries are named as such.
+SERVER_PROPERTIES = {"ksql.streams.auto.offset.reset": "earliest", "ksql.query.push.v2.enabled": True}
 
 #: Formats that need a schema registry: issue 13.
 SR_FORMATS = ("AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
