@@ -28,6 +28,7 @@ from nbstream.errors import (
     did_you_mean,
 )
 from nbstream.sql.ast import Dereference
+from nbstream.sql.text import OPERATORS, ksql_text
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,14 @@ def _func(name: str, *args: exp.Expression) -> exp.Expression:
     return cast(exp.Expression, exp.func(name, *args))
 
 
+class ExpressionTypeError(SqlTypeError):
+    """A type error of one expression; ``statement`` is the expression as ksqlDB writes it."""
+
+    def __init__(self, message: str, statement: str) -> None:
+        super().__init__(message)
+        self.statement = statement
+
+
 class ExpressionCompiler:
     """Compiles ksqlDB expressions over a :class:`Scope` into DuckDB sqlglot expressions."""
 
@@ -148,6 +157,15 @@ class ExpressionCompiler:
     def type_of(self, compiled: exp.Expression) -> SqlType:
         return self.probe.type_of(compiled)
 
+    def compile_filter(self, node: exp.Expression, clause: str = "WHERE") -> exp.Expression:
+        """``node``, the condition of a WHERE or HAVING clause, compiled; a type error names the
+        clause and the expression at fault as ksqlDB's do (``Error in WHERE expression: …\nStatement: …``)."""
+        try:
+            return self.compile(node)
+        except ExpressionTypeError as error:
+            raise SqlTypeError(f"Error in {clause} expression: {error.message}\nStatement: {error.statement}",
+                               error.span) from None
+
     # -- helpers -------------------------------------------------------------------------------
     def _children(self, node: exp.Expression) -> exp.Expression:
         copy = node.copy()
@@ -165,11 +183,11 @@ class ExpressionCompiler:
         lt, rt = self.type_of(left), self.type_of(right)
         op = _COMPARISON_NAMES.get(type(node), type(node).__name__.upper())
         if "NULL" in (lt.name, rt.name):
-            raise SqlTypeError(f"Comparison with NULL not supported: {node.sql()}")
+            raise ExpressionTypeError(f"Comparison with NULL not supported: {lt.name} {OPERATORS[type(node)]} "
+                                      f"{rt.name}\nUse 'IS NULL' or 'IS NOT NULL' instead.", ksql_text(node))
         if not comparable(lt, rt, op):
-            raise SqlTypeError(
-                f"Cannot compare {node.this.sql()} ({lt}) to {node.expression.sql()} ({rt}) with {op}."
-            )
+            raise ExpressionTypeError(f"Cannot compare {ksql_text(node.this)} ({lt}) to {ksql_text(node.expression)} "
+                                      f"({rt}) with {op}.", ksql_text(node))
         if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ):
             return compiled
         return _func("coalesce", compiled, exp.false())
@@ -228,6 +246,10 @@ class ExpressionCompiler:
         left, right = self.compile(node.this), self.compile(node.expression)
         lt, rt = self.type_of(left), self.type_of(right)
         op = type(node)
+        if "NULL" in (lt.name, rt.name):  # ksqlDB's Operator.checkForNullTypes
+            sides = " and ".join("null" if t.name == "NULL" else str(t) for t in (lt, rt))
+            raise SqlTypeError(f"Error processing expression: {ksql_text(node)}. Arithmetic on types {sides} "
+                               "are not supported.")
         if op is exp.Add and lt.name == rt.name == "STRING":
             return exp.DPipe(this=left, expression=right)
         result = arithmetic_type(op, lt, rt)

@@ -155,7 +155,7 @@ def _where_sql(select: exp.Select, compiler: ExpressionCompiler) -> str | None:
     where = select.args.get("where")
     if where is None:
         return None
-    compiled = compiler.compile(where.this)
+    compiled = compiler.compile_filter(where.this)
     if compiler.type_of(compiled).name not in ("BOOLEAN", "NULL"):
         raise BindError(f"WHERE must be a BOOLEAN expression: {where.this.sql()}")
     return compiled.sql("duckdb")

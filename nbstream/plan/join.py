@@ -725,7 +725,7 @@ def _where(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler) 
     where = select.args.get("where")
     if where is None:
         return None
-    compiled = compiler.compile(scope.rewrite(where.this))
+    compiled = compiler.compile_filter(scope.rewrite(where.this))
     if compiler.type_of(compiled).name not in ("BOOLEAN", "NULL"):
         raise BindError(f"WHERE must be a BOOLEAN expression: {where.this.sql()}")
     return compiled.sql("duckdb")

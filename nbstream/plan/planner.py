@@ -98,7 +98,7 @@ def plan_query(
     where = select.args.get("where")
     where_sql = None
     if where is not None:
-        compiled = compiler.compile(where.this)
+        compiled = compiler.compile_filter(where.this)
         kind = compiler.type_of(compiled)
         if kind.name not in ("BOOLEAN", "NULL"):
             raise BindError(f"WHERE must be a BOOLEAN expression, not {kind}: {where.this.sql()}")

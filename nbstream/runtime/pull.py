@@ -63,11 +63,13 @@ class PullResult:
     """A pull query's rows, as Python tuples, and the ksqlDB columns they hold (a TABLE's key
     columns in the projection, and a windowed table's ``WINDOWSTART``/``WINDOWEND``, have role
     ``KEY``, as ksqlDB marks them in a pull query's header). ``stream``: the query scanned a
-    STREAM (ksqlDB ends such a query's ``/query`` response with "Query Completed")."""
+    STREAM (ksqlDB ends such a query's ``/query`` response with "Query Completed", or "Limit
+    Reached" when ``limit_reached``: it returned as many rows as its LIMIT)."""
 
     columns: tuple[Column, ...]
     rows: list[tuple[Any, ...]]
     stream: bool = False
+    limit_reached: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class _Query:
     sql: str
     columns: tuple[Column, ...]
     stream: bool = False
+    limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,7 @@ class _Compiled:
             return self.query
         values = [_sql_literal(params[name]) for name in self.slots]
         parts = [piece for pair in zip(self.pieces, values, strict=False) for piece in pair]
-        return _Query("".join([*parts, self.pieces[-1]]), self.query.columns)
+        return replace(self.query, sql="".join([*parts, self.pieces[-1]]))
 
 
 def _sql_literal(value: object) -> str:
@@ -165,7 +168,8 @@ def pull_rows(engine: Engine, sql: str, params: Mapping[str, object],
     con = con or engine.con
     query = _prepare(engine, sql, params, con, _options(engine, properties))
     try:
-        return PullResult(query.columns, con.execute(query.sql).fetchall(), query.stream)
+        rows = con.execute(query.sql).fetchall()
+        return PullResult(query.columns, rows, query.stream, query.limit is not None and len(rows) >= query.limit)
     except duckdb.Error as e:
         raise ExecutionError(f"pull query failed: {e}") from e
 
@@ -215,7 +219,7 @@ def _stream_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Que
     names = ", ".join(quote(c.name) for c in plan.columns)
     return _Query(f"SELECT {names} FROM ({result_sql(plan, relation)}) "
                   f"WHERE NOT __err ORDER BY __in_partition, __in_offset{limit}",
-                  tuple(_value_column(c) for c in plan.columns), stream=True)
+                  tuple(_value_column(c) for c in plan.columns), stream=True, limit=plan.limit)
 
 
 def _plan(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
@@ -240,6 +244,8 @@ def _table_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Quer
     order = ""
     if source.window is not None:
         order = " ORDER BY " + ", ".join([*(quote(c.name) for c in source.schema.key), '"WINDOWSTART"'])
+    elif plan.limit is not None:  # the first rows by key, as ksqlDB's scan of its state store returns them
+        order = " ORDER BY " + ", ".join(quote(c.name) for c in source.schema.key)
     limit = f" LIMIT {plan.limit}" if plan.limit is not None else ""
     columns = tuple(_table_column(c, source) for c in plan.columns)
     return _Query(f"SELECT {outputs} FROM {state_table(source.name)}{where}{order}{limit}", columns)

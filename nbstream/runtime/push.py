@@ -101,6 +101,15 @@ class RateMeter:
         return total / span if span > 0 else 0.0
 
 
+def _without_tombstones(batch: pa.Table) -> pa.Table:
+    """A stream's rows without those of records with a null value: a push query on a STREAM ignores
+    them, as ksqlDB's does (a persistent query writes them on as tombstones)."""
+    deleted = batch.column(1)  # __deleted
+    if deleted.null_count == 0 and not pc.any(deleted).as_py():
+        return batch
+    return batch.filter(pc.invert(pc.fill_null(deleted, False)))
+
+
 class PushQuery:
     """A running push query and its subscribers.
 
@@ -198,6 +207,8 @@ class PushQuery:
             return 0
         consumed = sum(self.runner.offsets.values()) - before
         self._input.add(consumed)
+        if batch is not None and not self.shape.is_table:
+            batch = _without_tombstones(batch)
         if batch is None or batch.num_rows == 0:
             return consumed
         if limit is not None:
@@ -268,7 +279,7 @@ class PushQuery:
         return line + (f" · {s['error']}" if s["error"] else "")
 
     def _advance_watermark(self, batch: pa.Table) -> None:
-        latest = pc.max(batch.column("ROWTIME")).as_py()
+        latest = pc.max(batch.column(0)).as_py()  # ROWTIME (a user column may be called so too)
         if latest is not None and (self.watermark is None or latest > self.watermark):
             self.watermark = latest
 

@@ -310,7 +310,7 @@ class QueryRunner:
         plan = self.plan
         has_key = any(c.role == "KEY" for c in plan.columns)
         return ResultShape.of(plan.columns, window=plan.scan.windowed and plan.key_from_source and has_key,
-                              keys_first=True, is_table=plan.emits_table and has_key, limit=plan.limit)
+                              keys_first=True, is_table=plan.emits_table, limit=plan.limit)
 
     def fetch_rows(self) -> pa.Table | None:
         """For a push query: process one batch and return its result rows — ``ROWTIME``,

@@ -176,7 +176,8 @@ async def _pull(server: KsqlServer, exchange: Exchange, sql: str, properties: di
             await exchange.write(chunk)
         await exchange.end()
     else:
-        ending = writer.end(QUERY_COMPLETED if result.stream else None)
+        ending = writer.end(LIMIT_REACHED if result.stream and result.limit_reached else
+                            QUERY_COMPLETED if result.stream else None)
         await exchange.respond(200, header + writer.rows(rows) + ending, writer.content_type)
     server.metrics.pull_seconds.observe(time.perf_counter() - started)
 

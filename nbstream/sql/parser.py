@@ -289,6 +289,9 @@ def _lift_limit(cursor: Cursor, select: exp.Select) -> int | None:
     negative = isinstance(value, exp.Neg)  # taken: a pull query refuses it with ksqlDB's words, a push query too
     if negative:
         value = value.this
+    if isinstance(value, exp.Literal) and value.is_number and not value.is_int:  # ksqlDB's words
+        raise ParseError("Failed to prepare statement: Value must be integer for command: LIMIT",
+                         token_span(cursor.script, cursor.tokens[-1]))
     if not (isinstance(value, exp.Literal) and value.is_int):
         raise ParseError("LIMIT expects an integer", token_span(cursor.script, cursor.tokens[-1]))
     select.set("limit", None)
