@@ -99,6 +99,9 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
         raise BindError("EMIT FINAL is only supported for windowed aggregations.")
     compiler = ExpressionCompiler(scope, TypeProbe(con, scope), params=params)
     group_nodes = _group_nodes(select)
+    transient = sink is None
+    if not group_nodes and transient:  # a push query aggregates every row into one (ksqlDB's transient queries)
+        group_nodes = [exp.Literal.number(1)]
     if not group_nodes:
         raise BindError("Aggregate query without GROUP BY: add a GROUP BY clause (ksqlDB does not support "
                         "aggregating a whole stream into one row).")
@@ -115,7 +118,7 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
     post_scope = _post_scope(groups, calls, query.window is not None)
     rewrite = _Rewriter(group_nodes, call_nodes, scope)
     post = ExpressionCompiler(post_scope, TypeProbe(con, post_scope), params=params)
-    columns = _project(items, rewrite, post, source, len(groups))
+    columns = _project(items, rewrite, post, source, len(groups), transient=transient)
     having = None
     if having_node is not None:
         compiled = post.compile(rewrite(having_node, "HAVING"))
@@ -274,9 +277,16 @@ class _Rewriter:
         return rewritten
 
 
+#: The names of the key columns a push query's GROUP BY adds where it does not select them.
+HIDDEN_KEY = "KSQL_GROUP_KEY_{}"
+
+
 def _project(items: list[exp.Expression], rewrite: _Rewriter, post: ExpressionCompiler, source: Source,
-             group_count: int) -> list[OutputColumn]:
-    """The result columns: one key column per group expression (in GROUP BY order), then values."""
+             group_count: int, *, transient: bool = False) -> list[OutputColumn]:
+    """The result columns: one key column per group expression (in GROUP BY order), then values. A
+    persistent query must select every group expression and a value; a push query (``transient``)
+    need not, as in ksqlDB: a group it does not select is a key column of its own name
+    (:data:`HIDDEN_KEY`), which its client does not see."""
     aliases = AliasGenerator(c.name for c in source.schema.columns)
     keys: dict[int, OutputColumn] = {}
     values: list[OutputColumn] = []
@@ -298,10 +308,13 @@ def _project(items: list[exp.Expression], rewrite: _Rewriter, post: ExpressionCo
         else:
             values.append(column)
     missing = [i for i in range(group_count) if i not in keys]
-    if missing:
+    if missing and not transient:
         raise BindError("Key missing from projection (ie, SELECT). The query used to build the result must "
                         "include the GROUP BY expressions in its projection.")
-    if not values:
+    for i in missing:
+        compiled = post.compile(exp.column(f"__g{i}", quoted=True))
+        keys[i] = OutputColumn(HIDDEN_KEY.format(i), post.type_of(compiled), compiled.sql("duckdb"), "KEY")
+    if not values and not transient:
         raise BindError("The projection contains no value columns.")
     return [keys[i] for i in range(group_count)] + values
 

@@ -28,6 +28,7 @@ right after the start misses no row: they wait in the log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import itertools
 import threading
@@ -120,11 +121,12 @@ class PushQuery:
 
     _ids = itertools.count()
 
-    def __init__(self, runner: QueryRunner, sql: str, clock: Clock = time.monotonic) -> None:
+    def __init__(self, runner: QueryRunner, sql: str, clock: Clock = time.monotonic,
+                 selected: tuple[str, ...] = ()) -> None:
         self.id = f"PUSH_{next(self._ids)}"
         self.sql = sql
         self.runner = runner
-        self.shape = runner.result_shape
+        self.shape = dataclasses.replace(runner.result_shape, selected=selected)
         self.state = RUNNING
         self.error: str | None = None
         self.failure: Exception | None = None

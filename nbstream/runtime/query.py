@@ -89,6 +89,15 @@ class ResultShape:
     is_table: bool
     limit: int | None
     types: tuple[SqlType, ...] = ()
+    selected: tuple[str, ...] = ()
+
+    @property
+    def ksql_order(self) -> tuple[int, ...]:
+        """The positions in :attr:`columns` of the columns ksqlDB's push query returns, in its
+        order: the query's SELECT's (:attr:`selected`; :mod:`nbstream.runtime.selected`), or all."""
+        if not self.selected:
+            return tuple(range(len(self.columns)))
+        return tuple(self.columns.index(name) for name in self.selected)
 
     @classmethod
     def of(cls, columns: Sequence[OutputColumn], *, window: bool, keys_first: bool, is_table: bool,

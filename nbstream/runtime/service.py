@@ -189,7 +189,7 @@ class EngineService(Engine):
         (:meth:`PushQuery.subscribe`), from the position it starts at now (``properties`` such as
         ``auto.offset.reset`` override the engine's for it)."""
         with self.lock:
-            query = PushQuery(self._transient_runner(sql, params, properties), sql)
+            query = self._push_query(sql, params, properties)
             self.push_queries[query.id] = query
         return query
 

@@ -262,7 +262,7 @@ class _PushResponse:
     async def stream(self) -> bytes:
         """The header, then the rows until the query ends; returns the response's last bytes."""
         shape = self.query.shape
-        columns = tuple(Column(n, t) for n, t in zip(shape.columns, shape.types, strict=True))
+        columns = tuple(Column(shape.columns[i], shape.types[i]) for i in shape.ksql_order)
         await self.exchange.start(200, self.writer.content_type)
         await self.exchange.write(self.writer.header(QueryHeader(self.subscription.id, columns, is_pull=False)))
         return await self._rows()
@@ -275,8 +275,10 @@ class _PushResponse:
 
     async def _rows(self) -> bytes:
         """Write the query's rows as they come; returns how the response ends."""
-        encoder = RowEncoder(self.query.shape.types)
-        tombstones = self.query.shape.is_table
+        shape = self.query.shape
+        encoder = RowEncoder([shape.types[i] for i in shape.ksql_order])
+        positions = [2 + i for i in shape.ksql_order]  # after ROWTIME and __deleted, in ksqlDB's order
+        tombstones = shape.is_table
         gone = asyncio.ensure_future(self.exchange.wait_disconnect())
         gone.add_done_callback(lambda _: self.subscription.stop())
         detached = asyncio.ensure_future(self.subscriber.detached.wait())
@@ -284,7 +286,7 @@ class _PushResponse:
             async for batch in self.subscriber:
                 data = _ENCODED.get(batch, self.writer.content_type)
                 if data is None:  # the first subscriber of a shared query to take the batch encodes it
-                    rows = encoder.from_arrow(batch, first=2)  # after ROWTIME and __deleted
+                    rows = encoder.from_arrow(batch.select(positions))
                     data = self.writer.rows(rows, batch.column(1).to_pylist() if tombstones else None)
                     _ENCODED.put(batch, self.writer.content_type, data)
                 await self._write(data, detached)
