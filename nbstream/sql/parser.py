@@ -272,6 +272,10 @@ def read_query(cursor: Cursor) -> Query:
     partition_by: tuple[exp.Expression, ...] = ()
     if lifted.partition_tokens is not None:
         partition_by = tuple(read_expressions(cursor.script, lifted.partition_tokens))
+    for clause in ("order", "offset", "distinct", "qualify"):  # SQL a ksqlDB query has not: never ignored
+        if select.args.get(clause):
+            raise ParseError(f"Syntax Error: ksqlDB queries have no {clause.upper()}{' BY' * (clause == 'order')}",
+                             token_span(cursor.script, cursor.tokens[start]))
     limit = _lift_limit(cursor, select)
     cursor.pos = len(cursor.tokens)
     return Query(
