@@ -48,6 +48,7 @@ from nbstream.physical.expressions import literal, quote
 from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import OutputColumn, StatelessPlan
 from nbstream.plan.planner import plan_query
+from nbstream.runtime.lookups import KEY_COLUMN, Lookup, Lookups
 from nbstream.runtime.materialize import state_columns, state_table
 from nbstream.sql import ast, parse
 
@@ -80,6 +81,9 @@ class _Query:
     columns: tuple[Column, ...]
     stream: bool = False
     limit: int | None = None
+    lookup_prefix: str | None = None  # a point lookup that may run with others (runtime/lookups.py)
+    lookup_slot: str | None = None  # the parameter holding its key
+    lookup: Lookup | None = None  # bound: the lookup of this call
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,12 @@ class _Compiled:
             return self.query
         values = [_sql_literal(params[name]) for name in self.slots]
         parts = [piece for pair in zip(self.pieces, values, strict=False) for piece in pair]
-        return replace(self.query, sql="".join([*parts, self.pieces[-1]]))
+        query = self.query
+        lookup = None
+        if query.lookup_prefix is not None and query.lookup_slot is not None and query.lookup_slot in params:
+            key = params[query.lookup_slot]
+            lookup = Lookup(query.lookup_prefix, key, _sql_literal(key))
+        return replace(query, sql="".join([*parts, self.pieces[-1]]), lookup=lookup)
 
 
 def _sql_literal(value: object) -> str:
@@ -149,6 +158,7 @@ class _Cache:
 
 
 _caches: weakref.WeakKeyDictionary[Engine, _Cache] = weakref.WeakKeyDictionary()
+_LOOKUPS = Lookups()
 _caches_lock = threading.Lock()
 
 
@@ -168,7 +178,7 @@ def pull_rows(engine: Engine, sql: str, params: Mapping[str, object],
     con = con or engine.con
     query = _prepare(engine, sql, params, con, _options(engine, properties))
     try:
-        rows = con.execute(query.sql).fetchall()
+        rows = _LOOKUPS.rows(query.lookup, con) if query.lookup is not None else con.execute(query.sql).fetchall()
         return PullResult(query.columns, rows, query.stream, query.limit is not None and len(rows) >= query.limit)
     except duckdb.Error as e:
         raise ExecutionError(f"pull query failed: {e}") from e
@@ -248,7 +258,32 @@ def _table_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Quer
         order = " ORDER BY " + ", ".join(quote(c.name) for c in source.schema.key)
     limit = f" LIMIT {plan.limit}" if plan.limit is not None else ""
     columns = tuple(_table_column(c, source) for c in plan.columns)
-    return _Query(f"SELECT {outputs} FROM {state_table(source.name)}{where}{order}{limit}", columns)
+    sql = f"SELECT {outputs} FROM {state_table(source.name)}{where}{order}{limit}"
+    slot = _lookup_slot(query, source) if plan.limit is None else None
+    if slot is None:
+        return _Query(sql, columns)
+    key = quote(source.schema.key[0].name)
+    prefix = f"SELECT {outputs}, {key} AS {quote(KEY_COLUMN)} FROM {state_table(source.name)} WHERE {key} IN ("
+    return _Query(sql, columns, lookup_prefix=prefix, lookup_slot=slot)
+
+
+def _lookup_slot(query: ast.Query, source: Source) -> str | None:
+    """The parameter of a query whose WHERE is only ``key = :param`` on a table of one STRING,
+    INTEGER or BIGINT key, not windowed (such lookups may run together); None for any other."""
+    where = query.select.args.get("where")
+    keys = source.schema.key
+    if where is None or source.window is not None or len(keys) != 1 or \
+            keys[0].type.name not in ("STRING", "INTEGER", "BIGINT"):
+        return None
+    node = where.this.unnest() if isinstance(where.this, exp.Paren) else where.this
+    if not isinstance(node, exp.EQ):
+        return None
+    sides = (node.this, node.expression)
+    column = next((s for s in sides if isinstance(s, exp.Column)), None)
+    param = next((s for s in sides if isinstance(s, exp.Placeholder)), None)
+    if column is None or param is None or column.table or column.name != keys[0].name:
+        return None
+    return str(param.name)
 
 
 def _table_column(column: OutputColumn, source: Source) -> Column:

@@ -163,6 +163,7 @@ def hypercorn_config(listener: socket.socket, tls_cert: str | None = None, tls_k
     config.accesslog = None
     config.graceful_timeout = 5.0
     config.keep_alive_timeout = 75.0  # clients keep connections for pull queries (ksqlDB's Vert.x: no idle close)
+    config.keep_alive_max_requests = 1 << 62  # else hypercorn closes a connection after 1,000 requests; Vert.x never
     config.h2_max_concurrent_streams = 1000
     config.include_server_header = False
     return config

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 
 import pytest
@@ -64,6 +66,17 @@ def test_query_answers_in_ksqldbs_streamed_rows_by_default(server: Server) -> No
 def test_a_pull_query_on_a_stream_scans_it(server: Server) -> None:
     reply = server.request("POST", "/query-stream", {"sql": "SELECT id, amount FROM orders;"})
     assert reply.body.split(b"\n")[1:] == [b'["o1",12.50]', b'["o2",1.00]', b'["o2",3.00]', b""]
+
+
+def test_a_keep_alive_connection_serves_more_than_a_thousand_requests(server: Server) -> None:
+    """hypercorn would close it after 1,000 (its keep_alive_max_requests); ksqlDB's Vert.x never does."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    body = json.dumps({"sql": "SELECT * FROM few WHERE id = 'o1';"})
+    for _ in range(1_050):
+        connection.request("POST", "/query-stream", body=body, headers={"Accept": JSON})
+        reply = connection.getresponse()
+        assert reply.status == 200 and b'"o1",1' in reply.read()
+    connection.close()
 
 
 def test_a_pull_query_on_a_stream_ends_with_query_completed_on_query(server: Server) -> None:
