@@ -429,8 +429,9 @@ class _Follower:
         self.latencies.append((now_us - values[:, 1]) / 1000.0)
 
 
-def push_followers(port: int, clients: int, seconds: float, ready: object, out: object) -> None:
-    """One process following ``clients`` push queries, from when all started until ``seconds`` later."""
+def push_followers(port: int, clients: int, total: int, seconds: float, ready: object, out: object) -> None:
+    """One process following ``clients`` push queries, from when all started until each received
+    ``total`` rows (or ``seconds`` passed)."""
     followers = [_Follower(port) for _ in range(clients)]
     selector = selectors.DefaultSelector()
     for follower in followers:
@@ -439,10 +440,11 @@ def push_followers(port: int, clients: int, seconds: float, ready: object, out: 
     while not all(f.saw_header for f in followers):
         _read(selector, 0.1)
     ready.put(True)  # type: ignore[attr-defined]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    started, cpu = time.monotonic(), time.process_time()
+    while time.monotonic() < started + seconds and any(f.next_seq < total and not f.errors for f in followers):
         _read(selector, 0.5)
-    out.put([(f.next_seq, f.errors, np.concatenate(f.latencies) if f.latencies else np.zeros(0))  # type: ignore[attr-defined]
+    share = (time.process_time() - cpu) / (time.monotonic() - started)
+    out.put([(f.next_seq, f.errors, np.concatenate(f.latencies) if f.latencies else np.zeros(0), share)  # type: ignore[attr-defined]
              for f in followers])
 
 
@@ -460,25 +462,28 @@ def run_push(port: int, running: Server, args: argparse.Namespace) -> None:
     ready, out = multiprocessing.Queue(), multiprocessing.Queue()  # type: ignore[var-annotated]
     split = [args.push_clients // args.push_processes + (i < args.push_clients % args.push_processes)
              for i in range(args.push_processes)]
-    readers = [multiprocessing.Process(target=push_followers, args=(port, n, args.push_seconds + 3, ready, out))
+    total = int(args.rate * args.push_seconds)
+    readers = [multiprocessing.Process(target=push_followers, args=(port, n, total, args.push_seconds + 60, ready, out))
                for n in split]
     for reader in readers:
         reader.start()
     for _ in readers:
         ready.get(timeout=60)
-    total = int(args.rate * args.push_seconds)
     producer = multiprocessing.Process(target=_produce, args=(port, total, args.rate))
     rss, loads = [], []
     producer.start()
-    started = time.monotonic()
+    started, cpu = time.monotonic(), running.cpu_seconds()
     while producer.is_alive():
         rss.append((time.monotonic() - started, running.rss_mb()))
         loads.append(loadavg())
         producer.join(args.rss_every)
-    results = [r for _ in readers for r in out.get(timeout=args.push_seconds + 120)]
+    server_share = (running.cpu_seconds() - cpu) / (time.monotonic() - started)
+    batches = [out.get(timeout=args.push_seconds + 120) for _ in readers]
     for reader in readers:
         reader.join()
-    _report_push(results, total, rss, loads, args)
+    readers_share = sum(batch[0][3] for batch in batches)
+    print(f"CPU: server {server_share:.0%} of a core, push clients {readers_share:.0%}", flush=True)
+    _report_push([r[:3] for batch in batches for r in batch], total, rss, loads, args)
 
 
 def _produce(port: int, total: int, rate: float) -> None:

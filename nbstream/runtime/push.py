@@ -134,6 +134,8 @@ class PushQuery:
         self.watermark: int | dt.datetime | None = None
         self._input = RateMeter(clock)
         self._lock = threading.Lock()  # state and subscribers
+        self._driving = threading.Lock()  # a step, or closing the cursor
+        self._closed = False
         self._subscribers: list[Subscriber] = []
 
     @property
@@ -194,7 +196,11 @@ class PushQuery:
     def step(self) -> int:
         """Fetch one batch and offer it to the subscribers; returns the input records it consumed
         (0: nothing new, or nobody subscribed). A failure ends the query with ``ERROR``; LIMIT
-        with ``DONE``."""
+        with ``DONE``. One thread at a time steps a query (others wait), and never once it is closed."""
+        with self._driving:
+            return 0 if self._closed else self._step()
+
+    def _step(self) -> int:
         if self.state != RUNNING or not self._subscribers:
             return 0
         limit = self.shape.limit
@@ -237,8 +243,10 @@ class PushQuery:
             subscriber.tick()
 
     def close(self) -> None:
-        """Release the query's cursor (once it ended, and never while it fetches)."""
-        self.runner.con.close()
+        """Release the query's cursor (once it ended; a step in flight finishes first)."""
+        with self._driving:
+            self._closed = True
+            self.runner.con.close()
 
     # -- ending ------------------------------------------------------------------------------------
     def stop(self) -> None:

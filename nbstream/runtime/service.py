@@ -180,7 +180,9 @@ class EngineService(Engine):
                 raise BindError("Cannot insert values into windowed stream/table")
             if source.is_source or source.topic == PROCESSING_LOG_TOPIC:
                 raise BindError(f"Cannot insert values into read-only topic: {source.topic}")
-            return append_json_rows(self.con, self.log, source, rows)
+            appended = append_json_rows(self.con, self.log, source, rows)
+        self.background.wake()
+        return appended
 
     # -- push queries -------------------------------------------------------------------------------
     def start_push(self, sql: str, params: Mapping[str, object] | None = None,
@@ -268,13 +270,15 @@ class EngineService(Engine):
     def step_pushes(self) -> int:
         """One batch for every running push query, then its subscribers' time-based work; a
         query that ended leaves the registry and its cursor is closed. Returns the input records
-        consumed."""
+        consumed. On the embedded log a batch runs on the query's cursor without the engine's lock
+        (it reads what the log committed), so inserts and persistent queries go on meanwhile."""
         consumed = 0
         with self.lock:
             queries = list(self.push_queries.values())
         for query in queries:
-            with self.lock:
+            with contextlib.nullcontext() if self.backend.pushes_on_cursor else self.lock:
                 consumed += query.step()
+            with self.lock:
                 if query.ended and self.push_queries.pop(query.id, None) is not None:
                     query.close()
             query.tick()
@@ -506,6 +510,7 @@ class BackgroundLoop:
         self.idle_sleep = idle_sleep
         self.failures: list[str] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -520,9 +525,14 @@ class BackgroundLoop:
         self._thread = threading.Thread(target=self._run, name="nbstream-background", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """New input arrived: step now rather than after the idle sleep (safe from any thread)."""
+        self._wake.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the thread to stop after its current micro-batch, and wait for it."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
@@ -535,4 +545,5 @@ class BackgroundLoop:
                 self.failures.append(f"background loop: {type(error).__name__}: {error}")
                 progressed = 0
             if progressed == 0:
-                self._stop.wait(self.idle_sleep)
+                self._wake.wait(self.idle_sleep)
+            self._wake.clear()

@@ -12,9 +12,9 @@ import time
 
 import altair as alt
 import pytest
-from conftest import eventually, run
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from ipython_cells import eventually, run
 
 from nbstream.errors import UnknownNameError
 from nbstream.notebook import chart as charts

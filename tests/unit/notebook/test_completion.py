@@ -3,9 +3,9 @@ and functions, in the case the user types."""
 
 from __future__ import annotations
 
-from conftest import run
 from IPython.core.completer import provisionalcompleter
 from IPython.core.interactiveshell import InteractiveShell
+from ipython_cells import run
 
 PAGEVIEWS = """%%stream
 CREATE STREAM pageviews (userid VARCHAR KEY, pageid VARCHAR)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import run
 from IPython.core.interactiveshell import InteractiveShell
+from ipython_cells import run
 
 from nbstream.log.kafka import BrokerUnavailable
 from nbstream.notebook import session

@@ -7,9 +7,9 @@ import re
 from typing import Any
 
 import pytest
-from conftest import eventually, run
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
+from ipython_cells import eventually, run
 
 from nbstream.notebook.live import LiveQuery, LiveTable
 from nbstream.runtime.service import EngineService

@@ -9,9 +9,9 @@ import time
 import duckdb
 import pandas as pd
 import pytest
-from conftest import displayed_text, eventually, run
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from ipython_cells import displayed_text, eventually, run
 
 from nbstream.notebook.display import StreamError
 from nbstream.notebook.magics import StreamMagic, parse_cell_line
