@@ -16,6 +16,10 @@ in processes of their own, and an HTTP/2 producer (the ``h2`` library over a soc
    ``--rss-every`` seconds (first, last, min, max).
 
 Both print the load average (``/proc/loadavg``) during the run: other work on the machine shows.
+At the end, the figures issue 10 sets as targets, each beside its target and as a ratio to it
+(>= 1.00: met), all from this one run: pull requests/s (>= 1,000), pull p99 (<= 10 ms), push
+clients receiving every row in order (all), push p99 delivery latency (<= 100 ms), and the
+server's RSS at the end of the push run over its RSS after the first minute (flat: <= 1.1).
 
     python benchmarks/bench_server.py                       # both, push for 5 minutes
     python benchmarks/bench_server.py --push-seconds 30     # a quicker look
@@ -317,7 +321,7 @@ class _Lookup:
         self.sock.sendall(request_bytes("POST", "/query-stream", body))
 
 
-def run_pull(port: int, running: Server, args: argparse.Namespace) -> None:
+def run_pull(port: int, running: Server, args: argparse.Namespace) -> dict[str, float]:
     print(f"loading {args.keys:,} users …", flush=True)
     ksql(port, "CREATE TABLE users (id VARCHAR PRIMARY KEY, name VARCHAR, level INT) "
                "WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=1);")
@@ -326,7 +330,7 @@ def run_pull(port: int, running: Server, args: argparse.Namespace) -> None:
     assert loaded == args.keys, f"{loaded} of {args.keys} rows acknowledged"
     _wait_for_key(port, args.keys - 1)
     pull_round(port, running, args, seconds=min(3.0, args.pull_seconds), quiet=True)  # warm the plan and caches
-    pull_round(port, running, args, seconds=args.pull_seconds, quiet=False)
+    return pull_round(port, running, args, seconds=args.pull_seconds, quiet=False)
 
 
 def _wait_for_key(port: int, key: int) -> None:
@@ -340,7 +344,8 @@ def _wait_for_key(port: int, key: int) -> None:
     raise RuntimeError("the table did not take the rows within 120 s")
 
 
-def pull_round(port: int, running: Server, args: argparse.Namespace, seconds: float, quiet: bool) -> None:
+def pull_round(port: int, running: Server, args: argparse.Namespace, seconds: float,
+               quiet: bool) -> dict[str, float]:
     out: multiprocessing.Queue = multiprocessing.Queue()  # type: ignore[type-arg]
     workers = [multiprocessing.Process(target=pull_worker, args=(port, args.connections, args.keys, seconds, seed, out))
                for seed in range(args.pull_processes)]
@@ -353,7 +358,7 @@ def pull_round(port: int, running: Server, args: argparse.Namespace, seconds: fl
     for worker in workers:
         worker.join()
     if quiet:
-        return
+        return {}
     latencies = [x for lat, _ in results for x in lat]
     wrong = sum(w for _, w in results)
     count = len(latencies)
@@ -363,6 +368,7 @@ def pull_round(port: int, running: Server, args: argparse.Namespace, seconds: fl
           f"max {max(latencies) * 1e3:.1f} ms; server CPU {cpu / count * 1e3:.2f} ms per request "
           f"({cpu / elapsed:.0%} of a core); wrong answers: {wrong}; load average {loadavg()}")
     assert wrong == 0, f"{wrong} lookups answered with another row"
+    return {"pull_rps": count / seconds, "pull_p99_ms": percentile(latencies, 0.99) * 1e3}
 
 
 # -- 2. push queries ------------------------------------------------------------------------------------
@@ -456,7 +462,7 @@ def _read(selector: selectors.BaseSelector, timeout: float) -> None:
             follower.take(chunk, int(time.time() * 1e6))
 
 
-def run_push(port: int, running: Server, args: argparse.Namespace) -> None:
+def run_push(port: int, running: Server, args: argparse.Namespace) -> dict[str, float]:
     ksql(port, "CREATE STREAM events (id VARCHAR KEY, seq BIGINT, sent BIGINT) "
                "WITH (KAFKA_TOPIC='events', VALUE_FORMAT='JSON', PARTITIONS=1);")
     ready, out = multiprocessing.Queue(), multiprocessing.Queue()  # type: ignore[var-annotated]
@@ -483,7 +489,7 @@ def run_push(port: int, running: Server, args: argparse.Namespace) -> None:
         reader.join()
     readers_share = sum(batch[0][3] for batch in batches)
     print(f"CPU: server {server_share:.0%} of a core, push clients {readers_share:.0%}", flush=True)
-    _report_push([r[:3] for batch in batches for r in batch], total, rss, loads, args)
+    return _report_push([r[:3] for batch in batches for r in batch], total, rss, loads, args)
 
 
 def _produce(port: int, total: int, rate: float) -> None:
@@ -493,7 +499,7 @@ def _produce(port: int, total: int, rate: float) -> None:
 
 
 def _report_push(results: list[tuple[int, list[str], np.ndarray]], total: int, rss: list[tuple[float, float]],
-                 loads: list[str], args: argparse.Namespace) -> None:
+                 loads: list[str], args: argparse.Namespace) -> dict[str, float]:
     complete = sum(1 for seq, errors, _ in results if seq == total and not errors)
     latencies = np.concatenate([lat for _, _, lat in results])
     values = [mb for _, mb in rss]
@@ -507,6 +513,38 @@ def _report_push(results: list[tuple[int, list[str], np.ndarray]], total: int, r
     for seq, errors, _ in results:
         if seq != total or errors:
             print(f"  a client stopped at seq {seq}: {errors[:3]}")
+    return {"push_complete": complete / len(results), "push_p99_ms": float(p99),
+            "rss_growth": values[-1] / _warm_rss(rss, args.push_seconds)}
+
+
+def _warm_rss(rss: list[tuple[float, float]], seconds: float) -> float:
+    """The RSS once the push run warmed up (the first sample after a minute, or a third of the
+    run if shorter): buffers and caches fill at first; "flat" is about what comes after."""
+    warm = min(60.0, seconds / 3)
+    return next((mb for t, mb in rss if t >= warm), rss[-1][1])
+
+
+#: Issue 10's targets: (figure, what it is, target, whether more is better).
+TARGETS = (
+    ("pull_rps", "pull point lookups, requests/s", 1000.0, True),
+    ("pull_p99_ms", "pull point lookups, p99 latency (ms)", 10.0, False),
+    ("push_complete", "push clients receiving every row in order (share)", 1.0, True),
+    ("push_p99_ms", "push delivery latency, p99 (ms)", 100.0, False),
+    ("rss_growth", "server RSS at the end of the push run / after its first minute (flat: within 10%)", 1.1, False),
+)
+
+
+def report_targets(figures: dict[str, float]) -> None:
+    """Each figure measured in this run beside issue 10's target, as a ratio to it (>= 1: met)."""
+    print(f"issue 10's targets, from this run (ratio >= 1.00: met); load average now {loadavg()}")
+    for name, what, target, more_is_better in TARGETS:
+        if name not in figures:
+            continue
+        value = figures[name]
+        ratio = value / target if more_is_better else (target / value if value else float("inf"))
+        bound = ">=" if more_is_better else "<="
+        print(f"  {what}: {value:,.2f} (target {bound} {target:,.4g}): ratio {ratio:.2f}"
+              f"{'' if ratio >= 1 else '  NOT MET'}")
 
 
 def main() -> None:
@@ -523,11 +561,13 @@ def main() -> None:
     parser.add_argument("--rss-every", type=float, default=10)
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; load average before: {loadavg()}", flush=True)
+    figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as folder, server(Path(folder) / "state") as running:
         if args.only != "push":
-            run_pull(running.port, running, args)
+            figures.update(run_pull(running.port, running, args))
         if args.only != "pull":
-            run_push(running.port, running, args)
+            figures.update(run_push(running.port, running, args))
+    report_targets(figures)
 
 
 if __name__ == "__main__":
