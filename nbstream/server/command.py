@@ -32,6 +32,7 @@ from nbstream.runtime.service import EngineService
 from nbstream.server.app import KsqlServer, ServerConfig
 from nbstream.server.auth import AuthFileError, Users, hash_password
 from nbstream.server.h2_flow import bound_h2_stream_buffers
+from nbstream.server.h11_heads import coalesce_h11_heads
 
 DEFAULT_LISTEN = "127.0.0.1:8088"
 
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"nbstream serve: listening on {scheme}://{_url_host(bound_host)}:{bound_port}", flush=True)
     server = KsqlServer(config, lambda: _open_service(args))
     bound_h2_stream_buffers()
+    coalesce_h11_heads()
     asyncio.run(_serve(server, hypercorn_config(listener, args.tls_cert, args.tls_key)))
     return 0
 

@@ -250,3 +250,19 @@ def test_metrics_are_prometheus_text(server: Server) -> None:
     assert re.search(r"nbstream_pull_query_duration_seconds_count [1-9]", text)
     assert "nbstream_push_queries_open 0" in text
     assert 'nbstream_push_queries_disconnected_total{reason="overflow"} 0' in text
+
+
+def test_a_whole_response_is_written_at_once(server: Server) -> None:
+    """A response of known length leaves in one write, head and body (nbstream/server/h11_heads.py):
+    the first bytes the client receives hold all of it."""
+    import socket
+
+    body = b'{"sql":"SELECT * FROM few WHERE id = \'o1\';"}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for _ in range(3):  # on a keep-alive connection, every time
+            sock.sendall(b"POST /query-stream HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            first = sock.recv(1 << 16)
+            head, _, rest = first.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            assert head.startswith(b"HTTP/1.1 200") and len(rest) == length and rest.endswith(b'["o1",1]]')
