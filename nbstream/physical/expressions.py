@@ -40,6 +40,16 @@ class ScopeColumn:
     type: SqlType
 
 
+class UnknownColumnError(UnknownNameError):
+    """A column an expression references is not in its scope (``column``: the name as written;
+    ``hint``: the near miss, if any)."""
+
+    def __init__(self, message: str, column: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.column = column
+        self.hint = hint
+
+
 class Scope:
     """The columns an expression may reference, looked up exactly, then case-insensitively."""
 
@@ -56,7 +66,7 @@ class Scope:
         if col is None:
             where = f" in {self.source}" if self.source else ""
             hint = did_you_mean(name, [c.name for c in self.columns])
-            raise UnknownNameError(f"Column '{name}' cannot be resolved{where}.{hint}")
+            raise UnknownColumnError(f"Column '{name}' cannot be resolved{where}.{hint}", name, hint)
         return col
 
     def relation_sql(self) -> str:
@@ -159,9 +169,13 @@ class ExpressionCompiler:
 
     def compile_filter(self, node: exp.Expression, clause: str = "WHERE") -> exp.Expression:
         """``node``, the condition of a WHERE or HAVING clause, compiled; a type error names the
-        clause and the expression at fault as ksqlDB's do (``Error in WHERE expression: …\nStatement: …``)."""
+        clause and the expression at fault as ksqlDB's do (``Error in WHERE expression: …\nStatement: …``),
+        and so does an unknown column (``WHERE column 'X' cannot be resolved.``)."""
         try:
             return self.compile(node)
+        except UnknownColumnError as error:
+            raise UnknownColumnError(f"{clause} column '{error.column}' cannot be resolved.{error.hint}",
+                                     error.column, error.hint) from None
         except ExpressionTypeError as error:
             raise SqlTypeError(f"Error in {clause} expression: {error.message}\nStatement: {error.statement}",
                                error.span) from None

@@ -23,11 +23,11 @@ from sqlglot import exp
 
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import Source
-from nbstream.catalog.schema import LogicalSchema
+from nbstream.catalog.schema import WINDOW_BOUNDS, LogicalSchema
 from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.aggregates import Aggregate, resolve
-from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, UnknownColumnError, quote
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.sql.ast import Dereference, Query, WindowSpec
@@ -105,9 +105,11 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
     if not group_nodes:
         raise BindError("Aggregate query without GROUP BY: add a GROUP BY clause (ksqlDB does not support "
                         "aggregating a whole stream into one row).")
-    where = _where_sql(select, compiler)
+    where = _where_sql(select, compiler, windowed=query.window is not None)
     groups = [_compiled(compiler, node, f"__g{i}") for i, node in enumerate(group_nodes)]
     having_node = select.args["having"].this if select.args.get("having") else None
+    if having_node is not None:
+        _check_no_window_bounds(having_node, scope)
     items = list(select.expressions)
     call_nodes = _distinct_calls([*items, *([having_node] if having_node is not None else [])])
     calls, args = _plan_calls(call_nodes, compiler, properties or {})
@@ -154,14 +156,29 @@ def _group_nodes(select: exp.Select) -> list[exp.Expression]:
     return nodes
 
 
-def _where_sql(select: exp.Select, compiler: ExpressionCompiler) -> str | None:
+def _where_sql(select: exp.Select, compiler: ExpressionCompiler, *, windowed: bool) -> str | None:
     where = select.args.get("where")
     if where is None:
         return None
-    compiled = compiler.compile_filter(where.this)
+    try:
+        compiled = compiler.compile_filter(where.this)
+    except UnknownColumnError as error:  # the WHERE clause filters the input: no window yet (ksqlDB's words)
+        if windowed and error.column.upper() in WINDOW_BOUNDS:
+            raise BindError(f"Error in WHERE expression: Unknown column {error.column.upper()}.") from None
+        raise
     if compiler.type_of(compiled).name not in ("BOOLEAN", "NULL"):
         raise BindError(f"WHERE must be a BOOLEAN expression: {where.this.sql()}")
     return compiled.sql("duckdb")
+
+
+def _check_no_window_bounds(having: exp.Expression, scope: Scope) -> None:
+    """HAVING may not read WINDOWSTART or WINDOWEND (unless the source has such a column), as in ksqlDB."""
+    for column in having.find_all(exp.Column):
+        name = column.name.upper()
+        if name in WINDOW_BOUNDS and not column.this.quoted and not any(c.name.upper() == name
+                                                                         for c in scope.columns):
+            raise BindError(f"Window bounds column {name} can only be used in the SELECT clause of "
+                            "windowed aggregations")
 
 
 def _compiled(compiler: ExpressionCompiler, node: exp.Expression, name: str) -> OutputColumn:
