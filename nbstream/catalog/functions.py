@@ -1266,11 +1266,41 @@ def _parse_date(call: Call) -> exp.Expression:
     return sql("CASE WHEN CAST({0} AS TIME) = TIME '00:00:00' THEN CAST({0} AS DATE) END", parsed)
 
 
+#: Java's zone-offset pattern letters when formatting: RFC 822 ``+0000`` (Z), ISO 8601 ``Z`` for UTC
+#: or ``+08``, ``+0800``, ``+08:00`` (X, XX, XXX). DuckDB's ``%z`` of a local time says ``+00``, so
+#: each is written as a marker strftime keeps, then replaced by the offset computed in SQL.
+_ZONE_MARKERS = {"Z": "\x01", "ZZ": "\x01", "ZZZ": "\x01", "X": "\x02", "XX": "\x03", "XXX": "\x04"}
+
+
 def _format(call: Call, value: exp.Expression, tz_arg: int | None = None) -> exp.Expression:
-    fmt, _ = _pattern(call, 1, parse=False)
+    pattern = call.string_constant(1)
+    runs = [m.group(0) for m in _JAVA_TOKEN.finditer(pattern) if m.group(2) is not None]
+    zones = [run for run in runs if run in _ZONE_MARKERS]
+    if zones:
+        pattern = "".join(_ZONE_MARKERS.get(m.group(0), m.group(0)) if m.group(2) is not None else m.group(0)
+                          for m in _JAVA_TOKEN.finditer(pattern))
+    fmt = literal_string(java_pattern(pattern, parse=False))
+    utc = value
     if tz_arg is not None and len(call.args) > tz_arg:
         value = sql("timezone({1}, timezone('UTC', {0}))", value, call[tz_arg])
-    return sql("strftime({0}, {1})", value, fmt)
+    text = sql("strftime({0}, {1})", value, fmt)
+    if zones:  # the offset of the local time from UTC, in minutes
+        minutes = sql("datediff('minute', {0}, {1})", utc, value)
+        for marker, offset in _zone_offsets(minutes).items():
+            text = sql("replace({0}, {1}, {2})", text, literal_string(marker), offset)
+    return text
+
+
+def _zone_offsets(minutes: exp.Expression) -> dict[str, exp.Expression]:
+    sign = sql("CASE WHEN {0} < 0 THEN '-' ELSE '+' END", minutes)
+    hours = sql("lpad(CAST(abs({0}) // 60 AS VARCHAR), 2, '0')", minutes)
+    mins = sql("lpad(CAST(abs({0}) % 60 AS VARCHAR), 2, '0')", minutes)
+    def iso(body: exp.Expression) -> exp.Expression:
+        return sql("CASE WHEN {0} = 0 THEN 'Z' ELSE {1} END", minutes, body)
+    return {"\x01": sql("{0} || {1} || {2}", sign, hours, mins),
+            "\x02": iso(sql("{0} || {1}", sign, hours)),
+            "\x03": iso(sql("{0} || {1} || {2}", sign, hours, mins)),
+            "\x04": iso(sql("{0} || {1} || ':' || {2}", sign, hours, mins))}
 
 
 _EPOCH_DATE = "DATE '1970-01-01'"

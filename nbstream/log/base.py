@@ -148,7 +148,8 @@ class SqlLog(Log, Protocol):
         ...
 
     @contextmanager
-    def transaction(self, con: duckdb.DuckDBPyConnection) -> Iterator[dict[str, dict[int, int]]]:
+    def transaction(self, con: duckdb.DuckDBPyConnection, *,
+                    appends: bool = True) -> Iterator[dict[str, dict[int, int]]]:
         """One transaction of ``con`` around a batch, the commit protocol of every writer:
 
         1. ``BEGIN``;
@@ -157,7 +158,10 @@ class SqlLog(Log, Protocol):
         3. ``COMMIT``, then :meth:`confirm` of each topic's appends.
 
         If anything fails (the commit included): ``ROLLBACK``, :meth:`reload`, and the error is
-        raised; the caller restores what it keeps in memory."""
+        raised; the caller restores what it keeps in memory. A transaction that appends nothing
+        (``appends=False``: a push query's, which may run on its cursor beside the engine's
+        batch) does not reload: that would read the log on the engine's connection, inside the
+        transaction another thread may hold open there."""
         appended: dict[str, dict[int, int]] = {}
         con.execute("BEGIN")
         try:
@@ -165,7 +169,8 @@ class SqlLog(Log, Protocol):
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
-            self.reload()
+            if appends:
+                self.reload()
             raise
         for topic, counts in appended.items():
             self.confirm(topic, counts)

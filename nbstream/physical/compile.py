@@ -75,8 +75,13 @@ def _wrap(props: Mapping[str, Any]) -> bool:
 
 
 def _header_sql(col: Column) -> str:
-    if col.role == "HEADERS":
-        return 'headers'
+    if col.role == "HEADERS":  # the log's (key, value) structs, named as the column declares its fields
+        names = [name for name, _ in col.type.element.fields] if col.type.element is not None else []
+        if len(names) != 2:
+            return "headers"
+        fields = ", ".join(f"'{n.replace(chr(39), chr(39) * 2)}': h.{part}" for n, part in zip(names, ("key", "value"),
+                                                                                           strict=True))
+        return f"list_transform(headers, lambda h: {{{fields}}})"
     key = col.header_key.replace("'", "''") if col.header_key else ""
     return f"list_filter(headers, lambda h: h.key = '{key}')[-1].value"
 

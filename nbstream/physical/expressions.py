@@ -32,6 +32,8 @@ from nbstream.physical import lambdas
 from nbstream.physical.table_functions import TableFunctionSink, table_function_list
 from nbstream.sql.ast import Dereference
 from nbstream.sql.printer import ksql_text
+from nbstream.sql.text import OPERATORS
+from nbstream.sql.text import ksql_text as message_text
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,16 @@ class ScopeColumn:
     name: str
     sql: str
     type: SqlType
+
+
+class UnknownColumnError(UnknownNameError):
+    """A column an expression references is not in its scope (``column``: the name as written;
+    ``hint``: the near miss, if any)."""
+
+    def __init__(self, message: str, column: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.column = column
+        self.hint = hint
 
 
 class Scope:
@@ -59,7 +71,7 @@ class Scope:
         if col is None:
             where = f" in {self.source}" if self.source else ""
             hint = did_you_mean(name, [c.name for c in self.columns])
-            raise UnknownNameError(f"Column '{name}' cannot be resolved{where}.{hint}")
+            raise UnknownColumnError(f"Column '{name}' cannot be resolved{where}.{hint}", name, hint)
         return col
 
     def relation_sql(self) -> str:
@@ -159,6 +171,14 @@ def _func(name: str, *args: exp.Expression) -> exp.Expression:
     return cast(exp.Expression, exp.func(name, *args))
 
 
+class ExpressionTypeError(SqlTypeError):
+    """A type error of one expression; ``statement`` is the expression as ksqlDB writes it."""
+
+    def __init__(self, message: str, statement: str) -> None:
+        super().__init__(message)
+        self.statement = statement
+
+
 class ExpressionCompiler:
     """Compiles ksqlDB expressions over a :class:`Scope` into DuckDB sqlglot expressions."""
 
@@ -206,6 +226,18 @@ class ExpressionCompiler:
     def lambda_column(name: str) -> str:
         """The DuckDB name a lambda parameter ``name`` compiles to."""
         return lambda_var(name)
+    def compile_filter(self, node: exp.Expression, clause: str = "WHERE") -> exp.Expression:
+        """``node``, the condition of a WHERE or HAVING clause, compiled; a type error names the
+        clause and the expression at fault as ksqlDB's do (``Error in WHERE expression: …\nStatement: …``),
+        and so does an unknown column (``WHERE column 'X' cannot be resolved.``)."""
+        try:
+            return self.compile(node)
+        except UnknownColumnError as error:
+            raise UnknownColumnError(f"{clause} column '{error.column}' cannot be resolved.{error.hint}",
+                                     error.column, error.hint) from None
+        except ExpressionTypeError as error:
+            raise SqlTypeError(f"Error in {clause} expression: {error.message}\nStatement: {error.statement}",
+                               error.span) from None
 
     # -- helpers -------------------------------------------------------------------------------
     def _children(self, node: exp.Expression) -> exp.Expression:
@@ -224,11 +256,11 @@ class ExpressionCompiler:
         lt, rt = self.type_of(left), self.type_of(right)
         op = _COMPARISON_NAMES.get(type(node), type(node).__name__.upper())
         if "NULL" in (lt.name, rt.name):
-            raise SqlTypeError(f"Comparison with NULL not supported: {node.sql()}")
+            raise ExpressionTypeError(f"Comparison with NULL not supported: {lt.name} {OPERATORS[type(node)]} "
+                                      f"{rt.name}\nUse 'IS NULL' or 'IS NOT NULL' instead.", message_text(node))
         if not comparable(lt, rt, op):
-            raise SqlTypeError(
-                f"Cannot compare {node.this.sql()} ({lt}) to {node.expression.sql()} ({rt}) with {op}."
-            )
+            raise ExpressionTypeError(f"Cannot compare {message_text(node.this)} ({lt}) to "
+                                      f"{message_text(node.expression)} ({rt}) with {op}.", message_text(node))
         if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ):
             return compiled
         return _func("coalesce", compiled, exp.false())
@@ -287,6 +319,10 @@ class ExpressionCompiler:
         left, right = self.compile(node.this), self.compile(node.expression)
         lt, rt = self.type_of(left), self.type_of(right)
         op = type(node)
+        if "NULL" in (lt.name, rt.name):  # ksqlDB's Operator.checkForNullTypes
+            sides = " and ".join("null" if t.name == "NULL" else str(t) for t in (lt, rt))
+            raise SqlTypeError(f"Error processing expression: {message_text(node)}. Arithmetic on types {sides} "
+                               "are not supported.")
         if op is exp.Add and lt.name == rt.name == "STRING":
             return exp.DPipe(this=left, expression=right)
         result = arithmetic_type(op, lt, rt)

@@ -23,11 +23,11 @@ from sqlglot import exp
 
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import Source
-from nbstream.catalog.schema import LogicalSchema
+from nbstream.catalog.schema import WINDOW_BOUNDS, LogicalSchema
 from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.aggregates import Aggregate, resolve
-from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
+from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, UnknownColumnError, quote
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
 from nbstream.sql.ast import Dereference, Query, WindowSpec
@@ -110,12 +110,17 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
         raise BindError("EMIT FINAL is only supported for windowed aggregations.")
     compiler = ExpressionCompiler(scope, TypeProbe(con, scope), params=params)
     group_nodes = _group_nodes(select)
+    transient = sink is None
+    if not group_nodes and transient:  # a push query aggregates every row into one (ksqlDB's transient queries)
+        group_nodes = [exp.Literal.number(1)]
     if not group_nodes:
         raise BindError("Aggregate query without GROUP BY: add a GROUP BY clause (ksqlDB does not support "
                         "aggregating a whole stream into one row).")
-    where, where_text = _where_sql(select, compiler)
+    where, where_text = _where_sql(select, compiler, windowed=query.window is not None)
     groups = [_compiled(compiler, node, f"__g{i}") for i, node in enumerate(group_nodes)]
     having_node = select.args["having"].this if select.args.get("having") else None
+    if having_node is not None:
+        _check_no_window_bounds(having_node, scope)
     items = list(select.expressions)
     call_nodes = _distinct_calls([*items, *([having_node] if having_node is not None else [])])
     calls, args = _plan_calls(call_nodes, compiler, properties or {})
@@ -127,7 +132,7 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
     post_scope = _post_scope(groups, calls, query.window is not None)
     rewrite = _Rewriter(group_nodes, call_nodes, scope)
     post = ExpressionCompiler(post_scope, TypeProbe(con, post_scope), params=params)
-    columns = _project(items, rewrite, post, source, len(groups))
+    columns = _project(items, rewrite, post, source, len(groups), transient=transient)
     having = having_text = None
     if having_node is not None:
         compiled = post.compile(rewrite(having_node, "HAVING"))
@@ -165,15 +170,30 @@ def _group_nodes(select: exp.Select) -> list[exp.Expression]:
     return nodes
 
 
-def _where_sql(select: exp.Select, compiler: ExpressionCompiler) -> tuple[str | None, str | None]:
+def _where_sql(select: exp.Select, compiler: ExpressionCompiler, *, windowed: bool) -> tuple[str | None, str | None]:
     """WHERE as DuckDB SQL and as ksqlDB text (None, None without one)."""
     where = select.args.get("where")
     if where is None:
         return None, None
-    compiled = compiler.compile(where.this)
+    try:
+        compiled = compiler.compile_filter(where.this)
+    except UnknownColumnError as error:  # the WHERE clause filters the input: no window yet (ksqlDB's words)
+        if windowed and error.column.upper() in WINDOW_BOUNDS:
+            raise BindError(f"Error in WHERE expression: Unknown column {error.column.upper()}.") from None
+        raise
     if compiler.type_of(compiled).name not in ("BOOLEAN", "NULL"):
         raise BindError(f"WHERE must be a BOOLEAN expression: {where.this.sql()}")
     return compiled.sql("duckdb"), ksql_text(where.this)
+
+
+def _check_no_window_bounds(having: exp.Expression, scope: Scope) -> None:
+    """HAVING may not read WINDOWSTART or WINDOWEND (unless the source has such a column), as in ksqlDB."""
+    for column in having.find_all(exp.Column):
+        name = column.name.upper()
+        if name in WINDOW_BOUNDS and not column.this.quoted and not any(c.name.upper() == name
+                                                                         for c in scope.columns):
+            raise BindError(f"Window bounds column {name} can only be used in the SELECT clause of "
+                            "windowed aggregations")
 
 
 def _compiled(compiler: ExpressionCompiler, node: exp.Expression, name: str) -> OutputColumn:
@@ -290,9 +310,16 @@ class _Rewriter:
         return rewritten
 
 
+#: The names of the key columns a push query's GROUP BY adds where it does not select them.
+HIDDEN_KEY = "KSQL_GROUP_KEY_{}"
+
+
 def _project(items: list[exp.Expression], rewrite: _Rewriter, post: ExpressionCompiler, source: Source,
-             group_count: int) -> list[OutputColumn]:
-    """The result columns: one key column per group expression (in GROUP BY order), then values."""
+             group_count: int, *, transient: bool = False) -> list[OutputColumn]:
+    """The result columns: one key column per group expression (in GROUP BY order), then values. A
+    persistent query must select every group expression and a value; a push query (``transient``)
+    need not, as in ksqlDB: a group it does not select is a key column of its own name
+    (:data:`HIDDEN_KEY`), which its client does not see."""
     aliases = AliasGenerator(c.name for c in source.schema.columns)
     keys: dict[int, OutputColumn] = {}
     values: list[OutputColumn] = []
@@ -314,10 +341,13 @@ def _project(items: list[exp.Expression], rewrite: _Rewriter, post: ExpressionCo
         else:
             values.append(column)
     missing = [i for i in range(group_count) if i not in keys]
-    if missing:
+    if missing and not transient:
         raise BindError("Key missing from projection (ie, SELECT). The query used to build the result must "
                         "include the GROUP BY expressions in its projection.")
-    if not values:
+    for i in missing:
+        compiled = post.compile(exp.column(f"__g{i}", quoted=True))
+        keys[i] = OutputColumn(HIDDEN_KEY.format(i), post.type_of(compiled), compiled.sql("duckdb"), "KEY")
+    if not values and not transient:
         raise BindError("The projection contains no value columns.")
     return [keys[i] for i in range(group_count)] + values
 

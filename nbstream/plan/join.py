@@ -731,7 +731,7 @@ def _where(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler) 
     if where is None:
         return None, None
     rewritten = scope.rewrite(where.this)
-    compiled = compiler.compile(rewritten)
+    compiled = compiler.compile_filter(rewritten)
     if compiler.type_of(compiled).name not in ("BOOLEAN", "NULL"):
         raise BindError(f"WHERE must be a BOOLEAN expression: {where.this.sql()}")
     return compiled.sql("duckdb"), ksql_text(rewritten)

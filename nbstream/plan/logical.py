@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nbstream.catalog.schema import Column, LogicalSchema
-from nbstream.catalog.types import SqlType
+from nbstream.catalog.types import SqlType, quote_identifier
 from nbstream.errors import PlanError
 
 #: The plan document's format (2: every kind of plan, ksqlDB expressions beside their lowering).
@@ -105,10 +105,11 @@ class StatelessPlan:
             raise PlanError("a query must select at least one column")
         if self.table_functions and self.scan.is_table:
             raise PlanError("Table source is not supported with table functions")
-        names = [c.name for c in self.columns]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise PlanError(f"duplicate column name(s) in the projection: {', '.join(dupes)}; use AS to rename")
+        again = [c for i, c in enumerate(self.columns) if any(o.name == c.name for o in self.columns[:i])]
+        if again:  # ksqlDB's words (LogicalSchema), the columns that repeat a name before them
+            role = "key" if again[0].role == "KEY" else "value"
+            listed = ", ".join(f"{quote_identifier(c.name)} {c.type}" for c in again if c.role == again[0].role)
+            raise PlanError(f"Duplicate {role} columns found in schema: {listed} (use AS to rename)")
 
     @property
     def schema(self) -> LogicalSchema:

@@ -84,6 +84,8 @@ def plan_query(
 ) -> Plan:
     """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink)."""
     select = query.select
+    if query.limit is not None and query.limit < 0:
+        raise BindError(f"LIMIT {query.limit}: a LIMIT must not be negative")
     if target is not None and target.new_planner:
         _check_new_planner(query)
     if is_join_query(query):
@@ -102,7 +104,7 @@ def plan_query(
     where_sql = where_text = None
     if where is not None:
         where_text = ksql_text(where.this)
-        compiled = compiler.compile(where.this)
+        compiled = compiler.compile_filter(where.this)
         kind = compiler.type_of(compiled)
         if kind.name not in ("BOOLEAN", "NULL"):
             raise BindError(f"WHERE must be a BOOLEAN expression, not {kind}: {where.this.sql()}")

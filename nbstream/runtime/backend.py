@@ -9,7 +9,7 @@ against the type of the log:
   keeping a TABLE's state for pull queries, :meth:`~Backend.transient_runner_for`: a push
   query's runner on a cursor of its own;
 - :meth:`~Backend.declare`: what the backend must know of a new stream or table;
-- ``pulls_on_cursor``, ``runs_source_connectors``: what each allows;
+- ``pulls_on_cursor``, ``pushes_on_cursor``, ``runs_source_connectors``: what each allows;
 - :meth:`~Backend.location`, :meth:`~Backend.topic_replicas`, :meth:`~Backend.consumer_groups`:
   what ``%stream status`` and ``SHOW TOPICS`` say;
 - :meth:`~Backend.close`.
@@ -87,6 +87,9 @@ class Backend(Protocol):
     #: Whether a pull query may run on a cursor of its own, reading the state the last batch
     #: committed without waiting for the batch running now.
     pulls_on_cursor: bool
+    #: Whether a push query's batch may run on its cursor while the engine's lock is held elsewhere
+    #: (an insert, a persistent query's batch): it reads only what the log committed.
+    pushes_on_cursor: bool
     #: Whether source connectors may write to the log (sinks run on every backend).
     runs_source_connectors: bool
     #: Whether the log is on this machine, so that reading a few records costs no network round trip.
@@ -136,6 +139,7 @@ class EmbeddedBackend:
     every batch commits its output, state and offsets in one transaction (exactly once)."""
 
     pulls_on_cursor = True
+    pushes_on_cursor = True
     runs_source_connectors = True
     log_is_local = True
 
@@ -181,6 +185,7 @@ class KafkaBackend:
     :mod:`nbstream.runtime.kafka_query` for the delivery guarantees."""
 
     pulls_on_cursor = False  # pull queries read batches fetched onto the engine's connection
+    pushes_on_cursor = False  # so do push queries
     log_is_local = False
     runs_source_connectors = False  # not yet
 

@@ -43,6 +43,7 @@ from nbstream.runtime.push import Batches, PushQuery
 from nbstream.runtime.queries import QueryManager
 from nbstream.runtime.query import QueryRunner
 from nbstream.runtime.results import StatementResult
+from nbstream.runtime.selected import selected_columns
 from nbstream.sql import ast, parse
 
 DATABASE_FILE = "nbstream.duckdb"
@@ -397,7 +398,7 @@ class Engine:
         in a worker thread (:class:`~nbstream.runtime.service.EngineService` steps push queries in
         its background loop instead: :meth:`~nbstream.runtime.service.EngineService.start_push`).
         """
-        query = PushQuery(self._transient_runner(sql, params), sql)
+        query = self._push_query(sql, params)
         batches = query.subscribe(Batches())
         try:
             while True:
@@ -414,6 +415,13 @@ class Engine:
         finally:
             query.stop()
             query.close()
+
+    def _push_query(self, sql: str, params: Mapping[str, object] | None = None,
+                    properties: Mapping[str, Any] | None = None) -> PushQuery:
+        """The push query ``sql`` (not started: :meth:`PushQuery.step` runs it)."""
+        runner = self._transient_runner(sql, params, properties)
+        selected = selected_columns(_single_select(sql).query, runner.result_shape.columns, self.catalog)
+        return PushQuery(runner, sql, selected=selected)
 
     def _transient_runner(self, sql: str, params: Mapping[str, object] | None = None,
                           properties: Mapping[str, Any] | None = None) -> QueryRunner:

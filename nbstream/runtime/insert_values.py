@@ -28,8 +28,9 @@ def insert_values(engine: Engine, stmt: InsertValues, params: Mapping[str, objec
     writable = [c for c in target.schema.columns if c.role not in ("HEADER", "HEADERS")]
     names = list(stmt.columns) if stmt.columns is not None else [c.name for c in writable]
     if len(names) != len(stmt.values):
-        raise BindError(f"Expected number columns and values to match: {len(names)} columns, "
-                        f"{len(stmt.values)} values")
+        raise BindError(f"Failed to prepare statement: Expected number columns and values to match: "
+                        f"{len(names)}, {len(stmt.values)}")
+    _check_values(stmt.values)
     scope = Scope([], source=target.name)
     compiler = ExpressionCompiler(scope, TypeProbe(engine.con, scope), params=params)
     given: dict[str, str] = {}
@@ -38,6 +39,8 @@ def insert_values(engine: Engine, stmt: InsertValues, params: Mapping[str, objec
         if name.upper() == "ROWTIME":
             ts = f"CAST({compiler.compile(value).sql('duckdb')} AS BIGINT)"
             continue
+        if name.upper() in ("ROWPARTITION", "ROWOFFSET"):
+            raise BindError(f"Inserting into column `{name.upper()}` is not allowed.")
         col = target.schema.find(name)
         if col is None or col.role in ("HEADER", "HEADERS"):
             raise BindError(f"Column name {name} does not exist.{did_you_mean(name, [c.name for c in writable])}")
@@ -48,6 +51,15 @@ def insert_values(engine: Engine, stmt: InsertValues, params: Mapping[str, objec
     sink = sink_of(target, engine.log.require(target.topic).partitions)
     outputs = [passthrough(c) for c in writable]
     engine.log.append_relation(target.topic, f"({encode_rows_sql(sink, outputs, row)})")
+
+
+def _check_values(values: tuple[exp.Expression, ...] | list[exp.Expression]) -> None:
+    """A value naming a column of some source is refused as ksqlDB refuses it (there is no source)."""
+    for value in values:
+        for column in value.find_all(exp.Column):
+            if column.table:
+                raise BindError(f"Failed to prepare statement: '{column.table}' is not a valid stream/table name "
+                                "or alias.")
 
 
 def _value_sql(compiler: ExpressionCompiler, value: exp.Expression, column_type: SqlType) -> str:

@@ -46,7 +46,15 @@ from nbstream.plan.logical import Sink
 from nbstream.runtime import stream_time
 from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.join_window import WindowJoin
-from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape, arrival_halves, arrival_prefix
+from nbstream.runtime.query import (
+    MAX_BATCH,
+    QueryRunner,
+    Ranges,
+    ResultShape,
+    arrival_halves,
+    arrival_prefix,
+    arrow_of,
+)
 
 #: Input slots of a join runner: slot = side * SIDE_STRIDE + partition (see :meth:`JoinRunner._locate`).
 SIDE_STRIDE = 1 << 20
@@ -102,9 +110,9 @@ class JoinRunner(QueryRunner):
         self.join_batch()
         names = ", ".join(quote(c.name) for c in self.join.columns)
         errors = self.errors_sql("TRUE AS __err, __errmsg, __in_partition AS __pos")
-        return self.con.sql(f"""SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names}
+        return arrow_of(self.con, f"""SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names}
             FROM (SELECT * FROM {self._projected_sql()} UNION ALL BY NAME {errors})
-            ORDER BY __pos""").to_arrow_table()
+            ORDER BY __pos""")
 
     # -- inputs ------------------------------------------------------------------------------------
     @property

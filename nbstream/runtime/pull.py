@@ -39,6 +39,7 @@ import pandas as pd
 import sqlglot
 from sqlglot import exp
 
+from nbstream.analysis.pull_rules import PullOptions, check_clauses, check_where
 from nbstream.catalog.catalog import Source
 from nbstream.catalog.schema import WINDOW_BOUNDS, Column
 from nbstream.errors import BindError, ExecutionError, NbstreamError, UnsupportedError
@@ -47,6 +48,7 @@ from nbstream.physical.expressions import literal, quote
 from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import OutputColumn, StatelessPlan
 from nbstream.plan.planner import plan_query
+from nbstream.runtime.lookups import KEY_COLUMN, Lookup, Lookups
 from nbstream.runtime.materialize import state_columns, state_table
 from nbstream.sql import ast, parse
 
@@ -61,18 +63,27 @@ CACHE_SIZE = 256
 class PullResult:
     """A pull query's rows, as Python tuples, and the ksqlDB columns they hold (a TABLE's key
     columns in the projection, and a windowed table's ``WINDOWSTART``/``WINDOWEND``, have role
-    ``KEY``, as ksqlDB marks them in a pull query's header)."""
+    ``KEY``, as ksqlDB marks them in a pull query's header). ``stream``: the query scanned a
+    STREAM (ksqlDB ends such a query's ``/query`` response with "Query Completed", or "Limit
+    Reached" when ``limit_reached``: it returned as many rows as its LIMIT)."""
 
     columns: tuple[Column, ...]
     rows: list[tuple[Any, ...]]
+    stream: bool = False
+    limit_reached: bool = False
 
 
 @dataclass(frozen=True)
 class _Query:
-    """The DuckDB SQL answering a pull query, and the columns it returns."""
+    """The DuckDB SQL answering a pull query, and the columns it returns (``stream``: of a STREAM)."""
 
     sql: str
     columns: tuple[Column, ...]
+    stream: bool = False
+    limit: int | None = None
+    lookup_prefix: str | None = None  # a point lookup that may run with others (runtime/lookups.py)
+    lookup_slot: str | None = None  # the parameter holding its key
+    lookup: Lookup | None = None  # bound: the lookup of this call
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,12 @@ class _Compiled:
             return self.query
         values = [_sql_literal(params[name]) for name in self.slots]
         parts = [piece for pair in zip(self.pieces, values, strict=False) for piece in pair]
-        return _Query("".join([*parts, self.pieces[-1]]), self.query.columns)
+        query = self.query
+        lookup = None
+        if query.lookup_prefix is not None and query.lookup_slot is not None and query.lookup_slot in params:
+            key = params[query.lookup_slot]
+            lookup = Lookup(query.lookup_prefix, key, _sql_literal(key))
+        return replace(query, sql="".join([*parts, self.pieces[-1]]), lookup=lookup)
 
 
 def _sql_literal(value: object) -> str:
@@ -142,62 +158,65 @@ class _Cache:
 
 
 _caches: weakref.WeakKeyDictionary[Engine, _Cache] = weakref.WeakKeyDictionary()
+_LOOKUPS = Lookups()
 _caches_lock = threading.Lock()
 
 
 def pull(engine: Engine, sql: str, params: Mapping[str, object],
-         con: duckdb.DuckDBPyConnection | None = None) -> pd.DataFrame:
+         con: duckdb.DuckDBPyConnection | None = None, properties: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Run the pull query ``sql`` (one SELECT without EMIT) against the engine's current state — its
-    last committed state when ``con`` is another connection (cursor) to the engine's database."""
+    last committed state when ``con`` is another connection (cursor) to the engine's database.
+    ``properties`` override the engine's for this query (``ksql.query.pull.table.scan.enabled`` …:
+    :class:`~nbstream.analysis.pull_rules.PullOptions`)."""
     con = con or engine.con
-    return _execute(con, _prepare(engine, sql, params, con).sql)
+    return _execute(con, _prepare(engine, sql, params, con, _options(engine, properties)).sql)
 
 
 def pull_rows(engine: Engine, sql: str, params: Mapping[str, object],
-              con: duckdb.DuckDBPyConnection | None = None) -> PullResult:
+              con: duckdb.DuckDBPyConnection | None = None, properties: Mapping[str, Any] | None = None) -> PullResult:
     """:func:`pull`, its rows as Python tuples with their columns."""
     con = con or engine.con
-    query = _prepare(engine, sql, params, con)
+    query = _prepare(engine, sql, params, con, _options(engine, properties))
     try:
-        return PullResult(query.columns, con.execute(query.sql).fetchall())
+        rows = _LOOKUPS.rows(query.lookup, con) if query.lookup is not None else con.execute(query.sql).fetchall()
+        return PullResult(query.columns, rows, query.stream, query.limit is not None and len(rows) >= query.limit)
     except duckdb.Error as e:
         raise ExecutionError(f"pull query failed: {e}") from e
 
 
-def _prepare(engine: Engine, sql: str, params: Mapping[str, object], con: duckdb.DuckDBPyConnection) -> _Query:
+def _options(engine: Engine, properties: Mapping[str, Any] | None) -> PullOptions:
+    overrides = properties or {}
+    return PullOptions.of(lambda name: overrides[name] if name in overrides else engine.property(name))
+
+
+def _prepare(engine: Engine, sql: str, params: Mapping[str, object], con: duckdb.DuckDBPyConnection,
+             options: PullOptions) -> _Query:
     """The SQL answering ``sql``: cached or planned, or, for a query without parameters, that of the
-    query with its compared literals lifted."""
+    query with its compared literals lifted. A query ksqlDB would refuse is refused
+    (:mod:`nbstream.analysis.pull_rules`) when it is planned."""
     if not params:
         template, lifted = lift_literals(sql)
         if lifted:
             try:
-                return _prepare(engine, template, lifted, con)
+                return _prepare(engine, template, lifted, con, options)
             except NbstreamError:
                 pass  # the query as written says what is wrong with it
     with _caches_lock:
         cache = _caches.setdefault(engine, _Cache())
-    key = (sql, *sorted((name, _shape(value)) for name, value in params.items()))
+    key = (sql, options, *sorted((name, _shape(value)) for name, value in params.items()))
     compiled = cache.get(key)
     if compiled is not None and engine.catalog.find(compiled.source.name) is compiled.source:
         return compiled.bind(params)
     query = _parse_select(sql)
     source = engine.catalog.get(_source_name(query))
+    check_clauses(query, options)
     if not source.is_table:
         return _stream_query(engine, con, query, params)
-    compiled = _compile_table_query(engine, con, query, source, params)
+    compiled = _compile_table_query(engine, con, query, source, params, options)
     if compiled is None:
-        return _table_query(engine, con, query, source, params)
+        return _table_query(engine, con, query, source, params, options)
     cache.put(key, compiled)
     return compiled.bind(params)
-
-
-def run_pull_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
-                   params: Mapping[str, object]) -> pd.DataFrame:
-    """Evaluate ``query`` on ``con`` against the engine's state (planned for this call only)."""
-    source = engine.catalog.get(_source_name(query))
-    if source.is_table:
-        return _execute(con, _table_query(engine, con, query, source, params).sql)
-    return _execute(con, _stream_query(engine, con, query, params).sql)
 
 
 def _stream_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
@@ -210,7 +229,7 @@ def _stream_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Que
     names = ", ".join(quote(c.name) for c in plan.columns)
     return _Query(f"SELECT {names} FROM ({result_sql(plan, relation)}) "
                   f"WHERE NOT __err ORDER BY {order_by_sql(plan)}{limit}",
-                  tuple(_value_column(c) for c in plan.columns))
+                  tuple(_value_column(c) for c in plan.columns), stream=True, limit=plan.limit)
 
 
 def _plan(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
@@ -224,19 +243,47 @@ def _plan(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query,
 
 
 def _table_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query, source: Source,
-                 params: Mapping[str, object]) -> _Query:
+                 params: Mapping[str, object], options: PullOptions) -> _Query:
     """The SELECT over the table's state; a windowed table's rows in key, then window order."""
     if source.window is not None:
         query = _expand_star(query, source)
     plan = _plan(engine, con, query, params)
+    check_where(query, source, options, params)
     outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
     where = f" WHERE {_sargable(plan.where)}" if plan.where else ""
     order = ""
     if source.window is not None:
         order = " ORDER BY " + ", ".join([*(quote(c.name) for c in source.schema.key), '"WINDOWSTART"'])
+    elif plan.limit is not None:  # the first rows by key, as ksqlDB's scan of its state store returns them
+        order = " ORDER BY " + ", ".join(quote(c.name) for c in source.schema.key)
     limit = f" LIMIT {plan.limit}" if plan.limit is not None else ""
     columns = tuple(_table_column(c, source) for c in plan.columns)
-    return _Query(f"SELECT {outputs} FROM {state_table(source.name)}{where}{order}{limit}", columns)
+    sql = f"SELECT {outputs} FROM {state_table(source.name)}{where}{order}{limit}"
+    slot = _lookup_slot(query, source) if plan.limit is None else None
+    if slot is None:
+        return _Query(sql, columns)
+    key = quote(source.schema.key[0].name)
+    prefix = f"SELECT {outputs}, {key} AS {quote(KEY_COLUMN)} FROM {state_table(source.name)} WHERE {key} IN ("
+    return _Query(sql, columns, lookup_prefix=prefix, lookup_slot=slot)
+
+
+def _lookup_slot(query: ast.Query, source: Source) -> str | None:
+    """The parameter of a query whose WHERE is only ``key = :param`` on a table of one STRING,
+    INTEGER or BIGINT key, not windowed (such lookups may run together); None for any other."""
+    where = query.select.args.get("where")
+    keys = source.schema.key
+    if where is None or source.window is not None or len(keys) != 1 or \
+            keys[0].type.name not in ("STRING", "INTEGER", "BIGINT"):
+        return None
+    node = where.this.unnest() if isinstance(where.this, exp.Paren) else where.this
+    if not isinstance(node, exp.EQ):
+        return None
+    sides = (node.this, node.expression)
+    column = next((s for s in sides if isinstance(s, exp.Column)), None)
+    param = next((s for s in sides if isinstance(s, exp.Placeholder)), None)
+    if column is None or param is None or column.table or column.name != keys[0].name:
+        return None
+    return str(param.name)
 
 
 def _table_column(column: OutputColumn, source: Source) -> Column:
@@ -268,12 +315,12 @@ def _sargable(where: str) -> str:
 
 
 def _compile_table_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: ast.Query, source: Source,
-                         params: Mapping[str, object]) -> _Compiled | None:
+                         params: Mapping[str, object], options: PullOptions) -> _Compiled | None:
     """The cacheable SQL of a pull query on a table, or None if its parameters can't be stood in for."""
     stand_ins = {name: _stand_in(i, value) for i, (name, value) in enumerate(params.items())}
     stand_ins = {name: s for name, s in stand_ins.items() if s is not None}
     rendered = {name: literal(value).sql("duckdb") for name, value in stand_ins.items()}
-    planned = _table_query(engine, con, query, source, {**params, **stand_ins})
+    planned = _table_query(engine, con, query, source, {**params, **stand_ins}, options)
     sql = planned.sql
     for name, stand_in in stand_ins.items():  # a stand-in must only appear as its own literal
         if query.select.sql().count(str(stand_in)) or \

@@ -28,6 +28,7 @@ right after the start misses no row: they wait in the log.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import itertools
 import queue
@@ -271,6 +272,15 @@ class PushFeed:
         return f"{self.id} failed: {self.error}" if state == ERROR else None
 
 
+def _without_tombstones(batch: pa.Table) -> pa.Table:
+    """A stream's rows without those of records with a null value: a push query on a STREAM ignores
+    them, as ksqlDB's does (a persistent query writes them on as tombstones)."""
+    deleted = batch.column(1)  # __deleted
+    if deleted.null_count == 0 and not pc.any(deleted).as_py():
+        return batch
+    return batch.filter(pc.invert(pc.fill_null(deleted, False)))
+
+
 class PushQuery(PushFeed):
     """A running push query of this engine and its subscribers.
 
@@ -281,18 +291,29 @@ class PushQuery(PushFeed):
 
     _ids = itertools.count()
 
-    def __init__(self, runner: QueryRunner, sql: str, clock: Clock = time.monotonic) -> None:
-        super().__init__(f"PUSH_{next(self._ids)}", sql, runner.result_shape)
+    def __init__(self, runner: QueryRunner, sql: str, clock: Clock = time.monotonic,
+                 selected: tuple[str, ...] = ()) -> None:
+        super().__init__(f"PUSH_{next(self._ids)}", sql, dataclasses.replace(runner.result_shape, selected=selected))
         self.runner = runner
         self.watermark: int | dt.datetime | None = None
         self._input = RateMeter(clock)
+        self._driving = threading.Lock()  # a step, or closing the cursor
+        self._closed = False
 
     # -- driving -----------------------------------------------------------------------------------
     def step(self) -> int:
         """Fetch one batch and offer it to the subscribers; returns the input records it consumed
         (0: nothing new, or nobody subscribed). A failure ends the query with ``ERROR``; LIMIT
-        with ``DONE``."""
+        with ``DONE``. One thread at a time steps a query (others wait), and never once it is closed."""
+        with self._driving:
+            return 0 if self._closed else self._step()
+
+    def _step(self) -> int:
         if self.state != RUNNING or not self.subscribed:
+            return 0
+        limit = self.shape.limit
+        if limit is not None and self.rows_seen >= limit:  # LIMIT 0: done before any row
+            self.finish(DONE)
             return 0
         before = sum(self.runner.offsets.values())
         try:
@@ -302,9 +323,10 @@ class PushQuery(PushFeed):
             return 0
         consumed = sum(self.runner.offsets.values()) - before
         self._input.add(consumed)
+        if batch is not None and not self.shape.is_table:
+            batch = _without_tombstones(batch)
         if batch is None or batch.num_rows == 0:
             return consumed
-        limit = self.shape.limit
         if limit is not None:
             batch = batch.slice(0, max(0, limit - self.rows_seen))
         self.publish(batch)
@@ -313,13 +335,15 @@ class PushQuery(PushFeed):
         return consumed
 
     def _published(self, batch: pa.Table) -> None:
-        latest = pc.max(batch.column("ROWTIME")).as_py()
+        latest = pc.max(batch.column(0)).as_py()  # ROWTIME (a user column may be called so too)
         if latest is not None and (self.watermark is None or latest > self.watermark):
             self.watermark = latest
 
     def close(self) -> None:
-        """Release the query's cursor (once it ended, and never while it fetches)."""
-        self.runner.con.close()
+        """Release the query's cursor (once it ended; a step in flight finishes first)."""
+        with self._driving:
+            self._closed = True
+            self.runner.con.close()
 
     # -- status ------------------------------------------------------------------------------------
     @property

@@ -145,11 +145,13 @@ class EngineService(Engine):
             return Engine.query(self, sql, params)
         return _InterruptiblePull(self, sql, params).result()
 
-    def pull_rows(self, sql: str, params: Mapping[str, object] | None = None) -> PullResult:
-        """A pull query's rows and columns (:func:`~nbstream.runtime.pull.pull_rows`), safe to
-        call from many threads at once: each runs on a cursor of its own (on the embedded log)."""
+    def pull_rows(self, sql: str, params: Mapping[str, object] | None = None,
+                  properties: Mapping[str, Any] | None = None) -> PullResult:
+        """A pull query's rows and columns (:func:`~nbstream.runtime.pull.pull_rows`; ``properties``
+        override the engine's for it), safe to call from many threads at once: each runs on a cursor
+        of its own (on the embedded log)."""
         with self.pull_connection() as con:
-            return pull_rows(self, sql, params or {}, con)
+            return pull_rows(self, sql, params or {}, con, properties)
 
     @contextlib.contextmanager
     def pull_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -178,7 +180,9 @@ class EngineService(Engine):
                 raise BindError("Cannot insert values into windowed stream/table")
             if source.is_source or source.topic == PROCESSING_LOG_TOPIC:
                 raise BindError(f"Cannot insert values into read-only topic: {source.topic}")
-            return append_json_rows(self.con, self.log, source, rows)
+            appended = append_json_rows(self.con, self.log, source, rows)
+        self.background.wake()
+        return appended
 
     # -- push queries -------------------------------------------------------------------------------
     def start_push(self, sql: str, params: Mapping[str, object] | None = None,
@@ -187,12 +191,12 @@ class EngineService(Engine):
         (:meth:`PushQuery.subscribe`), from the position it starts at now (``properties`` such as
         ``auto.offset.reset`` override the engine's for it)."""
         with self.lock:
-            query = PushQuery(self._transient_runner(sql, params, properties), sql)
+            query = self._push_query(sql, params, properties)
             self.push_queries[query.id] = query
         return query
 
-    def subscribe_push(self, sql: str, subscriber: Subscriber,
-                       properties: Mapping[str, Any] | None = None) -> PushSubscription:
+    def subscribe_push(self, sql: str, subscriber: Subscriber, properties: Mapping[str, Any] | None = None,
+                       *, subscription_id: str | None = None) -> PushSubscription:
         """Give ``subscriber`` the push query ``sql`` as if it were its own: the rows that arrive
         from now on (from the start of the input with ``auto.offset.reset=earliest``), up to its LIMIT.
 
@@ -200,7 +204,8 @@ class EngineService(Engine):
         (the engine evaluates each micro-batch once for all of them): the shared query is stepped up
         to the end of its input before the new subscriber joins, so that it gets exactly the rows
         appended after it subscribed, its own position. Each subscriber keeps its own buffer, and
-        :meth:`PushSubscription.stop` ends its share alone."""
+        :meth:`PushSubscription.stop` ends its share alone. ``subscription_id`` names the subscription
+        (by default the query's id, with ``_n`` appended for the n-th later client of a shared query)."""
         key = (" ".join(sql.split()).rstrip(";"), repr(sorted((properties or {}).items())))
         with self.lock:
             shared = self._shared.get(key)
@@ -208,7 +213,7 @@ class EngineService(Engine):
                 while shared.step() > 0:  # up to the end of the input: the others get what was pending
                     pass
                 if shared.join(subscriber):
-                    return self._subscription(shared, subscriber)
+                    return self._subscription(shared, subscriber, subscription_id)
                 self._shared.pop(key, None)
             query = self.start_push(sql, properties=properties)
             with self.overriding(properties or {}):
@@ -216,13 +221,14 @@ class EngineService(Engine):
             if _shareable(query, offset_reset):
                 self._shared[key] = query
             query.subscribe(subscriber)
-            return self._subscription(query, subscriber)
+            return self._subscription(query, subscriber, subscription_id)
 
-    def _subscription(self, query: PushQuery, subscriber: Subscriber) -> PushSubscription:
+    def _subscription(self, query: PushQuery, subscriber: Subscriber, name: str | None) -> PushSubscription:
         with self._subscriptions_lock:
             taken = sum(1 for s in self.push_subscriptions.values() if s.query is query)
-            subscription = PushSubscription(query.id if taken == 0 else f"{query.id}_{taken}", query, subscriber,
-                                            self)
+            if name is None:
+                name = query.id if taken == 0 else f"{query.id}_{taken}"
+            subscription = PushSubscription(name, query, subscriber, self)
             while subscription.id in self.push_subscriptions:
                 subscription = PushSubscription(f"{subscription.id}_", query, subscriber, self)
             self.push_subscriptions[subscription.id] = subscription
@@ -264,13 +270,15 @@ class EngineService(Engine):
     def step_pushes(self) -> int:
         """One batch for every running push query, then its subscribers' time-based work; a
         query that ended leaves the registry and its cursor is closed. Returns the input records
-        consumed."""
+        consumed. On the embedded log a batch runs on the query's cursor without the engine's lock
+        (it reads what the log committed), so inserts and persistent queries go on meanwhile."""
         consumed = 0
         with self.lock:
             queries = list(self.push_queries.values())
         for query in queries:
-            with self.lock:
+            with contextlib.nullcontext() if self.backend.pushes_on_cursor else self.lock:
                 consumed += query.step()
+            with self.lock:
                 if query.ended and self.push_queries.pop(query.id, None) is not None:
                     query.close()
             query.tick()
@@ -507,6 +515,7 @@ class BackgroundLoop:
         self.idle_sleep = idle_sleep
         self.failures: list[str] = []
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -521,9 +530,14 @@ class BackgroundLoop:
         self._thread = threading.Thread(target=self._run, name="nbstream-background", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """New input arrived: step now rather than after the idle sleep (safe from any thread)."""
+        self._wake.set()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the thread to stop after its current micro-batch, and wait for it."""
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
         self._thread = None
@@ -536,4 +550,5 @@ class BackgroundLoop:
                 self.failures.append(f"background loop: {type(error).__name__}: {error}")
                 progressed = 0
             if progressed == 0:
-                self._stop.wait(self.idle_sleep)
+                self._wake.wait(self.idle_sleep)
+            self._wake.clear()

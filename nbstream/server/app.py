@@ -56,7 +56,7 @@ class ServerConfig:
     max_body: int = 1024 * 1024
     max_push_queries: int = 100
     push_buffer_rows: int = 50_000
-    pull_threads: int = 4
+    pull_threads: int = 8
     cluster_id: str = "nbstream"
     restricted: Restricted | None = None  # a job's read-only API (nbstream run)
 

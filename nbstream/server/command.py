@@ -32,6 +32,7 @@ from nbstream.runtime.service import EngineService
 from nbstream.server.app import KsqlServer, ServerConfig
 from nbstream.server.auth import AuthFileError, Users, hash_password
 from nbstream.server.h2_flow import bound_h2_stream_buffers
+from nbstream.server.h11_heads import coalesce_h11_heads
 from nbstream.server.schema_registry import SchemaRegistryApp
 
 DEFAULT_LISTEN = "127.0.0.1:8088"
@@ -73,19 +74,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, AuthFileError) as error:
         print(f"nbstream serve: {error}", file=sys.stderr)
         return 2
-    listener = _listen(host, port)
+    listener = listen(host, port)
     scheme = "https" if args.tls_cert else "http"
     bound_host, bound_port = listener.getsockname()[:2]
     print(f"nbstream serve: listening on {scheme}://{_url_host(bound_host)}:{bound_port}", flush=True)
     server = KsqlServer(config, lambda: _open_service(args))
     registry_config = None
     if args.schema_registry_listen:
-        sr_listener = _listen(*_address(args.schema_registry_listen))
+        sr_listener = listen(*_address(args.schema_registry_listen))
         sr_host, sr_port = sr_listener.getsockname()[:2]
         print(f"nbstream serve: schema registry on {scheme}://{_url_host(sr_host)}:{sr_port}", flush=True)
-        registry_config = _hypercorn_config(sr_listener, args)
+        registry_config = hypercorn_config(sr_listener, args.tls_cert, args.tls_key)
     bound_h2_stream_buffers()
-    asyncio.run(_serve(server, _hypercorn_config(listener, args), registry_config=registry_config))
+    coalesce_h11_heads()
+    asyncio.run(_serve(server, hypercorn_config(listener, args.tls_cert, args.tls_key),
+                       registry_config=registry_config))
     return 0
 
 
@@ -133,7 +136,7 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int) -> socket.socket:
     """A listening socket (bound here, so that port 0 gets a free port the caller is told of)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -163,14 +166,16 @@ def _open_service(args: argparse.Namespace) -> EngineService:
     return EngineService(path=args.state, properties=properties)
 
 
-def _hypercorn_config(listener: socket.socket, args: argparse.Namespace) -> Config:
+def hypercorn_config(listener: socket.socket, tls_cert: str | None = None, tls_key: str | None = None) -> Config:
+    """How hypercorn serves on ``listener`` (HTTP/1.1 and h2c; HTTPS with a certificate)."""
     config = Config()
     config.bind = [f"fd://{listener.fileno()}"]
-    config.certfile, config.keyfile = args.tls_cert, args.tls_key
+    config.certfile, config.keyfile = tls_cert, tls_key
     config.loglevel = "WARNING"
     config.accesslog = None
     config.graceful_timeout = 5.0
     config.keep_alive_timeout = 75.0  # clients keep connections for pull queries (ksqlDB's Vert.x: no idle close)
+    config.keep_alive_max_requests = 1 << 62  # else hypercorn closes a connection after 1,000 requests; Vert.x never
     config.h2_max_concurrent_streams = 1000
     config.include_server_header = False
     return config

@@ -22,16 +22,18 @@ import asyncio
 import contextlib
 import re
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from sqlglot import exp
 
 from nbstream.catalog.schema import Column
 from nbstream.errors import ExecutionError, NbstreamError
 from nbstream.runtime.push import DONE, AsyncBatches, PushOverflow
-from nbstream.runtime.service import PushSubscription
+from nbstream.runtime.service import EngineService, PushSubscription
 from nbstream.server.errors import (
     BAD_REQUEST,
     BAD_STATEMENT,
@@ -131,11 +133,11 @@ async def handle_close(server: KsqlServer, exchange: Exchange) -> None:
 
 async def _run(server: KsqlServer, exchange: Exchange, sql: str, properties: dict[str, Any], writer: Writer) -> None:
     if not _is_push(sql):
-        await _pull(server, exchange, sql, writer)
+        await _pull(server, exchange, sql, properties, writer)
         return
     statement = _query_statement(sql)
     if statement.query.emit is None:
-        await _pull(server, exchange, sql, writer)
+        await _pull(server, exchange, sql, properties, writer)
     else:
         await _push(server, exchange, statement, properties, writer)
 
@@ -158,11 +160,11 @@ def _query_statement(sql: str) -> ast.Select:
 # -- pull queries ------------------------------------------------------------------------------------------
 
 
-async def _pull(server: KsqlServer, exchange: Exchange, sql: str, writer: Writer) -> None:
+async def _pull(server: KsqlServer, exchange: Exchange, sql: str, properties: dict[str, Any], writer: Writer) -> None:
     started = time.perf_counter()
     service = server.service
     try:
-        result = await server.run_pull(service.pull_rows, sql)
+        result = await server.run_pull(service.pull_rows, sql, None, properties)
     except NbstreamError as error:
         _query_statement(sql)  # a statement that is no query says so
         raise KsqlError(BAD_STATEMENT, str(error), sql) from None
@@ -174,7 +176,9 @@ async def _pull(server: KsqlServer, exchange: Exchange, sql: str, writer: Writer
             await exchange.write(chunk)
         await exchange.end()
     else:
-        await exchange.respond(200, header + writer.rows(rows) + writer.end(None), writer.content_type)
+        ending = writer.end(LIMIT_REACHED if result.stream and result.limit_reached else
+                            QUERY_COMPLETED if result.stream else None)
+        await exchange.respond(200, header + writer.rows(rows) + ending, writer.content_type)
     server.metrics.pull_seconds.observe(time.perf_counter() - started)
 
 
@@ -187,7 +191,7 @@ async def _push(server: KsqlServer, exchange: Exchange, statement: ast.Select, p
     with server.pushes.admit(server.config.max_push_queries):
         subscriber = AsyncBatches(max_rows=server.config.push_buffer_rows)
         try:
-            subscription = await server.run_statement(service.subscribe_push, statement.text, subscriber, properties)
+            subscription = await server.run_statement(_subscribe, service, statement, subscriber, properties)
         except NbstreamError as error:
             raise KsqlError(BAD_STATEMENT, str(error), statement.text) from None
         server.pushes.add(subscription)
@@ -198,6 +202,51 @@ async def _push(server: KsqlServer, exchange: Exchange, statement: ast.Select, p
             server.pushes.remove(subscription.id)
             subscription.stop()
     await response.finish(ending)
+
+
+def _subscribe(service: EngineService, statement: ast.Select, subscriber: AsyncBatches,
+               properties: dict[str, Any]) -> PushSubscription:
+    with service.lock:
+        name = scalable_push_id(service, statement.query, properties)
+        return service.subscribe_push(statement.text, subscriber, properties, subscription_id=name)
+
+
+#: Columns a scalable push query may not use (ksqlDB's ``SystemColumns.isDisallowedInPullOrScalablePushQueries``).
+DISALLOWED_COLUMNS = frozenset({"ROWPARTITION", "ROWOFFSET"})
+
+
+def scalable_push_id(service: EngineService, query: ast.Query, properties: dict[str, Any]) -> str | None:
+    """``SCALABLE_PUSH_QUERY_<id>`` where ksqlDB would run ``query`` as a scalable push query (its
+    ``ScalablePushUtil.isScalablePushQuery``): with ``ksql.query.push.v2.enabled``, a push query
+    of one source written by exactly one persistent query, without GROUP BY, WINDOW, HAVING or
+    PARTITION BY, reading from the latest offset, that uses no ROWPARTITION or ROWOFFSET. Such a
+    query sees the rows that arrive after it starts, as any push query from the latest offset does
+    here; only its id says which kind ksqlDB would have run. None otherwise."""
+    enabled = str(_setting(service, properties, "ksql.query.push.v2.enabled")).lower() == "true"
+    latest = str(_setting(service, properties, "auto.offset.reset") or "latest").lower() == "latest"
+    select = query.select
+    if not (enabled and latest and query.emit == "CHANGES" and query.window is None and not query.partition_by):
+        return None
+    if select.args.get("joins") or select.args.get("group") or select.args.get("having"):
+        return None
+    from_ = select.args.get("from") or select.args.get("from_")
+    if from_ is None or not isinstance(from_.this, exp.Table):
+        return None
+    source = from_.this.name if from_.this.this.quoted else from_.this.name.upper()
+    writers = [q for q in service.persistent_queries() if q.sink == source]
+    columns = {c.name.upper() for c in select.find_all(exp.Column)}
+    if len(writers) != 1 or columns & DISALLOWED_COLUMNS:
+        return None
+    return f"SCALABLE_PUSH_QUERY_{uuid.uuid4().hex.upper()}"
+
+
+def _setting(service: EngineService, properties: dict[str, Any], name: str) -> Any:
+    """Configuration ``name`` as a request's ``properties`` override the engine's (a Kafka Streams
+    setting also with ksqlDB's ``ksql.streams.`` prefix)."""
+    for key in (name, f"ksql.streams.{name}"):
+        if key in properties:
+            return properties[key]
+    return service.property(name)
 
 
 class _PushResponse:
@@ -213,7 +262,7 @@ class _PushResponse:
     async def stream(self) -> bytes:
         """The header, then the rows until the query ends; returns the response's last bytes."""
         shape = self.query.shape
-        columns = tuple(Column(n, t) for n, t in zip(shape.columns, shape.types, strict=True))
+        columns = tuple(Column(shape.columns[i], shape.types[i]) for i in shape.ksql_order)
         await self.exchange.start(200, self.writer.content_type)
         await self.exchange.write(self.writer.header(QueryHeader(self.subscription.id, columns, is_pull=False)))
         return await self._rows()
@@ -226,8 +275,10 @@ class _PushResponse:
 
     async def _rows(self) -> bytes:
         """Write the query's rows as they come; returns how the response ends."""
-        encoder = RowEncoder(self.query.shape.types)
-        tombstones = self.query.shape.is_table
+        shape = self.query.shape
+        encoder = RowEncoder([shape.types[i] for i in shape.ksql_order])
+        positions = [2 + i for i in shape.ksql_order]  # after ROWTIME and __deleted, in ksqlDB's order
+        tombstones = shape.is_table
         gone = asyncio.ensure_future(self.exchange.wait_disconnect())
         gone.add_done_callback(lambda _: self.subscription.stop())
         detached = asyncio.ensure_future(self.subscriber.detached.wait())
@@ -235,7 +286,7 @@ class _PushResponse:
             async for batch in self.subscriber:
                 data = _ENCODED.get(batch, self.writer.content_type)
                 if data is None:  # the first subscriber of a shared query to take the batch encodes it
-                    rows = encoder.from_arrow(batch, first=2)  # after ROWTIME and __deleted
+                    rows = encoder.from_arrow(batch.select(positions))
                     data = self.writer.rows(rows, batch.column(1).to_pylist() if tombstones else None)
                     _ENCODED.put(batch, self.writer.content_type, data)
                 await self._write(data, detached)

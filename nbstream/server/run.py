@@ -29,8 +29,17 @@ from nbstream.export.runner import EventLog, JobRefused, Prepared, RunOptions, W
 from nbstream.log.kafka_options import parse_option_value
 from nbstream.server.app import KsqlServer, ServerConfig
 from nbstream.server.auth import AuthFileError, Users
-from nbstream.server.command import _address, _hypercorn_config, _is_loopback, _listen, _properties, _serve, _url_host
+from nbstream.server.command import (
+    _address,
+    _is_loopback,
+    _properties,
+    _serve,
+    _url_host,
+    hypercorn_config,
+)
+from nbstream.server.command import listen as open_listener
 from nbstream.server.h2_flow import bound_h2_stream_buffers
+from nbstream.server.h11_heads import coalesce_h11_heads
 from nbstream.server.restricted import Restricted
 
 #: The state directory when none is given: beside the job's files.
@@ -125,7 +134,7 @@ def _served(prepared: Prepared, watcher: Watcher, log: EventLog, config: ServerC
     restricted = Restricted(prepared.planned.selection.name, prepared.writable)
     config = ServerConfig(users=config.users, restricted=restricted)
     host, port = _address(listen)
-    listener = _listen(host, port)
+    listener = open_listener(host, port)
     bound_host, bound_port = listener.getsockname()[:2]
     scheme = "https" if args.tls_cert else "http"
     server = KsqlServer(config, lambda: prepared.service)
@@ -140,7 +149,8 @@ def _served(prepared: Prepared, watcher: Watcher, log: EventLog, config: ServerC
             signalled.set()
             log.event("stopping", "stopping: push queries end, the batch in flight commits")
 
-    asyncio.run(_serve(server, _hypercorn_config(listener, args), on_signal))
+    coalesce_h11_heads()
+    asyncio.run(_serve(server, hypercorn_config(listener, args.tls_cert, args.tls_key), on_signal))
     return _stopped(watcher, log)  # the server closed the engine
 
 

@@ -272,6 +272,10 @@ def read_query(cursor: Cursor) -> Query:
     partition_by: tuple[exp.Expression, ...] = ()
     if lifted.partition_tokens is not None:
         partition_by = tuple(read_expressions(cursor.script, lifted.partition_tokens))
+    for clause in ("order", "offset", "distinct", "qualify"):  # SQL a ksqlDB query has not: never ignored
+        if select.args.get(clause):
+            raise ParseError(f"Syntax Error: ksqlDB queries have no {clause.upper()}{' BY' * (clause == 'order')}",
+                             token_span(cursor.script, cursor.tokens[start]))
     limit = _lift_limit(cursor, select)
     cursor.pos = len(cursor.tokens)
     return Query(
@@ -286,10 +290,16 @@ def _lift_limit(cursor: Cursor, select: exp.Select) -> int | None:
     if limit is None:
         return None
     value = limit.expression
+    negative = isinstance(value, exp.Neg)  # taken: a pull query refuses it with ksqlDB's words, a push query too
+    if negative:
+        value = value.this
+    if isinstance(value, exp.Literal) and value.is_number and not value.is_int:  # ksqlDB's words
+        raise ParseError("Failed to prepare statement: Value must be integer for command: LIMIT",
+                         token_span(cursor.script, cursor.tokens[-1]))
     if not (isinstance(value, exp.Literal) and value.is_int):
         raise ParseError("LIMIT expects an integer", token_span(cursor.script, cursor.tokens[-1]))
     select.set("limit", None)
-    return int(value.name)
+    return -int(value.name) if negative else int(value.name)
 
 
 def _lift(cursor: Cursor) -> tuple[list[Token], _Lifted]:

@@ -113,6 +113,8 @@ class StatementReader(Cursor):
             if columns:
                 raise self.error("expecting SELECT (a CREATE … AS SELECT has no column list)")
             query = read_query(self)
+            if query.limit is not None:
+                raise ParseError(f"CREATE {kind} AS SELECT statements don't support LIMIT clause.", query.span)
             return ast.CreateAsSelect(kind=kind, name=name, query=query,  # type: ignore[arg-type]
                                       properties=properties, or_replace=or_replace,
                                       if_not_exists=if_not_exists)

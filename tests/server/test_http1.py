@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
 
 import pytest
@@ -66,6 +68,38 @@ def test_a_pull_query_on_a_stream_scans_it(server: Server) -> None:
     assert reply.body.split(b"\n")[1:] == [b'["o1",12.50]', b'["o2",1.00]', b'["o2",3.00]', b""]
 
 
+def test_a_keep_alive_connection_serves_more_than_a_thousand_requests(server: Server) -> None:
+    """hypercorn would close it after 1,000 (its keep_alive_max_requests); ksqlDB's Vert.x never does."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+    body = json.dumps({"sql": "SELECT * FROM few WHERE id = 'o1';"})
+    for _ in range(1_050):
+        connection.request("POST", "/query-stream", body=body, headers={"Accept": JSON})
+        reply = connection.getresponse()
+        assert reply.status == 200 and b'"o1",1' in reply.read()
+    connection.close()
+
+
+def test_a_pull_query_on_a_stream_ends_with_query_completed_on_query(server: Server) -> None:
+    reply = server.request("POST", "/query", {"ksql": "SELECT id FROM orders WHERE id = 'o1';"})
+    assert reply.body.split(b"\n")[1:] == [b'{"row":{"columns":["o1"]}},', b'{"finalMessage":"Query Completed"}]']
+
+
+@pytest.mark.parametrize(("sql", "properties", "message"), [
+    ("SELECT * FROM few;", {"ksql.query.pull.table.scan.enabled": False}, "Query requires table scan to be enabled"),
+    ("SELECT * FROM few WHERE n = 1;", {"ksql.query.pull.table.scan.enabled": "false"},
+     "WHERE clause missing key column for disjunct: (N = 1)"),
+    ("SELECT * FROM few LIMIT 1;", {"ksql.query.pull.limit.clause.enabled": False},
+     "LIMIT clause in pull queries is currently disabled"),
+    ("SELECT ROWOFFSET FROM few;", {}, "Pull queries don't support the following columns in SELECT clauses"),
+])
+def test_a_pull_query_ksqldb_refuses_under_the_requests_properties_is_refused(
+        server: Server, sql: str, properties: dict[str, object], message: str) -> None:
+    reply = server.request("POST", "/query", {"ksql": sql, "streamsProperties": properties})
+    assert reply.status == 400 and reply.json()["error_code"] == 40001
+    assert message in reply.json()["message"]
+    assert server.request("POST", "/query", {"ksql": sql.replace("ROWOFFSET", "ID")}).status == 200
+
+
 # -- push queries ---------------------------------------------------------------------------------------
 
 PUSH = "SELECT * FROM orders EMIT CHANGES LIMIT 2;"
@@ -87,6 +121,20 @@ def test_a_push_query_on_query_stream_in_each_format(server: Server, accept: str
     assert reply.status == 200 and reply.headers["transfer-encoding"] == "chunked"
     assert reply.body == expected.replace(b"ID", query_id(reply.body).encode(), 1)
     assert query_id(reply.body).startswith("PUSH_")
+
+
+def test_a_push_query_ksqldb_would_run_as_a_scalable_push_query_is_named_so(server: Server) -> None:
+    """With ``ksql.query.push.v2.enabled``, a push query from the latest offset of a source written by
+    one persistent query (ksqlDB's ``ScalablePushUtil``); otherwise the engine's name."""
+    v2 = {"ksql.query.push.v2.enabled": True}
+    scalable = server.request("POST", "/query-stream", {"sql": "SELECT * FROM few EMIT CHANGES LIMIT 0;",
+                                                        "properties": v2})
+    assert query_id(scalable.body).startswith("SCALABLE_PUSH_QUERY_")
+    for sql, properties in [("SELECT * FROM few EMIT CHANGES LIMIT 0;", {}),
+                            ("SELECT * FROM orders EMIT CHANGES LIMIT 0;", v2),  # no query writes it
+                            ("SELECT * FROM few EMIT CHANGES LIMIT 0;", {**v2, **EARLIEST})]:
+        reply = server.request("POST", "/query-stream", {"sql": sql, "properties": properties})
+        assert query_id(reply.body).startswith("PUSH_")
 
 
 def test_a_push_query_on_query_marks_deleted_table_rows_as_tombstones(server: Server) -> None:
@@ -202,3 +250,19 @@ def test_metrics_are_prometheus_text(server: Server) -> None:
     assert re.search(r"nbstream_pull_query_duration_seconds_count [1-9]", text)
     assert "nbstream_push_queries_open 0" in text
     assert 'nbstream_push_queries_disconnected_total{reason="overflow"} 0' in text
+
+
+def test_a_whole_response_is_written_at_once(server: Server) -> None:
+    """A response of known length leaves in one write, head and body (nbstream/server/h11_heads.py):
+    the first bytes the client receives hold all of it."""
+    import socket
+
+    body = b'{"sql":"SELECT * FROM few WHERE id = \'o1\';"}'
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for _ in range(3):  # on a keep-alive connection, every time
+            sock.sendall(b"POST /query-stream HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            first = sock.recv(1 << 16)
+            head, _, rest = first.partition(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+            assert head.startswith(b"HTTP/1.1 200") and len(rest) == length and rest.endswith(b'["o1",1]]')

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import SqlTypeError, UnsupportedError
+from nbstream.analysis.pull_rules import PullQueryError
+from nbstream.errors import SqlTypeError
 from nbstream.runtime import pull
 
 USERS = """
@@ -144,7 +145,7 @@ def test_a_pull_query_on_a_stream_scans_its_records() -> None:
 
 
 def test_a_pull_query_cannot_aggregate(users: Engine) -> None:
-    with pytest.raises(UnsupportedError, match="Pull queries don't support GROUP BY"):
+    with pytest.raises(PullQueryError, match=r"Pull queries don.t support GROUP BY clauses\. See https://cnfl\.io"):
         users.query("SELECT level, COUNT(*) FROM users GROUP BY level")
 
 
