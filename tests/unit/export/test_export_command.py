@@ -29,7 +29,7 @@ BAD = {
     "a failing statement": ((f"%%stream\n{S}", "%%stream\n-- counts\nCREATE TABLE t AS\n  SELECT id, COUNT(nope) "
                                                "AS c FROM s GROUP BY id;"),
                             "cell 2, line 3: CREATE TABLE t AS SELECT id, COUNT(nope) AS c FROM s GROUP …: "
-                            "UnknownNameError: Column 'NOPE' cannot be resolved in S."),
+                            "UnknownColumnError: Column 'NOPE' cannot be resolved in S."),
     "a statement that failed when it ran": (
         (Cell(f"%%stream\n{S}\n{T}", outputs=(error_output("StreamError", "CatalogError: line 2, column 1: Cannot add "
                                                                           "table 'T'"),)),),
