@@ -5,12 +5,14 @@ properties become ``SET`` statements, then come its connectors, its streams and 
 the statement that created it) and its ``INSERT INTO … SELECT`` queries; the selection puts them
 in dependency order. Each statement's origin names the engine's object. The topics Python sources
 fed are feeds; a stream or table whose query stopped (terminated, or failed) is a failure, since
-the job could not hold it as it is.
+the job could not hold it as it is. The Python UDFs registered in the process (``@nbstream.udf``,
+which every engine sees) are the contents' UDFs: the selection refuses a statement calling one.
 """
 
 from __future__ import annotations
 
-from nbstream.export.origin import Contents, Feed, Origin, Sourced
+from nbstream.catalog import user_functions
+from nbstream.export.origin import Contents, Feed, Origin, PythonUdf, Sourced
 from nbstream.runtime.engine import Engine
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG
 from nbstream.runtime.queries import RUNNING_STATES
@@ -45,7 +47,18 @@ def read_engine(engine: Engine, name: str) -> Contents:
             statements += statement
     feeds = tuple(Feed("source", topic, Origin(what=f"a Python source into '{topic}'"))
                   for topic in engine.connectors.fed_topics)
-    return Contents(name, tuple(statements), feeds, tuple(failures), "the running engine")
+    return Contents(name, tuple(statements), feeds, tuple(failures), "the running engine", _udfs())
+
+
+def _udfs() -> tuple[PythonUdf, ...]:
+    found = []
+    for name in user_functions.names():
+        function = user_functions.lookup(name)
+        if function is not None:
+            impl = function.overloads[0].impl if function.overloads else None
+            what = f"Python function {getattr(impl, '__qualname__', name.lower())}"
+            found.append(PythonUdf(name, "udf" if function.kind == "scalar" else "udtf", Origin(what=what)))
+    return tuple(found)
 
 
 def _parsed(sql: str, origin: Origin) -> list[Sourced]:

@@ -5,7 +5,9 @@ No cell is run. A ``%%stream`` cell's body is parsed as a script; in other code 
 ``export`` — are not statements). Each statement keeps its cell's number (every cell of the
 notebook counted from 1, as they appear) and its line in the cell, and the cell's tags. Python
 code is only read, to find what writes into topics: ``eng.source(topic, …)``, ``eng.produce(…)``
-and ``eng.produce_batch(…)`` on an engine the notebook got from nbstream. A cell whose saved
+and ``eng.produce_batch(…)`` on an engine the notebook got from nbstream; and the functions it
+registers as SQL functions with ``@nbstream.udf(…)`` or ``@nbstream.udtf(…)`` (also imported as
+``from nbstream import udf``, or called as ``nbstream.udf(…)(fn)``). A cell whose saved
 output is an error is reported as failed, at the line the error names.
 
 Everything wrong is collected and raised together as one :class:`~nbstream.errors.ExportError`:
@@ -25,7 +27,7 @@ from typing import Any
 from IPython.core.inputtransformer2 import TransformerManager
 
 from nbstream.errors import ExportError, ParseError
-from nbstream.export.origin import Contents, Feed, Origin, Sourced
+from nbstream.export.origin import Contents, Feed, Origin, PythonUdf, Sourced
 from nbstream.sql import parse
 
 #: ``%stream`` line commands that are not statements (see nbstream.notebook.magics).
@@ -33,6 +35,9 @@ COMMANDS = frozenset({"queries", "stop", "status", "connect", "export"})
 
 #: Engine methods that write Python data into a topic (their first argument).
 FEED_CALLS = frozenset({"source", "produce", "produce_batch"})
+
+#: The decorators registering a Python function as a SQL function (nbstream.udfs).
+UDF_DECORATORS = frozenset({"udf", "udtf"})
 
 #: Calls that give a notebook its engine (``eng = nbstream.current_engine()``).
 ENGINE_FACTORIES = frozenset({"current_engine", "Engine", "EngineService", "connect"})
@@ -64,6 +69,8 @@ def read_cells(cells: Sequence[Any], *, name: str, described: str) -> Contents:
     failures: list[tuple[Origin, str]] = []
     problems: list[str] = []
     engines = _engine_names(cells)
+    nbstream_names = _nbstream_names(cells)
+    udfs: list[PythonUdf] = []
     for number, cell in enumerate(cells, 1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -73,13 +80,14 @@ def read_cells(cells: Sequence[Any], *, name: str, described: str) -> Contents:
         statements += found
         if not source.startswith("%%"):
             feeds += _feeds(number, source, engines)
+            udfs += _udfs(number, source, nbstream_names)
         if found:
             failures += _failures(number, cell, source)
     if not statements and not problems:
         problems.append(f"{described} has no %%stream cell (nor %stream statement): there is nothing to export")
     if problems:
         raise ExportError(problems)
-    return Contents(name, tuple(statements), tuple(feeds), tuple(failures), described)
+    return Contents(name, tuple(statements), tuple(feeds), tuple(failures), described, tuple(udfs))
 
 
 def _source(cell: dict[str, Any]) -> str:
@@ -189,6 +197,57 @@ def _is_engine(node: pyast.expr, engines: set[str]) -> bool:
     if isinstance(node, pyast.Name):
         return node.id in engines
     return isinstance(node, pyast.Call) and _callee(node) in ENGINE_FACTORIES
+
+
+# -- Python UDFs ------------------------------------------------------------------------------------------------
+
+
+def _nbstream_names(cells: Sequence[Any]) -> dict[str, str | None]:
+    """Names the notebook binds by importing nbstream: the module (``import nbstream as nbs``: ``nbs``
+    → None) and its UDF decorators (``from nbstream import udf as u``: ``u`` → ``udf``)."""
+    names: dict[str, str | None] = {}
+    for cell in cells:
+        tree = _tree(_source(cell)) if isinstance(cell, dict) and cell.get("cell_type") == "code" else None
+        for node in pyast.walk(tree) if tree is not None else ():
+            if isinstance(node, pyast.Import):
+                names.update({a.asname or a.name: None for a in node.names if a.name == "nbstream"})
+            elif isinstance(node, pyast.ImportFrom) and node.module in ("nbstream", "nbstream.udfs"):
+                names.update({a.asname or a.name: a.name for a in node.names if a.name in UDF_DECORATORS})
+    return names
+
+
+def _udfs(number: int, source: str, names: dict[str, str | None]) -> list[PythonUdf]:
+    """The functions a Python cell registers with ``@nbstream.udf(…)``/``@nbstream.udtf(…)``, or by
+    calling ``nbstream.udf(…)(fn)``."""
+    tree = _tree(source)
+    found = []
+    for node in pyast.walk(tree) if tree is not None else ():
+        if isinstance(node, pyast.FunctionDef | pyast.AsyncFunctionDef):
+            for decorator in node.decorator_list:
+                udf = _udf(number, decorator, node.name, names)
+                found += [udf] if udf is not None else []
+        elif isinstance(node, pyast.Call) and isinstance(node.func, pyast.Call) and len(node.args) == 1:
+            fn = node.args[0]
+            udf = _udf(number, node.func, fn.id if isinstance(fn, pyast.Name) else "", names)
+            found += [udf] if udf is not None else []
+    return sorted(found, key=lambda u: u.origin.line or 0)
+
+
+def _udf(number: int, node: pyast.expr, function: str, names: dict[str, str | None]) -> PythonUdf | None:
+    """The UDF ``node`` registers, if it is a call of nbstream's ``udf`` or ``udtf`` decorator."""
+    if not isinstance(node, pyast.Call):
+        return None
+    func = node.func
+    if isinstance(func, pyast.Attribute) and isinstance(func.value, pyast.Name) and func.value.id in names \
+            and names[func.value.id] is None and func.attr in UDF_DECORATORS:
+        decorator = func.attr
+    elif isinstance(func, pyast.Name) and names.get(func.id) is not None:
+        decorator = str(names[func.id])
+    else:
+        return None
+    given = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "name"), None)
+    name = given.value if isinstance(given, pyast.Constant) and isinstance(given.value, str) else function
+    return PythonUdf(name.upper(), decorator, Origin(number, node.lineno)) if name else None
 
 
 # -- what failed when it last ran ----------------------------------------------------------------------------

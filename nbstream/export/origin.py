@@ -3,8 +3,9 @@
 A reader (:mod:`~nbstream.export.notebook_reader` for a notebook file,
 :mod:`~nbstream.export.engine_reader` for a running engine) turns its input into :class:`Contents`:
 the ksqlDB statements in the order they ran, each with its :class:`Origin` (a notebook cell and the
-line in it, or the engine's object), the Python code that writes into topics (:class:`Feed`), and
-what failed when it last ran. Every message of a later phase names the origin.
+line in it, or the engine's object), the Python code that writes into topics (:class:`Feed`), the
+Python functions registered as SQL functions (:class:`PythonUdf`), and what failed when it last
+ran. Every message of a later phase names the origin.
 """
 
 from __future__ import annotations
@@ -63,12 +64,24 @@ class Feed:
 
 
 @dataclass(frozen=True)
+class PythonUdf:
+    """A function the notebook registers as SQL function ``name`` (upper case) with
+    ``@nbstream.udf`` (``decorator`` ``udf``) or ``@nbstream.udtf``."""
+
+    name: str
+    decorator: str
+    origin: Origin
+
+
+@dataclass(frozen=True)
 class Contents:
-    """What a reader found: ``name`` (for the job), statements in running order, feeds, and the
-    statements that failed when they last ran (with the error they showed)."""
+    """What a reader found: ``name`` (for the job), statements in running order, feeds, the
+    statements that failed when they last ran (with the error they showed), and the Python UDFs
+    the notebook defines."""
 
     name: str
     statements: tuple[Sourced, ...]
     feeds: tuple[Feed, ...] = ()
     failures: tuple[tuple[Origin, str], ...] = ()
     described: str = field(default="")  # where it was read from, for the job's files ("rides.ipynb")
+    udfs: tuple[PythonUdf, ...] = ()

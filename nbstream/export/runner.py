@@ -343,7 +343,8 @@ def _summary(statement: ast.Statement) -> str:
 
 class Watcher:
     """A thread logging the job's events every ``poll`` seconds, and its throughput every
-    ``interval`` seconds, until :meth:`stop`."""
+    ``interval`` seconds, until :meth:`stop`. Call :meth:`stop_soon` before the engine closes:
+    throughput reads the engine's DuckDB, which a closed engine no longer has."""
 
     def __init__(self, service: EngineService, log: EventLog, interval: float = 10.0, poll: float = 0.5) -> None:
         self.service, self.log, self.interval, self.poll = service, log, interval, poll
@@ -358,7 +359,13 @@ class Watcher:
         self.check()
         self._thread.start()
 
+    def stop_soon(self) -> None:
+        """Take no more metrics: the engine is about to close. It does not wait (a signal handler
+        or the server's event loop may call it); the thread ends at its next turn."""
+        self._stop.set()
+
     def stop(self) -> None:
+        """End the thread, then log what changed since its last turn (the engine may be closed)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -371,7 +378,8 @@ class Watcher:
                 self.throughput()
 
     def check(self) -> None:
-        """Log what changed since the last check: query and connector states, loop failures."""
+        """Log what changed since the last check: query and connector states, loop failures (read
+        from the catalog, not DuckDB: also after the engine closed)."""
         service = self.service
         with service.lock:
             queries = [(q.id, q.state, q.sink) for q in service.catalog.queries.values()]
@@ -394,7 +402,11 @@ class Watcher:
         """Log each running query's input rate since the last report."""
         now = time.monotonic()
         elapsed, self._last = max(now - self._last, 1e-9), now
-        for metrics in self.service.query_metrics():
+        with self.service.lock:  # the engine closes under its lock, after stop_soon
+            if self._stop.is_set():
+                return
+            measured = self.service.query_metrics()
+        for metrics in measured:
             before = self._counts.get(metrics.query_id, 0)
             self._counts[metrics.query_id] = metrics.consumed
             if metrics.state in RUNNING_STATES:

@@ -20,16 +20,21 @@ otherwise the order they ran in, and a ``SET`` stays before what follows it).
 What cannot be exported is reported with its origin, and the export refuses (an
 :class:`~nbstream.errors.ExportError` listing every problem): a ``:name`` parameter without a value
 (``params``), a statement that failed when it last ran, a Python feed (``eng.source(…)``) into a
-topic the job reads — unless ``allow_missing_input`` says the topic will be fed from outside.
+topic the job reads — unless ``allow_missing_input`` says the topic will be fed from outside —, and
+a statement of the job calling a Python UDF the notebook registers (``@nbstream.udf``): a job runs
+no Python.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from sqlglot import exp
+
 from nbstream.errors import BindError, ExportError
-from nbstream.export.origin import JOB_TAG, SKIP_TAG, Contents, Sourced
+from nbstream.export.origin import JOB_TAG, SKIP_TAG, Contents, PythonUdf, Sourced
 from nbstream.plan.join import join_sources
 from nbstream.sql import ast
 from nbstream.sql.params import bind_text, placeholders
@@ -90,6 +95,7 @@ def select(contents: Contents, options: Options | None = None) -> Selection:
         else:
             topology.add(sourced)
     ordered = topology.ordered()
+    problems += _python_udf_calls(ordered, contents.udfs)
     statements = [s for s in (_bound(s, options.params, problems) for s in ordered) if s is not None]
     external = _external_inputs(contents, ordered, options, problems, notes)
     if not any(isinstance(s.statement, ast.CreateAsSelect | ast.InsertInto | ast.CreateConnector)
@@ -152,6 +158,36 @@ def _external_inputs(contents: Contents, ordered: list[Sourced], options: Option
                         "Python: feed the topic from outside and export with --allow-missing-input, or replace the "
                         "Python with a connector")
     return tuple(external)
+
+
+def _python_udf_calls(ordered: list[Sourced], udfs: tuple[PythonUdf, ...]) -> list[str]:
+    """A problem for each statement of the job that calls a Python UDF the notebook registers."""
+    defined = {u.name: u for u in udfs}
+    problems = []
+    for sourced in ordered:
+        for name in sorted(_calls(sourced.statement) & set(defined)):
+            udf = defined[name]
+            where = udf.origin if udf.origin.cell is not None else udf.origin.what
+            instead = f"tag the cell {SKIP_TAG}" if sourced.origin.cell is not None else "drop it before exporting"
+            problems.append(f"{sourced.origin}: {sourced.summary} calls {name}, a Python UDF "
+                            f"(@nbstream.{udf.decorator} in {where}): a Python UDF cannot run in a job, which "
+                            f"runs no Python; compute it in SQL, or {instead}")
+    return problems
+
+
+def _calls(statement: ast.Statement) -> set[str]:
+    """The names (upper case) of the functions ``statement`` calls that are not sqlglot's own: the
+    calls the expression compiler looks up among ksqlDB's and the user's functions."""
+    def walk(value: object) -> Iterable[str]:
+        if isinstance(value, exp.Expression):
+            yield from (str(call.this).upper() for call in value.find_all(exp.Anonymous))
+        elif isinstance(value, ast.Query):
+            yield from walk(value.select)
+            yield from walk(value.partition_by)
+        elif isinstance(value, tuple | list):
+            for item in value:
+                yield from walk(item)
+    return {name for f in dataclasses.fields(statement) for name in walk(getattr(statement, f.name))}
 
 
 def _topics_read(statement: ast.Statement) -> list[str]:

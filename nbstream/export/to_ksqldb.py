@@ -15,7 +15,7 @@ ksqlDB's headless mode runs only ``SET``/``UNSET``, ``CREATE STREAM/TABLE`` with
 - ``INSERT … VALUES`` is reported (headless mode refuses it);
 - ``ksql-server.properties`` sets ``ksql.queries.file``, ``ksql.service.id``, the job's properties
   and ``auto.offset.reset=earliest`` (nbstream's persistent queries read their inputs from the
-  beginning; ksqlDB's default is the end).
+  beginning; ksqlDB's default is the end) — each name once, a job property overriding a default.
 
 :func:`ksql_text` gives a statement as ksqlDB reads it; the migrations writer uses it too.
 """
@@ -114,16 +114,22 @@ def readme(planned: PlannedJob, steps: str, notes: list[str]) -> str:
     listed = "\n".join(f"- {note}" for note in left) or "- nothing"
     return (f"# {planned.selection.name} for ksqlDB\n\nExported by nbstream from {planned.selection.described}. "
             "Every statement is preceded by the notebook cell it came from. nbstream's persistent queries read "
-            "their inputs from the beginning, so `auto.offset.reset` is `earliest` here too.\n\n"
+            "their inputs from the beginning, so `auto.offset.reset` is `earliest` here too, unless the job's "
+            "properties say otherwise.\n\n"
             f"## Deploy\n\n{steps}\n\n## Not exported\n\n{listed}\n")
 
 
 def server_properties(planned: PlannedJob, service_id: str) -> str:
+    """The server's properties: the defaults above, each overridden by the job's property of the
+    same name (``auto.offset.reset`` is ``ksql.streams.auto.offset.reset``), then the job's others;
+    every name once. ``ksql.queries.file`` is always the exported file."""
+    values = {"bootstrap.servers": "localhost:9092", "ksql.service.id": service_id,
+              "ksql.queries.file": QUERIES_FILE, "ksql.streams.auto.offset.reset": OFFSET_RESET}
+    values |= {_property_name(k): str(v) for k, v in sorted(planned.properties.items())}
+    values["ksql.queries.file"] = QUERIES_FILE
     lines = [f"# ksqlDB headless server for {planned.selection.name!r}, exported by nbstream.",
              "# Every server of the cluster must get the same queries file. Headless mode has no REST API.",
-             "bootstrap.servers=localhost:9092", f"ksql.service.id={service_id}",
-             f"ksql.queries.file={QUERIES_FILE}", f"ksql.streams.auto.offset.reset={OFFSET_RESET}"]
-    lines += [f"{_property_name(k)}={v}" for k, v in sorted(planned.properties.items())]
+             *(f"{k}={v}" for k, v in values.items())]
     return "\n".join(lines) + "\n"
 
 

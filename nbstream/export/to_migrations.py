@@ -8,8 +8,10 @@ file is named after what its statements create (``V000002__views_per_user.sql``)
 turns ``_`` into spaces for the migration's description.
 
 ksql-migrations scopes ``SET`` to one file, so each file starts with the properties in force at
-that point of the job (and ``auto.offset.reset`` = ``earliest``: nbstream's persistent queries read
-their inputs from the beginning). Statements are written as for ``--to ksqldb`` (columns written
+that point of the job: ``auto.offset.reset`` = ``earliest`` (nbstream's persistent queries read
+their inputs from the beginning), the job's properties (``--property``: a migrations project has
+no server properties file, so this is where they apply), then what the job's ``SET``/``UNSET``
+statements before the file changed. Statements are written as for ``--to ksqldb`` (columns written
 out for streams declared without them; connectors ksqlDB can run as ``CREATE SOURCE CONNECTOR``,
 nbstream's own reported); the tool also applies ``INSERT … VALUES``, so ``--include-inserts`` keeps
 them here.
@@ -44,7 +46,7 @@ def migrations_files(planned: PlannedJob) -> KsqlExport:
     out = KsqlExport()
     out.files[PROPERTIES_FILE] = (f"# ksql-migrations project of {planned.selection.name!r}, exported by nbstream.\n"
                                   "ksql.server.url=http://localhost:8088\n")
-    properties: dict[str, str] = {"auto.offset.reset": OFFSET_RESET}
+    properties = {"auto.offset.reset": OFFSET_RESET, **{k: str(v) for k, v in planned.properties.items()}}
     version = 0
     for group in _groups(planned.selection.statements):
         lines, names = [], []
@@ -72,7 +74,8 @@ ksql-migrations --config-file ksql-migrations.properties apply --all
 ```
 
 One migration per notebook cell (its statements ran together); each file starts with the `SET`
-statements in force at that point of the notebook, since the tool scopes `SET` to one file. A stream
+statements in force at that point of the notebook (the export's properties among them), since the
+tool scopes `SET` to one file. A stream
 declared over a connector's topic needs the topic to exist: if the connector has not created it yet
 when its migration is applied, apply again."""
 

@@ -249,15 +249,18 @@ class EngineService(Engine):
                 query.close()
 
     # -- the background loop's work -----------------------------------------------------------------
-    def step_all(self) -> int:
+    def step_all(self, stop: threading.Event | None = None) -> int:
         """One round: connectors and Python sources write the records due, then every running
-        query and every materialization processes one micro-batch, each under the lock. Returns
+        query and every materialization processes one micro-batch, each under the lock; once
+        ``stop`` is set (the engine is stopping), the round ends after the batch in flight. Returns
         the records written and consumed; failing queries are marked ``ERROR``, failing
         connectors ``FAILED``."""
         with self.lock:
             consumed = self.connectors.step(on_error=self._connector_failed)
             workers = self.queries.workers()
         for worker in workers:
+            if stop is not None and stop.is_set():
+                break
             with self.lock:
                 if not self.queries.still_running(worker):
                     continue
@@ -535,7 +538,8 @@ class BackgroundLoop:
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to stop after its current micro-batch, and wait for it."""
+        """Ask the thread to stop after its current micro-batch (not its whole round of queries),
+        and wait for it."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -545,7 +549,7 @@ class BackgroundLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                progressed = self.engine.step_all() + self.engine.step_pushes()
+                progressed = self.engine.step_all(self._stop) + self.engine.step_pushes()
             except Exception as error:  # the loop itself broke: record it, keep the kernel informed
                 self.failures.append(f"background loop: {type(error).__name__}: {error}")
                 progressed = 0

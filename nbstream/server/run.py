@@ -124,6 +124,7 @@ def _headless(prepared: Prepared, watcher: Watcher, log: EventLog) -> int:
     while not stop.wait(0.5):
         pass
     log.event("stopping", "stopping: the batch in flight commits")
+    watcher.stop_soon()
     prepared.service.close()  # the background loop stops after its batch
     return _stopped(watcher, log)
 
@@ -147,6 +148,7 @@ def _served(prepared: Prepared, watcher: Watcher, log: EventLog, config: ServerC
     def on_signal() -> None:
         if not signalled.is_set():
             signalled.set()
+            watcher.stop_soon()  # before the server closes the engine
             log.event("stopping", "stopping: push queries end, the batch in flight commits")
 
     coalesce_h11_heads()

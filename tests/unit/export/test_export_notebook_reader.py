@@ -82,3 +82,20 @@ def test_no_cell_is_run(tmp_path: Path) -> None:
                                             f"%%stream\n{STREAM}"))
     assert not marker.exists()
     assert isinstance(contents.statements[0].statement, ast.CreateSource)
+
+
+def test_python_udfs_are_found_however_nbstream_s_decorators_are_spelled(tmp_path: Path) -> None:
+    contents = read_notebook(write_notebook(
+        tmp_path / "n.ipynb",
+        "import nbstream\nimport nbstream as nbs\nfrom nbstream import udtf as table_function\n\n"
+        "@nbstream.udf(params=['INT'], returns='INT')\ndef twice(n):\n    return n * 2\n\n"
+        "@nbs.udf('half', params=['INT'], returns='INT')\ndef halve(n):\n    return n // 2",
+        "@table_function(name='words', params=['STRING'], returns='STRING')\ndef split_words(lines):\n"
+        "    return lines\n\n"
+        "triple = nbstream.udf(params=['INT'], returns='INT')(lambda n: n * 3)\n"
+        "nbs.udf(params=['INT'], returns='INT')(cube)\n\n"
+        "@functools.cache\n@other.udf(params=['INT'], returns='INT')\ndef not_ours(n):\n    return n",
+        f"%%stream\n{STREAM}"))
+    assert [(u.name, u.decorator, str(u.origin)) for u in contents.udfs] == [
+        ("TWICE", "udf", "cell 1, line 5"), ("HALF", "udf", "cell 1, line 9"), ("WORDS", "udtf", "cell 2, line 1"),
+        ("CUBE", "udf", "cell 2, line 6")]  # a lambda has no SQL name: registering it fails anyway

@@ -7,6 +7,7 @@ from pathlib import Path
 from IPython.core.interactiveshell import InteractiveShell
 from ipython_cells import run
 
+from nbstream.catalog import user_functions
 from nbstream.export.job import load_job
 
 SCRIPT = """%%stream
@@ -51,3 +52,18 @@ def test_a_bad_export_line_is_a_usage_error(shell: InteractiveShell) -> None:
     assert not result.success and "%stream export PATH [--to" in str(result.error_in_exec)
     result, _ = run(shell, "%stream export out --to flink")
     assert not result.success and "invalid choice: 'flink'" in str(result.error_in_exec)
+
+
+def test_export_refuses_a_query_calling_a_python_udf_of_the_kernel(shell: InteractiveShell, tmp_path: Path) -> None:
+    udf = "import nbstream\n\n@nbstream.udf(params=['VARCHAR'], returns='VARCHAR')\ndef shout(s):\n    return s"
+    try:
+        assert run(shell, udf)[0].success
+        assert run(shell, SCRIPT + "CREATE STREAM loud AS SELECT user, SHOUT(page) AS page FROM clicks;")[0].success
+        result, _ = run(shell, f"%stream export {tmp_path / 'job'}")
+        assert not result.success
+        assert ("stream LOUD (in the running engine): CREATE STREAM loud AS SELECT user, SHOUT(page) AS page FROM… "
+                "calls SHOUT, a Python UDF (@nbstream.udf in Python function shout): a Python UDF cannot run in a job, "
+                "which runs no Python; compute it in SQL, or drop it before exporting") in str(result.error_in_exec)
+        assert not (tmp_path / "job").exists()
+    finally:
+        user_functions.remove("SHOUT")
