@@ -185,8 +185,8 @@ LINES = 400_000  # seconds of work: two connector steps, two micro-batches of ea
 def test_sigterm_headless_mid_batch_commits_it_logs_only_json_and_a_restart_finishes_the_input(
         tmp_path: Path) -> None:
     """A file connector writes a backlog the queries take seconds to work through; SIGTERM comes
-    half a second after the job runs, in its first micro-batches, while the watcher asks for
-    throughput at every turn."""
+    once the first micro-batch committed, while later ones run and the watcher asks for throughput
+    at every turn."""
     data = tmp_path / "in.jsonl"
     data.write_text("".join(f'{{"id": "k{i % 7}", "n": {i}}}\n' for i in range(LINES)))
     folder = exported(tmp_path, COUNTS.replace(", PARTITIONS=2", "").replace(
@@ -195,7 +195,8 @@ def test_sigterm_headless_mid_batch_commits_it_logs_only_json_and_a_restart_fini
     run = LoggedRun(folder, tmp_path / "state", "--listen", "none", "--stats-interval", "0.1")
     try:
         run.wait_for("running")
-        time.sleep(0.5)
+        eventually(lambda: any(e["event"] == "throughput" and e["consumed"] > 0 and e["lag"] > 0
+                               for e in run.events()), 60)
         stopped = time.monotonic()
         assert run.stop() == 0
         assert time.monotonic() - stopped < STOP_SECONDS
