@@ -16,9 +16,8 @@ import argparse
 import statistics
 import tempfile
 
-import numpy as np
-import pandas as pd
 from _common import load_average, peak_rss_mb, rate
+from bench_stateless import events  # the same page views
 
 from nbstream import Engine
 
@@ -28,17 +27,6 @@ CREATE STREAM pageviews (viewtime BIGINT, userid VARCHAR KEY, pageid VARCHAR, du
 CREATE STREAM views AS SELECT userid, UCASE(pageid) AS page, viewtime, duration * 1000 AS duration_ms FROM pageviews;
 """
 REPEATS = 3
-
-
-def events(n: int) -> pd.DataFrame:
-    rng = np.random.default_rng(7)
-    pages = np.array(["home", "home_sale", "about", "cart", "checkout", "search"])
-    return pd.DataFrame({
-        "viewtime": np.arange(n, dtype=np.int64) + 1_700_000_000_000,
-        "userid": pd.Series(rng.integers(0, 1000, n)).map("u{}".format),
-        "pageid": pages[rng.integers(0, len(pages), n)],
-        "duration": rng.random(n).round(3),
-    })
 
 
 def main() -> None:

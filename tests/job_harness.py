@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
+from server.harness import eventually
 
 from nbstream.log.base import RECORD_SCHEMA
 from nbstream.runtime.engine import Engine
@@ -141,16 +142,6 @@ def _port(job: RunningJob) -> int | None:
     return None
 
 
-def eventually(check: Any, timeout: float = 10.0, interval: float = 0.1) -> Any:
-    """The first truthy value of ``check()`` within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {check}")
-        time.sleep(interval)
 
 
 # -- a job's state, read back ----------------------------------------------------------------------------------

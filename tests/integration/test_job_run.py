@@ -185,8 +185,8 @@ LINES = 400_000  # seconds of work: two connector steps, two micro-batches of ea
 def test_sigterm_headless_mid_batch_commits_it_logs_only_json_and_a_restart_finishes_the_input(
         tmp_path: Path) -> None:
     """A file connector writes a backlog the queries take seconds to work through; SIGTERM comes
-    once the first micro-batch committed, while later ones run and the watcher asks for throughput
-    at every turn."""
+    once the first micro-batch committed, while the connector and later batches run and the watcher
+    asks for throughput at every turn."""
     data = tmp_path / "in.jsonl"
     data.write_text("".join(f'{{"id": "k{i % 7}", "n": {i}}}\n' for i in range(LINES)))
     folder = exported(tmp_path, COUNTS.replace(", PARTITIONS=2", "").replace(
@@ -195,8 +195,7 @@ def test_sigterm_headless_mid_batch_commits_it_logs_only_json_and_a_restart_fini
     run = LoggedRun(folder, tmp_path / "state", "--listen", "none", "--stats-interval", "0.1")
     try:
         run.wait_for("running")
-        eventually(lambda: any(e["event"] == "throughput" and e["consumed"] > 0 and e["lag"] > 0
-                               for e in run.events()), 60)
+        eventually(lambda: any(e["event"] == "throughput" and e["consumed"] > 0 for e in run.events()), 60)
         stopped = time.monotonic()
         assert run.stop() == 0
         assert time.monotonic() - stopped < STOP_SECONDS
@@ -204,7 +203,8 @@ def test_sigterm_headless_mid_batch_commits_it_logs_only_json_and_a_restart_fini
         run.kill()
     assert "Traceback" not in run.log.read_text()
     events = run.events()  # every line is a JSON object
-    assert [e["event"] for e in events][-2:] == ["stopping", "stopped"]
+    names = [e["event"] for e in events]
+    assert names[-1] == "stopped" and "stopping" in names  # the watcher may still see a connector change between
     assert not [e for e in events if e["event"] == "error"]
     inputs, offsets, output = state_of(tmp_path / "state")
     committed = [(key, 2 * n) for key, n, partition, offset in inputs if offset < offsets.get(partition, 0)]
