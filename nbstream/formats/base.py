@@ -39,13 +39,17 @@ class Decoded:
     share is computed once per record: the values of a layer may name the columns of the blob's
     relation and the names of earlier layers. Evaluate the expressions over
     :func:`let_relation` of that relation. A format names its lets with :func:`let_name`, so that
-    those of the key and of the value differ.
+    those of the key and of the value differ. ``fast``, where a format has one, is a cheaper
+    decoding of the same records (DuckDB binds every micro-batch's statement, and binding grows
+    with the SQL): its columns are exact wherever its ``error`` is false; a record where it is
+    true needs this full decoding (it may decode, or be in error).
     """
 
     columns: tuple[str, ...]
     error: str | None = None
     error_message: str | None = None
     lets: tuple[Layer, ...] = ()
+    fast: Decoded | None = None
 
 
 def let_name(blob: str, name: str) -> str:

@@ -81,7 +81,11 @@ class JsonFormat:
         typed = tuple(f"coalesce({f}, {s})" for f, s in zip(fast, slow.columns, strict=True))
         error = f"CASE WHEN {ok} THEN false ELSE {slow.error} END"
         message = f"CASE WHEN {ok} THEN NULL ELSE {slow.error_message} END"
-        return Decoded(typed, error, message, (*layers, *slow.lets))
+        # The fast path alone: every record that is ok, and every null record (all columns NULL).
+        fast_path = Decoded(tuple(f"CAST({f} AS {c.type.duckdb()})" for f, c in zip(fast, columns, strict=True)),
+                            f"(NOT {ok} AND {blob} IS NOT NULL)", "'not decoded on the fast path'",
+                            tuple(layers))
+        return Decoded(typed, error, message, (*layers, *slow.lets), fast_path)
 
     def encode_sql(self, columns: Sequence[tuple[Column, str]], *, wrap_single_value: bool) -> str:
         if not wrap_single_value and len(columns) == 1:

@@ -33,11 +33,15 @@ _ROWTIME_OF = {
 _INVALID_TS = "'Invalid timestamp: the record time is NULL or negative'"
 
 
-def decode_select(scan: Scan, relation: str, *, keep: Sequence[str] = ()) -> str:
+def decode_select(scan: Scan, relation: str, *, keep: Sequence[str] = (), fast: bool = False) -> str:
     """SELECT decoding ``relation`` into the scan's columns plus pseudo- and control columns, and
-    the record columns ``keep`` of ``relation`` as they are, named ``__raw_<column>``."""
+    the record columns ``keep`` of ``relation`` as they are, named ``__raw_<column>``. With
+    ``fast``, the formats' fast paths decode (:attr:`Decoded.fast`): ``__err`` then also marks the
+    records that need the full decoding, and only a result without ``__err`` is the decoding's."""
     key = _decode_side(scan.key_format, scan.key_properties, '"key"', scan.schema.key, is_key=True)
     value = _decode_side(scan.value_format, scan.value_properties, '"value"', scan.schema.value, is_key=False)
+    if fast:
+        key, value = key.fast or key, value.fast or value
     parts = ['"partition" AS "ROWPARTITION"', '"offset" AS "ROWOFFSET"', "ts AS __ts",
              'headers AS __headers', '"value" IS NULL AS __tomb', '"key" IS NULL AS __key_null',
              *(f"{quote(name)} AS {quote('__raw_' + name)}" for name in keep)]
@@ -112,8 +116,9 @@ def string_ts_sql(value: str, timestamp_format: str | None) -> str:
     return f"epoch_ms(TRY_STRPTIME({value}, '{fmt}'))"
 
 
-def result_sql(plan: StatelessPlan, relation: str) -> str:
-    """The micro-batch SELECT of a stateless plan over ``relation``, with typed output columns.
+def result_sql(plan: StatelessPlan, relation: str, *, fast: bool = False) -> str:
+    """The micro-batch SELECT of a stateless plan over ``relation``, with typed output columns
+    (``fast``: decoded on the formats' fast paths, as :func:`decode_select` says).
 
     Besides the plan's columns (named as in the result) it yields ``__err``/``__errmsg``,
     ``__in_partition``/``__in_offset``, ``__ts`` (the output record time) and ``__deleted``
@@ -142,7 +147,7 @@ def result_sql(plan: StatelessPlan, relation: str) -> str:
         relation_out, sub = f"({unnest_sql(plan.table_functions, '__d', keep)})", f" {SUB_ROW},"
         keep = "TRUE"
     # MATERIALIZED: decode once; otherwise DuckDB inlines the decoding into every later use.
-    return f"""WITH __d0 AS MATERIALIZED ({decode_select(scan, relation)}),
+    return f"""WITH __d0 AS MATERIALIZED ({decode_select(scan, relation, fast=fast)}),
 __d1 AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0),
 __d AS (SELECT * REPLACE (__err OR {bad_ts} AS __err,
                           CASE WHEN __err THEN __errmsg WHEN {bad_ts} THEN {_INVALID_TS} END AS __errmsg),

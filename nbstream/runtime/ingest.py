@@ -89,16 +89,20 @@ def append_json_rows(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source
     writable = [c for c in source.schema.columns if c.role not in ("HEADER", "HEADERS")]
     as_read = [Column(c.name, STRING) if c.type.name in _FROM_STRING else c for c in writable]
     decoded = JsonFormat().decode_sql("__json", as_read, wrap_single_value=True)
-    read = ", ".join(f"{sql} AS {quote(c.name)}" for c, sql in zip(writable, decoded.columns, strict=True))
     table = pa.table({"__json": pa.array(rows, pa.binary()), "__position": pa.array(range(len(rows)), pa.int64())})
     con.register("__json_rows", table)
     try:
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE __json_read AS SELECT __position,
-            {decoded.error or "false"} AS __bad, {decoded.error_message or "NULL"} AS __bad_message, {read}
-            FROM {let_relation("__json_rows", decoded)}""")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __json_decoded AS {_from_strings_sql(writable)}")
-        failed = con.execute("SELECT __position, __bad_message FROM __json_decoded WHERE __bad "
-                             "ORDER BY __position LIMIT 1").fetchall()
+        # The fast decoding first (a statement DuckDB binds several times faster): if a row did
+        # not take its path, the full decoding says what that row holds or why it is in error.
+        for decoding in (decoded.fast, decoded) if decoded.fast is not None else (decoded,):
+            read = ", ".join(f"{sql} AS {quote(c.name)}" for c, sql in zip(writable, decoding.columns, strict=True))
+            read = (f"(SELECT __position, {decoding.error or 'false'} AS __bad, {decoding.error_message or 'NULL'} "
+                    f"AS __bad_message, {read} FROM {let_relation('__json_rows', decoding)})")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __json_decoded AS {_from_strings_sql(writable, read)}")
+            failed = con.execute("SELECT __position, __bad_message FROM __json_decoded WHERE __bad "
+                                 "ORDER BY __position LIMIT 1").fetchall()
+            if not failed:
+                break
         count = failed[0][0] if failed else len(rows)
         relation = f"(SELECT * FROM __json_decoded WHERE __position < {count}) AS __json_decoded"
         columns = [(c, f"__json_decoded.{quote(c.name)}") for c in writable]
@@ -106,13 +110,13 @@ def append_json_rows(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source
         return JsonRowsAppended(count, (failed[0][0], str(failed[0][1])) if failed else None)
     finally:
         con.execute("DROP TABLE IF EXISTS __json_decoded")
-        con.execute("DROP TABLE IF EXISTS __json_read")
         con.unregister("__json_rows")
 
 
-def _from_strings_sql(columns: Sequence[Column]) -> str:
-    """``__json_read`` with the string values of :data:`_FROM_STRING` columns converted; a row
-    whose string does not convert is bad."""
+def _from_strings_sql(columns: Sequence[Column], read: str) -> str:
+    """The rows of the parenthesized query ``read`` (``__position``, ``__bad``, ``__bad_message``,
+    ``columns``) with the string values of :data:`_FROM_STRING` columns converted; a row whose
+    string does not convert is bad."""
     converted = [(c, _FROM_STRING[c.type.name].format(quote(c.name)) if c.type.name in _FROM_STRING else None)
                  for c in columns]
     failures = [(f"({quote(c.name)} IS NOT NULL AND {sql} IS NULL)", f"'Can''t convert the string of column "
@@ -121,7 +125,7 @@ def _from_strings_sql(columns: Sequence[Column]) -> str:
     message = "CASE WHEN __bad THEN __bad_message " + \
         "".join(f"WHEN {test} THEN {text} " for test, text in failures) + "END"
     values = ", ".join(f"{sql or quote(c.name)} AS {quote(c.name)}" for c, sql in converted)
-    return f"SELECT __position, {bad} AS __bad, {message} AS __bad_message, {values} FROM __json_read"
+    return f"SELECT __position, {bad} AS __bad, {message} AS __bad_message, {values} FROM {read} AS __json_read"
 
 
 def _append_rows(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source, columns: Sequence[tuple[Column, str]],
@@ -129,16 +133,10 @@ def _append_rows(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source, co
     """Encode the rows of ``relation`` (a FROM item) — each of ``source``'s ``columns`` given by its
     SQL, the record time by ``ts``, the order by ``position`` — and append them to its topic."""
     projected = ", ".join(f"{sql} AS {quote(col.name)}" for col, sql in columns)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW __ingest_rows AS SELECT FALSE AS __err, FALSE AS __deleted,
-        NULL AS __headers, {ts} AS __ts, 0 AS __in_partition, {position} AS __in_offset,
-        {projected} FROM {relation}"""
-    )
-    try:
-        sink = sink_of(source, log.require(source.topic).partitions)
-        outputs = [passthrough(c) for c, _ in columns]
-        con.execute(f"CREATE OR REPLACE TEMP VIEW __encoded AS {encode_rows_sql(sink, outputs, '__ingest_rows')}")
-        return log.append_relation(source.topic, "__encoded", commit=commit)
-    finally:
-        con.execute("DROP VIEW IF EXISTS __encoded")
-        con.execute("DROP VIEW IF EXISTS __ingest_rows")
+    rows = (f"(SELECT FALSE AS __err, FALSE AS __deleted, NULL AS __headers, {ts} AS __ts, 0 AS __in_partition, "
+            f"{position} AS __in_offset, {projected} FROM {relation}) AS __ingest_rows")
+    sink = sink_of(source, log.require(source.topic).partitions)
+    outputs = [passthrough(c) for c, _ in columns]
+    # One statement rather than views over views: DuckDB binds a view's SQL when it is made and
+    # again where it is read.
+    return log.append_relation(source.topic, f"({encode_rows_sql(sink, outputs, rows)})", commit=commit)

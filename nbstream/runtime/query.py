@@ -68,16 +68,26 @@ class QueryStats:
     def count_fetched(self, consumed: int, rows: pa.Table) -> pa.Table:
         """Count a push query's batch of ``consumed`` records whose result is ``rows`` (with ``__err``
         and ``__errmsg``: its records in error, which a push query skips); returns the good rows."""
-        errors = rows.filter(pc.field("__err"))
+        clean = _none_true(rows.column("__err"))
+        errors = rows.slice(0, 0) if clean else rows.filter(pc.field("__err"))
         self.consumed += consumed
         self.logged += errors.num_rows
         self.processed += consumed - errors.num_rows
         self.batches += 1
         if errors.num_rows:
             self.last_error = errors.column("__errmsg")[0].as_py()
-        good = rows.filter(~pc.field("__err")).drop_columns(["__err", "__errmsg"])
+        good = (rows if clean else rows.filter(~pc.field("__err"))).drop_columns(["__err", "__errmsg"])
         self.emitted += good.num_rows
         return good
+
+
+#: Push batches evaluated in full after one whose records did not all take the formats' fast path.
+FAST_RETRY_BATCHES = 10
+
+
+def _none_true(flags: pa.ChunkedArray) -> bool:
+    """Whether every flag is false (none true, none NULL)."""
+    return flags.null_count == 0 and not pc.any(flags).as_py()
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,8 @@ class QueryRunner:
         self.stats = QueryStats()
         self.batch_size = 0
         self._batch_sql = result_sql(plan, "__batch")  # the batch view's contents change, not its SQL
+        self._fast_batch_sql: str | None = None  # the same decoded on the formats' fast paths (fetch_rows)
+        self._fast_skips = 0  # batches to evaluate in full before trying the fast path again
         self.offsets = self._load_offsets()
         if start_at_end and not self.offsets:
             self.offsets = dict(self.log.require(plan.scan.topic).end_offsets)
@@ -332,10 +344,37 @@ class QueryRunner:
         if _size(ranges) == 0:
             return None
         sql = self._prepare(ranges)
-        with self.log.transaction(self.con, appends=False):  # with the state a stateful push query keeps
-            rows = self._batch_rows(sql)
+        rows = self._fast_rows()
+        if rows is None:
+            with self.log.transaction(self.con, appends=False):  # with the state a stateful push query keeps
+                rows = self._batch_rows(sql)
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
         return self.stats.count_fetched(_size(ranges), rows)
+
+    def _fast_rows(self) -> pa.Table | None:
+        """The rows of :meth:`_batch_rows` for a query that keeps no state, evaluated with the
+        formats' fast decoding (a statement DuckDB binds several times faster), if every record
+        of the batch took the fast path; None: evaluate the batch in full. It runs outside a
+        transaction, so that the full evaluation may follow whatever it met. After a batch that
+        missed, the next :data:`FAST_RETRY_BATCHES` are evaluated in full at once (records that
+        take the slow path, such as fields often left out, seldom come alone)."""
+        if type(self)._batch_rows is not QueryRunner._batch_rows:  # a stateful runner's batch updates state
+            return None
+        if self._fast_skips > 0:
+            self._fast_skips -= 1
+            return None
+        if self._fast_batch_sql is None:
+            self._fast_batch_sql = result_sql(self.plan, "__batch", fast=True)
+        if self._fast_batch_sql == self._batch_sql:  # no fast path in these formats
+            return None
+        try:
+            rows: pa.Table | None = self._batch_rows(self._fast_batch_sql)
+        except duckdb.Error:
+            rows = None
+        if rows is not None and _none_true(rows.column("__err")):
+            return rows
+        self._fast_skips = FAST_RETRY_BATCHES
+        return None
 
     def _batch_rows(self, sql: str) -> pa.Table:
         """The rows :meth:`fetch_rows` returns for the batch ``sql`` evaluates, with ``__err`` and

@@ -57,6 +57,10 @@ class ServerConfig:
     max_push_queries: int = 100
     push_buffer_rows: int = 50_000
     pull_threads: int = 8
+    #: Seconds between the starts of two appends into one target over ``/inserts-stream``: the rows
+    #: that arrive meanwhile, from every request, are appended together (an append costs milliseconds
+    #: of DuckDB statements however few rows it holds). A row arriving after a quiet spell goes at once.
+    insert_linger: float = 0.025
     cluster_id: str = "nbstream"
     restricted: Restricted | None = None  # a job's read-only API (nbstream run)
 
@@ -78,6 +82,15 @@ class KsqlServer:
         self._statements = ThreadPoolExecutor(1, thread_name_prefix="nbstream-statements")
         self._pulls = ThreadPoolExecutor(config.pull_threads, thread_name_prefix="nbstream-pulls")
         self.failure: str | None = None  # why the engine could not be opened
+        self._appenders: dict[str, inserts.Appender] = {}
+
+    def appender(self, target: str) -> inserts.Appender:
+        """The appends into ``target`` (as a request names it) of every ``/inserts-stream`` request
+        (kept: an idle one holds nothing; an unknown target is refused before it gets one)."""
+        appender = self._appenders.get(target)
+        if appender is None:
+            appender = self._appenders[target] = inserts.Appender(self, target, self.config.insert_linger)
+        return appender
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> None:

@@ -59,6 +59,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-push-queries", type=int, default=100, help="push queries at once (ksql.max.push.queries)")
     p.add_argument("--push-buffer-rows", type=int, default=50_000,
                    help="rows a push query may hold for a slow client before disconnecting it")
+    p.add_argument("--insert-linger-ms", type=float, default=25.0,
+                   help="least time between two appends into a target from /inserts-stream (rows coalesce meanwhile)")
     p.add_argument("--max-body-bytes", type=int, default=1024 * 1024, help="largest request body (inserts: line)")
     p.add_argument("--hash-password", metavar="NAME", help="print a users-file line for NAME and exit")
     return p
@@ -112,7 +114,8 @@ def _config(args: argparse.Namespace) -> tuple[ServerConfig, str, int]:
         raise ValueError(f"--files-root {args.files_root} is not a folder")
     users = Users.load(args.auth) if args.auth else None
     config = ServerConfig(users=users, files_root=files_root, max_body=args.max_body_bytes,
-                          max_push_queries=args.max_push_queries, push_buffer_rows=args.push_buffer_rows)
+                          max_push_queries=args.max_push_queries, push_buffer_rows=args.push_buffer_rows,
+                          insert_linger=args.insert_linger_ms / 1000)
     return config, host, port
 
 

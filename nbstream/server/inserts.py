@@ -4,7 +4,11 @@ The body is ``{"target": "S"}`` then one JSON object per line, for as long as th
 request open. The body is read while rows are inserted: the rows that arrived meanwhile (at most
 :data:`MAX_ROWS` of them) are appended next, in one transaction — durable before they are
 acknowledged — and each gets an ack, ``{"status":"ok","seq":n}`` (one per
-line, or a JSON array with ``Accept: application/json``). The first row that cannot be inserted
+line, or a JSON array with ``Accept: application/json``). The rows of every request into the same
+target that wait at the same time are appended together (:class:`Appender`): an append costs
+milliseconds of DuckDB statements however few rows it holds, so appends into a target start at most
+once per :attr:`~nbstream.server.app.ServerConfig.insert_linger` (a row arriving after a quiet
+spell goes at once); each request's rows stay in its order. The first row that cannot be inserted
 gets ``{"@type":"generic_error","status":"error","seq":n,"error_code":40000,"message":…}`` and ends
 the response; the rows before it stay inserted. The response ends when the request does.
 """
@@ -12,12 +16,15 @@ the response; the rows before it stay inserted. The response ends when the reque
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from nbstream.errors import NbstreamError
+from nbstream.runtime.ingest import JsonRowsAppended
 from nbstream.server.errors import BAD_REQUEST, BAD_STATEMENT, HTTP2_ONLY, KsqlError
 from nbstream.server.http import Exchange, member
 from nbstream.server.streaming import DELIMITED, JSON, writer_for
@@ -44,8 +51,12 @@ async def handle(server: KsqlServer, exchange: Exchange) -> None:
     acks = _Acks(as_array)
     await exchange.write(acks.opening())
     seq = 0
+    appender = server.appender(target)
     async for rows in _batches(_with_first(first_rows, groups)):
-        done = await _insert(server, service, target, rows)
+        try:
+            done = await appender.append(rows)
+        except NbstreamError as error:
+            raise KsqlError(BAD_STATEMENT, str(error)) from None
         await exchange.write(acks.ok(range(seq, seq + done.count)))
         if done.failed is not None:
             index, message = done.failed
@@ -111,6 +122,87 @@ async def _insert(server: KsqlServer, service: EngineService, target: str, rows:
         return await server.run_statement(service.insert_json_rows, target, rows)
     except NbstreamError as error:
         raise KsqlError(BAD_STATEMENT, str(error)) from None
+
+
+@dataclass
+class _Waiting:
+    rows: list[bytes]
+    done: asyncio.Future[JsonRowsAppended]
+
+
+class Appender:
+    """The appends into one target: the rows of every request that wait when an append starts go
+    in it, at most :data:`MAX_ROWS` (a request's rows are never split), and appends start at most
+    once per ``linger`` seconds. Each request learns what became of its rows as if they had been
+    appended alone: the rows before its first bad row are appended, that row is reported; rows of
+    other requests after a bad row go in the next append."""
+
+    def __init__(self, server: KsqlServer, target: str, linger: float) -> None:
+        self.server, self.target, self.linger = server, target, linger
+        self._waiting: list[_Waiting] = []
+        self._task: asyncio.Task[None] | None = None
+        self._last_start = -math.inf
+
+    async def append(self, rows: list[bytes]) -> JsonRowsAppended:
+        """Append ``rows`` (with those of other requests waiting meanwhile); what became of them."""
+        done: asyncio.Future[JsonRowsAppended] = asyncio.get_running_loop().create_future()
+        self._waiting.append(_Waiting(rows, done))
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+        return await done
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._waiting:
+                pause = self._last_start + self.linger - loop.time()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                self._last_start = loop.time()
+                taken = self._take()
+                if not taken:
+                    continue
+                try:
+                    done = await self.server.run_statement(self.server.service.insert_json_rows, self.target,
+                                                           [row for waiting in taken for row in waiting.rows])
+                except Exception as error:  # the target's, not a row's: every request of the append fails
+                    for waiting in taken:
+                        if not waiting.done.done():
+                            waiting.done.set_exception(error)
+                    continue
+                self._share(taken, done)
+        finally:
+            self._task = None
+            for waiting in self._waiting:  # cancelled (the server stops)
+                waiting.done.cancel()
+            self._waiting.clear()
+
+    def _take(self) -> list[_Waiting]:
+        taken: list[_Waiting] = []
+        count = 0
+        while self._waiting and (not taken or count + len(self._waiting[0].rows) <= MAX_ROWS):
+            waiting = self._waiting.pop(0)
+            if not waiting.done.cancelled():  # its request went away before its rows went in
+                count += len(waiting.rows)
+                taken.append(waiting)
+        return taken
+
+    def _share(self, taken: list[_Waiting], done: JsonRowsAppended) -> None:
+        """Tell each request of an append what became of its rows; put back those never tried."""
+        start = 0
+        for i, waiting in enumerate(taken):
+            count = len(waiting.rows)
+            if done.failed is None or done.failed[0] >= start + count:
+                result = JsonRowsAppended(count)
+            else:  # its bad row stopped the append: the requests after it try again
+                index, message = done.failed
+                result = JsonRowsAppended(index - start, (index - start, message))
+                self._waiting[:0] = taken[i + 1:]
+            if not waiting.done.done():
+                waiting.done.set_result(result)
+            if result.failed is not None:
+                return
+            start += count
 
 
 class _Acks:
