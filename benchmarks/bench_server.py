@@ -75,9 +75,9 @@ class Server:
 
 
 @contextmanager
-def server(state: Path) -> Iterator[Server]:
-    """``nbstream serve --state STATE`` on a free loopback port until the block ends (then SIGTERM)."""
-    command = [sys.executable, "-m", "nbstream.server", "--listen", f"{HOST}:0", "--state", str(state)]
+def server(state: Path, options: list[str]) -> Iterator[Server]:
+    """``nbstream serve --state STATE OPTIONS…`` on a free loopback port until the block ends (then SIGTERM)."""
+    command = [sys.executable, "-m", "nbstream.server", "--listen", f"{HOST}:0", "--state", str(state), *options]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert process.stdout is not None
@@ -391,6 +391,7 @@ class _Follower:
         self.next_seq = 0
         self.errors: list[str] = []
         self.latencies: list[np.ndarray] = []
+        self.sent: list[np.ndarray] = []  # µs since the epoch, beside each latency
 
     def take(self, chunk: bytes, now_us: int) -> None:
         """Decode the chunked transfer, then the rows: every SEQ must be the next one."""
@@ -433,6 +434,7 @@ class _Follower:
             self.errors.append(f"rows out of order or missing near seq {self.next_seq}")
         self.next_seq = int(values[-1, 0]) + 1
         self.latencies.append((now_us - values[:, 1]) / 1000.0)
+        self.sent.append(values[:, 1])
 
 
 def push_followers(port: int, clients: int, total: int, seconds: float, ready: object, out: object) -> None:
@@ -450,8 +452,12 @@ def push_followers(port: int, clients: int, total: int, seconds: float, ready: o
     while time.monotonic() < started + seconds and any(f.next_seq < total and not f.errors for f in followers):
         _read(selector, 0.5)
     share = (time.process_time() - cpu) / (time.monotonic() - started)
-    out.put([(f.next_seq, f.errors, np.concatenate(f.latencies) if f.latencies else np.zeros(0), share)  # type: ignore[attr-defined]
+    out.put([(f.next_seq, f.errors, _joined(f.latencies), share, _joined(f.sent))  # type: ignore[attr-defined]
              for f in followers])
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros(0)
 
 
 def _read(selector: selectors.BaseSelector, timeout: float) -> None:
@@ -491,7 +497,23 @@ def run_push(port: int, running: Server, args: argparse.Namespace) -> dict[str, 
     readers_share = sum(batch[0][3] for batch in batches)
     print(f"CPU: server {server_share:.0%} of a core ({server_cpu / total * 1e6:.0f} µs per row inserted and sent "
           f"to {args.push_clients} clients), push clients {readers_share:.0%}", flush=True)
-    return _report_push([r[:3] for batch in batches for r in batch], total, rss, loads, args)
+    rows = [r for batch in batches for r in batch]
+    _report_slow_seconds(np.concatenate([r[4] for r in rows]), np.concatenate([r[2] for r in rows]))
+    return _report_push([r[:3] for r in rows], total, rss, loads, args)
+
+
+def _report_slow_seconds(sent_us: np.ndarray, latencies: np.ndarray, worst: int = 8) -> None:
+    """When the slow deliveries happened: the seconds of the run (by sending time) whose slowest
+    row took over 100 ms, the worst first — a stall shows as a run of consecutive seconds."""
+    if not len(sent_us):
+        return
+    second = ((sent_us - sent_us.min()) // 1_000_000).astype(np.int64)
+    slowest = np.full(second.max() + 1, 0.0)
+    np.maximum.at(slowest, second, latencies)
+    slow = np.flatnonzero(slowest > 100)
+    order = slow[np.argsort(-slowest[slow])][:worst]
+    print(f"push: {len(slow)} of {len(slowest)} seconds had a row slower than 100 ms; worst (second: max ms): "
+          + ", ".join(f"{s}: {slowest[s]:.0f}" for s in sorted(order)), flush=True)
 
 
 def _produce(port: int, total: int, rate: float) -> None:
@@ -561,10 +583,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10_000, help="events/s inserted during the push run")
     parser.add_argument("--push-seconds", type=float, default=300)
     parser.add_argument("--rss-every", type=float, default=10)
+    parser.add_argument("--server-option", action="append", default=[], metavar="OPTION",
+                        help="passed to nbstream serve, e.g. --server-option=--insert-linger-ms=10")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; load average before: {loadavg()}", flush=True)
     figures: dict[str, float] = {}
-    with tempfile.TemporaryDirectory() as folder, server(Path(folder) / "state") as running:
+    with tempfile.TemporaryDirectory() as folder, server(Path(folder) / "state", args.server_option) as running:
         if args.only != "push":
             figures.update(run_pull(running.port, running, args))
         if args.only != "pull":

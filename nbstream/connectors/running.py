@@ -139,6 +139,11 @@ class Connectors:
             self.fed_topics.append(source.topic)
         return source
 
+    @property
+    def idle(self) -> bool:
+        """No connector and no Python source to step (safe to ask without the engine's lock)."""
+        return not self.running and not self.python_sources
+
     # -- running ---------------------------------------------------------------------------------
     def step(self, now: int | None = None, on_error: OnError | None = None) -> int:
         """One batch from every connector and Python source with records due at ``now`` (default:

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Mapping, Sequence
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -32,6 +33,7 @@ from nbstream.log.base import (
     TopicInfo,
     check_existing_topic,
     check_topic_request,
+    execute_arrow,
 )
 
 #: Columns an appended relation must have, besides ``partition`` (NULL = choose from the key).
@@ -147,11 +149,36 @@ class EmbeddedLog(SqlLog):
                 appended[topic] = written = self.append_relation(topic, relation, commit=False)
             return written
         n = self.require(topic).partitions
-        self._con.execute(f"CREATE OR REPLACE TEMP TABLE __routed AS SELECT {route_sql(n)} AS p, * FROM {relation}")
+        routed = execute_arrow(self._con, f"SELECT {route_sql(n)} AS p, __seq, {', '.join(APPEND_COLUMNS)} "
+                                          f"FROM {relation}")
+        return self._insert_numbered(topic, routed)
+
+    def _insert_numbered(self, topic: str, routed: pa.Table) -> dict[int, int]:
+        """Insert ``routed`` (``p``, ``__seq``, APPEND_COLUMNS), each record numbered after the end
+        of its partition in ``__seq`` order, in one statement; returns the records per partition.
+        The offsets are counted in numpy: a window function over the records would hold a second
+        copy of them, and a temporary table costs catalog changes on every append."""
+        if routed.num_rows == 0:
+            return {}
+        partition = routed.column("p").to_numpy()
+        seq = routed.column("__seq").to_numpy()
+        if len(partition) > 1 and not (np.all(partition[1:] >= partition[:-1])
+                                       and np.all((partition[1:] > partition[:-1]) | (seq[1:] > seq[:-1]))):
+            order = np.lexsort((seq, partition))
+            routed, partition = routed.take(order), partition[order]
+        partitions, firsts, counts = np.unique(partition, return_index=True, return_counts=True)
+        ends = self.require(topic).end_offsets
+        starts = np.array([ends[int(p)] for p in partitions], dtype=np.int64) - firsts
+        offsets = np.arange(len(partition), dtype=np.int64) + np.repeat(starts, counts)
+        self._appends += 1  # never reused, even if the transaction rolls back: only the order matters
+        numbered = routed.append_column("__offset", pa.array(offsets))
+        self._con.register("__numbered", numbered)
         try:
-            return self.append_routed(topic, "__routed")
+            self._con.execute(f"INSERT INTO {topic_table(topic)} SELECT p, __offset, {', '.join(APPEND_COLUMNS)}, "
+                              f"{self._appends}, __seq FROM __numbered")
         finally:
-            self._con.execute("DROP TABLE __routed")
+            self._con.unregister("__numbered")
+        return dict(zip(partitions.tolist(), counts.tolist(), strict=True))
 
     def append_routed(self, topic: str, table: str, *, where: str = "TRUE") -> dict[int, int]:
         """Like :meth:`append_relation` with ``commit=False``, for the rows of ``table`` matching

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from nbstream.catalog.catalog import Source
 from nbstream.catalog.schema import Column
@@ -16,7 +17,7 @@ from nbstream.catalog.types import STRING
 from nbstream.errors import BindError, did_you_mean
 from nbstream.formats.base import let_relation
 from nbstream.formats.json import JsonFormat
-from nbstream.log.base import SqlLog
+from nbstream.log.base import SqlLog, execute_arrow
 from nbstream.physical.compile import encode_rows_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.planner import passthrough, sink_of
@@ -98,19 +99,28 @@ def append_json_rows(con: duckdb.DuckDBPyConnection, log: SqlLog, source: Source
             read = ", ".join(f"{sql} AS {quote(c.name)}" for c, sql in zip(writable, decoding.columns, strict=True))
             read = (f"(SELECT __position, {decoding.error or 'false'} AS __bad, {decoding.error_message or 'NULL'} "
                     f"AS __bad_message, {read} FROM {let_relation('__json_rows', decoding)})")
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __json_decoded AS {_from_strings_sql(writable, read)}")
-            failed = con.execute("SELECT __position, __bad_message FROM __json_decoded WHERE __bad "
-                                 "ORDER BY __position LIMIT 1").fetchall()
-            if not failed:
+            rows_read = execute_arrow(con, _from_strings_sql(writable, read))
+            failed = _first_bad(rows_read)
+            if failed is None:
                 break
-        count = failed[0][0] if failed else len(rows)
+        count = failed[0] if failed else len(rows)
+        con.register("__json_decoded", rows_read)
         relation = f"(SELECT * FROM __json_decoded WHERE __position < {count}) AS __json_decoded"
         columns = [(c, f"__json_decoded.{quote(c.name)}") for c in writable]
         _append_rows(con, log, source, columns, relation, ts="epoch_ms(now())", position="__position")
-        return JsonRowsAppended(count, (failed[0][0], str(failed[0][1])) if failed else None)
+        return JsonRowsAppended(count, failed)
     finally:
-        con.execute("DROP TABLE IF EXISTS __json_decoded")
+        con.unregister("__json_decoded")
         con.unregister("__json_rows")
+
+
+def _first_bad(rows_read: pa.Table) -> tuple[int, str] | None:
+    """The position and message of the first row of ``rows_read`` marked ``__bad`` (None: no row is)."""
+    bad = rows_read.filter(pc.fill_null(rows_read.column("__bad"), False))
+    if bad.num_rows == 0:
+        return None
+    first = pc.index(bad.column("__position"), pc.min(bad.column("__position"))).as_py()
+    return int(bad.column("__position")[first].as_py()), str(bad.column("__bad_message")[first].as_py())
 
 
 def _from_strings_sql(columns: Sequence[Column], read: str) -> str:

@@ -91,6 +91,11 @@ class QueryManager:
         """The running queries, in creation order, then the materializations."""
         return [*self.running().items(), *((None, m) for m in self._materializers.values())]
 
+    def has_workers(self) -> bool:
+        """Whether :meth:`workers` may return any (safe to ask without the engine's lock: False
+        only when there is no query and no materialization at all)."""
+        return bool(self._materializers) or bool(self._runners)
+
     def still_running(self, worker: Worker) -> bool:
         """Whether ``worker`` (from :meth:`workers`) is still to be stepped: its query was not
         stopped, nor its table dropped, since."""

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from nbstream.catalog.schema import WINDOW_BOUNDS
 from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import ExecutionError
-from nbstream.log.base import SqlLog
+from nbstream.log.base import SqlLog, execute_arrow
 from nbstream.log.embedded import route_sql
 from nbstream.physical.compile import encoded_sql, order_by_sql, result_sql
 from nbstream.physical.expressions import quote
@@ -388,11 +388,9 @@ class QueryRunner:
 
 
 def arrow_of(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
-    """The rows of ``sql`` as an Arrow table. DuckDB's ``con.sql`` reads the statement's text in
-    Python first — ~7 ms for the ~7 KB a JSON-decoding batch query holds, more than the query —
-    so the rows go to a temporary table by ``execute`` and come back by a short ``con.sql``."""
-    con.execute(f"CREATE OR REPLACE TEMP TABLE __arrow_rows AS {sql}")
-    return con.sql("SELECT * FROM __arrow_rows").to_arrow_table()
+    """The rows of ``sql`` as an Arrow table, by one ``execute`` (see :func:`execute_arrow`): a
+    temporary table read back by ``con.sql`` cost two more statements, and catalog changes."""
+    return execute_arrow(con, sql)
 
 
 Ranges = dict[int, tuple[int, int]]

@@ -255,6 +255,8 @@ class EngineService(Engine):
         ``stop`` is set (the engine is stopping), the round ends after the batch in flight. Returns
         the records written and consumed; failing queries are marked ``ERROR``, failing
         connectors ``FAILED``."""
+        if self.connectors.idle and not self.queries.has_workers():
+            return 0  # read without the lock, which an insert may hold: push queries need not wait for it
         with self.lock:
             consumed = self.connectors.step(on_error=self._connector_failed)
             workers = self.queries.workers()
@@ -281,9 +283,10 @@ class EngineService(Engine):
         for query in queries:
             with contextlib.nullcontext() if self.backend.pushes_on_cursor else self.lock:
                 consumed += query.step()
-            with self.lock:
-                if query.ended and self.push_queries.pop(query.id, None) is not None:
-                    query.close()
+            if query.ended:
+                with self.lock:
+                    if self.push_queries.pop(query.id, None) is not None:
+                        query.close()
             query.tick()
         return consumed
 
