@@ -156,26 +156,26 @@ class EmbeddedLog(SqlLog):
     def _insert_numbered(self, topic: str, routed: pa.Table) -> dict[int, int]:
         """Insert ``routed`` (``p``, ``__seq``, APPEND_COLUMNS), each record numbered after the end
         of its partition in ``__seq`` order, in one statement; returns the records per partition.
-        The offsets are counted in numpy: a window function over the records would hold a second
-        copy of them, and a temporary table costs catalog changes on every append."""
+        The offsets are counted in numpy over the partition and order columns alone: a window
+        function over the records would hold a second copy of them, and a temporary table costs
+        catalog changes on every append. Rows are stored in offset order (see
+        ``AggregateRunner._arrival_sql``): DuckDB sorts them only if they are not in it already."""
         if routed.num_rows == 0:
             return {}
         partition = routed.column("p").to_numpy()
-        seq = routed.column("__seq").to_numpy()
-        if len(partition) > 1 and not (np.all(partition[1:] >= partition[:-1])
-                                       and np.all((partition[1:] > partition[:-1]) | (seq[1:] > seq[:-1]))):
-            order = np.lexsort((seq, partition))
-            routed, partition = routed.take(order), partition[order]
-        partitions, firsts, counts = np.unique(partition, return_index=True, return_counts=True)
+        order = np.lexsort((routed.column("__seq").to_numpy(), partition))
+        in_order = bool(np.all(order[1:] > order[:-1]))
+        by_partition = partition[order]
+        partitions, firsts, counts = np.unique(by_partition, return_index=True, return_counts=True)
         ends = self.require(topic).end_offsets
         starts = np.array([ends[int(p)] for p in partitions], dtype=np.int64) - firsts
-        offsets = np.arange(len(partition), dtype=np.int64) + np.repeat(starts, counts)
+        offsets = np.empty(len(partition), dtype=np.int64)
+        offsets[order] = np.arange(len(partition), dtype=np.int64) + np.repeat(starts, counts)
         self._appends += 1  # never reused, even if the transaction rolls back: only the order matters
-        numbered = routed.append_column("__offset", pa.array(offsets))
-        self._con.register("__numbered", numbered)
+        self._con.register("__numbered", routed.append_column("__offset", pa.array(offsets)))
         try:
             self._con.execute(f"INSERT INTO {topic_table(topic)} SELECT p, __offset, {', '.join(APPEND_COLUMNS)}, "
-                              f"{self._appends}, __seq FROM __numbered")
+                              f"{self._appends}, __seq FROM __numbered{'' if in_order else ' ORDER BY p, __offset'}")
         finally:
             self._con.unregister("__numbered")
         return dict(zip(partitions.tolist(), counts.tolist(), strict=True))
