@@ -1,4 +1,5 @@
-"""The engine property nbstream.duckdb.memory.limit: DuckDB's memory limit, a notebook-sized default."""
+"""The engine properties that are DuckDB settings: the memory limit (a notebook-sized default) and the
+checkpoint threshold."""
 
 from __future__ import annotations
 
@@ -45,3 +46,17 @@ def test_set_applies_at_once_unset_restores_the_default_and_a_bad_value_changes_
     assert _limit(reopened.con) == "256.0 MiB"
     reopened.execute("UNSET 'nbstream.duckdb.memory.limit';")
     assert _mib(_limit(reopened.con)) == int(default_memory_limit().removesuffix("MiB"))
+
+
+def _threshold(con: duckdb.DuckDBPyConnection) -> str:
+    return str(con.sql("SELECT current_setting('checkpoint_threshold')").fetchall()[0][0])
+
+
+def test_the_checkpoint_threshold_is_64_mb_unless_the_property_says_otherwise(tmp_path: Path) -> None:
+    eng = Engine(path=tmp_path)
+    assert _threshold(eng.con) == "61.0 MiB"  # DuckDB shows 64 MB (10^6 bytes) in MiB
+    eng.execute("SET 'nbstream.duckdb.checkpoint.threshold'='16MB';")
+    assert _threshold(eng.con) == "15.2 MiB"
+    with pytest.raises(PlanError, match=r"nbstream\.duckdb\.checkpoint\.threshold 'often' is not a size"):
+        eng.execute("SET 'nbstream.duckdb.checkpoint.threshold'='often';")
+    assert _threshold(eng.con) == "15.2 MiB"
