@@ -223,15 +223,28 @@ def arrow_type(t: SqlType) -> pa.DataType:
 
 
 def register(con: duckdb.DuckDBPyConnection, inst: Instance) -> None:
-    """Make ``inst`` callable on ``con`` (and its cursors); a no-op if it is already."""
+    """Make ``inst`` callable on ``con`` and every connection to its database (DuckDB keeps Python
+    functions in the database's catalog); a no-op if it is already. A connection busy with a
+    statement on another thread (a push query's batch) registers through a cursor of its own."""
+    try:
+        _create(con, inst)
+    except duckdb.ResourceInUseException:
+        cursor = con.cursor()
+        try:
+            _create(cursor, inst)
+        finally:
+            cursor.close()
+    except duckdb.ConnectionException:
+        pass  # a closed connection runs nothing
+
+
+def _create(con: duckdb.DuckDBPyConnection, inst: Instance) -> None:
     try:
         con.create_function(inst.duck_name, inst.call, [t.duckdb() for t in inst.params], inst.returns.duckdb(),
                             type=ARROW, null_handling=SPECIAL, side_effects=inst.side_effects)
     except (duckdb.NotImplementedException, duckdb.CatalogException) as e:
-        if "already" not in str(e):  # cursors of one connection share its functions
+        if "already" not in str(e):  # another connection to the database registered it
             raise
-    except duckdb.ConnectionException:
-        pass  # a closed connection runs nothing
 
 
 def attach(con: duckdb.DuckDBPyConnection) -> None:

@@ -150,6 +150,22 @@ def test_push_and_pull_queries_call_udfs_too() -> None:
     assert rows is not None and rows.column("N").to_pylist() == [-1, -2]
 
 
+def test_a_udf_defined_while_a_connection_is_busy_is_callable_everywhere() -> None:
+    """A notebook cell defines a function while a push query's batch runs on its cursor: DuckDB
+    refuses a busy connection any other call, so the function goes in through a cursor of its own."""
+    eng = engine({"x": 1})
+    busy = eng.con.cursor()
+    user_functions.attach(busy)
+    busy.execute("SELECT * FROM range(1000000)")  # a result not yet fetched: the connection is busy
+
+    @nbstream.udf(params=["INTEGER"], returns="INTEGER")
+    def twice(x: pa.Array) -> pa.Array:
+        return pc.multiply(x, 2)
+
+    assert eng.query("SELECT TWICE(x) AS y FROM pts;")["Y"].tolist() == [2]
+    busy.close()
+
+
 def test_show_and_describe_function_list_user_functions() -> None:
     @nbstream.udf(params=["STRING", "INTEGER..."], returns="STRING")
     def pad(s: pa.Array, *widths: pa.Array) -> pa.Array:
