@@ -248,8 +248,10 @@ class AggregateRunner(QueryRunner):
         if self.aggregate.emit_final:
             self._fold_final(st)
         else:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._running_sql()}")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql()}")
+            # read once, by the projection: a view, so that the two run as one pipeline
+            con.execute(f"CREATE OR REPLACE TEMP VIEW __running AS {self._running_sql()}")
+        changes = "__changes" if self.aggregate.emit_final else "__running"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql(changes)}")
         if not self.aggregate.emit_final:
             self._store_last()
         self._close_windows(st)
@@ -492,8 +494,8 @@ class AggregateRunner(QueryRunner):
         return (f"__we + {self.aggregate.grace_ms} <= {st} "
                 f"AND coalesce(__task, {self._partition}) = {self._partition}")
 
-    def _projected_sql(self) -> str:
-        """``__changes`` through the projection and HAVING: the output rows and what HAVING said."""
+    def _projected_sql(self, changes: str = "__changes") -> str:
+        """``changes`` through the projection and HAVING: the output rows and what HAVING said."""
         plan = self.aggregate
         groups = ", ".join(quote(g) for g in self._groups)
         results = []
@@ -505,7 +507,7 @@ class AggregateRunner(QueryRunner):
         slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
         final = ", __final" if self._running_changes else ""
         return f"""WITH a AS (SELECT *, {", ".join(results) or "NULL AS __none"}, __ws AS "WINDOWSTART",
-                              __we AS "WINDOWEND" FROM __changes),
+                              __we AS "WINDOWEND" FROM {changes}),
             p AS (SELECT {groups}, __ws, __we, {slots}, __out_ts, __stored_pass, __tomb, __pos, __in_partition,
                          __in_offset{final}, {outputs}, {passes} AS __pass FROM a)
         SELECT *, {self._passed_before_sql()} AS __passed_before FROM p"""
