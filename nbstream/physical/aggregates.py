@@ -8,6 +8,8 @@ An aggregate keeps one or more *slots* per group (COUNT one, AVG a sum and a cou
   row, what EMIT CHANGES emits — or once per group with GROUP BY (EMIT FINAL);
 * ``merge``: the slot of the rows stored before (``{s}``) combined with the batch's (``{b}``);
   either may be NULL (a new group, a batch without rows of the group);
+* ``running`` (optional): the running form, read ``… OVER (… ORDER BY __ord)`` instead of ``batch``
+  where a window function computes it more cheaply than the aggregate over every frame;
 * ``signed`` (TABLE input only): like ``batch`` for rows carrying ``__sign`` -1 (a retracted row
   of a table) or +1 (an added one). A function without it cannot aggregate a TABLE, as in ksqlDB.
 
@@ -34,6 +36,7 @@ class Slot:
     merge: str
     type: str  # DuckDB type of the stored slot; "{t}" is the first argument's type
     signed: str | None = None
+    running: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,13 @@ def _offset_slots(latest: bool) -> Callable[[SqlType, Sequence[object]], tuple[S
             pick = "arg_max" if latest else "arg_min"
             merge = "CASE WHEN {b} IS NULL THEN {s} ELSE {b} END" if latest else \
                 "CASE WHEN {s} IS NULL THEN {b} ELSE {s} END"
-            # a struct wraps the value, so a NULL value kept (ignore_nulls false) differs from "none"
-            return (Slot(f"{pick}({{'v': {{0}}}}, __ord) FILTER ({keep})", merge, "STRUCT(v {t})"),)
+            # a struct wraps the value, so a NULL value kept (ignore_nulls false) differs from "none";
+            # running, the newest (oldest) wrapped value kept so far is a value function's: no aggregate
+            # over every frame (twice as fast on LATEST_BY_OFFSET of five columns)
+            kept = "{0} IS NOT NULL" if ignore_nulls else "TRUE"
+            value = "last_value" if latest else "first_value"
+            return (Slot(f"{pick}({{'v': {{0}}}}, __ord) FILTER ({keep})", merge, "STRUCT(v {t})",
+                         running=f"{value}(CASE WHEN {kept} THEN {{'v': {{0}}}} END IGNORE NULLS)"),)
         both = "list_concat(coalesce({s}, []), coalesce({b}, []))"
         merge = f"nbs_last_n({both}, {n})" if latest else f"list_slice({both}, 1, {n})"
         return (Slot(f"list({{0}} ORDER BY __ord) FILTER ({keep})", merge, "{t}[]"),)
@@ -195,7 +203,8 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
     limit = str(_limit(name, properties or {}))
     slots = tuple(Slot(s.batch.replace("{t}", t), s.merge.replace("{limit}", limit),
                        s.type.replace("{t}", t).replace("{e}", element),
-                       None if s.signed is None else s.signed.replace("{t}", t))
+                       None if s.signed is None else s.signed.replace("{t}", t),
+                       None if s.running is None else s.running.replace("{t}", t))
                   for s in function.slots(arg_type, params))
     result = function.result
     result_type = function.type(arg_type)

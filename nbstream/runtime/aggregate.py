@@ -41,10 +41,14 @@ from nbstream.physical.expressions import quote
 from nbstream.plan.aggregate import AggregatePlan
 from nbstream.plan.logical import Sink
 from nbstream.runtime import stream_time
+from nbstream.runtime.materialize import Materializer, state_columns
 from nbstream.runtime.query import MAX_BATCH, QueryRunner, Ranges, ResultShape, arrival_halves, arrival_prefix
 from nbstream.runtime.session import SessionFold
 
 log = logging.getLogger(__name__)
+
+#: Column types whose values a JSON or KAFKA record gives back exactly as DuckDB holds them.
+_EXACT_TYPES = frozenset({"BOOLEAN", "INTEGER", "BIGINT", "DOUBLE", "DECIMAL", "STRING"})
 
 #: The task (``__task``, stream-time clock) of a windowed aggregation folding all partitions at once.
 ONE_TASK = -1
@@ -74,6 +78,9 @@ class AggregateRunner(QueryRunner):
         self._one_task = plan.window is not None and not plan.keyed_by_source and not plan.table_keys
         self._spans_partitions = False  # whether the current batch is one task over several partitions
         self._sessions: SessionFold | None = None
+        self._materializer: Materializer | None = None  # of the TABLE written, if rows go to it typed (feed)
+        self._handed: dict[int, int] | None = None  # the topic's ends the current batch's rows were handed to
+        self._outputs = {c.name for c in plan.columns}
         if plan.window is not None and plan.window.kind == "SESSION":
             types = {c.name: c.type.duckdb() for c in plan.pre.columns}
             self._sessions = SessionFold(query_id, plan, con, self.state, types)
@@ -82,6 +89,48 @@ class AggregateRunner(QueryRunner):
     @property
     def sink(self) -> Sink | None:
         return self.aggregate.sink
+
+    # -- the table's state, handed over typed ------------------------------------------------------
+    def feed(self, materializer: Materializer) -> None:
+        """Keep ``materializer`` (of this query's TABLE) if the rows it would decode from the topic are
+        ``__out``'s as they are: a local topic, JSON values, JSON or KAFKA keys, the record time
+        the changelog's, scalar columns, time windows (sessions replace rows by their bounds)."""
+        sink, window = self.aggregate.sink, self.aggregate.window
+        exact = sink is not None and materializer.local and sink.value_format == "JSON" \
+            and sink.key_format in ("JSON", "KAFKA") and sink.timestamp is None \
+            and (window is None or window.kind != "SESSION") \
+            and all(c.type.name in _EXACT_TYPES for c in self.aggregate.columns)
+        self._materializer = materializer if exact else None
+
+    def _write_output(self) -> dict[str, dict[int, int]]:
+        """Append the changelog; if the table's materializer has read its topic to the end, hand it
+        the changelog's rows typed instead of leaving it to decode them."""
+        materializer, sink = self._materializer, self.aggregate.sink
+        if materializer is None or sink is None:
+            return super()._write_output()
+        ends = dict(self.log.require(sink.topic).end_offsets)
+        follows = materializer.follows(ends)
+        written = super()._write_output()
+        if follows:
+            counts = written.get(sink.topic, {})
+            self._handed = {p: end + counts.get(p, 0) for p, end in ends.items()}
+            materializer.take(self._typed_rows_sql(materializer), "__pos DESC", self._handed)
+        return written
+
+    def _typed_rows_sql(self, materializer: Materializer) -> str:
+        """``__out``'s rows as the table's records (what :meth:`_result_sql` encodes), typed."""
+        bounds = {"WINDOWSTART": "__ws", "WINDOWEND": "__we"}
+        cols = ", ".join(f"{bounds[c.name]} AS {quote(c.name)}" if c.name in bounds and c.name not in self._outputs
+                         else quote(c.name) for c in state_columns(materializer.source))
+        return f"""(SELECT {cols}, __tomb OR NOT __pass AS __deleted, __out_ts AS __ts, __pos FROM __out
+                    WHERE __tomb OR __pass OR coalesce(__passed_before, FALSE))"""
+
+    def _process(self, ranges: Ranges) -> None:
+        self._handed = None
+        super()._process(ranges)
+        if self._handed is not None and self._materializer is not None:
+            self._materializer.took(self._handed)
+            self._handed = None
 
     @property
     def query_plan(self) -> AggregatePlan:
@@ -102,6 +151,11 @@ class AggregateRunner(QueryRunner):
         if self.aggregate.table_keys:
             cols = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in self.plan.columns)
             con.execute(f"CREATE {self._table} IF NOT EXISTS {self.previous} ({cols})")
+
+    @property
+    def _running_changes(self) -> bool:
+        """Whether ``__changes`` comes from :meth:`_running_sql` (EMIT CHANGES over time windows or none)."""
+        return not self.aggregate.emit_final and self._sessions is None
 
     @property
     def result_shape(self) -> ResultShape:
@@ -194,8 +248,10 @@ class AggregateRunner(QueryRunner):
         if self.aggregate.emit_final:
             self._fold_final(st)
         else:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._running_sql()}")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql()}")
+            # read once, by the projection: a view, so that the two run as one pipeline
+            con.execute(f"CREATE OR REPLACE TEMP VIEW __running AS {self._running_sql()}")
+        changes = "__changes" if self.aggregate.emit_final else "__running"
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql(changes)}")
         if not self.aggregate.emit_final:
             self._store_last()
         self._close_windows(st)
@@ -274,8 +330,11 @@ class AggregateRunner(QueryRunner):
         still counts in (``__from`` to ``__last``): grouping expands them, never materialized."""
         window = self.aggregate.window
         if window is None:
-            return ("SELECT *, 0::BIGINT AS __ws, 0::BIGINT AS __we, NULL::BIGINT AS __st, FALSE AS __late, "
-                    "0 AS __nlate, row_number() OVER (ORDER BY __arrival, __sub) AS __pos, 1 AS __step FROM __in")
+            fixed = "0::BIGINT AS __ws, 0::BIGINT AS __we, NULL::BIGINT AS __st, FALSE AS __late, 0 AS __nlate"
+            if streamed and not self.aggregate.table_keys:  # in arrival order as stored: no sort
+                return (f"SELECT *, {fixed}, row_number() OVER (ROWS UNBOUNDED PRECEDING) AS __pos, "
+                        "__ord - lag(__ord) OVER (ROWS UNBOUNDED PRECEDING) AS __step FROM __in")
+            return f"SELECT *, {fixed}, row_number() OVER (ORDER BY __arrival, __sub) AS __pos, 1 AS __step FROM __in"
         size = window.size_ms
         advance = window.advance_ms or size
         arrival = self._arrival_sql(stream_time, streamed=streamed and not self.aggregate.table_keys)
@@ -317,32 +376,43 @@ class AggregateRunner(QueryRunner):
         conds = [f"{left}.{quote(g)} IS NOT DISTINCT FROM {right}.{quote(g)}" for g in self._groups]
         return " AND ".join([*conds, f"{left}.__ws = {right}.__ws"])
 
-    def _slot_batch(self, slot_index: tuple[int, int]) -> str:
+    def _slot_batch(self, slot_index: tuple[int, int], *, running: bool = False) -> str:
+        """A slot's aggregate over the batch's rows of a group (``running``: as a window function)."""
         j, k = slot_index
         call = self.aggregate.calls[j]
         slot = call.aggregate.slots[k]
-        template = slot.signed if self.aggregate.table_keys else slot.batch
+        template = slot.signed if self.aggregate.table_keys else \
+            slot.running if running and slot.running is not None else slot.batch
         if template is None:
             raise UnsupportedError(f"{call.aggregate.name} cannot aggregate a TABLE (it cannot undo a value)")
         arg = quote(call.arg) if call.arg is not None else "1"
         return fill(template, _0=arg).replace("__ord", "__pos")
 
     def _running_sql(self) -> str:
-        """EMIT CHANGES: per row, the batch's running slots merged with the stored ones. A table row that
-        stays in its group changes it once: its retraction writes nothing, its addition the new value."""
+        """EMIT CHANGES: per row, the batch's running slots merged with the stored ones, and ``__final``:
+        whether it is its group's last row of the batch (whose values become the stored state). A
+        table row that stays in its group changes it once: its retraction writes nothing, its
+        addition the new value. Only the columns the changelog needs go through the window, which
+        sorts what it carries."""
         groups = ", ".join(quote(g) for g in self._groups)
-        running = ", ".join(f"CAST({self._slot_batch((j, k))} OVER win AS {slot.type}) AS __r{j}_{k}"
+        running = ", ".join(f"CAST({self._slot_batch((j, k), running=True)} OVER win AS {slot.type}) AS __r{j}_{k}"
                             for j, k, slot in self._slots)
         merged = ", ".join(f"{fill(slot.merge, s=f's.__s{j}_{k}', b=f'r.__r{j}_{k}')} AS __m{j}_{k}"
                            for j, k, slot in self._slots)
-        return f"""WITH r AS (SELECT *, {running}, max(__ts) OVER win AS __rts FROM __rows WHERE NOT __late
+        args = "".join(f", {quote(call.arg)}" for call in self.aggregate.calls if call.arg is not None)
+        carried = f"{groups}, __ws, __we, __pos, __ord, __sign, __in_partition, __in_offset"
+        # a table's retraction is dropped where its addition stays in the same group and window
+        stays = (f"\n        QUALIFY __sign > 0 OR count(*) OVER (PARTITION BY "
+                 f"{', '.join(f'r.{quote(g)}' for g in self._groups)}, r.__ws, r.__ord) = 1"
+                 if self.aggregate.table_keys else "")
+        return f"""WITH r AS (SELECT {carried}, {running}, max(__ts) OVER win AS __rts,
+                                 lead(__pos) OVER win IS NULL AS __final
+                          FROM (SELECT {carried}, __ts{args} FROM __rows WHERE NOT __late)
                           WINDOW win AS (PARTITION BY {groups}, __ws ORDER BY __pos
                                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
         SELECT r.*, {merged}, greatest(s.__ts, r.__rts) AS __out_ts, coalesce(s.__pass, FALSE) AS __stored_pass,
                FALSE AS __tomb
-        FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}
-        QUALIFY __sign > 0 OR count(*) OVER (PARTITION BY {", ".join(f"r.{quote(g)}" for g in self._groups)},
-                                                         r.__ws, r.__ord) = 1"""
+        FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}{stays}"""
 
     def _fold_final(self, st: int) -> None:
         """EMIT FINAL: fold the batch into the state; ``__changes`` holds the windows that closed.
@@ -424,8 +494,8 @@ class AggregateRunner(QueryRunner):
         return (f"__we + {self.aggregate.grace_ms} <= {st} "
                 f"AND coalesce(__task, {self._partition}) = {self._partition}")
 
-    def _projected_sql(self) -> str:
-        """``__changes`` through the projection and HAVING: the output rows and what HAVING said."""
+    def _projected_sql(self, changes: str = "__changes") -> str:
+        """``changes`` through the projection and HAVING: the output rows and what HAVING said."""
         plan = self.aggregate
         groups = ", ".join(quote(g) for g in self._groups)
         results = []
@@ -435,16 +505,18 @@ class AggregateRunner(QueryRunner):
         outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
         passes = f"coalesce({plan.having}, FALSE)" if plan.having else "TRUE"
         slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
+        final = ", __final" if self._running_changes else ""
         return f"""WITH a AS (SELECT *, {", ".join(results) or "NULL AS __none"}, __ws AS "WINDOWSTART",
-                              __we AS "WINDOWEND" FROM __changes),
+                              __we AS "WINDOWEND" FROM {changes}),
             p AS (SELECT {groups}, __ws, __we, {slots}, __out_ts, __stored_pass, __tomb, __pos, __in_partition,
-                         __in_offset, {outputs}, {passes} AS __pass FROM a)
+                         __in_offset{final}, {outputs}, {passes} AS __pass FROM a)
         SELECT *, {self._passed_before_sql()} AS __passed_before FROM p"""
 
     def _passed_before_sql(self) -> str:
         """Whether a row's group passed HAVING before it (its HAVING failing then makes a tombstone).
-        EMIT FINAL writes each window once: nothing came before."""
-        if self.aggregate.emit_final and self._sessions is None:
+        EMIT FINAL writes each window once: nothing came before. Without HAVING every row passes,
+        so what came before does not matter."""
+        if self.aggregate.having is None or (self.aggregate.emit_final and self._sessions is None):
             return "FALSE"
         groups = ", ".join(quote(g) for g in self._groups)
         return f"coalesce(lag(__pass) OVER (PARTITION BY {groups}, __ws ORDER BY __pos), __stored_pass)"
@@ -455,7 +527,7 @@ class AggregateRunner(QueryRunner):
         slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __last AS
             SELECT {groups}, __ws, __we, {slots}, __out_ts, __pass, {self._partition} AS __task FROM __out
-            QUALIFY row_number() OVER (PARTITION BY {groups}, __ws ORDER BY __pos DESC) = 1""")
+            WHERE __final""")
         self.con.execute(f"DELETE FROM {self.state} USING __last AS l WHERE {self._group_match(self.state, 'l')}")
         self.con.execute(f"INSERT INTO {self.state} SELECT * FROM __last")
 

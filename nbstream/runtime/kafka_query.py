@@ -302,6 +302,7 @@ class KafkaMaterializer(KafkaInput, Materializer):
     """The materialized state of a TABLE over a Kafka topic (what pull queries read); its offsets
     live in the engine's database only."""
 
+    local = False  # its topic is in Kafka: nothing to hand over in a DuckDB transaction
     commits_group = False
 
     def _write_output(self) -> dict[str, dict[int, int]]:

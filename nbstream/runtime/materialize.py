@@ -15,6 +15,8 @@ a pull query's point lookup sub-millisecond and the upsert one ``INSERT OR REPLA
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import duckdb
 
 from nbstream.catalog.catalog import Source
@@ -70,12 +72,38 @@ class Materializer(QueryRunner):
     def _stage_sql(self, sql: str) -> str:
         return sql  # the state table takes typed rows
 
+    #: Whether the topic read is the engine's embedded log, appended in the writer's own DuckDB
+    #: transaction, so that the writer may hand over its typed rows (:meth:`take`).
+    local = True
+
     def _write_output(self) -> dict[str, dict[int, int]]:
+        self._apply("(SELECT * FROM __result WHERE NOT __err)", "__in_partition DESC, __in_offset DESC")
+        return {}
+
+    def follows(self, ends: Mapping[int, int]) -> bool:
+        """Whether this table's state holds every record of its topic up to ``ends`` (per partition)."""
+        return all(self.offsets.get(p, 0) == end for p, end in ends.items())
+
+    def take(self, rows: str, newest_first: str, ends: Mapping[int, int]) -> None:
+        """Apply ``rows`` — the state's columns, ``__deleted`` and ``__ts``, in the order ``newest_first``
+        sorts them newest first — which the caller appends to this table's topic in its open
+        transaction, as the records up to ``ends``: the same rows decoded again, spared. The offsets
+        are committed with the transaction; :meth:`took` records them once it committed. The caller
+        checks :meth:`follows` before it appends, and hands over only rows the topic's formats give
+        back unchanged."""
+        self._apply(rows, newest_first)
+        self._commit_offsets({p: (end, end) for p, end in ends.items()})
+
+    def took(self, ends: Mapping[int, int]) -> None:
+        """The transaction of :meth:`take` committed: the topic is read up to ``ends``."""
+        self.offsets.update(ends)
+
+    def _apply(self, rows: str, newest_first: str) -> None:
+        """Upsert each key's newest row of ``rows`` into the state and delete tombstoned keys."""
         partition = f"PARTITION BY {', '.join(self.keys)} " if self.keys else ""
         self.con.execute(
             f"""CREATE OR REPLACE TEMP TABLE __latest AS
-            SELECT * FROM __result WHERE NOT __err
-            QUALIFY row_number() OVER ({partition}ORDER BY __in_partition DESC, __in_offset DESC) = 1"""
+            SELECT * FROM {rows} QUALIFY row_number() OVER ({partition}ORDER BY {newest_first}) = 1"""
         )
         if self.source.schema.key:
             match = " AND ".join(f"{self.table}.{k} = latest.{k}" for k in self.keys)
@@ -87,7 +115,6 @@ class Materializer(QueryRunner):
             self.con.execute(f"DELETE FROM {self.table}")
             self.con.execute(f"INSERT INTO {self.table} SELECT {self.columns}, __ts FROM __latest WHERE NOT __deleted")
         self._purge_expired()
-        return {}
 
     def _purge_expired(self) -> None:
         """Drop the windows that a Kafka Streams window store no longer returns: those that started

@@ -54,6 +54,9 @@ class QueryManager:
             raise
         self._catalog.add_query(query)
         self._runners[query.id] = runner
+        materializer = self._materializers.get(query.sink)
+        if materializer is not None:
+            runner.feed(materializer)
 
     def stop(self, query: PersistentQuery) -> None:
         """Terminate ``query``: it is no longer stepped, and its offsets and state are dropped."""

@@ -40,6 +40,7 @@ from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
 
 if TYPE_CHECKING:
     from nbstream.plan.planner import Plan
+    from nbstream.runtime.materialize import Materializer
 
 #: Batch sizing: a batch takes what is pending, at most MAX_BATCH records. Planning one batch
 #: statement costs tens of milliseconds whatever its size, so a backlog is worked off in few large
@@ -207,6 +208,10 @@ class QueryRunner:
         self.stats.busy_seconds += elapsed
         self.stats.batch_seconds.observe(elapsed)
         return count
+
+    def feed(self, materializer: Materializer) -> None:
+        """``materializer`` keeps the state of the TABLE this query writes. A runner that can hand it
+        its output rows typed, sparing it their decoding, keeps it (see :class:`AggregateRunner`)."""
 
     def _process(self, ranges: Ranges) -> None:
         """Commit ``ranges`` as one batch. If DuckDB fails to evaluate it, split it in halves until

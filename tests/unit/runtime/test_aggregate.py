@@ -231,3 +231,15 @@ def test_push_queries_over_windows_key_their_rows_by_key_and_window() -> None:
         assert [(r["USER"], r["WINDOWSTART"], r["WINDOWEND"], r["C"]) for r in rows.to_pylist()] == [
             ("a", 0, 1_000, 1), ("a", 1_000, 2_000, 1)]
         runner.con.close()
+
+
+def test_latest_and_earliest_by_offset_run_over_a_batch_skipping_nulls_unless_told_not_to() -> None:
+    eng = _run(CLICKS + "CREATE TABLE last AS SELECT user, LATEST_BY_OFFSET(page) AS latest, "
+               "LATEST_BY_OFFSET(page, false) AS latest_or_null, EARLIEST_BY_OFFSET(page) AS earliest, "
+               "EARLIEST_BY_OFFSET(page, false) AS earliest_or_null FROM clicks GROUP BY user;",
+               [("a", {"page": None}, 1), ("a", {"page": "p"}, 2), ("b", {"page": "x"}, 3),
+                ("a", {"page": None}, 4), ("a", {"page": "q"}, 5)])
+    columns = ("LATEST", "LATEST_OR_NULL", "EARLIEST", "EARLIEST_OR_NULL")
+    rows = [(r.key, *(r.value[c] for c in columns)) for r in eng.consume("LAST")]
+    assert rows == [("a", None, None, None, None), ("a", "p", "p", "p", None), ("b", "x", "x", "x", "x"),
+                    ("a", "p", None, "p", None), ("a", "q", "q", "p", None)]
