@@ -16,9 +16,9 @@ the log's relation of the records), never record by record in Python:
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, overload
 
 import duckdb
 import numpy as np
@@ -93,20 +93,70 @@ def _check_decoded(table: pa.Table, topic: str, source: Source) -> None:
 
 
 def consume_records(con: duckdb.DuckDBPyConnection, relation: str, topic: str, source: Source | None,
-                    registry: SchemaRegistry) -> list[Record]:
+                    registry: SchemaRegistry) -> Records:
     """The records of ``relation`` (in partition, offset order), decoded as :meth:`Engine.consume`
     returns them (raw bytes without a ``source``); schema-registry formats find their schemas in
     ``registry``."""
     table = con.sql(_records_sql(relation, source, registry)).to_arrow_table()
-    decode_key, decode_value = _python_decoders(source, registry)
-    with _gc_paused():
-        keys = _side_values(table, "k", decode_key)
-        values = _side_values(table, "v", decode_value)
-        windows = _windows(table)
-        headers = _headers(table.column("h"))
-        return [Record(topic, p, o, ts, k, v, h, w, wt) for p, o, ts, k, v, h, w, wt in zip(
-            table.column("p").to_pylist(), table.column("o").to_pylist(), table.column("ts").to_pylist(),
-            keys, values, headers, windows, table.column("wt").to_pylist(), strict=True)]
+    return Records(table, topic, *_python_decoders(source, registry))
+
+
+class Records(Sequence[Record]):
+    """A topic's records as :meth:`Engine.consume` returns them: a sequence (compared equal to a
+    list of the same records) whose :class:`Record` objects are made from the decoded Arrow rows a
+    slice at a time as they are read. Reading millions of records one after the other never holds
+    them all as Python objects (~0.9 KB each, against tens of bytes in Arrow). A record whose bytes do
+    not decode raises as it is read."""
+
+    SLICE = 65_536
+
+    def __init__(self, table: pa.Table, topic: str, decode_key: Decode, decode_value: Decode) -> None:
+        self._table, self._topic = table, topic
+        self._decode_key, self._decode_value = decode_key, decode_value
+
+    def __len__(self) -> int:
+        return self._table.num_rows
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            made = self._made(start, max(0, stop - start))
+            return made[::step] if step > 0 else [self[i] for i in range(start, stop, step)]
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError(f"record {index} of {len(self)}")
+        return self._made(position, 1)[0]
+
+    def __iter__(self) -> Iterator[Record]:
+        for start in range(0, len(self), self.SLICE):
+            yield from self._made(start, self.SLICE)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal to a list, so unhashable like one
+
+    def __repr__(self) -> str:
+        return f"Records({len(self)} records of topic {self._topic!r})"
+
+    def _made(self, start: int, length: int) -> list[Record]:
+        table = self._table.slice(start, length)
+        with _gc_paused():
+            keys = _side_values(table, "k", self._decode_key)
+            values = _side_values(table, "v", self._decode_value)
+            windows = _windows(table)
+            headers = _headers(table.column("h"))
+            return [Record(self._topic, p, o, ts, k, v, h, w, wt) for p, o, ts, k, v, h, w, wt in zip(
+                table.column("p").to_pylist(), table.column("o").to_pylist(), table.column("ts").to_pylist(),
+                keys, values, headers, windows, table.column("wt").to_pylist(), strict=True)]
 
 
 def _records_sql(relation: str, source: Source | None, registry: SchemaRegistry) -> str:

@@ -29,13 +29,13 @@ from nbstream.errors import ExecutionError, LogError, NbstreamError, PlanError
 from nbstream.formats import FORMATS, SUPPORTED_REGISTRY_FORMATS, codecs, format_for, register_udfs
 from nbstream.formats.base import sql_str
 from nbstream.formats.registry import SchemaRegistry
-from nbstream.log.base import RECORD_SCHEMA, Record, SqlLog
+from nbstream.log.base import RECORD_SCHEMA, SqlLog
 from nbstream.physical import aggregates
 from nbstream.plan.aggregate import is_aggregate_query
 from nbstream.plan.planner import plan_query
 from nbstream.runtime import pull, topics
 from nbstream.runtime.backend import Backend, backend_for
-from nbstream.runtime.consume import consume_frame, consume_records, topic_relation
+from nbstream.runtime.consume import Records, consume_frame, consume_records, topic_relation
 from nbstream.runtime.executor import execute_statement
 from nbstream.runtime.ingest import encode_frame
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
@@ -360,14 +360,14 @@ class Engine:
     # -- consuming ---------------------------------------------------------------------------------
     @overload
     def consume(self, topic: str, *, from_offsets: Mapping[int, int] | None = None,
-                as_frame: Literal[False] = False) -> list[Record]: ...
+                as_frame: Literal[False] = False) -> Records: ...
 
     @overload
     def consume(self, topic: str, *, from_offsets: Mapping[int, int] | None = None,
                 as_frame: Literal[True]) -> pd.DataFrame: ...
 
     def consume(self, topic: str, *, from_offsets: Mapping[int, int] | None = None,
-                as_frame: bool = False) -> list[Record] | pd.DataFrame:
+                as_frame: bool = False) -> Records | pd.DataFrame:
         """Every record of ``topic`` (in partition, offset order; from ``from_offsets`` on), decoded
         in DuckDB with the format of the stream or table written to it. ``topic`` may also name a
         stream or table.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
+from collections.abc import Callable
 from decimal import Decimal
 
 import pandas as pd
@@ -13,6 +15,7 @@ from nbstream import Engine
 from nbstream.errors import FormatError, LogError
 from nbstream.formats import format_for
 from nbstream.log.base import RECORD_SCHEMA
+from nbstream.runtime.consume import Records
 
 TYPED = """
 CREATE STREAM typed (k VARCHAR KEY, i INT, b BIGINT, d DOUBLE, m DECIMAL(5, 2), s VARCHAR, ok BOOLEAN,
@@ -131,7 +134,7 @@ def test_a_record_that_does_not_decode() -> None:
                 "win_start": None, "win_end": None, "win_type": None}
     eng.log.append("s", pa.Table.from_pylist([not_json], schema=RECORD_SCHEMA))
     with pytest.raises(json.JSONDecodeError):
-        eng.consume("s")
+        list(eng.consume("s"))  # records are made as they are read
 
 
 def test_a_topic_without_a_stream_gives_raw_bytes_and_no_frame() -> None:
@@ -152,3 +155,43 @@ def test_the_frame_follows_partition_and_offset_order_from_the_given_offsets() -
     positions = list(zip(frame["ROWPARTITION"], frame["ROWOFFSET"], strict=True))
     assert positions == sorted(positions) and positions[0] == (0, 1)
     assert [(r.partition, r.offset) for r in eng.consume("typed", from_offsets={0: 1})] == positions
+
+
+def test_records_are_a_sequence_made_a_slice_at_a_time_equal_to_the_list_of_them(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM s (k VARCHAR KEY, n INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    eng.produce_batch("s", pd.DataFrame({"k": [f"k{i}" for i in range(5)], "n": range(5)}), key="k")
+    monkeypatch.setattr(Records, "SLICE", 2)
+    records = eng.consume("s")
+    listed = list(records)
+    assert [r.value["N"] for r in listed] == [0, 1, 2, 3, 4] and len(records) == 5
+    assert records == listed and records != listed[:4] and records[-1] == listed[4]
+    assert records[1:4] == listed[1:4] and records[::2] == listed[::2] and records[::-1] == listed[::-1]
+    with pytest.raises(IndexError):
+        records[5]
+    assert repr(records) == "Records(5 records of topic 's')"
+
+
+def test_reading_records_one_after_another_never_holds_them_all() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM s (k VARCHAR KEY, n INT, note VARCHAR) "
+                "WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    count = 200_000
+    eng.produce_batch("s", pd.DataFrame({"k": [f"k{i % 100}" for i in range(count)], "n": range(count),
+                                         "note": ["x" * 40] * count}), key="k")
+    records = eng.consume("s")
+    streamed, total = _peak_bytes(lambda: sum(r.value["N"] for r in records))
+    listed, _ = _peak_bytes(lambda: list(records))
+    assert total == count * (count - 1) // 2
+    assert streamed < listed / 2, f"{streamed / 2**20:.0f} MiB to read them, {listed / 2**20:.0f} MiB to list them"
+
+
+def _peak_bytes(work: Callable[[], object]) -> tuple[int, object]:
+    """The peak of memory Python allocated while ``work`` ran, and its result."""
+    tracemalloc.start()
+    try:
+        result = work()
+        return tracemalloc.get_traced_memory()[1], result
+    finally:
+        tracemalloc.stop()
