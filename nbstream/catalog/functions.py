@@ -1436,11 +1436,9 @@ _AGGREGATES = {
     "TOPK": "The k largest values.",
     "TOPKDISTINCT": "The k largest distinct values.",
     "HISTOGRAM": "Count of each distinct value, as a map.",
-    "STDDEV_SAMP": "Sample standard deviation.",
+    "STDDEV_SAMP": "Sample variance (what ksqlDB's STDDEV_SAMP returns).",
     "STDDEV_SAMPLE": "Sample standard deviation.",
-    "VARIANCE": "Sample variance.",
     "CORRELATION": "Correlation of two columns.",
-    "ATTR": "The value if all values are equal, else null.",
 }
 _TABLE_FUNCTIONS = {
     "EXPLODE": "One row per element of an array.",
