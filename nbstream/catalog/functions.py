@@ -264,6 +264,7 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
     ("LCASE", "STRING", "STRING", "lower({0})", "Converts a string to lower case."),
     ("UCASE", "STRING", "STRING", "upper({0})", "Converts a string to upper case."),
     ("TRIM", "STRING", "STRING", "trim({0})", "Removes leading and trailing whitespace."),
+    ("MD5", "STRING", "STRING", "md5({0})", "The MD5 hash of a string (its UTF-8 bytes), as 32 hex digits."),
     ("LTRIM", "STRING", "STRING", "ltrim({0})", "Removes leading whitespace."),
     ("RTRIM", "STRING", "STRING", "rtrim({0})", "Removes trailing whitespace."),
     (
@@ -299,8 +300,6 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
     ("UUID", "", "STRING", "CAST(uuid() AS VARCHAR)", "A random type-4 UUID."),
     # math
     ("ABS", "NUMBER", "same as input", "abs({0})", "Absolute value."),
-    ("CEIL", "NUMBER", "same as input", "ceil({0})", "Rounds up to the nearest integer value."),
-    ("FLOOR", "NUMBER", "same as input", "floor({0})", "Rounds down to the nearest integer value."),
     ("SIGN", "NUMBER", "INTEGER", "CAST(sign({0}) AS INTEGER)", "-1, 0 or 1 by the sign of the value."),
     ("SQRT", "NUMBER", "DOUBLE", "sqrt(CAST({0} AS DOUBLE))", "Square root (NaN for negative values)."),
     ("CBRT", "NUMBER", "DOUBLE", "cbrt(CAST({0} AS DOUBLE))", "Cube root."),
@@ -908,6 +907,25 @@ def _round(call: Call) -> exp.Expression:
     )
 
 
+def _whole(call: Call, fn: str) -> exp.Expression:
+    """CEIL/FLOOR keep their argument's type: integers unchanged, DOUBLE, DECIMAL(p, s) with its scale."""
+    t = call.types[0]
+    if t.name in ("INTEGER", "BIGINT"):
+        return call[0].copy()
+    rounded = call.fill(f"{fn}({{0}})")
+    return typed_cast(rounded, t) if t.name == "DECIMAL" else rounded
+
+
+@scalar("CEIL", "NUMBER", "same as input", "Rounds up to the nearest integer value.")
+def _ceil(call: Call) -> exp.Expression:
+    return _whole(call, "ceil")
+
+
+@scalar("FLOOR", "NUMBER", "same as input", "Rounds down to the nearest integer value.")
+def _floor(call: Call) -> exp.Expression:
+    return _whole(call, "floor")
+
+
 @scalar(
     "TRUNC",
     "NUMBER, INT?",
@@ -928,14 +946,28 @@ _EARTH_RADIUS = {"KM": 6371.0, "KILOMETERS": 6371.0, "MI": 3959.0, "MILES": 3959
     "Great-circle distance between two lat/lon points, in 'KM' (default) or 'MILES'.",
 )
 def _geo_distance(call: Call) -> exp.Expression:
-    unit = call.string_constant(4).upper() if len(call.args) > 4 else "KM"
+    radius = _earth_radius(call)
+    return sql(
+        "2 * {4} * asin(sqrt(pow(sin(radians({2} - {0}) / 2), 2) + "
+        "cos(radians({0})) * cos(radians({2})) * pow(sin(radians({3} - {1}) / 2), 2)))",
+        *call.args[:4], radius,
+    )
+
+
+def _earth_radius(call: Call) -> exp.Expression:
+    """The radius for GEO_DISTANCE's unit: a literal unit is checked now, a column's per row (an unknown
+    unit fails the row, as ksqlDB's function throws)."""
+    if len(call.args) <= 4:
+        return exp.Literal.number(_EARTH_RADIUS["KM"])
+    if _constant(call[4]) is _NOT_CONSTANT:
+        whens = " ".join(f"WHEN '{unit}' THEN {radius}" for unit, radius in _EARTH_RADIUS.items())
+        km = _EARTH_RADIUS["KM"]
+        return sql(f"CASE WHEN {{0}} IS NULL THEN {km} ELSE CASE upper({{0}}) {whens} ELSE "
+                   "error('GEO_DISTANCE: unknown distance unit ' || {0}) END END", call[4])
+    unit = call.string_constant(4).upper()
     if unit not in _EARTH_RADIUS:
         raise _type_error(call, f"unknown distance unit '{unit}' (KM, MILES)")
-    return sql(
-        f"2 * {_EARTH_RADIUS[unit]} * asin(sqrt(pow(sin(radians({{2}} - {{0}}) / 2), 2) + "
-        "cos(radians({0})) * cos(radians({2})) * pow(sin(radians({3} - {1}) / 2), 2)))",
-        *call.args[:4],
-    )
+    return exp.Literal.number(_EARTH_RADIUS[unit])
 
 
 def _widest_decimal(types: list[SqlType]) -> SqlType:

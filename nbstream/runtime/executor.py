@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sqlglot import exp
+
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import PersistentQuery, Source, WindowInfo
 from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
@@ -264,6 +266,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect, params: Params
     _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and existing is not None and existing.is_source)
     source = engine.catalog.get(_from_name(stmt.query))
     _check_result_kind(stmt.kind, source, stmt.query, engine)
+    _check_aliases(stmt.query)
     props = dict(stmt.properties)
     sink = _sink_for_new(engine, stmt.name, props, source)
     plan = plan_query(stmt.query, engine.catalog, engine.con,
@@ -320,6 +323,14 @@ def _window_of(plan: Plan, source: Source) -> WindowInfo | None:
     return WindowInfo(plan.window.kind, plan.window.size_ms, retention)
 
 
+def _check_aliases(query: ast.Query) -> None:
+    """ksqlDB: a result column may not be named like a pseudo column or a window bound."""
+    for item in query.select.expressions:
+        alias = item.alias if isinstance(item, exp.Alias) else ""
+        if alias.upper() in PSEUDO_COLUMNS + WINDOW_BOUNDS:
+            raise BindError(f"`{alias.upper()}` is a reserved column name. You cannot use it as an alias for a column.")
+
+
 def _check_result_kind(kind: str, source: Source, query: ast.Query, engine: Engine) -> None:
     table = join_produces_table(engine.catalog, query) if query.select.args.get("joins") else source.is_table
     produced = "TABLE" if table or is_aggregate_query(query) else "STREAM"
@@ -367,6 +378,9 @@ def _fit_key_format(engine: Engine, plan: Plan, props: Mapping[str, Any]) -> Pla
             raise BindError("Key format specified for stream without key columns.")
         return replace(plan, sink=replace(sink, key_format="NONE", key_properties={}))
     if plan.schema.key and sink.key_format == "NONE":
+        if explicit and explicit.upper() == "NONE":
+            keys = ", ".join(f"`{c.name}` {c.type} KEY" for c in plan.schema.key)
+            raise BindError(f"The 'NONE' format can only be used when no columns are defined. Got: [{keys}]")
         default = str(engine.property("ksql.persistence.default.format.key") or "KAFKA").upper()
         return replace(plan, sink=replace(sink, key_format=default, key_properties={}))
     return plan
