@@ -42,8 +42,9 @@ from nbstream.catalog.casts import (
     to_string,
     typed_cast,
 )
+from nbstream.catalog.pattern_udfs import PatternUdf
 from nbstream.catalog.types import SqlType, parse_type
-from nbstream.catalog.udfs import SPLIT_BYTES, register_udfs
+from nbstream.catalog.udfs import SPLIT_BYTES, add_udf, register_udfs
 from nbstream.errors import SqlTypeError, UnknownNameError, did_you_mean
 
 __all__ = [
@@ -1403,8 +1404,43 @@ _DATETIME: list[tuple[str, str, str, Builder, str]] = [
         "Formats a TIME with a pattern.",
     ),
 ]
+#: The date/time functions whose pattern may be a column: DuckDB types of their value and result.
+_PATTERN_COLUMN_TYPES = {
+    "STRINGTOTIMESTAMP": ("VARCHAR", "BIGINT"),
+    "PARSE_TIMESTAMP": ("VARCHAR", "TIMESTAMP"),
+    "TIMESTAMPTOSTRING": ("BIGINT", "VARCHAR"),
+    "FORMAT_TIMESTAMP": ("TIMESTAMP", "VARCHAR"),
+    "STRINGTODATE": ("VARCHAR", "INTEGER"),
+    "DATETOSTRING": ("INTEGER", "VARCHAR"),
+    "PARSE_DATE": ("VARCHAR", "DATE"),
+    "FORMAT_DATE": ("DATE", "VARCHAR"),
+    "PARSE_TIME": ("VARCHAR", "TIME"),
+    "FORMAT_TIME": ("TIME", "VARCHAR"),
+}
+
+
+def _with_pattern_column(name: str, build: Builder) -> Builder:
+    """``build`` for a literal pattern; a (value, pattern) call whose pattern is a column calls the
+    Arrow UDF of :mod:`nbstream.catalog.pattern_udfs`, which compiles ``build`` per distinct pattern."""
+    value, returns = _PATTERN_COLUMN_TYPES[name]
+    udf_name = f"nbs_pattern_{name.lower()}"
+
+    def compile_one(pattern: str) -> str:
+        call = Call(name, (exp.column("v"), literal_string(pattern)), (parse_type(value), parse_type("STRING")))
+        return build(call).sql("duckdb")
+
+    add_udf(udf_name, PatternUdf(udf_name, value, returns, compile_one), [value, "VARCHAR"], returns)
+
+    def built(call: Call) -> exp.Expression:
+        if len(call.args) == 2 and _constant(call.args[1]) is _NOT_CONSTANT:
+            return sql(f"{udf_name}(CAST({{0}} AS {value}), {{1}})", *call.args)
+        return build(call)
+
+    return built
+
+
 for _name, _spec, _returns, _build, _description in _DATETIME:
-    _register(_name, _spec, _returns, _description, _build)
+    _register(_name, _spec, _returns, _description, _with_pattern_column(_name, _build))
 
 #: ksqlDB's time units (java.util.concurrent.TimeUnit names) → DuckDB interval constructors.
 _UNITS = {

@@ -36,6 +36,12 @@ _UDFS: list[tuple[str, Callable[..., pa.Array], list[str], str]] = [
 ]
 
 
+def add_udf(name: str, fn: Callable[..., pa.Array], params: list[str], returns: str) -> None:
+    """Declare one more Arrow UDF (DuckDB types); :func:`register_udfs` registers it from then on."""
+    if all(existing[0] != name for existing in _UDFS):
+        _UDFS.append((name, fn, params, returns))
+
+
 def register_udfs(con: duckdb.DuckDBPyConnection) -> None:
     """Register nbstream's Arrow UDFs on ``con`` (a no-op for those already registered)."""
     known = {row[0] for row in con.execute("SELECT function_name FROM duckdb_functions()").fetchall()}

@@ -48,3 +48,18 @@ def test_a_result_column_may_not_be_named_like_a_system_column(alias: str) -> No
 def test_a_none_key_format_refuses_a_result_with_key_columns() -> None:
     with pytest.raises(BindError, match=r"Got: \[`I` INTEGER KEY\]"):
         Engine().execute(POINTS + "CREATE STREAM o WITH (KEY_FORMAT='NONE') AS SELECT * FROM s PARTITION BY i;")
+
+
+def test_date_functions_read_their_pattern_from_a_column_and_skip_a_row_whose_pattern_is_bad() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM d (id INT KEY, d DATE, f VARCHAR) WITH (KAFKA_TOPIC='d', VALUE_FORMAT='JSON');"
+                "CREATE STREAM o AS SELECT id, FORMAT_DATE(d, f) AS r, PARSE_DATE('04/03/2021', f) AS p FROM d;")
+    for i, pattern in enumerate(["yyyy-MM-dd", "dd/MM/yyyy", None, "qqq", "yyyy-MM-dd"]):
+        eng.produce("d", {"d": 18_000 + i, "f": pattern}, key=i)
+    eng.run_until_idle()
+    assert [(r.key, r.value) for r in eng.consume("O")] == [
+        (0, {"R": "2019-04-14", "P": None}),
+        (1, {"R": "15/04/2019", "P": 18_690}),
+        (2, {"R": None, "P": None}),
+        (4, {"R": "2019-04-18", "P": None}),
+    ]
