@@ -264,7 +264,9 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
     # strings
     ("LCASE", "STRING", "STRING", "lower({0})", "Converts a string to lower case."),
     ("UCASE", "STRING", "STRING", "upper({0})", "Converts a string to upper case."),
-    ("TRIM", "STRING", "STRING", "trim({0})", "Removes leading and trailing whitespace."),
+    # Java's String.trim: every character up to U+0020 (tabs, newlines, control characters)
+    ("TRIM", "STRING", "STRING", "regexp_replace({0}, '^[\\x00-\\x20]+|[\\x00-\\x20]+$', '', 'g')",
+     "Removes leading and trailing whitespace and control characters."),
     ("MD5", "STRING", "STRING", "md5({0})", "The MD5 hash of a string (its UTF-8 bytes), as 32 hex digits."),
     ("LTRIM", "STRING", "STRING", "ltrim({0})", "Removes leading whitespace."),
     ("RTRIM", "STRING", "STRING", "rtrim({0})", "Removes trailing whitespace."),
@@ -378,7 +380,9 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "lambda __x, __i: list_position(list_concat({0}, {1}), __x) = __i) END",
         "Distinct elements of both arrays.",
     ),
-    ("ARRAY_CONCAT", "ARRAY, ARRAY", "ARRAY", "list_concat({0}, {1})", "The elements of both arrays."),
+    ("ARRAY_CONCAT", "ARRAY, ARRAY", "ARRAY",
+     "CASE WHEN {0} IS NOT NULL OR {1} IS NOT NULL THEN list_concat({0}, {1}) END",
+     "The elements of both arrays (null when both are null)."),
     (
         "ARRAY_REMOVE",
         "ARRAY, ANY",
@@ -423,7 +427,7 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "EXTRACTJSONFIELD",
         "STRING, STRING",
         "STRING",
-        "CASE WHEN json_valid({0}) THEN json_extract_string({0}, {1}) END",
+        "CASE WHEN json_valid({0}) AND NOT regexp_matches({1}, '\\[-') THEN json_extract_string({0}, {1}) END",
         "The value at a JSONPath, as a string (null when missing or not JSON).",
     ),
     (
@@ -446,8 +450,10 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "STRING",
         "MAP<STRING, STRING>",
         "CASE WHEN json_valid({0}) AND json_type({0}) = 'OBJECT' "
-        "THEN CAST(CAST(CAST({0} AS JSON) AS MAP(VARCHAR, JSON)) AS MAP(VARCHAR, VARCHAR)) END",
-        "The fields of a JSON object as a map of key to JSON text.",
+        "THEN map_from_entries(list_transform(map_entries(CAST(CAST({0} AS JSON) AS MAP(VARCHAR, JSON))), "
+        "lambda e: {'key': e.key, 'value': CASE WHEN json_type(e.value) = 'VARCHAR' "
+        "THEN json_extract_string(e.value, '$') ELSE CAST(e.value AS VARCHAR) END})) END",
+        "The fields of a JSON object as a map of key to JSON text (strings without their quotes).",
     ),
     (
         "JSON_ARRAY_CONTAINS",
@@ -517,13 +523,6 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "DATE",
         "DATE '1970-01-01' + CAST({0} AS INTEGER)",
         "The DATE of days since the epoch.",
-    ),
-    (
-        "CONVERT_TZ",
-        "TIMESTAMP, STRING, STRING",
-        "TIMESTAMP",
-        "timezone({2}, timezone({1}, {0}))",
-        "Converts a TIMESTAMP from one time zone to another.",
     ),
 ]
 
@@ -725,9 +724,9 @@ def _split(call: Call) -> exp.Expression:
 )
 def _split_to_map(call: Call) -> exp.Expression:
     return call.fill(
-        "map_from_entries(list_transform("
+        "CASE WHEN {1} <> '' AND {2} <> '' THEN map_from_entries(list_transform("
         "list_filter(string_split({0}, {1}), lambda __e: strpos(__e, {2}) > 0), "
-        "lambda __e: {'key': split_part(__e, {2}, 1), 'value': split_part(__e, {2}, 2)}))"
+        "lambda __e: {'key': split_part(__e, {2}, 1), 'value': split_part(__e, {2}, 2)})) END"
     )
 
 
@@ -781,6 +780,8 @@ def _to_bytes(call: Call) -> exp.Expression:
 
 @scalar("FROM_BYTES", "BYTES, STRING", "STRING", "Encodes BYTES as a string (hex, utf8, ascii, base64).")
 def _from_bytes(call: Call) -> exp.Expression:
+    if call.string_constant(1).upper() == "HEX":  # ksqlDB's BytesUtils writes upper-case digits; ENCODE lower
+        return sql("hex({0})", call[0])
     return sql(_encoding(call, 1)[1], call[0])
 
 
@@ -1089,6 +1090,18 @@ _register("REDUCE", "ARRAY|MAP, ANY, LAMBDA", "type of the initial state",
 # ---------------------------------------------------------------------------------------------
 
 
+def _zone(zone: exp.Expression) -> exp.Expression:
+    """A Java zone id as DuckDB's: a bare offset (``+02``, ``+0200``, ``+02:00``) as ``GMT+02:00``."""
+    return sql("CASE WHEN regexp_matches({0}, '^[+-][0-9][0-9]$') THEN 'GMT' || {0} || ':00' "
+               "WHEN regexp_matches({0}, '^[+-][0-9][0-9]:?[0-9][0-9]$') THEN 'GMT' || left({0}, 3) || ':' || "
+               "right({0}, 2) ELSE {0} END", zone)
+
+
+@scalar("CONVERT_TZ", "TIMESTAMP, STRING, STRING", "TIMESTAMP", "Converts a TIMESTAMP from one time zone to another.")
+def _convert_tz(call: Call) -> exp.Expression:
+    return sql("timezone({2}, timezone({1}, {0}))", call[0], _zone(call[1]), _zone(call[2]))
+
+
 @scalar("TO_JSON_STRING", "ANY", "STRING", "The value as JSON text, as ksqlDB's JSON format writes it.")
 def _to_json_string(call: Call) -> exp.Expression:
     return sql("coalesce(CAST(to_json({0}) AS VARCHAR), 'null')", json_value(call[0], call.types[0]))
@@ -1103,7 +1116,9 @@ def _to_json_string(call: Call) -> exp.Expression:
 def _json_concat(call: Call) -> exp.Expression:
     valid = _chain([sql("coalesce(json_valid({0}), FALSE)", a) for a in call.args], "AND")
     objects = _chain([sql("json_type({0}) = 'OBJECT'", a) for a in call.args], "AND")
-    merged = exp.Anonymous(this="json_merge_patch", expressions=[a.copy() for a in call.args])
+    # a shallow merge, as ksqlDB's ObjectNode.setAll: a later key replaces the whole value of an earlier one
+    merged = sql("to_json({0})", exp.Anonymous(
+        this="map_concat", expressions=[sql("CAST(CAST({0} AS JSON) AS MAP(VARCHAR, JSON))", a) for a in call.args]))
     lists = exp.Array(
         expressions=[
             sql(
