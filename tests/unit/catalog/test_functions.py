@@ -321,7 +321,7 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("JSON_ARRAY_CONTAINS", ("'[1, 2]'", "5"), False),
     ("JSON_ITEMS", ("'[1, {\"a\": 2}]'",), ["1", '{"a":2}']),
     ("JSON_KEYS", ('\'{"a": 1, "b": 2}\'',), ["a", "b"]),
-    ("JSON_RECORDS", ('\'{"a": 1, "b": "x", "c": {"d": [true]}}\'',), 
+    ("JSON_RECORDS", ('\'{"a": 1, "b": "x", "c": {"d": [true]}}\'',),
      {"a": "1", "b": "x", "c": '{"d":[true]}'}),  # strings unquoted, as ksqlDB
     ("JSON_CONCAT", ("'{\"a\": 1}'", "'{\"b\": 2}'"), '{"a":1,"b":2}'),
     ("JSON_CONCAT", ("'[1, 2]'", "'[3]'"), "[1,2,3]"),
