@@ -20,7 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from nbstream.catalog import user_aggregates, user_functions
 from nbstream.catalog.types import BIGINT, DOUBLE, SqlType, parse_type
+from nbstream.catalog.user_functions import UserFunction
 from nbstream.errors import BindError, SqlTypeError
 
 ADD = "CASE WHEN {s} IS NULL THEN {b} WHEN {b} IS NULL THEN {s} ELSE {s} + {b} END"
@@ -220,6 +222,9 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
     literal ``params`` that follow the column; a :class:`BindError` for what ksqlDB rejects.
     ``properties``: the ksqlDB configuration (``ksql.functions.<name>.limit``)."""
     function = _FUNCTIONS.get(name.upper())
+    user = user_functions.lookup(name) if function is None else None
+    if user is not None and user.kind == "aggregate":
+        return _user_aggregate(user, arg_type, params)
     if function is None:
         raise BindError(f"Unknown aggregate function {name}")
     if arg_type is None:
@@ -244,16 +249,33 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
     return Aggregate(name.upper(), slots, result, result_type)
 
 
+def _user_aggregate(user: UserFunction, arg_type: SqlType | None, params: Sequence[object]) -> Aggregate:
+    """A ``@nbstream.udaf`` call: one slot (see :mod:`nbstream.catalog.user_aggregates`)."""
+    if arg_type is None or params:
+        raise BindError(f"{user.name} takes {user_aggregates.column_count(user)} column argument(s), "
+                        "and no literal parameters")
+    args = [t for _, t in arg_type.fields] if user_aggregates.column_count(user) > 1 else [arg_type]
+    call = user_aggregates.resolve(user, args)
+    return Aggregate(user.name, (Slot(call.batch, call.merge, call.slot_type),), call.result, call.returns)
+
+
 def column_count(name: str) -> int:
     """How many column arguments the aggregate ``name`` reads before its literal parameters."""
     function = _FUNCTIONS.get(name.upper())
-    return 1 if function is None else function.columns
+    if function is None:
+        user = user_functions.lookup(name)
+        return user_aggregates.column_count(user) if user is not None and user.kind == "aggregate" else 1
+    return function.columns
 
 
 def keeps_nested_state(name: str) -> bool:
-    """Whether ksqlDB's ``name`` keeps a STRUCT, ARRAY or MAP between records (its intermediate type)."""
+    """Whether ksqlDB's ``name`` keeps a STRUCT, ARRAY or MAP between records (its intermediate
+    type); a user's aggregate when its declared state is one of those."""
     function = _FUNCTIONS.get(name.upper())
-    return function is not None and function.nested_state
+    if function is None:
+        user = user_functions.lookup(name)
+        return user is not None and user.kind == "aggregate" and user_aggregates.state_is_nested(user)
+    return function.nested_state
 
 
 def _limit(name: str, properties: Mapping[str, object]) -> int:
@@ -272,7 +294,7 @@ def fill(template: str, **values: str) -> str:
 
 
 def names() -> list[str]:
-    """The aggregate functions the engine can run."""
+    """ksqlDB's aggregate functions the engine can run (user aggregates are in ``user_functions``)."""
     return sorted(_FUNCTIONS)
 
 
