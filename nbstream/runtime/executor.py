@@ -18,6 +18,7 @@ from sqlglot import exp
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import PersistentQuery, Source, WindowInfo
 from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
+from nbstream.catalog.types import SqlType
 from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
@@ -124,6 +125,8 @@ def _declared_window(props: Mapping[str, Any]) -> WindowInfo | None:
         return None
     size = _str_prop(props, "WINDOW_SIZE")
     size_ms = None
+    if size is not None and kind.upper() == "SESSION":
+        raise BindError("'WINDOW_SIZE' should not be set for SESSION windows.")
     if size is not None:
         count, _, unit = size.strip().partition(" ")
         if not count.isdigit() or unit.strip().upper() not in UNIT_MS:
@@ -137,6 +140,18 @@ def _check_replace_source(kind: str, name: str, replaces_source: bool) -> None:
     if replaces_source:
         raise CatalogError(f"Cannot add {kind.lower()} '{name}': CREATE OR REPLACE is not supported on "
                            f"source {kind.lower()}s.")
+
+
+#: The type of a HEADERS column (every header of the record), as ksqlDB writes it.
+HEADERS_TYPE = "ARRAY<STRUCT<`KEY` STRING, `VALUE` BYTES>>"
+
+
+def _check_header_type(role: str | None, header_key: str | None, sql_type: SqlType) -> None:
+    """ksqlDB: a HEADERS column is ARRAY<STRUCT<KEY STRING, VALUE BYTES>>, a HEADER('k') column BYTES."""
+    if role == "HEADERS" and str(sql_type) != HEADERS_TYPE:
+        raise BindError(f"Invalid type for HEADERS column: expected {HEADERS_TYPE}, got {sql_type}")
+    if role == "HEADER" and sql_type.name != "BYTES":
+        raise BindError(f"Invalid type for HEADER('{header_key}') column: expected BYTES, got {sql_type}")
 
 
 def _schema_of(stmt: ast.CreateSource) -> LogicalSchema:
@@ -158,6 +173,7 @@ def _schema_of(stmt: ast.CreateSource) -> LogicalSchema:
             raise BindError(f"Column `{col.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n"
                             "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
                             "Streams have KEYs, which have no uniqueness or NON NULL constraints.", col.span)
+        _check_header_type(role, col.header_key, col.type)
         columns.append(Column(col.name, col.type, "KEY" if role == "PRIMARY KEY" else role, col.header_key))
     keys = [c for c in columns if c.role == "KEY"]
     values = [c for c in columns if c.role not in ("KEY", "HEADER", "HEADERS")]

@@ -1,0 +1,32 @@
+"""CREATE STREAM/TABLE checks ksqlDB makes on header columns and on a SESSION window's size."""
+
+from __future__ import annotations
+
+import pytest
+
+from nbstream import Engine
+from nbstream.errors import BindError
+
+
+@pytest.mark.parametrize("column, message", [
+    ("H BYTES HEADERS", r"Invalid type for HEADERS column: expected ARRAY<STRUCT<`KEY` STRING, `VALUE` BYTES>>, "
+                        r"got BYTES"),
+    ("H INT HEADER('key')", r"Invalid type for HEADER\('key'\) column: expected BYTES, got INTEGER"),
+])
+def test_a_header_column_must_have_the_headers_type(column: str, message: str) -> None:
+    with pytest.raises(BindError, match=message):
+        Engine().execute(f"CREATE STREAM s (k STRING KEY, {column}, v BIGINT) "
+                         "WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');")
+
+
+def test_header_columns_of_the_right_types_are_accepted() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM s (k STRING KEY, hs ARRAY<STRUCT<key STRING, value BYTES>> HEADERS, "
+                "h BYTES HEADER('x'), v BIGINT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');")
+    assert eng.describe_source("S") is not None
+
+
+def test_a_session_window_has_no_size() -> None:
+    with pytest.raises(BindError, match="'WINDOW_SIZE' should not be set for SESSION windows"):
+        Engine().execute("CREATE TABLE t (k STRING PRIMARY KEY, v BIGINT) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON', "
+                         "WINDOW_TYPE='Session', WINDOW_SIZE='30 seconds');")
