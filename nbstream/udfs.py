@@ -93,11 +93,13 @@ def udtf(name: str | None = None, *, params: Sequence[str] | None = None,
 
 
 def udaf(name: str | None = None, *, params: Sequence[str] | None = None, state: str | None = None,
-         returns: str | None = None, description: str = "") -> Callable[[F], F]:
+         returns: str | None = None, init: Sequence[str] = (), description: str = "") -> Callable[[F], F]:
     """Register the decorated class (or object) as aggregate function ``name`` (default: its own
     name). It has ``aggregate(states, *value_lists)`` and optionally ``result(states)`` (see the
     module's docstring); ``state`` is the SQL type of its state, ``returns`` of its value (default:
-    the state's type, when there is no ``result``)."""
+    the state's type, when there is no ``result``). ``init``: the types of literal parameters a
+    call ends with (ksqlDB's UDAF factory arguments, the last may be ``"STRING..."``), given to its
+    ``initial(*literals)``, which returns the state every group starts from."""
     def decorate(cls: F) -> F:
         sql_name: str = name or str(getattr(cls, "__name__", ""))
         where = f"UDAF {sql_name or cls!r}"
@@ -115,9 +117,13 @@ def udaf(name: str | None = None, *, params: Sequence[str] | None = None, state:
             parse_type(state)
         except NbstreamError as e:
             raise UdfError(f"{where}: {e}") from e
-        if signature.variadic:
-            raise UdfError(f"{where}: an aggregate function cannot take a variable number of arguments")
-        impl = AggregateImpl(state, aggregate, result if callable(result) else None)
+        initial = getattr(cls, "initial", None)
+        if init and not callable(initial):
+            raise UdfError(f"{where}: literal parameters (init=...) need an initial(*literals) function")
+        if signature.variadic and any(t.endswith("...") for t in init):
+            raise UdfError(f"{where}: either the columns or the literal parameters may be variadic, not both")
+        impl = AggregateImpl(state, aggregate, result if callable(result) else None, tuple(init),
+                             initial if callable(initial) else None)
         overload = Overload(signature, impl, description or (cls.__doc__ or "").strip())
         try:
             user_functions.add(sql_name, "aggregate", overload, overload.description)

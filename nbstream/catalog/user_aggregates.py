@@ -30,6 +30,7 @@ from nbstream.catalog import user_functions
 from nbstream.catalog.signatures import Signature, pick
 from nbstream.catalog.types import SqlType, parse_type
 from nbstream.catalog.user_functions import Overload, UserFunction
+from nbstream.errors import BindError
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ class AggregateImpl:
     state: str
     aggregate: Callable[..., Any]
     result: Callable[[pa.Array], Any] | None = None
+    #: Types of the literal parameters a call ends with (the last may end in ``...``), and the
+    #: function making the initial state of them (``initial(*literals)`` → one state value).
+    init: tuple[str, ...] = ()
+    initial: Callable[..., Any] | None = None
 
     def __call__(self, states: pa.Array, *values: pa.ListArray) -> Any:
         """The overload's function: ``aggregate``."""
@@ -64,9 +69,42 @@ class UserAggregateCall:
     returns: SqlType
 
 
-def column_count(function: UserFunction) -> int:
-    """How many column arguments a call of the UDAF takes (its first overload's parameters)."""
-    return len(function.overloads[0].signature.params)
+def column_count(function: UserFunction, operands: int) -> int:
+    """How many of a call's ``operands`` are column arguments: the first overload's parameters, or
+    with a variable number of them, every operand but the literal parameters (``init``)."""
+    overload = function.overloads[0]
+    if overload.signature.variadic:
+        return max(operands - len(_impl(overload).init), 1)
+    return len(overload.signature.params)
+
+
+def _initial_state(function: UserFunction, impl: AggregateImpl, literals: list[object]) -> Any:
+    """The state a group starts from: ``initial(*literals)``, checked against the declared ``init``."""
+    fixed = [t for t in impl.init if not t.endswith("...")]
+    variadic = len(fixed) < len(impl.init)
+    if len(literals) < len(fixed) or (len(literals) > len(fixed) and not variadic):
+        declared = ", ".join(impl.init) or "none"
+        raise BindError(f"{function.name} takes literal parameters ({declared}) after its columns, "
+                        f"not {len(literals)}")
+    for i, value in enumerate(literals):
+        expected = parse_type((impl.init[min(i, len(impl.init) - 1)]).removesuffix("..."))
+        if not _fits(value, expected):
+            raise BindError(f"{function.name}: literal parameter {i + 1} must be {expected}, not {value!r}")
+    if impl.initial is None:
+        return None
+    return impl.initial(*literals)
+
+
+def _fits(value: object, expected: SqlType) -> bool:
+    if expected.name in ("INTEGER", "BIGINT"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected.name in ("DOUBLE", "DECIMAL"):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected.name == "STRING":
+        return isinstance(value, str)
+    if expected.name == "BOOLEAN":
+        return isinstance(value, bool)
+    return False
 
 
 def state_is_nested(function: UserFunction) -> bool:
@@ -75,17 +113,19 @@ def state_is_nested(function: UserFunction) -> bool:
     return parse_type(impl.state).name in ("STRUCT", "ARRAY", "MAP")
 
 
-def resolve(function: UserFunction, args: list[SqlType]) -> UserAggregateCall:
-    """The slot of ``function`` called with arguments of ``args`` types (ksqlDB's overload rules)."""
+def resolve(function: UserFunction, args: list[SqlType], literals: list[object]) -> UserAggregateCall:
+    """The slot of ``function`` called with columns of ``args`` types (ksqlDB's overload rules) and
+    the ``literals`` that follow them."""
     index, matched = pick(function.name, [o.signature for o in function.overloads], args)
     overload = function.overloads[index]
     impl = _impl(overload)
     state = parse_type(impl.state)
+    initial = _initial_state(function, impl, literals)
     returns = overload.return_type(matched)
     params = matched.params
     value = params[0] if len(params) == 1 else SqlType.struct([(f"a{i}", t) for i, t in enumerate(params)])
     slot = SqlType.array(SqlType.struct([("v", value), ("s", state)]))
-    fold = user_functions.instance(function.name, _fold_overload(overload, params), [slot, slot], slot)
+    fold = user_functions.instance(function.name, _fold_overload(overload, params, initial), [slot, slot], slot)
     cast = (f"CAST({{0}} AS {value.duckdb()})" if len(params) == 1 else
             "{" + ", ".join(f"'a{i}': CAST({{0}}.a{i} AS {t.duckdb()})" for i, t in enumerate(params)) + "}")
     batch = f"list({{'v': {cast}, 's': NULL::{state.duckdb()}}} ORDER BY __ord)"
@@ -98,18 +138,19 @@ def resolve(function: UserFunction, args: list[SqlType]) -> UserAggregateCall:
 
 
 #: The DuckDB-side Overloads made for each UDAF overload (kept beside it: ids are unique while it lives).
-_FOLDS: dict[tuple[int, tuple[SqlType, ...]], tuple[Overload, Overload]] = {}
+_FOLDS: dict[tuple[int, tuple[SqlType, ...], str], tuple[Overload, Overload]] = {}
 _RESULTS: dict[int, tuple[Overload, Overload]] = {}
 
 
-def _fold_overload(overload: Overload, params: tuple[SqlType, ...]) -> Overload:
+def _fold_overload(overload: Overload, params: tuple[SqlType, ...], initial: Any) -> Overload:
     """An Overload whose function merges a slot's stored and batch lists (one object per UDAF
-    overload and parameter types, so :func:`user_functions.instance` reuses its DuckDB function)."""
-    key = (id(overload), params)
+    overload, parameter types and initial state, so :func:`user_functions.instance` reuses its
+    DuckDB function)."""
+    key = (id(overload), params, repr(initial))
     if key not in _FOLDS or _FOLDS[key][0] is not overload:
         aggregate = _impl(overload).aggregate
         _FOLDS[key] = (overload, Overload(Signature.of(["ANY", "ANY"], None),
-                                          lambda stored, batch: _fold(aggregate, len(params), stored, batch)))
+                                          lambda stored, batch: _fold(aggregate, len(params), initial, stored, batch)))
     return _FOLDS[key][1]
 
 
@@ -122,9 +163,12 @@ def _result_overload(overload: Overload) -> Overload:
     return _RESULTS[id(overload)][1]
 
 
-def _fold(aggregate: Callable[..., Any], arity: int, stored: pa.Array, batch: pa.Array) -> pa.Array:
-    """Each row's stored state with its batch list folded in, as a one-element slot list."""
+def _fold(aggregate: Callable[..., Any], arity: int, initial: Any, stored: pa.Array, batch: pa.Array) -> pa.Array:
+    """Each row's stored state (``initial`` where there is none yet) with its batch list folded in,
+    as a one-element slot list."""
     states = _first_states(stored)
+    if initial is not None:
+        states = pc.fill_null(states, pa.scalar(initial, type=states.type))
     lists = _value_lists(batch, arity)
     new = aggregate(states, *lists)
     target = stored.type.value_type.field("s").type

@@ -217,14 +217,14 @@ _UNWRAP = {"LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET"}
 
 
 def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
-            properties: Mapping[str, object] | None = None) -> Aggregate:
+            properties: Mapping[str, object] | None = None, *, columns: int = 1) -> Aggregate:
     """The aggregate ``name`` applied to a column of ``arg_type`` (None: ``COUNT(*)``), with the
     literal ``params`` that follow the column; a :class:`BindError` for what ksqlDB rejects.
     ``properties``: the ksqlDB configuration (``ksql.functions.<name>.limit``)."""
     function = _FUNCTIONS.get(name.upper())
     user = user_functions.lookup(name) if function is None else None
     if user is not None and user.kind == "aggregate":
-        return _user_aggregate(user, arg_type, params)
+        return _user_aggregate(user, arg_type, params, columns)
     if function is None:
         raise BindError(f"Unknown aggregate function {name}")
     if arg_type is None:
@@ -249,22 +249,26 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
     return Aggregate(name.upper(), slots, result, result_type)
 
 
-def _user_aggregate(user: UserFunction, arg_type: SqlType | None, params: Sequence[object]) -> Aggregate:
-    """A ``@nbstream.udaf`` call: one slot (see :mod:`nbstream.catalog.user_aggregates`)."""
-    if arg_type is None or params:
-        raise BindError(f"{user.name} takes {user_aggregates.column_count(user)} column argument(s), "
-                        "and no literal parameters")
-    args = [t for _, t in arg_type.fields] if user_aggregates.column_count(user) > 1 else [arg_type]
-    call = user_aggregates.resolve(user, args)
+def _user_aggregate(user: UserFunction, arg_type: SqlType | None, params: Sequence[object], columns: int
+                    ) -> Aggregate:
+    """A ``@nbstream.udaf`` call of ``columns`` column arguments (packed in a struct when more than
+    one) and the literal ``params`` that follow: one slot (see :mod:`nbstream.catalog.user_aggregates`)."""
+    if arg_type is None:
+        raise BindError(f"{user.name} needs a column argument")
+    args = [t for _, t in arg_type.fields] if columns > 1 else [arg_type]
+    call = user_aggregates.resolve(user, args, list(params))
     return Aggregate(user.name, (Slot(call.batch, call.merge, call.slot_type),), call.result, call.returns)
 
 
-def column_count(name: str) -> int:
-    """How many column arguments the aggregate ``name`` reads before its literal parameters."""
+def column_count(name: str, operands: int) -> int:
+    """How many of a call's ``operands`` the aggregate ``name`` reads as columns (the literal
+    parameters follow)."""
     function = _FUNCTIONS.get(name.upper())
     if function is None:
         user = user_functions.lookup(name)
-        return user_aggregates.column_count(user) if user is not None and user.kind == "aggregate" else 1
+        if user is not None and user.kind == "aggregate":
+            return user_aggregates.column_count(user, operands)
+        return 1
     return function.columns
 
 

@@ -231,7 +231,7 @@ def _plan_calls(calls: list[exp.Anonymous], compiler: ExpressionCompiler, proper
             planned.append(AggregateCall(None, resolve(name, None, [], properties)))
             continue
         topk = name in ("TOPK", "TOPKDISTINCT")
-        columns = _topk_columns(operands) if topk else column_count(name)
+        columns = _topk_columns(operands) if topk else column_count(name, len(operands))
         if len(operands) < columns:
             raise BindError(f"{name} needs {columns} column arguments: {call.sql()}")
         arg = _compiled(compiler, operands[0], f"__a{j}")
@@ -239,7 +239,7 @@ def _plan_calls(calls: list[exp.Anonymous], compiler: ExpressionCompiler, proper
         if others:
             arg = _sort_struct(arg, others) if topk else _pack(arg, others)
         params = [_literal(p, name) for p in operands[columns:]]
-        planned.append(AggregateCall(arg.name, resolve(name, arg.type, params, properties)))
+        planned.append(AggregateCall(arg.name, resolve(name, arg.type, params, properties, columns=columns)))
         args.append(arg)
     return planned, args
 

@@ -146,3 +146,64 @@ def throwing_udtf(should_throw: pa.Array) -> pa.Array:
     if any(should_throw.to_pylist()):
         raise RuntimeError("boom!")
     return _one_each(should_throw)
+
+
+# -- aggregate functions (ksqlDB's test UDAFs) ------------------------------------------------------------
+
+def _row_totals(n: int, lists: tuple[pa.ListArray, ...]) -> pa.Array:
+    """Per row: the sum of its numbers and of the lengths of its strings (nulls count 0)."""
+    totals = pa.array([0] * n, type=pa.int64())
+    for values in lists:
+        flat = values.flatten()
+        if pa.types.is_string(flat.type):
+            flat = pc.utf8_length(flat)
+        grouped = pa.table({"r": values.value_parent_indices(), "v": pc.cast(flat, pa.int64())})
+        sums = grouped.group_by("r").aggregate([("v", "sum")])
+        per_row = pa.table({"r": pa.array(range(n), type=pa.int64())}).join(sums, "r").sort_by("r")
+        totals = pc.add(totals, pc.fill_null(per_row["v_sum"].combine_chunks(), 0))
+    return totals
+
+
+def _length_total(*literals: Any) -> int:
+    """An initial state: the numbers plus the lengths of the strings."""
+    return sum(len(v) if isinstance(v, str) else int(v) for v in literals)
+
+
+class _Totals:
+    """State: a BIGINT total of the numbers and string lengths of every column argument."""
+
+    @staticmethod
+    def aggregate(states: pa.Array, *lists: pa.ListArray) -> pa.Array:
+        return pc.add(pc.fill_null(states, 0), _row_totals(len(states), lists))
+
+    initial = staticmethod(_length_total)
+
+
+for _name, _columns, _init in [
+    ("MULTI_ARG", ["BIGINT", "STRING"], ["INT", "STRING..."]),
+    ("FOUR_ARG", ["BIGINT", "STRING", "STRING", "STRING"], ["INT", "STRING..."]),
+    ("FIVE_ARG", ["BIGINT", "STRING", "STRING", "STRING", "INT"], ["INT", "STRING..."]),
+    ("VAR_ARG", ["BIGINT", "STRING..."], []),
+    ("MID_VAR_ARG", ["BIGINT", "STRING..."], ["INT", "INT"]),
+]:
+    nbstream.udaf(_name, params=_columns, state="BIGINT", init=_init)(_Totals)
+
+
+@nbstream.udaf("TEST_UDAF", params=["BIGINT"], state="BIGINT")
+class _TestUdafSum:
+    @staticmethod
+    def aggregate(states: pa.Array, values: pa.ListArray) -> pa.Array:
+        return pc.add(pc.fill_null(states, 0), _row_totals(len(states), (values,)))
+
+
+@nbstream.udaf("TEST_UDAF", params=["STRUCT<A INT, B INT>"], state="STRUCT<A INT, B INT>")
+class _TestUdafStruct:
+    @staticmethod
+    def aggregate(states: pa.Array, values: pa.ListArray) -> pa.Array:
+        n = len(states)
+        fields = []
+        for field in ("A", "B"):
+            column = pa.ListArray.from_arrays(values.offsets, pc.struct_field(values.flatten(), field))
+            before = pc.fill_null(pc.struct_field(states, field), 0)
+            fields.append(pc.cast(pc.add(before, _row_totals(n, (column,))), pa.int32()))
+        return pa.StructArray.from_arrays(fields, names=["A", "B"])

@@ -109,13 +109,13 @@ def test_show_and_describe_function_list_a_udaf() -> None:
     assert described["signatures"] == "['TOTAL(BIGINT) -> BIGINT']"
 
 
-def test_a_udaf_cannot_aggregate_a_table_and_takes_no_literal_parameters() -> None:
+def test_a_udaf_cannot_aggregate_a_table_nor_take_literals_it_does_not_declare() -> None:
     eng = Engine()
     eng.execute("CREATE TABLE tb (id STRING PRIMARY KEY, g STRING, x INT) "
                 "WITH (KAFKA_TOPIC='tb', VALUE_FORMAT='JSON');")
     with pytest.raises(BindError, match="cannot be applied to a table source"):
         eng.execute("CREATE TABLE t AS SELECT g, TOTAL(x) AS s FROM tb GROUP BY g;")
-    with pytest.raises(BindError, match="no literal parameters"):
+    with pytest.raises(BindError, match=r"takes literal parameters \(none\) after its columns, not 1"):
         _engine("CREATE TABLE t AS SELECT id, TOTAL(x, 3) AS s FROM pts GROUP BY id;", [])
 
 
@@ -133,7 +133,33 @@ def test_a_bad_udaf_registration_is_refused_naming_it() -> None:
         @nbstream.udaf("mismatch", params=["BIGINT"], state="BIGINT", returns="STRING")
         class mismatch:
             aggregate = staticmethod(lambda states, values: states)
-    with pytest.raises(UdfError, match="variable number"):
-        @nbstream.udaf("many", params=["BIGINT..."], state="BIGINT")
+    with pytest.raises(UdfError, match="need an initial"):
+        @nbstream.udaf("uninitialised", params=["BIGINT"], state="BIGINT", init=["INT"])
+        class uninitialised:
+            aggregate = staticmethod(lambda states, values: states)
+    with pytest.raises(UdfError, match="not both"):
+        @nbstream.udaf("many", params=["BIGINT..."], state="BIGINT", init=["INT..."])
         class many:
             aggregate = staticmethod(lambda states, *values: states)
+            initial = staticmethod(lambda *literals: 0)
+
+
+def test_a_variadic_udaf_with_literal_parameters_starts_each_group_from_its_initial_state() -> None:
+    @nbstream.udaf("count_from", params=["BIGINT..."], state="BIGINT", init=["INT"])
+    class count_from:
+        @staticmethod
+        def aggregate(states: pa.Array, *lists: pa.ListArray) -> pa.Array:
+            return pc.add(states, pc.list_value_length(lists[0]))
+
+        @staticmethod
+        def initial(start: int) -> int:
+            return start
+
+    try:
+        eng = _engine("CREATE TABLE t AS SELECT id, COUNT_FROM(x, x, 100) AS n FROM pts GROUP BY id;",
+                      [[("a", {"x": 1}), ("b", {"x": 2})], [("a", {"x": 3})]])
+        assert [(r.key, r.value["N"]) for r in eng.consume("T")] == [("a", 101), ("b", 101), ("a", 102)]
+        with pytest.raises(BindError, match="literal parameter 1 must be INTEGER"):
+            _engine("CREATE TABLE u AS SELECT id, COUNT_FROM(x, 'one') AS n FROM pts GROUP BY id;", [])
+    finally:
+        user_functions.remove("COUNT_FROM")
