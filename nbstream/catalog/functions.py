@@ -44,7 +44,7 @@ from nbstream.catalog.casts import (
 )
 from nbstream.catalog.pattern_udfs import PatternUdf
 from nbstream.catalog.types import SqlType, parse_type
-from nbstream.catalog.udfs import SPLIT_BYTES, add_udf, register_udfs
+from nbstream.catalog.udfs import FROM_BYTES, SPLIT_BYTES, add_udf, from_bytes_udf, register_udfs
 from nbstream.errors import SqlTypeError, UnknownNameError, did_you_mean
 
 __all__ = [
@@ -776,6 +776,21 @@ def _encoding(call: Call, i: int) -> tuple[str, str]:
 @scalar("TO_BYTES", "STRING, STRING", "BYTES", "Decodes a string (hex, utf8, ascii, base64) to BYTES.")
 def _to_bytes(call: Call) -> exp.Expression:
     return sql(_encoding(call, 1)[0], call[0])
+
+
+def _number_from_bytes(call: Call, kind: str) -> exp.Expression:
+    """INT/BIGINT/DOUBLE_FROM_BYTES(bytes [, 'BIG_ENDIAN' | 'LITTLE_ENDIAN'])."""
+    order = call.string_constant(1).upper() if len(call.args) > 1 else "BIG_ENDIAN"
+    if order not in ("BIG_ENDIAN", "LITTLE_ENDIAN"):
+        raise _type_error(call, f"unknown byte order '{order}' (BIG_ENDIAN, LITTLE_ENDIAN)")
+    name, _ = from_bytes_udf(kind, order == "BIG_ENDIAN")
+    return sql(f"{name}({{0}})", call[0])
+
+
+for _kind, _sql_name in (("INTEGER", "INT"), ("BIGINT", "BIGINT"), ("DOUBLE", "DOUBLE")):
+    _register(f"{_sql_name}_FROM_BYTES", "BYTES, STRING?", _sql_name if _kind != "INTEGER" else "INTEGER",
+              f"Reads {FROM_BYTES[_kind][1]} bytes as a {_kind} (big-endian unless 'LITTLE_ENDIAN' is given).",
+              functools.partial(_number_from_bytes, kind=_kind))
 
 
 @scalar("FROM_BYTES", "BYTES, STRING", "STRING", "Encodes BYTES as a string (hex, utf8, ascii, base64).")

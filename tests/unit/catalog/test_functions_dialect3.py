@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import BindError
+from nbstream.errors import BindError, SqlTypeError
 
 POINTS = ("CREATE STREAM s (id INT KEY, u VARCHAR, i INT, d DOUBLE, m DECIMAL(3, 1)) "
           "WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');")
@@ -63,3 +63,18 @@ def test_date_functions_read_their_pattern_from_a_column_and_skip_a_row_whose_pa
         (2, {"R": None, "P": None}),
         (4, {"R": "2019-04-18", "P": None}),
     ]
+
+
+def test_numbers_read_from_bytes_in_either_byte_order_and_a_wrong_length_fails_its_row() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM b (id INT KEY, x BYTES) WITH (KAFKA_TOPIC='b', VALUE_FORMAT='JSON');"
+                "CREATE STREAM o AS SELECT id, INT_FROM_BYTES(x) AS big, INT_FROM_BYTES(x, 'LITTLE_ENDIAN') AS little "
+                "FROM b;")
+    for i, encoded in enumerate(["AAAH5Q==", None, "AAc=", "5QcAAA=="]):  # 2021 BE, null, 2 bytes, 2021 LE
+        eng.produce("b", {"x": encoded}, key=i)
+    eng.run_until_idle()
+    assert [(r.key, r.value) for r in eng.consume("O")] == [
+        (0, {"BIG": 2021, "LITTLE": -452526080}), (1, {"BIG": None, "LITTLE": None}),
+        (3, {"BIG": -452526080, "LITTLE": 2021})]
+    with pytest.raises(SqlTypeError, match="unknown byte order"):
+        eng.execute("CREATE STREAM p AS SELECT id, DOUBLE_FROM_BYTES(x, 'MIDDLE') AS d FROM b;")
