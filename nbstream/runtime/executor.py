@@ -421,6 +421,26 @@ def _with_runtime_config(engine: Engine, plan: Plan) -> Plan:
     return replace(plan, scan=replace(plan.scan, throw_on_invalid_timestamp=True))
 
 
+#: The numeric types a result column widens to implicitly when INSERT INTO writes it (ksqlDB's).
+_INSERT_WIDENS = {"INTEGER": ("BIGINT", "DECIMAL", "DOUBLE"), "BIGINT": ("DECIMAL", "DOUBLE"),
+                  "DECIMAL": ("DECIMAL", "DOUBLE")}
+
+
+def _cast_to_sink(plan: Plan, sink: LogicalSchema) -> Plan:
+    """A projection whose columns match the sink's but for numeric types that widen implicitly
+    (INTEGER → BIGINT → DECIMAL → DOUBLE), with those columns cast to the sink's types."""
+    if not isinstance(plan, StatelessPlan) or len(plan.columns) != len(sink.columns):
+        return plan
+    columns = []
+    for column, target in zip(plan.columns, sink.columns, strict=True):
+        same = column.name == target.name and (column.role == "KEY") == (target.role == "KEY")
+        if same and str(column.type) != str(target.type) and \
+                target.type.name in _INSERT_WIDENS.get(column.type.name, ()):
+            column = replace(column, type=target.type, sql=f"CAST(({column.sql}) AS {target.type.duckdb()})")
+        columns.append(column)
+    return replace(plan, columns=tuple(columns))
+
+
 def exec_InsertInto(engine: Engine, stmt: ast.InsertInto, params: Params) -> StatementResult:
     target = engine.catalog.get(stmt.target)
     if target.is_table:
@@ -432,7 +452,7 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto, params: Params) -> Sta
                                                                                  engine.properties),
                       params=params)
     _check_copartitioned(engine, plan)
-    plan = _with_runtime_config(engine, plan)
+    plan = _with_runtime_config(engine, _cast_to_sink(plan, target.schema))
     if [(c.name, str(c.type), c.role) for c in plan.schema.columns] != \
             [(c.name, str(c.type), c.role) for c in target.schema.columns]:
         raise BindError(f"Incompatible schema between results and sink.\nResult schema is {plan.schema}\n"

@@ -1,4 +1,5 @@
-"""CREATE STREAM/TABLE checks ksqlDB makes on header columns and on a SESSION window's size."""
+"""CREATE STREAM/TABLE checks ksqlDB makes on header columns and on a SESSION window's size, and
+INSERT INTO's implicit numeric widening to the sink's types."""
 
 from __future__ import annotations
 
@@ -30,3 +31,15 @@ def test_a_session_window_has_no_size() -> None:
     with pytest.raises(BindError, match="'WINDOW_SIZE' should not be set for SESSION windows"):
         Engine().execute("CREATE TABLE t (k STRING PRIMARY KEY, v BIGINT) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON', "
                          "WINDOW_TYPE='Session', WINDOW_SIZE='30 seconds');")
+
+
+def test_insert_into_casts_numbers_that_widen_to_the_sinks_types() -> None:
+    eng = Engine()
+    eng.execute("CREATE STREAM src (ignored VARCHAR) WITH (KAFKA_TOPIC='src', VALUE_FORMAT='JSON');"
+                "CREATE STREAM dst (c1 DECIMAL(5, 2), c2 DOUBLE) WITH (KAFKA_TOPIC='dst', VALUE_FORMAT='JSON');"
+                "INSERT INTO dst SELECT 1 AS c1, 2.5 AS c2 FROM src;")
+    eng.produce("src", {"ignored": "x"})
+    eng.run_until_idle()
+    assert [r.value for r in eng.consume("dst")] == [{"C1": 1.0, "C2": 2.5}]
+    with pytest.raises(BindError, match="Incompatible schema between results and sink"):
+        eng.execute("INSERT INTO dst SELECT 'one' AS c1, 2.5 AS c2 FROM src;")
