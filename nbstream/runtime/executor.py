@@ -366,7 +366,9 @@ def _sink_for_new(engine: Engine, name: str, props: dict[str, Any], source: Sour
     fmt = _str_prop(props, "FORMAT")
     key_format = (fmt or _str_prop(props, "KEY_FORMAT") or source.key_format).upper()
     value_format = (fmt or _str_prop(props, "VALUE_FORMAT") or source.value_format).upper()
-    topic = _str_prop(props, "KAFKA_TOPIC") or name
+    # without KAFKA_TOPIC, ksqlDB names the topic after the result, behind ksql.output.topic.name.prefix
+    prefix = str(engine.property("ksql.output.topic.name.prefix") or "")
+    topic = _str_prop(props, "KAFKA_TOPIC") or prefix + name
     existing = engine.log.topic(topic)
     partitions = _int_prop(props, "PARTITIONS") or (existing.partitions if existing else None) \
         or engine.log.require(source.topic).partitions

@@ -1,5 +1,5 @@
 """CREATE STREAM/TABLE checks ksqlDB makes on header columns and on a SESSION window's size, and
-INSERT INTO's implicit numeric widening to the sink's types."""
+INSERT INTO's implicit numeric widening to the sink's types, and the prefix of result topics' names."""
 
 from __future__ import annotations
 
@@ -43,3 +43,11 @@ def test_insert_into_casts_numbers_that_widen_to_the_sinks_types() -> None:
     assert [r.value for r in eng.consume("dst")] == [{"C1": 1.0, "C2": 2.5}]
     with pytest.raises(BindError, match="Incompatible schema between results and sink"):
         eng.execute("INSERT INTO dst SELECT 'one' AS c1, 2.5 AS c2 FROM src;")
+
+
+def test_a_result_topic_is_named_after_the_result_behind_the_configured_prefix() -> None:
+    eng = Engine(properties={"ksql.output.topic.name.prefix": "team-"})
+    eng.execute("CREATE STREAM src (v VARCHAR) WITH (KAFKA_TOPIC='src', VALUE_FORMAT='JSON');"
+                "CREATE STREAM out AS SELECT * FROM src;"
+                "CREATE STREAM named WITH (KAFKA_TOPIC='given') AS SELECT * FROM src;")
+    assert {"team-OUT", "given"} <= set(eng.list_topics())
