@@ -96,7 +96,7 @@ def update_floor(report: list[dict[str, object]], floor_path: Path, new_suite: t
 
 def run(files: list[str], report: Path) -> None:
     """Run the shared runner on ``files`` (all QTT files when empty), writing ``report``."""
-    args = [sys.executable, str(SHARED / "qtt_run.py"), "--jobs", "2", "--timeout", "30",
+    args = [sys.executable, str(SHARED / "qtt_run.py"), "--jobs", "2", "--timeout", "60",
             "--json-report", str(report), "--engine", ENGINE]
     for name in files or [str(QTT)]:
         args += ["--files", name]

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent
 
 
 def _run(files: list[str], report: Path) -> tuple[int, int, int]:
-    args = [sys.executable, str(SHARED / "qtt_run.py"), "--jobs", "2", "--timeout", "30", "--json-report", str(report),
+    args = [sys.executable, str(SHARED / "qtt_run.py"), "--jobs", "2", "--timeout", "60", "--json-report", str(report),
             "--engine", ENGINE]
     for name in files:
         args += ["--files", str(SHARED / "ksql-qtt" / name)]
