@@ -1,4 +1,4 @@
-"""User-defined functions in Python: ``@nbstream.udf`` and ``@nbstream.udtf``.
+"""User-defined functions in Python: ``@nbstream.udf``, ``@nbstream.udtf`` and ``@nbstream.udaf``.
 
 They are nbstream's answer to ksqlDB's Java UDFs: each declares its SQL types, and nbstream calls
 it on whole Arrow arrays — never once per row. A function registered here can be called from any
@@ -33,6 +33,21 @@ record per element, like EXPLODE::
     def split_words(lines):
         return pc.split_pattern(lines, " ")
 
+An aggregate function (UDAF) folds each group's values into a state, vectorised: ``aggregate``
+gets one state per row (null before the first value) and, per parameter, an Arrow ``ListArray``
+of the values to fold into it, in arrival order; ``result`` (optional) maps states to values::
+
+    @nbstream.udaf(params=["DOUBLE"], state="STRUCT<N BIGINT, TOTAL DOUBLE>", returns="DOUBLE")
+    class mean:
+        def aggregate(states, values):        # states: StructArray, values: ListArray of doubles
+            n = pc.add(pc.coalesce(pc.struct_field(states, "N"), 0), pc.list_value_length(values))
+            ...                               # return the new states, one per row
+        def result(states):
+            return pc.divide(pc.struct_field(states, "TOTAL"), pc.struct_field(states, "N"))
+
+It can be called in any GROUP BY query (persistent or push; pull queries read the tables they
+build), but not over a TABLE: like ksqlDB's plain ``Udaf`` it cannot undo a value.
+
 A bad registration — a name of one of ksqlDB's functions or not an identifier, a type nbstream
 does not know, a Python function that cannot take the declared parameters — raises
 :class:`~nbstream.errors.UdfError` at once, naming the function.
@@ -47,12 +62,14 @@ from typing import Any, TypeVar
 
 from nbstream.catalog import user_functions
 from nbstream.catalog.signatures import Signature
+from nbstream.catalog.types import parse_type
+from nbstream.catalog.user_aggregates import AggregateImpl
 from nbstream.catalog.user_functions import Overload, ReturnTypeOf
 from nbstream.errors import NbstreamError, UdfError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["udf", "udtf"]
+__all__ = ["udaf", "udf", "udtf"]
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -73,6 +90,48 @@ def udtf(name: str | None = None, *, params: Sequence[str] | None = None,
     """Register the decorated function as table function ``name``: it returns a list of
     ``returns`` values for each row (an Arrow list array, or a list of lists)."""
     return _decorator("table", name, params, returns, description, deterministic)
+
+
+def udaf(name: str | None = None, *, params: Sequence[str] | None = None, state: str | None = None,
+         returns: str | None = None, init: Sequence[str] = (), description: str = "") -> Callable[[F], F]:
+    """Register the decorated class (or object) as aggregate function ``name`` (default: its own
+    name). It has ``aggregate(states, *value_lists)`` and optionally ``result(states)`` (see the
+    module's docstring); ``state`` is the SQL type of its state, ``returns`` of its value (default:
+    the state's type, when there is no ``result``). ``init``: the types of literal parameters a
+    call ends with (ksqlDB's UDAF factory arguments, the last may be ``"STRING..."``), given to its
+    ``initial(*literals)``, which returns the state every group starts from."""
+    def decorate(cls: F) -> F:
+        sql_name: str = name or str(getattr(cls, "__name__", ""))
+        where = f"UDAF {sql_name or cls!r}"
+        if params is None or state is None:
+            raise UdfError(f"{where}: @nbstream.udaf needs its SQL types: params=[...], state=...")
+        aggregate, result = getattr(cls, "aggregate", None), getattr(cls, "result", None)
+        if not callable(aggregate):
+            raise UdfError(f"{where}: needs an aggregate(states, *value_lists) function")
+        if result is None and returns is not None and returns.upper() != state.upper():
+            raise UdfError(f"{where}: returns {returns} differs from its state {state}: give it a result(states)")
+        if not _IDENTIFIER.fullmatch(sql_name):
+            raise UdfError(f"{where}: a function name must be an identifier (letters, digits, _)")
+        try:
+            signature = Signature.of(list(params), returns or state)
+            parse_type(state)
+        except NbstreamError as e:
+            raise UdfError(f"{where}: {e}") from e
+        initial = getattr(cls, "initial", None)
+        if init and not callable(initial):
+            raise UdfError(f"{where}: literal parameters (init=...) need an initial(*literals) function")
+        if signature.variadic and any(t.endswith("...") for t in init):
+            raise UdfError(f"{where}: either the columns or the literal parameters may be variadic, not both")
+        impl = AggregateImpl(state, aggregate, result if callable(result) else None, tuple(init),
+                             initial if callable(initial) else None)
+        overload = Overload(signature, impl, description or (cls.__doc__ or "").strip())
+        try:
+            user_functions.add(sql_name, "aggregate", overload, overload.description)
+        except NbstreamError as e:
+            raise UdfError(f"{where}: {e}") from e
+        return cls
+
+    return decorate
 
 
 def _decorator(kind: str, name: str | None, params: Sequence[str] | None, returns: str | ReturnTypeOf | None,

@@ -227,6 +227,14 @@ def _string_parse(expr: exp.Expression, target: SqlType) -> exp.Expression:
     return typed_cast(sql("trim({0})", expr), target, safe=True)
 
 
+def _string_to_date(expr: exp.Expression, target: SqlType) -> exp.Expression:
+    """ksqlDB reads a date whose day is left out (``1970-01``) as the month's first day."""
+    text = sql("trim({0})", expr)
+    month = sql("CASE WHEN regexp_matches({0}, '^[0-9][0-9][0-9][0-9]-[0-9][0-9]$') THEN {0} || '-01' ELSE {0} END",
+                text)
+    return typed_cast(month, target, safe=True)
+
+
 def _to_integer(expr: exp.Expression, source: SqlType, target: SqlType) -> exp.Expression:
     low, high = _INT_RANGE[target.name]
     if source.name == "BIGINT" and target.name == "INTEGER":  # Java (int) narrowing wraps around
@@ -278,7 +286,7 @@ _FROM_STRING: dict[str, Callable[[exp.Expression, SqlType], exp.Expression]] = {
     "DECIMAL": _string_parse,
     "BOOLEAN": _string_to_boolean,
     "TIMESTAMP": _string_to_timestamp,
-    "DATE": _string_parse,
+    "DATE": _string_to_date,
     "TIME": _string_parse,
 }
 

@@ -42,8 +42,9 @@ from nbstream.catalog.casts import (
     to_string,
     typed_cast,
 )
+from nbstream.catalog.pattern_udfs import PatternUdf
 from nbstream.catalog.types import SqlType, parse_type
-from nbstream.catalog.udfs import SPLIT_BYTES, register_udfs
+from nbstream.catalog.udfs import FROM_BYTES, SPLIT_BYTES, add_udf, from_bytes_udf, register_udfs
 from nbstream.errors import SqlTypeError, UnknownNameError, did_you_mean
 
 __all__ = [
@@ -263,7 +264,10 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
     # strings
     ("LCASE", "STRING", "STRING", "lower({0})", "Converts a string to lower case."),
     ("UCASE", "STRING", "STRING", "upper({0})", "Converts a string to upper case."),
-    ("TRIM", "STRING", "STRING", "trim({0})", "Removes leading and trailing whitespace."),
+    # Java's String.trim: every character up to U+0020 (tabs, newlines, control characters)
+    ("TRIM", "STRING", "STRING", "regexp_replace({0}, '^[\\x00-\\x20]+|[\\x00-\\x20]+$', '', 'g')",
+     "Removes leading and trailing whitespace and control characters."),
+    ("MD5", "STRING", "STRING", "md5({0})", "The MD5 hash of a string (its UTF-8 bytes), as 32 hex digits."),
     ("LTRIM", "STRING", "STRING", "ltrim({0})", "Removes leading whitespace."),
     ("RTRIM", "STRING", "STRING", "rtrim({0})", "Removes trailing whitespace."),
     (
@@ -299,8 +303,6 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
     ("UUID", "", "STRING", "CAST(uuid() AS VARCHAR)", "A random type-4 UUID."),
     # math
     ("ABS", "NUMBER", "same as input", "abs({0})", "Absolute value."),
-    ("CEIL", "NUMBER", "same as input", "ceil({0})", "Rounds up to the nearest integer value."),
-    ("FLOOR", "NUMBER", "same as input", "floor({0})", "Rounds down to the nearest integer value."),
     ("SIGN", "NUMBER", "INTEGER", "CAST(sign({0}) AS INTEGER)", "-1, 0 or 1 by the sign of the value."),
     ("SQRT", "NUMBER", "DOUBLE", "sqrt(CAST({0} AS DOUBLE))", "Square root (NaN for negative values)."),
     ("CBRT", "NUMBER", "DOUBLE", "cbrt(CAST({0} AS DOUBLE))", "Cube root."),
@@ -378,7 +380,9 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "lambda __x, __i: list_position(list_concat({0}, {1}), __x) = __i) END",
         "Distinct elements of both arrays.",
     ),
-    ("ARRAY_CONCAT", "ARRAY, ARRAY", "ARRAY", "list_concat({0}, {1})", "The elements of both arrays."),
+    ("ARRAY_CONCAT", "ARRAY, ARRAY", "ARRAY",
+     "CASE WHEN {0} IS NOT NULL OR {1} IS NOT NULL THEN list_concat({0}, {1}) END",
+     "The elements of both arrays (null when both are null)."),
     (
         "ARRAY_REMOVE",
         "ARRAY, ANY",
@@ -423,7 +427,7 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "EXTRACTJSONFIELD",
         "STRING, STRING",
         "STRING",
-        "CASE WHEN json_valid({0}) THEN json_extract_string({0}, {1}) END",
+        "CASE WHEN json_valid({0}) AND NOT regexp_matches({1}, '\\[-') THEN json_extract_string({0}, {1}) END",
         "The value at a JSONPath, as a string (null when missing or not JSON).",
     ),
     (
@@ -446,8 +450,10 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "STRING",
         "MAP<STRING, STRING>",
         "CASE WHEN json_valid({0}) AND json_type({0}) = 'OBJECT' "
-        "THEN CAST(CAST(CAST({0} AS JSON) AS MAP(VARCHAR, JSON)) AS MAP(VARCHAR, VARCHAR)) END",
-        "The fields of a JSON object as a map of key to JSON text.",
+        "THEN map_from_entries(list_transform(map_entries(CAST(CAST({0} AS JSON) AS MAP(VARCHAR, JSON))), "
+        "lambda e: {'key': e.key, 'value': CASE WHEN json_type(e.value) = 'VARCHAR' "
+        "THEN json_extract_string(e.value, '$') ELSE CAST(e.value AS VARCHAR) END})) END",
+        "The fields of a JSON object as a map of key to JSON text (strings without their quotes).",
     ),
     (
         "JSON_ARRAY_CONTAINS",
@@ -517,13 +523,6 @@ _TEMPLATES: list[tuple[str, str, str, str | dict[int, str], str]] = [
         "DATE",
         "DATE '1970-01-01' + CAST({0} AS INTEGER)",
         "The DATE of days since the epoch.",
-    ),
-    (
-        "CONVERT_TZ",
-        "TIMESTAMP, STRING, STRING",
-        "TIMESTAMP",
-        "timezone({2}, timezone({1}, {0}))",
-        "Converts a TIMESTAMP from one time zone to another.",
     ),
 ]
 
@@ -725,9 +724,9 @@ def _split(call: Call) -> exp.Expression:
 )
 def _split_to_map(call: Call) -> exp.Expression:
     return call.fill(
-        "map_from_entries(list_transform("
+        "CASE WHEN {1} <> '' AND {2} <> '' THEN map_from_entries(list_transform("
         "list_filter(string_split({0}, {1}), lambda __e: strpos(__e, {2}) > 0), "
-        "lambda __e: {'key': split_part(__e, {2}, 1), 'value': split_part(__e, {2}, 2)}))"
+        "lambda __e: {'key': split_part(__e, {2}, 1), 'value': split_part(__e, {2}, 2)})) END"
     )
 
 
@@ -779,8 +778,25 @@ def _to_bytes(call: Call) -> exp.Expression:
     return sql(_encoding(call, 1)[0], call[0])
 
 
+def _number_from_bytes(call: Call, kind: str) -> exp.Expression:
+    """INT/BIGINT/DOUBLE_FROM_BYTES(bytes [, 'BIG_ENDIAN' | 'LITTLE_ENDIAN'])."""
+    order = call.string_constant(1).upper() if len(call.args) > 1 else "BIG_ENDIAN"
+    if order not in ("BIG_ENDIAN", "LITTLE_ENDIAN"):
+        raise _type_error(call, f"unknown byte order '{order}' (BIG_ENDIAN, LITTLE_ENDIAN)")
+    name, _ = from_bytes_udf(kind, order == "BIG_ENDIAN")
+    return sql(f"{name}({{0}})", call[0])
+
+
+for _kind, _sql_name in (("INTEGER", "INT"), ("BIGINT", "BIGINT"), ("DOUBLE", "DOUBLE")):
+    _register(f"{_sql_name}_FROM_BYTES", "BYTES, STRING?", _sql_name if _kind != "INTEGER" else "INTEGER",
+              f"Reads {FROM_BYTES[_kind][1]} bytes as a {_kind} (big-endian unless 'LITTLE_ENDIAN' is given).",
+              functools.partial(_number_from_bytes, kind=_kind))
+
+
 @scalar("FROM_BYTES", "BYTES, STRING", "STRING", "Encodes BYTES as a string (hex, utf8, ascii, base64).")
 def _from_bytes(call: Call) -> exp.Expression:
+    if call.string_constant(1).upper() == "HEX":  # ksqlDB's BytesUtils writes upper-case digits; ENCODE lower
+        return sql("hex({0})", call[0])
     return sql(_encoding(call, 1)[1], call[0])
 
 
@@ -908,6 +924,25 @@ def _round(call: Call) -> exp.Expression:
     )
 
 
+def _whole(call: Call, fn: str) -> exp.Expression:
+    """CEIL/FLOOR keep their argument's type: integers unchanged, DOUBLE, DECIMAL(p, s) with its scale."""
+    t = call.types[0]
+    if t.name in ("INTEGER", "BIGINT"):
+        return call[0].copy()
+    rounded = call.fill(f"{fn}({{0}})")
+    return typed_cast(rounded, t) if t.name == "DECIMAL" else rounded
+
+
+@scalar("CEIL", "NUMBER", "same as input", "Rounds up to the nearest integer value.")
+def _ceil(call: Call) -> exp.Expression:
+    return _whole(call, "ceil")
+
+
+@scalar("FLOOR", "NUMBER", "same as input", "Rounds down to the nearest integer value.")
+def _floor(call: Call) -> exp.Expression:
+    return _whole(call, "floor")
+
+
 @scalar(
     "TRUNC",
     "NUMBER, INT?",
@@ -928,14 +963,28 @@ _EARTH_RADIUS = {"KM": 6371.0, "KILOMETERS": 6371.0, "MI": 3959.0, "MILES": 3959
     "Great-circle distance between two lat/lon points, in 'KM' (default) or 'MILES'.",
 )
 def _geo_distance(call: Call) -> exp.Expression:
-    unit = call.string_constant(4).upper() if len(call.args) > 4 else "KM"
+    radius = _earth_radius(call)
+    return sql(
+        "2 * {4} * asin(sqrt(pow(sin(radians({2} - {0}) / 2), 2) + "
+        "cos(radians({0})) * cos(radians({2})) * pow(sin(radians({3} - {1}) / 2), 2)))",
+        *call.args[:4], radius,
+    )
+
+
+def _earth_radius(call: Call) -> exp.Expression:
+    """The radius for GEO_DISTANCE's unit: a literal unit is checked now, a column's per row (an unknown
+    unit fails the row, as ksqlDB's function throws)."""
+    if len(call.args) <= 4:
+        return exp.Literal.number(_EARTH_RADIUS["KM"])
+    if _constant(call[4]) is _NOT_CONSTANT:
+        whens = " ".join(f"WHEN '{unit}' THEN {radius}" for unit, radius in _EARTH_RADIUS.items())
+        km = _EARTH_RADIUS["KM"]
+        return sql(f"CASE WHEN {{0}} IS NULL THEN {km} ELSE CASE upper({{0}}) {whens} ELSE "
+                   "error('GEO_DISTANCE: unknown distance unit ' || {0}) END END", call[4])
+    unit = call.string_constant(4).upper()
     if unit not in _EARTH_RADIUS:
         raise _type_error(call, f"unknown distance unit '{unit}' (KM, MILES)")
-    return sql(
-        f"2 * {_EARTH_RADIUS[unit]} * asin(sqrt(pow(sin(radians({{2}} - {{0}}) / 2), 2) + "
-        "cos(radians({0})) * cos(radians({2})) * pow(sin(radians({3} - {1}) / 2), 2)))",
-        *call.args[:4],
-    )
+    return exp.Literal.number(_EARTH_RADIUS[unit])
 
 
 def _widest_decimal(types: list[SqlType]) -> SqlType:
@@ -1056,6 +1105,18 @@ _register("REDUCE", "ARRAY|MAP, ANY, LAMBDA", "type of the initial state",
 # ---------------------------------------------------------------------------------------------
 
 
+def _zone(zone: exp.Expression) -> exp.Expression:
+    """A Java zone id as DuckDB's: a bare offset (``+02``, ``+0200``, ``+02:00``) as ``GMT+02:00``."""
+    return sql("CASE WHEN regexp_matches({0}, '^[+-][0-9][0-9]$') THEN 'GMT' || {0} || ':00' "
+               "WHEN regexp_matches({0}, '^[+-][0-9][0-9]:?[0-9][0-9]$') THEN 'GMT' || left({0}, 3) || ':' || "
+               "right({0}, 2) ELSE {0} END", zone)
+
+
+@scalar("CONVERT_TZ", "TIMESTAMP, STRING, STRING", "TIMESTAMP", "Converts a TIMESTAMP from one time zone to another.")
+def _convert_tz(call: Call) -> exp.Expression:
+    return sql("timezone({2}, timezone({1}, {0}))", call[0], _zone(call[1]), _zone(call[2]))
+
+
 @scalar("TO_JSON_STRING", "ANY", "STRING", "The value as JSON text, as ksqlDB's JSON format writes it.")
 def _to_json_string(call: Call) -> exp.Expression:
     return sql("coalesce(CAST(to_json({0}) AS VARCHAR), 'null')", json_value(call[0], call.types[0]))
@@ -1070,7 +1131,9 @@ def _to_json_string(call: Call) -> exp.Expression:
 def _json_concat(call: Call) -> exp.Expression:
     valid = _chain([sql("coalesce(json_valid({0}), FALSE)", a) for a in call.args], "AND")
     objects = _chain([sql("json_type({0}) = 'OBJECT'", a) for a in call.args], "AND")
-    merged = exp.Anonymous(this="json_merge_patch", expressions=[a.copy() for a in call.args])
+    # a shallow merge, as ksqlDB's ObjectNode.setAll: a later key replaces the whole value of an earlier one
+    merged = sql("to_json({0})", exp.Anonymous(
+        this="map_concat", expressions=[sql("CAST(CAST({0} AS JSON) AS MAP(VARCHAR, JSON))", a) for a in call.args]))
     lists = exp.Array(
         expressions=[
             sql(
@@ -1371,8 +1434,43 @@ _DATETIME: list[tuple[str, str, str, Builder, str]] = [
         "Formats a TIME with a pattern.",
     ),
 ]
+#: The date/time functions whose pattern may be a column: DuckDB types of their value and result.
+_PATTERN_COLUMN_TYPES = {
+    "STRINGTOTIMESTAMP": ("VARCHAR", "BIGINT"),
+    "PARSE_TIMESTAMP": ("VARCHAR", "TIMESTAMP"),
+    "TIMESTAMPTOSTRING": ("BIGINT", "VARCHAR"),
+    "FORMAT_TIMESTAMP": ("TIMESTAMP", "VARCHAR"),
+    "STRINGTODATE": ("VARCHAR", "INTEGER"),
+    "DATETOSTRING": ("INTEGER", "VARCHAR"),
+    "PARSE_DATE": ("VARCHAR", "DATE"),
+    "FORMAT_DATE": ("DATE", "VARCHAR"),
+    "PARSE_TIME": ("VARCHAR", "TIME"),
+    "FORMAT_TIME": ("TIME", "VARCHAR"),
+}
+
+
+def _with_pattern_column(name: str, build: Builder) -> Builder:
+    """``build`` for a literal pattern; a (value, pattern) call whose pattern is a column calls the
+    Arrow UDF of :mod:`nbstream.catalog.pattern_udfs`, which compiles ``build`` per distinct pattern."""
+    value, returns = _PATTERN_COLUMN_TYPES[name]
+    udf_name = f"nbs_pattern_{name.lower()}"
+
+    def compile_one(pattern: str) -> str:
+        call = Call(name, (exp.column("v"), literal_string(pattern)), (parse_type(value), parse_type("STRING")))
+        return build(call).sql("duckdb")
+
+    add_udf(udf_name, PatternUdf(udf_name, value, returns, compile_one), [value, "VARCHAR"], returns)
+
+    def built(call: Call) -> exp.Expression:
+        if len(call.args) == 2 and _constant(call.args[1]) is _NOT_CONSTANT:
+            return sql(f"{udf_name}(CAST({{0}} AS {value}), {{1}})", *call.args)
+        return build(call)
+
+    return built
+
+
 for _name, _spec, _returns, _build, _description in _DATETIME:
-    _register(_name, _spec, _returns, _description, _build)
+    _register(_name, _spec, _returns, _description, _with_pattern_column(_name, _build))
 
 #: ksqlDB's time units (java.util.concurrent.TimeUnit names) → DuckDB interval constructors.
 _UNITS = {
@@ -1436,11 +1534,9 @@ _AGGREGATES = {
     "TOPK": "The k largest values.",
     "TOPKDISTINCT": "The k largest distinct values.",
     "HISTOGRAM": "Count of each distinct value, as a map.",
-    "STDDEV_SAMP": "Sample standard deviation.",
+    "STDDEV_SAMP": "Sample variance (what ksqlDB's STDDEV_SAMP returns).",
     "STDDEV_SAMPLE": "Sample standard deviation.",
-    "VARIANCE": "Sample variance.",
     "CORRELATION": "Correlation of two columns.",
-    "ATTR": "The value if all values are equal, else null.",
 }
 _TABLE_FUNCTIONS = {
     "EXPLODE": "One row per element of an array.",

@@ -39,7 +39,7 @@ from nbstream.errors import BindError, SqlTypeError
 #: A schema provider: the return type computed from the concrete parameter types.
 ReturnTypeOf = Callable[[Sequence[SqlType]], SqlType]
 
-KINDS = ("scalar", "table")
+KINDS = ("scalar", "table", "aggregate")
 
 
 @dataclass(frozen=True)

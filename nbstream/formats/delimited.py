@@ -130,7 +130,9 @@ class DelimitedFormat:
         if alphabet is None or self.delimiter in alphabet:
             return f"coalesce({self._quoted_sql(text, first=first)}, '')"
         if first and sql_type.name != "BOOLEAN":
-            negative = f"starts_with({text}, '-')" if sql_type.name == "DOUBLE" else f"{expr} < 0"
+            # temporal values write as epoch numbers (negative before 1970) but compare only to their own type
+            numeric = sql_type.name in ("INTEGER", "BIGINT", "DECIMAL")
+            negative = f"{expr} < 0" if numeric else f"starts_with({text}, '-')"
             text = f"CASE WHEN {negative} THEN concat('\"', {text}, '\"') ELSE {text} END"
         return f"coalesce({text}, '')"
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from nbstream.catalog import user_aggregates, user_functions
 from nbstream.catalog.types import BIGINT, DOUBLE, SqlType, parse_type
+from nbstream.catalog.user_functions import UserFunction
 from nbstream.errors import BindError, SqlTypeError
 
 ADD = "CASE WHEN {s} IS NULL THEN {b} WHEN {b} IS NULL THEN {s} ELSE {s} + {b} END"
@@ -56,6 +58,10 @@ class _Function:
     type: Callable[[SqlType], SqlType]
     arity: tuple[int, ...] = (1,)  # column arguments accepted (literal parameters follow)
     accepts: Callable[[SqlType], bool] = lambda t: True
+    #: Column arguments: above one, they reach the slots packed in one struct ``{a0, a1, …}``.
+    columns: int = 1
+    #: Whether ksqlDB keeps a STRUCT, ARRAY or MAP between records (DELIMITED cannot hold it).
+    nested_state: bool = False
 
 
 def _numeric(t: SqlType) -> bool:
@@ -83,9 +89,38 @@ def _avg_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
             Slot("count({0})", ADD, "BIGINT", "sum(CASE WHEN {0} IS NULL THEN 0 ELSE __sign END)"))
 
 
-def _stddev_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
-    return (*_avg_slots(t, params),
-            Slot("sum({0}::DOUBLE * {0}::DOUBLE)", ADD, "DOUBLE", "sum(__sign * {0}::DOUBLE * {0}::DOUBLE)"))
+def _moment_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+    """Count, sum and sum of squares. Integers sum exactly as HUGEINT, so that the variance of large
+    values does not cancel out (:data:`_VARIANCE`)."""
+    exact = "HUGEINT" if t.name in ("INTEGER", "BIGINT") else "DOUBLE"
+    return (Slot(f"sum({{0}}::{exact})", ADD, exact, f"sum(__sign * {{0}}::{exact})"),
+            Slot("count({0})", ADD, "BIGINT", "sum(CASE WHEN {0} IS NULL THEN 0 ELSE __sign END)"),
+            Slot(f"sum({{0}}::{exact} * {{0}})", ADD, exact, f"sum(__sign * {{0}}::{exact} * {{0}})"))
+
+
+#: The sample variance of the moments (0 below two values): n·Σx² - (Σx)² is exact for integers,
+#: unless it overflows HUGEINT, when it is computed in DOUBLE.
+_SPREAD = "coalesce(TRY({s1} * {s2} - {s0} * {s0})::DOUBLE, {s1}::DOUBLE * {s2} - {s0}::DOUBLE * {s0})"
+_VARIANCE = f"CASE WHEN coalesce({{s1}}, 0) < 2 THEN 0 ELSE greatest(({_SPREAD}) / ({{s1}} * ({{s1}} - 1)), 0) END"
+
+
+def _pair(i: int) -> str:
+    """Column ``i`` of a two-column call (a struct ``{a0, a1}``) as DOUBLE; NULL if either is NULL."""
+    return f"(CASE WHEN {{0}}.a0 IS NOT NULL AND {{0}}.a1 IS NOT NULL THEN {{0}}.a{i}::DOUBLE END)"
+
+
+def _correlation_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
+    """CORRELATION(x, y): Σx, Σy, Σx², Σy², Σxy and the count of rows where neither is NULL."""
+    x, y = _pair(0), _pair(1)
+    terms = (x, y, f"{x} * {x}", f"{y} * {y}", f"{x} * {y}")
+    return (*(Slot(f"sum({term})", ADD, "DOUBLE", f"sum(__sign * {term})") for term in terms),
+            Slot(f"count({x})", ADD, "BIGINT", f"sum(CASE WHEN {x} IS NULL THEN 0 ELSE __sign END)"))
+
+
+#: Pearson's coefficient; NaN (as ksqlDB's doubles give 0/0) when either column does not vary.
+_CORRELATION = ("CASE WHEN coalesce(least({s5} * {s2} - {s0} * {s0}, {s5} * {s3} - {s1} * {s1}), 0) <= 0 "
+                "THEN 'NaN'::DOUBLE ELSE ({s5} * {s4} - {s0} * {s1}) / "
+                "(sqrt({s5} * {s2} - {s0} * {s0}) * sqrt({s5} * {s3} - {s1} * {s1})) END")
 
 
 def _extreme_slots(op: str) -> Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]:
@@ -161,23 +196,28 @@ _FUNCTIONS: dict[str, _Function] = {
     "COUNT": _Function(_count_slots, "coalesce({s0}, 0)", lambda t: BIGINT, arity=(0, 1)),
     "SUM": _Function(_sum_slots, "coalesce({s0}, 0)", _sum_type, accepts=_numeric),
     "AVG": _Function(_avg_slots, "CASE WHEN coalesce({s1}, 0) = 0 THEN 0 ELSE {s0} / {s1} END", lambda t: DOUBLE,
-                     accepts=_numeric),
-    "STDDEV_SAMP": _Function(_stddev_slots, "CASE WHEN coalesce({s1}, 0) < 2 THEN 0 ELSE "
-                             "sqrt(greatest(({s2} - {s0} * {s0} / {s1}) / ({s1} - 1), 0)) END",
-                             lambda t: DOUBLE, accepts=_numeric),
+                     accepts=_numeric, nested_state=True),
+    # ksqlDB's STDDEV_SAMP gives the sample variance (its tests say so); STDDEV_SAMPLE the deviation
+    "STDDEV_SAMP": _Function(_moment_slots, _VARIANCE, lambda t: DOUBLE, accepts=_numeric, nested_state=True),
+    "STDDEV_SAMPLE": _Function(_moment_slots, f"sqrt({_VARIANCE})", lambda t: DOUBLE, accepts=_numeric,
+                               nested_state=True),
+    "CORRELATION": _Function(_correlation_slots, _CORRELATION, lambda t: DOUBLE, columns=2,
+                             accepts=lambda t: all(_numeric(f) for _, f in t.fields), nested_state=True),
     "MIN": _Function(_extreme_slots("min"), "{s0}", lambda t: t, accepts=_comparable),
     "MAX": _Function(_extreme_slots("max"), "{s0}", lambda t: t, accepts=_comparable),
-    "LATEST_BY_OFFSET": _Function(_offset_slots(True), "{s0}", lambda t: t),
-    "EARLIEST_BY_OFFSET": _Function(_offset_slots(False), "{s0}", lambda t: t),
-    "COLLECT_LIST": _Function(_collect_slots(False), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
-    "COLLECT_SET": _Function(_collect_slots(True), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
-    "TOPK": _Function(_topk_slots(False), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
-    "TOPKDISTINCT": _Function(_topk_slots(True), "coalesce({s0}, [])", lambda t: SqlType.array(t)),
+    "LATEST_BY_OFFSET": _Function(_offset_slots(True), "{s0}", lambda t: t, nested_state=True),
+    "EARLIEST_BY_OFFSET": _Function(_offset_slots(False), "{s0}", lambda t: t, nested_state=True),
+    "COLLECT_LIST": _Function(_collect_slots(False), "coalesce({s0}, [])", lambda t: SqlType.array(t),
+                              nested_state=True),
+    "COLLECT_SET": _Function(_collect_slots(True), "coalesce({s0}, [])", lambda t: SqlType.array(t), nested_state=True),
+    "TOPK": _Function(_topk_slots(False), "coalesce({s0}, [])", lambda t: SqlType.array(t), nested_state=True),
+    "TOPKDISTINCT": _Function(_topk_slots(True), "coalesce({s0}, [])", lambda t: SqlType.array(t), nested_state=True),
     "SUM_LIST": _Function(_sum_list_slots, "coalesce({s0}, 0)", lambda t: t.element or t,
                           accepts=lambda t: t.name == "ARRAY" and t.element is not None and _numeric(t.element)),
     "HISTOGRAM": _Function(_histogram_slots, "coalesce({s0}, MAP {})", lambda t: parse_type("MAP<STRING, BIGINT>"),
-                           accepts=lambda t: t.name == "STRING"),
-    "COUNT_DISTINCT": _Function(_count_distinct_slots, "len(coalesce({s0}, []))::BIGINT", lambda t: BIGINT),
+                           accepts=lambda t: t.name == "STRING", nested_state=True),
+    "COUNT_DISTINCT": _Function(_count_distinct_slots, "len(coalesce({s0}, []))::BIGINT", lambda t: BIGINT,
+                                nested_state=True),
 }
 
 #: Functions whose single value is wrapped in a struct slot (see _offset_slots) and unwrapped here.
@@ -185,11 +225,14 @@ _UNWRAP = {"LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET"}
 
 
 def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
-            properties: Mapping[str, object] | None = None) -> Aggregate:
+            properties: Mapping[str, object] | None = None, *, columns: int = 1) -> Aggregate:
     """The aggregate ``name`` applied to a column of ``arg_type`` (None: ``COUNT(*)``), with the
     literal ``params`` that follow the column; a :class:`BindError` for what ksqlDB rejects.
     ``properties``: the ksqlDB configuration (``ksql.functions.<name>.limit``)."""
     function = _FUNCTIONS.get(name.upper())
+    user = user_functions.lookup(name) if function is None else None
+    if user is not None and user.kind == "aggregate":
+        return _user_aggregate(user, arg_type, params, columns)
     if function is None:
         raise BindError(f"Unknown aggregate function {name}")
     if arg_type is None:
@@ -215,6 +258,39 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
     return Aggregate(name.upper(), slots, result, result_type)
 
 
+def _user_aggregate(user: UserFunction, arg_type: SqlType | None, params: Sequence[object], columns: int
+                    ) -> Aggregate:
+    """A ``@nbstream.udaf`` call of ``columns`` column arguments (packed in a struct when more than
+    one) and the literal ``params`` that follow: one slot (see :mod:`nbstream.catalog.user_aggregates`)."""
+    if arg_type is None:
+        raise BindError(f"{user.name} needs a column argument")
+    args = [t for _, t in arg_type.fields] if columns > 1 else [arg_type]
+    call = user_aggregates.resolve(user, args, list(params))
+    return Aggregate(user.name, (Slot(call.batch, call.merge, call.slot_type),), call.result, call.returns)
+
+
+def column_count(name: str, operands: int) -> int:
+    """How many of a call's ``operands`` the aggregate ``name`` reads as columns (the literal
+    parameters follow)."""
+    function = _FUNCTIONS.get(name.upper())
+    if function is None:
+        user = user_functions.lookup(name)
+        if user is not None and user.kind == "aggregate":
+            return user_aggregates.column_count(user, operands)
+        return 1
+    return function.columns
+
+
+def keeps_nested_state(name: str) -> bool:
+    """Whether ksqlDB's ``name`` keeps a STRUCT, ARRAY or MAP between records (its intermediate
+    type); a user's aggregate when its declared state is one of those."""
+    function = _FUNCTIONS.get(name.upper())
+    if function is None:
+        user = user_functions.lookup(name)
+        return user is not None and user.kind == "aggregate" and user_aggregates.state_is_nested(user)
+    return function.nested_state
+
+
 def _limit(name: str, properties: Mapping[str, object]) -> int:
     value = properties.get(f"ksql.functions.{name.lower()}.limit", COLLECT_LIMIT)
     try:
@@ -231,7 +307,7 @@ def fill(template: str, **values: str) -> str:
 
 
 def names() -> list[str]:
-    """The aggregate functions the engine can run."""
+    """ksqlDB's aggregate functions the engine can run (user aggregates are in ``user_functions``)."""
     return sorted(_FUNCTIONS)
 
 

@@ -26,7 +26,7 @@ from nbstream.catalog.catalog import Source
 from nbstream.catalog.schema import WINDOW_BOUNDS, LogicalSchema
 from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import BindError, UnsupportedError
-from nbstream.physical.aggregates import Aggregate, resolve
+from nbstream.physical.aggregates import Aggregate, column_count, keeps_nested_state, resolve
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, UnknownColumnError, quote
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
@@ -127,6 +127,7 @@ def plan_aggregate(query: Query, source: Source, scope: Scope, con: duckdb.DuckD
     table_keys = _table_key_columns(source) if source.is_table else []
     if source.is_table:
         _check_undoable(calls)
+    _check_state_format(calls, source)
     pre = StatelessPlan(scan=scan, columns=tuple(groups + args + table_keys), where=where, emits_table=source.is_table,
                         where_expression=where_text)
     post_scope = _post_scope(groups, calls, query.window is not None)
@@ -229,12 +230,16 @@ def _plan_calls(calls: list[exp.Anonymous], compiler: ExpressionCompiler, proper
         if not operands or isinstance(operands[0], exp.Star):
             planned.append(AggregateCall(None, resolve(name, None, [], properties)))
             continue
-        columns = _topk_columns(operands) if name in ("TOPK", "TOPKDISTINCT") else 1
+        topk = name in ("TOPK", "TOPKDISTINCT")
+        columns = _topk_columns(operands) if topk else column_count(name, len(operands))
+        if len(operands) < columns:
+            raise BindError(f"{name} needs {columns} column arguments: {call.sql()}")
         arg = _compiled(compiler, operands[0], f"__a{j}")
-        if columns > 1:
-            arg = _sort_struct(arg, [_compiled(compiler, o, arg.name) for o in operands[1:columns]])
+        others = [_compiled(compiler, o, arg.name) for o in operands[1:columns]]
+        if others:
+            arg = _sort_struct(arg, others) if topk else _pack(arg, others)
         params = [_literal(p, name) for p in operands[columns:]]
-        planned.append(AggregateCall(arg.name, resolve(name, arg.type, params, properties)))
+        planned.append(AggregateCall(arg.name, resolve(name, arg.type, params, properties, columns=columns)))
         args.append(arg)
     return planned, args
 
@@ -250,6 +255,22 @@ def _sort_struct(sort: OutputColumn, others: list[OutputColumn]) -> OutputColumn
     sql = "{" + ", ".join(f"'{n}': ({c.sql})" for n, c in fields) + "}"
     text = ", ".join(c.expression or c.name for _, c in fields)
     return OutputColumn(sort.name, SqlType.struct([(n, c.type) for n, c in fields]), sql, expression=text)
+
+
+def _pack(first: OutputColumn, others: list[OutputColumn]) -> OutputColumn:
+    """The column arguments of a multi-column aggregate as one ``STRUCT<a0, a1, …>`` column."""
+    fields = [(f"a{i}", c) for i, c in enumerate([first, *others])]
+    sql = "{" + ", ".join(f"'{n}': ({c.sql})" for n, c in fields) + "}"
+    text = ", ".join(c.expression or c.name for _, c in fields)
+    return OutputColumn(first.name, SqlType.struct([(n, c.type) for n, c in fields]), sql, expression=text)
+
+
+def _check_state_format(calls: list[AggregateCall], source: Source) -> None:
+    """ksqlDB stores an aggregate's intermediate value in the source's value format: DELIMITED
+    cannot hold the STRUCT, ARRAY or MAP some functions keep."""
+    if source.value_format == "DELIMITED" and any(keeps_nested_state(c.aggregate.name) for c in calls):
+        raise BindError("One of the functions used in the statement has an intermediate type that the value "
+                        "format can not handle. Please remove the function or change the format.")
 
 
 def _check_undoable(calls: list[AggregateCall]) -> None:

@@ -226,7 +226,7 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
               sink: Sink | None, params: Mapping[str, object] | None = None) -> JoinPlan | JoinAggregatePlan:
     """Plan the joining ``query`` (``scan_of``: the planner's Source → Scan function)."""
     select = query.select
-    joins = select.args["joins"]
+    joins = [_unwrapped_on(j) for j in select.args["joins"]]
     from_ = select.args.get("from") or select.args.get("from_")
     if from_ is None:
         raise BindError("a query needs a FROM clause")
@@ -427,6 +427,18 @@ def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
     _check_formats(sources)
     if stream.source.window is not None:
         raise UnsupportedError("joins of windowed sources are not supported yet")
+
+
+def _unwrapped_on(join: exp.Join) -> exp.Join:
+    """``join`` with its ON condition out of its parentheses: ``ON (a = b)`` is ``ON a = b``."""
+    on = join.args.get("on")
+    if not isinstance(on, exp.Paren):
+        return join
+    join = join.copy()
+    while isinstance(on, exp.Paren):
+        on = on.this
+    join.set("on", on.copy())
+    return join
 
 
 def _equality(scope: _JoinScope, join: exp.Join) -> tuple[exp.EQ, list[exp.Expression], list[str]]:

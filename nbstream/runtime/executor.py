@@ -13,9 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from sqlglot import exp
+
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import PersistentQuery, Source, WindowInfo
 from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
+from nbstream.catalog.types import SqlType
 from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError, UnsupportedError
 from nbstream.formats import format_for
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
@@ -122,6 +125,8 @@ def _declared_window(props: Mapping[str, Any]) -> WindowInfo | None:
         return None
     size = _str_prop(props, "WINDOW_SIZE")
     size_ms = None
+    if size is not None and kind.upper() == "SESSION":
+        raise BindError("'WINDOW_SIZE' should not be set for SESSION windows.")
     if size is not None:
         count, _, unit = size.strip().partition(" ")
         if not count.isdigit() or unit.strip().upper() not in UNIT_MS:
@@ -135,6 +140,18 @@ def _check_replace_source(kind: str, name: str, replaces_source: bool) -> None:
     if replaces_source:
         raise CatalogError(f"Cannot add {kind.lower()} '{name}': CREATE OR REPLACE is not supported on "
                            f"source {kind.lower()}s.")
+
+
+#: The type of a HEADERS column (every header of the record), as ksqlDB writes it.
+HEADERS_TYPE = "ARRAY<STRUCT<`KEY` STRING, `VALUE` BYTES>>"
+
+
+def _check_header_type(role: str | None, header_key: str | None, sql_type: SqlType) -> None:
+    """ksqlDB: a HEADERS column is ARRAY<STRUCT<KEY STRING, VALUE BYTES>>, a HEADER('k') column BYTES."""
+    if role == "HEADERS" and str(sql_type) != HEADERS_TYPE:
+        raise BindError(f"Invalid type for HEADERS column: expected {HEADERS_TYPE}, got {sql_type}")
+    if role == "HEADER" and sql_type.name != "BYTES":
+        raise BindError(f"Invalid type for HEADER('{header_key}') column: expected BYTES, got {sql_type}")
 
 
 def _schema_of(stmt: ast.CreateSource) -> LogicalSchema:
@@ -156,6 +173,7 @@ def _schema_of(stmt: ast.CreateSource) -> LogicalSchema:
             raise BindError(f"Column `{col.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n"
                             "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
                             "Streams have KEYs, which have no uniqueness or NON NULL constraints.", col.span)
+        _check_header_type(role, col.header_key, col.type)
         columns.append(Column(col.name, col.type, "KEY" if role == "PRIMARY KEY" else role, col.header_key))
     keys = [c for c in columns if c.role == "KEY"]
     values = [c for c in columns if c.role not in ("KEY", "HEADER", "HEADERS")]
@@ -264,6 +282,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect, params: Params
     _check_replace_source(stmt.kind, stmt.name, stmt.or_replace and existing is not None and existing.is_source)
     source = engine.catalog.get(_from_name(stmt.query))
     _check_result_kind(stmt.kind, source, stmt.query, engine)
+    _check_aliases(stmt.query)
     props = dict(stmt.properties)
     sink = _sink_for_new(engine, stmt.name, props, source)
     plan = plan_query(stmt.query, engine.catalog, engine.con,
@@ -320,6 +339,14 @@ def _window_of(plan: Plan, source: Source) -> WindowInfo | None:
     return WindowInfo(plan.window.kind, plan.window.size_ms, retention)
 
 
+def _check_aliases(query: ast.Query) -> None:
+    """ksqlDB: a result column may not be named like a pseudo column or a window bound."""
+    for item in query.select.expressions:
+        alias = item.alias if isinstance(item, exp.Alias) else ""
+        if alias.upper() in PSEUDO_COLUMNS + WINDOW_BOUNDS:
+            raise BindError(f"`{alias.upper()}` is a reserved column name. You cannot use it as an alias for a column.")
+
+
 def _check_result_kind(kind: str, source: Source, query: ast.Query, engine: Engine) -> None:
     table = join_produces_table(engine.catalog, query) if query.select.args.get("joins") else source.is_table
     produced = "TABLE" if table or is_aggregate_query(query) else "STREAM"
@@ -339,7 +366,9 @@ def _sink_for_new(engine: Engine, name: str, props: dict[str, Any], source: Sour
     fmt = _str_prop(props, "FORMAT")
     key_format = (fmt or _str_prop(props, "KEY_FORMAT") or source.key_format).upper()
     value_format = (fmt or _str_prop(props, "VALUE_FORMAT") or source.value_format).upper()
-    topic = _str_prop(props, "KAFKA_TOPIC") or name
+    # without KAFKA_TOPIC, ksqlDB names the topic after the result, behind ksql.output.topic.name.prefix
+    prefix = str(engine.property("ksql.output.topic.name.prefix") or "")
+    topic = _str_prop(props, "KAFKA_TOPIC") or prefix + name
     existing = engine.log.topic(topic)
     partitions = _int_prop(props, "PARTITIONS") or (existing.partitions if existing else None) \
         or engine.log.require(source.topic).partitions
@@ -367,6 +396,9 @@ def _fit_key_format(engine: Engine, plan: Plan, props: Mapping[str, Any]) -> Pla
             raise BindError("Key format specified for stream without key columns.")
         return replace(plan, sink=replace(sink, key_format="NONE", key_properties={}))
     if plan.schema.key and sink.key_format == "NONE":
+        if explicit and explicit.upper() == "NONE":
+            keys = ", ".join(f"`{c.name}` {c.type} KEY" for c in plan.schema.key)
+            raise BindError(f"The 'NONE' format can only be used when no columns are defined. Got: [{keys}]")
         default = str(engine.property("ksql.persistence.default.format.key") or "KAFKA").upper()
         return replace(plan, sink=replace(sink, key_format=default, key_properties={}))
     return plan
@@ -391,6 +423,26 @@ def _with_runtime_config(engine: Engine, plan: Plan) -> Plan:
     return replace(plan, scan=replace(plan.scan, throw_on_invalid_timestamp=True))
 
 
+#: The numeric types a result column widens to implicitly when INSERT INTO writes it (ksqlDB's).
+_INSERT_WIDENS = {"INTEGER": ("BIGINT", "DECIMAL", "DOUBLE"), "BIGINT": ("DECIMAL", "DOUBLE"),
+                  "DECIMAL": ("DECIMAL", "DOUBLE")}
+
+
+def _cast_to_sink(plan: Plan, sink: LogicalSchema) -> Plan:
+    """A projection whose columns match the sink's but for numeric types that widen implicitly
+    (INTEGER → BIGINT → DECIMAL → DOUBLE), with those columns cast to the sink's types."""
+    if not isinstance(plan, StatelessPlan) or len(plan.columns) != len(sink.columns):
+        return plan
+    columns = []
+    for column, target in zip(plan.columns, sink.columns, strict=True):
+        same = column.name == target.name and (column.role == "KEY") == (target.role == "KEY")
+        if same and str(column.type) != str(target.type) and \
+                target.type.name in _INSERT_WIDENS.get(column.type.name, ()):
+            column = replace(column, type=target.type, sql=f"CAST(({column.sql}) AS {target.type.duckdb()})")
+        columns.append(column)
+    return replace(plan, columns=tuple(columns))
+
+
 def exec_InsertInto(engine: Engine, stmt: ast.InsertInto, params: Params) -> StatementResult:
     target = engine.catalog.get(stmt.target)
     if target.is_table:
@@ -402,7 +454,7 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto, params: Params) -> Sta
                                                                                  engine.properties),
                       params=params)
     _check_copartitioned(engine, plan)
-    plan = _with_runtime_config(engine, plan)
+    plan = _with_runtime_config(engine, _cast_to_sink(plan, target.schema))
     if [(c.name, str(c.type), c.role) for c in plan.schema.columns] != \
             [(c.name, str(c.type), c.role) for c in target.schema.columns]:
         raise BindError(f"Incompatible schema between results and sink.\nResult schema is {plan.schema}\n"

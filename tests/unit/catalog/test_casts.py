@@ -89,6 +89,8 @@ CASES: list[tuple[str, str, object]] = [
     ("'2022-04-28T23:44:47.943+02:00'", "TIMESTAMP", dt.datetime(2022, 4, 28, 21, 44, 47, 943000)),
     ("'not a time'", "TIMESTAMP", None),
     ("'2022-02-02'", "DATE", dt.date(2022, 2, 2)),
+    ("'1970-01'", "DATE", dt.date(1970, 1, 1)),  # a date without its day: the month's first, as ksqlDB
+    ("'foo'", "DATE", None),
     ("'10:11:12'", "TIME", dt.time(10, 11, 12)),
     ("TIMESTAMP '2022-04-28 21:44:47.943'", "STRING", "2022-04-28T21:44:47.943"),
     ("TIMESTAMP '2022-04-28 21:44:47.943'", "DATE", dt.date(2022, 4, 28)),

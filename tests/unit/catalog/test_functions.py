@@ -113,6 +113,7 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("REGEXP_SPLIT_TO_ARRAY", ("'zxy'", "'(ab|cd)'"), ["zxy"]),
     ("REGEXP_SPLIT_TO_ARRAY", ("'zxy'", NULL_STR), None),
     ("SPLIT_TO_MAP", ("'apple:green/banana:yellow'", "'/'", "':'"), {"apple": "green", "banana": "yellow"}),
+    ("SPLIT_TO_MAP", ("'a:b'", "''", "':'"), None),  # an empty delimiter: null, as ksqlDB
     # -- string-lpad-rpad.json -------------------------------------------------------------------
     ("LPAD", ("'foo'", "7", "'Bar'"), "BarBfoo"),
     ("LPAD", ("'foo'", "5", "'Bar'"), "Bafoo"),
@@ -141,6 +142,7 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("UCASE", ("'aBc'",), "ABC"),
     ("LCASE", ("'aBc'",), "abc"),
     ("TRIM", ("'  a b  '",), "a b"),
+    ("TRIM", ("'\t a \n'",), "a"),  # Java's trim: control characters too
     ("LEN", ("'héllo'",), 5),
     ("LEN", ("CAST('abc' AS BLOB)",), 3),
     ("INITCAP", ("'the FOX jumps'",), "The Fox Jumps"),
@@ -153,6 +155,7 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("MASK_RIGHT", ("'Abc-12'", "2"), "Abc-nn"),
     ("TO_BYTES", ("'IQ=='", "'base64'"), b"!"),
     ("FROM_BYTES", ("CAST('hi' AS BLOB)", "'hex'"), "6869"),
+    ("FROM_BYTES", ("unhex('ab')", "'hex'"), "AB"),  # upper-case digits, as ksqlDB
     ("FROM_BYTES", ("CAST('hi' AS BLOB)", "'utf8'"), "hi"),
     ("ENCODE", ("'hi'", "'utf8'", "'base64'"), "aGk="),
     ("ENCODE", ("'6869'", "'hex'", "'ascii'"), "hi"),
@@ -284,6 +287,8 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("ARRAY_SORT", ("['foo', 'bar', NULL, 'baz']",), ["bar", "baz", "foo", None]),
     ("ARRAY_SORT", ("[1, NULL, 3]", "'DESC'"), [3, 1, None]),
     ("ARRAY_CONCAT", ("[1]", "[2, 3]"), [1, 2, 3]),
+    ("ARRAY_CONCAT", ("CAST(NULL AS INT[])", "CAST(NULL AS INT[])"), None),
+    ("ARRAY_CONCAT", ("CAST(NULL AS INT[])", "[2]"), [2]),
     ("SLICE", ("[1, 2, 3, 4]", "2", "3"), [2, 3]),
     ("GENERATE_SERIES", ("0", "3"), [0, 1, 2, 3]),
     ("GENERATE_SERIES", ("4", "0"), [4, 3, 2, 1, 0]),
@@ -306,6 +311,7 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("EXTRACTJSONFIELD", ('\'{"city": "London"}\'', "'$.city'"), "London"),
     ("EXTRACTJSONFIELD", ('\'{"a": {"b": [1, 2]}}\'', "'$.a.b[1]'"), "2"),
     ("EXTRACTJSONFIELD", ("'not json'", "'$.city'"), None),
+    ("EXTRACTJSONFIELD", ('\'{"a": [1, 2]}\'', "'$.a[-1]'"), None),  # no index from the end
     ("IS_JSON_STRING", ("'[1, 2]'",), True),
     ("IS_JSON_STRING", ("'abc'",), False),
     ("JSON_ARRAY_LENGTH", ("'[1, 2, 3]'",), 3),
@@ -315,9 +321,11 @@ CASES: list[tuple[str, tuple[str | exp.Expression, ...], object]] = [
     ("JSON_ARRAY_CONTAINS", ("'[1, 2]'", "5"), False),
     ("JSON_ITEMS", ("'[1, {\"a\": 2}]'",), ["1", '{"a":2}']),
     ("JSON_KEYS", ('\'{"a": 1, "b": 2}\'',), ["a", "b"]),
-    ("JSON_RECORDS", ('\'{"a": 1, "b": "x"}\'',), {"a": "1", "b": '"x"'}),
+    ("JSON_RECORDS", ('\'{"a": 1, "b": "x", "c": {"d": [true]}}\'',),
+     {"a": "1", "b": "x", "c": '{"d":[true]}'}),  # strings unquoted, as ksqlDB
     ("JSON_CONCAT", ("'{\"a\": 1}'", "'{\"b\": 2}'"), '{"a":1,"b":2}'),
     ("JSON_CONCAT", ("'[1, 2]'", "'[3]'"), "[1,2,3]"),
+    ("JSON_CONCAT", ("'{\"a\": {\"x\": 1}}'", "'{\"a\": {\"y\": 2}}'"), '{"a":{"y":2}}'),  # shallow
     ("JSON_CONCAT", ("'[1, 2]'", "'{\"a\": 1}'"), '[1,2,{"a":1}]'),
     # -- dates and times (timestampformat.json and the reference) --------------------------------
     ("STRINGTOTIMESTAMP", ("'2018-05-11T21:58:33Z'", "'yyyy-MM-dd''T''HH:mm:ssX'"), 1526075913000),

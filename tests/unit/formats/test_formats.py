@@ -249,6 +249,18 @@ def test_delimited_encode_quoting_and_rendering(con) -> None:
     ]
 
 
+@pytest.mark.parametrize("spec, value, line", [
+    ("D DATE", "DATE '1969-12-31'", b'"-1"'),
+    ("D DATE", "DATE '1970-01-11'", b"10"),
+    ("T TIME", "TIME '00:00:01'", b"1000"),
+    ("TS TIMESTAMP", "TIMESTAMP '1969-12-31 23:59:59'", b'"-1000"'),
+])
+def test_delimited_first_temporal_field_quotes_a_negative_epoch(con, spec: str, value: str, line: bytes) -> None:
+    column = cols(spec, "X INT")
+    sql = f'SELECT {value} AS "{column[0].name}", 1 AS X'
+    assert encode_rows(con, format_for("DELIMITED"), sql, column) == [line + b",1"]
+
+
 def test_delimited_decode_and_errors(con) -> None:
     blobs = [b"1,x,0.0,.12", b'2,"a,""b",,"-12345.12"', b"3,x", b"x,y,z,1", b"1.5,y,1,1", None]
     rows = decode_rows(con, format_for("DELIMITED"), blobs, DCOLS)
