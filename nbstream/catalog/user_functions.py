@@ -224,27 +224,21 @@ def arrow_type(t: SqlType) -> pa.DataType:
 
 def register(con: duckdb.DuckDBPyConnection, inst: Instance) -> None:
     """Make ``inst`` callable on ``con`` and every connection to its database (DuckDB keeps Python
-    functions in the database's catalog); a no-op if it is already. A connection busy with a
-    statement on another thread (a push query's batch) registers through a cursor of its own."""
+    functions in the database's catalog); a no-op if it is already. It is created through a cursor
+    of its own, committed at once: ``con`` may be busy with a statement on another thread (a push
+    query's batch) or inside a batch's transaction, which creating it there would join."""
     try:
-        _create(con, inst)
-    except duckdb.ResourceInUseException:
         cursor = con.cursor()
-        try:
-            _create(cursor, inst)
-        finally:
-            cursor.close()
     except duckdb.ConnectionException:
-        pass  # a closed connection runs nothing
-
-
-def _create(con: duckdb.DuckDBPyConnection, inst: Instance) -> None:
+        return  # a closed connection runs nothing
     try:
-        con.create_function(inst.duck_name, inst.call, [t.duckdb() for t in inst.params], inst.returns.duckdb(),
-                            type=ARROW, null_handling=SPECIAL, side_effects=inst.side_effects)
-    except (duckdb.NotImplementedException, duckdb.CatalogException) as e:
-        if "already" not in str(e):  # another connection to the database registered it
-            raise
+        cursor.create_function(inst.duck_name, inst.call, [t.duckdb() for t in inst.params], inst.returns.duckdb(),
+                               type=ARROW, null_handling=SPECIAL, side_effects=inst.side_effects)
+    except (duckdb.NotImplementedException, duckdb.CatalogException, duckdb.TransactionException) as e:
+        if "already" not in str(e) and "write-write conflict" not in str(e):
+            raise  # else another connection to the database created it, or is creating it now
+    finally:
+        cursor.close()
 
 
 def attach(con: duckdb.DuckDBPyConnection) -> None:
