@@ -137,6 +137,7 @@ def main() -> None:
         wall = time.perf_counter() - wall
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         failures = list(engine.background.failures)
+        batches = {q.sink: engine.queries.runner(q.id).stats for q in engine.persistent_queries()}
         engine.close()
     if failures:
         raise SystemExit(f"the engine failed: {failures}")
@@ -147,6 +148,9 @@ def main() -> None:
     warmup_events = int(args.warmup * args.rate)
     for name, state in seen.items():
         report(name, latencies(state, returned, warmup_events))
+        stats = batches[name]
+        print(f"{'':9} {stats.batches:>8,} batches of {stats.consumed / max(1, stats.batches):,.0f} records, "
+              f"{stats.busy_seconds / max(1, stats.batches) * 1000:.1f} ms each on average")
     print(f"reader poll (consume of one topic): p50 {percentile(polls, 0.5) * 1000:.1f} ms, "
           f"p99 {percentile(polls, 0.99) * 1000:.1f} ms")
     print(f"process CPU {cpu:.1f} s over {wall:.1f} s wall; {load_average()}")
