@@ -54,6 +54,7 @@ from nbstream.runtime.query import (
     arrival_halves,
     arrival_prefix,
     arrow_of,
+    store_offsets,
 )
 
 #: Input slots of a join runner: slot = side * SIDE_STRIDE + partition (see :meth:`JoinRunner._locate`).
@@ -192,9 +193,8 @@ class JoinRunner(QueryRunner):
         rows = []
         for slot, (_, end) in ranges.items():
             side, partition = self._locate(slot)
-            rows.append([self._offset_id(side), partition, end])
-        if rows:
-            self.con.executemany("INSERT OR REPLACE INTO __offsets VALUES (?, ?, ?)", rows)
+            rows.append((self._offset_id(side), partition, end))
+        store_offsets(self.con, rows)
 
     def _error_topic_sql(self) -> str:
         return self.topic_case_sql("__side")

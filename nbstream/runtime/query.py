@@ -276,10 +276,7 @@ class QueryRunner:
 
     def _commit_offsets(self, ranges: Ranges) -> None:
         if self.persistent:
-            self.con.executemany(
-                "INSERT OR REPLACE INTO __offsets VALUES (?, ?, ?)",
-                [[self.query_id, p, b] for p, (_, b) in ranges.items()],
-            )
+            store_offsets(self.con, [(self.query_id, p, b) for p, (_, b) in ranges.items()])
 
     def _evaluate(self, sql: str) -> None:
         """Fill the temp table ``__result`` with what the batch evaluated by ``sql`` yields: the
@@ -403,6 +400,14 @@ Ranges = dict[int, tuple[int, int]]
 #: error (binding, catalog, internal) is not the record's doing and fails the query instead — else
 #: every record would be logged as bad and the query would look healthy.
 RECORD_ERRORS = (duckdb.DataError, duckdb.InvalidInputException)
+
+
+def store_offsets(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[str, int, int]]) -> None:
+    """Upsert (query id, partition, next offset) ``rows`` into ``__offsets`` in one statement
+    (``executemany`` costs a statement per row, and a batch commits every partition's)."""
+    if rows:
+        marks = ", ".join("(?, ?, ?)" for _ in rows)
+        con.execute(f"INSERT OR REPLACE INTO __offsets VALUES {marks}", [v for row in rows for v in row])
 
 
 def ranges_size(ranges: Ranges) -> int:
