@@ -105,7 +105,7 @@ class Catalog:
         return source
 
     def sources_on_topic(self, topic: str) -> list[Source]:
-        return [s for s in self.sources.values() if s.topic == topic]
+        return [s for s in list(self.sources.values()) if s.topic == topic]  # list(): atomic under the GIL
 
     # -- queries --------------------------------------------------------------------------------
     def next_query_id(self, prefix: str, sink: str | None) -> str:

@@ -50,12 +50,14 @@ once, so a stalled engine retries about once a second instead of waiting a timeo
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import inspect
 import itertools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -141,6 +143,8 @@ class KafkaLog:
         options = {"bootstrap_servers": bootstrap, **client_options}
         self._options = options
         self._groups: dict[str, AIOKafkaConsumer] = {}
+        self._prefetcher: AIOKafkaConsumer | None = None  # the consumer of prefetch, made on first use
+        self._prefetched: Prefetch | None = None  # the one fetch in flight ahead of its read
         self._transactional: dict[str, AIOKafkaProducer] = {}
         self._counts: dict[str, int] = {}  # partition counts of the last listing: see _partition_count
         self._counted_at = -float("inf")
@@ -153,10 +157,7 @@ class KafkaLog:
         self._producer = self._construct(AIOKafkaProducer, {
             "max_batch_size": PRODUCE_BATCH_BYTES, **options, "acks": "all",
             "enable_idempotence": enable_idempotence})
-        self._consumer = self._construct(AIOKafkaConsumer, {
-            "fetch_max_wait_ms": READ_FETCH_MAX_WAIT_MS, "max_partition_fetch_bytes": READ_PARTITION_FETCH_BYTES,
-            **options, "group_id": None,
-            "enable_auto_commit": False, "isolation_level": "read_committed"})
+        self._consumer = self._construct(AIOKafkaConsumer, self._reader_options())
         try:
             self._call(self._admin.start(), "connect")
             self._call(self._producer.start(), "start the producer" + (
@@ -166,6 +167,11 @@ class KafkaLog:
         except BaseException:
             self.close()
             raise
+
+    def _reader_options(self) -> dict[str, Any]:
+        """The options of a consumer that reads ranges (no group, read_committed)."""
+        return {"fetch_max_wait_ms": READ_FETCH_MAX_WAIT_MS, "max_partition_fetch_bytes": READ_PARTITION_FETCH_BYTES,
+                **self._options, "group_id": None, "enable_auto_commit": False, "isolation_level": "read_committed"}
 
     def _construct(self, client: Callable[..., T], options: Mapping[str, Any]) -> T:
         """Create an aiokafka client on the log's loop (they bind the running loop)."""
@@ -201,7 +207,10 @@ class KafkaLog:
         return result
 
     def _wait(self, coro: Coroutine[Any, Any, T], what: str) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        return self._result(asyncio.run_coroutine_threadsafe(coro, self._loop), what)
+
+    def _result(self, future: concurrent.futures.Future[T], what: str) -> T:
+        """The result of ``future`` (a call running on the log's loop), its errors as :meth:`_wait` says."""
         try:
             return future.result(self.call_timeout_s)
         except TimeoutError as e:
@@ -218,8 +227,9 @@ class KafkaLog:
         """Stop the clients and the loop thread (idempotent)."""
         if not self._loop.is_running():
             return
+        self._drop_prefetch()
         clients = [*self._groups.values(), *self._transactional.values(),
-                   *(getattr(self, n, None) for n in ("_consumer", "_producer", "_admin"))]
+                   *(getattr(self, n, None) for n in ("_consumer", "_producer", "_admin", "_prefetcher"))]
         for client in clients:
             stop: Callable[[], Awaitable[None]] | None = getattr(client, "stop", None) or getattr(client, "close", None)
             if stop is not None:  # best effort: a client that never started may refuse to stop
@@ -456,9 +466,57 @@ class KafkaLog:
 
     def read_ranges(self, topic: str, ranges: Mapping[int, tuple[int, int]]) -> pa.Table:
         """The records of ``topic`` in ``ranges`` {partition: (start, end)}, which must lie below
-        the end offsets, ordered by partition and offset."""
+        the end offsets, ordered by partition and offset: those a :meth:`prefetch` of the same
+        ranges fetched, else fetched now."""
         with self._lock:
+            prefetched = self._take_prefetch(topic, ranges)
+            if prefetched is not None:
+                return self._result(prefetched, f"read '{topic}'")
             records = self._call(self._fetch(topic, ranges), f"read '{topic}'")
+        return _to_arrow(records, self._windows.get(topic))
+
+    def prefetch(self, topic: str, ranges: Mapping[int, tuple[int, int]]) -> None:
+        """Start fetching the records of ``topic`` in ``ranges`` (below the end offsets) on the
+        log's loop, with a consumer of its own, and return at once: a query evaluates its batch in
+        DuckDB while the next one is fetched and decoded into Arrow. The next :meth:`read_ranges`
+        of exactly these ranges takes them; any other read, or another prefetch, drops them (one
+        prefetch is in flight at a time). Errors surface in the read that takes them, as the
+        read's own would; none is raised here, and nothing is fetched while the cluster is away."""
+        wanted = {p: r for p, r in ranges.items() if r[1] > r[0]}
+        with self._lock:
+            current = self._prefetched
+            if current is not None and current.topic == topic and current.ranges == wanted:
+                return
+            self._drop_prefetch()
+            if not wanted or self._unreachable is not None:
+                return
+            future = asyncio.run_coroutine_threadsafe(self._fetch_arrow(topic, wanted), self._loop)
+            self._prefetched = Prefetch(topic, wanted, future)
+
+    def _take_prefetch(self, topic: str, ranges: Mapping[int, tuple[int, int]]) -> concurrent.futures.Future[
+            pa.Table] | None:
+        """The prefetch of exactly ``ranges`` of ``topic``, taken (None: none; another is dropped)."""
+        current = self._prefetched
+        if current is None:
+            return None
+        if current.topic == topic and current.ranges == {p: r for p, r in ranges.items() if r[1] > r[0]}:
+            self._prefetched = None
+            return current.future
+        self._drop_prefetch()
+        return None
+
+    def _drop_prefetch(self) -> None:
+        if self._prefetched is not None:
+            self._prefetched.future.cancel()
+            self._prefetched = None
+
+    async def _fetch_arrow(self, topic: str, ranges: Mapping[int, tuple[int, int]]) -> pa.Table:
+        """:meth:`read_ranges`'s table, fetched by the prefetch consumer (started on first use)."""
+        if self._prefetcher is None:
+            consumer = AIOKafkaConsumer(**_accepted(AIOKafkaConsumer, resolve_client_options(self._reader_options())))
+            await consumer.start()
+            self._prefetcher = consumer
+        records = await self._fetch(topic, ranges, self._prefetcher)
         return _to_arrow(records, self._windows.get(topic))
 
     # -- consumer groups ------------------------------------------------------------------------
@@ -512,8 +570,10 @@ class KafkaLog:
             self._groups[group] = consumer
         return consumer
 
-    async def _fetch(self, topic: str, bounds: Mapping[int, tuple[int, int]]) -> list[ConsumerRecord]:
-        consumer = self._consumer
+    async def _fetch(self, topic: str, bounds: Mapping[int, tuple[int, int]],
+                     consumer: AIOKafkaConsumer | None = None) -> list[ConsumerRecord]:
+        """The records of ``bounds``, by the log's reading consumer unless ``consumer`` is given."""
+        consumer = consumer or self._consumer
         wanted = {TopicPartition(topic, p): (a, b) for p, (a, b) in bounds.items() if b > a}
         consumer.assign(list(wanted))
         for tp, (a, _b) in wanted.items():
@@ -527,6 +587,15 @@ class KafkaLog:
             pending = {tp for tp in pending if await consumer.position(tp) < wanted[tp][1]}
         consumer.assign([])
         return [m for tp in sorted(fetched, key=lambda t: t.partition) for m in fetched[tp]]
+
+
+@dataclass(frozen=True)
+class Prefetch:
+    """A fetch started ahead of its read (:meth:`KafkaLog.prefetch`): its topic, ranges and table."""
+
+    topic: str
+    ranges: Mapping[int, tuple[int, int]]
+    future: concurrent.futures.Future[pa.Table]
 
 
 async def _commit(consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> None:

@@ -377,24 +377,31 @@ class Engine:
         record with the stream's typed columns, ``ROWTIME``, ``ROWPARTITION``, ``ROWOFFSET``,
         ``__deleted`` and ``__headers`` (see :func:`~nbstream.runtime.consume.consume_frame`).
         """
-        topic = self.resolve_topic(topic)
-        source = self._decoding_source(topic)
-        if as_frame and source is None:
-            raise LogError(f"consume(as_frame=True) needs a stream or table over topic '{topic}' for its columns")
-        cursor = self.con.cursor()  # Kafka records are staged in its temporary tables, not over a query's batch
-        try:
-            self._configure(cursor)
+        with self.consume_cursor() as cursor:
+            topic = self.resolve_topic(topic)
+            source = self._decoding_source(topic)
+            if as_frame and source is None:
+                raise LogError(f"consume(as_frame=True) needs a stream or table over topic '{topic}' for its columns")
             relation = topic_relation(self.backend.log_on(cursor), topic, from_offsets)
             if as_frame:
                 assert source is not None
                 return consume_frame(cursor, relation, topic, source)
             return consume_records(cursor, relation, topic, source, self.schema_registry)
+
+    @contextlib.contextmanager
+    def consume_cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A configured cursor for one :meth:`consume`: a new one, closed after (the Kafka log stages
+        records in a cursor's temporary tables, never over a query's batch)."""
+        cursor = self.con.cursor()
+        try:
+            self._configure(cursor)
+            yield cursor
         finally:
             cursor.close()
 
     def _decoding_source(self, topic: str) -> Source | None:
         sources = self.catalog.sources_on_topic(topic)
-        written = {q.sink for q in self.catalog.queries.values()}
+        written = {q.sink for q in list(self.catalog.queries.values())}  # list(): atomic under the GIL
         preferred = [s for s in sources if s.name in written]
         candidates = preferred or sources
         return candidates[0] if candidates else None

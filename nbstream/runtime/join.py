@@ -54,6 +54,7 @@ from nbstream.runtime.query import (
     arrival_halves,
     arrival_prefix,
     arrow_of,
+    store_offsets,
 )
 
 #: Input slots of a join runner: slot = side * SIDE_STRIDE + partition (see :meth:`JoinRunner._locate`).
@@ -83,6 +84,11 @@ class JoinRunner(QueryRunner):
         self._outer = quote(f"joinouter${query_id}")
         self._rows = quote(f"joinrows${query_id}")
         self._trigger: str | None = "__arr"  # the column of __joined naming its rows' input records: see _source_sql
+        #: What reads ``__joined``: the expressions over a joined row and the WHERE it must pass (a
+        #: window join carries only the columns they read); None where others read it (an aggregate).
+        self.joined_reader: tuple[tuple[str, ...], str | None] | None = (
+            tuple(c.sql for c in plan.columns), plan.where)
+        self._window_join: WindowJoin | None = None
         super().__init__(query_id, plan.left.pre, con, log)
         if start_at_end and not self.offsets:
             self.offsets = {slot: end for slot, end in self._ends().items()
@@ -187,9 +193,8 @@ class JoinRunner(QueryRunner):
         rows = []
         for slot, (_, end) in ranges.items():
             side, partition = self._locate(slot)
-            rows.append([self._offset_id(side), partition, end])
-        if rows:
-            self.con.executemany("INSERT OR REPLACE INTO __offsets VALUES (?, ?, ?)", rows)
+            rows.append((self._offset_id(side), partition, end))
+        store_offsets(self.con, rows)
 
     def _error_topic_sql(self) -> str:
         return self.topic_case_sql("__side")
@@ -257,7 +262,9 @@ class JoinRunner(QueryRunner):
             self._decode_side(side)
         self._number_by_arrival(self.side_numbers)
         if self._windowed:
-            WindowJoin(self).evaluate()
+            if self._window_join is None:
+                self._window_join = WindowJoin(self)
+            self._window_join.evaluate()
             self._trigger = "__trig"
             if self.join.chain:
                 self._trigger = "__arr"
@@ -287,9 +294,12 @@ class JoinRunner(QueryRunner):
 
     def _number_by_arrival(self, sides: Sequence[int]) -> None:
         """``__ev``: the good records of the decoded ``sides``, numbered by arrival (``__arr``)."""
-        union = " UNION ALL BY NAME ".join(f"SELECT * FROM __side{side}" for side in sides)
+        union = " UNION ALL BY NAME ".join(f"SELECT * FROM __side{side} WHERE NOT __err" for side in sides)
+        place = "__side, __in_partition, __in_offset"  # a record's: the numbering sorts these, not whole records
+        places = " UNION ALL ".join(f"SELECT {place}, __an, __as FROM __side{side} WHERE NOT __err" for side in sides)
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __ev AS
-            SELECT *, row_number() OVER (ORDER BY __an, __as) AS __arr FROM ({union}) WHERE NOT __err""")
+            WITH n AS (SELECT {place}, row_number() OVER (ORDER BY __an, __as) AS __arr FROM ({places}))
+            SELECT * FROM ({union}) JOIN n USING ({place})""")
 
     def _table_changes_came_first(self) -> bool:
         """Whether this is a stream-table join whose batch holds no table change that arrived after
@@ -554,6 +564,7 @@ class JoinAggregateRunner(AggregateRunner):
         assert plan.join is not None
         self._join = JoinRunner(query_id, plan.join, con, log, transient=plan.sink is None,
                                 start_at_end=start_at_end)
+        self._join.joined_reader = None  # the aggregate reads the joined rows: all their columns
         super().__init__(query_id, plan, con, log)
         self._join.offsets = self.offsets  # one dict: the batch loop advances both
 

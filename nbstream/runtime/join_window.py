@@ -8,11 +8,22 @@ which bounds what it keeps. Unmatched records of an outer side are
 emitted null-padded at once — or, with a GRACE PERIOD, once their window has closed (stream time
 past ``t + after + grace`` for a left record, ``t + before + grace`` for a right one) unless a
 match arrived first; until then they wait in the outer store.
+
+An INNER join without further tables reads less than the whole records: only the columns its
+projection and WHERE read are carried into the matches (:attr:`WindowJoin.picked`), and a record
+whose own side's part of the WHERE is false (a top-level conjunct reading that side's columns
+only: :func:`side_filters`) neither looks for matches nor enters its window store — no row it
+could join would pass the WHERE. It still moves the clocks, as every record does. The WHERE is
+applied to the joined rows as before; a conjunct that fails or is NULL on a record keeps it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+import sqlglot
+from sqlglot import exp
 
 from nbstream.physical.expressions import quote
 from nbstream.plan.join import JOIN_KEY
@@ -35,6 +46,14 @@ class WindowJoin:
         self.before, self.after, self.grace = within.before_ms, within.after_ms, self.plan.grace_ms
         self.retention = self.before + self.after + self.grace
         self.cols = [[quote(c.name) for c in s.value_columns] for s in self.plan.sides[:2]]
+        self.picked = self.cols  # the columns the matches carry
+        self.keep = ["TRUE", "TRUE"]  # per side, SQL: whether a record may join at all
+        reader = runner.joined_reader
+        if reader is not None and self.plan.kind == "INNER" and not self.plan.chain:
+            expressions, where = reader
+            read = set().union(*(_column_names(_parse(e)) for e in (*expressions, *([where] if where else []))))
+            self.picked = [[c for c in side if c.strip('"') in read] for side in self.cols]
+            self.keep = side_filters(where, [[c.name for c in s.value_columns] for s in self.plan.sides[:2]])
         self.states = runner._states[:2]  # the two streams' window stores (a chain's tables follow)
         for table in [*self.states, *([runner._outer] if runner._outer_store else [])]:  # state from before tasks
             runner.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS __in_partition INTEGER")
@@ -69,18 +88,24 @@ class WindowJoin:
         # retention are gone from its window store, so the record cannot join them
         other = [f"""greatest({stream_time.by_partition_sql(own[side])}, max(CASE WHEN __side = {side} THEN __ts END)
                               OVER (PARTITION BY __in_partition ORDER BY __arr {preceding}))""" for side in range(2)]
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE __sev AS
-            WITH t AS (SELECT *, greatest({stream_time.by_partition_sql(st0)}, max(__ts) OVER (
-                                          PARTITION BY __in_partition ORDER BY __arr {preceding})) AS __stb,
+        # The clocks are window functions, each sorting what it reads: they read the four columns
+        # they need, and the records' other columns are joined to them after (not sorted thrice).
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE __clk AS
+            WITH t AS (SELECT __arr, __side, __in_partition, __ts,
+                              greatest({stream_time.by_partition_sql(st0)}, max(__ts) OVER (
+                                       PARTITION BY __in_partition ORDER BY __arr {preceding})) AS __stb,
                               greatest({own_before}, __ts, max(__ts) OVER (
                                        PARTITION BY __side, __in_partition ORDER BY __arr {preceding})) AS __own
                        FROM __ev WHERE __side < 2 AND NOT __deleted AND {jk} IS NOT NULL)
-            SELECT * EXCLUDE (__own), greatest(__stb, __ts) AS __sta, __ts <= __own - {self.retention} AS __late,
+            SELECT __arr, __stb, greatest(__stb, __ts) AS __sta, __ts <= __own - {self.retention} AS __late,
                    CASE __side WHEN 0 THEN {other[1]} ELSE {other[0]} END - {self.retention} AS __gone,
                    __ts + {self._span('__side')} < greatest(__stb, __ts) AS __closed FROM t""")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __sev AS SELECT *, CASE __side WHEN 0 THEN {self.keep[0]} "
+                    f"ELSE {self.keep[1]} END AS __keep FROM __ev JOIN __clk USING (__arr)")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __sm AS {self._matches_sql()}")
         parts = [self._joined_sql()]
         if self.plan.kind != "INNER":
+            self._mark_matched()
             at_once = "__closed" if self.plan.has_grace else "TRUE"
             if self.plan.has_grace:
                 self._outer_candidates()
@@ -103,23 +128,28 @@ class WindowJoin:
     def _others_sql(self) -> str:
         """Every record a batch record may join: the stored ones (``__arr`` 0) and the batch's."""
         parts = [f"SELECT *, {side} AS __side FROM {state}" for side, state in enumerate(self.states)]
-        parts.append("SELECT * EXCLUDE (__stb, __sta, __late, __closed, __gone) FROM __sev WHERE NOT __late")
+        parts.append("SELECT * EXCLUDE (__stb, __sta, __late, __closed, __gone, __keep) FROM __sev "
+                     "WHERE NOT __late AND __keep")
         return " UNION ALL BY NAME ".join(parts)
 
     def _matches_sql(self) -> str:
         jk = quote(JOIN_KEY)
         picks = [f"CASE WHEN e.__side = {side} THEN e.{c} ELSE o.{c} END AS {c}"
-                 for side in range(2) for c in self.cols[side]]
-        return f"""SELECT e.__arr AS __earr, e.__side AS __eside, e.{jk} AS {jk}, {", ".join(picks)},
+                 for side in range(2) for c in self.picked[side]]
+        return f"""SELECT e.__arr AS __earr, e.__side AS __eside, e.{jk} AS {jk}, {"".join(p + ", " for p in picks)}
                    greatest(e.__ts, o.__ts) AS __out_ts, o.__ts AS __ots, o.__arr AS __oarr, o.__side AS __oside,
                    e.__ts AS __ets
-            FROM __sev e JOIN ({self._others_sql()}) o
+            FROM (SELECT * FROM __sev WHERE __keep) e JOIN ({self._others_sql()}) o
               ON e.{jk} = o.{jk} AND e.__side <> o.__side AND o.__arr < e.__arr AND o.__ts > e.__gone
                  AND {self._window_match('e', 'o')}"""
 
-    def _joined_sql(self) -> str:
+    def _mark_matched(self) -> None:
+        """``__sev.__matched``: whether the record joined a record before it (an outer join pads the
+        others)."""
         self.runner.con.execute("""CREATE OR REPLACE TEMP TABLE __sev AS
             SELECT *, __arr IN (SELECT __earr FROM __sm) AS __matched FROM __sev""")
+
+    def _joined_sql(self) -> str:
         return ("SELECT * EXCLUDE (__earr, __eside, __ots, __oarr, __oside, __ets), FALSE AS __out_deleted, "
                 "__earr AS __k1, 1 AS __k2, __ots AS __k3, __oarr AS __k4 FROM __sm")
 
@@ -162,7 +192,7 @@ class WindowJoin:
         for side, state in enumerate(self.states):
             cols = ", ".join(self.cols[side])
             con.execute(f"INSERT INTO {state} BY NAME SELECT {cols}, {quote(JOIN_KEY)}, __ts, 0 AS __arr, "
-                        f"__in_partition FROM __sev WHERE __side = {side} AND NOT __late")
+                        f"__in_partition FROM __sev WHERE __side = {side} AND NOT __late AND __keep")
             for partition, side_st in self._moved(f"__side = {side}", own[side]):
                 con.execute(f"DELETE FROM {state} WHERE coalesce(__in_partition, {partition}) = {partition} "
                             f"AND __ts <= {side_st} - {self.retention}")
@@ -180,3 +210,28 @@ class WindowJoin:
         rows = self.runner.con.execute(f"""SELECT __in_partition, greatest({stream_time.by_partition_sql(before)},
                                                   max(__ts)) FROM __sev WHERE {where} GROUP BY __in_partition""")
         return [(int(p), int(st)) for p, st in rows.fetchall()]
+
+
+def side_filters(where: str | None, sides: Sequence[Sequence[str]]) -> list[str]:
+    """Per side, SQL true for a record whose side's part of ``where`` (the top-level conjuncts that
+    read only columns of ``sides[i]``, perhaps with the join key) is not false: a record for which
+    it is false (not NULL, not an error — ``TRY``) joins no row that passes ``where``."""
+    if where is None:
+        return ["TRUE" for _ in sides]
+    tree = _parse(where)
+    conjuncts = [cast(exp.Expression, c) for c in tree.flatten()] if isinstance(tree, exp.And) else [tree]
+    filters = []
+    for names in sides:
+        own = {*names, JOIN_KEY}
+        mine = [c.sql("duckdb") for c in conjuncts if (read := _column_names(c)) and read <= own]
+        filters.append(f"coalesce(TRY({' AND '.join(f'({c})' for c in mine)}), TRUE)" if mine else "TRUE")
+    return filters
+
+
+def _parse(sql: str) -> exp.Expression:
+    return cast(exp.Expression, sqlglot.parse_one(sql, read="duckdb"))
+
+
+def _column_names(tree: exp.Expression) -> set[str]:
+    """Every identifier ``tree``'s column references name (a struct field's column among them)."""
+    return {part.name for column in tree.find_all(exp.Column) for part in column.parts}

@@ -53,7 +53,7 @@ from nbstream.physical.expressions import quote
 from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.join import SIDE_STRIDE, JoinAggregateRunner, JoinRunner
 from nbstream.runtime.materialize import Materializer
-from nbstream.runtime.query import QueryRunner
+from nbstream.runtime.query import QueryRunner, Ranges, ranges_size, scaled_batch
 
 #: The state of a query waiting for an unreachable broker.
 STALLED = "STALLED"
@@ -241,8 +241,51 @@ class KafkaInput(QueryRunner):
         raise ExecutionError(self._failure) from error
 
 
+#: The most records one batch of a stateless query over Kafka takes: a backlog is worked off in
+#: several batches, so that each is fetched while DuckDB evaluates the one before
+#: (:meth:`KafkaQueryRunner._prepare`) rather than all of it before any evaluation.
+KAFKA_MAX_BATCH = 100_000
+
+
 class KafkaQueryRunner(KafkaInput):
-    """A stateless persistent query from one Kafka topic to another."""
+    """A stateless persistent query from one Kafka topic to another. While a batch is evaluated,
+    the next one (what remains of the backlog the batch was cut from, up to :attr:`max_batch`) is
+    fetched on the Kafka log's loop (:meth:`~nbstream.log.kafka.KafkaLog.prefetch`)."""
+
+    max_batch = KAFKA_MAX_BATCH
+    _following: Ranges | None = None  # the batch after the one being processed, if any
+    _listed: Mapping[int, int] = {}  # the input's end offsets at its last listing
+
+    def _ranges(self) -> Ranges:
+        """The prefetched batch without listing the input again while the last listing holds
+        more (two calls to the broker saved per batch of a backlog); else as over the embedded log."""
+        if self._following is not None:
+            return self._batch_towards(self._listed)
+        return super()._ranges()
+
+    def _batch_towards(self, ends: Mapping[int, int]) -> Ranges:
+        """The batch prefetched while the last one was evaluated, if the input still holds it (so
+        that arrivals meanwhile do not reshape it and waste the fetch), else as over the embedded
+        log; then remembers the batch after it."""
+        self._listed = dict(ends)
+        following = self._following
+        if following is not None and all(a == self.offsets.get(p, 0) and b <= ends.get(p, 0)
+                                          for p, (a, b) in following.items()):
+            ranges = dict(following)
+            self.batch_size = ranges_size(ranges)
+        else:
+            ranges = super()._batch_towards(ends)
+        after = scaled_batch({p: b for p, (_, b) in ranges.items()}, ends, self.max_batch)
+        self._following = after if ranges_size(after) else None
+        return ranges
+
+    def _prepare(self, ranges: Ranges) -> str:
+        """Stage ``ranges`` (fetched now, or taken from the prefetch), then start fetching the next
+        batch, which DuckDB's evaluation of this one leaves the loop's thread free for."""
+        sql = super()._prepare(ranges)
+        if self._following is not None:
+            self.kafka.prefetch(self.plan.scan.topic, self._following)
+        return sql
 
     def _load_offsets(self) -> dict[int, int]:
         """The group's committed offsets; offsets the engine's own database holds take precedence

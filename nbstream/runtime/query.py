@@ -129,6 +129,9 @@ class ResultShape:
 class QueryRunner:
     """Runs one plan over the embedded log, persistently (a sink) or transiently (rows out)."""
 
+    #: The most records one batch of a stateless query takes (see MAX_BATCH).
+    max_batch = MAX_BATCH
+
     def __init__(self, query_id: str, plan: StatelessPlan, con: duckdb.DuckDBPyConnection,
                  log: SqlLog, *, start_at_end: bool = False) -> None:
         self.query_id = query_id
@@ -185,21 +188,19 @@ class QueryRunner:
 
         Shares follow the backlogs, so uneven partitions drain in the same batches rather than
         leaving a tail of small ones (each batch pays for planning its statement)."""
-        info = self.log.require(self.plan.scan.topic)
-        backlog = {p: max(0, end - self.offsets.get(p, 0)) for p, end in info.end_offsets.items()}
-        total = sum(backlog.values())
-        self.batch_size = min(MAX_BATCH, total)
-        scale = 1.0 if total <= MAX_BATCH else MAX_BATCH / total
-        return {
-            p: (self.offsets.get(p, 0), self.offsets.get(p, 0) + math.ceil(n * scale))
-            for p, n in backlog.items()
-        }
+        return self._batch_towards(self.log.require(self.plan.scan.topic).end_offsets)
+
+    def _batch_towards(self, ends: Mapping[int, int]) -> Ranges:
+        """The next batch from :attr:`offsets` towards the end offsets ``ends`` (see :meth:`_ranges`)."""
+        ranges = scaled_batch(self.offsets, ends, self.max_batch)
+        self.batch_size = ranges_size(ranges)
+        return ranges
 
     # -- one micro-batch ---------------------------------------------------------------------------
     def step(self) -> int:
         """Process one micro-batch; returns the number of input records consumed (0: idle)."""
         ranges = self._ranges()
-        count = _size(ranges)
+        count = ranges_size(ranges)
         if count == 0:
             return 0
         started = time.perf_counter()
@@ -221,7 +222,7 @@ class QueryRunner:
             with self.log.transaction(self.con) as appended:
                 appended.update(self._commit_batch(self._prepare(ranges), ranges))
         except RECORD_ERRORS as error:
-            if _size(ranges) > 1:
+            if ranges_size(ranges) > 1:
                 for half in self._halves(ranges):
                     self._process(half)
                 return
@@ -270,7 +271,7 @@ class QueryRunner:
         if bad:
             written[PROCESSING_LOG_TOPIC] = self._log_errors(DESERIALIZATION_ERROR)
         self._commit_offsets(ranges)
-        consumed = _size(ranges)
+        consumed = ranges_size(ranges)
         self.stats.consumed += consumed
         self.stats.logged += bad
         self.stats.processed += consumed - bad
@@ -280,10 +281,7 @@ class QueryRunner:
 
     def _commit_offsets(self, ranges: Ranges) -> None:
         if self.persistent:
-            self.con.executemany(
-                "INSERT OR REPLACE INTO __offsets VALUES (?, ?, ?)",
-                [[self.query_id, p, b] for p, (_, b) in ranges.items()],
-            )
+            store_offsets(self.con, [(self.query_id, p, b) for p, (_, b) in ranges.items()])
 
     def _evaluate(self, sql: str) -> None:
         """Fill the temp table ``__result`` with what the batch evaluated by ``sql`` yields: the
@@ -346,7 +344,7 @@ class QueryRunner:
         ``__deleted`` (a tombstone), then :attr:`result_shape`'s columns, in output order — without
         the batch's records in error, which are counted (None: idle)."""
         ranges = self._ranges()
-        if _size(ranges) == 0:
+        if ranges_size(ranges) == 0:
             return None
         sql = self._prepare(ranges)
         rows = self._fast_rows()
@@ -354,7 +352,7 @@ class QueryRunner:
             with self.log.transaction(self.con, appends=False):  # with the state a stateful push query keeps
                 rows = self._batch_rows(sql)
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
-        return self.stats.count_fetched(_size(ranges), rows)
+        return self.stats.count_fetched(ranges_size(ranges), rows)
 
     def _fast_rows(self) -> pa.Table | None:
         """The rows of :meth:`_batch_rows` for a query that keeps no state, evaluated with the
@@ -407,8 +405,27 @@ Ranges = dict[int, tuple[int, int]]
 RECORD_ERRORS = (duckdb.DataError, duckdb.InvalidInputException)
 
 
-def _size(ranges: Ranges) -> int:
+def store_offsets(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[str, int, int]]) -> None:
+    """Upsert (query id, partition, next offset) ``rows`` into ``__offsets`` in one statement
+    (``executemany`` costs a statement per row, and a batch commits every partition's)."""
+    if rows:
+        marks = ", ".join("(?, ?, ?)" for _ in rows)
+        con.execute(f"INSERT OR REPLACE INTO __offsets VALUES {marks}", [v for row in rows for v in row])
+
+
+def ranges_size(ranges: Ranges) -> int:
+    """The records ``ranges`` hold."""
     return sum(b - a for a, b in ranges.values())
+
+
+
+def scaled_batch(offsets: Mapping[int, int], ends: Mapping[int, int], limit: int) -> Ranges:
+    """The batch from ``offsets`` towards ``ends``: each partition's backlog, scaled down to about
+    ``limit`` records in all (shares follow the backlogs)."""
+    backlog = {p: max(0, end - offsets.get(p, 0)) for p, end in ends.items()}
+    total = sum(backlog.values())
+    scale = 1.0 if total <= limit else limit / total
+    return {p: (offsets.get(p, 0), offsets.get(p, 0) + math.ceil(n * scale)) for p, n in backlog.items()}
 
 
 def _halves(ranges: Ranges) -> tuple[Ranges, Ranges]:
@@ -440,7 +457,7 @@ def arrival_prefix(con: duckdb.DuckDBPyConnection, log: SqlLog, ranges: Ranges, 
 def arrival_halves(con: duckdb.DuckDBPyConnection, log: SqlLog, ranges: Ranges, topics: Mapping[int, str],
                    stride: int) -> tuple[Ranges, Ranges]:
     """The first half of ``ranges`` in arrival order, and the rest (see :func:`arrival_prefix`)."""
-    first = arrival_prefix(con, log, ranges, topics, _size(ranges) // 2, stride)
+    first = arrival_prefix(con, log, ranges, topics, ranges_size(ranges) // 2, stride)
     return first, {s: (first[s][1], b) for s, (_, b) in ranges.items()}
 
 

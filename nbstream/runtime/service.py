@@ -33,6 +33,7 @@ from typing import Any, TypeVar, cast
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbstream.catalog.catalog import PersistentQuery
@@ -116,11 +117,38 @@ class EngineService(Engine):
         self._cursors = _Cursors(self) if self.backend.pulls_on_cursor else None
 
     execute = _locked(Engine.execute)
-    produce = _locked(Engine.produce)
-    produce_batch = _locked(Engine.produce_batch)
-    consume = _locked(Engine.consume)
     run_until_idle = _locked(Engine.run_until_idle)
     source = _locked(Engine.source)
+
+    # -- producing and consuming --------------------------------------------------------------------
+    def produce(self, topic: str, value: Any, key: Any = None, timestamp: int | None = None,
+                partition: int | None = None, headers: Sequence[tuple[str, bytes | None]] | None = None,
+                window: tuple[int, int] | None = None) -> None:
+        """:meth:`Engine.produce` under the lock; the background loop steps at once (no idle sleep)."""
+        with self.lock:
+            Engine.produce(self, topic, value, key, timestamp, partition, headers, window)
+        self.background.wake()
+
+    def produce_batch(self, topic: str, data: pd.DataFrame | pa.Table, *, key: str | None = None,
+                      timestamp: str | None = None) -> int:
+        """:meth:`Engine.produce_batch` under the lock; the background loop steps at once."""
+        with self.lock:
+            count = Engine.produce_batch(self, topic, data, key=key, timestamp=timestamp)
+        self.background.wake()
+        return count
+
+    @contextlib.contextmanager
+    def consume_cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """On the embedded log a cursor lent by the pull queries' pool, without the lock: a consume
+        reads what the log committed (end offsets advance only after a commit) while the background
+        loop goes on, and looks its topic up as a pull query does (:mod:`nbstream.runtime.pull`).
+        On Kafka, where records are staged on the cursor, it holds the lock throughout."""
+        if self._cursors is None or self.lock.held():
+            with self.lock, Engine.consume_cursor(self) as cursor:
+                yield cursor
+            return
+        with self._cursors.lend() as cursor:
+            yield cursor
 
     # -- statements ---------------------------------------------------------------------------------
     def rerun(self, statement: ast.Statement, params: Params) -> Rerun:

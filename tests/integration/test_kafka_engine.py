@@ -110,3 +110,30 @@ def test_create_stream_creates_its_kafka_topic_or_validates_an_existing_one(kafk
         with pytest.raises(CatalogError, match="different partition count: 4"):
             engine.execute(f"CREATE STREAM c (x INT) WITH (kafka_topic='decl-{run}', value_format='JSON', "
                            "partitions=2);")
+
+
+def test_a_backlog_runs_in_batches_each_fetched_while_the_one_before_is_evaluated(
+        kafka_bootstrap: str, run: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nbstream.log.kafka import KafkaLog
+    from nbstream.runtime.kafka_query import KafkaQueryRunner
+
+    monkeypatch.setattr(KafkaQueryRunner, "max_batch", 7)
+    fetched_ahead = []
+    take = KafkaLog._take_prefetch
+
+    def spy(self: KafkaLog, topic: str, ranges: dict[int, tuple[int, int]]) -> object:
+        future = take(self, topic, ranges)
+        fetched_ahead.append(future is not None)
+        return future
+
+    monkeypatch.setattr(KafkaLog, "_take_prefetch", spy)
+    rows = [(f"k{i % 5}", 5 + i, "eu", 1000 + i) for i in range(40)]
+    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+        engine.execute(ddl(run))
+        produce(engine, rows)
+        assert engine.run_until_idle() == 40
+        assert engine.queries.runner(engine.catalog.running()[0].id).stats.batches >= 40 // 7
+    assert fetched_ahead[0] is False and all(fetched_ahead[1:]) and len(fetched_ahead) >= 40 // 7
+    out = read_topic(kafka_bootstrap, f"big-{run}", 2)
+    assert sorted((k, v["DOUBLED"], ts) for _p, k, v, ts in out) == sorted(
+        (k.encode(), 2 * a, ts) for k, a, _r, ts in rows if a > 10)

@@ -182,3 +182,20 @@ def test_the_test_broker_refuses_idempotent_producers(kafka_bootstrap: str) -> N
 def test_unknown_client_options_are_refused(kafka_bootstrap: str) -> None:
     with pytest.raises(LogError, match=r"unknown Kafka client option.*sasl_pasword"):
         KafkaLog(kafka_bootstrap, sasl_pasword="secret")
+
+
+def test_a_prefetched_read_returns_what_a_plain_read_does_and_another_read_drops_it(log: KafkaLog) -> None:
+    name = fresh()
+    log.create_topic(name, 2)
+    log.append(name, batch([{"partition": i % 2, "ts": i, "key": b"k%d" % i, "value": b"v%d" % i}
+                            for i in range(40)]))
+    ranges = {0: (3, 15), 1: (0, 20)}
+    log.prefetch(name, ranges)
+    prefetched = log.read_ranges(name, ranges)
+    assert prefetched.equals(log.read_ranges(name, ranges))
+    assert [(p, o) for p, o in zip(prefetched.column("partition").to_pylist(), prefetched.column("offset").to_pylist(),
+                                    strict=True)] == [(0, o) for o in range(3, 15)] + [(1, o) for o in range(20)]
+    log.prefetch(name, {0: (0, 5)})
+    other = log.read_ranges(name, {0: (5, 8)})  # not the prefetched ranges: fetched as asked
+    assert other.column("offset").to_pylist() == [5, 6, 7]
+    assert log.read_ranges(name, {0: (0, 5)}).column("offset").to_pylist() == [0, 1, 2, 3, 4]
