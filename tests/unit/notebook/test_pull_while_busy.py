@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
+
+from engine_batches import batch_in_flight
 
 from nbstream.runtime.service import EngineService
 
@@ -14,25 +15,11 @@ def test_a_pull_query_reads_the_committed_state_while_a_batch_holds_the_engine()
                    "WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON');")
     engine.produce("users", {"REGION": "north"}, key="u1")
     engine.run_until_idle()
-    batch_started, batch_may_end = threading.Event(), threading.Event()
-
-    def long_batch() -> None:  # what a background micro-batch does: hold the engine for its duration
-        with engine.lock:
-            engine.con.execute("BEGIN")
-            engine.con.execute("""UPDATE "state$USERS" SET "REGION" = 'uncommitted'""")
-            batch_started.set()
-            batch_may_end.wait(10)
-            engine.con.execute("ROLLBACK")
-
-    worker = threading.Thread(target=long_batch)
-    worker.start()
-    batch_started.wait(5)
     try:
-        started = time.monotonic()
-        frame = engine.query("SELECT region FROM users WHERE id = :id", {"id": "u1"})
-        assert time.monotonic() - started < 1
-        assert frame["REGION"].tolist() == ["north"], "the last committed state, not the batch's"
+        with batch_in_flight(engine, """UPDATE "state$USERS" SET "REGION" = 'uncommitted'"""):
+            started = time.monotonic()
+            frame = engine.query("SELECT region FROM users WHERE id = :id", {"id": "u1"})
+            assert time.monotonic() - started < 1
+            assert frame["REGION"].tolist() == ["north"], "the last committed state, not the batch's"
     finally:
-        batch_may_end.set()
-        worker.join()
         engine.close()

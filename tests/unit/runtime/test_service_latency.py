@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
+
+from engine_batches import batch_in_flight
 
 from nbstream.runtime.service import EngineService
 
@@ -17,27 +18,13 @@ def test_consume_reads_the_committed_records_while_a_batch_holds_the_engine() ->
     engine.execute(SETUP)
     engine.produce("clicks", {"N": 2}, key="a")
     engine.run_until_idle()
-    batch_started, batch_may_end = threading.Event(), threading.Event()
-
-    def long_batch() -> None:  # a background micro-batch holds the engine, its append uncommitted
-        with engine.lock:
-            engine.con.execute("BEGIN")
-            engine.con.execute("""DELETE FROM "log$BIG" """)
-            batch_started.set()
-            batch_may_end.wait(10)
-            engine.con.execute("ROLLBACK")
-
-    worker = threading.Thread(target=long_batch)
-    worker.start()
-    batch_started.wait(5)
     try:
-        started = time.monotonic()
-        records = engine.consume("big")
-        assert time.monotonic() - started < 1
-        assert [(r.key, r.value) for r in records] == [("a", {"N": 2})], "what the log committed"
+        with batch_in_flight(engine, """DELETE FROM "log$BIG" """):  # its append uncommitted
+            started = time.monotonic()
+            records = engine.consume("big")
+            assert time.monotonic() - started < 1
+            assert [(r.key, r.value) for r in records] == [("a", {"N": 2})], "what the log committed"
     finally:
-        batch_may_end.set()
-        worker.join()
         engine.close()
 
 
