@@ -247,8 +247,15 @@ def attach(con: duckdb.DuckDBPyConnection) -> None:
     with _LOCK:
         _CONNECTIONS.add(con)
         instances = list(_INSTANCES.values())
+    if not instances:
+        return
+    # A cursor of a configured connection shares its database, whose catalog has them already: one
+    # lookup rather than a cursor and a refused creation per function (each consume makes a cursor).
+    present = {name for (name,) in con.execute(
+        "SELECT function_name FROM duckdb_functions() WHERE function_name LIKE 'nbs_udf_%'").fetchall()}
     for inst in instances:
-        register(con, inst)
+        if inst.duck_name not in present:
+            register(con, inst)
 
 
 # ---------------------------------------------------------------------------------------------
