@@ -386,6 +386,15 @@ class EngineService(Engine):
         with self.lock:
             return [self._metrics_of(query) for query in self.catalog.queries.values()]
 
+    def memory_by_tag(self) -> dict[str, int]:
+        """Bytes DuckDB holds in memory now, by what holds them (``duckdb_memory()``: ``BASE_TABLE``
+        is its cache of stored blocks, ``IN_MEMORY_TABLE`` rows not checkpointed yet, …; tags
+        holding nothing left out), for monitoring."""
+        with self.pull_connection() as con:
+            rows = con.execute("SELECT tag, memory_usage_bytes FROM duckdb_memory() "
+                               "WHERE memory_usage_bytes > 0 ORDER BY tag").fetchall()
+        return {tag: int(used) for tag, used in rows}
+
     def _metrics_of(self, query: PersistentQuery) -> QueryMetrics:
         runner = self.queries.runner(query.id)
         stats = runner.stats

@@ -226,7 +226,8 @@ async def _ready(server: KsqlServer, exchange: Exchange) -> None:
 async def _metrics(server: KsqlServer, exchange: Exchange) -> None:
     service = server.service
     per_query = await server.run_pull(service.query_metrics)
-    text = render(server.metrics, per_query, server.pushes.open)
+    memory = await server.run_pull(service.memory_by_tag)
+    text = render(server.metrics, per_query, server.pushes.open, memory)
     await exchange.respond(200, text.encode(), METRICS_CONTENT_TYPE)
 
 

@@ -3,14 +3,16 @@
 Per persistent query (labels ``query_id``, ``sink``): records in, out and logged as bad, its state,
 its micro-batch durations, its lag in event time and in input records. Per server: push queries
 open, push queries whose client fell behind and was disconnected, requests by endpoint and status,
-and pull-query latency.
+pull-query latency, the process's resident memory and what of it DuckDB holds, by tag.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 from nbstream.runtime.histogram import Histogram, HistogramSnapshot
 from nbstream.runtime.service import QueryMetrics
@@ -36,9 +38,11 @@ class ServerMetrics:
             self.push_overflows += 1
 
 
-def render(server: ServerMetrics, queries: Iterable[QueryMetrics], push_open: int) -> str:
-    """The exposition text of every metric."""
+def render(server: ServerMetrics, queries: Iterable[QueryMetrics], push_open: int,
+           engine_memory: Mapping[str, int]) -> str:
+    """The exposition text of every metric (``engine_memory``: DuckDB's bytes by tag)."""
     lines: list[str] = []
+    _memory_families(lines, engine_memory)
     _family(lines, "nbstream_push_queries_open", "gauge", "Push queries streaming to a client now.",
             [({}, push_open)])
     _family(lines, "nbstream_push_queries_disconnected_total", "counter",
@@ -52,6 +56,23 @@ def render(server: ServerMetrics, queries: Iterable[QueryMetrics], push_open: in
                [({}, server.pull_seconds.snapshot())])
     _query_families(lines, list(queries))
     return "\n".join(lines) + "\n"
+
+
+def _memory_families(lines: list[str], engine_memory: Mapping[str, int]) -> None:
+    _family(lines, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+            [({}, resident_memory_bytes())])
+    _family(lines, "nbstream_duckdb_memory_bytes", "gauge",
+            "Memory DuckDB holds, by tag (BASE_TABLE: its cache of stored blocks, evicted at its memory "
+            "limit; IN_MEMORY_TABLE: rows not checkpointed yet).",
+            [({"tag": tag}, used) for tag, used in sorted(engine_memory.items())])
+
+
+def resident_memory_bytes() -> int:
+    """This process's resident set size (0 where ``/proc`` is missing)."""
+    try:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
 
 
 def _query_families(lines: list[str], queries: list[QueryMetrics]) -> None:

@@ -250,6 +250,8 @@ def test_metrics_are_prometheus_text(server: Server) -> None:
     assert re.search(r"nbstream_pull_query_duration_seconds_count [1-9]", text)
     assert "nbstream_push_queries_open 0" in text
     assert 'nbstream_push_queries_disconnected_total{reason="overflow"} 0' in text
+    assert re.search(r"\nprocess_resident_memory_bytes [1-9][0-9]{6,}\n", text)  # at least a megabyte
+    assert re.search(r'\nnbstream_duckdb_memory_bytes\{tag="[A-Z_]+"\} [1-9]', text)
 
 
 def test_a_whole_response_is_written_at_once(server: Server) -> None:
