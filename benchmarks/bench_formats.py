@@ -2,8 +2,8 @@
 
 Run: ``python benchmarks/bench_formats.py [rows]``. AVRO runs in DuckDB Arrow functions, one
 Python call per vector of 2,048 records: decoding reads the vector's bodies with polars' Rust
-Avro reader in one call, encoding calls fastavro's C writer per record, so its figures include
-that Python loop; JSON, JSON_SR (JSON behind a 5-byte header, checked by one Arrow call per
+Avro reader in one call, encoding builds the vector's bytes in numpy
+(``nbstream/formats/avro_encode.py``); JSON, JSON_SR (JSON behind a 5-byte header, checked by one Arrow call per
 vector) and DELIMITED are DuckDB SQL. Each measurement is one DuckDB query over an
 in-memory table (best of three, in process CPU time so that other load on the machine matters
 less), materialised with ``CREATE TEMP TABLE ... AS`` so DuckDB cannot

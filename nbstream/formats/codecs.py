@@ -28,6 +28,7 @@ from typing import Any
 
 import duckdb
 import fastavro
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from duckdb.func import ARROW, SPECIAL
@@ -36,6 +37,7 @@ from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.catalog.user_functions import arrow_type
 from nbstream.formats.avro_arrow import FastReader, polars_schema
+from nbstream.formats.avro_encode import Encoded, Encoder, NotVectorizable, encoder_for, join_rows
 from nbstream.formats.avro_schema import reader_view
 from nbstream.formats.registry import SchemaRegistry
 
@@ -298,18 +300,51 @@ class _AvroEncoder:
         self.has_map = any(_has_map(c.type) for c in columns)
         self.row_type = SqlType.struct([(c.name, c.type) for c in columns]) if wrapped else columns[0].type
         self.parsed: Any = None
+        self.vectorized: Encoder | None = None  # compiled at the first call
+        self.record_by_record = False  # the writer schema is not vectorizable (avro_encode.NotVectorizable)
+
+    def _writer(self) -> Any:
+        """The writer schema, its fields named as the columns."""
+        registered = self.registry.by_id(self.schema_id)
+        if registered is None:
+            raise ValueError(f"no Avro schema has id {self.schema_id}")
+        reader = SqlType.struct([(c.name, c.type) for c in self.columns])
+        return reader_view(registered.parsed(), reader if self.wrapped else self.columns[0].type)
 
     def _schema(self) -> Any:
         if self.parsed is None:
-            registered = self.registry.by_id(self.schema_id)
-            if registered is None:
-                raise ValueError(f"no Avro schema has id {self.schema_id}")
-            reader = SqlType.struct([(c.name, c.type) for c in self.columns])
-            self.parsed = fastavro.parse_schema(reader_view(registered.parsed(),
-                                                            reader if self.wrapped else self.columns[0].type))
+            self.parsed = fastavro.parse_schema(self._writer())
         return self.parsed
 
     def __call__(self, structs: pa.ChunkedArray | pa.Array) -> pa.Array:
+        """Each row's bytes: the Confluent header, then the row in Avro's binary encoding."""
+        if self.vectorized is None and not self.record_by_record:
+            try:
+                self.vectorized = encoder_for(self._writer())
+            except NotVectorizable:
+                self.record_by_record = True
+        if self.vectorized is None:
+            return self._one_by_one(structs)
+        try:
+            return self._vectorized(self.vectorized, structs)
+        except NotVectorizable:  # the rows' Arrow types (known only now): not covered, from now on
+            self.vectorized, self.record_by_record = None, True
+            return self._one_by_one(structs)
+
+    def _vectorized(self, encode: Encoder, structs: pa.ChunkedArray | pa.Array) -> pa.Array:
+        rows = structs.combine_chunks() if isinstance(structs, pa.ChunkedArray) else structs
+        values = rows if self.wrapped else rows.field(0)
+        present = values if self.wrapped or not values.null_count else values.filter(values.is_valid())
+        encoded = join_rows([Encoded.constant(self.header, len(present)), encode(present)])
+        if len(present) == len(values):
+            return encoded.to_binary()
+        lengths = np.zeros(len(values), np.int64)
+        lengths[np.asarray(values.is_valid())] = encoded.lengths
+        return Encoded(lengths, encoded.data).to_binary(values.is_valid().buffers()[1])
+
+    def _one_by_one(self, structs: pa.ChunkedArray | pa.Array) -> pa.Array:
+        """fastavro's writer, a record at a time: for writer schemas :mod:`~nbstream.formats.avro_encode`
+        does not cover (enums, fixed, unions of several types, registered outside nbstream)."""
         schema, write = self._schema(), fastavro.schemaless_writer
         out: list[bytes | None] = []
         buf = io.BytesIO()
