@@ -12,6 +12,8 @@ An aggregate keeps one or more *slots* per group (COUNT one, AVG a sum and a cou
   where a window function computes it more cheaply than the aggregate over every frame;
 * ``signed`` (TABLE input only): like ``batch`` for rows carrying ``__sign`` -1 (a retracted row
   of a table) or +1 (an added one). A function without it cannot aggregate a TABLE, as in ksqlDB.
+  Its batch slot is merged by ``signed_merge`` where given (HISTOGRAM's marks each value with its
+  sign), by ``merge`` otherwise;
 
 ``result`` turns the merged slots (``{s0}``, ``{s1}``…) into the function's value. Placeholders
 are replaced textually (:func:`fill`), so braces of DuckDB struct and map literals need no escaping.
@@ -39,6 +41,12 @@ class Slot:
     type: str  # DuckDB type of the stored slot; "{t}" is the first argument's type
     signed: str | None = None
     running: str | None = None
+    #: ``merge`` for a TABLE's input, where ``signed`` gives a batch slot of another form
+    signed_merge: str | None = None
+
+    def merge_for(self, table_input: bool) -> str:
+        """The merge of stored and batch slots, for a TABLE's input or a stream's."""
+        return self.signed_merge if table_input and self.signed_merge is not None else self.merge
 
 
 @dataclass(frozen=True)
@@ -184,7 +192,11 @@ def _sum_list_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
 
 
 def _histogram_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
-    return (Slot("histogram({0})", "nbs_map_add({s}, {b})", "MAP(VARCHAR, BIGINT)"),)
+    """Counts per value; over a TABLE a retracted row counts -1 and a value whose count falls to
+    zero leaves the map (ksqlDB's ``Histogram.undo``)."""
+    return (Slot("histogram({0})", "nbs_map_add({s}, {b})", "MAP(VARCHAR, BIGINT)",
+                 signed="histogram(CASE WHEN __sign < 0 THEN '-' ELSE '+' END || {0})",
+                 signed_merge="nbs_map_add({s}, nbs_unsigned_counts({b}))"),)
 
 
 def _count_distinct_slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
@@ -247,7 +259,7 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
     slots = tuple(Slot(s.batch.replace("{t}", t), s.merge.replace("{limit}", limit),
                        s.type.replace("{t}", t).replace("{e}", element),
                        None if s.signed is None else s.signed.replace("{t}", t),
-                       None if s.running is None else s.running.replace("{t}", t))
+                       None if s.running is None else s.running.replace("{t}", t), s.signed_merge)
                   for s in function.slots(arg_type, params))
     result = function.result
     result_type = function.type(arg_type)
@@ -319,7 +331,12 @@ MACROS = (
     "list_filter(l, lambda x, i: list_position(list_transform(l, lambda y: list_sort(map_entries(y))), "
     "list_sort(map_entries(x))) = i)",
     "CREATE OR REPLACE TEMP MACRO nbs_last_n(l, n) AS list_slice(l, greatest(len(l) - n + 1, 1), len(l))",
+    # counts added key by key; a count of zero (every row of the value retracted) leaves the map
     "CREATE OR REPLACE TEMP MACRO nbs_map_add(a, b) AS CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE "
-    "map_from_entries(list_transform(list_distinct(list_concat(map_keys(a), map_keys(b))), "
-    "lambda k: {'key': k, 'value': coalesce(a[k], 0) + coalesce(b[k], 0)})) END",
+    "map_from_entries(list_filter(list_transform(list_distinct(list_concat(map_keys(a), map_keys(b))), "
+    "lambda k: {'key': k, 'value': coalesce(a[k], 0) + coalesce(b[k], 0)}), lambda e: e.value <> 0)) END",
+    # counts of values marked '+' (added) or '-' (retracted) as counts of the values: added less retracted
+    "CREATE OR REPLACE TEMP MACRO nbs_unsigned_counts(m) AS map_from_entries(list_filter(list_transform("
+    "list_distinct(list_transform(map_keys(m), lambda k: k[2:])), lambda v: {'key': v, "
+    "'value': coalesce(m['+' || v], 0) - coalesce(m['-' || v], 0)}), lambda e: e.value <> 0))",
 )

@@ -397,7 +397,8 @@ class AggregateRunner(QueryRunner):
         groups = ", ".join(quote(g) for g in self._groups)
         running = ", ".join(f"CAST({self._slot_batch((j, k), running=True)} OVER win AS {slot.type}) AS __r{j}_{k}"
                             for j, k, slot in self._slots)
-        merged = ", ".join(f"{fill(slot.merge, s=f's.__s{j}_{k}', b=f'r.__r{j}_{k}')} AS __m{j}_{k}"
+        table_input = bool(self.aggregate.table_keys)
+        merged = ", ".join(f"{fill(slot.merge_for(table_input), s=f's.__s{j}_{k}', b=f'r.__r{j}_{k}')} AS __m{j}_{k}"
                            for j, k, slot in self._slots)
         args = "".join(f", {quote(call.arg)}" for call in self.aggregate.calls if call.arg is not None)
         carried = f"{groups}, __ws, __we, __pos, __ord, __sign, __in_partition, __in_offset"
@@ -442,7 +443,8 @@ class AggregateRunner(QueryRunner):
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __partials AS
             SELECT {groups}, __ws, __ws + {window.size_ms} AS __we, {partial}, max(__ts) AS __rts, min(__pos) AS __pos
             FROM ({windows}) GROUP BY {groups}, __ws""")
-        merged = ", ".join(f"{fill(slot.merge, s=f's.__s{j}_{k}', b=f'p.__r{j}_{k}')} AS __s{j}_{k}"
+        table_input = bool(self.aggregate.table_keys)
+        merged = ", ".join(f"{fill(slot.merge_for(table_input), s=f's.__s{j}_{k}', b=f'p.__r{j}_{k}')} AS __s{j}_{k}"
                            for j, k, slot in self._slots)
         keys = ", ".join(f"coalesce(s.{quote(g)}, p.{quote(g)}) AS {quote(g)}" for g in self._groups)
         con.execute(f"""CREATE OR REPLACE {self._table} {self.state} AS

@@ -50,6 +50,20 @@ def test_a_table_row_that_changes_group_is_retracted_from_the_old_group_then_add
     assert _changes(eng, "PER_REGION", "C") == [("eu", None, 1), ("eu", None, 2), ("eu", None, 1), ("us", None, 1)]
 
 
+def test_histogram_over_a_table_forgets_a_value_once_every_row_holding_it_left_the_group() -> None:
+    eng = _run("CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR, region VARCHAR) WITH (KAFKA_TOPIC='users', "
+               "VALUE_FORMAT='JSON');"
+               "CREATE TABLE names AS SELECT region, HISTOGRAM(name) AS seen FROM users GROUP BY region;",
+               [(1, {"name": "ann", "region": "eu"}, 1), (2, {"name": "bo", "region": "eu"}, 2),
+                (3, {"name": "bo", "region": "eu"}, 3), (2, {"name": "bo", "region": "us"}, 4),
+                (3, None, 5), (1, {"name": "cy", "region": "eu"}, 6)], topic="users")
+    assert _changes(eng, "NAMES", "SEEN") == [
+        ("eu", None, {"ann": 1}), ("eu", None, {"ann": 1, "bo": 1}), ("eu", None, {"ann": 1, "bo": 2}),
+        ("eu", None, {"ann": 1, "bo": 1}), ("us", None, {"bo": 1}),  # row 2 moved
+        ("eu", None, {"ann": 1}),  # row 3 deleted: "bo" counts 0 and leaves the map
+        ("eu", None, {"cy": 1})]  # row 1 renamed in its group: "ann" retracted, "cy" added, one change
+
+
 def test_a_tumbling_window_holds_the_records_between_its_start_and_end() -> None:
     eng = _run(CLICKS + "CREATE TABLE w AS SELECT user, COUNT(*) AS c FROM clicks WINDOW TUMBLING (SIZE 10 SECONDS) "
                "GROUP BY user;",
