@@ -260,7 +260,7 @@ def _unscaled(value: Decimal, scale: int) -> int:
 
 
 def _record(fields: list[dict[str, Any]]) -> Encoder:
-    encoders = [(f["name"], encoder_for(f["type"]), _default_bytes(f)) for f in fields]
+    encoders = [(f["name"], _field_encoder(f), _default_bytes(f)) for f in fields]
 
     def encode(array: pa.Array) -> Encoded:
         struct_type = array.type
@@ -278,6 +278,34 @@ def _record(fields: list[dict[str, Any]]) -> Encoder:
         return join_rows(parts) if parts else Encoded(np.zeros(len(array), np.int64), np.empty(0, np.uint8))
 
     return encode
+
+
+def _field_encoder(field: dict[str, Any]) -> Encoder:
+    """A record field's encoder: its type's, where a NULL in a required field that has a default
+    is written as the default (as ksqlDB's writer, Kafka Connect's AvroData, does)."""
+    encode = encoder_for(field["type"])
+    default = _default_bytes(field)
+    if default is None or _nullable(field["type"]):
+        return encode
+
+    def encode_or_default(array: pa.Array) -> Encoded:
+        if not array.null_count:
+            return encode(array)
+        valid = np.asarray(array.is_valid())
+        present = encode(array.filter(pa.array(valid)))
+        lengths = np.zeros(len(array), np.int64)
+        lengths[valid] = present.lengths
+        defaults = Encoded.constant(default, int((~valid).sum()))
+        default_lengths = np.where(valid, 0, len(default)).astype(np.int64)
+        return join_rows([Encoded(lengths, present.data), Encoded(default_lengths, defaults.data)])
+
+    return encode_or_default
+
+
+def _nullable(schema: Any) -> bool:
+    if isinstance(schema, dict) and isinstance(schema.get("type"), list | dict):
+        return _nullable(schema["type"])
+    return schema == "null" or (isinstance(schema, list) and "null" in schema)
 
 
 def _default_bytes(field: dict[str, Any]) -> bytes | None:

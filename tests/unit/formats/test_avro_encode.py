@@ -158,3 +158,11 @@ def test_a_writer_field_the_rows_lack_is_written_as_its_default() -> None:
     assert not encode.record_by_record
     assert blobs == encode._one_by_one(rows).to_pylist()
     assert decoded(schema, blobs) == [{"ID": "a", "opt": "foo", "n": None}, {"ID": "b", "opt": "foo", "n": None}]
+
+
+def test_a_null_in_a_required_field_with_a_default_is_written_as_the_default() -> None:
+    cols = columns("ID STRING", "N BIGINT")
+    schema = {"type": "record", "name": "r", "fields": [
+        {"name": "ID", "type": "string"}, {"name": "N", "type": "long", "default": 7}]}
+    blobs = encoder(cols, schema=schema)(rows_of(cols, ["('a', 1)", "('b', NULL)", "('c', -1)"])).to_pylist()
+    assert decoded(schema, blobs) == [{"ID": "a", "N": 1}, {"ID": "b", "N": 7}, {"ID": "c", "N": -1}]
