@@ -30,8 +30,8 @@ import duckdb
 import fastavro
 import pyarrow as pa
 import pyarrow.compute as pc
-from duckdb.func import ARROW, SPECIAL
 
+from nbstream.catalog import duck_functions
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.catalog.user_functions import arrow_type
@@ -62,28 +62,37 @@ class Codec:
 
 
 _CODECS: dict[tuple[Any, ...], Codec] = {}
+#: Each registry's codec callables by name. DuckDB's catalog refers to them but does not keep them
+#: alive (:mod:`~nbstream.catalog.duck_functions`); a registry lives while a connection attached to
+#: it does (``_CONNECTIONS`` holds it), and so do they.
+_CALLS: weakref.WeakKeyDictionary[SchemaRegistry, dict[str, Callable[..., pa.Array]]] = weakref.WeakKeyDictionary()
+#: The prefix of every codec's DuckDB name.
+PREFIX = "nbs_sr_"
 
 
 def attach(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry) -> None:
     """Make every codec callable on ``con`` (a connection or cursor of an engine), bound to
-    ``registry``; codecs made later too."""
+    ``registry``; codecs made later too. Only those its database lacks are created (one lookup)."""
     with _LOCK:
         _CONNECTIONS[con] = registry
         codecs = list(_CODECS.values())
+    if not codecs:
+        return
+    present = duck_functions.present(con, PREFIX)
     for codec in codecs:
-        _register(con, registry, codec)
+        if codec.duck_name not in present:
+            _register(con, registry, codec)
 
 
 def _register(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry, codec: Codec) -> None:
-    try:
-        con.create_function(codec.duck_name, codec.make(registry), list(codec.params), codec.returns,
-                            type=ARROW, null_handling=SPECIAL,
-                            side_effects=False)
-    except (duckdb.NotImplementedException, duckdb.CatalogException) as e:
-        if "already" not in str(e):
-            raise
-    except duckdb.ConnectionException:
-        pass
+    """Create ``codec`` in the database of ``con``, committed at once whatever transaction ``con``
+    is in (an encoder is made inside the first batch's, which a bad record rolls back)."""
+    with _LOCK:
+        calls = _CALLS.setdefault(registry, {})
+        call = calls.get(codec.duck_name)
+        if call is None:
+            call = calls[codec.duck_name] = codec.make(registry)
+    duck_functions.create(con, codec.duck_name, call, codec.params, codec.returns)
 
 
 def _codec(key: tuple[Any, ...], prefix: str, params: tuple[str, ...], returns: str,
@@ -92,7 +101,7 @@ def _codec(key: tuple[Any, ...], prefix: str, params: tuple[str, ...], returns: 
         found = _CODECS.get(key)
         if found is not None:
             return found.duck_name
-        found = _CODECS[key] = Codec(f"{prefix}_{next(_COUNTER)}", params, returns, make)
+        found = _CODECS[key] = Codec(f"{PREFIX}{prefix}_{next(_COUNTER)}", params, returns, make)
         connections = list(_CONNECTIONS.items())
     for con, registry in connections:
         _register(con, registry, found)
@@ -117,7 +126,7 @@ def avro_decoder(columns: Sequence[Column], *, wrapped: bool) -> str:
     def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
         return _AvroDecoder(registry, cols, wrapped, arrow_type(result)).__call__
 
-    return _codec(key, "nbs_sr_dec", ("BLOB",), result.duckdb(), make)
+    return _codec(key, "dec", ("BLOB",), result.duckdb(), make)
 
 
 class _AvroDecoder:
@@ -288,7 +297,7 @@ def avro_encoder(columns: Sequence[Column], *, wrapped: bool, schema_id: int) ->
     def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
         return _AvroEncoder(registry, cols, wrapped, schema_id).__call__
 
-    return _codec(key, "nbs_sr_enc", (struct.duckdb(),), "BLOB", make)
+    return _codec(key, "enc", (struct.duckdb(),), "BLOB", make)
 
 
 class _AvroEncoder:
@@ -363,4 +372,4 @@ def header_checker(schema_type: str) -> str:
 
         return known
 
-    return _codec(("known-header", schema_type), "nbs_sr_known", ("BLOB",), "BOOLEAN", make)
+    return _codec(("known-header", schema_type), "known", ("BLOB",), "BOOLEAN", make)
