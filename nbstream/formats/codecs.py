@@ -307,6 +307,7 @@ class _AvroEncoder:
         self.has_map = any(_has_map(c.type) for c in columns)
         self.row_type = SqlType.struct([(c.name, c.type) for c in columns]) if wrapped else columns[0].type
         self.parsed: Any = None
+        self.has_defaults = False  # whether a field of the schema takes its default for a NULL
 
     def _schema(self) -> Any:
         if self.parsed is None:
@@ -316,6 +317,7 @@ class _AvroEncoder:
             reader = SqlType.struct([(c.name, c.type) for c in self.columns])
             self.parsed = fastavro.parse_schema(reader_view(registered.parsed(),
                                                             reader if self.wrapped else self.columns[0].type))
+            self.has_defaults = _has_defaults(self.parsed)
         return self.parsed
 
     def __call__(self, structs: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -330,12 +332,62 @@ class _AvroEncoder:
                 continue
             if self.has_map:
                 datum = _maps_as_dicts(datum, self.row_type)
+            if self.has_defaults:
+                datum = _with_defaults(datum, schema)
             buf.seek(0)
             buf.truncate()
             buf.write(self.header)
             write(buf, schema, datum)
             out.append(buf.getvalue())
         return pa.array(out, type=pa.binary())
+
+
+def _nullable(schema: Any) -> bool:
+    return schema == "null" or (isinstance(schema, list) and "null" in schema)
+
+
+def _children(schema: Any) -> list[Any]:
+    """The schemas nested in an Avro ``schema``: a record's fields', an array's items', a map's
+    values', a union's branches."""
+    if isinstance(schema, list):
+        return schema
+    if not isinstance(schema, dict):
+        return []
+    kind = schema.get("type")
+    if kind == "record":
+        return [f["type"] for f in schema["fields"]]
+    return [schema["items"]] if kind == "array" else [schema["values"]] if kind == "map" else []
+
+
+def _has_defaults(schema: Any) -> bool:
+    """Whether a record of ``schema`` (at any depth) has a non-nullable field with a default."""
+    if isinstance(schema, dict) and schema.get("type") == "record" and \
+            any("default" in f and not _nullable(f["type"]) for f in schema["fields"]):
+        return True
+    return any(_has_defaults(child) for child in _children(schema))
+
+
+def _with_defaults(value: Any, schema: Any) -> Any:
+    """``value`` (of Avro ``schema``) with a NULL in a non-nullable field that has a default
+    replaced by that default, as Kafka Connect's AvroData (ksqlDB's writer) does."""
+    if value is None:
+        return None
+    if isinstance(schema, list):
+        branches = [b for b in schema if b != "null"]
+        return _with_defaults(value, branches[0]) if len(branches) == 1 else value
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "record" and isinstance(value, dict):
+        out = dict(value)
+        for f in schema["fields"]:
+            field = out.get(f["name"])
+            use_default = field is None and "default" in f and not _nullable(f["type"])
+            out[f["name"]] = f["default"] if use_default else _with_defaults(field, f["type"])
+        return out
+    if kind == "array":
+        return [_with_defaults(v, schema["items"]) for v in value]
+    if kind == "map":
+        return {k: _with_defaults(v, schema["values"]) for k, v in value.items()}
+    return value
 
 
 def _has_map(t: SqlType) -> bool:

@@ -213,3 +213,23 @@ def test_a_batch_split_around_bad_records_still_writes_with_the_sinks_encoder(qu
     assert [r.value["N"] for r in eng.consume("OUT")] == [7, 9]
     stats = next(iter(eng.queries.running().values())).stats
     assert (stats.consumed, stats.processed, stats.logged) == (4, 2, 2)
+
+
+def test_a_null_written_to_a_required_field_with_a_default_takes_the_default() -> None:
+    """As Kafka Connect's AvroData writes for ksqlDB: the schema's default, at any depth."""
+    inner = {"type": "record", "name": "inner", "fields": [{"name": "n", "type": "int", "default": 0},
+                                                          {"name": "s", "type": ["null", "string"]}]}
+    writer = {"type": "record", "name": "out", "fields": [
+        {"name": "ID", "type": "long"}, {"name": "INNER", "type": inner},
+        {"name": "EXTRA", "type": "string", "default": "foo"}]}
+    eng = Engine()
+    eng.register_schema("out-value", writer, "AVRO", schema_id=102)
+    eng.execute("""CREATE STREAM IN_ (ID BIGINT, N INT) WITH (KAFKA_TOPIC='in', VALUE_FORMAT='JSON', PARTITIONS=1);
+                   CREATE STREAM OUT WITH (KAFKA_TOPIC='out', VALUE_FORMAT='AVRO', VALUE_SCHEMA_ID=102) AS
+                     SELECT ID, STRUCT(n := N, s := CAST(NULL AS STRING)) AS INNER FROM IN_;""")
+    eng.produce("in", {"ID": 1, "N": None})
+    eng.produce("in", {"ID": 2, "N": 5})
+    eng.run_until_idle()
+    assert [r.value for r in eng.consume("OUT")] == [  # read back with the writer's (registered) names
+        {"ID": 1, "INNER": {"n": 0, "s": None}, "EXTRA": "foo"},
+        {"ID": 2, "INNER": {"n": 5, "s": None}, "EXTRA": "foo"}]
