@@ -322,6 +322,9 @@ class _AvroEncoder:
 
     def __call__(self, structs: pa.ChunkedArray | pa.Array) -> pa.Array:
         schema, write = self._schema(), fastavro.schemaless_writer
+        days = _dates_as_days(structs.type)
+        if days != structs.type:
+            structs = structs.cast(days)
         out: list[bytes | None] = []
         buf = io.BytesIO()
         single = None if self.wrapped else self.columns[0]
@@ -340,6 +343,20 @@ class _AvroEncoder:
             write(buf, schema, datum)
             out.append(buf.getvalue())
         return pa.array(out, type=pa.binary())
+
+
+def _dates_as_days(t: pa.DataType) -> pa.DataType:
+    """``t`` with its DATEs as int32 days (what Avro's ``date`` holds), so that no date goes through
+    Python's, whose range is smaller than DuckDB's and ksqlDB's."""
+    if pa.types.is_date32(t):
+        return pa.int32()
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_dates_as_days(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(_dates_as_days(t.key_type), _dates_as_days(t.item_type))
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_dates_as_days(t.value_type)))
+    return t
 
 
 def _nullable(schema: Any) -> bool:

@@ -233,3 +233,14 @@ def test_a_null_written_to_a_required_field_with_a_default_takes_the_default() -
     assert [r.value for r in eng.consume("OUT")] == [  # read back with the writer's (registered) names
         {"ID": 1, "INNER": {"n": 0, "s": None}, "EXTRA": "foo"},
         {"ID": 2, "INNER": {"n": 5, "s": None}, "EXTRA": "foo"}]
+
+
+def test_dates_beyond_pythons_range_are_written_and_read_as_epoch_days() -> None:
+    eng = Engine()
+    eng.execute("""CREATE STREAM D (ID BIGINT KEY, V DATE, VS ARRAY<DATE>) WITH (KAFKA_TOPIC='d', VALUE_FORMAT='AVRO',
+                     PARTITIONS=1);
+                   CREATE STREAM OUT AS SELECT ID, V, VS FROM D;""")
+    eng.produce("d", {"V": -2147483647, "VS": [2147483647, 5]}, key=0)
+    eng.produce("d", {"V": 5, "VS": None}, key=1)
+    eng.run_until_idle()
+    assert [r.value for r in eng.consume("OUT")] == [{"V": -2147483647, "VS": [2147483647, 5]}, {"V": 5, "VS": None}]
