@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from nbstream.catalog.custom_types import TypeRegistry
 from nbstream.catalog.schema import LogicalSchema
 from nbstream.errors import CatalogError, UnknownNameError, did_you_mean
 
@@ -64,10 +65,11 @@ class PersistentQuery:
 
 
 class Catalog:
-    """Streams, tables and persistent queries by name."""
+    """Streams, tables and persistent queries by name, and the custom types (``CREATE TYPE``)."""
 
     def __init__(self) -> None:
         self.sources: dict[str, Source] = {}
+        self.types = TypeRegistry()
         self.queries: dict[str, PersistentQuery] = {}
         self._query_seq = 0
 

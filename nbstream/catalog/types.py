@@ -46,7 +46,11 @@ _SIMPLE_ALIASES = {
 @dataclass(frozen=True)
 class SqlType:
     """A ksqlDB type. ``name`` is one of BOOLEAN INTEGER BIGINT DOUBLE DECIMAL STRING BYTES
-    TIMESTAMP DATE TIME ARRAY MAP STRUCT (or NULL, the type of a bare ``NULL`` literal)."""
+    TIMESTAMP DATE TIME ARRAY MAP STRUCT (or NULL, the type of a bare ``NULL`` literal).
+
+    A statement may also name a custom type (``CREATE TYPE``): the parser reads ``ADDRESS`` as
+    :meth:`custom` (``name`` CUSTOM, ``custom_name`` ADDRESS), which binding replaces by the type it
+    stands for (:meth:`nbstream.catalog.custom_types.TypeRegistry.resolve`); nothing computes with one."""
 
     name: str
     precision: int | None = None
@@ -54,6 +58,7 @@ class SqlType:
     element: SqlType | None = None  # ARRAY element, MAP value
     key: SqlType | None = None  # MAP key
     fields: tuple[tuple[str, SqlType], ...] = ()  # STRUCT fields in order
+    custom_name: str | None = None  # CUSTOM: the name of the custom type (upper case)
 
     # -- constructors -------------------------------------------------------------------------
     @classmethod
@@ -73,6 +78,17 @@ class SqlType:
     @classmethod
     def struct(cls, fields: list[tuple[str, SqlType]] | tuple[tuple[str, SqlType], ...]) -> SqlType:
         return cls("STRUCT", fields=tuple(fields))
+
+    @classmethod
+    def custom(cls, name: str) -> SqlType:
+        """A reference to the custom type ``name`` (case-insensitive), to be resolved when bound."""
+        return cls("CUSTOM", custom_name=name.upper())
+
+    @property
+    def has_custom(self) -> bool:
+        """Whether this type is, or holds, a reference to a custom type."""
+        nested = (self.element, self.key, *(t for _, t in self.fields))
+        return self.name == "CUSTOM" or any(t is not None and t.has_custom for t in nested)
 
     # -- predicates ---------------------------------------------------------------------------
     @property
@@ -104,6 +120,8 @@ class SqlType:
         if self.name == "STRUCT":
             inner = ", ".join(f"{quote_identifier(n)} {t}" for n, t in self.fields)
             return f"STRUCT<{inner}>"
+        if self.name == "CUSTOM":
+            return str(self.custom_name)
         return self.name
 
     def duckdb(self) -> str:
@@ -123,6 +141,8 @@ class SqlType:
             return f"STRUCT({inner})" if self.fields else "STRUCT"
         if self.name == "NULL":
             return '"NULL"'
+        if self.name == "CUSTOM":
+            raise SqlTypeError(f"the custom type {self.custom_name} was not resolved")
         raise SqlTypeError(f"no DuckDB type for {self}")
 
 

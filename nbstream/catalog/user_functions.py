@@ -30,8 +30,8 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from duckdb.func import ARROW, SPECIAL
 
+from nbstream.catalog import duck_functions
 from nbstream.catalog.signatures import Match, Signature, pick
 from nbstream.catalog.types import SqlType
 from nbstream.errors import BindError, SqlTypeError
@@ -223,22 +223,10 @@ def arrow_type(t: SqlType) -> pa.DataType:
 
 
 def register(con: duckdb.DuckDBPyConnection, inst: Instance) -> None:
-    """Make ``inst`` callable on ``con`` and every connection to its database (DuckDB keeps Python
-    functions in the database's catalog); a no-op if it is already. It is created through a cursor
-    of its own, committed at once: ``con`` may be busy with a statement on another thread (a push
-    query's batch) or inside a batch's transaction, which creating it there would join."""
-    try:
-        cursor = con.cursor()
-    except duckdb.ConnectionException:
-        return  # a closed connection runs nothing
-    try:
-        cursor.create_function(inst.duck_name, inst.call, [t.duckdb() for t in inst.params], inst.returns.duckdb(),
-                               type=ARROW, null_handling=SPECIAL, side_effects=inst.side_effects)
-    except (duckdb.NotImplementedException, duckdb.CatalogException, duckdb.TransactionException) as e:
-        if "already" not in str(e) and "write-write conflict" not in str(e):
-            raise  # else another connection to the database created it, or is creating it now
-    finally:
-        cursor.close()
+    """Make ``inst`` callable on ``con`` and every connection to its database, committed at once
+    (:func:`~nbstream.catalog.duck_functions.create`; ``_INSTANCES`` keeps its callable alive)."""
+    duck_functions.create(con, inst.duck_name, inst.call, [t.duckdb() for t in inst.params], inst.returns.duckdb(),
+                          side_effects=inst.side_effects)
 
 
 def attach(con: duckdb.DuckDBPyConnection) -> None:
@@ -249,10 +237,7 @@ def attach(con: duckdb.DuckDBPyConnection) -> None:
         instances = list(_INSTANCES.values())
     if not instances:
         return
-    # A cursor of a configured connection shares its database, whose catalog has them already: one
-    # lookup rather than a cursor and a refused creation per function (each consume makes a cursor).
-    present = {name for (name,) in con.execute(
-        "SELECT function_name FROM duckdb_functions() WHERE function_name LIKE 'nbs_udf_%'").fetchall()}
+    present = duck_functions.present(con, "nbs_udf_")
     for inst in instances:
         if inst.duck_name not in present:
             register(con, inst)

@@ -41,7 +41,7 @@ from nbstream.sql.params import bind_text, placeholders
 
 #: Statements that make a job.
 KEPT = (ast.SetProperty, ast.UnsetProperty, ast.CreateSource, ast.CreateAsSelect, ast.InsertInto,
-        ast.CreateConnector)
+        ast.CreateConnector, ast.CreateType, ast.DropType)
 
 #: Statements that change what the job holds, without being part of it.
 APPLIED = (ast.Drop, ast.DropConnector, ast.Terminate)

@@ -112,5 +112,5 @@ class AvroFormat:
             raise FormatError(f"no Avro schema has id {schema_id}")
         stream = io.BytesIO(data)
         stream.seek(5)
-        return avro_schema.from_datum(fastavro.schemaless_reader(stream, fastavro.parse_schema(registered.parsed()),
-                                                                 None))
+        writer = fastavro.parse_schema(avro_schema.dates_as_days(registered.parsed()))
+        return avro_schema.from_datum(fastavro.schemaless_reader(stream, writer, None))

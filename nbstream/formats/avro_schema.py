@@ -288,6 +288,18 @@ def _primitive(value: Any, kind: str, logical: str | None, schema: Any = None) -
     return value
 
 
+def dates_as_days(schema: Any) -> Any:
+    """``schema`` with its ``date`` logical types dropped: a reader then returns DATEs as the
+    epoch days they hold, not as Python dates (whose range is smaller than DuckDB's and ksqlDB's)."""
+    if isinstance(schema, list):
+        return [dates_as_days(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    if schema.get("logicalType") == "date":
+        return {k: v for k, v in schema.items() if k != "logicalType"}
+    return {k: dates_as_days(v) if k in ("type", "fields", "items", "values") else v for k, v in schema.items()}
+
+
 def from_datum(value: Any) -> Any:
     """A decoded Avro datum as ksqlDB's logical content: TIMESTAMP as epoch ms, DATE as epoch
     days, TIME as ms of the day; DECIMAL, bytes, records (dicts) and lists kept."""

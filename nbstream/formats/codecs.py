@@ -31,8 +31,8 @@ import fastavro
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from duckdb.func import ARROW, SPECIAL
 
+from nbstream.catalog import duck_functions
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.catalog.user_functions import arrow_type
@@ -64,28 +64,37 @@ class Codec:
 
 
 _CODECS: dict[tuple[Any, ...], Codec] = {}
+#: Each registry's codec callables by name. DuckDB's catalog refers to them but does not keep them
+#: alive (:mod:`~nbstream.catalog.duck_functions`); a registry lives while a connection attached to
+#: it does (``_CONNECTIONS`` holds it), and so do they.
+_CALLS: weakref.WeakKeyDictionary[SchemaRegistry, dict[str, Callable[..., pa.Array]]] = weakref.WeakKeyDictionary()
+#: The prefix of every codec's DuckDB name.
+PREFIX = "nbs_sr_"
 
 
 def attach(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry) -> None:
     """Make every codec callable on ``con`` (a connection or cursor of an engine), bound to
-    ``registry``; codecs made later too."""
+    ``registry``; codecs made later too. Only those its database lacks are created (one lookup)."""
     with _LOCK:
         _CONNECTIONS[con] = registry
         codecs = list(_CODECS.values())
+    if not codecs:
+        return
+    present = duck_functions.present(con, PREFIX)
     for codec in codecs:
-        _register(con, registry, codec)
+        if codec.duck_name not in present:
+            _register(con, registry, codec)
 
 
 def _register(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry, codec: Codec) -> None:
-    try:
-        con.create_function(codec.duck_name, codec.make(registry), list(codec.params), codec.returns,
-                            type=ARROW, null_handling=SPECIAL,
-                            side_effects=False)
-    except (duckdb.NotImplementedException, duckdb.CatalogException) as e:
-        if "already" not in str(e):
-            raise
-    except duckdb.ConnectionException:
-        pass
+    """Create ``codec`` in the database of ``con``, committed at once whatever transaction ``con``
+    is in (an encoder is made inside the first batch's, which a bad record rolls back)."""
+    with _LOCK:
+        calls = _CALLS.setdefault(registry, {})
+        call = calls.get(codec.duck_name)
+        if call is None:
+            call = calls[codec.duck_name] = codec.make(registry)
+    duck_functions.create(con, codec.duck_name, call, codec.params, codec.returns)
 
 
 def _codec(key: tuple[Any, ...], prefix: str, params: tuple[str, ...], returns: str,
@@ -94,7 +103,7 @@ def _codec(key: tuple[Any, ...], prefix: str, params: tuple[str, ...], returns: 
         found = _CODECS.get(key)
         if found is not None:
             return found.duck_name
-        found = _CODECS[key] = Codec(f"{prefix}_{next(_COUNTER)}", params, returns, make)
+        found = _CODECS[key] = Codec(f"{PREFIX}{prefix}_{next(_COUNTER)}", params, returns, make)
         connections = list(_CONNECTIONS.items())
     for con, registry in connections:
         _register(con, registry, found)
@@ -119,7 +128,7 @@ def avro_decoder(columns: Sequence[Column], *, wrapped: bool) -> str:
     def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
         return _AvroDecoder(registry, cols, wrapped, arrow_type(result)).__call__
 
-    return _codec(key, "nbs_sr_dec", ("BLOB",), result.duckdb(), make)
+    return _codec(key, "dec", ("BLOB",), result.duckdb(), make)
 
 
 class _AvroDecoder:
@@ -290,7 +299,7 @@ def avro_encoder(columns: Sequence[Column], *, wrapped: bool, schema_id: int) ->
     def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
         return _AvroEncoder(registry, cols, wrapped, schema_id).__call__
 
-    return _codec(key, "nbs_sr_enc", (struct.duckdb(),), "BLOB", make)
+    return _codec(key, "enc", (struct.duckdb(),), "BLOB", make)
 
 
 class _AvroEncoder:
@@ -302,6 +311,7 @@ class _AvroEncoder:
         self.parsed: Any = None
         self.vectorized: Encoder | None = None  # compiled at the first call
         self.record_by_record = False  # the writer schema is not vectorizable (avro_encode.NotVectorizable)
+        self.has_defaults = False  # whether a field of the schema takes its default for a NULL
 
     def _writer(self) -> Any:
         """The writer schema, its fields named as the columns."""
@@ -314,6 +324,7 @@ class _AvroEncoder:
     def _schema(self) -> Any:
         if self.parsed is None:
             self.parsed = fastavro.parse_schema(self._writer())
+            self.has_defaults = _has_defaults(self.parsed)
         return self.parsed
 
     def __call__(self, structs: pa.ChunkedArray | pa.Array) -> pa.Array:
@@ -346,6 +357,9 @@ class _AvroEncoder:
         """fastavro's writer, a record at a time: for writer schemas :mod:`~nbstream.formats.avro_encode`
         does not cover (enums, fixed, unions of several types, registered outside nbstream)."""
         schema, write = self._schema(), fastavro.schemaless_writer
+        days = _dates_as_days(structs.type)
+        if days != structs.type:
+            structs = structs.cast(days)
         out: list[bytes | None] = []
         buf = io.BytesIO()
         single = None if self.wrapped else self.columns[0]
@@ -356,12 +370,76 @@ class _AvroEncoder:
                 continue
             if self.has_map:
                 datum = _maps_as_dicts(datum, self.row_type)
+            if self.has_defaults:
+                datum = _with_defaults(datum, schema)
             buf.seek(0)
             buf.truncate()
             buf.write(self.header)
             write(buf, schema, datum)
             out.append(buf.getvalue())
         return pa.array(out, type=pa.binary())
+
+
+def _dates_as_days(t: pa.DataType) -> pa.DataType:
+    """``t`` with its DATEs as int32 days (what Avro's ``date`` holds), so that no date goes through
+    Python's, whose range is smaller than DuckDB's and ksqlDB's."""
+    if pa.types.is_date32(t):
+        return pa.int32()
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(_dates_as_days(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(_dates_as_days(t.key_type), _dates_as_days(t.item_type))
+    if pa.types.is_list(t):
+        return pa.list_(t.value_field.with_type(_dates_as_days(t.value_type)))
+    return t
+
+
+def _nullable(schema: Any) -> bool:
+    return schema == "null" or (isinstance(schema, list) and "null" in schema)
+
+
+def _children(schema: Any) -> list[Any]:
+    """The schemas nested in an Avro ``schema``: a record's fields', an array's items', a map's
+    values', a union's branches."""
+    if isinstance(schema, list):
+        return schema
+    if not isinstance(schema, dict):
+        return []
+    kind = schema.get("type")
+    if kind == "record":
+        return [f["type"] for f in schema["fields"]]
+    return [schema["items"]] if kind == "array" else [schema["values"]] if kind == "map" else []
+
+
+def _has_defaults(schema: Any) -> bool:
+    """Whether a record of ``schema`` (at any depth) has a non-nullable field with a default."""
+    if isinstance(schema, dict) and schema.get("type") == "record" and \
+            any("default" in f and not _nullable(f["type"]) for f in schema["fields"]):
+        return True
+    return any(_has_defaults(child) for child in _children(schema))
+
+
+def _with_defaults(value: Any, schema: Any) -> Any:
+    """``value`` (of Avro ``schema``) with a NULL in a non-nullable field that has a default
+    replaced by that default, as Kafka Connect's AvroData (ksqlDB's writer) does."""
+    if value is None:
+        return None
+    if isinstance(schema, list):
+        branches = [b for b in schema if b != "null"]
+        return _with_defaults(value, branches[0]) if len(branches) == 1 else value
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    if kind == "record" and isinstance(value, dict):
+        out = dict(value)
+        for f in schema["fields"]:
+            field = out.get(f["name"])
+            use_default = field is None and "default" in f and not _nullable(f["type"])
+            out[f["name"]] = f["default"] if use_default else _with_defaults(field, f["type"])
+        return out
+    if kind == "array":
+        return [_with_defaults(v, schema["items"]) for v in value]
+    if kind == "map":
+        return {k: _with_defaults(v, schema["values"]) for k, v in value.items()}
+    return value
 
 
 def _has_map(t: SqlType) -> bool:
@@ -398,4 +476,4 @@ def header_checker(schema_type: str) -> str:
 
         return known
 
-    return _codec(("known-header", schema_type), "nbs_sr_known", ("BLOB",), "BOOLEAN", make)
+    return _codec(("known-header", schema_type), "known", ("BLOB",), "BOOLEAN", make)

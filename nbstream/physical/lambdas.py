@@ -10,6 +10,7 @@ ksqlDB semantics kept here, where DuckDB's differ:
 
 * REDUCE of a NULL collection is the initial state (DuckDB gives NULL); the body's result is
   cast to the state's type;
+* a map TRANSFORM whose key lambda gives two entries one key is NULL (ksqlDB's collector throws);
 * arithmetic on a NULL inside a lambda fails in ksqlDB (Java unboxing), and the failure makes the
   whole function call NULL (``TRANSFORM([5, NULL], x => x + 5)`` is NULL, not ``[10, NULL]``).
   Each such call carries a *poison* condition — some numeric ``+ - * / %`` that ksqlDB would
@@ -144,9 +145,13 @@ def _transform(call: _Call) -> exp.Expression:
     pair = sql("{'key': {0}, 'value': {1}}", key.bind([k, v]), value.bind([k, v]))
     result = sql("map_from_entries(list_transform(map_entries({0}), {1}))", call.collection, lam(pair, entry))
     conditions = [b.bind([k, v], b.poison) for b in (key, value) if b.poison is not None]
-    poison = None if not conditions else sql("list_bool_or(list_transform(map_entries({0}), {1}))",
-                                             call.collection, lam(_any(conditions), entry))
-    return _poisoned(poison, result)
+    poisons = [] if not conditions else [sql("list_bool_or(list_transform(map_entries({0}), {1}))",
+                                             call.collection, lam(_any(conditions), entry))]
+    # Two entries given one key: ksqlDB's map collector throws, which makes the call NULL (DuckDB's
+    # map_from_entries would fail the whole batch).
+    keys = sql("list_transform(map_entries({0}), {1})", call.collection, lam(key.bind([k, v]), entry))
+    duplicated = sql("len(list_distinct({0})) < len({0})", keys)
+    return _poisoned(_any([*poisons, duplicated]), result)
 
 
 # -- FILTER ---------------------------------------------------------------------------------------

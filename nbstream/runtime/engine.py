@@ -84,7 +84,8 @@ DUCKDB_SETTINGS = {
 
 #: Statements replayed on restart (they define the catalog and the queries).
 _DURABLE = (ast.CreateSource, ast.CreateAsSelect, ast.InsertInto, ast.Drop, ast.Terminate,
-            ast.SetProperty, ast.UnsetProperty, ast.CreateConnector, ast.DropConnector)
+            ast.SetProperty, ast.UnsetProperty, ast.CreateConnector, ast.DropConnector, ast.CreateType,
+            ast.DropType)
 
 
 class Engine:

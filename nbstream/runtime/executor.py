@@ -15,11 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from nbstream.analysis.custom_types import resolve_columns, resolve_expression
 from nbstream.catalog import functions
 from nbstream.catalog.catalog import PersistentQuery, Source, WindowInfo
+from nbstream.catalog.custom_types import BUILT_IN_NAMES
 from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
 from nbstream.catalog.types import SqlType
-from nbstream.errors import BindError, CatalogError, FormatError, NbstreamError, UnsupportedError
+from nbstream.errors import (
+    BindError,
+    CatalogError,
+    FormatError,
+    NbstreamError,
+    UnknownNameError,
+    UnsupportedError,
+    did_you_mean,
+)
 from nbstream.formats import format_for
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query
 from nbstream.plan.join import JoinPlan, check_copartitioned, join_produces_table, join_sources
@@ -59,6 +69,7 @@ def _existing(engine: Engine, stmt: ast.CreateSource | ast.CreateAsSelect) -> So
 
 
 def exec_CreateSource(engine: Engine, stmt: ast.CreateSource, params: Params) -> StatementResult:
+    stmt = replace(stmt, columns=resolve_columns(stmt.columns, engine.catalog.types))
     existing = _existing(engine, stmt)
     if existing is not None and stmt.if_not_exists:
         return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
@@ -468,7 +479,8 @@ def exec_InsertInto(engine: Engine, stmt: ast.InsertInto, params: Params) -> Sta
 
 
 def exec_InsertValues(engine: Engine, stmt: ast.InsertValues, params: Params) -> StatementResult:
-    insert_values(engine, stmt, params)
+    values = tuple(resolve_expression(v, engine.catalog.types) for v in stmt.values)
+    insert_values(engine, replace(stmt, values=values), params)
     return StatementResult(stmt.text, "Inserted 1 row")
 
 
@@ -489,6 +501,32 @@ def exec_Drop(engine: Engine, stmt: ast.Drop, params: Params) -> StatementResult
     if stmt.delete_topic and not engine.catalog.sources_on_topic(source.topic):
         engine.log.delete_topic(source.topic)
     return StatementResult(stmt.text, f"Source `{stmt.name}` (topic: {source.topic}) was dropped.")
+
+
+def exec_CreateType(engine: Engine, stmt: ast.CreateType, params: Params) -> StatementResult:
+    name, types = stmt.name.upper(), engine.catalog.types
+    if name in BUILT_IN_NAMES:
+        raise CatalogError(f"Cannot register custom type '{name}': {name} is one of ksqlDB's own types", stmt.span)
+    sql_type = types.resolve(stmt.type, stmt.span)
+    existing = types.find(name)
+    if existing is not None:
+        if not stmt.if_not_exists:
+            raise CatalogError(f"Cannot register custom type '{name}' since it is already registered with type: "
+                               f"{existing}", stmt.span)
+        return StatementResult(stmt.text, f"{name} is already registered with type {existing}")
+    types.register(name, sql_type)
+    return StatementResult(stmt.text, f"Registered custom type with name '{name}' and SQL type {sql_type}")
+
+
+def exec_DropType(engine: Engine, stmt: ast.DropType, params: Params) -> StatementResult:
+    """ksqlDB drops a type whatever uses it: streams and types keep the types they were made with."""
+    name, types = stmt.name.upper(), engine.catalog.types
+    if not types.drop(name):
+        if stmt.if_exists:
+            return StatementResult(stmt.text, f"Type '{name}' does not exist")
+        hint = did_you_mean(name, [n for n, _ in types.items()])
+        raise UnknownNameError(f"Type {name} does not exist.{hint}", stmt.span)
+    return StatementResult(stmt.text, f"Dropped type '{name}'")
 
 
 def exec_CreateConnector(engine: Engine, stmt: ast.CreateConnector, params: Params) -> StatementResult:
@@ -546,6 +584,8 @@ HANDLERS: dict[type[ast.Statement], Handler] = {
     ast.UnsetProperty: exec_UnsetProperty,
     ast.CreateConnector: exec_CreateConnector,
     ast.DropConnector: exec_DropConnector,
+    ast.CreateType: exec_CreateType,
+    ast.DropType: exec_DropType,
     ast.DescribeFunction: exec_DescribeFunction,
     ast.Show: metadata.exec_Show,
     ast.Describe: metadata.exec_Describe,

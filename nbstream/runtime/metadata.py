@@ -55,6 +55,10 @@ def _show_connectors(engine: Engine, extended: bool) -> tuple[tuple[str, ...], l
     return ("Connector Name", "Type", "Class", "Status", "Kafka Topic", "Records"), engine.connectors.show_rows()
 
 
+def _show_types(engine: Engine, extended: bool) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    return ("Type Name", "Schema"), [(name, str(sql_type)) for name, sql_type in engine.catalog.types.items()]
+
+
 _SHOW: dict[str, Callable[[Engine, bool], tuple[tuple[str, ...], list[tuple[Any, ...]]]]] = {
     "STREAMS": _show_sources("STREAM"),
     "TABLES": _show_sources("TABLE"),
@@ -63,6 +67,7 @@ _SHOW: dict[str, Callable[[Engine, bool], tuple[tuple[str, ...], list[tuple[Any,
     "FUNCTIONS": _show_functions,
     "PROPERTIES": _show_properties,
     "CONNECTORS": _show_connectors,
+    "TYPES": _show_types,
 }
 
 

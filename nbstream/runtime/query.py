@@ -31,7 +31,7 @@ from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import ExecutionError
 from nbstream.log.base import SqlLog, execute_arrow
 from nbstream.log.embedded import route_sql
-from nbstream.physical.compile import encoded_sql, order_by_sql, result_sql
+from nbstream.physical.compile import encode_rows_sql, encoded_sql, order_by_sql, result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.logical import OutputColumn, Sink, StatelessPlan
 from nbstream.runtime.histogram import Histogram
@@ -146,6 +146,15 @@ class QueryRunner:
         self.offsets = self._load_offsets()
         if start_at_end and not self.offsets:
             self.offsets = dict(self.log.require(plan.scan.topic).end_offsets)
+        self._make_codecs()
+
+    def _make_codecs(self) -> None:
+        """Create the functions the sink's records are encoded with (a schema-registry format's
+        encoder) now, outside any batch's transaction: DuckDB's catalog is transactional, so one
+        created inside the first batch would vanish when a bad record rolls that batch back, and
+        one created beside it would not be seen by it (see :mod:`nbstream.catalog.duck_functions`)."""
+        if self.sink is not None:
+            encode_rows_sql(self.sink, self.query_plan.columns, "__none")
 
     # -- offsets ---------------------------------------------------------------------------------
     @property

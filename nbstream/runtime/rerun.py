@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from nbstream.errors import CatalogError
+from nbstream.catalog.types import SqlType
+from nbstream.errors import CatalogError, UnknownNameError
 from nbstream.sql import ast, parse
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def unchanged_message(engine: Engine, statement: ast.Statement) -> str | None:
-    """A message when ``statement`` re-creates a stream, table or connector exactly as it exists
+    """A message when ``statement`` re-creates a stream, table, connector or type exactly as it exists
     (a re-run cell), else None. OR REPLACE and IF NOT EXISTS keep their own meaning."""
     if isinstance(statement, ast.CreateConnector) and not statement.if_not_exists:
         running = engine.connectors.running.get(statement.name)
@@ -31,6 +32,8 @@ def unchanged_message(engine: Engine, statement: ast.Statement) -> str | None:
     if isinstance(statement, ast.InsertInto):
         same = [q.id for q in engine.catalog.running() if _normal(q.sql) == _normal(statement.text)]
         return f"Query {same[0]} runs this INSERT INTO already: nothing to do." if same else None
+    if isinstance(statement, ast.CreateType):
+        return _unchanged_type(engine, statement)
     if not isinstance(statement, ast.CreateSource | ast.CreateAsSelect):
         return None
     if statement.or_replace or statement.if_not_exists:
@@ -39,6 +42,21 @@ def unchanged_message(engine: Engine, statement: ast.Statement) -> str | None:
     if existing is None or existing.sql is None or _normal(existing.sql) != _normal(statement.text):
         return None
     return f"{existing.kind.capitalize()} {statement.name} exists with the same definition: nothing to do."
+
+
+def _unchanged_type(engine: Engine, statement: ast.CreateType) -> str | None:
+    existing = engine.catalog.types.find(statement.name)
+    if existing is None or statement.if_not_exists or _resolved(engine, statement) != existing:
+        return None
+    return f"Type {statement.name.upper()} exists with the same definition: nothing to do."
+
+
+def _resolved(engine: Engine, statement: ast.CreateType) -> SqlType | None:
+    """The type ``statement`` defines, or None if it names an unknown type (running it will say)."""
+    try:
+        return engine.catalog.types.resolve(statement.type)
+    except UnknownNameError:
+        return None
 
 
 #: What a re-run notebook cell suggests when other queries block replacing what it changed.
@@ -52,7 +70,12 @@ def drop_changed(engine: Engine, statement: ast.Statement, hint: str = CELL_HINT
     The query that created it is terminated and, for a ``CREATE … AS SELECT``, the topic it wrote is
     deleted: the new query rebuilds it from its input. A declared stream or table over a topic keeps
     the topic. Raises :class:`CatalogError`, naming them (and ``hint``), if other queries read it or
-    write to it."""
+    write to it. A changed CREATE TYPE drops the type: what was made with it keeps its types."""
+    if isinstance(statement, ast.CreateType) and not statement.if_not_exists:
+        if engine.catalog.types.find(statement.name) is None:
+            return None
+        engine.execute(f"DROP TYPE {statement.name};")
+        return f"Type {statement.name.upper()} changed: replaced."
     if not isinstance(statement, ast.CreateSource | ast.CreateAsSelect) or statement.or_replace \
             or statement.if_not_exists:
         return None

@@ -5,7 +5,8 @@ statement, with ``@type``, ``statementText`` and ``warnings``.
 statement                                              entity (``@type``)
 =====================================================  =======================================
 CREATE STREAM/TABLE [AS SELECT], INSERT INTO … SELECT,  ``currentStatus`` (``commandId``,
-DROP, TERMINATE of a persistent query                  ``commandStatus``, ``commandSequenceNumber``)
+DROP, TERMINATE of a persistent query,                 ``commandStatus``, ``commandSequenceNumber``)
+CREATE TYPE, DROP TYPE
 TERMINATE of a push query                              ``terminate_query``
 SHOW STREAMS / TABLES                                  ``streams`` / ``tables``
 SHOW STREAMS / TABLES EXTENDED, DESCRIBE STREAMS/TABLES ``source_descriptions``
@@ -105,6 +106,14 @@ def _insert_into(ctx: _Context) -> Entity:
 
 def _drop(ctx: _Context) -> Entity:
     return _status(f"{ctx.statement.kind.lower()}/{ctx.statement.name}/drop", ctx)
+
+
+def _create_type(ctx: _Context) -> Entity:
+    return _status(f"type/{ctx.statement.name.upper()}/create", ctx)
+
+
+def _drop_type(ctx: _Context) -> Entity:
+    return _status(f"type/{ctx.statement.name.upper()}/drop", ctx)
 
 
 def _terminate(ctx: _Context) -> Entity:
@@ -296,7 +305,7 @@ def _show_variables(ctx: _Context) -> Entity:
 
 
 def _show_types(ctx: _Context) -> Entity:
-    return {"@type": "type_list", "types": {}}
+    return {"@type": "type_list", "types": {name: _schema(t) for name, t in ctx.service.catalog.types.items()}}
 
 
 _SHOW: dict[str, Callable[[_Context], Entity]] = {
@@ -318,4 +327,6 @@ _BUILDERS: dict[type[ast.Statement], Callable[[_Context], Entity | None]] = {
     ast.CreateConnector: _create_connector,
     ast.DropConnector: _drop_connector,
     ast.DescribeConnector: _describe_connector,
+    ast.CreateType: _create_type,
+    ast.DropType: _drop_type,
 }

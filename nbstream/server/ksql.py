@@ -95,7 +95,7 @@ def _run(service: EngineService, statement: ast.Statement, properties: dict[str,
     if isinstance(statement, ast.UnsetProperty):
         properties.pop(statement.name, None)
         return None
-    if isinstance(statement, ast.Show) and statement.what in ("VARIABLES", "TYPES"):
+    if isinstance(statement, ast.Show) and statement.what == "VARIABLES":
         return entities.entity(service, statement, StatementResult(statement.text, ""), request)
     if isinstance(statement, ast.Terminate) and statement.query_id is not None:
         push = service.push_subscriptions.get(statement.query_id.upper())

@@ -206,6 +206,23 @@ class Drop(Statement):
 
 
 @dataclass(frozen=True)
+class CreateType(Statement):
+    """``CREATE TYPE [IF NOT EXISTS] name AS type`` (``type`` as written: it may name custom types)."""
+
+    name: str
+    type: SqlType
+    if_not_exists: bool = False
+
+
+@dataclass(frozen=True)
+class DropType(Statement):
+    """``DROP TYPE [IF EXISTS] name``."""
+
+    name: str
+    if_exists: bool = False
+
+
+@dataclass(frozen=True)
 class Terminate(Statement):
     """``TERMINATE query_id`` or ``TERMINATE ALL`` (``query_id`` None)."""
 

@@ -64,7 +64,8 @@ class TypeError_(Exception):
 
 
 class TypeReader:
-    """Reads a ksqlDB type from a token list starting at ``pos``; tracks ``>>`` split in two.
+    """Reads a ksqlDB type from a token list starting at ``pos``; tracks ``>>`` split in two. A
+    name that is not one of ksqlDB's types is a custom type's (:meth:`SqlType.custom`).
 
     ``read()`` returns the :class:`SqlType`; ``pos`` is then past the type. A pending ``>`` (the
     second half of a ``>>`` token) is kept in ``pending_gt``.
@@ -118,7 +119,7 @@ class TypeReader:
         if name in ("ARRAY", "MAP", "STRUCT"):
             self._expect("<")
             return self._nested(name)
-        raise TypeError_(f"unknown type '{token.text}'", token)
+        return SqlType.custom(name)  # a CREATE TYPE name, resolved when the statement is bound
 
     def _int(self) -> int:
         token = self._take()
@@ -151,6 +152,17 @@ class TypeReader:
     def _at_close(self) -> bool:
         token = self._peek()
         return bool(self.pending_gt) or (token is not None and token.text in (">", ">>"))
+
+
+def cast_to(this: exp.Expr | None, sql_type: SqlType) -> exp.Cast:
+    """``CAST(this AS sql_type)`` as the parser makes it: ``to`` the DuckDB type (UNKNOWN while
+    ``sql_type`` names a custom type: see :mod:`nbstream.analysis.custom_types`), ``meta["ksql_type"]``
+    the ksqlDB type."""
+    to = exp.DataType.build("UNKNOWN") if sql_type.has_custom else exp.DataType.build(sql_type.duckdb(),
+                                                                                      dialect="duckdb")
+    cast = exp.Cast(this=this, to=to)
+    cast.meta["ksql_type"] = sql_type
+    return cast
 
 
 def _lambda(self: parser.Parser, expressions: list[exp.Expr]) -> exp.Expr:
@@ -216,10 +228,7 @@ class KsqlParser(DuckDBParser):
             self.raise_error(str(error))
             raise
         self._retreat(reader.pos)
-        to = exp.DataType.build(sql_type.duckdb(), dialect="duckdb")
-        cast = self.expression(exp.Cast(this=this, to=to))
-        cast.meta["ksql_type"] = sql_type
-        return cast
+        return self.expression(cast_to(this, sql_type))
 
     def tokens_index(self, token: Token | None) -> int:
         """The index of ``token`` in the token list (the current index if it is not there)."""

@@ -101,9 +101,11 @@ class StatementReader(Cursor):
             return self._create_connector(modifier)
         if modifier == "SINK":
             raise self.error("expecting CONNECTOR")
+        if not (or_replace or modifier) and self.accept("TYPE"):
+            return self._create_type()
         kind = self.word()
         if kind not in ("STREAM", "TABLE"):
-            raise self.error("expecting STREAM or TABLE" + ("" if modifier else " or SOURCE/SINK CONNECTOR"))
+            raise self.error("expecting STREAM or TABLE" + ("" if modifier else ", TYPE or SOURCE/SINK CONNECTOR"))
         self.take()
         if_not_exists = self.accept("IF", "NOT", "EXISTS")
         name = self.name("a stream or table name")
@@ -121,6 +123,12 @@ class StatementReader(Cursor):
         return ast.CreateSource(kind=kind, name=name, columns=columns,  # type: ignore[arg-type]
                                 properties=properties, or_replace=or_replace,
                                 if_not_exists=if_not_exists, is_source=modifier == "SOURCE")
+
+    def _create_type(self) -> ast.Statement:
+        if_not_exists = self.accept("IF", "NOT", "EXISTS")
+        name = self.name("a type name")
+        self.expect("AS")
+        return ast.CreateType(name=name, type=self.read_type(), if_not_exists=if_not_exists)
 
     def _create_connector(self, kind: str) -> ast.Statement:
         if_not_exists = self.accept("IF", "NOT", "EXISTS")
@@ -287,9 +295,12 @@ class StatementReader(Cursor):
         if self.accept("CONNECTOR"):
             if_exists = self.accept("IF", "EXISTS")
             return ast.DropConnector(name=self.name("a connector name"), if_exists=if_exists)
+        if self.accept("TYPE"):
+            if_exists = self.accept("IF", "EXISTS")
+            return ast.DropType(name=self.name("a type name"), if_exists=if_exists)
         kind = self.word()
         if kind not in ("STREAM", "TABLE"):
-            raise self.error("expecting STREAM, TABLE or CONNECTOR")
+            raise self.error("expecting STREAM, TABLE, TYPE or CONNECTOR")
         self.take()
         if_exists = self.accept("IF", "EXISTS")
         name = self.name("a stream or table name")

@@ -77,12 +77,13 @@ def summary(report: list[dict[str, object]]) -> str:
 
 
 def update_floor(report: list[dict[str, object]], floor_path: Path, new_suite: tuple[str, int]) -> None:
-    """Rewrite ``floor.json`` from ``report`` (a run of every file): each suite's floor becomes the
-    cases of its files that pass; files no suite lists go to ``new_suite`` (name, issue)."""
+    """Rewrite ``floor.json`` from ``report`` (a run of every file, the REST files the floor lists
+    too): each suite's floor becomes the cases of its files that pass; files no suite lists go to
+    ``new_suite`` (name, issue)."""
     floor = json.loads(floor_path.read_text())
     listed = {f for spec in floor.values() for f in spec["files"]}
     files = sorted({str(case["file"]) for case in report})
-    label = {f: f"query-validation-tests/{Path(f).name}" for f in files}
+    label = {f: f"{Path(f).parent.name}/{Path(f).name}" for f in files}  # as floor.json names files
     others = [label[f] for f in files if label[f] not in listed]
     if others:
         floor.setdefault(new_suite[0], {"issue": new_suite[1], "min_passed": 0, "files": []})

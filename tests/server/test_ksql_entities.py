@@ -135,6 +135,14 @@ def test_variables_and_types(server: Server) -> None:
     assert one(server, "SHOW VARIABLES;", sessionVariables={"b": 2, "a": "x"})["variables"] == [
         {"name": "a", "value": "x"}, {"name": "b", "value": "2"}]
     assert one(server, "SHOW TYPES;")["types"] == {}
+    created = one(server, "CREATE TYPE ADDRESS AS STRUCT<number INT, tags ARRAY<STRING>>;")
+    assert (created["@type"], created["commandId"]) == ("currentStatus", "type/ADDRESS/create")
+    assert one(server, "LIST TYPES;")["types"] == {"ADDRESS": {"type": "STRUCT", "memberSchema": None, "fields": [
+        {"name": "NUMBER", "schema": {"type": "INTEGER", "fields": None, "memberSchema": None}},
+        {"name": "TAGS", "schema": {"type": "ARRAY", "fields": None,
+                                    "memberSchema": {"type": "STRING", "fields": None, "memberSchema": None}}}]}}
+    assert one(server, "DROP TYPE ADDRESS;")["commandId"] == "type/ADDRESS/drop"
+    assert one(server, "SHOW TYPES;")["types"] == {}
 
 
 def test_statements_run_one_at_a_time_from_many_clients(server: Server) -> None:

@@ -105,3 +105,12 @@ def test_terminate_finds_the_query_by_the_id_the_engine_gave_it() -> None:
                              "CREATE STREAM big AS SELECT * FROM s WHERE n > 10;",
                              "INSERT INTO big SELECT * FROM s WHERE n < -10;", "TERMINATE INSERTQUERY_2;"))
     assert not any(t.startswith("INSERT") for t in texts(selection))
+
+
+def test_custom_types_stay_in_the_job_before_what_uses_them() -> None:
+    u = "CREATE STREAM u (id VARCHAR KEY, a A) WITH (KAFKA_TOPIC='u', VALUE_FORMAT='JSON', PARTITIONS=1);"
+    v = "CREATE STREAM v AS SELECT id, CAST(a AS A) AS b FROM u;"
+    selection = select(cells("CREATE TYPE A AS STRUCT<x INT>; CREATE TYPE GONE AS INT;", u, "DROP TYPE GONE;",
+                             "SHOW TYPES;", v))
+    assert texts(selection) == ["CREATE TYPE A AS STRUCT<x INT>", "CREATE TYPE GONE AS INT", u[:-1], "DROP TYPE GONE",
+                                v[:-1]]

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import duckdb
 import fastavro
+import pyarrow as pa
 import pytest
 
+import nbstream
 from nbstream import Engine
+from nbstream.catalog import user_functions
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import parse_type
 from nbstream.errors import FormatError, NbstreamError
 from nbstream.formats import codecs, format_for
 from nbstream.formats.avro_schema import avro_schema_for, backward_incompatibility, columns_of
 from nbstream.formats.registry import SchemaRegistry
+from nbstream.log.base import RECORD_SCHEMA
 
 from .rows import decode_rows
 
@@ -172,3 +177,70 @@ def test_a_replacing_query_must_stay_backward_compatible() -> None:
 def test_inference_needs_a_registered_schema() -> None:
     with pytest.raises(NbstreamError, match="Subject: nothing-value"):
         Engine().execute("CREATE STREAM N WITH (KAFKA_TOPIC='nothing', VALUE_FORMAT='AVRO');")
+
+
+@pytest.fixture
+def strict_int() -> Iterator[None]:
+    """A UDF ``STRICT_INT(STRING)`` that raises on text that is not an integer (a record error)."""
+
+    @nbstream.udf(params=["STRING"], returns="INTEGER")
+    def strict_int(texts: pa.Array) -> list[int | None]:
+        return [None if t is None else int(t) for t in texts.to_pylist()]
+
+    yield
+    user_functions.remove("STRICT_INT")
+
+
+@pytest.mark.usefixtures("strict_int")
+@pytest.mark.parametrize("query", [
+    "CREATE STREAM OUT AS SELECT ID, STRICT_INT(ITEM) AS N FROM ORDERS;",
+    "CREATE TABLE OUT AS SELECT ID, SUM(STRICT_INT(ITEM)) AS N FROM ORDERS GROUP BY ID;",
+])
+def test_a_batch_split_around_bad_records_still_writes_with_the_sinks_encoder(query: str) -> None:
+    """The first batch of a query writing AVRO holds a record that does not decode and one its
+    expression fails on, so it rolls back and is split: the sink's encoder (a function in
+    DuckDB's catalog) must outlive that rollback."""
+    eng = Engine()
+    eng.register_schema("orders-value", WRITER, "AVRO")
+    eng.execute(f"CREATE STREAM ORDERS WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='AVRO'); {query}")
+    eng.produce("orders", {"id": 1, "item": "7", "price": 2.5, "at": 1000})
+    bad = {"partition": 0, "offset": 0, "ts": 1500, "key": None, "value": b"\x07not avro", "headers": [],
+           "win_start": None, "win_end": None, "win_type": None}  # no magic byte: fails to decode
+    eng.log.append("orders", pa.Table.from_pylist([bad], schema=RECORD_SCHEMA))
+    eng.produce("orders", {"id": 2, "item": "tea", "price": 0.5, "at": 2000})  # STRICT_INT raises
+    eng.produce("orders", {"id": 3, "item": "9", "price": 0.5, "at": 3000})
+    eng.run_until_idle()
+    assert [r.value["N"] for r in eng.consume("OUT")] == [7, 9]
+    stats = next(iter(eng.queries.running().values())).stats
+    assert (stats.consumed, stats.processed, stats.logged) == (4, 2, 2)
+
+
+def test_a_null_written_to_a_required_field_with_a_default_takes_the_default() -> None:
+    """As Kafka Connect's AvroData writes for ksqlDB: the schema's default, at any depth."""
+    inner = {"type": "record", "name": "inner", "fields": [{"name": "n", "type": "int", "default": 0},
+                                                          {"name": "s", "type": ["null", "string"]}]}
+    writer = {"type": "record", "name": "out", "fields": [
+        {"name": "ID", "type": "long"}, {"name": "INNER", "type": inner},
+        {"name": "EXTRA", "type": "string", "default": "foo"}]}
+    eng = Engine()
+    eng.register_schema("out-value", writer, "AVRO", schema_id=102)
+    eng.execute("""CREATE STREAM IN_ (ID BIGINT, N INT) WITH (KAFKA_TOPIC='in', VALUE_FORMAT='JSON', PARTITIONS=1);
+                   CREATE STREAM OUT WITH (KAFKA_TOPIC='out', VALUE_FORMAT='AVRO', VALUE_SCHEMA_ID=102) AS
+                     SELECT ID, STRUCT(n := N, s := CAST(NULL AS STRING)) AS INNER FROM IN_;""")
+    eng.produce("in", {"ID": 1, "N": None})
+    eng.produce("in", {"ID": 2, "N": 5})
+    eng.run_until_idle()
+    assert [r.value for r in eng.consume("OUT")] == [  # read back with the writer's (registered) names
+        {"ID": 1, "INNER": {"n": 0, "s": None}, "EXTRA": "foo"},
+        {"ID": 2, "INNER": {"n": 5, "s": None}, "EXTRA": "foo"}]
+
+
+def test_dates_beyond_pythons_range_are_written_and_read_as_epoch_days() -> None:
+    eng = Engine()
+    eng.execute("""CREATE STREAM D (ID BIGINT KEY, V DATE, VS ARRAY<DATE>) WITH (KAFKA_TOPIC='d', VALUE_FORMAT='AVRO',
+                     PARTITIONS=1);
+                   CREATE STREAM OUT AS SELECT ID, V, VS FROM D;""")
+    eng.produce("d", {"V": -2147483647, "VS": [2147483647, 5]}, key=0)
+    eng.produce("d", {"V": 5, "VS": None}, key=1)
+    eng.run_until_idle()
+    assert [r.value for r in eng.consume("OUT")] == [{"V": -2147483647, "VS": [2147483647, 5]}, {"V": 5, "VS": None}]

@@ -107,6 +107,18 @@ def test_rerunning_an_unchanged_create_is_a_no_op_that_says_so(shell: Interactiv
 
 
 
+def test_rerunning_a_create_type_cell_keeps_an_unchanged_type_and_replaces_a_changed_one(
+        shell: InteractiveShell, engine: EngineService) -> None:
+    cell = "%%stream\nCREATE TYPE address AS STRUCT<street VARCHAR{more}>;"
+    run(shell, cell.format(more=""))
+    again, out = run(shell, cell.format(more=""))
+    assert again.success and "Type ADDRESS exists with the same definition: nothing to do." in out.stdout
+    changed, out = run(shell, cell.format(more=", number INT"))
+    assert changed.success and "Type ADDRESS changed: replaced." in out.stdout
+    found = engine.catalog.types.find("ADDRESS")
+    assert found is not None and [name for name, _ in found.fields] == ["STREET", "NUMBER"]
+
+
 def test_rerunning_an_unchanged_create_connector_is_a_no_op_and_a_changed_one_an_error(
         shell: InteractiveShell) -> None:
     connector = ("%%stream\nCREATE SOURCE CONNECTOR gen WITH ('connector.class'='datagen',{space}"

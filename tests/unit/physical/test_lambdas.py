@@ -48,6 +48,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, text: str) -> tuple[object, SqlType
     ("TRANSFORM(WORDS, w => LEN(w))", [2, 3], "ARRAY<INTEGER>"),
     ("TRANSFORM(A, x => x + BASE)", [101, 102, 103], "ARRAY<INTEGER>"),  # columns are visible in the body
     ("TRANSFORM(M, (k, v) => UCASE(k), (k, v) => v + 1)", {"A": 2, "B": 3}, "MAP<STRING, INTEGER>"),
+    ("TRANSFORM(M, (k, v) => 'same', (k, v) => v)", None, "MAP<STRING, INTEGER>"),  # two entries, one key
     ("TRANSFORM(NESTED, xs => TRANSFORM(xs, y => y * 2))", [[2, 4], [6]], "ARRAY<ARRAY<INTEGER>>"),
     ("TRANSFORM(NA, x => x + 1)", None, "ARRAY<INTEGER>"),
     # FILTER: keeps what the lambda accepts

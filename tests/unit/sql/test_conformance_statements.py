@@ -17,11 +17,9 @@ from nbstream.sql import parse
 
 QTT = Path(__file__).parents[3].parent / "shared" / "conformance" / "ksql-qtt"
 
-#: Statements of positive cases the parser does not take yet (issue 14: CREATE TYPE, ``STRUCT->*``).
+#: Statements of positive cases the parser does not take yet (issue 14: ``STRUCT->*``).
 #: The test fails when this list is wrong either way, so a fix must shorten it.
 KNOWN_GAPS = {
-    "create-type - create simple type",
-    "create-type - create nested type",
     "pull-queries-with-struct-star - select all fields within struct column (struct_col->*)",
 }
 

@@ -166,6 +166,10 @@ class TestCommands:
         ("DROP STREAM s", ast.Drop("STREAM", "S")),
         ("DROP TABLE IF EXISTS t DELETE TOPIC", ast.Drop("TABLE", "T", if_exists=True, delete_topic=True)),
         ("DROP CONNECTOR IF EXISTS c", ast.DropConnector("C", if_exists=True)),
+        ("DROP TYPE address", ast.DropType("ADDRESS")),
+        ("DROP TYPE IF EXISTS `Address`", ast.DropType("Address", if_exists=True)),
+        ("SHOW TYPES", ast.Show("TYPES")),
+        ("LIST TYPES", ast.Show("TYPES")),
         ("TERMINATE ALL", ast.Terminate(None)),
         ("TERMINATE CSAS_OUT_1", ast.Terminate("CSAS_OUT_1")),
         ("SET 'auto.offset.reset' = 'earliest'", ast.SetProperty("auto.offset.reset", "earliest")),
@@ -190,6 +194,32 @@ class TestCommands:
                                            if_not_exists=True, text=stmt.text, span=stmt.span)
 
 
+class TestCustomTypes:
+    def test_create_type_reads_the_type_as_written(self) -> None:
+        stmt = one("CREATE TYPE IF NOT EXISTS person AS STRUCT<name VARCHAR, address Address, tags ARRAY<tag>>")
+        assert stmt == ast.CreateType("PERSON", SqlType.struct([
+            ("NAME", STRING), ("ADDRESS", SqlType.custom("ADDRESS")), ("TAGS", SqlType.array(SqlType.custom("TAG"))),
+        ]), if_not_exists=True, text=stmt.text, span=stmt.span)
+
+    def test_a_name_that_is_no_ksqldb_type_is_a_custom_type_wherever_a_type_is_written(self) -> None:
+        create, select = parse("""CREATE STREAM s (k INTEGR KEY, m MAP<STRING, address>) WITH (KAFKA_TOPIC='s');
+                                  SELECT CAST(m['a'] AS address) FROM s EMIT CHANGES""")
+        assert isinstance(create, ast.CreateSource) and isinstance(select, ast.Select)
+        assert [c.type for c in create.columns] == [SqlType.custom("INTEGR"),
+                                                    SqlType.map(STRING, SqlType.custom("ADDRESS"))]
+        cast = select.query.select.find(exp.Cast)
+        assert cast is not None and cast.meta["ksql_type"] == SqlType.custom("ADDRESS")
+        assert str(SqlType.custom("address")) == "ADDRESS" and SqlType.custom("x").has_custom
+
+    @pytest.mark.parametrize("sql", [
+        "CREATE TYPE a", "CREATE TYPE a STRUCT<x INT>", "CREATE TYPE a AS", "CREATE OR REPLACE TYPE a AS INT",
+        "CREATE TYPE a AS INT WITH (x=1)", "DROP TYPE", "DROP TYPE a b",
+    ])
+    def test_malformed_type_statements_are_parse_errors(self, sql: str) -> None:
+        with pytest.raises(ParseError):
+            parse(sql)
+
+
 class TestErrors:
     def test_the_span_points_into_the_script_of_three_statements(self) -> None:
         script = "SHOW STREAMS;\nCREATE STREAM s (a INT) WITH (KAFKA_TOPIC='s');\nSELECT * FROM s FORM t;"
@@ -211,10 +241,10 @@ class TestErrors:
 
     def test_a_bad_type_names_the_token(self) -> None:
         with pytest.raises(ParseError) as caught:
-            parse("CREATE STREAM s (a INTEGR) WITH (KAFKA_TOPIC='s')")
-        assert "INTEGR" in caught.value.message
+            parse("CREATE STREAM s (a MAP<STRING INT>) WITH (KAFKA_TOPIC='s')")
+        assert caught.value.message == "mismatched input 'INT' expecting ','"
         assert caught.value.span is not None
-        assert caught.value.span.column == 20
+        assert caught.value.span.column == 31
 
     @pytest.mark.parametrize("sql", [
         "SELECT * FROM", "SELECT (1", "CREATE STREAM", "CREATE STREAM s (a ARRAY<INT) WITH (X=1)",
