@@ -79,11 +79,15 @@ def summary(report: list[dict[str, object]]) -> str:
 def update_floor(report: list[dict[str, object]], floor_path: Path, new_suite: tuple[str, int]) -> None:
     """Rewrite ``floor.json`` from ``report`` (a run of every file, the REST files the floor lists
     too): each suite's floor becomes the cases of its files that pass; files no suite lists go to
-    ``new_suite`` (name, issue)."""
+    ``new_suite`` (name, issue). A report that did not run a file the floor lists is refused
+    (``SystemExit`` naming the files): the floor would lose that file's cases."""
     floor = json.loads(floor_path.read_text())
     listed = {f for spec in floor.values() for f in spec["files"]}
     files = sorted({str(case["file"]) for case in report})
     label = {f: f"{Path(f).parent.name}/{Path(f).name}" for f in files}  # as floor.json names files
+    missing = sorted(listed - set(label.values()))
+    if missing:
+        raise SystemExit(f"the report did not run {', '.join(missing)}: the floor would lose their cases")
     others = [label[f] for f in files if label[f] not in listed]
     if others:
         floor.setdefault(new_suite[0], {"issue": new_suite[1], "min_passed": 0, "files": []})
@@ -95,11 +99,19 @@ def update_floor(report: list[dict[str, object]], floor_path: Path, new_suite: t
     floor_path.write_text(json.dumps(floor, indent=1) + "\n")
 
 
+def floor_files_outside(folder: Path) -> list[str]:
+    """The files ``floor.json`` lists that are not in ``folder`` (the REST files its suites run)."""
+    floor = json.loads((HERE / "floor.json").read_text())
+    return sorted(str(SHARED / "ksql-qtt" / f) for spec in floor.values() for f in spec["files"]
+                  if not f.startswith(f"{folder.name}/"))
+
+
 def run(files: list[str], report: Path) -> None:
-    """Run the shared runner on ``files`` (all QTT files when empty), writing ``report``."""
+    """Run the shared runner on ``files`` (when empty: all QTT files and the REST files the floor
+    lists), writing ``report``."""
     args = [sys.executable, str(SHARED / "qtt_run.py"), "--jobs", "2", "--timeout", "60",
             "--json-report", str(report), "--engine", ENGINE]
-    for name in files or [str(QTT)]:
+    for name in files or [str(QTT), *floor_files_outside(QTT)]:
         args += ["--files", name]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))}
     subprocess.run(args, check=False, env=env, stdout=subprocess.DEVNULL)
