@@ -16,7 +16,7 @@ PARTITION BY instead keys the result by its expressions of the joined row, as
 :mod:`nbstream.plan.repartition` re-keys one source's records.
 
 A multi-way join is a stream looking up tables one after another (:func:`_plan_chain`), or a
-chain of INNER and LEFT joined tables on their primary keys (:func:`_plan_table_chain`).
+chain of tables joined on their primary keys (:func:`_plan_table_chain`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class JoinSide:
 
 @dataclass(frozen=True)
 class TableLookup:
-    """A table a stream record looks up: the table's side, the join kind (INNER or LEFT), and
+    """A table a stream record looks up: the table's side, the join kind (INNER or LEFT; in a chain
+    of tables, any kind), and
     ``probe``, the SQL over the joined row so far (the stream's and earlier tables' renamed
     columns, ``__jk``) of the key the table's ``__jk`` (its primary key) must equal."""
 
@@ -85,7 +86,8 @@ class TableLookup:
 class JoinPlan:
     """left ⋈ right [⋈ chain…] → WHERE → projection → sink.
 
-    ``kind``: INNER, LEFT or FULL (RIGHT is planned as LEFT with the sides swapped).
+    ``kind``: INNER, LEFT or FULL (RIGHT is planned as LEFT with the sides swapped, but for the first
+    join of a chain of tables, whose later joins read the first join's result).
     ``within``: the window of a stream-stream join. ``chain``: the further tables of a multi-way
     join (a stream joined to two or more tables, or a chain of tables on one key), looked up in
     order after ``right``. ``columns`` and ``where`` read the joined row: every side's columns and
@@ -330,7 +332,7 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     if is_aggregate_query(query):
         return _plan_join_aggregate(query, scope, scope.joined_scope(key_type), plan, con, scan_of, sink, params)
     where, where_text = _where(query.select, scope, compiler)
-    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs), key_type))
+    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs, kinds), key_type))
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text)
 
 
@@ -344,7 +346,7 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
     pairs = [_chain_operands(scope, join, sources[:i], table)
              for i, (table, join) in enumerate(zip(sources[1:], joins, strict=True), start=1)]
     kinds = [_kind(j) for j in joins]
-    _check_primary_key_chain(sources, joins, pairs, kinds)
+    _check_primary_key_chain(sources, joins, pairs)
     sides = [_side(s, operand, scope, con, scan_of, params)
              for s, operand in zip(sources, [pairs[0][0], *(key for _, key in pairs)], strict=True)]
     key_type = _key_type(sides[0])
@@ -356,10 +358,13 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
     if is_aggregate_query(query):
         raise UnsupportedError("GROUP BY over a table-table join is not supported yet: create the join as a "
                                "table first, then aggregate that")
+    if kinds[-1] == "FULL":
+        scope.synthetic = _synthetic_name([s.source for s in sources])
     joined = scope.joined_scope(key_type)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(query.select, scope, compiler)
-    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs), key_type))
+    candidates = _key_candidates(pairs, kinds)
+    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type))
     return JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=tuple(columns), key_type=key_type,
                     where=where, where_expression=where_text, sink=sink, emits_table=True, limit=query.limit,
                     on_keys=True,
@@ -368,33 +373,30 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
 
 
 def _check_table_chain(sources: list[_Source], joins: list[exp.Join]) -> None:
-    """A chain of tables: INNER and LEFT joins of unwindowed tables, each source once."""
+    """A chain of tables: joins of unwindowed tables (of any kind), each source once."""
     _check_distinct(sources)
     for table, join in zip(sources[1:], joins, strict=True):
         _check_order(sources[0], table, _kind(join), join.meta.get("within"))
-        if _kind(join) not in ("INNER", "LEFT"):
-            raise UnsupportedError(f"a {_kind(join)} join of {table.source.name} in a chain of more than two tables "
-                                   "is not supported yet (only INNER and LEFT)")
     _check_formats(sources)
     if any(s.source.window is not None for s in sources):
         raise UnsupportedError("joins of windowed sources are not supported yet")
 
 
 def _check_primary_key_chain(sources: list[_Source], joins: list[exp.Join],
-                             pairs: list[tuple[exp.Expression, exp.Expression]], kinds: list[str]) -> None:
-    """Each ON of a chain of tables must compare the table's primary key with a key column of the
-    joined row: the first table's, or that of a table INNER joined before (as in ksqlDB, a LEFT
-    joined table's key is a value of the joined row, and joining on it a foreign-key join)."""
+                             pairs: list[tuple[exp.Expression, exp.Expression]]) -> None:
+    """Each ON of a chain of tables must compare the table's primary key with the primary key of a
+    table joined before it: as in ksqlDB, every table of the chain is then keyed alike and each join
+    matches the rows of one key, whatever the kinds of the joins before (a key column of a table
+    absent from an outer join's row still names the row's key)."""
     keys = {_JoinScope.renamed(sources[0], c.name) for c in sources[0].source.schema.key}
     if len(keys) != 1:
         raise UnsupportedError(f"joins of a table with {len(keys)} key columns ({sources[0].source.name}) in a "
                                "chain of tables are not supported yet")
-    for join, (probe, key), kind in zip(joins, pairs, kinds, strict=True):
+    for join, (probe, key) in zip(joins, pairs, strict=True):
         if not (isinstance(probe, exp.Column) and probe.name in keys):
             raise UnsupportedError(f"foreign-key joins in a chain of more than two tables are not supported yet: "
                                    f"{join.args['on'].sql()} must compare primary keys")
-        if kind == "INNER":
-            keys.add(key.name)
+        keys.add(key.name)
 
 
 def _check_distinct(sources: list[_Source]) -> None:
@@ -476,13 +478,16 @@ def _key_type(side: JoinSide) -> SqlType:
     return next(c.type for c in side.pre.columns if c.name == JOIN_KEY)
 
 
-def _key_candidates(pairs: list[tuple[exp.Expression, exp.Expression]]) -> list[str]:
+def _key_candidates(pairs: list[tuple[exp.Expression, exp.Expression]], kinds: list[str]) -> list[str]:
     """The columns a multi-way join's result key may be projected as: the last ON's columns, and the
-    columns of earlier ONs on the same key (their probe is a column already equal to the key)."""
+    columns of earlier ONs on the same key (their probe is a column already equal to the key). As in
+    ksqlDB, no column equals the key of a FULL join (either side may be missing)."""
     group: list[str] = []
-    for probe, key in pairs:
+    for (probe, key), kind in zip(pairs, kinds, strict=True):
         names = [o.name for o in (probe, key) if isinstance(o, exp.Column)]
         group = [*group, key.name] if isinstance(probe, exp.Column) and probe.name in group else names
+        if kind == "FULL":
+            group = []
     return group
 
 

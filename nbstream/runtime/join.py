@@ -400,8 +400,8 @@ class JoinRunner(QueryRunner):
         """Each change of any table joined with the other tables' rows of its key current at its
         arrival (the changed table's row is the change itself), as ksqlDB's nested table-table
         joins: the joined row, or a tombstone when the join no longer holds, emitted if the change
-        reached the result (see :meth:`_table_emits_sql`); its time is the largest of the change's
-        and the present rows' times."""
+        reached the result (see :meth:`_table_emits_sql`). A table's columns are NULL unless its row
+        is part of the joined row (an outer join's row may lack the row of a table joined before)."""
         sides = self.side_numbers
         changes = " UNION ALL ".join(f"SELECT {quote(JOIN_KEY)}, __deleted, __ts, __arr, {side} AS __chg FROM __ev "
                                      f"WHERE __side = {side} AND {quote(JOIN_KEY)} IS NOT NULL" for side in sides)
@@ -409,27 +409,54 @@ class JoinRunner(QueryRunner):
         for side in sides:
             rows = (f"SELECT * RENAME (__op AS __op{side}, __ots AS __ots{side}) "
                     f"FROM ({self.lookup_sql(rows, side, inclusive=True)})")
-        needed = [0, *self._inner_sides()] if self.join.kind != "FULL" else []
-        valid = " AND ".join(f"__op{side}" for side in needed) or " OR ".join(f"__op{side}" for side in sides)
-        times = ", ".join(f"CASE WHEN __op{side} THEN __ots{side} END" for side in sides)
-        return f"""SELECT * EXCLUDE ({", ".join(f"__op{s}, __ots{s}" for s in sides)}),
-                          NOT ({valid}) AS __out_deleted, greatest(__ts, {times}) AS __out_ts, __arr AS __pos
+        last = len(sides) - 1
+        hidden = ", ".join(f"CASE WHEN {self._table_holds_sql(side, last)} THEN {quote(c.name)} END AS {quote(c.name)}"
+                           for side in sides for c in self.join.sides[side].value_columns)
+        return f"""SELECT * EXCLUDE ({", ".join(f"__op{s}, __ots{s}" for s in sides)}) REPLACE ({hidden}),
+                          NOT ({self._table_row_sql(last)}) AS __out_deleted,
+                          {self._table_time_sql()} AS __out_ts, __arr AS __pos
                    FROM ({rows}) WHERE {self._table_emits_sql()}"""
 
-    def _inner_sides(self) -> list[int]:
-        """The tables INNER joined to the tables before them."""
-        return [side for side, step in enumerate(self.join.lookups, start=1) if step.kind == "INNER"]
+    def _table_row_sql(self, last: int) -> str:
+        """Whether the nested join of the tables ``0..last`` has a row of the key (``__op<n>``: whether
+        table ``n`` has one): the row of the joins before, and table ``last``'s as its join's kind asks."""
+        row = "__op0"
+        for side, step in enumerate(self.join.lookups[:last], start=1):
+            row = {"INNER": f"({row} AND __op{side})", "LEFT": row, "RIGHT": f"__op{side}",
+                   "FULL": f"({row} OR __op{side})"}[step.kind]
+        return row
+
+    def _table_holds_sql(self, side: int, last: int) -> str:
+        """Whether the row of the nested join of the tables ``0..last`` holds table ``side``'s row: the
+        table has one, and each join from the table's own to ``last`` has a row (a join's row holds
+        the row of the joins before it only if they have one)."""
+        return " AND ".join([f"__op{side}", *(self._table_row_sql(j) for j in range(max(side, 1), last + 1))])
+
+    def _table_time_sql(self) -> str:
+        """The time of a table-table join's output, as Kafka Streams' joins take it step by step: the
+        change's, and at each join the other input's if that has a row — for a change of a later
+        table, the row of the joins before it (the times of the rows it holds), then the later tables'."""
+        cases = []
+        for changed in self.side_numbers:
+            times = [f"CASE WHEN {self._table_holds_sql(side, changed - 1)} THEN __ots{side} END"
+                     for side in range(changed)]
+            times += [f"CASE WHEN __op{side} THEN __ots{side} END" for side in self.side_numbers if side > changed]
+            cases.append(f"WHEN {changed} THEN greatest(__ts, {', '.join(times)})")
+        return f"CASE __chg {' '.join(cases)} END"
 
     def _table_emits_sql(self) -> str:
         """Whether a change (of table ``__chg``) of a table-table join reaches the result, as in
-        Kafka Streams' nested joins: a change of a later table needs the joined row of the tables
-        before it (the first table's row and the INNER joined ones'), and every INNER join after
-        the changed table needs its table's row (a FULL join emits every change)."""
-        if self.join.kind == "FULL":
-            return "TRUE"
+        Kafka Streams' nested joins: a change of a later table enters its join as the right input,
+        which emits only with a row of the tables before it unless the join is RIGHT or FULL; the
+        join's result then enters each later join as the left input, which emits only with its
+        table's row if that join is INNER or RIGHT (a change of the first table enters the first
+        join as its left input)."""
+        kinds = [step.kind for step in self.join.lookups]
         cases = []
         for changed in self.side_numbers:
-            needed = [f"__op{side}" for side in [0, *self._inner_sides()] if side != changed]
+            needed = [self._table_row_sql(changed - 1)] if changed and kinds[changed - 1] in ("INNER", "LEFT") else []
+            needed += [f"__op{side}" for side, kind in enumerate(kinds, start=1)
+                       if side > changed and kind in ("INNER", "RIGHT")]
             cases.append(f"WHEN {changed} THEN {' AND '.join(needed) or 'TRUE'}")
         return f"CASE __chg {' '.join(cases)} END"
 

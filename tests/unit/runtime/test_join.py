@@ -160,26 +160,56 @@ def test_a_chain_of_tables_keeps_its_state_over_a_restart(tmp_path: Path) -> Non
     assert _out(again, "J", "NAME", "N", "CITY") == [(1, 3, "ann", 3, "x"), (1, 4, None, None, None)]
 
 
-@pytest.mark.parametrize(("on", "message"), [
-    ("LEFT JOIN carts c ON u.id = c.id JOIN addrs a ON c.id = a.id", "must compare primary keys"),
-    ("JOIN carts c ON u.id = c.id FULL OUTER JOIN addrs a ON u.id = a.id", "FULL join of ADDRS in a chain"),
-    ("JOIN members m ON u.id = m.id JOIN regions r ON m.region_id = r.id", "foreign-key joins in a chain"),
-])
-def test_chains_of_tables_other_than_inner_and_left_joins_on_primary_keys_are_unsupported(on: str,
-                                                                                        message: str) -> None:
+def test_a_full_join_after_an_inner_join_of_tables_keeps_the_later_table_alone_and_is_keyed_by_rowkey() -> None:
+    eng = _run(TABLE_CHAIN.format("", "FULL").replace("u.id,", "ROWKEY AS id,"),
+               [("users", 1, {"name": "ann"}, 0), ("addrs", 1, {"city": "x"}, 2), ("carts", 1, {"n": 3}, 3),
+                ("users", 1, None, 4)])
+    # the user without a cart is no row of the inner join: the address alone is the row, without the user
+    assert _out(eng, "J", "NAME", "N", "CITY") == [
+        (1, 2, None, None, "x"), (1, 3, "ann", 3, "x"), (1, 4, None, None, "x")]
+
+
+def test_a_join_on_the_key_of_a_left_joined_table_matches_by_the_key_even_without_that_table_s_row() -> None:
+    # as in ksqlDB, c.id is a key column: the join is on the row's key, which c.id names whether or not
+    # the cart exists
+    eng = _run(USERS + CARTS + ADDRS + "CREATE TABLE j AS SELECT u.id, name, n, city FROM users u "
+               "LEFT JOIN carts c ON u.id = c.id JOIN addrs a ON c.id = a.id;",
+               [("users", 1, {"name": "ann"}, 1), ("addrs", 1, {"city": "x"}, 2)])
+    assert _out(eng, "J", "NAME", "N", "CITY") == [(1, 2, "ann", None, "x")]
+
+
+def test_a_foreign_key_join_inside_a_chain_of_tables_is_unsupported() -> None:
     eng = Engine()
     eng.execute(USERS + CARTS + ADDRS + MEMBERS + REGIONS)
-    with pytest.raises(UnsupportedError, match=message):
-        eng.execute(f"CREATE TABLE e AS SELECT * FROM users u {on};")
+    with pytest.raises(UnsupportedError, match="foreign-key joins in a chain"):
+        eng.execute("CREATE TABLE e AS SELECT * FROM users u JOIN members m ON u.id = m.id "
+                    "JOIN regions r ON m.region_id = r.id;")
+
+
+TableRow = tuple[dict[int, dict[str, Any]], int]  # a nested join's row: each table's row by place, and its time
+
+
+def _joined(kind: str, left: TableRow | None, place: int, right: tuple[dict[str, Any], int] | None) -> TableRow | None:
+    """Kafka Streams' KTable-KTable joiner: the row of ``left`` (the joins before) ⋈ table ``place``."""
+    if {"INNER": left is None or right is None, "LEFT": left is None, "RIGHT": right is None,
+            "FULL": left is None and right is None}[kind]:
+        return None
+    rows, times = dict(left[0]) if left else {}, [left[1]] if left else []
+    if right is not None:
+        rows[place] = right[0]
+        times.append(right[1])
+    return rows, max(times)
 
 
 def _expected_table_chain(records: list[Record], kinds: tuple[str, str]) -> list[tuple[Any, ...]]:
-    """What Kafka Streams' nested table-table joins emit for TABLE_CHAIN, change by change: a change
-    passes a join if the join's other input has the key (an INNER join, or the change of a later table),
-    then reaches the next join; it emits the joined row (or a tombstone), timed by the latest row."""
+    """What Kafka Streams' nested table-table joins emit for TABLE_CHAIN, change by change: a change of
+    the first table enters the first join as its left input, a later table's as the right input of its
+    join, whose left input is the row of the joins before (looked up); an INNER or LEFT join drops a
+    right change without a left row, an INNER or RIGHT join a left change without a right row; the
+    result goes on as the next join's left input. It emits the joined row, or a tombstone, timed by the
+    change and the rows it met."""
     names = ["users", "carts", "addrs"]
     tables: dict[str, dict[int, tuple[dict[str, Any], int]]] = {t: {} for t in names}
-    inner = [i for i, kind in enumerate(kinds, start=1) if kind == ""]
     out = []
     for topic, key, value, ts in records:
         if value is None:
@@ -187,19 +217,35 @@ def _expected_table_chain(records: list[Record], kinds: tuple[str, str]) -> list
         else:
             tables[topic][key] = (value, ts)
         changed = names.index(topic)
-        if any(key not in tables[names[i]] for i in [0, *inner] if i != changed):
-            continue
-        rows = [tables[t].get(key) for t in names]
-        times = [ts, *(r[1] for r in rows if r is not None)]
-        if rows[0] is None or any(rows[i] is None for i in inner):
-            out.append((key, max(times), None, None, None))
-            continue
-        values = [r[0] if r is not None else {} for r in rows]
-        out.append((key, max(times), values[0]["name"], values[1].get("n"), values[2].get("city")))
+        change = None if value is None else ({changed: value}, ts)
+        if changed == 0:
+            row, time = change, ts
+        else:
+            left = tables[names[0]].get(key)
+            before: TableRow | None = None if left is None else ({0: left[0]}, left[1])
+            for place, kind in enumerate(kinds[:changed - 1], start=1):
+                before = _joined(kind, before, place, tables[names[place]].get(key))
+            if before is None and kinds[changed - 1] in ("INNER", "LEFT"):
+                continue
+            row = _joined(kinds[changed - 1], before, changed, None if value is None else (value, ts))
+            time = max(ts, before[1]) if before else ts
+        for place, kind in enumerate(kinds[changed:], start=changed + 1):
+            right = tables[names[place]].get(key)
+            if right is None and kind in ("INNER", "RIGHT"):
+                break
+            row = _joined(kind, row, place, right)
+            time = max(time, right[1]) if right else time
+        else:
+            columns = ("name", "n", "city")
+            out.append((key, time, *(None if row is None else row[0].get(place, {}).get(column)
+                                     for place, column in enumerate(columns))))
     return out
 
 
-@pytest.mark.parametrize("kinds", [("", ""), ("LEFT", ""), ("", "LEFT"), ("LEFT", "LEFT")])
+TABLE_KINDS = ["INNER", "LEFT", "RIGHT", "FULL"]
+
+
+@pytest.mark.parametrize("kinds", [(first, second) for first in TABLE_KINDS for second in TABLE_KINDS])
 def test_a_chain_of_tables_over_random_batches_equals_processing_change_by_change(kinds: tuple[str, str]) -> None:
     rng = random.Random(f"table chain {kinds}")
     records: list[Record] = []
@@ -207,7 +253,8 @@ def test_a_chain_of_tables_over_random_batches_equals_processing_change_by_chang
         topic = rng.choice(["users", "carts", "addrs"])
         value = {"users": {"name": f"u{ts}"}, "carts": {"n": ts}, "addrs": {"city": f"c{ts}"}}[topic]
         records.append((topic, rng.randrange(4), None if rng.random() < 0.2 else value, rng.randrange(100)))
-    eng = _run_in_random_batches(TABLE_CHAIN.format(*kinds), records, rng)
+    chain = TABLE_CHAIN.replace("u.id,", "ROWKEY AS id," if kinds[1] == "FULL" else "u.id,")
+    eng = _run_in_random_batches(chain.format(*kinds), records, rng)
     assert _out(eng, "J", "NAME", "N", "CITY") == _expected_table_chain(records, kinds)
 
 
