@@ -168,9 +168,6 @@ def _plan_join_aggregate(query: Query, scope: _JoinScope, joined: Scope, join: J
                          con: duckdb.DuckDBPyConnection, scan_of: object, sink: Sink | None,
                          params: Mapping[str, object] | None) -> JoinAggregatePlan:
     """The aggregate of a join's rows: the query's names rewritten to the joined row's columns."""
-    if join.left.is_table and join.right.is_table:
-        raise UnsupportedError("GROUP BY over a table-table join is not supported yet: create the join as a "
-                               "table first, then aggregate that")
     select = query.select.copy()
     select.set("joins", None)
     aliases = AliasGenerator(c.name for s in scope.sources for c in s.source.schema.columns)
@@ -190,14 +187,26 @@ def _plan_join_aggregate(query: Query, scope: _JoinScope, joined: Scope, join: J
     for clause in ("where", "having"):
         if select.args.get(clause) is not None:
             select.args[clause].set("this", scope.rewrite(select.args[clause].this))
-    columns = tuple(Column(c.name, c.type, "VALUE") for c in joined.columns if c.sql != quote(JOIN_KEY))
-    left = join.left.scan
-    rows = Source(name=f"{join.left.alias}_{join.right.alias}_JOIN", kind="STREAM",
-                  schema=LogicalSchema(columns), topic=left.topic, key_format=left.key_format,
-                  value_format="JSON")
+    rows = _joined_rows(join, joined)
     planned = plan_aggregate(replace(query, select=select), rows, joined, con,
                              scan=scan_of(rows), sink=sink, params=params)  # type: ignore[operator]
     return JoinAggregatePlan(**{f.name: getattr(planned, f.name) for f in fields(planned)}, join=join)
+
+
+def _joined_rows(join: JoinPlan, joined: Scope) -> Source:
+    """The joined rows as the source an aggregate folds: a STREAM of them, or — for a join of tables —
+    the changes of the TABLE the join is, keyed by its result key (``__jk``, or in a foreign-key join
+    the left table's key), so that the aggregate retracts a key's previous row as it adds the new."""
+    is_table = join.left.is_table and join.right.is_table
+    keys = set(join.left.key_columns) if join.foreign_key else set()
+    columns = [Column(c.name, c.type, "KEY" if c.name in keys else "VALUE")
+               for c in joined.columns if c.sql != quote(JOIN_KEY)]
+    if is_table and not join.foreign_key:
+        columns.append(Column(JOIN_KEY, join.key_type, "KEY"))
+    left = join.left.scan
+    return Source(name=f"{join.left.alias}_{join.right.alias}_JOIN", kind="TABLE" if is_table else "STREAM",
+                  schema=LogicalSchema(tuple(columns)), topic=left.topic, key_format=left.key_format,
+                  value_format="JSON")
 
 
 def is_join_query(query: Query) -> bool:
@@ -277,7 +286,8 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
         candidates, key_sql, key_type = _left_key(sides[0], left)
     joined = scope.joined_scope(key_types[0])
     if is_aggregate_query(query):
-        join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=key_types[0], within=within)
+        join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=key_types[0], within=within,
+                             foreign_key=foreign_key)
         if kind == "RIGHT":
             join_plan = replace(join_plan, left=sides[1], right=sides[0], kind="LEFT")
         return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params)
@@ -337,7 +347,8 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
 
 
 def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con: duckdb.DuckDBPyConnection,
-                      *, scan_of: object, sink: Sink | None, params: Mapping[str, object] | None) -> JoinPlan:
+                      *, scan_of: object, sink: Sink | None,
+                      params: Mapping[str, object] | None) -> JoinPlan | JoinAggregatePlan:
     """A chain of TABLEs joined on their primary keys, ``t0 JOIN t1 ON t0.k = t1.k [LEFT] JOIN t2 ON
     t1.k = t2.k …``: every table is keyed alike, so the result is a TABLE of the same key, each row
     the nested join of the tables' rows of its key (ksqlDB's nested table-table joins)."""
@@ -355,21 +366,20 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
             on = join.args["on"]
             raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{key_type}}} = "
                             f"{on.expression.sql()}{{{_key_type(side)}}}.")
-    if is_aggregate_query(query):
-        raise UnsupportedError("GROUP BY over a table-table join is not supported yet: create the join as a "
-                               "table first, then aggregate that")
     if kinds[-1] == "FULL":
         scope.synthetic = _synthetic_name([s.source for s in sources])
     joined = scope.joined_scope(key_type)
+    plan = JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
+                    limit=query.limit, on_keys=True,
+                    chain=tuple(TableLookup(side, kind, quote(JOIN_KEY))
+                                for side, kind in zip(sides[2:], kinds[1:], strict=True)))
+    if is_aggregate_query(query):
+        return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(query.select, scope, compiler)
     candidates = _key_candidates(pairs, kinds)
     columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type))
-    return JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=tuple(columns), key_type=key_type,
-                    where=where, where_expression=where_text, sink=sink, emits_table=True, limit=query.limit,
-                    on_keys=True,
-                    chain=tuple(TableLookup(side, kind, quote(JOIN_KEY))
-                                for side, kind in zip(sides[2:], kinds[1:], strict=True)))
+    return replace(plan, columns=tuple(columns), where=where, where_expression=where_text, emits_table=True)
 
 
 def _check_table_chain(sources: list[_Source], joins: list[exp.Join]) -> None:

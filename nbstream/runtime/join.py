@@ -637,15 +637,17 @@ class JoinAggregateRunner(AggregateRunner):
 
     def _pre_sql(self) -> str:
         """The aggregate's pre-projection over the joined rows and the records in error of both inputs,
-        in the joined rows' order (sorted here, narrow, rather than the wide joined rows)."""
+        in the joined rows' order (sorted here, narrow, rather than the wide joined rows). The rows of a
+        join of tables are a TABLE's changes: a deleted row, or one failing WHERE, is a deletion."""
         pre = self.aggregate.pre
         cols = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in pre.columns)
         where = f"coalesce({pre.where}, FALSE)" if pre.where else "TRUE"
+        deleted, keep = (f"(__out_deleted OR NOT {where})", "TRUE") if pre.emits_table else ("FALSE", where)
         errors = ", ".join(quote(c.name) for c in pre.columns)
         return f"""SELECT FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, 0 AS __in_partition,
-                   __pos AS __in_offset, __out_ts AS __ts, FALSE AS __deleted, FALSE AS __key_null,
+                   __pos AS __in_offset, __out_ts AS __ts, {deleted} AS __deleted, FALSE AS __key_null,
                    NULL AS __headers, {cols}
-            FROM __joined WHERE {where}
+            FROM __joined WHERE {keep}
             UNION ALL BY NAME
             SELECT TRUE AS __err, __errmsg, __bad_ts, __in_partition, __in_offset, __ts, FALSE AS __deleted,
                    FALSE AS __key_null, NULL AS __headers, {", ".join(f"NULL AS {c}" for c in errors.split(", "))}
