@@ -281,9 +281,9 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     if kind == "FULL" or not any(isinstance(o, exp.Column) for o in operands):
         scope.synthetic = _synthetic_name([left.source, right.source])
     candidates = [] if scope.synthetic else [o.name for o in operands if isinstance(o, exp.Column)]
-    key_sql, key_type = quote(JOIN_KEY), key_types[0]
+    result_key = _JoinKey(candidates, key_types[0])
     if foreign_key:  # the result is keyed by the left table's primary key
-        candidates, key_sql, key_type = _left_key(sides[0], left)
+        result_key = _left_key(sides[0], left)
     joined = scope.joined_scope(key_types[0])
     if is_aggregate_query(query):
         join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=key_types[0], within=within,
@@ -293,7 +293,7 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
         return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(select, scope, compiler)
-    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type, key_sql))
+    columns = _result_columns(query, scope, compiler, con, sink, result_key)
     if kind == "RIGHT":
         sides.reverse()
         kind = "LEFT"
@@ -600,14 +600,12 @@ def _is_foreign_key(sides: list[JoinSide], operands: list[exp.Expression], on: e
     return True
 
 
-def _left_key(side: JoinSide, src: _Source) -> tuple[list[str], str, SqlType]:
-    """The key of a foreign-key join's result: the left table's primary key column."""
-    if len(side.key_columns) != 1:
-        raise UnsupportedError(f"foreign-key joins of a table with {len(side.key_columns)} key columns "
-                               f"({src.source.name}) are not supported yet")
-    [name] = side.key_columns
-    column = next(c for c in side.pre.columns if c.name == name)
-    return [name], quote(name), column.type
+def _left_key(side: JoinSide, src: _Source) -> _JoinKey:
+    """The key of a foreign-key join's result: the left table's primary key columns, each projected."""
+    types = {c.name: c.type for c in side.pre.columns}
+    columns = tuple(OutputColumn(name, types[name], quote(name), "KEY") for name in side.key_columns)
+    key = columns[0]
+    return _JoinKey([key.name], key.type, key.sql, foreign=columns, table=src.alias)
 
 
 def _side(src: _Source, operand: exp.Expression, scope: _JoinScope, con: duckdb.DuckDBPyConnection,
@@ -766,11 +764,37 @@ def _where(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler) 
 
 @dataclass(frozen=True)
 class _JoinKey:
-    """The key of a join's result: the columns it may be projected as, its type and its SQL."""
+    """The key of a join's result: the columns it may be projected as, its type and its SQL — or, of
+    a foreign-key join, ``foreign``: the left ``table``'s key columns, each a key column of the result."""
 
     candidates: list[str]
     type: SqlType
     sql: str = quote(JOIN_KEY)
+    foreign: tuple[OutputColumn, ...] = ()
+    table: str = ""
+
+    def columns(self, chosen: str | None) -> dict[str, OutputColumn]:
+        """The result's key columns by the joined row's column each projects: the foreign key's, or
+        the ``chosen`` candidate (None: none was projected)."""
+        if self.foreign:
+            return {c.name: c for c in self.foreign}
+        return {} if chosen is None else {chosen: OutputColumn(chosen, self.type, self.sql, "KEY")}
+
+    def missing_error(self, missing: list[str], synthetic: str | None, sink_name: str | None) -> BindError:
+        """ksqlDB's error for a projection without the result's key (``missing``: the key columns not
+        projected, of a foreign-key join)."""
+        if self.foreign:
+            names = ", ".join(f"`{n.removeprefix(self.table + '_')}`" for n in missing)
+            plural = "s" if len(missing) > 1 else ""
+            return BindError(f"Primary key column{plural} missing in projection. For foreign-key table-table joins, "
+                             "the projection must include all primary key columns from the left input table "
+                             f"(`{self.table}`). Missing column{plural}: {names}.")
+        candidates = self.candidates
+        expected = synthetic if synthetic else " or ".join(c.replace("_", ".", 1) for c in candidates)
+        target = f"`{sink_name}`" if sink_name else "the result"
+        return BindError(f"Key missing from projection (ie, SELECT). The query used to build {target} must "
+                         f"include the join expression{'s' if len(candidates) > 1 else ''} {expected} in its "
+                         f"projection (eg, SELECT {expected.split(' or ')[0]}...).")
 
 
 def _result_columns(query: Query, scope: _JoinScope, compiler: ExpressionCompiler, con: duckdb.DuckDBPyConnection,
@@ -791,28 +815,25 @@ def _project(select: exp.Select, scope: _JoinScope, compiler: ExpressionCompiler
     synthetic = scope.synthetic
     aliases = AliasGenerator(c.name for s in scope.sources for c in s.source.schema.columns)
     items = [named for item in select.expressions for named in _named_items(item, scope, aliases)]
-    candidates = join_key.candidates
     projected = {n.name for _, n in items if isinstance(n, exp.Column)}
-    chosen = synthetic or next((c for c in candidates if c in projected), None)
-    key: OutputColumn | None = None
+    chosen = synthetic or next((c for c in join_key.candidates if c in projected), None)
+    keys = join_key.columns(chosen)
+    found: dict[str, OutputColumn] = {}
     values: list[OutputColumn] = []
     for name, node in items:
-        if isinstance(node, exp.Column) and node.name == chosen:
-            if key is not None:
-                raise BindError(f"The projection contains a key column (`{chosen}`) more than once, aliased as: "
-                                f"{' and '.join(sorted([key.name, name]))}.")
-            key = OutputColumn(name, join_key.type, join_key.sql, "KEY", ksql_text(node))
+        if isinstance(node, exp.Column) and node.name in keys:
+            if node.name in found:
+                raise BindError(f"The projection contains a key column (`{node.name}`) more than once, aliased as: "
+                                f"{' and '.join(sorted([found[node.name].name, name]))}.")
+            found[node.name] = replace(keys[node.name], name=name, expression=ksql_text(node))
             continue
         compiled = compiler.compile(node)
         values.append(OutputColumn(name, compiler.type_of(compiled), compiled.sql("duckdb"),
                                    expression=ksql_text(node)))
-    if key is None:
-        expected = synthetic if synthetic else " or ".join(c.replace("_", ".", 1) for c in candidates)
-        target = f"`{sink_name}`" if sink_name else "the result"
-        raise BindError(f"Key missing from projection (ie, SELECT). The query used to build {target} must "
-                        f"include the join expression{'s' if len(candidates) > 1 else ''} {expected} in its "
-                        f"projection (eg, SELECT {expected.split(' or ')[0]}...).")
-    return _checked([key, *values])
+    missing = [k for k in keys if k not in found]
+    if missing or not keys:
+        raise join_key.missing_error(missing, synthetic, sink_name)
+    return _checked([*found.values(), *values])
 
 
 def _partitioned(query: Query, scope: _JoinScope, compiler: ExpressionCompiler, con: duckdb.DuckDBPyConnection,

@@ -216,8 +216,7 @@ class JoinRunner(QueryRunner):
             self.con.execute(f"CREATE {table} IF NOT EXISTS {state} ({_columns_ddl(side)}, __ts BIGINT, "
                              "__arr BIGINT)")
         if self.join.emits_table:
-            key = next(c for c in self.join.columns if c.role == "KEY")
-            self.con.execute(f"CREATE {table} IF NOT EXISTS {self._rows} (__okey {key.type.duckdb()})")
+            self.con.execute(f"CREATE {table} IF NOT EXISTS {self._rows} (__okey {self._output_key()[1]})")
         if self._outer_store:
             values = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for s in self.join.sides[:2]
                                for c in s.value_columns)
@@ -552,7 +551,7 @@ class JoinRunner(QueryRunner):
             self.con.execute("CREATE OR REPLACE TEMP TABLE __changes AS "
                              "SELECT * REPLACE (__out_deleted AS __deleted) FROM __joined")
             return
-        key = next(c.sql for c in self.join.columns if c.role == "KEY")
+        key = self._output_key()[0]
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
             WITH p AS (SELECT * REPLACE ((__out_deleted OR NOT {where}) AS __deleted), {key} AS __okey
                        FROM __joined),
@@ -563,6 +562,15 @@ class JoinRunner(QueryRunner):
             QUALIFY row_number() OVER (PARTITION BY __okey ORDER BY __pos DESC) = 1""")
         self.con.execute(f"DELETE FROM {self._rows} WHERE __okey IN (SELECT __okey FROM __last)")
         self.con.execute(f"INSERT INTO {self._rows} SELECT __okey FROM __last WHERE NOT __deleted")
+
+    def _output_key(self) -> tuple[str, str]:
+        """The SQL over a joined row of a TABLE result's key, and its DuckDB type: its key column's, or
+        a STRUCT of its key columns (a foreign-key join's left table may have several)."""
+        keys = [c for c in self.join.columns if c.role == "KEY"]
+        if len(keys) == 1:
+            return keys[0].sql, keys[0].type.duckdb()
+        fields = ", ".join(f"{quote(c.name)} := {c.sql}" for c in keys)
+        return f"struct_pack({fields})", f"STRUCT({', '.join(f'{quote(c.name)} {c.type.duckdb()}' for c in keys)})"
 
     def _result_sql(self) -> str:
         plan = self.join

@@ -444,6 +444,37 @@ def test_a_foreign_key_join_updates_every_left_row_referencing_a_changed_right_r
     assert _out(eng, "OWNED", "NAME") == [(1, 2, "ann"), (2, 3, "ann"), (1, 4, "bob"), (2, 4, "bob")]
 
 
+SHELVES = ("CREATE TABLE shelves (room INT PRIMARY KEY, slot INT PRIMARY KEY, owner INT) "
+           "WITH (KAFKA_TOPIC='shelves', FORMAT='JSON');")
+
+
+def test_a_foreign_key_join_of_a_table_with_two_key_columns_is_keyed_by_both() -> None:
+    eng = _run(SHELVES + USERS + "CREATE TABLE owned AS SELECT s.room, s.slot, name FROM shelves s "
+               "JOIN users u ON s.owner = u.id WHERE name <> 'cy';",
+               [("users", 7, {"name": "ann"}, 1), ("shelves", {"ROOM": 1, "SLOT": 2}, {"OWNER": 7}, 2),
+                ("shelves", {"ROOM": 1, "SLOT": 1}, {"OWNER": 7}, 3), ("users", 7, {"name": "cy"}, 4),
+                ("users", 7, {"name": "bob"}, 5), ("shelves", {"ROOM": 1, "SLOT": 2}, None, 6)])
+    # the user's updates reach both shelves, in key order; the WHERE turns them into tombstones, each
+    # shelf's own (the result's key is both key columns)
+    assert _out(eng, "OWNED", "NAME") == [
+        ({"ROOM": 1, "SLOT": 2}, 2, "ann"), ({"ROOM": 1, "SLOT": 1}, 3, "ann"),
+        ({"ROOM": 1, "SLOT": 1}, 4, None), ({"ROOM": 1, "SLOT": 2}, 4, None),
+        ({"ROOM": 1, "SLOT": 1}, 5, "bob"), ({"ROOM": 1, "SLOT": 2}, 5, "bob"), ({"ROOM": 1, "SLOT": 2}, 6, None)]
+
+
+@pytest.mark.parametrize(("projection", "missing"), [
+    ("s.room, name", "Primary key column missing in projection. For foreign-key table-table joins, the projection "
+     "must include all primary key columns from the left input table (`S`). Missing column: `SLOT`."),
+    ("owner, name", "Primary key columns missing in projection. For foreign-key table-table joins, the projection "
+     "must include all primary key columns from the left input table (`S`). Missing columns: `ROOM`, `SLOT`."),
+])
+def test_a_foreign_key_join_must_project_every_key_column_of_the_left_table(projection: str, missing: str) -> None:
+    with pytest.raises(BindError) as error:
+        Engine().execute(SHELVES + USERS + f"CREATE TABLE owned AS SELECT {projection} FROM shelves s "
+                         "JOIN users u ON s.owner = u.id;")
+    assert str(error.value) == missing
+
+
 def test_stream_stream_window_state_survives_a_restart(tmp_path: Path) -> None:
     eng = _run(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN r WITHIN 10 SECONDS ON l.id = r.id;",
                [("l", 1, {"a": "x"}, 1_000)], Engine(tmp_path))
