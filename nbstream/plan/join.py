@@ -289,19 +289,17 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
         join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=key_types[0], within=within,
                              foreign_key=foreign_key)
         if kind == "RIGHT":
-            join_plan = replace(join_plan, left=sides[1], right=sides[0], kind="LEFT")
+            join_plan = _swapped(join_plan)
         return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(select, scope, compiler)
     columns = _result_columns(query, scope, compiler, con, sink, result_key)
-    if kind == "RIGHT":
-        sides.reverse()
-        kind = "LEFT"
-    return JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=tuple(columns), key_type=key_types[0],
+    plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=tuple(columns), key_type=key_types[0],
                     where=where, where_expression=where_text, within=within, sink=sink,
                     emits_table=left.source.is_table and right.source.is_table,
                     limit=query.limit, foreign_key=foreign_key,
                     on_keys=all(_is_key(side, o) for side, o in zip(sides, operands, strict=True)))
+    return _swapped(plan) if kind == "RIGHT" else plan
 
 
 # -- multi-way joins ----------------------------------------------------------------------------
@@ -339,6 +337,8 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
                     limit=query.limit, within=joins[0].meta.get("within"),
                     chain=tuple(TableLookup(side, kind, probe)
                                 for side, kind, probe in zip(tables[1:], kinds[1:], probes[1:], strict=True)))
+    if kinds[0] == "RIGHT":
+        plan = _swapped(plan)
     if is_aggregate_query(query):
         return _plan_join_aggregate(query, scope, scope.joined_scope(key_type), plan, con, scan_of, sink, params)
     where, where_text = _where(query.select, scope, compiler)
@@ -382,6 +382,16 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text, emits_table=True)
 
 
+def _swapped(plan: JoinPlan) -> JoinPlan:
+    """A RIGHT join as the LEFT join of the swapped sides (the projection reads columns by name, so
+    the order of the sides does not show); a stream-stream join's window bounds swap too (a record of
+    the right stream matches left records ``after`` before it and ``before`` after it)."""
+    within = plan.within
+    if within is not None:
+        within = replace(within, before_ms=within.after_ms, after_ms=within.before_ms)
+    return replace(plan, left=plan.right, right=plan.left, kind="LEFT", within=within)
+
+
 def _check_table_chain(sources: list[_Source], joins: list[exp.Join]) -> None:
     """A chain of tables: joins of unwindowed tables (of any kind), each source once."""
     _check_distinct(sources)
@@ -422,7 +432,7 @@ def _check_distinct(sources: list[_Source]) -> None:
 
 def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
     """A multi-way join must be a stream joined to tables (INNER or LEFT), each source once; its
-    first join may be an INNER or LEFT stream-stream join (a chain of tables is planned apart)."""
+    first join may be a stream-stream join of any kind (a chain of tables is planned apart)."""
     _check_distinct(sources)
     stream, tables = sources[0], sources[1:]
     for table, join in zip(tables, joins, strict=True):
@@ -433,9 +443,6 @@ def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
         raise UnsupportedError(f"joins of more than two sources are supported only as a STREAM joined to "
                                f"TABLEs (stream-table-table…, or stream-stream-table…), or as TABLEs joined to "
                                f"TABLEs; got {kinds}")
-    if not tables[0].source.is_table and _kind(joins[0]) not in ("INNER", "LEFT"):
-        raise UnsupportedError(f"a {_kind(joins[0])} stream-stream join followed by further joins is not "
-                               "supported yet (only INNER and LEFT)")
     _check_formats(sources)
     if stream.source.window is not None:
         raise UnsupportedError("joins of windowed sources are not supported yet")

@@ -269,6 +269,15 @@ def test_stream_records_join_within_the_window_before_and_after() -> None:
     assert _out(eng, "J", "A", "B") == [(1, 10_000, "x", "before"), (1, 12_000, "x", "after")]
 
 
+def test_a_right_stream_join_matches_left_records_within_the_window_s_before_and_after_bounds() -> None:
+    eng = _run(LEFT + RIGHT + "CREATE STREAM j AS SELECT r.id, a, b FROM l RIGHT JOIN r WITHIN (1 SECOND, 2 SECONDS) "
+               "ON l.id = r.id;",
+               [("l", 1, {"a": "x"}, 1000), ("r", 1, {"b": "A"}, 2500), ("r", 1, {"b": "B"}, 3500),
+                ("r", 1, {"b": "C"}, 100)])
+    # r's records from 1 second before l's to 2 seconds after it match it
+    assert _out(eng, "J", "A", "B") == [(1, 2500, "x", "A"), (1, 3500, None, "B"), (1, 1000, "x", "C")]
+
+
 def test_a_left_stream_join_without_grace_emits_the_null_padded_row_at_once() -> None:
     eng = _run(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, a, b FROM l LEFT JOIN r WITHIN 10 SECONDS "
                "ON l.id = r.id;",
@@ -601,10 +610,25 @@ def test_the_rows_of_a_stream_stream_join_look_up_a_table_as_of_the_record_that_
     assert _out(eng, "E", "A", "ITEM", "NAME") == [(7, 1000, None, "x", "ann"), (7, 1500, "A", "x", "bob")]
 
 
-def test_a_full_outer_stream_stream_join_followed_by_a_table_join_is_a_clear_unsupported_error() -> None:
-    with pytest.raises(UnsupportedError, match="FULL stream-stream join followed by further joins"):
-        Engine().execute(ORDERS + MEMBERS + LEFT + "CREATE STREAM e AS SELECT * FROM orders o FULL OUTER JOIN l "
-                         "WITHIN 1 SECOND ON o.id = l.id JOIN members m ON o.user_id = m.id;")
+def test_the_rows_of_a_full_stream_stream_join_look_up_a_table_by_the_columns_they_have() -> None:
+    eng = _run(ORDERS + MEMBERS + LEFT + "CREATE STREAM e AS SELECT o.user_id, a, item, name FROM orders o "
+               "FULL OUTER JOIN l WITHIN 1 SECOND ON o.id = l.id LEFT JOIN members m ON o.user_id = m.id;",
+               [("members", 7, {"name": "ann", "region_id": 1}, 0), ("l", 1, {"a": "A"}, 1000),
+                ("orders", 1, {"item": "x", "user_id": 7}, 1500), ("l", 2, {"a": "B"}, 1600)])
+    # l's records without an order are null-padded at once (no grace period) and find no member: the
+    # ON reads the order's user_id
+    assert _out(eng, "E", "A", "ITEM", "NAME") == [
+        (None, 1000, "A", None, None), (7, 1500, "A", "x", "ann"), (None, 1600, "B", None, None)]
+
+
+def test_a_right_stream_stream_join_before_a_table_join_keeps_its_window_bounds() -> None:
+    eng = _run(ORDERS + MEMBERS + LEFT + "CREATE STREAM e AS SELECT o.user_id, a, item, name FROM orders o "
+               "RIGHT JOIN l WITHIN (1 SECOND, 2 SECONDS) ON o.id = l.id LEFT JOIN members m ON o.user_id = m.id;",
+               [("members", 7, {"name": "ann", "region_id": 1}, 0), ("orders", 1, {"item": "x", "user_id": 7}, 1000),
+                ("l", 1, {"a": "A"}, 2500), ("l", 1, {"a": "B"}, 3500), ("l", 1, {"a": "C"}, 100)])
+    # an order matches l's records from 1 second before it to 2 seconds after it; an order alone is no row
+    assert _out(eng, "E", "A", "ITEM", "NAME") == [
+        (7, 2500, "A", "x", "ann"), (None, 3500, "B", None, None), (7, 1000, "C", "x", "ann")]
 
 
 def _expected_three_way(records: list[Record], kinds: tuple[str, str]) -> list[tuple[Any, ...]]:
