@@ -351,26 +351,29 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
                       params: Mapping[str, object] | None) -> JoinPlan | JoinAggregatePlan:
     """A chain of TABLEs joined on their primary keys, ``t0 JOIN t1 ON t0.k = t1.k [LEFT] JOIN t2 ON
     t1.k = t2.k …``: every table is keyed alike, so the result is a TABLE of the same key, each row
-    the nested join of the tables' rows of its key (ksqlDB's nested table-table joins)."""
+    the nested join of the tables' rows of its key (ksqlDB's nested table-table joins). The first
+    join may be a foreign-key join, ``t0 JOIN t1 ON e(t0) = t1.k``, keyed by t0's key as the rest."""
     _check_table_chain(sources, joins)
     scope = _JoinScope(sources, _pseudo_columns(query))
     pairs = [_chain_operands(scope, join, sources[:i], table)
              for i, (table, join) in enumerate(zip(sources[1:], joins, strict=True), start=1)]
     kinds = [_kind(j) for j in joins]
-    _check_primary_key_chain(sources, joins, pairs)
     sides = [_side(s, operand, scope, con, scan_of, params)
              for s, operand in zip(sources, [pairs[0][0], *(key for _, key in pairs)], strict=True)]
-    key_type = _key_type(sides[0])
-    for join, side in zip(joins, sides[1:], strict=True):
-        if _key_type(side) != key_type:
+    foreign_key = _is_foreign_key(sides[:2], list(pairs[0]), joins[0].args["on"], kinds[0])
+    _check_primary_key_chain(sources, joins, pairs, foreign_key)
+    key_type = next(c.type for c in sides[0].pre.columns if c.name in sides[0].key_columns)
+    probe_types = [_key_type(sides[0]), *(key_type for _ in joins[1:])]  # a foreign key, then the key
+    for join, side, probe_type in zip(joins, sides[1:], probe_types, strict=True):
+        if _key_type(side) != probe_type:
             on = join.args["on"]
-            raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{key_type}}} = "
+            raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{probe_type}}} = "
                             f"{on.expression.sql()}{{{_key_type(side)}}}.")
     if kinds[-1] == "FULL":
         scope.synthetic = _synthetic_name([s.source for s in sources])
     joined = scope.joined_scope(key_type)
     plan = JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
-                    limit=query.limit, on_keys=True,
+                    limit=query.limit, on_keys=not foreign_key, foreign_key=foreign_key,
                     chain=tuple(TableLookup(side, kind, quote(JOIN_KEY))
                                 for side, kind in zip(sides[2:], kinds[1:], strict=True)))
     if is_aggregate_query(query):
@@ -403,19 +406,26 @@ def _check_table_chain(sources: list[_Source], joins: list[exp.Join]) -> None:
 
 
 def _check_primary_key_chain(sources: list[_Source], joins: list[exp.Join],
-                             pairs: list[tuple[exp.Expression, exp.Expression]]) -> None:
+                             pairs: list[tuple[exp.Expression, exp.Expression]], foreign_key: bool) -> None:
     """Each ON of a chain of tables must compare the table's primary key with the primary key of a
     table joined before it: as in ksqlDB, every table of the chain is then keyed alike and each join
     matches the rows of one key, whatever the kinds of the joins before (a key column of a table
-    absent from an outer join's row still names the row's key)."""
+    absent from an outer join's row still names the row's key). A first foreign-key join keeps the
+    first table's key (the second table's key is not the result's)."""
     keys = {_JoinScope.renamed(sources[0], c.name) for c in sources[0].source.schema.key}
     if len(keys) != 1:
         raise UnsupportedError(f"joins of a table with {len(keys)} key columns ({sources[0].source.name}) in a "
                                "chain of tables are not supported yet")
-    for join, (probe, key) in zip(joins, pairs, strict=True):
+    for i, (join, (probe, key)) in enumerate(zip(joins, pairs, strict=True)):
+        if i == 0 and foreign_key:
+            continue
+        on = join.args["on"]
+        if foreign_key and isinstance(probe, exp.Column) and probe.name == pairs[0][1].name:
+            raise UnsupportedError(f"{on.sql()}: after a foreign-key join, a join on the key of its right table "
+                                   "is not supported (ksqlDB would join on the left table's key)")
         if not (isinstance(probe, exp.Column) and probe.name in keys):
-            raise UnsupportedError(f"foreign-key joins in a chain of more than two tables are not supported yet: "
-                                   f"{join.args['on'].sql()} must compare primary keys")
+            raise BindError("Invalid join condition: foreign-key table-table joins are not supported as part of "
+                            f"n-way joins. Got {on.this.sql()} = {on.expression.sql()}.")
         keys.add(key.name)
 
 

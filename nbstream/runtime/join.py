@@ -83,6 +83,7 @@ class JoinRunner(QueryRunner):
         self._states = [quote(f"join${query_id}${i}") for i in range(len(plan.sides))]
         self._outer = quote(f"joinouter${query_id}")
         self._rows = quote(f"joinrows${query_id}")
+        self._fk_result = quote(f"joinfk${query_id}")  # a foreign-key join's result, read by a chain of tables
         self._trigger: str | None = "__arr"  # the column of __joined naming its rows' input records: see _source_sql
         #: What reads ``__joined``: the expressions over a joined row and the WHERE it must pass (a
         #: window join carries only the columns they read); None where others read it (an aggregate).
@@ -222,7 +223,18 @@ class JoinRunner(QueryRunner):
                                for c in s.value_columns)
             self.con.execute(f"CREATE {table} IF NOT EXISTS {self._outer} ({values}, {quote(JOIN_KEY)} "
                              f"{self.join.key_type.duckdb()}, __side INTEGER, __ts BIGINT, __arr BIGINT)")
+        if self._fk_chain:
+            key = next(c for c in self.join.left.pre.columns if c.name == self.join.left.key_columns[0])
+            columns = ", ".join(f"{quote(c.name)} {c.type.duckdb()}"
+                                for side in self.join.sides[:2] for c in side.value_columns)
+            self.con.execute(f"CREATE {table} IF NOT EXISTS {self._fk_result} ({columns}, {quote(JOIN_KEY)} "
+                             f"{key.type.duckdb()}, __ts BIGINT, __arr BIGINT)")
         stream_time.create_clocks(self.con, temporary=self.transient)
+
+    @property
+    def _fk_chain(self) -> bool:
+        """Whether a chain of tables follows a foreign-key join (whose result it reads)."""
+        return self.join.foreign_key and bool(self.join.chain)
 
     @property
     def _outer_store(self) -> bool:
@@ -238,6 +250,7 @@ class JoinRunner(QueryRunner):
             self.con.execute(f"DROP TABLE IF EXISTS {state}")
         self.con.execute(f"DROP TABLE IF EXISTS {self._outer}")
         self.con.execute(f"DROP TABLE IF EXISTS {self._rows}")
+        self.con.execute(f"DROP TABLE IF EXISTS {self._fk_result}")
         ids = [self.query_id, *(self._offset_id(side) for side in self.side_numbers)]
         marks = ", ".join("?" for _ in ids)
         self.con.execute(f"DELETE FROM __stream_time WHERE query_id IN ({marks}) OR starts_with(query_id, ?) "
@@ -268,7 +281,7 @@ class JoinRunner(QueryRunner):
             if self.join.chain:
                 self._trigger = "__arr"
                 self._look_up_chain_after_window_join()
-        elif self.join.foreign_key:
+        elif self.join.foreign_key and not self.join.chain:
             self.set_joined(self._foreign_key_sql())
         elif self.join.left.is_table:
             self.set_joined(self._table_table_sql())
@@ -277,6 +290,8 @@ class JoinRunner(QueryRunner):
         for side, info in enumerate(self.join.sides):
             if info.is_table:
                 self._store_table_changes(side)
+        if self._fk_chain:
+            self._store_foreign_key_result()
 
     def _decode_side(self, side: int) -> None:
         """``__side<side>``: the side's records decoded, with their place in the arrival order."""
@@ -381,14 +396,20 @@ class JoinRunner(QueryRunner):
         ``other`` side's row current at each row's arrival: its columns, ``__op`` (present) and
         ``__ots`` (its time); ``inclusive``: the row as of the change arriving at ``__arr`` itself."""
         cols = [quote(c.name) for c in self.join.sides[other].value_columns]
+        return self._lookup_in_sql(probe, cols, self.changes(other), self._states[other], inclusive=inclusive)
+
+    @staticmethod
+    def _lookup_in_sql(probe: str, cols: list[str], changes: str, state: str, *, inclusive: bool = False) -> str:
+        """``probe`` with the row of its ``__jk`` current at each row's arrival, of a table whose batch
+        ``changes`` (``cols``, ``__jk``, ``__deleted``, ``__ts``, ``__arr``) follow its ``state``."""
         pick = ", ".join(f"CASE WHEN c.__arr IS NULL THEN s.{c} ELSE c.{c} END AS {c}" for c in cols)
         jk = quote(JOIN_KEY)
         return f"""SELECT p.*, {pick},
                    CASE WHEN c.__arr IS NULL THEN s.{jk} IS NOT NULL ELSE NOT c.__deleted END AS __op,
                    CASE WHEN c.__arr IS NULL THEN s.__ts ELSE c.__ts END AS __ots
             FROM ({probe}) p
-            ASOF LEFT JOIN ({self.changes(other)}) c ON p.{jk} = c.{jk} AND p.__arr {'>=' if inclusive else '>'} c.__arr
-            LEFT JOIN {self._states[other]} s ON p.{jk} = s.{jk}"""
+            ASOF LEFT JOIN ({changes}) c ON p.{jk} = c.{jk} AND p.__arr {'>=' if inclusive else '>'} c.__arr
+            LEFT JOIN {state} s ON p.{jk} = s.{jk}"""
 
     def _stream_table_sql(self) -> str:
         """Each stream record joined with each table's row current at its arrival."""
@@ -400,64 +421,117 @@ class JoinRunner(QueryRunner):
         arrival (the changed table's row is the change itself), as ksqlDB's nested table-table
         joins: the joined row, or a tombstone when the join no longer holds, emitted if the change
         reached the result (see :meth:`_table_emits_sql`). A table's columns are NULL unless its row
-        is part of the joined row (an outer join's row may lack the row of a table joined before)."""
-        sides = self.side_numbers
-        changes = " UNION ALL ".join(f"SELECT {quote(JOIN_KEY)}, __deleted, __ts, __arr, {side} AS __chg FROM __ev "
-                                     f"WHERE __side = {side} AND {quote(JOIN_KEY)} IS NOT NULL" for side in sides)
-        rows = changes
-        for side in sides:
+        is part of the joined row (an outer join's row may lack the row of a table joined before).
+        After a foreign-key join, its result is the first input (:meth:`_foreign_key_head_sql`)."""
+        inputs, _ = self._table_inputs()
+        fk = self.join.foreign_key
+        if fk:
+            rows, looked_up = self._foreign_key_head_sql(inputs), inputs[1:]
+            order = "row_number() OVER (ORDER BY __arr, __sub)"
+        else:
+            changes = " UNION ALL ".join(f"SELECT {quote(JOIN_KEY)}, __deleted, __ts, __arr, {side} AS __chg FROM __ev "
+                                         f"WHERE __side = {side} AND {quote(JOIN_KEY)} IS NOT NULL" for side in inputs)
+            rows, looked_up, order = changes, inputs, "__arr"
+        for side in looked_up:
             rows = (f"SELECT * RENAME (__op AS __op{side}, __ots AS __ots{side}) "
                     f"FROM ({self.lookup_sql(rows, side, inclusive=True)})")
-        last = len(sides) - 1
-        hidden = ", ".join(f"CASE WHEN {self._table_holds_sql(side, last)} THEN {quote(c.name)} END AS {quote(c.name)}"
-                           for side in sides for c in self.join.sides[side].value_columns)
-        return f"""SELECT * EXCLUDE ({", ".join(f"__op{s}, __ots{s}" for s in sides)}) REPLACE ({hidden}),
+        last = len(inputs) - 1
+        position = {side: p for p, side in enumerate(inputs)} | ({1: 0} if fk else {})
+        hidden = ", ".join(f"CASE WHEN {self._table_holds_sql(position[side], last)} THEN {quote(c.name)} END "
+                           f"AS {quote(c.name)}"
+                           for side in self.side_numbers for c in self.join.sides[side].value_columns)
+        control = ", ".join([*(f"__op{s}, __ots{s}" for s in inputs), *(["__sub"] if fk else [])])
+        return f"""SELECT * EXCLUDE ({control}) REPLACE ({hidden}),
                           NOT ({self._table_row_sql(last)}) AS __out_deleted,
-                          {self._table_time_sql()} AS __out_ts, __arr AS __pos
+                          {self._table_time_sql()} AS __out_ts, {order} AS __pos
                    FROM ({rows}) WHERE {self._table_emits_sql()}"""
 
+    def _table_inputs(self) -> tuple[list[int], list[str]]:
+        """The inputs of a chain of tables' nested joins, in order, by side (``__op<side>``: whether
+        the input has a row of the key), and the kinds of the joins after the first input: the
+        tables — or, after a foreign-key join, its result (side 0's number) then the chain's tables."""
+        if self.join.foreign_key:
+            return [0, *range(2, len(self.join.sides))], [step.kind for step in self.join.chain]
+        return list(self.side_numbers), [step.kind for step in self.join.lookups]
+
     def _table_row_sql(self, last: int) -> str:
-        """Whether the nested join of the tables ``0..last`` has a row of the key (``__op<n>``: whether
-        table ``n`` has one): the row of the joins before, and table ``last``'s as its join's kind asks."""
+        """Whether the nested join of the inputs ``0..last`` has a row of the key (``__op<side>``:
+        whether the input has one): the row of the joins before, and input ``last``'s as its join's
+        kind asks."""
+        inputs, kinds = self._table_inputs()
         row = "__op0"
-        for side, step in enumerate(self.join.lookups[:last], start=1):
+        for side, kind in zip(inputs[1:last + 1], kinds, strict=False):
             row = {"INNER": f"({row} AND __op{side})", "LEFT": row, "RIGHT": f"__op{side}",
-                   "FULL": f"({row} OR __op{side})"}[step.kind]
+                   "FULL": f"({row} OR __op{side})"}[kind]
         return row
 
-    def _table_holds_sql(self, side: int, last: int) -> str:
-        """Whether the row of the nested join of the tables ``0..last`` holds table ``side``'s row: the
-        table has one, and each join from the table's own to ``last`` has a row (a join's row holds
-        the row of the joins before it only if they have one)."""
-        return " AND ".join([f"__op{side}", *(self._table_row_sql(j) for j in range(max(side, 1), last + 1))])
+    def _table_holds_sql(self, position: int, last: int) -> str:
+        """Whether the row of the nested join of the inputs ``0..last`` holds input ``position``'s row:
+        the input has one, and each join from the input's own to ``last`` has a row (a join's row
+        holds the row of the joins before it only if they have one)."""
+        side = self._table_inputs()[0][position]
+        return " AND ".join([f"__op{side}", *(self._table_row_sql(j) for j in range(max(position, 1), last + 1))])
 
     def _table_time_sql(self) -> str:
         """The time of a table-table join's output, as Kafka Streams' joins take it step by step: the
         change's, and at each join the other input's if that has a row — for a change of a later
         table, the row of the joins before it (the times of the rows it holds), then the later tables'."""
+        inputs, _ = self._table_inputs()
         cases = []
-        for changed in self.side_numbers:
-            times = [f"CASE WHEN {self._table_holds_sql(side, changed - 1)} THEN __ots{side} END"
-                     for side in range(changed)]
-            times += [f"CASE WHEN __op{side} THEN __ots{side} END" for side in self.side_numbers if side > changed]
-            cases.append(f"WHEN {changed} THEN greatest(__ts, {', '.join(times)})")
+        for changed, changed_side in enumerate(inputs):
+            times = [f"CASE WHEN {self._table_holds_sql(p, changed - 1)} THEN __ots{inputs[p]} END"
+                     for p in range(changed)]
+            times += [f"CASE WHEN __op{side} THEN __ots{side} END" for side in inputs[changed + 1:]]
+            cases.append(f"WHEN {changed_side} THEN greatest(__ts, {', '.join(times)})")
         return f"CASE __chg {' '.join(cases)} END"
 
     def _table_emits_sql(self) -> str:
-        """Whether a change (of table ``__chg``) of a table-table join reaches the result, as in
+        """Whether a change (of input ``__chg``) of a table-table join reaches the result, as in
         Kafka Streams' nested joins: a change of a later table enters its join as the right input,
-        which emits only with a row of the tables before it unless the join is RIGHT or FULL; the
+        which emits only with a row of the inputs before it unless the join is RIGHT or FULL; the
         join's result then enters each later join as the left input, which emits only with its
-        table's row if that join is INNER or RIGHT (a change of the first table enters the first
+        table's row if that join is INNER or RIGHT (a change of the first input enters the first
         join as its left input)."""
-        kinds = [step.kind for step in self.join.lookups]
+        inputs, kinds = self._table_inputs()
         cases = []
-        for changed in self.side_numbers:
+        for changed, changed_side in enumerate(inputs):
             needed = [self._table_row_sql(changed - 1)] if changed and kinds[changed - 1] in ("INNER", "LEFT") else []
-            needed += [f"__op{side}" for side, kind in enumerate(kinds, start=1)
-                       if side > changed and kind in ("INNER", "RIGHT")]
-            cases.append(f"WHEN {changed} THEN {' AND '.join(needed) or 'TRUE'}")
+            later = list(enumerate(zip(inputs[1:], kinds, strict=True), start=1))
+            needed += [f"__op{side}" for position, (side, kind) in later
+                       if position > changed and kind in ("INNER", "RIGHT")]
+            cases.append(f"WHEN {changed_side} THEN {' AND '.join(needed) or 'TRUE'}")
         return f"CASE __chg {' '.join(cases)} END"
+
+    def _foreign_key_head_sql(self, inputs: list[int]) -> str:
+        """The changes entering the chain of tables after a foreign-key join, each with the foreign-key
+        join's row of its key (the left table's key, ``__jk`` here; ``__op0``: whether it has one,
+        ``__ots0``: its time): the join's own changes (``__fk_head``), and the chain's tables' changes
+        with the join's row current at their arrival — its latest change, as Kafka Streams keeps the
+        result of a foreign-key join that a later join reads (``joinfk$<query>``: the rows so far)."""
+        cols = self._foreign_key_columns()
+        key = quote(self.join.left.key_columns[0])
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __fk_head AS
+            SELECT {", ".join(cols)}, {key} AS {quote(JOIN_KEY)}, __out_deleted AS __deleted, __out_ts AS __ts, __arr,
+                   __sub FROM ({self._fk_changes_sql()})""")
+        head = "SELECT * EXCLUDE (__deleted), 0 AS __chg, NOT __deleted AS __op0, __ts AS __ots0 FROM __fk_head"
+        changes = " UNION ALL ".join(f"SELECT {quote(JOIN_KEY)}, __deleted, __ts, __arr, 0 AS __sub, {side} AS __chg "
+                                     f"FROM __ev WHERE __side = {side} AND {quote(JOIN_KEY)} IS NOT NULL"
+                                     for side in inputs[1:])
+        looked_up = self._lookup_in_sql(changes, cols, "SELECT * EXCLUDE (__sub) FROM __fk_head", self._fk_result)
+        return (f"SELECT * FROM ({head}) UNION ALL BY NAME "
+                f"SELECT * RENAME (__op AS __op0, __ots AS __ots0) FROM ({looked_up})")
+
+    def _foreign_key_columns(self) -> list[str]:
+        """The columns of a foreign-key join's rows: its two tables'."""
+        return [quote(c.name) for side in self.join.sides[:2] for c in side.value_columns]
+
+    def _store_foreign_key_result(self) -> None:
+        """``joinfk$<query>`` takes the latest change of each key of the batch's foreign-key join."""
+        state, jk = self._fk_result, quote(JOIN_KEY)
+        self.con.execute(f"DELETE FROM {state} WHERE {jk} IN (SELECT {jk} FROM __fk_head)")
+        self.con.execute(f"""INSERT INTO {state} SELECT {", ".join(self._foreign_key_columns())}, {jk}, __ts, __arr
+            FROM (SELECT * FROM __fk_head QUALIFY row_number() OVER (PARTITION BY {jk} ORDER BY __arr DESC) = 1)
+            WHERE NOT __deleted""")
 
     def _identity(self, side: int) -> list[str]:
         """The columns identifying a row of a table side: its join key, or the left table's primary
@@ -480,10 +554,13 @@ class JoinRunner(QueryRunner):
     def _foreign_key_sql(self) -> str:
         """A foreign-key join: each left change looks up its right row; each right change updates
         every left row referencing it at its arrival (in left key order)."""
-        left_changes = self._fk_left_changes_sql()
-        right_changes = self._fk_right_changes_sql()
         return f"""SELECT * EXCLUDE (__sub), row_number() OVER (ORDER BY __arr, __sub) AS __pos
-            FROM (SELECT * FROM ({left_changes}) UNION ALL BY NAME SELECT * FROM ({right_changes}))"""
+            FROM ({self._fk_changes_sql()})"""
+
+    def _fk_changes_sql(self) -> str:
+        """A foreign-key join's changes (``__out_deleted``, ``__out_ts``), ordered by ``__arr``, ``__sub``."""
+        return (f"SELECT * FROM ({self._fk_left_changes_sql()}) UNION ALL BY NAME "
+                f"SELECT * FROM ({self._fk_right_changes_sql()})")
 
     def _fk_left_changes_sql(self) -> str:
         ids = ", ".join(self._identity(0))
