@@ -21,6 +21,7 @@ chain of tables joined on their primary keys (:func:`_plan_table_chain`).
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -144,16 +145,18 @@ class JoinPlan:
 
 def check_copartitioned(plan: JoinPlan, partitions: Callable[[str], int]) -> None:
     """ksqlDB joins sources on their keys only if their topics have as many partitions (a join on
-    an expression repartitions, and a foreign-key join needs no co-partitioning)."""
+    an expression repartitions, and a foreign-key join needs no co-partitioning). In a multi-way join,
+    each join's left input (named by its first source) has the partitions of the source joined last."""
     if not plan.on_keys or plan.foreign_key:
         return
-    left, right = plan.left, plan.right
+    first = plan.left.scan.source
     counts = [partitions(side.scan.topic) for side in plan.sides]
-    if counts[0] != counts[1]:
-        raise BindError(f"Can't join `{left.scan.source}` with `{right.scan.source}` since the number of "
-                        f"partitions don't match. `{left.scan.source}` partitions = {counts[0]}; "
-                        f"`{right.scan.source}` partitions = {counts[1]}. Please repartition either one so "
-                        "that the number of partitions match.")
+    for side, (left, right) in zip(plan.sides[1:], itertools.pairwise(counts), strict=True):
+        if left != right:
+            name = side.scan.source
+            raise BindError(f"Can't join `{first}` with `{name}` since the number of partitions don't match. "
+                            f"`{first}` partitions = {left}; `{name}` partitions = {right}. Please repartition "
+                            "either one so that the number of partitions match.")
 
 
 @dataclass(frozen=True)
@@ -333,8 +336,11 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
                             f"{on.expression.sql()}{{{_key_type(side)}}}.")
     kinds = [_kind(j) for j in joins]
     key_type = probe_types[-1]
+    keys = {_JoinScope.renamed(s, c.name) for s in sources if len(s.source.schema.key) == 1
+            for c in s.source.schema.key}
     plan = JoinPlan(left=stream, right=tables[0], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
                     limit=query.limit, within=joins[0].meta.get("within"),
+                    on_keys=all(isinstance(o, exp.Column) and o.name in keys for pair in pairs for o in pair),
                     chain=tuple(TableLookup(side, kind, probe)
                                 for side, kind, probe in zip(tables[1:], kinds[1:], probes[1:], strict=True)))
     if kinds[0] == "RIGHT":

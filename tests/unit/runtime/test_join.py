@@ -381,6 +381,21 @@ def test_sources_joined_on_their_keys_must_have_as_many_partitions() -> None:
                          "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN r WITHIN 1 SECOND ON l.id = r.id;")
 
 
+@pytest.mark.parametrize("stream", [
+    "CREATE STREAM s (id INT KEY, x INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');",
+    "CREATE TABLE s (id INT PRIMARY KEY, x INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');",
+])
+def test_each_join_of_a_chain_on_keys_needs_as_many_partitions_as_the_source_joined_before(stream: str) -> None:
+    eng = Engine()
+    eng.execute(stream + USERS + "CREATE TABLE wide (id INT PRIMARY KEY, w INT) WITH (KAFKA_TOPIC='wide', "
+                "VALUE_FORMAT='JSON', PARTITIONS=2);")
+    kind = "TABLE" if stream.startswith("CREATE TABLE") else "STREAM"
+    with pytest.raises(BindError, match=r"Can't join `S` with `WIDE` since the number of partitions don't match. "
+                                        r"`S` partitions = 1; `WIDE` partitions = 2"):
+        eng.execute(f"CREATE {kind} j AS SELECT s.id, x, name, w FROM s JOIN users u ON s.id = u.id "
+                    "JOIN wide ON s.id = wide.id;")
+
+
 def test_a_windowed_count_over_a_stream_table_join_groups_by_the_table_row_current_at_arrival() -> None:
     eng = _run(ORDERS + "CREATE TABLE regions (id INT PRIMARY KEY, region VARCHAR) WITH (KAFKA_TOPIC='regions', "
                "VALUE_FORMAT='JSON');"
