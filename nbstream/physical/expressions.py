@@ -30,6 +30,7 @@ from nbstream.errors import (
 )
 from nbstream.physical import lambdas
 from nbstream.physical.table_functions import TableFunctionSink, table_function_list
+from nbstream.physical.time_literals import rewrite_time_literals
 from nbstream.sql.ast import Dereference
 from nbstream.sql.printer import ksql_text
 from nbstream.sql.text import OPERATORS
@@ -229,9 +230,10 @@ class ExpressionCompiler:
     def compile_filter(self, node: exp.Expression, clause: str = "WHERE") -> exp.Expression:
         """``node``, the condition of a WHERE or HAVING clause, compiled; a type error names the
         clause and the expression at fault as ksqlDB's do (``Error in WHERE expression: …\nStatement: …``),
-        and so does an unknown column (``WHERE column 'X' cannot be resolved.``)."""
+        and so does an unknown column (``WHERE column 'X' cannot be resolved.``). Text datetimes
+        compared with ROWTIME or a window bound are their epoch millis (:mod:`~nbstream.physical.time_literals`)."""
         try:
-            return self.compile(node)
+            return self.compile(rewrite_time_literals(node))
         except UnknownColumnError as error:
             raise UnknownColumnError(f"{clause} column '{error.column}' cannot be resolved.{error.hint}",
                                      error.column, error.hint) from None
