@@ -267,6 +267,32 @@ class ExpressionCompiler:
             return compiled
         return _func("coalesce", compiled, exp.false())
 
+    def visit_Between(self, node: exp.Between) -> exp.Expression:
+        """BETWEEN types as its two comparisons do: the value ``>=`` its low bound, ``<=`` its high one."""
+        compiled = self._children(node)
+        value = self.type_of(compiled.this)
+        for bound, op in (("low", "GREATER_THAN_OR_EQUAL"), ("high", "LESS_THAN_OR_EQUAL")):
+            bound_type = self.type_of(compiled.args[bound])
+            if "NULL" not in (value.name, bound_type.name) and not comparable(value, bound_type, op):
+                raise ExpressionTypeError(f"Cannot compare {message_text(node.this)} ({value}) to "
+                                          f"{message_text(node.args[bound])} ({bound_type}) with {op}.",
+                                          message_text(node))
+        return compiled
+
+    def visit_Like(self, node: exp.Like) -> exp.Expression:
+        """LIKE matches a STRING against a STRING pattern (a column of another type: ksqlDB's message)."""
+        compiled = self._children(node)
+        for side, operand in (("value", "this"), ("pattern", "expression")):
+            operand_type = self.type_of(compiled.args[operand])
+            if operand_type.name in ("STRING", "NULL"):
+                continue
+            if isinstance(node.args[operand], exp.Column):
+                raise ExpressionTypeError("The column type for Like condition must be VARCHAR. The column type is "
+                                          f"{operand_type.name}", message_text(node))
+            raise ExpressionTypeError(f"LIKE needs a STRING {side}: {message_text(node.args[operand])} is "
+                                      f"{operand_type}.", message_text(node))
+        return compiled
+
     # -- leaves ----------------------------------------------------------------------------------
     def visit_Column(self, node: exp.Column) -> exp.Expression:
         if isinstance(node.this, exp.Star):
