@@ -62,7 +62,6 @@ from typing import Any, TypeVar
 
 from nbstream.catalog import user_functions
 from nbstream.catalog.signatures import Signature
-from nbstream.catalog.types import parse_type
 from nbstream.catalog.user_aggregates import AggregateImpl
 from nbstream.catalog.user_functions import Overload, ReturnTypeOf
 from nbstream.errors import NbstreamError, UdfError
@@ -97,9 +96,11 @@ def udaf(name: str | None = None, *, params: Sequence[str] | None = None, state:
     """Register the decorated class (or object) as aggregate function ``name`` (default: its own
     name). It has ``aggregate(states, *value_lists)`` and optionally ``result(states)`` (see the
     module's docstring); ``state`` is the SQL type of its state, ``returns`` of its value (default:
-    the state's type, when there is no ``result``). ``init``: the types of literal parameters a
-    call ends with (ksqlDB's UDAF factory arguments, the last may be ``"STRING..."``), given to its
-    ``initial(*literals)``, which returns the state every group starts from."""
+    the state's type, when there is no ``result``); both may use the parameters' type variables
+    (``params=["A", "ANY..."], state="ARRAY<A>"``: an array of the first argument's type).
+    ``init``: the types of literal parameters a call ends with (ksqlDB's UDAF factory arguments,
+    the last may be ``"STRING..."``), given to its ``initial(*literals)``, which returns the state
+    every group starts from."""
     def decorate(cls: F) -> F:
         sql_name: str = name or str(getattr(cls, "__name__", ""))
         where = f"UDAF {sql_name or cls!r}"
@@ -114,7 +115,7 @@ def udaf(name: str | None = None, *, params: Sequence[str] | None = None, state:
             raise UdfError(f"{where}: a function name must be an identifier (letters, digits, _)")
         try:
             signature = Signature.of(list(params), returns or state)
-            parse_type(state)
+            Signature.of(list(params), state)  # its type variables must be the parameters'
         except NbstreamError as e:
             raise UdfError(f"{where}: {e}") from e
         initial = getattr(cls, "initial", None)

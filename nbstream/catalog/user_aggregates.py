@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbstream.catalog import user_functions
-from nbstream.catalog.signatures import Signature, pick
+from nbstream.catalog.signatures import Signature, parse_pattern, pick, substitute
 from nbstream.catalog.types import SqlType, parse_type
 from nbstream.catalog.user_functions import Overload, UserFunction
 from nbstream.errors import BindError
@@ -109,8 +109,8 @@ def _fits(value: object, expected: SqlType) -> bool:
 
 def state_is_nested(function: UserFunction) -> bool:
     """Whether the UDAF's declared state is a STRUCT, ARRAY or MAP (ksqlDB's intermediate type)."""
-    impl = _impl(function.overloads[0])
-    return parse_type(impl.state).name in ("STRUCT", "ARRAY", "MAP")
+    state = parse_pattern(_impl(function.overloads[0]).state)
+    return state.kind in ("array", "map") or (state.type is not None and state.type.name in ("STRUCT", "ARRAY", "MAP"))
 
 
 def resolve(function: UserFunction, args: list[SqlType], literals: list[object]) -> UserAggregateCall:
@@ -119,7 +119,7 @@ def resolve(function: UserFunction, args: list[SqlType], literals: list[object])
     index, matched = pick(function.name, [o.signature for o in function.overloads], args)
     overload = function.overloads[index]
     impl = _impl(overload)
-    state = parse_type(impl.state)
+    state = substitute(parse_pattern(impl.state), matched.bindings)
     initial = _initial_state(function, impl, literals)
     returns = overload.return_type(matched)
     params = matched.params

@@ -18,6 +18,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -187,6 +188,34 @@ for _name, _columns, _init in [
     ("MID_VAR_ARG", ["BIGINT", "STRING..."], ["INT", "INT"]),
 ]:
     nbstream.udaf(_name, params=_columns, state="BIGINT", init=_init)(_Totals)
+
+
+def _append_where_all_present(states: pa.ListArray, first: pa.ListArray, *others: pa.ListArray) -> pa.ListArray:
+    """Each row's state (an empty list at first) with its ``first`` values appended where the
+    same record's values of ``others`` are all non-null, in arrival order."""
+    present = pc.is_valid(first.flatten())
+    for values in others:
+        present = pc.and_(present, pc.is_valid(values.flatten()))
+    rows = np.concatenate([states.value_parent_indices().to_numpy(),
+                           first.value_parent_indices().filter(present).to_numpy()])
+    order = np.argsort(rows, kind="stable")  # a row's earlier values first, then its new ones
+    values = pa.concat_arrays([states.flatten(), first.flatten().filter(present)]).take(pa.array(order))
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(states)))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+@nbstream.udaf("GENERIC_VAR_ARG", params=["A", "B", "C..."], state="ARRAY<A>")
+class _GenericVarArg:
+    """ksqlDB's GenericVarArgUdaf: the first arguments of the records whose arguments are all non-null."""
+
+    aggregate = staticmethod(_append_where_all_present)
+
+
+@nbstream.udaf("OBJ_COL_ARG", params=["INT", "ANY..."], state="ARRAY<INT>")
+class _ObjVarColArg:
+    """ksqlDB's ObjVarColArgUdaf: the same, with an INT first argument and any others."""
+
+    aggregate = staticmethod(_append_where_all_present)
 
 
 @nbstream.udaf("TEST_UDAF", params=["BIGINT"], state="BIGINT")

@@ -163,3 +163,27 @@ def test_a_variadic_udaf_with_literal_parameters_starts_each_group_from_its_init
             _engine("CREATE TABLE u AS SELECT id, COUNT_FROM(x, 'one') AS n FROM pts GROUP BY id;", [])
     finally:
         user_functions.remove("COUNT_FROM")
+
+
+def test_a_generic_udaf_states_its_type_with_the_parameters_type_variables() -> None:
+    @nbstream.udaf("firsts", params=["A", "ANY..."], state="ARRAY<A>")
+    class firsts:
+        """The first arguments, in arrival order."""
+
+        @staticmethod
+        def aggregate(states: pa.ListArray, first: pa.ListArray, *others: pa.ListArray) -> pa.ListArray:
+            olds = states.to_pylist()
+            news = first.to_pylist()
+            return pa.array([(old or []) + new for old, new in zip(olds, news, strict=True)], type=states.type)
+
+    try:
+        eng = _engine("CREATE TABLE t AS SELECT id, FIRSTS(w, x) AS ws, FIRSTS(x) AS xs FROM pts GROUP BY id;",
+                      [[("a", {"x": 1, "w": 0.5}), ("a", {"x": 2, "w": 1.5})], [("a", {"x": 3, "w": None})]])
+        assert [(r.value["WS"], r.value["XS"]) for r in eng.consume("T")] == [
+            ([0.5], [1]), ([0.5, 1.5], [1, 2]), ([0.5, 1.5, None], [1, 2, 3])]
+        described = dict(eng.execute("DESCRIBE FUNCTION firsts;")[0].rows)
+        assert described["signatures"] == "['FIRSTS(A, ANY...) -> ARRAY<A>']"
+        with pytest.raises(UdfError, match="type variable"):
+            nbstream.udaf("unbound", params=["A"], state="ARRAY<B>")(firsts)
+    finally:
+        user_functions.remove("FIRSTS")
