@@ -121,6 +121,14 @@ def test_windowed_tables_join_row_by_row_per_key_and_window() -> None:
     assert result.rows == ((1, 2_000, 4_000, 2, 20),)
 
 
+def test_a_windowed_stream_looks_up_the_windowed_table_row_of_its_key_and_window() -> None:
+    eng = _run(_stream("S", TUMBLING) + _stream("T", TUMBLING, kind="TABLE") +
+               "CREATE STREAM j AS SELECT s.id, s.v AS sv, t.v AS tv FROM s LEFT JOIN t ON s.id = t.id;",
+               [("t", 1, {"V": 5}, 0, (0, 2_000)), ("s", 1, {"V": 1}, 1, (0, 2_000)),
+                ("s", 1, {"V": 2}, 2_000, (2_000, 4_000))])
+    assert _out(eng, "J") == [(1, (0, 2_000), 1, {"SV": 1, "TV": 5}), (1, (2_000, 4_000), 2_000, {"SV": 2, "TV": None})]
+
+
 # -- what ksqlDB refuses --------------------------------------------------------------------------------
 
 
@@ -162,3 +170,9 @@ def test_group_by_over_a_windowed_join_is_a_clear_unsupported_error() -> None:
         Engine().execute(_stream("L", TUMBLING) + _stream("R", TUMBLING) +
                          "CREATE TABLE j AS SELECT l.v, COUNT(*) AS n FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id "
                          "GROUP BY l.v;")
+
+
+def test_a_foreign_key_join_of_windowed_tables_is_refused() -> None:
+    with pytest.raises(BindError, match="Foreign-key table-table joins are not supported on windowed tables"):
+        Engine().execute(_stream("A", TUMBLING, kind="TABLE") + _stream("B", TUMBLING, kind="TABLE") +
+                         "CREATE TABLE j AS SELECT * FROM a JOIN b ON CAST(a.v AS INT) = b.id;")
