@@ -300,7 +300,7 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     _check_windows(left, right)
     window = left.source.window
     if window is not None:
-        _check_windowed_query(query)
+        _check_windowed_query(query, left.source)
     scope = _JoinScope([left, right], _pseudo_columns(query))
     on, operands, owners = _equality(scope, join)
     if owners[0] == owners[1]:
@@ -624,9 +624,14 @@ def _check_windows(left: _Source, right: _Source) -> None:
                         "and tumbling windowed sources")
 
 
-def _check_windowed_query(query: Query) -> None:
+def _check_windowed_query(query: Query, left: Source) -> None:
     """What a join of windowed sources cannot do: re-key its result (ksqlDB's ``selectKey`` refuses
-    a windowed stream), or aggregate it (not supported yet)."""
+    a windowed stream), aggregate it (not supported yet), or window its result by a time window
+    of no size (its keys' window ends are their starts plus the size of the ``left`` source's)."""
+    assert left.window is not None
+    if left.window.kind != "SESSION" and left.window.size_ms is None:
+        raise BindError(f"{left.name} is {left.window.kind} windowed but declares no WINDOW_SIZE: a join of windowed "
+                        "sources needs the size of its left source's windows")
     if query.partition_by:
         raise BindError(_REKEY_WINDOWED)
     if is_aggregate_query(query):

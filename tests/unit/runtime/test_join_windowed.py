@@ -176,3 +176,10 @@ def test_a_foreign_key_join_of_windowed_tables_is_refused() -> None:
     with pytest.raises(BindError, match="Foreign-key table-table joins are not supported on windowed tables"):
         Engine().execute(_stream("A", TUMBLING, kind="TABLE") + _stream("B", TUMBLING, kind="TABLE") +
                          "CREATE TABLE j AS SELECT * FROM a JOIN b ON CAST(a.v AS INT) = b.id;")
+
+
+def test_a_time_windowed_left_source_without_a_window_size_is_refused() -> None:
+    # the result's window end is its start plus the left source's window size
+    with pytest.raises(BindError, match="L is TUMBLING windowed but declares no WINDOW_SIZE"):
+        Engine().execute(_stream("L", "WINDOW_TYPE='TUMBLING'") + _stream("R", "WINDOW_TYPE='TUMBLING'") +
+                         "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id;")
