@@ -7,9 +7,10 @@ and exposes :class:`Engine` for the shared runner (``--engine ksql_test_function
 this folder on ``PYTHONPATH``). Each function follows the contract its cases state: the overload
 it picks names itself, a function that throws fails its row (the row goes to the processing log).
 
-Not declared, so their cases still fail: ``BAD_UDF(STRING)``, which in ksqlDB throws on every
-other call (a per-call counter that a vectorised engine re-running a batch cannot reproduce), and
-``TEST_UDF()`` without arguments (a DuckDB Arrow UDF without arguments is not told the row count).
+``BAD_UDF(STRING)`` returns NULL for every other row it is called with, counted across calls (ksqlDB's
+``returnNull`` counts its invocations); each :class:`Engine` starts the count again, as ksqlDB compiles
+a new instance of a UDF for each query. Not declared, so its cases still fail: ``TEST_UDF()``
+without arguments (a DuckDB Arrow UDF without arguments is not told the row count).
 These are test fixtures: some of them look at values one by one, which nbstream's own functions never do.
 """
 
@@ -23,7 +24,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 import nbstream
-from nbstream import Engine
 from nbstream.catalog.types import SqlType
 
 __all__ = ["Engine"]
@@ -96,6 +96,31 @@ def bad_boolean(should_throw: pa.Array) -> pa.Array:
     if any(should_throw.to_pylist()):
         raise RuntimeError("boom!")
     return pa.array([0] * len(should_throw), type=pa.int32())
+
+
+class _EveryOtherNull:
+    """BAD_UDF(STRING) (ksqlDB's ``returnNull``): of all the rows it was called with, those at an even
+    position are NULL, the others their argument."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def __call__(self, values: pa.Array) -> pa.Array:
+        positions = pa.array(range(self.rows, self.rows + len(values)), type=pa.int64())
+        self.rows += len(values)
+        return pc.if_else(pc.equal(pc.bit_wise_and(positions, 1), 0), pa.scalar(None, type=pa.string()), values)
+
+
+_every_other_null = _EveryOtherNull()
+nbstream.udf("BAD_UDF", params=["STRING"], returns="STRING", deterministic=False)(_every_other_null)
+
+
+class Engine(nbstream.Engine):
+    """nbstream's engine; each one starts BAD_UDF(STRING)'s count again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _every_other_null.rows = 0
+        super().__init__(*args, **kwargs)
 
 
 # -- table functions ----------------------------------------------------------------------------------

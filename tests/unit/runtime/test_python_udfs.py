@@ -69,6 +69,24 @@ def test_a_udf_runs_once_per_vector_of_rows_not_once_per_row() -> None:
     assert sum(calls) == 5000 and len(calls) <= 5000 // 2048 + 1
 
 
+def test_a_grouping_udf_sees_each_record_once_and_the_records_it_keys_null_are_dropped() -> None:
+    seen: list[str] = []
+
+    @nbstream.udf(params=["STRING"], returns="STRING", deterministic=False)
+    def every_other_null(lines: pa.Array) -> pa.Array:  # ksqlDB's BadUdf.returnNull, counting rows
+        first = len(seen)
+        seen.extend(lines.to_pylist())
+        return pa.array([None if (first + i) % 2 == 0 else v for i, v in enumerate(lines.to_pylist())],
+                        type=pa.string())
+
+    eng = engine(*({"line": line} for line in ("d1", "d2", "d1", "d2", "d1")))
+    eng.execute("CREATE TABLE out AS SELECT EVERY_OTHER_NULL(line), COUNT(*) FROM pts "
+                "GROUP BY EVERY_OTHER_NULL(line);")
+    eng.run_until_idle()
+    assert seen == ["d1", "d2", "d1", "d2", "d1"]
+    assert [(r.key, r.value) for r in eng.consume("OUT")] == [("d2", {"KSQL_COL_1": 1}), ("d2", {"KSQL_COL_1": 2})]
+
+
 def test_a_udf_may_return_a_list_or_numpy_values() -> None:
     @nbstream.udf(params=["STRING"], returns="INTEGER")
     def word_count(lines: pa.Array) -> list[int | None]:
