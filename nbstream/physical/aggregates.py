@@ -299,7 +299,9 @@ def _user_aggregate(user: UserFunction, arg_type: SqlType | None, params: Sequen
         raise BindError(f"{user.name} needs a column argument")
     args = [t for _, t in arg_type.fields] if columns > 1 else [arg_type]
     call = user_aggregates.resolve(user, args, list(params))
-    return Aggregate(user.name, (Slot(call.batch, call.merge, call.slot_type),), call.result, call.returns)
+    slot = Slot(call.batch, call.merge, call.slot_type, signed=call.signed_batch, signed_merge=call.signed_merge,
+                signed_type=call.signed_type)
+    return Aggregate(user.name, (slot,), call.result, call.returns)
 
 
 def column_count(name: str, operands: int) -> int:

@@ -245,9 +245,15 @@ class _ObjVarColArg:
 
 @nbstream.udaf("TEST_UDAF", params=["BIGINT"], state="BIGINT")
 class _TestUdafSum:
+    """ksqlDB's TestUdaf.createSumLong, a TableUdaf: its undo subtracts."""
+
     @staticmethod
     def aggregate(states: pa.Array, values: pa.ListArray) -> pa.Array:
         return pc.add(pc.fill_null(states, 0), _row_totals(len(states), (values,)))
+
+    @staticmethod
+    def undo(states: pa.Array, values: pa.ListArray) -> pa.Array:
+        return pc.subtract(pc.fill_null(states, 0), _row_totals(len(states), (values,)))
 
 
 @nbstream.udaf("TEST_UDAF", params=["STRUCT<A INT, B INT>"], state="STRUCT<A INT, B INT>")
