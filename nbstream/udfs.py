@@ -22,7 +22,8 @@ A scalar UDF::
         return pc.sqrt(pc.add(pc.multiply(x, x), pc.multiply(y, y)))
 
 It returns one value per row (an Arrow array, a NumPy array or a list); nulls are passed in as
-nulls. An exception fails the rows it was called with: nbstream narrows the batch down to the
+nulls. A UDF without parameters (``params=[]``) is called with the number of rows instead, and
+returns that many values. An exception fails the rows it was called with: nbstream narrows the batch down to the
 record that fails and sends that record to the processing log (``KSQL_PROCESSING_LOG``), as ksqlDB
 does with a UDF that throws.
 
@@ -180,11 +181,14 @@ def _check_arity(where: str, fn: Callable[..., Any], signature: Signature) -> No
     except (TypeError, ValueError):
         return  # a builtin or C function: nothing to check
     n = len(signature.params)
-    counts = (n - 1, n + 1) if signature.variadic else (n,)  # a variadic parameter takes 0 or more
+    counts = (n - 1, n + 1) if signature.variadic else (n or 1,)  # variadic: 0 or more; none: the row count
     try:
         for count in counts:
             spec.bind(*[None] * count)
     except TypeError as e:
+        if n == 0:
+            raise UdfError(f"{where}: a function without parameters is called with the row count, one "
+                           f"argument: {e}") from e
         declared = f"{n}{' or more' if signature.variadic else ''}"
         raise UdfError(f"{where}: the Python function cannot take the {declared} declared parameter(s) "
                        f"({signature}): {e}") from e

@@ -429,6 +429,8 @@ class ExpressionCompiler:
         cast_args = [a if t == p else exp.cast(a, exp.DataType.build(p.duckdb(), dialect="duckdb"))
                      if t.name == "NULL" else functions.compile_cast(a, t, p)
                      for a, t, p in zip(args, types, inst.params, strict=True)]
+        if not cast_args:  # a function without parameters learns the row count from a constant argument
+            cast_args = [exp.true()]
         return exp.Anonymous(this=inst.duck_name, expressions=cast_args)
 
     def _table_function(self, name: str, node: exp.Anonymous) -> exp.Expression:

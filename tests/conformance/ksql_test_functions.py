@@ -9,9 +9,8 @@ it picks names itself, a function that throws fails its row (the row goes to the
 
 ``BAD_UDF(STRING)`` returns NULL for every other row it is called with, counted across calls (ksqlDB's
 ``returnNull`` counts its invocations); each :class:`Engine` starts the count again, as ksqlDB compiles
-a new instance of a UDF for each query. Not declared, so its cases still fail: ``TEST_UDF()``
-without arguments (a DuckDB Arrow UDF without arguments is not told the row count).
-These are test fixtures: some of them look at values one by one, which nbstream's own functions never do.
+a new instance of a UDF for each query. These are test fixtures: some of them look at values one
+by one, which nbstream's own functions never do.
 """
 
 from __future__ import annotations
@@ -53,6 +52,11 @@ def do_stuff_long_long_string(a: pa.Array, b: pa.Array, c: pa.Array) -> pa.Array
 @nbstream.udf("TEST_UDF", params=["BIGINT..."], returns="STRING")
 def do_stuff_long_varargs(*longs: pa.Array) -> pa.Array:
     return _same(longs[0], "doStuffLongVarargs")
+
+
+@nbstream.udf("TEST_UDF", params=[], returns="STRUCT<A STRING>")
+def return_struct_stuff(rows: int) -> pa.Array:
+    return pa.array([{"A": "foo"}] * rows, type=pa.struct([("A", pa.string())]))
 
 
 @nbstream.udf("TEST_UDF", params=["STRUCT<A STRING>"], returns="STRING")

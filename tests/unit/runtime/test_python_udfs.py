@@ -224,3 +224,20 @@ def test_registering_again_with_the_same_types_replaces_the_function() -> None:
 def test_a_bad_registration_is_refused_at_once_naming_the_function(register: object, message: str) -> None:
     with pytest.raises(UdfError, match=message):
         register()  # type: ignore[operator]
+
+
+def test_a_udf_without_parameters_is_called_with_the_row_count() -> None:
+    calls: list[int] = []
+
+    @nbstream.udf(params=[], returns="BIGINT", deterministic=False)
+    def serial(rows: int) -> pa.Array:
+        calls.append(rows)
+        start = sum(calls) - rows
+        return pa.array(range(start, start + rows), type=pa.int64())
+
+    eng = engine({"x": 1}, {"x": 2}, {"x": 3})
+    assert [v["N"] for v in output(eng, "SELECT id, SERIAL() AS n FROM pts;")] == [0, 1, 2]
+    assert calls == [3]
+    assert eng.query("SELECT SERIAL() AS n FROM pts;")["N"].tolist() == [3, 4, 5]
+    with pytest.raises(UdfError, match="without parameters is called with the row count"):
+        nbstream.udf("nothing", params=[], returns="BIGINT")(lambda: 1)
