@@ -175,7 +175,7 @@ def instance(name: str, overload: Overload, params: Sequence[SqlType], returns: 
     return found
 
 
-#: The DuckDB type of the one argument a function without parameters is called with (:data:`ROWS_ARGUMENT`):
+#: The DuckDB type of the one argument a function without parameters is called with (:func:`_arrow_call`):
 #: DuckDB tells an Arrow function how many rows it is called for only through its arguments.
 ROWS_ARGUMENT_TYPE = "BOOLEAN"
 
