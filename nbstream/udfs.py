@@ -22,7 +22,8 @@ A scalar UDF::
         return pc.sqrt(pc.add(pc.multiply(x, x), pc.multiply(y, y)))
 
 It returns one value per row (an Arrow array, a NumPy array or a list); nulls are passed in as
-nulls. An exception fails the rows it was called with: nbstream narrows the batch down to the
+nulls. A UDF without parameters (``params=[]``) is called with the number of rows instead, and
+returns that many values. An exception fails the rows it was called with: nbstream narrows the batch down to the
 record that fails and sends that record to the processing log (``KSQL_PROCESSING_LOG``), as ksqlDB
 does with a UDF that throws.
 
@@ -46,7 +47,11 @@ of the values to fold into it, in arrival order; ``result`` (optional) maps stat
             return pc.divide(pc.struct_field(states, "TOTAL"), pc.struct_field(states, "N"))
 
 It can be called in any GROUP BY query (persistent or push; pull queries read the tables they
-build), but not over a TABLE: like ksqlDB's plain ``Udaf`` it cannot undo a value.
+build). Over a TABLE it needs ``undo(states, values)``, the states with the values taken out again
+(a table row's old value, when the row changes or is deleted), as ksqlDB's ``TableUdaf``::
+
+        def undo(states, values):             # for a sum: subtract each row's values
+            return pc.subtract(states, pc.fill_null(pc.list_sum(values), 0))
 
 A bad registration — a name of one of ksqlDB's functions or not an identifier, a type nbstream
 does not know, a Python function that cannot take the declared parameters — raises
@@ -62,7 +67,6 @@ from typing import Any, TypeVar
 
 from nbstream.catalog import user_functions
 from nbstream.catalog.signatures import Signature
-from nbstream.catalog.types import parse_type
 from nbstream.catalog.user_aggregates import AggregateImpl
 from nbstream.catalog.user_functions import Overload, ReturnTypeOf
 from nbstream.errors import NbstreamError, UdfError
@@ -95,10 +99,12 @@ def udtf(name: str | None = None, *, params: Sequence[str] | None = None,
 def udaf(name: str | None = None, *, params: Sequence[str] | None = None, state: str | None = None,
          returns: str | None = None, init: Sequence[str] = (), description: str = "") -> Callable[[F], F]:
     """Register the decorated class (or object) as aggregate function ``name`` (default: its own
-    name). It has ``aggregate(states, *value_lists)`` and optionally ``result(states)`` (see the
-    module's docstring); ``state`` is the SQL type of its state, ``returns`` of its value (default:
-    the state's type, when there is no ``result``). ``init``: the types of literal parameters a
-    call ends with (ksqlDB's UDAF factory arguments, the last may be ``"STRING..."``), given to its
+    name). It has ``aggregate(states, *value_lists)`` and optionally ``result(states)`` and
+    ``undo(states, *value_lists)`` (see the module's docstring); ``state`` is the SQL type of its
+    state, ``returns`` of its value (default: the state's type, when there is no ``result``); both
+    may use the parameters' type variables (``params=["A", "ANY..."], state="ARRAY<A>"``: an array
+    of the first argument's type). ``init``: the types of literal parameters a call ends with
+    (ksqlDB's UDAF factory arguments, the last may be ``"STRING..."``), given to its
     ``initial(*literals)``, which returns the state every group starts from."""
     def decorate(cls: F) -> F:
         sql_name: str = name or str(getattr(cls, "__name__", ""))
@@ -106,15 +112,18 @@ def udaf(name: str | None = None, *, params: Sequence[str] | None = None, state:
         if params is None or state is None:
             raise UdfError(f"{where}: @nbstream.udaf needs its SQL types: params=[...], state=...")
         aggregate, result = getattr(cls, "aggregate", None), getattr(cls, "result", None)
+        undo = getattr(cls, "undo", None)
         if not callable(aggregate):
             raise UdfError(f"{where}: needs an aggregate(states, *value_lists) function")
+        if undo is not None and not callable(undo):
+            raise UdfError(f"{where}: undo must be an undo(states, *value_lists) function")
         if result is None and returns is not None and returns.upper() != state.upper():
             raise UdfError(f"{where}: returns {returns} differs from its state {state}: give it a result(states)")
         if not _IDENTIFIER.fullmatch(sql_name):
             raise UdfError(f"{where}: a function name must be an identifier (letters, digits, _)")
         try:
             signature = Signature.of(list(params), returns or state)
-            parse_type(state)
+            Signature.of(list(params), state)  # its type variables must be the parameters'
         except NbstreamError as e:
             raise UdfError(f"{where}: {e}") from e
         initial = getattr(cls, "initial", None)
@@ -123,7 +132,7 @@ def udaf(name: str | None = None, *, params: Sequence[str] | None = None, state:
         if signature.variadic and any(t.endswith("...") for t in init):
             raise UdfError(f"{where}: either the columns or the literal parameters may be variadic, not both")
         impl = AggregateImpl(state, aggregate, result if callable(result) else None, tuple(init),
-                             initial if callable(initial) else None)
+                             initial if callable(initial) else None, undo)
         overload = Overload(signature, impl, description or (cls.__doc__ or "").strip())
         try:
             user_functions.add(sql_name, "aggregate", overload, overload.description)
@@ -172,11 +181,14 @@ def _check_arity(where: str, fn: Callable[..., Any], signature: Signature) -> No
     except (TypeError, ValueError):
         return  # a builtin or C function: nothing to check
     n = len(signature.params)
-    counts = (n - 1, n + 1) if signature.variadic else (n,)  # a variadic parameter takes 0 or more
+    counts = (n - 1, n + 1) if signature.variadic else (n or 1,)  # variadic: 0 or more; none: the row count
     try:
         for count in counts:
             spec.bind(*[None] * count)
     except TypeError as e:
+        if n == 0:
+            raise UdfError(f"{where}: a function without parameters is called with the row count, one "
+                           f"argument: {e}") from e
         declared = f"{n}{' or more' if signature.variadic else ''}"
         raise UdfError(f"{where}: the Python function cannot take the {declared} declared parameter(s) "
                        f"({signature}): {e}") from e

@@ -29,7 +29,7 @@ from typing import Any, Literal
 from sqlglot import exp
 
 from nbstream.catalog.catalog import Source
-from nbstream.catalog.schema import WINDOW_BOUNDS, Column
+from nbstream.catalog.schema import WINDOW_BOUNDS, Column, LogicalSchema
 from nbstream.catalog.types import SqlType
 from nbstream.errors import BindError
 from nbstream.sql import ast
@@ -119,7 +119,7 @@ def check_where(query: ast.Query, source: Source, options: PullOptions,
         return _allowed("TABLE_SCAN", options)
     disjuncts = _dnf(_rewrite(where))
     keys = source.schema.key
-    if _needs_table_scan(disjuncts, keys, source.window is not None, options):
+    if _needs_table_scan(disjuncts, source.schema, source.window is not None, options):
         return _allowed("TABLE_SCAN", options)
     constraints = [_constraint(d, keys, params or {}) for d in disjuncts]
     return _allowed(_plan_kind(constraints, source.window is not None, options), options)
@@ -179,6 +179,7 @@ class _Disjunct:
     """What ksqlDB's ``QueryFilterNode.Validator`` learns of one disjunct."""
 
     keys: tuple[Column, ...]
+    columns: tuple[Column, ...]  # every column of the source: a LIKE may test any
     windowed: bool
     options: PullOptions
     seen: set[int] = field(default_factory=set)
@@ -191,12 +192,13 @@ class _Disjunct:
         self.table_scan = True
 
 
-def _needs_table_scan(disjuncts: list[list[exp.Expression]], keys: tuple[Column, ...], windowed: bool,
+def _needs_table_scan(disjuncts: list[list[exp.Expression]], schema: LogicalSchema, windowed: bool,
                       options: PullOptions) -> bool:
     """ksqlDB's ``validateWhereClauseAndCheckTableScan``: the first disjunct that needs a table scan
     decides; one that cannot be answered without one is refused while table scans are off."""
     for terms in disjuncts:
-        state = _Disjunct(keys, windowed, options)
+        keys = schema.key
+        state = _Disjunct(keys, schema.columns, windowed, options)
         for term in terms:
             _validate_term(term, state)
         if state.table_scan:
@@ -262,7 +264,7 @@ def _validate_like(node: exp.Like, state: _Disjunct) -> None:
     if not isinstance(node.this, exp.Column):
         state.table_scan_or("Like condition must be between strings")
         return
-    column = next((c for c in state.keys if c.name == node.this.name), None)
+    column = next((c for c in state.columns if c.name == node.this.name), None)
     if column is not None and column.type.name != "STRING":
         raise _where_error(f"The column type for Like condition must be VARCHAR. The column type is "
                            f"{column.type.name}", state.windowed)

@@ -175,18 +175,25 @@ def instance(name: str, overload: Overload, params: Sequence[SqlType], returns: 
     return found
 
 
+#: The DuckDB type of the one argument a function without parameters is called with (:func:`_arrow_call`):
+#: DuckDB tells an Arrow function how many rows it is called for only through its arguments.
+ROWS_ARGUMENT_TYPE = "BOOLEAN"
+
+
 def _arrow_call(fn: Callable[..., Any], returns: SqlType, name: str, arity: int) -> Callable[..., pa.Array]:
-    """``fn`` as DuckDB calls an Arrow UDF: ``arity`` arrays in, one array of ``returns`` values out."""
+    """``fn`` as DuckDB calls an Arrow UDF: ``arity`` arrays in, one array of ``returns`` values out.
+    A function without parameters gets the vector's row count instead, from a constant argument
+    (:data:`ROWS_ARGUMENT_TYPE`) that every call passes."""
     target = arrow_type(returns)
 
     def call(*chunked: pa.ChunkedArray) -> pa.Array:
         arrays = [_array(a) for a in chunked]
         rows = len(arrays[0]) if arrays else None
-        return to_arrow(fn(*arrays), target, rows, name)
+        return to_arrow(fn(*arrays) if arity else fn(rows), target, rows, name)
 
     # DuckDB counts the parameters of the Python function it is given
     call.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(f"a{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(arity)])
+        [inspect.Parameter(f"a{i}", inspect.Parameter.POSITIONAL_ONLY) for i in range(max(arity, 1))])
     return call
 
 
@@ -225,8 +232,8 @@ def arrow_type(t: SqlType) -> pa.DataType:
 def register(con: duckdb.DuckDBPyConnection, inst: Instance) -> None:
     """Make ``inst`` callable on ``con`` and every connection to its database, committed at once
     (:func:`~nbstream.catalog.duck_functions.create`; ``_INSTANCES`` keeps its callable alive)."""
-    duck_functions.create(con, inst.duck_name, inst.call, [t.duckdb() for t in inst.params], inst.returns.duckdb(),
-                          side_effects=inst.side_effects)
+    params = [t.duckdb() for t in inst.params] or [ROWS_ARGUMENT_TYPE]
+    duck_functions.create(con, inst.duck_name, inst.call, params, inst.returns.duckdb(), side_effects=inst.side_effects)
 
 
 def attach(con: duckdb.DuckDBPyConnection) -> None:

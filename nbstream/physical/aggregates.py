@@ -13,7 +13,8 @@ An aggregate keeps one or more *slots* per group (COUNT one, AVG a sum and a cou
 * ``signed`` (TABLE input only): like ``batch`` for rows carrying ``__sign`` -1 (a retracted row
   of a table) or +1 (an added one). A function without it cannot aggregate a TABLE, as in ksqlDB.
   Its batch slot is merged by ``signed_merge`` where given (HISTOGRAM's marks each value with its
-  sign), by ``merge`` otherwise;
+  sign), by ``merge`` otherwise, and is of ``signed_type`` where given (COLLECT_LIST's is the list
+  of the batch's signed values, replayed in order on the stored list), of ``type`` otherwise;
 
 ``result`` turns the merged slots (``{s0}``, ``{s1}``…) into the function's value. Placeholders
 are replaced textually (:func:`fill`), so braces of DuckDB struct and map literals need no escaping.
@@ -43,10 +44,16 @@ class Slot:
     running: str | None = None
     #: ``merge`` for a TABLE's input, where ``signed`` gives a batch slot of another form
     signed_merge: str | None = None
+    #: ``type`` of the batch slot ``signed`` gives, where it is not that of the stored slot
+    signed_type: str | None = None
 
     def merge_for(self, table_input: bool) -> str:
         """The merge of stored and batch slots, for a TABLE's input or a stream's."""
         return self.signed_merge if table_input and self.signed_merge is not None else self.merge
+
+    def batch_type(self, table_input: bool) -> str:
+        """The DuckDB type of the batch slot, for a TABLE's input or a stream's."""
+        return self.signed_type if table_input and self.signed_type is not None else self.type
 
 
 @dataclass(frozen=True)
@@ -162,12 +169,21 @@ def _offset_slots(latest: bool) -> Callable[[SqlType, Sequence[object]], tuple[S
 
 
 def _collect_slots(distinct: bool) -> Callable[[SqlType, Sequence[object]], tuple[Slot, ...]]:
-    """COLLECT_LIST/COLLECT_SET: the first values, at most ``{limit}`` of them."""
+    """COLLECT_LIST/COLLECT_SET: the first values, at most ``{limit}`` of them.
+
+    Over a TABLE (COLLECT_LIST only: ksqlDB's ``CollectSetUdaf`` cannot undo), the batch is its rows'
+    values with their signs, replayed in order on the stored list (``nbs_collect_replay``): an added
+    value is appended while the list is below the limit, a retracted one removes the value's last
+    occurrence, if any (``CollectListUdaf.undo``)."""
     def slots(t: SqlType, params: Sequence[object]) -> tuple[Slot, ...]:
         both = "list_concat(coalesce({s}, []), coalesce({b}, []))"
         unique = "nbs_distinct_maps_in_order" if t.name == "MAP" else "nbs_distinct_in_order"
         merged = f"{unique}({both})" if distinct else both
-        return (Slot("list({0} ORDER BY __ord)", f"list_slice({merged}, 1, {{limit}})", "{t}[]"),)
+        if distinct:
+            return (Slot("list({0} ORDER BY __ord)", f"list_slice({merged}, 1, {{limit}})", "{t}[]"),)
+        return (Slot("list({0} ORDER BY __ord)", f"list_slice({merged}, 1, {{limit}})", "{t}[]",
+                     signed="list({'v': {0}, 's': __sign} ORDER BY __ord)",
+                     signed_merge="nbs_collect_replay({s}, {b}, {limit})", signed_type="STRUCT(v {t}, s INTEGER)[]"),)
     return slots
 
 
@@ -256,11 +272,7 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
     t = arg_type.duckdb()
     element = arg_type.element.duckdb() if arg_type.name == "ARRAY" and arg_type.element else t
     limit = str(_limit(name, properties or {}))
-    slots = tuple(Slot(s.batch.replace("{t}", t), s.merge.replace("{limit}", limit),
-                       s.type.replace("{t}", t).replace("{e}", element),
-                       None if s.signed is None else s.signed.replace("{t}", t),
-                       None if s.running is None else s.running.replace("{t}", t), s.signed_merge)
-                  for s in function.slots(arg_type, params))
+    slots = tuple(_bound(s, t=t, e=element, limit=limit) for s in function.slots(arg_type, params))
     result = function.result
     result_type = function.type(arg_type)
     if name.upper() in _UNWRAP and not (params and not isinstance(params[0], bool)):
@@ -268,6 +280,15 @@ def resolve(name: str, arg_type: SqlType | None, params: Sequence[object],
     elif name.upper() in _UNWRAP:
         result, result_type = "coalesce({s0}, [])", SqlType.array(arg_type)
     return Aggregate(name.upper(), slots, result, result_type)
+
+
+def _bound(slot: Slot, **values: str) -> Slot:
+    """``slot`` with its placeholders ``{t}`` (the argument's type), ``{e}`` (its element's) and
+    ``{limit}`` replaced by ``values``."""
+    def bind(template: str | None) -> str | None:
+        return None if template is None else fill(template, **values)
+    return Slot(fill(slot.batch, **values), fill(slot.merge, **values), fill(slot.type, **values),
+                bind(slot.signed), bind(slot.running), bind(slot.signed_merge), bind(slot.signed_type))
 
 
 def _user_aggregate(user: UserFunction, arg_type: SqlType | None, params: Sequence[object], columns: int
@@ -278,7 +299,9 @@ def _user_aggregate(user: UserFunction, arg_type: SqlType | None, params: Sequen
         raise BindError(f"{user.name} needs a column argument")
     args = [t for _, t in arg_type.fields] if columns > 1 else [arg_type]
     call = user_aggregates.resolve(user, args, list(params))
-    return Aggregate(user.name, (Slot(call.batch, call.merge, call.slot_type),), call.result, call.returns)
+    slot = Slot(call.batch, call.merge, call.slot_type, signed=call.signed_batch, signed_merge=call.signed_merge,
+                signed_type=call.signed_type)
+    return Aggregate(user.name, (slot,), call.result, call.returns)
 
 
 def column_count(name: str, operands: int) -> int:
@@ -331,6 +354,14 @@ MACROS = (
     "list_filter(l, lambda x, i: list_position(list_transform(l, lambda y: list_sort(map_entries(y))), "
     "list_sort(map_entries(x))) = i)",
     "CREATE OR REPLACE TEMP MACRO nbs_last_n(l, n) AS list_slice(l, greatest(len(l) - n + 1, 1), len(l))",
+    # l without its last occurrence of v (NULL matches NULL), l itself if v is not in it
+    "CREATE OR REPLACE TEMP MACRO nbs_remove_last(l, v) AS CASE WHEN list_position(l, v) IS NULL THEN l ELSE "
+    "list_concat(list_slice(l, 1, len(l) - list_position(list_reverse(l), v)), "
+    "list_slice(l, len(l) + 2 - list_position(list_reverse(l), v), len(l))) END",
+    # the list l after the signed values ops in order: +v appended below n values, -v's last removed
+    "CREATE OR REPLACE TEMP MACRO nbs_collect_replay(l, ops, n) AS CASE WHEN ops IS NULL THEN l ELSE "
+    "list_reduce(ops, lambda acc, op: CASE WHEN op.s < 0 THEN nbs_remove_last(acc, op.v) "
+    "WHEN len(acc) < n THEN list_append(acc, op.v) ELSE acc END, coalesce(l, [])) END",
     # counts added key by key; a count of zero (every row of the value retracted) leaves the map
     "CREATE OR REPLACE TEMP MACRO nbs_map_add(a, b) AS CASE WHEN a IS NULL THEN b WHEN b IS NULL THEN a ELSE "
     "map_from_entries(list_filter(list_transform(list_distinct(list_concat(map_keys(a), map_keys(b))), "

@@ -30,6 +30,7 @@ from nbstream.errors import (
 )
 from nbstream.physical import lambdas
 from nbstream.physical.table_functions import TableFunctionSink, table_function_list
+from nbstream.physical.time_literals import rewrite_time_literals
 from nbstream.sql.ast import Dereference
 from nbstream.sql.printer import ksql_text
 from nbstream.sql.text import OPERATORS
@@ -229,9 +230,10 @@ class ExpressionCompiler:
     def compile_filter(self, node: exp.Expression, clause: str = "WHERE") -> exp.Expression:
         """``node``, the condition of a WHERE or HAVING clause, compiled; a type error names the
         clause and the expression at fault as ksqlDB's do (``Error in WHERE expression: …\nStatement: …``),
-        and so does an unknown column (``WHERE column 'X' cannot be resolved.``)."""
+        and so does an unknown column (``WHERE column 'X' cannot be resolved.``). Text datetimes
+        compared with ROWTIME or a window bound are their epoch millis (:mod:`~nbstream.physical.time_literals`)."""
         try:
-            return self.compile(node)
+            return self.compile(rewrite_time_literals(node))
         except UnknownColumnError as error:
             raise UnknownColumnError(f"{clause} column '{error.column}' cannot be resolved.{error.hint}",
                                      error.column, error.hint) from None
@@ -264,6 +266,32 @@ class ExpressionCompiler:
         if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ):
             return compiled
         return _func("coalesce", compiled, exp.false())
+
+    def visit_Between(self, node: exp.Between) -> exp.Expression:
+        """BETWEEN types as its two comparisons do: the value ``>=`` its low bound, ``<=`` its high one."""
+        compiled = self._children(node)
+        value = self.type_of(compiled.this)
+        for bound, op in (("low", "GREATER_THAN_OR_EQUAL"), ("high", "LESS_THAN_OR_EQUAL")):
+            bound_type = self.type_of(compiled.args[bound])
+            if "NULL" not in (value.name, bound_type.name) and not comparable(value, bound_type, op):
+                raise ExpressionTypeError(f"Cannot compare {message_text(node.this)} ({value}) to "
+                                          f"{message_text(node.args[bound])} ({bound_type}) with {op}.",
+                                          message_text(node))
+        return compiled
+
+    def visit_Like(self, node: exp.Like) -> exp.Expression:
+        """LIKE matches a STRING against a STRING pattern (a column of another type: ksqlDB's message)."""
+        compiled = self._children(node)
+        for side, operand in (("value", "this"), ("pattern", "expression")):
+            operand_type = self.type_of(compiled.args[operand])
+            if operand_type.name in ("STRING", "NULL"):
+                continue
+            if isinstance(node.args[operand], exp.Column):
+                raise ExpressionTypeError("The column type for Like condition must be VARCHAR. The column type is "
+                                          f"{operand_type.name}", message_text(node))
+            raise ExpressionTypeError(f"LIKE needs a STRING {side}: {message_text(node.args[operand])} is "
+                                      f"{operand_type}.", message_text(node))
+        return compiled
 
     # -- leaves ----------------------------------------------------------------------------------
     def visit_Column(self, node: exp.Column) -> exp.Expression:
@@ -401,6 +429,8 @@ class ExpressionCompiler:
         cast_args = [a if t == p else exp.cast(a, exp.DataType.build(p.duckdb(), dialect="duckdb"))
                      if t.name == "NULL" else functions.compile_cast(a, t, p)
                      for a, t, p in zip(args, types, inst.params, strict=True)]
+        if not cast_args:  # a function without parameters learns the row count from a constant argument
+            cast_args = [exp.true()]
         return exp.Anonymous(this=inst.duck_name, expressions=cast_args)
 
     def _table_function(self, name: str, node: exp.Anonymous) -> exp.Expression:

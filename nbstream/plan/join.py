@@ -29,8 +29,8 @@ from dataclasses import dataclass, fields, replace
 import duckdb
 from sqlglot import exp
 
-from nbstream.catalog.catalog import Catalog, Source
-from nbstream.catalog.schema import PSEUDO_COLUMNS, Column, LogicalSchema
+from nbstream.catalog.catalog import Catalog, Source, WindowInfo
+from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
 from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import BindError, UnknownNameError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
@@ -51,6 +51,34 @@ JOIN_KEY = "__jk"
 #: suffixed ``_<n>`` past every ``ROWKEY_<n>`` column of the sources.
 SYNTHETIC_KEY = "ROWKEY"
 
+#: The field of a windowed join key (see :func:`windowed_key_sql`) holding the key itself.
+WINDOWED_KEY = "K"
+
+#: Key formats whose serializers register a schema: ksqlDB re-serializes both sides of a join in
+#: them (its issue 6332), which it refuses for a windowed TABLE.
+_SCHEMA_KEY_FORMATS = ("AVRO", "JSON_SR", "PROTOBUF")
+
+#: ksqlDB's refusal to re-key (or re-serialize) a windowed source.
+_REKEY_WINDOWED = ("Implicit repartitioning of windowed sources is not supported. "
+                   "See https://github.com/confluentinc/ksql/issues/4385.")
+
+
+def windowed_key_sql(key_sql: str, key_type: SqlType, window: WindowInfo) -> tuple[str, SqlType]:
+    """The join key of a windowed source's record, and its type: a STRUCT of the key (field
+    :data:`WINDOWED_KEY`) and the window bounds ksqlDB's windowed keys serialize — a time window's
+    start, a session's start and end — so that records join only when key and window are equal
+    (NULL when the key is: such a record joins nothing)."""
+    bounds = WINDOW_BOUNDS if window.kind == "SESSION" else WINDOW_BOUNDS[:1]
+    fields = [(WINDOWED_KEY, key_type, f"({key_sql})"), *((b, BIGINT, quote(b)) for b in bounds)]
+    packed = ", ".join(f"{quote(name)} := {sql}" for name, _, sql in fields)
+    return (f"CASE WHEN ({key_sql}) IS NULL THEN NULL ELSE struct_pack({packed}) END",
+            SqlType.struct([(name, sql_type) for name, sql_type, _ in fields]))
+
+
+def _key_field_sql(name: str) -> str:
+    """A field of the joined row's windowed join key ``__jk``."""
+    return f"struct_extract({quote(JOIN_KEY)}, '{name}')"
+
 
 @dataclass(frozen=True)
 class JoinSide:
@@ -60,6 +88,7 @@ class JoinSide:
     pre: StatelessPlan
     is_table: bool
     key_columns: tuple[str, ...] = ()  # a TABLE's primary key columns, renamed
+    window: WindowInfo | None = None  # a windowed source's: its ``__jk`` holds the key and window (windowed_key_sql)
 
     @property
     def scan(self) -> Scan:
@@ -108,6 +137,7 @@ class JoinPlan:
     foreign_key: bool = False  # table-table on left.expr = right.pk: keyed by the left table's key
     on_keys: bool = False  # both sides join on their key: ksqlDB reads them without repartitioning
     chain: tuple[TableLookup, ...] = ()
+    window: WindowInfo | None = None  # windowed sources: the result's key window (the left one's)
 
     @property
     def sides(self) -> tuple[JoinSide, ...]:
@@ -136,6 +166,31 @@ class JoinPlan:
         if self.within is None or self.within.grace_ms is None:
             return DEFAULT_JOIN_GRACE_MS
         return self.within.grace_ms
+
+    @property
+    def window_bounds_sql(self) -> tuple[str, str] | None:
+        """The SQL over the joined row of the result key's ``WINDOWSTART`` and ``WINDOWEND`` (None
+        unless windowed): the join key's bounds; a time window's end is its start plus the size of
+        the result's window, as ksqlDB's time-windowed keys hold only the start."""
+        if self.window is None:
+            return None
+        start = _key_field_sql("WINDOWSTART")
+        if self.window.kind == "SESSION":
+            return start, _key_field_sql("WINDOWEND")
+        return start, f"({start} + {self.window.size_ms})"
+
+    @property
+    def row_key(self) -> tuple[str, SqlType]:
+        """The SQL over the joined row naming a result row (a TABLE's changes replace the row of
+        it), and its type: the key column, with windowed keys the join key (key and window), with
+        several key columns (a foreign-key join's left table's) a STRUCT of them."""
+        if self.window is not None:
+            return quote(JOIN_KEY), self.key_type
+        keys = [c for c in self.columns if c.role == "KEY"]
+        if len(keys) == 1:
+            return keys[0].sql, keys[0].type
+        packed = ", ".join(f"{quote(c.name)} := {c.sql}" for c in keys)
+        return f"struct_pack({packed})", SqlType.struct([(c.name, c.type) for c in keys])
 
     @property
     def has_grace(self) -> bool:
@@ -261,6 +316,9 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     _check_order(left, right, kind, within)
     _check_formats([left, right])
     _check_windows(left, right)
+    window = left.source.window
+    if window is not None:
+        _check_windowed_query(query, left.source)
     scope = _JoinScope([left, right], _pseudo_columns(query))
     on, operands, owners = _equality(scope, join)
     if owners[0] == owners[1]:
@@ -270,13 +328,13 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
         operands.reverse()
     sides = [_side(s, operand, scope, con, scan_of, params) for s, operand in zip((left, right), operands,
                                                                                    strict=True)]
-    if left.source.window is not None:
-        _check_windowed_keys(sides, operands)
     key_types = [_key_type(s) for s in sides]
     if key_types[0] != key_types[1]:
         raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{key_types[0]}}} = "
                         f"{on.expression.sql()}{{{key_types[1]}}}.")
     foreign_key = left.source.is_table and right.source.is_table and _is_foreign_key(sides, operands, on, kind)
+    if window is not None:
+        _check_windowed_rekeying([left, right], sides, operands, foreign_key)
     if right.source.is_table and not left.source.is_table and not _is_key(sides[1], operands[1]):
         raise BindError(f"Cannot repartition a TABLE source. If this is a join, make sure that the criteria uses "
                         f"the TABLE's key column {' '.join(sides[1].key_columns)} instead of "
@@ -284,10 +342,11 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     if kind == "FULL" or not any(isinstance(o, exp.Column) for o in operands):
         scope.synthetic = _synthetic_name([left.source, right.source])
     candidates = [] if scope.synthetic else [o.name for o in operands if isinstance(o, exp.Column)]
-    result_key = _JoinKey(candidates, key_types[0])
+    key_sql = quote(JOIN_KEY) if window is None else _key_field_sql(WINDOWED_KEY)
+    result_key = _JoinKey(candidates, key_types[0], key_sql)
     if foreign_key:  # the result is keyed by the left table's primary key
         result_key = _left_key(sides[0], left)
-    joined = scope.joined_scope(key_types[0])
+    joined = scope.joined_scope(key_types[0], key_sql)
     if is_aggregate_query(query):
         join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=key_types[0], within=within,
                              foreign_key=foreign_key)
@@ -297,11 +356,11 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(select, scope, compiler)
     columns = _result_columns(query, scope, compiler, con, sink, result_key)
-    plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=tuple(columns), key_type=key_types[0],
+    plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=tuple(columns), key_type=_join_key_type(sides[0]),
                     where=where, where_expression=where_text, within=within, sink=sink,
                     emits_table=left.source.is_table and right.source.is_table,
                     limit=query.limit, foreign_key=foreign_key,
-                    on_keys=all(_is_key(side, o) for side, o in zip(sides, operands, strict=True)))
+                    on_keys=all(_is_key(side, o) for side, o in zip(sides, operands, strict=True)), window=window)
     return _swapped(plan) if kind == "RIGHT" else plan
 
 
@@ -408,7 +467,7 @@ def _check_table_chain(sources: list[_Source], joins: list[exp.Join]) -> None:
         _check_order(sources[0], table, _kind(join), join.meta.get("within"))
     _check_formats(sources)
     if any(s.source.window is not None for s in sources):
-        raise UnsupportedError("joins of windowed sources are not supported yet")
+        raise UnsupportedError("joins of more than two windowed sources are not supported yet")
 
 
 def _check_primary_key_chain(sources: list[_Source], joins: list[exp.Join],
@@ -461,7 +520,7 @@ def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
                                f"TABLEs; got {kinds}")
     _check_formats(sources)
     if stream.source.window is not None:
-        raise UnsupportedError("joins of windowed sources are not supported yet")
+        raise UnsupportedError("joins of more than two windowed sources are not supported yet")
 
 
 def _unwrapped_on(join: exp.Join) -> exp.Join:
@@ -507,8 +566,15 @@ def _chain_operands(scope: _JoinScope, join: exp.Join, earlier: list[_Source],
     return operands[0], key
 
 
-def _key_type(side: JoinSide) -> SqlType:
+def _join_key_type(side: JoinSide) -> SqlType:
+    """The type of the side's ``__jk`` (with a windowed key, the STRUCT of key and window)."""
     return next(c.type for c in side.pre.columns if c.name == JOIN_KEY)
+
+
+def _key_type(side: JoinSide) -> SqlType:
+    """The type of the side's join key (without its window)."""
+    key_type = _join_key_type(side)
+    return key_type.fields[0][1] if side.window is not None else key_type
 
 
 def _key_candidates(pairs: list[tuple[exp.Expression, exp.Expression]], kinds: list[str]) -> list[str]:
@@ -582,7 +648,8 @@ def _check_formats(sources: list[_Source]) -> None:
 
 
 def _check_windows(left: _Source, right: _Source) -> None:
-    """ksqlDB joins windowed sources only to sources windowed alike (and nbstream not yet at all)."""
+    """ksqlDB joins a windowed source only to a windowed one, a session-windowed one only to a
+    session-windowed one (the keys' formats must then also match: :func:`_check_windowed_rekeying`)."""
     windows = [s.source.window for s in (left, right)]
     if windows[0] is None and windows[1] is None:
         return
@@ -598,15 +665,50 @@ def _check_windows(left: _Source, right: _Source) -> None:
                         "still not result in expected behaviour as session bounds must be an exact match for the "
                         "join to work\nHopping and tumbling windowed sources can only be joined to other hopping "
                         "and tumbling windowed sources")
-    if windows[0] != windows[1]:
-        raise BindError("Implicit repartitioning of windowed sources is not supported.")
 
 
-def _check_windowed_keys(sides: list[JoinSide], operands: list[exp.Expression]) -> None:
-    if not all(_is_key(side, operand) for side, operand in zip(sides, operands, strict=True)):
-        raise BindError("Implicit repartitioning of windowed sources is not supported. "
-                        "See https://github.com/confluentinc/ksql/issues/4385.")
-    raise UnsupportedError("joins of windowed sources are not supported yet")
+def _check_windowed_query(query: Query, left: Source) -> None:
+    """What a join of windowed sources cannot do: re-key its result (ksqlDB's ``selectKey`` refuses
+    a windowed stream), aggregate it (not supported yet), or window its result by a time window
+    of no size (its keys' window ends are their starts plus the size of the ``left`` source's)."""
+    assert left.window is not None
+    if left.window.kind != "SESSION" and left.window.size_ms is None:
+        raise BindError(f"{left.name} is {left.window.kind} windowed but declares no WINDOW_SIZE: a join of windowed "
+                        "sources needs the size of its left source's windows")
+    if query.partition_by:
+        raise BindError(_REKEY_WINDOWED)
+    if is_aggregate_query(query):
+        raise UnsupportedError("GROUP BY over a join of windowed sources is not supported yet: create the join as "
+                               "a stream or table first, then aggregate that")
+
+
+def _check_windowed_rekeying(sources: list[_Source], sides: list[JoinSide], operands: list[exp.Expression],
+                             foreign_key: bool) -> None:
+    """ksqlDB never re-keys a windowed source for a join (``SchemaKStream.selectKey``): each stream
+    must join on its whole key, in the left source's key format and window. A stream whose key
+    format registers schemas is re-serialized into the left one's, keeping its key and window
+    start (so a tumbling stream may join a hopping one); a windowed table never is. A table
+    joined on another column is refused by the table rules that follow."""
+    if foreign_key:
+        raise BindError("Foreign-key table-table joins are not supported on windowed tables.")
+    join_format = _windowed_key_format(sources[0].source)
+    forced = join_format[0] in _SCHEMA_KEY_FORMATS
+    for src, side, operand in zip(sources, sides, operands, strict=True):
+        rekeyed = not _is_key(side, operand)
+        changed = _windowed_key_format(src.source) != join_format
+        if not src.source.is_table and (rekeyed or (changed and not forced)):
+            raise BindError(_REKEY_WINDOWED)
+        if src.source.is_table and not rekeyed and (changed or forced):
+            raise BindError(_REKEY_WINDOWED + (" As a result, ksqlDB does not support joins on windowed sources with "
+                                               "Schema-Registry-enabled key formats (AVRO, JSON_SR, PROTOBUF) at this "
+                                               "time. Please repartition your sources to use a different key format "
+                                               "before performing the join." if forced else ""))
+
+
+def _windowed_key_format(source: Source) -> tuple[str, str, int | None]:
+    """What ksqlDB compares of two windowed key formats: the format, the window type and size."""
+    assert source.window is not None
+    return source.key_format.upper(), source.window.kind, source.window.size_ms
 
 
 def _is_foreign_key(sides: list[JoinSide], operands: list[exp.Expression], on: exp.EQ, kind: str) -> bool:
@@ -641,11 +743,14 @@ def _side(src: _Source, operand: exp.Expression, scope: _JoinScope, con: duckdb.
     if src.source.schema.key and not key_type:
         raise BindError(f"join key {operand.sql()} has no type")
     columns = [OutputColumn(scope.renamed(src, c.name), c.type, c.sql) for c in scope.carried(src)]
-    columns.append(OutputColumn(JOIN_KEY, key_type, compiled.sql("duckdb"), expression=ksql_text(operand)))
+    key_sql, window = compiled.sql("duckdb"), src.source.window
+    if window is not None:
+        key_sql, key_type = windowed_key_sql(key_sql, key_type, window)
+    columns.append(OutputColumn(JOIN_KEY, key_type, key_sql, expression=ksql_text(operand)))
     pre = StatelessPlan(scan=scan_of(src.source), columns=tuple(columns),  # type: ignore[operator]
                         emits_table=src.source.is_table)
     keys = tuple(scope.renamed(src, c.name) for c in src.source.schema.key)
-    return JoinSide(src.alias, pre, src.source.is_table, keys)
+    return JoinSide(src.alias, pre, src.source.is_table, keys, window)
 
 
 # -- names --------------------------------------------------------------------------------------
@@ -683,15 +788,19 @@ class _JoinScope:
                       for c in self._columns(src).columns], source=src.source.name)
 
     def carried(self, src: _Source) -> list[ScopeColumn]:
-        """The columns of ``src`` the joined row carries: its schema's, then its pseudo-columns."""
+        """The columns of ``src`` the joined row carries: its schema's, then its pseudo-columns
+        (and a windowed source's window bounds)."""
         kept = {c.name for c in src.source.schema.columns} | set(self.pseudo)
+        if src.source.window is not None:
+            kept |= set(WINDOW_BOUNDS)
         return [c for c in self._columns(src).columns if c.name in kept]
 
-    def joined_scope(self, key_type: SqlType) -> Scope:
+    def joined_scope(self, key_type: SqlType, key_sql: str = quote(JOIN_KEY)) -> Scope:
+        """The joined row's columns; the synthetic key, if any, is the join key (``key_sql``)."""
         cols = [ScopeColumn(self.renamed(s, c.name), quote(self.renamed(s, c.name)), c.type)
                 for s in self.sources for c in self.carried(s)]
         if self.synthetic:
-            cols.append(ScopeColumn(self.synthetic, quote(JOIN_KEY), key_type))
+            cols.append(ScopeColumn(self.synthetic, key_sql, key_type))
         return Scope(cols)
 
     def row_schema(self, joined: Scope) -> LogicalSchema:
@@ -754,11 +863,21 @@ class _JoinScope:
     def star(self, qualifier: str | None) -> list[tuple[_Source, str]]:
         """The columns ``*`` (or ``alias.*``) selects, in order."""
         if qualifier is None:
-            return [(s, c.name) for s in self.sources for c in s.source.schema.columns]
+            return [(s, name) for s in self.sources for name in _star_names(s.source)]
         src = self._by_alias.get(qualifier.upper())
         if src is None:
             raise UnknownNameError(f"'{qualifier}' is not a valid stream/table name or alias.")
-        return [(src, c.name) for c in src.source.schema.columns]
+        return [(src, name) for name in _star_names(src.source)]
+
+
+def _star_names(source: Source) -> list[str]:
+    """The columns ``*`` selects of one source of a join: its columns; a windowed source's window
+    bounds after its key columns (ksqlDB lists them so, as values of the result)."""
+    names = [c.name for c in source.schema.columns]
+    if source.window is None:
+        return names
+    return [c.name for c in source.schema.key] + list(WINDOW_BOUNDS) + \
+        [c.name for c in source.schema.columns if c.role != "KEY"]
 
 
 def _pseudo_columns(query: Query) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ import duckdb
 from sqlglot import exp
 
 from nbstream.analysis.custom_types import resolve_query
+from nbstream.analysis.struct_star import expand_struct_stars
 from nbstream.catalog.catalog import Catalog, Source
 from nbstream.catalog.functions import is_table_function
 from nbstream.catalog.schema import WINDOW_BOUNDS, Column
@@ -84,7 +85,7 @@ def plan_query(
     params: Mapping[str, object] | None = None,
 ) -> Plan:
     """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink)."""
-    query = resolve_query(query, catalog.types)
+    query = expand_struct_stars(resolve_query(query, catalog.types), catalog)
     select = query.select
     if query.limit is not None and query.limit < 0:
         raise BindError(f"LIMIT {query.limit}: a LIMIT must not be negative")

@@ -20,6 +20,7 @@ import typing
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+from nbstream.catalog.catalog import WindowInfo
 from nbstream.catalog.schema import Column, LogicalSchema
 from nbstream.catalog.types import SqlType, parse_type
 from nbstream.errors import PlanError
@@ -33,7 +34,7 @@ from nbstream.sql.ast import WindowSpec, Within
 #: Every kind of node a plan document holds, by its ``@type``.
 NODE_TYPES: dict[str, type] = {cls.__name__: cls for cls in (
     StatelessPlan, AggregatePlan, JoinPlan, JoinAggregatePlan, JoinSide, TableLookup, Scan, Sink, OutputColumn,
-    AggregateCall, Aggregate, Slot, WindowSpec, Within, LogicalSchema, Column, TableFunction,
+    AggregateCall, Aggregate, Slot, WindowSpec, Within, LogicalSchema, Column, TableFunction, WindowInfo,
 )}
 
 #: The kinds a document's top-level plan may be.

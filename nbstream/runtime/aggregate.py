@@ -395,9 +395,9 @@ class AggregateRunner(QueryRunner):
         addition the new value. Only the columns the changelog needs go through the window, which
         sorts what it carries."""
         groups = ", ".join(quote(g) for g in self._groups)
-        running = ", ".join(f"CAST({self._slot_batch((j, k), running=True)} OVER win AS {slot.type}) AS __r{j}_{k}"
-                            for j, k, slot in self._slots)
         table_input = bool(self.aggregate.table_keys)
+        running = ", ".join(f"CAST({self._slot_batch((j, k), running=True)} OVER win AS "
+                            f"{slot.batch_type(table_input)}) AS __r{j}_{k}" for j, k, slot in self._slots)
         merged = ", ".join(f"{fill(slot.merge_for(table_input), s=f's.__s{j}_{k}', b=f'r.__r{j}_{k}')} AS __m{j}_{k}"
                            for j, k, slot in self._slots)
         args = "".join(f", {quote(call.arg)}" for call in self.aggregate.calls if call.arg is not None)
@@ -432,7 +432,8 @@ class AggregateRunner(QueryRunner):
         writing them record by record."""
         con = self.con
         groups = ", ".join(quote(g) for g in self._groups)
-        partial = ", ".join(f"CAST({self._slot_batch((j, k))} AS {slot.type}) AS __r{j}_{k}"
+        table_input = bool(self.aggregate.table_keys)
+        partial = ", ".join(f"CAST({self._slot_batch((j, k))} AS {slot.batch_type(table_input)}) AS __r{j}_{k}"
                             for j, k, slot in self._slots)
         window = self.aggregate.window
         assert window is not None
@@ -443,7 +444,6 @@ class AggregateRunner(QueryRunner):
         con.execute(f"""CREATE OR REPLACE TEMP TABLE __partials AS
             SELECT {groups}, __ws, __ws + {window.size_ms} AS __we, {partial}, max(__ts) AS __rts, min(__pos) AS __pos
             FROM ({windows}) GROUP BY {groups}, __ws""")
-        table_input = bool(self.aggregate.table_keys)
         merged = ", ".join(f"{fill(slot.merge_for(table_input), s=f's.__s{j}_{k}', b=f'p.__r{j}_{k}')} AS __s{j}_{k}"
                            for j, k, slot in self._slots)
         keys = ", ".join(f"coalesce(s.{quote(g)}, p.{quote(g)}) AS {quote(g)}" for g in self._groups)

@@ -340,10 +340,12 @@ def _replace_query_of(engine: Engine, sink: str) -> None:
 
 
 def _window_of(plan: Plan, source: Source) -> WindowInfo | None:
-    """The window of the result's keys: the aggregation's, or a windowed source's that the result
-    keeps its key from."""
+    """The window of the result's keys: the aggregation's, a windowed source's that the result
+    keeps its key from, or that of a join of windowed sources."""
     if isinstance(plan, StatelessPlan):
         return source.window if plan.key_from_source else None
+    if isinstance(plan, JoinPlan):
+        return plan.window
     if not isinstance(plan, AggregatePlan) or plan.window is None:
         return None
     retention = plan.window.retention_ms or plan.window.size_ms + plan.grace_ms  # ksqlDB's default: size + grace

@@ -109,13 +109,16 @@ class JoinRunner(QueryRunner):
     def result_shape(self) -> ResultShape:
         plan = self.join
         has_key = any(c.role == "KEY" for c in plan.columns)
-        return ResultShape.of(plan.columns, window=False, keys_first=False, is_table=plan.emits_table and has_key,
-                              limit=plan.limit)
+        windowed = plan.window is not None
+        return ResultShape.of(plan.columns, window=windowed, keys_first=windowed,
+                              is_table=plan.emits_table and has_key, limit=plan.limit)
 
     def _batch_rows(self, sql: str) -> pa.Table:
         """A push query's batch joined: its result rows in output order, and its records in error."""
         self.join_batch()
-        names = ", ".join(quote(c.name) for c in self.join.columns)
+        window = {"WINDOWSTART": "__ws", "WINDOWEND": "__we"}
+        names = ", ".join(f"{window[name]} AS {quote(name)}" if name in window else quote(name)
+                          for name in self.result_shape.columns)
         errors = self.errors_sql("TRUE AS __err, __errmsg, __in_partition AS __pos")
         return arrow_of(self.con, f"""SELECT __err, __errmsg, __ts AS ROWTIME, __deleted, {names}
             FROM (SELECT * FROM {self._projected_sql()} UNION ALL BY NAME {errors})
@@ -217,7 +220,8 @@ class JoinRunner(QueryRunner):
             self.con.execute(f"CREATE {table} IF NOT EXISTS {state} ({_columns_ddl(side)}, __ts BIGINT, "
                              "__arr BIGINT)")
         if self.join.emits_table:
-            self.con.execute(f"CREATE {table} IF NOT EXISTS {self._rows} (__okey {self._output_key()[1]})")
+            _, key_type = self.join.row_key
+            self.con.execute(f"CREATE {table} IF NOT EXISTS {self._rows} (__okey {key_type.duckdb()})")
         if self._outer_store:
             values = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for s in self.join.sides[:2]
                                for c in s.value_columns)
@@ -602,6 +606,9 @@ class JoinRunner(QueryRunner):
         where = f"coalesce({plan.where}, FALSE)" if plan.where else "TRUE"
         source, positions = self._source_sql()
         control = f"FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, NULL AS __headers, {positions}"
+        bounds = plan.window_bounds_sql
+        if bounds is not None:  # the result's key window
+            control += f", {bounds[0]} AS __ws, {bounds[1]} AS __we"
         if not plan.emits_table:
             return (f"(SELECT {outputs}, __out_ts AS __ts, FALSE AS __deleted, __pos, {control} "
                     f"FROM __joined{source} WHERE {where})")
@@ -628,7 +635,7 @@ class JoinRunner(QueryRunner):
             self.con.execute("CREATE OR REPLACE TEMP TABLE __changes AS "
                              "SELECT * REPLACE (__out_deleted AS __deleted) FROM __joined")
             return
-        key = self._output_key()[0]
+        key, _ = self.join.row_key
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __changes AS
             WITH p AS (SELECT * REPLACE ((__out_deleted OR NOT {where}) AS __deleted), {key} AS __okey
                        FROM __joined),
@@ -640,15 +647,6 @@ class JoinRunner(QueryRunner):
         self.con.execute(f"DELETE FROM {self._rows} WHERE __okey IN (SELECT __okey FROM __last)")
         self.con.execute(f"INSERT INTO {self._rows} SELECT __okey FROM __last WHERE NOT __deleted")
 
-    def _output_key(self) -> tuple[str, str]:
-        """The SQL over a joined row of a TABLE result's key, and its DuckDB type: its key column's, or
-        a STRUCT of its key columns (a foreign-key join's left table may have several)."""
-        keys = [c for c in self.join.columns if c.role == "KEY"]
-        if len(keys) == 1:
-            return keys[0].sql, keys[0].type.duckdb()
-        fields = ", ".join(f"{quote(c.name)} := {c.sql}" for c in keys)
-        return f"struct_pack({fields})", f"STRUCT({', '.join(f'{quote(c.name)} {c.type.duckdb()}' for c in keys)})"
-
     def _result_sql(self) -> str:
         plan = self.join
         errors = self.errors_sql("TRUE AS __err, __errmsg, __bad_ts, FALSE AS __deleted, __in_partition, "
@@ -656,8 +654,9 @@ class JoinRunner(QueryRunner):
         rows = self._projected_sql()
         if plan.sink is None:
             return f"SELECT * FROM {rows} UNION ALL BY NAME {errors}"
+        window_type = None if plan.window is None else ("'SESSION'" if plan.window.kind == "SESSION" else "'TIME'")
         encoded = encode_rows_sql(plan.sink, plan.columns, rows, control=(*CONTROL_COLUMNS, "__side"),
-                                  order="__pos")
+                                  order="__pos", window_type=window_type)
         partitions = self._partitions(plan.sink.topic)
         return (f"SELECT {route_sql(partitions)} AS p, * FROM ({encoded}) "
                 f"UNION ALL BY NAME SELECT *, NULL::INTEGER AS p FROM ({errors})")

@@ -51,6 +51,7 @@ from nbstream.plan.planner import plan_query
 from nbstream.runtime.lookups import KEY_COLUMN, Lookup, Lookups
 from nbstream.runtime.materialize import state_columns, state_table
 from nbstream.sql import ast, parse
+from nbstream.sql.printer import ksql_text
 
 if TYPE_CHECKING:
     from nbstream.runtime.engine import Engine
@@ -323,7 +324,7 @@ def _compile_table_query(engine: Engine, con: duckdb.DuckDBPyConnection, query: 
     planned = _table_query(engine, con, query, source, {**params, **stand_ins}, options)
     sql = planned.sql
     for name, stand_in in stand_ins.items():  # a stand-in must only appear as its own literal
-        if query.select.sql().count(str(stand_in)) or \
+        if ksql_text(query.select).count(str(stand_in)) or \
                 len(_literal_pattern(rendered[name]).findall(sql)) != sql.count(str(stand_in)):
             return None
     return _Compiled.of(planned, source, rendered)

@@ -8,7 +8,9 @@ The commit order of one micro-batch (:meth:`QueryRunner.step`), all in ONE DuckD
 4. store the next input offset of every partition read.
 
 A batch DuckDB cannot evaluate (an expression failing on some record) is split until the failing
-record is alone; that record is logged as a processing error and skipped.
+record is alone; that record is logged as a processing error and skipped — unless only the key a
+PARTITION BY computes fails on it: then, as in ksqlDB, it is written with a NULL key and the error
+is logged.
 
 A crash before the commit loses the whole batch and it is read again on restart; a crash after it
 leaves nothing to redo — so every input record reaches the sink exactly once.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -235,8 +237,7 @@ class QueryRunner:
                 for half in self._halves(ranges):
                     self._process(half)
                 return
-            with self.log.transaction(self.con) as appended:
-                appended.update(self._commit_failed_record(ranges, _duckdb_message(error)))
+            self._commit_failing_record(ranges, _duckdb_message(error))
         except duckdb.Error as error:
             raise ExecutionError(f"query {self.query_id} failed; its batch was not committed and will be "
                                  f"retried: {_duckdb_message(error)}") from error
@@ -251,7 +252,50 @@ class QueryRunner:
         self.con.execute(f"CREATE OR REPLACE TEMP VIEW __batch AS {self.log.relation(self.plan.scan.topic, ranges)}")
         return self._batch_sql
 
+    def _commit_failing_record(self, ranges: Ranges, message: str) -> None:
+        """Commit the one record of ``ranges``, on which DuckDB failed with ``message``: written with
+        a NULL key where only the key its PARTITION BY computes fails (ksqlDB's
+        ``PartitionByParamsFactory`` logs the error and keys the record NULL), else logged instead."""
+        null_keyed = self._null_keyed_sql()
+        if null_keyed is not None:
+            try:
+                with self.log.transaction(self.con) as appended:
+                    self._commit_null_keyed_record(null_keyed, ranges, message, appended)
+                return
+            except RECORD_ERRORS:
+                pass  # another expression fails on the record too: it is logged instead of written
+        with self.log.transaction(self.con) as appended:
+            appended.update(self._commit_failed_record(ranges, message))
+
+    def _commit_null_keyed_record(self, sql: str, ranges: Ranges, message: str,
+                                  appended: dict[str, dict[int, int]]) -> None:
+        """Write the record of ``ranges`` as ``sql`` (:meth:`_null_keyed_sql`) evaluates it, and log
+        why its key is NULL."""
+        self._prepare(ranges)
+        appended.update(self._commit_batch(sql, ranges))
+        keys = ", ".join(c.expression or c.name for c in self.plan.columns if c.role == "KEY")
+        logged = self._log_record_error(ranges, f"Error computing new key from expression {keys}: {message}")
+        appended[PROCESSING_LOG_TOPIC] = _summed(appended.get(PROCESSING_LOG_TOPIC, {}), logged)
+
+    def _null_keyed_sql(self) -> str | None:
+        """The batch's SQL with each key a PARTITION BY computes NULL where its expression fails;
+        None for a query that keeps its input's key, or whose runner evaluates batches its own way."""
+        plan = self.plan
+        if plan.key_from_source or type(self)._prepare is not QueryRunner._prepare or \
+                type(self)._evaluate is not QueryRunner._evaluate:
+            return None
+        columns = tuple(replace(c, sql=f"TRY({c.sql})") if c.role == "KEY" else c for c in plan.columns)
+        return result_sql(replace(plan, columns=columns), "__batch")
+
     def _commit_failed_record(self, ranges: Ranges, message: str) -> dict[str, dict[int, int]]:
+        written = {PROCESSING_LOG_TOPIC: self._log_record_error(ranges, message)}
+        self._commit_offsets(ranges)
+        self.stats.consumed += 1
+        self.stats.logged += 1
+        return written
+
+    def _log_record_error(self, ranges: Ranges, message: str) -> dict[int, int]:
+        """Append a processing error ``message`` about the one record of ``ranges`` to the processing log."""
         [(slot, (offset, _))] = [(p, r) for p, r in ranges.items() if r[1] > r[0]]
         side, partition = self._locate(slot)
         self.con.execute(
@@ -259,12 +303,8 @@ class QueryRunner:
                 {partition} AS __in_partition, {offset}::BIGINT AS __in_offset, {side} AS __side""",
             [message],
         )
-        written = {PROCESSING_LOG_TOPIC: self._log_errors(RECORD_PROCESSING_ERROR)}
-        self._commit_offsets(ranges)
-        self.stats.consumed += 1
-        self.stats.logged += 1
         self.stats.last_error = message
-        return written
+        return self._log_errors(RECORD_PROCESSING_ERROR)
 
     def _commit_batch(self, sql: str, ranges: Ranges) -> dict[str, dict[int, int]]:
         con = self.con
@@ -468,6 +508,11 @@ def arrival_halves(con: duckdb.DuckDBPyConnection, log: SqlLog, ranges: Ranges, 
     """The first half of ``ranges`` in arrival order, and the rest (see :func:`arrival_prefix`)."""
     first = arrival_prefix(con, log, ranges, topics, ranges_size(ranges) // 2, stride)
     return first, {s: (first[s][1], b) for s, (_, b) in ranges.items()}
+
+
+def _summed(a: Mapping[int, int], b: Mapping[int, int]) -> dict[int, int]:
+    """Records appended per partition, of ``a`` and ``b`` together."""
+    return {p: a.get(p, 0) + b.get(p, 0) for p in {*a, *b}}
 
 
 def _duckdb_message(error: Exception) -> str:

@@ -39,7 +39,7 @@ def selected_columns(query: ast.Query, result: tuple[str, ...], catalog: Catalog
         elif isinstance(item, exp.Column) and not item.table:
             found = source.schema.find(item.name)
             names.append(found.name if found is not None else item.name)
-        elif isinstance(item, exp.Column | ast.Dereference):  # qualified, or named by its field
+        elif isinstance(item, exp.Column | ast.Dereference | ast.StructStar):  # qualified, or named by fields
             return ()
         else:
             names.append(next(generated, ""))

@@ -44,6 +44,13 @@ class Dereference(exp.Expression):
     arg_types = {"this": True, "field": True}
 
 
+class StructStar(exp.Expression):
+    """``struct->*``, a SELECT item only: one column per field of the struct ``this`` (a column or a
+    dereference of one), each named by its field (ksqlDB's ``StructAll``)."""
+
+    arg_types = {"this": True}
+
+
 # ---------------------------------------------------------------------------------------------
 # Parts of statements
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from sqlglot.parsers.duckdb import DuckDBParser
 from sqlglot.tokens import Token, TokenType
 
 from nbstream.catalog.types import SqlType
-from nbstream.sql.ast import Dereference
+from nbstream.sql.ast import Dereference, StructStar
 
 #: ksqlDB's simple type names (and accepted aliases) → canonical :class:`SqlType` names.
 SIMPLE_TYPES = {
@@ -201,8 +201,10 @@ class KsqlParser(DuckDBParser):
         return self._parse_arrows(super()._parse_column_ops(this))
 
     def _parse_arrows(self, this: exp.Expr | None) -> exp.Expr | None:
-        """``this->field[->field…]``, each followed by any subscripts or dots."""
+        """``this->field[->field…]``, each followed by any subscripts or dots; ``this->*`` ends the chain."""
         while this is not None and self._match(TokenType.ARROW):
+            if self._match(TokenType.STAR):
+                return self.expression(StructStar(this=this))
             token = self._curr
             if token is None or not self._is_field_name(token):
                 self.raise_error("Expected a field name after '->'")

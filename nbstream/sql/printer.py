@@ -13,12 +13,16 @@ from typing import Any
 
 from sqlglot import exp
 
-from nbstream.sql.ast import Dereference
+from nbstream.sql.ast import Dereference, StructStar
 from nbstream.sql.dialect import Ksql
 
 
 def _dereference(gen: Any, node: Dereference) -> str:
     return f"{gen.sql(node, 'this')}->{node.args['field']}"
+
+
+def _struct_star(gen: Any, node: StructStar) -> str:
+    return f"{gen.sql(node, 'this')}->*"
 
 
 def _array(gen: Any, node: exp.Array) -> str:
@@ -69,7 +73,8 @@ class _KsqlText(Ksql):
     class Generator(Ksql.Generator):  # type: ignore[name-defined,misc,valid-type]
         TRANSFORMS = {
             **Ksql.Generator.TRANSFORMS,  # type: ignore[attr-defined]
-            Dereference: _dereference, exp.Array: _array, exp.Lambda: _lambda, exp.Struct: _struct,
+            Dereference: _dereference, StructStar: _struct_star, exp.Array: _array, exp.Lambda: _lambda,
+            exp.Struct: _struct,
             exp.VarMap: _map, exp.Cast: _cast, exp.Not: _not, exp.Identifier: _identifier,
         }
 

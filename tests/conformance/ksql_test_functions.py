@@ -7,10 +7,10 @@ and exposes :class:`Engine` for the shared runner (``--engine ksql_test_function
 this folder on ``PYTHONPATH``). Each function follows the contract its cases state: the overload
 it picks names itself, a function that throws fails its row (the row goes to the processing log).
 
-Not declared, so their cases still fail: ``BAD_UDF(STRING)``, which in ksqlDB throws on every
-other call (a per-call counter that a vectorised engine re-running a batch cannot reproduce), and
-``TEST_UDF()`` without arguments (a DuckDB Arrow UDF without arguments is not told the row count).
-These are test fixtures: some of them look at values one by one, which nbstream's own functions never do.
+``BAD_UDF(STRING)`` returns NULL for every other row it is called with, counted across calls (ksqlDB's
+``returnNull`` counts its invocations); each :class:`Engine` starts the count again, as ksqlDB compiles
+a new instance of a UDF for each query. These are test fixtures: some of them look at values one
+by one, which nbstream's own functions never do.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 import nbstream
-from nbstream import Engine
 from nbstream.catalog.types import SqlType
 
 __all__ = ["Engine"]
@@ -52,6 +52,11 @@ def do_stuff_long_long_string(a: pa.Array, b: pa.Array, c: pa.Array) -> pa.Array
 @nbstream.udf("TEST_UDF", params=["BIGINT..."], returns="STRING")
 def do_stuff_long_varargs(*longs: pa.Array) -> pa.Array:
     return _same(longs[0], "doStuffLongVarargs")
+
+
+@nbstream.udf("TEST_UDF", params=[], returns="STRUCT<A STRING>")
+def return_struct_stuff(rows: int) -> pa.Array:
+    return pa.array([{"A": "foo"}] * rows, type=pa.struct([("A", pa.string())]))
 
 
 @nbstream.udf("TEST_UDF", params=["STRUCT<A STRING>"], returns="STRING")
@@ -95,6 +100,31 @@ def bad_boolean(should_throw: pa.Array) -> pa.Array:
     if any(should_throw.to_pylist()):
         raise RuntimeError("boom!")
     return pa.array([0] * len(should_throw), type=pa.int32())
+
+
+class _EveryOtherNull:
+    """BAD_UDF(STRING) (ksqlDB's ``returnNull``): of all the rows it was called with, those at an even
+    position are NULL, the others their argument."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def __call__(self, values: pa.Array) -> pa.Array:
+        positions = pa.array(range(self.rows, self.rows + len(values)), type=pa.int64())
+        self.rows += len(values)
+        return pc.if_else(pc.equal(pc.bit_wise_and(positions, 1), 0), pa.scalar(None, type=pa.string()), values)
+
+
+_every_other_null = _EveryOtherNull()
+nbstream.udf("BAD_UDF", params=["STRING"], returns="STRING", deterministic=False)(_every_other_null)
+
+
+class Engine(nbstream.Engine):
+    """nbstream's engine; each one starts BAD_UDF(STRING)'s count again."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        _every_other_null.rows = 0
+        super().__init__(*args, **kwargs)
 
 
 # -- table functions ----------------------------------------------------------------------------------
@@ -189,11 +219,45 @@ for _name, _columns, _init in [
     nbstream.udaf(_name, params=_columns, state="BIGINT", init=_init)(_Totals)
 
 
+def _append_where_all_present(states: pa.ListArray, first: pa.ListArray, *others: pa.ListArray) -> pa.ListArray:
+    """Each row's state (an empty list at first) with its ``first`` values appended where the
+    same record's values of ``others`` are all non-null, in arrival order."""
+    present = pc.is_valid(first.flatten())
+    for values in others:
+        present = pc.and_(present, pc.is_valid(values.flatten()))
+    rows = np.concatenate([states.value_parent_indices().to_numpy(),
+                           first.value_parent_indices().filter(present).to_numpy()])
+    order = np.argsort(rows, kind="stable")  # a row's earlier values first, then its new ones
+    values = pa.concat_arrays([states.flatten(), first.flatten().filter(present)]).take(pa.array(order))
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=len(states)))]).astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+@nbstream.udaf("GENERIC_VAR_ARG", params=["A", "B", "C..."], state="ARRAY<A>")
+class _GenericVarArg:
+    """ksqlDB's GenericVarArgUdaf: the first arguments of the records whose arguments are all non-null."""
+
+    aggregate = staticmethod(_append_where_all_present)
+
+
+@nbstream.udaf("OBJ_COL_ARG", params=["INT", "ANY..."], state="ARRAY<INT>")
+class _ObjVarColArg:
+    """ksqlDB's ObjVarColArgUdaf: the same, with an INT first argument and any others."""
+
+    aggregate = staticmethod(_append_where_all_present)
+
+
 @nbstream.udaf("TEST_UDAF", params=["BIGINT"], state="BIGINT")
 class _TestUdafSum:
+    """ksqlDB's TestUdaf.createSumLong, a TableUdaf: its undo subtracts."""
+
     @staticmethod
     def aggregate(states: pa.Array, values: pa.ListArray) -> pa.Array:
         return pc.add(pc.fill_null(states, 0), _row_totals(len(states), (values,)))
+
+    @staticmethod
+    def undo(states: pa.Array, values: pa.ListArray) -> pa.Array:
+        return pc.subtract(pc.fill_null(states, 0), _row_totals(len(states), (values,)))
 
 
 @nbstream.udaf("TEST_UDAF", params=["STRUCT<A INT, B INT>"], state="STRUCT<A INT, B INT>")

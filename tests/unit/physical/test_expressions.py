@@ -61,6 +61,23 @@ def test_a_string_does_not_compare_with_a_number(con: duckdb.DuckDBPyConnection)
         evaluate(con, "S = 1")
 
 
+def test_between_types_as_its_two_comparisons(con: duckdb.DuckDBPyConnection) -> None:
+    assert evaluate(con, "I BETWEEN 0 AND 2.5") == (True, parse_type("BOOLEAN"))
+    assert evaluate(con, "S BETWEEN 'a' AND 'y'")[0] is True
+    with pytest.raises(SqlTypeError, match=r"Cannot compare S \(STRING\) to 10 \(INTEGER\) with GREATER_THAN_OR_EQUAL"):
+        evaluate(con, "S BETWEEN 10 AND 'z'")
+    with pytest.raises(SqlTypeError, match=r"Cannot compare I \(INTEGER\) to 'z' \(STRING\) with LESS_THAN_OR_EQUAL"):
+        evaluate(con, "I BETWEEN 0 AND 'z'")
+
+
+def test_like_matches_strings_only(con: duckdb.DuckDBPyConnection) -> None:
+    assert evaluate(con, "S LIKE 'x%'")[0] is True
+    with pytest.raises(SqlTypeError, match=r"Like condition must be VARCHAR\. The column type is INTEGER"):
+        evaluate(con, "I LIKE '1%'")
+    with pytest.raises(SqlTypeError, match=r"LIKE needs a STRING pattern: 12 is INTEGER"):
+        evaluate(con, "S LIKE 12")
+
+
 # -- literals ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "kind"), [
     ("1", "INTEGER"), ("2147483648", "BIGINT"), ("-2147483649", "BIGINT"), ("1.50", "DECIMAL(3, 2)"),

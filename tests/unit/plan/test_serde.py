@@ -21,6 +21,8 @@ CREATE STREAM s (id INT KEY, tags ARRAY<STRING>, `addr` STRUCT<`city` STRING, ZI
 CREATE STREAM s2 (id INT KEY, note VARCHAR) WITH (KAFKA_TOPIC='s2', VALUE_FORMAT='JSON', PARTITIONS=2);
 CREATE TABLE t (k VARCHAR PRIMARY KEY, label VARCHAR, n INT) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON', PARTITIONS=2);
 CREATE TABLE u (k VARCHAR PRIMARY KEY, extra VARCHAR) WITH (KAFKA_TOPIC='u', VALUE_FORMAT='JSON', PARTITIONS=2);
+CREATE STREAM ws (id INT KEY, v INT) WITH (KAFKA_TOPIC='ws', VALUE_FORMAT='JSON', WINDOW_TYPE='SESSION');
+CREATE STREAM ws2 (id INT KEY, v INT) WITH (KAFKA_TOPIC='ws2', VALUE_FORMAT='JSON', WINDOW_TYPE='SESSION');
 """
 
 #: One query of every kind of plan, and the kind it plans into.
@@ -39,6 +41,8 @@ QUERIES = {
                           "LEFT JOIN t ON s.k = t.k WHERE t.n > 0;", JoinPlan),
     "stream-stream join": ("CREATE STREAM jj AS SELECT s.id AS id, s2.note AS note FROM s "
                            "JOIN s2 WITHIN 1 HOUR GRACE PERIOD 1 MINUTE ON s.id = s2.id;", JoinPlan),
+    "windowed join": ("CREATE STREAM wj AS SELECT * FROM ws JOIN ws2 WITHIN 1 MINUTE ON ws.id = ws2.id;",
+                      JoinPlan),
     "multi-way join": ("CREATE STREAM m AS SELECT s.k AS k, t.label AS label, u.extra AS extra FROM s "
                        "JOIN t ON s.k = t.k LEFT JOIN u ON t.k = u.k;", JoinPlan),
     "table-table join": ("CREATE TABLE tt AS SELECT ROWKEY AS k, t.label AS label, u.extra AS extra FROM t "

@@ -7,7 +7,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from nbstream import Engine
+from nbstream.errors import BindError
 
 CLICKS = ("CREATE STREAM clicks (user VARCHAR KEY, page VARCHAR, n INT) "
           "WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON');")
@@ -62,6 +65,36 @@ def test_histogram_over_a_table_forgets_a_value_once_every_row_holding_it_left_t
         ("eu", None, {"ann": 1, "bo": 1}), ("us", None, {"bo": 1}),  # row 2 moved
         ("eu", None, {"ann": 1}),  # row 3 deleted: "bo" counts 0 and leaves the map
         ("eu", None, {"cy": 1})]  # row 1 renamed in its group: "ann" retracted, "cy" added, one change
+
+
+USERS = ("CREATE TABLE users (id INT PRIMARY KEY, name VARCHAR, region VARCHAR) WITH (KAFKA_TOPIC='users', "
+         "VALUE_FORMAT='JSON');")
+
+
+def test_collect_list_over_a_table_removes_the_last_occurrence_of_a_retracted_value() -> None:
+    sql = USERS + "CREATE TABLE names AS SELECT region, COLLECT_LIST(name) AS seen FROM users GROUP BY region;"
+    eng = _run(sql, [(1, {"name": "ann", "region": "eu"}, 1), (2, {"name": "bo", "region": "eu"}, 2),
+                     (3, {"name": "ann", "region": "eu"}, 3)], topic="users")
+    _run("", [(1, None, 4), (2, {"name": "dee", "region": "eu"}, 5)], topic="users", eng=eng)  # a later batch
+    assert _changes(eng, "NAMES", "SEEN") == [
+        ("eu", None, ["ann"]), ("eu", None, ["ann", "bo"]), ("eu", None, ["ann", "bo", "ann"]),
+        ("eu", None, ["ann", "bo"]),  # row 1 deleted: the last "ann" goes, not row 1's (CollectListUdaf.undo)
+        ("eu", None, ["ann", "dee"])]  # row 2 renamed in its group: "bo" retracted, "dee" appended, one change
+
+
+def test_collect_list_over_a_table_drops_a_value_above_its_limit_and_its_retraction_removes_an_earlier_one() -> None:
+    eng = Engine(properties={"ksql.functions.collect_list.limit": 2})
+    sql = USERS + "CREATE TABLE names AS SELECT region, COLLECT_LIST(name) AS seen FROM users GROUP BY region;"
+    _run(sql, [(1, {"name": "a", "region": "eu"}, 1), (2, {"name": "b", "region": "eu"}, 2),
+               (3, {"name": "a", "region": "eu"}, 3), (3, None, 4)], topic="users", eng=eng)
+    assert _changes(eng, "NAMES", "SEEN") == [
+        ("eu", None, ["a"]), ("eu", None, ["a", "b"]), ("eu", None, ["a", "b"]), ("eu", None, ["b"])]
+
+
+def test_collect_set_cannot_aggregate_a_table_as_ksqldb_cannot_undo_it() -> None:
+    with pytest.raises(BindError, match="COLLECT_SET cannot be applied to a table source"):
+        _run(USERS + "CREATE TABLE names AS SELECT region, COLLECT_SET(name) AS seen FROM users GROUP BY region;",
+             [], topic="users")
 
 
 def test_a_tumbling_window_holds_the_records_between_its_start_and_end() -> None:

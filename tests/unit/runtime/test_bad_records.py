@@ -26,6 +26,35 @@ def test_a_record_duckdb_cannot_evaluate_is_isolated_and_logged() -> None:
     assert (stats.consumed, stats.processed, stats.logged) == (6, 5, 1)
 
 
+def test_a_partition_by_failing_on_a_record_keys_it_null_and_logs_the_error() -> None:
+    eng = Engine()
+    eng.execute(SOURCE + "CREATE STREAM t AS SELECT REGEXP_EXTRACT(pattern, 'abc'), pattern FROM s "
+                "PARTITION BY REGEXP_EXTRACT(pattern, 'abc');")
+    for i, pattern in enumerate(["abc", "(", "b"]):  # "(" is not a valid regular expression
+        eng.produce("s", {"pattern": pattern}, key=f"k{i}", partition=0)
+    eng.run_until_idle()
+
+    assert [(r.key, r.value) for r in eng.consume("t")] == [
+        ("abc", {"PATTERN": "abc"}), (None, {"PATTERN": "("}), ("b", {"PATTERN": "b"})]
+    [logged] = eng.consume("KSQL_PROCESSING_LOG")
+    assert logged.value["MESSAGE"]["TYPE"] == 1  # a record processing error
+    assert logged.value["MESSAGE"]["ERRORMESSAGE"].startswith(
+        "Error computing new key from expression REGEXP_EXTRACT(S.PATTERN, 'abc'): ")
+    stats = eng.queries.runner("CSAS_T_0").stats
+    assert (stats.consumed, stats.processed, stats.logged) == (3, 3, 0)
+
+
+def test_a_record_failing_beside_its_partition_by_key_is_logged_instead() -> None:
+    eng = Engine()
+    eng.execute(SOURCE + "CREATE STREAM t AS SELECT REGEXP_EXTRACT(pattern, 'abc'), REGEXP_EXTRACT(pattern, 'a') AS m "
+                "FROM s "
+                "PARTITION BY REGEXP_EXTRACT(pattern, 'abc');")
+    eng.produce("s", {"pattern": "("}, key="k0")
+    eng.run_until_idle()
+    assert eng.consume("t") == []
+    assert len(eng.consume("KSQL_PROCESSING_LOG")) == 1
+
+
 def test_undecodable_records_are_logged_as_deserialization_errors() -> None:
     eng = Engine()
     eng.execute(SOURCE + "CREATE STREAM t AS SELECT * FROM s;")

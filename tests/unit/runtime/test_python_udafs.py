@@ -109,10 +109,67 @@ def test_show_and_describe_function_list_a_udaf() -> None:
     assert described["signatures"] == "['TOTAL(BIGINT) -> BIGINT']"
 
 
-def test_a_udaf_cannot_aggregate_a_table_nor_take_literals_it_does_not_declare() -> None:
+TB = "CREATE TABLE tb (id STRING PRIMARY KEY, g STRING, x INT) WITH (KAFKA_TOPIC='tb', VALUE_FORMAT='JSON');"
+
+
+def _table_changes(query: str, batches: list[list[tuple[str, dict[str, object] | None]]]) -> list[object]:
+    """(group, value of ``R``) for each record ``query`` writes over ``tb`` fed ``batches``."""
     eng = Engine()
-    eng.execute("CREATE TABLE tb (id STRING PRIMARY KEY, g STRING, x INT) "
-                "WITH (KAFKA_TOPIC='tb', VALUE_FORMAT='JSON');")
+    eng.execute(TB + query)
+    for batch in batches:
+        for key, value in batch:
+            eng.produce("tb", value, key=key)
+        eng.run_until_idle()
+    return [(r.key, None if r.value is None else r.value["R"]) for r in eng.consume("T")]
+
+
+def test_a_udaf_with_undo_aggregates_a_table_taking_out_a_changed_or_deleted_rows_value() -> None:
+    @nbstream.udaf(params=["BIGINT"], state="BIGINT")
+    class net:
+        @staticmethod
+        def aggregate(states: pa.Array, values: pa.ListArray) -> pa.Array:
+            return pc.add(pc.fill_null(states, 0), _sums(states, values))
+
+        @staticmethod
+        def undo(states: pa.Array, values: pa.ListArray) -> pa.Array:
+            return pc.subtract(pc.fill_null(states, 0), _sums(states, values))
+
+    changes = _table_changes("CREATE TABLE t AS SELECT g, NET(x) AS r FROM tb GROUP BY g;", [
+        [("a", {"g": "eu", "x": 1}), ("b", {"g": "eu", "x": 2})],
+        [("a", {"g": "us", "x": 5}), ("b", None)]])
+    assert changes == [("eu", 1), ("eu", 3), ("eu", 2), ("us", 5), ("eu", 0)]
+
+
+def test_a_udafs_additions_and_undos_are_folded_in_the_tables_order() -> None:
+    @nbstream.udaf(params=["STRING"], state="STRING")
+    class trail:
+        """Each call's values, marked + (aggregate) or - (undo)."""
+
+        @staticmethod
+        def aggregate(states: pa.Array, values: pa.ListArray) -> pa.Array:
+            return _marked(states, values, "+")
+
+        @staticmethod
+        def undo(states: pa.Array, values: pa.ListArray) -> pa.Array:
+            return _marked(states, values, "-")
+
+    changes = _table_changes("CREATE TABLE t AS SELECT g, TRAIL(id) AS r FROM tb GROUP BY g;", [
+        [("a", {"g": "eu"}), ("a", {"g": "eu"}), ("b", {"g": "eu"}), ("a", None)]])  # one batch
+    assert changes == [("eu", "+a"), ("eu", "+a-a+a"), ("eu", "+a-a+a+b"), ("eu", "+a-a+a+b-a")]
+
+
+def _sums(states: pa.Array, values: pa.ListArray) -> pa.Array:
+    return _per_row(len(states), values.value_parent_indices(), values.flatten(), pa.int64())
+
+
+def _marked(states: pa.Array, values: pa.ListArray, mark: str) -> pa.Array:
+    return pa.array([(state or "") + "".join(mark + v for v in row)
+                     for state, row in zip(states.to_pylist(), values.to_pylist(), strict=True)], type=pa.string())
+
+
+def test_a_udaf_without_undo_cannot_aggregate_a_table_nor_take_literals_it_does_not_declare() -> None:
+    eng = Engine()
+    eng.execute(TB)
     with pytest.raises(BindError, match="cannot be applied to a table source"):
         eng.execute("CREATE TABLE t AS SELECT g, TOTAL(x) AS s FROM tb GROUP BY g;")
     with pytest.raises(BindError, match=r"takes literal parameters \(none\) after its columns, not 1"):
@@ -163,3 +220,27 @@ def test_a_variadic_udaf_with_literal_parameters_starts_each_group_from_its_init
             _engine("CREATE TABLE u AS SELECT id, COUNT_FROM(x, 'one') AS n FROM pts GROUP BY id;", [])
     finally:
         user_functions.remove("COUNT_FROM")
+
+
+def test_a_generic_udaf_states_its_type_with_the_parameters_type_variables() -> None:
+    @nbstream.udaf("firsts", params=["A", "ANY..."], state="ARRAY<A>")
+    class firsts:
+        """The first arguments, in arrival order."""
+
+        @staticmethod
+        def aggregate(states: pa.ListArray, first: pa.ListArray, *others: pa.ListArray) -> pa.ListArray:
+            olds = states.to_pylist()
+            news = first.to_pylist()
+            return pa.array([(old or []) + new for old, new in zip(olds, news, strict=True)], type=states.type)
+
+    try:
+        eng = _engine("CREATE TABLE t AS SELECT id, FIRSTS(w, x) AS ws, FIRSTS(x) AS xs FROM pts GROUP BY id;",
+                      [[("a", {"x": 1, "w": 0.5}), ("a", {"x": 2, "w": 1.5})], [("a", {"x": 3, "w": None})]])
+        assert [(r.value["WS"], r.value["XS"]) for r in eng.consume("T")] == [
+            ([0.5], [1]), ([0.5, 1.5], [1, 2]), ([0.5, 1.5, None], [1, 2, 3])]
+        described = dict(eng.execute("DESCRIBE FUNCTION firsts;")[0].rows)
+        assert described["signatures"] == "['FIRSTS(A, ANY...) -> ARRAY<A>']"
+        with pytest.raises(UdfError, match="type variable"):
+            nbstream.udaf("unbound", params=["A"], state="ARRAY<B>")(firsts)
+    finally:
+        user_functions.remove("FIRSTS")

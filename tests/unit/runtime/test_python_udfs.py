@@ -69,6 +69,24 @@ def test_a_udf_runs_once_per_vector_of_rows_not_once_per_row() -> None:
     assert sum(calls) == 5000 and len(calls) <= 5000 // 2048 + 1
 
 
+def test_a_grouping_udf_sees_each_record_once_and_the_records_it_keys_null_are_dropped() -> None:
+    seen: list[str] = []
+
+    @nbstream.udf(params=["STRING"], returns="STRING", deterministic=False)
+    def every_other_null(lines: pa.Array) -> pa.Array:  # ksqlDB's BadUdf.returnNull, counting rows
+        first = len(seen)
+        seen.extend(lines.to_pylist())
+        return pa.array([None if (first + i) % 2 == 0 else v for i, v in enumerate(lines.to_pylist())],
+                        type=pa.string())
+
+    eng = engine(*({"line": line} for line in ("d1", "d2", "d1", "d2", "d1")))
+    eng.execute("CREATE TABLE out AS SELECT EVERY_OTHER_NULL(line), COUNT(*) FROM pts "
+                "GROUP BY EVERY_OTHER_NULL(line);")
+    eng.run_until_idle()
+    assert seen == ["d1", "d2", "d1", "d2", "d1"]
+    assert [(r.key, r.value) for r in eng.consume("OUT")] == [("d2", {"KSQL_COL_1": 1}), ("d2", {"KSQL_COL_1": 2})]
+
+
 def test_a_udf_may_return_a_list_or_numpy_values() -> None:
     @nbstream.udf(params=["STRING"], returns="INTEGER")
     def word_count(lines: pa.Array) -> list[int | None]:
@@ -206,3 +224,20 @@ def test_registering_again_with_the_same_types_replaces_the_function() -> None:
 def test_a_bad_registration_is_refused_at_once_naming_the_function(register: object, message: str) -> None:
     with pytest.raises(UdfError, match=message):
         register()  # type: ignore[operator]
+
+
+def test_a_udf_without_parameters_is_called_with_the_row_count() -> None:
+    calls: list[int] = []
+
+    @nbstream.udf(params=[], returns="BIGINT", deterministic=False)
+    def serial(rows: int) -> pa.Array:
+        calls.append(rows)
+        start = sum(calls) - rows
+        return pa.array(range(start, start + rows), type=pa.int64())
+
+    eng = engine({"x": 1}, {"x": 2}, {"x": 3})
+    assert [v["N"] for v in output(eng, "SELECT id, SERIAL() AS n FROM pts;")] == [0, 1, 2]
+    assert calls == [3]
+    assert eng.query("SELECT SERIAL() AS n FROM pts;")["N"].tolist() == [3, 4, 5]
+    with pytest.raises(UdfError, match="without parameters is called with the row count"):
+        nbstream.udf("nothing", params=[], returns="BIGINT")(lambda: 1)

@@ -19,9 +19,7 @@ QTT = Path(__file__).parents[3].parent / "shared" / "conformance" / "ksql-qtt"
 
 #: Statements of positive cases the parser does not take yet (issue 14: ``STRUCT->*``).
 #: The test fails when this list is wrong either way, so a fix must shorten it.
-KNOWN_GAPS = {
-    "pull-queries-with-struct-star - select all fields within struct column (struct_col->*)",
-}
+KNOWN_GAPS: set[str] = set()
 
 pytestmark = pytest.mark.skipif(not QTT.is_dir(), reason="../shared/conformance is absent")
 

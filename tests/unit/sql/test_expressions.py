@@ -8,6 +8,7 @@ from sqlglot import exp
 from nbstream.catalog.types import INTEGER, SqlType
 from nbstream.errors import ParseError
 from nbstream.sql import ast, parse_expression
+from nbstream.sql.printer import ksql_text
 
 
 def test_unquoted_identifiers_are_upper_cased_quoted_keep_case() -> None:
@@ -38,6 +39,13 @@ def test_struct_access_is_a_dereference() -> None:
     indexed = parse_expression("arr[1]->a[2]")
     assert isinstance(indexed, exp.Bracket)
     assert isinstance(indexed.this, ast.Dereference)
+
+
+def test_struct_star_ends_a_dereference_chain() -> None:
+    tree = parse_expression("s->inner->*")
+    assert isinstance(tree, ast.StructStar)
+    assert isinstance(tree.this, ast.Dereference) and tree.this.args["field"] == "INNER"
+    assert ksql_text(tree) == "S->INNER->*"
 
 
 def test_subscripts_keep_the_index_as_written() -> None:

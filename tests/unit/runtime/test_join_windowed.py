@@ -1,0 +1,185 @@
+"""Joins of windowed sources follow ksqlDB: two sources whose keys are windowed alike join on key
+and window — the window bounds their serialized keys hold (a time window's start, a session's
+start and end) — and the result's key is windowed like the left source's. ksqlDB never re-keys a
+windowed source, so anything that would is refused with its message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from nbstream import Engine
+from nbstream.errors import BindError, NbstreamError
+
+Record = tuple[str, Any, dict[str, Any] | None, int, tuple[int, int]]  # topic, key, value, timestamp, window
+
+
+def _stream(name: str, window: str, key_format: str = "KAFKA", kind: str = "STREAM") -> str:
+    key = "PRIMARY KEY" if kind == "TABLE" else "KEY"
+    return (f"CREATE {kind} {name} (id INT {key}, v BIGINT) WITH (KAFKA_TOPIC='{name.lower()}', "
+            f"KEY_FORMAT='{key_format}', VALUE_FORMAT='JSON', {window});")
+
+
+TUMBLING = "WINDOW_TYPE='TUMBLING', WINDOW_SIZE='2 SECONDS'"
+HOPPING = "WINDOW_TYPE='HOPPING', WINDOW_SIZE='5 SECONDS'"
+SESSION = "WINDOW_TYPE='SESSION'"
+
+
+def _run(sql: str, records: list[Record]) -> Engine:
+    eng = Engine()
+    eng.execute(sql)
+    for topic, key, value, ts, window in records:
+        eng.produce(topic, value, key=key, timestamp=ts, window=window)
+    eng.run_until_idle()
+    return eng
+
+
+def _out(eng: Engine, topic: str) -> list[tuple[Any, ...]]:
+    """(key, window, timestamp, value) per record."""
+    return [(r.key, r.window, r.timestamp, r.value) for r in eng.consume(topic)]
+
+
+# -- stream-stream -------------------------------------------------------------------------------------
+
+
+def test_time_windowed_streams_join_only_records_of_the_same_key_and_window() -> None:
+    eng = _run(_stream("L", TUMBLING) + _stream("R", TUMBLING) +
+               "CREATE STREAM j AS SELECT l.id, l.v AS lv, r.v AS rv FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id;",
+               [("l", 1, {"V": 1}, 0, (0, 2_000)), ("l", 1, {"V": 2}, 2_000, (2_000, 4_000)),
+                ("r", 1, {"V": 10}, 2_500, (2_000, 4_000)), ("r", 2, {"V": 20}, 2_600, (2_000, 4_000))])
+    # r's record is within a minute of both of l's key-1 records, but in the window of the second only
+    assert _out(eng, "J") == [(1, (2_000, 4_000), 2_500, {"LV": 2, "RV": 10})]
+    assert eng.catalog.get("J").window == eng.catalog.get("L").window
+
+
+def test_session_windowed_streams_join_only_when_both_bounds_are_equal() -> None:
+    eng = _run(_stream("L", SESSION) + _stream("R", SESSION) +
+               "CREATE STREAM j AS SELECT l.id, l.v AS lv, r.v AS rv FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id;",
+               [("l", 1, {"V": 1}, 765, (234, 765)), ("r", 1, {"V": 2}, 567, (234, 567)),
+                ("r", 1, {"V": 3}, 765, (234, 765))])
+    assert _out(eng, "J") == [(1, (234, 765), 765, {"LV": 1, "RV": 3})]
+
+
+def test_select_star_lists_each_sides_window_bounds_after_its_key() -> None:
+    eng = _run(_stream("L", TUMBLING) + _stream("R", TUMBLING) +
+               "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id;",
+               [("l", 1, {"V": 1}, 0, (0, 2_000)), ("r", 1, {"V": 4}, 0, (0, 2_000))])
+    assert [c.name for c in eng.catalog.get("J").schema.columns] == [
+        "L_ID", "L_WINDOWSTART", "L_WINDOWEND", "L_V", "R_ID", "R_WINDOWSTART", "R_WINDOWEND", "R_V"]
+    assert _out(eng, "J") == [(1, (0, 2_000), 0, {"L_WINDOWSTART": 0, "L_WINDOWEND": 2_000, "L_V": 1, "R_ID": 1,
+                                                  "R_WINDOWSTART": 0, "R_WINDOWEND": 2_000, "R_V": 4})]
+
+
+def test_a_left_join_pads_a_record_without_a_match_in_its_window() -> None:
+    eng = _run(_stream("L", TUMBLING) + _stream("R", TUMBLING) +
+               "CREATE STREAM j AS SELECT l.id, l.v AS lv, r.v AS rv FROM l LEFT JOIN r WITHIN 1 MINUTE "
+               "ON l.id = r.id;",
+               [("r", 1, {"V": 10}, 0, (0, 2_000)), ("l", 1, {"V": 2}, 2_000, (2_000, 4_000))])
+    assert _out(eng, "J") == [(1, (2_000, 4_000), 2_000, {"LV": 2, "RV": None})]
+
+
+def test_streams_in_a_schema_registry_key_format_join_on_the_window_start_in_the_left_window() -> None:
+    # ksqlDB re-serializes both sides into the left key format: a time window's key holds its start only
+    eng = _run(_stream("L", HOPPING, "JSON_SR") + _stream("R", TUMBLING, "JSON_SR") +
+               "CREATE STREAM j AS SELECT l.id, l.v AS lv, r.v AS rv, r.windowend AS rend FROM l JOIN r "
+               "WITHIN 1 MINUTE ON l.id = r.id;",
+               [("l", 1, {"V": 1}, 0, (0, 5_000)), ("l", 1, {"V": 2}, 1_000, (1_000, 6_000)),
+                ("r", 1, {"V": 4}, 0, (0, 2_000))])
+    assert _out(eng, "J") == [(1, (0, 5_000), 0, {"LV": 1, "RV": 4, "REND": 2_000})]
+
+
+def test_a_push_query_over_a_windowed_join_returns_the_window_after_the_key() -> None:
+    eng = Engine()
+    eng.execute(_stream("L", TUMBLING) + _stream("R", TUMBLING))
+    runner = eng._transient_runner("SELECT l.v AS lv, l.id, r.v AS rv FROM l JOIN r WITHIN 1 MINUTE "
+                                  "ON l.id = r.id EMIT CHANGES;")
+    eng.produce("l", {"V": 1}, key=1, timestamp=0, window=(0, 2_000))
+    eng.produce("r", {"V": 4}, key=1, timestamp=1, window=(0, 2_000))
+    rows = runner.fetch_rows()
+    assert rows is not None
+    assert runner.result_shape.columns == ("L_ID", "WINDOWSTART", "WINDOWEND", "LV", "RV")
+    assert [{name: r[name] for name in runner.result_shape.columns} for r in rows.to_pylist()] == [
+        {"L_ID": 1, "WINDOWSTART": 0, "WINDOWEND": 2_000, "LV": 1, "RV": 4}]
+    runner.con.close()
+
+
+# -- table-table ---------------------------------------------------------------------------------------
+
+
+def test_windowed_tables_join_row_by_row_per_key_and_window() -> None:
+    eng = _run(_stream("A", TUMBLING, kind="TABLE") + _stream("B", TUMBLING, kind="TABLE") +
+               "CREATE TABLE j AS SELECT a.id, a.v AS av, b.v AS bv FROM a JOIN b ON a.id = b.id WHERE a.v > 0;",
+               [("a", 1, {"V": 1}, 0, (0, 2_000)), ("b", 1, {"V": 10}, 10, (0, 2_000)),
+                ("b", 1, {"V": 20}, 2_000, (2_000, 4_000)), ("a", 1, {"V": 2}, 2_001, (2_000, 4_000)),
+                ("a", 1, {"V": -1}, 2_002, (0, 2_000))])
+    # the row failing the WHERE deletes its own window's row only
+    assert _out(eng, "J") == [(1, (0, 2_000), 10, {"AV": 1, "BV": 10}),
+                              (1, (2_000, 4_000), 2_001, {"AV": 2, "BV": 20}),
+                              (1, (0, 2_000), 2_002, None)]
+    [result] = eng.execute("SELECT * FROM j;")
+    assert result.rows == ((1, 2_000, 4_000, 2, 20),)
+
+
+def test_a_windowed_stream_looks_up_the_windowed_table_row_of_its_key_and_window() -> None:
+    eng = _run(_stream("S", TUMBLING) + _stream("T", TUMBLING, kind="TABLE") +
+               "CREATE STREAM j AS SELECT s.id, s.v AS sv, t.v AS tv FROM s LEFT JOIN t ON s.id = t.id;",
+               [("t", 1, {"V": 5}, 0, (0, 2_000)), ("s", 1, {"V": 1}, 1, (0, 2_000)),
+                ("s", 1, {"V": 2}, 2_000, (2_000, 4_000))])
+    assert _out(eng, "J") == [(1, (0, 2_000), 1, {"SV": 1, "TV": 5}), (1, (2_000, 4_000), 2_000, {"SV": 2, "TV": None})]
+
+
+# -- what ksqlDB refuses --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("left", "right", "message"), [
+    (SESSION, TUMBLING, "Incompatible windowed sources.\nLeft source: SESSION\nRight source: TUMBLING"),
+    (TUMBLING, HOPPING, "Implicit repartitioning of windowed sources is not supported."),
+    (TUMBLING, "WINDOW_TYPE='TUMBLING', WINDOW_SIZE='3 SECONDS'",
+     "Implicit repartitioning of windowed sources is not supported."),
+])
+def test_streams_windowed_differently_do_not_join(left: str, right: str, message: str) -> None:
+    with pytest.raises(BindError) as error:
+        Engine().execute(_stream("L", left) + _stream("R", right) +
+                         "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id;")
+    assert str(error.value).startswith(message)
+
+
+def test_a_windowed_stream_joined_on_another_column_than_its_key_is_refused() -> None:
+    with pytest.raises(BindError) as error:
+        Engine().execute(_stream("L", SESSION) + _stream("R", SESSION) +
+                         "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 MINUTE ON l.v = r.v;")
+    assert str(error.value).startswith("Implicit repartitioning of windowed sources is not supported. "
+                                       "See https://github.com/confluentinc/ksql/issues/4385.")
+
+
+def test_a_windowed_table_in_a_schema_registry_key_format_is_refused() -> None:
+    with pytest.raises(BindError, match="does not support joins on windowed sources with Schema-Registry-enabled"):
+        Engine().execute(_stream("A", TUMBLING, "JSON_SR", "TABLE") + _stream("B", TUMBLING, "JSON_SR", "TABLE") +
+                         "CREATE TABLE j AS SELECT * FROM a JOIN b ON a.id = b.id;")
+
+
+def test_partition_by_over_a_windowed_join_is_refused() -> None:
+    with pytest.raises(BindError, match="Implicit repartitioning of windowed sources"):
+        Engine().execute(_stream("L", TUMBLING) + _stream("R", TUMBLING) +
+                         "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id PARTITION BY l.v;")
+
+
+def test_group_by_over_a_windowed_join_is_a_clear_unsupported_error() -> None:
+    with pytest.raises(NbstreamError, match="GROUP BY over a join of windowed sources is not supported yet"):
+        Engine().execute(_stream("L", TUMBLING) + _stream("R", TUMBLING) +
+                         "CREATE TABLE j AS SELECT l.v, COUNT(*) AS n FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id "
+                         "GROUP BY l.v;")
+
+
+def test_a_foreign_key_join_of_windowed_tables_is_refused() -> None:
+    with pytest.raises(BindError, match="Foreign-key table-table joins are not supported on windowed tables"):
+        Engine().execute(_stream("A", TUMBLING, kind="TABLE") + _stream("B", TUMBLING, kind="TABLE") +
+                         "CREATE TABLE j AS SELECT * FROM a JOIN b ON CAST(a.v AS INT) = b.id;")
+
+
+def test_a_time_windowed_left_source_without_a_window_size_is_refused() -> None:
+    # the result's window end is its start plus the left source's window size
+    with pytest.raises(BindError, match="L is TUMBLING windowed but declares no WINDOW_SIZE"):
+        Engine().execute(_stream("L", "WINDOW_TYPE='TUMBLING'") + _stream("R", "WINDOW_TYPE='TUMBLING'") +
+                         "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id;")
