@@ -65,6 +65,9 @@ def _join_steps(plan: JoinPlan) -> list[Step]:
     elif plan.left.is_table:
         on = "the left table's foreign key" if plan.foreign_key else "their key"
         steps.append(("join", f"{plan.kind} table-table join of {plan.left.alias} and {plan.right.alias} on {on}"))
+        key = "the left table's key" if plan.foreign_key else "the key"
+        return steps + [("join", f"{step.kind} table-table join of the result and {step.side.alias} on {key}")
+                        for step in plan.chain]
     for lookup in plan.lookups:
         by = "the join key" if lookup.probe == quote(JOIN_KEY) else lookup.probe
         steps.append(("join", f"{lookup.kind} lookup of table {lookup.side.alias} by {by}"))

@@ -48,6 +48,19 @@ def test_explain_of_a_running_join_aggregation_shows_both_inputs_and_the_lookup(
     assert steps[-1] == ("sink", "PER_REGION (topic PER_REGION, JSON)")
 
 
+def test_explain_of_a_chain_of_tables_after_a_foreign_key_join_shows_each_join() -> None:
+    eng = Engine()
+    eng.execute("CREATE TABLE members (id INT PRIMARY KEY, region_id INT) WITH (KAFKA_TOPIC='members', "
+                "VALUE_FORMAT='JSON'); CREATE TABLE regions (id INT PRIMARY KEY, rname VARCHAR) WITH "
+                "(KAFKA_TOPIC='regions', VALUE_FORMAT='JSON'); CREATE TABLE addrs (id INT PRIMARY KEY, "
+                "city VARCHAR) WITH (KAFKA_TOPIC='addrs', VALUE_FORMAT='JSON');")
+    steps = _steps(eng, "EXPLAIN SELECT ROWKEY, rname, city FROM members m LEFT JOIN regions r ON m.region_id = r.id "
+                        "FULL JOIN addrs a ON m.id = a.id EMIT CHANGES;")
+    assert [d for k, d in steps if k == "join"] == [
+        "LEFT table-table join of M and R on the left table's foreign key",
+        "FULL table-table join of the result and A on the left table's key"]
+
+
 def test_explain_of_a_stream_stream_join_shows_its_window() -> None:
     eng = Engine()
     eng.execute(SOURCES + "CREATE STREAM views (userid VARCHAR KEY, page VARCHAR) "
