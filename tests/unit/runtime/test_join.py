@@ -492,6 +492,17 @@ def test_a_chain_of_tables_after_a_foreign_key_join_equals_joining_the_foreign_k
     assert _out(direct, "J", "NAME", "RNAME", "CITY") == _out(staged, "J", "NAME", "RNAME", "CITY")
 
 
+def test_a_chain_of_tables_after_a_foreign_key_join_keeps_the_join_s_rows_over_a_restart(tmp_path: Path) -> None:
+    chain = ("CREATE TABLE j AS SELECT m.id, name, rname, city FROM members m JOIN regions r ON m.region_id = r.id "
+             "JOIN addrs a ON m.id = a.id;")
+    eng = _run(MEMBERS + REGIONS + ADDRS + chain,
+               [("regions", 1, {"rname": "eu"}, 1), ("members", 7, {"name": "ann", "region_id": 1}, 2)],
+               Engine(tmp_path))
+    eng.con.close()
+    again = _run("", [("addrs", 7, {"city": "x"}, 3)], Engine(tmp_path))
+    assert _out(again, "J", "NAME", "RNAME", "CITY") == [(7, 3, "ann", "eu", "x")]
+
+
 SHELVES = ("CREATE TABLE shelves (room INT PRIMARY KEY, slot INT PRIMARY KEY, owner INT) "
            "WITH (KAFKA_TOPIC='shelves', FORMAT='JSON');")
 
