@@ -254,12 +254,14 @@ def _plan_join_aggregate(query: Query, scope: _JoinScope, joined: Scope, join: J
 def _joined_rows(join: JoinPlan, joined: Scope) -> Source:
     """The joined rows as the source an aggregate folds: a STREAM of them, or — for a join of tables —
     the changes of the TABLE the join is, keyed by its result key (``__jk``, or in a foreign-key join
-    the left table's key), so that the aggregate retracts a key's previous row as it adds the new."""
+    of two tables the left table's key columns), so that the aggregate retracts a key's previous row
+    as it adds the new."""
     is_table = join.left.is_table and join.right.is_table
-    keys = set(join.left.key_columns) if join.foreign_key else set()
+    by_left_key = join.foreign_key and not join.chain
+    keys = set(join.left.key_columns) if by_left_key else set()
     columns = [Column(c.name, c.type, "KEY" if c.name in keys else "VALUE")
                for c in joined.columns if c.sql != quote(JOIN_KEY)]
-    if is_table and not join.foreign_key:
+    if is_table and not by_left_key:
         columns.append(Column(JOIN_KEY, join.key_type, "KEY"))
     left = join.left.scan
     return Source(name=f"{join.left.alias}_{join.right.alias}_JOIN", kind="TABLE" if is_table else "STREAM",

@@ -432,6 +432,16 @@ def test_a_group_by_over_a_foreign_key_join_moves_every_row_referencing_a_change
         ("eu", 2, 1), ("eu", 3, 2), ("eu", 4, 1), ("EU", 4, 1), ("eu", 4, 0), ("EU", 4, 2), ("EU", 5, 1)]
 
 
+def test_a_group_by_over_a_chain_after_a_foreign_key_join_retracts_the_rows_a_right_row_s_deletion_ends() -> None:
+    eng = _run(MEMBERS + REGIONS + ADDRS + "CREATE TABLE per_city AS SELECT city, COUNT(*) AS n FROM members m "
+               "JOIN regions r ON m.region_id = r.id JOIN addrs a ON m.id = a.id GROUP BY city;",
+               [("regions", 1, {"rname": "eu"}, 1), ("members", 7, {"name": "a", "region_id": 1}, 2),
+                ("addrs", 7, {"city": "x"}, 3), ("members", 8, {"name": "b", "region_id": 1}, 4),
+                ("addrs", 8, {"city": "y"}, 5), ("regions", 1, None, 6)])
+    # the region's deletion ends both members' joined rows: each leaves its city's count
+    assert _out(eng, "PER_CITY", "N") == [("x", 3, 1), ("y", 5, 1), ("x", 6, 0), ("y", 6, 0)]
+
+
 def test_a_group_by_over_a_table_join_retracts_a_row_that_stops_passing_where() -> None:
     eng = _run(USERS + CARTS + "CREATE TABLE per_name AS SELECT name, SUM(n) AS total FROM users u "
                "LEFT JOIN carts c ON u.id = c.id WHERE n IS NULL OR n < 10 GROUP BY name;",
