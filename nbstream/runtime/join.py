@@ -17,9 +17,11 @@ Each batch, inside the one transaction of :class:`~nbstream.runtime.query.QueryR
      tables are looked up one after another, each by its ON expression over the row so far.
      When all the batch's table changes arrived before its stream records, the tables' state
      takes them first and the stream records are looked up by plain hash joins;
-   * table-table (and chains of tables on one key): each change of a table looks up the other
-     tables' rows of its key the same way and emits the joined row, or a tombstone when the join
-     no longer holds — if the change reaches the result through the nested joins;
+   * table-table (and chains of tables on one key, joined by any kind): each change of a table
+     looks up the other tables' rows of its key the same way and emits the joined row, or a
+     tombstone when the join no longer holds — if the change reaches the result through the nested
+     joins; a chain may start with a foreign-key join, whose result (``joinfk$<query>``) is then
+     its first input;
    * stream-stream: each record joins the other side's records that arrived before it (stored
      in ``join$<query>$<side>`` or earlier in the batch) whose times are within the window;
      unmatched records of an outer side are emitted null-padded at once, or — with a GRACE
