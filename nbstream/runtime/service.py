@@ -515,12 +515,15 @@ class _InterruptiblePull:
         self.cancelled = threading.Event()
         self.guard = threading.Lock()  # orders interrupt() before the worker lets the connection go
         self.thread = threading.Thread(target=self._work, name="nbstream-pull", daemon=True)
+        #: Set when the worker is done. Not ``thread.is_alive()``: on Python 3.11 a KeyboardInterrupt
+        #: inside ``Thread.join`` can leave the thread reported as stopped while it runs.
+        self.done = threading.Event()
 
     def result(self) -> pd.DataFrame:
         self.thread.start()
         try:
-            while self.thread.is_alive():
-                self.thread.join(0.05)
+            while not self.done.wait(0.05):
+                pass
         except KeyboardInterrupt:
             self._cancel()
             raise ExecutionError("pull query cancelled") from None
@@ -530,24 +533,30 @@ class _InterruptiblePull:
         return self.frame
 
     def _work(self) -> None:
-        with self.engine.pull_connection() as con:
-            if self.cancelled.is_set():
-                return
-            self.con = con
-            try:
-                self.frame = pull(self.engine, self.sql, self.params or {}, con)
-            except BaseException as error:
-                self.error = error
-            finally:
-                with self.guard:
-                    self.con = None
+        try:
+            with self.engine.pull_connection() as con:
+                if self.cancelled.is_set():
+                    return
+                self.con = con
+                try:
+                    self.frame = pull(self.engine, self.sql, self.params or {}, con)
+                except BaseException as error:
+                    self.error = error
+                finally:
+                    with self.guard:
+                        self.con = None
+        finally:
+            self.done.set()
 
     def _cancel(self) -> None:
-        with self.guard:
-            self.cancelled.set()
-            if self.con is not None:
-                self.con.interrupt()
-        self.thread.join()
+        """Interrupt the pull until its thread ends: an interrupt that comes before DuckDB starts the
+        statement is not remembered by DuckDB, so it is sent again while the worker runs."""
+        self.cancelled.set()
+        while not self.done.is_set():
+            with self.guard:
+                if self.con is not None:
+                    self.con.interrupt()
+            self.done.wait(0.05)
 
 
 class BackgroundLoop:

@@ -244,15 +244,18 @@ def test_the_background_loop_runs_persistent_queries_while_the_kernel_is_free(
     assert [(r.key, r.value) for r in homes] == [("u1", {"PAGEID": "home"})]
 
 
+@pytest.mark.parametrize("before_duckdb", [0.0, 0.5], ids=["while-duckdb-scans", "before-duckdb-starts"])
 def test_ctrl_c_cancels_a_long_pull_query_inside_duckdb(
-        shell: InteractiveShell, engine: EngineService, monkeypatch: pytest.MonkeyPatch) -> None:
+        shell: InteractiveShell, engine: EngineService, monkeypatch: pytest.MonkeyPatch, before_duckdb: float) -> None:
     run(shell, PAGEVIEWS)
 
     scanning, interrupted_at = threading.Event(), [float("inf")]
 
     def slow_pull(engine: Engine, sql: str, params: object, con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
-        """A pull query that scans for minutes (a stand-in for a huge table), on the pulls' connection."""
+        """A pull query that scans for minutes (a stand-in for a huge table), on the pulls' connection;
+        ``before_duckdb`` seconds of Python first (DuckDB forgets an interrupt that comes before a statement)."""
         scanning.set()
+        time.sleep(before_duckdb)
         return con.execute("SELECT count(*) FROM range(100000000000) r WHERE r.range % 7 = 3").df()
 
     def interrupt_once_scanning() -> None:  # what the kernel's interrupt does, while DuckDB scans
