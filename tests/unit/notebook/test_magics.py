@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import _thread
+import signal
 import threading
 import time
+from collections.abc import Iterator
 
 import duckdb
 import pandas as pd
@@ -244,7 +246,17 @@ def test_the_background_loop_runs_persistent_queries_while_the_kernel_is_free(
     assert [(r.key, r.value) for r in homes] == [("u1", {"PAGEID": "home"})]
 
 
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt, as in a kernel, whatever handler an earlier test left
+    installed (an in-process server's event loop sets its own)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("before_duckdb", [0.0, 0.5], ids=["while-duckdb-scans", "before-duckdb-starts"])
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_ctrl_c_cancels_a_long_pull_query_inside_duckdb(
         shell: InteractiveShell, engine: EngineService, monkeypatch: pytest.MonkeyPatch, before_duckdb: float) -> None:
     run(shell, PAGEVIEWS)
