@@ -260,9 +260,7 @@ class ExpressionCompiler:
         if "NULL" in (lt.name, rt.name):
             raise ExpressionTypeError(f"Comparison with NULL not supported: {lt.name} {OPERATORS[type(node)]} "
                                       f"{rt.name}\nUse 'IS NULL' or 'IS NOT NULL' instead.", message_text(node))
-        if not comparable(lt, rt, op):
-            raise ExpressionTypeError(f"Cannot compare {message_text(node.this)} ({lt}) to "
-                                      f"{message_text(node.expression)} ({rt}) with {op}.", message_text(node))
+        _check_comparable(node, node.this, lt, node.expression, rt, op)
         if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ):
             return compiled
         return _func("coalesce", compiled, exp.false())
@@ -273,10 +271,8 @@ class ExpressionCompiler:
         value = self.type_of(compiled.this)
         for bound, op in (("low", "GREATER_THAN_OR_EQUAL"), ("high", "LESS_THAN_OR_EQUAL")):
             bound_type = self.type_of(compiled.args[bound])
-            if "NULL" not in (value.name, bound_type.name) and not comparable(value, bound_type, op):
-                raise ExpressionTypeError(f"Cannot compare {message_text(node.this)} ({value}) to "
-                                          f"{message_text(node.args[bound])} ({bound_type}) with {op}.",
-                                          message_text(node))
+            if "NULL" not in (value.name, bound_type.name):
+                _check_comparable(node, node.this, value, node.args[bound], bound_type, op)
         return compiled
 
     def visit_Like(self, node: exp.Like) -> exp.Expression:
@@ -526,6 +522,14 @@ class ExpressionCompiler:
 
 _COMPLEX = ("ARRAY", "MAP", "STRUCT")
 _TEMPORAL = ("TIMESTAMP", "DATE", "TIME")
+
+
+def _check_comparable(node: exp.Expression, left: exp.Expression, left_type: SqlType, right: exp.Expression,
+                      right_type: SqlType, op: str) -> None:
+    """ksqlDB's refusal of ``left op right`` (within ``node``) when the types do not compare."""
+    if not comparable(left_type, right_type, op):
+        raise ExpressionTypeError(f"Cannot compare {message_text(left)} ({left_type}) to {message_text(right)} "
+                                  f"({right_type}) with {op}.", message_text(node))
 
 
 def comparable(left: SqlType, right: SqlType, op: str = "EQUAL") -> bool:
