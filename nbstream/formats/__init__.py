@@ -6,7 +6,7 @@
 '\\t'
 
 Formats over a schema registry (AVRO and JSON_SR; PROTOBUF and PROTOBUF_NOSR not yet) take the
-engine's :class:`~nbstream.formats.registry.SchemaRegistry` for their Python-side calls; their SQL
+engine's :class:`~nbstream.formats.registry.Registry` for their Python-side calls; their SQL
 calls the codecs of :mod:`nbstream.formats.codecs`. Call :func:`register_udfs` and
 :func:`nbstream.formats.codecs.attach` on each DuckDB connection that evaluates format SQL.
 """
@@ -24,7 +24,7 @@ from nbstream.formats.json import JsonFormat
 from nbstream.formats.json_sr import JsonSrFormat
 from nbstream.formats.kafka import KafkaFormat
 from nbstream.formats.none import NoneFormat
-from nbstream.formats.registry import SchemaRegistry
+from nbstream.formats.registry import Registry
 
 __all__ = ["FORMATS", "Decoded", "Format", "format_for", "register_udfs"]
 
@@ -37,7 +37,7 @@ SUPPORTED_REGISTRY_FORMATS = ("AVRO", "JSON_SR")
 
 
 def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key: bool = False,
-               registry: SchemaRegistry | None = None) -> Format:
+               registry: Registry | None = None) -> Format:
     """The format called ``name`` (case-insensitive), configured by the source's WITH ``properties``.
 
     ``properties`` keys are case-insensitive; DELIMITED reads ``KEY_DELIMITER`` when ``is_key``,

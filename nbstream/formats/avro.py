@@ -21,7 +21,7 @@ from nbstream.errors import FormatError
 from nbstream.formats import avro_schema
 from nbstream.formats.base import Decoded, check_key_maps, check_wrap, let_name, sql_str
 from nbstream.formats.codecs import ERROR_FIELD, avro_decoder, avro_encoder
-from nbstream.formats.registry import SchemaRegistry
+from nbstream.formats.registry import Registry
 
 #: The side property holding the id a sink writes with (resolved when the statement runs).
 SCHEMA_ID = "SCHEMA_ID"
@@ -38,7 +38,7 @@ class AvroFormat:
     name = "AVRO"
     schema_type = "AVRO"
 
-    def __init__(self, properties: Mapping[str, Any], registry: SchemaRegistry | None = None) -> None:
+    def __init__(self, properties: Mapping[str, Any], registry: Registry | None = None) -> None:
         self.properties = dict(properties)
         self.registry = registry
 
@@ -78,7 +78,7 @@ class AvroFormat:
         return f"{fn}({{{struct}}})"
 
     # -- Python side ---------------------------------------------------------------------------
-    def _registry(self) -> SchemaRegistry:
+    def _registry(self) -> Registry:
         if self.registry is None:
             raise FormatError("the AVRO format needs the engine's schema registry here")
         return self.registry

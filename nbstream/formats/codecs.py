@@ -39,7 +39,7 @@ from nbstream.catalog.user_functions import arrow_type
 from nbstream.formats.avro_arrow import FastReader, polars_schema
 from nbstream.formats.avro_encode import Encoded, Encoder, NotVectorizable, encoder_for, join_rows
 from nbstream.formats.avro_schema import reader_view
-from nbstream.formats.registry import SchemaRegistry
+from nbstream.formats.registry import Registry
 
 #: The field of a decoder's result that holds a record's error message.
 ERROR_FIELD = "__error"
@@ -49,7 +49,7 @@ _NO_STOP = 2**31 - 1  # a binary_slice stop past the end of any BLOB
 
 _LOCK = threading.Lock()
 _COUNTER = itertools.count()
-_CONNECTIONS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, SchemaRegistry] = weakref.WeakKeyDictionary()
+_CONNECTIONS: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, Registry] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -60,19 +60,19 @@ class Codec:
     duck_name: str
     params: tuple[str, ...]
     returns: str
-    make: Callable[[SchemaRegistry], Callable[..., pa.Array]]
+    make: Callable[[Registry], Callable[..., pa.Array]]
 
 
 _CODECS: dict[tuple[Any, ...], Codec] = {}
 #: Each registry's codec callables by name. DuckDB's catalog refers to them but does not keep them
 #: alive (:mod:`~nbstream.catalog.duck_functions`); a registry lives while a connection attached to
 #: it does (``_CONNECTIONS`` holds it), and so do they.
-_CALLS: weakref.WeakKeyDictionary[SchemaRegistry, dict[str, Callable[..., pa.Array]]] = weakref.WeakKeyDictionary()
+_CALLS: weakref.WeakKeyDictionary[Registry, dict[str, Callable[..., pa.Array]]] = weakref.WeakKeyDictionary()
 #: The prefix of every codec's DuckDB name.
 PREFIX = "nbs_sr_"
 
 
-def attach(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry) -> None:
+def attach(con: duckdb.DuckDBPyConnection, registry: Registry) -> None:
     """Make every codec callable on ``con`` (a connection or cursor of an engine), bound to
     ``registry``; codecs made later too. Only those its database lacks are created (one lookup)."""
     with _LOCK:
@@ -86,7 +86,7 @@ def attach(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry) -> None:
             _register(con, registry, codec)
 
 
-def _register(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry, codec: Codec) -> None:
+def _register(con: duckdb.DuckDBPyConnection, registry: Registry, codec: Codec) -> None:
     """Create ``codec`` in the database of ``con``, committed at once whatever transaction ``con``
     is in (an encoder is made inside the first batch's, which a bad record rolls back)."""
     with _LOCK:
@@ -98,7 +98,7 @@ def _register(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry, codec: C
 
 
 def _codec(key: tuple[Any, ...], prefix: str, params: tuple[str, ...], returns: str,
-           make: Callable[[SchemaRegistry], Callable[..., pa.Array]]) -> str:
+           make: Callable[[Registry], Callable[..., pa.Array]]) -> str:
     with _LOCK:
         found = _CODECS.get(key)
         if found is not None:
@@ -125,14 +125,14 @@ def avro_decoder(columns: Sequence[Column], *, wrapped: bool) -> str:
     result = decoded_type(cols)
     key = ("avro-dec", cols, wrapped)
 
-    def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
+    def make(registry: Registry) -> Callable[..., pa.Array]:
         return _AvroDecoder(registry, cols, wrapped, arrow_type(result)).__call__
 
     return _codec(key, "dec", ("BLOB",), result.duckdb(), make)
 
 
 class _AvroDecoder:
-    def __init__(self, registry: SchemaRegistry, columns: tuple[Column, ...], wrapped: bool,
+    def __init__(self, registry: Registry, columns: tuple[Column, ...], wrapped: bool,
                  target: pa.DataType) -> None:
         self.registry, self.columns, self.wrapped, self.target = registry, columns, wrapped, target
         self.reader = SqlType.struct([(c.name, c.type) for c in columns])
@@ -296,14 +296,14 @@ def avro_encoder(columns: Sequence[Column], *, wrapped: bool, schema_id: int) ->
     struct = SqlType.struct([(c.name, c.type) for c in cols])
     key = ("avro-enc", cols, wrapped, schema_id)
 
-    def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
+    def make(registry: Registry) -> Callable[..., pa.Array]:
         return _AvroEncoder(registry, cols, wrapped, schema_id).__call__
 
     return _codec(key, "enc", (struct.duckdb(),), "BLOB", make)
 
 
 class _AvroEncoder:
-    def __init__(self, registry: SchemaRegistry, columns: tuple[Column, ...], wrapped: bool, schema_id: int) -> None:
+    def __init__(self, registry: Registry, columns: tuple[Column, ...], wrapped: bool, schema_id: int) -> None:
         self.registry, self.columns, self.wrapped, self.schema_id = registry, columns, wrapped, schema_id
         self.header = b"\x00" + schema_id.to_bytes(4, "big")
         self.has_map = any(_has_map(c.type) for c in columns)
@@ -464,14 +464,21 @@ def _maps_as_dicts(value: Any, t: SqlType) -> Any:
 
 def header_checker(schema_type: str) -> str:
     """The name of the function telling, for a BLOB vector, which records start with Confluent's
-    header (magic byte 0, a 4-byte id) of a registered schema of ``schema_type``: one
-    ``binary_slice`` and one ``is_in`` over the vector (NULL records are not)."""
+    header (magic byte 0, a 4-byte id) of a registered schema of ``schema_type``: the vector's
+    distinct headers are looked up, then one ``is_in`` over the vector (NULL records are not)."""
 
-    def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
+    def make(registry: Registry) -> Callable[..., pa.Array]:
+        def registered(header: bytes) -> bool:
+            if len(header) != HEADER_SIZE or header[:1] != b"\x00":
+                return False
+            found = registry.by_id(int.from_bytes(header[1:], "big"))
+            return found is not None and found.schema_type == schema_type
+
         def known(blobs: pa.ChunkedArray | pa.Array) -> pa.Array:
-            headers = pa.array([b"\x00" + sid.to_bytes(4, "big") for sid in registry.ids_of_type(schema_type)],
-                               type=pa.binary())
-            found = pc.is_in(pc.binary_slice(blobs, 0, 5), value_set=headers)
+            headers = pc.binary_slice(blobs, 0, HEADER_SIZE)
+            distinct = pc.unique(headers).drop_null().to_pylist()
+            value_set = pa.array([h for h in distinct if registered(h)], type=pa.binary())
+            found = pc.is_in(headers, value_set=value_set)
             return found.combine_chunks() if isinstance(found, pa.ChunkedArray) else found
 
         return known

@@ -22,7 +22,7 @@ from nbstream.formats.avro import SCHEMA_ID
 from nbstream.formats.base import Decoded, let_name
 from nbstream.formats.codecs import header_checker
 from nbstream.formats.json import JsonFormat
-from nbstream.formats.registry import SchemaRegistry
+from nbstream.formats.registry import Registry
 
 #: Confluent's wire-format header: the magic byte, then the schema id (4 bytes, big-endian).
 HEADER_SIZE = 5
@@ -45,7 +45,7 @@ class JsonSrFormat:
     name = "JSON_SR"
     schema_type = "JSON"
 
-    def __init__(self, properties: Mapping[str, Any], registry: SchemaRegistry | None = None) -> None:
+    def __init__(self, properties: Mapping[str, Any], registry: Registry | None = None) -> None:
         self.properties = dict(properties)
         self.registry = registry
         self.json = JsonFormat()

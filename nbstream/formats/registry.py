@@ -24,7 +24,7 @@ import json
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 
@@ -46,6 +46,32 @@ class RegisteredSchema:
     def parsed(self) -> Any:
         """The schema as data: a dict/list/str for AVRO and JSON, the ``.proto`` text for PROTOBUF."""
         return self.schema if self.schema_type == "PROTOBUF" else json.loads(self.schema)
+
+
+class Registry(Protocol):
+    """What the engine asks of a schema registry: the embedded :class:`SchemaRegistry`, or a
+    Confluent-compatible one over its REST API (:mod:`nbstream.formats.registry_client`)."""
+
+    def by_id(self, schema_id: int) -> RegisteredSchema | None: ...
+
+    def latest(self, subject: str) -> RegisteredSchema | None: ...
+
+    def version(self, subject: str, version: int) -> RegisteredSchema | None: ...
+
+    def subjects(self) -> list[str]: ...
+
+    def versions(self, subject: str) -> list[int]: ...
+
+    def id_of(self, subject: str, schema: Any, schema_type: str = "AVRO") -> int | None: ...
+
+    def register(self, subject: str, schema: Any, schema_type: str = "AVRO", schema_id: int | None = None,
+                 references: Sequence[Mapping[str, Any]] | None = None) -> int: ...
+
+    def delete_subject(self, subject: str) -> list[int]: ...
+
+    def check_compatible(self, subject: str, schema: Any, schema_type: str = "AVRO") -> None: ...
+
+    def close(self) -> None: ...
 
 
 class SchemaRegistry:
@@ -79,10 +105,6 @@ class SchemaRegistry:
         """Version ``version`` (1-based) of ``subject``, or None."""
         ids = self._versions.get(subject) or []
         return self._by_id[ids[version - 1]] if 0 < version <= len(ids) else None
-
-    def ids_of_type(self, schema_type: str) -> list[int]:
-        """The ids of the schemas of ``schema_type`` (AVRO, PROTOBUF or JSON)."""
-        return [sid for sid, found in list(self._by_id.items()) if found.schema_type == schema_type]
 
     def subjects(self) -> list[str]:
         """The subjects that have at least one version, sorted."""
@@ -135,6 +157,9 @@ class SchemaRegistry:
             if found.schema == text and found.schema_type == stype:
                 return sid
         return max(self._by_id, default=0) + 1
+
+    def close(self) -> None:
+        """Nothing to release: the registry's tables close with the engine's database."""
 
     def delete_subject(self, subject: str) -> list[int]:
         """Forget the versions of ``subject`` (its schemas keep their ids); the versions deleted."""

@@ -31,7 +31,7 @@ from nbstream.catalog.types import SqlType
 from nbstream.errors import FormatError
 from nbstream.formats import SUPPORTED_REGISTRY_FORMATS, format_for
 from nbstream.formats.base import sql_str
-from nbstream.formats.registry import SchemaRegistry
+from nbstream.formats.registry import Registry
 from nbstream.log.base import Record, SqlLog
 from nbstream.physical.compile import decode_select
 from nbstream.physical.expressions import quote
@@ -93,7 +93,7 @@ def _check_decoded(table: pa.Table, topic: str, source: Source) -> None:
 
 
 def consume_records(con: duckdb.DuckDBPyConnection, relation: str, topic: str, source: Source | None,
-                    registry: SchemaRegistry) -> Records:
+                    registry: Registry) -> Records:
     """The records of ``relation`` (in partition, offset order), decoded as :meth:`Engine.consume`
     returns them (raw bytes without a ``source``); schema-registry formats find their schemas in
     ``registry``."""
@@ -159,7 +159,7 @@ class Records(Sequence[Record]):
                 keys, values, headers, windows, table.column("wt").to_pylist(), strict=True)]
 
 
-def _records_sql(relation: str, source: Source | None, registry: SchemaRegistry) -> str:
+def _records_sql(relation: str, source: Source | None, registry: Registry) -> str:
     """One row per record: ``p``, ``o``, ``ts``, headers ``h``, window ``ws``/``we``/``wt``, and per
     side (``k``, ``v``) its logical content, whether that is exact (``_ok``) and if not its bytes
     (``_raw``), which Python then decodes."""
@@ -180,7 +180,7 @@ FROM (SELECT "ROWPARTITION" AS p, "ROWOFFSET" AS o, __ts AS ts, __headers AS h, 
 ORDER BY p, o"""
 
 
-def _side_sql(source: Source, registry: SchemaRegistry, *, is_key: bool) -> tuple[str, str]:
+def _side_sql(source: Source, registry: Registry, *, is_key: bool) -> tuple[str, str]:
     """SQL of ``decode_python``'s result for the key (or value) of a decoded record, and SQL true
     where that result is exact (else the record's bytes go to ``decode_python``)."""
     raw = "__raw_key" if is_key else "__raw_value"
@@ -228,7 +228,7 @@ def _plain(t: SqlType) -> bool:
 Decode = Callable[[bytes], Any]
 
 
-def _python_decoders(source: Source | None, registry: SchemaRegistry) -> tuple[Decode, Decode]:
+def _python_decoders(source: Source | None, registry: Registry) -> tuple[Decode, Decode]:
     """``decode_python`` of the key and value formats of ``source``, as ``consume`` always used them."""
     if source is None:
         return bytes, bytes

@@ -28,7 +28,8 @@ from nbstream.connectors.running import Connectors
 from nbstream.errors import ExecutionError, LogError, NbstreamError, PlanError
 from nbstream.formats import FORMATS, SUPPORTED_REGISTRY_FORMATS, codecs, format_for, register_udfs
 from nbstream.formats.base import sql_str
-from nbstream.formats.registry import SchemaRegistry
+from nbstream.formats.registry import Registry, SchemaRegistry
+from nbstream.formats.registry_client import remote_registry
 from nbstream.log.base import RECORD_SCHEMA, SqlLog
 from nbstream.physical import aggregates
 from nbstream.plan.aggregate import is_aggregate_query
@@ -122,8 +123,9 @@ class Engine:
             self.con = duckdb.connect(str(self.path / DATABASE_FILE))
         else:
             self.con = duckdb.connect(":memory:")
-        #: The embedded schema registry (subjects, versions, ids), kept in the engine's database.
-        self.schema_registry = SchemaRegistry(self.con)
+        #: The schema registry: the one ``ksql.schema.registry.url`` names, else the engine's own
+        #: (subjects, versions, ids kept in the engine's database).
+        self.schema_registry: Registry = remote_registry(self.properties) or SchemaRegistry(self.con)
         self._configure(self.con)
         self.backend: Backend = backend_for(self.con, kafka, client_options)
         self.log: SqlLog = self.backend.log
@@ -491,6 +493,7 @@ class Engine:
     def close(self) -> None:
         self.connectors.close()
         self.backend.close()
+        self.schema_registry.close()
         self.con.close()
 
     def __enter__(self) -> Self:

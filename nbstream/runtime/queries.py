@@ -20,8 +20,10 @@ from nbstream.runtime.kafka_query import processing_guarantee
 from nbstream.runtime.materialize import Materializer
 from nbstream.runtime.query import QueryRunner
 
-#: The states of a query that is stepped (STALLED: waiting for its Kafka broker, and retrying).
-RUNNING_STATES = ("RUNNING", "STALLED")
+#: The states of a query that is stepped (STALLED: waiting for its Kafka broker or its schema
+#: registry, and retrying).
+STALLED = "STALLED"
+RUNNING_STATES = ("RUNNING", STALLED)
 
 #: What the loops step: a persistent query's runner with its id, or a materialization's with None.
 Worker = tuple[str | None, QueryRunner]
@@ -36,6 +38,7 @@ class QueryManager:
         self._properties = properties
         self._runners: dict[str, QueryRunner] = {}  # every query's, in creation order
         self._materializers: dict[str, Materializer] = {}
+        self._waiting: set[int] = set()  # the runners stall() stalled (a Kafka runner stalls on its own)
 
     # -- persistent queries ----------------------------------------------------------------------
     def start(self, query: PersistentQuery, plan: Plan) -> None:
@@ -118,6 +121,27 @@ class QueryManager:
         else:
             self._materializers = {k: v for k, v in self._materializers.items() if v is not runner}
         return f"{query_id or 'materialization'}: {runner.stats.last_error}"
+
+    def stall(self, worker: Worker, error: Exception) -> None:
+        """``worker`` waits for something outside the engine that failed (``error``, e.g. its schema
+        registry): its query is ``STALLED`` and keeps being stepped, so it goes on where it stopped."""
+        query_id, runner = worker
+        runner.stats.last_error = f"waiting (retrying): {error}"
+        self._waiting.add(id(runner))
+        query = self._catalog.queries.get(query_id) if query_id is not None else None
+        if query is not None and query.state == "RUNNING":
+            query.state = STALLED
+
+    def stepped(self, worker: Worker) -> None:
+        """``worker`` stepped without failing: a query that :meth:`stall` stalled runs again."""
+        query_id, runner = worker
+        if id(runner) not in self._waiting:
+            return
+        self._waiting.discard(id(runner))
+        runner.stats.last_error = None
+        query = self._catalog.queries.get(query_id) if query_id is not None else None
+        if query is not None and query.state == STALLED:
+            query.state = "RUNNING"
 
     def _stepped(self, query_id: str) -> bool:
         query = self._catalog.queries.get(query_id)

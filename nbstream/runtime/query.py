@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 from nbstream.catalog.schema import WINDOW_BOUNDS
 from nbstream.catalog.types import BIGINT, SqlType
 from nbstream.errors import ExecutionError
+from nbstream.formats.registry_client import RegistryUnavailable, is_outage
 from nbstream.log.base import SqlLog, execute_arrow
 from nbstream.log.embedded import route_sql
 from nbstream.physical.compile import encode_rows_sql, encoded_sql, order_by_sql, result_sql
@@ -228,19 +229,24 @@ class QueryRunner:
     def _process(self, ranges: Ranges) -> None:
         """Commit ``ranges`` as one batch. If DuckDB fails to evaluate it, split it in halves until
         each failing record is alone, and log that record instead: a bad record never stops the
-        query. (Only failing batches are split, so the hot path stays one statement per batch.)"""
+        query. (Only failing batches are split, so the hot path stays one statement per batch.)
+        An unreachable schema registry is no record's fault: the batch is left for a retry
+        (:class:`~nbstream.formats.registry_client.RegistryUnavailable`)."""
         try:
             with self.log.transaction(self.con) as appended:
                 appended.update(self._commit_batch(self._prepare(ranges), ranges))
-        except RECORD_ERRORS as error:
+        except duckdb.Error as error:
+            message = _duckdb_message(error)
+            if is_outage(message):
+                raise RegistryUnavailable(f"query {self.query_id} waits: {message}") from error
+            if not isinstance(error, RECORD_ERRORS):
+                raise ExecutionError(f"query {self.query_id} failed; its batch was not committed and will be "
+                                     f"retried: {message}") from error
             if ranges_size(ranges) > 1:
                 for half in self._halves(ranges):
                     self._process(half)
                 return
-            self._commit_failing_record(ranges, _duckdb_message(error))
-        except duckdb.Error as error:
-            raise ExecutionError(f"query {self.query_id} failed; its batch was not committed and will be "
-                                 f"retried: {_duckdb_message(error)}") from error
+            self._commit_failing_record(ranges, message)
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
 
     def _halves(self, ranges: Ranges) -> tuple[Ranges, Ranges]:

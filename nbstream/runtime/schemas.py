@@ -25,7 +25,7 @@ from nbstream.formats.json_sr import JsonSrFormat
 from nbstream.sql import ast
 
 if TYPE_CHECKING:
-    from nbstream.formats.registry import RegisteredSchema, SchemaRegistry
+    from nbstream.formats.registry import RegisteredSchema, Registry
 
 #: WITH properties carried into a side's properties (``KEY_``/``VALUE_`` prefix dropped).
 SIDE_PROPERTIES = ("SCHEMA_ID", "SCHEMA_FULL_NAME")
@@ -43,7 +43,7 @@ def side_properties(props: Mapping[str, Any], side: str) -> dict[str, Any]:
     return out
 
 
-def _subject_schema(registry: SchemaRegistry, subject: str, schema_id: Any) -> RegisteredSchema | None:
+def _subject_schema(registry: Registry, subject: str, schema_id: Any) -> RegisteredSchema | None:
     if schema_id is not None:
         found = registry.by_id(int(schema_id))
         if found is None:
@@ -52,7 +52,7 @@ def _subject_schema(registry: SchemaRegistry, subject: str, schema_id: Any) -> R
     return registry.latest(subject)
 
 
-def infer_columns(registry: SchemaRegistry, stmt: ast.CreateSource, topic: str, key_format: str,
+def infer_columns(registry: Registry, stmt: ast.CreateSource, topic: str, key_format: str,
                   value_format: str) -> ast.CreateSource:
     """``stmt`` with the columns the registry knows for ``topic`` added where it declares none."""
     declared = list(stmt.columns)
@@ -95,7 +95,7 @@ def needs_inference(stmt: ast.CreateSource, key_format: str, value_format: str) 
     return (value_format in REGISTRY_FORMATS and not has_value) or (key_format in REGISTRY_FORMATS and not has_key)
 
 
-def resolve_ids(registry: SchemaRegistry, topic: str, fmt: str, props: dict[str, Any], columns: Sequence[Column],
+def resolve_ids(registry: Registry, topic: str, fmt: str, props: dict[str, Any], columns: Sequence[Column],
                 *, is_key: bool, sink: bool, replacing: bool = False) -> dict[str, Any]:
     """``props`` of one side with ``SCHEMA_ID`` resolved (see the module docstring); unchanged for
     formats without a registry or a side without columns. ``replacing``: a CREATE OR REPLACE of

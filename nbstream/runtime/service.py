@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from nbstream.catalog.catalog import PersistentQuery
 from nbstream.errors import BindError, ExecutionError, did_you_mean
+from nbstream.formats.registry_client import RegistryUnavailable
 from nbstream.plan.logical import StatelessPlan
 from nbstream.runtime.engine import Engine
 from nbstream.runtime.histogram import HistogramSnapshot
@@ -282,7 +283,7 @@ class EngineService(Engine):
         query and every materialization processes one micro-batch, each under the lock; once
         ``stop`` is set (the engine is stopping), the round ends after the batch in flight. Returns
         the records written and consumed; failing queries are marked ``ERROR``, failing
-        connectors ``FAILED``."""
+        connectors ``FAILED``, and queries waiting for their schema registry ``STALLED``."""
         if self.connectors.idle and not self.queries.has_workers():
             return 0  # read without the lock, which an insert may hold: push queries need not wait for it
         with self.lock:
@@ -296,6 +297,9 @@ class EngineService(Engine):
                     continue
                 try:
                     consumed += worker[1].step()
+                    self.queries.stepped(worker)
+                except RegistryUnavailable as error:
+                    self.queries.stall(worker, error)
                 except Exception as error:
                     self.background.failures.append(self.queries.fail(worker, error))
         return consumed

@@ -105,8 +105,10 @@ def _read_password() -> str:
 
 def _config(args: argparse.Namespace) -> tuple[ServerConfig, str, int]:
     host, port = _address(args.listen)
-    if not _is_loopback(host) and not (args.auth or args.insecure):
-        raise ValueError(f"{host} is not a loopback address: pass --auth FILE (or --insecure to serve without)")
+    for listen in filter(None, (args.listen, args.schema_registry_listen)):
+        address = _address(listen)[0]
+        if not _is_loopback(address) and not (args.auth or args.insecure):
+            raise ValueError(f"{address} is not a loopback address: pass --auth FILE (or --insecure to serve without)")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
     files_root = Path(args.files_root).resolve() if args.files_root else None
@@ -202,7 +204,8 @@ async def _serve(server: KsqlServer, config: Config, on_signal: Callable[[], Non
     try:
         served = [serve(server, config, shutdown_trigger=stop.wait)]  # type: ignore[arg-type]
         if registry_config is not None:
-            app = SchemaRegistryApp(lambda: server._service.schema_registry if server._service else None)
+            app = SchemaRegistryApp(lambda: server._service.schema_registry if server._service else None,
+                                    server.config.users)
             served.append(serve(app, registry_config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
         await asyncio.gather(*served)
     finally:

@@ -12,24 +12,30 @@ GET       ``/subjects/{subject}/versions``        its version numbers
 GET       ``/subjects/{subject}/versions/{v}``    a version (``latest`` too): subject, version, id, schema
 POST      ``/subjects/{subject}/versions``        register ``{"schema", "schemaType", "references"}``: ``{"id"}``
 POST      ``/subjects/{subject}``                 look a schema up in the subject: its version, or 404
+DELETE    ``/subjects/{subject}``                 forget the subject's versions: their numbers
+POST      ``/compatibility/subjects/{subject}/``  whether a schema may become the next version
+          ``versions/latest``                     (``is_compatible``; ``messages`` say why not)
 ========  ======================================  ==================================================
 
 Errors are Confluent's JSON (``error_code``, ``message``): 40401 subject not found, 40402 version
 not found, 40403 schema not found, 42201 invalid schema, 50302 while the engine is opening.
 ``schemaType`` is left out for AVRO, as Confluent's registry does. Query strings (``?normalize=…``,
 ``?subject=…``) are accepted and ignored. ``nbstream serve --schema-registry-listen HOST:PORT``
-serves it beside the ksqlDB API.
+serves it beside the ksqlDB API, behind the same ``--auth`` users (HTTP Basic, as Confluent's
+registry; 401 without them).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import unquote
 
 from nbstream.errors import NbstreamError
-from nbstream.formats.registry import RegisteredSchema, SchemaRegistry
+from nbstream.formats.registry import RegisteredSchema, Registry
+from nbstream.server.auth import Users
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -57,13 +63,14 @@ def _schema_json(found: RegisteredSchema) -> dict[str, Any]:
 class SchemaRegistryApp:
     """The ASGI app (see the module)."""
 
-    def __init__(self, registry: SchemaRegistry | Callable[[], SchemaRegistry | None]) -> None:
+    def __init__(self, registry: Registry | Callable[[], Registry | None], users: Users | None = None) -> None:
         self._registry = registry
+        self._users = users
 
     @property
-    def registry(self) -> SchemaRegistry:
+    def registry(self) -> Registry:
         """The registry served (given, or asked for: None while the engine is opening, 503)."""
-        found = self._registry if isinstance(self._registry, SchemaRegistry) else self._registry()
+        found = self._registry() if callable(self._registry) else self._registry
         if found is None:
             raise RegistryError(503, 50302, "Server initializing")
         return found
@@ -76,20 +83,34 @@ class SchemaRegistryApp:
             return
         if scope["type"] != "http":
             return
+        headers = [(b"content-type", CONTENT_TYPE)]
         try:
+            await self._authenticate(scope)
             body = await _body(receive) if scope["method"] == "POST" else b""
             status, answer = self.answer(scope["method"], scope["path"], body)
         except RegistryError as e:
             status, answer = e.status, {"error_code": e.code, "message": e.message}
+            if e.status == 401:
+                headers.append((b"www-authenticate", b'Basic realm="nbstream"'))
         data = json.dumps(answer).encode()
         await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", CONTENT_TYPE), (b"content-length", str(len(data)).encode())]})
+                    "headers": [*headers, (b"content-length", str(len(data)).encode())]})
         await send({"type": "http.response.body", "body": data})
+
+    async def _authenticate(self, scope: Scope) -> None:
+        if self._users is None:
+            return
+        header = dict(scope.get("headers") or []).get(b"authorization")
+        user = None if header is None else await asyncio.to_thread(self._users.check, header.decode("latin-1"))
+        if user is None:
+            raise RegistryError(401, 401, "Unauthorized")
 
     def answer(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         """The status and JSON answer of a request (``path`` without its query string)."""
         parts = [unquote(p) for p in path.strip("/").split("/")]
         reg = self.registry
+        if parts[:1] == ["compatibility"]:
+            return self._compatibility(method, parts, body)
         if method == "GET" and len(parts) == 3 and parts[:2] == ["schemas", "ids"] and parts[2].isdigit():
             found = reg.by_id(int(parts[2]))
             if found is None:
@@ -109,6 +130,9 @@ class SchemaRegistryApp:
             if found is None:
                 raise RegistryError(404, 40402, "Version not found")
             return 200, {"subject": subject, "version": version, "id": found.id, **_schema_json(found)}
+        if method == "DELETE" and len(parts) == 2:
+            self._versions(subject)
+            return 200, reg.delete_subject(subject)
         if method == "POST" and parts[2:] in ([], ["versions"]):
             request = _request(body)
             stype = str(request.get("schemaType") or "AVRO").upper()
@@ -127,6 +151,18 @@ class SchemaRegistryApp:
             assert found is not None
             return 200, {"subject": subject, "version": version, "id": sid, **_schema_json(found)}
         raise RegistryError(404, 404, f"No endpoint {method} {path}")
+
+    def _compatibility(self, method: str, parts: list[str], body: bytes) -> tuple[int, Any]:
+        """``POST /compatibility/subjects/{subject}/versions/latest``: a subject without versions
+        takes any schema."""
+        if method != "POST" or len(parts) != 5 or parts[1] != "subjects" or parts[3:] != ["versions", "latest"]:
+            raise RegistryError(404, 404, f"No endpoint {method} /{'/'.join(parts)}")
+        request = _request(body)
+        try:
+            self.registry.check_compatible(parts[2], request["schema"], str(request.get("schemaType") or "AVRO"))
+        except NbstreamError as e:
+            return 200, {"is_compatible": False, "messages": [str(e)]}
+        return 200, {"is_compatible": True}
 
     def _versions(self, subject: str) -> list[int]:
         versions = self.registry.versions(subject)
