@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -50,11 +51,12 @@ USER, PASSWORD = "reader", "s3cret"
 class ServedRegistry:
     """A registry of its own served on a fixed loopback port, stopped and started at will."""
 
-    def __init__(self, users: Users | None) -> None:
+    def __init__(self, users: Users | None, tls: tuple[Path, Path] | None = None) -> None:
         self.registry = SchemaRegistry(duckdb.connect())
         self.app = SchemaRegistryApp(self.registry, users)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._stop: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
 
@@ -62,6 +64,8 @@ class ServedRegistry:
         config = Config()
         config.bind = [f"127.0.0.1:{self.port}"]
         config.loglevel = "WARNING"
+        if self.tls is not None:
+            config.certfile, config.keyfile = map(str, self.tls)
         loop = asyncio.new_event_loop()
         stop = asyncio.Event()
         self._stop, self._loop = stop, loop
@@ -230,3 +234,21 @@ def test_an_incompatible_replacement_names_the_registrys_reason(served: ServedRe
         with pytest.raises(FormatError, match="incompatible"):
             engine.execute("CREATE OR REPLACE STREAM T WITH (KAFKA_TOPIC='t', VALUE_FORMAT='AVRO') AS "
                            "SELECT CAST(ID AS STRING) AS ID FROM S;")
+
+
+def test_a_registry_over_tls_is_trusted_through_its_ca_file(tmp_path: Path) -> None:
+    cert, key = tmp_path / "registry.pem", tmp_path / "registry.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    served = ServedRegistry(None, tls=(cert, key))
+    served.start()
+    try:
+        trusted = {"ksql.schema.registry.url": served.url, "ksql.schema.registry.ssl.ca.location": str(cert)}
+        with Engine(properties=trusted) as engine:
+            assert engine.register_schema("t-value", ORDER) == served.registry.latest("t-value").id  # type: ignore[union-attr]
+        with Engine(properties={"ksql.schema.registry.url": served.url}) as engine:  # the system's CAs only
+            with pytest.raises(RegistryUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+                engine.register_schema("u-value", ORDER)
+    finally:
+        served.stop()
