@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 import subprocess
 import threading
@@ -207,16 +208,16 @@ def test_without_the_registry_a_statement_fails_clearly_and_a_batch_is_kept(
 
 
 def test_wrong_credentials_are_never_taken_for_bad_records(served: ServedRegistry) -> None:
-    with pytest.raises(RegistryUnavailable, match="401"):
-        with Engine(properties=properties(served, **{"ksql.schema.registry.basic.auth.user.info": "reader:nope"})) as e:
-            e.execute("CREATE STREAM S WITH (KAFKA_TOPIC='t', VALUE_FORMAT='AVRO', PARTITIONS=1);")
+    wrong = properties(served, **{"ksql.schema.registry.basic.auth.user.info": "reader:nope"})
+    with Engine(properties=wrong) as e, pytest.raises(RegistryUnavailable, match="401"):
+        e.execute("CREATE STREAM S WITH (KAFKA_TOPIC='t', VALUE_FORMAT='AVRO', PARTITIONS=1);")
 
 
 def test_registry_properties_are_checked(served: ServedRegistry, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(FormatError, match="Did you mean `ksql.schema.registry.basic.auth.user.info`"):
+    with pytest.raises(FormatError, match=re.escape("Did you mean `ksql.schema.registry.basic.auth.user.info`")):
         Engine(properties=properties(served, **{"ksql.schema.registry.basic.auth.userinfo": "a:b"}))
-    with pytest.raises(FormatError, match="ssl.ca.location"):
+    with pytest.raises(FormatError, match=re.escape("ssl.ca.location")):
         Engine(properties=properties(served, **{"ksql.schema.registry.ssl.truststore.location": "x.jks"}))
     with pytest.raises(FormatError, match="not an http"):
         Engine(properties={"ksql.schema.registry.url": "localhost:8081"})
@@ -247,8 +248,8 @@ def test_a_registry_over_tls_is_trusted_through_its_ca_file(tmp_path: Path) -> N
         trusted = {"ksql.schema.registry.url": served.url, "ksql.schema.registry.ssl.ca.location": str(cert)}
         with Engine(properties=trusted) as engine:
             assert engine.register_schema("t-value", ORDER) == served.registry.latest("t-value").id  # type: ignore[union-attr]
-        with Engine(properties={"ksql.schema.registry.url": served.url}) as engine:  # the system's CAs only
-            with pytest.raises(RegistryUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
-                engine.register_schema("u-value", ORDER)
+        system_cas_only = {"ksql.schema.registry.url": served.url}
+        with Engine(properties=system_cas_only) as engine, pytest.raises(RegistryUnavailable, match="VERIFY"):
+            engine.register_schema("u-value", ORDER)
     finally:
         served.stop()
