@@ -8,7 +8,9 @@
 * Avro → SQL (schema inference): ``int``/``long``/``float``/``double``/``string``/``boolean``/
   ``bytes`` as INTEGER/BIGINT/DOUBLE/DOUBLE/STRING/BOOLEAN/BYTES, the logical types as above (and
   ``time-micros``/``timestamp-micros``), ``enum`` as STRING, ``["null", T]`` as T, ``record`` as
-  STRUCT with upper-cased field names (as ksqlDB's inferred columns are).
+  STRUCT with upper-cased field names (as ksqlDB's inferred columns are), a union of several types
+  as a STRUCT of one field per branch, named as Kafka Connect names them (``INT``, ``STRING``, a
+  record's name), of which a record sets the one it holds.
 * :func:`reader_view`: a writer schema rewritten so that decoding it yields the *reader's* column
   names (matched exactly, then case-insensitively), named types inlined — the binary form does
   not depend on names, so one C decode call produces rows keyed as the Arrow result wants them.
@@ -129,7 +131,7 @@ def sql_type_of(schema: Any, named: dict[str, Any] | None = None) -> SqlType:
         branches = [b for b in schema if b != "null"]
         if len(branches) == 1:
             return sql_type_of(branches[0], named)
-        raise FormatError(f"Avro unions of several non-null types are not supported: {schema}")
+        return SqlType.struct([(union_member_name(b, named).upper(), sql_type_of(b, named)) for b in branches])
     if isinstance(schema, str):
         if schema in named:
             return sql_type_of(named[schema], named)
@@ -164,6 +166,21 @@ def sql_type_of(schema: Any, named: dict[str, Any] | None = None) -> SqlType:
     return sql_type_of(kind, named)
 
 
+def union_member_name(branch: Any, named: dict[str, Any] | None = None) -> str:
+    """The name of a union branch's field in the STRUCT a union of several types reads as (Kafka
+    Connect's ``AvroData.unionMemberFieldName``): a record's, enum's or fixed's simple name, else
+    the Avro type's name (``int``, ``string``; a logical type's underlying one)."""
+    if isinstance(branch, str):
+        found = (named or {}).get(branch)
+        return union_member_name(found, named) if found is not None else branch.rsplit(".", 1)[-1]
+    if isinstance(branch, list):
+        raise FormatError(f"An Avro union cannot hold another union: {branch}")
+    kind = branch.get("type")
+    if kind in ("record", "enum", "fixed"):
+        return str(branch["name"]).rsplit(".", 1)[-1]
+    return union_member_name(kind, named) if isinstance(kind, dict | list) else str(kind)
+
+
 def columns_of(schema: Any, role: str, *, single_name: str, unwrapped: bool = False) -> list[Column]:
     """Columns inferred from a subject's schema: a record's fields, else (or when ``unwrapped``)
     one column ``single_name``."""
@@ -192,6 +209,8 @@ def reader_view(writer: Any, reader: SqlType | None) -> Any:
     named: dict[str, Any] = {}
 
     def walk(s: Any, r: SqlType | None, space: str) -> Any:
+        if isinstance(s, list) and len([b for b in s if b != "null"]) > 1:
+            return [b if b == "null" else member(b, r, space) for b in s]
         if isinstance(s, list):
             return [walk(b, r, space) for b in s]
         if isinstance(s, str):
@@ -216,6 +235,13 @@ def reader_view(writer: Any, reader: SqlType | None) -> Any:
         if isinstance(kind, list | dict):
             return dict(s, type=walk(kind, r, space))
         return s
+
+    def member(branch: Any, r: SqlType | None, space: str) -> dict[str, Any]:
+        """A branch of a union of several types as a record of one field named after the branch:
+        the same bytes (a record is its fields' encodings), decoded as the STRUCT the union reads as."""
+        field = {"name": union_member_name(branch, named), "type": branch}
+        return {"type": "record", "name": f"nbs{next(counter)}",
+                "fields": [_field(field, r, lambda t, ft: walk(ft, t, space))]}
 
     return walk(writer, reader, "")
 

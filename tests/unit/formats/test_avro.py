@@ -149,6 +149,30 @@ def test_a_writer_value_of_another_type_is_coerced_as_ksqldb_does(avro_con: duck
     assert rows[0][0] == "10"
 
 
+UNION_WRITER = {"type": "record", "name": "event", "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "v", "type": ["null", "int", "string", {"type": "record", "name": "shop.Point",
+                                                       "fields": [{"name": "x", "type": "double"}]}]},
+]}
+
+
+def test_a_union_of_several_types_is_a_struct_of_one_field_per_branch() -> None:
+    (_, v) = columns_of(UNION_WRITER, "VALUE", single_name="ROWVAL")
+    assert str(v) == "`V` STRUCT<`INT` INTEGER, `STRING` STRING, `POINT` STRUCT<`X` DOUBLE>>"
+
+
+def test_a_union_value_sets_the_field_of_its_branch(avro_con: duckdb.DuckDBPyConnection,
+                                                    registry: SchemaRegistry) -> None:
+    sid = registry.register("e-value", UNION_WRITER)
+    values = [5, "five", {"x": 1.5}, None]
+    blobs = [framed(sid, UNION_WRITER, {"id": i, "v": v}) for i, v in enumerate(values)]
+    rows = decode_rows(avro_con, format_for("AVRO", {}), blobs,
+                       cols("ID BIGINT", "V STRUCT<`INT` INTEGER, `STRING` STRING, `POINT` STRUCT<`X` DOUBLE>>"))
+    assert [r[1] for r in rows] == [{"INT": 5, "STRING": None, "POINT": None},
+                                    {"INT": None, "STRING": "five", "POINT": None},
+                                    {"INT": None, "STRING": None, "POINT": {"X": 1.5}}, None]
+
+
 # -- through the engine --------------------------------------------------------------------------------------
 
 
