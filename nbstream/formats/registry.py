@@ -171,13 +171,15 @@ class SchemaRegistry:
 
     def check_compatible(self, subject: str, schema: Any, schema_type: str = "AVRO") -> None:
         """Raise :class:`FormatError` naming the field when ``schema`` cannot read what the latest
-        version of ``subject`` wrote (BACKWARD compatibility; AVRO only, other types pass)."""
+        version of ``subject`` wrote (BACKWARD compatibility; AVRO and JSON, PROTOBUF passes)."""
         latest = self.latest(subject)
-        if latest is None or schema_type.upper() != "AVRO" or latest.schema_type != "AVRO":
+        stype = schema_type.upper()
+        if latest is None or stype not in ("AVRO", "JSON") or latest.schema_type != stype:
             return
-        from nbstream.formats.avro_schema import backward_incompatibility
+        from nbstream.formats import avro_schema, json_schema
 
-        why = backward_incompatibility(json.loads(canonical(schema, "AVRO")), latest.parsed())
+        module = avro_schema if stype == "AVRO" else json_schema
+        why = module.backward_incompatibility(json.loads(canonical(schema, stype)), latest.parsed())
         if why is not None:
             raise FormatError(f"Schema for subject '{subject}' is incompatible with its latest version "
                               f"(id {latest.id}): {why}")

@@ -13,7 +13,7 @@ from nbstream import Engine
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import parse_type
 from nbstream.errors import FormatError, NbstreamError
-from nbstream.formats import codecs, format_for
+from nbstream.formats import codecs, format_for, json_schema
 from nbstream.formats.json_schema import columns_of, json_schema_for
 from nbstream.formats.registry import SchemaRegistry
 from nbstream.log.base import RECORD_SCHEMA
@@ -173,3 +173,23 @@ def test_inference_reads_the_registered_json_schema() -> None:
         "`ROWKEY` INTEGER KEY", "`ID` BIGINT", "`ITEM` STRING", "`PRICE` DECIMAL(6, 2)"]
     with pytest.raises(NbstreamError, match="Subject: nothing-value"):
         eng.execute("CREATE STREAM N WITH (KAFKA_TOPIC='nothing', VALUE_FORMAT='JSON_SR');")
+
+
+def test_a_replacing_query_must_stay_backward_compatible() -> None:
+    eng = Engine()
+    eng.execute("""CREATE STREAM S (K STRING KEY, A INT, B STRUCT<X INT>)
+                     WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON_SR');
+                   CREATE STREAM T AS SELECT K, A, B FROM S;""")
+    with pytest.raises(NbstreamError, match="field 'A' changed type from INTEGER to STRING"):
+        eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, CAST(A AS STRING) AS A, B FROM S;")
+    with pytest.raises(NbstreamError, match=r"field 'B\.X' changed type from INTEGER to BOOLEAN"):
+        eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, A, STRUCT(X := B->X > 0) AS B FROM S;")
+    eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, CAST(A AS BIGINT) AS A, B, 1 AS NEW FROM S;")  # widened, added
+    assert eng.schema_registry.versions("T-value") == [1, 2]
+
+
+def test_a_new_required_field_cannot_read_what_was_written() -> None:
+    old = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    new = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}, "required": ["b"]}
+    assert json_schema.backward_incompatibility(new, old) == "field 'B' is new and required"
+    assert json_schema.backward_incompatibility(old, new) is None  # a dropped field is ignored
