@@ -8,12 +8,9 @@ registry is back."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -26,9 +23,7 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-from kafka_broker import free_port
+from served_registry import ServedRegistry  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.errors import FormatError
@@ -38,7 +33,6 @@ from nbstream.log.base import RECORD_SCHEMA
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG
 from nbstream.runtime.service import EngineService
 from nbstream.server.auth import Users, hash_password
-from nbstream.server.schema_registry import SchemaRegistryApp
 
 ORDER = {"type": "record", "name": "Order", "namespace": "shop", "fields": [
     {"name": "id", "type": "long"},
@@ -49,57 +43,9 @@ ORDER_V2 = {**ORDER, "fields": [*ORDER["fields"], {"name": "note", "type": ["nul
 USER, PASSWORD = "reader", "s3cret"
 
 
-class ServedRegistry:
-    """A registry of its own served on a fixed loopback port, stopped and started at will."""
-
-    def __init__(self, users: Users | None, tls: tuple[Path, Path] | None = None) -> None:
-        self.registry = SchemaRegistry(duckdb.connect())
-        self.app = SchemaRegistryApp(self.registry, users)
-        self.port = free_port()
-        self.tls = tls
-        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self._stop: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        config = Config()
-        config.bind = [f"127.0.0.1:{self.port}"]
-        config.loglevel = "WARNING"
-        if self.tls is not None:
-            config.certfile, config.keyfile = map(str, self.tls)
-        loop = asyncio.new_event_loop()
-        stop = asyncio.Event()
-        self._stop, self._loop = stop, loop
-        self._thread = threading.Thread(target=loop.run_until_complete,
-                                        args=(serve(self.app, config, shutdown_trigger=stop.wait),),  # type: ignore[arg-type]
-                                        daemon=True)
-        self._thread.start()
-        _wait_for_port(self.port)
-
-    def stop(self) -> None:
-        if self._stop is None or self._thread is None:
-            return
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(5)
-        self._loop.close()
-        self._stop = self._thread = None
-
-
-def _wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 @pytest.fixture
 def served() -> Iterator[ServedRegistry]:
-    registry = ServedRegistry(Users({USER: hash_password(PASSWORD)}))
+    registry = ServedRegistry(SchemaRegistry(duckdb.connect()), Users({USER: hash_password(PASSWORD)}))
     registry.start()
     yield registry
     registry.stop()
@@ -242,7 +188,7 @@ def test_a_registry_over_tls_is_trusted_through_its_ca_file(tmp_path: Path) -> N
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
                    check=True, capture_output=True, timeout=60)
-    served = ServedRegistry(None, tls=(cert, key))
+    served = ServedRegistry(SchemaRegistry(duckdb.connect()), tls=(cert, key))
     served.start()
     try:
         trusted = {"ksql.schema.registry.url": served.url, "ksql.schema.registry.ssl.ca.location": str(cert)}

@@ -6,12 +6,8 @@ nbstream wrote back. Libraries nbstream did not write, on both sides of the topi
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 
@@ -21,13 +17,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-from kafka_broker import free_port
 from kafka_reader import read_all
+from served_registry import ServedRegistry  # type: ignore[import-not-found]
 
 from nbstream import Engine
-from nbstream.server.schema_registry import SchemaRegistryApp
 
 _runs = itertools.count()
 CLIENT_OPTIONS = {"enable_idempotence": False}  # Tansu refuses idempotent producers (see test_kafka_log)
@@ -51,40 +44,16 @@ def engine(kafka_bootstrap: str) -> Iterator[Engine]:
 @pytest.fixture
 def registry_url(engine: Engine) -> Iterator[str]:
     """The URL of the engine's registry, served by hypercorn on a thread of its own."""
-    port = free_port()
-    config = Config()
-    config.bind = [f"127.0.0.1:{port}"]
-    config.loglevel = "WARNING"
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
-    app = SchemaRegistryApp(engine.schema_registry)
-    thread = threading.Thread(target=loop.run_until_complete,
-                              args=(serve(app, config, shutdown_trigger=stop.wait),),  # type: ignore[arg-type]
-                              daemon=True)
-    thread.start()
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}"
-    loop.call_soon_threadsafe(stop.set)
-    thread.join(5)
-    loop.close()
+    served = ServedRegistry(engine.schema_registry)
+    served.start()
+    yield served.url
+    served.stop()
 
 
 @pytest.fixture
 def client(registry_url: str) -> Iterator[SchemaRegistryClient]:
     with SchemaRegistryClient({"url": registry_url}) as found:
         yield found
-
-
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
