@@ -45,7 +45,8 @@ from nbstream.log.kafka_options import is_reference, resolve_reference
 UNAVAILABLE = "Schema registry unavailable"
 
 URL = "ksql.schema.registry.url"
-_PREFIX = "ksql.schema.registry."
+#: The prefix of the registry's properties (read when the engine starts).
+REGISTRY_PROPERTIES = _PREFIX = "ksql.schema.registry."
 _OPTIONS = ("url", "basic.auth.user.info", "basic.auth.credentials.source", "ssl.ca.location",
             "ssl.certificate.location", "ssl.key.location", "ssl.key.password")
 _JAVA_STORES = {"ssl.truststore.location": "ssl.ca.location", "ssl.keystore.location": "ssl.certificate.location"}

@@ -25,11 +25,11 @@ from nbstream.catalog import functions, user_functions
 from nbstream.catalog.catalog import Catalog, Source
 from nbstream.connectors.python_source import Data, PythonSource
 from nbstream.connectors.running import Connectors
-from nbstream.errors import ExecutionError, LogError, NbstreamError, PlanError
+from nbstream.errors import CatalogError, ExecutionError, LogError, NbstreamError, PlanError
 from nbstream.formats import FORMATS, SUPPORTED_REGISTRY_FORMATS, codecs, format_for, register_udfs
 from nbstream.formats.base import sql_str
 from nbstream.formats.registry import Registry, SchemaRegistry
-from nbstream.formats.registry_client import remote_registry
+from nbstream.formats.registry_client import REGISTRY_PROPERTIES, remote_registry
 from nbstream.log.base import RECORD_SCHEMA, SqlLog
 from nbstream.physical import aggregates
 from nbstream.plan.aggregate import is_aggregate_query
@@ -213,7 +213,11 @@ class Engine:
 
     def set_property(self, name: str, value: Any) -> None:
         """``SET`` the property ``name`` to ``value`` (``None``: ``UNSET`` it). A property of
-        :data:`DUCKDB_SETTINGS` applies at once; one DuckDB refuses leaves the property as it was."""
+        :data:`DUCKDB_SETTINGS` applies at once; one DuckDB refuses leaves the property as it was.
+        The schema registry's properties are the engine's from its start, never changed by ``SET``."""
+        if name.startswith(REGISTRY_PROPERTIES) and value != self.properties.get(name):
+            raise CatalogError(f"{name} is read when the engine starts and cannot be changed by SET: give it as "
+                               "Engine(properties=…), nbstream serve --property, or in a job's [properties]")
         previous = self.properties.pop(name, None)
         if value is not None:
             self.properties[name] = value

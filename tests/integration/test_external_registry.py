@@ -26,7 +26,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from served_registry import ServedRegistry  # type: ignore[import-not-found]
 
 from nbstream import Engine
-from nbstream.errors import FormatError
+from nbstream.errors import CatalogError, FormatError
 from nbstream.formats.registry import SchemaRegistry
 from nbstream.formats.registry_client import RegistryUnavailable
 from nbstream.log.base import RECORD_SCHEMA
@@ -172,6 +172,15 @@ def test_registry_properties_are_checked(served: ServedRegistry, tmp_path: Path,
     with Engine(properties={**properties(served), **secret}) as engine:  # a reference, resolved when the client is made
         engine.register_schema("t-value", ORDER)
         assert engine.schema_registry.latest("t-value") is not None
+
+
+def test_the_registry_is_the_engines_from_its_start(served: ServedRegistry) -> None:
+    with Engine(properties=properties(served)) as engine:
+        engine.execute(f"SET 'ksql.schema.registry.url'='{served.url}';")  # the same: nothing changes
+        with pytest.raises(CatalogError, match="read when the engine starts"):
+            engine.execute("SET 'ksql.schema.registry.url'='http://127.0.0.1:1';")
+    with Engine() as engine, pytest.raises(CatalogError, match="read when the engine starts"):
+        engine.execute(f"SET 'ksql.schema.registry.url'='{served.url}';")
 
 
 def test_an_incompatible_replacement_names_the_registrys_reason(served: ServedRegistry) -> None:
