@@ -56,6 +56,12 @@ ONE_TASK = -1
 ONE_INPUT = 1 << 20
 
 
+#: The Kafka headers of the batch's records that have any, by record: a changelog record carries those
+#: of the input record that made it, as Kafka Streams forwards them.
+_HEADERS_SQL = ("SELECT __in_partition AS __hp, __in_offset AS __ho, __headers FROM __pre "
+                "WHERE len(__headers) > 0")
+
+
 class AggregateRunner(QueryRunner):
     """Runs an :class:`AggregatePlan`; its state lives in ``agg$<query_id>`` and ``__stream_time``."""
 
@@ -542,9 +548,10 @@ class AggregateRunner(QueryRunner):
     def _result_sql(self) -> str:
         """``__result``: the changelog encoded for the sink (or typed rows), then the input's errors."""
         plan = self.aggregate
-        rows = """(SELECT *, FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts,
-                           __tomb OR NOT __pass AS __deleted, __out_ts AS __ts, NULL AS __headers
-                    FROM __out WHERE __tomb OR __pass OR coalesce(__passed_before, FALSE))"""
+        rows = f"""(SELECT o.*, FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts,
+                           __tomb OR NOT __pass AS __deleted, __out_ts AS __ts, h.__headers
+                    FROM __out o LEFT JOIN ({_HEADERS_SQL}) h ON h.__hp = o.__in_partition AND h.__ho = o.__in_offset
+                    WHERE __tomb OR __pass OR coalesce(__passed_before, FALSE))"""
         errors = ("SELECT TRUE AS __err, __errmsg, __bad_ts, FALSE AS __deleted, __in_partition, __in_offset "
                   "FROM __pre WHERE __err")
         if plan.sink is None:
