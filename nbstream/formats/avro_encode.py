@@ -244,15 +244,15 @@ def _decimals(scale: int) -> Encoder:
 
 def _wide_decimals(array: pa.Array, scale: int) -> Encoded:
     """Decimals whose unscaled values pass 64 bits: each value's bytes from Python's integers."""
-    return _bytes(pa.array([_twos_complement(_unscaled(v, scale)) for v in array.to_pylist()], pa.binary()))
+    return _bytes(pa.array([twos_complement(unscaled(v, scale)) for v in array.to_pylist()], pa.binary()))
 
 
-def _twos_complement(n: int) -> bytes:
+def twos_complement(n: int) -> bytes:
     """The shortest big-endian two's-complement bytes of ``n`` (Java's ``BigInteger.toByteArray()``)."""
     return n.to_bytes((n if n >= 0 else -n - 1).bit_length() // 8 + 1, "big", signed=True)
 
 
-def _unscaled(value: Decimal, scale: int) -> int:
+def unscaled(value: Decimal, scale: int) -> int:
     """``value`` times 10^``scale`` from its digits (exact: decimal arithmetic rounds at 28 digits)."""
     sign, digits, exponent = value.as_tuple()
     magnitude = int("".join(map(str, digits)) or "0") * 10 ** (int(exponent) + scale)

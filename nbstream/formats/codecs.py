@@ -97,7 +97,7 @@ def _register(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry, codec: C
     duck_functions.create(con, codec.duck_name, call, codec.params, codec.returns)
 
 
-def _codec(key: tuple[Any, ...], prefix: str, params: tuple[str, ...], returns: str,
+def codec(key: tuple[Any, ...], prefix: str, params: tuple[str, ...], returns: str,
            make: Callable[[SchemaRegistry], Callable[..., pa.Array]]) -> str:
     with _LOCK:
         found = _CODECS.get(key)
@@ -128,7 +128,7 @@ def avro_decoder(columns: Sequence[Column], *, wrapped: bool) -> str:
     def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
         return _AvroDecoder(registry, cols, wrapped, arrow_type(result)).__call__
 
-    return _codec(key, "dec", ("BLOB",), result.duckdb(), make)
+    return codec(key, "dec", ("BLOB",), result.duckdb(), make)
 
 
 class _AvroDecoder:
@@ -299,7 +299,7 @@ def avro_encoder(columns: Sequence[Column], *, wrapped: bool, schema_id: int) ->
     def make(registry: SchemaRegistry) -> Callable[..., pa.Array]:
         return _AvroEncoder(registry, cols, wrapped, schema_id).__call__
 
-    return _codec(key, "enc", (struct.duckdb(),), "BLOB", make)
+    return codec(key, "enc", (struct.duckdb(),), "BLOB", make)
 
 
 class _AvroEncoder:
@@ -357,7 +357,7 @@ class _AvroEncoder:
         """fastavro's writer, a record at a time: for writer schemas :mod:`~nbstream.formats.avro_encode`
         does not cover (enums, fixed, unions of several types, registered outside nbstream)."""
         schema, write = self._schema(), fastavro.schemaless_writer
-        days = _dates_as_days(structs.type)
+        days = temporals_as_integers(structs.type, dates_only=True)
         if days != structs.type:
             structs = structs.cast(days)
         out: list[bytes | None] = []
@@ -380,17 +380,22 @@ class _AvroEncoder:
         return pa.array(out, type=pa.binary())
 
 
-def _dates_as_days(t: pa.DataType) -> pa.DataType:
-    """``t`` with its DATEs as int32 days (what Avro's ``date`` holds), so that no date goes through
-    Python's, whose range is smaller than DuckDB's and ksqlDB's."""
+def temporals_as_integers(t: pa.DataType, *, dates_only: bool = False) -> pa.DataType:
+    """``t`` with its DATEs as int32 days (what Avro's ``date`` holds) and, unless ``dates_only``,
+    its TIMESTAMPs and TIMEs as int64 in their unit, so that no value goes through Python's dates
+    and times, whose range is smaller than DuckDB's and ksqlDB's."""
     if pa.types.is_date32(t):
         return pa.int32()
+    if not dates_only and (pa.types.is_timestamp(t) or pa.types.is_time(t)):
+        return pa.int64()
     if pa.types.is_struct(t):
-        return pa.struct([t.field(i).with_type(_dates_as_days(t.field(i).type)) for i in range(t.num_fields)])
+        return pa.struct([t.field(i).with_type(temporals_as_integers(t.field(i).type, dates_only=dates_only))
+                          for i in range(t.num_fields)])
     if pa.types.is_map(t):
-        return pa.map_(_dates_as_days(t.key_type), _dates_as_days(t.item_type))
+        return pa.map_(temporals_as_integers(t.key_type, dates_only=dates_only),
+                       temporals_as_integers(t.item_type, dates_only=dates_only))
     if pa.types.is_list(t):
-        return pa.list_(t.value_field.with_type(_dates_as_days(t.value_type)))
+        return pa.list_(t.value_field.with_type(temporals_as_integers(t.value_type, dates_only=dates_only)))
     return t
 
 
@@ -476,4 +481,4 @@ def header_checker(schema_type: str) -> str:
 
         return known
 
-    return _codec(("known-header", schema_type), "known", ("BLOB",), "BOOLEAN", make)
+    return codec(("known-header", schema_type), "known", ("BLOB",), "BOOLEAN", make)
