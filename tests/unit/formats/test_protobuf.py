@@ -196,8 +196,9 @@ def test_bad_records_go_to_the_processing_log_and_the_query_goes_on() -> None:
     assert good is not None
     values = [frame(good.id, [0]) + b"\x08\x01", b"\x08\x02", frame(77, [0]) + b"\x08\x03",
               frame(good.id, [0]) + b"\x08", frame(good.id, [0]) + b"\x08\x04"]
-    rows = [{"partition": 0, "offset": 0, "ts": i, "key": None, "value": v, "headers": [], "win_start": None,
-             "win_end": None, "win_type": None} for i, v in enumerate(values)]
+    rows: list[dict[str, object]] = [
+        {"partition": 0, "offset": 0, "ts": i, "key": None, "value": v, "headers": [], "win_start": None,
+         "win_end": None, "win_type": None} for i, v in enumerate(values)]
     eng.log.append("s", pa.Table.from_pylist(rows, schema=RECORD_SCHEMA))
     eng.run_until_idle()
     assert [r.value for r in eng.consume("T")] == [{"ID": 1}, {"ID": 4}]
