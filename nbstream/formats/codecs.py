@@ -178,32 +178,12 @@ class _AvroDecoder:
         """The decoded vector: each group of records sharing a header of a schema the fast path
         reads goes through :class:`~nbstream.formats.avro_arrow.FastReader`; the rest (and any
         group it rejects) through fastavro, record by record (:meth:`_slow`)."""
-        blobs = blobs.combine_chunks() if isinstance(blobs, pa.ChunkedArray) else blobs
-        headers = pc.binary_slice(blobs, 0, HEADER_SIZE)
-        parts: list[tuple[pa.Array, pa.Array]] = []  # (row indices, their decoded rows)
-        for header in pc.unique(headers.drop_null()).to_pylist():
+
+        def fast(header: bytes, bodies: pa.Array) -> pa.Array | None:
             reader = self._fast_reader(header)
-            if reader is None:
-                continue
-            rows = pc.indices_nonzero(pc.equal(headers, header))
-            # (binary_slice without a stop fails in pyarrow 26: "Negative buffer resize")
-            decoded = reader.read(pc.binary_slice(blobs.take(rows), HEADER_SIZE, _NO_STOP))
-            if decoded is not None:
-                if len(rows) == len(blobs):
-                    return decoded
-                parts.append((rows, decoded))
-        if not parts:
-            return self._slow(blobs)
-        covered = pa.chunked_array([rows for rows, _ in parts]).combine_chunks()
-        left = pc.invert(pc.is_in(pa.array(range(len(blobs)), pa.uint64()), value_set=covered))
-        nulls = pc.indices_nonzero(pc.and_(left, blobs.is_null()))
-        rest = pc.indices_nonzero(pc.and_(left, blobs.is_valid()))
-        parts.append((nulls, pa.nulls(len(nulls), self.target)))
-        if len(rest):
-            parts.append((rest, self._slow(blobs.take(rest))))
-        order = pa.chunked_array([rows for rows, _ in parts], type=pa.uint64()).combine_chunks()
-        values = pa.concat_arrays([_chunked(decoded) for _, decoded in parts])
-        return values.take(pc.sort_indices(order))
+            return None if reader is None else reader.read(bodies)
+
+        return decode_by_header(blobs, HEADER_SIZE, fast, self._slow, self.target)
 
     def _slow(self, blobs: pa.Array) -> pa.Array:
         values = blobs.to_pylist()
@@ -237,6 +217,38 @@ class _AvroDecoder:
                 rows.append({ERROR_FIELD: f"Avro schema id {schema_id} is not a record: expected "
                                           f"{len(self.columns)} fields"})
         return to_struct_array(rows, self.target)
+
+
+def decode_by_header(blobs: pa.ChunkedArray | pa.Array, header_size: int,
+                     fast: Callable[[bytes, pa.Array], pa.Array | None], slow: Callable[[pa.Array], pa.Array],
+                     target: pa.DataType) -> pa.Array:
+    """A vector decoded group by group: the records sharing their first ``header_size`` bytes go
+    to ``fast(header, bodies)`` (the bodies without those bytes), which returns their rows or None
+    when it cannot vouch for them; the records no group covered (and NULLs) go to ``slow``, which
+    decodes record by record. The rows come back in the vector's order, as one array of ``target``."""
+    blobs = blobs.combine_chunks() if isinstance(blobs, pa.ChunkedArray) else blobs
+    headers = pc.binary_slice(blobs, 0, header_size)
+    parts: list[tuple[pa.Array, pa.Array]] = []  # (row indices, their decoded rows)
+    for header in pc.unique(headers.drop_null()).to_pylist():
+        rows = pc.indices_nonzero(pc.equal(headers, header))
+        # (binary_slice without a stop fails in pyarrow 26: "Negative buffer resize")
+        decoded = fast(header, pc.binary_slice(blobs.take(rows), header_size, _NO_STOP))
+        if decoded is not None:
+            if len(rows) == len(blobs):
+                return decoded
+            parts.append((rows, decoded))
+    if not parts:
+        return slow(blobs)
+    covered = pa.chunked_array([rows for rows, _ in parts]).combine_chunks()
+    left = pc.invert(pc.is_in(pa.array(range(len(blobs)), pa.uint64()), value_set=covered))
+    nulls = pc.indices_nonzero(pc.and_(left, blobs.is_null()))
+    rest = pc.indices_nonzero(pc.and_(left, blobs.is_valid()))
+    parts.append((nulls, pa.nulls(len(nulls), target)))
+    if len(rest):
+        parts.append((rest, slow(blobs.take(rest))))
+    order = pa.chunked_array([rows for rows, _ in parts], type=pa.uint64()).combine_chunks()
+    values = pa.concat_arrays([_chunked(decoded) for _, decoded in parts])
+    return values.take(pc.sort_indices(order))
 
 
 def _chunked(a: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -31,11 +31,20 @@ from nbstream.formats.codecs import (
     ERROR_FIELD,
     HEADER_SIZE,
     codec,
+    decode_by_header,
     decoded_type,
     temporals_as_integers,
     to_struct_array,
 )
-from nbstream.formats.protobuf_schema import WRAPPER_OF, ProtoSchema, compile_schema, message_class, proto_schema_for
+from nbstream.formats.protobuf_arrow import column, struct_array
+from nbstream.formats.protobuf_schema import (
+    WRAPPER_OF,
+    WRAPPERS,
+    ProtoSchema,
+    compile_schema,
+    message_class,
+    proto_schema_for,
+)
 from nbstream.formats.protobuf_values import frame, read_indexes, reader_for, writer_for
 from nbstream.formats.registry import RegisteredSchema, SchemaRegistry
 
@@ -129,6 +138,7 @@ class Decoder:
         self.layout, self.arrow = layout, arrow
         self.readers: dict[str, tuple[type[Message], Callable[[Message], Any]]] = {}
         self.nosr: Descriptor | None = None
+        self.target = arrow_type(decoded_type(layout.columns))
 
     def _reader(self, message: Descriptor) -> tuple[type[Message], Callable[[Message], Any]]:
         found = self.readers.get(message.full_name)
@@ -141,7 +151,7 @@ class Decoder:
         if layout.wrapped:
             return reader_for(message, layout.row_type if self.arrow else None, arrow=self.arrow)
         column = layout.columns[0]
-        if message.full_name.startswith("google.protobuf.") and message.full_name.endswith("Value"):
+        if message.full_name in WRAPPERS:
             bare: Callable[[Message], Any] = lambda msg: msg.value  # noqa: E731
         else:
             bare = reader_for(message, column.type if self.arrow else None, arrow=self.arrow)
@@ -166,8 +176,48 @@ class Decoder:
         except Exception as e:  # upb's DecodeError, a value out of range (a bad date)
             raise FormatError(f"Error deserializing Protobuf message {message.full_name}: {e}") from None
 
+    @property
+    def header_size(self) -> int:
+        """The header the fast path groups records by: magic byte, id, a first message's index."""
+        return HEADER_SIZE + 1 if self.layout.framed else 0
+
     def __call__(self, blobs: pa.ChunkedArray | pa.Array) -> pa.Array:
-        """The vector's rows as one Arrow struct array (``__error`` set for records in error)."""
+        """The vector's rows as one Arrow struct array (``__error`` set for records in error):
+        column by column for each group of records of one message (:meth:`_fast`), record by
+        record for the rest (:meth:`_slow`)."""
+        return decode_by_header(blobs, self.header_size, self._fast, self._slow, self.target)
+
+    def _group_message(self, header: bytes) -> Descriptor | None:
+        """The message of the records starting with ``header``, or None (left to :meth:`_slow`)."""
+        if not self.layout.framed:
+            return self.message_of(b"")[0]
+        if len(header) != HEADER_SIZE + 1 or header[0] != 0 or header[-1] != 0:
+            return None
+        schema = self.resolver.schema(int.from_bytes(header[1:HEADER_SIZE], "big"))
+        return None if schema is None or not schema.messages else schema.messages[0]
+
+    def _fast(self, header: bytes, bodies: pa.Array) -> pa.Array | None:
+        message = self._group_message(header)
+        if message is None:
+            return None
+        try:
+            parsed = list(map(message_class(message).FromString, bodies.to_pylist()))
+            return self._columns(parsed, message)
+        except Exception:  # a body upb rejects, a value Arrow's cast would not give as the slow path does
+            return None
+
+    def _columns(self, parsed: list[Message], message: Descriptor) -> pa.Array:
+        layout, target = self.layout, self.target
+        if layout.wrapped:
+            return struct_array(parsed, message, layout.row_type, target)
+        column_type = target.field(0).type
+        if message.full_name in WRAPPERS:
+            bare = column(parsed, message.fields_by_name["value"], layout.columns[0].type, column_type)
+        else:
+            bare = struct_array(parsed, message, layout.columns[0].type, column_type)
+        return pa.StructArray.from_arrays([bare, pa.nulls(len(parsed), pa.string())], fields=list(target))
+
+    def _slow(self, blobs: pa.Array) -> pa.Array:
         rows: list[dict[str, Any] | None] = []
         for data in blobs.to_pylist():
             if data is None:
@@ -177,7 +227,7 @@ class Decoder:
                 rows.append(self.decode(data))
             except FormatError as e:
                 rows.append({ERROR_FIELD: str(e)})
-        return to_struct_array(rows, arrow_type(decoded_type(self.layout.columns)))
+        return to_struct_array(rows, self.target)
 
 
 def protobuf_decoder(layout: Layout) -> str:

@@ -106,7 +106,7 @@ def reader_for(message: Descriptor, target: SqlType | None, *, arrow: bool) -> C
     for field in message.fields:
         matched = _match(field.name, target)
         if matched is not None:
-            fields.append((matched[0], _field_reader(field, matched[1], arrow)))
+            fields.append((matched[0], field_reader(field, matched[1], arrow)))
 
     def read(msg: Message) -> dict[str, Any]:
         return {name: get(msg) for name, get in fields}
@@ -114,7 +114,7 @@ def reader_for(message: Descriptor, target: SqlType | None, *, arrow: bool) -> C
     return read
 
 
-def _field_reader(field: FieldDescriptor, target: SqlType | None, arrow: bool) -> Read:
+def field_reader(field: FieldDescriptor, target: SqlType | None, arrow: bool) -> Read:
     name = field.name
     if is_map(field):
         entry = field.message_type

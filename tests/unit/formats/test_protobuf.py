@@ -16,7 +16,7 @@ from nbstream.catalog.schema import Column
 from nbstream.catalog.types import parse_type
 from nbstream.errors import FormatError, NbstreamError
 from nbstream.formats import codecs, format_for
-from nbstream.formats.protobuf_codec import registered_schema
+from nbstream.formats.protobuf_codec import Decoder, Layout, registered_schema
 from nbstream.formats.protobuf_schema import columns_of, compile_schema, message_class, proto_schema_for
 from nbstream.formats.protobuf_values import frame, read_indexes
 from nbstream.formats.registry import SchemaRegistry
@@ -223,3 +223,61 @@ def test_inference_and_schema_ids_with_references() -> None:
     assert found is not None and registered_schema(eng.schema_registry, found).message().name == "Logistics"
     with pytest.raises(NbstreamError, match="does not contain the message 'Nope'"):
         eng.execute("CREATE STREAM N WITH (KAFKA_TOPIC='in', VALUE_FORMAT='PROTOBUF', VALUE_SCHEMA_FULL_NAME='Nope');")
+
+
+# -- the decoder's fast path -------------------------------------------------------------------------
+
+ALL_KINDS = """syntax = "proto3";
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+import "google/type/date.proto";
+import "confluent/type/decimal.proto";
+message Row {
+  int32 i = 1; sint64 l = 2; uint32 u = 3; float f = 4; double d = 5; bool b = 6; string s = 7; bytes y = 8;
+  optional int32 oi = 9;
+  google.protobuf.Int64Value wl = 10; google.protobuf.StringValue ws = 11;
+  google.protobuf.Timestamp t = 12; google.type.Date dt = 13;
+  confluent.type.Decimal dec = 14 [(confluent.field_meta) = { params: [{ key: "precision", value: "5" },
+                                                                      { key: "scale", value: "1" }] }];
+  message Leaf { int32 x = 1; }
+  message Inner { int32 x = 1; Leaf deeper = 2; }
+  Inner inner = 15;
+  repeated int64 many = 16; map<string, Inner> by = 17;
+  enum E { A = 0; B = 1; } E e = 18;
+  oneof choice { string text = 19; int32 number = 20; }
+}
+"""
+
+
+def test_the_column_path_reads_what_the_record_path_reads(registry: SchemaRegistry) -> None:
+    schema = compile_schema(ALL_KINDS)
+    sid = registry.register("k-value", ALL_KINDS, "PROTOBUF")
+    row = message_class(schema.message("Row"))
+    inner = {"x": 4, "deeper": {"x": 5}}
+    bodies = [row(), row(i=-1, l=-2, u=2**32 - 1, f=1.1, d=2.5, b=True, s="é", y=b"\x00", oi=0, wl={"value": 3},
+                      ws={"value": ""}, t={"seconds": -1, "nanos": 999_000_000},
+                      dt={"year": 2024, "month": 2, "day": 29}, dec={"value": b"\xff", "scale": 1}, inner=inner,
+                      many=[1, 2], by={"k": inner}, e=1, number=0),
+              row(text="t", inner={})]
+    blobs = pa.array([frame(sid, [0]) + m.SerializeToString() for m in bodies] + [None], pa.binary())
+    columns = columns_of(schema, "VALUE", single_name="V", original_names=True)
+    decoder = Decoder(registry, Layout(tuple(columns), True, True), arrow=True)
+    slow_calls: list[int] = []
+    slow = decoder._slow
+
+    def counting(blobs: pa.Array) -> pa.Array:
+        slow_calls.append(len(blobs))
+        return slow(blobs)
+
+    decoder._slow = counting  # type: ignore[method-assign]
+    fast = decoder(blobs)
+    assert slow_calls == []  # no record went one by one
+    assert fast.to_pylist() == slow(blobs).to_pylist()
+    first, second, third = fast.to_pylist()[:3]
+    assert (first["i"], first["oi"], first["wl"], first["t"], first["inner"], first["text"]) == (0, None, None, None,
+                                                                                                None, None)
+    assert (second["u"], second["f"], second["oi"], second["ws"], second["dec"], second["number"]) == (
+        2**32 - 1, pytest.approx(1.1), 0, "", Decimal("-0.1"), 0)
+    assert second["t"] == datetime.datetime(1969, 12, 31, 23, 59, 59, 999000)
+    assert second["inner"] == {"x": 4, "deeper": {"x": 5}} and second["e"] == "B"
+    assert third["inner"] == {"x": 0, "deeper": None} and third["text"] == "t"
