@@ -170,13 +170,18 @@ def _floats(width: type[np.floating[Any]]) -> Encoder:
     return encode
 
 
-def _bytes(array: pa.Array) -> Encoded:
-    """Avro ``string``/``bytes``: the length's varint, then the bytes (Arrow's buffer as it is)."""
+def raw_bytes(array: pa.Array) -> Encoded:
+    """Each value's bytes (a ``string`` its UTF-8), as they are in Arrow's buffer."""
     raw = array.cast(pa.large_binary())
     offsets = np.frombuffer(raw.buffers()[1], np.int64)[raw.offset:raw.offset + len(raw) + 1]
     data = np.frombuffer(raw.buffers()[2], np.uint8)[offsets[0]:offsets[-1]] if len(raw) else np.empty(0, np.uint8)
-    lengths = np.diff(offsets)
-    return join_rows([zigzag_varints(lengths), Encoded(lengths, data)])
+    return Encoded(np.diff(offsets), data)
+
+
+def _bytes(array: pa.Array) -> Encoded:
+    """Avro ``string``/``bytes``: the length's (zig-zag) varint, then the bytes."""
+    raw = raw_bytes(array)
+    return join_rows([zigzag_varints(raw.lengths), raw])
 
 
 _SIMPLE: dict[str, Encoder] = {

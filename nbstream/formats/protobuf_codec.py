@@ -1,15 +1,21 @@
 """The PROTOBUF and PROTOBUF_NOSR codecs: DuckDB Arrow functions, one call per vector, and the
 per-record calls of ``encode_python``/``decode_python``.
 
-Known cost, stated plainly: there is no vectorised Protobuf decoder or encoder here. Inside the
-one call per vector, each record is parsed (or serialized) by upb — C — but its fields are moved
-between the message and the row by Python (:mod:`~nbstream.formats.protobuf_values`: closures
-compiled once per schema and reader type, so no schema is looked at per record), and the rows
-become one Arrow struct array in one pyarrow call (:func:`~nbstream.formats.codecs.to_struct_array`).
-Expect a few hundred thousand records per second, not AVRO's millions: the Avro decoder's trick
-(one native call over a vector's bodies laid out as a container file) has no Protobuf
-counterpart in the libraries at hand. A record in error (no magic byte, an unknown id or message
-index, bytes that do not parse) yields its reason in the ``__error`` field.
+Decoding a vector: the records are grouped by header (schema id and first message, vectorised,
+:func:`~nbstream.formats.codecs.decode_by_header`); each group's bodies are parsed by upb in one
+``map`` and its columns gathered across the messages from C (:mod:`~nbstream.formats.protobuf_arrow`).
+Encoding a vector: in numpy (:mod:`~nbstream.formats.protobuf_encode`), the header joined per row.
+
+Known cost, stated plainly: there is no vectorised Protobuf *parser* — each record is one upb
+call, a Python message object, though no Python code runs per record on the common paths. What
+those paths do not cover goes record by record through Python (:mod:`~nbstream.formats.protobuf_values`):
+decoding, a group the column path cannot vouch for (a corrupt body, a value Arrow's cast would
+convert otherwise), a record whose message is not the schema's first, and, per value, enums,
+repeated fields, maps, dates, times and decimals; encoding, messages with enums, maps, ``oneof``
+members, repeated strings or messages, dates, times or decimals, and values out of a field's range.
+Measured (one run, 200K rows of a 5-column message, one thread): decode 0.3 to 0.5M rows/s, encode
+0.6M rows/s (record by record: 0.12M and 0.28M). A record in error (no magic byte, an unknown id
+or message index, bytes that do not parse) yields its reason in the ``__error`` field.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from google.protobuf import wrappers_pb2
 from google.protobuf.descriptor import Descriptor
@@ -27,6 +34,8 @@ from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.catalog.user_functions import arrow_type
 from nbstream.errors import FormatError
+from nbstream.formats import protobuf_encode
+from nbstream.formats.avro_encode import Encoded, NotVectorizable, join_rows
 from nbstream.formats.codecs import (
     ERROR_FIELD,
     HEADER_SIZE,
@@ -260,7 +269,9 @@ class Encoder:
         self.header = header
         self.cls = message_class(message)
         self.write = writer_for(message, arrow=arrow)
-        self.bare = not layout.wrapped and message.full_name.startswith("google.protobuf.")
+        self.bare = not layout.wrapped and message.full_name in WRAPPERS
+        self.vectorized: protobuf_encode.Encoder | None = None  # compiled at the first call
+        self.record_by_record = False  # the message has fields protobuf_encode does not cover
 
     @staticmethod
     def _framed(registry: SchemaRegistry | None, layout: Layout, schema_id: int | None) -> tuple[Descriptor, bytes]:
@@ -284,7 +295,36 @@ class Encoder:
             raise FormatError(f"Cannot serialize {value!r} as Protobuf {self.cls.DESCRIPTOR.full_name}: {e}") from None
 
     def __call__(self, structs: pa.ChunkedArray | pa.Array) -> pa.Array:
-        """Each row's record, as one Arrow binary array."""
+        """Each row's record, as one Arrow binary array: the whole vector in numpy
+        (:mod:`~nbstream.formats.protobuf_encode`) where it covers the message and the values,
+        else record by record (:meth:`_one_by_one`)."""
+        rows = structs.combine_chunks() if isinstance(structs, pa.ChunkedArray) else structs
+        if self.vectorized is None and not self.record_by_record:
+            try:
+                self.vectorized = protobuf_encode.encoder_for(self.cls.DESCRIPTOR)
+            except NotVectorizable:
+                self.record_by_record = True
+        if self.vectorized is not None:
+            try:
+                return self._vectorized(self.vectorized, rows)
+            except (NotVectorizable, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                pass  # values it does not take (a type, a range): this vector goes record by record
+        return self._one_by_one(rows)
+
+    def _vectorized(self, encode: protobuf_encode.Encoder, rows: pa.Array) -> pa.Array:
+        values = rows if self.layout.wrapped else rows.field(0)
+        valid = values.is_valid()
+        present = values if not values.null_count else values.filter(valid)
+        if self.bare:
+            present = pa.StructArray.from_arrays([present], names=["value"])
+        encoded = join_rows([Encoded.constant(self.header, len(present)), encode(present)])
+        if len(present) == len(values):
+            return encoded.to_binary()
+        lengths = np.zeros(len(values), np.int64)
+        lengths[np.asarray(valid)] = encoded.lengths
+        return Encoded(lengths, encoded.data).to_binary(valid.buffers()[1])
+
+    def _one_by_one(self, structs: pa.Array) -> pa.Array:
         plain = temporals_as_integers(structs.type)
         rows = (structs.cast(plain) if plain != structs.type else structs).to_pylist()
         if not self.layout.wrapped:

@@ -16,7 +16,7 @@ from nbstream.catalog.schema import Column
 from nbstream.catalog.types import parse_type
 from nbstream.errors import FormatError, NbstreamError
 from nbstream.formats import codecs, format_for
-from nbstream.formats.protobuf_codec import Decoder, Layout, registered_schema
+from nbstream.formats.protobuf_codec import Decoder, Encoder, Layout, registered_schema
 from nbstream.formats.protobuf_schema import columns_of, compile_schema, message_class, proto_schema_for
 from nbstream.formats.protobuf_values import frame, read_indexes
 from nbstream.formats.registry import SchemaRegistry
@@ -281,3 +281,35 @@ def test_the_column_path_reads_what_the_record_path_reads(registry: SchemaRegist
     assert second["t"] == datetime.datetime(1969, 12, 31, 23, 59, 59, 999000)
     assert second["inner"] == {"x": 4, "deeper": {"x": 5}} and second["e"] == "B"
     assert third["inner"] == {"x": 0, "deeper": None} and third["text"] == "t"
+
+
+# -- the encoder's vectorised path ----------------------------------------------------------------------
+
+
+def test_the_vectorised_encoder_writes_what_upb_writes_record_by_record(registry: SchemaRegistry) -> None:
+    columns = cols("I INT", "L BIGINT", "D DOUBLE", "B BOOLEAN", "S STRING", "Y BYTES", "T TIMESTAMP",
+                   "A ARRAY<BIGINT>", "N STRUCT<X INT, W STRUCT<Z STRING>>", "F ARRAY<BOOLEAN>")
+    layout = Layout(tuple(columns), True, True)
+    rows = pa.table({
+        "I": pa.array([0, -1, 2**31 - 1, None], pa.int32()), "L": pa.array([0, -(2**63), 300, None], pa.int64()),
+        "D": pa.array([0.0, -0.0, 1.5, None]), "B": pa.array([False, True, None, True]),
+        "S": pa.array(["", "é", None, "x" * 200]), "Y": pa.array([b"", b"\x00", None, b"z"]),
+        "T": pa.array([0, -1_500, None, 1_700_000_000_123_456], pa.timestamp("us")),
+        "A": pa.array([[], [1, None, -3], None, [2**40]], pa.list_(pa.int64())),
+        "N": pa.array([None, {"X": 0, "W": None}, {"X": 5, "W": {"Z": ""}}, {"X": None, "W": {"Z": "q"}}],
+                      pa.struct([("X", pa.int32()), ("W", pa.struct([("Z", pa.string())]))])),
+        "F": pa.array([[True, None], None, [False], []], pa.list_(pa.bool_())),
+    })
+    structs = pa.StructArray.from_arrays([c.combine_chunks() for c in rows.columns], names=rows.column_names)
+    for nullable in (None, "OPTIONAL", "WRAPPER"):
+        sid = registry.register(f"v{nullable}-value", proto_schema_for(columns, nullable=nullable), "PROTOBUF")
+        encoder = Encoder(registry, layout, sid, arrow=True)
+        fast = encoder(structs).to_pylist()
+        # (WRAPPER's arrays are of wrapper messages, which go record by record)
+        assert encoder.record_by_record == (nullable == "WRAPPER")
+        assert fast == encoder._one_by_one(structs).to_pylist()
+        decoded = Decoder(registry, layout, arrow=True)(pa.array(fast, pa.binary())).to_pylist()
+        assert decoded[1]["T"] == datetime.datetime(1969, 12, 31, 23, 59, 59, 998000)
+        assert decoded[1]["A"] == [1, 0, -3] and decoded[1]["N"] == {"X": 0, "W": None}
+        assert decoded[0]["F"] == [True, False]
+        assert (decoded[3]["I"], decoded[3]["S"]) == ((None, "x" * 200) if nullable else (0, "x" * 200))
