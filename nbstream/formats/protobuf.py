@@ -86,11 +86,14 @@ class ProtobufFormat:
             check_key_maps(columns)
         if self.full_name is not None and not self.full_name:
             raise FormatError("fullSchemaName cannot be empty. Format configuration: {fullSchemaName=}")
-        _ = self.nullable
         for col in columns:
             protobuf_schema.check_map_keys(col.type)
         wrap = bool(wrap_single_value) if wrap_single_value is not None else not is_key
-        protobuf_schema.proto_schema_for(columns, nullable=self.nullable) if self.wrapped(columns, wrap) else None
+        if self.wrapped(columns, wrap):
+            protobuf_schema.proto_schema_for(columns, nullable=self.nullable)  # raises for what it cannot carry
+        elif columns[0].type.name in ("ARRAY", "MAP"):  # Connect's rule: a bare value must be a message
+            raise FormatError(f"{self.name} cannot carry a bare {columns[0].type.name} (column `{columns[0].name}`): "
+                              "Unsupported root schema of type " + columns[0].type.name)
 
     def schema_for(self, columns: Sequence[Column], *, wrap_single_value: bool) -> str:
         """The ``.proto`` text a sink of ``columns`` registers."""

@@ -167,6 +167,8 @@ def test_nosr_is_the_bare_message_and_unwraps_a_single_key_into_its_wrapper(sr_c
     encoded = key.encode_python("k1", cols("K STRING"))
     assert encoded == wrappers_pb2.StringValue(value="k1").SerializeToString()
     assert key.decode_python(encoded, cols("K STRING"), wrap_single_value=False) == "k1"
+    with pytest.raises(FormatError, match="Unsupported root schema of type ARRAY"):
+        key.check_columns(cols("K ARRAY<INT>"), is_key=True, wrap_single_value=None)
 
 
 # -- through the engine ----------------------------------------------------------------------------------
