@@ -163,12 +163,10 @@ def _identity(v: Any) -> Any:
 
 
 def _decimal(m: Any, scale: int | None) -> decimal.Decimal:
-    value = decimal.Decimal(int.from_bytes(m.value, "big", signed=True)).scaleb(-m.scale)
-    if scale is None:
-        return value
     with decimal.localcontext() as ctx:
-        ctx.prec = 100
-        return value.quantize(decimal.Decimal(1).scaleb(-scale))
+        ctx.prec = 100  # exact: ksqlDB's decimals have up to 38 digits, the default context 28
+        value = decimal.Decimal(int.from_bytes(m.value, "big", signed=True)).scaleb(-m.scale)
+        return value if scale is None else value.quantize(decimal.Decimal(1).scaleb(-scale))
 
 
 # -- writing ------------------------------------------------------------------------------------------
@@ -241,7 +239,7 @@ def _zero(field: FieldDescriptor) -> Any:
 def _value_writer(field: FieldDescriptor, arrow: bool) -> Write:
     if field.enum_type is not None:
         numbers = {v.name: v.number for v in field.enum_type.values}
-        return lambda v: numbers[v] if isinstance(v, str) and v in numbers else _enum_error(field, v)
+        return lambda v: numbers[v] if isinstance(v, str) and v in numbers else _enum_number(field, v)
     if field.message_type is None:
         return _scalar_writer(field)
     kind = field.message_type.full_name
@@ -263,7 +261,8 @@ def _value_writer(field: FieldDescriptor, arrow: bool) -> Write:
     return writer_for(field.message_type, arrow=arrow)
 
 
-def _enum_error(field: FieldDescriptor, value: Any) -> Any:
+def _enum_number(field: FieldDescriptor, value: Any) -> int:
+    """``value`` as a number of the enum of ``field``: a number as it is; else FormatError."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     raise FormatError(f"{value!r} is not a symbol of the enum {field.enum_type.full_name}")

@@ -174,6 +174,16 @@ def test_nosr_is_the_bare_message_and_unwraps_a_single_key_into_its_wrapper(sr_c
 # -- through the engine ----------------------------------------------------------------------------------
 
 
+def test_38_digit_decimals_round_trip_exactly() -> None:
+    eng = Engine()
+    eng.execute("""CREATE STREAM S (D DECIMAL(38, 2)) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='PROTOBUF');
+                   CREATE STREAM T AS SELECT * FROM S;""")
+    big = Decimal("-123456789012345678901234567890123456.78")
+    eng.produce("s", {"D": big})
+    eng.run_until_idle()
+    assert [r.value for r in eng.consume("T")] == [{"D": big}]
+
+
 def test_a_registered_topic_round_trips_through_a_query() -> None:
     eng = Engine()
     eng.register_schema("orders-value", ORDER, "PROTOBUF")
