@@ -57,10 +57,6 @@ def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key
     if upper in ("PROTOBUF", "PROTOBUF_NOSR") and props.get(prop) is None and \
             (upper == "PROTOBUF" or props.get("SCHEMA_FULL_NAME") is None):
         return ProtobufFormat(props, registry, registry_framed=upper == "PROTOBUF", is_key=is_key)
-    if upper in REGISTRY_FORMATS and upper not in SUPPORTED_REGISTRY_FORMATS:
-        raise FormatError(
-            f"The '{upper}' format needs a schema registry, which nbstream does not support yet"
-        )
     if upper not in FORMATS + SUPPORTED_REGISTRY_FORMATS:
         raise FormatError(f"Unknown format: {name}.{did_you_mean(name, FORMATS)}")
     if props.get(prop) is not None:
