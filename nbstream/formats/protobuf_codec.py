@@ -45,6 +45,7 @@ from nbstream.formats.codecs import (
     temporals_as_integers,
     to_struct_array,
 )
+from nbstream.formats.json_sr import MAGIC_ERROR
 from nbstream.formats.protobuf_arrow import column, struct_array
 from nbstream.formats.protobuf_schema import (
     WRAPPER_OF,
@@ -56,8 +57,6 @@ from nbstream.formats.protobuf_schema import (
 )
 from nbstream.formats.protobuf_values import frame, read_indexes, reader_for, writer_for
 from nbstream.formats.registry import RegisteredSchema, SchemaRegistry
-
-MAGIC_ERROR = "Unknown magic byte!"
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class _Resolver:
 
     def __init__(self, registry: SchemaRegistry | None, layout: Layout) -> None:
         self.registry, self.layout = registry, layout
-        self.schemas: dict[int, ProtoSchema | None] = {}
+        self.schemas: dict[int, ProtoSchema] = {}
 
     def nosr_message(self) -> Descriptor:
         if not self.layout.wrapped:
@@ -114,11 +113,14 @@ class _Resolver:
         return compile_schema(self.layout.nosr_schema).message()
 
     def schema(self, schema_id: int) -> ProtoSchema | None:
-        if schema_id not in self.schemas:
-            found = self.registry.by_id(schema_id) if self.registry is not None else None
-            ok = found is not None and found.schema_type == "PROTOBUF"
-            self.schemas[schema_id] = registered_schema(self.registry, found) if ok else None  # type: ignore[arg-type]
-        return self.schemas[schema_id]
+        """The Protobuf schema of ``schema_id``, or None (looked up again next time: an id may be
+        registered later); FormatError when it does not compile."""
+        found = self.schemas.get(schema_id)
+        if found is None and self.registry is not None:
+            registered = self.registry.by_id(schema_id)
+            if registered is not None and registered.schema_type == "PROTOBUF":
+                found = self.schemas[schema_id] = registered_schema(self.registry, registered)
+        return found
 
     def framed(self, data: bytes) -> tuple[Descriptor, int]:
         """The message of the framed record ``data`` and where its body starts; FormatError else."""
@@ -202,7 +204,10 @@ class Decoder:
             return self.message_of(b"")[0]
         if len(header) != HEADER_SIZE + 1 or header[0] != 0 or header[-1] != 0:
             return None
-        schema = self.resolver.schema(int.from_bytes(header[1:HEADER_SIZE], "big"))
+        try:
+            schema = self.resolver.schema(int.from_bytes(header[1:HEADER_SIZE], "big"))
+        except FormatError:  # a schema that does not compile: each record gets the reason
+            return None
         return None if schema is None or not schema.messages else schema.messages[0]
 
     def _fast(self, header: bytes, bodies: pa.Array) -> pa.Array | None:

@@ -148,6 +148,15 @@ def test_bad_records_carry_the_reason(sr_con: duckdb.DuckDBPyConnection, registr
     assert all(r[-2] for r in rows)
 
 
+def test_a_schema_registered_after_the_query_was_planned_is_known(sr_con: duckdb.DuckDBPyConnection,
+                                                                  registry: SchemaRegistry) -> None:
+    fmt = format_for("PROTOBUF", {})
+    blob = frame(5, [0]) + b"\x08\x07"
+    assert decode_rows(sr_con, fmt, [blob], cols("ID BIGINT"))[0][-1] == "Schema not found: no Protobuf schema has id 5"
+    registry.register("late-value", ORDER, "PROTOBUF", schema_id=5)
+    assert decode_rows(sr_con, fmt, [blob], cols("ID BIGINT"))[0] == (7, False, None)
+
+
 def test_encodes_with_the_resolved_id_and_the_named_message(con: duckdb.DuckDBPyConnection,
                                                            registry: SchemaRegistry) -> None:
     sid = registry.register("o-value", ORDER, "PROTOBUF")
