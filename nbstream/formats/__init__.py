@@ -5,7 +5,7 @@
 >>> format_for("delimited", {"VALUE_DELIMITER": "TAB"}).delimiter
 '\\t'
 
-Formats over a schema registry (AVRO and JSON_SR; PROTOBUF and PROTOBUF_NOSR not yet) take the
+Formats over a schema registry (AVRO, JSON_SR, PROTOBUF; PROTOBUF_NOSR needs none) take the
 engine's :class:`~nbstream.formats.registry.Registry` for their Python-side calls; their SQL
 calls the codecs of :mod:`nbstream.formats.codecs`. Call :func:`register_udfs` and
 :func:`nbstream.formats.codecs.attach` on each DuckDB connection that evaluates format SQL.
@@ -24,6 +24,7 @@ from nbstream.formats.json import JsonFormat
 from nbstream.formats.json_sr import JsonSrFormat
 from nbstream.formats.kafka import KafkaFormat
 from nbstream.formats.none import NoneFormat
+from nbstream.formats.protobuf import ProtobufFormat
 from nbstream.formats.registry import Registry
 
 __all__ = ["FORMATS", "Decoded", "Format", "format_for", "register_udfs"]
@@ -33,7 +34,7 @@ FORMATS = ("JSON", "DELIMITED", "KAFKA", "NONE")
 #: ksqlDB formats that need a schema registry.
 REGISTRY_FORMATS = ("AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
 #: The registry formats nbstream serializes.
-SUPPORTED_REGISTRY_FORMATS = ("AVRO", "JSON_SR")
+SUPPORTED_REGISTRY_FORMATS = ("AVRO", "JSON_SR", "PROTOBUF", "PROTOBUF_NOSR")
 
 
 def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key: bool = False,
@@ -53,10 +54,9 @@ def format_for(name: str, properties: Mapping[str, Any] | None = None, *, is_key
         return AvroFormat(props, registry)
     if upper == "JSON_SR" and props.get(prop) is None and props.get("SCHEMA_FULL_NAME") is None:
         return JsonSrFormat(props, registry)
-    if upper in REGISTRY_FORMATS and upper not in SUPPORTED_REGISTRY_FORMATS:
-        raise FormatError(
-            f"The '{upper}' format needs a schema registry, which nbstream does not support yet"
-        )
+    if upper in ("PROTOBUF", "PROTOBUF_NOSR") and props.get(prop) is None and \
+            (upper == "PROTOBUF" or props.get("SCHEMA_FULL_NAME") is None):
+        return ProtobufFormat(props, registry, registry_framed=upper == "PROTOBUF", is_key=is_key)
     if upper not in FORMATS + SUPPORTED_REGISTRY_FORMATS:
         raise FormatError(f"Unknown format: {name}.{did_you_mean(name, FORMATS)}")
     if props.get(prop) is not None:

@@ -170,13 +170,18 @@ def _floats(width: type[np.floating[Any]]) -> Encoder:
     return encode
 
 
-def _bytes(array: pa.Array) -> Encoded:
-    """Avro ``string``/``bytes``: the length's varint, then the bytes (Arrow's buffer as it is)."""
+def raw_bytes(array: pa.Array) -> Encoded:
+    """Each value's bytes (a ``string`` its UTF-8), as they are in Arrow's buffer."""
     raw = array.cast(pa.large_binary())
     offsets = np.frombuffer(raw.buffers()[1], np.int64)[raw.offset:raw.offset + len(raw) + 1]
     data = np.frombuffer(raw.buffers()[2], np.uint8)[offsets[0]:offsets[-1]] if len(raw) else np.empty(0, np.uint8)
-    lengths = np.diff(offsets)
-    return join_rows([zigzag_varints(lengths), Encoded(lengths, data)])
+    return Encoded(np.diff(offsets), data)
+
+
+def _bytes(array: pa.Array) -> Encoded:
+    """Avro ``string``/``bytes``: the length's (zig-zag) varint, then the bytes."""
+    raw = raw_bytes(array)
+    return join_rows([zigzag_varints(raw.lengths), raw])
 
 
 _SIMPLE: dict[str, Encoder] = {
@@ -244,15 +249,15 @@ def _decimals(scale: int) -> Encoder:
 
 def _wide_decimals(array: pa.Array, scale: int) -> Encoded:
     """Decimals whose unscaled values pass 64 bits: each value's bytes from Python's integers."""
-    return _bytes(pa.array([_twos_complement(_unscaled(v, scale)) for v in array.to_pylist()], pa.binary()))
+    return _bytes(pa.array([twos_complement(unscaled(v, scale)) for v in array.to_pylist()], pa.binary()))
 
 
-def _twos_complement(n: int) -> bytes:
+def twos_complement(n: int) -> bytes:
     """The shortest big-endian two's-complement bytes of ``n`` (Java's ``BigInteger.toByteArray()``)."""
     return n.to_bytes((n if n >= 0 else -n - 1).bit_length() // 8 + 1, "big", signed=True)
 
 
-def _unscaled(value: Decimal, scale: int) -> int:
+def unscaled(value: Decimal, scale: int) -> int:
     """``value`` times 10^``scale`` from its digits (exact: decimal arithmetic rounds at 28 digits)."""
     sign, digits, exponent = value.as_tuple()
     magnitude = int("".join(map(str, digits)) or "0") * 10 ** (int(exponent) + scale)

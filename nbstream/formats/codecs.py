@@ -97,7 +97,7 @@ def _register(con: duckdb.DuckDBPyConnection, registry: Registry, codec: Codec) 
     duck_functions.create(con, codec.duck_name, call, codec.params, codec.returns)
 
 
-def _codec(key: tuple[Any, ...], prefix: str, params: tuple[str, ...], returns: str,
+def codec(key: tuple[Any, ...], prefix: str, params: tuple[str, ...], returns: str,
            make: Callable[[Registry], Callable[..., pa.Array]]) -> str:
     with _LOCK:
         found = _CODECS.get(key)
@@ -128,7 +128,7 @@ def avro_decoder(columns: Sequence[Column], *, wrapped: bool) -> str:
     def make(registry: Registry) -> Callable[..., pa.Array]:
         return _AvroDecoder(registry, cols, wrapped, arrow_type(result)).__call__
 
-    return _codec(key, "dec", ("BLOB",), result.duckdb(), make)
+    return codec(key, "dec", ("BLOB",), result.duckdb(), make)
 
 
 class _AvroDecoder:
@@ -178,32 +178,12 @@ class _AvroDecoder:
         """The decoded vector: each group of records sharing a header of a schema the fast path
         reads goes through :class:`~nbstream.formats.avro_arrow.FastReader`; the rest (and any
         group it rejects) through fastavro, record by record (:meth:`_slow`)."""
-        blobs = blobs.combine_chunks() if isinstance(blobs, pa.ChunkedArray) else blobs
-        headers = pc.binary_slice(blobs, 0, HEADER_SIZE)
-        parts: list[tuple[pa.Array, pa.Array]] = []  # (row indices, their decoded rows)
-        for header in pc.unique(headers.drop_null()).to_pylist():
+
+        def fast(header: bytes, bodies: pa.Array) -> pa.Array | None:
             reader = self._fast_reader(header)
-            if reader is None:
-                continue
-            rows = pc.indices_nonzero(pc.equal(headers, header))
-            # (binary_slice without a stop fails in pyarrow 26: "Negative buffer resize")
-            decoded = reader.read(pc.binary_slice(blobs.take(rows), HEADER_SIZE, _NO_STOP))
-            if decoded is not None:
-                if len(rows) == len(blobs):
-                    return decoded
-                parts.append((rows, decoded))
-        if not parts:
-            return self._slow(blobs)
-        covered = pa.chunked_array([rows for rows, _ in parts]).combine_chunks()
-        left = pc.invert(pc.is_in(pa.array(range(len(blobs)), pa.uint64()), value_set=covered))
-        nulls = pc.indices_nonzero(pc.and_(left, blobs.is_null()))
-        rest = pc.indices_nonzero(pc.and_(left, blobs.is_valid()))
-        parts.append((nulls, pa.nulls(len(nulls), self.target)))
-        if len(rest):
-            parts.append((rest, self._slow(blobs.take(rest))))
-        order = pa.chunked_array([rows for rows, _ in parts], type=pa.uint64()).combine_chunks()
-        values = pa.concat_arrays([_chunked(decoded) for _, decoded in parts])
-        return values.take(pc.sort_indices(order))
+            return None if reader is None else reader.read(bodies)
+
+        return decode_by_header(blobs, HEADER_SIZE, fast, self._slow, self.target)
 
     def _slow(self, blobs: pa.Array) -> pa.Array:
         values = blobs.to_pylist()
@@ -237,6 +217,38 @@ class _AvroDecoder:
                 rows.append({ERROR_FIELD: f"Avro schema id {schema_id} is not a record: expected "
                                           f"{len(self.columns)} fields"})
         return to_struct_array(rows, self.target)
+
+
+def decode_by_header(blobs: pa.ChunkedArray | pa.Array, header_size: int,
+                     fast: Callable[[bytes, pa.Array], pa.Array | None], slow: Callable[[pa.Array], pa.Array],
+                     target: pa.DataType) -> pa.Array:
+    """A vector decoded group by group: the records sharing their first ``header_size`` bytes go
+    to ``fast(header, bodies)`` (the bodies without those bytes), which returns their rows or None
+    when it cannot vouch for them; the records no group covered (and NULLs) go to ``slow``, which
+    decodes record by record. The rows come back in the vector's order, as one array of ``target``."""
+    blobs = blobs.combine_chunks() if isinstance(blobs, pa.ChunkedArray) else blobs
+    headers = pc.binary_slice(blobs, 0, header_size)
+    parts: list[tuple[pa.Array, pa.Array]] = []  # (row indices, their decoded rows)
+    for header in pc.unique(headers.drop_null()).to_pylist():
+        rows = pc.indices_nonzero(pc.equal(headers, header))
+        # (binary_slice without a stop fails in pyarrow 26: "Negative buffer resize")
+        decoded = fast(header, pc.binary_slice(blobs.take(rows), header_size, _NO_STOP))
+        if decoded is not None:
+            if len(rows) == len(blobs):
+                return decoded
+            parts.append((rows, decoded))
+    if not parts:
+        return slow(blobs)
+    covered = pa.chunked_array([rows for rows, _ in parts]).combine_chunks()
+    left = pc.invert(pc.is_in(pa.array(range(len(blobs)), pa.uint64()), value_set=covered))
+    nulls = pc.indices_nonzero(pc.and_(left, blobs.is_null()))
+    rest = pc.indices_nonzero(pc.and_(left, blobs.is_valid()))
+    parts.append((nulls, pa.nulls(len(nulls), target)))
+    if len(rest):
+        parts.append((rest, slow(blobs.take(rest))))
+    order = pa.chunked_array([rows for rows, _ in parts], type=pa.uint64()).combine_chunks()
+    values = pa.concat_arrays([_chunked(decoded) for _, decoded in parts])
+    return values.take(pc.sort_indices(order))
 
 
 def _chunked(a: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -299,7 +311,7 @@ def avro_encoder(columns: Sequence[Column], *, wrapped: bool, schema_id: int) ->
     def make(registry: Registry) -> Callable[..., pa.Array]:
         return _AvroEncoder(registry, cols, wrapped, schema_id).__call__
 
-    return _codec(key, "enc", (struct.duckdb(),), "BLOB", make)
+    return codec(key, "enc", (struct.duckdb(),), "BLOB", make)
 
 
 class _AvroEncoder:
@@ -357,7 +369,7 @@ class _AvroEncoder:
         """fastavro's writer, a record at a time: for writer schemas :mod:`~nbstream.formats.avro_encode`
         does not cover (enums, fixed, unions of several types, registered outside nbstream)."""
         schema, write = self._schema(), fastavro.schemaless_writer
-        days = _dates_as_days(structs.type)
+        days = temporals_as_integers(structs.type, dates_only=True)
         if days != structs.type:
             structs = structs.cast(days)
         out: list[bytes | None] = []
@@ -380,17 +392,22 @@ class _AvroEncoder:
         return pa.array(out, type=pa.binary())
 
 
-def _dates_as_days(t: pa.DataType) -> pa.DataType:
-    """``t`` with its DATEs as int32 days (what Avro's ``date`` holds), so that no date goes through
-    Python's, whose range is smaller than DuckDB's and ksqlDB's."""
+def temporals_as_integers(t: pa.DataType, *, dates_only: bool = False) -> pa.DataType:
+    """``t`` with its DATEs as int32 days (what Avro's ``date`` holds) and, unless ``dates_only``,
+    its TIMESTAMPs and TIMEs as int64 in their unit, so that no value goes through Python's dates
+    and times, whose range is smaller than DuckDB's and ksqlDB's."""
     if pa.types.is_date32(t):
         return pa.int32()
+    if not dates_only and (pa.types.is_timestamp(t) or pa.types.is_time(t)):
+        return pa.int64()
     if pa.types.is_struct(t):
-        return pa.struct([t.field(i).with_type(_dates_as_days(t.field(i).type)) for i in range(t.num_fields)])
+        return pa.struct([t.field(i).with_type(temporals_as_integers(t.field(i).type, dates_only=dates_only))
+                          for i in range(t.num_fields)])
     if pa.types.is_map(t):
-        return pa.map_(_dates_as_days(t.key_type), _dates_as_days(t.item_type))
+        return pa.map_(temporals_as_integers(t.key_type, dates_only=dates_only),
+                       temporals_as_integers(t.item_type, dates_only=dates_only))
     if pa.types.is_list(t):
-        return pa.list_(t.value_field.with_type(_dates_as_days(t.value_type)))
+        return pa.list_(t.value_field.with_type(temporals_as_integers(t.value_type, dates_only=dates_only)))
     return t
 
 
@@ -483,4 +500,4 @@ def header_checker(schema_type: str) -> str:
 
         return known
 
-    return _codec(("known-header", schema_type), "known", ("BLOB",), "BOOLEAN", make)
+    return codec(("known-header", schema_type), "known", ("BLOB",), "BOOLEAN", make)

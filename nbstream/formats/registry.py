@@ -32,6 +32,9 @@ from nbstream.errors import FormatError
 
 #: The schema types a registry holds (Confluent's names).
 SCHEMA_TYPES = ("AVRO", "PROTOBUF", "JSON")
+#: The first id of schemas registered as the inline references of another (QTT topics give them
+#: so): far from the ids a test names, which it registers afterwards.
+INLINE_REFERENCE_IDS = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,6 @@ class SchemaRegistry:
         if stype not in SCHEMA_TYPES:
             raise FormatError(f"Unknown schema type {schema_type!r}: expected one of {', '.join(SCHEMA_TYPES)}")
         text = canonical(schema, stype)
-        refs = tuple((str(r.get("name")), str(r.get("subject")), int(r.get("version") or 1))
-                     for r in references or ())
         with self._lock:
             existing = self.id_of(subject, text, stype)
             if existing is not None and (schema_id is None or schema_id == existing):
@@ -143,6 +144,8 @@ class SchemaRegistry:
                 raise FormatError(f"Schema id {sid} is already registered for another schema "
                                   f"(subject {subject!r})")
             if found is None:
+                self._by_id[sid] = RegisteredSchema(sid, stype, text)  # its id taken before its references'
+                refs = tuple(self._reference(r, stype) for r in references or ())
                 self._by_id[sid] = RegisteredSchema(sid, stype, text, refs)
                 self._cur.execute("INSERT INTO __sr_schemas VALUES (?, ?, ?, ?)",
                                   [sid, stype, text, json.dumps([list(r) for r in refs])])
@@ -151,12 +154,26 @@ class SchemaRegistry:
             self._cur.execute("INSERT INTO __sr_versions VALUES (?, ?, ?)", [subject, len(versions), sid])
             return sid
 
-    def _id_for(self, text: str, stype: str) -> int:
-        """The id a new registration of ``text`` gets: the schema's own when it has one already."""
+    def _reference(self, ref: Mapping[str, Any], schema_type: str) -> tuple[str, str, int]:
+        """``(name, subject, version)`` of a reference; one that carries its schema (as QTT topics
+        give them: name, format, schema) registers it first under the subject ``name``."""
+        name = str(ref.get("name"))
+        if ref.get("schema") is not None and ref.get("subject") is None:
+            ref_type = str(ref.get("format") or schema_type).upper()
+            ref_type = {"JSON_SR": "JSON", "PROTOBUF_NOSR": "PROTOBUF"}.get(ref_type, ref_type)
+            text = canonical(ref["schema"], ref_type)
+            sid = self.register(name, text, ref_type, self._id_for(text, ref_type, floor=INLINE_REFERENCE_IDS))
+            return name, name, self._versions[name].index(sid) + 1
+        return name, str(ref.get("subject")), int(ref.get("version") or 1)
+
+    def _id_for(self, text: str, stype: str, floor: int = 1) -> int:
+        """The id a new registration of ``text`` gets: the schema's own when it has one already,
+        else the next id from ``floor`` on."""
         for sid, found in self._by_id.items():
             if found.schema == text and found.schema_type == stype:
                 return sid
-        return max(self._by_id, default=0) + 1
+        ceiling = INLINE_REFERENCE_IDS if floor < INLINE_REFERENCE_IDS else 1 << 31
+        return max((sid for sid in self._by_id if floor <= sid < ceiling), default=floor - 1) + 1
 
     def close(self) -> None:
         """Nothing to release: the registry's tables close with the engine's database."""

@@ -19,16 +19,18 @@ from typing import TYPE_CHECKING, Any
 
 from nbstream.catalog.schema import Column
 from nbstream.errors import CatalogError
-from nbstream.formats import REGISTRY_FORMATS, avro_schema, format_for, json_schema
+from nbstream.formats import REGISTRY_FORMATS, avro_schema, format_for, json_schema, protobuf_schema
 from nbstream.formats.avro import SCHEMA_ID, AvroFormat
 from nbstream.formats.json_sr import JsonSrFormat
+from nbstream.formats.protobuf import ProtobufFormat
+from nbstream.formats.protobuf_codec import registered_schema
 from nbstream.sql import ast
 
 if TYPE_CHECKING:
     from nbstream.formats.registry import RegisteredSchema, Registry
 
 #: WITH properties carried into a side's properties (``KEY_``/``VALUE_`` prefix dropped).
-SIDE_PROPERTIES = ("SCHEMA_ID", "SCHEMA_FULL_NAME")
+SIDE_PROPERTIES = ("SCHEMA_ID", "SCHEMA_FULL_NAME", "PROTOBUF_NULLABLE_REPRESENTATION")
 
 
 def side_properties(props: Mapping[str, Any], side: str) -> dict[str, Any]:
@@ -64,7 +66,8 @@ def infer_columns(registry: Registry, stmt: ast.CreateSource, topic: str, key_fo
     if key_format in REGISTRY_FORMATS and not has_key:
         found = _subject_schema(registry, f"{topic}-key", props.get("KEY_SCHEMA_ID"))
         if found is not None:
-            added += [ast.ColumnDef(c.name, c.type, key_role) for c in _columns(found, "KEY", "ROWKEY", True)]
+            columns = _columns(registry, found, key_format, "KEY", props, unwrapped=key_format != "PROTOBUF")
+            added += [ast.ColumnDef(c.name, c.type, key_role) for c in columns]
     if value_format in REGISTRY_FORMATS and not has_value:
         found = _subject_schema(registry, f"{topic}-value", props.get("VALUE_SCHEMA_ID"))
         if found is None:
@@ -72,7 +75,8 @@ def infer_columns(registry: Registry, stmt: ast.CreateSource, topic: str, key_fo
                                f"Registry. Subject: {topic}-value. Declare the columns, or register a schema.")
         wrap = props.get("WRAP_SINGLE_VALUE")
         unwrapped = wrap is not None and str(wrap).strip().lower() == "false"
-        added += [ast.ColumnDef(c.name, c.type, "VALUE") for c in _columns(found, "VALUE", "ROWVAL", unwrapped)]
+        columns = _columns(registry, found, value_format, "VALUE", props, unwrapped=unwrapped)
+        added += [ast.ColumnDef(c.name, c.type, "VALUE") for c in columns]
     if not added:
         return stmt
     keys = [c for c in declared if c.role in ("KEY", "PRIMARY KEY")] + [c for c in added if c.role != "VALUE"]
@@ -80,7 +84,18 @@ def infer_columns(registry: Registry, stmt: ast.CreateSource, topic: str, key_fo
     return replace(stmt, columns=tuple(keys + values))
 
 
-def _columns(found: RegisteredSchema, role: str, single: str, unwrapped: bool = True) -> list[Column]:
+def _columns(registry: Registry, found: RegisteredSchema, fmt: str, role: str, props: Mapping[str, Any], *,
+             unwrapped: bool) -> list[Column]:
+    """The columns of ``role`` (KEY or VALUE) the registered schema ``found`` gives a source of
+    ``fmt``; a PROTOBUF schema named by ``*_SCHEMA_ID`` keeps its field names (ksqlDB's
+    ORIGINAL_FIELD_NAME policy), and ``*_SCHEMA_FULL_NAME`` chooses its message."""
+    single = "ROWKEY" if role == "KEY" else "ROWVAL"
+    if fmt == "PROTOBUF_NOSR":
+        raise CatalogError("PROTOBUF_NOSR does not support schema inference: declare the columns")
+    if found.schema_type == "PROTOBUF":
+        return protobuf_schema.columns_of(registered_schema(registry, found), role, single_name=single,
+                                          unwrapped=unwrapped, full_name=props.get(f"{role}_SCHEMA_FULL_NAME"),
+                                          original_names=props.get(f"{role}_SCHEMA_ID") is not None)
     modules = {"AVRO": avro_schema, "JSON": json_schema}
     module = modules.get(found.schema_type)
     if module is None:
@@ -108,7 +123,9 @@ def resolve_ids(registry: Registry, topic: str, fmt: str, props: dict[str, Any],
             raise CatalogError(f"Schema id {props[SCHEMA_ID]} is not registered (subject '{subject}')")
         return props
     codec = format_for(fmt, props, is_key=is_key, registry=registry)
-    if not isinstance(codec, AvroFormat | JsonSrFormat):
+    if not isinstance(codec, AvroFormat | JsonSrFormat | ProtobufFormat):
+        return props
+    if isinstance(codec, ProtobufFormat) and not codec.framed:  # PROTOBUF_NOSR: no registry
         return props
     wrap = False if is_key else bool(props.get("WRAP_SINGLE_VALUE", True))
     schema = codec.schema_for(columns, wrap_single_value=wrap)

@@ -208,3 +208,16 @@ def test_a_registry_over_tls_is_trusted_through_its_ca_file(tmp_path: Path) -> N
             engine.register_schema("u-value", ORDER)
     finally:
         served.stop()
+
+
+@pytest.mark.parametrize("fmt", ["PROTOBUF", "JSON_SR"])
+def test_other_registry_formats_register_and_read_there(served: ServedRegistry, fmt: str) -> None:
+    with Engine(properties=properties(served)) as engine:
+        engine.execute("CREATE STREAM S (ID BIGINT, NAME STRING) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', "
+                       "PARTITIONS=1); SET 'auto.offset.reset' = 'earliest';"
+                       f"CREATE STREAM T WITH (KAFKA_TOPIC='t', VALUE_FORMAT='{fmt}') AS SELECT ID, NAME FROM S;")
+        engine.produce("s", {"ID": 7, "NAME": "seven"})
+        engine.run_until_idle()
+        assert [(r["ID"], r["NAME"]) for r in engine.consume("T", as_frame=True).to_dict("records")] == [(7, "seven")]
+    registered = served.registry.latest("t-value")
+    assert registered is not None and registered.schema_type == {"PROTOBUF": "PROTOBUF", "JSON_SR": "JSON"}[fmt]

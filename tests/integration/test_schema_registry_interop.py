@@ -1,5 +1,5 @@
-"""Interoperability with Confluent's own client library: confluent-kafka's AvroSerializer and
-JSONSerializer, their SchemaRegistryClient pointed at nbstream's embedded registry (its REST API
+"""Interoperability with Confluent's own client library: confluent-kafka's AvroSerializer,
+JSONSerializer and ProtobufSerializer, their SchemaRegistryClient pointed at nbstream's embedded registry (its REST API
 served by hypercorn), write records to a real broker that nbstream queries read — their columns
 inferred from the schemas the serializers registered — and the matching deserializers read what
 nbstream wrote back. Libraries nbstream did not write, on both sides of the topic."""
@@ -10,13 +10,16 @@ import itertools
 import json
 from collections.abc import Iterator
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
 from kafka_reader import read_all
 from served_registry import ServedRegistry  # type: ignore[import-not-found]
 
@@ -108,3 +111,53 @@ def test_json_sr_written_by_confluents_serializer_is_read_and_nbstreams_output_d
     ctx = SerializationContext(out, MessageField.VALUE)
     read = [deserialize(m.value, ctx) for m in read_all(kafka_bootstrap, out, 1)]
     assert read == [{"ID": 1, "ITEM": "tea", "P2": 5.0}]
+
+
+def proto_class(name: str, fields: list[tuple[str, int, str | None]], *, package: str = "") -> Any:
+    """A message class made by the protobuf library alone (no nbstream code): ``fields`` are
+    ``(name, FieldDescriptorProto type, message type name or None)``, numbered 1, 2, …"""
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    file = descriptor_pb2.FileDescriptorProto(name=f"{name.lower()}.proto", package=package, syntax="proto3",
+                                              dependency=["google/protobuf/timestamp.proto"])
+    message = file.message_type.add(name=name)
+    for number, (field, kind, type_name) in enumerate(fields, 1):
+        added = message.field.add(name=field, number=number, type=kind,
+                                  label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+        if type_name is not None:
+            added.type_name = type_name
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}" if package else name))
+
+
+def test_protobuf_written_by_confluents_serializer_is_read_and_nbstreams_output_deserialized(
+        engine: Engine, client: SchemaRegistryClient, kafka_bootstrap: str) -> None:
+    run = next(_runs)
+    types = descriptor_pb2.FieldDescriptorProto
+    order = proto_class("Order", [("id", types.TYPE_INT64, None), ("item", types.TYPE_STRING, None),
+                                  ("price", types.TYPE_DOUBLE, None),
+                                  ("at", types.TYPE_MESSAGE, ".google.protobuf.Timestamp")], package="shop")
+    serialize = ProtobufSerializer(order, client)  # registers the schema as a base64 FileDescriptorProto
+    topic, out = f"proto-orders-{run}", f"proto-dear-{run}"
+    engine.create_topic(topic, 1)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    orders = [order(id=1, item="tea", price=2.5, at={"seconds": 1}),
+              order(id=2, price=0.5), order(id=3, item="cake", price=12.25)]
+    produce(kafka_bootstrap, topic, [serialize(o, ctx) for o in orders])
+
+    engine.execute(f"""CREATE STREAM ORDERS WITH (KAFKA_TOPIC='{topic}', VALUE_FORMAT='PROTOBUF');
+                       CREATE STREAM DEAR WITH (KAFKA_TOPIC='{out}', VALUE_FORMAT='PROTOBUF') AS
+                         SELECT ID, ITEM, PRICE * 2 AS P2, AT FROM ORDERS WHERE PRICE > 1;""")
+    assert [str(c) for c in engine.catalog.get("ORDERS").schema.value] == [
+        "`ID` BIGINT", "`ITEM` STRING", "`PRICE` DOUBLE", "`AT` TIMESTAMP"]
+    engine.run_until_idle()
+
+    # the reader's class, made from the field numbers ksqlDB's generated schema gives the columns
+    dear = proto_class("ConnectDefault1", [("ID", types.TYPE_INT64, None), ("ITEM", types.TYPE_STRING, None),
+                                           ("P2", types.TYPE_DOUBLE, None),
+                                           ("AT", types.TYPE_MESSAGE, ".google.protobuf.Timestamp")])
+    deserialize = ProtobufDeserializer(dear, {"use.deprecated.format": False})
+    ctx = SerializationContext(out, MessageField.VALUE)
+    read = [deserialize(m.value, ctx) for m in read_all(kafka_bootstrap, out, 1)]
+    assert [(m.ID, m.ITEM, m.P2, m.HasField("AT") and m.AT.seconds) for m in read] == [
+        (1, "tea", 5.0, 1), (3, "cake", 24.5, False)]

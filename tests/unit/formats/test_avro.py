@@ -268,3 +268,12 @@ def test_dates_beyond_pythons_range_are_written_and_read_as_epoch_days() -> None
     eng.produce("d", {"V": 5, "VS": None}, key=1)
     eng.run_until_idle()
     assert [r.value for r in eng.consume("OUT")] == [{"V": -2147483647, "VS": [2147483647, 5]}, {"V": 5, "VS": None}]
+
+
+def test_ids_of_inline_references_stay_apart_from_the_others(registry: SchemaRegistry) -> None:
+    first = registry.register("a-value", "int")
+    inline = {"name": "other.proto", "format": "PROTOBUF", "schema": 'syntax = "proto3"; message O { int32 x = 1; }'}
+    registry.register("b-value", 'syntax = "proto3"; import "other.proto"; message B { O o = 1; }', "PROTOBUF",
+                      references=[inline])
+    assert registry.latest("other.proto").id >= 1 << 30  # type: ignore[union-attr]
+    assert registry.register("c-value", "long") == first + 2

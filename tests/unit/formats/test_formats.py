@@ -30,8 +30,9 @@ def test_format_for_names_and_errors() -> None:
         format_for("FOO")
     with pytest.raises(FormatError, match="Did you mean `JSON`"):
         format_for("JSNO")
-    with pytest.raises(FormatError, match="schema registry"):
-        format_for("protobuf")
+    assert format_for("protobuf").name == "PROTOBUF"
+    with pytest.raises(FormatError, match=r"PROTOBUF_NOSR does not support the following configs: \[fullSchemaName\]"):
+        format_for("PROTOBUF_NOSR", {"SCHEMA_FULL_NAME": "a.B"})
     with pytest.raises(FormatError, match="Delimiter must be a single character"):
         format_for("DELIMITED", {"VALUE_DELIMITER": "<~>"})
     with pytest.raises(FormatError, match="Delimiter cannot be empty"):
