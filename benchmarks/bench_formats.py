@@ -3,8 +3,10 @@
 Run: ``python benchmarks/bench_formats.py [rows]``. AVRO runs in DuckDB Arrow functions, one
 Python call per vector of 2,048 records: decoding reads the vector's bodies with polars' Rust
 Avro reader in one call, encoding builds the vector's bytes in numpy
-(``nbstream/formats/avro_encode.py``); JSON, JSON_SR (JSON behind a 5-byte header, checked by one Arrow call per
-vector) and DELIMITED are DuckDB SQL. Each measurement is one DuckDB query over an
+(``nbstream/formats/avro_encode.py``); PROTOBUF decoding parses each record with upb inside one
+call per vector and gathers its columns from C, encoding builds the bytes in numpy
+(``nbstream/formats/protobuf_codec.py``); JSON, JSON_SR (JSON behind a 5-byte header, checked by
+one Arrow call per vector) and DELIMITED are DuckDB SQL. Each measurement is one DuckDB query over an
 in-memory table (best of three, in process CPU time so that other load on the machine matters
 less), materialised with ``CREATE TEMP TABLE ... AS`` so DuckDB cannot
 skip work; rows/s are printed per format and direction. Then, per registry format and JSON, a
@@ -28,6 +30,7 @@ from nbstream.formats import Format, codecs, format_for, register_udfs
 from nbstream.formats.avro_schema import avro_schema_for
 from nbstream.formats.base import let_relation
 from nbstream.formats.json_schema import json_schema_for
+from nbstream.formats.protobuf_schema import proto_schema_for
 from nbstream.formats.registry import SchemaRegistry
 
 #: A typical value schema: BIGINT, VARCHAR, DOUBLE, DECIMAL, BOOLEAN (+ TIMESTAMP for decode).
@@ -102,13 +105,15 @@ def main(n: int = 500_000) -> None:
     codecs.attach(con, registry)  # AVRO's encoder and decoder are Arrow functions bound to a registry
     schema_id = registry.register("bench-value", avro_schema_for(COLUMNS, wrapped=True))
     json_id = registry.register("bench-json-value", json_schema_for(COLUMNS, wrapped=True), "JSON")
+    proto_id = registry.register("bench-proto-value", proto_schema_for(COLUMNS), "PROTOBUF")
     formats = {"JSON": format_for("JSON"), "DELIMITED": format_for("DELIMITED"),
                "AVRO": format_for("AVRO", {"SCHEMA_ID": schema_id}, registry=registry),
-               "JSON_SR": format_for("JSON_SR", {"SCHEMA_ID": json_id}, registry=registry)}
+               "JSON_SR": format_for("JSON_SR", {"SCHEMA_ID": json_id}, registry=registry),
+               "PROTOBUF": format_for("PROTOBUF", {"SCHEMA_ID": proto_id}, registry=registry)}
     for name, fmt in formats.items():
         enc, dec = bench(con, fmt, n)
         print(f"{name:10s} encode {enc / 1e6:6.2f}M rows/s   decode {dec / 1e6:6.2f}M rows/s")
-    for name in ("JSON", "AVRO", "JSON_SR"):
+    for name in ("JSON", "AVRO", "JSON_SR", "PROTOBUF"):
         figure = from_log(name, n)
         print(f"{name:10s} decode + filter from the durable log (engine, CPU time) {figure / 1e6:6.2f}M rows/s")
     _ = SqlType  # re-exported for ad-hoc experiments
