@@ -230,26 +230,37 @@ def _integer_array(array: pa.Array) -> pa.Array:
 
 def _decimals(scale: int) -> Encoder:
     def encode(array: pa.Array) -> Encoded:
-        if not pa.types.is_decimal(array.type):
-            raise NotVectorizable(f"an Avro decimal from Arrow {array.type}")
-        exact = array.cast(pa.decimal128(38, scale))
-        words = np.frombuffer(exact.buffers()[1], np.int64)[2 * exact.offset:2 * (exact.offset + len(exact))]
-        low, high = words[0::2], words[1::2]
-        if not np.array_equal(high, low >> 63):
-            return _wide_decimals(exact, scale)
-        widths = np.ones(len(low), np.int64)
-        for k in range(1, 8):  # one more byte for each width the value does not fit in
-            widths += (low < -(1 << (8 * k - 1))) | (low >= (1 << (8 * k - 1)))
-        big_endian = low.astype(">i8").view(np.uint8).reshape(-1, 8)
-        data = big_endian[np.arange(8) >= 8 - widths[:, None]]
-        return join_rows([zigzag_varints(widths), Encoded(widths, data)])
+        raw = decimal_bytes(array, scale, "an Avro decimal")
+        return join_rows([zigzag_varints(raw.lengths), raw])
 
     return encode
 
 
+def decimal_bytes(array: pa.Array, scale: int, what: str) -> Encoded:
+    """Each DECIMAL of ``array`` as the shortest big-endian two's-complement bytes of its unscaled
+    value at ``scale`` (Java's ``BigInteger.toByteArray()``); NULLs as 0. :class:`NotVectorizable`
+    (naming ``what``) for other Arrow types, or a value that does not fit ``scale``."""
+    if not pa.types.is_decimal(array.type):
+        raise NotVectorizable(f"{what} from Arrow {array.type}")
+    try:
+        exact = array.cast(pa.decimal128(38, scale))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise NotVectorizable(f"{what} at scale {scale}: {e}") from None
+    words = np.frombuffer(exact.buffers()[1], np.int64)[2 * exact.offset:2 * (exact.offset + len(exact))]
+    low, high = words[0::2], words[1::2]
+    if not np.array_equal(high, low >> 63):
+        return _wide_decimals(exact, scale)
+    widths = np.ones(len(low), np.int64)
+    for k in range(1, 8):  # one more byte for each width the value does not fit in
+        widths += (low < -(1 << (8 * k - 1))) | (low >= (1 << (8 * k - 1)))
+    big_endian = low.astype(">i8").view(np.uint8).reshape(-1, 8)
+    return Encoded(widths, big_endian[np.arange(8) >= 8 - widths[:, None]])
+
+
 def _wide_decimals(array: pa.Array, scale: int) -> Encoded:
     """Decimals whose unscaled values pass 64 bits: each value's bytes from Python's integers."""
-    return _bytes(pa.array([twos_complement(unscaled(v, scale)) for v in array.to_pylist()], pa.binary()))
+    values = [b"\x00" if v is None else twos_complement(unscaled(v, scale)) for v in array.to_pylist()]
+    return raw_bytes(pa.array(values, pa.binary()))
 
 
 def twos_complement(n: int) -> bytes:

@@ -10,11 +10,12 @@ bytes (``double``, ``float``, ``fixed*``), or a length-delimited byte string (``
 Java's proto3 writer, which ksqlDB uses: a field without presence is written only when it is not
 its default (0, "", false; ``-0.0`` is written), a field with presence (a message, ``optional``)
 whenever it is not NULL. ``google.protobuf.Timestamp`` is written from TIMESTAMP microseconds
-(as milliseconds, ksqlDB's precision), the wrappers from their primitive.
+(as milliseconds, ksqlDB's precision), ``confluent.type.Decimal`` from a DECIMAL at its declared scale,
+the wrappers from their primitive.
 
 :func:`encoder_for` raises :class:`~nbstream.formats.avro_encode.NotVectorizable` for what it
-does not cover — enums, maps, ``oneof`` members, ``repeated`` strings or messages, dates, times,
-decimals — and the encoder it returns raises it for Arrow types it does not take and for values
+does not cover — enums, maps, ``oneof`` members, ``repeated`` strings or messages, dates, times —
+and the encoder it returns raises it for Arrow types it does not take and for values
 out of a field's range; the caller then writes those records one by one (upb).
 """
 
@@ -26,8 +27,16 @@ import numpy as np
 import pyarrow as pa
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from nbstream.formats.avro_encode import Encoded, NotVectorizable, join_rows, raw_bytes, varints, zigzag_varints
-from nbstream.formats.protobuf_schema import TIMESTAMP, WRAPPERS, is_map
+from nbstream.formats.avro_encode import (
+    Encoded,
+    NotVectorizable,
+    decimal_bytes,
+    join_rows,
+    raw_bytes,
+    varints,
+    zigzag_varints,
+)
+from nbstream.formats.protobuf_schema import DECIMAL, TIMESTAMP, WRAPPERS, field_params, is_map
 
 Encoder = Callable[[pa.Array], Encoded]
 
@@ -45,12 +54,7 @@ _WIRE = {_T.TYPE_FIXED32: _FIXED32, _T.TYPE_SFIXED32: _FIXED32, _T.TYPE_FLOAT: _
 
 
 def _key(number: int, wire: int) -> bytes:
-    value, out = (number << 3) | wire, bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    return _varint((number << 3) | wire)
 
 
 def _scatter(present: np.ndarray, part: Encoded) -> Encoded:
@@ -229,6 +233,8 @@ def _message_field(field: FieldDescriptor, kind: str) -> Encoder:
         inner = _implicit_scalar(field.message_type.fields_by_name["value"])
     elif kind == TIMESTAMP:
         inner = _timestamps(field.message_type)
+    elif kind == DECIMAL:
+        inner = _decimals(field)
     elif kind.startswith(("google.", "confluent.")):
         raise NotVectorizable(f"the Protobuf message {kind}")
     else:
@@ -241,6 +247,39 @@ def _message_field(field: FieldDescriptor, kind: str) -> Encoder:
         return _scatter(valid, join_rows([Encoded.constant(key, int(valid.sum())), _delimited(body)]))
 
     return encode
+
+
+def _decimals(field: FieldDescriptor) -> Encoder:
+    """``confluent.type.Decimal``: the unscaled value's two's-complement bytes at the field's scale,
+    then its precision and scale where not 0 (what the record-by-record writer sets); a field
+    without a declared scale takes each value's own, which the record writer handles."""
+    params = field_params(field)
+    if "scale" not in params:
+        raise NotVectorizable("a confluent.type.Decimal field without a declared scale")
+    scale = int(params["scale"])
+    message = field.message_type
+    trailer = b""
+    if int(params.get("precision", 0)):
+        trailer += _key(message.fields_by_name["precision"].number, _VARINT) + _varint(int(params["precision"]))
+    if scale:
+        trailer += _key(message.fields_by_name["scale"].number, _VARINT) + _varint(scale & (2**64 - 1))
+    value_key = _key(message.fields_by_name["value"].number, _DELIMITED)
+
+    def encode(array: pa.Array) -> Encoded:
+        raw = decimal_bytes(array, scale, "a confluent.type.Decimal")
+        rows = len(array)
+        return join_rows([Encoded.constant(value_key, rows), _delimited(raw), Encoded.constant(trailer, rows)])
+
+    return encode
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def _timestamps(message: Descriptor) -> Encoder:

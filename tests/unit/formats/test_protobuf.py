@@ -309,7 +309,8 @@ def test_the_column_path_reads_what_the_record_path_reads(registry: SchemaRegist
 
 def test_the_vectorised_encoder_writes_what_upb_writes_record_by_record(registry: SchemaRegistry) -> None:
     columns = cols("I INT", "L BIGINT", "D DOUBLE", "B BOOLEAN", "S STRING", "Y BYTES", "T TIMESTAMP",
-                   "A ARRAY<BIGINT>", "N STRUCT<X INT, W STRUCT<Z STRING>>", "F ARRAY<BOOLEAN>")
+                   "A ARRAY<BIGINT>", "N STRUCT<X INT, W STRUCT<Z STRING>>", "F ARRAY<BOOLEAN>",
+                   "M DECIMAL(10, 2)", "W DECIMAL(38, 4)")
     layout = Layout(tuple(columns), True, True)
     rows = pa.table({
         "I": pa.array([0, -1, 2**31 - 1, None], pa.int32()), "L": pa.array([0, -(2**63), 300, None], pa.int64()),
@@ -320,6 +321,9 @@ def test_the_vectorised_encoder_writes_what_upb_writes_record_by_record(registry
         "N": pa.array([None, {"X": 0, "W": None}, {"X": 5, "W": {"Z": ""}}, {"X": None, "W": {"Z": "q"}}],
                       pa.struct([("X", pa.int32()), ("W", pa.struct([("Z", pa.string())]))])),
         "F": pa.array([[True, None], None, [False], []], pa.list_(pa.bool_())),
+        "M": pa.array([Decimal("0"), Decimal("-0.01"), None, Decimal("12345678.9")], pa.decimal128(10, 2)),
+        "W": pa.array([Decimal("1.5"), Decimal("-" + "9" * 30), Decimal("123456789012345678901234567890.1234"), None],
+                      pa.decimal128(38, 4)),
     })
     structs = pa.StructArray.from_arrays([c.combine_chunks() for c in rows.columns], names=rows.column_names)
     for nullable in (None, "OPTIONAL", "WRAPPER"):
@@ -334,3 +338,5 @@ def test_the_vectorised_encoder_writes_what_upb_writes_record_by_record(registry
         assert decoded[1]["A"] == [1, 0, -3] and decoded[1]["N"] == {"X": 0, "W": None}
         assert decoded[0]["F"] == [True, False]
         assert (decoded[3]["I"], decoded[3]["S"]) == ((None, "x" * 200) if nullable else (0, "x" * 200))
+        assert [d["M"] for d in decoded] == [Decimal("0.00"), Decimal("-0.01"), None, Decimal("12345678.90")]
+        assert decoded[1]["W"] == Decimal("-" + "9" * 30 + ".0000")
