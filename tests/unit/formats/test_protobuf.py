@@ -340,3 +340,28 @@ def test_the_vectorised_encoder_writes_what_upb_writes_record_by_record(registry
         assert (decoded[3]["I"], decoded[3]["S"]) == ((None, "x" * 200) if nullable else (0, "x" * 200))
         assert [d["M"] for d in decoded] == [Decimal("0.00"), Decimal("-0.01"), None, Decimal("12345678.90")]
         assert decoded[1]["W"] == Decimal("-" + "9" * 30 + ".0000")
+
+
+def test_decimals_are_read_in_numpy_as_upb_reads_them_record_by_record(registry: SchemaRegistry) -> None:
+    columns = cols("M DECIMAL(10, 2)", "Z DECIMAL(4, 0)")
+    layout = Layout(tuple(columns), True, True)
+    sid = registry.register("dec-value", proto_schema_for(columns), "PROTOBUF")
+    values = [Decimal("0"), Decimal("-0.01"), None, Decimal("12345678.90"), Decimal("-12345678.99"), Decimal("1.28")]
+    structs = pa.StructArray.from_arrays(
+        [pa.array(values, pa.decimal128(10, 2)), pa.array([1, -128, 0, None, 9999, -1], pa.decimal128(4, 0))],
+        names=["M", "Z"])
+    blobs = Encoder(registry, layout, sid, arrow=True)._one_by_one(structs)  # upb's bytes
+    decoder = Decoder(registry, layout, arrow=True)
+    slow_calls: list[int] = []
+    slow = decoder._slow
+
+    def counting(blobs: pa.Array) -> pa.Array:
+        slow_calls.append(len(blobs))
+        return slow(blobs)
+
+    decoder._slow = counting  # type: ignore[method-assign]
+    fast = decoder(blobs)
+    assert slow_calls == []
+    assert fast.to_pylist() == slow(blobs).to_pylist()
+    assert [r["M"] for r in fast.to_pylist()] == values
+    assert [r["Z"] for r in fast.to_pylist()] == [1, -128, 0, None, 9999, -1]
