@@ -15,8 +15,9 @@ primary keys, join key types, and the join key in the projection (the result's k
 PARTITION BY instead keys the result by its expressions of the joined row, as
 :mod:`nbstream.plan.repartition` re-keys one source's records.
 
-A multi-way join is a stream looking up tables one after another (:func:`_plan_chain`), or a
-chain of tables joined on their primary keys (:func:`_plan_table_chain`).
+A multi-way join is left-deep as in ksqlDB, ((a ⋈ b) ⋈ c) …: a stream joined to tables and streams
+one after another, each stream-stream join with its own WITHIN (:func:`_plan_chain`), or a chain of
+tables joined on their primary keys (:func:`_plan_table_chain`).
 """
 
 from __future__ import annotations
@@ -102,14 +103,22 @@ class JoinSide:
 
 @dataclass(frozen=True)
 class TableLookup:
-    """A table a stream record looks up: the table's side, the join kind (INNER or LEFT; in a chain
-    of tables, any kind), and
-    ``probe``, the SQL over the joined row so far (the stream's and earlier tables' renamed
-    columns, ``__jk``) of the key the table's ``__jk`` (its primary key) must equal."""
+    """A further join of a multi-way join, whose left input is the joined row so far: a table the
+    row looks up, or — with ``within`` — a stream joined in a window (a stream-stream join of its
+    own: its own window stores, WITHIN and GRACE PERIOD). ``side``: the joined source; ``kind``:
+    the join kind (a table after a stream: INNER or LEFT; in a chain of tables, or a stream: any
+    kind); ``probe``: the SQL over the joined row so far (earlier sources' renamed columns,
+    ``__jk``) of the key the source's ``__jk`` (a table's primary key) must equal."""
 
     side: JoinSide
     kind: str
     probe: str
+    within: Within | None = None
+
+    @property
+    def is_window_join(self) -> bool:
+        """Whether this is a stream-stream join (the joined source is a stream)."""
+        return self.within is not None
 
 
 @dataclass(frozen=True)
@@ -118,10 +127,11 @@ class JoinPlan:
 
     ``kind``: INNER, LEFT or FULL (RIGHT is planned as LEFT with the sides swapped, but for the first
     join of a chain of tables, whose later joins read the first join's result).
-    ``within``: the window of a stream-stream join. ``chain``: the further tables of a multi-way
-    join (a stream joined to two or more tables, or a chain of tables on one key), looked up in
-    order after ``right``. ``columns`` and ``where`` read the joined row: every side's columns and
-    ``__jk`` (the last lookup's key)."""
+    ``within``: the window of a stream-stream join. ``chain``: the further sources of a multi-way
+    join, joined in order after ``right`` as in ksqlDB's left-deep n-way joins (((a ⋈ b) ⋈ c) …):
+    after a stream, tables looked up and streams joined in their own windows; after a table, the
+    tables of a chain of tables on one key. ``columns`` and ``where`` read the joined row: every
+    side's columns and ``__jk`` (the last join's key)."""
 
     left: JoinSide
     right: JoinSide
@@ -146,11 +156,17 @@ class JoinPlan:
 
     @property
     def lookups(self) -> tuple[TableLookup, ...]:
-        """The tables stream records look up, in order: a stream-table join's right one (by the
-        stream's ``__jk``), then the chain's; after a stream-stream join, the chain's."""
+        """The joins the left input's rows go through, in order: a stream-table join's right table
+        (by the stream's ``__jk``), then the chain's tables and streams; after a stream-stream join,
+        the chain's. Side ``i`` of :attr:`sides` is lookup ``i - (len(sides) - len(lookups))``."""
         if self.within is not None:
             return self.chain
         return (TableLookup(self.right, self.kind, quote(JOIN_KEY)), *self.chain)
+
+    @property
+    def windowed_chain(self) -> bool:
+        """Whether a join after the first is a stream-stream join."""
+        return any(step.is_window_join for step in self.chain)
 
     @property
     def scan(self) -> Scan:
@@ -372,11 +388,13 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
 def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con: duckdb.DuckDBPyConnection, *,
                 scan_of: object, sink: Sink | None,
                 params: Mapping[str, object] | None) -> JoinPlan | JoinAggregatePlan:
-    """A multi-way join ``s JOIN t1 ON … [LEFT] JOIN t2 ON …``: a stream looking up tables one after
-    another, each ON equating a table's primary key to an expression of the stream or of a table
-    joined before it (the first join may also be a stream-stream one, ``s JOIN s2 WITHIN … ON …``,
-    whose rows look up the tables). As in ksqlDB (nested joins, each repartitioned on its ON
-    expression), the result is keyed by the last ON's expression."""
+    """A multi-way join starting with a stream, ``s JOIN x1 [WITHIN …] ON … [LEFT|…] JOIN x2 [WITHIN …]
+    ON …``, left-deep as in ksqlDB: each join's left input is the result of the joins before it, a
+    stream. A table is looked up by its primary key, equal to an expression of a source joined
+    before it (INNER or LEFT); a stream is joined in its own window (WITHIN, any kind) on an
+    expression of it equal to an expression of one source joined before it. As in ksqlDB (nested
+    joins, each repartitioned on its ON expression), the result is keyed by the last ON's expression
+    (a synthetic key if the last join is a FULL OUTER one)."""
     if sources[0].source.is_table:
         return _plan_table_chain(query, sources, joins, con, scan_of=scan_of, sink=sink, params=params)
     _check_chain_sources(sources, joins)
@@ -384,13 +402,13 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     pairs = [_chain_operands(scope, join, sources[:i], table)
              for i, (table, join) in enumerate(zip(sources[1:], joins, strict=True), start=1)]
     stream = _side(sources[0], pairs[0][0], scope, con, scan_of, params)
-    tables = [_side(t, key, scope, con, scan_of, params) for t, (_, key) in zip(sources[1:], pairs, strict=True)]
-    joined = scope.joined_scope(BIGINT)
-    compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
-    compiled = [compiler.compile(probe) for probe, _ in pairs[1:]]
+    others = [_side(t, key, scope, con, scan_of, params) for t, (_, key) in zip(sources[1:], pairs, strict=True)]
+    probing = scope.joined_scope(BIGINT)
+    prober = ExpressionCompiler(probing, TypeProbe(con, probing), params=params)
+    compiled = [prober.compile(probe) for probe, _ in pairs[1:]]
     probes = [quote(JOIN_KEY), *(c.sql("duckdb") for c in compiled)]
-    probe_types = [_key_type(stream), *(compiler.type_of(c) for c in compiled)]
-    for join, side, probe_type in zip(joins, tables, probe_types, strict=True):
+    probe_types = [_key_type(stream), *(prober.type_of(c) for c in compiled)]
+    for join, side, probe_type in zip(joins, others, probe_types, strict=True):
         if probe_type != _key_type(side):
             on = join.args["on"]
             raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{probe_type}}} = "
@@ -399,15 +417,20 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     key_type = probe_types[-1]
     keys = {_JoinScope.renamed(s, c.name) for s in sources if len(s.source.schema.key) == 1
             for c in s.source.schema.key}
-    plan = JoinPlan(left=stream, right=tables[0], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
+    plan = JoinPlan(left=stream, right=others[0], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
                     limit=query.limit, within=joins[0].meta.get("within"),
                     on_keys=all(isinstance(o, exp.Column) and o.name in keys for pair in pairs for o in pair),
-                    chain=tuple(TableLookup(side, kind, probe)
-                                for side, kind, probe in zip(tables[1:], kinds[1:], probes[1:], strict=True)))
+                    chain=tuple(TableLookup(side, kind, probe, join.meta.get("within"))
+                                for side, kind, probe, join in zip(others[1:], kinds[1:], probes[1:], joins[1:],
+                                                                   strict=True)))
     if kinds[0] == "RIGHT":
         plan = _swapped(plan)
+    if kinds[-1] == "FULL" and len(joins) > 1:
+        scope.synthetic = _synthetic_name([s.source for s in sources])
+    joined = scope.joined_scope(key_type)
     if is_aggregate_query(query):
-        return _plan_join_aggregate(query, scope, scope.joined_scope(key_type), plan, con, scan_of, sink, params)
+        return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params)
+    compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(query.select, scope, compiler)
     columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs, kinds), key_type))
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text)
@@ -508,18 +531,14 @@ def _check_distinct(sources: list[_Source]) -> None:
 
 
 def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
-    """A multi-way join must be a stream joined to tables (INNER or LEFT), each source once; its
-    first join may be a stream-stream join of any kind (a chain of tables is planned apart)."""
+    """A multi-way join starting with a stream: each source once, each join's left input (the
+    joins before it) a stream, so each joined table is INNER or LEFT without WITHIN and each joined
+    stream has a WITHIN (ksqlDB's rules and messages); a chain of tables is planned apart."""
     _check_distinct(sources)
-    stream, tables = sources[0], sources[1:]
-    for table, join in zip(tables, joins, strict=True):
-        _check_order(stream, table, _kind(join), join.meta.get("within"))
-        _check_windows(stream, table)
-    kinds = ", ".join(f"{s.source.name} ({'TABLE' if s.source.is_table else 'STREAM'})" for s in sources)
-    if stream.source.is_table or not all(t.source.is_table for t in tables[1:]):
-        raise UnsupportedError(f"joins of more than two sources are supported only as a STREAM joined to "
-                               f"TABLEs (stream-table-table…, or stream-stream-table…), or as TABLEs joined to "
-                               f"TABLEs; got {kinds}")
+    stream = sources[0]
+    for source, join in zip(sources[1:], joins, strict=True):
+        _check_order(stream, source, _kind(join), join.meta.get("within"))
+        _check_windows(stream, source)
     _check_formats(sources)
     if stream.source.window is not None:
         raise UnsupportedError("joins of more than two windowed sources are not supported yet")
