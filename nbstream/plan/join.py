@@ -64,13 +64,14 @@ _REKEY_WINDOWED = ("Implicit repartitioning of windowed sources is not supported
                    "See https://github.com/confluentinc/ksql/issues/4385.")
 
 
-def windowed_key_sql(key_sql: str, key_type: SqlType, window: WindowInfo) -> tuple[str, SqlType]:
+def windowed_key_sql(key_sql: str, key_type: SqlType, window: WindowInfo, prefix: str = "") -> tuple[str, SqlType]:
     """The join key of a windowed source's record, and its type: a STRUCT of the key (field
     :data:`WINDOWED_KEY`) and the window bounds ksqlDB's windowed keys serialize — a time window's
     start, a session's start and end — so that records join only when key and window are equal
-    (NULL when the key is: such a record joins nothing)."""
+    (NULL when the key is: such a record joins nothing). ``prefix``: that of the bound columns' names
+    (in a joined row, ``<ALIAS>_``)."""
     bounds = WINDOW_BOUNDS if window.kind == "SESSION" else WINDOW_BOUNDS[:1]
-    fields = [(WINDOWED_KEY, key_type, f"({key_sql})"), *((b, BIGINT, quote(b)) for b in bounds)]
+    fields = [(WINDOWED_KEY, key_type, f"({key_sql})"), *((b, BIGINT, quote(prefix + b)) for b in bounds)]
     packed = ", ".join(f"{quote(name)} := {sql}" for name, _, sql in fields)
     return (f"CASE WHEN ({key_sql}) IS NULL THEN NULL ELSE struct_pack({packed}) END",
             SqlType.struct([(name, sql_type) for name, sql_type, _ in fields]))
@@ -403,37 +404,67 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
              for i, (table, join) in enumerate(zip(sources[1:], joins, strict=True), start=1)]
     stream = _side(sources[0], pairs[0][0], scope, con, scan_of, params)
     others = [_side(t, key, scope, con, scan_of, params) for t, (_, key) in zip(sources[1:], pairs, strict=True)]
+    window = sources[0].source.window
+    if window is not None:
+        _check_windowed_query(query, sources[0].source)
+        _check_windowed_chain(scope, sources, [stream, *others], joins, pairs)
     probing = scope.joined_scope(BIGINT)
     prober = ExpressionCompiler(probing, TypeProbe(con, probing), params=params)
     compiled = [prober.compile(probe) for probe, _ in pairs[1:]]
-    probes = [quote(JOIN_KEY), *(c.sql("duckdb") for c in compiled)]
     probe_types = [_key_type(stream), *(prober.type_of(c) for c in compiled)]
     for join, side, probe_type in zip(joins, others, probe_types, strict=True):
         if probe_type != _key_type(side):
             on = join.args["on"]
             raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{probe_type}}} = "
                             f"{on.expression.sql()}{{{_key_type(side)}}}.")
+    probes = [quote(JOIN_KEY), *(_probe_sql(scope, c.sql("duckdb"), t, join, probe)
+                                 for c, t, join, (probe, _) in zip(compiled, probe_types[1:], joins[1:], pairs[1:],
+                                                                   strict=True))]
     kinds = [_kind(j) for j in joins]
     key_type = probe_types[-1]
     keys = {_JoinScope.renamed(s, c.name) for s in sources if len(s.source.schema.key) == 1
             for c in s.source.schema.key}
-    plan = JoinPlan(left=stream, right=others[0], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
-                    limit=query.limit, within=joins[0].meta.get("within"),
+    plan = JoinPlan(left=stream, right=others[0], kind=kinds[0], columns=(), key_type=_join_key_type(others[-1]),
+                    sink=sink, limit=query.limit, within=joins[0].meta.get("within"), window=window,
                     on_keys=all(isinstance(o, exp.Column) and o.name in keys for pair in pairs for o in pair),
                     chain=tuple(TableLookup(side, kind, probe, join.meta.get("within"))
                                 for side, kind, probe, join in zip(others[1:], kinds[1:], probes[1:], joins[1:],
                                                                    strict=True)))
     if kinds[0] == "RIGHT":
         plan = _swapped(plan)
-    if kinds[-1] == "FULL" and len(joins) > 1:
+    candidates = _key_candidates(pairs, kinds)
+    if not candidates:  # a FULL OUTER last join, or one on expressions equal to no column
         scope.synthetic = _synthetic_name([s.source for s in sources])
-    joined = scope.joined_scope(key_type)
+    key_sql = quote(JOIN_KEY) if window is None else _key_field_sql(WINDOWED_KEY)
+    joined = scope.joined_scope(key_type, key_sql)
     if is_aggregate_query(query):
         return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(query.select, scope, compiler)
-    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs, kinds), key_type))
+    result_key = _JoinKey(candidates, key_type, key_sql)
+    columns = _result_columns(query, scope, compiler, con, sink, result_key)
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text)
+
+
+def _probe_sql(scope: _JoinScope, probe_sql: str, probe_type: SqlType, join: exp.Join,
+               probe: exp.Expression) -> str:
+    """The SQL of a later join's key over the joined row so far: ``probe_sql``, or — if the source it
+    reads is windowed — its windowed key (:func:`windowed_key_sql`) with that source's window."""
+    owner = scope.source_of(scope.owner(probe, join.args["on"]))
+    if owner.source.window is None:
+        return probe_sql
+    return windowed_key_sql(probe_sql, probe_type, owner.source.window, prefix=f"{owner.alias}_")[0]
+
+
+def _check_windowed_chain(scope: _JoinScope, sources: list[_Source], sides: list[JoinSide], joins: list[exp.Join],
+                          pairs: list[tuple[exp.Expression, exp.Expression]]) -> None:
+    """Each join of a chain of windowed sources as ksqlDB's rules for two (:func:`_check_windowed_rekeying`):
+    its left operand's source, and the source it joins, each on its whole key and in one key format."""
+    side_of = {src.alias: side for src, side in zip(sources, sides, strict=True)}
+    for source, join, (probe, key) in zip(sources[1:], joins, pairs, strict=True):
+        owner = scope.source_of(scope.owner(probe, join.args["on"]))
+        _check_windowed_rekeying([owner, source], [side_of[owner.alias], side_of[source.alias]], [probe, key],
+                                 foreign_key=False)
 
 
 def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con: duckdb.DuckDBPyConnection,
@@ -451,6 +482,12 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
     sides = [_side(s, operand, scope, con, scan_of, params)
              for s, operand in zip(sources, [pairs[0][0], *(key for _, key in pairs)], strict=True)]
     foreign_key = _is_foreign_key(sides[:2], list(pairs[0]), joins[0].args["on"], kinds[0])
+    window = sources[0].source.window
+    if window is not None:
+        if foreign_key:
+            raise BindError("Foreign-key table-table joins are not supported on windowed tables.")
+        _check_windowed_query(query, sources[0].source)
+        _check_windowed_chain(scope, sources, sides, joins, pairs)
     _check_primary_key_chain(sources, joins, pairs, foreign_key)
     key_type = next(c.type for c in sides[0].pre.columns if c.name in sides[0].key_columns)
     probe_types = [_key_type(sides[0]), *(key_type for _ in joins[1:])]  # a foreign key, then the key
@@ -461,9 +498,11 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
                             f"{on.expression.sql()}{{{_key_type(side)}}}.")
     if kinds[-1] == "FULL":
         scope.synthetic = _synthetic_name([s.source for s in sources])
-    joined = scope.joined_scope(key_type)
-    plan = JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
-                    limit=query.limit, on_keys=not foreign_key, foreign_key=foreign_key,
+    key_sql = quote(JOIN_KEY) if window is None else _key_field_sql(WINDOWED_KEY)
+    joined = scope.joined_scope(key_type, key_sql)
+    plan = JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=(),
+                    key_type=key_type if window is None else _join_key_type(sides[0]),
+                    sink=sink, limit=query.limit, on_keys=not foreign_key, foreign_key=foreign_key, window=window,
                     chain=tuple(TableLookup(side, kind, quote(JOIN_KEY))
                                 for side, kind in zip(sides[2:], kinds[1:], strict=True)))
     if is_aggregate_query(query):
@@ -471,7 +510,7 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(query.select, scope, compiler)
     candidates = _key_candidates(pairs, kinds)
-    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type))
+    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type, key_sql))
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text, emits_table=True)
 
 
@@ -490,9 +529,8 @@ def _check_table_chain(sources: list[_Source], joins: list[exp.Join]) -> None:
     _check_distinct(sources)
     for table, join in zip(sources[1:], joins, strict=True):
         _check_order(sources[0], table, _kind(join), join.meta.get("within"))
+        _check_windows(sources[0], table)
     _check_formats(sources)
-    if any(s.source.window is not None for s in sources):
-        raise UnsupportedError("joins of more than two windowed sources are not supported yet")
 
 
 def _check_primary_key_chain(sources: list[_Source], joins: list[exp.Join],
@@ -540,8 +578,6 @@ def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
         _check_order(stream, source, _kind(join), join.meta.get("within"))
         _check_windows(stream, source)
     _check_formats(sources)
-    if stream.source.window is not None:
-        raise UnsupportedError("joins of more than two windowed sources are not supported yet")
 
 
 def _unwrapped_on(join: exp.Join) -> exp.Join:
@@ -599,16 +635,16 @@ def _key_type(side: JoinSide) -> SqlType:
 
 
 def _key_candidates(pairs: list[tuple[exp.Expression, exp.Expression]], kinds: list[str]) -> list[str]:
-    """The columns a multi-way join's result key may be projected as: the last ON's columns, and the
-    columns of earlier ONs on the same key (their probe is a column already equal to the key). As in
-    ksqlDB, no column equals the key of a FULL join (either side may be missing)."""
-    group: list[str] = []
+    """The columns a multi-way join's result key may be projected as (ksqlDB's viable key columns):
+    the last ON's columns, and the columns of earlier ONs on the same key (the later ON's probe is an
+    expression already equal to the key). As in ksqlDB, no column equals the key of a FULL join
+    (either side may be missing)."""
+    group: list[exp.Expression] = []
     for (probe, key), kind in zip(pairs, kinds, strict=True):
-        names = [o.name for o in (probe, key) if isinstance(o, exp.Column)]
-        group = [*group, key.name] if isinstance(probe, exp.Column) and probe.name in group else names
+        group = [*group, key] if probe in group else [probe, key]
         if kind == "FULL":
             group = []
-    return group
+    return [o.name for o in group if isinstance(o, exp.Column)]
 
 
 # -- sources and join kind ----------------------------------------------------------------------
@@ -789,6 +825,10 @@ class _JoinScope:
         self._renamed: dict[str, _Source] = {}
         self.original: dict[str, str] = {}  # renamed column -> the source's column name
         self.synthetic: str | None = None  # the synthetic join key's name, if the join has one
+
+    def source_of(self, alias: str) -> _Source:
+        """The source of ``alias``."""
+        return self._by_alias[alias.upper()]
 
     def is_unique(self, column: str) -> bool:
         """Whether only one source has a column named ``column``."""

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import BindError, UnsupportedError
+from nbstream.errors import BindError
 from nbstream.plan.join import JoinPlan
 from nbstream.plan.serde import plan_from_json, plan_to_json
 
@@ -90,6 +90,21 @@ def test_a_full_outer_last_join_is_keyed_by_a_synthetic_key() -> None:
                [("c", "y", {"V": 3}, 5), ("a", "x", {"V": 1}, 10), ("b", "x", {"V": 2}, 12)])
     assert _out(eng) == [("y", 5, None, 3), ("x", 12, 1, None)]
     assert [c.name for c in eng.catalog.get("J").schema.key] == ["K"]
+
+
+def test_a_column_equal_to_the_last_join_expression_through_an_earlier_join_is_the_key() -> None:
+    # ksqlDB's viable key columns: UCASE(b.k) equals a.k by the first ON, and is the second ON's key
+    eng = _run(STREAMS + "CREATE STREAM j AS SELECT a.k, a.v AS av, c.v AS cv FROM a JOIN b WITHIN 10 MILLISECONDS "
+               "ON a.k = UCASE(b.k) JOIN c WITHIN 10 MILLISECONDS ON UCASE(b.k) = UCASE(c.k);",
+               [("a", "X", {"V": 1}, 10), ("b", "x", {"V": 2}, 11), ("c", "x", {"V": 3}, 12)])
+    assert _out(eng) == [("X", 12, 1, 3)]
+    assert [c.name for c in eng.catalog.get("J").schema.key] == ["A_K"]
+
+
+def test_a_last_join_on_expressions_equal_to_no_column_is_keyed_by_a_synthetic_key() -> None:
+    with pytest.raises(BindError, match="must include the join expression ROWKEY in its projection"):
+        Engine().execute(STREAMS + "CREATE STREAM j AS SELECT a.v AS av FROM a JOIN b WITHIN 10 MILLISECONDS "
+                         "ON a.k = b.k JOIN c WITHIN 10 MILLISECONDS ON UCASE(b.k) = UCASE(c.k);")
 
 
 def test_a_stream_joined_to_a_table_then_to_a_stream_looks_the_table_up_at_the_first_streams_record() -> None:
@@ -197,12 +212,3 @@ def test_what_ksqldb_refuses_in_a_chain_with_streams_is_refused_with_its_message
     eng.execute(STREAMS + TABLE)
     with pytest.raises(BindError, match=message):
         eng.execute(f"CREATE STREAM j AS SELECT * FROM a {joins};")
-
-
-def test_a_chain_of_windowed_streams_is_a_clear_unsupported_error() -> None:
-    eng = Engine()
-    eng.execute("".join(f"CREATE STREAM w{i} (k INT KEY, v INT) WITH (KAFKA_TOPIC='w{i}', VALUE_FORMAT='JSON', "
-                        "WINDOW_TYPE='TUMBLING', WINDOW_SIZE='1 SECOND');" for i in range(3)))
-    with pytest.raises(UnsupportedError, match="joins of more than two windowed sources are not supported yet"):
-        eng.execute("CREATE STREAM j AS SELECT * FROM w0 JOIN w1 WITHIN 1 SECOND ON w0.k = w1.k "
-                    "JOIN w2 WITHIN 1 SECOND ON w0.k = w2.k;")

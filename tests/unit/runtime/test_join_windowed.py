@@ -165,6 +165,47 @@ def test_partition_by_over_a_windowed_join_is_refused() -> None:
                          "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id PARTITION BY l.v;")
 
 
+def test_three_windowed_streams_join_only_records_of_the_same_key_and_window() -> None:
+    eng = _run(_stream("A", TUMBLING) + _stream("B", TUMBLING) + _stream("C", TUMBLING) +
+               "CREATE STREAM j AS SELECT a.id, a.v AS av, b.v AS bv, c.v AS cv FROM a JOIN b WITHIN 1 MINUTE "
+               "ON a.id = b.id LEFT JOIN c WITHIN 1 MINUTE ON b.id = c.id;",
+               [("a", 1, {"V": 1}, 100, (0, 2_000)), ("b", 1, {"V": 2}, 200, (0, 2_000)),
+                ("b", 1, {"V": 3}, 2_200, (2_000, 4_000)), ("c", 1, {"V": 4}, 2_300, (2_000, 4_000)),
+                ("c", 1, {"V": 5}, 300, (0, 2_000))])
+    # c's record of the second window is within a minute of the row a ⋈ b, but not in its window
+    assert _out(eng, "J") == [(1, (0, 2_000), 200, {"AV": 1, "BV": 2, "CV": None}),
+                              (1, (0, 2_000), 300, {"AV": 1, "BV": 2, "CV": 5})]
+    assert eng.catalog.get("J").window == eng.catalog.get("A").window
+
+
+def test_a_windowed_stream_looks_up_windowed_tables_of_its_key_and_window() -> None:
+    eng = _run(_stream("A", SESSION) + _stream("T", SESSION, kind="TABLE") + _stream("U", SESSION, kind="TABLE") +
+               "CREATE STREAM j AS SELECT a.id, a.v AS av, t.v AS tv, u.v AS uv FROM a JOIN t ON a.id = t.id "
+               "LEFT JOIN u ON t.id = u.id;",
+               [("t", 1, {"V": 10}, 50, (0, 50)), ("u", 1, {"V": 20}, 60, (0, 60)), ("u", 1, {"V": 30}, 50, (0, 50)),
+                ("a", 1, {"V": 1}, 70, (0, 50)), ("a", 1, {"V": 2}, 80, (0, 60))])
+    assert _out(eng, "J") == [(1, (0, 50), 70, {"AV": 1, "TV": 10, "UV": 30})]
+
+
+def test_a_chain_of_windowed_tables_joins_rows_of_the_same_key_and_window() -> None:
+    eng = _run(_stream("T", TUMBLING, kind="TABLE") + _stream("U", TUMBLING, kind="TABLE") +
+               _stream("V", TUMBLING, kind="TABLE") +
+               "CREATE TABLE j AS SELECT t.id, t.v AS tv, u.v AS uv, v.v AS vv FROM t JOIN u ON t.id = u.id "
+               "LEFT JOIN v ON u.id = v.id;",
+               [("t", 1, {"V": 1}, 0, (0, 2_000)), ("u", 1, {"V": 2}, 10, (0, 2_000)),
+                ("v", 1, {"V": 3}, 20, (2_000, 4_000)), ("v", 1, {"V": 4}, 30, (0, 2_000))])
+    assert _out(eng, "J") == [(1, (0, 2_000), 10, {"TV": 1, "UV": 2, "VV": None}),
+                              (1, (0, 2_000), 30, {"TV": 1, "UV": 2, "VV": 4})]
+
+
+def test_a_later_join_of_a_windowed_chain_on_another_column_is_refused_as_in_ksqldb() -> None:
+    with pytest.raises(BindError) as error:
+        Engine().execute(_stream("A", TUMBLING) + _stream("B", TUMBLING) + _stream("C", TUMBLING) +
+                         "CREATE STREAM j AS SELECT * FROM a JOIN b WITHIN 1 MINUTE ON a.id = b.id "
+                         "JOIN c WITHIN 1 MINUTE ON a.v = c.id;")
+    assert str(error.value).startswith("Implicit repartitioning of windowed sources is not supported.")
+
+
 def test_group_by_over_a_windowed_join_is_a_clear_unsupported_error() -> None:
     with pytest.raises(NbstreamError, match="GROUP BY over a join of windowed sources is not supported yet"):
         Engine().execute(_stream("L", TUMBLING) + _stream("R", TUMBLING) +
