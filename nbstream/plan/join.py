@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
 import duckdb
@@ -241,8 +241,11 @@ class JoinAggregatePlan(AggregatePlan):
 
 def _plan_join_aggregate(query: Query, scope: _JoinScope, joined: Scope, join: JoinPlan,
                          con: duckdb.DuckDBPyConnection, scan_of: object, sink: Sink | None,
-                         params: Mapping[str, object] | None) -> JoinAggregatePlan:
-    """The aggregate of a join's rows: the query's names rewritten to the joined row's columns."""
+                         params: Mapping[str, object] | None, candidates: Sequence[str]) -> JoinAggregatePlan:
+    """The aggregate of a join's rows: the query's names rewritten to the joined row's columns
+    (``candidates``: the columns the join's key may be projected as)."""
+    if join.window is not None and not (join.left.is_table and join.right.is_table):  # a table's GROUP BY re-keys
+        _check_windowed_group_by(query, scope, candidates)
     select = query.select.copy()
     select.set("joins", None)
     aliases = AliasGenerator(c.name for s in scope.sources for c in s.source.schema.columns)
@@ -367,11 +370,11 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
         result_key = _left_key(sides[0], left)
     joined = scope.joined_scope(key_types[0], key_sql)
     if is_aggregate_query(query):
-        join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=key_types[0], within=within,
-                             foreign_key=foreign_key)
+        join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=_join_key_type(sides[0]),
+                             within=within, foreign_key=foreign_key, window=window)
         if kind == "RIGHT":
             join_plan = _swapped(join_plan)
-        return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params)
+        return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params, candidates)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(select, scope, compiler)
     columns = _result_columns(query, scope, compiler, con, sink, result_key)
@@ -438,7 +441,7 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     key_sql = quote(JOIN_KEY) if window is None else _key_field_sql(WINDOWED_KEY)
     joined = scope.joined_scope(key_type, key_sql)
     if is_aggregate_query(query):
-        return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params)
+        return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params, candidates)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(query.select, scope, compiler)
     result_key = _JoinKey(candidates, key_type, key_sql)
@@ -505,11 +508,11 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
                     sink=sink, limit=query.limit, on_keys=not foreign_key, foreign_key=foreign_key, window=window,
                     chain=tuple(TableLookup(side, kind, quote(JOIN_KEY))
                                 for side, kind in zip(sides[2:], kinds[1:], strict=True)))
+    candidates = _key_candidates(pairs, kinds)
     if is_aggregate_query(query):
-        return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params)
+        return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params, candidates)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(query.select, scope, compiler)
-    candidates = _key_candidates(pairs, kinds)
     columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type, key_sql))
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text, emits_table=True)
 
@@ -726,17 +729,33 @@ def _check_windows(left: _Source, right: _Source) -> None:
 
 def _check_windowed_query(query: Query, left: Source) -> None:
     """What a join of windowed sources cannot do: re-key its result (ksqlDB's ``selectKey`` refuses
-    a windowed stream), aggregate it (not supported yet), or window its result by a time window
-    of no size (its keys' window ends are their starts plus the size of the ``left`` source's)."""
+    a windowed stream), or window its result by a time window of no size (its keys' window ends are
+    their starts plus the size of the ``left`` source's). A GROUP BY re-keys it: see
+    :func:`_check_windowed_group_by`."""
     assert left.window is not None
     if left.window.kind != "SESSION" and left.window.size_ms is None:
         raise BindError(f"{left.name} is {left.window.kind} windowed but declares no WINDOW_SIZE: a join of windowed "
                         "sources needs the size of its left source's windows")
     if query.partition_by:
         raise BindError(_REKEY_WINDOWED)
-    if is_aggregate_query(query):
-        raise UnsupportedError("GROUP BY over a join of windowed sources is not supported yet: create the join as "
-                               "a stream or table first, then aggregate that")
+
+
+def _check_windowed_group_by(query: Query, scope: _JoinScope, candidates: Sequence[str]) -> None:
+    """ksqlDB groups the rows of a join of windowed sources only by re-keying them: a GROUP BY of the
+    join's key column alone fails (``SchemaKStream.groupByKey``: "Group by on windowed should always
+    require rekey"). That column is the synthetic key, else the first of the ``candidates`` (the
+    viable key columns) that the projection selects, else the first (``LogicalPlanner.buildJoinKey``)."""
+    group = query.select.args.get("group")
+    expressions = group.expressions if group is not None else []
+    if len(expressions) != 1:
+        return
+    grouped = scope.rewrite(expressions[0])
+    selected = {scope.rewrite(item.this if isinstance(item, exp.Alias) else item) for item in query.select.expressions
+                if _star_qualifier(item) is None}
+    key = scope.synthetic or next((c for c in candidates if exp.column(c, quoted=True) in selected),
+                                  candidates[0] if candidates else None)
+    if isinstance(grouped, exp.Column) and grouped.name == key:
+        raise BindError("Group by on windowed should always require rekey")
 
 
 def _check_windowed_rekeying(sources: list[_Source], sides: list[JoinSide], operands: list[exp.Expression],
