@@ -8,14 +8,20 @@ these are the small cases worked out by hand."""
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from notebook_files import write_notebook  # type: ignore[import-not-found]
 
 from nbstream import Engine
+from nbstream.cli import main
 from nbstream.errors import BindError
+from nbstream.export.job import load_job
+from nbstream.export.runner import STATE_PLANS, EventLog, RunOptions, prepare
 from nbstream.plan.join import JoinPlan
 from nbstream.plan.serde import plan_from_json, plan_to_json
 
@@ -192,6 +198,19 @@ def test_the_plan_of_a_chain_of_streams_survives_json_and_explains_each_join() -
                                                      "2 SECONDS) GRACE PERIOD 3 SECONDS ON a.k = c.k;")[0].rows]
     assert ('LEFT stream-stream join of the result (by "A_K") and stream C, within 1000 ms before and 2000 ms '
             "after, grace 3000 ms") in explained
+
+
+def test_a_notebook_with_a_chain_of_three_streams_exports_to_a_job_that_restarts_on_its_stored_plan(
+        tmp_path: Path) -> None:
+    chain = _three("LEFT JOIN", "FULL OUTER JOIN", "5 MILLISECONDS GRACE PERIOD 2 MILLISECONDS", key="ROWKEY")
+    notebook = write_notebook(tmp_path / "job.ipynb", "%%stream\n" + chain.replace(";", ";\n"))
+    assert main(["export", str(notebook), "-o", str(tmp_path / "job")]) == 0
+    messages = []
+    for _ in range(2):
+        log = io.StringIO()
+        prepare(load_job(tmp_path / "job"), RunOptions(tmp_path / "state"), EventLog(log, "json")).service.close()
+        messages += [json.loads(line)["message"] for line in log.getvalue().splitlines()]
+    assert messages[-1] == f"1 persistent query plan as in the state's {STATE_PLANS}"
 
 
 # -- what ksqlDB refuses -------------------------------------------------------------------------------------
