@@ -15,15 +15,16 @@ primary keys, join key types, and the join key in the projection (the result's k
 PARTITION BY instead keys the result by its expressions of the joined row, as
 :mod:`nbstream.plan.repartition` re-keys one source's records.
 
-A multi-way join is a stream looking up tables one after another (:func:`_plan_chain`), or a
-chain of tables joined on their primary keys (:func:`_plan_table_chain`).
+A multi-way join is left-deep as in ksqlDB, ((a ⋈ b) ⋈ c) …: a stream joined to tables and streams
+one after another, each stream-stream join with its own WITHIN (:func:`_plan_chain`), or a chain of
+tables joined on their primary keys (:func:`_plan_table_chain`).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
 import duckdb
@@ -63,13 +64,14 @@ _REKEY_WINDOWED = ("Implicit repartitioning of windowed sources is not supported
                    "See https://github.com/confluentinc/ksql/issues/4385.")
 
 
-def windowed_key_sql(key_sql: str, key_type: SqlType, window: WindowInfo) -> tuple[str, SqlType]:
+def windowed_key_sql(key_sql: str, key_type: SqlType, window: WindowInfo, prefix: str = "") -> tuple[str, SqlType]:
     """The join key of a windowed source's record, and its type: a STRUCT of the key (field
     :data:`WINDOWED_KEY`) and the window bounds ksqlDB's windowed keys serialize — a time window's
     start, a session's start and end — so that records join only when key and window are equal
-    (NULL when the key is: such a record joins nothing)."""
+    (NULL when the key is: such a record joins nothing). ``prefix``: that of the bound columns' names
+    (in a joined row, ``<ALIAS>_``)."""
     bounds = WINDOW_BOUNDS if window.kind == "SESSION" else WINDOW_BOUNDS[:1]
-    fields = [(WINDOWED_KEY, key_type, f"({key_sql})"), *((b, BIGINT, quote(b)) for b in bounds)]
+    fields = [(WINDOWED_KEY, key_type, f"({key_sql})"), *((b, BIGINT, quote(prefix + b)) for b in bounds)]
     packed = ", ".join(f"{quote(name)} := {sql}" for name, _, sql in fields)
     return (f"CASE WHEN ({key_sql}) IS NULL THEN NULL ELSE struct_pack({packed}) END",
             SqlType.struct([(name, sql_type) for name, sql_type, _ in fields]))
@@ -102,14 +104,22 @@ class JoinSide:
 
 @dataclass(frozen=True)
 class TableLookup:
-    """A table a stream record looks up: the table's side, the join kind (INNER or LEFT; in a chain
-    of tables, any kind), and
-    ``probe``, the SQL over the joined row so far (the stream's and earlier tables' renamed
-    columns, ``__jk``) of the key the table's ``__jk`` (its primary key) must equal."""
+    """A further join of a multi-way join, whose left input is the joined row so far: a table the
+    row looks up, or — with ``within`` — a stream joined in a window (a stream-stream join of its
+    own: its own window stores, WITHIN and GRACE PERIOD). ``side``: the joined source; ``kind``:
+    the join kind (a table after a stream: INNER or LEFT; in a chain of tables, or a stream: any
+    kind); ``probe``: the SQL over the joined row so far (earlier sources' renamed columns,
+    ``__jk``) of the key the source's ``__jk`` (a table's primary key) must equal."""
 
     side: JoinSide
     kind: str
     probe: str
+    within: Within | None = None
+
+    @property
+    def is_window_join(self) -> bool:
+        """Whether this is a stream-stream join (the joined source is a stream)."""
+        return self.within is not None
 
 
 @dataclass(frozen=True)
@@ -118,10 +128,11 @@ class JoinPlan:
 
     ``kind``: INNER, LEFT or FULL (RIGHT is planned as LEFT with the sides swapped, but for the first
     join of a chain of tables, whose later joins read the first join's result).
-    ``within``: the window of a stream-stream join. ``chain``: the further tables of a multi-way
-    join (a stream joined to two or more tables, or a chain of tables on one key), looked up in
-    order after ``right``. ``columns`` and ``where`` read the joined row: every side's columns and
-    ``__jk`` (the last lookup's key)."""
+    ``within``: the window of a stream-stream join. ``chain``: the further sources of a multi-way
+    join, joined in order after ``right`` as in ksqlDB's left-deep n-way joins (((a ⋈ b) ⋈ c) …):
+    after a stream, tables looked up and streams joined in their own windows; after a table, the
+    tables of a chain of tables on one key. ``columns`` and ``where`` read the joined row: every
+    side's columns and ``__jk`` (the last join's key)."""
 
     left: JoinSide
     right: JoinSide
@@ -146,11 +157,17 @@ class JoinPlan:
 
     @property
     def lookups(self) -> tuple[TableLookup, ...]:
-        """The tables stream records look up, in order: a stream-table join's right one (by the
-        stream's ``__jk``), then the chain's; after a stream-stream join, the chain's."""
+        """The joins the left input's rows go through, in order: a stream-table join's right table
+        (by the stream's ``__jk``), then the chain's tables and streams; after a stream-stream join,
+        the chain's. Side ``i`` of :attr:`sides` is lookup ``i - (len(sides) - len(lookups))``."""
         if self.within is not None:
             return self.chain
         return (TableLookup(self.right, self.kind, quote(JOIN_KEY)), *self.chain)
+
+    @property
+    def windowed_chain(self) -> bool:
+        """Whether a join after the first is a stream-stream join."""
+        return any(step.is_window_join for step in self.chain)
 
     @property
     def scan(self) -> Scan:
@@ -224,8 +241,11 @@ class JoinAggregatePlan(AggregatePlan):
 
 def _plan_join_aggregate(query: Query, scope: _JoinScope, joined: Scope, join: JoinPlan,
                          con: duckdb.DuckDBPyConnection, scan_of: object, sink: Sink | None,
-                         params: Mapping[str, object] | None) -> JoinAggregatePlan:
-    """The aggregate of a join's rows: the query's names rewritten to the joined row's columns."""
+                         params: Mapping[str, object] | None, candidates: Sequence[str]) -> JoinAggregatePlan:
+    """The aggregate of a join's rows: the query's names rewritten to the joined row's columns
+    (``candidates``: the columns the join's key may be projected as)."""
+    if join.window is not None and not (join.left.is_table and join.right.is_table):  # a table's GROUP BY re-keys
+        _check_windowed_group_by(query, scope, candidates)
     select = query.select.copy()
     select.set("joins", None)
     aliases = AliasGenerator(c.name for s in scope.sources for c in s.source.schema.columns)
@@ -350,11 +370,11 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
         result_key = _left_key(sides[0], left)
     joined = scope.joined_scope(key_types[0], key_sql)
     if is_aggregate_query(query):
-        join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=key_types[0], within=within,
-                             foreign_key=foreign_key)
+        join_plan = JoinPlan(left=sides[0], right=sides[1], kind=kind, columns=(), key_type=_join_key_type(sides[0]),
+                             within=within, foreign_key=foreign_key, window=window)
         if kind == "RIGHT":
             join_plan = _swapped(join_plan)
-        return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params)
+        return _plan_join_aggregate(query, scope, joined, join_plan, con, scan_of, sink, params, candidates)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(select, scope, compiler)
     columns = _result_columns(query, scope, compiler, con, sink, result_key)
@@ -372,11 +392,13 @@ def plan_join(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *,
 def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con: duckdb.DuckDBPyConnection, *,
                 scan_of: object, sink: Sink | None,
                 params: Mapping[str, object] | None) -> JoinPlan | JoinAggregatePlan:
-    """A multi-way join ``s JOIN t1 ON … [LEFT] JOIN t2 ON …``: a stream looking up tables one after
-    another, each ON equating a table's primary key to an expression of the stream or of a table
-    joined before it (the first join may also be a stream-stream one, ``s JOIN s2 WITHIN … ON …``,
-    whose rows look up the tables). As in ksqlDB (nested joins, each repartitioned on its ON
-    expression), the result is keyed by the last ON's expression."""
+    """A multi-way join starting with a stream, ``s JOIN x1 [WITHIN …] ON … [LEFT|…] JOIN x2 [WITHIN …]
+    ON …``, left-deep as in ksqlDB: each join's left input is the result of the joins before it, a
+    stream. A table is looked up by its primary key, equal to an expression of a source joined
+    before it (INNER or LEFT); a stream is joined in its own window (WITHIN, any kind) on an
+    expression of it equal to an expression of one source joined before it. As in ksqlDB (nested
+    joins, each repartitioned on its ON expression), the result is keyed by the last ON's expression
+    (a synthetic key if the last join is a FULL OUTER one)."""
     if sources[0].source.is_table:
         return _plan_table_chain(query, sources, joins, con, scan_of=scan_of, sink=sink, params=params)
     _check_chain_sources(sources, joins)
@@ -384,33 +406,68 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     pairs = [_chain_operands(scope, join, sources[:i], table)
              for i, (table, join) in enumerate(zip(sources[1:], joins, strict=True), start=1)]
     stream = _side(sources[0], pairs[0][0], scope, con, scan_of, params)
-    tables = [_side(t, key, scope, con, scan_of, params) for t, (_, key) in zip(sources[1:], pairs, strict=True)]
-    joined = scope.joined_scope(BIGINT)
-    compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
-    compiled = [compiler.compile(probe) for probe, _ in pairs[1:]]
-    probes = [quote(JOIN_KEY), *(c.sql("duckdb") for c in compiled)]
-    probe_types = [_key_type(stream), *(compiler.type_of(c) for c in compiled)]
-    for join, side, probe_type in zip(joins, tables, probe_types, strict=True):
+    others = [_side(t, key, scope, con, scan_of, params) for t, (_, key) in zip(sources[1:], pairs, strict=True)]
+    window = sources[0].source.window
+    if window is not None:
+        _check_windowed_query(query, sources[0].source)
+        _check_windowed_chain(scope, sources, [stream, *others], joins, pairs)
+    probing = scope.joined_scope(BIGINT)
+    prober = ExpressionCompiler(probing, TypeProbe(con, probing), params=params)
+    compiled = [prober.compile(probe) for probe, _ in pairs[1:]]
+    probe_types = [_key_type(stream), *(prober.type_of(c) for c in compiled)]
+    for join, side, probe_type in zip(joins, others, probe_types, strict=True):
         if probe_type != _key_type(side):
             on = join.args["on"]
             raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{probe_type}}} = "
                             f"{on.expression.sql()}{{{_key_type(side)}}}.")
+    probes = [quote(JOIN_KEY), *(_probe_sql(scope, c.sql("duckdb"), t, join, probe)
+                                 for c, t, join, (probe, _) in zip(compiled, probe_types[1:], joins[1:], pairs[1:],
+                                                                   strict=True))]
     kinds = [_kind(j) for j in joins]
     key_type = probe_types[-1]
     keys = {_JoinScope.renamed(s, c.name) for s in sources if len(s.source.schema.key) == 1
             for c in s.source.schema.key}
-    plan = JoinPlan(left=stream, right=tables[0], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
-                    limit=query.limit, within=joins[0].meta.get("within"),
+    plan = JoinPlan(left=stream, right=others[0], kind=kinds[0], columns=(), key_type=_join_key_type(others[-1]),
+                    sink=sink, limit=query.limit, within=joins[0].meta.get("within"), window=window,
                     on_keys=all(isinstance(o, exp.Column) and o.name in keys for pair in pairs for o in pair),
-                    chain=tuple(TableLookup(side, kind, probe)
-                                for side, kind, probe in zip(tables[1:], kinds[1:], probes[1:], strict=True)))
+                    chain=tuple(TableLookup(side, kind, probe, join.meta.get("within"))
+                                for side, kind, probe, join in zip(others[1:], kinds[1:], probes[1:], joins[1:],
+                                                                   strict=True)))
     if kinds[0] == "RIGHT":
         plan = _swapped(plan)
+    candidates = _key_candidates(pairs, kinds)
+    if not candidates:  # a FULL OUTER last join, or one on expressions equal to no column
+        scope.synthetic = _synthetic_name([s.source for s in sources])
+    key_sql = quote(JOIN_KEY) if window is None else _key_field_sql(WINDOWED_KEY)
+    joined = scope.joined_scope(key_type, key_sql)
     if is_aggregate_query(query):
-        return _plan_join_aggregate(query, scope, scope.joined_scope(key_type), plan, con, scan_of, sink, params)
+        return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params, candidates)
+    compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(query.select, scope, compiler)
-    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(_key_candidates(pairs, kinds), key_type))
+    result_key = _JoinKey(candidates, key_type, key_sql)
+    columns = _result_columns(query, scope, compiler, con, sink, result_key)
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text)
+
+
+def _probe_sql(scope: _JoinScope, probe_sql: str, probe_type: SqlType, join: exp.Join,
+               probe: exp.Expression) -> str:
+    """The SQL of a later join's key over the joined row so far: ``probe_sql``, or — if the source it
+    reads is windowed — its windowed key (:func:`windowed_key_sql`) with that source's window."""
+    owner = scope.source_of(scope.owner(probe, join.args["on"]))
+    if owner.source.window is None:
+        return probe_sql
+    return windowed_key_sql(probe_sql, probe_type, owner.source.window, prefix=f"{owner.alias}_")[0]
+
+
+def _check_windowed_chain(scope: _JoinScope, sources: list[_Source], sides: list[JoinSide], joins: list[exp.Join],
+                          pairs: list[tuple[exp.Expression, exp.Expression]]) -> None:
+    """Each join of a chain of windowed sources as ksqlDB's rules for two (:func:`_check_windowed_rekeying`):
+    its left operand's source, and the source it joins, each on its whole key and in one key format."""
+    side_of = {src.alias: side for src, side in zip(sources, sides, strict=True)}
+    for source, join, (probe, key) in zip(sources[1:], joins, pairs, strict=True):
+        owner = scope.source_of(scope.owner(probe, join.args["on"]))
+        _check_windowed_rekeying([owner, source], [side_of[owner.alias], side_of[source.alias]], [probe, key],
+                                 foreign_key=False)
 
 
 def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con: duckdb.DuckDBPyConnection,
@@ -428,6 +485,12 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
     sides = [_side(s, operand, scope, con, scan_of, params)
              for s, operand in zip(sources, [pairs[0][0], *(key for _, key in pairs)], strict=True)]
     foreign_key = _is_foreign_key(sides[:2], list(pairs[0]), joins[0].args["on"], kinds[0])
+    window = sources[0].source.window
+    if window is not None:
+        if foreign_key:
+            raise BindError("Foreign-key table-table joins are not supported on windowed tables.")
+        _check_windowed_query(query, sources[0].source)
+        _check_windowed_chain(scope, sources, sides, joins, pairs)
     _check_primary_key_chain(sources, joins, pairs, foreign_key)
     key_type = next(c.type for c in sides[0].pre.columns if c.name in sides[0].key_columns)
     probe_types = [_key_type(sides[0]), *(key_type for _ in joins[1:])]  # a foreign key, then the key
@@ -438,17 +501,19 @@ def _plan_table_chain(query: Query, sources: list[_Source], joins: list[exp.Join
                             f"{on.expression.sql()}{{{_key_type(side)}}}.")
     if kinds[-1] == "FULL":
         scope.synthetic = _synthetic_name([s.source for s in sources])
-    joined = scope.joined_scope(key_type)
-    plan = JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=(), key_type=key_type, sink=sink,
-                    limit=query.limit, on_keys=not foreign_key, foreign_key=foreign_key,
+    key_sql = quote(JOIN_KEY) if window is None else _key_field_sql(WINDOWED_KEY)
+    joined = scope.joined_scope(key_type, key_sql)
+    plan = JoinPlan(left=sides[0], right=sides[1], kind=kinds[0], columns=(),
+                    key_type=key_type if window is None else _join_key_type(sides[0]),
+                    sink=sink, limit=query.limit, on_keys=not foreign_key, foreign_key=foreign_key, window=window,
                     chain=tuple(TableLookup(side, kind, quote(JOIN_KEY))
                                 for side, kind in zip(sides[2:], kinds[1:], strict=True)))
+    candidates = _key_candidates(pairs, kinds)
     if is_aggregate_query(query):
-        return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params)
+        return _plan_join_aggregate(query, scope, joined, plan, con, scan_of, sink, params, candidates)
     compiler = ExpressionCompiler(joined, TypeProbe(con, joined), params=params)
     where, where_text = _where(query.select, scope, compiler)
-    candidates = _key_candidates(pairs, kinds)
-    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type))
+    columns = _result_columns(query, scope, compiler, con, sink, _JoinKey(candidates, key_type, key_sql))
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text, emits_table=True)
 
 
@@ -467,9 +532,8 @@ def _check_table_chain(sources: list[_Source], joins: list[exp.Join]) -> None:
     _check_distinct(sources)
     for table, join in zip(sources[1:], joins, strict=True):
         _check_order(sources[0], table, _kind(join), join.meta.get("within"))
+        _check_windows(sources[0], table)
     _check_formats(sources)
-    if any(s.source.window is not None for s in sources):
-        raise UnsupportedError("joins of more than two windowed sources are not supported yet")
 
 
 def _check_primary_key_chain(sources: list[_Source], joins: list[exp.Join],
@@ -508,21 +572,15 @@ def _check_distinct(sources: list[_Source]) -> None:
 
 
 def _check_chain_sources(sources: list[_Source], joins: list[exp.Join]) -> None:
-    """A multi-way join must be a stream joined to tables (INNER or LEFT), each source once; its
-    first join may be a stream-stream join of any kind (a chain of tables is planned apart)."""
+    """A multi-way join starting with a stream: each source once, each join's left input (the
+    joins before it) a stream, so each joined table is INNER or LEFT without WITHIN and each joined
+    stream has a WITHIN (ksqlDB's rules and messages); a chain of tables is planned apart."""
     _check_distinct(sources)
-    stream, tables = sources[0], sources[1:]
-    for table, join in zip(tables, joins, strict=True):
-        _check_order(stream, table, _kind(join), join.meta.get("within"))
-        _check_windows(stream, table)
-    kinds = ", ".join(f"{s.source.name} ({'TABLE' if s.source.is_table else 'STREAM'})" for s in sources)
-    if stream.source.is_table or not all(t.source.is_table for t in tables[1:]):
-        raise UnsupportedError(f"joins of more than two sources are supported only as a STREAM joined to "
-                               f"TABLEs (stream-table-table…, or stream-stream-table…), or as TABLEs joined to "
-                               f"TABLEs; got {kinds}")
+    stream = sources[0]
+    for source, join in zip(sources[1:], joins, strict=True):
+        _check_order(stream, source, _kind(join), join.meta.get("within"))
+        _check_windows(stream, source)
     _check_formats(sources)
-    if stream.source.window is not None:
-        raise UnsupportedError("joins of more than two windowed sources are not supported yet")
 
 
 def _unwrapped_on(join: exp.Join) -> exp.Join:
@@ -580,16 +638,16 @@ def _key_type(side: JoinSide) -> SqlType:
 
 
 def _key_candidates(pairs: list[tuple[exp.Expression, exp.Expression]], kinds: list[str]) -> list[str]:
-    """The columns a multi-way join's result key may be projected as: the last ON's columns, and the
-    columns of earlier ONs on the same key (their probe is a column already equal to the key). As in
-    ksqlDB, no column equals the key of a FULL join (either side may be missing)."""
-    group: list[str] = []
+    """The columns a multi-way join's result key may be projected as (ksqlDB's viable key columns):
+    the last ON's columns, and the columns of earlier ONs on the same key (the later ON's probe is an
+    expression already equal to the key). As in ksqlDB, no column equals the key of a FULL join
+    (either side may be missing)."""
+    group: list[exp.Expression] = []
     for (probe, key), kind in zip(pairs, kinds, strict=True):
-        names = [o.name for o in (probe, key) if isinstance(o, exp.Column)]
-        group = [*group, key.name] if isinstance(probe, exp.Column) and probe.name in group else names
+        group = [*group, key] if probe in group else [probe, key]
         if kind == "FULL":
             group = []
-    return group
+    return [o.name for o in group if isinstance(o, exp.Column)]
 
 
 # -- sources and join kind ----------------------------------------------------------------------
@@ -671,17 +729,33 @@ def _check_windows(left: _Source, right: _Source) -> None:
 
 def _check_windowed_query(query: Query, left: Source) -> None:
     """What a join of windowed sources cannot do: re-key its result (ksqlDB's ``selectKey`` refuses
-    a windowed stream), aggregate it (not supported yet), or window its result by a time window
-    of no size (its keys' window ends are their starts plus the size of the ``left`` source's)."""
+    a windowed stream), or window its result by a time window of no size (its keys' window ends are
+    their starts plus the size of the ``left`` source's). A GROUP BY re-keys it: see
+    :func:`_check_windowed_group_by`."""
     assert left.window is not None
     if left.window.kind != "SESSION" and left.window.size_ms is None:
         raise BindError(f"{left.name} is {left.window.kind} windowed but declares no WINDOW_SIZE: a join of windowed "
                         "sources needs the size of its left source's windows")
     if query.partition_by:
         raise BindError(_REKEY_WINDOWED)
-    if is_aggregate_query(query):
-        raise UnsupportedError("GROUP BY over a join of windowed sources is not supported yet: create the join as "
-                               "a stream or table first, then aggregate that")
+
+
+def _check_windowed_group_by(query: Query, scope: _JoinScope, candidates: Sequence[str]) -> None:
+    """ksqlDB groups the rows of a join of windowed sources only by re-keying them: a GROUP BY of the
+    join's key column alone fails (``SchemaKStream.groupByKey``: "Group by on windowed should always
+    require rekey"). That column is the synthetic key, else the first of the ``candidates`` (the
+    viable key columns) that the projection selects, else the first (``LogicalPlanner.buildJoinKey``)."""
+    group = query.select.args.get("group")
+    expressions = group.expressions if group is not None else []
+    if len(expressions) != 1:
+        return
+    grouped = scope.rewrite(expressions[0])
+    selected = {scope.rewrite(item.this if isinstance(item, exp.Alias) else item) for item in query.select.expressions
+                if _star_qualifier(item) is None}
+    key = scope.synthetic or next((c for c in candidates if exp.column(c, quoted=True) in selected),
+                                  candidates[0] if candidates else None)
+    if isinstance(grouped, exp.Column) and grouped.name == key:
+        raise BindError("Group by on windowed should always require rekey")
 
 
 def _check_windowed_rekeying(sources: list[_Source], sides: list[JoinSide], operands: list[exp.Expression],
@@ -770,6 +844,10 @@ class _JoinScope:
         self._renamed: dict[str, _Source] = {}
         self.original: dict[str, str] = {}  # renamed column -> the source's column name
         self.synthetic: str | None = None  # the synthetic join key's name, if the join has one
+
+    def source_of(self, alias: str) -> _Source:
+        """The source of ``alias``."""
+        return self._by_alias[alias.upper()]
 
     def is_unique(self, column: str) -> bool:
         """Whether only one source has a column named ``column``."""

@@ -13,7 +13,7 @@ from nbstream.plan.aggregate import AggregatePlan, window_grace_ms
 from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide
 from nbstream.plan.logical import OutputColumn, Sink, StatelessPlan
 from nbstream.plan.planner import Plan
-from nbstream.sql.ast import WindowSpec
+from nbstream.sql.ast import WindowSpec, Within
 
 Step = tuple[str, str]
 
@@ -57,11 +57,8 @@ def _sink(sink: Sink | None) -> list[Step]:
 def _join_steps(plan: JoinPlan) -> list[Step]:
     steps = [_source(side.pre, side.alias) for side in plan.sides]
     if plan.within is not None:
-        within = plan.within
-        grace = "" if within.grace_ms is None else f", grace {within.grace_ms} ms"
         steps.append(("join", f"{plan.kind} {_kind_of(plan.left)}-{_kind_of(plan.right)} join of "
-                              f"{plan.left.alias} and {plan.right.alias} on their key, within "
-                              f"{within.before_ms} ms before and {within.after_ms} ms after{grace}"))
+                              f"{plan.left.alias} and {plan.right.alias} on their key, {_within(plan.within)}"))
     elif plan.left.is_table:
         on = "the left table's foreign key" if plan.foreign_key else "their key"
         steps.append(("join", f"{plan.kind} table-table join of {plan.left.alias} and {plan.right.alias} on {on}"))
@@ -70,8 +67,17 @@ def _join_steps(plan: JoinPlan) -> list[Step]:
                         for step in plan.chain]
     for lookup in plan.lookups:
         by = "the join key" if lookup.probe == quote(JOIN_KEY) else lookup.probe
-        steps.append(("join", f"{lookup.kind} lookup of table {lookup.side.alias} by {by}"))
+        if lookup.within is None:
+            steps.append(("join", f"{lookup.kind} lookup of table {lookup.side.alias} by {by}"))
+        else:
+            steps.append(("join", f"{lookup.kind} stream-stream join of the result (by {by}) and stream "
+                                  f"{lookup.side.alias}, {_within(lookup.within)}"))
     return steps
+
+
+def _within(within: Within) -> str:
+    grace = "" if within.grace_ms is None else f", grace {within.grace_ms} ms"
+    return f"within {within.before_ms} ms before and {within.after_ms} ms after{grace}"
 
 
 def _kind_of(side: JoinSide) -> str:

@@ -26,6 +26,10 @@ Each batch, inside the one transaction of :class:`~nbstream.runtime.query.QueryR
      in ``join$<query>$<side>`` or earlier in the batch) whose times are within the window;
      unmatched records of an outer side are emitted null-padded at once, or — with a GRACE
      PERIOD — when their window closes, unless a match arrived first;
+   * a chain with streams (left-deep: each join's left input is the rows of the joins before it):
+     tables are looked up as of the arrival of the record that produced each row; a later stream
+     is joined in a window of its own (its own stores, WITHIN, GRACE PERIOD and stream time) with
+     those rows, each placed at its record's arrival and carrying the time the joins before gave it;
 4. the state tables take the batch's changes (tables: the latest row per key; streams: the
    records still inside the window retention).
 
@@ -43,11 +47,11 @@ from nbstream.log.base import SqlLog
 from nbstream.log.embedded import route_sql
 from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql, result_sql
 from nbstream.physical.expressions import quote
-from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide
+from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide, TableLookup
 from nbstream.plan.logical import Sink
 from nbstream.runtime import stream_time
 from nbstream.runtime.aggregate import AggregateRunner
-from nbstream.runtime.join_window import WindowJoin
+from nbstream.runtime.join_window import WindowJoin, WindowStage
 from nbstream.runtime.query import (
     MAX_BATCH,
     QueryRunner,
@@ -91,7 +95,8 @@ class JoinRunner(QueryRunner):
         #: window join carries only the columns they read); None where others read it (an aggregate).
         self.joined_reader: tuple[tuple[str, ...], str | None] | None = (
             tuple(c.sql for c in plan.columns), plan.where)
-        self._window_join: WindowJoin | None = None
+        self._stages = _window_stages(query_id, plan, self._states, self._outer)
+        self._window_joins: dict[int, WindowJoin] = {}
         super().__init__(query_id, plan.left.pre, con, log)
         if start_at_end and not self.offsets:
             self.offsets = {slot: end for slot, end in self._ends().items()
@@ -224,11 +229,8 @@ class JoinRunner(QueryRunner):
         if self.join.emits_table:
             _, key_type = self.join.row_key
             self.con.execute(f"CREATE {table} IF NOT EXISTS {self._rows} (__okey {key_type.duckdb()})")
-        if self._outer_store:
-            values = ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for s in self.join.sides[:2]
-                               for c in s.value_columns)
-            self.con.execute(f"CREATE {table} IF NOT EXISTS {self._outer} ({values}, {quote(JOIN_KEY)} "
-                             f"{self.join.key_type.duckdb()}, __side INTEGER, __ts BIGINT, __arr BIGINT)")
+        for joined, stage in self._stages.items():
+            self._create_window_stores(table, joined, stage)
         if self._fk_chain:
             key = next(c for c in self.join.left.pre.columns if c.name == self.join.left.key_columns[0])
             columns = ", ".join(f"{quote(c.name)} {c.type.duckdb()}"
@@ -242,18 +244,27 @@ class JoinRunner(QueryRunner):
         """Whether a chain of tables follows a foreign-key join (whose result it reads)."""
         return self.join.foreign_key and bool(self.join.chain)
 
-    @property
-    def _outer_store(self) -> bool:
-        return self._windowed and self.join.has_grace and self.join.kind != "INNER"
-
-    @property
-    def _windowed(self) -> bool:
-        return self.join.within is not None
+    def _create_window_stores(self, table: str, side: int, stage: WindowStage) -> None:
+        """The stores of the stream-stream join of ``side``: the window store of its left input when that
+        is the joins before it (the first join's streams are kept in their sides' state tables), and the
+        outer store if its unmatched rows wait for their window to close."""
+        types = {quote(c.name): c.type.duckdb() for s in self.join.sides for c in s.value_columns}
+        key = _join_key_type(self.join.sides[side])
+        control = f"{quote(JOIN_KEY)} {key}, __ts BIGINT, __arr BIGINT, __in_partition INTEGER"
+        stores = [(stage.states[0], stage.columns[0], "")] if side > 1 else []
+        if stage.keeps_outer_rows:
+            stores.append((stage.outer, (*stage.columns[0], *stage.columns[1]), ", __side INTEGER"))
+        for store, columns, extra in stores:
+            values = ", ".join(f"{c} {types[c]}" for c in columns)
+            self.con.execute(f"CREATE {table} IF NOT EXISTS {store} ({values}, {control}{extra})")
 
     def drop_state(self) -> None:
         """Forget this query's state (the query was dropped)."""
         for state in self._states:
             self.con.execute(f"DROP TABLE IF EXISTS {state}")
+        for stage in self._stages.values():
+            for store in (stage.outer, *stage.states):
+                self.con.execute(f"DROP TABLE IF EXISTS {store}")
         self.con.execute(f"DROP TABLE IF EXISTS {self._outer}")
         self.con.execute(f"DROP TABLE IF EXISTS {self._rows}")
         self.con.execute(f"DROP TABLE IF EXISTS {self._fk_result}")
@@ -279,14 +290,8 @@ class JoinRunner(QueryRunner):
         for side in self.side_numbers:
             self._decode_side(side)
         self._number_by_arrival(self.side_numbers)
-        if self._windowed:
-            if self._window_join is None:
-                self._window_join = WindowJoin(self)
-            self._window_join.evaluate()
-            self._trigger = "__trig"
-            if self.join.chain:
-                self._trigger = "__arr"
-                self._look_up_chain_after_window_join()
+        if self._stages:
+            self._join_streams()
         elif self.join.foreign_key and not self.join.chain:
             self.set_joined(self._foreign_key_sql())
         elif self.join.left.is_table:
@@ -306,11 +311,58 @@ class JoinRunner(QueryRunner):
             FROM ({self._side_sql[side]}) r JOIN __jin{side} a
               ON r.__in_partition = a."partition" AND r.__in_offset = a."offset" """)
 
-    def _look_up_chain_after_window_join(self) -> None:
-        """The rows of a stream-stream join look up the chain's tables as they were when the record
-        that produced each row arrived (``__trig``)."""
-        rows = self._lookups_sql("SELECT * RENAME (__trig AS __arr) FROM __joined", self.lookup_sql)
-        self.set_joined(f"SELECT * FROM ({rows}) ORDER BY __pos")
+    def _join_streams(self) -> None:
+        """A join with stream-stream joins, left-deep: the first join's rows (a window join's, or the
+        stream's records with their first table looked up), then each later join in turn over the
+        rows of the joins before it — a table looked up as it was when the record that produced the
+        row arrived (``__arr``), a stream joined in its own window (:meth:`_joined_in_window`)."""
+        plan = self.join
+        if plan.within is not None:
+            self._window_join(1).evaluate()
+            if not plan.chain:
+                self._trigger = "__trig"
+                return
+            rows = "SELECT * RENAME (__trig AS __arr) FROM __joined"
+        else:
+            rows = (f"SELECT *, FALSE AS __out_deleted, __ts AS __out_ts, __arr AS __pos "
+                    f"FROM ({self.own_rows(0)} AND NOT __deleted)")
+        tables: list[int] = []
+        for side in self._lookup_sides():
+            if side in self._stages:
+                rows = self._joined_in_window(self._lookups_sql(rows, self.lookup_sql, tables), side)
+                tables = []
+            else:
+                tables.append(side)
+        self.set_joined(f"SELECT * FROM ({self._lookups_sql(rows, self.lookup_sql, tables)}) ORDER BY __pos")
+
+    def _window_join(self, side: int) -> WindowJoin:
+        """The stream-stream join of ``side`` (1: the first join's)."""
+        if side not in self._window_joins:
+            reader = None if self.join.chain else self.joined_reader
+            self._window_joins[side] = WindowJoin(self, self._stages[side], reader)
+        return self._window_joins[side]
+
+    def _joined_in_window(self, rows: str, side: int) -> str:
+        """``rows`` — the joins before, ``__arr`` the arrival of the record that produced each row and
+        ``__pos`` their order — joined with the stream ``side`` in its window. Its two inputs are
+        numbered anew in one arrival order (``__stage_ev``): each row at the place of the record that
+        produced it, after the rows before it, as Kafka Streams hands a join's output on to the next
+        join at once. The joined rows (``__stage_rows``) keep the arrival of their input record."""
+        stage, jk = self._stages[side], quote(JOIN_KEY)
+        probe = self._step(side).probe
+        self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __stage_ev AS
+            WITH u AS (SELECT {", ".join(stage.columns[0])}, {probe} AS {jk}, __out_ts AS __ts, FALSE AS __deleted,
+                              __arr AS __orig, __pos AS __sub, 0 AS __side FROM ({rows})
+                       UNION ALL BY NAME
+                       SELECT {", ".join(stage.columns[1])}, {jk}, __ts, __deleted, __arr AS __orig, 0 AS __sub,
+                              1 AS __side FROM __ev WHERE __side = {side})
+            SELECT u.*, e.__in_partition, row_number() OVER (ORDER BY u.__orig, u.__sub) AS __arr
+            FROM u JOIN (SELECT __arr AS __earr, __in_partition FROM __ev) e ON e.__earr = u.__orig""")
+        self._window_join(side).evaluate()
+        self.con.execute("""CREATE OR REPLACE TEMP TABLE __stage_rows AS
+            SELECT j.* EXCLUDE (__trig), s.__orig AS __arr
+            FROM __joined j JOIN (SELECT __arr AS __sarr, __orig FROM __stage_ev) s ON s.__sarr = j.__trig""")
+        return "SELECT * FROM __stage_rows"
 
     def _number_by_arrival(self, sides: Sequence[int]) -> None:
         """``__ev``: the good records of the decoded ``sides``, numbered by arrival (``__arr``)."""
@@ -325,7 +377,7 @@ class JoinRunner(QueryRunner):
         """Whether this is a stream-table join whose batch holds no table change that arrived after
         a stream record (the usual case: the tables change rarely): then each stream record sees
         the tables as they are after the batch's table changes, and a plain lookup does."""
-        if self._windowed or self.join.foreign_key or self.join.left.is_table:
+        if self._stages or self.join.foreign_key or self.join.left.is_table:
             return False
         tables = " UNION ALL ".join(f"SELECT append_no FROM __jin{side}" for side in self.side_numbers[1:])
         last_change, first_record = self.con.execute(
@@ -372,14 +424,23 @@ class JoinRunner(QueryRunner):
         return f"""SELECT p.*, {cols}, t.{jk} IS NOT NULL AS __op, t.__ts AS __ots
             FROM ({probe}) p LEFT JOIN {self._states[side]} t ON p.{jk} = t.{jk}"""
 
-    def _lookups_sql(self, rows: str, lookup: Callable[[str, int], str]) -> str:
-        """Stream ``rows`` with each table of the join looked up in turn, ``lookup(probe, side)``
-        adding a table's columns, ``__op`` and ``__ots``, by the probe's ``__jk``. The first table is
-        probed by the stream's join key, each further one by its own probe over the row so far; an
-        INNER lookup drops the rows it finds nothing for."""
+    def _lookup_sides(self) -> range:
+        """The sides joined by :attr:`JoinPlan.lookups`, in order."""
+        plan = self.join
+        return range(len(plan.sides) - len(plan.lookups), len(plan.sides))
+
+    def _step(self, side: int) -> TableLookup:
+        """The join of ``side``, one of :meth:`_lookup_sides`."""
+        return self.join.lookups[side - self._lookup_sides().start]
+
+    def _lookups_sql(self, rows: str, lookup: Callable[[str, int], str], sides: Sequence[int] | None = None) -> str:
+        """Stream ``rows`` with each table of the join (or of ``sides``) looked up in turn,
+        ``lookup(probe, side)`` adding a table's columns, ``__op`` and ``__ots``, by the probe's
+        ``__jk``. The first table is probed by the stream's join key, each further one by its own
+        probe over the row so far; an INNER lookup drops the rows it finds nothing for."""
         jk = quote(JOIN_KEY)
-        lookups = self.join.lookups
-        for side, step in enumerate(lookups, start=len(self.join.sides) - len(lookups)):
+        for side in self._lookup_sides() if sides is None else sides:
+            step = self._step(side)
             probe = rows if step.probe == jk else f"SELECT * REPLACE ({step.probe} AS {jk}) FROM ({rows})"
             keep = "__op" if step.kind == "INNER" else "TRUE"
             rows = f"SELECT * EXCLUDE (__op, __ots) FROM ({lookup(probe, side)}) WHERE {keep}"
@@ -666,6 +727,32 @@ class JoinRunner(QueryRunner):
 
 def _columns_ddl(side: JoinSide) -> str:
     return ", ".join(f"{quote(c.name)} {c.type.duckdb()}" for c in side.pre.columns)
+
+
+def _join_key_type(side: JoinSide) -> str:
+    """The DuckDB type of the side's ``__jk``."""
+    return next(c.type.duckdb() for c in side.pre.columns if c.name == JOIN_KEY)
+
+
+def _window_stages(query_id: str, plan: JoinPlan, states: Sequence[str], outer: str) -> dict[int, WindowStage]:
+    """The stream-stream joins of ``plan``, by the side each joins: the first join's (side 1; its
+    streams' window stores are their sides' ``states``, its outer store ``outer``, its clocks the
+    query's and ``<query>#<side>``), and those of the chain's streams, each with stores and clocks of
+    its own (``joinleft$<query>$<side>``, ``joinouter$<query>$<side>``, ``<query>#<side>@…``)."""
+    cols = [tuple(quote(c.name) for c in s.value_columns) for s in plan.sides]
+    stages = {}
+    if plan.within is not None:
+        stages[1] = WindowStage(plan.within, plan.kind, (cols[0], cols[1]), (states[0], states[1]), outer, query_id,
+                                (f"{query_id}#0", f"{query_id}#1"))
+    first = len(plan.sides) - len(plan.lookups)
+    for side, step in enumerate(plan.lookups, start=first):
+        if step.within is not None:
+            left = tuple(c for columns in cols[:side] for c in columns)
+            stages[side] = WindowStage(step.within, step.kind, (left, cols[side]),
+                                       (quote(f"joinleft${query_id}${side}"), states[side]),
+                                       quote(f"joinouter${query_id}${side}"), f"{query_id}#{side}@join",
+                                       (f"{query_id}#{side}@left", f"{query_id}#{side}"), records="__stage_ev")
+    return stages
 
 
 class JoinAggregateRunner(AggregateRunner):

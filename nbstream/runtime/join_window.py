@@ -20,54 +20,97 @@ applied to the joined rows as before; a conjunct that fails or is NULL on a reco
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
 import sqlglot
 from sqlglot import exp
 
 from nbstream.physical.expressions import quote
-from nbstream.plan.join import JOIN_KEY
+from nbstream.plan.join import DEFAULT_JOIN_GRACE_MS, JOIN_KEY
 from nbstream.runtime import stream_time
+from nbstream.sql.ast import Within
 
 if TYPE_CHECKING:
     from nbstream.runtime.join import JoinRunner
 
 
 
+@dataclass(frozen=True)
+class WindowStage:
+    """One stream-stream join of a join runner's batch: of the first two sides, or — in a multi-way
+    join — of the rows of the joins before it (its input 0) and a further stream (its input 1).
+
+    ``records``: the relation of its input records (its inputs numbered 0 and 1 in ``__side``; each
+    with ``__jk``, ``__ts``, ``__arr``, ``__in_partition``, ``__deleted``, its ``columns``);
+    ``states``: each input's window store; ``outer``: the store of rows waiting for their window to
+    close (GRACE PERIOD); ``clock``: the name of its stream time, its stores' clocks being
+    ``store_clocks``."""
+
+    within: Within
+    kind: str  # INNER, LEFT, RIGHT or FULL
+    columns: tuple[tuple[str, ...], tuple[str, ...]]  # each input's value columns, quoted
+    states: tuple[str, str]
+    outer: str
+    clock: str
+    store_clocks: tuple[str, str]
+    records: str = "__ev"
+
+    @property
+    def has_grace(self) -> bool:
+        """Whether the WITHIN clause names a GRACE PERIOD (null-padded rows wait for the window)."""
+        return self.within.grace_ms is not None
+
+    @property
+    def grace_ms(self) -> int:
+        return DEFAULT_JOIN_GRACE_MS if self.within.grace_ms is None else self.within.grace_ms
+
+    @property
+    def keeps_outer_rows(self) -> bool:
+        """Whether unmatched rows wait in the outer store (an outer join with a GRACE PERIOD)."""
+        return self.kind != "INNER" and self.has_grace
+
+    @property
+    def outer_sides(self) -> str:
+        """The inputs whose unmatched records are written null-padded, as a SQL list."""
+        return {"LEFT": "(0)", "RIGHT": "(1)", "FULL": "(0, 1)"}.get(self.kind, "()")
+
+
 class WindowJoin:
     """Fills ``__joined`` for one batch (``__trig``: the arrival of the record that produced each
-    row) and updates the window state of a stream-stream join."""
+    row) and updates the window state of a stream-stream join (:class:`WindowStage`). ``reader``:
+    what reads the joined rows of an INNER join (their expressions and WHERE), to carry only the
+    columns it reads; None: all of them."""
 
-    def __init__(self, runner: JoinRunner) -> None:
+    def __init__(self, runner: JoinRunner, stage: WindowStage,
+                 reader: tuple[tuple[str, ...], str | None] | None = None) -> None:
         self.runner = runner
-        self.plan = runner.join
-        within = self.plan.within
-        assert within is not None
-        self.before, self.after, self.grace = within.before_ms, within.after_ms, self.plan.grace_ms
+        self.stage = stage
+        within = stage.within
+        self.before, self.after, self.grace = within.before_ms, within.after_ms, stage.grace_ms
         self.retention = self.before + self.after + self.grace
-        self.cols = [[quote(c.name) for c in s.value_columns] for s in self.plan.sides[:2]]
+        self.cols = [list(side) for side in stage.columns]
         self.picked = self.cols  # the columns the matches carry
         self.keep = ["TRUE", "TRUE"]  # per side, SQL: whether a record may join at all
-        reader = runner.joined_reader
-        if reader is not None and self.plan.kind == "INNER" and not self.plan.chain:
+        if reader is not None and stage.kind == "INNER":
             expressions, where = reader
             read = set().union(*(_column_names(_parse(e)) for e in (*expressions, *([where] if where else []))))
             self.picked = [[c for c in side if c.strip('"') in read] for side in self.cols]
-            self.keep = side_filters(where, [[c.name for c in s.value_columns] for s in self.plan.sides[:2]])
-        self.states = runner._states[:2]  # the two streams' window stores (a chain's tables follow)
-        for table in [*self.states, *([runner._outer] if runner._outer_store else [])]:  # state from before tasks
+            self.keep = side_filters(where, [[c.strip('"') for c in side] for side in self.cols])
+        self.states = stage.states
+        for table in [*self.states, *([stage.outer] if stage.keeps_outer_rows else [])]:  # state from before tasks
             runner.con.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS __in_partition INTEGER")
 
     def _clock(self, side: int | None) -> str:
-        """The ``__stream_time`` entry of the query (``side`` None) or of one side's window store,
+        """The ``__stream_time`` entry of the join (``side`` None) or of one side's window store,
         before its ``/<partition>``."""
-        return self.runner.query_id if side is None else f"{self.runner.query_id}#{side}"
+        return self.stage.clock if side is None else self.stage.store_clocks[side]
 
     def _clocks(self) -> tuple[dict[int, int], list[dict[int, int]]]:
         """Per input partition of the batch: the stream time before it, and each side store's."""
         con = self.runner.con
-        partitions = [int(p) for (p,) in con.execute("SELECT DISTINCT __in_partition FROM __ev WHERE __side < 2"
-                                                     ).fetchall()]
+        partitions = [int(p) for (p,) in con.execute(
+            f"SELECT DISTINCT __in_partition FROM {self.stage.records} WHERE __side < 2").fetchall()]
         st0 = stream_time.load_partitions(con, self._clock(None), partitions)
         return st0, [stream_time.load_partitions(con, self._clock(side), partitions) for side in range(2)]
 
@@ -96,29 +139,26 @@ class WindowJoin:
                                        PARTITION BY __in_partition ORDER BY __arr {preceding})) AS __stb,
                               greatest({own_before}, __ts, max(__ts) OVER (
                                        PARTITION BY __side, __in_partition ORDER BY __arr {preceding})) AS __own
-                       FROM __ev WHERE __side < 2 AND NOT __deleted AND {jk} IS NOT NULL)
+                       FROM {self.stage.records} WHERE __side < 2 AND NOT __deleted AND {jk} IS NOT NULL)
             SELECT __arr, __stb, greatest(__stb, __ts) AS __sta, __ts <= __own - {self.retention} AS __late,
                    CASE __side WHEN 0 THEN {other[1]} ELSE {other[0]} END - {self.retention} AS __gone,
                    __ts + {self._span('__side')} < greatest(__stb, __ts) AS __closed FROM t""")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __sev AS SELECT *, CASE __side WHEN 0 THEN {self.keep[0]} "
-                    f"ELSE {self.keep[1]} END AS __keep FROM __ev JOIN __clk USING (__arr)")
+                    f"ELSE {self.keep[1]} END AS __keep FROM {self.stage.records} JOIN __clk USING (__arr)")
         con.execute(f"CREATE OR REPLACE TEMP TABLE __sm AS {self._matches_sql()}")
         parts = [self._joined_sql()]
-        if self.plan.kind != "INNER":
+        if self.stage.kind != "INNER":
             self._mark_matched()
-            at_once = "__closed" if self.plan.has_grace else "TRUE"
-            if self.plan.has_grace:
+            at_once = "__closed" if self.stage.has_grace else "TRUE"
+            if self.stage.has_grace:
                 self._outer_candidates()
                 parts.append(self._closed_sql())
             parts.append(self._padded_sql(f"(SELECT * FROM __sev WHERE NOT __matched AND {at_once} "
-                                          f"AND __side IN {self._outer_sides()})", "__arr", "1", "0", "0"))
+                                          f"AND __side IN {self.stage.outer_sides})", "__arr", "1", "0", "0"))
         self.runner.set_joined(f"""SELECT * EXCLUDE (__k1, __k2, __k3, __k4), __k1 AS __trig,
                    row_number() OVER (ORDER BY __k1, __k2, __k3, __k4) AS __pos
             FROM ({" UNION ALL BY NAME ".join(parts)})""")
         self._store(st0, own)
-
-    def _outer_sides(self) -> str:
-        return "(0, 1)" if self.plan.kind == "FULL" else "(0)"
 
     def _window_match(self, e: str, o: str) -> str:
         """Whether record ``o`` of the other side is within the window of record ``e``."""
@@ -165,9 +205,9 @@ class WindowJoin:
         jk = quote(JOIN_KEY)
         cols = ", ".join(c for side in self.cols for c in side)
         self.runner.con.execute(f"""CREATE OR REPLACE TEMP TABLE __oc AS
-            WITH u AS (SELECT {cols}, {jk}, __side, __ts, 0 AS __arr, __in_partition FROM {self.runner._outer}
+            WITH u AS (SELECT {cols}, {jk}, __side, __ts, 0 AS __arr, __in_partition FROM {self.stage.outer}
                        UNION ALL SELECT {cols}, {jk}, __side, __ts, __arr, __in_partition FROM __sev
-                       WHERE NOT __late AND NOT __closed AND NOT __matched AND __side IN {self._outer_sides()}),
+                       WHERE NOT __late AND NOT __closed AND NOT __matched AND __side IN {self.stage.outer_sides}),
                  m AS (SELECT u.__side, u.__arr, u.__ts, u.{jk}, min(e.__arr) AS __m FROM u JOIN __sev e
                        ON e.{jk} = u.{jk} AND e.__side <> u.__side AND e.__arr > u.__arr AND u.__ts > e.__gone
                           AND {self._window_match('e', 'u')}
@@ -188,7 +228,7 @@ class WindowJoin:
                                 "__c", "0", "__ts", "__arr")
 
     def _store(self, st0: dict[int, int], own: list[dict[int, int]]) -> None:
-        con, runner = self.runner.con, self.runner
+        con = self.runner.con
         for side, state in enumerate(self.states):
             cols = ", ".join(self.cols[side])
             con.execute(f"INSERT INTO {state} BY NAME SELECT {cols}, {quote(JOIN_KEY)}, __ts, 0 AS __arr, "
@@ -197,10 +237,10 @@ class WindowJoin:
                 con.execute(f"DELETE FROM {state} WHERE coalesce(__in_partition, {partition}) = {partition} "
                             f"AND __ts <= {side_st} - {self.retention}")
                 stream_time.save(con, f"{self._clock(side)}/{partition}", side_st)
-        if self.plan.kind != "INNER" and self.plan.has_grace:
+        if self.stage.keeps_outer_rows:
             cols = ", ".join(c for s in self.cols for c in s)
-            con.execute(f"DELETE FROM {runner._outer}")
-            con.execute(f"INSERT INTO {runner._outer} BY NAME SELECT {cols}, {quote(JOIN_KEY)}, __side, __ts, "
+            con.execute(f"DELETE FROM {self.stage.outer}")
+            con.execute(f"INSERT INTO {self.stage.outer} BY NAME SELECT {cols}, {quote(JOIN_KEY)}, __side, __ts, "
                         "0 AS __arr, __in_partition FROM __oc WHERE __m IS NULL AND __c IS NULL")
         for partition, st in self._moved("TRUE", st0):
             stream_time.save(con, f"{self._clock(None)}/{partition}", st)

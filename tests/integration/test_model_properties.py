@@ -11,6 +11,8 @@ repeat) and compares every record written with the model's:
   included) and timestamps;
 - EMIT FINAL: the multiset of (key, window, value, timestamp), with no window written twice;
 - stream-stream joins: per key the multiset of (value, timestamp);
+- multi-way joins (three streams, or a stream, a table and a stream): the model's joins composed,
+  each join's output fed to the next as its left input (the model's rule 6);
 - after every micro-batch: exactly the records the model writes for the records produced so far;
 - the late records each query counted (``stats.late``).
 
@@ -21,6 +23,7 @@ share a key. Both inputs of a join are processed in arrival order (the order of 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 from collections import Counter, defaultdict
@@ -37,8 +40,11 @@ from reference.ksql_model import (
     Record,
     SessionWindows,
     TimeWindows,
+    from_chain_input,
+    next_join_input,
     session_window_aggregate,
     stream_stream_join,
+    stream_table_join,
     table_aggregate,
     time_window_aggregate,
 )
@@ -549,6 +555,125 @@ def test_stream_stream_joins_write_the_models_rows(scenario: Scenario) -> None:
 def test_each_micro_batch_of_a_join_writes_exactly_what_its_records_cause(scenario: Scenario) -> None:
     checked = join_run(scenario)
     _fail_if(_check_progress(checked), checked, "what a join had written after a micro-batch differs:")
+
+
+# --- multi-way joins -------------------------------------------------------------------------------
+
+#: A chain: its first join (a stream-stream one, or — ``"TABLE_<kind>"`` — a stream-table one) and its
+#: second, a stream-stream join with a WITHIN of its own (half the first one's).
+Chain = tuple[JoinWindows | str, JoinWindows]
+
+
+def chain_specs(scale: Scale, *, few: bool = False) -> dict[str, Chain]:
+    """Three streams (INNER, LEFT and FULL OUTER mixes, with and without GRACE PERIOD, each join its
+    own) and a stream, a table and a stream; ``few``: those of ``FEW_CHAINS``."""
+    within1, within2, grace2 = scale.within * 2, scale.within, scale.join_grace // 2
+    pairs: dict[str, Chain] = {}
+    for first, second, graces in (("INNER", "INNER", "NN"), ("LEFT", "LEFT", "NN"), ("FULL", "FULL", "GG"),
+                                  ("INNER", "FULL", "GG"), ("LEFT", "INNER", "GN"), ("FULL", "LEFT", "NG"),
+                                  ("LEFT", "FULL", "NG")):
+        one = JoinWindows(first, within1, scale.join_grace if graces[0] == "G" else None)  # type: ignore[arg-type]
+        two = JoinWindows(second, within2, grace2 if graces[1] == "G" else None)  # type: ignore[arg-type]
+        pairs[f"S3_{first}_{second}_{graces}"] = (one, two)
+    for first, second, graces in (("INNER", "LEFT", "G"), ("LEFT", "FULL", "G"), ("LEFT", "INNER", "N")):
+        two = JoinWindows(second, within2, grace2 if graces == "G" else None)  # type: ignore[arg-type]
+        pairs[f"STS_{first}_{second}_{graces}"] = (f"TABLE_{first}", two)
+    return {sink: spec for sink, spec in pairs.items() if not few or sink in FEW_CHAINS}
+
+
+FEW_CHAINS = ("S3_LEFT_LEFT_NN", "S3_FULL_FULL_GG", "S3_LEFT_INNER_GN", "STS_LEFT_FULL_G")
+
+
+def chain_ddl(partitions: int) -> str:
+    streams = "".join(f"CREATE STREAM {name} (k VARCHAR KEY, v INT) "
+                      f"WITH (KAFKA_TOPIC='{name}', VALUE_FORMAT='JSON', PARTITIONS={partitions});"
+                      for name in ("a", "b", "c"))
+    return streams + (f"CREATE TABLE t (k VARCHAR PRIMARY KEY, v INT) "
+                      f"WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON', PARTITIONS={partitions});")
+
+
+def _within(spec: JoinWindows) -> str:
+    return f"WITHIN {_ms(spec.within)}" + ("" if spec.grace is None else f" GRACE PERIOD {_ms(spec.grace)}")
+
+
+def chain_query(sink: str, spec: Chain) -> str:
+    """``a ⋈ b ⋈ c`` (or ``a ⋈ t ⋈ c``), both on a's key: the result is keyed by it (by ROWKEY after a
+    FULL OUTER second join, whose rows may lack a)."""
+    first, second = spec
+    key = "ROWKEY" if second.kind == "FULL" else "a.k"
+    if isinstance(first, str):
+        middle, join1 = "t", f"{JOIN_KINDS[first.removeprefix('TABLE_')]} t ON a.k = t.k"
+    else:
+        middle, join1 = "b", f"{JOIN_KINDS[first.kind]} b {_within(first)} ON a.k = b.k"
+    return (f"CREATE STREAM {sink} AS SELECT {key} AS k, a.v AS av, {middle}.v AS mv, c.v AS cv FROM a {join1} "
+            f"{JOIN_KINDS[second.kind]} c {_within(second)} ON a.k = c.k;")
+
+
+def chain_events(scenario: Scenario) -> list[Event]:
+    """Records of a, b and c (keys k0-k2), and changes of table t (keys k0-k1)."""
+    rng = random.Random(f"chain-{scenario.shape}-{scenario.seed}")
+    events = []
+    for i, ts in enumerate(timestamps(scenario.shape, scenario.records, rng)):
+        topic = rng.choice(("a", "b", "c", "a", "t"))
+        events.append(Event(topic, f"k{rng.randrange(2 if topic == 't' else 3)}", {"V": i}, ts))
+    return events
+
+
+def model_chain(records: list[Record], spec: Chain) -> list[Output]:
+    """What the model writes for ``a ⋈ x ⋈ c``: its first join's rows, in output order, are the left input
+    of its second; each row's value is ((a, x), c), its key for the second join a's key."""
+    first, second = spec
+    of = {topic: [r for r in records if r.side == topic] for topic in ("a", "b", "c", "t")}
+    left = [dataclasses.replace(r, side="left") for r in of["a"]]
+    if isinstance(first, str):
+        rows = stream_table_join(left + [dataclasses.replace(r, side="right") for r in of["t"]],
+                                 first.removeprefix("TABLE_"))  # type: ignore[arg-type]
+    else:
+        rows = stream_stream_join(left + [dataclasses.replace(r, side="right") for r in of["b"]], first)
+    partition = {r.seq: r.partition for r in records}
+    chained, origin = next_join_input(rows, partition.__getitem__, of["c"],
+                                      key=lambda o: None if o.value[0] is None else o.key)
+    return from_chain_input(stream_stream_join(chained, second), origin)
+
+
+@functools.cache
+def chain_run(scenario: Scenario) -> Checked:
+    """The chains of ``chain_specs`` on one engine, beside the model's composed joins."""
+    specs = chain_specs(scenario.scale, few=0 < scenario.batch < 100)
+    queries = {sink: chain_query(sink, spec) for sink, spec in specs.items()}
+    events = chain_events(scenario)
+    run = run_engine(chain_ddl(scenario.partitions), queries, events, scenario.batch)
+    records = model_records(events, run.partition_of, side=lambda topic: topic)
+    model = {sink: model_chain(records, spec) for sink, spec in specs.items()}
+
+    def value(pair: tuple[tuple[Any, Any], Any]) -> dict[str, Any]:
+        (a, middle), c = pair if pair[0] is not None else ((None, None), pair[1])
+        return {name: None if v is None else v["V"] for name, v in (("AV", a), ("MV", middle), ("CV", c))}
+
+    return Checked(events, queries, run, model, {}, {sink: True for sink in specs}, value)
+
+
+CHAIN_RUNS = [
+    Scenario("dense", 1, 200, 0),
+    Scenario("jittered", 3, 200, 0),
+    Scenario("out_of_order", 1, 200, 0),
+    Scenario("sparse", 3, 150, 0),
+    Scenario("jittered", 3, 1_500, 1_000),
+    Scenario("out_of_order", 3, 70, 7),
+    Scenario("jittered", 1, 24, 1),
+]
+
+
+@pytest.mark.parametrize("scenario", CHAIN_RUNS, ids=str)
+def test_multi_way_joins_write_the_rows_of_the_models_joins_composed(scenario: Scenario) -> None:
+    checked = chain_run(scenario)
+    _fail_if(_check_final(checked, once_per_window=False), checked, "multi-way join rows differ from the model:")
+
+
+@pytest.mark.parametrize("scenario", [s for s in CHAIN_RUNS if 0 < s.batch < s.records], ids=str)
+def test_each_micro_batch_of_a_multi_way_join_writes_exactly_what_its_records_cause(scenario: Scenario) -> None:
+    checked = chain_run(scenario)
+    _fail_if(_check_progress(checked), checked, "what a multi-way join had written after a micro-batch differs:")
 
 
 # --- table aggregations ----------------------------------------------------------------------------

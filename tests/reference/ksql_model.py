@@ -78,7 +78,19 @@ Rules (decisions taken for nbstream; the two deliberate deviations from Kafka St
      minimum timestamp says nothing can have closed; neither is modelled (the cached minimum can
      be stale after a partial scan, which only delays Kafka Streams' output).
 
-6. **Table aggregations** (``KTableRepartitionMap``, ``KTableAggregate``, ksqlDB
+6. **Multi-way joins** are left-deep, ``((a ⋈ b) ⋈ c) …`` (ksqlDB ``JoinTree``; each join its own
+   ``KStreamKStreamJoin`` or ``KStreamKTableJoin`` processor in the same task). A join's output
+   record is handed to the next join at once (``ProcessorContext.forward``), before the next input
+   record is processed: the next join sees each output row at the place of the record that produced
+   it, after the rows that record produced before, with the row's timestamp (a stream-stream
+   join's: ``max(t, other)``) — so its stream time moves only with rows and records that reach it.
+   Each join keeps its own window stores, outer store and stream time (``TimeTracker`` per join). A
+   row whose key for the next join is null is dropped there (``KStreamKStreamJoin``: "Skipping
+   record due to null key"). A stream-table join (``KStreamKTableJoinProcessor``) joins a stream
+   record with the table's row of its key as of its arrival (INNER drops it if there is none, LEFT
+   pads it), with the stream record's timestamp.
+
+7. **Table aggregations** (``KTableRepartitionMap``, ``KTableAggregate``, ksqlDB
    ``TableGroupByBuilderBase``): a change of a source row whose old and new group are the same
    group writes that group once (old row removed, new row added); otherwise the old group is
    written first (the old row removed), then the new group (the new row added). A tombstone only
@@ -92,7 +104,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 DAY_MS = 24 * 60 * 60 * 1000
@@ -425,13 +437,58 @@ class _JoinTask:
                 self.outputs.append(Output(key, None, joined_value(side, row.value, None), ts, trigger))
 
 
+# --- multi-way joins ------------------------------------------------------------------------------
+
+
+def in_output_order(outputs: Iterable[Output]) -> list[Output]:
+    """``outputs`` in the order they were written: by the input record that produced them (each
+    task's outputs are in order; a record's outputs all come from its task)."""
+    return sorted(outputs, key=lambda o: o.trigger)
+
+
+def stream_table_join(records: Iterable[Record], kind: Literal["INNER", "LEFT"]) -> list[Output]:
+    """``s [LEFT] JOIN t ON s.k = t.k`` (rule 6): ``left`` records are the stream's, ``right`` ones the
+    table's changes (value None: a tombstone). Values are (stream value, table value) pairs."""
+    table: dict[Hashable, Any] = {}
+    outputs = []
+    for record in sorted(records, key=lambda r: r.seq):
+        if record.side == "right":
+            table[record.key] = record.value
+            continue
+        row = table.get(record.key)
+        if row is not None or kind == "LEFT":
+            outputs.append(Output(record.key, None, (record.value, row), record.ts, record.seq))
+    return outputs
+
+
+def next_join_input(outputs: Iterable[Output], partition_of: Callable[[int], int], right: Iterable[Record],
+                    key: Callable[[Output], Hashable | None]) -> tuple[list[Record], dict[int, int]]:
+    """The input of the next join of a chain (rule 6): the earlier joins' ``outputs`` as its left
+    records — each at the place of the input record that produced it (``partition_of`` that
+    record's ``seq``: its task), keyed by ``key`` (the next ON's left expression; None: dropped) —
+    and the next stream's records as its right ones, numbered anew in that order. Also returns
+    each new ``seq``'s original input record (see :func:`from_chain_input`)."""
+    entries = [((o.trigger, i), Record(0, partition_of(o.trigger), key(o), o.value, o.ts, "left"))
+               for i, o in enumerate(in_output_order(outputs))]
+    entries += [((r.seq, -1), replace(r, side="right")) for r in right]
+    entries = sorted((e for e in entries if e[1].key is not None), key=lambda e: e[0])
+    records = [replace(record, seq=seq) for seq, (_, record) in enumerate(entries)]
+    return records, {seq: place[0] for seq, (place, _) in enumerate(entries)}
+
+
+def from_chain_input(outputs: Iterable[Output], origin: dict[int, int]) -> list[Output]:
+    """A chained join's ``outputs`` with their triggers as the original input records (``origin``:
+    from :func:`next_join_input`)."""
+    return [replace(o, trigger=origin[o.trigger]) for o in outputs]
+
+
 # --- table aggregations --------------------------------------------------------------------------
 
 
 def table_aggregate(changes: Iterable[Record], group_of: Callable[[Any], Hashable | None],
                     aggregate: Callable[[Sequence[Any]], Any]) -> list[Output]:
     """The records ``SELECT g, aggs FROM table GROUP BY g`` writes for a table's changelog
-    (``changes``: a record per upsert, value None for a tombstone), in arrival order (rule 6).
+    (``changes``: a record per upsert, value None for a tombstone), in arrival order (rule 7).
     ``group_of`` maps a row to its group (None: in no group); ``aggregate`` maps a group's current
     rows (in the order they joined it) to the written value."""
     rows: dict[Hashable, Any] = {}

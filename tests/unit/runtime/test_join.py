@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import BindError, NbstreamError, UnsupportedError
+from nbstream.errors import BindError, NbstreamError
 
 ORDERS = ("CREATE STREAM orders (id INT KEY, item VARCHAR, user_id INT) "
           "WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON');")
@@ -638,16 +638,6 @@ def test_a_join_must_compare_the_joined_table_with_a_source_joined_before_it() -
     with pytest.raises(BindError, match="a JOIN of REGIONS must compare a column of R"):
         Engine().execute(ORDERS + MEMBERS + REGIONS + "CREATE STREAM e AS SELECT o.user_id, name FROM orders o "
                          "JOIN members m ON o.user_id = m.id JOIN regions r ON o.id = m.id;")
-
-
-@pytest.mark.parametrize(("kind", "sources"), [
-    ("STREAM", "orders o JOIN members m ON o.user_id = m.id JOIN l WITHIN 1 SECOND ON o.id = l.id"),
-])
-def test_multi_way_joins_other_than_stream_to_tables_are_a_clear_unsupported_error(kind: str, sources: str) -> None:
-    eng = Engine()
-    eng.execute(ORDERS + USERS + MEMBERS + REGIONS + LEFT)
-    with pytest.raises(UnsupportedError, match="supported only as a STREAM joined to TABLEs"):
-        eng.execute(f"CREATE {kind} e AS SELECT * FROM {sources};")
 
 
 def test_a_bad_record_of_a_later_table_is_logged_with_its_topic_and_the_join_goes_on() -> None:

@@ -1,7 +1,8 @@
 """Joins of windowed sources follow ksqlDB: two sources whose keys are windowed alike join on key
 and window — the window bounds their serialized keys hold (a time window's start, a session's
-start and end) — and the result's key is windowed like the left source's. ksqlDB never re-keys a
-windowed source, so anything that would is refused with its message."""
+start and end) — and the result's key is windowed like the left source's; so does each join of a
+chain of them. ksqlDB never re-keys a windowed source for a join, so anything that would is refused
+with its message; a GROUP BY re-keys the join's rows, unless it groups by the join's key alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from nbstream import Engine
-from nbstream.errors import BindError, NbstreamError
+from nbstream.errors import BindError
 
 Record = tuple[str, Any, dict[str, Any] | None, int, tuple[int, int]]  # topic, key, value, timestamp, window
 
@@ -165,11 +166,87 @@ def test_partition_by_over_a_windowed_join_is_refused() -> None:
                          "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id PARTITION BY l.v;")
 
 
-def test_group_by_over_a_windowed_join_is_a_clear_unsupported_error() -> None:
-    with pytest.raises(NbstreamError, match="GROUP BY over a join of windowed sources is not supported yet"):
-        Engine().execute(_stream("L", TUMBLING) + _stream("R", TUMBLING) +
-                         "CREATE TABLE j AS SELECT l.v, COUNT(*) AS n FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id "
-                         "GROUP BY l.v;")
+def test_three_windowed_streams_join_only_records_of_the_same_key_and_window() -> None:
+    eng = _run(_stream("A", TUMBLING) + _stream("B", TUMBLING) + _stream("C", TUMBLING) +
+               "CREATE STREAM j AS SELECT a.id, a.v AS av, b.v AS bv, c.v AS cv FROM a JOIN b WITHIN 1 MINUTE "
+               "ON a.id = b.id LEFT JOIN c WITHIN 1 MINUTE ON b.id = c.id;",
+               [("a", 1, {"V": 1}, 100, (0, 2_000)), ("b", 1, {"V": 2}, 200, (0, 2_000)),
+                ("b", 1, {"V": 3}, 2_200, (2_000, 4_000)), ("c", 1, {"V": 4}, 2_300, (2_000, 4_000)),
+                ("c", 1, {"V": 5}, 300, (0, 2_000))])
+    # c's record of the second window is within a minute of the row a ⋈ b, but not in its window
+    assert _out(eng, "J") == [(1, (0, 2_000), 200, {"AV": 1, "BV": 2, "CV": None}),
+                              (1, (0, 2_000), 300, {"AV": 1, "BV": 2, "CV": 5})]
+    assert eng.catalog.get("J").window == eng.catalog.get("A").window
+
+
+def test_a_windowed_stream_looks_up_windowed_tables_of_its_key_and_window() -> None:
+    eng = _run(_stream("A", SESSION) + _stream("T", SESSION, kind="TABLE") + _stream("U", SESSION, kind="TABLE") +
+               "CREATE STREAM j AS SELECT a.id, a.v AS av, t.v AS tv, u.v AS uv FROM a JOIN t ON a.id = t.id "
+               "LEFT JOIN u ON t.id = u.id;",
+               [("t", 1, {"V": 10}, 50, (0, 50)), ("u", 1, {"V": 20}, 60, (0, 60)), ("u", 1, {"V": 30}, 50, (0, 50)),
+                ("a", 1, {"V": 1}, 70, (0, 50)), ("a", 1, {"V": 2}, 80, (0, 60))])
+    assert _out(eng, "J") == [(1, (0, 50), 70, {"AV": 1, "TV": 10, "UV": 30})]
+
+
+def test_a_chain_of_windowed_tables_joins_rows_of_the_same_key_and_window() -> None:
+    eng = _run(_stream("T", TUMBLING, kind="TABLE") + _stream("U", TUMBLING, kind="TABLE") +
+               _stream("V", TUMBLING, kind="TABLE") +
+               "CREATE TABLE j AS SELECT t.id, t.v AS tv, u.v AS uv, v.v AS vv FROM t JOIN u ON t.id = u.id "
+               "LEFT JOIN v ON u.id = v.id;",
+               [("t", 1, {"V": 1}, 0, (0, 2_000)), ("u", 1, {"V": 2}, 10, (0, 2_000)),
+                ("v", 1, {"V": 3}, 20, (2_000, 4_000)), ("v", 1, {"V": 4}, 30, (0, 2_000))])
+    assert _out(eng, "J") == [(1, (0, 2_000), 10, {"TV": 1, "UV": 2, "VV": None}),
+                              (1, (0, 2_000), 30, {"TV": 1, "UV": 2, "VV": 4})]
+
+
+def test_a_later_join_of_a_windowed_chain_on_another_column_is_refused_as_in_ksqldb() -> None:
+    with pytest.raises(BindError) as error:
+        Engine().execute(_stream("A", TUMBLING) + _stream("B", TUMBLING) + _stream("C", TUMBLING) +
+                         "CREATE STREAM j AS SELECT * FROM a JOIN b WITHIN 1 MINUTE ON a.id = b.id "
+                         "JOIN c WITHIN 1 MINUTE ON a.v = c.id;")
+    assert str(error.value).startswith("Implicit repartitioning of windowed sources is not supported.")
+
+
+def test_group_by_over_a_windowed_join_groups_its_rows_whatever_their_window() -> None:
+    eng = _run(_stream("L", TUMBLING) + _stream("R", TUMBLING) +
+               "CREATE TABLE j AS SELECT l.v, COUNT(*) AS n FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id "
+               "GROUP BY l.v;",
+               [("l", 1, {"V": 7}, 100, (0, 2_000)), ("r", 1, {"V": 8}, 200, (0, 2_000)),
+                ("r", 1, {"V": 8}, 2_200, (2_000, 4_000)), ("l", 1, {"V": 7}, 2_300, (2_000, 4_000))])
+    # ksqlDB re-keys the join's rows by the GROUP BY: the result is not windowed
+    assert _out(eng, "J") == [(7, None, 200, {"N": 1}), (7, None, 2_300, {"N": 2})]
+    assert eng.catalog.get("J").window is None
+
+
+def test_a_windowed_group_by_over_a_chain_of_windowed_streams_windows_the_rows_anew() -> None:
+    eng = _run(_stream("A", TUMBLING) + _stream("B", TUMBLING) + _stream("C", TUMBLING) +
+               "CREATE TABLE j AS SELECT b.v, COUNT(*) AS n FROM a JOIN b WITHIN 1 MINUTE ON a.id = b.id "
+               "JOIN c WITHIN 1 MINUTE ON a.id = c.id WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY b.v;",
+               [("a", 1, {"V": 1}, 100, (0, 2_000)), ("b", 1, {"V": 8}, 200, (0, 2_000)),
+                ("c", 1, {"V": 9}, 300, (0, 2_000)), ("c", 1, {"V": 9}, 2_300, (2_000, 4_000))])
+    assert _out(eng, "J") == [(8, (0, 10_000), 300, {"N": 1})]
+
+
+def test_a_group_by_over_windowed_tables_joined_groups_their_rows() -> None:
+    eng = _run(_stream("T", TUMBLING, kind="TABLE") + _stream("U", TUMBLING, kind="TABLE") +
+               "CREATE TABLE j AS SELECT t.id, COUNT(*) AS n FROM t JOIN u ON t.id = u.id GROUP BY t.id;",
+               [("t", 1, {"V": 5}, 0, (0, 2_000)), ("u", 1, {"V": 6}, 10, (0, 2_000)),
+                ("u", 1, {"V": 6}, 20, (2_000, 4_000)), ("t", 1, {"V": 5}, 30, (2_000, 4_000)),
+                ("t", 1, None, 40, (0, 2_000))])
+    # a table's GROUP BY always re-keys (ksqlDB's KTable groupBy): by its key, across windows
+    assert _out(eng, "J") == [(1, None, 10, {"N": 1}), (1, None, 30, {"N": 2}), (1, None, 40, {"N": 1})]
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT l.v, COUNT(*) AS n FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id GROUP BY l.id",
+    "SELECT r.id, COUNT(*) AS n FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id GROUP BY r.id",
+    "SELECT ROWKEY, COUNT(*) AS n FROM l FULL OUTER JOIN r WITHIN 1 MINUTE ON l.id = r.id GROUP BY ROWKEY",
+])
+def test_group_by_the_key_of_a_windowed_stream_join_is_refused_as_in_ksqldb(query: str) -> None:
+    # ksqlDB's join key column is the first of its viable key columns the projection selects (else the
+    # first); grouping by it alone is no re-keying, which ksqlDB's groupByKey refuses for windowed keys
+    with pytest.raises(BindError, match=r"^Group by on windowed should always require rekey$"):
+        Engine().execute(_stream("L", TUMBLING) + _stream("R", TUMBLING) + f"CREATE TABLE j AS {query};")
 
 
 def test_a_foreign_key_join_of_windowed_tables_is_refused() -> None:
