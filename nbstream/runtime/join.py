@@ -668,7 +668,7 @@ class JoinRunner(QueryRunner):
         outputs = ", ".join(f"{c.sql} AS {quote(c.name)}" for c in plan.columns)
         where = f"coalesce({plan.where}, FALSE)" if plan.where else "TRUE"
         source, positions = self._source_sql()
-        control = f"FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, NULL AS __headers, {positions}"
+        control = f"FALSE AS __err, NULL::VARCHAR AS __errmsg, FALSE AS __bad_ts, {positions}"
         bounds = plan.window_bounds_sql
         if bounds is not None:  # the result's key window
             control += f", {bounds[0]} AS __ws, {bounds[1]} AS __we"
@@ -680,15 +680,19 @@ class JoinRunner(QueryRunner):
 
     def _source_sql(self) -> tuple[str, str]:
         """Where each joined row came from — the input record whose arrival produced it: a join
-        clause to add to ``__joined`` and the columns ``__side``, ``__in_partition``, ``__in_offset``.
-        The fast path's rows are placed by their stream record (``__pos``); the others by the
-        arrival number of their trigger (``__arr``, or ``__trig`` for a window join) in ``__ev``."""
+        clause to add to ``__joined`` and the columns ``__side``, ``__in_partition``, ``__in_offset``
+        and ``__headers`` (the record's Kafka headers, which Kafka Streams forwards to what it
+        produced). The fast path's rows are placed by their stream record (``__pos``); the others
+        by the arrival number of their trigger (``__arr``, or ``__trig`` for a window join) in ``__ev``."""
         if self._trigger is None:
-            return "", (f"0 AS __side, (__pos >> 40)::INTEGER AS __in_partition, "
-                        f"__pos & {(1 << 40) - 1} AS __in_offset")
+            return (f" LEFT JOIN (SELECT {SEQ_SQL} AS __src_pos, __headers AS __src_headers FROM __side0 "
+                    "WHERE len(__headers) > 0) ON __src_pos = __pos",
+                    f"0 AS __side, (__pos >> 40)::INTEGER AS __in_partition, __pos & {(1 << 40) - 1} AS __in_offset, "
+                    "__src_headers AS __headers")
         return (f" LEFT JOIN (SELECT __arr AS __src_arr, __side AS __src_side, __in_partition AS __src_partition, "
-                f"__in_offset AS __src_offset FROM __ev) ON __src_arr = {self._trigger}",
-                "__src_side AS __side, __src_partition AS __in_partition, __src_offset AS __in_offset")
+                f"__in_offset AS __src_offset, __headers AS __src_headers FROM __ev) ON __src_arr = {self._trigger}",
+                "__src_side AS __side, __src_partition AS __in_partition, __src_offset AS __in_offset, "
+                "__src_headers AS __headers")
 
     def _emit_table_changes(self, where: str) -> None:
         """``__changes``: the joined rows a TABLE result emits. The join's own changes all go out; a
