@@ -23,6 +23,7 @@ from typing import Any
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.errors import FormatError
+from nbstream.formats.compatibility import type_incompatibility
 
 _CONNECT = "org.apache.kafka.connect.data."
 _NULL = {"type": "null"}
@@ -161,39 +162,13 @@ def columns_of(schema: Any, role: str, *, single_name: str, unwrapped: bool = Fa
     return [Column(single_name, t, role)]  # type: ignore[arg-type]
 
 
-#: What a reader of each JSON schema type also reads (JSON numbers: an integer is a number).
-_WIDER = {"INTEGER": ("BIGINT", "DOUBLE"), "BIGINT": ("DOUBLE",)}
-
-
 def backward_incompatibility(reader: Any, writer: Any) -> str | None:
     """Why a reader of the JSON schema ``reader`` cannot read what ``writer`` wrote, naming the
-    field; None when it can. Compared as the ksqlDB types they read as: a field of both must keep
-    its type (or widen it: INTEGER to BIGINT or DOUBLE), a new field is optional unless the
-    reader's ``required`` names it; fields the reader drops are ignored, as JSON objects are open."""
-    return _incompatibility(sql_type_of(reader), sql_type_of(writer), _required(reader), "")
+    field; None when it can (:mod:`nbstream.formats.compatibility`; the reader's ``required``
+    fields must be there)."""
+    return type_incompatibility(sql_type_of(reader), sql_type_of(writer), _required(reader))
 
 
-def _required(schema: Any) -> set[str]:
+def _required(schema: Any) -> frozenset[str]:
     bare = _non_null(schema)
-    return {str(n).upper() for n in bare.get("required") or ()} if isinstance(bare, dict) else set()
-
-
-def _incompatibility(r: SqlType, w: SqlType, required: set[str], path: str) -> str | None:
-    if r.name == "STRUCT" and w.name == "STRUCT":
-        written = dict(w.fields)
-        for name, rtype in r.fields:
-            where = f"{path}.{name}" if path else name
-            if name not in written:
-                if name in required:
-                    return f"field '{where}' is new and required"
-                continue
-            why = _incompatibility(rtype, written[name], set(), where)
-            if why:
-                return why
-        return None
-    if r.name == w.name and r.name in ("ARRAY", "MAP"):
-        assert r.element is not None and w.element is not None
-        return _incompatibility(r.element, w.element, set(), path + ("[]" if r.name == "ARRAY" else "{}"))
-    if r == w or r.name in _WIDER.get(w.name, ()):
-        return None
-    return f"field '{path or '<value>'}' changed type from {w} to {r}"
+    return frozenset(str(n).upper() for n in bare.get("required") or ()) if isinstance(bare, dict) else frozenset()

@@ -54,6 +54,7 @@ from google.protobuf.message import DecodeError, Message
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import SqlType
 from nbstream.errors import FormatError
+from nbstream.formats.compatibility import type_incompatibility
 
 DEFAULT_NAME = "ConnectDefault"
 WRAPPERS = {
@@ -329,6 +330,24 @@ def columns_of(schema: ProtoSchema, role: str, *, single_name: str, unwrapped: b
     if unwrapped:
         return [Column(single_name, t, role)]  # type: ignore[arg-type]
     return [Column(n, ft, role) for n, ft in t.fields]  # type: ignore[arg-type]
+
+
+def backward_incompatibility(reader: str, writer: str) -> str | None:
+    """Why a reader of the ``.proto`` ``reader`` cannot read what ``writer`` wrote, naming the field;
+    None when it can. Their first messages are compared field number by field number (what the
+    bytes carry), each as the ksqlDB type it reads as (:mod:`nbstream.formats.compatibility`)."""
+    new, old = compile_schema(reader).message(), compile_schema(writer).message()
+    written = {f.number: f for f in old.fields}
+    for field in new.fields:
+        before = written.get(field.number)
+        if before is None:
+            continue
+        if before.name.upper() != field.name.upper():
+            return f"field number {field.number} was '{before.name}' and is now '{field.name}'"
+        why = type_incompatibility(field_sql_type(field), field_sql_type(before), path=field.name.upper())
+        if why:
+            return why
+    return None
 
 
 # -- SQL → Protobuf -------------------------------------------------------------------------------

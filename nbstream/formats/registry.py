@@ -188,15 +188,18 @@ class SchemaRegistry:
 
     def check_compatible(self, subject: str, schema: Any, schema_type: str = "AVRO") -> None:
         """Raise :class:`FormatError` naming the field when ``schema`` cannot read what the latest
-        version of ``subject`` wrote (BACKWARD compatibility; AVRO and JSON, PROTOBUF passes)."""
+        version of ``subject`` wrote (BACKWARD compatibility)."""
         latest = self.latest(subject)
         stype = schema_type.upper()
-        if latest is None or stype not in ("AVRO", "JSON") or latest.schema_type != stype:
+        if latest is None or latest.schema_type != stype:
             return
-        from nbstream.formats import avro_schema, json_schema
+        from nbstream.formats import avro_schema, json_schema, protobuf_schema
 
-        module = avro_schema if stype == "AVRO" else json_schema
-        why = module.backward_incompatibility(json.loads(canonical(schema, stype)), latest.parsed())
+        if stype == "PROTOBUF":
+            why = protobuf_schema.backward_incompatibility(canonical(schema, stype), latest.schema)
+        else:
+            module = avro_schema if stype == "AVRO" else json_schema
+            why = module.backward_incompatibility(json.loads(canonical(schema, stype)), latest.parsed())
         if why is not None:
             raise FormatError(f"Schema for subject '{subject}' is incompatible with its latest version "
                               f"(id {latest.id}): {why}")

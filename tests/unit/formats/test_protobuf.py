@@ -365,3 +365,18 @@ def test_decimals_are_read_in_numpy_as_upb_reads_them_record_by_record(registry:
     assert fast.to_pylist() == slow(blobs).to_pylist()
     assert [r["M"] for r in fast.to_pylist()] == values
     assert [r["Z"] for r in fast.to_pylist()] == [1, -128, 0, None, 9999, -1]
+
+
+def test_a_replacing_query_must_stay_backward_compatible() -> None:
+    eng = Engine()
+    eng.execute("""CREATE STREAM S (K STRING KEY, A INT, B STRUCT<X INT>)
+                     WITH (KAFKA_TOPIC='s', VALUE_FORMAT='PROTOBUF');
+                   CREATE STREAM T AS SELECT K, A, B FROM S;""")
+    with pytest.raises(NbstreamError, match="field 'A' changed type from INTEGER to STRING"):
+        eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, CAST(A AS STRING) AS A, B FROM S;")
+    with pytest.raises(NbstreamError, match=r"field 'B\.X' changed type from INTEGER to BOOLEAN"):
+        eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, A, STRUCT(X := B->X > 0) AS B FROM S;")
+    with pytest.raises(NbstreamError, match="field number 1 was 'A' and is now 'B'"):
+        eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, B, A FROM S;")  # the bytes carry numbers, not names
+    eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, CAST(A AS BIGINT) AS A, B, 1 AS NEW FROM S;")  # widened, added
+    assert eng.schema_registry.versions("T-value") == [1, 2]
