@@ -35,6 +35,8 @@ import polars as pl
 import pyarrow as pa
 from polars.exceptions import PanicException
 
+from nbstream.formats.avro_encode import varint_bytes
+
 #: Magic bytes of an Avro Object Container File, and the sync marker ending our one block.
 _MAGIC = b"Obj\x01"
 _SYNC = b"nbstream.avro.sy"  # any 16 bytes: the file is ours and is read once
@@ -46,13 +48,7 @@ class Rejected(Exception):
 
 def varint(n: int) -> bytes:
     """``n`` as an Avro ``long``: zig-zag, then 7 bits per byte, least significant first."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
+    return varint_bytes((n << 1) ^ (n >> 63))
 
 
 def _string(data: bytes) -> bytes:

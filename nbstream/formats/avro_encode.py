@@ -75,6 +75,16 @@ def join_rows(parts: Sequence[Encoded]) -> Encoded:
     return Encoded(lengths, out)
 
 
+def varint_bytes(value: int) -> bytes:
+    """One unsigned value as a base-128 varint (low group first, high bit: more follow)."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def varints(values: np.ndarray) -> Encoded:
     """Each unsigned 64-bit value as a base-128 varint (low group first, high bit: more follow)."""
     values = values.astype(np.uint64, copy=False)

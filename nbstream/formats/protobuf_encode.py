@@ -33,6 +33,7 @@ from nbstream.formats.avro_encode import (
     decimal_bytes,
     join_rows,
     raw_bytes,
+    varint_bytes,
     varints,
     zigzag_varints,
 )
@@ -54,7 +55,7 @@ _WIRE = {_T.TYPE_FIXED32: _FIXED32, _T.TYPE_SFIXED32: _FIXED32, _T.TYPE_FLOAT: _
 
 
 def _key(number: int, wire: int) -> bytes:
-    return _varint((number << 3) | wire)
+    return varint_bytes((number << 3) | wire)
 
 
 def _scatter(present: np.ndarray, part: Encoded) -> Encoded:
@@ -260,9 +261,9 @@ def _decimals(field: FieldDescriptor) -> Encoder:
     message = field.message_type
     trailer = b""
     if int(params.get("precision", 0)):
-        trailer += _key(message.fields_by_name["precision"].number, _VARINT) + _varint(int(params["precision"]))
+        trailer += _key(message.fields_by_name["precision"].number, _VARINT) + varint_bytes(int(params["precision"]))
     if scale:
-        trailer += _key(message.fields_by_name["scale"].number, _VARINT) + _varint(scale & (2**64 - 1))
+        trailer += _key(message.fields_by_name["scale"].number, _VARINT) + varint_bytes(scale & (2**64 - 1))
     value_key = _key(message.fields_by_name["value"].number, _DELIMITED)
 
     def encode(array: pa.Array) -> Encoded:
@@ -271,15 +272,6 @@ def _decimals(field: FieldDescriptor) -> Encoder:
         return join_rows([Encoded.constant(value_key, rows), _delimited(raw), Encoded.constant(trailer, rows)])
 
     return encode
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _timestamps(message: Descriptor) -> Encoder:

@@ -13,7 +13,7 @@ from nbstream import Engine
 from nbstream.catalog.schema import Column
 from nbstream.catalog.types import parse_type
 from nbstream.errors import FormatError, NbstreamError
-from nbstream.formats import codecs, format_for, json_schema
+from nbstream.formats import format_for
 from nbstream.formats.json_schema import columns_of, json_schema_for
 from nbstream.formats.registry import SchemaRegistry
 from nbstream.log.base import RECORD_SCHEMA
@@ -36,17 +36,6 @@ def cols(*specs: str) -> list[Column]:
 def framed(schema_id: int, value: object) -> bytes:
     """A record in Confluent's wire format: magic byte 0, the 4-byte id, the JSON text."""
     return b"\x00" + schema_id.to_bytes(4, "big") + json.dumps(value).encode()
-
-
-@pytest.fixture
-def registry() -> SchemaRegistry:
-    return SchemaRegistry(duckdb.connect())
-
-
-@pytest.fixture
-def sr_con(con: duckdb.DuckDBPyConnection, registry: SchemaRegistry) -> duckdb.DuckDBPyConnection:
-    codecs.attach(con, registry)
-    return con
 
 
 # -- decoding and encoding inside DuckDB ------------------------------------------------------------
@@ -174,22 +163,3 @@ def test_inference_reads_the_registered_json_schema() -> None:
     with pytest.raises(NbstreamError, match="Subject: nothing-value"):
         eng.execute("CREATE STREAM N WITH (KAFKA_TOPIC='nothing', VALUE_FORMAT='JSON_SR');")
 
-
-def test_a_replacing_query_must_stay_backward_compatible() -> None:
-    eng = Engine()
-    eng.execute("""CREATE STREAM S (K STRING KEY, A INT, B STRUCT<X INT>)
-                     WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON_SR');
-                   CREATE STREAM T AS SELECT K, A, B FROM S;""")
-    with pytest.raises(NbstreamError, match="field 'A' changed type from INTEGER to STRING"):
-        eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, CAST(A AS STRING) AS A, B FROM S;")
-    with pytest.raises(NbstreamError, match=r"field 'B\.X' changed type from INTEGER to BOOLEAN"):
-        eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, A, STRUCT(X := B->X > 0) AS B FROM S;")
-    eng.execute("CREATE OR REPLACE STREAM T AS SELECT K, CAST(A AS BIGINT) AS A, B, 1 AS NEW FROM S;")  # widened, added
-    assert eng.schema_registry.versions("T-value") == [1, 2]
-
-
-def test_a_new_required_field_cannot_read_what_was_written() -> None:
-    old = {"type": "object", "properties": {"a": {"type": "integer"}}}
-    new = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}}, "required": ["b"]}
-    assert json_schema.backward_incompatibility(new, old) == "field 'B' is new and required"
-    assert json_schema.backward_incompatibility(old, new) is None  # a dropped field is ignored

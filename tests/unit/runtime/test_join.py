@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from produced import Record  # type: ignore[import-not-found]
+from produced import run_records as _run  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.errors import BindError, NbstreamError
@@ -20,16 +22,7 @@ CARTS = "CREATE TABLE carts (id INT PRIMARY KEY, n INT) WITH (KAFKA_TOPIC='carts
 LEFT = "CREATE STREAM l (id INT KEY, a VARCHAR) WITH (KAFKA_TOPIC='l', VALUE_FORMAT='JSON');"
 RIGHT = "CREATE STREAM r (id INT KEY, b VARCHAR) WITH (KAFKA_TOPIC='r', VALUE_FORMAT='JSON');"
 
-Record = tuple[str, Any, dict[str, Any] | None, int]  # topic, key, value (None: tombstone), timestamp
 
-
-def _run(sql: str, records: list[Record], eng: Engine | None = None) -> Engine:
-    eng = eng or Engine()
-    eng.execute(sql)
-    for topic, key, value, ts in records:
-        eng.produce(topic, value, key=key, timestamp=ts)
-    eng.run_until_idle()
-    return eng
 
 
 def _run_in_random_batches(sql: str, records: list[Record], rng: random.Random) -> Engine:

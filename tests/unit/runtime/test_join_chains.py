@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 from notebook_files import write_notebook  # type: ignore[import-not-found]
+from produced import Record  # type: ignore[import-not-found]
+from produced import run_records as _run  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.cli import main
@@ -29,16 +31,7 @@ STREAMS = "".join(f"CREATE STREAM {s} (k VARCHAR KEY, v INT) WITH (KAFKA_TOPIC='
                   for s in ("a", "b", "c", "d"))
 TABLE = "CREATE TABLE t (k VARCHAR PRIMARY KEY, v INT) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON');"
 
-Record = tuple[str, str, dict[str, Any] | None, int]  # topic, key, value, timestamp
 
-
-def _run(sql: str, records: list[Record], eng: Engine | None = None) -> Engine:
-    eng = eng or Engine()
-    eng.execute(sql)
-    for topic, key, value, ts in records:
-        eng.produce(topic, value, key=key, timestamp=ts)
-    eng.run_until_idle()
-    return eng
 
 
 def _out(eng: Engine, topic: str = "J") -> list[tuple[Any, ...]]:
