@@ -33,7 +33,7 @@ from sqlglot import exp
 from nbstream.catalog.catalog import Catalog, Source, WindowInfo
 from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
 from nbstream.catalog.types import BIGINT, SqlType
-from nbstream.errors import BindError, UnknownNameError, UnsupportedError
+from nbstream.errors import BindError, PlanError, UnknownNameError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggregate
 from nbstream.plan.aliases import AliasGenerator
@@ -115,6 +115,11 @@ class TableLookup:
     kind: str
     probe: str
     within: Within | None = None
+
+    def __post_init__(self) -> None:
+        if (self.within is None) != self.side.is_table:
+            what = "a table with" if self.side.is_table else "a stream without"
+            raise PlanError(f"the join of {self.side.alias} is of {what} a WITHIN window")
 
     @property
     def is_window_join(self) -> bool:
