@@ -416,20 +416,8 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     if window is not None:
         _check_windowed_query(query, sources[0].source)
         _check_windowed_chain(scope, sources, [stream, *others], joins, pairs)
-    probing = scope.joined_scope(BIGINT)
-    prober = ExpressionCompiler(probing, TypeProbe(con, probing), params=params)
-    compiled = [prober.compile(probe) for probe, _ in pairs[1:]]
-    probe_types = [_key_type(stream), *(prober.type_of(c) for c in compiled)]
-    for join, side, probe_type in zip(joins, others, probe_types, strict=True):
-        if probe_type != _key_type(side):
-            on = join.args["on"]
-            raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{probe_type}}} = "
-                            f"{on.expression.sql()}{{{_key_type(side)}}}.")
-    probes = [quote(JOIN_KEY), *(_probe_sql(scope, c.sql("duckdb"), t, join, probe)
-                                 for c, t, join, (probe, _) in zip(compiled, probe_types[1:], joins[1:], pairs[1:],
-                                                                   strict=True))]
+    probes, key_type = _chain_probes(scope, joins, pairs, [stream, *others], con, params)
     kinds = [_kind(j) for j in joins]
-    key_type = probe_types[-1]
     keys = {_JoinScope.renamed(s, c.name) for s in sources if len(s.source.schema.key) == 1
             for c in s.source.schema.key}
     plan = JoinPlan(left=stream, right=others[0], kind=kinds[0], columns=(), key_type=_join_key_type(others[-1]),
@@ -452,6 +440,26 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     result_key = _JoinKey(candidates, key_type, key_sql)
     columns = _result_columns(query, scope, compiler, con, sink, result_key)
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text)
+
+
+def _chain_probes(scope: _JoinScope, joins: list[exp.Join], pairs: list[tuple[exp.Expression, exp.Expression]],
+                  sides: list[JoinSide], con: duckdb.DuckDBPyConnection,
+                  params: Mapping[str, object] | None) -> tuple[list[str], SqlType]:
+    """The SQL over the joined row so far of each join's key — the stream's ``__jk`` for the first,
+    then each ON's probe (:func:`_probe_sql`) — each of the type of the joined source's key (ksqlDB's
+    message otherwise); and the type of the last one, the result's key."""
+    probing = scope.joined_scope(BIGINT)
+    prober = ExpressionCompiler(probing, TypeProbe(con, probing), params=params)
+    compiled = [prober.compile(probe) for probe, _ in pairs[1:]]
+    probe_types = [_key_type(sides[0]), *(prober.type_of(c) for c in compiled)]
+    for join, side, probe_type in zip(joins, sides[1:], probe_types, strict=True):
+        if probe_type != _key_type(side):
+            on = join.args["on"]
+            raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{probe_type}}} = "
+                            f"{on.expression.sql()}{{{_key_type(side)}}}.")
+    probes = [_probe_sql(scope, c.sql("duckdb"), t, join, probe)
+              for c, t, join, (probe, _) in zip(compiled, probe_types[1:], joins[1:], pairs[1:], strict=True)]
+    return [quote(JOIN_KEY), *probes], probe_types[-1]
 
 
 def _probe_sql(scope: _JoinScope, probe_sql: str, probe_type: SqlType, join: exp.Join,
