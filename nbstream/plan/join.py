@@ -33,7 +33,7 @@ from sqlglot import exp
 from nbstream.catalog.catalog import Catalog, Source, WindowInfo
 from nbstream.catalog.schema import PSEUDO_COLUMNS, WINDOW_BOUNDS, Column, LogicalSchema
 from nbstream.catalog.types import BIGINT, SqlType
-from nbstream.errors import BindError, UnknownNameError, UnsupportedError
+from nbstream.errors import BindError, PlanError, UnknownNameError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
 from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggregate
 from nbstream.plan.aliases import AliasGenerator
@@ -115,6 +115,11 @@ class TableLookup:
     kind: str
     probe: str
     within: Within | None = None
+
+    def __post_init__(self) -> None:
+        if (self.within is None) != self.side.is_table:
+            what = "a table with" if self.side.is_table else "a stream without"
+            raise PlanError(f"the join of {self.side.alias} is of {what} a WITHIN window")
 
     @property
     def is_window_join(self) -> bool:
@@ -411,20 +416,8 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     if window is not None:
         _check_windowed_query(query, sources[0].source)
         _check_windowed_chain(scope, sources, [stream, *others], joins, pairs)
-    probing = scope.joined_scope(BIGINT)
-    prober = ExpressionCompiler(probing, TypeProbe(con, probing), params=params)
-    compiled = [prober.compile(probe) for probe, _ in pairs[1:]]
-    probe_types = [_key_type(stream), *(prober.type_of(c) for c in compiled)]
-    for join, side, probe_type in zip(joins, others, probe_types, strict=True):
-        if probe_type != _key_type(side):
-            on = join.args["on"]
-            raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{probe_type}}} = "
-                            f"{on.expression.sql()}{{{_key_type(side)}}}.")
-    probes = [quote(JOIN_KEY), *(_probe_sql(scope, c.sql("duckdb"), t, join, probe)
-                                 for c, t, join, (probe, _) in zip(compiled, probe_types[1:], joins[1:], pairs[1:],
-                                                                   strict=True))]
+    probes, key_type = _chain_probes(scope, joins, pairs, [stream, *others], con, params)
     kinds = [_kind(j) for j in joins]
-    key_type = probe_types[-1]
     keys = {_JoinScope.renamed(s, c.name) for s in sources if len(s.source.schema.key) == 1
             for c in s.source.schema.key}
     plan = JoinPlan(left=stream, right=others[0], kind=kinds[0], columns=(), key_type=_join_key_type(others[-1]),
@@ -447,6 +440,26 @@ def _plan_chain(query: Query, sources: list[_Source], joins: list[exp.Join], con
     result_key = _JoinKey(candidates, key_type, key_sql)
     columns = _result_columns(query, scope, compiler, con, sink, result_key)
     return replace(plan, columns=tuple(columns), where=where, where_expression=where_text)
+
+
+def _chain_probes(scope: _JoinScope, joins: list[exp.Join], pairs: list[tuple[exp.Expression, exp.Expression]],
+                  sides: list[JoinSide], con: duckdb.DuckDBPyConnection,
+                  params: Mapping[str, object] | None) -> tuple[list[str], SqlType]:
+    """The SQL over the joined row so far of each join's key — the stream's ``__jk`` for the first,
+    then each ON's probe (:func:`_probe_sql`) — each of the type of the joined source's key (ksqlDB's
+    message otherwise); and the type of the last one, the result's key."""
+    probing = scope.joined_scope(BIGINT)
+    prober = ExpressionCompiler(probing, TypeProbe(con, probing), params=params)
+    compiled = [prober.compile(probe) for probe, _ in pairs[1:]]
+    probe_types = [_key_type(sides[0]), *(prober.type_of(c) for c in compiled)]
+    for join, side, probe_type in zip(joins, sides[1:], probe_types, strict=True):
+        if probe_type != _key_type(side):
+            on = join.args["on"]
+            raise BindError(f"Invalid join condition: types don't match. Got {on.this.sql()}{{{probe_type}}} = "
+                            f"{on.expression.sql()}{{{_key_type(side)}}}.")
+    probes = [_probe_sql(scope, c.sql("duckdb"), t, join, probe)
+              for c, t, join, (probe, _) in zip(compiled, probe_types[1:], joins[1:], pairs[1:], strict=True)]
+    return [quote(JOIN_KEY), *probes], probe_types[-1]
 
 
 def _probe_sql(scope: _JoinScope, probe_sql: str, probe_type: SqlType, join: exp.Join,

@@ -9,7 +9,11 @@ emitted null-padded at once — or, with a GRACE PERIOD, once their window has c
 past ``t + after + grace`` for a left record, ``t + before + grace`` for a right one) unless a
 match arrived first; until then they wait in the outer store.
 
-An INNER join without further tables reads less than the whole records: only the columns its
+In a multi-way join each stream-stream join is one :class:`WindowStage` with stores and clocks of
+its own; a later one's left input is the rows of the joins before it (its "records", their times
+the times those joins gave them), so its stream time moves only with rows and records reaching it.
+
+An INNER join without further joins reads less than the whole records: only the columns its
 projection and WHERE read are carried into the matches (:attr:`WindowJoin.picked`), and a record
 whose own side's part of the WHERE is false (a top-level conjunct reading that side's columns
 only: :func:`side_filters`) neither looks for matches nor enters its window store — no row it

@@ -8,6 +8,7 @@ these are the small cases worked out by hand."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 import json
@@ -21,7 +22,7 @@ from produced import run_records as _run  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.cli import main
-from nbstream.errors import BindError
+from nbstream.errors import BindError, PlanError
 from nbstream.export.job import load_job
 from nbstream.export.runner import STATE_PLANS, EventLog, RunOptions, prepare
 from nbstream.plan.join import JoinPlan
@@ -191,6 +192,20 @@ def test_the_plan_of_a_chain_of_streams_survives_json_and_explains_each_join() -
                                                      "2 SECONDS) GRACE PERIOD 3 SECONDS ON a.k = c.k;")[0].rows]
     assert ('LEFT stream-stream join of the result (by "A_K") and stream C, within 1000 ms before and 2000 ms '
             "after, grace 3000 ms") in explained
+
+
+def test_a_plan_cannot_join_a_stream_without_a_window_nor_a_table_with_one() -> None:
+    eng = Engine()
+    eng.execute(STREAMS + TABLE)
+    (result,) = eng.execute("CREATE STREAM j AS SELECT a.k AS k, c.v AS cv FROM a JOIN t ON a.k = t.k "
+                            "JOIN c WITHIN 1 SECOND ON a.k = c.k;")
+    plan = eng.queries.runner(result.query_id).query_plan
+    assert isinstance(plan, JoinPlan)
+    stream_step, table_step = plan.chain[0], plan.lookups[0]
+    with pytest.raises(PlanError, match="the join of C is of a stream without a WITHIN window"):
+        dataclasses.replace(stream_step, within=None)
+    with pytest.raises(PlanError, match="the join of T is of a table with a WITHIN window"):
+        dataclasses.replace(table_step, within=stream_step.within)
 
 
 def test_a_notebook_with_a_chain_of_three_streams_exports_to_a_job_that_restarts_on_its_stored_plan(
