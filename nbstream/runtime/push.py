@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from nbstream.errors import ExecutionError
+from nbstream.formats.registry_client import RegistryUnavailable
 from nbstream.runtime.query import QueryRunner, ResultShape
 
 RUNNING, DONE, STOPPED, ERROR = "RUNNING", "DONE", "STOPPED", "ERROR"
@@ -296,6 +297,8 @@ class PushQuery(PushFeed):
         super().__init__(f"PUSH_{next(self._ids)}", sql, dataclasses.replace(runner.result_shape, selected=selected))
         self.runner = runner
         self.watermark: int | dt.datetime | None = None
+        #: Why the last step left its batch for the next one (its schema registry did not answer), or None.
+        self.waiting: str | None = None
         self._input = RateMeter(clock)
         self._driving = threading.Lock()  # a step, or closing the cursor
         self._closed = False
@@ -318,9 +321,13 @@ class PushQuery(PushFeed):
         before = sum(self.runner.offsets.values())
         try:
             batch = self.runner.fetch_rows()
+        except RegistryUnavailable as error:  # the batch waits for the registry; the query goes on
+            self.waiting = str(error)
+            return 0
         except Exception as error:
             self.fail(error)
             return 0
+        self.waiting = None
         consumed = sum(self.runner.offsets.values()) - before
         self._input.add(consumed)
         if batch is not None and not self.shape.is_table:
@@ -349,18 +356,20 @@ class PushQuery(PushFeed):
     @property
     def status(self) -> dict[str, Any]:
         """Query id, state, rows so far, input events/s, watermark, late records, EMIT FINAL windows
-        expired unwritten, processing-log records, and the error that ended it, if any."""
+        expired unwritten, processing-log records, the error that ended it, if any, and what its
+        input waits for (``waiting``: an unreachable schema registry), if anything."""
         stats = self.runner.stats
         return {"id": self.id, "state": self.state, "rows": self.rows_seen,
                 "events_per_s": round(self._input.rate(), 1), "watermark": self._watermark_text(),
-                "late": stats.late, "expired": stats.expired, "errors": stats.logged, "error": self.error}
+                "late": stats.late, "expired": stats.expired, "errors": stats.logged, "error": self.error,
+                "waiting": self.waiting}
 
     def status_line(self) -> str:
         s = self.status
         line = (f"{s['id']} · {s['state']} · {s['rows']} rows · {s['events_per_s']:.1f} events/s · "
                 f"watermark {s['watermark'] or 'none'} · late {s['late']} · expired {s['expired']} · "
                 f"errors {s['errors']}")
-        return line + (f" · {s['error']}" if s["error"] else "")
+        return line + (f" · {s['error']}" if s["error"] else "") + (f" · {s['waiting']}" if s["waiting"] else "")
 
     def column_types(self) -> dict[str, str]:
         """The SQL type name of each result column (WINDOWSTART/WINDOWEND: ``WINDOW``)."""

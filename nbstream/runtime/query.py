@@ -237,8 +237,7 @@ class QueryRunner:
                 appended.update(self._commit_batch(self._prepare(ranges), ranges))
         except duckdb.Error as error:
             message = _duckdb_message(error)
-            if is_outage(message):
-                raise RegistryUnavailable(f"query {self.query_id} waits: {message}") from error
+            self._raise_if_outage(error)
             if not isinstance(error, RECORD_ERRORS):
                 raise ExecutionError(f"query {self.query_id} failed; its batch was not committed and will be "
                                      f"retried: {message}") from error
@@ -248,6 +247,12 @@ class QueryRunner:
                 return
             self._commit_failing_record(ranges, message)
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
+
+    def _raise_if_outage(self, error: duckdb.Error) -> None:
+        """:class:`RegistryUnavailable` if DuckDB failed because the schema registry did not answer."""
+        message = _duckdb_message(error)
+        if is_outage(message):
+            raise RegistryUnavailable(f"query {self.query_id} waits: {message}") from error
 
     def _halves(self, ranges: Ranges) -> tuple[Ranges, Ranges]:
         """Two batches covering ``ranges`` in processing order (to isolate a failing record)."""
@@ -397,15 +402,20 @@ class QueryRunner:
     def fetch_rows(self) -> pa.Table | None:
         """For a push query: process one batch and return its result rows — ``ROWTIME``,
         ``__deleted`` (a tombstone), then :attr:`result_shape`'s columns, in output order — without
-        the batch's records in error, which are counted (None: idle)."""
+        the batch's records in error, which are counted (None: idle). An unreachable schema
+        registry raises :class:`RegistryUnavailable` and leaves the batch to the next call."""
         ranges = self._ranges()
         if ranges_size(ranges) == 0:
             return None
         sql = self._prepare(ranges)
         rows = self._fast_rows()
         if rows is None:
-            with self.log.transaction(self.con, appends=False):  # with the state a stateful push query keeps
-                rows = self._batch_rows(sql)
+            try:
+                with self.log.transaction(self.con, appends=False):  # with the state a stateful push query keeps
+                    rows = self._batch_rows(sql)
+            except duckdb.Error as error:
+                self._raise_if_outage(error)
+                raise
         self.offsets.update({p: b for p, (_, b) in ranges.items()})
         return self.stats.count_fetched(ranges_size(ranges), rows)
 

@@ -31,6 +31,7 @@ from nbstream.formats.registry import SchemaRegistry
 from nbstream.formats.registry_client import RegistryUnavailable
 from nbstream.log.base import RECORD_SCHEMA
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG
+from nbstream.runtime.push import Batches
 from nbstream.runtime.service import EngineService
 from nbstream.server.auth import Users, hash_password
 
@@ -130,6 +131,27 @@ def test_a_query_stalls_while_the_registry_is_down_and_loses_nothing(
         assert query.state == "RUNNING"
         assert [r["ID"] for r in engine.consume("OUT", as_frame=True).to_dict("records")] == [1, 3]
         assert raw_values(engine, PROCESSING_LOG) == []
+
+
+def test_a_push_query_waits_for_the_registry_and_loses_nothing(
+        served: ServedRegistry, client: SchemaRegistryClient) -> None:
+    with EngineService(properties=properties(served)) as engine:
+        engine.log.create_topic("orders", 1)
+        engine.execute("CREATE STREAM ORDERS (ID BIGINT, ITEM STRING, PRICE DECIMAL(8, 2)) "
+                       "WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='AVRO');")
+        push = engine.start_push("SELECT ID FROM ORDERS EMIT CHANGES;")
+        batches = push.subscribe(Batches())
+        later = serialized(client, ORDER_V2, "orders", {**ORDERS[2], "note": "new"})  # an id the engine has not seen
+        served.stop()
+        append_raw(engine, "orders", later)
+        push.step()
+        assert push.state == "RUNNING" and "Schema registry unavailable" in (push.waiting or "")
+        assert batches.take() == []
+        served.start()
+        time.sleep(1.1)  # the client asks a failed registry again after a second
+        push.step()
+        assert [i for batch in batches.take() for i in batch.column("ID").to_pylist()] == [3]
+        assert push.waiting is None
 
 
 def test_without_the_registry_a_statement_fails_clearly_and_a_batch_is_kept(
