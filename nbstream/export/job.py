@@ -15,12 +15,18 @@
     "sink", "statement", "origin", "plan"}]}``: every persistent query's plan
     (:mod:`nbstream.plan.serde`), and the statements and properties it was planned from.
     ``nbstream run`` plans those statements again and compares.
+``udfs.py`` (when the notebook defines Python UDFs its queries call)
+    The notebook's import statements and the definitions of its ``@nbstream.udf``/``udtf``
+    functions, as written in its cells (source code, never pickled objects): ``nbstream run``
+    imports it before it plans ``queries.sql`` (:func:`import_udfs`).
 ``Dockerfile``, ``README.md``
     How to build, run and query it (:mod:`nbstream.export.to_nbstream` writes them).
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
 import re
 import tomllib
@@ -39,6 +45,7 @@ from nbstream.sql import ast
 JOB_FILE = "nbstream-job.toml"
 QUERIES_FILE = "queries.sql"
 PLANS_FILE = "plans.json"
+UDFS_FILE = "udfs.py"
 DEFAULT_LISTEN = "127.0.0.1:8088"
 
 
@@ -210,3 +217,27 @@ def load_job(folder: Path) -> Job:
     except json.JSONDecodeError as error:
         raise ExportError([f"{folder / PLANS_FILE}: not JSON ({error})"]) from None
     return Job(folder, config, queries, plans)
+
+
+# -- udfs.py ---------------------------------------------------------------------------------------------
+
+
+def udfs_module(imports: Iterable[str], definitions: Iterable[str], described: str) -> str:
+    """The text of ``udfs.py``: the notebook's import statements, then its UDFs' definitions."""
+    head = [f'"""The Python UDFs of {described}, as its cells define them: nbstream run imports this module',
+            'before it plans queries.sql (the functions register themselves with their SQL types)."""', ""]
+    return "\n".join([*head, *imports, "", *("\n" + d for d in definitions)]).rstrip() + "\n"
+
+
+def import_udfs(path: Path) -> None:
+    """Run the UDF module ``path`` (its functions register themselves); an :class:`ExportError`
+    naming the file if it fails."""
+    name = "nbstream_job_udfs_" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ExportError([f"{path}: not a Python module"])
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # the user's code: any failure is reported as the module's
+        raise ExportError([f"{path}: the UDF module fails when imported: {type(error).__name__}: {error}"]) from None

@@ -21,6 +21,7 @@ import ast as pyast
 import json
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ def read_cells(cells: Sequence[Any], *, name: str, described: str) -> Contents:
     engines = _engine_names(cells)
     nbstream_names = _nbstream_names(cells)
     udfs: list[PythonUdf] = []
+    imports: list[str] = []
     for number, cell in enumerate(cells, 1):
         if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
@@ -81,13 +83,14 @@ def read_cells(cells: Sequence[Any], *, name: str, described: str) -> Contents:
         if not source.startswith("%%"):
             feeds += _feeds(number, source, engines)
             udfs += _udfs(number, source, nbstream_names)
+            imports += [i for i in _imports(source) if i not in imports]
         if found:
             failures += _failures(number, cell, source)
     if not statements and not problems:
         problems.append(f"{described} has no %%stream cell (nor %stream statement): there is nothing to export")
     if problems:
         raise ExportError(problems)
-    return Contents(name, tuple(statements), tuple(feeds), tuple(failures), described, tuple(udfs))
+    return Contents(name, tuple(statements), tuple(feeds), tuple(failures), described, tuple(udfs), tuple(imports))
 
 
 def _source(cell: dict[str, Any]) -> str:
@@ -221,16 +224,37 @@ def _udfs(number: int, source: str, names: dict[str, str | None]) -> list[Python
     calling ``nbstream.udf(…)(fn)``."""
     tree = _tree(source)
     found = []
+    top_level = set(map(id, tree.body)) if isinstance(tree, pyast.Module) else set()
     for node in pyast.walk(tree) if tree is not None else ():
         if isinstance(node, pyast.FunctionDef | pyast.AsyncFunctionDef):
+            definition = _definition(source, node) if id(node) in top_level else None
             for decorator in node.decorator_list:
                 udf = _udf(number, decorator, node.name, names)
-                found += [udf] if udf is not None else []
+                found += [replace(udf, source=definition)] if udf is not None else []
         elif isinstance(node, pyast.Call) and isinstance(node.func, pyast.Call) and len(node.args) == 1:
             fn = node.args[0]
             udf = _udf(number, node.func, fn.id if isinstance(fn, pyast.Name) else "", names)
             found += [udf] if udf is not None else []
     return sorted(found, key=lambda u: u.origin.line or 0)
+
+
+def _definition(source: str, node: pyast.FunctionDef | pyast.AsyncFunctionDef) -> str | None:
+    """The text of the top-level ``def`` ``node``, from its first decorator to its last line (None
+    when the cell holds magics, whose lines IPython rewrote)."""
+    if any(line.lstrip().startswith(("%", "!")) for line in source.splitlines()):
+        return None
+    first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+    return "\n".join(source.splitlines()[first - 1:node.end_lineno]) + "\n"
+
+
+def _imports(source: str) -> list[str]:
+    """The top-level import statements of a Python cell, as written."""
+    if source.startswith("%%") or any(line.lstrip().startswith(("%", "!")) for line in source.splitlines()):
+        return []
+    tree = _tree(source)
+    body = tree.body if isinstance(tree, pyast.Module) else []
+    return [text for node in body if isinstance(node, pyast.Import | pyast.ImportFrom)
+            and (text := pyast.get_source_segment(source, node)) is not None]
 
 
 def _udf(number: int, node: pyast.expr, function: str, names: dict[str, str | None]) -> PythonUdf | None:

@@ -66,11 +66,13 @@ class Feed:
 @dataclass(frozen=True)
 class PythonUdf:
     """A function the notebook registers as SQL function ``name`` (upper case) with
-    ``@nbstream.udf`` (``decorator`` ``udf``) or ``@nbstream.udtf``."""
+    ``@nbstream.udf`` (``decorator`` ``udf``) or ``@nbstream.udtf``; ``source``: its definition,
+    decorators included, when it is a top-level ``def`` of its cell (what a job can carry)."""
 
     name: str
     decorator: str
     origin: Origin
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,3 +87,4 @@ class Contents:
     failures: tuple[tuple[Origin, str], ...] = ()
     described: str = field(default="")  # where it was read from, for the job's files ("rides.ipynb")
     udfs: tuple[PythonUdf, ...] = ()
+    imports: tuple[str, ...] = ()  # the notebook's top-level import statements, for its UDFs' module

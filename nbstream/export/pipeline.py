@@ -100,19 +100,33 @@ def export_engine(engine: Engine, out: Path, name: str, options: ExportOptions |
 
 def _export(contents: Contents, out: Path, options: ExportOptions, started: float) -> ExportReport:
     name = options.name or contents.name
-    selection = select(contents, Options(options.params, options.include_inserts, options.allow_missing_input))
+    carry = options.target == "nbstream"
+    selection = select(contents, Options(options.params, options.include_inserts, options.allow_missing_input,
+                                         carry_udfs=carry))
     job.check_no_secret_statements(s.statement for s in selection.statements)
+    udfs = _udfs_module(contents) if carry else None
+    if udfs is not None:  # the sandbox plans the statements calling them
+        with tempfile.TemporaryDirectory(prefix="nbstream-udfs-") as folder:
+            (Path(folder) / job.UDFS_FILE).write_text(udfs)
+            job.import_udfs(Path(folder) / job.UDFS_FILE)
     planned = plan_job(selection, options.properties)
-    files, notes = _render(planned, name, options)
+    files, notes = _render(planned, name, options, udfs)
     write_folder(out, files)
     queries = tuple(q.id for q in planned.queries)
     return ExportReport(out, options.target, tuple(sorted(files)), queries, (*selection.notes, *notes),
                         time.monotonic() - started)
 
 
-def _render(planned: PlannedJob, name: str, options: ExportOptions) -> tuple[dict[str, str], list[str]]:
+def _udfs_module(contents: Contents) -> str | None:
+    """``udfs.py`` for the notebook's UDFs that a job can carry, or None when it has none."""
+    definitions = [u.source for u in contents.udfs if u.source is not None]
+    return job.udfs_module(contents.imports, definitions, contents.described) if definitions else None
+
+
+def _render(planned: PlannedJob, name: str, options: ExportOptions,
+            udfs: str | None) -> tuple[dict[str, str], list[str]]:
     if options.target == "nbstream":
-        return job_files(planned, _config(planned.selection, name, options)), []
+        return job_files(planned, _config(planned.selection, name, options), udfs), []
     if options.target == "ksqldb":
         export = to_ksqldb.ksqldb_files(planned, f"{name}_")
     else:

@@ -39,7 +39,7 @@ from typing import Any, TextIO
 
 from nbstream.catalog.catalog import Source
 from nbstream.errors import ExportError, NbstreamError
-from nbstream.export.job import Job, normal, plans_json, stored_plans
+from nbstream.export.job import UDFS_FILE, Job, import_udfs, normal, plans_json, stored_plans
 from nbstream.export.origin import Contents, Origin, Sourced
 from nbstream.export.sandbox import PlannedJob, plan_job
 from nbstream.export.selection import Options, Selection, select
@@ -132,6 +132,12 @@ def _selection(script: str, name: str, file: str) -> Selection:
 def prepare(job: Job, options: RunOptions, log: EventLog) -> Prepared:
     """The job's engine on ``options.state``, its statements applied; its loop not started yet."""
     properties = {**job.config.properties, **options.properties}
+    udfs = job.folder / UDFS_FILE
+    if udfs.is_file():  # the notebook's Python UDFs, before the statements that call them are planned
+        try:
+            import_udfs(udfs)
+        except ExportError as error:
+            raise JobRefused("\n".join(error.problems)) from None
     selection = job_selection(job)
     try:
         planned = plan_job(selection, properties)

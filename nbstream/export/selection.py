@@ -50,11 +50,14 @@ APPLIED = (ast.Drop, ast.DropConnector, ast.Terminate)
 @dataclass(frozen=True)
 class Options:
     """How to select: ``params`` bind ``:name``; ``include_inserts`` keeps ``INSERT … VALUES``;
-    ``allow_missing_input`` accepts topics that Python fed in the notebook as fed from outside."""
+    ``allow_missing_input`` accepts topics that Python fed in the notebook as fed from outside;
+    ``carry_udfs``: the target carries the notebook's Python UDFs that it can (an nbstream job, in
+    its ``udfs.py``), so statements may call them."""
 
     params: Mapping[str, object] = field(default_factory=dict)
     include_inserts: bool = False
     allow_missing_input: bool = False
+    carry_udfs: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,8 @@ def select(contents: Contents, options: Options | None = None) -> Selection:
         else:
             topology.add(sourced)
     ordered = topology.ordered()
-    problems += _python_udf_calls(ordered, contents.udfs)
+    carried = {u.name for u in contents.udfs if options.carry_udfs and u.source is not None}
+    problems += _python_udf_calls(ordered, tuple(u for u in contents.udfs if u.name not in carried))
     statements = [s for s in (_bound(s, options.params, problems) for s in ordered) if s is not None]
     external = _external_inputs(contents, ordered, options, problems, notes)
     if not any(isinstance(s.statement, ast.CreateAsSelect | ast.InsertInto | ast.CreateConnector)
@@ -170,8 +174,9 @@ def _python_udf_calls(ordered: list[Sourced], udfs: tuple[PythonUdf, ...]) -> li
             where = udf.origin if udf.origin.cell is not None else udf.origin.what
             instead = f"tag the cell {SKIP_TAG}" if sourced.origin.cell is not None else "drop it before exporting"
             problems.append(f"{sourced.origin}: {sourced.summary} calls {name}, a Python UDF "
-                            f"(@nbstream.{udf.decorator} in {where}): a Python UDF cannot run in a job, which "
-                            f"runs no Python; compute it in SQL, or {instead}")
+                            f"(@nbstream.{udf.decorator} in {where}), which this export cannot carry: only an "
+                            "nbstream job does (its udfs.py), and only a top-level decorated def of a cell "
+                            f"without magics; compute it in SQL, or {instead}")
     return problems
 
 

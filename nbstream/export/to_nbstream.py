@@ -7,7 +7,7 @@ in a volume, ``HEALTHCHECK`` on ``/chc/ready``, ``CMD nbstream run .``) and a sh
 
 from __future__ import annotations
 
-from nbstream.export.job import JOB_FILE, PLANS_FILE, QUERIES_FILE, JobConfig, config_toml, plans_json
+from nbstream.export.job import JOB_FILE, PLANS_FILE, QUERIES_FILE, UDFS_FILE, JobConfig, config_toml, plans_json
 from nbstream.export.sandbox import PlannedJob
 from nbstream.export.selection import Selected
 
@@ -17,15 +17,18 @@ CONTAINER_PORT = 8088
 BASE_IMAGE = "python:3.11-slim"
 
 
-def job_files(planned: PlannedJob, config: JobConfig) -> dict[str, str]:
-    """The job folder's files, by name."""
-    return {
+def job_files(planned: PlannedJob, config: JobConfig, udfs: str | None = None) -> dict[str, str]:
+    """The job folder's files, by name; ``udfs``: the text of its ``udfs.py``, if it has one."""
+    files = {
         QUERIES_FILE: queries_sql(planned, config),
         JOB_FILE: config_toml(config),
         PLANS_FILE: plans_json(planned),
-        "Dockerfile": dockerfile(config),
+        "Dockerfile": dockerfile(config, with_udfs=udfs is not None),
         "README.md": readme(planned, config),
     }
+    if udfs is not None:
+        files[UDFS_FILE] = udfs
+    return files
 
 
 def queries_sql(planned: PlannedJob, config: JobConfig) -> str:
@@ -39,13 +42,13 @@ def _statement(selected: Selected) -> str:
     return f"-- {selected.sourced.origin}\n{selected.text};\n"
 
 
-def dockerfile(config: JobConfig) -> str:
+def dockerfile(config: JobConfig, with_udfs: bool = False) -> str:
     return f"""# The nbstream job {config.name!r} in a container (see README.md).
 FROM {BASE_IMAGE}
 RUN pip install --no-cache-dir nbstream=={config.nbstream_version}
 RUN useradd --create-home --uid 10001 nbstream && mkdir -p {CONTAINER_STATE} && chown nbstream {CONTAINER_STATE}
 WORKDIR /job
-COPY {QUERIES_FILE} {JOB_FILE} {PLANS_FILE} /job/
+COPY {QUERIES_FILE} {JOB_FILE} {PLANS_FILE}{f" {UDFS_FILE}" if with_udfs else ""} /job/
 USER nbstream
 VOLUME {CONTAINER_STATE}
 EXPOSE {CONTAINER_PORT}

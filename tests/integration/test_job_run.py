@@ -248,3 +248,40 @@ def test_a_query_failing_at_run_time_logs_an_error_line_as_json(tmp_path: Path) 
         "message": "CSAS_CHECKED_0: ExecutionError: Fatal user code error in TimestampExtractor callback for "
                    "record of readings: the timestamp is NULL or negative"}
     assert [(e["query"], e["state"]) for e in run.events() if e["event"] == "query"] == [("CSAS_CHECKED_0", "ERROR")]
+
+
+UDF_CELL = ("import pyarrow.compute as pc\n\nimport nbstream\n\n\n"
+            "@nbstream.udf(params=['BIGINT'], returns='BIGINT')\ndef squared(n):\n    return pc.multiply(n, n)\n")
+SQUARES = ("%%stream\nCREATE STREAM s (id VARCHAR KEY, n BIGINT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', "
+           "PARTITIONS=1);\nCREATE STREAM squares AS SELECT id, SQUARED(n) AS n2 FROM s;")
+
+
+def test_a_job_carries_the_notebooks_python_udfs_as_source_and_runs_them(tmp_path: Path) -> None:
+    feed = "eng = nbstream.current_engine()\neng.produce('s', {'n': 5}, key='x')"
+    notebook = write_notebook(tmp_path / "squares.ipynb", UDF_CELL, SQUARES, feed)
+    export = subprocess.run([sys.executable, "-m", "nbstream", "export", str(notebook), "-o", str(tmp_path / "job"),
+                             "--allow-missing-input"],
+                            capture_output=True, text=True, timeout=120)  # its own process: the UDF stays there
+    assert export.returncode == 0, export.stderr
+    module = (tmp_path / "job" / "udfs.py").read_text()
+    assert "import pyarrow.compute as pc" in module and "def squared(n):" in module
+    dockerfile = (tmp_path / "job" / "Dockerfile").read_text()
+    assert "COPY queries.sql nbstream-job.toml plans.json udfs.py /job/" in dockerfile
+    job = start_job(tmp_path / "job", tmp_path / "state")
+    try:
+        assert job.insert("S", [{"ID": "a", "N": 3}, {"ID": "b", "N": -4}]) == 2
+        columns, rows = eventually(lambda: (found := job.pull("SELECT * FROM squares EMIT CHANGES LIMIT 2;",
+                                                              **{"auto.offset.reset": "earliest"})) and found, 60)
+        assert columns == ["ID", "N2"] and sorted(map(tuple, rows)) == [("a", 9), ("b", 16)]
+    finally:
+        job.process.kill()
+        job.process.wait(10)
+
+
+def test_a_ksqldb_export_refuses_a_query_calling_a_python_udf(tmp_path: Path) -> None:
+    notebook = write_notebook(tmp_path / "squares.ipynb", UDF_CELL, SQUARES)
+    export = subprocess.run([sys.executable, "-m", "nbstream", "export", str(notebook), "--to", "ksqldb", "-o",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert export.returncode != 0
+    assert "calls SQUARED, a Python UDF (@nbstream.udf in cell 1, line 6), which this export cannot carry" in \
+        export.stderr

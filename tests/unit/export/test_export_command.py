@@ -37,12 +37,14 @@ BAD = {
     "a Python source": (("import nbstream\neng = nbstream.current_engine()", *GOOD, "\n\neng.source('s', rows)"),
                         "cell 3, line 3: Python feeds topic 's' (eng.source), which the job reads; a job runs no "
                         "Python: feed the topic from outside and export with --allow-missing-input"),
-    "a Python UDF": (("import nbstream\n\n@nbstream.udf(params=['INT'], returns='INT')\ndef twice(n):\n"
-                      "    return n * 2",
-                      f"%%stream\n{S}\nCREATE STREAM doubled AS\n  SELECT id, TWICE(n) AS n2 FROM s;"),
-                     "cell 2, line 3: CREATE STREAM doubled AS SELECT id, TWICE(n) AS n2 FROM s calls TWICE, a Python "
-                     "UDF (@nbstream.udf in cell 1, line 3): a Python UDF cannot run in a job, which runs no Python; "
-                     "compute it in SQL, or tag the cell nbstream-skip"),
+    "a Python UDF in a cell with magics": (
+        ("%load_ext nbstream\nimport nbstream\n\n@nbstream.udf(params=['INT'], returns='INT')\ndef twice(n):\n"
+         "    return n * 2",
+         f"%%stream\n{S}\nCREATE STREAM doubled AS\n  SELECT id, TWICE(n) AS n2 FROM s;"),
+        "cell 2, line 3: CREATE STREAM doubled AS SELECT id, TWICE(n) AS n2 FROM s calls TWICE, a Python "
+        "UDF (@nbstream.udf in cell 1, line 4), which this export cannot carry: only an nbstream job does (its "
+        "udfs.py), and only a top-level decorated def of a cell without magics; compute it in SQL, or tag the cell "
+        "nbstream-skip"),
     "an unbound :name": ((f"%%stream\n{S}\nCREATE STREAM big AS SELECT * FROM s WHERE n > :limit;",),
                          "cell 1, line 3: CREATE STREAM big AS SELECT * FROM s WHERE n > :limit uses the notebook "
                          "variable :limit; a job has none: give the value (--param limit=VALUE)"),

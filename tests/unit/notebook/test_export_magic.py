@@ -62,8 +62,9 @@ def test_export_refuses_a_query_calling_a_python_udf_of_the_kernel(shell: Intera
         result, _ = run(shell, f"%stream export {tmp_path / 'job'}")
         assert not result.success
         assert ("stream LOUD (in the running engine): CREATE STREAM loud AS SELECT user, SHOUT(page) AS page FROM… "
-                "calls SHOUT, a Python UDF (@nbstream.udf in Python function shout): a Python UDF cannot run in a job, "
-                "which runs no Python; compute it in SQL, or drop it before exporting") in str(result.error_in_exec)
+                "calls SHOUT, a Python UDF (@nbstream.udf in Python function shout), which this export cannot carry: "
+                "only an nbstream job does (its udfs.py), and only a top-level decorated def of a cell without magics; "
+                "compute it in SQL, or drop it before exporting") in str(result.error_in_exec)
         assert not (tmp_path / "job").exists()
     finally:
         user_functions.remove("SHOUT")
