@@ -11,10 +11,11 @@ call, a Python message object, though no Python code runs per record on the comm
 those paths do not cover goes record by record through Python (:mod:`~nbstream.formats.protobuf_values`):
 decoding, a group the column path cannot vouch for (a corrupt body, a value Arrow's cast would
 convert otherwise), a record whose message is not the schema's first, and, per value, enums,
-repeated fields, maps, dates, times and decimals; encoding, messages with enums, maps, ``oneof``
-members, repeated strings or messages, dates, times or decimals, and values out of a field's range.
-Measured (one run, 200K rows of a 5-column message, one thread): decode 0.3 to 0.5M rows/s, encode
-0.6M rows/s (record by record: 0.12M and 0.28M). A record in error (no magic byte, an unknown id
+repeated fields, maps, dates, times and decimals of another scale than their column's or over 64
+bits; encoding, messages with enums, maps, ``oneof`` members, repeated strings or messages, dates or
+times, and values out of a field's range. Measured (``benchmarks/bench_formats.py``, one run, 200K
+rows of six columns with a DECIMAL and a TIMESTAMP, one thread): decode 0.30M rows/s, encode 0.46M
+(record by record: about 0.12M and 0.28M). A record in error (no magic byte, an unknown id
 or message index, bytes that do not parse) yields its reason in the ``__error`` field.
 """
 
