@@ -176,10 +176,12 @@ def records(state: Path, topic: str) -> list[tuple[Any, ...]]:
 
 
 def notebook_statements(notebook: Path) -> Iterator[ast.Statement]:
-    """The statements of a notebook's ``%%stream`` cells, in order, read here (not by the exporter)."""
+    """The statements of a notebook's ``%%stream`` cells, in order, read here (not by the exporter),
+    but for the cells tagged ``nbstream-skip``, which its job leaves out."""
     for cell in json.loads(notebook.read_text())["cells"]:
         source = "".join(cell["source"])
-        if cell["cell_type"] == "code" and source.startswith("%%stream"):
+        skipped = "nbstream-skip" in (cell.get("metadata") or {}).get("tags", [])
+        if cell["cell_type"] == "code" and source.startswith("%%stream") and not skipped:
             yield from parse(source.partition("\n")[2])
 
 

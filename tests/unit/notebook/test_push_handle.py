@@ -150,7 +150,7 @@ def test_the_status_reports_rows_events_per_second_watermark_late_expired_and_er
     status = live.status
     assert status == {"id": live.id, "state": "RUNNING", "rows": 2, "events_per_s": 2.0,
                       "watermark": "2023-11-14T22:13:20.000Z", "late": 2, "expired": 3, "errors": 1,
-                      "error": None}
+                      "error": None, "waiting": None}
     live.flush(force=True)
     assert live.view.status == (f"{live.id} · RUNNING · 2 rows · 2.0 events/s · "
                                  "watermark 2023-11-14T22:13:20.000Z · late 2 · expired 3 · errors 1")
