@@ -18,18 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+from produced import append_raw  # type: ignore[import-not-found]
 from served_registry import ServedRegistry  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.errors import CatalogError, FormatError
 from nbstream.formats.registry import SchemaRegistry
 from nbstream.formats.registry_client import RegistryUnavailable
-from nbstream.log.base import RECORD_SCHEMA
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG
 from nbstream.runtime.push import Batches
 from nbstream.runtime.service import EngineService
@@ -66,13 +65,6 @@ def properties(served: ServedRegistry, **more: str) -> dict[str, str]:
 def serialized(client: SchemaRegistryClient, schema: dict[str, Any], topic: str, *rows: dict[str, Any]) -> list[bytes]:
     serializer = AvroSerializer(client, json.dumps(schema))
     return [serializer(row, SerializationContext(topic, MessageField.VALUE)) for row in rows]
-
-
-def append_raw(engine: Engine, topic: str, values: list[bytes]) -> None:
-    """Records as their bytes, as a Kafka producer would write them."""
-    rows = [{"partition": 0, "offset": 0, "ts": 1_000 + i, "key": None, "value": v, "headers": [],
-             "win_start": None, "win_end": None, "win_type": None} for i, v in enumerate(values)]
-    engine.log.append(topic, pa.Table.from_pylist(rows, schema=RECORD_SCHEMA))
 
 
 def raw_values(engine: Engine, topic: str) -> list[bytes]:

@@ -6,8 +6,8 @@ import json
 from decimal import Decimal
 
 import duckdb
-import pyarrow as pa
 import pytest
+from produced import append_raw  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.catalog.schema import Column
@@ -16,7 +16,6 @@ from nbstream.errors import FormatError, NbstreamError
 from nbstream.formats import format_for
 from nbstream.formats.json_schema import columns_of, json_schema_for
 from nbstream.formats.registry import SchemaRegistry
-from nbstream.log.base import RECORD_SCHEMA
 
 from .rows import decode_rows, encode_rows
 
@@ -144,9 +143,7 @@ def test_records_with_a_bad_header_go_to_the_processing_log() -> None:
     good = eng.schema_registry.latest("s-value")
     assert good is not None
     values = [framed(good.id, {"ID": 1}), b'{"ID": 2}', framed(77, {"ID": 3})]
-    rows = [{"partition": 0, "offset": 0, "ts": i, "key": None, "value": v, "headers": [], "win_start": None,
-             "win_end": None, "win_type": None} for i, v in enumerate(values)]
-    eng.log.append("s", pa.Table.from_pylist(rows, schema=RECORD_SCHEMA))
+    append_raw(eng, "s", values)
     eng.run_until_idle()
     assert [r.value for r in eng.consume("T")] == [{"ID": 1}]
     errors = eng.query("SELECT MESSAGE->ERRORMESSAGE AS error FROM KSQL_PROCESSING_LOG")

@@ -10,6 +10,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 from google.protobuf import wrappers_pb2
+from produced import append_raw  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.catalog.schema import Column
@@ -20,7 +21,6 @@ from nbstream.formats.protobuf_codec import Decoder, Encoder, Layout, registered
 from nbstream.formats.protobuf_schema import columns_of, compile_schema, message_class, proto_schema_for
 from nbstream.formats.protobuf_values import frame, read_indexes
 from nbstream.formats.registry import SchemaRegistry
-from nbstream.log.base import RECORD_SCHEMA
 
 from .rows import decode_rows, encode_rows
 
@@ -206,10 +206,7 @@ def test_bad_records_go_to_the_processing_log_and_the_query_goes_on() -> None:
     assert good is not None
     values = [frame(good.id, [0]) + b"\x08\x01", b"\x08\x02", frame(77, [0]) + b"\x08\x03",
               frame(good.id, [0]) + b"\x08", frame(good.id, [0]) + b"\x08\x04"]
-    rows: list[dict[str, object]] = [
-        {"partition": 0, "offset": 0, "ts": i, "key": None, "value": v, "headers": [], "win_start": None,
-         "win_end": None, "win_type": None} for i, v in enumerate(values)]
-    eng.log.append("s", pa.Table.from_pylist(rows, schema=RECORD_SCHEMA))
+    append_raw(eng, "s", values)
     eng.run_until_idle()
     assert [r.value for r in eng.consume("T")] == [{"ID": 1}, {"ID": 4}]
     errors = sorted(eng.query("SELECT MESSAGE->ERRORMESSAGE AS error FROM KSQL_PROCESSING_LOG")["ERROR"])
