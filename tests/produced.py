@@ -12,10 +12,16 @@ from nbstream.log.base import RECORD_SCHEMA
 
 Record = tuple[str, Any, dict[str, Any] | None, int]  # topic, key, value (None: tombstone), timestamp
 
+#: ksqlDB's configuration with Kafka Streams' record cache off: an EMIT CHANGES aggregation then
+#: writes every change, not each group's last change of a micro-batch. The specifications of every
+#: change a changelog holds run with it, as ksqlDB's own tests do.
+EVERY_CHANGE = {"cache.max.bytes.buffering": 0}
+
 
 def run_records(sql: str, records: list[Record], eng: Engine | None = None) -> Engine:
-    """``eng`` (a new in-memory engine by default) after ``sql`` and then ``records``, processed."""
-    eng = eng or Engine()
+    """``eng`` (by default a new in-memory engine writing every change) after ``sql`` and then
+    ``records``, processed."""
+    eng = eng or Engine(properties=EVERY_CHANGE)
     eng.execute(sql)
     for topic, key, value, ts in records:
         eng.produce(topic, value, key=key, timestamp=ts)

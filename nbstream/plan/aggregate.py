@@ -36,6 +36,11 @@ from nbstream.sql.printer import ksql_text
 #: ksqlDB's default grace period is this less the window size (``StreamAggregateBuilder.defaultGrace``).
 DEFAULT_GRACE_MS = 24 * 60 * 60 * 1000
 
+#: Kafka Streams' record cache (``ksql.streams.`` prefix optional; ``statestore.cache.max.bytes`` is its
+#: newer name) and ksqlDB's default size of it (``KsqlConfig``'s streams defaults): 10 MB.
+RECORD_CACHE_PROPERTIES = ("cache.max.bytes.buffering", "statestore.cache.max.bytes")
+DEFAULT_RECORD_CACHE_BYTES = 10_000_000
+
 
 @dataclass(frozen=True)
 class AggregateCall:
@@ -64,6 +69,9 @@ class AggregatePlan:
     #: Whether the groups are the source's key columns, so each group's records share one input
     #: partition (ksqlDB needs no repartition): each partition can then be a task with its own clock.
     keyed_by_source: bool = False
+    #: Whether Kafka Streams' record cache is on (:func:`record_cache_on`): EMIT CHANGES then writes
+    #: each group's (and window's) last change of a micro-batch, as a cache flushed at every commit.
+    record_cache: bool = False
 
     @property
     def scan(self) -> Scan:
@@ -77,6 +85,21 @@ class AggregatePlan:
     def grace_ms(self) -> int:
         """The window's grace period (see :func:`window_grace_ms`)."""
         return DEFAULT_GRACE_MS if self.window is None else window_grace_ms(self.window, self.emit_final)
+
+
+def record_cache_on(properties: Mapping[str, object]) -> bool:
+    """Whether the ksqlDB configuration ``properties`` turns Kafka Streams' record cache on: a size
+    above 0 bytes, ksqlDB's default when none is given. A size that is not a number is a BindError."""
+    for name in RECORD_CACHE_PROPERTIES:
+        for key in (name, f"ksql.streams.{name}"):
+            value = properties.get(key)
+            if value is None:
+                continue
+            try:
+                return int(str(value).strip()) > 0
+            except ValueError:
+                raise BindError(f"Invalid value {value!r} for configuration {key}: Not a number of type LONG") from None
+    return DEFAULT_RECORD_CACHE_BYTES > 0
 
 
 def window_grace_ms(window: WindowSpec, emit_final: bool) -> int:

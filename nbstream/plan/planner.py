@@ -8,7 +8,7 @@ columns and sources.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import duckdb
 from sqlglot import exp
@@ -22,7 +22,7 @@ from nbstream.catalog.types import BIGINT, INTEGER
 from nbstream.errors import BindError, UnsupportedError
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, quote
 from nbstream.physical.table_functions import TableFunctionSink
-from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggregate
+from nbstream.plan.aggregate import AggregatePlan, is_aggregate_query, plan_aggregate, record_cache_on
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.join import JoinPlan, is_join_query, plan_join
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
@@ -83,8 +83,19 @@ def plan_query(
     *,
     target: Target | None = None,
     params: Mapping[str, object] | None = None,
+    properties: Mapping[str, object] | None = None,
 ) -> Plan:
-    """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink)."""
+    """Bind ``query`` against ``catalog`` and compile it into a plan (``target``: its sink and the
+    configuration it runs with; ``properties``: a push query's configuration)."""
+    plan = _compiled_plan(query, catalog, con, target=target, params=params)
+    if isinstance(plan, AggregatePlan):
+        config = target.properties if target is not None else properties or {}
+        plan = replace(plan, record_cache=record_cache_on(config))
+    return plan
+
+
+def _compiled_plan(query: Query, catalog: Catalog, con: duckdb.DuckDBPyConnection, *, target: Target | None,
+                   params: Mapping[str, object] | None) -> Plan:
     query = expand_struct_stars(resolve_query(query, catalog.types), catalog)
     select = query.select
     if query.limit is not None and query.limit < 0:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import MISSING, Field, fields, is_dataclass
 from typing import Any
 
 from nbstream.catalog.catalog import WindowInfo
@@ -112,7 +112,14 @@ def _node(data: dict[str, Any]) -> Any:
     if cls is None:
         raise ValueError(f"unknown node type {data['@type']!r}")
     hints = typing.get_type_hints(cls)
-    return cls(**{f.name: _decode(data[f.name], hints[f.name]) for f in fields(cls) if f.init})
+    # a field with a default that the document lacks was added to the plan after it was stored: its default
+    # is what the stored plan ran with
+    return cls(**{f.name: _decode(data[f.name], hints[f.name]) for f in fields(cls)
+                  if f.init and (f.name in data or not _has_default(f))})
+
+
+def _has_default(field: Field[Any]) -> bool:
+    return field.default is not MISSING or field.default_factory is not MISSING
 
 
 def _allows(hint: Any, cls: type) -> bool:

@@ -514,18 +514,32 @@ class AggregateRunner(QueryRunner):
         passes = f"coalesce({plan.having}, FALSE)" if plan.having else "TRUE"
         slots = ", ".join(f"__m{j}_{k}" for j, k, _ in self._slots)
         final = ", __final" if self._running_changes else ""
+        # the record cache: a group's changes of the batch come out as its last one (computed first,
+        # so the projection runs on the rows written only)
+        cached = " WHERE __final" if self._cached_changes else ""
         return f"""WITH a AS (SELECT *, {", ".join(results) or "NULL AS __none"}, __ws AS "WINDOWSTART",
-                              __we AS "WINDOWEND" FROM {changes}),
+                              __we AS "WINDOWEND" FROM {changes}{cached}),
             p AS (SELECT {groups}, __ws, __we, {slots}, __out_ts, __stored_pass, __tomb, __pos, __in_partition,
                          __in_offset{final}, {outputs}, {passes} AS __pass FROM a)
         SELECT *, {self._passed_before_sql()} AS __passed_before FROM p"""
 
+    @property
+    def _cached_changes(self) -> bool:
+        """Whether the batch's changes go through Kafka Streams' record cache (``AggregatePlan.record_cache``),
+        which this runner flushes at the end of every batch, as Kafka Streams flushes it at every commit:
+        each group and window then writes the last of its changes — the one a cache holding every
+        group of the batch would forward. (Session windows write every change.)"""
+        return self.aggregate.record_cache and self._running_changes
+
     def _passed_before_sql(self) -> str:
         """Whether a row's group passed HAVING before it (its HAVING failing then makes a tombstone).
         EMIT FINAL writes each window once: nothing came before. Without HAVING every row passes,
-        so what came before does not matter."""
+        so what came before does not matter. Through the record cache, what came before is the
+        group's stored result: the changes in between were never written."""
         if self.aggregate.having is None or (self.aggregate.emit_final and self._sessions is None):
             return "FALSE"
+        if self._cached_changes:
+            return "__stored_pass"
         groups = ", ".join(quote(g) for g in self._groups)
         return f"coalesce(lag(__pass) OVER (PARTITION BY {groups}, __ws ORDER BY __pos), __stored_pass)"
 

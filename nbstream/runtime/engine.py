@@ -479,7 +479,7 @@ class Engine:
         try:
             with self.overriding(properties or {}):
                 earliest = str(self.property("auto.offset.reset") or "latest").lower() == "earliest"
-                plan = plan_query(statement.query, self.catalog, cursor, params=params)
+                plan = plan_query(statement.query, self.catalog, cursor, params=params, properties=self.properties)
                 return self.backend.transient_runner_for(plan, cursor, start_at_end=not earliest)
         except BaseException:
             cursor.close()

@@ -119,12 +119,18 @@ _every_other_null = _EveryOtherNull()
 nbstream.udf("BAD_UDF", params=["STRING"], returns="STRING", deterministic=False)(_every_other_null)
 
 
-class Engine(nbstream.Engine):
-    """nbstream's engine; each one starts BAD_UDF(STRING)'s count again."""
+#: ksqlDB's tests run on Kafka Streams' TopologyTestDriver, which commits after every record, so its
+#: record cache writes every change: as nbstream does with the cache off.
+QTT_PROPERTIES = {"cache.max.bytes.buffering": 0}
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+
+class Engine(nbstream.Engine):
+    """nbstream's engine with the record cache off (:data:`QTT_PROPERTIES`, unless a case sets
+    it); each one starts BAD_UDF(STRING)'s count again."""
+
+    def __init__(self, *args: Any, properties: dict[str, Any] | None = None, **kwargs: Any) -> None:
         _every_other_null.rows = 0
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, properties={**QTT_PROPERTIES, **(properties or {})}, **kwargs)
 
 
 # -- table functions ----------------------------------------------------------------------------------

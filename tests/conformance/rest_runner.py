@@ -62,7 +62,10 @@ RQTT_DIR = SHARED / "ksql-qtt" / "rest-query-validation-tests"
 #: The server's configuration in ksqlDB's RestQueryTranslationTest / TestKsqlRestApp that nbstream
 #: understands: push queries read from the start of their input unless a case says otherwise, and
 #: those ksqlDB would run as scalable push queries are named as such.
-SERVER_PROPERTIES = {"ksql.streams.auto.offset.reset": "earliest", "ksql.query.push.v2.enabled": True}
+#: As ksqlDB's REST tests run: from the earliest offset, and with the record cache off (their
+#: expected responses and output topics hold every change of a table).
+SERVER_PROPERTIES = {"ksql.streams.auto.offset.reset": "earliest", "ksql.query.push.v2.enabled": True,
+                     "ksql.streams.cache.max.bytes.buffering": 0}
 
 #: Formats that need a schema registry (issue 13); those nbstream has run, with the case topics' schemas
 #: registered in the engine's own registry first, as the shared QTT runner does.

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 import pytest
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 from reference.ksql_model import Record as ModelRecord
 from reference.ksql_model import Result, SessionWindows, session_window_aggregate
 
@@ -183,7 +184,7 @@ def retained(final: list[tuple], window: Window) -> list[tuple]:
 
 
 def windowed_engine(window: Window, emit: str, partitions: int = 1) -> Engine:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(STREAM.replace("PARTITIONS=1", f"PARTITIONS={partitions}"))
     eng.execute(f"""CREATE TABLE counts AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events
                     WINDOW {window.clause} GROUP BY k EMIT {emit};""")
@@ -304,7 +305,7 @@ def table_aggregate_changelog(changes: pd.DataFrame) -> dict[str, list[tuple]]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_table_aggregate_equals_group_by_over_final_table(seed: int) -> None:
     changes = table_changes(seed)
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute("""
         CREATE TABLE users (id VARCHAR PRIMARY KEY, grp VARCHAR, amount BIGINT)
           WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=1);
@@ -364,7 +365,7 @@ def replay_sessions(records: list[Record]) -> dict[tuple, tuple]:
 def test_session_windows_equal_islands_of_the_batch(seed: int) -> None:
     """Out-of-order records extend, bridge and merge sessions; a grace of an hour keeps them all."""
     events = stream_events(seed)
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(STREAM + f"""CREATE TABLE counts AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events
                              WINDOW SESSION ({GAP} MILLISECONDS, GRACE PERIOD 1 HOUR) GROUP BY k EMIT CHANGES;""")
     feed_stream(eng, events, seed)
@@ -403,7 +404,7 @@ def model_live_sessions(events: pd.DataFrame) -> list[tuple]:
 
 
 def session_engine(emit: str) -> Engine:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(STREAM + f"""CREATE TABLE counts AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM events
                              WINDOW SESSION ({GAP} MILLISECONDS, GRACE PERIOD {SESSION_GRACE} MILLISECONDS)
                              GROUP BY k EMIT {emit};""")
@@ -496,7 +497,7 @@ def final_table(records: list[Record], columns: tuple[str, ...]) -> list[tuple]:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_stream_table_join_looks_up_the_row_current_at_each_arrival(kind: str, seed: int) -> None:
     inputs = join_inputs(seed, ("clicks", "users"))
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(JOIN_SOURCES + f"""CREATE STREAM enriched AS
         SELECT c.uid AS uid, c.page AS page, u.name AS name, u.age AS age
         FROM clicks c {kind} JOIN users u ON c.uid = u.uid;""")
@@ -518,7 +519,7 @@ def test_stream_table_join_looks_up_the_row_current_at_each_arrival(kind: str, s
 @pytest.mark.parametrize("seed", SEEDS)
 def test_table_table_join_equals_the_join_of_the_final_tables(kind: str, seed: int) -> None:
     inputs = join_inputs(seed, ("users", "accounts"))
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(JOIN_SOURCES + f"""CREATE TABLE joined AS
         SELECT u.uid AS uid, u.name AS name, a.balance AS balance
         FROM users u {kind} JOIN accounts a ON u.uid = a.uid;""")
@@ -541,7 +542,7 @@ def test_stream_stream_join_pairs_records_within_the_window(kind: str, seed: int
     """Out-of-order records (default grace: nothing is late). A LEFT join without GRACE PERIOD
     also writes a left record null-padded when nothing on the right matched it on arrival."""
     inputs = join_inputs(seed, ("clicks", "views"))
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(JOIN_SOURCES + f"""CREATE STREAM paired AS
         SELECT c.uid AS uid, c.page AS page, v.page AS viewed
         FROM clicks c {kind} JOIN views v WITHIN {WITHIN} MILLISECONDS ON c.uid = v.uid;""")

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 from kafka_reader import read_all
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.errors import LogError, PlanError
@@ -57,7 +58,7 @@ def output(bootstrap: str, n: int) -> list[tuple[bytes, int]]:
 
 def test_exactly_once_on_a_broker_without_transactions_fails_the_query_at_start_with_the_refusal(
         kafka_bootstrap: str, run: int, tmp_path: Path) -> None:
-    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute("SET 'processing.guarantee'='exactly_once_v2';")
         with pytest.raises(LogError, match=r"refused a transactional producer \('nbstream-CSAS_BIG_0'.*"
                                            r"InitProducerId failed.*use 'at_least_once'"):
@@ -67,12 +68,12 @@ def test_exactly_once_on_a_broker_without_transactions_fails_the_query_at_start_
         engine.execute("SET 'processing.guarantee'='at_least_once';")
         engine.execute(csas(run))  # the statement runs again, with the query id it would have had
         assert [q.id for q in engine.catalog.running()] == ["CSAS_BIG_0"]
-    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as reopened:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as reopened:
         assert [q.id for q in reopened.catalog.running()] == ["CSAS_BIG_0"]
 
 
 def test_a_misspelt_processing_guarantee_is_refused_with_the_nearest_value(kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute("SET 'processing.guarantee'='exactly_once_v3';")
         with pytest.raises(PlanError, match=r"exactly_once_v3.*Did you mean `exactly_once_v2`"):
             engine.execute(ddl(run))
@@ -108,7 +109,7 @@ def simulated_transactions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_a_crash_after_the_duckdb_commit_delivers_the_outbox_once_on_restart(
         kafka_bootstrap: str, run: int, tmp_path: Path, simulated_transactions: list[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as first:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE | EXACTLY_ONCE, **CLIENT_OPTIONS) as first:
         first.execute(ddl(run))
         produce(first, 0, 20)
         first.run_until_idle()
@@ -124,7 +125,7 @@ def test_a_crash_after_the_duckdb_commit_delivers_the_outbox_once_on_restart(
             first.run_until_idle()
         monkeypatch.setattr(KafkaLog, "append_transaction", transact)
         assert output(kafka_bootstrap, run) == expected(20)
-    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as second:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE | EXACTLY_ONCE, **CLIENT_OPTIONS) as second:
         second.run_until_idle()
     assert output(kafka_bootstrap, run) == expected(40)  # each record once: no loss, no repeat
     assert simulated_transactions[-1] == f"commit {len(expected(40)) - len(expected(20))}"  # the outbox, at start
@@ -133,7 +134,7 @@ def test_a_crash_after_the_duckdb_commit_delivers_the_outbox_once_on_restart(
 def test_a_crash_after_the_kafka_commit_delivers_nothing_again_on_restart(
         kafka_bootstrap: str, run: int, tmp_path: Path, simulated_transactions: list[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as first:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE | EXACTLY_ONCE, **CLIENT_OPTIONS) as first:
         first.execute(ddl(run))
         produce(first, 0, 30)
         transact = KafkaLog.append_transaction
@@ -146,7 +147,7 @@ def test_a_crash_after_the_kafka_commit_delivers_nothing_again_on_restart(
         with pytest.raises(_Crash):
             first.run_until_idle()
         monkeypatch.setattr(KafkaLog, "append_transaction", transact)
-    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as second:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE | EXACTLY_ONCE, **CLIENT_OPTIONS) as second:
         produce(second, 30, 10)
         second.run_until_idle()
     out = output(kafka_bootstrap, run)
@@ -172,7 +173,8 @@ def test_an_aggregation_crashed_before_each_kafka_commit_writes_every_change_exa
 
     monkeypatch.setattr(KafkaLog, "append_transaction", deliver_then_die)
     for restart in range(4):  # each run delivers the last run's outbox, commits one batch, dies before Kafka's
-        with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as engine:
+        with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE | EXACTLY_ONCE,
+                    **CLIENT_OPTIONS) as engine:
             if restart == 0:
                 engine.execute(aggregation)
             engine.produce_batch("ORDERS", pd.DataFrame([(f"k{i % 3}", i, 1_000 * restart + i) for i in range(10)],
@@ -185,7 +187,7 @@ def test_an_aggregation_crashed_before_each_kafka_commit_writes_every_change_exa
     assert simulated_transactions.count("commit 0") == 0 and len([e for e in simulated_transactions
                                                                   if e.startswith("commit")]) == 3
     monkeypatch.setattr(KafkaLog, "append_transaction", transact)
-    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EXACTLY_ONCE, **CLIENT_OPTIONS) as last:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE | EXACTLY_ONCE, **CLIENT_OPTIONS) as last:
         last.run_until_idle()
     out = [(m.key, json.loads(m.value)["N"]) for m in read_all(kafka_bootstrap, f"x-totals-{run}", 2)]
     # every change once: k0 counted 1…16, k1 and k2 1…12, none repeated, none lost

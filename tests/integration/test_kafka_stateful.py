@@ -24,6 +24,7 @@ import pytest
 from aiokafka.partitioner import DefaultPartitioner
 from kafka_broker import free_port, tansu_binary, wait_for_port
 from kafka_reader import read_all
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.errors import ExecutionError
@@ -33,6 +34,7 @@ from nbstream.runtime.kafka_query import STALLED, KafkaAggregateRunner, KafkaQue
 
 #: Tansu 0.6 refuses idempotent producers (InitProducerId): see test_kafka_log.
 CLIENT_OPTIONS: dict[str, Any] = {"enable_idempotence": False}
+EARLIEST = {"auto.offset.reset": "earliest"}
 
 MINUTE = 60_000
 _runs = itertools.count()
@@ -50,7 +52,9 @@ def orders_ddl(n: int) -> str:
 
 
 def windowed_ddl(n: int) -> str:
+    """Orders and their count per region and minute, writing every change (the record cache off)."""
     return orders_ddl(n) + f"""
+        SET 'cache.max.bytes.buffering'='0';
         CREATE TABLE per_minute WITH (kafka_topic='s-per-minute-{n}', partitions=2) AS
           SELECT region, COUNT(*) AS n, SUM(amount) AS total FROM orders
           WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY region EMIT CHANGES;"""
@@ -118,7 +122,7 @@ def input_records(bootstrap: str, topic: str, partitions: int) -> dict[str, Any]
 def test_a_windowed_aggregation_writes_kafka_streams_windowed_keys_partitioned_like_the_java_client(
         kafka_bootstrap: str, run: int) -> None:
     rows = order_rows(0, 60)
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(windowed_ddl(run))
         produce_orders(engine, rows)
         assert engine.run_until_idle() >= len(rows)
@@ -138,7 +142,7 @@ def test_a_windowed_aggregation_writes_kafka_streams_windowed_keys_partitioned_l
 
 
 def test_an_emit_final_window_names_the_record_whose_time_closed_it(kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(orders_ddl(run) + f"""
             CREATE TABLE final_per_minute WITH (kafka_topic='s-final-{run}', partitions=2) AS
               SELECT region, COUNT(*) AS n FROM orders
@@ -166,7 +170,7 @@ def test_an_emit_final_window_names_the_record_whose_time_closed_it(kafka_bootst
 
 def test_a_session_window_aggregation_writes_session_keys_whose_merges_replace_the_merged_sessions(
         kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(f"""CREATE STREAM clicks (id VARCHAR KEY, region VARCHAR)
                              WITH (kafka_topic='s-clicks-{run}', value_format='JSON', partitions=1);
             CREATE TABLE visits WITH (kafka_topic='s-visits-{run}', partitions=2) AS
@@ -192,7 +196,7 @@ def test_a_session_window_aggregation_writes_session_keys_whose_merges_replace_t
 
 def test_a_pull_query_reads_a_windowed_table_materialized_from_kafka(kafka_bootstrap: str, run: int) -> None:
     rows = order_rows(0, 30)
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(windowed_ddl(run))
         produce_orders(engine, rows)
         engine.run_until_idle()
@@ -207,7 +211,7 @@ def test_a_pull_query_reads_a_windowed_table_materialized_from_kafka(kafka_boots
 
 def test_a_stream_table_join_looks_each_order_up_in_the_table_as_it_was_when_the_order_came(
         kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(orders_ddl(run) + f"""
             CREATE TABLE managers (region VARCHAR PRIMARY KEY, manager VARCHAR)
               WITH (kafka_topic='s-managers-{run}', value_format='JSON', partitions=2);
@@ -235,7 +239,7 @@ def test_a_stream_table_join_looks_each_order_up_in_the_table_as_it_was_when_the
 
 def test_an_aggregation_over_a_join_of_kafka_topics_commits_both_inputs_to_its_group(
         kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(orders_ddl(run) + f"""
             CREATE TABLE managers (region VARCHAR PRIMARY KEY, manager VARCHAR)
               WITH (kafka_topic='s-managers-{run}', value_format='JSON', partitions=2);
@@ -257,7 +261,7 @@ def test_an_aggregation_over_a_join_of_kafka_topics_commits_both_inputs_to_its_g
 
 def test_a_table_table_join_emits_each_change_and_a_tombstone_when_a_row_is_deleted(
         kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(f"""
             CREATE TABLE accounts (id VARCHAR PRIMARY KEY, owner VARCHAR)
               WITH (kafka_topic='s-accounts-{run}', value_format='JSON', partitions=2);
@@ -289,7 +293,7 @@ def test_a_table_table_join_emits_each_change_and_a_tombstone_when_a_row_is_dele
 
 def test_a_stream_stream_join_pairs_records_within_the_window_across_partitions(
         kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(orders_ddl(run) + f"""
             CREATE STREAM shipments (id VARCHAR KEY, carrier VARCHAR)
               WITH (kafka_topic='s-shipments-{run}', value_format='JSON', partitions=3);
@@ -311,7 +315,7 @@ def test_a_stream_stream_join_pairs_records_within_the_window_across_partitions(
 
 
 def test_the_joined_rows_one_record_produced_carry_distinct_source_headers(kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(orders_ddl(run) + f"""
             CREATE STREAM shipments (id VARCHAR KEY, carrier VARCHAR)
               WITH (kafka_topic='s-shipments-{run}', value_format='JSON', partitions=3);
@@ -337,7 +341,7 @@ async def _collect(engine: Engine, sql: str) -> list[dict[str, Any]]:
 
 
 def test_a_push_query_streams_the_rows_of_a_kafka_topic(kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, properties={"auto.offset.reset": "earliest"}, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE | EARLIEST, **CLIENT_OPTIONS) as engine:
         engine.execute(orders_ddl(run))
         produce_orders(engine, order_rows(0, 9))
         rows = asyncio.run(_collect(engine, "SELECT id, amount FROM orders WHERE region = 'eu' EMIT CHANGES LIMIT 3;"))
@@ -345,7 +349,7 @@ def test_a_push_query_streams_the_rows_of_a_kafka_topic(kafka_bootstrap: str, ru
 
 
 def test_an_aggregating_push_query_streams_the_changes_of_a_kafka_topic(kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, properties={"auto.offset.reset": "earliest"}, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE | EARLIEST, **CLIENT_OPTIONS) as engine:
         engine.execute(orders_ddl(run))
         produce_orders(engine, order_rows(0, 9))
         rows = asyncio.run(_collect(engine, "SELECT region, COUNT(*) AS n FROM orders GROUP BY region "
@@ -355,7 +359,7 @@ def test_an_aggregating_push_query_streams_the_changes_of_a_kafka_topic(kafka_bo
 
 
 def test_a_joining_push_query_streams_the_joined_rows_of_kafka_topics(kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, properties={"auto.offset.reset": "earliest"}, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE | EARLIEST, **CLIENT_OPTIONS) as engine:
         engine.execute(orders_ddl(run) + f"""
             CREATE TABLE managers (region VARCHAR PRIMARY KEY, manager VARCHAR)
               WITH (kafka_topic='s-managers-{run}', value_format='JSON', partitions=2);""")
@@ -373,11 +377,12 @@ def test_a_joining_push_query_streams_the_joined_rows_of_kafka_topics(kafka_boot
 def test_a_restarted_engine_continues_a_windowed_aggregation_without_loss_or_duplicates(
         kafka_bootstrap: str, run: int, tmp_path: Path) -> None:
     rows = order_rows(0, 40)
-    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as first:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as first:
         first.execute(windowed_ddl(run))
         produce_orders(first, rows[:25])
         first.run_until_idle()
-    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as second:  # state and offsets restored
+    # state and offsets restored
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as second:
         produce_orders(second, rows[25:])
         second.run_until_idle()
     out = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
@@ -393,7 +398,7 @@ def test_sigkill_of_the_engine_process_mid_stream_loses_no_change_of_a_windowed_
     rng = random.Random(20261127)
     rows = order_rows(0, 500)
     chunks = [rows[i:i + 20] for i in range(0, len(rows), 20)]
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as producer:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as producer:
         producer.execute(orders_ddl(run))
         for _kill in range(4):  # start the worker, feed it while it runs, SIGKILL it at a random moment
             worker = subprocess.Popen([sys.executable, str(WORKER), str(tmp_path), kafka_bootstrap, windowed_ddl(run)],
@@ -408,7 +413,7 @@ def test_sigkill_of_the_engine_process_mid_stream_loses_no_change_of_a_windowed_
             worker.stdout.close()
         for chunk in chunks:
             produce_orders(producer, chunk)
-    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as last:  # resumes the killed engine's state
+    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as last:  # resumes the killed one's state
         last.run_until_idle()
     out = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
     expected = expected_windows(rows)
@@ -438,7 +443,7 @@ class _Crash(BaseException):
 def test_a_crash_after_the_output_was_produced_repeats_only_that_batch_on_restart(
         kafka_bootstrap: str, run: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rows = order_rows(0, 30)
-    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as first:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as first:
         first.execute(windowed_ddl(run))
         produce_orders(first, rows[:15])
         [runner] = first.queries.running().values()
@@ -457,7 +462,7 @@ def test_a_crash_after_the_output_was_produced_repeats_only_that_batch_on_restar
         after = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
         interrupted = list((collections.Counter(after) - collections.Counter(done)).elements())
         assert interrupted  # the crash came after the batch's output was acknowledged
-    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as second:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as second:
         second.run_until_idle()
     out = windowed_output(kafka_bootstrap, f"s-per-minute-{run}", 2)
     # no loss: the table read from the topic is the aggregation of every order
@@ -477,7 +482,7 @@ def test_a_crash_after_a_stream_batch_was_produced_writes_exactly_that_batch_aga
     def records() -> collections.Counter[tuple[bytes, bytes, int]]:
         return collections.Counter((m.key, m.value, m.timestamp) for m in read_all(kafka_bootstrap, f"s-big-{run}", 2))
 
-    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as first:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as first:
         first.execute(ddl)
         produce_orders(first, rows[:20])
         first.run_until_idle()
@@ -492,7 +497,7 @@ def test_a_crash_after_a_stream_batch_was_produced_writes_exactly_that_batch_aga
             first.run_until_idle()
         monkeypatch.undo()
         interrupted = records() - done
-    with Engine(tmp_path, kafka=kafka_bootstrap, **CLIENT_OPTIONS) as second:
+    with Engine(tmp_path, kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as second:
         second.run_until_idle()
     out = records()
     expected = {(order.encode(), amount) for order, amount, _r, _ts in rows if amount > 3}
@@ -512,7 +517,7 @@ def test_a_crash_after_a_stream_batch_was_produced_writes_exactly_that_batch_aga
 
 def test_a_topic_deleted_under_a_running_query_fails_that_query_with_a_clear_error(
         kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(windowed_ddl(run))
         produce_orders(engine, order_rows(0, 6))
         engine.run_until_idle()
@@ -531,7 +536,7 @@ def test_a_topic_deleted_under_a_running_query_fails_that_query_with_a_clear_err
 
 def test_a_topic_deleted_by_another_client_fails_the_query_at_its_next_batch(
         kafka_bootstrap: str, run: int) -> None:
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(windowed_ddl(run))
         produce_orders(engine, order_rows(0, 6))
         engine.run_until_idle()
@@ -553,7 +558,7 @@ def test_a_micro_batch_produces_its_output_without_asking_the_broker_for_the_sin
         calls[what.split(" '")[0]] += 1
         return call(self, coro, what)
 
-    with Engine(kafka=kafka_bootstrap, **CLIENT_OPTIONS) as engine:
+    with Engine(kafka=kafka_bootstrap, properties=EVERY_CHANGE, **CLIENT_OPTIONS) as engine:
         engine.execute(windowed_ddl(run))
         [runner] = engine.queries.running().values()
         produce_orders(engine, order_rows(0, 30))

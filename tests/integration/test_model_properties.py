@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 from reference.ksql_model import (
     DAY_MS,
     JoinWindows,
@@ -107,7 +108,7 @@ class EngineRun:
 def run_engine(ddl: str, queries: dict[str, str], events: Sequence[Event], batch: int) -> EngineRun:
     """Run ``queries`` (sink name -> CREATE … AS SELECT) over ``events``: produce ``batch`` events
     (0: all of them), ``run_until_idle()``, read what each sink gained, repeat."""
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(ddl)
     query_ids = {sink: eng.execute(sql)[-1].query_id for sink, sql in queries.items()}
     written: dict[str, list[Row]] = {sink: [] for sink in queries}

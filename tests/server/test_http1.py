@@ -11,6 +11,7 @@ import pytest
 from harness import Server, eventually
 
 SETUP = """
+SET 'cache.max.bytes.buffering'='0';
 CREATE STREAM orders (id VARCHAR KEY, amount DECIMAL(6, 2), at TIMESTAMP, tags ARRAY<STRING>)
   WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON', PARTITIONS=1);
 CREATE TABLE few AS SELECT id, COUNT(*) AS n FROM orders GROUP BY id HAVING COUNT(*) < 2;

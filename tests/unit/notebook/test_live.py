@@ -97,8 +97,8 @@ def test_an_aggregating_push_query_keeps_one_row_per_key_and_window(
 
     for ts in (100, 200, 1100):
         sources.produce("pageviews", {"pageid": "home"}, key="u1", timestamp=ts)
-    eventually(lambda: shows_rows(live, 3))
-    assert sorted(shown(live)) == [["u1", 0, 1000, 2], ["u1", 1000, 2000, 1]]
+    # the record cache may write the first window's count of 1 or not, as the records fall into batches
+    assert eventually(lambda: sorted(shown(live)) == [["u1", 0, 1000, 2], ["u1", 1000, 2000, 1]])
 
 
 def test_limit_ends_the_push_query(shell: InteractiveShell, sources: EngineService) -> None:

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 import pytest
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.errors import BindError
@@ -17,7 +18,7 @@ POINTS = ("CREATE STREAM pts (id VARCHAR KEY, x {t}, y {t}) WITH (KAFKA_TOPIC='p
 def _fold(select: str, batches: list[list[tuple[str, dict[str, Any]]]], t: str = "DOUBLE") -> list[Any]:
     """The values of column R written by ``select`` (a CREATE TABLE r AS …) over ``batches``, each
     produced and processed on its own, so later batches merge with stored state."""
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(POINTS.format(t=t, f="JSON") + select)
     for batch in batches:
         for key, value in batch:
@@ -49,7 +50,7 @@ def test_correlation_skips_rows_with_a_null_and_is_nan_until_both_columns_vary()
 
 
 def test_correlation_of_a_table_retracts_the_old_row_of_a_key() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute("CREATE TABLE t (id VARCHAR PRIMARY KEY, k VARCHAR, x DOUBLE, y DOUBLE) "
                 "WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON');"
                 "CREATE TABLE r AS SELECT k, CORRELATION(x, y) AS r FROM t GROUP BY k;")
@@ -75,7 +76,7 @@ def test_delimited_cannot_hold_a_nested_intermediate_value(call: str) -> None:
 
 
 def test_delimited_holds_a_flat_intermediate_value() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(POINTS.format(t="DOUBLE", f="DELIMITED")
                 + "CREATE TABLE r AS SELECT id, SUM(x) AS s, COUNT(*) AS n FROM pts GROUP BY id;")
     eng.produce("pts", "1.5,2.0", key="a")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.errors import BindError
@@ -18,7 +19,7 @@ CLICKS = ("CREATE STREAM clicks (user VARCHAR KEY, page VARCHAR, n INT) "
 
 def _run(sql: str, records: list[tuple[str | None, dict[str, Any] | None, int]], topic: str = "clicks",
          eng: Engine | None = None) -> Engine:
-    eng = eng or Engine()
+    eng = eng or Engine(properties=EVERY_CHANGE)
     eng.execute(sql)
     for key, value, ts in records:
         eng.produce(topic, value, key=key, timestamp=ts)
@@ -83,7 +84,7 @@ def test_collect_list_over_a_table_removes_the_last_occurrence_of_a_retracted_va
 
 
 def test_collect_list_over_a_table_drops_a_value_above_its_limit_and_its_retraction_removes_an_earlier_one() -> None:
-    eng = Engine(properties={"ksql.functions.collect_list.limit": 2})
+    eng = Engine(properties=EVERY_CHANGE | {"ksql.functions.collect_list.limit": 2})
     sql = USERS + "CREATE TABLE names AS SELECT region, COLLECT_LIST(name) AS seen FROM users GROUP BY region;"
     _run(sql, [(1, {"name": "a", "region": "eu"}, 1), (2, {"name": "b", "region": "eu"}, 2),
                (3, {"name": "a", "region": "eu"}, 3), (3, None, 4)], topic="users", eng=eng)
@@ -179,7 +180,7 @@ def test_a_record_inside_an_open_session_extends_it_across_batches() -> None:
 
 
 def test_a_session_merges_records_of_one_group_from_several_input_partitions() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute("CREATE STREAM orders (id VARCHAR KEY, region VARCHAR) "
                 "WITH (KAFKA_TOPIC='orders', VALUE_FORMAT='JSON', PARTITIONS=2);"
                 "CREATE TABLE s AS SELECT region, COUNT(*) AS c FROM orders WINDOW SESSION (30 SECONDS) "
@@ -193,9 +194,9 @@ def test_a_session_merges_records_of_one_group_from_several_input_partitions() -
 
 def test_aggregate_state_survives_an_engine_restart(tmp_path: Path) -> None:
     eng = _run(CLICKS + "CREATE TABLE counts AS SELECT user, COUNT(*) AS c FROM clicks GROUP BY user;",
-               [("a", {}, 1)], eng=Engine(path=tmp_path / "db"))
+               [("a", {}, 1)], eng=Engine(path=tmp_path / "db", properties=EVERY_CHANGE))
     eng.close()
-    eng = Engine(path=tmp_path / "db")
+    eng = Engine(path=tmp_path / "db", properties=EVERY_CHANGE)
     eng.produce("clicks", {}, key="a", timestamp=2)
     eng.run_until_idle()
     assert _changes(eng, "COUNTS", "C") == [("a", None, 1), ("a", None, 2)]
@@ -204,16 +205,16 @@ def test_aggregate_state_survives_an_engine_restart(tmp_path: Path) -> None:
 def test_open_sessions_survive_an_engine_restart(tmp_path: Path) -> None:
     sql = CLICKS + ("CREATE TABLE s AS SELECT user, SUM(n) AS total FROM clicks WINDOW SESSION (10 SECONDS) "
                     "GROUP BY user;")
-    eng = _run(sql, [("a", {"n": 1}, 0)], eng=Engine(path=tmp_path / "db"))
+    eng = _run(sql, [("a", {"n": 1}, 0)], eng=Engine(path=tmp_path / "db", properties=EVERY_CHANGE))
     eng.close()
-    eng = Engine(path=tmp_path / "db")
+    eng = Engine(path=tmp_path / "db", properties=EVERY_CHANGE)
     eng.produce("clicks", {"n": 2}, key="a", timestamp=4_000)
     eng.run_until_idle()
     assert _changes(eng, "S", "TOTAL") == [("a", (0, 0), 1), ("a", (0, 0), None), ("a", (0, 4_000), 3)]
 
 
 def test_terminating_a_query_drops_its_state_and_offsets() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     [_, created] = eng.execute(
         "CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');"
         "CREATE TABLE t AS SELECT k, COUNT(*) AS n FROM s WINDOW TUMBLING (SIZE 1 SECOND) GROUP BY k;")
@@ -232,7 +233,7 @@ def test_terminating_a_query_drops_its_state_and_offsets() -> None:
 
 
 def test_a_push_query_that_aggregates_streams_its_changelog() -> None:
-    eng = Engine(properties={"auto.offset.reset": "earliest"})
+    eng = Engine(properties=EVERY_CHANGE | {"auto.offset.reset": "earliest"})
     eng.execute("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');")
     for key, v, ts in [("a", 1, 100), ("b", 5, 200), ("a", 2, 1500)]:
         eng.produce("s", {"V": v}, key=key, timestamp=ts)
@@ -252,7 +253,7 @@ def test_a_push_query_that_aggregates_streams_its_changelog() -> None:
 
 
 def test_engine_push_streams_an_aggregation_until_its_limit() -> None:
-    eng = Engine(properties={"auto.offset.reset": "earliest"})
+    eng = Engine(properties=EVERY_CHANGE | {"auto.offset.reset": "earliest"})
     eng.execute("CREATE STREAM s (k STRING KEY, v INT) WITH (kafka_topic='s', value_format='JSON');")
     for v in (1, 2, 3):
         eng.produce("s", {"V": v}, key="a", timestamp=v)

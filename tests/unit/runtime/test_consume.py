@@ -10,6 +10,7 @@ from decimal import Decimal
 import pandas as pd
 import pyarrow as pa
 import pytest
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.errors import FormatError, LogError
@@ -33,7 +34,7 @@ CREATE TABLE per_second AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM ev
 
 
 def _typed() -> Engine:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(TYPED)
     eng.produce("typed", ROW, key="k1", timestamp=10)
     eng.produce("typed", dict.fromkeys(ROW), key="k2", timestamp=20)  # every column NULL
@@ -85,7 +86,7 @@ def test_records_carry_the_logical_content_the_format_decodes() -> None:
 
 
 def test_windowed_keys_come_with_their_window_in_both_forms() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(SENSORS)
     for ts in (100, 900, 1_100):
         eng.produce("ev", {"v": 1.0}, key="s1", timestamp=ts)
@@ -101,7 +102,7 @@ def test_windowed_keys_come_with_their_window_in_both_forms() -> None:
 
 
 def test_tombstones_are_rows_marked_deleted() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute("CREATE TABLE users (id VARCHAR PRIMARY KEY, name VARCHAR, level INT) "
                 "WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=1);")
     eng.produce("users", {"name": "ann", "level": 3}, key="u1", headers=[("origin", b"test")])
@@ -121,7 +122,7 @@ def test_a_record_that_does_not_decode() -> None:
     """As before, Records hold a value of the wrong shape as it was written and raise the JSON
     parser's error on bytes that are not JSON; a DataFrame, whose columns could not hold either,
     raises a FormatError naming the first such record."""
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute("CREATE STREAM s (k VARCHAR KEY, v INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', PARTITIONS=1);")
     eng.produce("s", {"v": 1}, key="a")
     eng.produce("s", "not an object", key="b")
@@ -138,7 +139,7 @@ def test_a_record_that_does_not_decode() -> None:
 
 
 def test_a_topic_without_a_stream_gives_raw_bytes_and_no_frame() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.create_topic("raw", 1)
     eng.produce("raw", "v", key="k", timestamp=5)
     [record] = eng.consume("raw")
@@ -159,7 +160,7 @@ def test_the_frame_follows_partition_and_offset_order_from_the_given_offsets() -
 
 def test_records_are_a_sequence_made_a_slice_at_a_time_equal_to_the_list_of_them(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute("CREATE STREAM s (k VARCHAR KEY, n INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', PARTITIONS=1);")
     eng.produce_batch("s", pd.DataFrame({"k": [f"k{i}" for i in range(5)], "n": range(5)}), key="k")
     monkeypatch.setattr(Records, "SLICE", 2)
@@ -174,7 +175,7 @@ def test_records_are_a_sequence_made_a_slice_at_a_time_equal_to_the_list_of_them
 
 
 def test_reading_records_one_after_another_never_holds_them_all() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute("CREATE STREAM s (k VARCHAR KEY, n INT, note VARCHAR) "
                 "WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON', PARTITIONS=1);")
     count = 200_000

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from produced import Record  # type: ignore[import-not-found]
+from produced import (
+    EVERY_CHANGE,  # type: ignore[import-not-found]
+    Record,  # type: ignore[import-not-found]
+)
 from produced import run_records as _run  # type: ignore[import-not-found]
 
 from nbstream import Engine
@@ -77,9 +80,10 @@ def test_the_table_state_outlives_the_batch_that_wrote_it() -> None:
 def test_stream_table_join_state_and_offsets_survive_a_restart(tmp_path: Path) -> None:
     eng = _run(ORDERS + USERS + "CREATE STREAM enriched AS SELECT o.user_id, name FROM orders o "
                "JOIN users u ON o.user_id = u.id;",
-               [("users", 7, {"name": "ann"}, 1), ("orders", 1, {"user_id": 7}, 2)], Engine(tmp_path))
+               [("users", 7, {"name": "ann"}, 1), ("orders", 1, {"user_id": 7}, 2)],
+               Engine(tmp_path, properties=EVERY_CHANGE))
     eng.con.close()
-    again = _run("", [("orders", 2, {"user_id": 7}, 3)], Engine(tmp_path))
+    again = _run("", [("orders", 2, {"user_id": 7}, 3)], Engine(tmp_path, properties=EVERY_CHANGE))
     assert _out(again, "ENRICHED", "NAME") == [(7, 2, "ann"), (7, 3, "ann")]
 
 
@@ -147,9 +151,9 @@ def test_an_inner_join_after_a_left_join_of_tables_needs_the_later_table_only() 
 
 def test_a_chain_of_tables_keeps_its_state_over_a_restart(tmp_path: Path) -> None:
     eng = _run(TABLE_CHAIN.format("", ""), [("users", 1, {"name": "ann"}, 1), ("carts", 1, {"n": 3}, 2)],
-               Engine(tmp_path))
+               Engine(tmp_path, properties=EVERY_CHANGE))
     eng.con.close()
-    again = _run("", [("addrs", 1, {"city": "x"}, 3), ("users", 1, None, 4)], Engine(tmp_path))
+    again = _run("", [("addrs", 1, {"city": "x"}, 3), ("users", 1, None, 4)], Engine(tmp_path, properties=EVERY_CHANGE))
     assert _out(again, "J", "NAME", "N", "CITY") == [(1, 3, "ann", 3, "x"), (1, 4, None, None, None)]
 
 
@@ -172,7 +176,7 @@ def test_a_join_on_the_key_of_a_left_joined_table_matches_by_the_key_even_withou
 
 
 def test_a_foreign_key_join_after_the_first_join_of_a_chain_of_tables_is_rejected_as_in_ksqldb() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(USERS + CARTS + ADDRS + MEMBERS + REGIONS)
     with pytest.raises(BindError, match="foreign-key table-table joins are not supported as part of n-way joins"):
         eng.execute("CREATE TABLE e AS SELECT * FROM users u JOIN members m ON u.id = m.id "
@@ -330,7 +334,7 @@ def test_side_filters_are_the_where_conjuncts_of_one_side() -> None:
 
 
 def test_select_star_names_columns_by_source_alias_and_keys_by_the_left_join_column() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(LEFT + RIGHT + "CREATE STREAM j AS SELECT * FROM l JOIN r WITHIN 1 SECOND ON l.id = r.id;")
     schema = eng.catalog.get("J").schema
     assert [(c.name, c.role) for c in schema.columns] == [
@@ -379,7 +383,7 @@ def test_sources_joined_on_their_keys_must_have_as_many_partitions() -> None:
     "CREATE TABLE s (id INT PRIMARY KEY, x INT) WITH (KAFKA_TOPIC='s', VALUE_FORMAT='JSON');",
 ])
 def test_each_join_of_a_chain_on_keys_needs_as_many_partitions_as_the_source_joined_before(stream: str) -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(stream + USERS + "CREATE TABLE wide (id INT PRIMARY KEY, w INT) WITH (KAFKA_TOPIC='wide', "
                 "VALUE_FORMAT='JSON', PARTITIONS=2);")
     kind = "TABLE" if stream.startswith("CREATE TABLE") else "STREAM"
@@ -500,9 +504,9 @@ def test_a_chain_of_tables_after_a_foreign_key_join_keeps_the_join_s_rows_over_a
              "JOIN addrs a ON m.id = a.id;")
     eng = _run(MEMBERS + REGIONS + ADDRS + chain,
                [("regions", 1, {"rname": "eu"}, 1), ("members", 7, {"name": "ann", "region_id": 1}, 2)],
-               Engine(tmp_path))
+               Engine(tmp_path, properties=EVERY_CHANGE))
     eng.con.close()
-    again = _run("", [("addrs", 7, {"city": "x"}, 3)], Engine(tmp_path))
+    again = _run("", [("addrs", 7, {"city": "x"}, 3)], Engine(tmp_path, properties=EVERY_CHANGE))
     assert _out(again, "J", "NAME", "RNAME", "CITY") == [(7, 3, "ann", "eu", "x")]
 
 
@@ -539,9 +543,9 @@ def test_a_foreign_key_join_must_project_every_key_column_of_the_left_table(proj
 
 def test_stream_stream_window_state_survives_a_restart(tmp_path: Path) -> None:
     eng = _run(LEFT + RIGHT + "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN r WITHIN 10 SECONDS ON l.id = r.id;",
-               [("l", 1, {"a": "x"}, 1_000)], Engine(tmp_path))
+               [("l", 1, {"a": "x"}, 1_000)], Engine(tmp_path, properties=EVERY_CHANGE))
     eng.con.close()
-    again = _run("", [("r", 1, {"b": "y"}, 2_000)], Engine(tmp_path))
+    again = _run("", [("r", 1, {"b": "y"}, 2_000)], Engine(tmp_path, properties=EVERY_CHANGE))
     assert _out(again, "J", "A", "B") == [(1, 2_000, "x", "y")]
 
 
@@ -612,10 +616,10 @@ def test_select_star_over_a_multi_way_join_names_every_column_by_its_source_alia
 
 def test_multi_way_join_state_and_offsets_survive_a_restart(tmp_path: Path) -> None:
     eng = _run(THREE_WAY.format("", ""), [*ANN_IN_EU, ("orders", 1, {"item": "x", "user_id": 7}, 5)],
-               Engine(tmp_path))
+               Engine(tmp_path, properties=EVERY_CHANGE))
     eng.con.close()
     again = _run("", [("regions", 1, {"rname": "EU"}, 6), ("orders", 2, {"item": "y", "user_id": 7}, 7)],
-                 Engine(tmp_path))
+                 Engine(tmp_path, properties=EVERY_CHANGE))
     assert _out(again, "ENRICHED", "ITEM", "RNAME") == [(1, 5, "x", "eu"), (1, 7, "y", "EU")]
 
 
@@ -715,9 +719,9 @@ def test_a_stream_stream_table_join_keeps_window_and_table_state_over_a_restart(
     sql = (ORDERS + MEMBERS + LEFT + "CREATE STREAM e AS SELECT o.user_id, a, name FROM orders o "
            "JOIN l WITHIN 1 SECOND ON o.id = l.id JOIN members m ON o.user_id = m.id;")
     eng = _run(sql, [("members", 7, {"name": "ann", "region_id": 1}, 0), ("orders", 1, {"user_id": 7}, 1000)],
-               Engine(tmp_path))
+               Engine(tmp_path, properties=EVERY_CHANGE))
     eng.con.close()
-    again = _run("", [("l", 1, {"a": "A"}, 1500)], Engine(tmp_path))
+    again = _run("", [("l", 1, {"a": "A"}, 1500)], Engine(tmp_path, properties=EVERY_CHANGE))
     assert _out(again, "E", "A", "NAME") == [(7, 1500, "A", "ann")]
 
 

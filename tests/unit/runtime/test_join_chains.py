@@ -17,7 +17,10 @@ from typing import Any
 
 import pytest
 from notebook_files import write_notebook  # type: ignore[import-not-found]
-from produced import Record  # type: ignore[import-not-found]
+from produced import (
+    EVERY_CHANGE,  # type: ignore[import-not-found]
+    Record,  # type: ignore[import-not-found]
+)
 from produced import run_records as _run  # type: ignore[import-not-found]
 
 from nbstream import Engine
@@ -132,7 +135,7 @@ def test_the_rows_are_the_same_whatever_the_batches() -> None:
         "ON a.k = c.k", "ON b.k = c.k")
     records: list[Record] = [(("a", "b", "c")[i % 3], f"k{i % 2}", {"V": i}, 3 * i + (i % 4)) for i in range(30)]
     at_once = _out(_run(sql, records))
-    one_by_one = Engine()
+    one_by_one = Engine(properties=EVERY_CHANGE)
     one_by_one.execute(sql)
     for record in records:
         _run("", [record], one_by_one)
@@ -145,11 +148,11 @@ def test_a_chain_of_three_streams_keeps_its_state_over_a_restart_without_loss_or
     records: list[Record] = [(("a", "b", "c", "c")[i % 4], f"k{i % 3}", {"V": i}, 2 * i + (i % 5))
                              for i in range(40)]
     uninterrupted = _out(_run(sql, records))
-    eng = _run(sql, [], Engine(path=tmp_path))
+    eng = _run(sql, [], Engine(path=tmp_path, properties=EVERY_CHANGE))
     for start, end in itertools.pairwise((0, 9, 17, 30, 40)):
         if start:
             eng.close()
-            eng = Engine(path=tmp_path)
+            eng = Engine(path=tmp_path, properties=EVERY_CHANGE)
         _run("", records[start:end], eng)
     assert _out(eng) == uninterrupted
     assert len(uninterrupted) > 10
@@ -165,7 +168,7 @@ def test_a_count_over_a_chain_of_three_streams_counts_its_rows() -> None:
 
 
 def test_a_push_query_over_a_chain_of_three_streams_keeps_no_state() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(STREAMS)
     runner = eng._transient_runner("SELECT a.k, a.v AS av, b.v AS bv, c.v AS cv FROM a JOIN b WITHIN 10 MILLISECONDS "
                                   "ON a.k = b.k JOIN c WITHIN 10 MILLISECONDS ON a.k = c.k EMIT CHANGES;")
@@ -180,7 +183,7 @@ def test_a_push_query_over_a_chain_of_three_streams_keeps_no_state() -> None:
 
 
 def test_the_plan_of_a_chain_of_streams_survives_json_and_explains_each_join() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(STREAMS + TABLE)
     (result,) = eng.execute("CREATE STREAM j AS SELECT a.k AS k, c.v AS cv FROM a JOIN t ON a.k = t.k "
                             "LEFT JOIN c WITHIN (1 SECOND, 2 SECONDS) GRACE PERIOD 3 SECONDS ON a.k = c.k;")
@@ -195,7 +198,7 @@ def test_the_plan_of_a_chain_of_streams_survives_json_and_explains_each_join() -
 
 
 def test_a_plan_cannot_join_a_stream_without_a_window_nor_a_table_with_one() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(STREAMS + TABLE)
     (result,) = eng.execute("CREATE STREAM j AS SELECT a.k AS k, c.v AS cv FROM a JOIN t ON a.k = t.k "
                             "JOIN c WITHIN 1 SECOND ON a.k = c.k;")
@@ -235,7 +238,7 @@ def test_a_notebook_with_a_chain_of_three_streams_exports_to_a_job_that_restarts
      "Can not join 'A' to 'A': self joins are not yet supported"),
 ])
 def test_what_ksqldb_refuses_in_a_chain_with_streams_is_refused_with_its_message(joins: str, message: str) -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(STREAMS + TABLE)
     with pytest.raises(BindError, match=message):
         eng.execute(f"CREATE STREAM j AS SELECT * FROM a {joins};")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
+
 from nbstream import Engine
 
 SOURCES = """
@@ -14,7 +16,7 @@ CREATE TABLE users (userid STRING PRIMARY KEY, region STRING) WITH (kafka_topic=
 
 
 def _engine() -> Engine:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(SOURCES)
     eng.produce("users", {"REGION": "north"}, key="u1")
     eng.produce("clicks", {"PAGE": "before the query"}, key="u1")
@@ -56,7 +58,7 @@ def test_a_push_query_over_a_join_keeps_no_state_in_the_database() -> None:
 
 
 def test_a_table_table_push_query_starts_with_the_joins_current_rows_then_changes() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(SOURCES + "CREATE TABLE plans (userid STRING PRIMARY KEY, tier STRING) "
                           "WITH (kafka_topic='plans', value_format='JSON');")
     eng.produce("users", {"REGION": "north"}, key="u1")

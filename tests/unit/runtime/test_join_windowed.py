@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 
 from nbstream import Engine
 from nbstream.errors import BindError
@@ -28,7 +29,7 @@ SESSION = "WINDOW_TYPE='SESSION'"
 
 
 def _run(sql: str, records: list[Record]) -> Engine:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(sql)
     for topic, key, value, ts, window in records:
         eng.produce(topic, value, key=key, timestamp=ts, window=window)
@@ -91,7 +92,7 @@ def test_streams_in_a_schema_registry_key_format_join_on_the_window_start_in_the
 
 
 def test_a_push_query_over_a_windowed_join_returns_the_window_after_the_key() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(_stream("L", TUMBLING) + _stream("R", TUMBLING))
     runner = eng._transient_runner("SELECT l.v AS lv, l.id, r.v AS rv FROM l JOIN r WITHIN 1 MINUTE "
                                   "ON l.id = r.id EMIT CHANGES;")

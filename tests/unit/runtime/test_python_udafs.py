@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 
 import nbstream
 from nbstream import Engine
@@ -65,7 +66,7 @@ def _per_row(n: int, rows: pa.Array, values: pa.Array, kind: pa.DataType | None 
 
 
 def _engine(sql: str, batches: list[list[tuple[str, dict[str, object]]]], fmt: str = "JSON") -> Engine:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(PTS.format(f=fmt) + sql)
     for batch in batches:
         for key, value in batch:
@@ -102,7 +103,7 @@ def test_a_udaf_in_a_windowed_emit_final_query_and_read_by_a_pull_query() -> Non
 
 
 def test_show_and_describe_function_list_a_udaf() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     assert ("TOTAL", "AGGREGATE") in eng.execute("SHOW FUNCTIONS;")[0].rows
     described = dict(eng.execute("DESCRIBE FUNCTION total;")[0].rows)
     assert described["description"] == "The sum of the values."
@@ -114,7 +115,7 @@ TB = "CREATE TABLE tb (id STRING PRIMARY KEY, g STRING, x INT) WITH (KAFKA_TOPIC
 
 def _table_changes(query: str, batches: list[list[tuple[str, dict[str, object] | None]]]) -> list[object]:
     """(group, value of ``R``) for each record ``query`` writes over ``tb`` fed ``batches``."""
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(TB + query)
     for batch in batches:
         for key, value in batch:
@@ -168,7 +169,7 @@ def _marked(states: pa.Array, values: pa.ListArray, mark: str) -> pa.Array:
 
 
 def test_a_udaf_without_undo_cannot_aggregate_a_table_nor_take_literals_it_does_not_declare() -> None:
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(TB)
     with pytest.raises(BindError, match="cannot be applied to a table source"):
         eng.execute("CREATE TABLE t AS SELECT g, TOTAL(x) AS s FROM tb GROUP BY g;")

@@ -11,6 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from produced import EVERY_CHANGE  # type: ignore[import-not-found]
 
 import nbstream
 from nbstream import Engine
@@ -31,7 +32,7 @@ def forget_user_functions() -> Iterator[None]:
 
 def engine(*values: Mapping[str, object]) -> Engine:
     """An engine with the stream ``pts`` holding ``values`` (keys k0, k1, …)."""
-    eng = Engine()
+    eng = Engine(properties=EVERY_CHANGE)
     eng.execute(POINTS)
     eng.execute("SET 'auto.offset.reset' = 'earliest';")
     for i, value in enumerate(values):
