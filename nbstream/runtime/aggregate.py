@@ -237,7 +237,9 @@ class AggregateRunner(QueryRunner):
             self._remember_rows()
         before = self._stream_time()
         if self._sessions is not None:
-            late, st = self._sessions.fold(before, self.aggregate.emit_final, self._partition)
+            # HAVING over sessions judges each written session against its own history: not through the cache
+            cached = self.aggregate.record_cache and self.aggregate.having is None
+            late, st = self._sessions.fold(before, self.aggregate.emit_final, self._partition, cached=cached)
             self.stats.late += late
             self.stats.expired += self._sessions.expired
             self._emit(st)
@@ -528,7 +530,7 @@ class AggregateRunner(QueryRunner):
         """Whether the batch's changes go through Kafka Streams' record cache (``AggregatePlan.record_cache``),
         which this runner flushes at the end of every batch, as Kafka Streams flushes it at every commit:
         each group and window then writes the last of its changes — the one a cache holding every
-        group of the batch would forward. (Session windows write every change.)"""
+        group of the batch would forward. (Session windows go through it in their fold.)"""
         return self.aggregate.record_cache and self._running_changes
 
     def _passed_before_sql(self) -> str:

@@ -76,9 +76,10 @@ class SessionFold:
         self.con.execute(f"DROP TABLE IF EXISTS {self.rows}")
 
     # -- one batch --------------------------------------------------------------------------------------
-    def fold(self, stream_time: int, emit_final: bool, task: int) -> tuple[int, int]:
+    def fold(self, stream_time: int, emit_final: bool, task: int, *, cached: bool = False) -> tuple[int, int]:
         """Merge the batch of ``task`` (its input partition, whose stream time is ``stream_time``) into
-        the sessions; fill ``__changes``. Returns (late records, new stream time).
+        the sessions; fill ``__changes`` (``cached``: through the record cache, see
+        :meth:`_through_cache`). Returns (late records, new stream time).
 
         A session belongs to the task whose record last extended it, and only that task's stream time
         closes it (each input partition has its own, as in Kafka Streams)."""
@@ -94,7 +95,7 @@ class SessionFold:
         if emit_final:
             self._closed(st)
         else:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._changes_sql()}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __changes AS {self._changes_sql(cached)}")
         self._expire(st, emit_final)
         return int(late or 0), st
 
@@ -183,19 +184,38 @@ class SessionFold:
             WHERE {where} AND NOT EXISTS (SELECT 1 FROM {self.state} s WHERE {covered}))""")
 
     # -- what to emit -------------------------------------------------------------------------------------
-    def _changes_sql(self) -> str:
-        """EMIT CHANGES: per accepted record, tombstones of the sessions it replaced, then its session."""
+    def _changes_sql(self, cached: bool) -> str:
+        """EMIT CHANGES: per accepted record, tombstones of the sessions it replaced, then its session
+        (``cached``: :meth:`_through_cache`)."""
         groups = ", ".join(self.groups)
-        tombs = f"""SELECT {groups}, s.ws AS __ws, s.we AS __we, s.we AS __out_ts, __pos, s.we AS __sort,
+        tombs = f"""SELECT __key, {groups}, s.ws AS __ws, s.we AS __we, s.we AS __out_ts, __pos, s.we AS __sort,
                            TRUE AS __tomb, __in_partition, __in_offset, __ord
                     FROM (SELECT *, unnest(__touched) AS s FROM __merged
                           WHERE NOT __late AND NOT (__mws = __ts AND __mwe = __ts))"""
-        values = f"""SELECT {groups}, __mws AS __ws, __mwe AS __we, __mwe AS __out_ts, __pos,
+        values = f"""SELECT __key, {groups}, __mws AS __ws, __mwe AS __we, __mwe AS __out_ts, __pos,
                             9223372036854775807 AS __sort, FALSE AS __tomb, __in_partition, __in_offset, __ord
                      FROM __merged WHERE NOT __late"""
+        if cached:
+            tombs, values = self._through_cache(tombs, values)
         emitted = f"""SELECT * EXCLUDE (__pos, __sort), row_number() OVER (ORDER BY __pos, __sort) AS __pos
                       FROM ({tombs} UNION ALL {values})"""
         return self._with_slots(emitted, "u.__ord <= c.__ord AND NOT c.__tomb")
+
+    @staticmethod
+    def _through_cache(tombs: str, values: str) -> tuple[str, str]:
+        """The batch's ``tombs`` and ``values`` through the record cache: each session the batch leaves
+        (``__final``) written once, at its last record, and a tombstone only for a session stored before
+        the batch (``__walk``'s first step) that it replaced — one created and replaced within the
+        batch was never written. Its aggregate is read once, not once per record."""
+        def sessions(table: str) -> str:
+            return (f"(SELECT __key, s.ws AS __sws, s.we AS __swe "
+                    f"FROM (SELECT __key, unnest(__sessions) AS s FROM {table}))")
+
+        same = "s.__key = c.__key AND s.__sws = c.__ws AND s.__swe = c.__we"
+        last = "QUALIFY row_number() OVER (PARTITION BY c.__key, c.__ws, c.__we ORDER BY c.__pos DESC) = 1"
+        after, before = sessions("__final"), sessions("(SELECT * FROM __walk WHERE __n = 0)")
+        return (f"SELECT c.* FROM ({tombs}) c SEMI JOIN {before} s ON {same} ANTI JOIN {after} s ON {same} {last}",
+                f"SELECT c.* FROM ({values}) c SEMI JOIN {after} s ON {same} {last}")
 
     def _closed(self, st: int) -> None:
         """EMIT FINAL: ``__changes`` holds the sessions that closed (``end < st - grace - gap``), written
