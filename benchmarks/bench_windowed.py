@@ -2,7 +2,8 @@
 
 Measures, in one run, each engine figure beside DuckDB doing the same work as ONE statement over
 all the data (the lower bound of per-batch overhead):
-  1. a 1-second tumbling COUNT/SUM per key over 1,000 keys, EMIT FINAL and EMIT CHANGES
+  1. a 1-second tumbling COUNT/SUM per key over 1,000 keys, EMIT FINAL, and EMIT CHANGES both
+     writing every change (the record cache off) and through the record cache (ksqlDB's default)
      (events/s of the aggregation query, records already in the log → output committed and the
      table materialized for pull queries);
   2. a 10 s / 1 s hopping AVG per category, EMIT FINAL (events/s);
@@ -18,7 +19,8 @@ one partition's records late by the other's stream time).
 Each engine figure is printed with the peak RSS of the process while the engine ran it, and the run
 ends with the peak of the whole run. An aggregation's output is checked against DuckDB's one statement: EMIT FINAL must
 write every window that stream time closed (end + grace at or before the last event's time), EMIT
-CHANGES one record per event. A difference is printed beside the figure and fails the run at the end.
+CHANGES one record per event, or through the record cache one per key, window and batch. A
+difference is printed beside the figure and fails the run at the end.
 
     python benchmarks/bench_windowed.py [--events 1000000] [--keys 1000000] [--lookups 2000]
 """
@@ -39,15 +41,22 @@ from nbstream import Engine
 from nbstream.errors import UnsupportedError
 from nbstream.log.embedded import topic_table
 from nbstream.runtime.materialize import Materializer
+from nbstream.runtime.query import MAX_BATCH
 
 CLICKS = """
 CREATE STREAM clicks (userid VARCHAR KEY, category VARCHAR, amount DOUBLE, ts BIGINT)
   WITH (KAFKA_TOPIC='clicks', VALUE_FORMAT='JSON', PARTITIONS=1, TIMESTAMP='ts');
 """
 TUMBLING = """
-CREATE TABLE per_second_{emit} AS SELECT userid, COUNT(*) AS n, SUM(amount) AS total FROM clicks
+CREATE TABLE per_second_{name} AS SELECT userid, COUNT(*) AS n, SUM(amount) AS total FROM clicks
   WINDOW TUMBLING (SIZE 1 SECOND, GRACE PERIOD 0 SECONDS) GROUP BY userid EMIT {emit};
 """
+#: The record cache off for the query created after it (``UNSET`` after it), so that it writes every change.
+EVERY_CHANGE = "SET 'cache.max.bytes.buffering'='0';{statement}UNSET 'cache.max.bytes.buffering';"
+#: What EMIT CHANGES through the record cache writes: each key's window once per micro-batch that changed
+#: it (a backlog of one partition is read in batches of MAX_BATCH records).
+CACHED_DUE = """SELECT count(*) FROM (SELECT DISTINCT decode("key"),
+    json_extract(decode("value"), '$.TS')::BIGINT // 1000, "offset" // {batch} FROM {table})"""
 HOPPING = """
 CREATE TABLE avg_by_category AS SELECT category, AVG(amount) AS avg_amount FROM clicks
   WINDOW HOPPING (SIZE 10 SECONDS, ADVANCE BY 1 SECOND, GRACE PERIOD 0 SECONDS) GROUP BY category EMIT FINAL;
@@ -99,7 +108,7 @@ def drain_query(eng: Engine, statement: str) -> int:
     """Create the query of ``statement`` and run only it, and the materialization of the table it
     writes (the state pull queries read, part of the work of a CREATE TABLE AS), until its input is
     consumed."""
-    [result] = eng.execute(statement)
+    result = next(r for r in eng.execute(statement) if r.query_id is not None)
     runner = eng.queries.runner(result.query_id)
     sink = runner.sink.name if runner.sink is not None else None
     tables = [m for query_id, m in eng.queries.workers()
@@ -158,9 +167,10 @@ class Report:
 
 
 def aggregation(report: Report, eng: Engine, n: int, statement: str, one_batch: str,
-                window_ms: int | None = None) -> Run:
+                window_ms: int | None = None, *, cached: bool = False) -> Run:
     """An aggregation beside DuckDB's one statement. What is due: with ``window_ms`` (EMIT FINAL), the
-    windows that stream time (the last event's time) closed; else one change per event."""
+    windows that stream time (the last event's time) closed; ``cached`` (EMIT CHANGES through the
+    record cache), each key's window once per batch that changed it; else one change per event."""
     out: list[int] = []
     engine, peak = report.measure(n, lambda: out.append(drain_query(eng, statement)))
     decoded = DECODED.format(table=topic_table("clicks"))
@@ -169,6 +179,8 @@ def aggregation(report: Report, eng: Engine, n: int, statement: str, one_batch: 
     if window_ms is not None:
         [(due,)] = eng.con.execute(f"SELECT count(*) FROM one_batch WHERE ws + {window_ms} <= "
                                    f"(SELECT max(ts) FROM {decoded})").fetchall()
+    elif cached:
+        [(due,)] = eng.con.execute(CACHED_DUE.format(batch=MAX_BATCH, table=topic_table("clicks"))).fetchall()
     return Run(engine, peak, duckdb, out[0], due)
 
 
@@ -232,9 +244,15 @@ def main() -> None:
 
         _, peak = report.measure(n, produce)
         print(f"{'data generated and produced:':<46}{'':>20}peak RSS {peak:,.0f} MB")
-        for emit, window_ms in (("FINAL", 1000), ("CHANGES", None)):
-            report.line(f"tumbling 1 s COUNT/SUM per key, EMIT {emit}:",
-                        aggregation(report, eng, n, TUMBLING.format(emit=emit), ONE_BATCH_TUMBLING, window_ms))
+        report.line("tumbling 1 s COUNT/SUM per key, EMIT FINAL:",
+                    aggregation(report, eng, n, TUMBLING.format(name="final", emit="FINAL"), ONE_BATCH_TUMBLING,
+                                1000))
+        every_change = EVERY_CHANGE.format(statement=TUMBLING.format(name="every", emit="CHANGES"))
+        report.line("tumbling, EMIT CHANGES, every change:",
+                    aggregation(report, eng, n, every_change, ONE_BATCH_TUMBLING))
+        report.line("tumbling, EMIT CHANGES, record cache:",
+                    aggregation(report, eng, n, TUMBLING.format(name="cached", emit="CHANGES"), ONE_BATCH_TUMBLING,
+                                cached=True))
         report.line("hopping 10 s / 1 s AVG per category, FINAL:",
                     aggregation(report, eng, n, HOPPING, ONE_BATCH_HOPPING, 10_000))
         try:
