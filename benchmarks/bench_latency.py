@@ -4,7 +4,8 @@ An engine service (the embedded log, in memory unless ``--durable``) runs its ba
 with two persistent queries over one input stream:
 
   * (a) a filter ``CREATE STREAM … AS SELECT … WHERE …``;
-  * (b) a tumbling-window ``COUNT(*)`` ``CREATE TABLE … EMIT CHANGES`` (one output per input).
+  * (b) a tumbling-window ``COUNT(*)`` ``CREATE TABLE … EMIT CHANGES`` (through the record cache,
+    ksqlDB's default: each key's window once per micro-batch, with the time of its last input).
 
 A producer thread offers ``--rate`` events/s through ``produce_batch`` in small paced batches for
 ``--seconds``; a reader thread polls ``consume`` on both sink topics from its last offsets. Every
