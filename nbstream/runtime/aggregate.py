@@ -237,9 +237,8 @@ class AggregateRunner(QueryRunner):
             self._remember_rows()
         before = self._stream_time()
         if self._sessions is not None:
-            # HAVING over sessions judges each written session against its own history: not through the cache
-            cached = self.aggregate.record_cache and self.aggregate.having is None
-            late, st = self._sessions.fold(before, self.aggregate.emit_final, self._partition, cached=cached)
+            late, st = self._sessions.fold(before, self.aggregate.emit_final, self._partition,
+                                           cached=self._through_cache)
             self.stats.late += late
             self.stats.expired += self._sessions.expired
             self._emit(st)
@@ -518,7 +517,7 @@ class AggregateRunner(QueryRunner):
         final = ", __final" if self._running_changes else ""
         # the record cache: a group's changes of the batch come out as its last one (computed first,
         # so the projection runs on the rows written only)
-        cached = " WHERE __final" if self._cached_changes else ""
+        cached = " WHERE __final" if self._through_cache and self._running_changes else ""
         return f"""WITH a AS (SELECT *, {", ".join(results) or "NULL AS __none"}, __ws AS "WINDOWSTART",
                               __we AS "WINDOWEND" FROM {changes}{cached}),
             p AS (SELECT {groups}, __ws, __we, {slots}, __out_ts, __stored_pass, __tomb, __pos, __in_partition,
@@ -526,12 +525,15 @@ class AggregateRunner(QueryRunner):
         SELECT *, {self._passed_before_sql()} AS __passed_before FROM p"""
 
     @property
-    def _cached_changes(self) -> bool:
+    def _through_cache(self) -> bool:
         """Whether the batch's changes go through Kafka Streams' record cache (``AggregatePlan.record_cache``),
         which this runner flushes at the end of every batch, as Kafka Streams flushes it at every commit:
         each group and window then writes the last of its changes — the one a cache holding every
-        group of the batch would forward. (Session windows go through it in their fold.)"""
-        return self.aggregate.record_cache and self._running_changes
+        group of the batch would forward (session windows: in their fold). EMIT FINAL writes each
+        window once anyway; HAVING over sessions judges each written session against its own
+        history, so those write every change."""
+        plan = self.aggregate
+        return plan.record_cache and not plan.emit_final and (self._sessions is None or plan.having is None)
 
     def _passed_before_sql(self) -> str:
         """Whether a row's group passed HAVING before it (its HAVING failing then makes a tombstone).
@@ -540,7 +542,7 @@ class AggregateRunner(QueryRunner):
         group's stored result: the changes in between were never written."""
         if self.aggregate.having is None or (self.aggregate.emit_final and self._sessions is None):
             return "FALSE"
-        if self._cached_changes:
+        if self._through_cache:  # sessions through the cache have no HAVING: answered above
             return "__stored_pass"
         groups = ", ".join(quote(g) for g in self._groups)
         return f"coalesce(lag(__pass) OVER (PARTITION BY {groups}, __ws ORDER BY __pos), __stored_pass)"
