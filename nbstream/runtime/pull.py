@@ -202,12 +202,11 @@ def _prepare(engine: Engine, sql: str, params: Mapping[str, object], con: duckdb
                 return _prepare(engine, template, lifted, con, options)
             except NbstreamError:
                 pass  # the query as written says what is wrong with it
-    with _caches_lock:
-        cache = _caches.setdefault(engine, _Cache())
-    key = (sql, options, *sorted((name, _shape(value)) for name, value in params.items()))
-    compiled = cache.get(key)
-    if compiled is not None and engine.catalog.find(compiled.source.name) is compiled.source:
-        return compiled.bind(params)
+    cache = _cache(engine)
+    key = _cache_key(sql, params, options)
+    cached = _cached(engine, cache.get(key), params)
+    if cached is not None:
+        return cached
     query = _parse_select(sql)
     source = engine.catalog.get(_source_name(query))
     check_clauses(query, options)
@@ -217,6 +216,41 @@ def _prepare(engine: Engine, sql: str, params: Mapping[str, object], con: duckdb
     if compiled is None:
         return _table_query(engine, con, query, source, params, options)
     cache.put(key, compiled)
+    return compiled.bind(params)
+
+
+@dataclass(frozen=True)
+class PointLookup:
+    """A pull query that is a point lookup planned before: its result's columns and the lookup
+    answering it (:mod:`~nbstream.runtime.lookups`)."""
+
+    columns: tuple[Column, ...]
+    lookup: Lookup
+
+
+def cached_point_lookup(engine: Engine, sql: str, properties: Mapping[str, Any] | None = None) -> PointLookup | None:
+    """``sql`` as a :class:`PointLookup` if it is one and its compiled SQL is cached (no planning, no
+    DuckDB: cheap enough for an event loop); None for any other query, or one not planned yet."""
+    template, params = lift_literals(sql)
+    query = _cached(engine, _cache(engine).get(_cache_key(template, params, _options(engine, properties))), params)
+    if query is None or query.lookup is None:
+        return None
+    return PointLookup(query.columns, query.lookup)
+
+
+def _cache(engine: Engine) -> _Cache:
+    with _caches_lock:
+        return _caches.setdefault(engine, _Cache())
+
+
+def _cache_key(sql: str, params: Mapping[str, object], options: PullOptions) -> tuple[object, ...]:
+    return (sql, options, *sorted((name, _shape(value)) for name, value in params.items()))
+
+
+def _cached(engine: Engine, compiled: _Compiled | None, params: Mapping[str, object]) -> _Query | None:
+    """``compiled`` bound to ``params`` while the table it reads is still the catalog's."""
+    if compiled is None or engine.catalog.find(compiled.source.name) is not compiled.source:
+        return None
     return compiled.bind(params)
 
 

@@ -32,6 +32,7 @@ from sqlglot import exp
 
 from nbstream.catalog.schema import Column
 from nbstream.errors import ExecutionError, NbstreamError
+from nbstream.runtime.pull import PullResult, cached_point_lookup
 from nbstream.runtime.push import DONE, AsyncBatches, PushOverflow
 from nbstream.runtime.service import EngineService, PushSubscription
 from nbstream.server.errors import (
@@ -164,7 +165,11 @@ async def _pull(server: KsqlServer, exchange: Exchange, sql: str, properties: di
     started = time.perf_counter()
     service = server.service
     try:
-        result = await server.run_pull(service.pull_rows, sql, None, properties)
+        point = cached_point_lookup(service, sql, properties)
+        if point is not None:  # planned before: answered with the other lookups in flight
+            result = PullResult(point.columns, await server.lookups.rows(point.lookup))
+        else:
+            result = await server.run_pull(service.pull_rows, sql, None, properties)
     except NbstreamError as error:
         _query_statement(sql)  # a statement that is no query says so
         raise KsqlError(BAD_STATEMENT, str(error), sql) from None

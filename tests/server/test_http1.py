@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from harness import Server, eventually
@@ -78,6 +79,27 @@ def test_a_keep_alive_connection_serves_more_than_a_thousand_requests(server: Se
         reply = connection.getresponse()
         assert reply.status == 200 and b'"o1",1' in reply.read()
     connection.close()
+
+
+def test_point_lookups_from_many_connections_at_once_each_get_the_row_of_their_key(server: Server) -> None:
+    """Once planned, a lookup is answered together with the others in flight (runtime/lookups.py)."""
+    def ask(connection_number: int) -> list[bytes]:
+        connection = http.client.HTTPConnection(server.host, server.port, timeout=30)
+        bodies = []
+        for i in range(60):
+            key = ("o1", "o2", "o3")[(connection_number + i) % 3]
+            body = json.dumps({"sql": f"SELECT * FROM few WHERE id = '{key}';"})
+            connection.request("POST", "/query-stream", body=body, headers={"Accept": JSON})
+            bodies.append(connection.getresponse().read())
+        connection.close()
+        return bodies
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(8)))
+    rows = {"o1": b'["o1",1]]', "o2": b"}]", "o3": b"}]"}  # o2 left the table (HAVING), o3 never was in it
+    for connection_number, bodies in enumerate(answers):
+        for i, body in enumerate(bodies):
+            assert body.endswith(rows[("o1", "o2", "o3")[(connection_number + i) % 3]]), body
 
 
 def test_a_pull_query_on_a_stream_ends_with_query_completed_on_query(server: Server) -> None:

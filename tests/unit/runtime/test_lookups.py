@@ -1,14 +1,19 @@
-"""Point lookups that arrive together are answered by one statement, each with its own rows."""
+"""Point lookups that arrive together are answered by one statement, each with its own rows:
+asked from threads (:class:`Lookups`) or on an asyncio loop (:class:`LoopLookups`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import pytest
 
-from nbstream.runtime.lookups import KEY_COLUMN, Lookup, Lookups
+from nbstream.errors import ExecutionError
+from nbstream.runtime.lookups import KEY_COLUMN, Lookup, Lookups, LoopLookups
+from nbstream.runtime.pull import cached_point_lookup
 from nbstream.runtime.service import EngineService
 
 PREFIX = f'SELECT "NAME", "ID" AS {KEY_COLUMN} FROM t WHERE "ID" IN ('
@@ -74,4 +79,83 @@ def test_many_threads_each_get_the_row_of_their_key() -> None:
         results = list(pool.map(lambda i: engine.pull_rows(f"SELECT name FROM users WHERE id = 'k{i % 600}';").rows,
                                 range(2000)))
     assert results == [[(f"name-{i % 600}",)] if i % 600 < 500 else [] for i in range(2000)]
+    engine.close()
+
+
+def on(connection: object) -> LoopLookups:
+    return LoopLookups(lambda: contextlib.nullcontext(connection))  # type: ignore[arg-type]
+
+
+def test_on_a_loop_lookups_asked_while_a_batch_runs_go_together_as_the_next(con: duckdb.DuckDBPyConnection) -> None:
+    statements: list[str] = []
+    gate = threading.Event()
+    lookups = on(Gated(con.cursor(), statements, gate))
+
+    async def ask() -> list[list[tuple[object, ...]]]:
+        first = asyncio.ensure_future(lookups.rows(lookup("k0")))
+        await asyncio.sleep(0.05)  # the first batch runs, held at the gate
+        rest = [asyncio.ensure_future(lookups.rows(lookup(key))) for key in ("k1", "k2", "nope", "k1")]
+        gate.set()
+        return await asyncio.gather(first, *rest)
+
+    assert asyncio.run(ask()) == [[("name-0",)], [("name-1",)], [("name-2",)], [], [("name-1",)]]
+    assert len(statements) == 2
+    assert statements[1].endswith("IN ('k1', 'k2', 'nope')")  # each key once
+    lookups.close()
+
+
+def test_on_a_loop_a_failing_statement_fails_its_own_lookups_only(con: duckdb.DuckDBPyConnection) -> None:
+    lookups = on(con)
+    broken = Lookup("SELECT nothing FROM t WHERE x IN (", "k1", "'k1'")
+
+    async def ask() -> list[object]:
+        return await asyncio.gather(lookups.rows(broken), lookups.rows(lookup("k3")), return_exceptions=True)
+
+    failed, answered = asyncio.run(ask())
+    assert isinstance(failed, ExecutionError) and "nothing" in str(failed)
+    assert answered == [("name-3",)]
+    lookups.close()
+
+
+def test_on_a_loop_a_lookup_whose_asker_went_away_does_not_stop_the_next(con: duckdb.DuckDBPyConnection) -> None:
+    statements: list[str] = []
+    gate = threading.Event()
+    lookups = on(Gated(con.cursor(), statements, gate))
+
+    async def ask() -> list[tuple[object, ...]]:
+        gone = asyncio.ensure_future(lookups.rows(lookup("k4")))
+        await asyncio.sleep(0.05)
+        gone.cancel()
+        gate.set()
+        return await lookups.rows(lookup("k5"))
+
+    assert asyncio.run(ask()) == [("name-5",)]
+    lookups.close()
+
+
+def test_on_a_loop_a_batch_that_cannot_get_a_connection_fails_its_lookups() -> None:
+    def no_connection() -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        raise ExecutionError("The server is shutting down")
+
+    lookups = LoopLookups(no_connection)
+    with pytest.raises(ExecutionError, match="shutting down"):
+        asyncio.run(lookups.rows(lookup("k1")))
+    lookups.close()
+
+
+def test_a_point_lookup_is_answerable_without_planning_once_planned_and_while_its_table_stands() -> None:
+    engine = EngineService()
+    create = ("CREATE TABLE users (id VARCHAR PRIMARY KEY, name VARCHAR) "
+              "WITH (KAFKA_TOPIC='users', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    engine.execute(create)
+    assert cached_point_lookup(engine, "SELECT name FROM users WHERE id = 'k1';") is None
+    engine.pull_rows("SELECT name FROM users WHERE id = 'k1';")
+    found = cached_point_lookup(engine, "SELECT name FROM users WHERE id = 'k2';")
+    assert found is not None
+    assert [c.name for c in found.columns] == ["NAME"]
+    assert (found.lookup.key, found.lookup.literal) == ("k2", "'k2'")
+    assert cached_point_lookup(engine, "SELECT name FROM users WHERE name = 'k2';") is None  # not planned
+    engine.execute("DROP TABLE users;")
+    engine.execute(create)
+    assert cached_point_lookup(engine, "SELECT name FROM users WHERE id = 'k2';") is None  # another table now
     engine.close()
