@@ -32,6 +32,7 @@ from sqlglot.tokens import TokenType
 from nbstream.catalog.catalog import Source
 from nbstream.export.sandbox import PlannedJob
 from nbstream.export.selection import Selected
+from nbstream.settings import STREAMS_PREFIX
 from nbstream.sql import ast
 from nbstream.sql.dialect import DIALECT
 
@@ -134,7 +135,7 @@ def server_properties(planned: PlannedJob, service_id: str) -> str:
 
 
 def _property_name(name: str) -> str:
-    return name if name.startswith("ksql.") else f"ksql.streams.{name}"
+    return name if name.startswith("ksql.") else STREAMS_PREFIX + name
 
 
 # -- statements ---------------------------------------------------------------------------------------

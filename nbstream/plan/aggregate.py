@@ -30,6 +30,7 @@ from nbstream.physical.aggregates import Aggregate, column_count, keeps_nested_s
 from nbstream.physical.expressions import ExpressionCompiler, Scope, ScopeColumn, TypeProbe, UnknownColumnError, quote
 from nbstream.plan.aliases import AliasGenerator
 from nbstream.plan.logical import OutputColumn, Scan, Sink, StatelessPlan
+from nbstream.settings import find_setting
 from nbstream.sql.ast import Dereference, Query, WindowSpec
 from nbstream.sql.printer import ksql_text
 
@@ -91,14 +92,14 @@ def record_cache_on(properties: Mapping[str, object]) -> bool:
     """Whether the ksqlDB configuration ``properties`` turns Kafka Streams' record cache on: a size
     above 0 bytes, ksqlDB's default when none is given. A size that is not a number is a BindError."""
     for name in RECORD_CACHE_PROPERTIES:
-        for key in (name, f"ksql.streams.{name}"):
-            value = properties.get(key)
-            if value is None:
-                continue
-            try:
-                return int(str(value).strip()) > 0
-            except ValueError:
-                raise BindError(f"Invalid value {value!r} for configuration {key}: Not a number of type LONG") from None
+        found = find_setting(properties, name)
+        if found is None:
+            continue
+        key, value = found
+        try:
+            return int(str(value).strip()) > 0
+        except ValueError:
+            raise BindError(f"Invalid value {value!r} for configuration {key}: Not a number of type LONG") from None
     return DEFAULT_RECORD_CACHE_BYTES > 0
 
 

@@ -46,6 +46,7 @@ from nbstream.runtime.queries import QueryManager
 from nbstream.runtime.query import QueryRunner
 from nbstream.runtime.results import StatementResult
 from nbstream.runtime.selected import selected_columns
+from nbstream.settings import find_setting
 from nbstream.sql import ast, parse
 
 DATABASE_FILE = "nbstream.duckdb"
@@ -208,8 +209,8 @@ class Engine:
     def property(self, name: str) -> Any:
         """The value of configuration ``name``; a Kafka Streams setting may also be given with
         ksqlDB's ``ksql.streams.`` prefix (``ksql.streams.auto.offset.reset``)."""
-        value = self.properties.get(name)
-        return self.properties.get(f"ksql.streams.{name}") if value is None else value
+        found = find_setting(self.properties, name)
+        return None if found is None else found[1]
 
     def set_property(self, name: str, value: Any) -> None:
         """``SET`` the property ``name`` to ``value`` (``None``: ``UNSET`` it). A property of

@@ -56,6 +56,7 @@ from nbstream.server.streaming import (
     Writer,
     writer_for,
 )
+from nbstream.settings import find_setting
 from nbstream.sql import ast, parse
 
 if TYPE_CHECKING:
@@ -248,10 +249,8 @@ def scalable_push_id(service: EngineService, query: ast.Query, properties: dict[
 def _setting(service: EngineService, properties: dict[str, Any], name: str) -> Any:
     """Configuration ``name`` as a request's ``properties`` override the engine's (a Kafka Streams
     setting also with ksqlDB's ``ksql.streams.`` prefix)."""
-    for key in (name, f"ksql.streams.{name}"):
-        if key in properties:
-            return properties[key]
-    return service.property(name)
+    found = find_setting(properties, name)
+    return service.property(name) if found is None else found[1]
 
 
 class _PushResponse:
