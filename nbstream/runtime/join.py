@@ -305,11 +305,23 @@ class JoinRunner(QueryRunner):
             self._store_foreign_key_result()
 
     def _decode_side(self, side: int) -> None:
-        """``__side<side>``: the side's records decoded, with their place in the arrival order."""
+        """``__side<side>``: the side's records decoded, with their place in the arrival order, and
+        of their value columns those the join reads (every column is decoded: a record with a bad
+        value in any is in error, as ksqlDB's deserializer finds it)."""
+        unread = self._unread_columns(side)
+        columns = f"r.* EXCLUDE ({', '.join(unread)})" if unread else "r.*"
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __side{side} AS
-            SELECT r.*, {side} AS __side, a.append_no AS __an, a.append_seq AS __as
+            SELECT {columns}, {side} AS __side, a.append_no AS __an, a.append_seq AS __as
             FROM ({self._side_sql[side]}) r JOIN __jin{side} a
               ON r.__in_partition = a."partition" AND r.__in_offset = a."offset" """)
+
+    def _unread_columns(self, side: int) -> list[str]:
+        """The value columns of ``side`` that nothing after the decoding reads: those an INNER
+        stream-stream join of two streams leaves out of its matches (:attr:`WindowJoin.picked`)."""
+        if 1 not in self._stages or self.join.chain or side > 1:
+            return []
+        window = self._window_join(1)
+        return [c for c in window.cols[side] if c not in window.picked[side]]
 
     def _join_streams(self) -> None:
         """A join with stream-stream joins, left-deep: the first join's rows (a window join's, or the

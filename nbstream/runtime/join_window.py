@@ -233,10 +233,10 @@ class WindowJoin:
 
     def _store(self, st0: dict[int, int], own: list[dict[int, int]]) -> None:
         con = self.runner.con
-        for side, state in enumerate(self.states):
-            cols = ", ".join(self.cols[side])
-            con.execute(f"INSERT INTO {state} BY NAME SELECT {cols}, {quote(JOIN_KEY)}, __ts, 0 AS __arr, "
-                        f"__in_partition FROM __sev WHERE __side = {side} AND NOT __late AND __keep")
+        for side, state in enumerate(self.states):  # what the matches carry (the others stay NULL)
+            cols = ", ".join([*self.picked[side], quote(JOIN_KEY), "__ts", "0 AS __arr", "__in_partition"])
+            con.execute(f"INSERT INTO {state} BY NAME SELECT {cols} "
+                        f"FROM __sev WHERE __side = {side} AND NOT __late AND __keep")
             for partition, side_st in self._moved(f"__side = {side}", own[side]):
                 con.execute(f"DELETE FROM {state} WHERE coalesce(__in_partition, {partition}) = {partition} "
                             f"AND __ts <= {side_st} - {self.retention}")

@@ -319,6 +319,21 @@ def test_an_inner_window_join_keeps_only_the_records_its_where_lets_join_and_sti
         assert stored == [0, 3], "the records the WHERE skips never enter the window stores"
 
 
+def test_an_inner_window_join_carries_only_the_columns_it_reads_yet_a_bad_value_in_any_is_an_error() -> None:
+    wide = ("CREATE STREAM w (id INT KEY, b VARCHAR, n BIGINT, note VARCHAR) "
+            "WITH (KAFKA_TOPIC='w', VALUE_FORMAT='JSON');")
+    eng = _run(LEFT + wide + "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN w WITHIN 1 SECOND ON l.id = w.id;",
+               [("w", 1, {"b": "bad n", "n": "not a number", "note": "x"}, 1_000),
+                ("w", 1, {"b": "good", "n": 7, "note": "x"}, 1_000), ("l", 1, {"a": "x"}, 1_000)])
+    # ksqlDB's deserializer reads every column: the record whose N is not a BIGINT joins nothing
+    assert _out(eng, "J", "A", "B") == [(1, 1_000, "x", "good")]
+    logged = [r.value["MESSAGE"] for r in eng.consume("KSQL_PROCESSING_LOG")]
+    assert len(logged) == 1 and "N" in logged[0]["ERRORMESSAGE"]
+    query = next(iter(eng.catalog.queries))
+    stored = eng.con.execute(f'SELECT "W_B", "W_N", "W_NOTE" FROM "join${query}$1"').fetchall()
+    assert stored == [("good", None, None)], "the window store keeps the columns the join reads"
+
+
 def test_side_filters_are_the_where_conjuncts_of_one_side() -> None:
     from nbstream.runtime.join_window import side_filters
 
