@@ -116,9 +116,10 @@ def string_ts_sql(value: str, timestamp_format: str | None) -> str:
     return f"epoch_ms(TRY_STRPTIME({value}, '{fmt}'))"
 
 
-def result_sql(plan: StatelessPlan, relation: str, *, fast: bool = False) -> str:
+def result_sql(plan: StatelessPlan, relation: str, *, fast: bool = False, raw: Sequence[str] = ()) -> str:
     """The micro-batch SELECT of a stateless plan over ``relation``, with typed output columns
-    (``fast``: decoded on the formats' fast paths, as :func:`decode_select` says).
+    (``fast``: decoded on the formats' fast paths, as :func:`decode_select` says; ``raw``: record
+    columns of ``relation`` passed through as they are, named ``__raw_<column>``).
 
     Besides the plan's columns (named as in the result) it yields ``__err``/``__errmsg``,
     ``__in_partition``/``__in_offset``, ``__ts`` (the output record time) and ``__deleted``
@@ -147,14 +148,15 @@ def result_sql(plan: StatelessPlan, relation: str, *, fast: bool = False) -> str
         relation_out, sub = f"({unnest_sql(plan.table_functions, '__d', keep)})", f" {SUB_ROW},"
         keep = "TRUE"
     # MATERIALIZED: decode once; otherwise DuckDB inlines the decoding into every later use.
-    return f"""WITH __d0 AS MATERIALIZED ({decode_select(scan, relation, fast=fast)}),
+    kept = "".join(f" {quote('__raw_' + name)}," for name in raw)
+    return f"""WITH __d0 AS MATERIALIZED ({decode_select(scan, relation, keep=raw, fast=fast)}),
 __d1 AS (SELECT *, {rowtime_sql(scan)} AS "ROWTIME" FROM __d0),
 __d AS (SELECT * REPLACE (__err OR {bad_ts} AS __err,
                           CASE WHEN __err THEN __errmsg WHEN {bad_ts} THEN {_INVALID_TS} END AS __errmsg),
                {bad_ts} AS __bad_ts FROM __d1)
 SELECT {out_err} AS __err, {out_errmsg} AS __errmsg, __bad_ts,
        "ROWPARTITION" AS __in_partition, "ROWOFFSET" AS __in_offset,
-       {out_ts} AS __ts, {deleted} AS __deleted, __key_null, __headers,{_input_window(plan)}{sub} {outputs}
+       {out_ts} AS __ts, {deleted} AS __deleted, __key_null, __headers,{kept}{_input_window(plan)}{sub} {outputs}
 FROM {relation_out} WHERE {keep}"""
 
 

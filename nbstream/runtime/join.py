@@ -67,6 +67,11 @@ from nbstream.runtime.query import (
 SIDE_STRIDE = 1 << 20
 
 
+#: The log's columns of a record's arrival (see :class:`~nbstream.log.base.SqlLog`), which a side's
+#: decoding passes through (as ``__raw_<column>``) for the join to number records by arrival.
+ARRIVAL_COLUMNS = ("append_no", "append_seq")
+ARRIVAL_KEPT = tuple(quote(f"__raw_{name}") for name in ARRIVAL_COLUMNS)
+
 #: An input's decoded records when its batch has none: the control columns only.
 _NO_RECORDS = ("SELECT NULL::BOOLEAN AS __err, NULL::VARCHAR AS __errmsg, NULL::BOOLEAN AS __bad_ts, "
                "NULL::INTEGER AS __in_partition, NULL::BIGINT AS __in_offset, NULL::BIGINT AS __ts, "
@@ -101,7 +106,7 @@ class JoinRunner(QueryRunner):
         if start_at_end and not self.offsets:
             self.offsets = {slot: end for slot, end in self._ends().items()
                             if not plan.sides[self._locate(slot)[0]].is_table}
-        self._side_sql = [result_sql(s.pre, f"__jin{i}") for i, s in enumerate(plan.sides)]
+        self._side_sql = [result_sql(s.pre, f"__jin{i}", raw=ARRIVAL_COLUMNS) for i, s in enumerate(plan.sides)]
         self._create_state()
 
     @property
@@ -308,12 +313,10 @@ class JoinRunner(QueryRunner):
         """``__side<side>``: the side's records decoded, with their place in the arrival order, and
         of their value columns those the join reads (every column is decoded: a record with a bad
         value in any is in error, as ksqlDB's deserializer finds it)."""
-        unread = self._unread_columns(side)
-        columns = f"r.* EXCLUDE ({', '.join(unread)})" if unread else "r.*"
+        unread = ", ".join([*self._unread_columns(side), *ARRIVAL_KEPT])
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __side{side} AS
-            SELECT {columns}, {side} AS __side, a.append_no AS __an, a.append_seq AS __as
-            FROM ({self._side_sql[side]}) r JOIN __jin{side} a
-              ON r.__in_partition = a."partition" AND r.__in_offset = a."offset" """)
+            SELECT * EXCLUDE ({unread}), {side} AS __side, {ARRIVAL_KEPT[0]} AS __an, {ARRIVAL_KEPT[1]} AS __as
+            FROM ({self._side_sql[side]})""")
 
     def _unread_columns(self, side: int) -> list[str]:
         """The value columns of ``side`` that nothing after the decoding reads: those an INNER
