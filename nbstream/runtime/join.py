@@ -39,16 +39,19 @@ Nothing loops over records in Python: every step is one DuckDB statement over th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from functools import cached_property
 
 import duckdb
 import pyarrow as pa
 
+from nbstream.catalog.schema import LogicalSchema
 from nbstream.log.base import SqlLog
 from nbstream.log.embedded import route_sql
 from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql, result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide, TableLookup
-from nbstream.plan.logical import Sink
+from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.runtime import stream_time
 from nbstream.runtime.aggregate import AggregateRunner
 from nbstream.runtime.join_window import WindowJoin, WindowStage
@@ -106,12 +109,18 @@ class JoinRunner(QueryRunner):
         if start_at_end and not self.offsets:
             self.offsets = {slot: end for slot, end in self._ends().items()
                             if not plan.sides[self._locate(slot)[0]].is_table}
-        self._side_sql = [result_sql(s.pre, f"__jin{i}", raw=ARRIVAL_COLUMNS) for i, s in enumerate(plan.sides)]
         self._create_state()
 
     @property
     def sink(self) -> Sink | None:
         return self.join.sink
+
+    @cached_property
+    def _side_sql(self) -> list[str]:
+        """Each side's decoding of ``__jin<side>``, made at the first batch (what reads the joined
+        rows is known by then: :attr:`joined_reader`)."""
+        return [result_sql(_decoding_plan(s.pre, self._unread_columns(i)), f"__jin{i}", raw=ARRIVAL_COLUMNS)
+                for i, s in enumerate(self.join.sides)]
 
     @property
     def query_plan(self) -> JoinPlan:
@@ -313,7 +322,8 @@ class JoinRunner(QueryRunner):
         """``__side<side>``: the side's records decoded, with their place in the arrival order, and
         of their value columns those the join reads (every column is decoded: a record with a bad
         value in any is in error, as ksqlDB's deserializer finds it)."""
-        unread = ", ".join([*self._unread_columns(side), *ARRIVAL_KEPT])
+        decoded = {quote(c.name) for c in _decoding_plan(self.join.sides[side].pre, self._unread_columns(side)).columns}
+        unread = ", ".join([*(c for c in self._unread_columns(side) if c in decoded), *ARRIVAL_KEPT])
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __side{side} AS
             SELECT * EXCLUDE ({unread}), {side} AS __side, {ARRIVAL_KEPT[0]} AS __an, {ARRIVAL_KEPT[1]} AS __as
             FROM ({self._side_sql[side]})""")
@@ -772,6 +782,30 @@ def _window_stages(query_id: str, plan: JoinPlan, states: Sequence[str], outer: 
                                        quote(f"joinouter${query_id}${side}"), f"{query_id}#{side}@join",
                                        (f"{query_id}#{side}@left", f"{query_id}#{side}"), records="__stage_ev")
     return stages
+
+
+def _decoding_plan(pre: StatelessPlan, unread: Sequence[str]) -> StatelessPlan:
+    """``pre`` without the STRING columns of a JSON value that it passes through and nothing reads
+    (``unread``, quoted). Any JSON value converts to a STRING (a number or an object as its text),
+    so such a column never puts a record in error: leaving it out changes no value and no error,
+    and spares decoding it. Columns of other types are decoded, read or not: a bad value in any is
+    the record's error. At least one value column stays, so a record that is not a JSON object is
+    still found out."""
+    scan = pre.scan
+    wrap = scan.value_properties.get("WRAP_SINGLE_VALUE")
+    if scan.value_format.upper() != "JSON" or (wrap is not None and not wrap):
+        return pre
+    passed_through = {c.sql for c in pre.columns if quote(c.name) in unread}
+    reads = " ".join([*(c.sql for c in pre.columns if quote(c.name) not in unread), pre.where or ""])
+    dropped = {quote(c.name) for c in scan.schema.value
+               if c.type.name == "STRING" and c.name != scan.timestamp and quote(c.name) in passed_through
+               and quote(c.name) not in reads}
+    values = [c for c in scan.schema.value if quote(c.name) not in dropped]
+    if not dropped or not values:
+        return pre
+    schema = LogicalSchema(tuple(c for c in scan.schema.columns if quote(c.name) not in dropped))
+    columns = tuple(c for c in pre.columns if c.sql not in dropped)
+    return replace(pre, scan=replace(scan, schema=schema), columns=columns)
 
 
 class JoinAggregateRunner(AggregateRunner):

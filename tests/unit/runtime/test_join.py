@@ -334,6 +334,21 @@ def test_an_inner_window_join_carries_only_the_columns_it_reads_yet_a_bad_value_
     assert stored == [("good", None, None)], "the window store keeps the columns the join reads"
 
 
+def test_an_inner_window_join_skips_decoding_unread_strings_which_no_json_value_can_fail() -> None:
+    wide = ("CREATE STREAM w (id INT KEY, b VARCHAR, note VARCHAR, more VARCHAR) "
+            "WITH (KAFKA_TOPIC='w', VALUE_FORMAT='JSON');")
+    eng = _run(LEFT + wide + "CREATE STREAM j AS SELECT l.id, a, b FROM l JOIN w WITHIN 1 SECOND ON l.id = w.id;",
+               [("w", 1, {"b": "object note", "note": {"x": [1]}, "more": 5}, 1_000),
+                ("w", 1, {"B": "other spelling", "NOTE": None}, 1_000), ("l", 1, {"a": "x"}, 1_000)])
+    eng.produce("w", b"not json", key=1, timestamp=1_000)
+    eng.produce("w", b'["an array"]', key=1, timestamp=1_000)
+    eng.produce("l", {"a": "y"}, key=1, timestamp=1_000)
+    eng.run_until_idle()
+    assert _out(eng, "J", "A", "B") == [(1, 1_000, "x", "object note"), (1, 1_000, "x", "other spelling"),
+                                        (1, 1_000, "y", "object note"), (1, 1_000, "y", "other spelling")]
+    assert len(eng.consume("KSQL_PROCESSING_LOG")) == 2  # still errors: not JSON, not an object
+
+
 def test_side_filters_are_the_where_conjuncts_of_one_side() -> None:
     from nbstream.runtime.join_window import side_filters
 
