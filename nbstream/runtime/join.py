@@ -116,11 +116,15 @@ class JoinRunner(QueryRunner):
         return self.join.sink
 
     @cached_property
+    def _decodings(self) -> list[StatelessPlan]:
+        """Each side's decoding (:func:`_decoding_plan`), made at the first batch: what reads the
+        joined rows is known by then (:attr:`joined_reader`)."""
+        return [_decoding_plan(s.pre, self._unread_columns(i)) for i, s in enumerate(self.join.sides)]
+
+    @cached_property
     def _side_sql(self) -> list[str]:
-        """Each side's decoding of ``__jin<side>``, made at the first batch (what reads the joined
-        rows is known by then: :attr:`joined_reader`)."""
-        return [result_sql(_decoding_plan(s.pre, self._unread_columns(i)), f"__jin{i}", raw=ARRIVAL_COLUMNS)
-                for i, s in enumerate(self.join.sides)]
+        """Each side's decoding of ``__jin<side>``, passing its records' arrival columns through."""
+        return [result_sql(plan, f"__jin{i}", raw=ARRIVAL_COLUMNS) for i, plan in enumerate(self._decodings)]
 
     @property
     def query_plan(self) -> JoinPlan:
@@ -322,7 +326,7 @@ class JoinRunner(QueryRunner):
         """``__side<side>``: the side's records decoded, with their place in the arrival order, and
         of their value columns those the join reads (every column is decoded: a record with a bad
         value in any is in error, as ksqlDB's deserializer finds it)."""
-        decoded = {quote(c.name) for c in _decoding_plan(self.join.sides[side].pre, self._unread_columns(side)).columns}
+        decoded = {quote(c.name) for c in self._decodings[side].columns}
         unread = ", ".join([*(c for c in self._unread_columns(side) if c in decoded), *ARRIVAL_KEPT])
         self.con.execute(f"""CREATE OR REPLACE TEMP TABLE __side{side} AS
             SELECT * EXCLUDE ({unread}), {side} AS __side, {ARRIVAL_KEPT[0]} AS __an, {ARRIVAL_KEPT[1]} AS __as
