@@ -70,10 +70,11 @@ def _decode_side(name: str, props: Mapping[str, Any], blob: str, columns: Sequen
     if not columns:
         return Decoded((), None, None)
     fmt = format_for(name, props, is_key=is_key)
-    return fmt.decode_sql(blob, columns, wrap_single_value=not is_key and _wrap(props))
+    return fmt.decode_sql(blob, columns, wrap_single_value=not is_key and wraps_single_value(props))
 
 
-def _wrap(props: Mapping[str, Any]) -> bool:
+def wraps_single_value(props: Mapping[str, Any]) -> bool:
+    """Whether a value format's single column is a field of an object (``WRAP_SINGLE_VALUE``, true unless set false)."""
     wrap = props.get("WRAP_SINGLE_VALUE")
     return True if wrap is None else bool(wrap)
 
@@ -244,7 +245,7 @@ def _encode_side(name: str, props: Mapping[str, Any], cols: Sequence[OutputColum
         return "NULL::BLOB"
     fmt = format_for(name, props, is_key=is_key)
     pairs = [(c.column(), f"({c.sql})") for c in cols]
-    return fmt.encode_sql(pairs, wrap_single_value=not is_key and _wrap(props))
+    return fmt.encode_sql(pairs, wrap_single_value=not is_key and wraps_single_value(props))
 
 
 def _output_ts(plan: StatelessPlan) -> str:

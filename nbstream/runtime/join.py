@@ -48,7 +48,7 @@ import pyarrow as pa
 from nbstream.catalog.schema import LogicalSchema
 from nbstream.log.base import SqlLog
 from nbstream.log.embedded import route_sql
-from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql, result_sql
+from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql, result_sql, wraps_single_value
 from nbstream.physical.expressions import quote
 from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide, TableLookup
 from nbstream.plan.logical import Sink, StatelessPlan
@@ -796,8 +796,7 @@ def _decoding_plan(pre: StatelessPlan, unread: Sequence[str]) -> StatelessPlan:
     the record's error. At least one value column stays, so a record that is not a JSON object is
     still found out."""
     scan = pre.scan
-    wrap = scan.value_properties.get("WRAP_SINGLE_VALUE")
-    if scan.value_format.upper() != "JSON" or (wrap is not None and not wrap):
+    if scan.value_format.upper() != "JSON" or not wraps_single_value(scan.value_properties):
         return pre
     passed_through = {c.sql for c in pre.columns if quote(c.name) in unread}
     reads = " ".join([*(c.sql for c in pre.columns if quote(c.name) not in unread), pre.where or ""])
