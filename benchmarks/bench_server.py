@@ -25,8 +25,10 @@ at 1,000 lookups/s offered (<= 10 ms), push
 clients receiving every row in order (all), push p99 delivery latency (<= 100 ms), and the
 server's RSS at the end of the push run over its RSS after the first minute (flat: <= 1.1) — and the
 same ratio less what DuckDB holds of tables' rows (``nbstream_duckdb_memory_bytes`` in ``/metrics``):
-the stream's log grows by the whole run, and DuckDB keeps the stored blocks it wrote in its cache
-until its memory limit (``nbstream.duckdb.memory.limit``) makes it evict them.
+the stream's log keeps ``--retention-ms`` of events (a minute by default, as a Kafka topic keeps its
+``retention.ms``). With ``--retention-ms=-1`` it keeps every event, and DuckDB keeps the stored blocks
+it wrote in its cache until its memory limit (``nbstream.duckdb.memory.limit``) makes it evict them:
+the RSS then grows with the log.
 
     python benchmarks/bench_server.py                       # both, push for 5 minutes
     python benchmarks/bench_server.py --push-seconds 30     # a quicker look
@@ -498,7 +500,7 @@ def _read(selector: selectors.BaseSelector, timeout: float) -> None:
 
 def run_push(port: int, running: Server, args: argparse.Namespace) -> dict[str, float]:
     ksql(port, "CREATE STREAM events (id VARCHAR KEY, seq BIGINT, sent BIGINT) "
-               "WITH (KAFKA_TOPIC='events', VALUE_FORMAT='JSON', PARTITIONS=1);")
+               f"WITH (KAFKA_TOPIC='events', VALUE_FORMAT='JSON', PARTITIONS=1, RETENTION_MS={args.retention_ms});")
     ready, out = multiprocessing.Queue(), multiprocessing.Queue()  # type: ignore[var-annotated]
     split = [args.push_clients // args.push_processes + (i < args.push_clients % args.push_processes)
              for i in range(args.push_processes)]
@@ -631,6 +633,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10_000, help="events/s inserted during the push run")
     parser.add_argument("--push-seconds", type=float, default=300)
     parser.add_argument("--rss-every", type=float, default=10)
+    parser.add_argument("--retention-ms", type=int, default=60_000,
+                        help="RETENTION_MS of the push run's stream (-1: keep every event)")
     parser.add_argument("--server-option", action="append", default=[], metavar="OPTION",
                         help="passed to nbstream serve, e.g. --server-option=--insert-linger-ms=10")
     args = parser.parse_args()

@@ -85,12 +85,16 @@ class TopicInfo:
         return sum(self.end_offsets.values())
 
 
-def check_topic_request(name: str, partitions: int, replicas: int) -> None:
-    """A LogError unless ``partitions`` and ``replicas`` of a topic to create are positive."""
+def check_topic_request(name: str, partitions: int, replicas: int, retention_ms: int | None = None) -> None:
+    """A LogError unless ``partitions``, ``replicas`` and ``retention_ms`` (None: keep every
+    record) of a topic to create are positive."""
     if partitions < 1:
         raise LogError(f"topic {name}: PARTITIONS must be at least 1, got {partitions}")
     if replicas < 1:
         raise LogError(f"topic {name}: REPLICAS must be at least 1, got {replicas}")
+    if retention_ms is not None and retention_ms < 1:
+        raise LogError(f"topic {name}: RETENTION_MS must be at least 1 (or -1: keep every record), "
+                       f"got {retention_ms}")
 
 
 def check_existing_topic(existing: TopicInfo, partitions: int) -> TopicInfo:
@@ -103,9 +107,17 @@ def check_existing_topic(existing: TopicInfo, partitions: int) -> TopicInfo:
 class Log(Protocol):
     """What the engine needs from an event log."""
 
-    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1) -> TopicInfo:
-        """Create ``name`` with ``replicas`` copies of each partition or, if it exists, return it
+    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1,
+                     retention_ms: int | None = None) -> TopicInfo:
+        """Create ``name`` with ``replicas`` copies of each partition, keeping records for
+        ``retention_ms`` after their timestamp (None: for ever), or, if it exists, return it
         (partition count must then match)."""
+        ...
+
+    def delete_expired(self, now_ms: int) -> int:
+        """Delete the records older than their topic's retention at wall-clock ``now_ms``, but
+        each partition's last record (its end offset stays); returns how many were deleted. A
+        Kafka cluster does this itself (``log.retention.check.interval.ms``)."""
         ...
 
     def delete_topic(self, name: str) -> None: ...

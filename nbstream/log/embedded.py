@@ -72,26 +72,34 @@ class EmbeddedLog(SqlLog):
         con.execute(
             "CREATE TABLE IF NOT EXISTS __topics (name VARCHAR PRIMARY KEY, partitions INTEGER NOT NULL)"
         )
+        con.execute("ALTER TABLE __topics ADD COLUMN IF NOT EXISTS retention_ms BIGINT")  # NULL: keep all
         self._ends: dict[str, dict[int, int]] = {}
+        self._retention: dict[str, int] = {}  # topics that keep records for a time, in ms
         self._appends = 0  # the append_no of the last append
-        for name, partitions in con.execute("SELECT name, partitions FROM __topics").fetchall():
+        topics = con.execute("SELECT name, partitions, retention_ms FROM __topics").fetchall()
+        for name, partitions, retention in topics:
             self._ends[name] = self._scan_ends(name, partitions)
+            if retention is not None:
+                self._retention[name] = retention
             last = con.execute(f"SELECT max(append_no) FROM {topic_table(name)}").fetchall()[0][0]
             self._appends = max(self._appends, last or 0)
 
     # -- topics ---------------------------------------------------------------------------------
-    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1) -> TopicInfo:
+    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1,
+                     retention_ms: int | None = None) -> TopicInfo:
         """Create topic ``name`` (see :class:`~nbstream.log.base.Log`); the embedded log keeps one
         copy of everything, so ``replicas`` is only checked to be positive."""
-        check_topic_request(name, partitions, replicas)
+        check_topic_request(name, partitions, replicas, retention_ms)
         with self._lock:
             existing = self.topic(name)
             if existing is not None:
                 return check_existing_topic(existing, partitions)
             columns = f"{RECORD_COLUMNS_SQL}, {ORDER_COLUMNS_SQL}"
             self._con.execute(f"CREATE TABLE IF NOT EXISTS {topic_table(name)} ({columns})")
-            self._con.execute("INSERT INTO __topics VALUES (?, ?)", [name, partitions])
+            self._con.execute("INSERT INTO __topics VALUES (?, ?, ?)", [name, partitions, retention_ms])
             self._ends[name] = dict.fromkeys(range(partitions), 0)
+            if retention_ms is not None:
+                self._retention[name] = retention_ms
             return self.topic(name)  # type: ignore[return-value]
 
     def delete_topic(self, name: str) -> None:
@@ -100,6 +108,28 @@ class EmbeddedLog(SqlLog):
             self._con.execute(f"DROP TABLE {topic_table(name)}")
             self._con.execute("DELETE FROM __topics WHERE name = ?", [name])
             del self._ends[name]
+            self._retention.pop(name, None)
+
+    def retention_ms(self, name: str) -> int | None:
+        """How long topic ``name`` keeps a record after its timestamp (None: for ever)."""
+        return self._retention.get(name)
+
+    def delete_expired(self, now_ms: int) -> int:
+        """Delete the records whose timestamp is ``retention`` or more before ``now_ms``, in every
+        topic with a retention, but the last record of each partition: offsets go on from the end,
+        which the log reads from its tables when it reopens. A reader behind the deleted records
+        reads on from the first record kept, as a Kafka consumer does whose position was deleted.
+        DuckDB drops a row group once all of its rows are deleted, at its next checkpoint, so a
+        stream with a retention keeps its memory and its file bounded. The caller runs no batch
+        transaction on the connection meanwhile (the engine's lock)."""
+        deleted = 0
+        with self._lock:
+            for name, retention in self._retention.items():
+                lasts = " ".join(f"WHEN {p} THEN {end - 1}" for p, end in self._ends[name].items())
+                deleted += self._con.execute(
+                    f'DELETE FROM {topic_table(name)} WHERE ts < ? AND "offset" < (CASE "partition" {lasts} END)',
+                    [now_ms - retention]).fetchall()[0][0]
+        return deleted
 
     def topic(self, name: str) -> TopicInfo | None:
         ends = self._ends.get(name)

@@ -246,15 +246,18 @@ class KafkaLog:
         self.close()
 
     # -- topics ---------------------------------------------------------------------------------
-    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1) -> TopicInfo:
-        """Create ``name`` with ``partitions`` and ``replicas`` or, if it exists, check its
-        partition count and return it."""
-        check_topic_request(name, partitions, replicas)
+    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1,
+                     retention_ms: int | None = None) -> TopicInfo:
+        """Create ``name`` with ``partitions``, ``replicas`` and ``retention_ms`` (the topic's
+        ``retention.ms``; None: the cluster's default) or, if it exists, check its partition count
+        and return it."""
+        check_topic_request(name, partitions, replicas, retention_ms)
+        configs = {} if retention_ms is None else {"retention.ms": str(retention_ms)}
         with self._lock:
             existing = self.topic(name)
             if existing is None:
-                response = self._call(self._admin.create_topics([NewTopic(name, partitions, replicas)]),
-                                      f"create topic '{name}'")
+                new = NewTopic(name, partitions, replicas, topic_configs=configs)
+                response = self._call(self._admin.create_topics([new]), f"create topic '{name}'")
                 for _topic, code, message in response.topic_errors:
                     if code not in (0, TOPIC_ALREADY_EXISTS):
                         raise LogError(f"Kafka at {self.bootstrap}: could not create topic '{name}' "
@@ -262,6 +265,10 @@ class KafkaLog:
                                        f"error {code} {message or ''}".rstrip())
                 existing = self.require(name)
             return check_existing_topic(existing, partitions)
+
+    def delete_expired(self, now_ms: int) -> int:
+        """Nothing: the cluster deletes what its topics' retention lets go."""
+        return 0
 
     def delete_topic(self, name: str) -> None:
         with self._lock:

@@ -73,8 +73,12 @@ class StagedKafkaLog(SqlLog):
         return StagedKafkaLog(self.kafka, con)
 
     # -- the Log contract, delegated ------------------------------------------------------------
-    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1) -> TopicInfo:
-        return self.kafka.create_topic(name, partitions, replicas)
+    def create_topic(self, name: str, partitions: int = 1, replicas: int = 1,
+                     retention_ms: int | None = None) -> TopicInfo:
+        return self.kafka.create_topic(name, partitions, replicas, retention_ms)
+
+    def delete_expired(self, now_ms: int) -> int:
+        return self.kafka.delete_expired(now_ms)
 
     def delete_topic(self, name: str) -> None:
         self.kafka.delete_topic(name)

@@ -85,6 +85,7 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource, params: Params) ->
     schema = _schema_of(stmt)
     topic = _require_topic_name(props, stmt.name)
     partitions = _int_prop(props, "PARTITIONS")
+    retention = _retention(props, stmt.kind, stmt.name)
     value_props = _wrap_default(engine, value_format, _side_props(props, "VALUE"), schema.value)
     registry = engine.schema_registry
     value_props = schemas.resolve_ids(registry, topic, value_format, value_props, schema.value,
@@ -103,7 +104,7 @@ def exec_CreateSource(engine: Engine, stmt: ast.CreateSource, params: Params) ->
     if info is None:
         # The embedded log belongs to the engine: a declared topic is created (ksqlDB would ask
         # for PARTITIONS because its topics live in a Kafka cluster; the Kafka backend will).
-        engine.log.create_topic(topic, partitions or 1, _int_prop(props, "REPLICAS") or 1)
+        engine.log.create_topic(topic, partitions or 1, _int_prop(props, "REPLICAS") or 1, retention)
     elif partitions is not None and partitions != info.partitions:
         raise CatalogError(f"A Kafka topic with the name '{topic}' already exists, with different "
                            f"partition count: {info.partitions} (the statement asks for {partitions})")
@@ -279,6 +280,23 @@ def _int_prop(props: Mapping[str, Any], key: str) -> int | None:
         raise CatalogError(f"Invalid value for property {key}: {value!r} is not a number") from None
 
 
+def _retention(props: Mapping[str, Any], kind: str, name: str) -> int | None:
+    """The RETENTION_MS of a new stream's topic: how long it keeps a record (None, or -1 as in
+    Kafka: for ever). A table's topic keeps every key's latest row (ksqlDB's are compacted, which
+    a retention does not limit), so a table refuses one rather than have the embedded log delete
+    rows by time."""
+    retention = _int_prop(props, "RETENTION_MS")
+    if retention is None or retention == -1:
+        return None
+    if kind == "TABLE":
+        raise CatalogError(f"Table {name}: RETENTION_MS applies to a stream's topic; nbstream keeps every "
+                           "key's latest row of a table's topic (ksqlDB compacts it)")
+    if retention < 1:
+        raise CatalogError(f"Invalid value for property RETENTION_MS: {retention} (a number of "
+                           "milliseconds, at least 1, or -1 to keep every record)")
+    return retention
+
+
 def _bool(value: Any) -> bool:
     return value if isinstance(value, bool) else str(value).strip().lower() == "true"
 
@@ -295,6 +313,7 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect, params: Params
     _check_result_kind(stmt.kind, source, stmt.query, engine)
     _check_aliases(stmt.query)
     props = dict(stmt.properties)
+    retention = _retention(props, stmt.kind, stmt.name)
     sink = _sink_for_new(engine, stmt.name, props, source)
     plan = plan_query(stmt.query, engine.catalog, engine.con,
                       target=Target(sink, stmt.kind, _new_planner(engine), engine.properties),
@@ -324,7 +343,8 @@ def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect, params: Params
     _check_formats(created)
     if existing is not None:
         _replace_query_of(engine, stmt.name)
-    engine.log.create_topic(sink.topic, sink.partitions) if engine.log.topic(sink.topic) is None else None
+    if engine.log.topic(sink.topic) is None:
+        engine.log.create_topic(sink.topic, sink.partitions, retention_ms=retention)
     engine.catalog.add(created, replace=stmt.or_replace)
     engine.queries.source_added(created)
     prefix = "CTAS" if stmt.kind == "TABLE" else "CSAS"

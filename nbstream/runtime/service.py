@@ -52,6 +52,10 @@ from nbstream.runtime.results import Params, StatementResult
 from nbstream.sql import ast
 
 IDLE_SLEEP_SECONDS = 0.02
+#: How often the background loop deletes the records past their topic's RETENTION_MS (a Kafka
+#: broker checks every 5 minutes, ``log.retention.check.interval.ms``; on the embedded log a check
+#: is one DELETE per topic with a retention, which skips the row groups its time bound excludes).
+RETENTION_CHECK_SECONDS = 10.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -116,6 +120,7 @@ class EngineService(Engine):
         self._shared: dict[tuple[str, str], PushQuery] = {}  # shareable push queries by text and properties
         self._subscriptions_lock = threading.Lock()
         self._cursors = _Cursors(self) if self.backend.pulls_on_cursor else None
+        self._next_retention_check = 0.0  # time.monotonic() of the next delete_expired
 
     execute = _locked(Engine.execute)
     run_until_idle = _locked(Engine.run_until_idle)
@@ -321,6 +326,16 @@ class EngineService(Engine):
                         query.close()
             query.tick()
         return consumed
+
+    def delete_expired(self, every: float = RETENTION_CHECK_SECONDS) -> int:
+        """Delete the records past their topic's retention (:meth:`~nbstream.log.base.Log.delete_expired`),
+        under the lock, if the last check was ``every`` seconds ago or more; returns how many."""
+        now = time.monotonic()
+        if now < self._next_retention_check:
+            return 0
+        self._next_retention_check = now + every
+        with self.lock:
+            return self.log.delete_expired(int(time.time() * 1000))
 
     def _connector_failed(self, what: str, error: Exception) -> None:
         self.background.failures.append(f"connector {what}: {type(error).__name__}: {error}")
@@ -603,6 +618,7 @@ class BackgroundLoop:
         while not self._stop.is_set():
             try:
                 progressed = self.engine.step_all(self._stop) + self.engine.step_pushes()
+                self.engine.delete_expired()
             except Exception as error:  # the loop itself broke: record it, keep the kernel informed
                 self.failures.append(f"background loop: {type(error).__name__}: {error}")
                 progressed = 0

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 from kafka_reader import read_all
 
@@ -48,6 +50,27 @@ def test_create_topic_creates_it_with_its_partitions(log: KafkaLog) -> None:
     info = log.create_topic(name, 3)
     assert (info.name, info.partitions, dict(info.end_offsets)) == (name, 3, {0: 0, 1: 0, 2: 0})
     assert name in [t.name for t in log.topics()]
+
+
+def topic_config(bootstrap: str, topic: str, name: str) -> str | None:
+    """Config ``name`` of ``topic`` as the broker describes it to a plain admin client."""
+    async def describe() -> str | None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        finally:
+            await admin.close()
+        [(_code, _message, _type, _name, entries)] = response.resources
+        return next((value for key, value, *_ in entries if key == name), None)
+    return asyncio.run(describe())
+
+
+def test_a_topic_created_with_a_retention_has_it_as_retention_ms(log: KafkaLog, kafka_bootstrap: str) -> None:
+    name = fresh()
+    log.create_topic(name, 1, retention_ms=60_000)
+    assert topic_config(kafka_bootstrap, name, "retention.ms") == "60000"
+    assert log.delete_expired(now_ms=10**15) == 0  # the broker deletes, by its own schedule
 
 
 def test_creating_an_existing_topic_validates_its_partition_count(log: KafkaLog) -> None:

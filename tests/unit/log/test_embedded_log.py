@@ -81,3 +81,56 @@ def test_the_embedded_log_keeps_one_copy_but_refuses_a_replica_count_below_one()
     assert log.create_topic("t", 2, replicas=3).partitions == 2
     with pytest.raises(LogError, match="REPLICAS must be at least 1"):
         log.create_topic("u", 1, replicas=0)
+
+
+def timed(timestamps: list[int], partition: int = 0) -> pa.Table:
+    rows = [{"partition": partition, "offset": 0, "ts": ts, "key": None, "value": b"v%d" % ts, "headers": [],
+             "win_start": None, "win_end": None, "win_type": None} for ts in timestamps]
+    return pa.Table.from_pylist(rows, schema=RECORD_SCHEMA)
+
+
+def test_a_topic_with_a_retention_deletes_records_older_than_it_but_never_the_last_one() -> None:
+    log = EmbeddedLog(duckdb.connect())
+    log.create_topic("t", 2, retention_ms=1_000)
+    log.append("t", timed([100, 200, 5_000, 300], partition=0))  # the last record is old, but last
+    log.append("t", timed([150, 250], partition=1))
+    log.create_topic("forever", 1)
+    log.append("forever", timed([100]))
+
+    assert log.delete_expired(now_ms=6_000) == 3
+    kept = [(r["partition"], r["offset"], r["ts"]) for r in log.read("t").to_pylist()]
+    assert kept == [(0, 2, 5_000), (0, 3, 300), (1, 1, 250)]
+    assert log.require("t").end_offsets == {0: 4, 1: 2}
+    assert log.read("forever").num_rows == 1
+    assert log.delete_expired(now_ms=6_000) == 0
+
+
+def test_offsets_go_on_after_the_records_before_them_were_deleted(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "log.duckdb"))
+    log = EmbeddedLog(con)
+    log.create_topic("t", 1, retention_ms=10)
+    log.append("t", timed([1, 2, 3]))
+    log.delete_expired(now_ms=1_000)
+    con.close()
+
+    reopened = EmbeddedLog(duckdb.connect(str(tmp_path / "log.duckdb")))
+    assert reopened.retention_ms("t") == 10
+    reopened.append("t", timed([4]))
+    assert [r["offset"] for r in reopened.read("t").to_pylist()] == [2, 3]
+    assert [r["offset"] for r in reopened.read("t", {0: 0}).to_pylist()] == [2, 3]  # reads on from the first kept
+
+
+def test_a_retention_must_be_positive() -> None:
+    log = EmbeddedLog(duckdb.connect())
+    with pytest.raises(LogError, match="RETENTION_MS must be at least 1"):
+        log.create_topic("t", 1, retention_ms=0)
+    assert log.topic("t") is None
+
+
+def test_a_log_written_before_retentions_existed_opens_with_none() -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE __topics (name VARCHAR PRIMARY KEY, partitions INTEGER NOT NULL)")
+    log = EmbeddedLog(con)
+    log.create_topic("t", 1)
+    assert log.retention_ms("t") is None
+    assert log.delete_expired(now_ms=10**15) == 0
