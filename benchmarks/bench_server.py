@@ -23,7 +23,7 @@ At the end, the figures issue 10 sets as targets, each beside its target and as 
 (>= 1.00: met), all from this one run: pull requests/s as fast as answered (>= 1,000), pull p99
 at 1,000 lookups/s offered (<= 10 ms), push
 clients receiving every row in order (all), push p99 delivery latency (<= 100 ms), and the
-server's RSS at the end of the push run over its RSS after the first minute (flat: <= 1.1) — and the
+server's mean RSS over the push run's last minute over its mean over the second (flat: <= 1.1) — and the
 same ratio less what DuckDB holds of tables' rows (``nbstream_duckdb_memory_bytes`` in ``/metrics``):
 the stream's log keeps ``--retention-ms`` of events (a minute by default, as a Kafka topic keeps its
 ``retention.ms``). With ``--retention-ms=-1`` it keeps every event, and DuckDB keeps the stored blocks
@@ -583,15 +583,20 @@ def _report_push(results: list[tuple[int, list[str], np.ndarray]], total: int, r
         if seq != total or errors:
             print(f"  a client stopped at seq {seq}: {errors[:3]}")
     return {"push_complete": complete / len(results), "push_p99_ms": float(p99),
-            "rss_growth": values[-1] / _warm_rss([(t, mb) for t, mb, _ in rss], args.push_seconds),
-            "rss_growth_besides_tables": besides[-1][1] / _warm_rss(besides, args.push_seconds)}
+            "rss_growth": _rss_growth([(t, mb) for t, mb, _ in rss], args.push_seconds),
+            "rss_growth_besides_tables": _rss_growth(besides, args.push_seconds)}
 
 
-def _warm_rss(rss: list[tuple[float, float]], seconds: float) -> float:
-    """The RSS once the push run warmed up (the first sample after a minute, or a third of the
-    run if shorter): buffers and caches fill at first; "flat" is about what comes after."""
-    warm = min(60.0, seconds / 3)
-    return next((mb for t, mb in rss if t >= warm), rss[-1][1])
+def _rss_growth(rss: list[tuple[float, float]], seconds: float) -> float:
+    """The mean RSS over the run's last minute over its mean over the minute after the first (a
+    third of the run, if shorter): buffers and caches fill at first, and "flat" is about what comes
+    after. Means of a minute, not single samples: each DuckDB checkpoint (about one a minute here)
+    turns the rows held since the last one into compressed blocks, so the RSS is a sawtooth, and a
+    sample's value depends on where in a tooth it falls."""
+    span = min(60.0, seconds / 3)
+    warm = [mb for t, mb in rss if span <= t < 2 * span]
+    last = [mb for t, mb in rss if t >= seconds - span]
+    return float(np.mean(last) / np.mean(warm)) if warm and last else float("nan")
 
 
 #: Issue 10's targets: (figure, what it is, target, whether more is better).
@@ -600,7 +605,8 @@ TARGETS = (
     ("pull_p99_ms", "pull point lookups at 1,000/s offered (--pull-rate), p99 latency (ms)", 10.0, False),
     ("push_complete", "push clients receiving every row in order (share)", 1.0, True),
     ("push_p99_ms", "push delivery latency, p99 (ms)", 100.0, False),
-    ("rss_growth", "server RSS at the end of the push run / after its first minute (flat: within 10%)", 1.1, False),
+    ("rss_growth", "server RSS, mean over the push run's last minute / over its second (flat: within 10%)", 1.1,
+     False),
     ("rss_growth_besides_tables", "the same, less DuckDB's table data (cache of stored blocks, rows not "
                                   "checkpointed)", 1.1, False),
 )
