@@ -34,6 +34,7 @@ import itertools
 import queue
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -415,6 +416,59 @@ class Batches:
         return taken
 
 
+class LoopMailbox:
+    """Calls to run on an asyncio loop, posted from other threads and handed over together: the
+    first call posted while none waits wakes the loop (one ``call_soon_threadsafe``, a write to its
+    self-pipe); calls posted before the loop ran it join it, in order. A push query offering a batch
+    to the many subscribers of one server loop so wakes it once, not once per subscriber.
+    :meth:`of` gives the one mailbox of a loop."""
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopMailbox] = weakref.WeakKeyDictionary()
+    _by_loop_lock = threading.Lock()
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> LoopMailbox:
+        with cls._by_loop_lock:
+            mailbox = cls._by_loop.get(loop)
+            if mailbox is None:
+                mailbox = cls._by_loop[loop] = cls(loop)
+            return mailbox
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = weakref.ref(loop)  # the mailbox lives as long as its loop, not longer
+        self._calls: deque[tuple[Callable[..., object], tuple[object, ...]]] = deque()
+        self._lock = threading.Lock()
+        self._waking = False  # a hand-over is scheduled on the loop and has not run yet
+
+    def post(self, function: Callable[..., object], *args: object) -> bool:
+        """Have the loop call ``function(*args)`` soon; False if the loop is closed (or gone)."""
+        loop = self._loop()
+        if loop is None or loop.is_closed():
+            return False
+        with self._lock:
+            self._calls.append((function, args))
+            if self._waking:
+                return True
+            self._waking = True
+        try:
+            loop.call_soon_threadsafe(self._hand_over)
+        except RuntimeError:  # closed meanwhile: nobody will take the calls
+            with self._lock:
+                self._calls.clear()
+                self._waking = False
+            return False
+        return True
+
+    def _hand_over(self) -> None:
+        """On the loop: run every call posted so far, in order. The calls are a queue's
+        ``put_nowait`` and an event's ``set``, which do not raise."""
+        with self._lock:
+            calls, self._calls = self._calls, deque()
+            self._waking = False
+        for function, args in calls:
+            function(*args)
+
+
 class AsyncBatches:
     """A subscriber for a consumer on an asyncio loop: ``async for batch in subscriber`` yields each
     batch as offered, and ends when the query does — raising :class:`ExecutionError` if it failed,
@@ -431,7 +485,7 @@ class AsyncBatches:
 
     def __init__(self, max_rows: int | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.max_rows = max_rows
-        self._loop = loop or asyncio.get_running_loop()
+        self._mailbox = LoopMailbox.of(loop or asyncio.get_running_loop())
         self._queue: asyncio.Queue[pa.Table | _End] = asyncio.Queue()
         self._waiting = 0  # rows offered, not yet taken by the consumer
         self._overflow: _End | None = None
@@ -459,11 +513,8 @@ class AsyncBatches:
         return self._call(self._queue.put_nowait, item)
 
     def _call(self, function: Callable[..., object], *args: object) -> bool:
-        try:
-            self._loop.call_soon_threadsafe(function, *args)
-        except RuntimeError:  # the consumer's loop is closed: nobody waits any more
-            return False
-        return True
+        """Have the consumer's loop call ``function(*args)``; False: the loop is closed, nobody waits any more."""
+        return self._mailbox.post(function, *args)
 
     def __aiter__(self) -> AsyncBatches:
         return self

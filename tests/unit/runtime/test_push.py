@@ -238,3 +238,59 @@ def test_a_push_batch_decodes_as_the_full_json_decoding_does(values: list[bytes 
     rows = [(r["PAGE"], r["N"]) for batch in batches.take() for r in batch.select(["PAGE", "N"]).to_pylist()]
     assert rows == expected
     assert query.runner.stats.logged == bad
+
+
+class CountingLoop(asyncio.SelectorEventLoop):
+    """A loop counting how often other threads woke it."""
+
+    wakes = 0
+
+    def call_soon_threadsafe(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.wakes += 1
+        return super().call_soon_threadsafe(*args, **kwargs)
+
+
+def test_the_subscribers_of_one_loop_wake_it_once_per_batch_and_each_gets_every_batch_in_order() -> None:
+    eng = Engine()
+    eng.execute(PAGES)
+    query = push_query(eng)
+    loop = CountingLoop()
+    subscribers = [query.subscribe(AsyncBatches(loop=loop)) for _ in range(20)]
+    for page in ("a", "b", "c"):
+        eng.produce("pages", {"page": page})
+        query.step()
+        loop.run_until_complete(asyncio.sleep(0))  # the loop takes this batch before the next
+    query.stop()
+
+    async def read(subscriber: AsyncBatches) -> list[pa.Table]:
+        return [batch async for batch in subscriber]
+
+    assert loop.wakes == 4  # three batches and the end, each once for the 20 subscribers
+    for subscriber in subscribers:
+        assert pages(loop.run_until_complete(read(subscriber))) == ["a", "b", "c"]
+    loop.close()
+    query.close()
+
+
+def test_a_subscriber_whose_loop_closed_is_detached() -> None:
+    eng = Engine()
+    eng.execute(PAGES)
+    query = push_query(eng)
+    loop = asyncio.new_event_loop()
+    closed: list[str] = []
+
+    class Gone(AsyncBatches):
+        def close(self, state: str, error: str | None) -> None:
+            closed.append(state)
+            super().close(state, error)
+
+    query.subscribe(Gone(loop=loop))
+    staying = query.subscribe(Recorder())
+    loop.close()
+    eng.produce("pages", {"page": "a"})
+    query.step()
+    assert pages(staying.take()) == ["a"]
+    assert closed == [OVERFLOW]
+    query.stop()
+    assert closed == [OVERFLOW] and staying.closed == [(STOPPED, None)]
+    query.close()
