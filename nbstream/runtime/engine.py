@@ -140,6 +140,8 @@ class Engine:
         self.log.create_topic(PROCESSING_LOG_TOPIC, 1)
         self.catalog.add(processing_log_source())
         self.connectors = Connectors(self.con, self.log, source_connectors=self.backend.runs_source_connectors)
+        #: Whether the statements of an earlier run are being run again (:meth:`_restore`).
+        self.replaying = False
         self._restore()
 
     def _configure(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -201,10 +203,14 @@ class Engine:
                          [seq, sql, json.dumps(dict(overrides)) if overrides else None])
 
     def _restore(self) -> None:
-        for sql, overrides in self.con.execute("SELECT sql, properties FROM __statements ORDER BY seq").fetchall():
-            with self.overriding(json.loads(overrides) if overrides else {}):
-                for statement in parse(sql):
-                    execute_statement(self, statement, {})
+        self.replaying = True
+        try:
+            for sql, overrides in self.con.execute("SELECT sql, properties FROM __statements ORDER BY seq").fetchall():
+                with self.overriding(json.loads(overrides) if overrides else {}):
+                    for statement in parse(sql):
+                        execute_statement(self, statement, {})
+        finally:
+            self.replaying = False
 
     def property(self, name: str) -> Any:
         """The value of configuration ``name``; a Kafka Streams setting may also be given with

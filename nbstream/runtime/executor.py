@@ -38,6 +38,7 @@ from nbstream.plan.planner import Plan, Target, plan_query, sink_of
 from nbstream.runtime import metadata, schemas
 from nbstream.runtime.insert_values import insert_values
 from nbstream.runtime.results import Params, StatementResult
+from nbstream.runtime.with_clause import check_with_clause
 from nbstream.sql import ast
 from nbstream.sql.parser import UNIT_MS
 
@@ -69,6 +70,8 @@ def _existing(engine: Engine, stmt: ast.CreateSource | ast.CreateAsSelect) -> So
 
 
 def exec_CreateSource(engine: Engine, stmt: ast.CreateSource, params: Params) -> StatementResult:
+    if not engine.replaying:  # a statement stored before the check runs again as it ran then
+        check_with_clause(stmt.properties, stmt.kind, stmt.name, as_select=False)
     stmt = replace(stmt, columns=resolve_columns(stmt.columns, engine.catalog.types))
     existing = _existing(engine, stmt)
     if existing is not None and stmt.if_not_exists:
@@ -305,6 +308,8 @@ def _bool(value: Any) -> bool:
 
 
 def exec_CreateAsSelect(engine: Engine, stmt: ast.CreateAsSelect, params: Params) -> StatementResult:
+    if not engine.replaying:
+        check_with_clause(stmt.properties, stmt.kind, stmt.name, as_select=True)
     existing = _existing(engine, stmt)
     if existing is not None and stmt.if_not_exists:
         return StatementResult(stmt.text, f"Cannot add {stmt.kind.lower()} {stmt.name}: it exists already")
