@@ -71,7 +71,8 @@ def _existing(engine: Engine, stmt: ast.CreateSource | ast.CreateAsSelect) -> So
 
 def exec_CreateSource(engine: Engine, stmt: ast.CreateSource, params: Params) -> StatementResult:
     if not engine.replaying:  # a statement stored before the check runs again as it ran then
-        check_with_clause(stmt.properties, stmt.kind, stmt.name, as_select=False)
+        check_with_clause(stmt.properties, stmt.kind, stmt.name, as_select=False,
+                          key_columns=[c.name for c in stmt.columns if c.role in ("KEY", "PRIMARY KEY")])
     stmt = replace(stmt, columns=resolve_columns(stmt.columns, engine.catalog.types))
     existing = _existing(engine, stmt)
     if existing is not None and stmt.if_not_exists:

@@ -9,7 +9,7 @@ topic deletes by retention, a table's keeps each key's latest row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from nbstream.errors import CatalogError, did_you_mean
@@ -30,10 +30,21 @@ CREATE_PROPERTIES = COMMON_PROPERTIES | {"WINDOW_TYPE", "WINDOW_SIZE", "SOURCE_C
 CLEANUP_POLICIES = {"STREAM": "delete", "TABLE": "compact"}
 
 
-def check_with_clause(properties: Mapping[str, Any], kind: str, name: str, *, as_select: bool) -> None:
+def check_with_clause(properties: Mapping[str, Any], kind: str, name: str, *, as_select: bool,
+                      key_columns: Collection[str] = ()) -> None:
     """A CatalogError unless every name of ``properties`` (upper-cased) is one ksqlDB knows for
-    this statement, and a CLEANUP_POLICY is the one of a ``kind`` (STREAM or TABLE)."""
+    this statement, and a CLEANUP_POLICY is the one of a ``kind`` (STREAM or TABLE).
+
+    ``KEY``, the key column before ksqlDB 0.10 declared keys in the column list, is taken where it
+    names one of the statement's ``key_columns``, as clients written then still send it (the
+    ``create_table`` of ksql-python-ng): it then says nothing more than the column list."""
     known = COMMON_PROPERTIES if as_select else CREATE_PROPERTIES
+    legacy_key = properties.get("KEY")
+    if legacy_key is not None and not as_select:
+        if str(legacy_key).strip("`").upper() not in {c.upper() for c in key_columns}:
+            raise CatalogError(f"{kind.title()} {name}: KEY='{legacy_key}' names no KEY column of the statement; "
+                               "declare the key in the column list (`id VARCHAR KEY`, or PRIMARY KEY for a table)")
+        known = known | {"KEY"}
     unknown = sorted(set(properties) - known)
     if unknown:
         raise CatalogError(f"Invalid config variable(s) in the WITH clause: {','.join(unknown)}."

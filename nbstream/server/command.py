@@ -31,7 +31,7 @@ from hypercorn.config import Config
 from nbstream.runtime.service import EngineService
 from nbstream.server.app import KsqlServer, ServerConfig
 from nbstream.server.auth import AuthFileError, Users, hash_password
-from nbstream.server.h2_flow import bound_h2_stream_buffers
+from nbstream.server.h2_flow import bound_h2_stream_buffers, drop_data_of_ended_h2_streams
 from nbstream.server.h11_heads import coalesce_h11_heads
 from nbstream.server.schema_registry import SchemaRegistryApp
 
@@ -88,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nbstream serve: schema registry on {scheme}://{_url_host(sr_host)}:{sr_port}", flush=True)
         registry_config = hypercorn_config(sr_listener, args.tls_cert, args.tls_key)
     bound_h2_stream_buffers()
+    drop_data_of_ended_h2_streams()
     coalesce_h11_heads()
     asyncio.run(_serve(server, hypercorn_config(listener, args.tls_cert, args.tls_key),
                        registry_config=registry_config))

@@ -7,11 +7,20 @@ makes hypercorn buffer everything the server writes to it, without bound. Here a
 released only once the buffer itself has drained below the low-water mark, so a slow HTTP/2 client
 holds its writer as a slow HTTP/1.1 client does (asyncio's transport), and the bounded buffer of its
 push query (:class:`~nbstream.runtime.push.AsyncBatches`) is what overflows.
+
+And in the same versions, a DATA frame for a stream whose response already ended (an
+``/inserts-stream`` the server ended at a bad row, or at shutdown, while the client sends on)
+raises ``KeyError`` out of the connection's handler: the connection dies, and at shutdown hypercorn
+waits for it until killed, or exits with the error. Here such data is taken (its flow-control
+window given back) and dropped, and the stream is reset with NO_ERROR, which HTTP/2 provides for
+a server that answered before the request ended (RFC 9113, 8.1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Any
 
 log = logging.getLogger("nbstream.server")
 
@@ -42,4 +51,43 @@ def bound_h2_stream_buffers() -> bool:
 
     buffer_class.pop = pop
     buffer_class._nbstream_bounded = True
+    return True
+
+
+def drop_data_of_ended_h2_streams() -> bool:
+    """Patch hypercorn's ``H2Protocol._handle_events``; False (and a warning) where its layout is unknown."""
+    try:
+        import h2.errors
+        import h2.events
+        import h2.exceptions
+        from hypercorn.protocol import h2 as hypercorn_h2
+    except ImportError:
+        return False
+    protocol = getattr(hypercorn_h2, "H2Protocol", None)
+    handle_events = getattr(protocol, "_handle_events", None)
+    if protocol is None or handle_events is None:
+        log.warning("hypercorn's H2Protocol is not where expected: data after a response ends may drop the connection")
+        return False
+    if getattr(protocol, "_nbstream_drops_ended", False):
+        return True
+
+    async def _handle_events(self: Any, events: list[h2.events.Event]) -> None:
+        # One event at a time: a stream may end while an event before it is handled.
+        dropped = False
+        for event in events:
+            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+                _drop(self.connection, event)
+                dropped = True
+            else:
+                await handle_events(self, [event])
+        if dropped:
+            await self._flush()
+
+    def _drop(connection: Any, event: h2.events.DataReceived) -> None:
+        connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        with contextlib.suppress(h2.exceptions.ProtocolError):  # reset once; later frames are only dropped
+            connection.reset_stream(event.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+
+    protocol._handle_events = _handle_events
+    protocol._nbstream_drops_ended = True
     return True

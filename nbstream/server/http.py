@@ -153,15 +153,18 @@ class Exchange:
             await self._send({"type": "http.response.body", "body": data, "more_body": False})
 
     async def respond(self, status: int, body: bytes, content_type: str | None = JSON,
-                      headers: Iterable[tuple[str, str]] = ()) -> None:
-        """A whole response, once the request body not read is dropped (up to a bound)."""
-        with contextlib.suppress(Disconnected):
-            await self._discard(DISCARDED_BODY * self.max_body)
+                      headers: Iterable[tuple[str, str]] = (), *, discard: bool = True) -> None:
+        """A whole response, once the request body not read is dropped (up to a bound), or at once
+        without ``discard`` (a client streaming a body that has no end waits for the answer)."""
+        if discard:
+            with contextlib.suppress(Disconnected):
+                await self._discard(DISCARDED_BODY * self.max_body)
         await self.start(status, content_type, [*headers, ("content-length", str(len(body)))])
         await self.end(body)
 
     async def respond_json(self, value: Any, status: int = 200, content_type: str = JSON) -> None:
         await self.respond(status, orjson.dumps(value), content_type)
 
-    async def respond_error(self, error: KsqlError, headers: Iterable[tuple[str, str]] = ()) -> None:
-        await self.respond(error.status, orjson.dumps(error.body()), JSON, headers)
+    async def respond_error(self, error: KsqlError, headers: Iterable[tuple[str, str]] = (), *,
+                            discard: bool = True) -> None:
+        await self.respond(error.status, orjson.dumps(error.body()), JSON, headers, discard=discard)

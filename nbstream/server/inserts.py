@@ -43,10 +43,14 @@ async def handle(server: KsqlServer, exchange: Exchange) -> None:
     as_array = writer_for(exchange.headers.get("accept"), (DELIMITED, JSON)).content_type == JSON
     service = server.service
     groups = exchange.lines()
-    target, first_rows = await _arguments(groups)
-    if server.config.restricted is not None:
-        server.config.restricted.check_insert(target)
-    await _insert(server, service, target, [])  # an unknown target is refused before the response starts
+    try:
+        target, first_rows = await _arguments(groups)
+        if server.config.restricted is not None:
+            server.config.restricted.check_insert(target)
+        await _insert(server, service, target, [])  # an unknown target is refused before the response starts
+    except KsqlError as error:  # answered at once: the client's rows may stream on for ever
+        await exchange.respond_error(error, discard=False)
+        return
     await exchange.start(200, JSON if as_array else DELIMITED)
     acks = _Acks(as_array)
     await exchange.write(acks.opening())

@@ -38,7 +38,7 @@ from nbstream.server.command import (
     hypercorn_config,
 )
 from nbstream.server.command import listen as open_listener
-from nbstream.server.h2_flow import bound_h2_stream_buffers
+from nbstream.server.h2_flow import bound_h2_stream_buffers, drop_data_of_ended_h2_streams
 from nbstream.server.h11_heads import coalesce_h11_heads
 from nbstream.server.restricted import Restricted
 
@@ -140,6 +140,7 @@ def _served(prepared: Prepared, watcher: Watcher, log: EventLog, config: ServerC
     scheme = "https" if args.tls_cert else "http"
     server = KsqlServer(config, lambda: prepared.service)
     bound_h2_stream_buffers()
+    drop_data_of_ended_h2_streams()
     watcher.start()
     log.event("running", f"listening on {scheme}://{_url_host(bound_host)}:{bound_port} (read-only)",
               address=f"{_url_host(bound_host)}:{bound_port}")

@@ -5,6 +5,7 @@ limit on push queries, and a client too slow to keep up."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from h2.exceptions import StreamClosedError
 from harness import RawH2, Server, eventually, running_server
 
 SETUP = """
@@ -241,3 +243,34 @@ def test_a_push_query_whose_stream_is_reset_ends_and_the_connection_goes_on(serv
     raw.read(1.0)
     assert raw.statuses[pull] == 200 and pull in raw.ended
     raw.close()
+
+
+
+def test_an_inserts_stream_into_an_unknown_target_is_answered_while_its_body_goes_on(server: Server) -> None:
+    raw = RawH2(server)
+    refused = raw.request("/inserts-stream", b'{"target": "NO_SUCH_STREAM"}\n', end=False)
+    raw.read(1.0)
+    assert raw.statuses.get(refused) == 400 and refused in raw.ended
+    assert json.loads(raw.data[refused])["error_code"] == 40001
+    raw.close()
+
+
+def test_rows_sent_after_the_server_ended_an_inserts_stream_are_dropped_and_sigterm_still_exits_0(
+        logs: Path) -> None:
+    with running_server(logs) as server:
+        server.ksql(SETUP)
+        raw = RawH2(server)
+        ended = raw.request("/inserts-stream", b'{"target": "CLICKS"}\n{"USER": "u", "N": "not a number"}\n',
+                            end=False)
+        raw.read(1.0)
+        assert ended in raw.ended and b'"error_code":40000' in raw.data[ended]  # the client's side is still open
+        raw.conn.send_data(ended, b'{"USER": "u", "PAGE": "late"}\n' * 100)
+        raw._flush()
+        pull = raw.request("/query-stream", json.dumps({"sql": "SELECT * FROM per_user;"}).encode())
+        raw.read(1.0)
+        assert raw.statuses.get(pull) == 200 and pull in raw.ended  # the connection goes on
+        with pytest.raises(StreamClosedError):  # the server reset the stream (NO_ERROR)
+            raw.conn.send_data(ended, b'{"USER": "u", "PAGE": "later"}\n')
+        assert server.signal(signal.SIGTERM) == 0
+        raw.close()
+        assert "KeyError" not in server.output()

@@ -46,7 +46,8 @@ def test_every_property_ksqldb_knows_is_taken() -> None:
     (STREAM.format(", CLEANUP_POLICY='compact'"),
      "Stream S: CLEANUP_POLICY 'compact' is not supported: the topic of a stream is 'delete'"),
     ("CREATE TABLE t (k VARCHAR PRIMARY KEY, v INT) WITH (KAFKA_TOPIC='t', VALUE_FORMAT='JSON', "
-     "CLEANUP_POLICY='delete');", "Table T: CLEANUP_POLICY 'delete' is not supported: the topic of a table is 'compact'"),
+     "CLEANUP_POLICY='delete');",
+     "Table T: CLEANUP_POLICY 'delete' is not supported: the topic of a table is 'compact'"),
 ])
 def test_a_cleanup_policy_other_than_the_logs_own_is_refused(statement: str, message: str) -> None:
     with pytest.raises(CatalogError, match=message):
@@ -60,3 +61,13 @@ def test_a_stream_stored_before_the_check_reopens_with_its_unknown_property(tmp_
         assert reopened.catalog.find("S") is not None
         with pytest.raises(CatalogError, match="LEGACY_THING"):
             reopened.execute(STREAM.format(", LEGACY_THING=1").replace("STREAM s", "STREAM s2"))
+
+
+def test_the_legacy_key_property_is_taken_where_it_names_a_key_column() -> None:
+    eng = Engine()  # ksql-python-ng's create_table still sends KEY, which ksqlDB before 0.10 read
+    eng.execute("CREATE TABLE users (userid VARCHAR PRIMARY KEY, name VARCHAR) "
+                "WITH (kafka_topic='users', value_format='JSON', key='userid');")
+    assert eng.catalog.find("USERS") is not None
+    with pytest.raises(CatalogError, match="KEY='name' names no KEY column of the statement"):
+        eng.execute("CREATE TABLE t (id VARCHAR PRIMARY KEY, name VARCHAR) "
+                    "WITH (kafka_topic='t', value_format='JSON', key='name');")
