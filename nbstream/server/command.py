@@ -29,10 +29,9 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from nbstream.runtime.service import EngineService
+from nbstream.server import hypercorn_fixes
 from nbstream.server.app import KsqlServer, ServerConfig
 from nbstream.server.auth import AuthFileError, Users, hash_password
-from nbstream.server.h2_flow import bound_h2_stream_buffers, drop_data_of_ended_h2_streams
-from nbstream.server.h11_heads import coalesce_h11_heads
 from nbstream.server.schema_registry import SchemaRegistryApp
 
 DEFAULT_LISTEN = "127.0.0.1:8088"
@@ -87,9 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sr_host, sr_port = sr_listener.getsockname()[:2]
         print(f"nbstream serve: schema registry on {scheme}://{_url_host(sr_host)}:{sr_port}", flush=True)
         registry_config = hypercorn_config(sr_listener, args.tls_cert, args.tls_key)
-    bound_h2_stream_buffers()
-    drop_data_of_ended_h2_streams()
-    coalesce_h11_heads()
+    hypercorn_fixes.apply()
     asyncio.run(_serve(server, hypercorn_config(listener, args.tls_cert, args.tls_key),
                        registry_config=registry_config))
     return 0

@@ -12,10 +12,9 @@ queries, inserts) keep their head written at once, so a client sees the status b
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-log = logging.getLogger("nbstream.server")
+from nbstream.server.hypercorn_fixes import method_to_patch
 
 
 def coalesce_h11_heads() -> bool:
@@ -27,13 +26,11 @@ def coalesce_h11_heads() -> bool:
         from hypercorn.protocol import h11 as hypercorn_h11
     except ImportError:
         return False
-    protocol = getattr(hypercorn_h11, "H11Protocol", None)
-    original = getattr(protocol, "_send_h11_event", None)
-    if protocol is None or original is None:
-        log.warning("hypercorn's H11Protocol is not where expected: response heads are written apart")
-        return False
-    if getattr(protocol, "_nbstream_coalesced", False):
-        return True
+    found = method_to_patch(hypercorn_h11, "H11Protocol", "_send_h11_event", "_nbstream_coalesced",
+                            "response heads are written apart")
+    if isinstance(found, bool):
+        return found
+    protocol, original = found
 
     async def send_h11_event(self: Any, event: Any) -> None:
         held: bytes = self.__dict__.pop("_nbstream_head", b"")

@@ -22,6 +22,8 @@ import contextlib
 import logging
 from typing import Any
 
+from nbstream.server.hypercorn_fixes import method_to_patch
+
 log = logging.getLogger("nbstream.server")
 
 
@@ -63,13 +65,11 @@ def drop_data_of_ended_h2_streams() -> bool:
         from hypercorn.protocol import h2 as hypercorn_h2
     except ImportError:
         return False
-    protocol = getattr(hypercorn_h2, "H2Protocol", None)
-    handle_events = getattr(protocol, "_handle_events", None)
-    if protocol is None or handle_events is None:
-        log.warning("hypercorn's H2Protocol is not where expected: data after a response ends may drop the connection")
-        return False
-    if getattr(protocol, "_nbstream_drops_ended", False):
-        return True
+    found = method_to_patch(hypercorn_h2, "H2Protocol", "_handle_events", "_nbstream_drops_ended",
+                            "data sent after a response ended drops the connection")
+    if isinstance(found, bool):
+        return found
+    protocol, handle_events = found
 
     async def _handle_events(self: Any, events: list[h2.events.Event]) -> None:
         # One event at a time: a stream may end while an event before it is handled.

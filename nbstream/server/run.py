@@ -27,6 +27,7 @@ from nbstream.errors import NbstreamError
 from nbstream.export.job import Job, load_job, nbstream_version
 from nbstream.export.runner import EventLog, JobRefused, Prepared, RunOptions, Watcher, prepare
 from nbstream.log.kafka_options import parse_option_value
+from nbstream.server import hypercorn_fixes
 from nbstream.server.app import KsqlServer, ServerConfig
 from nbstream.server.auth import AuthFileError, Users
 from nbstream.server.command import (
@@ -38,8 +39,6 @@ from nbstream.server.command import (
     hypercorn_config,
 )
 from nbstream.server.command import listen as open_listener
-from nbstream.server.h2_flow import bound_h2_stream_buffers, drop_data_of_ended_h2_streams
-from nbstream.server.h11_heads import coalesce_h11_heads
 from nbstream.server.restricted import Restricted
 
 #: The state directory when none is given: beside the job's files.
@@ -139,8 +138,6 @@ def _served(prepared: Prepared, watcher: Watcher, log: EventLog, config: ServerC
     bound_host, bound_port = listener.getsockname()[:2]
     scheme = "https" if args.tls_cert else "http"
     server = KsqlServer(config, lambda: prepared.service)
-    bound_h2_stream_buffers()
-    drop_data_of_ended_h2_streams()
     watcher.start()
     log.event("running", f"listening on {scheme}://{_url_host(bound_host)}:{bound_port} (read-only)",
               address=f"{_url_host(bound_host)}:{bound_port}")
@@ -152,7 +149,7 @@ def _served(prepared: Prepared, watcher: Watcher, log: EventLog, config: ServerC
             watcher.stop_soon()  # before the server closes the engine
             log.event("stopping", "stopping: push queries end, the batch in flight commits")
 
-    coalesce_h11_heads()
+    hypercorn_fixes.apply()
     asyncio.run(_serve(server, hypercorn_config(listener, args.tls_cert, args.tls_key), on_signal))
     return _stopped(watcher, log)  # the server closed the engine
 

@@ -187,9 +187,8 @@ class InProcessServer:
     a new in-memory engine."""
 
     def __init__(self) -> None:
+        from nbstream.server import hypercorn_fixes
         from nbstream.server.command import hypercorn_config, listen
-        from nbstream.server.h2_flow import bound_h2_stream_buffers
-        from nbstream.server.h11_heads import coalesce_h11_heads
 
         self.current: Any = None
         self._listener = listen("127.0.0.1", 0)
@@ -197,8 +196,7 @@ class InProcessServer:
         self._config = hypercorn_config(self._listener)
         self._loop = asyncio.new_event_loop()
         self._stopped: asyncio.Event | None = None
-        bound_h2_stream_buffers()
-        coalesce_h11_heads()
+        hypercorn_fixes.apply()
         self._thread = threading.Thread(target=self._serve, name="rqtt-server", daemon=True)
         self._thread.start()
 
