@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import ipaddress
 import signal
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     scheme = "https" if args.tls_cert else "http"
     bound_host, bound_port = listener.getsockname()[:2]
     print(f"nbstream serve: listening on {scheme}://{_url_host(bound_host)}:{bound_port}", flush=True)
-    server = KsqlServer(config, lambda: _open_service(args))
+    server = KsqlServer(config, lambda: exempt_from_full_collections(_open_service(args)))
     registry_config = None
     if args.schema_registry_listen:
         sr_listener = listen(*_address(args.schema_registry_listen))
@@ -167,6 +168,19 @@ def _open_service(args: argparse.Namespace) -> EngineService:
         return EngineService(kafka=args.kafka, properties=properties,
                              **_properties(args.kafka_option, "--kafka-option"))
     return EngineService(path=args.state, properties=properties)
+
+
+def exempt_from_full_collections(service: EngineService) -> EngineService:
+    """Collect the garbage left by startup, then take every object still alive — the modules, the
+    catalog, the plans: some 130,000 in a server — out of the garbage collector's reach
+    (``gc.freeze``); returns ``service``. Python's full collections traverse every tracked object
+    and held the whole process for 60 to 75 ms each (once or twice a minute under load), which showed
+    as pull and push latency spikes; they now traverse only what was made since. Objects frozen
+    stay alive until the process ends unless their reference counts free them, so this is for a
+    process's entry point (a server or a job), called once its engine is open."""
+    gc.collect()
+    gc.freeze()
+    return service
 
 
 def hypercorn_config(listener: socket.socket, tls_cert: str | None = None, tls_key: str | None = None) -> Config:

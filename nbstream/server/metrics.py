@@ -3,11 +3,13 @@
 Per persistent query (labels ``query_id``, ``sink``): records in, out and logged as bad, its state,
 its micro-batch durations, its lag in event time and in input records. Per server: push queries
 open, push queries whose client fell behind and was disconnected, requests by endpoint and status,
-pull-query latency, the process's resident memory and what of it DuckDB holds, by tag.
+pull-query latency, the process's resident memory and what of it DuckDB holds, by tag, and Python's
+garbage collections (by generation) and the objects exempt from them (``gc.freeze``).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from collections import Counter
@@ -43,6 +45,7 @@ def render(server: ServerMetrics, queries: Iterable[QueryMetrics], push_open: in
     """The exposition text of every metric (``engine_memory``: DuckDB's bytes by tag)."""
     lines: list[str] = []
     _memory_families(lines, engine_memory)
+    _gc_families(lines)
     _family(lines, "nbstream_push_queries_open", "gauge", "Push queries streaming to a client now.",
             [({}, push_open)])
     _family(lines, "nbstream_push_queries_disconnected_total", "counter",
@@ -65,6 +68,18 @@ def _memory_families(lines: list[str], engine_memory: Mapping[str, int]) -> None
             "Memory DuckDB holds, by tag (BASE_TABLE: its cache of stored blocks, evicted at its memory "
             "limit; IN_MEMORY_TABLE: rows not checkpointed yet).",
             [({"tag": tag}, used) for tag, used in sorted(engine_memory.items())])
+
+
+def _gc_families(lines: list[str]) -> None:
+    stats = list(enumerate(gc.get_stats()))
+    _family(lines, "python_gc_collections_total", "counter", "Garbage collections, by generation.",
+            [({"generation": str(g)}, s["collections"]) for g, s in stats])
+    _family(lines, "python_gc_objects_collected_total", "counter",
+            "Objects the garbage collector freed, by generation.",
+            [({"generation": str(g)}, s["collected"]) for g, s in stats])
+    _family(lines, "nbstream_gc_frozen_objects", "gauge",
+            "Objects exempt from garbage collection (those alive once the engine opened: gc.freeze).",
+            [({}, gc.get_freeze_count())])
 
 
 def resident_memory_bytes() -> int:

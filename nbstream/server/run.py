@@ -36,6 +36,7 @@ from nbstream.server.command import (
     _properties,
     _serve,
     _url_host,
+    exempt_from_full_collections,
     hypercorn_config,
 )
 from nbstream.server.command import listen as open_listener
@@ -117,7 +118,7 @@ def _headless(prepared: Prepared, watcher: Watcher, log: EventLog) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    prepared.service.background.start()
+    exempt_from_full_collections(prepared.service).background.start()
     watcher.start()
     log.event("running", "running headless (no REST API)")
     while not stop.wait(0.5):
@@ -137,7 +138,7 @@ def _served(prepared: Prepared, watcher: Watcher, log: EventLog, config: ServerC
     listener = open_listener(host, port)
     bound_host, bound_port = listener.getsockname()[:2]
     scheme = "https" if args.tls_cert else "http"
-    server = KsqlServer(config, lambda: prepared.service)
+    server = KsqlServer(config, lambda: exempt_from_full_collections(prepared.service))
     watcher.start()
     log.event("running", f"listening on {scheme}://{_url_host(bound_host)}:{bound_port} (read-only)",
               address=f"{_url_host(bound_host)}:{bound_port}")

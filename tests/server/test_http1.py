@@ -275,6 +275,9 @@ def test_metrics_are_prometheus_text(server: Server) -> None:
     assert 'nbstream_push_queries_disconnected_total{reason="overflow"} 0' in text
     assert re.search(r"\nprocess_resident_memory_bytes [1-9][0-9]{6,}\n", text)  # at least a megabyte
     assert re.search(r'\nnbstream_duckdb_memory_bytes\{tag="[A-Z_]+"\} [1-9]', text)
+    assert re.search(r'\npython_gc_collections_total\{generation="2"\} [0-9]+\n', text)
+    # What startup left alive (modules, catalog: over 100,000 objects) is out of full collections' reach.
+    assert int(re.findall(r"\nnbstream_gc_frozen_objects ([0-9]+)\n", text)[0]) > 50_000
 
 
 def test_a_whole_response_is_written_at_once(server: Server) -> None:
