@@ -256,7 +256,8 @@ class AggregateRunner(QueryRunner):
             self._fold_final(st)
         else:
             # read once, by the projection: a view, so that the two run as one pipeline
-            con.execute(f"CREATE OR REPLACE TEMP VIEW __running AS {self._running_sql()}")
+            changes_sql = self._cached_sql() if self._pre_aggregates else self._running_sql()
+            con.execute(f"CREATE OR REPLACE TEMP VIEW __running AS {changes_sql}")
         changes = "__changes" if self.aggregate.emit_final else "__running"
         con.execute(f"CREATE OR REPLACE TEMP TABLE __out AS {self._projected_sql(changes)}")
         if not self.aggregate.emit_final:
@@ -421,6 +422,31 @@ class AggregateRunner(QueryRunner):
         SELECT r.*, {merged}, greatest(s.__ts, r.__rts) AS __out_ts, coalesce(s.__pass, FALSE) AS __stored_pass,
                FALSE AS __tomb
         FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}{stays}"""
+
+    @property
+    def _pre_aggregates(self) -> bool:
+        """Whether a batch's changes are its groups' aggregates (:meth:`_cached_sql`) rather than
+        running values per row: through the record cache, which writes a group's last change of the
+        batch alone, and over a stream (a table's retractions need the running form)."""
+        return self._through_cache and self._running_changes and not self.aggregate.table_keys
+
+    def _cached_sql(self) -> str:
+        """EMIT CHANGES through the record cache, over a stream: what :meth:`_running_sql` gives for
+        each group's last row of the batch (``__final``), and only that, computed by one GROUP BY
+        (a hash aggregation) instead of window functions sorting every row by group and order. The
+        row's other columns are those of the group's last row (greatest ``__pos``)."""
+        groups = ", ".join(quote(g) for g in self._groups)
+        batch = ", ".join(f"CAST({self._slot_batch((j, k))} AS {slot.batch_type(False)}) AS __r{j}_{k}"
+                          for j, k, slot in self._slots)
+        merged = ", ".join(f"{fill(slot.merge_for(False), s=f's.__s{j}_{k}', b=f'r.__r{j}_{k}')} AS __m{j}_{k}"
+                           for j, k, slot in self._slots)
+        last = ", ".join(f"arg_max({c}, __pos) AS {c}" for c in ("__ord", "__sign", "__in_partition", "__in_offset"))
+        return f"""WITH r AS (SELECT {groups}, __ws, __we, max(__pos) AS __pos, {last}, {batch},
+                                 max(__ts) AS __rts, TRUE AS __final
+                          FROM __rows WHERE NOT __late GROUP BY ALL)
+        SELECT r.*, {merged}, greatest(s.__ts, r.__rts) AS __out_ts, coalesce(s.__pass, FALSE) AS __stored_pass,
+               FALSE AS __tomb
+        FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}"""
 
     def _fold_final(self, st: int) -> None:
         """EMIT FINAL: fold the batch into the state; ``__changes`` holds the windows that closed.
