@@ -39,21 +39,20 @@ Nothing loops over records in Python: every step is one DuckDB statement over th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from functools import cached_property
 
 import duckdb
 import pyarrow as pa
 
-from nbstream.catalog.schema import LogicalSchema
 from nbstream.log.base import SqlLog
 from nbstream.log.embedded import route_sql
-from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql, result_sql, wraps_single_value
+from nbstream.physical.compile import CONTROL_COLUMNS, SEQ_SQL, encode_rows_sql, result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.join import JOIN_KEY, JoinAggregatePlan, JoinPlan, JoinSide, TableLookup
 from nbstream.plan.logical import Sink, StatelessPlan
 from nbstream.runtime import stream_time
 from nbstream.runtime.aggregate import AggregateRunner
+from nbstream.runtime.decoding import decoding_plan
 from nbstream.runtime.join_window import WindowJoin, WindowStage
 from nbstream.runtime.query import (
     MAX_BATCH,
@@ -117,9 +116,9 @@ class JoinRunner(QueryRunner):
 
     @cached_property
     def _decodings(self) -> list[StatelessPlan]:
-        """Each side's decoding (:func:`_decoding_plan`), made at the first batch: what reads the
-        joined rows is known by then (:attr:`joined_reader`)."""
-        return [_decoding_plan(s.pre, self._unread_columns(i)) for i, s in enumerate(self.join.sides)]
+        """Each side's decoding (:func:`~nbstream.runtime.decoding.decoding_plan`), made at the first
+        batch: what reads the joined rows is known by then (:attr:`joined_reader`)."""
+        return [decoding_plan(s.pre, self._unread_columns(i)) for i, s in enumerate(self.join.sides)]
 
     @cached_property
     def _side_sql(self) -> list[str]:
@@ -786,29 +785,6 @@ def _window_stages(query_id: str, plan: JoinPlan, states: Sequence[str], outer: 
                                        quote(f"joinouter${query_id}${side}"), f"{query_id}#{side}@join",
                                        (f"{query_id}#{side}@left", f"{query_id}#{side}"), records="__stage_ev")
     return stages
-
-
-def _decoding_plan(pre: StatelessPlan, unread: Sequence[str]) -> StatelessPlan:
-    """``pre`` without the STRING columns of a JSON value that it passes through and nothing reads
-    (``unread``, quoted). Any JSON value converts to a STRING (a number or an object as its text),
-    so such a column never puts a record in error: leaving it out changes no value and no error,
-    and spares decoding it. Columns of other types are decoded, read or not: a bad value in any is
-    the record's error. At least one value column stays, so a record that is not a JSON object is
-    still found out."""
-    scan = pre.scan
-    if scan.value_format.upper() != "JSON" or not wraps_single_value(scan.value_properties):
-        return pre
-    passed_through = {c.sql for c in pre.columns if quote(c.name) in unread}
-    reads = " ".join([*(c.sql for c in pre.columns if quote(c.name) not in unread), pre.where or ""])
-    dropped = {quote(c.name) for c in scan.schema.value
-               if c.type.name == "STRING" and c.name != scan.timestamp and quote(c.name) in passed_through
-               and quote(c.name) not in reads}
-    values = [c for c in scan.schema.value if quote(c.name) not in dropped]
-    if not dropped or not values:
-        return pre
-    schema = LogicalSchema(tuple(c for c in scan.schema.columns if quote(c.name) not in dropped))
-    columns = tuple(c for c in pre.columns if c.sql not in dropped)
-    return replace(pre, scan=replace(scan, schema=schema), columns=columns)
 
 
 class JoinAggregateRunner(AggregateRunner):

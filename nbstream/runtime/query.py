@@ -37,6 +37,7 @@ from nbstream.log.embedded import route_sql
 from nbstream.physical.compile import encode_rows_sql, encoded_sql, order_by_sql, result_sql
 from nbstream.physical.expressions import quote
 from nbstream.plan.logical import OutputColumn, Sink, StatelessPlan
+from nbstream.runtime.decoding import decoding_plan
 from nbstream.runtime.histogram import Histogram
 from nbstream.runtime.processing_log import DESERIALIZATION_ERROR, RECORD_PROCESSING_ERROR
 from nbstream.runtime.processing_log import TOPIC as PROCESSING_LOG_TOPIC
@@ -143,7 +144,8 @@ class QueryRunner:
         self.log = log
         self.stats = QueryStats()
         self.batch_size = 0
-        self._batch_sql = result_sql(plan, "__batch")  # the batch view's contents change, not its SQL
+        self._decoding = decoding_plan(plan)  # the plan the batch's SQL is made of
+        self._batch_sql = result_sql(self._decoding, "__batch")  # the batch view's contents change, not its SQL
         self._fast_batch_sql: str | None = None  # the same decoded on the formats' fast paths (fetch_rows)
         self._fast_skips = 0  # batches to evaluate in full before trying the fast path again
         self.offsets = self._load_offsets()
@@ -296,7 +298,7 @@ class QueryRunner:
                 type(self)._evaluate is not QueryRunner._evaluate:
             return None
         columns = tuple(replace(c, sql=f"TRY({c.sql})") if c.role == "KEY" else c for c in plan.columns)
-        return result_sql(replace(plan, columns=columns), "__batch")
+        return result_sql(replace(self._decoding, columns=columns), "__batch")
 
     def _commit_failed_record(self, ranges: Ranges, message: str) -> dict[str, dict[int, int]]:
         written = {PROCESSING_LOG_TOPIC: self._log_record_error(ranges, message)}
@@ -432,7 +434,7 @@ class QueryRunner:
             self._fast_skips -= 1
             return None
         if self._fast_batch_sql is None:
-            self._fast_batch_sql = result_sql(self.plan, "__batch", fast=True)
+            self._fast_batch_sql = result_sql(self._decoding, "__batch", fast=True)
         if self._fast_batch_sql == self._batch_sql:  # no fast path in these formats
             return None
         try:
