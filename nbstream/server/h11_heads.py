@@ -14,18 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import h11
+from hypercorn.events import RawData
+from hypercorn.protocol import h11 as hypercorn_h11
+
 from nbstream.server.hypercorn_fixes import method_to_patch
 
 
 def coalesce_h11_heads() -> bool:
     """Patch hypercorn's ``H11Protocol._send_h11_event``; False (and a warning) where its layout
     is unknown (the responses are then written as hypercorn writes them)."""
-    try:
-        import h11
-        from hypercorn.events import RawData
-        from hypercorn.protocol import h11 as hypercorn_h11
-    except ImportError:
-        return False
     found = method_to_patch(hypercorn_h11, "H11Protocol", "_send_h11_event", "_nbstream_coalesced",
                             "response heads are written apart")
     if isinstance(found, bool):

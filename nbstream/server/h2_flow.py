@@ -22,6 +22,11 @@ import contextlib
 import logging
 from typing import Any
 
+import h2.errors
+import h2.events
+import h2.exceptions
+from hypercorn.protocol import h2 as hypercorn_h2
+
 from nbstream.server.hypercorn_fixes import method_to_patch
 
 log = logging.getLogger("nbstream.server")
@@ -29,12 +34,8 @@ log = logging.getLogger("nbstream.server")
 
 def bound_h2_stream_buffers() -> bool:
     """Patch hypercorn's ``StreamBuffer.pop``; False (and a warning) where its layout is unknown."""
-    try:
-        from hypercorn.protocol import h2
-    except ImportError:
-        return False
-    buffer_class = getattr(h2, "StreamBuffer", None)
-    low_water = getattr(h2, "BUFFER_LOW_WATER", None)
+    buffer_class = getattr(hypercorn_h2, "StreamBuffer", None)
+    low_water = getattr(hypercorn_h2, "BUFFER_LOW_WATER", None)
     if buffer_class is None or low_water is None or getattr(buffer_class, "_nbstream_bounded", False):
         if buffer_class is None or low_water is None:
             log.warning("hypercorn's HTTP/2 StreamBuffer is not where expected: slow HTTP/2 clients are not bounded")
@@ -58,13 +59,6 @@ def bound_h2_stream_buffers() -> bool:
 
 def drop_data_of_ended_h2_streams() -> bool:
     """Patch hypercorn's ``H2Protocol._handle_events``; False (and a warning) where its layout is unknown."""
-    try:
-        import h2.errors
-        import h2.events
-        import h2.exceptions
-        from hypercorn.protocol import h2 as hypercorn_h2
-    except ImportError:
-        return False
     found = method_to_patch(hypercorn_h2, "H2Protocol", "_handle_events", "_nbstream_drops_ended",
                             "data sent after a response ended drops the connection")
     if isinstance(found, bool):
