@@ -406,22 +406,17 @@ class AggregateRunner(QueryRunner):
         table_input = bool(self.aggregate.table_keys)
         running = ", ".join(f"CAST({self._slot_batch((j, k), running=True)} OVER win AS "
                             f"{slot.batch_type(table_input)}) AS __r{j}_{k}" for j, k, slot in self._slots)
-        merged = ", ".join(f"{fill(slot.merge_for(table_input), s=f's.__s{j}_{k}', b=f'r.__r{j}_{k}')} AS __m{j}_{k}"
-                           for j, k, slot in self._slots)
         args = "".join(f", {quote(call.arg)}" for call in self.aggregate.calls if call.arg is not None)
         carried = f"{groups}, __ws, __we, __pos, __ord, __sign, __in_partition, __in_offset"
         # a table's retraction is dropped where its addition stays in the same group and window
         stays = (f"\n        QUALIFY __sign > 0 OR count(*) OVER (PARTITION BY "
                  f"{', '.join(f'r.{quote(g)}' for g in self._groups)}, r.__ws, r.__ord) = 1"
                  if self.aggregate.table_keys else "")
-        return f"""WITH r AS (SELECT {carried}, {running}, max(__ts) OVER win AS __rts,
+        return self._merged_sql(f"""SELECT {carried}, {running}, max(__ts) OVER win AS __rts,
                                  lead(__pos) OVER win IS NULL AS __final
                           FROM (SELECT {carried}, __ts{args} FROM __rows WHERE NOT __late)
                           WINDOW win AS (PARTITION BY {groups}, __ws ORDER BY __pos
-                                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW))
-        SELECT r.*, {merged}, greatest(s.__ts, r.__rts) AS __out_ts, coalesce(s.__pass, FALSE) AS __stored_pass,
-               FALSE AS __tomb
-        FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}{stays}"""
+                                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)""", stays)
 
     @property
     def _pre_aggregates(self) -> bool:
@@ -438,15 +433,22 @@ class AggregateRunner(QueryRunner):
         groups = ", ".join(quote(g) for g in self._groups)
         batch = ", ".join(f"CAST({self._slot_batch((j, k))} AS {slot.batch_type(False)}) AS __r{j}_{k}"
                           for j, k, slot in self._slots)
-        merged = ", ".join(f"{fill(slot.merge_for(False), s=f's.__s{j}_{k}', b=f'r.__r{j}_{k}')} AS __m{j}_{k}"
-                           for j, k, slot in self._slots)
         last = ", ".join(f"arg_max({c}, __pos) AS {c}" for c in ("__ord", "__sign", "__in_partition", "__in_offset"))
-        return f"""WITH r AS (SELECT {groups}, __ws, __we, max(__pos) AS __pos, {last}, {batch},
+        return self._merged_sql(f"""SELECT {groups}, __ws, __we, max(__pos) AS __pos, {last}, {batch},
                                  max(__ts) AS __rts, TRUE AS __final
-                          FROM __rows WHERE NOT __late GROUP BY ALL)
+                          FROM __rows WHERE NOT __late GROUP BY ALL""")
+
+    def _merged_sql(self, batch: str, after: str = "") -> str:
+        """The rows of ``batch`` (a query with the groups, ``__ws``, the batch's slots ``__r…`` and
+        ``__rts``) with their slots merged with the stored ones (``__m…``), their output time and
+        what HAVING said before; ``after`` ends the statement (a QUALIFY)."""
+        table_input = bool(self.aggregate.table_keys)
+        merged = ", ".join(f"{fill(slot.merge_for(table_input), s=f's.__s{j}_{k}', b=f'r.__r{j}_{k}')} AS __m{j}_{k}"
+                           for j, k, slot in self._slots)
+        return f"""WITH r AS ({batch})
         SELECT r.*, {merged}, greatest(s.__ts, r.__rts) AS __out_ts, coalesce(s.__pass, FALSE) AS __stored_pass,
                FALSE AS __tomb
-        FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}"""
+        FROM r LEFT JOIN {self.state} s ON {self._group_match('r', 's')}{after}"""
 
     def _fold_final(self, st: int) -> None:
         """EMIT FINAL: fold the batch into the state; ``__changes`` holds the windows that closed.
